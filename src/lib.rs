@@ -1,0 +1,37 @@
+//! Blumfeld: a message broker that speaks the Apache Kafka wire protocol.
+//!
+//! # Module map (imports point one way, top to bottom)
+//!
+//! ```text
+//! server     accepts connections, frames requests, enforces limits, answers in request order
+//!   └─ api       the only place that knows Kafka requests: one file per API, one dispatch
+//!                match, one version table, one map from internal errors to Kafka error codes
+//!        └─ broker     the replica manager: the partitions this node hosts, topic lifecycle
+//!             ├─ partition  leadership, high watermark, leader epoch, waits for appends
+//!             └─ metadata   the immutable cluster image (topics, ids, partitions, configs)
+//!                  └─ log       bytes on disk: segments, indexes, recovery, retention,
+//!                               producer state (idempotence), leader-epoch cache
+//!                       └─ record    record batches as raw bytes: parse, validate, patch
+//!                            └─ types     newtypes shared by everything (Offset, NodeId, ...)
+//! config     the YAML configuration with Kafka's property names and defaults (a leaf)
+//! ```
+//!
+//! # Data flow
+//!
+//! Produce: `server::connection` reads a frame → `api::dispatch` decodes the header and body →
+//! `api::produce` checks topic and acks → `broker` finds the partition → `partition::append`
+//! → `record::validate` (one pass: lengths, CRC32C) → `log::Log::append` patches base offsets
+//! in place and writes the bytes as received → the high watermark moves → waiting fetches wake.
+//!
+//! Fetch: `api::fetch` → `partition::read` bounded by the high watermark → `log::Log::read`
+//! returns the stored batch bytes unmodified → the response is encoded around them.
+
+pub mod api;
+pub mod broker;
+pub mod config;
+pub mod log;
+pub mod metadata;
+pub mod partition;
+pub mod record;
+pub mod server;
+pub mod types;

@@ -1,0 +1,1 @@
+//! Bytes on disk for one partition: segments, indexes, recovery, retention.

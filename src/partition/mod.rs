@@ -1,0 +1,1 @@
+//! A hosted partition.
