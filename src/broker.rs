@@ -1,1 +1,365 @@
-//! The partitions this broker hosts.
+//! The replica manager: the partitions this broker hosts, kept in step with the metadata image.
+//!
+//! Every metadata change goes through [`Broker::apply_metadata`]: the controller computes
+//! records, the store makes them durable, then [`Broker::reconcile`] opens partitions of new
+//! topics and closes and deletes those of removed ones. Appends wake waiting fetches through
+//! one [`tokio::sync::Notify`].
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use thiserror::Error;
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use crate::clock::Clock;
+use crate::config::BrokerConfig;
+use crate::log::{LogConfig, TimestampType};
+use crate::metadata::controller::{self, ControllerError};
+use crate::metadata::store::StoreError;
+use crate::metadata::{MetadataImage, MetadataRecord, MetadataStore, TopicImage};
+use crate::partition::{Partition, PartitionError};
+use crate::types::TopicPartition;
+
+/// Producer ids are taken from the metadata log in blocks of this size, so handing one out
+/// does not cost an fsync.
+pub const PRODUCER_ID_BLOCK_SIZE: i64 = 1000;
+
+#[derive(Debug, Error)]
+pub enum BrokerError {
+    #[error(transparent)]
+    Controller(#[from] ControllerError),
+    #[error(transparent)]
+    Partition(#[from] PartitionError),
+    #[error("data directory {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+}
+
+impl From<StoreError> for BrokerError {
+    fn from(e: StoreError) -> Self {
+        BrokerError::Controller(ControllerError::Store(e))
+    }
+}
+
+/// Where clients are told to connect.
+#[derive(Debug, Clone)]
+pub struct Advertised {
+    pub host: String,
+    pub port: i32,
+}
+
+pub struct Broker {
+    pub config: BrokerConfig,
+    pub node_id: i32,
+    pub clock: Arc<dyn Clock>,
+    data_dir: PathBuf,
+    metadata: MetadataStore,
+    partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
+    advertised: RwLock<Advertised>,
+    /// Woken after every append, so long-polling fetches re-check their partitions.
+    pub appended: Notify,
+    /// The next producer id and the end of the block reserved in the metadata log.
+    producer_ids: Mutex<(i64, i64)>,
+    pub started_at_ms: AtomicI64,
+}
+
+impl Broker {
+    /// Opens the data directory: replays metadata, then opens every partition's log.
+    pub fn open(config: BrokerConfig, clock: Arc<dyn Clock>) -> Result<Arc<Self>, BrokerError> {
+        let data_dir = config.data_dir();
+        std::fs::create_dir_all(&data_dir).map_err(|source| BrokerError::Io { path: data_dir.clone(), source })?;
+        let metadata = MetadataStore::open(&data_dir)?;
+        if metadata.image().cluster_id.is_empty() {
+            let cluster_id = config.get("cluster.id").map(str::to_string).unwrap_or_else(new_cluster_id);
+            metadata.update(|_| Ok::<_, StoreError>((vec![MetadataRecord::Cluster { cluster_id }], ())))?;
+        }
+        let listener = config.listener().ok();
+        let advertised = Advertised {
+            host: listener.map(|l| l.ip().to_string()).unwrap_or_else(|| "127.0.0.1".into()),
+            port: listener.map(|l| l.port() as i32).unwrap_or(9092),
+        };
+        let now = clock.now_ms();
+        let broker = Arc::new(Self {
+            node_id: config.node_id(),
+            config,
+            clock,
+            data_dir,
+            metadata,
+            partitions: RwLock::new(HashMap::new()),
+            advertised: RwLock::new(advertised),
+            appended: Notify::new(),
+            producer_ids: Mutex::new((0, 0)),
+            started_at_ms: AtomicI64::new(now),
+        });
+        broker.remove_stray_dirs();
+        broker.reconcile(&broker.metadata.image())?;
+        Ok(broker)
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    pub fn image(&self) -> Arc<MetadataImage> {
+        self.metadata.image()
+    }
+
+    pub fn advertised(&self) -> Advertised {
+        read_lock(&self.advertised).clone()
+    }
+
+    /// Called once the listener is bound: the real port replaces port 0, and an explicit
+    /// `advertised.listeners` wins over both.
+    pub fn set_advertised(&self, host: String, port: i32) {
+        let a = match self.config.advertised() {
+            Some((h, p)) => Advertised { host: h, port: p },
+            None => Advertised { host, port },
+        };
+        match self.advertised.write() {
+            Ok(mut g) => *g = a,
+            Err(p) => *p.into_inner() = a,
+        }
+    }
+
+    pub fn partition(&self, tp: &TopicPartition) -> Option<Arc<Partition>> {
+        read_lock(&self.partitions).get(tp).cloned()
+    }
+
+    pub fn partitions(&self) -> Vec<Arc<Partition>> {
+        read_lock(&self.partitions).values().cloned().collect()
+    }
+
+    /// Computes metadata records with `f`, makes them durable, then opens or removes
+    /// partitions to match the new image.
+    pub fn apply_metadata<T>(
+        &self,
+        f: impl FnOnce(&MetadataImage) -> Result<(Vec<MetadataRecord>, T), ControllerError>,
+    ) -> Result<T, BrokerError> {
+        let (image, out) = self.metadata.update(f)?;
+        self.reconcile(&image)?;
+        Ok(out)
+    }
+
+    /// Creates a topic with broker defaults (auto-creation on Metadata or Produce). Losing a
+    /// race with another creator is fine.
+    pub fn auto_create_topic(&self, name: &str) -> Result<(), BrokerError> {
+        let spec = controller::TopicSpec {
+            name: name.to_string(),
+            partitions: -1,
+            replication_factor: -1,
+            configs: Default::default(),
+        };
+        let res = self.apply_metadata(|image| {
+            if image.topic(name).is_some() {
+                return Ok((vec![], ()));
+            }
+            Ok((vec![controller::create_topic(image, &self.config, &spec)?], ()))
+        });
+        res
+    }
+
+    /// The log configuration of a topic: its overrides over the broker defaults.
+    pub fn log_config(&self, topic: &TopicImage) -> LogConfig {
+        let get = |key: &str| -> Option<String> {
+            topic.configs.get(key).cloned().or_else(|| self.config.topic_default(key))
+        };
+        let long = |key: &str, default: i64| get(key).and_then(|v| v.parse::<i64>().ok()).unwrap_or(default);
+        let mut c = LogConfig::default();
+        c.segment_bytes = long("segment.bytes", c.segment_bytes as i64).max(14) as u64;
+        c.segment_ms = long("segment.ms", c.segment_ms);
+        c.retention_ms = long("retention.ms", c.retention_ms);
+        c.retention_bytes = long("retention.bytes", c.retention_bytes);
+        c.index_interval_bytes = long("index.interval.bytes", c.index_interval_bytes as i64).max(0) as u64;
+        c.segment_index_bytes = long("segment.index.bytes", c.segment_index_bytes as i64).max(8) as u64;
+        c.flush_interval_messages = long("flush.messages", c.flush_interval_messages);
+        c.flush_interval_ms = long("flush.ms", c.flush_interval_ms);
+        c.max_message_bytes = long("max.message.bytes", c.max_message_bytes as i64).max(0) as usize;
+        c.message_timestamp_type = match get("message.timestamp.type").as_deref() {
+            Some("LogAppendTime") => TimestampType::LogAppendTime,
+            _ => TimestampType::CreateTime,
+        };
+        c
+    }
+
+    /// Makes the hosted partitions match `image`.
+    pub fn reconcile(&self, image: &MetadataImage) -> Result<(), BrokerError> {
+        let now = self.clock.now_ms();
+        let mut removed = Vec::new();
+        {
+            let mut parts = write_lock(&self.partitions);
+            let stale: Vec<TopicPartition> = parts
+                .iter()
+                .filter(|(tp, p)| match image.topic(&tp.topic) {
+                    Some(t) => t.id != p.topic_id || tp.partition.0 >= t.partitions,
+                    None => true,
+                })
+                .map(|(tp, _)| tp.clone())
+                .collect();
+            for tp in stale {
+                if let Some(p) = parts.remove(&tp) {
+                    removed.push(p);
+                }
+            }
+            for topic in image.topics.values() {
+                let config = self.log_config(topic);
+                for i in 0..topic.partitions {
+                    let tp = TopicPartition::new(topic.name.clone(), i);
+                    if let Some(p) = parts.get(&tp) {
+                        p.set_config(config.clone());
+                        continue;
+                    }
+                    let dir = self.data_dir.join(tp.to_string());
+                    let p = Partition::open(tp.clone(), topic.id, &dir, config.clone(), now)?;
+                    parts.insert(tp, Arc::new(p));
+                }
+            }
+        }
+        for p in removed {
+            self.delete_partition_dir(p);
+        }
+        Ok(())
+    }
+
+    /// A removed partition's directory is renamed out of the way at once (so a topic of the
+    /// same name can be created right after) and deleted in the background.
+    fn delete_partition_dir(&self, p: Arc<Partition>) {
+        let dir = p.dir().to_path_buf();
+        let doomed = dir.with_file_name(format!(
+            "{}.{}-delete",
+            dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default(),
+            p.topic_id.simple()
+        ));
+        drop(p);
+        if let Err(e) = std::fs::rename(&dir, &doomed) {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot rename deleted partition");
+            return;
+        }
+        let _ = std::thread::Builder::new().name("delete-partition".into()).spawn(move || {
+            if let Err(e) = std::fs::remove_dir_all(&doomed) {
+                tracing::warn!(dir = %doomed.display(), error = %e, "cannot delete partition directory");
+            }
+        });
+    }
+
+    /// Removes leftovers of deletions a crash interrupted, and directories of topics that no
+    /// longer exist.
+    fn remove_stray_dirs(&self) {
+        let image = self.metadata.image();
+        let Ok(entries) = std::fs::read_dir(&self.data_dir) else { return };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            if !e.path().is_dir() || name.starts_with("__cluster_metadata") {
+                continue;
+            }
+            let keep = match name.rsplit_once('-') {
+                _ if name.ends_with("-delete") => false,
+                Some((topic, p)) => match (image.topic(topic), p.parse::<i32>()) {
+                    (Some(t), Ok(i)) => i < t.partitions,
+                    _ => false,
+                },
+                None => false,
+            };
+            if !keep {
+                tracing::info!(dir = name, "removing directory of a deleted topic");
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+
+    /// Hands out a producer id; reserves a new block in the metadata log when needed.
+    pub fn allocate_producer_id(&self) -> Result<i64, BrokerError> {
+        let mut ids = match self.producer_ids.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if ids.0 >= ids.1 {
+            let (start, end) = self.apply_metadata(|image| {
+                let start = image.next_producer_id;
+                let end = start + PRODUCER_ID_BLOCK_SIZE;
+                Ok((vec![MetadataRecord::ProducerIds { next: end }], (start, end)))
+            })?;
+            *ids = (start, end);
+        }
+        let id = ids.0;
+        ids.0 += 1;
+        Ok(id)
+    }
+
+    /// Deletes data past retention in every partition.
+    pub fn enforce_retention(&self) {
+        let now = self.clock.now_ms();
+        for p in self.partitions() {
+            match p.enforce_retention(now) {
+                Ok(0) => {}
+                Ok(bytes) => tracing::info!(partition = %p.tp, bytes, "retention deleted segments"),
+                Err(e) => tracing::warn!(partition = %p.tp, error = %e, "retention failed"),
+            }
+        }
+    }
+
+    /// Flushes and closes every partition, writing clean-shutdown markers.
+    pub fn shutdown(&self) {
+        let parts: Vec<Arc<Partition>> = write_lock(&self.partitions).drain().map(|(_, p)| p).collect();
+        for p in parts {
+            let tp = p.tp.clone();
+            match Arc::try_unwrap(p) {
+                Ok(p) => {
+                    if let Err(e) = p.close() {
+                        tracing::error!(partition = %tp, error = %e, "unclean close");
+                    }
+                }
+                Err(p) => {
+                    // A request still holds it: flush what we can; recovery handles the rest.
+                    let _ = p.flush();
+                    tracing::warn!(partition = %tp, "partition busy at shutdown; flushed only");
+                }
+            }
+        }
+    }
+
+    pub fn topic_id(&self, name: &str) -> Option<Uuid> {
+        self.image().topic(name).map(|t| t.id)
+    }
+}
+
+/// A cluster id in Kafka's form: 16 random bytes, URL-safe base64 without padding.
+fn new_cluster_id() -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let bytes = Uuid::new_v4().into_bytes();
+    let mut bits: u128 = u128::from_be_bytes(bytes);
+    let mut out = Vec::with_capacity(22);
+    for _ in 0..22 {
+        out.push(ALPHABET[(bits >> 122) as usize & 63]);
+        bits <<= 6;
+    }
+    String::from_utf8(out).unwrap_or_default()
+}
+
+fn read_lock<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    match l.read() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+fn write_lock<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    match l.write() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+/// Reserved for tests of the producer-id allocator and friends.
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_ids_look_like_kafkas() {
+        let id = new_cluster_id();
+        assert_eq!(id.len(), 22);
+        assert!(id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+    }
+}

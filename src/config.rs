@@ -1,1 +1,483 @@
-//! Configuration.
+//! The broker configuration: Kafka's own property names and defaults, read from YAML.
+//!
+//! A YAML file is a flat mapping `key: value` using Kafka's property names, so every Kafka
+//! document applies. `--override key=value` replaces one key after the file is read. An unknown
+//! key or a value of the wrong type stops start-up with a message naming the key (and the file
+//! line when it came from a file). Every key has a typed accessor on [`BrokerConfig`];
+//! topic-level configs ([`TopicConfig`]) default to their broker-level counterparts.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("{origin}: unknown configuration key `{key}`")]
+    UnknownKey { key: String, origin: String },
+    #[error("{origin}: invalid value `{value}` for `{key}`: {reason}")]
+    InvalidValue { key: String, value: String, reason: String, origin: String },
+    #[error("cannot read config file {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("config file {path} is not a YAML mapping of keys to values: {reason}")]
+    Syntax { path: PathBuf, reason: String },
+    #[error("override `{0}` is not of the form key=value")]
+    BadOverride(String),
+}
+
+/// The type a key's value must have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Int,
+    Long,
+    Bool,
+    Str,
+    List,
+    Double,
+    /// One of a fixed set of words.
+    Enum(&'static [&'static str]),
+}
+
+/// A broker-level key: name, type, Kafka's default (None = null) and what it means.
+pub struct KeyDef {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub default: Option<&'static str>,
+    pub doc: &'static str,
+}
+
+const LONG_MAX: &str = "9223372036854775807";
+const TIMESTAMP_TYPES: &[&str] = &["CreateTime", "LogAppendTime"];
+const CLEANUP_POLICIES: &[&str] = &["delete", "compact", "compact,delete", "delete,compact"];
+const COMPRESSION_TYPES: &[&str] = &["producer", "uncompressed", "none", "gzip", "snappy", "lz4", "zstd"];
+
+macro_rules! key {
+    ($name:literal, $kind:expr, $default:expr, $doc:literal) => {
+        KeyDef { name: $name, kind: $kind, default: $default, doc: $doc }
+    };
+}
+
+/// Every broker key Blumfeld knows, with Kafka 4.x defaults.
+pub const BROKER_KEYS: &[KeyDef] = &[
+    key!("node.id", Kind::Int, Some("1"), "This node's id"),
+    key!("process.roles", Kind::List, Some("broker,controller"), "Roles of this node"),
+    key!("listeners", Kind::List, Some("PLAINTEXT://127.0.0.1:9092"), "Where clients connect; port 0 picks a free port"),
+    key!("advertised.listeners", Kind::List, None, "Addresses given to clients in Metadata (default: the bound listeners)"),
+    key!("log.dirs", Kind::List, Some("./blumfeld-data"), "Data directory (only the first is used)"),
+    key!("log.dir", Kind::Str, None, "Data directory when log.dirs is not set"),
+    key!("num.partitions", Kind::Int, Some("1"), "Partitions of an auto-created topic"),
+    key!("default.replication.factor", Kind::Int, Some("1"), "Replication factor of an auto-created topic"),
+    key!("auto.create.topics.enable", Kind::Bool, Some("true"), "Create a topic on Metadata or Produce to an unknown name"),
+    key!("delete.topic.enable", Kind::Bool, Some("true"), "Allow DeleteTopics"),
+    key!("log.segment.bytes", Kind::Int, Some("1073741824"), "Segment size before a roll"),
+    key!("log.roll.ms", Kind::Long, None, "Segment age before a roll"),
+    key!("log.roll.hours", Kind::Int, Some("168"), "Segment age before a roll, in hours"),
+    key!("log.retention.ms", Kind::Long, None, "Keep data this long (-1: forever)"),
+    key!("log.retention.minutes", Kind::Int, None, "Keep data this long, in minutes"),
+    key!("log.retention.hours", Kind::Int, Some("168"), "Keep data this long, in hours"),
+    key!("log.retention.bytes", Kind::Long, Some("-1"), "Keep at most this many bytes per partition (-1: no limit)"),
+    key!("log.retention.check.interval.ms", Kind::Long, Some("300000"), "How often retention runs"),
+    key!("log.index.interval.bytes", Kind::Int, Some("4096"), "Bytes between offset index entries"),
+    key!("log.index.size.max.bytes", Kind::Int, Some("10485760"), "Maximum size of one offset index"),
+    key!("log.flush.interval.messages", Kind::Long, Some(LONG_MAX), "Fsync after this many messages"),
+    key!("log.flush.interval.ms", Kind::Long, None, "Fsync when the oldest unflushed message is this old"),
+    key!("log.flush.scheduler.interval.ms", Kind::Long, Some(LONG_MAX), "How often the flusher checks"),
+    key!("log.message.timestamp.type", Kind::Enum(TIMESTAMP_TYPES), Some("CreateTime"), "CreateTime or LogAppendTime"),
+    key!("log.message.timestamp.before.max.ms", Kind::Long, Some(LONG_MAX), "Oldest accepted record timestamp, relative to now"),
+    key!("log.message.timestamp.after.max.ms", Kind::Long, Some("3600000"), "Newest accepted record timestamp, relative to now"),
+    key!("log.cleanup.policy", Kind::Enum(CLEANUP_POLICIES), Some("delete"), "delete and/or compact"),
+    key!("log.cleaner.delete.retention.ms", Kind::Long, Some("86400000"), "How long tombstones stay"),
+    key!("log.cleaner.min.cleanable.ratio", Kind::Double, Some("0.5"), "Dirty ratio that triggers cleaning"),
+    key!("log.cleaner.min.compaction.lag.ms", Kind::Long, Some("0"), "Minimum age before compaction"),
+    key!("log.cleaner.max.compaction.lag.ms", Kind::Long, Some(LONG_MAX), "Maximum age before compaction"),
+    key!("log.segment.delete.delay.ms", Kind::Long, Some("60000"), "Delay before a deleted segment's file goes"),
+    key!("log.preallocate", Kind::Bool, Some("false"), "Preallocate segment files"),
+    key!("compression.type", Kind::Enum(COMPRESSION_TYPES), Some("producer"), "Only `producer` (keep the producer's codec) is supported"),
+    key!("min.insync.replicas", Kind::Int, Some("1"), "Replicas that must acknowledge an acks=all write"),
+    key!("unclean.leader.election.enable", Kind::Bool, Some("false"), "Allow an out-of-sync replica to lead"),
+    key!("message.max.bytes", Kind::Int, Some("1048588"), "Largest record batch accepted"),
+    key!("socket.request.max.bytes", Kind::Int, Some("104857600"), "Largest request frame accepted"),
+    key!("socket.send.buffer.bytes", Kind::Int, Some("102400"), "SO_SNDBUF (-1: OS default)"),
+    key!("socket.receive.buffer.bytes", Kind::Int, Some("102400"), "SO_RCVBUF (-1: OS default)"),
+    key!("max.connections", Kind::Int, Some("2147483647"), "Open client connections at most"),
+    key!("queued.max.requests", Kind::Int, Some("500"), "Requests read ahead per connection at most"),
+    key!("connections.max.idle.ms", Kind::Long, Some("600000"), "Close connections idle this long"),
+    key!("fetch.max.bytes", Kind::Int, Some("57671680"), "Largest Fetch response"),
+    key!("max.incremental.fetch.session.cache.slots", Kind::Int, Some("1000"), "Fetch sessions kept at most"),
+    key!("offsets.topic.num.partitions", Kind::Int, Some("50"), "Partitions of __consumer_offsets"),
+    key!("offsets.topic.replication.factor", Kind::Int, Some("3"), "Replication factor of __consumer_offsets"),
+    key!("transaction.state.log.replication.factor", Kind::Int, Some("3"), "Replication factor of __transaction_state"),
+    key!("transaction.state.log.min.isr", Kind::Int, Some("2"), "min.insync.replicas of __transaction_state"),
+    key!("group.initial.rebalance.delay.ms", Kind::Int, Some("3000"), "Delay before the first rebalance of a new group"),
+    key!("controller.quorum.voters", Kind::List, None, "Raft voters (not used by a single node yet)"),
+    key!("controller.listener.names", Kind::List, None, "Listener names of the controller"),
+    key!("inter.broker.listener.name", Kind::Str, None, "Listener used between brokers"),
+    key!("listener.security.protocol.map", Kind::Str, None, "Listener name to protocol (only PLAINTEXT is supported)"),
+    key!("broker.rack", Kind::Str, None, "Rack of this broker"),
+    key!("cluster.id", Kind::Str, None, "Cluster id (default: generated on first start and kept in meta.properties)"),
+];
+
+/// A topic-level key and the broker key its default comes from.
+pub struct TopicKeyDef {
+    pub name: &'static str,
+    pub kind: Kind,
+    /// The broker-level key that supplies the default (None: `default` below).
+    pub broker_key: Option<&'static str>,
+    pub default: Option<&'static str>,
+}
+
+macro_rules! tkey {
+    ($name:literal, $kind:expr, $broker:expr, $default:expr) => {
+        TopicKeyDef { name: $name, kind: $kind, broker_key: $broker, default: $default }
+    };
+}
+
+/// Topic configs, as DescribeConfigs lists them.
+pub const TOPIC_KEYS: &[TopicKeyDef] = &[
+    tkey!("cleanup.policy", Kind::Enum(CLEANUP_POLICIES), Some("log.cleanup.policy"), None),
+    tkey!("compression.type", Kind::Enum(COMPRESSION_TYPES), Some("compression.type"), None),
+    tkey!("delete.retention.ms", Kind::Long, Some("log.cleaner.delete.retention.ms"), None),
+    tkey!("file.delete.delay.ms", Kind::Long, Some("log.segment.delete.delay.ms"), None),
+    tkey!("flush.messages", Kind::Long, Some("log.flush.interval.messages"), None),
+    tkey!("flush.ms", Kind::Long, None, Some(LONG_MAX)),
+    tkey!("index.interval.bytes", Kind::Int, Some("log.index.interval.bytes"), None),
+    tkey!("max.compaction.lag.ms", Kind::Long, Some("log.cleaner.max.compaction.lag.ms"), None),
+    tkey!("max.message.bytes", Kind::Int, Some("message.max.bytes"), None),
+    tkey!("message.timestamp.after.max.ms", Kind::Long, Some("log.message.timestamp.after.max.ms"), None),
+    tkey!("message.timestamp.before.max.ms", Kind::Long, Some("log.message.timestamp.before.max.ms"), None),
+    tkey!("message.timestamp.type", Kind::Enum(TIMESTAMP_TYPES), Some("log.message.timestamp.type"), None),
+    tkey!("min.cleanable.dirty.ratio", Kind::Double, Some("log.cleaner.min.cleanable.ratio"), None),
+    tkey!("min.compaction.lag.ms", Kind::Long, Some("log.cleaner.min.compaction.lag.ms"), None),
+    tkey!("min.insync.replicas", Kind::Int, Some("min.insync.replicas"), None),
+    tkey!("preallocate", Kind::Bool, Some("log.preallocate"), None),
+    tkey!("retention.bytes", Kind::Long, Some("log.retention.bytes"), None),
+    tkey!("retention.ms", Kind::Long, None, None),
+    tkey!("segment.bytes", Kind::Int, Some("log.segment.bytes"), None),
+    tkey!("segment.index.bytes", Kind::Int, Some("log.index.size.max.bytes"), None),
+    tkey!("segment.jitter.ms", Kind::Long, None, Some("0")),
+    tkey!("segment.ms", Kind::Long, None, None),
+    tkey!("unclean.leader.election.enable", Kind::Bool, Some("unclean.leader.election.enable"), None),
+];
+
+/// Checks that `value` has the type `kind` asks for; returns the normalised text.
+pub fn check_value(kind: Kind, value: &str) -> Result<String, String> {
+    let v = value.trim();
+    match kind {
+        Kind::Int => v.parse::<i32>().map(|n| n.to_string()).map_err(|_| "expected a 32-bit integer".into()),
+        Kind::Long => v.parse::<i64>().map(|n| n.to_string()).map_err(|_| "expected a 64-bit integer".into()),
+        Kind::Double => v.parse::<f64>().map(|n| n.to_string()).map_err(|_| "expected a number".into()),
+        Kind::Bool => match v.to_ascii_lowercase().as_str() {
+            "true" => Ok("true".into()),
+            "false" => Ok("false".into()),
+            _ => Err("expected true or false".into()),
+        },
+        Kind::Str | Kind::List => Ok(v.to_string()),
+        Kind::Enum(words) => {
+            let norm: String = v.split(',').map(str::trim).collect::<Vec<_>>().join(",");
+            if words.iter().any(|w| w.eq_ignore_ascii_case(&norm)) {
+                Ok(norm)
+            } else {
+                Err(format!("expected one of {}", words.join(" | ")))
+            }
+        }
+    }
+}
+
+/// The effective broker configuration: every key's value as text, typed accessors on top.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    values: BTreeMap<String, String>,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        let values = BROKER_KEYS
+            .iter()
+            .filter_map(|k| k.default.map(|d| (k.name.to_string(), d.to_string())))
+            .collect();
+        Self { values }
+    }
+}
+
+fn key_def(name: &str) -> Option<&'static KeyDef> {
+    BROKER_KEYS.iter().find(|k| k.name == name)
+}
+
+impl BrokerConfig {
+    /// Reads `path` (if any), then applies `overrides` (`key=value`).
+    pub fn load(path: Option<&Path>, overrides: &[String]) -> Result<Self, ConfigError> {
+        let mut config = Self::default();
+        if let Some(path) = path {
+            let text = std::fs::read_to_string(path)
+                .map_err(|source| ConfigError::Io { path: path.to_path_buf(), source })?;
+            config.apply_yaml(path, &text)?;
+        }
+        for o in overrides {
+            let (k, v) = o.split_once('=').ok_or_else(|| ConfigError::BadOverride(o.clone()))?;
+            config.set(k.trim(), v, "--override")?;
+        }
+        Ok(config)
+    }
+
+    fn apply_yaml(&mut self, path: &Path, text: &str) -> Result<(), ConfigError> {
+        let syntax = |reason: String| ConfigError::Syntax { path: path.to_path_buf(), reason };
+        let doc: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| syntax(e.to_string()))?;
+        let map = match doc {
+            serde_yaml::Value::Null => return Ok(()),
+            serde_yaml::Value::Mapping(m) => m,
+            _ => return Err(syntax("the top level must be a mapping".into())),
+        };
+        for (k, v) in map {
+            let key = match k {
+                serde_yaml::Value::String(s) => s,
+                other => return Err(syntax(format!("key {other:?} is not a string"))),
+            };
+            let origin = format!("{}:{}", path.display(), line_of_key(text, &key));
+            let value = match v {
+                serde_yaml::Value::String(s) => s,
+                serde_yaml::Value::Number(n) => n.to_string(),
+                serde_yaml::Value::Bool(b) => b.to_string(),
+                serde_yaml::Value::Null => String::new(),
+                serde_yaml::Value::Sequence(items) => items
+                    .iter()
+                    .map(|i| match i {
+                        serde_yaml::Value::String(s) => s.clone(),
+                        other => serde_yaml::to_string(other).unwrap_or_default().trim().to_string(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(","),
+                other => {
+                    return Err(ConfigError::InvalidValue {
+                        key,
+                        value: format!("{other:?}"),
+                        reason: "expected a scalar or a list".into(),
+                        origin,
+                    });
+                }
+            };
+            self.set(&key, &value, &origin)?;
+        }
+        Ok(())
+    }
+
+    /// Sets one key after checking its name and type; `origin` says where it came from.
+    pub fn set(&mut self, key: &str, value: &str, origin: &str) -> Result<(), ConfigError> {
+        let def = key_def(key)
+            .ok_or_else(|| ConfigError::UnknownKey { key: key.to_string(), origin: origin.to_string() })?;
+        if value.trim().is_empty() && def.default.is_none() {
+            self.values.remove(key);
+            return Ok(());
+        }
+        let norm = check_value(def.kind, value).map_err(|reason| ConfigError::InvalidValue {
+            key: key.to_string(),
+            value: value.to_string(),
+            reason,
+            origin: origin.to_string(),
+        })?;
+        self.values.insert(key.to_string(), norm);
+        self.validate_semantics(key, origin)
+    }
+
+    fn validate_semantics(&self, key: &str, origin: &str) -> Result<(), ConfigError> {
+        let bad = |reason: &str| ConfigError::InvalidValue {
+            key: key.to_string(),
+            value: self.get(key).unwrap_or_default().to_string(),
+            reason: reason.to_string(),
+            origin: origin.to_string(),
+        };
+        match key {
+            "listeners" | "advertised.listeners" => {
+                for l in self.list(key) {
+                    parse_listener(&l).map_err(|r| bad(&r))?;
+                }
+            }
+            "num.partitions" if self.int(key) < 1 => return Err(bad("must be at least 1")),
+            "log.segment.bytes" if self.int(key) < 14 => return Err(bad("must be at least 14")),
+            "message.max.bytes" | "socket.request.max.bytes" if self.int(key) < 0 => {
+                return Err(bad("must not be negative"));
+            }
+            "log.flush.interval.messages" if self.long(key) < 1 => return Err(bad("must be at least 1")),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.values.get(key).map(String::as_str)
+    }
+
+    /// Values were type-checked on the way in, so a parse failure here means a key missing
+    /// a default; fall back to 0 rather than panic.
+    pub fn int(&self, key: &str) -> i32 {
+        self.get(key).and_then(|v| v.parse().ok()).unwrap_or(0)
+    }
+
+    pub fn long(&self, key: &str) -> i64 {
+        self.get(key).and_then(|v| v.parse().ok()).unwrap_or(0)
+    }
+
+    pub fn bool(&self, key: &str) -> bool {
+        self.get(key) == Some("true")
+    }
+
+    pub fn list(&self, key: &str) -> Vec<String> {
+        self.get(key)
+            .map(|v| v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+            .unwrap_or_default()
+    }
+
+    pub fn node_id(&self) -> i32 {
+        self.int("node.id")
+    }
+
+    /// The data directory: the first of `log.dirs`, else `log.dir`.
+    pub fn data_dir(&self) -> PathBuf {
+        self.list("log.dirs")
+            .into_iter()
+            .next()
+            .or_else(|| self.get("log.dir").map(str::to_string))
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("./blumfeld-data"))
+    }
+
+    /// The first PLAINTEXT listener's address.
+    pub fn listener(&self) -> Result<SocketAddr, ConfigError> {
+        let l = self.list("listeners").into_iter().next().unwrap_or_default();
+        parse_listener(&l).map_err(|reason| ConfigError::InvalidValue {
+            key: "listeners".into(),
+            value: l.clone(),
+            reason,
+            origin: "configuration".into(),
+        })
+    }
+
+    /// The advertised host and port, if configured.
+    pub fn advertised(&self) -> Option<(String, i32)> {
+        let l = self.list("advertised.listeners").into_iter().next()?;
+        let hostport = l.split_once("://").map(|(_, r)| r).unwrap_or(&l);
+        let (host, port) = hostport.rsplit_once(':')?;
+        Some((host.to_string(), port.parse().ok()?))
+    }
+
+    pub fn retention_ms(&self) -> i64 {
+        if let Some(ms) = self.get("log.retention.ms") {
+            return ms.parse().unwrap_or(-1);
+        }
+        if let Some(m) = self.get("log.retention.minutes") {
+            return m.parse::<i64>().map(|m| m * 60_000).unwrap_or(-1);
+        }
+        self.long("log.retention.hours") * 3_600_000
+    }
+
+    pub fn roll_ms(&self) -> i64 {
+        match self.get("log.roll.ms") {
+            Some(ms) => ms.parse().unwrap_or(i64::MAX),
+            None => self.long("log.roll.hours") * 3_600_000,
+        }
+    }
+
+    /// The broker-level value that a topic key defaults to, as text.
+    pub fn topic_default(&self, key: &str) -> Option<String> {
+        let def = TOPIC_KEYS.iter().find(|k| k.name == key)?;
+        match key {
+            "retention.ms" => return Some(self.retention_ms().to_string()),
+            "segment.ms" => return Some(self.roll_ms().to_string()),
+            "flush.ms" => {
+                return Some(self.get("log.flush.interval.ms").unwrap_or(LONG_MAX).to_string());
+            }
+            _ => {}
+        }
+        match def.broker_key {
+            Some(b) => self.get(b).map(str::to_string),
+            None => def.default.map(str::to_string),
+        }
+    }
+
+    /// All keys with their effective values, for DescribeConfigs on the broker resource.
+    pub fn entries(&self) -> impl Iterator<Item = (&'static str, Option<&str>, bool)> {
+        BROKER_KEYS.iter().map(|k| {
+            let value = self.get(k.name);
+            let is_default = value == k.default;
+            (k.name, value, is_default)
+        })
+    }
+}
+
+/// Parses `PLAINTEXT://host:port` (or `host:port`) into an address.
+pub fn parse_listener(l: &str) -> Result<SocketAddr, String> {
+    let hostport = match l.split_once("://") {
+        Some((proto, rest)) => {
+            if !proto.eq_ignore_ascii_case("PLAINTEXT") {
+                return Err(format!("only PLAINTEXT listeners are supported, not {proto}"));
+            }
+            rest
+        }
+        None => l,
+    };
+    let (host, port) = hostport.rsplit_once(':').ok_or("expected host:port")?;
+    let port: u16 = port.parse().map_err(|_| format!("bad port `{port}`"))?;
+    let host = if host.is_empty() { "0.0.0.0" } else { host.trim_matches(['[', ']']) };
+    let host = if host == "localhost" { "127.0.0.1" } else { host };
+    let ip: std::net::IpAddr = host.parse().map_err(|_| format!("`{host}` is not an IP address"))?;
+    Ok(SocketAddr::new(ip, port))
+}
+
+/// Finds the 1-based line where `key:` appears in a YAML text, for error messages.
+fn line_of_key(text: &str, key: &str) -> usize {
+    text.lines()
+        .position(|l| {
+            let t = l.trim_start().trim_start_matches(['"', '\'']);
+            t.starts_with(key) && t[key.len()..].trim_start_matches(['"', '\'']).trim_start().starts_with(':')
+        })
+        .map(|i| i + 1)
+        .unwrap_or(0)
+}
+
+/// Validates a topic-level config set (CreateTopics, IncrementalAlterConfigs).
+pub fn check_topic_config(key: &str, value: &str) -> Result<String, String> {
+    let def = TOPIC_KEYS
+        .iter()
+        .find(|k| k.name == key)
+        .ok_or_else(|| format!("Unknown topic config name: {key}"))?;
+    check_value(def.kind, value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_kafkas() {
+        let c = BrokerConfig::default();
+        assert_eq!(c.int("num.partitions"), 1);
+        assert_eq!(c.retention_ms(), 168 * 3_600_000);
+        assert_eq!(c.listener().ok(), "127.0.0.1:9092".parse().ok());
+        assert!(c.bool("auto.create.topics.enable"));
+    }
+
+    #[test]
+    fn unknown_key_names_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.yaml");
+        std::fs::write(&p, "node.id: 3\n# comment\nno.such.key: 1\n").unwrap();
+        let err = BrokerConfig::load(Some(&p), &[]).unwrap_err().to_string();
+        assert!(err.contains("no.such.key") && err.contains(":3"), "{err}");
+    }
+
+    #[test]
+    fn bad_value_is_refused() {
+        let err = BrokerConfig::load(None, &["num.partitions=abc".into()]).unwrap_err().to_string();
+        assert!(err.contains("num.partitions"), "{err}");
+        assert!(BrokerConfig::load(None, &["listeners=SSL://1.2.3.4:9".into()]).is_err());
+    }
+
+    #[test]
+    fn overrides_win() {
+        let c = BrokerConfig::load(None, &["log.retention.ms=5".into(), "listeners=PLAINTEXT://127.0.0.1:0".into()])
+            .unwrap();
+        assert_eq!(c.retention_ms(), 5);
+        assert_eq!(c.listener().unwrap().port(), 0);
+        assert_eq!(c.topic_default("retention.ms").as_deref(), Some("5"));
+    }
+}

@@ -28,6 +28,7 @@
 
 pub mod api;
 pub mod broker;
+pub mod clock;
 pub mod config;
 pub mod log;
 pub mod metadata;

@@ -1,1 +1,120 @@
-fn main() {}
+//! `blumfeld`: start a broker. With no arguments, a single node on 127.0.0.1:9092 with data in
+//! `./blumfeld-data`. `--config FILE` reads YAML with Kafka's property names; `--override
+//! key=value` (repeatable) replaces one key.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use tokio::sync::watch;
+
+use blumfeld::api::Api;
+use blumfeld::broker::Broker;
+use blumfeld::clock::SystemClock;
+use blumfeld::config::BrokerConfig;
+use blumfeld::server::Server;
+
+#[derive(Parser, Debug)]
+#[command(version, about = "A message broker that speaks the Apache Kafka protocol")]
+struct Args {
+    /// YAML configuration file (Kafka property names as keys).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Override one configuration key: `--override key=value` (repeatable).
+    #[arg(long = "override", value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+}
+
+fn main() {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config = match BrokerConfig::load(args.config.as_deref(), &args.overrides) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("blumfeld: {e}");
+            std::process::exit(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("blumfeld: cannot start the runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = runtime.block_on(run(config)) {
+        eprintln!("blumfeld: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(config: BrokerConfig) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let addr = config.listener()?;
+    let broker = Broker::open(config, Arc::new(SystemClock)).context("opening the data directory")?;
+    let api = Arc::new(Api::new(broker.clone()));
+    let server = Server::bind(addr, api).await.with_context(|| format!("binding {addr}"))?;
+    let local = server.local_addr()?;
+    broker.set_advertised(local.ip().to_string(), local.port() as i32);
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let background = spawn_background(broker.clone(), shutdown_rx.clone());
+    tracing::info!(listener = %local, elapsed_ms = started.elapsed().as_millis() as u64, "ready");
+    // Test harnesses wait for this line on stdout.
+    println!("blumfeld listening on {}:{}", local.ip(), local.port());
+    let serving = tokio::spawn(server.run(shutdown_rx));
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    let _ = shutdown_tx.send(true);
+    let _ = serving.await;
+    background.abort();
+    let b = broker.clone();
+    tokio::task::spawn_blocking(move || b.shutdown()).await?;
+    tracing::info!("clean shutdown complete");
+    Ok(())
+}
+
+/// Retention and time-based flushing, on the intervals Kafka's configs name.
+fn spawn_background(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let retention_ms = broker.config.long("log.retention.check.interval.ms").max(1) as u64;
+        let mut retention = tokio::time::interval(Duration::from_millis(retention_ms));
+        retention.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = retention.tick() => {
+                    let b = broker.clone();
+                    let _ = tokio::task::spawn_blocking(move || b.enforce_retention()).await;
+                }
+                _ = shutdown.changed() => return,
+            }
+        }
+    })
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

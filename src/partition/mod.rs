@@ -1,1 +1,222 @@
-//! A hosted partition.
+//! One hosted partition: its log, its high watermark and its leader epoch.
+//!
+//! The Kafka layer sees a partition only through this narrow interface. On a single node the
+//! leader is this broker, the ISR is `{self}` and the high watermark equals the log end offset
+//! after every append; replication will make the high watermark the minimum log end over the
+//! ISR without changing callers.
+//!
+//! Invariant: `log_start_offset <= high_watermark <= log_end_offset`.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use bytes::Bytes;
+use thiserror::Error;
+use uuid::Uuid;
+
+use crate::log::{AppendOutcome, Log, LogConfig, LogError};
+use crate::types::{LeaderEpoch, TopicPartition};
+
+#[derive(Debug, Error)]
+pub enum PartitionError {
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error("offset {requested} is beyond the high watermark {high_watermark}")]
+    OffsetBeyondHighWatermark { requested: i64, high_watermark: i64 },
+}
+
+/// What an append did.
+#[derive(Debug, Clone, Copy)]
+pub struct AppendResult {
+    pub first_offset: i64,
+    pub last_offset: i64,
+    /// -1 unless the topic uses LogAppendTime.
+    pub log_append_time_ms: i64,
+    pub log_start_offset: i64,
+    /// True when the batch was a retry of one already written (idempotence).
+    pub duplicate: bool,
+}
+
+/// Bytes read for a Fetch, with the partition's positions at the time of the read.
+#[derive(Debug, Clone)]
+pub struct ReadResult {
+    pub records: Bytes,
+    pub high_watermark: i64,
+    pub last_stable_offset: i64,
+    pub log_start_offset: i64,
+}
+
+pub struct Partition {
+    pub tp: TopicPartition,
+    pub topic_id: Uuid,
+    dir: PathBuf,
+    log: Mutex<Log>,
+    high_watermark: AtomicI64,
+    log_start_offset: AtomicI64,
+    log_end_offset: AtomicI64,
+    leader_epoch: LeaderEpoch,
+}
+
+impl Partition {
+    /// Opens the partition's log in `dir`, recovering it if the last shutdown was not clean.
+    pub fn open(
+        tp: TopicPartition,
+        topic_id: Uuid,
+        dir: &Path,
+        config: LogConfig,
+        now_ms: i64,
+    ) -> Result<Self, PartitionError> {
+        let log = Log::open(dir, config, now_ms)?;
+        let (start, end) = (log.log_start_offset(), log.log_end_offset());
+        Ok(Self {
+            tp,
+            topic_id,
+            dir: dir.to_path_buf(),
+            log: Mutex::new(log),
+            high_watermark: AtomicI64::new(end),
+            log_start_offset: AtomicI64::new(start),
+            log_end_offset: AtomicI64::new(end),
+            leader_epoch: LeaderEpoch(0),
+        })
+    }
+
+    fn log(&self) -> MutexGuard<'_, Log> {
+        // A panic while holding the lock cannot leave the log half-written in memory in a way
+        // a reader could observe wrongly: positions are published only after a write succeeds.
+        match self.log.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn leader_epoch(&self) -> LeaderEpoch {
+        self.leader_epoch
+    }
+
+    pub fn high_watermark(&self) -> i64 {
+        self.high_watermark.load(Ordering::Acquire)
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset.load(Ordering::Acquire)
+    }
+
+    pub fn log_end_offset(&self) -> i64 {
+        self.log_end_offset.load(Ordering::Acquire)
+    }
+
+    /// Without transactions, nothing is unstable: the LSO is the high watermark.
+    pub fn last_stable_offset(&self) -> i64 {
+        self.high_watermark()
+    }
+
+    pub fn size_bytes(&self) -> u64 {
+        self.log().size_bytes()
+    }
+
+    /// Appends validated record batches as the leader; offsets are assigned in place.
+    pub fn append(&self, records: &mut [u8], now_ms: i64) -> Result<AppendResult, PartitionError> {
+        let mut log = self.log();
+        let outcome = log.append(records, self.leader_epoch.0, now_ms)?;
+        let result = match outcome {
+            AppendOutcome::Appended(info) => AppendResult {
+                first_offset: info.first_offset,
+                last_offset: info.last_offset,
+                log_append_time_ms: info.log_append_time,
+                log_start_offset: log.log_start_offset(),
+                duplicate: false,
+            },
+            AppendOutcome::Duplicate { first_offset, last_offset } => AppendResult {
+                first_offset,
+                last_offset,
+                log_append_time_ms: -1,
+                log_start_offset: log.log_start_offset(),
+                duplicate: true,
+            },
+        };
+        self.publish_positions(&log);
+        Ok(result)
+    }
+
+    fn publish_positions(&self, log: &Log) {
+        let end = log.log_end_offset();
+        self.log_end_offset.store(end, Ordering::Release);
+        self.log_start_offset.store(log.log_start_offset(), Ordering::Release);
+        // Single node: the ISR is this replica alone, so everything written is replicated.
+        self.high_watermark.store(end, Ordering::Release);
+    }
+
+    /// Reads whole batches from `offset`, at most `max_bytes` unless `min_one_batch` and the
+    /// first batch is larger (KIP-74). Only data below the high watermark is visible.
+    pub fn read(&self, offset: i64, max_bytes: usize, min_one_batch: bool) -> Result<ReadResult, PartitionError> {
+        let log = self.log();
+        let high_watermark = self.high_watermark();
+        let read = log.read(offset, max_bytes, high_watermark, min_one_batch)?;
+        Ok(ReadResult {
+            records: read.bytes,
+            high_watermark,
+            last_stable_offset: high_watermark,
+            log_start_offset: log.log_start_offset(),
+        })
+    }
+
+    /// ListOffsets by timestamp: the first offset whose timestamp is at least `timestamp_ms`.
+    pub fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Option<(i64, i64)>, PartitionError> {
+        Ok(self.log().offset_for_timestamp(timestamp_ms)?)
+    }
+
+    /// ListOffsets MAX_TIMESTAMP: the largest timestamp and its offset.
+    pub fn max_timestamp(&self) -> Option<(i64, i64)> {
+        self.log().max_timestamp()
+    }
+
+    /// OffsetForLeaderEpoch: the end offset of `epoch` (or of the largest epoch below it).
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> (i32, i64) {
+        let log = self.log();
+        log.epoch_cache().end_offset_for_epoch(epoch, log.log_end_offset())
+    }
+
+    /// DeleteRecords: moves the log start offset to `offset` (-1: the high watermark).
+    pub fn delete_records_before(&self, offset: i64) -> Result<i64, PartitionError> {
+        let high_watermark = self.high_watermark();
+        let target = if offset == -1 { high_watermark } else { offset };
+        if target > high_watermark {
+            return Err(PartitionError::OffsetBeyondHighWatermark { requested: target, high_watermark });
+        }
+        let mut log = self.log();
+        let start = if target > log.log_start_offset() { log.delete_records_before(target)? } else { log.log_start_offset() };
+        self.publish_positions(&log);
+        Ok(start)
+    }
+
+    /// Deletes segments past retention; returns the bytes freed.
+    pub fn enforce_retention(&self, now_ms: i64) -> Result<u64, PartitionError> {
+        let mut log = self.log();
+        let freed = log.enforce_retention(now_ms)?;
+        self.publish_positions(&log);
+        Ok(freed)
+    }
+
+    pub fn flush(&self) -> Result<(), PartitionError> {
+        Ok(self.log().flush()?)
+    }
+
+    /// Replaces the log's configuration (topic config changed).
+    pub fn set_config(&self, config: LogConfig) {
+        self.log().set_config(config);
+    }
+
+    /// Flushes everything and writes the clean-shutdown marker.
+    pub fn close(self) -> Result<(), PartitionError> {
+        let log = match self.log.into_inner() {
+            Ok(l) => l,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        Ok(log.close()?)
+    }
+}

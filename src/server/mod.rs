@@ -1,1 +1,79 @@
-//! Network server.
+//! The network server: accepts connections, frames requests with a 4-byte length prefix,
+//! hands each frame to the [`Api`](crate::api::Api) and writes responses in request order.
+//!
+//! Limits: frames larger than `socket.request.max.bytes` close the connection (Kafka does the
+//! same); at most `max.connections` connections (a semaphore permit each); a connection idle for
+//! `connections.max.idle.ms` is closed. Requests on one connection are handled one at a time,
+//! as Kafka does, so a pipelining client's produce requests are appended in the order sent;
+//! responses are written by a separate task so reading and writing overlap.
+
+pub mod connection;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+
+use crate::api::Api;
+
+/// Sleep after a failed accept (e.g. out of file descriptors), doubling up to this bound.
+const ACCEPT_BACKOFF_MS_MAX: u64 = 1000;
+
+pub struct Server {
+    listener: TcpListener,
+    api: Arc<Api>,
+    connections: Arc<Semaphore>,
+}
+
+impl Server {
+    pub async fn bind(addr: SocketAddr, api: Arc<Api>) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
+        let max = api.broker.config.int("max.connections").max(1) as usize;
+        let connections = Arc::new(Semaphore::new(max.min(Semaphore::MAX_PERMITS)));
+        Ok(Self { listener, api, connections })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Accepts connections until `shutdown` turns true; then waits for open connections to
+    /// finish their current request.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let mut backoff_ms = 1;
+        let mut tasks = tokio::task::JoinSet::new();
+        loop {
+            let permit = tokio::select! {
+                p = self.connections.clone().acquire_owned() => match p {
+                    Ok(p) => p,
+                    Err(_) => break,
+                },
+                _ = shutdown.changed() => break,
+            };
+            let accepted = tokio::select! {
+                a = self.listener.accept() => a,
+                _ = shutdown.changed() => break,
+            };
+            match accepted {
+                Ok((stream, peer)) => {
+                    backoff_ms = 1;
+                    let api = self.api.clone();
+                    let shutdown = shutdown.clone();
+                    tasks.spawn(async move {
+                        connection::serve(stream, peer, api, shutdown).await;
+                        drop(permit);
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(backoff_ms)).await;
+                    backoff_ms = (backoff_ms * 2).min(ACCEPT_BACKOFF_MS_MAX);
+                }
+            }
+            while tasks.try_join_next().is_some() {}
+        }
+        while tasks.join_next().await.is_some() {}
+    }
+}

@@ -1,0 +1,101 @@
+//! CreateTopics: validate each topic against the image and create it through the controller.
+
+use std::collections::{BTreeMap, HashMap};
+
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
+use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
+
+use super::describe_configs::topic_configs;
+use super::{Api, errors, str_bytes};
+use crate::metadata::controller::{self, TopicSpec};
+
+pub fn handle(api: &Api, version: i16, req: CreateTopicsRequest) -> CreateTopicsResponse {
+    let broker = &api.broker;
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for t in &req.topics {
+        *counts.entry(t.name.as_str().to_string()).or_default() += 1;
+    }
+    let mut r = CreateTopicsResponse::default();
+    for t in req.topics {
+        let name = t.name.as_str().to_string();
+        let mut tr = CreatableTopicResult::default();
+        tr.name = t.name.clone();
+        tr.num_partitions = -1;
+        tr.replication_factor = -1;
+        let outcome = if counts.get(&name).copied().unwrap_or(0) > 1 {
+            Err((ResponseError::InvalidRequest, format!("Create topics request from client contains multiple entries for the topic {name}")))
+        } else {
+            spec_of(api, &t).and_then(|spec| {
+                broker
+                    .apply_metadata(|image| {
+                        let record = controller::create_topic(image, &broker.config, &spec)?;
+                        Ok((if req.validate_only { vec![] } else { vec![record.clone()] }, record))
+                    })
+                    .map_err(|e| (errors::broker_error(&e), e.to_string()))
+            })
+        };
+        match outcome {
+            Ok(crate::metadata::MetadataRecord::Topic { id, partitions, replication_factor, configs, .. }) => {
+                tr.topic_id = if req.validate_only { uuid::Uuid::nil() } else { id };
+                tr.num_partitions = partitions;
+                tr.replication_factor = replication_factor;
+                if version >= 5 {
+                    tr.configs = Some(
+                        topic_configs(broker, &configs)
+                            .into_iter()
+                            .map(|c| {
+                                let mut x = CreatableTopicConfigs::default();
+                                x.name = c.name;
+                                x.value = c.value;
+                                x.read_only = c.read_only;
+                                x.config_source = c.config_source;
+                                x.is_sensitive = c.is_sensitive;
+                                x
+                            })
+                            .collect(),
+                    );
+                }
+            }
+            Ok(_) => {}
+            Err((code, message)) => {
+                tr.error_code = code.code();
+                tr.error_message = Some(str_bytes(&message));
+            }
+        }
+        r.topics.push(tr);
+    }
+    r
+}
+
+fn spec_of(
+    api: &Api,
+    t: &kafka_protocol::messages::create_topics_request::CreatableTopic,
+) -> Result<TopicSpec, (ResponseError, String)> {
+    let mut configs = BTreeMap::new();
+    for c in &t.configs {
+        let Some(v) = &c.value else {
+            return Err((ResponseError::InvalidConfig, format!("Null value not supported for topic configs: {}", c.name.as_str())));
+        };
+        configs.insert(c.name.as_str().to_string(), v.as_str().to_string());
+    }
+    let mut partitions = t.num_partitions;
+    let mut replication_factor = t.replication_factor;
+    if !t.assignments.is_empty() {
+        if partitions != -1 || replication_factor != -1 {
+            return Err((
+                ResponseError::InvalidRequest,
+                "Both numPartitions or replicationFactor and replicasAssignments were set. Both cannot be used at the same time.".into(),
+            ));
+        }
+        let node = api.broker.node_id;
+        for (i, a) in t.assignments.iter().enumerate() {
+            if a.partition_index != i as i32 || a.broker_ids.is_empty() || a.broker_ids.iter().any(|b| b.0 != node) {
+                return Err((ResponseError::InvalidReplicaAssignment, format!("Invalid replica assignment for partition {}", a.partition_index)));
+            }
+        }
+        partitions = t.assignments.len() as i32;
+        replication_factor = t.assignments[0].broker_ids.len() as i16;
+    }
+    Ok(TopicSpec { name: t.name.as_str().to_string(), partitions, replication_factor, configs })
+}

@@ -1,0 +1,32 @@
+//! DescribeCluster: this broker, the controller (also this broker) and the cluster id.
+
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
+
+use super::metadata::AUTHORIZED_OPERATIONS_OMITTED;
+use super::{Api, str_bytes};
+
+/// Endpoint types of DescribeCluster v1+.
+const ENDPOINT_TYPE_BROKER: i8 = 1;
+
+pub fn handle(api: &Api, req: DescribeClusterRequest) -> DescribeClusterResponse {
+    let broker = &api.broker;
+    let mut r = DescribeClusterResponse::default();
+    r.endpoint_type = req.endpoint_type;
+    if req.endpoint_type != ENDPOINT_TYPE_BROKER {
+        r.error_code = ResponseError::UnsupportedEndpointType.code();
+        return r;
+    }
+    r.cluster_id = str_bytes(&broker.image().cluster_id);
+    r.controller_id = BrokerId(broker.node_id);
+    r.cluster_authorized_operations = AUTHORIZED_OPERATIONS_OMITTED;
+    let advertised = broker.advertised();
+    let mut b = DescribeClusterBroker::default();
+    b.broker_id = BrokerId(broker.node_id);
+    b.host = str_bytes(&advertised.host);
+    b.port = advertised.port;
+    b.rack = broker.config.get("broker.rack").map(str_bytes);
+    r.brokers = vec![b];
+    r
+}

@@ -1,0 +1,61 @@
+//! The one boundary where internal errors become Kafka error codes.
+
+use kafka_protocol::ResponseError;
+
+use crate::broker::BrokerError;
+use crate::log::LogError;
+use crate::metadata::ControllerError;
+use crate::partition::PartitionError;
+use crate::record::RecordError;
+
+pub fn record_error(e: &RecordError) -> ResponseError {
+    match e {
+        RecordError::CorruptMessage { .. } => ResponseError::CorruptMessage,
+        // Kafka 4 dropped magic 0 and 1; for Produce v3+ it answers INVALID_RECORD.
+        RecordError::InvalidRecord { .. } | RecordError::UnsupportedMagic { .. } => ResponseError::InvalidRecord,
+        RecordError::MessageTooLarge { .. } => ResponseError::MessageTooLarge,
+    }
+}
+
+pub fn log_error(e: &LogError) -> ResponseError {
+    match e {
+        LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+        LogError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
+        LogError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
+        LogError::Record(r) => record_error(r),
+        _ => ResponseError::KafkaStorageError,
+    }
+}
+
+pub fn partition_error(e: &PartitionError) -> ResponseError {
+    match e {
+        PartitionError::Log(l) => log_error(l),
+        PartitionError::OffsetBeyondHighWatermark { .. } => ResponseError::OffsetOutOfRange,
+    }
+}
+
+pub fn controller_error(e: &ControllerError) -> ResponseError {
+    match e {
+        ControllerError::TopicAlreadyExists(_) => ResponseError::TopicAlreadyExists,
+        ControllerError::InvalidTopic(_) => ResponseError::InvalidTopicException,
+        ControllerError::UnknownTopic => ResponseError::UnknownTopicOrPartition,
+        ControllerError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
+        ControllerError::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor,
+        ControllerError::InvalidConfig(_) => ResponseError::InvalidConfig,
+        ControllerError::TopicDeletionDisabled => ResponseError::TopicDeletionDisabled,
+        ControllerError::Store(_) => ResponseError::KafkaStorageError,
+    }
+}
+
+pub fn broker_error(e: &BrokerError) -> ResponseError {
+    match e {
+        BrokerError::Controller(c) => controller_error(c),
+        BrokerError::Partition(p) => partition_error(p),
+        BrokerError::Io { .. } => ResponseError::KafkaStorageError,
+    }
+}
+
+/// A message for the response, for errors whose text helps the user.
+pub fn message(e: &impl std::fmt::Display) -> Option<kafka_protocol::protocol::StrBytes> {
+    Some(super::str_bytes(&e.to_string()))
+}

@@ -1,0 +1,301 @@
+//! Fetch: read stored batches from each partition, unmodified, bounded by the high watermark
+//! and the request's byte limits; long-poll until `min_bytes` arrive or `max_wait_ms` passes,
+//! woken by appends. Full and incremental fetch sessions (KIP-227) decide which partitions the
+//! request covers and which the response carries.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::ResponseError;
+use kafka_protocol::indexmap::IndexMap;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use uuid::Uuid;
+
+use super::fetch_session::{FINAL_EPOCH, INITIAL_EPOCH, PartitionKey, SessionPartition};
+use super::{Api, RequestContext, errors, str_bytes};
+use crate::partition::PartitionError;
+use crate::types::TopicPartition;
+
+/// Longest long poll we honour, whatever the client asks.
+pub const MAX_WAIT_MS_MAX: i32 = 30_000;
+
+/// What the request covers, after applying the session.
+enum Mode {
+    /// Sessionless full fetch; `create` opens a session afterwards.
+    Full { create: bool },
+    Incremental { session_id: i32 },
+}
+
+/// The outcome for one partition.
+struct PartitionResult {
+    key: PartitionKey,
+    topic_id: Uuid,
+    error: ResponseError,
+    has_error: bool,
+    records: Bytes,
+    high_watermark: i64,
+    last_stable_offset: i64,
+    log_start_offset: i64,
+}
+
+pub async fn handle(api: &Api, ctx: &RequestContext, req: FetchRequest) -> FetchResponse {
+    let by_id = ctx.version >= 13;
+    let (mode, targets) = match resolve(api, &req, by_id) {
+        Ok(x) => x,
+        Err(code) => {
+            let mut r = FetchResponse::default();
+            r.error_code = code.code();
+            return r;
+        }
+    };
+    let results = read_with_wait(api, &req, &targets).await;
+    respond(api, &req, by_id, mode, targets, results)
+}
+
+/// Works out the partitions to read and their fetch positions from the request and session.
+fn resolve(
+    api: &Api,
+    req: &FetchRequest,
+    by_id: bool,
+) -> Result<(Mode, IndexMap<PartitionKey, SessionPartition>), ResponseError> {
+    let image = api.broker.image();
+    let name_of = |name: &TopicName, id: &Uuid| -> String {
+        if by_id {
+            image.topic_by_id(id).map(|t| t.name.clone()).unwrap_or_default()
+        } else {
+            name.as_str().to_string()
+        }
+    };
+    let mut requested = IndexMap::new();
+    for t in &req.topics {
+        let name = name_of(&t.topic, &t.topic_id);
+        let topic_id = if by_id { t.topic_id } else { image.topic(&name).map(|x| x.id).unwrap_or_default() };
+        for p in &t.partitions {
+            requested.insert(
+                (name.clone(), p.partition),
+                SessionPartition {
+                    topic_id,
+                    fetch_offset: p.fetch_offset,
+                    max_bytes: p.partition_max_bytes,
+                    current_leader_epoch: p.current_leader_epoch,
+                    sent_high_watermark: -1,
+                    sent_log_start_offset: -1,
+                },
+            );
+        }
+    }
+    let mut sessions = match api.fetch_sessions.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    };
+    match (req.session_id, req.session_epoch) {
+        (0, FINAL_EPOCH) => Ok((Mode::Full { create: false }, requested)),
+        (0, INITIAL_EPOCH) => Ok((Mode::Full { create: true }, requested)),
+        (0, _) => Err(ResponseError::InvalidFetchSessionEpoch),
+        (id, FINAL_EPOCH) => {
+            sessions.remove(id);
+            Ok((Mode::Full { create: false }, requested))
+        }
+        (id, INITIAL_EPOCH) => {
+            sessions.remove(id);
+            Ok((Mode::Full { create: true }, requested))
+        }
+        (id, epoch) => {
+            let session = sessions.get(id, epoch)?;
+            for (key, p) in requested {
+                match session.partitions.get_mut(&key) {
+                    Some(s) => {
+                        s.fetch_offset = p.fetch_offset;
+                        s.max_bytes = p.max_bytes;
+                        s.current_leader_epoch = p.current_leader_epoch;
+                    }
+                    None => {
+                        session.partitions.insert(key, p);
+                    }
+                }
+            }
+            for f in &req.forgotten_topics_data {
+                let name = name_of(&f.topic, &f.topic_id);
+                for p in &f.partitions {
+                    session.partitions.shift_remove(&(name.clone(), *p));
+                }
+            }
+            Ok((Mode::Incremental { session_id: id }, session.partitions.clone()))
+        }
+    }
+}
+
+/// Reads every target; if fewer than `min_bytes` came back and no error, waits for appends
+/// until the deadline and reads again.
+async fn read_with_wait(
+    api: &Api,
+    req: &FetchRequest,
+    targets: &IndexMap<PartitionKey, SessionPartition>,
+) -> Vec<PartitionResult> {
+    let max_wait = Duration::from_millis(req.max_wait_ms.clamp(0, MAX_WAIT_MS_MAX) as u64);
+    let deadline = tokio::time::Instant::now() + max_wait;
+    loop {
+        let notified = api.broker.appended.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let results = read_all(api, req, targets);
+        let bytes: usize = results.iter().map(|r| r.records.len()).sum();
+        let has_error = results.iter().any(|r| r.has_error);
+        if bytes >= req.min_bytes.max(0) as usize || has_error || targets.is_empty() {
+            return results;
+        }
+        tokio::select! {
+            _ = &mut notified => {}
+            _ = tokio::time::sleep_until(deadline) => return read_all(api, req, targets),
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return read_all(api, req, targets);
+        }
+    }
+}
+
+fn read_all(api: &Api, req: &FetchRequest, targets: &IndexMap<PartitionKey, SessionPartition>) -> Vec<PartitionResult> {
+    let broker_max = api.broker.config.int("fetch.max.bytes").max(0) as usize;
+    let mut budget = (req.max_bytes.max(0) as usize).min(broker_max.max(1));
+    let mut first = true;
+    targets
+        .iter()
+        .map(|(key, s)| {
+            let r = read_one(api, key, s, budget, first);
+            if !r.records.is_empty() {
+                first = false;
+                budget = budget.saturating_sub(r.records.len());
+            }
+            r
+        })
+        .collect()
+}
+
+fn read_one(api: &Api, key: &PartitionKey, s: &SessionPartition, budget: usize, first: bool) -> PartitionResult {
+    let mut r = PartitionResult {
+        key: key.clone(),
+        topic_id: s.topic_id,
+        error: ResponseError::UnknownServerError,
+        has_error: false,
+        records: Bytes::new(),
+        high_watermark: -1,
+        last_stable_offset: -1,
+        log_start_offset: -1,
+    };
+    let fail = |mut r: PartitionResult, e: ResponseError| {
+        r.error = e;
+        r.has_error = true;
+        r
+    };
+    let Some(partition) = api.broker.partition(&TopicPartition::new(key.0.clone(), key.1)) else {
+        let e = if key.0.is_empty() { ResponseError::UnknownTopicId } else { ResponseError::UnknownTopicOrPartition };
+        return fail(r, e);
+    };
+    let epoch = partition.leader_epoch().0;
+    if s.current_leader_epoch > epoch {
+        return fail(r, ResponseError::UnknownLeaderEpoch);
+    }
+    if s.current_leader_epoch >= 0 && s.current_leader_epoch < epoch {
+        return fail(r, ResponseError::FencedLeaderEpoch);
+    }
+    let max_bytes = (s.max_bytes.max(0) as usize).min(budget);
+    match partition.read(s.fetch_offset, max_bytes, first) {
+        Ok(read) => {
+            r.records = read.records;
+            r.high_watermark = read.high_watermark;
+            r.last_stable_offset = read.last_stable_offset;
+            r.log_start_offset = read.log_start_offset;
+            r
+        }
+        Err(e) => {
+            r.high_watermark = partition.high_watermark();
+            r.last_stable_offset = partition.last_stable_offset();
+            r.log_start_offset = partition.log_start_offset();
+            let code = match &e {
+                PartitionError::Log(l) => errors::log_error(l),
+                other => errors::partition_error(other),
+            };
+            fail(r, code)
+        }
+    }
+}
+
+/// Builds the response; for incremental sessions keeps only partitions with news.
+fn respond(
+    api: &Api,
+    req: &FetchRequest,
+    by_id: bool,
+    mode: Mode,
+    mut targets: IndexMap<PartitionKey, SessionPartition>,
+    results: Vec<PartitionResult>,
+) -> FetchResponse {
+    let mut response = FetchResponse::default();
+    let read_committed = req.isolation_level == 1;
+    let mut sessions = match api.fetch_sessions.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    };
+    let incremental = matches!(mode, Mode::Incremental { .. });
+    let mut session = match mode {
+        Mode::Incremental { session_id } => {
+            response.session_id = session_id;
+            sessions.get_any_epoch(session_id)
+        }
+        Mode::Full { .. } => None,
+    };
+    for r in results {
+        let cached = match session.as_deref_mut() {
+            Some(s) => s.partitions.get_mut(&r.key),
+            None => targets.get_mut(&r.key),
+        };
+        let changed = r.has_error
+            || !r.records.is_empty()
+            || cached.as_ref().is_none_or(|c| {
+                c.sent_high_watermark != r.high_watermark || c.sent_log_start_offset != r.log_start_offset
+            });
+        if let Some(c) = cached {
+            c.sent_high_watermark = r.high_watermark;
+            c.sent_log_start_offset = r.log_start_offset;
+        }
+        if incremental && !changed {
+            continue;
+        }
+        push_partition(&mut response, by_id, read_committed, r);
+    }
+    if let Some(s) = session {
+        s.advance_epoch();
+    }
+    if let Mode::Full { create: true } = mode {
+        response.session_id = sessions.create(targets);
+    }
+    response
+}
+
+fn push_partition(response: &mut FetchResponse, by_id: bool, read_committed: bool, r: PartitionResult) {
+    let mut p = PartitionData::default();
+    p.partition_index = r.key.1;
+    p.error_code = if r.has_error { r.error.code() } else { 0 };
+    p.high_watermark = r.high_watermark;
+    p.last_stable_offset = r.last_stable_offset;
+    p.log_start_offset = r.log_start_offset;
+    p.aborted_transactions = if read_committed { Some(vec![]) } else { None };
+    p.preferred_read_replica = kafka_protocol::messages::BrokerId(-1);
+    // librdkafka mis-parses null records: always send an empty set instead.
+    p.records = Some(r.records);
+    let same_topic = |t: &&mut FetchableTopicResponse| {
+        if by_id { t.topic_id == r.topic_id } else { t.topic.as_str() == r.key.0 }
+    };
+    if let Some(t) = response.responses.last_mut().filter(|t| same_topic(t)) {
+        t.partitions.push(p);
+        return;
+    }
+    let mut t = FetchableTopicResponse::default();
+    if by_id {
+        t.topic_id = r.topic_id;
+    } else {
+        t.topic = TopicName(str_bytes(&r.key.0));
+    }
+    t.partitions.push(p);
+    response.responses.push(t);
+}

@@ -1,0 +1,108 @@
+//! Produce: validate each partition's record batches in one pass, append them as received
+//! (offsets patched in place), answer with the base offsets. acks=0 gets no answer; a failed
+//! acks=0 request closes the connection, as Kafka does.
+
+use bytes::BytesMut;
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind, TopicName};
+
+use super::{Api, Reply, RequestContext, errors, str_bytes};
+use crate::partition::AppendResult;
+use crate::record;
+use crate::types::TopicPartition;
+
+pub async fn handle(api: &Api, ctx: &RequestContext, req: ProduceRequest) -> Reply {
+    let broker = &api.broker;
+    let acks = req.acks;
+    let mut any_error = false;
+    let mut any_appended = false;
+    let mut response = ProduceResponse::default();
+    let image = broker.image();
+    for topic in req.topic_data {
+        let by_id = ctx.version >= 13;
+        let topic_image = if by_id { image.topic_by_id(&topic.topic_id) } else { image.topic(topic.name.as_str()) };
+        let mut tr = TopicProduceResponse::default();
+        tr.name = if by_id { TopicName::default() } else { topic.name.clone() };
+        tr.topic_id = topic.topic_id;
+        for pd in topic.partition_data {
+            let mut pr = PartitionProduceResponse::default();
+            pr.index = pd.index;
+            pr.base_offset = -1;
+            pr.log_append_time_ms = -1;
+            pr.log_start_offset = -1;
+            let outcome = match topic_image {
+                None if by_id => Err((ResponseError::UnknownTopicId, None)),
+                None => Err((ResponseError::UnknownTopicOrPartition, None)),
+                Some(t) if !matches!(acks, -1..=1) => {
+                    let _ = t;
+                    Err((ResponseError::InvalidRequiredAcks, None))
+                }
+                Some(t) => append_partition(api, &t.name, pd.index, pd.records.as_deref(), acks, t),
+            };
+            match outcome {
+                Ok(a) => {
+                    any_appended = true;
+                    pr.base_offset = a.first_offset;
+                    pr.log_append_time_ms = a.log_append_time_ms;
+                    pr.log_start_offset = a.log_start_offset;
+                }
+                Err((code, message)) => {
+                    any_error = true;
+                    pr.error_code = code.code();
+                    pr.error_message = message.map(|m| str_bytes(&m));
+                }
+            }
+            tr.partition_responses.push(pr);
+        }
+        response.responses.push(tr);
+    }
+    if any_appended {
+        broker.appended.notify_waiters();
+    }
+    if acks == 0 {
+        return if any_error { Reply::Close } else { Reply::NoResponse };
+    }
+    Reply::Response(ResponseKind::Produce(response))
+}
+
+type PartitionOutcome = Result<AppendResult, (ResponseError, Option<String>)>;
+
+fn append_partition(
+    api: &Api,
+    topic: &str,
+    index: i32,
+    records: Option<&[u8]>,
+    acks: i16,
+    t: &crate::metadata::TopicImage,
+) -> PartitionOutcome {
+    let broker = &api.broker;
+    let Some(partition) = broker.partition(&TopicPartition::new(topic, index)) else {
+        return Err((ResponseError::UnknownTopicOrPartition, None));
+    };
+    let Some(records) = records else {
+        return Err((ResponseError::InvalidRecord, Some("null record set".into())));
+    };
+    let config = broker.log_config(t);
+    if acks == -1 {
+        let min_isr = t
+            .configs
+            .get("min.insync.replicas")
+            .cloned()
+            .or_else(|| broker.config.topic_default("min.insync.replicas"))
+            .and_then(|v| v.parse::<i32>().ok())
+            .unwrap_or(1);
+        // On one node the ISR is this broker alone.
+        if min_isr > 1 {
+            return Err((ResponseError::NotEnoughReplicas, None));
+        }
+    }
+    if let Err(e) = record::validate_batches(records, config.max_message_bytes) {
+        return Err((errors::record_error(&e), Some(e.to_string())));
+    }
+    // One copy out of the request frame, so offsets can be patched in place.
+    let mut buf = BytesMut::from(records);
+    partition
+        .append(&mut buf, broker.clock.now_ms())
+        .map_err(|e| (errors::partition_error(&e), Some(e.to_string())))
+}

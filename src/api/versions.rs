@@ -1,0 +1,171 @@
+//! The version table: exactly the API versions the handlers implement. ApiVersions is built
+//! from it, and a request outside it is refused.
+
+use bytes::BytesMut;
+use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse, ResponseKind};
+use kafka_protocol::ResponseError;
+
+use super::{ApiError, RequestContext, encode_response};
+
+/// One API and the versions we serve (`min..=max`).
+pub struct Served {
+    pub api: ApiKey,
+    pub min: i16,
+    pub max: i16,
+    /// Advertised lower than `min` without being served; see [`PRODUCE_ADVERTISED_MIN`].
+    pub advertised_min: i16,
+}
+
+/// librdkafka (up to 2.11) enables compression only when ApiVersions lists Produce v0, so
+/// Kafka 4.x advertises Produce from v0 while refusing v0-2 when used (KAFKA-18659).
+pub const PRODUCE_ADVERTISED_MIN: i16 = 0;
+
+const fn served(api: ApiKey, min: i16, max: i16) -> Served {
+    Served { api, min, max, advertised_min: min }
+}
+
+pub const SERVED: &[Served] = &[
+    Served { api: ApiKey::Produce, min: 3, max: 13, advertised_min: PRODUCE_ADVERTISED_MIN },
+    served(ApiKey::Fetch, 4, 17),
+    served(ApiKey::ListOffsets, 1, 10),
+    served(ApiKey::Metadata, 0, 13),
+    served(ApiKey::ApiVersions, 0, 4),
+    served(ApiKey::CreateTopics, 2, 7),
+    served(ApiKey::DeleteTopics, 1, 6),
+    served(ApiKey::DeleteRecords, 0, 2),
+    served(ApiKey::InitProducerId, 0, 5),
+    served(ApiKey::OffsetForLeaderEpoch, 2, 4),
+    served(ApiKey::DescribeConfigs, 1, 4),
+    served(ApiKey::CreatePartitions, 0, 3),
+    served(ApiKey::IncrementalAlterConfigs, 0, 1),
+    served(ApiKey::DescribeCluster, 0, 2),
+];
+
+pub fn is_supported(api: ApiKey, version: i16) -> bool {
+    SERVED.iter().any(|s| s.api == api && (s.min..=s.max).contains(&version))
+}
+
+fn api_keys() -> Vec<ApiVersion> {
+    SERVED
+        .iter()
+        .map(|s| {
+            let mut v = ApiVersion::default();
+            v.api_key = s.api as i16;
+            v.min_version = s.advertised_min;
+            v.max_version = s.max;
+            v
+        })
+        .collect()
+}
+
+pub fn handle(_ctx: &RequestContext, _req: ApiVersionsRequest) -> ApiVersionsResponse {
+    let mut r = ApiVersionsResponse::default();
+    r.api_keys = api_keys();
+    r
+}
+
+/// The v0 answer to an ApiVersions request at a version we do not know.
+pub fn unsupported_version_response(correlation_id: i32) -> Result<BytesMut, ApiError> {
+    let mut r = ApiVersionsResponse::default();
+    r.error_code = ResponseError::UnsupportedVersion.code();
+    r.api_keys = api_keys();
+    encode_response(ApiKey::ApiVersions, 0, correlation_id, &ResponseKind::ApiVersions(r))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::{RequestKind, ResponseKind};
+    use kafka_protocol::protocol::Decodable;
+
+    /// Every advertised version of every served API must encode and decode, requests and
+    /// responses alike: the crate's own tables claim more than its types implement.
+    #[test]
+    fn every_served_version_round_trips() {
+        for s in SERVED {
+            for v in s.min..=s.max {
+                let req = default_request(s.api);
+                let mut buf = BytesMut::new();
+                req.encode(&mut buf, v).unwrap_or_else(|e| panic!("{:?} v{v} request encode: {e}", s.api));
+                let mut bytes = buf.freeze();
+                RequestKind::decode(s.api, &mut bytes, v)
+                    .unwrap_or_else(|e| panic!("{:?} v{v} request decode: {e}", s.api));
+                let resp = default_response(s.api);
+                let mut buf = BytesMut::new();
+                resp.encode(&mut buf, v).unwrap_or_else(|e| panic!("{:?} v{v} response encode: {e}", s.api));
+                let mut bytes = buf.freeze();
+                ResponseKind::decode(s.api, &mut bytes, v)
+                    .unwrap_or_else(|e| panic!("{:?} v{v} response decode: {e}", s.api));
+            }
+        }
+    }
+
+    #[test]
+    fn produce_is_advertised_from_v0_but_served_from_v3() {
+        let p = api_keys().into_iter().find(|k| k.api_key == ApiKey::Produce as i16).unwrap();
+        assert_eq!(p.min_version, 0);
+        assert!(!is_supported(ApiKey::Produce, 2));
+        assert!(is_supported(ApiKey::Produce, 3));
+    }
+
+    #[test]
+    fn unknown_apiversions_version_gets_v0_error_answer() {
+        let frame = unsupported_version_response(7).unwrap();
+        let mut b = frame.freeze();
+        let header = kafka_protocol::messages::ResponseHeader::decode(&mut b, 0).unwrap();
+        assert_eq!(header.correlation_id, 7);
+        let r = ApiVersionsResponse::decode(&mut b, 0).unwrap();
+        assert_eq!(r.error_code, 35);
+        assert_eq!(r.api_keys.len(), SERVED.len());
+        assert!(b.is_empty());
+    }
+
+    fn default_request(api: ApiKey) -> RequestKind {
+        use kafka_protocol::messages::*;
+        match api {
+            ApiKey::Produce => RequestKind::Produce(ProduceRequest::default()),
+            ApiKey::Fetch => RequestKind::Fetch(FetchRequest::default()),
+            ApiKey::ListOffsets => RequestKind::ListOffsets(ListOffsetsRequest::default()),
+            ApiKey::Metadata => RequestKind::Metadata(MetadataRequest::default()),
+            ApiKey::ApiVersions => RequestKind::ApiVersions(ApiVersionsRequest::default()),
+            ApiKey::CreateTopics => RequestKind::CreateTopics(CreateTopicsRequest::default()),
+            ApiKey::DeleteTopics => RequestKind::DeleteTopics(DeleteTopicsRequest::default()),
+            ApiKey::DeleteRecords => RequestKind::DeleteRecords(DeleteRecordsRequest::default()),
+            ApiKey::InitProducerId => RequestKind::InitProducerId(InitProducerIdRequest::default()),
+            ApiKey::OffsetForLeaderEpoch => RequestKind::OffsetForLeaderEpoch(OffsetForLeaderEpochRequest::default()),
+            ApiKey::DescribeConfigs => RequestKind::DescribeConfigs(DescribeConfigsRequest::default()),
+            ApiKey::CreatePartitions => RequestKind::CreatePartitions(CreatePartitionsRequest::default()),
+            ApiKey::IncrementalAlterConfigs => {
+                RequestKind::IncrementalAlterConfigs(IncrementalAlterConfigsRequest::default())
+            }
+            ApiKey::DescribeCluster => RequestKind::DescribeCluster(DescribeClusterRequest::default()),
+            other => panic!("add {other:?} to the round-trip test"),
+        }
+    }
+
+    fn default_response(api: ApiKey) -> ResponseKind {
+        use kafka_protocol::messages::*;
+        match api {
+            ApiKey::Produce => ResponseKind::Produce(ProduceResponse::default()),
+            ApiKey::Fetch => ResponseKind::Fetch(FetchResponse::default()),
+            ApiKey::ListOffsets => ResponseKind::ListOffsets(ListOffsetsResponse::default()),
+            ApiKey::Metadata => ResponseKind::Metadata(MetadataResponse::default()),
+            ApiKey::ApiVersions => ResponseKind::ApiVersions(ApiVersionsResponse::default()),
+            ApiKey::CreateTopics => ResponseKind::CreateTopics(CreateTopicsResponse::default()),
+            ApiKey::DeleteTopics => ResponseKind::DeleteTopics(DeleteTopicsResponse::default()),
+            ApiKey::DeleteRecords => ResponseKind::DeleteRecords(DeleteRecordsResponse::default()),
+            ApiKey::InitProducerId => ResponseKind::InitProducerId(InitProducerIdResponse::default()),
+            ApiKey::OffsetForLeaderEpoch => {
+                ResponseKind::OffsetForLeaderEpoch(OffsetForLeaderEpochResponse::default())
+            }
+            ApiKey::DescribeConfigs => ResponseKind::DescribeConfigs(DescribeConfigsResponse::default()),
+            ApiKey::CreatePartitions => ResponseKind::CreatePartitions(CreatePartitionsResponse::default()),
+            ApiKey::IncrementalAlterConfigs => {
+                ResponseKind::IncrementalAlterConfigs(IncrementalAlterConfigsResponse::default())
+            }
+            ApiKey::DescribeCluster => ResponseKind::DescribeCluster(DescribeClusterResponse::default()),
+            other => panic!("add {other:?} to the round-trip test"),
+        }
+    }
+}
