@@ -472,6 +472,18 @@ mod tests {
         assert!(BrokerConfig::load(None, &["listeners=SSL://1.2.3.4:9".into()]).is_err());
     }
 
+    /// `config/single-node.yaml` documents the embedded defaults: they must agree.
+    #[test]
+    fn shipped_yaml_equals_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/single-node.yaml");
+        let from_file = BrokerConfig::load(Some(&path), &[]).unwrap();
+        assert_eq!(from_file.values, BrokerConfig::default().values);
+        for k in BROKER_KEYS {
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert!(text.contains(&format!("{}:", k.name)), "{} missing from the YAML", k.name);
+        }
+    }
+
     #[test]
     fn overrides_win() {
         let c = BrokerConfig::load(None, &["log.retention.ms=5".into(), "listeners=PLAINTEXT://127.0.0.1:0".into()])

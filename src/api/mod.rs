@@ -79,31 +79,20 @@ impl Api {
 
     /// Decodes, handles and encodes one request frame.
     pub async fn handle_frame(&self, frame: Bytes) -> Result<Option<BytesMut>, ApiError> {
-        if frame.len() < 8 {
-            return Err(ApiError::ShortFrame(frame.len()));
-        }
-        let mut peek = &frame[..8];
-        let raw_key = peek.get_i16();
-        let version = peek.get_i16();
-        let correlation_id = peek.get_i32();
-        let api_key = ApiKey::try_from(raw_key).map_err(|_| ApiError::UnknownApiKey(raw_key))?;
-        if !versions::is_supported(api_key, version) {
-            if api_key == ApiKey::ApiVersions {
+        let (ctx, request) = match decode_request(frame)? {
+            Decoded::Request(ctx, request) => (ctx, request),
+            Decoded::UnsupportedApiVersions { correlation_id } => {
                 // A newer client than us: answer v0 with UNSUPPORTED_VERSION and our table, so
                 // it can pick a version we speak (KIP-511).
                 return versions::unsupported_version_response(correlation_id).map(Some);
             }
-            return Err(ApiError::UnsupportedVersion { api: api_key, version });
-        }
-        let mut buf = frame;
-        let decode_err = |e: anyhow::Error| ApiError::Decode { api: api_key, version, reason: e.to_string() };
-        let header = RequestHeader::decode(&mut buf, api_key.request_header_version(version)).map_err(decode_err)?;
-        let request = RequestKind::decode(api_key, &mut buf, version).map_err(decode_err)?;
-        let ctx = RequestContext { api_key, version, correlation_id, client_id: header.client_id };
-        let span = tracing::debug_span!("request", api = ?api_key, version, correlation_id);
+        };
+        let span = tracing::debug_span!("request", api = ?ctx.api_key, version = ctx.version, correlation_id = ctx.correlation_id);
         let _enter = span.enter();
         match self.dispatch(&ctx, request).await {
-            Reply::Response(response) => encode_response(api_key, version, correlation_id, &response).map(Some),
+            Reply::Response(response) => {
+                encode_response(ctx.api_key, ctx.version, ctx.correlation_id, &response).map(Some)
+            }
             Reply::NoResponse => Ok(None),
             Reply::Close => Err(ApiError::AcksZeroFailed),
         }
@@ -135,6 +124,37 @@ impl Api {
         };
         Reply::Response(r)
     }
+}
+
+/// A decoded request frame.
+pub enum Decoded {
+    Request(RequestContext, RequestKind),
+    /// ApiVersions at a version we do not serve: answered with the v0 fallback.
+    UnsupportedApiVersions { correlation_id: i32 },
+}
+
+/// Decodes one request frame (header and body). Pure: the fuzz target drives it directly.
+pub fn decode_request(frame: Bytes) -> Result<Decoded, ApiError> {
+    if frame.len() < 8 {
+        return Err(ApiError::ShortFrame(frame.len()));
+    }
+    let mut peek = &frame[..8];
+    let raw_key = peek.get_i16();
+    let version = peek.get_i16();
+    let correlation_id = peek.get_i32();
+    let api_key = ApiKey::try_from(raw_key).map_err(|_| ApiError::UnknownApiKey(raw_key))?;
+    if !versions::is_supported(api_key, version) {
+        if api_key == ApiKey::ApiVersions {
+            return Ok(Decoded::UnsupportedApiVersions { correlation_id });
+        }
+        return Err(ApiError::UnsupportedVersion { api: api_key, version });
+    }
+    let mut buf = frame;
+    let decode_err = |e: anyhow::Error| ApiError::Decode { api: api_key, version, reason: e.to_string() };
+    let header = RequestHeader::decode(&mut buf, api_key.request_header_version(version)).map_err(decode_err)?;
+    let request = RequestKind::decode(api_key, &mut buf, version).map_err(decode_err)?;
+    let ctx = RequestContext { api_key, version, correlation_id, client_id: header.client_id };
+    Ok(Decoded::Request(ctx, request))
 }
 
 /// Encodes the response header and body into one frame body (no length prefix).
