@@ -61,13 +61,19 @@ pub fn read_checkpoint(path: &Path, version: u32) -> Result<Option<Vec<String>>,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e.into()),
     };
-    let corrupt = |reason| LogError::CorruptCheckpoint { path: path.to_path_buf(), reason };
+    let corrupt = |reason| LogError::CorruptCheckpoint {
+        path: path.to_path_buf(),
+        reason,
+    };
     let text = String::from_utf8(text).map_err(|_| corrupt("not UTF-8"))?;
     let mut lines = text.lines();
     if lines.next().and_then(|l| l.trim().parse::<u32>().ok()) != Some(version) {
         return Err(corrupt("unknown version"));
     }
-    let count = lines.next().and_then(|l| l.trim().parse::<usize>().ok()).ok_or(corrupt("bad count"))?;
+    let count = lines
+        .next()
+        .and_then(|l| l.trim().parse::<usize>().ok())
+        .ok_or(corrupt("bad count"))?;
     let entries: Vec<String> = lines.map(str::to_owned).collect();
     if entries.len() != count {
         return Err(corrupt("entry count does not match"));
@@ -77,11 +83,17 @@ pub fn read_checkpoint(path: &Path, version: u32) -> Result<Option<Vec<String>>,
 
 /// Parses a whitespace-separated entry of `N` integers.
 pub fn parse_ints<const N: usize>(entry: &str, path: &Path) -> Result<[i64; N], LogError> {
-    let corrupt = || LogError::CorruptCheckpoint { path: path.to_path_buf(), reason: "bad entry" };
+    let corrupt = || LogError::CorruptCheckpoint {
+        path: path.to_path_buf(),
+        reason: "bad entry",
+    };
     let mut out = [0i64; N];
     let mut fields = entry.split_whitespace();
     for slot in out.iter_mut() {
-        *slot = fields.next().and_then(|f| f.parse().ok()).ok_or_else(corrupt)?;
+        *slot = fields
+            .next()
+            .and_then(|f| f.parse().ok())
+            .ok_or_else(corrupt)?;
     }
     if fields.next().is_some() {
         return Err(corrupt());
@@ -90,6 +102,7 @@ pub fn parse_ints<const N: usize>(entry: &str, path: &Path) -> Result<[i64; N], 
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

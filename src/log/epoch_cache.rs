@@ -9,8 +9,8 @@
 
 use std::path::{Path, PathBuf};
 
-use super::checkpoint::{parse_ints, read_checkpoint, write_checkpoint};
 use super::LogError;
+use super::checkpoint::{parse_ints, read_checkpoint, write_checkpoint};
 
 /// Kafka's file name for the cache.
 pub const LEADER_EPOCH_CHECKPOINT: &str = "leader-epoch-checkpoint";
@@ -41,9 +41,17 @@ impl LeaderEpochCache {
         let mut entries = Vec::new();
         for line in read_checkpoint(&path, CHECKPOINT_VERSION)?.unwrap_or_default() {
             let [epoch, start_offset] = parse_ints::<2>(&line, &path)?;
-            let entry = EpochEntry { epoch: epoch as i32, start_offset };
-            if entries.last().is_some_and(|l: &EpochEntry| l.epoch >= entry.epoch || l.start_offset >= start_offset) {
-                return Err(LogError::CorruptCheckpoint { path, reason: "epochs out of order" });
+            let entry = EpochEntry {
+                epoch: epoch as i32,
+                start_offset,
+            };
+            if entries.last().is_some_and(|l: &EpochEntry| {
+                l.epoch >= entry.epoch || l.start_offset >= start_offset
+            }) {
+                return Err(LogError::CorruptCheckpoint {
+                    path,
+                    reason: "epochs out of order",
+                });
             }
             entries.push(entry);
         }
@@ -64,10 +72,17 @@ impl LeaderEpochCache {
         if !update_needed {
             return Ok(());
         }
-        while self.entries.last().is_some_and(|l| l.epoch >= epoch || l.start_offset >= start_offset) {
+        while self
+            .entries
+            .last()
+            .is_some_and(|l| l.epoch >= epoch || l.start_offset >= start_offset)
+        {
             self.entries.pop();
         }
-        self.entries.push(EpochEntry { epoch, start_offset });
+        self.entries.push(EpochEntry {
+            epoch,
+            start_offset,
+        });
         self.persist()
     }
 
@@ -104,12 +119,20 @@ impl LeaderEpochCache {
 
     /// The epoch an offset was written in, if known.
     pub fn epoch_for_offset(&self, offset: i64) -> Option<i32> {
-        self.entries.iter().rev().find(|e| e.start_offset <= offset).map(|e| e.epoch)
+        self.entries
+            .iter()
+            .rev()
+            .find(|e| e.start_offset <= offset)
+            .map(|e| e.epoch)
     }
 
     /// The log was truncated to `end_offset`: forget epochs that began at or after it.
     pub fn truncate_from_end(&mut self, end_offset: i64) -> Result<(), LogError> {
-        if !self.entries.last().is_some_and(|l| l.start_offset >= end_offset) {
+        if self
+            .entries
+            .last()
+            .is_none_or(|l| l.start_offset < end_offset)
+        {
             return Ok(());
         }
         self.entries.retain(|e| e.start_offset < end_offset);
@@ -119,13 +142,23 @@ impl LeaderEpochCache {
     /// The log start moved to `start_offset`: drop epochs wholly before it and move the start
     /// of the epoch that covers it up to `start_offset`.
     pub fn truncate_from_start(&mut self, start_offset: i64) -> Result<(), LogError> {
-        let covered = self.entries.iter().take_while(|e| e.start_offset <= start_offset).count();
+        let covered = self
+            .entries
+            .iter()
+            .take_while(|e| e.start_offset <= start_offset)
+            .count();
         if covered == 0 {
             return Ok(());
         }
         let epoch = self.entries[covered - 1].epoch;
         self.entries.drain(..covered);
-        self.entries.insert(0, EpochEntry { epoch, start_offset });
+        self.entries.insert(
+            0,
+            EpochEntry {
+                epoch,
+                start_offset,
+            },
+        );
         self.persist()
     }
 
@@ -136,12 +169,17 @@ impl LeaderEpochCache {
     }
 
     pub fn persist(&self) -> Result<(), LogError> {
-        let lines: Vec<String> = self.entries.iter().map(|e| format!("{} {}", e.epoch, e.start_offset)).collect();
+        let lines: Vec<String> = self
+            .entries
+            .iter()
+            .map(|e| format!("{} {}", e.epoch, e.start_offset))
+            .collect();
         write_checkpoint(&self.path, CHECKPOINT_VERSION, &lines)
     }
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
@@ -161,10 +199,19 @@ mod tests {
         assert_eq!(cache.end_offset_for_epoch(4, 80), (4, 50));
         assert_eq!(cache.end_offset_for_epoch(5, 80), (4, 50)); // hole: floor epoch
         assert_eq!(cache.end_offset_for_epoch(1, 80), (1, 10)); // before the cache
-        assert_eq!(cache.end_offset_for_epoch(8, 80), (UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET));
-        assert_eq!(cache.end_offset_for_epoch(-1, 80), (UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET));
+        assert_eq!(
+            cache.end_offset_for_epoch(8, 80),
+            (UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET)
+        );
+        assert_eq!(
+            cache.end_offset_for_epoch(-1, 80),
+            (UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET)
+        );
         let (_dir, empty) = cache_with(&[]);
-        assert_eq!(empty.end_offset_for_epoch(0, 80), (UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET));
+        assert_eq!(
+            empty.end_offset_for_epoch(0, 80),
+            (UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET)
+        );
     }
 
     #[test]
@@ -173,7 +220,19 @@ mod tests {
         cache.assign(3, 15).unwrap(); // same epoch, later start: no change
         assert_eq!(cache.entries().len(), 2);
         cache.assign(2, 5).unwrap(); // older epoch: later entries go
-        assert_eq!(cache.entries(), &[EpochEntry { epoch: 1, start_offset: 0 }, EpochEntry { epoch: 2, start_offset: 5 }]);
+        assert_eq!(
+            cache.entries(),
+            &[
+                EpochEntry {
+                    epoch: 1,
+                    start_offset: 0
+                },
+                EpochEntry {
+                    epoch: 2,
+                    start_offset: 5
+                }
+            ]
+        );
         cache.assign(-1, 20).unwrap();
         assert_eq!(cache.latest_epoch(), Some(2));
     }
@@ -184,7 +243,13 @@ mod tests {
         cache.truncate_from_end(20).unwrap();
         assert_eq!(cache.latest_epoch(), Some(2));
         cache.truncate_from_start(12).unwrap();
-        assert_eq!(cache.entries(), &[EpochEntry { epoch: 2, start_offset: 12 }]);
+        assert_eq!(
+            cache.entries(),
+            &[EpochEntry {
+                epoch: 2,
+                start_offset: 12
+            }]
+        );
         let reloaded = LeaderEpochCache::load(dir.path()).unwrap();
         assert_eq!(reloaded.entries(), cache.entries());
         assert_eq!(reloaded.epoch_for_offset(100), Some(2));

@@ -52,8 +52,8 @@ use crate::record::{self, BatchHeader, BatchIter, IterStop, RecordError};
 
 pub use config::{LogConfig, MessageTimestampType};
 pub use epoch_cache::{EpochEntry, LeaderEpochCache};
-pub use producer_state::{BatchMetadata, ProducerStateManager};
 use producer_state::StagedProducers;
+pub use producer_state::{BatchMetadata, ProducerStateManager};
 use segment::{IndexLimits, Segment};
 
 /// Everything that can go wrong in the log. The API layer maps these to Kafka codes:
@@ -65,15 +65,29 @@ pub enum LogError {
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
     #[error("offset {requested} is out of range [{log_start}, {log_end}]")]
-    OffsetOutOfRange { requested: i64, log_start: i64, log_end: i64 },
+    OffsetOutOfRange {
+        requested: i64,
+        log_start: i64,
+        log_end: i64,
+    },
     #[error("records given to the log are not whole v2 batches: {0}")]
     InvalidRecords(#[from] RecordError),
     #[error("follower append at offset {got} but the log end offset is {log_end}")]
     NonMonotonicOffsets { got: i64, log_end: i64 },
-    #[error("out of order sequence for producer {producer_id}: expected {expected}, got {received}")]
-    OutOfOrderSequence { producer_id: i64, expected: i32, received: i32 },
+    #[error(
+        "out of order sequence for producer {producer_id}: expected {expected}, got {received}"
+    )]
+    OutOfOrderSequence {
+        producer_id: i64,
+        expected: i32,
+        received: i32,
+    },
     #[error("producer {producer_id} epoch {epoch} is older than the current epoch {current_epoch}")]
-    InvalidProducerEpoch { producer_id: i64, epoch: i16, current_epoch: i16 },
+    InvalidProducerEpoch {
+        producer_id: i64,
+        epoch: i16,
+        current_epoch: i16,
+    },
     #[error("corrupt index {path}: {reason}")]
     CorruptIndex { path: PathBuf, reason: &'static str },
     #[error("corrupt checkpoint {path}: {reason}")]
@@ -218,7 +232,12 @@ impl Log {
     /// leader in `leader_epoch`: producer checks, then offsets from the log end offset, the
     /// append time if configured, a roll if due, one write, index and cache updates, and an
     /// fsync if the flush policy asks for one. A duplicate retry writes nothing.
-    pub fn append(&mut self, records: &mut [u8], leader_epoch: i32, now_ms: i64) -> Result<AppendOutcome, LogError> {
+    pub fn append(
+        &mut self,
+        records: &mut [u8],
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendOutcome, LogError> {
         let log_append_time = match self.config.message_timestamp_type {
             MessageTimestampType::LogAppendTime => {
                 record::set_log_append_time(records, now_ms);
@@ -237,7 +256,10 @@ impl Log {
             next += i64::from(header.last_offset_delta) + 1;
         }
         let next_offset = record::assign_offsets(records, first_offset, leader_epoch);
-        assert_eq!(next_offset, next, "offset assignment must match the headers");
+        assert_eq!(
+            next_offset, next,
+            "offset assignment must match the headers"
+        );
         self.write_batches(records, next_offset - 1, now_ms)?;
         self.epoch_cache.assign(leader_epoch, first_offset)?;
         self.producers.commit(staged);
@@ -271,7 +293,11 @@ impl Log {
     /// Appends batches a leader already numbered (replication). Offsets must increase from
     /// the log end offset (gaps are allowed, as compacted leaders produce them); CRCs are
     /// checked. Producer state and the epoch cache follow the batches without checks.
-    pub fn append_as_follower(&mut self, records: &[u8], now_ms: i64) -> Result<Option<(i64, i64)>, LogError> {
+    pub fn append_as_follower(
+        &mut self,
+        records: &[u8],
+        now_ms: i64,
+    ) -> Result<Option<(i64, i64)>, LogError> {
         let mut iter = BatchIter::with_crc_check(records);
         let headers: Vec<BatchHeader> = iter.by_ref().map(|(h, _)| h).collect();
         ensure_whole(iter.stop())?;
@@ -281,13 +307,17 @@ impl Log {
         let mut expected = self.log_end_offset();
         for header in &headers {
             if header.base_offset < expected || header.last_offset_delta < 0 {
-                return Err(LogError::NonMonotonicOffsets { got: header.base_offset, log_end: expected });
+                return Err(LogError::NonMonotonicOffsets {
+                    got: header.base_offset,
+                    log_end: expected,
+                });
             }
             expected = header.next_offset();
         }
         self.write_batches(records, last.last_offset(), now_ms)?;
         for header in &headers {
-            self.epoch_cache.assign(header.partition_leader_epoch, header.base_offset)?;
+            self.epoch_cache
+                .assign(header.partition_leader_epoch, header.base_offset)?;
             self.producers.replay(header);
         }
         self.maybe_flush(now_ms)?;
@@ -296,9 +326,20 @@ impl Log {
 
     /// Rolls if due, then writes `bytes` (whole batches ending at `last_offset`) to the
     /// active segment.
-    fn write_batches(&mut self, bytes: &[u8], last_offset: i64, now_ms: i64) -> Result<(), LogError> {
+    fn write_batches(
+        &mut self,
+        bytes: &[u8],
+        last_offset: i64,
+        now_ms: i64,
+    ) -> Result<(), LogError> {
         let config = &self.config;
-        if self.active().should_roll(config.segment_bytes, config.segment_ms, bytes.len(), last_offset, now_ms) {
+        if self.active().should_roll(
+            config.segment_bytes,
+            config.segment_ms,
+            bytes.len(),
+            last_offset,
+            now_ms,
+        ) {
             self.roll(now_ms)?;
         }
         self.active_mut().append(bytes)
@@ -333,7 +374,8 @@ impl Log {
     pub fn maybe_flush(&mut self, now_ms: i64) -> Result<(), LogError> {
         let unflushed = self.log_end_offset() - self.recovery_point;
         let due_by_count = unflushed >= self.config.flush_interval_messages;
-        let due_by_time = unflushed > 0 && now_ms.saturating_sub(self.last_flush_ms) >= self.config.flush_interval_ms;
+        let due_by_time = unflushed > 0
+            && now_ms.saturating_sub(self.last_flush_ms) >= self.config.flush_interval_ms;
         if due_by_count || due_by_time {
             self.flush(now_ms)?;
         }
@@ -366,7 +408,10 @@ impl Log {
 }
 
 fn index_limits(config: &LogConfig) -> IndexLimits {
-    IndexLimits { index_interval_bytes: config.index_interval_bytes, max_index_bytes: config.segment_index_bytes }
+    IndexLimits {
+        index_interval_bytes: config.index_interval_bytes,
+        max_index_bytes: config.segment_index_bytes,
+    }
 }
 
 /// Headers of `records`, which must be whole batches and at least one.
@@ -375,7 +420,11 @@ fn whole_batches(records: &[u8]) -> Result<Vec<BatchHeader>, LogError> {
     let headers: Vec<BatchHeader> = iter.by_ref().map(|(h, _)| h).collect();
     ensure_whole(iter.stop())?;
     if headers.is_empty() {
-        return Err(RecordError::InvalidRecord { position: 0, reason: "no record batch to append" }.into());
+        return Err(RecordError::InvalidRecord {
+            position: 0,
+            reason: "no record batch to append",
+        }
+        .into());
     }
     Ok(headers)
 }
@@ -384,10 +433,16 @@ fn ensure_whole(stop: Option<&IterStop>) -> Result<(), LogError> {
     match stop {
         Some(IterStop::End) => Ok(()),
         Some(IterStop::Corrupt { error, .. }) => Err(error.clone().into()),
-        Some(IterStop::PartialTail { position }) => {
-            Err(RecordError::CorruptMessage { position: *position, reason: "truncated record batch" }.into())
+        Some(IterStop::PartialTail { position }) => Err(RecordError::CorruptMessage {
+            position: *position,
+            reason: "truncated record batch",
         }
-        None => Err(RecordError::CorruptMessage { position: 0, reason: "unfinished batch walk" }.into()),
+        .into()),
+        None => Err(RecordError::CorruptMessage {
+            position: 0,
+            reason: "unfinished batch walk",
+        }
+        .into()),
     }
 }
 

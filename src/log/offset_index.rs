@@ -12,8 +12,8 @@
 
 use std::path::Path;
 
-use super::checkpoint::write_file_atomically;
 use super::LogError;
+use super::checkpoint::write_file_atomically;
 
 /// Bytes per entry on disk.
 pub const OFFSET_ENTRY_LEN: usize = 8;
@@ -36,13 +36,24 @@ pub struct OffsetIndex {
 impl OffsetIndex {
     pub fn new(base_offset: i64, max_index_bytes: u64) -> OffsetIndex {
         let max_entries = (max_index_bytes as usize / OFFSET_ENTRY_LEN).max(1);
-        OffsetIndex { base_offset, entries: Vec::new(), max_entries }
+        OffsetIndex {
+            base_offset,
+            entries: Vec::new(),
+            max_entries,
+        }
     }
 
     /// Reads an index file, refusing one that is not a whole number of ordered entries.
-    pub fn load(path: &Path, base_offset: i64, max_index_bytes: u64) -> Result<OffsetIndex, LogError> {
+    pub fn load(
+        path: &Path,
+        base_offset: i64,
+        max_index_bytes: u64,
+    ) -> Result<OffsetIndex, LogError> {
         let bytes = std::fs::read(path)?;
-        let corrupt = |reason| LogError::CorruptIndex { path: path.to_path_buf(), reason };
+        let corrupt = |reason| LogError::CorruptIndex {
+            path: path.to_path_buf(),
+            reason,
+        };
         if bytes.len() % OFFSET_ENTRY_LEN != 0 {
             return Err(corrupt("size is not a multiple of the entry size"));
         }
@@ -75,10 +86,16 @@ impl OffsetIndex {
     /// Records that the batch with base `offset` starts at `position`.
     pub fn append(&mut self, offset: i64, position: u32) {
         let relative = offset - self.base_offset;
-        assert!((0..=i64::from(u32::MAX)).contains(&relative), "offset {offset} outside segment");
+        assert!(
+            (0..=i64::from(u32::MAX)).contains(&relative),
+            "offset {offset} outside segment"
+        );
         let relative = relative as u32;
         if let Some(&(last_relative, last_position)) = self.entries.last() {
-            assert!(relative > last_relative && position > last_position, "index must grow");
+            assert!(
+                relative > last_relative && position > last_position,
+                "index must grow"
+            );
         }
         self.entries.push((relative, position));
     }
@@ -86,17 +103,27 @@ impl OffsetIndex {
     /// The last indexed batch start at or before `offset`, or the segment start.
     pub fn lookup(&self, offset: i64) -> OffsetPosition {
         let relative = offset - self.base_offset;
-        let i = self.entries.partition_point(|&(r, _)| i64::from(r) <= relative);
+        let i = self
+            .entries
+            .partition_point(|&(r, _)| i64::from(r) <= relative);
         match i.checked_sub(1).and_then(|i| self.entries.get(i)) {
-            Some(&(r, position)) => OffsetPosition { offset: self.base_offset + i64::from(r), position },
-            None => OffsetPosition { offset: self.base_offset, position: 0 },
+            Some(&(r, position)) => OffsetPosition {
+                offset: self.base_offset + i64::from(r),
+                position,
+            },
+            None => OffsetPosition {
+                offset: self.base_offset,
+                position: 0,
+            },
         }
     }
 
     /// Drops entries for batches at or after `offset`.
     pub fn truncate_to(&mut self, offset: i64) {
         let relative = offset - self.base_offset;
-        let keep = self.entries.partition_point(|&(r, _)| i64::from(r) < relative);
+        let keep = self
+            .entries
+            .partition_point(|&(r, _)| i64::from(r) < relative);
         self.entries.truncate(keep);
     }
 
@@ -131,6 +158,7 @@ impl OffsetIndex {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
@@ -140,12 +168,24 @@ mod tests {
         index.append(100, 0);
         index.append(110, 4000);
         index.append(125, 9000);
-        assert_eq!(index.lookup(99), OffsetPosition { offset: 100, position: 0 });
+        assert_eq!(
+            index.lookup(99),
+            OffsetPosition {
+                offset: 100,
+                position: 0
+            }
+        );
         assert_eq!(index.lookup(109).position, 0);
         assert_eq!(index.lookup(110).position, 4000);
         assert_eq!(index.lookup(1_000).position, 9000);
         index.truncate_to(125);
-        assert_eq!(index.last_entry(), Some(OffsetPosition { offset: 110, position: 4000 }));
+        assert_eq!(
+            index.last_entry(),
+            Some(OffsetPosition {
+                offset: 110,
+                position: 4000
+            })
+        );
     }
 
     #[test]

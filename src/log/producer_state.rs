@@ -26,8 +26,8 @@ use std::path::{Path, PathBuf};
 
 use crate::record::BatchHeader;
 
-use super::checkpoint::write_file_atomically;
 use super::LogError;
+use super::checkpoint::write_file_atomically;
 
 /// How many recent batches per producer are kept for duplicate detection (Kafka's
 /// `NUM_BATCHES_TO_RETAIN`, matching `max.in.flight.requests.per.connection` 5).
@@ -67,7 +67,10 @@ impl ProducerEntry {
             return None;
         }
         let (first, last) = (header.base_sequence, header.last_sequence());
-        self.batches.iter().find(|b| b.first_seq == first && b.last_seq == last).copied()
+        self.batches
+            .iter()
+            .find(|b| b.first_seq == first && b.last_seq == last)
+            .copied()
     }
 }
 
@@ -113,7 +116,10 @@ impl ProducerStateManager {
             return Ok(None);
         }
         let pid = header.producer_id;
-        let current = staged.entries.get(&pid).or_else(|| self.producers.get(&pid));
+        let current = staged
+            .entries
+            .get(&pid)
+            .or_else(|| self.producers.get(&pid));
         if let Some(entry) = current {
             if let Some(original) = entry.find_duplicate(header) {
                 return Ok(Some(original));
@@ -142,7 +148,8 @@ impl ProducerStateManager {
 
     /// Forgets producers idle for `expiration_ms` (`producer.id.expiration.ms`).
     pub fn remove_expired(&mut self, now_ms: i64, expiration_ms: i64) {
-        self.producers.retain(|_, e| now_ms.saturating_sub(e.last_timestamp) < expiration_ms);
+        self.producers
+            .retain(|_, e| now_ms.saturating_sub(e.last_timestamp) < expiration_ms);
     }
 
     pub fn clear(&mut self) {
@@ -178,8 +185,14 @@ impl ProducerStateManager {
     /// snapshot or to the log).
     pub fn read_snapshot(path: &Path) -> Result<ProducerStateManager, LogError> {
         let bytes = std::fs::read(path)?;
-        let corrupt = |reason| LogError::CorruptSnapshot { path: path.to_path_buf(), reason };
-        let mut r = Reader { bytes: &bytes, at: 0 };
+        let corrupt = |reason| LogError::CorruptSnapshot {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let mut r = Reader {
+            bytes: &bytes,
+            at: 0,
+        };
         if r.take(4) != Some(SNAPSHOT_MAGIC.as_slice()) || r.u16() != Some(SNAPSHOT_VERSION) {
             return Err(corrupt("bad magic or version"));
         }
@@ -203,9 +216,22 @@ fn read_producers(r: &mut Reader<'_>) -> Option<ProducerStateManager> {
         for _ in 0..n {
             let (first_seq, last_seq) = (r.u32()? as i32, r.u32()? as i32);
             let (first_offset, last_offset, timestamp) = (r.i64()?, r.i64()?, r.i64()?);
-            batches.push_back(BatchMetadata { first_seq, last_seq, first_offset, last_offset, timestamp });
+            batches.push_back(BatchMetadata {
+                first_seq,
+                last_seq,
+                first_offset,
+                last_offset,
+                timestamp,
+            });
         }
-        producers.insert(pid, ProducerEntry { epoch, batches, last_timestamp });
+        producers.insert(
+            pid,
+            ProducerEntry {
+                epoch,
+                batches,
+                last_timestamp,
+            },
+        );
     }
     (r.at == r.bytes.len()).then_some(ProducerStateManager { producers })
 }
@@ -226,7 +252,8 @@ impl<'a> Reader<'a> {
         self.take(2).map(|b| u16::from_be_bytes([b[0], b[1]]))
     }
     fn u32(&mut self) -> Option<u32> {
-        self.take(4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        self.take(4)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }
     fn i64(&mut self) -> Option<i64> {
         let b = self.take(8)?;
@@ -239,9 +266,17 @@ impl<'a> Reader<'a> {
 fn check_epoch_and_sequence(entry: &ProducerEntry, header: &BatchHeader) -> Result<(), LogError> {
     let pid = header.producer_id;
     if header.producer_epoch < entry.epoch {
-        return Err(LogError::InvalidProducerEpoch { producer_id: pid, epoch: header.producer_epoch, current_epoch: entry.epoch });
+        return Err(LogError::InvalidProducerEpoch {
+            producer_id: pid,
+            epoch: header.producer_epoch,
+            current_epoch: entry.epoch,
+        });
     }
-    let out_of_order = |expected| LogError::OutOfOrderSequence { producer_id: pid, expected, received: header.base_sequence };
+    let out_of_order = |expected| LogError::OutOfOrderSequence {
+        producer_id: pid,
+        expected,
+        received: header.base_sequence,
+    };
     if header.producer_epoch != entry.epoch {
         if header.base_sequence != 0 && entry.epoch != NO_PRODUCER_EPOCH {
             return Err(out_of_order(0));
@@ -249,9 +284,13 @@ fn check_epoch_and_sequence(entry: &ProducerEntry, header: &BatchHeader) -> Resu
         return Ok(());
     }
     let last = entry.last_seq();
-    let in_sequence = i64::from(header.base_sequence) == i64::from(last) + 1 || (header.base_sequence == 0 && last == i32::MAX);
+    let in_sequence = i64::from(header.base_sequence) == i64::from(last) + 1
+        || (header.base_sequence == 0 && last == i32::MAX);
     if !in_sequence {
-        return Err(out_of_order(crate::record::batch::increment_sequence(last.max(-1), 1)));
+        return Err(out_of_order(crate::record::batch::increment_sequence(
+            last.max(-1),
+            1,
+        )));
     }
     Ok(())
 }
@@ -302,7 +341,10 @@ pub fn list_snapshots(dir: &Path) -> Result<Vec<i64>, LogError> {
 }
 
 /// Deletes snapshots whose offset falls outside `keep`.
-pub fn delete_snapshots_outside(dir: &Path, keep: std::ops::RangeInclusive<i64>) -> Result<(), LogError> {
+pub fn delete_snapshots_outside(
+    dir: &Path,
+    keep: std::ops::RangeInclusive<i64>,
+) -> Result<(), LogError> {
     for offset in list_snapshots(dir)? {
         if !keep.contains(&offset) {
             super::segment::remove_if_exists(&snapshot_path(dir, offset))?;
@@ -312,16 +354,24 @@ pub fn delete_snapshots_outside(dir: &Path, keep: std::ops::RangeInclusive<i64>)
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use crate::record::BatchBuilder;
 
     fn batch(pid: i64, epoch: i16, seq: i32, count: usize, offset: i64) -> BatchHeader {
-        let bytes = BatchBuilder::new(offset).producer(pid, epoch, seq).timestamps(1000).records(count, 1).build();
+        let bytes = BatchBuilder::new(offset)
+            .producer(pid, epoch, seq)
+            .timestamps(1000)
+            .records(count, 1)
+            .build();
         BatchHeader::parse(&bytes).unwrap()
     }
 
-    fn append(m: &mut ProducerStateManager, h: &BatchHeader) -> Result<Option<BatchMetadata>, LogError> {
+    fn append(
+        m: &mut ProducerStateManager,
+        h: &BatchHeader,
+    ) -> Result<Option<BatchMetadata>, LogError> {
         let mut staged = StagedProducers::default();
         let dup = m.check_and_stage(&mut staged, h, h.base_offset)?;
         if dup.is_none() {
@@ -338,10 +388,19 @@ mod tests {
         // A retry of either cached batch is a duplicate with the original offsets.
         let dup = append(&mut m, &batch(1, 0, 0, 3, 99)).unwrap().unwrap();
         assert_eq!((dup.first_offset, dup.last_offset), (0, 2));
-        assert!(matches!(append(&mut m, &batch(1, 0, 7, 1, 5)), Err(LogError::OutOfOrderSequence { expected: 5, .. })));
-        assert!(matches!(append(&mut m, &batch(1, 1, 4, 1, 5)), Err(LogError::OutOfOrderSequence { expected: 0, .. })));
+        assert!(matches!(
+            append(&mut m, &batch(1, 0, 7, 1, 5)),
+            Err(LogError::OutOfOrderSequence { expected: 5, .. })
+        ));
+        assert!(matches!(
+            append(&mut m, &batch(1, 1, 4, 1, 5)),
+            Err(LogError::OutOfOrderSequence { expected: 0, .. })
+        ));
         assert_eq!(append(&mut m, &batch(1, 1, 0, 1, 5)).unwrap(), None);
-        assert!(matches!(append(&mut m, &batch(1, 0, 5, 1, 6)), Err(LogError::InvalidProducerEpoch { .. })));
+        assert!(matches!(
+            append(&mut m, &batch(1, 0, 5, 1, 6)),
+            Err(LogError::InvalidProducerEpoch { .. })
+        ));
         // Unknown producers may start anywhere (Kafka 4).
         assert_eq!(append(&mut m, &batch(2, 0, 500, 1, 6)).unwrap(), None);
     }

@@ -15,7 +15,13 @@ impl Log {
     /// batch), none with an offset `>= max_offset`. Continues into later segments while room
     /// is left. `start_offset` outside `[log_start_offset, log_end_offset]` is
     /// `OffsetOutOfRange`; `start_offset == log_end_offset` reads nothing.
-    pub fn read(&self, start_offset: i64, max_bytes: usize, max_offset: i64, min_one_batch: bool) -> Result<ReadResult, LogError> {
+    pub fn read(
+        &self,
+        start_offset: i64,
+        max_bytes: usize,
+        max_offset: i64,
+        min_one_batch: bool,
+    ) -> Result<ReadResult, LogError> {
         let log_end_offset = self.log_end_offset();
         if start_offset < self.log_start_offset || start_offset > log_end_offset {
             return Err(LogError::OffsetOutOfRange {
@@ -26,13 +32,22 @@ impl Log {
         }
         let mut out: Vec<u8> = Vec::new();
         let mut next_offset = start_offset;
-        let first_base = self.segments.range(..=start_offset).next_back().map_or(start_offset, |(b, _)| *b);
+        let first_base = self
+            .segments
+            .range(..=start_offset)
+            .next_back()
+            .map_or(start_offset, |(b, _)| *b);
         for segment in self.segments.range(first_base..).map(|(_, s)| s) {
             if next_offset >= log_end_offset || next_offset >= max_offset {
                 break;
             }
             let room = max_bytes.saturating_sub(out.len());
-            let part = segment.read(next_offset, room, max_offset, min_one_batch && out.is_empty())?;
+            let part = segment.read(
+                next_offset,
+                room,
+                max_offset,
+                min_one_batch && out.is_empty(),
+            )?;
             if out.is_empty() {
                 out = part.bytes;
             } else {

@@ -20,11 +20,17 @@ use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 use std::path::Path;
 
-use super::checkpoint::{parse_ints, read_checkpoint, sync_dir, write_checkpoint, TMP_SUFFIX};
+use super::checkpoint::{TMP_SUFFIX, parse_ints, read_checkpoint, sync_dir, write_checkpoint};
 use super::epoch_cache::LeaderEpochCache;
-use super::producer_state::{delete_snapshots_outside, list_snapshots, snapshot_path, ProducerStateManager};
-use super::segment::{remove_if_exists, segment_file, Segment, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX};
-use super::{index_limits, Log, LogConfig, LogError, CLEAN_SHUTDOWN_MARKER, LOG_START_OFFSET_CHECKPOINT};
+use super::producer_state::{
+    ProducerStateManager, delete_snapshots_outside, list_snapshots, snapshot_path,
+};
+use super::segment::{
+    INDEX_SUFFIX, LOG_SUFFIX, Segment, TIME_INDEX_SUFFIX, remove_if_exists, segment_file,
+};
+use super::{
+    CLEAN_SHUTDOWN_MARKER, LOG_START_OFFSET_CHECKPOINT, Log, LogConfig, LogError, index_limits,
+};
 
 const STRAY_SUFFIXES: [&str; 4] = [TMP_SUFFIX, ".deleted", ".cleaned", ".swap"];
 /// Stands for "no first batch" in the marker (-1 is a legal, if odd, timestamp).
@@ -73,7 +79,14 @@ impl Log {
         let bases = scan_directory(dir)?;
         let marker = CleanShutdown::read(dir);
         let saved_start = read_log_start_offset(dir)?;
-        let segments = open_segments(dir, &config, &bases, marker, saved_start.unwrap_or(0), now_ms)?;
+        let segments = open_segments(
+            dir,
+            &config,
+            &bases,
+            marker,
+            saved_start.unwrap_or(0),
+            now_ms,
+        )?;
         let first_base = segments.keys().next().copied().unwrap_or(0);
         let mut log = Log {
             dir: dir.to_path_buf(),
@@ -127,7 +140,11 @@ impl Log {
 
     fn replay_producers_from(&mut self, from_offset: i64) -> Result<(), LogError> {
         let producers = &mut self.producers;
-        for segment in self.segments.values().filter(|s| s.next_offset() > from_offset) {
+        for segment in self
+            .segments
+            .values()
+            .filter(|s| s.next_offset() > from_offset)
+        {
             let Some(first) = segment.find_batch(from_offset)? else {
                 continue;
             };
@@ -148,7 +165,10 @@ fn scan_directory(dir: &Path) -> Result<Vec<i64>, LogError> {
     let mut index_files = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         if STRAY_SUFFIXES.iter().any(|s| name.ends_with(s)) {
             tracing::info!(path = %path.display(), "removing leftover file");
             remove_if_exists(&path)?;
@@ -156,7 +176,10 @@ fn scan_directory(dir: &Path) -> Result<Vec<i64>, LogError> {
             if let Ok(base) = stem.parse::<i64>() {
                 bases.push(base);
             }
-        } else if let Some(stem) = name.strip_suffix(INDEX_SUFFIX).or_else(|| name.strip_suffix(TIME_INDEX_SUFFIX)) {
+        } else if let Some(stem) = name
+            .strip_suffix(INDEX_SUFFIX)
+            .or_else(|| name.strip_suffix(TIME_INDEX_SUFFIX))
+        {
             if let Ok(base) = stem.parse::<i64>() {
                 index_files.push((base, path));
             }
@@ -210,8 +233,20 @@ fn open_segments(
     }
     let trusted_last = marker
         .filter(|m| m.active_base_offset == last_base)
-        .filter(|m| file_len(&segment_file(dir, last_base, LOG_SUFFIX)) == Some(m.active_size_bytes))
-        .and_then(|m| Segment::open_trusted(dir, last_base, limits, m.log_end_offset, m.first_batch_timestamp, now_ms).ok());
+        .filter(|m| {
+            file_len(&segment_file(dir, last_base, LOG_SUFFIX)) == Some(m.active_size_bytes)
+        })
+        .and_then(|m| {
+            Segment::open_trusted(
+                dir,
+                last_base,
+                limits,
+                m.log_end_offset,
+                m.first_batch_timestamp,
+                now_ms,
+            )
+            .ok()
+        });
     let last = match trusted_last {
         Some(segment) => segment,
         None => Segment::recover(dir, last_base, limits, now_ms)?.0,

@@ -25,10 +25,16 @@ impl Log {
 
     /// As [`Log::enforce_retention`], but never deletes a segment that ends above
     /// `high_watermark` (data not yet replicated everywhere).
-    pub fn enforce_retention_below(&mut self, now_ms: i64, high_watermark: i64) -> Result<u64, LogError> {
-        self.producers.remove_expired(now_ms, self.config.producer_id_expiration_ms);
+    pub fn enforce_retention_below(
+        &mut self,
+        now_ms: i64,
+        high_watermark: i64,
+    ) -> Result<u64, LogError> {
+        self.producers
+            .remove_expired(now_ms, self.config.producer_id_expiration_ms);
         let by_time = self.count_deletable(high_watermark, |log, segment| {
-            log.config.retention_ms >= 0 && now_ms.saturating_sub(segment.largest_timestamp_ms()) > log.config.retention_ms
+            log.config.retention_ms >= 0
+                && now_ms.saturating_sub(segment.largest_timestamp_ms()) > log.config.retention_ms
         });
         let mut deleted = self.delete_oldest_segments(by_time)?;
         if self.config.retention_bytes >= 0 {
@@ -51,7 +57,11 @@ impl Log {
     pub fn delete_records_before(&mut self, offset: i64) -> Result<i64, LogError> {
         let log_end = self.log_end_offset();
         if offset > log_end || offset < 0 {
-            return Err(LogError::OffsetOutOfRange { requested: offset, log_start: self.log_start_offset, log_end });
+            return Err(LogError::OffsetOutOfRange {
+                requested: offset,
+                log_start: self.log_start_offset,
+                log_end,
+            });
         }
         if offset <= self.log_start_offset {
             return Ok(self.log_start_offset);
@@ -59,7 +69,9 @@ impl Log {
         self.log_start_offset = offset;
         self.write_log_start_offset()?;
         self.epoch_cache.truncate_from_start(offset)?;
-        let below_start = self.count_deletable(i64::MAX, |log, segment| segment.next_offset() <= log.log_start_offset);
+        let below_start = self.count_deletable(i64::MAX, |log, segment| {
+            segment.next_offset() <= log.log_start_offset
+        });
         self.delete_oldest_segments(below_start)?;
         Ok(self.log_start_offset)
     }
@@ -75,7 +87,9 @@ impl Log {
         self.segments
             .values()
             .take(sealed)
-            .take_while(|segment| segment.next_offset() <= high_watermark && deletable(self, segment))
+            .take_while(|segment| {
+                segment.next_offset() <= high_watermark && deletable(self, segment)
+            })
             .count()
     }
 
@@ -83,7 +97,10 @@ impl Log {
         if count == 0 {
             return Ok(0);
         }
-        assert!(count < self.segments.len(), "the active segment is never deleted");
+        assert!(
+            count < self.segments.len(),
+            "the active segment is never deleted"
+        );
         let mut deleted = 0;
         for _ in 0..count {
             if let Some((_, segment)) = self.segments.pop_first() {
@@ -103,6 +120,10 @@ impl Log {
     }
 
     fn active_first_base(&self) -> i64 {
-        self.segments.keys().next().copied().unwrap_or(self.log_start_offset)
+        self.segments
+            .keys()
+            .next()
+            .copied()
+            .unwrap_or(self.log_start_offset)
     }
 }

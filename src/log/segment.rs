@@ -17,11 +17,11 @@ use std::ops::ControlFlow;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use crate::record::{BatchHeader, BatchIter, IterStop, BATCH_HEADER_LEN, LOG_OVERHEAD_LEN};
+use crate::record::{BATCH_HEADER_LEN, BatchHeader, BatchIter, IterStop, LOG_OVERHEAD_LEN};
 
+use super::LogError;
 use super::offset_index::OffsetIndex;
 use super::time_index::{TimeIndex, TimestampOffset};
-use super::LogError;
 
 pub const LOG_SUFFIX: &str = ".log";
 pub const INDEX_SUFFIX: &str = ".index";
@@ -81,9 +81,19 @@ pub struct Segment {
 
 impl Segment {
     /// Creates an empty segment, replacing any leftover file with the same base offset.
-    pub fn create(dir: &Path, base_offset: i64, limits: IndexLimits, now_ms: i64) -> Result<Segment, LogError> {
+    pub fn create(
+        dir: &Path,
+        base_offset: i64,
+        limits: IndexLimits,
+        now_ms: i64,
+    ) -> Result<Segment, LogError> {
         let path = segment_file(dir, base_offset, LOG_SUFFIX);
-        let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path)?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)?;
         for suffix in [INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
             remove_if_exists(&segment_file(dir, base_offset, suffix))?;
         }
@@ -91,7 +101,13 @@ impl Segment {
         Ok(Segment::assemble(dir, base_offset, file, limits, now_ms))
     }
 
-    fn assemble(dir: &Path, base_offset: i64, file: File, limits: IndexLimits, now_ms: i64) -> Segment {
+    fn assemble(
+        dir: &Path,
+        base_offset: i64,
+        file: File,
+        limits: IndexLimits,
+        now_ms: i64,
+    ) -> Segment {
         Segment {
             base_offset,
             dir: dir.to_path_buf(),
@@ -132,15 +148,23 @@ impl Segment {
         segment.next_offset = next_offset;
         segment.max_timestamp_so_far = segment.time_index.last_entry();
         segment.first_batch_timestamp = first_batch_timestamp;
-        let last_position = segment.offset_index.last_entry().map_or(0, |e| u64::from(e.position));
+        let last_position = segment
+            .offset_index
+            .last_entry()
+            .map_or(0, |e| u64::from(e.position));
         segment.bytes_since_last_index_entry = size_bytes.saturating_sub(last_position);
         segment.check_trusted_state(&index_path)?;
         Ok(segment)
     }
 
     fn check_trusted_state(&self, index_path: &Path) -> Result<(), LogError> {
-        let corrupt = |reason| LogError::CorruptIndex { path: index_path.to_path_buf(), reason };
-        if self.next_offset < self.base_offset || (self.size_bytes == 0) != (self.next_offset == self.base_offset) {
+        let corrupt = |reason| LogError::CorruptIndex {
+            path: index_path.to_path_buf(),
+            reason,
+        };
+        if self.next_offset < self.base_offset
+            || (self.size_bytes == 0) != (self.next_offset == self.base_offset)
+        {
             return Err(corrupt("segment end offset disagrees with its size"));
         }
         if let Some(last) = self.offset_index.last_entry() {
@@ -148,7 +172,11 @@ impl Segment {
                 return Err(corrupt("index entry beyond the end of the segment"));
             }
         }
-        if self.time_index.last_entry().is_some_and(|e| e.offset >= self.next_offset) {
+        if self
+            .time_index
+            .last_entry()
+            .is_some_and(|e| e.offset >= self.next_offset)
+        {
             return Err(corrupt("time index entry beyond the end of the segment"));
         }
         Ok(())
@@ -157,7 +185,12 @@ impl Segment {
     /// Opens a segment whose tail may be torn: validates every batch (framing, CRC32C,
     /// increasing offsets), cuts the file at the first bad byte, rebuilds both indexes.
     /// Returns the segment and how many bytes were cut.
-    pub fn recover(dir: &Path, base_offset: i64, limits: IndexLimits, now_ms: i64) -> Result<(Segment, u64), LogError> {
+    pub fn recover(
+        dir: &Path,
+        base_offset: i64,
+        limits: IndexLimits,
+        now_ms: i64,
+    ) -> Result<(Segment, u64), LogError> {
         let path = segment_file(dir, base_offset, LOG_SUFFIX);
         let file = OpenOptions::new().read(true).write(true).open(&path)?;
         let file_len = file.metadata()?.len();
@@ -197,7 +230,9 @@ impl Segment {
             match iter.stop() {
                 // The chunk cut a batch: read on from it (the next chunk is sized to hold it
                 // whole). With nothing consumed the batch cannot fit in the file: torn.
-                Some(IterStop::PartialTail { .. }) if !chunk_ended_file && consumed > 0 => position += consumed,
+                Some(IterStop::PartialTail { .. }) if !chunk_ended_file && consumed > 0 => {
+                    position += consumed
+                }
                 _ => return Ok(position + consumed),
             }
         }
@@ -221,16 +256,26 @@ impl Segment {
     /// Index bookkeeping for a batch now stored at `position` (Kafka's per-batch rule: an
     /// index entry once more than `index.interval.bytes` were written since the last one).
     fn track_batch(&mut self, header: &BatchHeader, position: u64) {
-        assert!(header.base_offset >= self.next_offset, "offsets must increase in a segment");
+        assert!(
+            header.base_offset >= self.next_offset,
+            "offsets must increase in a segment"
+        );
         if self.first_batch_timestamp.is_none() {
             self.first_batch_timestamp = Some(header.max_timestamp);
         }
-        if self.max_timestamp_so_far.is_none_or(|m| header.max_timestamp > m.timestamp) {
-            let entry = TimestampOffset { timestamp: header.max_timestamp, offset: header.base_offset };
+        if self
+            .max_timestamp_so_far
+            .is_none_or(|m| header.max_timestamp > m.timestamp)
+        {
+            let entry = TimestampOffset {
+                timestamp: header.max_timestamp,
+                offset: header.base_offset,
+            };
             self.max_timestamp_so_far = Some(entry);
         }
         if self.bytes_since_last_index_entry > self.limits.index_interval_bytes {
-            self.offset_index.append(header.base_offset, position as u32);
+            self.offset_index
+                .append(header.base_offset, position as u32);
             if let Some(max) = self.max_timestamp_so_far {
                 self.time_index.maybe_append(max);
             }
@@ -245,7 +290,9 @@ impl Segment {
     pub fn append(&mut self, bytes: &[u8]) -> Result<(), LogError> {
         let start = self.size_bytes;
         if start + bytes.len() as u64 > u64::from(u32::MAX) {
-            return Err(LogError::SegmentFull { base_offset: self.base_offset });
+            return Err(LogError::SegmentFull {
+                base_offset: self.base_offset,
+            });
         }
         if let Err(e) = self.file.write_all_at(bytes, start) {
             let _ = self.file.set_len(start);
@@ -273,12 +320,18 @@ impl Segment {
             if at + BATCH_HEADER_LEN as u64 > chunk_start + chunk_len {
                 chunk_start = at;
                 chunk_len = (self.size_bytes - at).min(SCAN_CHUNK_BYTES as u64);
-                self.file.read_exact_at(&mut buf[..chunk_len as usize], at)?;
+                self.file
+                    .read_exact_at(&mut buf[..chunk_len as usize], at)?;
             }
             let offset_in_chunk = (at - chunk_start) as usize;
             let header = BatchHeader::parse(&buf[offset_in_chunk..chunk_len as usize])
                 .map_err(|_| self.corrupt_at(at))?;
-            if visit(BatchLocation { position: at, header }).is_break() {
+            if visit(BatchLocation {
+                position: at,
+                header,
+            })
+            .is_break()
+            {
                 break;
             }
             at += header.total_len() as u64;
@@ -287,7 +340,10 @@ impl Segment {
     }
 
     fn corrupt_at(&self, position: u64) -> LogError {
-        LogError::CorruptSegment { path: segment_file(&self.dir, self.base_offset, LOG_SUFFIX), position }
+        LogError::CorruptSegment {
+            path: segment_file(&self.dir, self.base_offset, LOG_SUFFIX),
+            position,
+        }
     }
 
     /// The batch containing `offset` or, if `offset` falls in a gap, the first batch after it.
@@ -310,8 +366,18 @@ impl Segment {
 
     /// Whole batches from the one holding `start_offset`, with `last offset < max_offset`,
     /// within `max_bytes` unless `min_one_batch` lets the first batch exceed it (KIP-74).
-    pub fn read(&self, start_offset: i64, max_bytes: usize, max_offset: i64, min_one_batch: bool) -> Result<SegmentRead, LogError> {
-        let empty = |reached_end| SegmentRead { bytes: Vec::new(), next_offset: start_offset, reached_end };
+    pub fn read(
+        &self,
+        start_offset: i64,
+        max_bytes: usize,
+        max_offset: i64,
+        min_one_batch: bool,
+    ) -> Result<SegmentRead, LogError> {
+        let empty = |reached_end| SegmentRead {
+            bytes: Vec::new(),
+            next_offset: start_offset,
+            reached_end,
+        };
         let Some(first) = self.find_batch(start_offset)? else {
             return Ok(empty(true));
         };
@@ -319,7 +385,11 @@ impl Segment {
             return Ok(empty(false));
         }
         let first_len = first.header.total_len();
-        let limit = if min_one_batch { max_bytes.max(first_len) } else { max_bytes };
+        let limit = if min_one_batch {
+            max_bytes.max(first_len)
+        } else {
+            max_bytes
+        };
         let available = self.size_bytes - first.position;
         let len = (limit as u64).min(available) as usize;
         let mut bytes = vec![0u8; len];
@@ -337,15 +407,25 @@ impl Segment {
         }
         bytes.truncate(keep);
         let reached_end = !stopped_by_offset && first.position + keep as u64 == self.size_bytes;
-        Ok(SegmentRead { bytes, next_offset, reached_end })
+        Ok(SegmentRead {
+            bytes,
+            next_offset,
+            reached_end,
+        })
     }
 
     /// The first batch with `maxTimestamp >= timestamp`, as (base offset, max timestamp).
     pub fn find_by_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>, LogError> {
-        if self.max_timestamp_so_far.is_none_or(|m| m.timestamp < timestamp) {
+        if self
+            .max_timestamp_so_far
+            .is_none_or(|m| m.timestamp < timestamp)
+        {
             return Ok(None);
         }
-        let from_offset = self.time_index.lookup(timestamp).map_or(self.base_offset, |e| e.offset);
+        let from_offset = self
+            .time_index
+            .lookup(timestamp)
+            .map_or(self.base_offset, |e| e.offset);
         let position = self.offset_index.lookup(from_offset).position;
         let mut found = None;
         self.scan_headers(u64::from(position), |location| {
@@ -378,12 +458,18 @@ impl Segment {
     /// After a truncation: recompute the max timestamp and index spacing from the last index
     /// entry on (at most about one index interval of headers).
     fn rederive_tail_state(&mut self) -> Result<(), LogError> {
-        let from = self.offset_index.last_entry().map_or(0, |e| u64::from(e.position));
+        let from = self
+            .offset_index
+            .last_entry()
+            .map_or(0, |e| u64::from(e.position));
         let mut max = self.time_index.last_entry();
         self.scan_headers(from, |location| {
             let h = location.header;
             if max.is_none_or(|m| h.max_timestamp > m.timestamp) {
-                max = Some(TimestampOffset { timestamp: h.max_timestamp, offset: h.base_offset });
+                max = Some(TimestampOffset {
+                    timestamp: h.max_timestamp,
+                    offset: h.base_offset,
+                });
             }
             ControlFlow::Continue(())
         })?;
@@ -400,7 +486,14 @@ impl Segment {
     /// Whether an append of `incoming_bytes` ending at `last_offset` must go to a new segment:
     /// size, age (`segment.ms` measured from the first batch's timestamp, as Kafka does), full
     /// indexes, or an offset too far from the base for a relative index entry.
-    pub fn should_roll(&self, segment_bytes: u64, segment_ms: i64, incoming_bytes: usize, last_offset: i64, now_ms: i64) -> bool {
+    pub fn should_roll(
+        &self,
+        segment_bytes: u64,
+        segment_ms: i64,
+        incoming_bytes: usize,
+        last_offset: i64,
+        now_ms: i64,
+    ) -> bool {
         let has_data = self.size_bytes > 0;
         let too_big = has_data && self.size_bytes + incoming_bytes as u64 > segment_bytes;
         let roll_base = match self.first_batch_timestamp {
@@ -426,8 +519,13 @@ impl Segment {
 
     /// Writes both index files as they are in memory.
     pub fn write_indexes(&self) -> Result<(), LogError> {
-        self.offset_index.write(&segment_file(&self.dir, self.base_offset, INDEX_SUFFIX))?;
-        self.time_index.write(&segment_file(&self.dir, self.base_offset, TIME_INDEX_SUFFIX))
+        self.offset_index
+            .write(&segment_file(&self.dir, self.base_offset, INDEX_SUFFIX))?;
+        self.time_index.write(&segment_file(
+            &self.dir,
+            self.base_offset,
+            TIME_INDEX_SUFFIX,
+        ))
     }
 
     /// fsyncs the log data.

@@ -1,9 +1,11 @@
 //! Scenario tests for `Log`: round trips, rolls, KIP-74, reopen after close and after a
 //! crash, retention, DeleteRecords, truncation, timestamps and idempotence.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::Path;
 
-use super::segment::{segment_file, LOG_SUFFIX};
+use super::segment::{LOG_SUFFIX, segment_file};
 use super::*;
 use crate::record::{BatchBuilder, BatchIter};
 
@@ -18,11 +20,18 @@ pub(super) fn small_config() -> LogConfig {
 
 /// A client batch (base offset 0) of `count` records with `value_len`-byte values.
 pub(super) fn batch(count: usize, value_len: usize, timestamp: i64) -> Vec<u8> {
-    BatchBuilder::new(0).timestamps(timestamp).records(count, value_len).build()
+    BatchBuilder::new(0)
+        .timestamps(timestamp)
+        .records(count, value_len)
+        .build()
 }
 
 fn idempotent(pid: i64, epoch: i16, seq: i32, count: usize) -> Vec<u8> {
-    BatchBuilder::new(0).producer(pid, epoch, seq).timestamps(1_000).records(count, 8).build()
+    BatchBuilder::new(0)
+        .producer(pid, epoch, seq)
+        .timestamps(1_000)
+        .records(count, 8)
+        .build()
 }
 
 fn append(log: &mut Log, mut bytes: Vec<u8>, now_ms: i64) -> AppendInfo {
@@ -34,7 +43,9 @@ fn append(log: &mut Log, mut bytes: Vec<u8>, now_ms: i64) -> AppendInfo {
 
 fn read_all(log: &Log, from: i64) -> Vec<(i64, i64)> {
     let r = log.read(from, usize::MAX, i64::MAX, true).unwrap();
-    BatchIter::with_crc_check(&r.bytes).map(|(h, _)| (h.base_offset, h.last_offset())).collect()
+    BatchIter::with_crc_check(&r.bytes)
+        .map(|(h, _)| (h.base_offset, h.last_offset()))
+        .collect()
 }
 
 fn open(dir: &Path, config: LogConfig) -> Log {
@@ -61,7 +72,10 @@ fn append_then_read_round_trips_across_rolls() {
     // Reads may continue across segments.
     let r = log.read(0, 10_000, i64::MAX, false).unwrap();
     assert!(r.bytes.len() > 2048 && r.bytes.len() <= 10_000);
-    assert_eq!(r.next_offset, BatchIter::new(&r.bytes).last().unwrap().0.next_offset());
+    assert_eq!(
+        r.next_offset,
+        BatchIter::new(&r.bytes).last().unwrap().0.next_offset()
+    );
 }
 
 #[test]
@@ -77,20 +91,34 @@ fn read_limits_bytes_and_high_watermark() {
     assert_eq!(r.bytes.len(), one);
     assert!(log.read(0, 10, i64::MAX, false).unwrap().bytes.is_empty());
     // Only whole batches within max_bytes.
-    assert_eq!(log.read(0, one * 2 + 5, i64::MAX, false).unwrap().bytes.len(), one * 2);
+    assert_eq!(
+        log.read(0, one * 2 + 5, i64::MAX, false)
+            .unwrap()
+            .bytes
+            .len(),
+        one * 2
+    );
     // Only batches wholly below max_offset (the high watermark).
     assert_eq!(read_all_below(&log, 0, 4), vec![(0, 1), (2, 3)]);
     assert_eq!(read_all_below(&log, 0, 5), vec![(0, 1), (2, 3)]);
     assert!(read_all_below(&log, 4, 5).is_empty());
     // Ends of the log.
     assert!(log.read(10, 100, i64::MAX, true).unwrap().bytes.is_empty());
-    assert!(matches!(log.read(11, 100, i64::MAX, true), Err(LogError::OffsetOutOfRange { requested: 11, .. })));
-    assert!(matches!(log.read(-1, 100, i64::MAX, true), Err(LogError::OffsetOutOfRange { .. })));
+    assert!(matches!(
+        log.read(11, 100, i64::MAX, true),
+        Err(LogError::OffsetOutOfRange { requested: 11, .. })
+    ));
+    assert!(matches!(
+        log.read(-1, 100, i64::MAX, true),
+        Err(LogError::OffsetOutOfRange { .. })
+    ));
 }
 
 fn read_all_below(log: &Log, from: i64, max_offset: i64) -> Vec<(i64, i64)> {
     let r = log.read(from, usize::MAX, max_offset, true).unwrap();
-    BatchIter::new(&r.bytes).map(|(h, _)| (h.base_offset, h.last_offset())).collect()
+    BatchIter::new(&r.bytes)
+        .map(|(h, _)| (h.base_offset, h.last_offset()))
+        .collect()
 }
 
 #[test]
@@ -104,7 +132,11 @@ fn clean_reopen_reads_no_segment_data() {
     let max_ts = log.max_timestamp();
     log.close(0).unwrap();
     // Blank every segment's data (same lengths): any read of it at open would see garbage.
-    let active = segment_file(dir.path(), *log_bases(dir.path()).last().unwrap(), LOG_SUFFIX);
+    let active = segment_file(
+        dir.path(),
+        *log_bases(dir.path()).last().unwrap(),
+        LOG_SUFFIX,
+    );
     let saved = std::fs::read(&active).unwrap();
     for base in log_bases(dir.path()) {
         let path = segment_file(dir.path(), base, LOG_SUFFIX);
@@ -112,7 +144,10 @@ fn clean_reopen_reads_no_segment_data() {
         std::fs::write(&path, vec![0u8; len]).unwrap();
     }
     let log = open(dir.path(), small_config());
-    assert_eq!((log.segment_count(), log.log_end_offset(), log.size_bytes()), (segments, end, size));
+    assert_eq!(
+        (log.segment_count(), log.log_end_offset(), log.size_bytes()),
+        (segments, end, size)
+    );
     assert_eq!(log.max_timestamp(), max_ts);
     assert!(!dir.path().join(CLEAN_SHUTDOWN_MARKER).exists());
     drop(log);
@@ -126,7 +161,14 @@ fn clean_reopen_reads_no_segment_data() {
 fn log_bases(dir: &Path) -> Vec<i64> {
     let mut bases: Vec<i64> = std::fs::read_dir(dir)
         .unwrap()
-        .filter_map(|e| e.unwrap().file_name().to_str()?.strip_suffix(LOG_SUFFIX)?.parse().ok())
+        .filter_map(|e| {
+            e.unwrap()
+                .file_name()
+                .to_str()?
+                .strip_suffix(LOG_SUFFIX)?
+                .parse()
+                .ok()
+        })
         .collect();
     bases.sort();
     bases
@@ -168,7 +210,10 @@ fn crash_reopen_cuts_a_torn_tail_and_keeps_the_rest() {
 #[test]
 fn crash_reopen_cuts_at_a_corrupt_batch_in_the_middle_of_the_active_segment() {
     let dir = tempfile::tempdir().unwrap();
-    let config = LogConfig { segment_bytes: 1 << 20, ..small_config() };
+    let config = LogConfig {
+        segment_bytes: 1 << 20,
+        ..small_config()
+    };
     let mut log = open(dir.path(), config.clone());
     for _ in 0..10 {
         append(&mut log, batch(1, 30, 0), 0);
@@ -187,7 +232,10 @@ fn crash_reopen_cuts_at_a_corrupt_batch_in_the_middle_of_the_active_segment() {
 #[test]
 fn retention_by_time_and_size() {
     let dir = tempfile::tempdir().unwrap();
-    let config = LogConfig { retention_ms: 1_000, ..small_config() };
+    let config = LogConfig {
+        retention_ms: 1_000,
+        ..small_config()
+    };
     let mut log = open(dir.path(), config);
     for i in 0..30 {
         append(&mut log, batch(2, 120, i * 100), 0);
@@ -204,15 +252,24 @@ fn retention_by_time_and_size() {
     assert!(100 * (start / 2 - 1) + 1 < 1_000);
     let second_base = log.segment_base_offsets()[1];
     let kept = log.read(start, usize::MAX, second_base, true).unwrap();
-    let newest = BatchIter::new(&kept.bytes).map(|(h, _)| h.max_timestamp).max().unwrap();
+    let newest = BatchIter::new(&kept.bytes)
+        .map(|(h, _)| h.max_timestamp)
+        .max()
+        .unwrap();
     assert!(newest >= 1_000, "a segment within retention was deleted");
-    assert!(matches!(log.read(0, 10, i64::MAX, true), Err(LogError::OffsetOutOfRange { .. })));
+    assert!(matches!(
+        log.read(0, 10, i64::MAX, true),
+        Err(LogError::OffsetOutOfRange { .. })
+    ));
     // Far in the future everything but the active segment goes.
     log.enforce_retention(1_000_000).unwrap();
     assert_eq!(log.segment_count(), 1);
 
     let dir = tempfile::tempdir().unwrap();
-    let config = LogConfig { retention_bytes: 3_000, ..small_config() };
+    let config = LogConfig {
+        retention_bytes: 3_000,
+        ..small_config()
+    };
     let mut log = open(dir.path(), config);
     for _ in 0..40 {
         append(&mut log, batch(2, 60, 0), 0);
@@ -237,7 +294,10 @@ fn delete_records_moves_the_start_and_survives_restart() {
     assert_eq!(log.delete_records_before(37).unwrap(), 37);
     assert!(log.segment_count() < before);
     assert_eq!(log.delete_records_before(10).unwrap(), 37);
-    assert!(matches!(log.read(36, 10, i64::MAX, true), Err(LogError::OffsetOutOfRange { .. })));
+    assert!(matches!(
+        log.read(36, 10, i64::MAX, true),
+        Err(LogError::OffsetOutOfRange { .. })
+    ));
     // Reading at the new start returns the batch holding it (36..=37).
     assert_eq!(read_all(&log, 37)[0], (36, 37));
     assert!(log.delete_records_before(61).is_err());
@@ -309,7 +369,10 @@ fn offset_for_timestamp_and_max_timestamp() {
 #[test]
 fn log_append_time_is_applied() {
     let dir = tempfile::tempdir().unwrap();
-    let config = LogConfig { message_timestamp_type: MessageTimestampType::LogAppendTime, ..small_config() };
+    let config = LogConfig {
+        message_timestamp_type: MessageTimestampType::LogAppendTime,
+        ..small_config()
+    };
     let mut log = open(dir.path(), config);
     let info = append(&mut log, batch(2, 5, 1), 77_000);
     assert_eq!((info.log_append_time, info.max_timestamp), (77_000, 77_000));
@@ -321,7 +384,11 @@ fn log_append_time_is_applied() {
 #[test]
 fn rolls_on_age_and_on_full_index() {
     let dir = tempfile::tempdir().unwrap();
-    let config = LogConfig { segment_ms: 1_000, segment_bytes: 1 << 20, ..small_config() };
+    let config = LogConfig {
+        segment_ms: 1_000,
+        segment_bytes: 1 << 20,
+        ..small_config()
+    };
     let mut log = open(dir.path(), config);
     append(&mut log, batch(1, 10, 5_000), 5_000);
     append(&mut log, batch(1, 10, 5_500), 5_500);
@@ -330,7 +397,11 @@ fn rolls_on_age_and_on_full_index() {
     assert_eq!(log.segment_count(), 2);
 
     let dir = tempfile::tempdir().unwrap();
-    let config = LogConfig { segment_index_bytes: 16, segment_bytes: 1 << 20, ..small_config() };
+    let config = LogConfig {
+        segment_index_bytes: 16,
+        segment_bytes: 1 << 20,
+        ..small_config()
+    };
     let mut log = open(dir.path(), config);
     for _ in 0..20 {
         append(&mut log, batch(1, 200, 0), 0);
@@ -341,13 +412,21 @@ fn rolls_on_age_and_on_full_index() {
 #[test]
 fn flush_policy_moves_the_recovery_point() {
     let dir = tempfile::tempdir().unwrap();
-    let config = LogConfig { flush_interval_messages: 5, segment_bytes: 1 << 20, ..small_config() };
+    let config = LogConfig {
+        flush_interval_messages: 5,
+        segment_bytes: 1 << 20,
+        ..small_config()
+    };
     let mut log = open(dir.path(), config);
     append(&mut log, batch(3, 1, 0), 0);
     assert_eq!(log.recovery_point(), 0);
     append(&mut log, batch(3, 1, 0), 0);
     assert_eq!(log.recovery_point(), 6);
-    let config = LogConfig { flush_interval_ms: 100, segment_bytes: 1 << 20, ..small_config() };
+    let config = LogConfig {
+        flush_interval_ms: 100,
+        segment_bytes: 1 << 20,
+        ..small_config()
+    };
     let dir = tempfile::tempdir().unwrap();
     let mut log = open(dir.path(), config);
     append(&mut log, batch(1, 1, 0), 50);
@@ -371,10 +450,16 @@ fn idempotent_producer_rules() {
     }
     assert_eq!(log.log_end_offset(), end, "a duplicate writes nothing");
     let mut gap = idempotent(7, 0, 9, 1);
-    assert!(matches!(log.append(&mut gap, 0, 0), Err(LogError::OutOfOrderSequence { .. })));
+    assert!(matches!(
+        log.append(&mut gap, 0, 0),
+        Err(LogError::OutOfOrderSequence { .. })
+    ));
     append(&mut log, idempotent(7, 1, 0, 1), 0);
     let mut old = idempotent(7, 0, 5, 1);
-    assert!(matches!(log.append(&mut old, 0, 0), Err(LogError::InvalidProducerEpoch { .. })));
+    assert!(matches!(
+        log.append(&mut old, 0, 0),
+        Err(LogError::InvalidProducerEpoch { .. })
+    ));
     assert_eq!(log.log_end_offset(), end + 1);
 }
 
@@ -399,7 +484,10 @@ fn producer_state_survives_clean_and_crash_reopen() {
             other => panic!("crash={crash}: expected a duplicate, got {other:?}"),
         }
         let mut gap = idempotent(1, 0, 121, 1);
-        assert!(matches!(log.append(&mut gap, 0, 0), Err(LogError::OutOfOrderSequence { .. })));
+        assert!(matches!(
+            log.append(&mut gap, 0, 0),
+            Err(LogError::OutOfOrderSequence { .. })
+        ));
         append(&mut log, idempotent(1, 0, 120, 1), 0);
     }
 }
@@ -414,21 +502,38 @@ fn producer_state_follows_truncation() {
     log.truncate_to(10, 0).unwrap();
     // Sequence 10 is next again; 29 is no longer a duplicate but out of order.
     let mut late = idempotent(1, 0, 29, 1);
-    assert!(matches!(log.append(&mut late, 0, 0), Err(LogError::OutOfOrderSequence { .. })));
-    assert_eq!(append(&mut log, idempotent(1, 0, 10, 1), 0).first_offset, 10);
+    assert!(matches!(
+        log.append(&mut late, 0, 0),
+        Err(LogError::OutOfOrderSequence { .. })
+    ));
+    assert_eq!(
+        append(&mut log, idempotent(1, 0, 10, 1), 0).first_offset,
+        10
+    );
 }
 
 #[test]
 fn follower_appends_keep_offsets_and_epochs() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = open(dir.path(), small_config());
-    let mut bytes = BatchBuilder::new(0).partition_leader_epoch(3).records(2, 5).build();
-    bytes.extend(BatchBuilder::new(5).partition_leader_epoch(4).records(1, 5).build());
+    let mut bytes = BatchBuilder::new(0)
+        .partition_leader_epoch(3)
+        .records(2, 5)
+        .build();
+    bytes.extend(
+        BatchBuilder::new(5)
+            .partition_leader_epoch(4)
+            .records(1, 5)
+            .build(),
+    );
     assert_eq!(log.append_as_follower(&bytes, 0).unwrap(), Some((0, 5)));
     assert_eq!(log.log_end_offset(), 6);
     assert_eq!(log.epoch_cache().end_offset_for_epoch(3, 6), (3, 5));
     let stale = BatchBuilder::new(4).records(1, 5).build();
-    assert!(matches!(log.append_as_follower(&stale, 0), Err(LogError::NonMonotonicOffsets { .. })));
+    assert!(matches!(
+        log.append_as_follower(&stale, 0),
+        Err(LogError::NonMonotonicOffsets { .. })
+    ));
     let mut corrupt = BatchBuilder::new(6).records(1, 5).build();
     let last = corrupt.len() - 1;
     corrupt[last] ^= 1;
@@ -441,13 +546,28 @@ fn stray_files_are_removed_at_open() {
     let mut log = open(dir.path(), small_config());
     append(&mut log, batch(1, 1, 0), 0);
     log.close(0).unwrap();
-    for name in ["00000000000000000000.log.deleted", "x.cleaned", "y.swap", "leader-epoch-checkpoint.tmp", "00000000000000000999.index"] {
+    for name in [
+        "00000000000000000000.log.deleted",
+        "x.cleaned",
+        "y.swap",
+        "leader-epoch-checkpoint.tmp",
+        "00000000000000000999.index",
+    ] {
         std::fs::write(dir.path().join(name), b"junk").unwrap();
     }
     let log = open(dir.path(), small_config());
     assert_eq!(log.log_end_offset(), 1);
-    let names: Vec<String> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
-    assert!(names.iter().all(|n| !n.contains("junk") && !n.ends_with(".swap") && !n.ends_with(".tmp") && !n.starts_with("00000000000000000999")), "{names:?}");
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(
+        names.iter().all(|n| !n.contains("junk")
+            && !n.ends_with(".swap")
+            && !n.ends_with(".tmp")
+            && !n.starts_with("00000000000000000999")),
+        "{names:?}"
+    );
 }
 
 #[test]
@@ -456,7 +576,13 @@ fn append_refuses_partial_batches() {
     let mut log = open(dir.path(), small_config());
     let mut bytes = batch(2, 10, 0);
     bytes.pop();
-    assert!(matches!(log.append(&mut bytes, 0, 0), Err(LogError::InvalidRecords(_))));
-    assert!(matches!(log.append(&mut [], 0, 0), Err(LogError::InvalidRecords(_))));
+    assert!(matches!(
+        log.append(&mut bytes, 0, 0),
+        Err(LogError::InvalidRecords(_))
+    ));
+    assert!(matches!(
+        log.append(&mut [], 0, 0),
+        Err(LogError::InvalidRecords(_))
+    ));
     assert_eq!(log.log_end_offset(), 0);
 }

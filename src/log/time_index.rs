@@ -11,8 +11,8 @@
 
 use std::path::Path;
 
-use super::checkpoint::write_file_atomically;
 use super::LogError;
+use super::checkpoint::write_file_atomically;
 
 /// Bytes per entry on disk.
 pub const TIME_ENTRY_LEN: usize = 12;
@@ -35,13 +35,24 @@ pub struct TimeIndex {
 impl TimeIndex {
     pub fn new(base_offset: i64, max_index_bytes: u64) -> TimeIndex {
         let max_entries = (max_index_bytes as usize / TIME_ENTRY_LEN).max(1);
-        TimeIndex { base_offset, entries: Vec::new(), max_entries }
+        TimeIndex {
+            base_offset,
+            entries: Vec::new(),
+            max_entries,
+        }
     }
 
     /// Reads a time index file, refusing one that is not a whole number of ordered entries.
-    pub fn load(path: &Path, base_offset: i64, max_index_bytes: u64) -> Result<TimeIndex, LogError> {
+    pub fn load(
+        path: &Path,
+        base_offset: i64,
+        max_index_bytes: u64,
+    ) -> Result<TimeIndex, LogError> {
         let bytes = std::fs::read(path)?;
-        let corrupt = |reason| LogError::CorruptIndex { path: path.to_path_buf(), reason };
+        let corrupt = |reason| LogError::CorruptIndex {
+            path: path.to_path_buf(),
+            reason,
+        };
         if bytes.len() % TIME_ENTRY_LEN != 0 {
             return Err(corrupt("size is not a multiple of the entry size"));
         }
@@ -75,10 +86,14 @@ impl TimeIndex {
     /// Adds an entry if `timestamp` is larger than the last one (and the offset moved on).
     pub fn maybe_append(&mut self, entry: TimestampOffset) {
         let relative = entry.offset - self.base_offset;
-        assert!((0..=i64::from(u32::MAX)).contains(&relative), "offset outside segment");
+        assert!(
+            (0..=i64::from(u32::MAX)).contains(&relative),
+            "offset outside segment"
+        );
         let relative = relative as u32;
         match self.entries.last() {
-            Some(&(last_ts, last_relative)) if entry.timestamp <= last_ts || relative <= last_relative => {}
+            Some(&(last_ts, last_relative))
+                if entry.timestamp <= last_ts || relative <= last_relative => {}
             _ => self.entries.push((entry.timestamp, relative)),
         }
     }
@@ -87,13 +102,17 @@ impl TimeIndex {
     /// from the segment start then).
     pub fn lookup(&self, timestamp: i64) -> Option<TimestampOffset> {
         let i = self.entries.partition_point(|&(ts, _)| ts <= timestamp);
-        i.checked_sub(1).and_then(|i| self.entries.get(i)).map(|&(ts, r)| self.entry(ts, r))
+        i.checked_sub(1)
+            .and_then(|i| self.entries.get(i))
+            .map(|&(ts, r)| self.entry(ts, r))
     }
 
     /// Drops entries for batches at or after `offset`.
     pub fn truncate_to(&mut self, offset: i64) {
         let relative = offset - self.base_offset;
-        let keep = self.entries.partition_point(|&(_, r)| i64::from(r) < relative);
+        let keep = self
+            .entries
+            .partition_point(|&(_, r)| i64::from(r) < relative);
         self.entries.truncate(keep);
     }
 
@@ -118,11 +137,15 @@ impl TimeIndex {
     }
 
     fn entry(&self, timestamp: i64, relative: u32) -> TimestampOffset {
-        TimestampOffset { timestamp, offset: self.base_offset + i64::from(relative) }
+        TimestampOffset {
+            timestamp,
+            offset: self.base_offset + i64::from(relative),
+        }
     }
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

@@ -35,7 +35,11 @@ impl Log {
 
     /// Deletes every segment and starts an empty one at `offset`, which becomes both the
     /// log start and end offset.
-    pub(super) fn truncate_fully_and_start_at(&mut self, offset: i64, now_ms: i64) -> Result<(), LogError> {
+    pub(super) fn truncate_fully_and_start_at(
+        &mut self,
+        offset: i64,
+        now_ms: i64,
+    ) -> Result<(), LogError> {
         let segment = Segment::create(&self.dir, offset, self.index_limits(), now_ms)?;
         let old = std::mem::take(&mut self.segments);
         for (base, old_segment) in old {
