@@ -3,7 +3,10 @@
 //! (`truncateFullyAndStartAt`).
 //!
 //! After a truncation the log end offset is the base of the first removed batch: a batch
-//! straddling the target offset is removed whole, since batches are never split. The epoch
+//! straddling the target offset is removed whole, since batches are never split (Kafka keeps
+//! the target as the end offset, leaving a gap; we keep the end at a batch boundary so it
+//! is the same before and after a restart). If that would put the end below the log start,
+//! the log restarts empty at the log start instead. The epoch
 //! cache forgets epochs that started at or after the new end, producer state is rebuilt from
 //! the newest snapshot at or below the new end, and the recovery point moves down.
 
@@ -14,7 +17,16 @@ impl Log {
     /// Removes every batch holding an offset `>= offset`. A target below the log start
     /// empties the log and restarts it at `offset`.
     pub fn truncate_to(&mut self, offset: i64, now_ms: i64) -> Result<(), LogError> {
-        if offset >= self.log_end_offset() {
+        let log_end = self.log_end_offset();
+        if offset < 0 {
+            let log_start = self.log_start_offset;
+            return Err(LogError::OffsetOutOfRange {
+                requested: offset,
+                log_start,
+                log_end,
+            });
+        }
+        if offset >= log_end {
             return Ok(());
         }
         if offset < self.log_start_offset {
@@ -29,6 +41,11 @@ impl Log {
         }
         let removed = self.active_mut().truncate_to(offset)?;
         let end = self.log_end_offset();
+        if end < self.log_start_offset {
+            // The cut batch straddled the log start (DeleteRecords can start mid-batch):
+            // nothing readable is left, and the log start never moves back.
+            return self.truncate_fully_and_start_at(self.log_start_offset, now_ms);
+        }
         tracing::info!(dir = %self.dir.display(), offset, end, removed, "truncated log");
         self.after_tail_removed(end)
     }
