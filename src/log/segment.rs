@@ -228,9 +228,12 @@ impl Segment {
             let consumed = iter.valid_end() as u64;
             let chunk_ended_file = position + len as u64 == file_len;
             match iter.stop() {
-                // The chunk cut a batch: read on from it (the next chunk is sized to hold it
-                // whole). With nothing consumed the batch cannot fit in the file: torn.
-                Some(IterStop::PartialTail { .. }) if !chunk_ended_file && consumed > 0 => {
+                // The chunk ended before the file did (inside a batch or just after one): read
+                // on; the next chunk is sized to hold the next batch whole. With nothing
+                // consumed, the batch cannot fit in the file: a torn tail.
+                Some(IterStop::PartialTail { .. } | IterStop::End)
+                    if !chunk_ended_file && consumed > 0 =>
+                {
                     position += consumed
                 }
                 _ => return Ok(position + consumed),

@@ -586,3 +586,35 @@ fn append_refuses_partial_batches() {
     ));
     assert_eq!(log.log_end_offset(), 0);
 }
+
+#[test]
+fn batches_larger_than_the_scan_chunk_survive_recovery_and_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        segment_bytes: 1 << 20,
+        ..small_config()
+    };
+    let mut log = open(dir.path(), config.clone());
+    append(&mut log, batch(1, 10, 0), 0);
+    append(&mut log, batch(2, 100_000, 0), 0); // ~200 KB, several scan chunks
+    append(&mut log, batch(1, 10, 0), 0);
+    append(&mut log, batch(1, 150_000, 0), 0);
+    drop(log);
+    let log = open(dir.path(), config.clone());
+    assert_eq!(log.log_end_offset(), 5);
+    assert_eq!(read_all(&log, 0), vec![(0, 0), (1, 2), (3, 3), (4, 4)]);
+    assert_eq!(read_all(&log, 3), vec![(3, 3), (4, 4)]);
+    drop(log);
+    // Tear the big last batch: recovery must cut exactly it.
+    let path = segment_file(dir.path(), 0, LOG_SUFFIX);
+    let len = std::fs::metadata(&path).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(len - 1000)
+        .unwrap();
+    let log = open(dir.path(), config);
+    assert_eq!(log.log_end_offset(), 4);
+    assert_eq!(read_all(&log, 0).len(), 3);
+}

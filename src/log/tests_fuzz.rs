@@ -49,6 +49,9 @@ fn arb_op() -> impl Strategy<Value = Op> {
     prop_oneof![
         8 => (1usize..6, 0usize..300, prop::bool::weighted(0.05))
             .prop_map(|(count, value_len, epoch_bump)| Op::Append { count, value_len, epoch_bump }),
+        // Now and then a batch larger than a scan chunk (64 KiB).
+        1 => (1usize..3, 20_000usize..50_000)
+            .prop_map(|(count, value_len)| Op::Append { count, value_len, epoch_bump: false }),
         1 => Just(Op::Roll),
         1 => Just(Op::Flush),
         1 => Just(Op::Retention),
@@ -64,7 +67,7 @@ fn arb_op() -> impl Strategy<Value = Op> {
 
 fn arb_config() -> impl Strategy<Value = LogConfig> {
     (
-        512u64..4096,
+        prop_oneof![512u64..4096, Just(1u64 << 20)],
         prop_oneof![Just(i64::MAX / 2), 1_000i64..20_000],
         prop_oneof![Just(-1i64), 5_000i64..50_000],
         prop_oneof![Just(-1i64), 1_000i64..10_000],
