@@ -29,13 +29,13 @@
 mod checkpoint;
 pub mod config;
 pub mod epoch_cache;
-pub mod offset_index;
-pub mod producer_state;
+mod offset_index;
+mod producer_state;
 mod read;
 mod recovery;
 mod retention;
-pub mod segment;
-pub mod time_index;
+mod segment;
+mod time_index;
 mod truncate;
 
 #[cfg(test)]

@@ -118,15 +118,6 @@ impl OffsetIndex {
         }
     }
 
-    /// Drops entries for batches at or after `offset`.
-    pub fn truncate_to(&mut self, offset: i64) {
-        let relative = offset - self.base_offset;
-        let keep = self
-            .entries
-            .partition_point(|&(r, _)| i64::from(r) < relative);
-        self.entries.truncate(keep);
-    }
-
     /// Drops entries whose position is at or beyond `position` (used when the file shrinks).
     pub fn truncate_to_position(&mut self, position: u32) {
         let keep = self.entries.partition_point(|&(_, p)| p < position);
@@ -142,14 +133,6 @@ impl OffsetIndex {
 
     pub fn is_full(&self) -> bool {
         self.entries.len() >= self.max_entries
-    }
-
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
     }
 
     pub fn clear(&mut self) {
@@ -178,7 +161,7 @@ mod tests {
         assert_eq!(index.lookup(109).position, 0);
         assert_eq!(index.lookup(110).position, 4000);
         assert_eq!(index.lookup(1_000).position, 9000);
-        index.truncate_to(125);
+        index.truncate_to_position(9000);
         assert_eq!(
             index.last_entry(),
             Some(OffsetPosition {

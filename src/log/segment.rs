@@ -581,9 +581,23 @@ impl Segment {
         self.first_batch_timestamp
     }
 
+    /// For tests: the largest distance a lookup scans from its index entry to a batch start,
+    /// and the largest batch. Index density means the first is at most the interval plus
+    /// the second.
     #[cfg(test)]
-    pub fn offset_index_len(&self) -> usize {
-        self.offset_index.len()
+    pub fn lookup_scan_bounds(&self) -> (u64, u64) {
+        let (mut worst_scan, mut largest) = (0, 0);
+        let _ = self.scan_headers(0, |location| {
+            let from = u64::from(
+                self.offset_index
+                    .lookup(location.header.base_offset)
+                    .position,
+            );
+            worst_scan = worst_scan.max(location.position - from);
+            largest = largest.max(location.header.total_len() as u64);
+            ControlFlow::Continue(())
+        });
+        (worst_scan, largest)
     }
 }
 

@@ -304,6 +304,15 @@ impl Harness {
         let bases = log.segment_base_offsets();
         assert!(bases[0] <= log.log_start_offset());
         assert_eq!(log.size_bytes(), segment_sizes(self.dir.path(), &bases));
+        for segment in log.segments.values() {
+            let (scan, largest) = segment.lookup_scan_bounds();
+            let bound = self.config.index_interval_bytes + largest;
+            assert!(
+                scan <= bound,
+                "segment {} scans {scan} > {bound} bytes",
+                segment.base_offset()
+            );
+        }
     }
 }
 

@@ -124,12 +124,9 @@ impl TimeIndex {
         self.entries.len() >= self.max_entries
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
     }
 
     pub fn clear(&mut self) {
