@@ -67,21 +67,18 @@ impl Log {
         })
     }
 
-    /// ListOffsets by timestamp: the first batch whose max timestamp is `>= timestamp`, as
-    /// `(offset, timestamp)`. Batch granularity (documented gap): Kafka returns the first
-    /// *record* with a timestamp `>= timestamp` and that record's timestamp; we return the
-    /// batch's base offset (never past the log start) and its max timestamp, so a consumer
-    /// seeking there may see a few earlier records of the same batch. `None` if no batch is
-    /// that new.
+    /// ListOffsets by timestamp: the first record at or above the log start whose timestamp
+    /// is `>= timestamp`, as `(offset, timestamp)` (Kafka's `fetchOffsetByTimestamp`). Exact
+    /// for uncompressed batches; for a compressed batch the answer is its base offset and
+    /// max timestamp (batch granularity: a consumer seeking there may see a few earlier
+    /// records of that batch). `None` if no record is that new.
     pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>, LogError> {
         for segment in self.segments.values() {
             if segment.next_offset() <= self.log_start_offset {
                 continue;
             }
-            if let Some((offset, found_timestamp)) = segment.find_by_timestamp(timestamp)? {
-                if offset.max(self.log_start_offset) < self.log_end_offset() {
-                    return Ok(Some((offset.max(self.log_start_offset), found_timestamp)));
-                }
+            if let Some(found) = segment.find_by_timestamp(timestamp, self.log_start_offset)? {
+                return Ok(Some(found));
             }
         }
         Ok(None)

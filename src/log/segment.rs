@@ -417,29 +417,61 @@ impl Segment {
         })
     }
 
-    /// The first batch with `maxTimestamp >= timestamp`, as (base offset, max timestamp).
-    pub fn find_by_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>, LogError> {
+    /// ListOffsets by timestamp within this segment: the first record with a timestamp
+    /// `>= timestamp` and an offset `>= min_offset`, as (offset, timestamp), like Kafka. The
+    /// time index narrows the start; headers then find the first batch whose max timestamp
+    /// qualifies; its records are read to pick the exact one. A compressed batch is not
+    /// opened: its base offset (at least `min_offset`) and max timestamp answer instead.
+    pub fn find_by_timestamp(
+        &self,
+        timestamp: i64,
+        min_offset: i64,
+    ) -> Result<Option<(i64, i64)>, LogError> {
         if self
             .max_timestamp_so_far
             .is_none_or(|m| m.timestamp < timestamp)
         {
             return Ok(None);
         }
-        let from_offset = self
+        let indexed = self
             .time_index
             .lookup(timestamp)
             .map_or(self.base_offset, |e| e.offset);
-        let position = self.offset_index.lookup(from_offset).position;
-        let mut found = None;
+        let position = self.offset_index.lookup(indexed.max(min_offset)).position;
+        let mut answer = Ok(None);
         self.scan_headers(u64::from(position), |location| {
-            if location.header.max_timestamp >= timestamp {
-                found = Some((location.header.base_offset, location.header.max_timestamp));
-                ControlFlow::Break(())
-            } else {
-                ControlFlow::Continue(())
+            let h = location.header;
+            if h.last_offset() < min_offset || h.max_timestamp < timestamp {
+                return ControlFlow::Continue(());
+            }
+            answer = self.first_record_at_or_after(location, timestamp, min_offset);
+            match answer {
+                Ok(None) => ControlFlow::Continue(()),
+                _ => ControlFlow::Break(()),
             }
         })?;
-        Ok(found)
+        answer
+    }
+
+    fn first_record_at_or_after(
+        &self,
+        location: BatchLocation,
+        timestamp: i64,
+        min_offset: i64,
+    ) -> Result<Option<(i64, i64)>, LogError> {
+        let header = location.header;
+        let mut batch = vec![0u8; header.total_len()];
+        self.file.read_exact_at(&mut batch, location.position)?;
+        let Some(records) = crate::record::record_positions(&batch) else {
+            return Ok(Some((
+                header.base_offset.max(min_offset),
+                header.max_timestamp,
+            )));
+        };
+        Ok(records
+            .iter()
+            .find(|r| r.timestamp >= timestamp && r.offset >= min_offset)
+            .map(|r| (r.offset, r.timestamp)))
     }
 
     /// Removes every batch holding an offset `>= offset` (a batch straddling `offset` goes

@@ -618,3 +618,28 @@ fn batches_larger_than_the_scan_chunk_survive_recovery_and_reads() {
     assert_eq!(log.log_end_offset(), 4);
     assert_eq!(read_all(&log, 0).len(), 3);
 }
+
+#[test]
+fn offset_for_timestamp_finds_the_record_inside_a_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path(), small_config());
+    // Batch i holds offsets 5i..5i+4 with timestamps 100i..100i+4.
+    for i in 0..20 {
+        append(&mut log, batch(5, 30, 100 * i), 0);
+    }
+    assert_eq!(log.offset_for_timestamp(203).unwrap(), Some((13, 203)));
+    assert_eq!(log.offset_for_timestamp(205).unwrap(), Some((15, 300)));
+    assert_eq!(log.offset_for_timestamp(1_904).unwrap(), Some((99, 1_904)));
+    assert_eq!(log.offset_for_timestamp(1_905).unwrap(), None);
+    // Never below the log start, even inside the batch holding it.
+    log.delete_records_before(12).unwrap();
+    assert_eq!(log.offset_for_timestamp(0).unwrap(), Some((12, 202)));
+    // A compressed batch is answered at batch granularity.
+    let mut compressed = BatchBuilder::new(0)
+        .attributes(1)
+        .timestamps(5_000)
+        .records(3, 4)
+        .build();
+    log.append(&mut compressed, 0, 0).unwrap();
+    assert_eq!(log.offset_for_timestamp(5_001).unwrap(), Some((100, 5_002)));
+}

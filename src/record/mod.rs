@@ -13,19 +13,22 @@
 //!   invalidates a batch; every other patch recomputes the CRC.
 //!
 //! Submodules: [`batch`] (the 61-byte header), [`validate`] (Produce-side checks),
-//! [`patch`] (in-place edits), [`iter`] (walking a byte range), [`builder`] (writing batches,
-//! for tests and for broker-written control batches later).
+//! [`patch`] (in-place edits), [`iter`] (walking a byte range), [`records`] (per-record
+//! offsets and timestamps of uncompressed batches), [`builder`] (writing batches, for tests
+//! and for broker-written control batches later).
 
 pub mod batch;
 pub mod builder;
 pub mod iter;
 pub mod patch;
+pub mod records;
 pub mod validate;
 
 pub use batch::{BATCH_HEADER_LEN, BatchHeader, Compression, LOG_OVERHEAD_LEN, TimestampType};
 pub use builder::{BatchBuilder, Record};
 pub use iter::{BatchIter, IterStop};
 pub use patch::{assign_offsets, set_log_append_time};
+pub use records::{RecordPosition, record_positions};
 pub use validate::{BatchesSummary, validate_batches};
 
 /// Why a record set was refused. Each variant maps to one Kafka error code at the API boundary.
