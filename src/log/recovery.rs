@@ -114,19 +114,26 @@ impl Log {
         Ok(log)
     }
 
-    /// Rebuilds producer state for `[log start, log end)`: the newest readable snapshot at or
-    /// below the log end, then the headers of every later batch. Snapshots beyond the log end
-    /// describe truncated data and are deleted.
+    /// Rebuilds producer state: the newest readable snapshot at or below the log end, then
+    /// the headers of every later batch still on disk. Unlike Kafka, which replays from
+    /// `max(snapshot, log start)`, batches below the log start that are still in the first
+    /// segment are replayed too, so a producer whose last batch sits just below the log start
+    /// keeps its sequence. Snapshots beyond the log end describe truncated data: deleted.
     pub(super) fn load_producer_state(&mut self) -> Result<(), LogError> {
         let end = self.log_end_offset();
         delete_snapshots_outside(&self.dir, i64::MIN..=end)?;
         self.producers = ProducerStateManager::new();
-        let mut replay_from = self.log_start_offset;
+        let mut replay_from = self
+            .segments
+            .keys()
+            .next()
+            .copied()
+            .unwrap_or(self.log_start_offset);
         for offset in list_snapshots(&self.dir)?.into_iter().rev() {
             match ProducerStateManager::read_snapshot(&snapshot_path(&self.dir, offset)) {
                 Ok(state) => {
                     self.producers = state;
-                    replay_from = offset.max(self.log_start_offset);
+                    replay_from = offset;
                     break;
                 }
                 Err(e) => {
@@ -138,6 +145,9 @@ impl Log {
         self.replay_producers_from(replay_from)
     }
 
+    /// Replays every batch holding an offset `>= from_offset`, including one straddling it
+    /// (the log start may sit mid-batch). Snapshots sit at batch boundaries, so a batch a
+    /// snapshot already covers is never replayed twice.
     fn replay_producers_from(&mut self, from_offset: i64) -> Result<(), LogError> {
         let producers = &mut self.producers;
         for segment in self
@@ -149,7 +159,7 @@ impl Log {
                 continue;
             };
             segment.scan_headers(first.position, |location| {
-                if location.header.base_offset >= from_offset {
+                if location.header.last_offset() >= from_offset {
                     producers.replay(&location.header);
                 }
                 ControlFlow::Continue(())

@@ -21,6 +21,11 @@ enum Op {
         value_len: usize,
         epoch_bump: bool,
     },
+    /// An idempotent producer's next batch, or a retry of one of its recent batches.
+    Idempotent {
+        count: usize,
+        retry: Option<usize>,
+    },
     Roll,
     Flush,
     Retention,
@@ -52,6 +57,8 @@ fn arb_op() -> impl Strategy<Value = Op> {
         // Now and then a batch larger than a scan chunk (64 KiB).
         1 => (1usize..3, 20_000usize..50_000)
             .prop_map(|(count, value_len)| Op::Append { count, value_len, epoch_bump: false }),
+        3 => (1usize..4, prop::option::weighted(0.3, 0usize..5))
+            .prop_map(|(count, retry)| Op::Idempotent { count, retry }),
         1 => Just(Op::Roll),
         1 => Just(Op::Flush),
         1 => Just(Op::Retention),
@@ -96,6 +103,9 @@ struct Model {
     start: i64,
     end: i64,
     batches: VecDeque<(i64, i64, Vec<u8>)>,
+    /// Every batch of the one idempotent producer (id 1, epoch 0) not cut off the tail:
+    /// (first seq, first offset, last offset).
+    producer: Vec<(i32, i64, i64)>,
 }
 
 impl Model {
@@ -120,6 +130,7 @@ impl Model {
         while self.batches.back().is_some_and(|b| b.1 >= end) {
             self.batches.pop_back();
         }
+        self.producer.retain(|b| b.2 < end);
         self.end = end.max(self.start);
         if end < self.start {
             self.batches.clear();
@@ -187,6 +198,7 @@ impl Harness {
                     .batches
                     .push_back((info.first_offset, info.last_offset, bytes));
             }
+            Op::Idempotent { count, retry } => self.idempotent(count, retry),
             Op::Roll => self.log().roll(now).unwrap(),
             Op::Flush => self.log().flush(now).unwrap(),
             Op::Tick { ms } => self.now_ms += ms,
@@ -228,6 +240,56 @@ impl Harness {
         }
     }
 
+    /// A retry of one of the producer's last five batches still in the log must come back as
+    /// a duplicate with its original offsets; otherwise the next sequence must be accepted
+    /// (whether or not the log still remembers the producer).
+    fn idempotent(&mut self, count: usize, retry: Option<usize>) {
+        let now = self.now_ms;
+        let recent: Vec<(i32, i64, i64)> =
+            self.model.producer.iter().rev().take(5).copied().collect();
+        let candidate = retry.and_then(|k| recent.get(k % recent.len().max(1)).copied());
+        if let Some((seq, first, last)) = candidate.filter(|b| b.1 >= self.model.start) {
+            let n = (last - first + 1) as usize;
+            let mut bytes = BatchBuilder::new(0)
+                .producer(1, 0, seq)
+                .timestamps(now)
+                .records(n, 7)
+                .build();
+            let epoch = self.epoch;
+            match self.log().append(&mut bytes, epoch, now).unwrap() {
+                AppendOutcome::Duplicate(info) => {
+                    assert_eq!((info.first_offset, info.last_offset), (first, last))
+                }
+                other => panic!("retry of seq {seq} at {first} was not a duplicate: {other:?}"),
+            }
+            return;
+        }
+        let seq = self
+            .model
+            .producer
+            .last()
+            .map_or(0, |b| b.0 + (b.2 - b.1) as i32 + 1);
+        let mut bytes = BatchBuilder::new(0)
+            .producer(1, 0, seq)
+            .timestamps(now)
+            .records(count, 7)
+            .build();
+        let epoch = self.epoch;
+        match self.log().append(&mut bytes, epoch, now).unwrap() {
+            AppendOutcome::Appended(info) => {
+                assert_eq!(info.first_offset, self.model.end);
+                self.model.end = info.last_offset + 1;
+                self.model
+                    .producer
+                    .push((seq, info.first_offset, info.last_offset));
+                self.model
+                    .batches
+                    .push_back((info.first_offset, info.last_offset, bytes));
+            }
+            other => panic!("new seq {seq} was not appended: {other:?}"),
+        }
+    }
+
     fn model_truncate(&mut self, target: i64) {
         let m = &mut self.model;
         if target >= m.end {
@@ -235,6 +297,7 @@ impl Harness {
         }
         if target < m.start {
             m.batches.clear();
+            m.producer.clear();
             m.start = target;
             m.end = target;
             return;
