@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::AtomicI64;
 use std::sync::{Arc, Mutex, RwLock};
 
 use thiserror::Error;
@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use crate::clock::Clock;
 use crate::config::BrokerConfig;
-use crate::log::{LogConfig, TimestampType};
+use crate::log::{LogConfig, MessageTimestampType};
 use crate::metadata::controller::{self, ControllerError};
 use crate::metadata::store::StoreError;
 use crate::metadata::{MetadataImage, MetadataRecord, MetadataStore, TopicImage};
@@ -177,8 +177,8 @@ impl Broker {
         c.flush_interval_ms = long("flush.ms", c.flush_interval_ms);
         c.max_message_bytes = long("max.message.bytes", c.max_message_bytes as i64).max(0) as usize;
         c.message_timestamp_type = match get("message.timestamp.type").as_deref() {
-            Some("LogAppendTime") => TimestampType::LogAppendTime,
-            _ => TimestampType::CreateTime,
+            Some("LogAppendTime") => MessageTimestampType::LogAppendTime,
+            _ => MessageTimestampType::CreateTime,
         };
         c
     }
@@ -301,18 +301,19 @@ impl Broker {
 
     /// Flushes and closes every partition, writing clean-shutdown markers.
     pub fn shutdown(&self) {
+        let now = self.clock.now_ms();
         let parts: Vec<Arc<Partition>> = write_lock(&self.partitions).drain().map(|(_, p)| p).collect();
         for p in parts {
             let tp = p.tp.clone();
             match Arc::try_unwrap(p) {
                 Ok(p) => {
-                    if let Err(e) = p.close() {
+                    if let Err(e) = p.close(now) {
                         tracing::error!(partition = %tp, error = %e, "unclean close");
                     }
                 }
                 Err(p) => {
                     // A request still holds it: flush what we can; recovery handles the rest.
-                    let _ = p.flush();
+                    let _ = p.flush(now);
                     tracing::warn!(partition = %tp, "partition busy at shutdown; flushed only");
                 }
             }

@@ -22,7 +22,7 @@ pub fn log_error(e: &LogError) -> ResponseError {
         LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
         LogError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
         LogError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
-        LogError::Record(r) => record_error(r),
+        LogError::InvalidRecords(r) => record_error(r),
         _ => ResponseError::KafkaStorageError,
     }
 }

@@ -66,6 +66,32 @@ pub async fn handle(api: &Api, ctx: &RequestContext, req: ProduceRequest) -> Rep
     Reply::Response(ResponseKind::Produce(response))
 }
 
+/// Kafka's `message.timestamp.before/after.max.ms`, checked on batch headers (the first and
+/// largest timestamps) so records need not be decoded.
+fn check_timestamps(
+    summary: &record::BatchesSummary,
+    now_ms: i64,
+    before_max_ms: i64,
+    after_max_ms: i64,
+) -> Result<(), (ResponseError, Option<String>)> {
+    for b in &summary.batches {
+        let too_old = b.base_timestamp >= 0 && now_ms.saturating_sub(b.base_timestamp) > before_max_ms;
+        let too_new = b.max_timestamp.saturating_sub(now_ms) > after_max_ms;
+        if too_old || too_new {
+            return Err((
+                ResponseError::InvalidTimestamp,
+                Some(format!(
+                    "Timestamp {} of the batch is out of range: it must be within [{}, {}] of the broker's time {now_ms}",
+                    if too_old { b.base_timestamp } else { b.max_timestamp },
+                    before_max_ms,
+                    after_max_ms
+                )),
+            ));
+        }
+    }
+    Ok(())
+}
+
 type PartitionOutcome = Result<AppendResult, (ResponseError, Option<String>)>;
 
 fn append_partition(
@@ -97,8 +123,17 @@ fn append_partition(
             return Err((ResponseError::NotEnoughReplicas, None));
         }
     }
-    if let Err(e) = record::validate_batches(records, config.max_message_bytes) {
-        return Err((errors::record_error(&e), Some(e.to_string())));
+    let summary = match record::validate_batches(records, config.max_message_bytes) {
+        Ok(s) => s,
+        Err(e) => return Err((errors::record_error(&e), Some(e.to_string()))),
+    };
+    if config.message_timestamp_type == crate::log::MessageTimestampType::CreateTime {
+        let setting = |key: &str| {
+            t.configs.get(key).cloned().or_else(|| broker.config.topic_default(key)).and_then(|v| v.parse::<i64>().ok())
+        };
+        let before_max = setting("message.timestamp.before.max.ms").unwrap_or(i64::MAX);
+        let after_max = setting("message.timestamp.after.max.ms").unwrap_or(i64::MAX);
+        check_timestamps(&summary, broker.clock.now_ms(), before_max, after_max)?;
     }
     // One copy out of the request frame, so offsets can be patched in place.
     let mut buf = BytesMut::from(records);

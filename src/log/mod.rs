@@ -1,38 +1,466 @@
-//! TEMPORARY stub so the upper layers compile until the storage branch lands.
-use std::path::Path;
-use bytes::Bytes;
-pub use crate::record::TimestampType;
+//! Bytes on disk for one partition: segments, indexes, recovery, retention, producer state
+//! and the leader-epoch cache. The [`Log`] type is the whole interface; the caller (the
+//! partition) wraps it in a mutex and passes the time in (`now_ms`), so nothing here reads a
+//! clock.
+//!
+//! Files in the partition directory (Kafka's names where Kafka has one):
+//!
+//! ```text
+//! 00000000000000000000.log        batches as received, offsets patched (segment.rs)
+//! 00000000000000000000.index      sparse offset index, written on roll/close (offset_index.rs)
+//! 00000000000000000000.timeindex  sparse time index, written on roll/close (time_index.rs)
+//! 00000000000000001234.snapshot   producer state as of offset 1234 (producer_state.rs)
+//! leader-epoch-checkpoint         epoch → start offset (epoch_cache.rs)
+//! log-start-offset-checkpoint     the log start offset, so DeleteRecords survives restarts
+//! clean-shutdown                  written last by close(); its presence means trust all files
+//! ```
+//!
+//! Invariants of a `Log` (checked by the op-fuzzer in `tests_fuzz.rs`):
+//! - there is always at least one segment; segments are contiguous and ordered, each one's
+//!   `next_offset` is at most the next one's base; the last is the active segment and
+//!   `log_end_offset` is its `next_offset`;
+//! - `log_start_offset` lies in `[first segment base, log_end_offset]`;
+//! - every segment but the active one is sealed: fsynced, with index files written. So after
+//!   a crash only the active segment can be torn, and only it is recovered (its data above
+//!   `recovery_point`, the flushed offset, may be lost; data below never is);
+//! - producer state and the epoch cache describe exactly the batches in
+//!   `[log_start_offset, log_end_offset)` (producer state may remember older producers too).
 
+mod checkpoint;
+pub mod config;
+pub mod epoch_cache;
+mod offset_index;
+mod producer_state;
+mod read;
+mod recovery;
+mod retention;
+mod segment;
+mod time_index;
+mod truncate;
+
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod tests_fuzz;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+
+use crate::record::{self, BatchHeader, BatchIter, IterStop, RecordError};
+
+pub use config::{LogConfig, MessageTimestampType};
+pub use epoch_cache::{EpochEntry, LeaderEpochCache};
+use producer_state::StagedProducers;
+pub use producer_state::{BatchMetadata, ProducerStateManager};
+use segment::{IndexLimits, Segment};
+
+/// Everything that can go wrong in the log. The API layer maps these to Kafka codes:
+/// `OffsetOutOfRange` → OFFSET_OUT_OF_RANGE, `OutOfOrderSequence` → OUT_OF_ORDER_SEQUENCE_NUMBER,
+/// `InvalidProducerEpoch` → INVALID_PRODUCER_EPOCH, `InvalidRecords` → per `RecordError`,
+/// anything else → KAFKA_STORAGE_ERROR.
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
-    #[error("io")] Io(#[from] std::io::Error),
-    #[error("oor")] OffsetOutOfRange { requested: i64, log_start: i64, log_end: i64 },
-    #[error("oos")] OutOfOrderSequence { producer_id: i64 },
-    #[error("ipe")] InvalidProducerEpoch { producer_id: i64 },
-    #[error("rec")] Record(crate::record::RecordError),
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("offset {requested} is out of range [{log_start}, {log_end}]")]
+    OffsetOutOfRange {
+        requested: i64,
+        log_start: i64,
+        log_end: i64,
+    },
+    #[error("records given to the log are not whole v2 batches: {0}")]
+    InvalidRecords(#[from] RecordError),
+    #[error("follower append at offset {got} but the log end offset is {log_end}")]
+    NonMonotonicOffsets { got: i64, log_end: i64 },
+    #[error(
+        "out of order sequence for producer {producer_id}: expected {expected}, got {received}"
+    )]
+    OutOfOrderSequence {
+        producer_id: i64,
+        expected: i32,
+        received: i32,
+    },
+    #[error("producer {producer_id} epoch {epoch} is older than the current epoch {current_epoch}")]
+    InvalidProducerEpoch {
+        producer_id: i64,
+        epoch: i16,
+        current_epoch: i16,
+    },
+    #[error("corrupt index {path}: {reason}")]
+    CorruptIndex { path: PathBuf, reason: &'static str },
+    #[error("corrupt checkpoint {path}: {reason}")]
+    CorruptCheckpoint { path: PathBuf, reason: &'static str },
+    #[error("corrupt producer snapshot {path}: {reason}")]
+    CorruptSnapshot { path: PathBuf, reason: &'static str },
+    #[error("corrupt batch in {path} at byte {position}")]
+    CorruptSegment { path: PathBuf, position: u64 },
+    #[error("segment {base_offset} cannot take more bytes")]
+    SegmentFull { base_offset: i64 },
+    #[error("invalid log config: {0}")]
+    InvalidConfig(&'static str),
 }
-#[derive(Debug, Clone)]
-pub struct LogConfig { pub segment_bytes: u64, pub segment_ms: i64, pub retention_ms: i64, pub retention_bytes: i64, pub index_interval_bytes: u64, pub segment_index_bytes: u64, pub flush_interval_messages: i64, pub flush_interval_ms: i64, pub max_message_bytes: usize, pub message_timestamp_type: TimestampType }
-impl Default for LogConfig { fn default() -> Self { Self { segment_bytes: 1<<30, segment_ms: 0, retention_ms: 0, retention_bytes: -1, index_interval_bytes: 4096, segment_index_bytes: 10<<20, flush_interval_messages: i64::MAX, flush_interval_ms: i64::MAX, max_message_bytes: 1048588, message_timestamp_type: TimestampType::CreateTime } } }
-pub struct AppendInfo { pub first_offset: i64, pub last_offset: i64, pub log_append_time: i64 }
-pub enum AppendOutcome { Appended(AppendInfo), Duplicate { first_offset: i64, last_offset: i64 } }
-pub struct ReadResult { pub bytes: Bytes }
-pub struct EpochCache;
-impl EpochCache { pub fn end_offset_for_epoch(&self, _e: i32, _leo: i64) -> (i32, i64) { (-1, -1) } }
-pub struct Log { cache: EpochCache }
+
+/// The result of an append that wrote (Kafka's `LogAppendInfo`, the parts Produce needs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub first_offset: i64,
+    pub last_offset: i64,
+    /// The broker time written into the batches, or -1 under `CreateTime`.
+    pub log_append_time: i64,
+    pub max_timestamp: i64,
+    /// Base offset of the batch holding `max_timestamp` (batch granularity).
+    pub offset_of_max_timestamp: i64,
+    pub log_start_offset: i64,
+}
+
+/// Whether an append wrote, or recognised an idempotent retry and wrote nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppendOutcome {
+    Appended(AppendInfo),
+    /// A retry of a batch already in the log; the info names the original offsets.
+    Duplicate(AppendInfo),
+}
+
+impl AppendOutcome {
+    pub fn info(&self) -> &AppendInfo {
+        match self {
+            AppendOutcome::Appended(info) | AppendOutcome::Duplicate(info) => info,
+        }
+    }
+}
+
+/// Stored batches returned by [`Log::read`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadResult {
+    /// Whole batches, exactly as stored.
+    pub bytes: Bytes,
+    /// Offset after the last batch returned (the start offset when nothing was returned).
+    pub next_offset: i64,
+    pub log_start_offset: i64,
+    pub log_end_offset: i64,
+}
+
+/// Name of the file holding the log start offset.
+pub const LOG_START_OFFSET_CHECKPOINT: &str = "log-start-offset-checkpoint";
+/// Name of the clean-shutdown marker.
+pub const CLEAN_SHUTDOWN_MARKER: &str = "clean-shutdown";
+
+/// One partition's log; see the module docs.
+#[derive(Debug)]
+pub struct Log {
+    dir: PathBuf,
+    config: LogConfig,
+    /// By base offset; never empty; the last is the active segment.
+    segments: BTreeMap<i64, Segment>,
+    log_start_offset: i64,
+    /// Offsets below this are fsynced.
+    recovery_point: i64,
+    last_flush_ms: i64,
+    epoch_cache: LeaderEpochCache,
+    producers: ProducerStateManager,
+}
+
 impl Log {
-    pub fn open(_d: &Path, _c: LogConfig, _n: i64) -> Result<Log, LogError> { Ok(Log { cache: EpochCache }) }
-    pub fn append(&mut self, _r: &mut [u8], _e: i32, _n: i64) -> Result<AppendOutcome, LogError> { Err(LogError::Io(std::io::Error::other("stub"))) }
-    pub fn read(&self, _s: i64, _m: usize, _x: i64, _o: bool) -> Result<ReadResult, LogError> { Ok(ReadResult { bytes: Bytes::new() }) }
-    pub fn log_start_offset(&self) -> i64 { 0 }
-    pub fn log_end_offset(&self) -> i64 { 0 }
-    pub fn size_bytes(&self) -> u64 { 0 }
-    pub fn offset_for_timestamp(&self, _t: i64) -> Result<Option<(i64, i64)>, LogError> { Ok(None) }
-    pub fn max_timestamp(&self) -> Option<(i64, i64)> { None }
-    pub fn epoch_cache(&self) -> &EpochCache { &self.cache }
-    pub fn delete_records_before(&mut self, o: i64) -> Result<i64, LogError> { Ok(o) }
-    pub fn enforce_retention(&mut self, _n: i64) -> Result<u64, LogError> { Ok(0) }
-    pub fn flush(&mut self) -> Result<(), LogError> { Ok(()) }
-    pub fn set_config(&mut self, _c: LogConfig) {}
-    pub fn close(self) -> Result<(), LogError> { Ok(()) }
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    /// Applies a changed topic config; it takes effect from the next append or retention run.
+    pub fn set_config(&mut self, config: LogConfig) {
+        self.config = config;
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset
+    }
+
+    pub fn log_end_offset(&self) -> i64 {
+        self.active().next_offset()
+    }
+
+    /// Offsets below this are durable (fsynced).
+    pub fn recovery_point(&self) -> i64 {
+        self.recovery_point
+    }
+
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.values().map(Segment::size_bytes).sum()
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    /// Base offsets of the segments, oldest first.
+    pub fn segment_base_offsets(&self) -> Vec<i64> {
+        self.segments.keys().copied().collect()
+    }
+
+    pub fn epoch_cache(&self) -> &LeaderEpochCache {
+        &self.epoch_cache
+    }
+
+    /// Mutable access for the partition layer (e.g. a new leader assigning its epoch).
+    pub fn epoch_cache_mut(&mut self) -> &mut LeaderEpochCache {
+        &mut self.epoch_cache
+    }
+
+    pub fn producer_state(&self) -> &ProducerStateManager {
+        &self.producers
+    }
+
+    fn active(&self) -> &Segment {
+        match self.segments.last_key_value() {
+            Some((_, segment)) => segment,
+            None => unreachable!("a log always has an active segment"),
+        }
+    }
+
+    fn active_mut(&mut self) -> &mut Segment {
+        match self.segments.last_entry() {
+            Some(entry) => entry.into_mut(),
+            None => unreachable!("a log always has an active segment"),
+        }
+    }
+
+    fn index_limits(&self) -> IndexLimits {
+        index_limits(&self.config)
+    }
+
+    /// Appends a client's record set (already accepted by `record::validate_batches`) as
+    /// leader in `leader_epoch`: producer checks, then offsets from the log end offset, the
+    /// append time if configured, a roll if due, one write, index and cache updates, and an
+    /// fsync if the flush policy asks for one. A duplicate retry writes nothing.
+    pub fn append(
+        &mut self,
+        records: &mut [u8],
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendOutcome, LogError> {
+        let log_append_time = match self.config.message_timestamp_type {
+            MessageTimestampType::LogAppendTime => {
+                record::set_log_append_time(records, now_ms);
+                now_ms
+            }
+            MessageTimestampType::CreateTime => -1,
+        };
+        let headers = whole_batches(records)?;
+        let first_offset = self.log_end_offset();
+        let mut staged = StagedProducers::default();
+        let mut next = first_offset;
+        for header in &headers {
+            if let Some(original) = self.producers.check_and_stage(&mut staged, header, next)? {
+                return Ok(AppendOutcome::Duplicate(self.duplicate_info(&original)));
+            }
+            next += i64::from(header.last_offset_delta) + 1;
+        }
+        let next_offset = record::assign_offsets(records, first_offset, leader_epoch);
+        assert_eq!(
+            next_offset, next,
+            "offset assignment must match the headers"
+        );
+        self.write_batches(records, next_offset - 1, now_ms)?;
+        self.epoch_cache.assign(leader_epoch, first_offset)?;
+        self.producers.commit(staged);
+        self.maybe_flush(now_ms)?;
+        let (max_timestamp, offset_of_max_timestamp) = max_timestamp_of(&headers, first_offset);
+        Ok(AppendOutcome::Appended(AppendInfo {
+            first_offset,
+            last_offset: next_offset - 1,
+            log_append_time,
+            max_timestamp,
+            offset_of_max_timestamp,
+            log_start_offset: self.log_start_offset,
+        }))
+    }
+
+    fn duplicate_info(&self, original: &BatchMetadata) -> AppendInfo {
+        let log_append_time = match self.config.message_timestamp_type {
+            MessageTimestampType::LogAppendTime => original.timestamp,
+            MessageTimestampType::CreateTime => -1,
+        };
+        AppendInfo {
+            first_offset: original.first_offset,
+            last_offset: original.last_offset,
+            log_append_time,
+            max_timestamp: original.timestamp,
+            offset_of_max_timestamp: original.first_offset,
+            log_start_offset: self.log_start_offset,
+        }
+    }
+
+    /// Appends batches a leader already numbered (replication). Offsets must increase from
+    /// the log end offset (gaps are allowed, as compacted leaders produce them); CRCs are
+    /// checked. Producer state and the epoch cache follow the batches without checks.
+    pub fn append_as_follower(
+        &mut self,
+        records: &[u8],
+        now_ms: i64,
+    ) -> Result<Option<(i64, i64)>, LogError> {
+        let mut iter = BatchIter::with_crc_check(records);
+        let headers: Vec<BatchHeader> = iter.by_ref().map(|(h, _)| h).collect();
+        ensure_whole(iter.stop())?;
+        let (Some(first), Some(last)) = (headers.first(), headers.last()) else {
+            return Ok(None);
+        };
+        let mut expected = self.log_end_offset();
+        for header in &headers {
+            if header.base_offset < expected || header.last_offset_delta < 0 {
+                return Err(LogError::NonMonotonicOffsets {
+                    got: header.base_offset,
+                    log_end: expected,
+                });
+            }
+            expected = header.next_offset();
+        }
+        self.write_batches(records, last.last_offset(), now_ms)?;
+        for header in &headers {
+            self.epoch_cache
+                .assign(header.partition_leader_epoch, header.base_offset)?;
+            self.producers.replay(header);
+        }
+        self.maybe_flush(now_ms)?;
+        Ok(Some((first.base_offset, last.last_offset())))
+    }
+
+    /// Rolls if due, then writes `bytes` (whole batches ending at `last_offset`) to the
+    /// active segment.
+    fn write_batches(
+        &mut self,
+        bytes: &[u8],
+        last_offset: i64,
+        now_ms: i64,
+    ) -> Result<(), LogError> {
+        let config = &self.config;
+        if self.active().should_roll(
+            config.segment_bytes,
+            config.segment_ms,
+            bytes.len(),
+            last_offset,
+            now_ms,
+        ) {
+            self.roll(now_ms)?;
+        }
+        self.active_mut().append(bytes)
+    }
+
+    /// Starts a new active segment at the log end offset (a no-op if the active one is
+    /// empty). The old one is sealed and a producer snapshot is taken at the boundary.
+    pub fn roll(&mut self, now_ms: i64) -> Result<(), LogError> {
+        if self.active().size_bytes() == 0 {
+            return Ok(());
+        }
+        let new_base = self.log_end_offset();
+        self.active_mut().seal()?;
+        self.producers.write_snapshot(&self.dir, new_base)?;
+        let segment = Segment::create(&self.dir, new_base, self.index_limits(), now_ms)?;
+        self.segments.insert(new_base, segment);
+        self.recovery_point = self.recovery_point.max(new_base);
+        tracing::debug!(dir = %self.dir.display(), new_base, "rolled segment");
+        Ok(())
+    }
+
+    /// fsyncs the active segment: everything appended so far becomes durable.
+    pub fn flush(&mut self, now_ms: i64) -> Result<(), LogError> {
+        self.active().flush()?;
+        self.recovery_point = self.log_end_offset();
+        self.last_flush_ms = now_ms;
+        Ok(())
+    }
+
+    /// Flushes if `flush.messages` unflushed offsets piled up or `flush.ms` passed; callers
+    /// may also run this periodically.
+    pub fn maybe_flush(&mut self, now_ms: i64) -> Result<(), LogError> {
+        let unflushed = self.log_end_offset() - self.recovery_point;
+        let due_by_count = unflushed >= self.config.flush_interval_messages;
+        let due_by_time = unflushed > 0
+            && now_ms.saturating_sub(self.last_flush_ms) >= self.config.flush_interval_ms;
+        if due_by_count || due_by_time {
+            self.flush(now_ms)?;
+        }
+        Ok(())
+    }
+
+    /// Shuts down cleanly: data and indexes flushed, producer snapshot and checkpoints
+    /// written, then the clean-shutdown marker last, so its presence vouches for the rest.
+    pub fn close(mut self, now_ms: i64) -> Result<(), LogError> {
+        self.flush(now_ms)?;
+        self.active_mut().seal()?;
+        let log_end_offset = self.log_end_offset();
+        self.producers.write_snapshot(&self.dir, log_end_offset)?;
+        self.epoch_cache.persist()?;
+        self.write_log_start_offset()?;
+        let active = self.active();
+        let marker = recovery::CleanShutdown {
+            log_end_offset,
+            active_base_offset: active.base_offset(),
+            active_size_bytes: active.size_bytes(),
+            first_batch_timestamp: active.first_batch_timestamp(),
+        };
+        marker.write(&self.dir)
+    }
+
+    fn write_log_start_offset(&self) -> Result<(), LogError> {
+        let path = self.dir.join(LOG_START_OFFSET_CHECKPOINT);
+        checkpoint::write_checkpoint(&path, 0, &[self.log_start_offset.to_string()])
+    }
+}
+
+fn index_limits(config: &LogConfig) -> IndexLimits {
+    IndexLimits {
+        index_interval_bytes: config.index_interval_bytes,
+        max_index_bytes: config.segment_index_bytes,
+    }
+}
+
+/// Headers of `records`, which must be whole batches and at least one.
+fn whole_batches(records: &[u8]) -> Result<Vec<BatchHeader>, LogError> {
+    let mut iter = BatchIter::new(records);
+    let headers: Vec<BatchHeader> = iter.by_ref().map(|(h, _)| h).collect();
+    ensure_whole(iter.stop())?;
+    if headers.is_empty() {
+        return Err(RecordError::InvalidRecord {
+            position: 0,
+            reason: "no record batch to append",
+        }
+        .into());
+    }
+    Ok(headers)
+}
+
+fn ensure_whole(stop: Option<&IterStop>) -> Result<(), LogError> {
+    match stop {
+        Some(IterStop::End) => Ok(()),
+        Some(IterStop::Corrupt { error, .. }) => Err(error.clone().into()),
+        Some(IterStop::PartialTail { position }) => Err(RecordError::CorruptMessage {
+            position: *position,
+            reason: "truncated record batch",
+        }
+        .into()),
+        None => Err(RecordError::CorruptMessage {
+            position: 0,
+            reason: "unfinished batch walk",
+        }
+        .into()),
+    }
+}
+
+/// The largest batch timestamp and the base offset of its batch, with offsets assigned
+/// from `first_offset`.
+fn max_timestamp_of(headers: &[BatchHeader], first_offset: i64) -> (i64, i64) {
+    let mut best = (-1, first_offset);
+    let mut base = first_offset;
+    for header in headers {
+        if header.max_timestamp > best.0 {
+            best = (header.max_timestamp, base);
+        }
+        base += i64::from(header.last_offset_delta) + 1;
+    }
+    best
 }

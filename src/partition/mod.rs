@@ -131,9 +131,9 @@ impl Partition {
                 log_start_offset: log.log_start_offset(),
                 duplicate: false,
             },
-            AppendOutcome::Duplicate { first_offset, last_offset } => AppendResult {
-                first_offset,
-                last_offset,
+            AppendOutcome::Duplicate(info) => AppendResult {
+                first_offset: info.first_offset,
+                last_offset: info.last_offset,
                 log_append_time_ms: -1,
                 log_start_offset: log.log_start_offset(),
                 duplicate: true,
@@ -202,21 +202,29 @@ impl Partition {
         Ok(freed)
     }
 
-    pub fn flush(&self) -> Result<(), PartitionError> {
-        Ok(self.log().flush()?)
+    pub fn flush(&self, now_ms: i64) -> Result<(), PartitionError> {
+        Ok(self.log().flush(now_ms)?)
+    }
+
+    /// Flushes if `flush.ms` has passed since the last flush.
+    pub fn maybe_flush(&self, now_ms: i64) -> Result<(), PartitionError> {
+        Ok(self.log().maybe_flush(now_ms)?)
     }
 
     /// Replaces the log's configuration (topic config changed).
     pub fn set_config(&self, config: LogConfig) {
-        self.log().set_config(config);
+        let mut log = self.log();
+        if log.config() != &config {
+            log.set_config(config);
+        }
     }
 
     /// Flushes everything and writes the clean-shutdown marker.
-    pub fn close(self) -> Result<(), PartitionError> {
+    pub fn close(self, now_ms: i64) -> Result<(), PartitionError> {
         let log = match self.log.into_inner() {
             Ok(l) => l,
             Err(poisoned) => poisoned.into_inner(),
         };
-        Ok(log.close()?)
+        Ok(log.close(now_ms)?)
     }
 }

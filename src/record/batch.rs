@@ -82,7 +82,10 @@ impl BatchHeader {
     /// Parses the header at the start of `buf`. Only the header has to be present; the caller
     /// checks that `total_len()` bytes are there before trusting the records.
     pub fn parse(buf: &[u8]) -> Result<BatchHeader, RecordError> {
-        let corrupt = |reason| RecordError::CorruptMessage { position: 0, reason };
+        let corrupt = |reason| RecordError::CorruptMessage {
+            position: 0,
+            reason,
+        };
         if buf.len() <= MAGIC_AT {
             return Err(corrupt("truncated batch header"));
         }
@@ -122,7 +125,8 @@ impl BatchHeader {
 
     /// Offset of the batch's last record (base + lastOffsetDelta).
     pub fn last_offset(&self) -> i64 {
-        self.base_offset.saturating_add(i64::from(self.last_offset_delta))
+        self.base_offset
+            .saturating_add(i64::from(self.last_offset_delta))
     }
 
     /// The offset after this batch.
@@ -226,6 +230,7 @@ pub(crate) fn write_bytes(buf: &mut [u8], at: usize, bytes: &[u8]) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use crate::record::builder::BatchBuilder;
@@ -262,7 +267,10 @@ mod tests {
 
     #[test]
     fn rejects_short_and_old_magic() {
-        assert!(matches!(BatchHeader::parse(&[0; 10]), Err(RecordError::CorruptMessage { .. })));
+        assert!(matches!(
+            BatchHeader::parse(&[0; 10]),
+            Err(RecordError::CorruptMessage { .. })
+        ));
         let mut bytes = BatchBuilder::new(0).records(1, 1).build();
         bytes[MAGIC_AT] = 1;
         assert!(matches!(

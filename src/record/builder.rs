@@ -5,7 +5,9 @@
 //! clients can decode what this produces. The builder never compresses; `attributes()` sets
 //! bits verbatim so tests can fake a compressed header.
 
-use super::batch::{compute_crc, write_bytes, BATCH_HEADER_LEN, CRC_AT, LOG_OVERHEAD_LEN, MAGIC_V2};
+use super::batch::{
+    BATCH_HEADER_LEN, CRC_AT, LOG_OVERHEAD_LEN, MAGIC_V2, compute_crc, write_bytes,
+};
 
 /// One record to encode. `timestamp_delta_ms` is relative to the batch's base timestamp.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -93,7 +95,12 @@ impl BatchBuilder {
         }
         let count = self.records.len() as i32;
         let last_offset_delta = (count - 1).max(0);
-        let max_delta = self.records.iter().map(|r| r.timestamp_delta_ms).max().unwrap_or(0);
+        let max_delta = self
+            .records
+            .iter()
+            .map(|r| r.timestamp_delta_ms)
+            .max()
+            .unwrap_or(0);
         let mut out = Vec::with_capacity(BATCH_HEADER_LEN + body.len());
         out.extend_from_slice(&self.base_offset.to_be_bytes());
         let batch_length = (BATCH_HEADER_LEN - LOG_OVERHEAD_LEN + body.len()) as i32;
@@ -149,6 +156,7 @@ fn put_varlong(out: &mut Vec<u8>, value: i64) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

@@ -6,8 +6,10 @@
 
 use std::ops::Range;
 
-use super::batch::{crc_matches, read_i32, BatchHeader, BATCH_LENGTH_AT, LOG_OVERHEAD_LEN, MAGIC_AT, MAGIC_V2};
 use super::RecordError;
+use super::batch::{
+    BATCH_LENGTH_AT, BatchHeader, LOG_OVERHEAD_LEN, MAGIC_AT, MAGIC_V2, crc_matches, read_i32,
+};
 
 /// Why iteration ended; `valid_end` is where the last whole (and, if checked, intact) batch
 /// ends.
@@ -33,12 +35,22 @@ pub struct BatchIter<'a> {
 impl<'a> BatchIter<'a> {
     /// Header-level walk: lengths and magic are checked, CRCs are not.
     pub fn new(buf: &'a [u8]) -> BatchIter<'a> {
-        BatchIter { buf, position: 0, verify_crc: false, stop: None }
+        BatchIter {
+            buf,
+            position: 0,
+            verify_crc: false,
+            stop: None,
+        }
     }
 
     /// Also verifies each batch's CRC32C; a mismatch stops the walk as `Corrupt`.
     pub fn with_crc_check(buf: &'a [u8]) -> BatchIter<'a> {
-        BatchIter { buf, position: 0, verify_crc: true, stop: None }
+        BatchIter {
+            buf,
+            position: 0,
+            verify_crc: true,
+            stop: None,
+        }
     }
 
     /// Byte position just after the last batch yielded so far.
@@ -61,16 +73,25 @@ impl<'a> BatchIter<'a> {
         if rest.len() <= MAGIC_AT {
             return Err(partial);
         }
-        let corrupt = |error: RecordError| IterStop::Corrupt { position: at, error: relocate(error, at) };
+        let corrupt = |error: RecordError| IterStop::Corrupt {
+            position: at,
+            error: relocate(error, at),
+        };
         let magic = rest[MAGIC_AT] as i8;
         if magic != MAGIC_V2 {
-            return Err(corrupt(RecordError::UnsupportedMagic { position: 0, magic }));
+            return Err(corrupt(RecordError::UnsupportedMagic {
+                position: 0,
+                magic,
+            }));
         }
         let batch_length = read_i32(rest, BATCH_LENGTH_AT);
         let total = LOG_OVERHEAD_LEN as i64 + i64::from(batch_length);
         if total < super::BATCH_HEADER_LEN as i64 {
             let reason = "batch length smaller than the header";
-            return Err(corrupt(RecordError::CorruptMessage { position: 0, reason }));
+            return Err(corrupt(RecordError::CorruptMessage {
+                position: 0,
+                reason,
+            }));
         }
         if total > rest.len() as i64 {
             return Err(partial);
@@ -79,7 +100,10 @@ impl<'a> BatchIter<'a> {
         let header = BatchHeader::parse(rest).map_err(corrupt)?;
         if self.verify_crc && !crc_matches(&rest[..total]) {
             let reason = "CRC32C mismatch";
-            return Err(corrupt(RecordError::CorruptMessage { position: 0, reason }));
+            return Err(corrupt(RecordError::CorruptMessage {
+                position: 0,
+                reason,
+            }));
         }
         Ok(Some((header, at..at + total)))
     }
@@ -88,15 +112,18 @@ impl<'a> BatchIter<'a> {
 /// Errors from `BatchHeader::parse` say position 0; make them point into the whole slice.
 fn relocate(error: RecordError, at: usize) -> RecordError {
     match error {
-        RecordError::CorruptMessage { position, reason } => {
-            RecordError::CorruptMessage { position: position + at, reason }
-        }
-        RecordError::InvalidRecord { position, reason } => {
-            RecordError::InvalidRecord { position: position + at, reason }
-        }
-        RecordError::UnsupportedMagic { position, magic } => {
-            RecordError::UnsupportedMagic { position: position + at, magic }
-        }
+        RecordError::CorruptMessage { position, reason } => RecordError::CorruptMessage {
+            position: position + at,
+            reason,
+        },
+        RecordError::InvalidRecord { position, reason } => RecordError::InvalidRecord {
+            position: position + at,
+            reason,
+        },
+        RecordError::UnsupportedMagic { position, magic } => RecordError::UnsupportedMagic {
+            position: position + at,
+            magic,
+        },
         other @ RecordError::MessageTooLarge { .. } => other,
     }
 }
@@ -126,6 +153,7 @@ impl Iterator for BatchIter<'_> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use crate::record::builder::BatchBuilder;
@@ -156,7 +184,11 @@ mod tests {
             let end = it.valid_end();
             assert!(end <= cut);
             if end < cut {
-                assert_eq!(it.stop(), Some(&IterStop::PartialTail { position: end }), "cut {cut}");
+                assert_eq!(
+                    it.stop(),
+                    Some(&IterStop::PartialTail { position: end }),
+                    "cut {cut}"
+                );
             }
             assert!(n <= 3);
         }
@@ -169,7 +201,9 @@ mod tests {
         buf[second.start + 70] ^= 0x01;
         let mut it = BatchIter::with_crc_check(&buf);
         assert_eq!(it.by_ref().count(), 1);
-        assert!(matches!(it.stop(), Some(IterStop::Corrupt { position, .. }) if *position == second.start));
+        assert!(
+            matches!(it.stop(), Some(IterStop::Corrupt { position, .. }) if *position == second.start)
+        );
         // Without the CRC check the walk goes on: the header still parses.
         assert_eq!(BatchIter::new(&buf).count(), 3);
     }

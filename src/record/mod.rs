@@ -13,31 +13,40 @@
 //!   invalidates a batch; every other patch recomputes the CRC.
 //!
 //! Submodules: [`batch`] (the 61-byte header), [`validate`] (Produce-side checks),
-//! [`patch`] (in-place edits), [`iter`] (walking a byte range), [`builder`] (writing batches,
-//! for tests and for broker-written control batches later).
+//! [`patch`] (in-place edits), [`iter`] (walking a byte range), [`records`] (per-record
+//! offsets and timestamps of uncompressed batches), [`builder`] (writing batches, for tests
+//! and for broker-written control batches later).
 
 pub mod batch;
 pub mod builder;
 pub mod iter;
 pub mod patch;
+pub mod records;
 pub mod validate;
 
-pub use batch::{BatchHeader, Compression, TimestampType, BATCH_HEADER_LEN, LOG_OVERHEAD_LEN};
+pub use batch::{BATCH_HEADER_LEN, BatchHeader, Compression, LOG_OVERHEAD_LEN, TimestampType};
 pub use builder::{BatchBuilder, Record};
 pub use iter::{BatchIter, IterStop};
 pub use patch::{assign_offsets, set_log_append_time};
-pub use validate::{validate_batches, BatchesSummary};
+pub use records::{RecordPosition, record_positions};
+pub use validate::{BatchesSummary, validate_batches};
 
 /// Why a record set was refused. Each variant maps to one Kafka error code at the API boundary.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RecordError {
     /// Bad length, CRC mismatch, truncation: Kafka's `CORRUPT_MESSAGE` (2).
     #[error("corrupt record batch at byte {position}: {reason}")]
-    CorruptMessage { position: usize, reason: &'static str },
+    CorruptMessage {
+        position: usize,
+        reason: &'static str,
+    },
     /// Structurally fine but semantically invalid (empty set, bad counts, control batch from a
     /// client, negative sequence): Kafka's `INVALID_RECORD` (87).
     #[error("invalid record batch at byte {position}: {reason}")]
-    InvalidRecord { position: usize, reason: &'static str },
+    InvalidRecord {
+        position: usize,
+        reason: &'static str,
+    },
     /// A batch larger than `max.message.bytes`: Kafka's `MESSAGE_TOO_LARGE` (10).
     #[error("record batch of {size_bytes} bytes exceeds the maximum of {max_bytes} bytes")]
     MessageTooLarge { size_bytes: usize, max_bytes: usize },

@@ -7,19 +7,25 @@
 //! than panic; callers pass buffers that `validate_batches` accepted.
 
 use super::batch::{
-    compute_crc, read_i16, write_bytes, ATTRIBUTES_AT, BASE_OFFSET_AT, CRC_AT, LEADER_EPOCH_AT,
-    MAX_TIMESTAMP_AT, TIMESTAMP_TYPE_BIT,
+    ATTRIBUTES_AT, BASE_OFFSET_AT, CRC_AT, LEADER_EPOCH_AT, MAX_TIMESTAMP_AT, TIMESTAMP_TYPE_BIT,
+    compute_crc, read_i16, write_bytes,
 };
 use super::iter::BatchIter;
 
 /// Gives the batches consecutive offsets from `first_offset` and stamps the leader epoch.
 /// Returns the offset after the last batch (`first_offset` if there was none).
 pub fn assign_offsets(buf: &mut [u8], first_offset: i64, partition_leader_epoch: i32) -> i64 {
-    let ranges: Vec<_> = BatchIter::new(buf).map(|(h, r)| (h.last_offset_delta, r)).collect();
+    let ranges: Vec<_> = BatchIter::new(buf)
+        .map(|(h, r)| (h.last_offset_delta, r))
+        .collect();
     let mut next = first_offset;
     for (last_offset_delta, range) in ranges {
         write_bytes(buf, range.start + BASE_OFFSET_AT, &next.to_be_bytes());
-        write_bytes(buf, range.start + LEADER_EPOCH_AT, &partition_leader_epoch.to_be_bytes());
+        write_bytes(
+            buf,
+            range.start + LEADER_EPOCH_AT,
+            &partition_leader_epoch.to_be_bytes(),
+        );
         next = next.saturating_add(i64::from(last_offset_delta) + 1);
     }
     next
@@ -39,11 +45,12 @@ pub fn set_log_append_time(buf: &mut [u8], now_ms: i64) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use crate::record::batch::crc_matches;
     use crate::record::builder::BatchBuilder;
-    use crate::record::{validate_batches, TimestampType};
+    use crate::record::{TimestampType, validate_batches};
 
     #[test]
     fn assigns_consecutive_offsets_without_breaking_crcs() {
@@ -53,7 +60,10 @@ mod tests {
         assert_eq!(next, 1005);
         let batches: Vec<_> = BatchIter::with_crc_check(&buf).map(|(h, _)| h).collect();
         assert_eq!(batches.len(), 2);
-        assert_eq!((batches[0].base_offset, batches[0].partition_leader_epoch), (1000, 7));
+        assert_eq!(
+            (batches[0].base_offset, batches[0].partition_leader_epoch),
+            (1000, 7)
+        );
         assert_eq!(batches[1].base_offset, 1003);
     }
 

@@ -1,15 +1,24 @@
 //! Property tests for the record module: built batches validate, any flipped CRC'd byte is
 //! caught, truncation is caught, and no input makes anything panic.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use proptest::prelude::*;
 
 use super::batch::crc_matches;
 use super::*;
 
 fn arb_batch() -> impl Strategy<Value = Vec<u8>> {
-    (1usize..20, 0usize..200, any::<i64>(), prop::option::of((0i64..1000, 0i16..10, 0i32..i32::MAX)))
+    (
+        1usize..20,
+        0usize..200,
+        any::<i64>(),
+        prop::option::of((0i64..1000, 0i16..10, 0i32..i32::MAX)),
+    )
         .prop_map(|(count, value_len, ts, producer)| {
-            let mut b = BatchBuilder::new(0).timestamps(ts / 4).records(count, value_len);
+            let mut b = BatchBuilder::new(0)
+                .timestamps(ts / 4)
+                .records(count, value_len);
             if let Some((pid, epoch, seq)) = producer {
                 b = b.producer(pid, epoch, seq);
             }

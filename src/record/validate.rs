@@ -17,9 +17,9 @@
 //! checks `BatchesSummary::batches.len()`. Records are never decompressed or decoded here, so
 //! per-record problems inside compressed batches are not found (a documented gap).
 
+use super::RecordError;
 use super::batch::BatchHeader;
 use super::iter::{BatchIter, IterStop};
-use super::RecordError;
 
 /// What a validated record set contains, for offset assignment and producer-state checks.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,24 +70,39 @@ pub fn validate_batches(buf: &[u8], max_batch_bytes: usize) -> Result<BatchesSum
     }
     match iter.stop() {
         Some(IterStop::End) => Ok(summary),
-        Some(IterStop::PartialTail { position }) => {
-            Err(RecordError::CorruptMessage { position: *position, reason: "truncated record batch" })
-        }
+        Some(IterStop::PartialTail { position }) => Err(RecordError::CorruptMessage {
+            position: *position,
+            reason: "truncated record batch",
+        }),
         Some(IterStop::Corrupt { error, .. }) => Err(error.clone()),
-        None => Err(RecordError::CorruptMessage { position: 0, reason: "unterminated batch walk" }),
+        None => Err(RecordError::CorruptMessage {
+            position: 0,
+            reason: "unterminated batch walk",
+        }),
     }
 }
 
-fn check_batch(h: &BatchHeader, batch: &[u8], position: usize, max_bytes: usize) -> Result<(), RecordError> {
+fn check_batch(
+    h: &BatchHeader,
+    batch: &[u8],
+    position: usize,
+    max_bytes: usize,
+) -> Result<(), RecordError> {
     let invalid = |reason| Err(RecordError::InvalidRecord { position, reason });
     if h.base_offset != 0 {
         return invalid("the baseOffset of a produced batch must be 0");
     }
     if batch.len() > max_bytes {
-        return Err(RecordError::MessageTooLarge { size_bytes: batch.len(), max_bytes });
+        return Err(RecordError::MessageTooLarge {
+            size_bytes: batch.len(),
+            max_bytes,
+        });
     }
     if !super::batch::crc_matches(batch) {
-        return Err(RecordError::CorruptMessage { position, reason: "CRC32C mismatch" });
+        return Err(RecordError::CorruptMessage {
+            position,
+            reason: "CRC32C mismatch",
+        });
     }
     if h.last_offset_delta < 0 {
         return invalid("batch has an invalid offset range");
@@ -108,6 +123,7 @@ fn check_batch(h: &BatchHeader, batch: &[u8], position: usize, max_bytes: usize)
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use crate::record::batch::MAGIC_AT;
@@ -117,8 +133,18 @@ mod tests {
 
     #[test]
     fn summarises_a_valid_set() {
-        let mut buf = BatchBuilder::new(0).producer(9, 0, 0).timestamps(50).records(3, 4).build();
-        buf.extend(BatchBuilder::new(0).producer(9, 0, 3).timestamps(10).records(2, 4).build());
+        let mut buf = BatchBuilder::new(0)
+            .producer(9, 0, 0)
+            .timestamps(50)
+            .records(3, 4)
+            .build();
+        buf.extend(
+            BatchBuilder::new(0)
+                .producer(9, 0, 3)
+                .timestamps(10)
+                .records(2, 4)
+                .build(),
+        );
         let s = validate_batches(&buf, MAX).unwrap();
         assert_eq!(s.batches.len(), 2);
         assert_eq!(s.record_count, 5);
@@ -130,11 +156,17 @@ mod tests {
     #[test]
     fn maps_each_defect_to_its_kafka_error() {
         let good = BatchBuilder::new(0).records(2, 10).build();
-        assert!(matches!(validate_batches(&[], MAX), Err(RecordError::InvalidRecord { .. })));
+        assert!(matches!(
+            validate_batches(&[], MAX),
+            Err(RecordError::InvalidRecord { .. })
+        ));
 
         let mut flipped = good.clone();
         flipped[good.len() - 1] ^= 0xff;
-        assert!(matches!(validate_batches(&flipped, MAX), Err(RecordError::CorruptMessage { .. })));
+        assert!(matches!(
+            validate_batches(&flipped, MAX),
+            Err(RecordError::CorruptMessage { .. })
+        ));
 
         assert!(matches!(
             validate_batches(&good[..good.len() - 1], MAX),
@@ -142,23 +174,44 @@ mod tests {
         ));
         let mut trailing = good.clone();
         trailing.extend_from_slice(&[0, 0, 0]);
-        assert!(matches!(validate_batches(&trailing, MAX), Err(RecordError::CorruptMessage { .. })));
+        assert!(matches!(
+            validate_batches(&trailing, MAX),
+            Err(RecordError::CorruptMessage { .. })
+        ));
 
         let mut old = good.clone();
         old[MAGIC_AT] = 1;
-        assert!(matches!(validate_batches(&old, MAX), Err(RecordError::UnsupportedMagic { magic: 1, .. })));
+        assert!(matches!(
+            validate_batches(&old, MAX),
+            Err(RecordError::UnsupportedMagic { magic: 1, .. })
+        ));
 
         assert!(matches!(
             validate_batches(&good, good.len() - 1),
             Err(RecordError::MessageTooLarge { .. })
         ));
         let nonzero_base = BatchBuilder::new(5).records(1, 1).build();
-        assert!(matches!(validate_batches(&nonzero_base, MAX), Err(RecordError::InvalidRecord { .. })));
+        assert!(matches!(
+            validate_batches(&nonzero_base, MAX),
+            Err(RecordError::InvalidRecord { .. })
+        ));
         let empty = BatchBuilder::new(0).build();
-        assert!(matches!(validate_batches(&empty, MAX), Err(RecordError::InvalidRecord { .. })));
+        assert!(matches!(
+            validate_batches(&empty, MAX),
+            Err(RecordError::InvalidRecord { .. })
+        ));
         let control = BatchBuilder::new(0).attributes(0x20).records(1, 1).build();
-        assert!(matches!(validate_batches(&control, MAX), Err(RecordError::InvalidRecord { .. })));
-        let bad_seq = BatchBuilder::new(0).producer(1, 0, -1).records(1, 1).build();
-        assert!(matches!(validate_batches(&bad_seq, MAX), Err(RecordError::InvalidRecord { .. })));
+        assert!(matches!(
+            validate_batches(&control, MAX),
+            Err(RecordError::InvalidRecord { .. })
+        ));
+        let bad_seq = BatchBuilder::new(0)
+            .producer(1, 0, -1)
+            .records(1, 1)
+            .build();
+        assert!(matches!(
+            validate_batches(&bad_seq, MAX),
+            Err(RecordError::InvalidRecord { .. })
+        ));
     }
 }

@@ -1,0 +1,101 @@
+//! Reads: fetch by offset (whole stored batches), ListOffsets by timestamp and max timestamp.
+//!
+//! A fetch finds the segment by base offset (a map lookup), the batch by the segment's offset
+//! index plus a bounded scan, then copies whole batches out with one positioned read per
+//! segment. Batches are returned only if they lie wholly below `max_offset` (the high
+//! watermark): like Kafka, which reads up to the file position of the high watermark's batch.
+
+use bytes::Bytes;
+
+use super::{Log, LogError, ReadResult};
+
+impl Log {
+    /// Whole batches from the one containing `start_offset`, at most `max_bytes` of them
+    /// unless `min_one_batch` and the first batch alone is larger (KIP-74: then exactly that
+    /// batch), none with an offset `>= max_offset`. Continues into later segments while room
+    /// is left. `start_offset` outside `[log_start_offset, log_end_offset]` is
+    /// `OffsetOutOfRange`; `start_offset == log_end_offset` reads nothing.
+    pub fn read(
+        &self,
+        start_offset: i64,
+        max_bytes: usize,
+        max_offset: i64,
+        min_one_batch: bool,
+    ) -> Result<ReadResult, LogError> {
+        let log_end_offset = self.log_end_offset();
+        if start_offset < self.log_start_offset || start_offset > log_end_offset {
+            return Err(LogError::OffsetOutOfRange {
+                requested: start_offset,
+                log_start: self.log_start_offset,
+                log_end: log_end_offset,
+            });
+        }
+        let mut out: Vec<u8> = Vec::new();
+        let mut next_offset = start_offset;
+        let first_base = self
+            .segments
+            .range(..=start_offset)
+            .next_back()
+            .map_or(start_offset, |(b, _)| *b);
+        for segment in self.segments.range(first_base..).map(|(_, s)| s) {
+            if next_offset >= log_end_offset || next_offset >= max_offset {
+                break;
+            }
+            let room = max_bytes.saturating_sub(out.len());
+            let part = segment.read(
+                next_offset,
+                room,
+                max_offset,
+                min_one_batch && out.is_empty(),
+            )?;
+            if out.is_empty() {
+                out = part.bytes;
+            } else {
+                out.extend_from_slice(&part.bytes);
+            }
+            next_offset = part.next_offset.max(next_offset);
+            if !part.reached_end || out.len() >= max_bytes {
+                break;
+            }
+            next_offset = next_offset.max(segment.next_offset());
+        }
+        Ok(ReadResult {
+            bytes: Bytes::from(out),
+            next_offset,
+            log_start_offset: self.log_start_offset,
+            log_end_offset,
+        })
+    }
+
+    /// ListOffsets by timestamp: the first record at or above the log start whose timestamp
+    /// is `>= timestamp`, as `(offset, timestamp)` (Kafka's `fetchOffsetByTimestamp`). Exact
+    /// for uncompressed batches; for a compressed batch the answer is its base offset and
+    /// max timestamp (batch granularity: a consumer seeking there may see a few earlier
+    /// records of that batch). `None` if no record is that new.
+    pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>, LogError> {
+        for segment in self.segments.values() {
+            if segment.next_offset() <= self.log_start_offset {
+                continue;
+            }
+            if let Some(found) = segment.find_by_timestamp(timestamp, self.log_start_offset)? {
+                return Ok(Some(found));
+            }
+        }
+        Ok(None)
+    }
+
+    /// ListOffsets MAX_TIMESTAMP: the largest batch timestamp and the base offset of its
+    /// batch (Kafka answers with the record's own offset inside the batch), or `None` for an
+    /// empty log.
+    pub fn max_timestamp(&self) -> Option<(i64, i64)> {
+        let mut best: Option<(i64, i64)> = None;
+        for segment in self.segments.values() {
+            if let Some(max) = segment.max_timestamp() {
+                if best.is_none_or(|(ts, _)| max.timestamp > ts) {
+                    best = Some((max.timestamp, max.offset.max(self.log_start_offset)));
+                }
+            }
+        }
+        best
+    }
+}

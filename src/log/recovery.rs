@@ -1,0 +1,270 @@
+//! Opening a log (Kafka's `LogLoader`): after a clean shutdown, trust the files; after a
+//! crash, recover the active segment.
+//!
+//! Clean (the `clean-shutdown` marker is present and agrees with the files): segments are
+//! opened from their index files, the log end offset comes from the marker and producer
+//! state from the snapshot `close` wrote at the log end offset, so no segment data is read
+//! and startup costs a few small files per segment. The marker is deleted before the log is
+//! used, so a crash from then on is seen as one.
+//!
+//! Crash: sealed segments (all but the last, see `mod.rs`) are still opened from their
+//! indexes; the last one is validated batch by batch and cut at the first torn or corrupt
+//! batch, and its indexes are rebuilt. Producer state is loaded from the newest snapshot
+//! at or below the log end and the batch headers after it are replayed.
+//!
+//! Leftovers of interrupted work are removed first: `*.tmp` (atomic writes), `*.deleted`,
+//! `*.cleaned` and `*.swap` (Kafka's deletion and compaction stages; this log never renames
+//! into `.swap`, so one found here cannot hold data we need), and index files without a log.
+
+use std::collections::BTreeMap;
+use std::ops::ControlFlow;
+use std::path::Path;
+
+use super::checkpoint::{TMP_SUFFIX, parse_ints, read_checkpoint, sync_dir, write_checkpoint};
+use super::epoch_cache::LeaderEpochCache;
+use super::producer_state::{
+    ProducerStateManager, delete_snapshots_outside, list_snapshots, snapshot_path,
+};
+use super::segment::{
+    INDEX_SUFFIX, LOG_SUFFIX, Segment, TIME_INDEX_SUFFIX, remove_if_exists, segment_file,
+};
+use super::{
+    CLEAN_SHUTDOWN_MARKER, LOG_START_OFFSET_CHECKPOINT, Log, LogConfig, LogError, index_limits,
+};
+
+const STRAY_SUFFIXES: [&str; 4] = [TMP_SUFFIX, ".deleted", ".cleaned", ".swap"];
+/// Stands for "no first batch" in the marker (-1 is a legal, if odd, timestamp).
+const NO_TIMESTAMP: i64 = i64::MIN;
+
+/// What `close` vouches for in the marker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct CleanShutdown {
+    pub log_end_offset: i64,
+    pub active_base_offset: i64,
+    pub active_size_bytes: u64,
+    pub first_batch_timestamp: Option<i64>,
+}
+
+impl CleanShutdown {
+    pub fn write(&self, dir: &Path) -> Result<(), LogError> {
+        let entry = format!(
+            "{} {} {} {}",
+            self.log_end_offset,
+            self.active_base_offset,
+            self.active_size_bytes,
+            self.first_batch_timestamp.unwrap_or(NO_TIMESTAMP)
+        );
+        write_checkpoint(&dir.join(CLEAN_SHUTDOWN_MARKER), 0, &[entry])
+    }
+
+    /// The marker if present and readable; a damaged marker counts as a crash.
+    fn read(dir: &Path) -> Option<CleanShutdown> {
+        let path = dir.join(CLEAN_SHUTDOWN_MARKER);
+        let entries = read_checkpoint(&path, 0).ok()??;
+        let [leo, base, size, first_ts] = parse_ints::<4>(entries.first()?, &path).ok()?;
+        Some(CleanShutdown {
+            log_end_offset: leo,
+            active_base_offset: base,
+            active_size_bytes: u64::try_from(size).ok()?,
+            first_batch_timestamp: (first_ts != NO_TIMESTAMP).then_some(first_ts),
+        })
+    }
+}
+
+impl Log {
+    /// Opens (creating if missing) the log in `dir`; see the module docs.
+    pub fn open(dir: &Path, config: LogConfig, now_ms: i64) -> Result<Log, LogError> {
+        config.validate()?;
+        std::fs::create_dir_all(dir)?;
+        let bases = scan_directory(dir)?;
+        let marker = CleanShutdown::read(dir);
+        let saved_start = read_log_start_offset(dir)?;
+        let segments = open_segments(
+            dir,
+            &config,
+            &bases,
+            marker,
+            saved_start.unwrap_or(0),
+            now_ms,
+        )?;
+        let first_base = segments.keys().next().copied().unwrap_or(0);
+        let mut log = Log {
+            dir: dir.to_path_buf(),
+            epoch_cache: LeaderEpochCache::load(dir)?,
+            producers: ProducerStateManager::new(),
+            log_start_offset: saved_start.unwrap_or(first_base).max(first_base),
+            segments,
+            recovery_point: 0,
+            last_flush_ms: now_ms,
+            config,
+        };
+        if log.log_start_offset > log.log_end_offset() {
+            // Only unflushed data at or above the log start was lost: start over there.
+            log.truncate_fully_and_start_at(log.log_start_offset, now_ms)?;
+        }
+        let (start, end) = (log.log_start_offset, log.log_end_offset());
+        log.epoch_cache.truncate_from_end(end)?;
+        log.epoch_cache.truncate_from_start(start)?;
+        log.load_producer_state()?;
+        log.active().flush()?;
+        log.recovery_point = end;
+        remove_if_exists(&dir.join(CLEAN_SHUTDOWN_MARKER))?;
+        sync_dir(&dir.join(CLEAN_SHUTDOWN_MARKER))?;
+        tracing::info!(dir = %dir.display(), clean = marker.is_some(), start, end, "opened log");
+        Ok(log)
+    }
+
+    /// Rebuilds producer state: the newest readable snapshot at or below the log end, then
+    /// the headers of every later batch still on disk. Unlike Kafka, which replays from
+    /// `max(snapshot, log start)`, batches below the log start that are still in the first
+    /// segment are replayed too, so a producer whose last batch sits just below the log start
+    /// keeps its sequence. Snapshots beyond the log end describe truncated data: deleted.
+    pub(super) fn load_producer_state(&mut self) -> Result<(), LogError> {
+        let end = self.log_end_offset();
+        delete_snapshots_outside(&self.dir, i64::MIN..=end)?;
+        self.producers = ProducerStateManager::new();
+        let mut replay_from = self
+            .segments
+            .keys()
+            .next()
+            .copied()
+            .unwrap_or(self.log_start_offset);
+        for offset in list_snapshots(&self.dir)?.into_iter().rev() {
+            match ProducerStateManager::read_snapshot(&snapshot_path(&self.dir, offset)) {
+                Ok(state) => {
+                    self.producers = state;
+                    replay_from = offset;
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "ignoring unreadable producer snapshot");
+                    remove_if_exists(&snapshot_path(&self.dir, offset))?;
+                }
+            }
+        }
+        self.replay_producers_from(replay_from)
+    }
+
+    /// Replays every batch holding an offset `>= from_offset`, including one straddling it
+    /// (the log start may sit mid-batch). Snapshots sit at batch boundaries, so a batch a
+    /// snapshot already covers is never replayed twice.
+    fn replay_producers_from(&mut self, from_offset: i64) -> Result<(), LogError> {
+        let producers = &mut self.producers;
+        for segment in self
+            .segments
+            .values()
+            .filter(|s| s.next_offset() > from_offset)
+        {
+            let Some(first) = segment.find_batch(from_offset)? else {
+                continue;
+            };
+            segment.scan_headers(first.position, |location| {
+                if location.header.last_offset() >= from_offset {
+                    producers.replay(&location.header);
+                }
+                ControlFlow::Continue(())
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// Deletes leftovers (see the module docs) and returns the base offsets of the `.log` files.
+fn scan_directory(dir: &Path) -> Result<Vec<i64>, LogError> {
+    let mut bases = Vec::new();
+    let mut index_files = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if STRAY_SUFFIXES.iter().any(|s| name.ends_with(s)) {
+            tracing::info!(path = %path.display(), "removing leftover file");
+            remove_if_exists(&path)?;
+        } else if let Some(stem) = name.strip_suffix(LOG_SUFFIX) {
+            if let Ok(base) = stem.parse::<i64>() {
+                bases.push(base);
+            }
+        } else if let Some(stem) = name
+            .strip_suffix(INDEX_SUFFIX)
+            .or_else(|| name.strip_suffix(TIME_INDEX_SUFFIX))
+        {
+            if let Ok(base) = stem.parse::<i64>() {
+                index_files.push((base, path));
+            }
+        }
+    }
+    bases.sort_unstable();
+    for (base, path) in index_files {
+        if bases.binary_search(&base).is_err() {
+            remove_if_exists(&path)?;
+        }
+    }
+    Ok(bases)
+}
+
+fn read_log_start_offset(dir: &Path) -> Result<Option<i64>, LogError> {
+    let path = dir.join(LOG_START_OFFSET_CHECKPOINT);
+    match read_checkpoint(&path, 0)? {
+        Some(entries) => match entries.first() {
+            Some(entry) => Ok(Some(parse_ints::<1>(entry, &path)?[0])),
+            None => Ok(None),
+        },
+        None => Ok(None),
+    }
+}
+
+fn open_segments(
+    dir: &Path,
+    config: &LogConfig,
+    bases: &[i64],
+    marker: Option<CleanShutdown>,
+    empty_log_start: i64,
+    now_ms: i64,
+) -> Result<BTreeMap<i64, Segment>, LogError> {
+    let limits = index_limits(config);
+    let mut segments = BTreeMap::new();
+    let Some((&last_base, sealed)) = bases.split_last() else {
+        let segment = Segment::create(dir, empty_log_start, limits, now_ms)?;
+        segments.insert(empty_log_start, segment);
+        return Ok(segments);
+    };
+    for (i, &base) in sealed.iter().enumerate() {
+        let next_base = bases[i + 1];
+        let segment = match Segment::open_trusted(dir, base, limits, next_base, None, now_ms) {
+            Ok(segment) => segment,
+            Err(e) => {
+                tracing::warn!(base, error = %e, "sealed segment's indexes unusable; rebuilding");
+                Segment::recover(dir, base, limits, now_ms)?.0
+            }
+        };
+        segments.insert(base, segment);
+    }
+    let trusted_last = marker
+        .filter(|m| m.active_base_offset == last_base)
+        .filter(|m| {
+            file_len(&segment_file(dir, last_base, LOG_SUFFIX)) == Some(m.active_size_bytes)
+        })
+        .and_then(|m| {
+            Segment::open_trusted(
+                dir,
+                last_base,
+                limits,
+                m.log_end_offset,
+                m.first_batch_timestamp,
+                now_ms,
+            )
+            .ok()
+        });
+    let last = match trusted_last {
+        Some(segment) => segment,
+        None => Segment::recover(dir, last_base, limits, now_ms)?.0,
+    };
+    segments.insert(last_base, last);
+    Ok(segments)
+}
+
+fn file_len(path: &Path) -> Option<u64> {
+    std::fs::metadata(path).ok().map(|m| m.len())
+}

@@ -1,0 +1,641 @@
+//! One segment: a `.log` file of whole batches and its offset and time indexes.
+//!
+//! Files are named by the segment's base offset, 20 digits, as Kafka does
+//! (`00000000000000000000.log`, `.index`, `.timeindex`). Writes go to the end of the `.log`
+//! file in one `write_all_at` per append; reads use positioned reads, so `&self` suffices.
+//!
+//! Invariants:
+//! - `size_bytes` is the length of the file and ends at a batch boundary; batches are whole
+//!   and their offsets increase; `next_offset` is one past the last batch (`base_offset` when
+//!   empty).
+//! - Index entries only name batches inside the file (see `offset_index`, `time_index`).
+//! - A lookup reads the index, then scans headers from the indexed position: about
+//!   `index.interval.bytes` of log, never the whole segment.
+
+use std::fs::{File, OpenOptions};
+use std::ops::ControlFlow;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use crate::record::{BATCH_HEADER_LEN, BatchHeader, BatchIter, IterStop, LOG_OVERHEAD_LEN};
+
+use super::LogError;
+use super::offset_index::OffsetIndex;
+use super::time_index::{TimeIndex, TimestampOffset};
+
+pub const LOG_SUFFIX: &str = ".log";
+pub const INDEX_SUFFIX: &str = ".index";
+pub const TIME_INDEX_SUFFIX: &str = ".timeindex";
+
+/// Bytes read at a time when walking headers or recovering.
+const SCAN_CHUNK_BYTES: usize = 64 * 1024;
+
+/// `dir/<base offset, 20 digits><suffix>`.
+pub fn segment_file(dir: &Path, base_offset: i64, suffix: &str) -> PathBuf {
+    dir.join(format!("{base_offset:020}{suffix}"))
+}
+
+/// The index settings a segment needs from `LogConfig`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexLimits {
+    pub index_interval_bytes: u64,
+    pub max_index_bytes: u64,
+}
+
+/// Where a batch sits in the segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchLocation {
+    pub position: u64,
+    pub header: BatchHeader,
+}
+
+/// Bytes of whole batches read from one segment.
+#[derive(Debug, Clone, Default)]
+pub struct SegmentRead {
+    pub bytes: Vec<u8>,
+    /// Offset after the last batch returned.
+    pub next_offset: i64,
+    /// True if the read stopped at the end of this segment's data (so a reader may go on
+    /// into the next segment).
+    pub reached_end: bool,
+}
+
+/// See the module docs.
+#[derive(Debug)]
+pub struct Segment {
+    base_offset: i64,
+    dir: PathBuf,
+    file: File,
+    size_bytes: u64,
+    next_offset: i64,
+    offset_index: OffsetIndex,
+    time_index: TimeIndex,
+    limits: IndexLimits,
+    bytes_since_last_index_entry: u64,
+    max_timestamp_so_far: Option<TimestampOffset>,
+    /// Max timestamp of the first batch: Kafka's `rollingBasedTimestamp` for `segment.ms`.
+    first_batch_timestamp: Option<i64>,
+    /// When this process created or opened the segment; the roll clock if no timestamp.
+    created_ms: i64,
+}
+
+impl Segment {
+    /// Creates an empty segment, replacing any leftover file with the same base offset.
+    pub fn create(
+        dir: &Path,
+        base_offset: i64,
+        limits: IndexLimits,
+        now_ms: i64,
+    ) -> Result<Segment, LogError> {
+        let path = segment_file(dir, base_offset, LOG_SUFFIX);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)?;
+        for suffix in [INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+            remove_if_exists(&segment_file(dir, base_offset, suffix))?;
+        }
+        super::checkpoint::sync_dir(&path)?;
+        Ok(Segment::assemble(dir, base_offset, file, limits, now_ms))
+    }
+
+    fn assemble(
+        dir: &Path,
+        base_offset: i64,
+        file: File,
+        limits: IndexLimits,
+        now_ms: i64,
+    ) -> Segment {
+        Segment {
+            base_offset,
+            dir: dir.to_path_buf(),
+            file,
+            size_bytes: 0,
+            next_offset: base_offset,
+            offset_index: OffsetIndex::new(base_offset, limits.max_index_bytes),
+            time_index: TimeIndex::new(base_offset, limits.max_index_bytes),
+            limits,
+            bytes_since_last_index_entry: 0,
+            max_timestamp_so_far: None,
+            first_batch_timestamp: None,
+            created_ms: now_ms,
+        }
+    }
+
+    /// Opens a segment after a clean shutdown, trusting its index files and reading no log
+    /// data. `next_offset` comes from the caller (the next segment's base, or the shutdown
+    /// marker for the last one). Fails if an index is missing or inconsistent; the caller
+    /// then recovers the segment instead.
+    pub fn open_trusted(
+        dir: &Path,
+        base_offset: i64,
+        limits: IndexLimits,
+        next_offset: i64,
+        first_batch_timestamp: Option<i64>,
+        now_ms: i64,
+    ) -> Result<Segment, LogError> {
+        let path = segment_file(dir, base_offset, LOG_SUFFIX);
+        let file = OpenOptions::new().read(true).write(true).open(&path)?;
+        let size_bytes = file.metadata()?.len();
+        let mut segment = Segment::assemble(dir, base_offset, file, limits, now_ms);
+        let index_path = segment_file(dir, base_offset, INDEX_SUFFIX);
+        let time_path = segment_file(dir, base_offset, TIME_INDEX_SUFFIX);
+        segment.offset_index = OffsetIndex::load(&index_path, base_offset, limits.max_index_bytes)?;
+        segment.time_index = TimeIndex::load(&time_path, base_offset, limits.max_index_bytes)?;
+        segment.size_bytes = size_bytes;
+        segment.next_offset = next_offset;
+        segment.max_timestamp_so_far = segment.time_index.last_entry();
+        segment.first_batch_timestamp = first_batch_timestamp;
+        let last_position = segment
+            .offset_index
+            .last_entry()
+            .map_or(0, |e| u64::from(e.position));
+        segment.bytes_since_last_index_entry = size_bytes.saturating_sub(last_position);
+        segment.check_trusted_state(&index_path)?;
+        Ok(segment)
+    }
+
+    fn check_trusted_state(&self, index_path: &Path) -> Result<(), LogError> {
+        let corrupt = |reason| LogError::CorruptIndex {
+            path: index_path.to_path_buf(),
+            reason,
+        };
+        if self.next_offset < self.base_offset
+            || (self.size_bytes == 0) != (self.next_offset == self.base_offset)
+        {
+            return Err(corrupt("segment end offset disagrees with its size"));
+        }
+        if let Some(last) = self.offset_index.last_entry() {
+            if u64::from(last.position) >= self.size_bytes || last.offset >= self.next_offset {
+                return Err(corrupt("index entry beyond the end of the segment"));
+            }
+        }
+        if self
+            .time_index
+            .last_entry()
+            .is_some_and(|e| e.offset >= self.next_offset)
+        {
+            return Err(corrupt("time index entry beyond the end of the segment"));
+        }
+        Ok(())
+    }
+
+    /// Opens a segment whose tail may be torn: validates every batch (framing, CRC32C,
+    /// increasing offsets), cuts the file at the first bad byte, rebuilds both indexes.
+    /// Returns the segment and how many bytes were cut.
+    pub fn recover(
+        dir: &Path,
+        base_offset: i64,
+        limits: IndexLimits,
+        now_ms: i64,
+    ) -> Result<(Segment, u64), LogError> {
+        let path = segment_file(dir, base_offset, LOG_SUFFIX);
+        let file = OpenOptions::new().read(true).write(true).open(&path)?;
+        let file_len = file.metadata()?.len();
+        let mut segment = Segment::assemble(dir, base_offset, file, limits, now_ms);
+        let valid_end = segment.recover_batches(file_len)?;
+        let cut_bytes = file_len - valid_end;
+        if cut_bytes > 0 {
+            tracing::warn!(path = %path.display(), cut_bytes, "truncating torn or corrupt segment tail");
+            segment.file.set_len(valid_end)?;
+            segment.file.sync_all()?;
+        }
+        segment.size_bytes = valid_end;
+        Ok((segment, cut_bytes))
+    }
+
+    /// Walks the file in chunks, indexing every intact batch; returns where they end.
+    fn recover_batches(&mut self, file_len: u64) -> Result<u64, LogError> {
+        let mut position = 0u64;
+        let mut buf = Vec::new();
+        loop {
+            let want = SCAN_CHUNK_BYTES.max(self.pending_batch_len(position, file_len)?);
+            let len = (file_len - position).min(want as u64) as usize;
+            if len == 0 {
+                return Ok(position);
+            }
+            buf.resize(len, 0);
+            self.file.read_exact_at(&mut buf, position)?;
+            let mut iter = BatchIter::with_crc_check(&buf);
+            for (header, range) in iter.by_ref() {
+                if header.base_offset < self.next_offset || header.last_offset_delta < 0 {
+                    return Ok(position + range.start as u64);
+                }
+                self.track_batch(&header, position + range.start as u64);
+            }
+            let consumed = iter.valid_end() as u64;
+            let chunk_ended_file = position + len as u64 == file_len;
+            match iter.stop() {
+                // The chunk ended before the file did (inside a batch or just after one): read
+                // on; the next chunk is sized to hold the next batch whole. With nothing
+                // consumed, the batch cannot fit in the file: a torn tail.
+                Some(IterStop::PartialTail { .. } | IterStop::End)
+                    if !chunk_ended_file && consumed > 0 =>
+                {
+                    position += consumed
+                }
+                _ => return Ok(position + consumed),
+            }
+        }
+    }
+
+    /// Length of the batch starting at `position` if it fits in the file, else 0.
+    fn pending_batch_len(&self, position: u64, file_len: u64) -> Result<usize, LogError> {
+        if file_len - position < LOG_OVERHEAD_LEN as u64 {
+            return Ok(0);
+        }
+        let mut head = [0u8; LOG_OVERHEAD_LEN];
+        self.file.read_exact_at(&mut head, position)?;
+        let batch_length = i32::from_be_bytes([head[8], head[9], head[10], head[11]]);
+        let total = LOG_OVERHEAD_LEN as i64 + i64::from(batch_length);
+        if total < BATCH_HEADER_LEN as i64 || total as u64 > file_len - position {
+            return Ok(0);
+        }
+        Ok(total as usize)
+    }
+
+    /// Index bookkeeping for a batch now stored at `position` (Kafka's per-batch rule: an
+    /// index entry once more than `index.interval.bytes` were written since the last one).
+    fn track_batch(&mut self, header: &BatchHeader, position: u64) {
+        assert!(
+            header.base_offset >= self.next_offset,
+            "offsets must increase in a segment"
+        );
+        if self.first_batch_timestamp.is_none() {
+            self.first_batch_timestamp = Some(header.max_timestamp);
+        }
+        if self
+            .max_timestamp_so_far
+            .is_none_or(|m| header.max_timestamp > m.timestamp)
+        {
+            let entry = TimestampOffset {
+                timestamp: header.max_timestamp,
+                offset: header.base_offset,
+            };
+            self.max_timestamp_so_far = Some(entry);
+        }
+        if self.bytes_since_last_index_entry > self.limits.index_interval_bytes {
+            self.offset_index
+                .append(header.base_offset, position as u32);
+            if let Some(max) = self.max_timestamp_so_far {
+                self.time_index.maybe_append(max);
+            }
+            self.bytes_since_last_index_entry = 0;
+        }
+        self.bytes_since_last_index_entry += header.total_len() as u64;
+        self.next_offset = header.next_offset();
+    }
+
+    /// Appends whole batches (already checked and offset-assigned) in one write. On a write
+    /// error the file is cut back so no partial batch stays behind.
+    pub fn append(&mut self, bytes: &[u8]) -> Result<(), LogError> {
+        let start = self.size_bytes;
+        if start + bytes.len() as u64 > u64::from(u32::MAX) {
+            return Err(LogError::SegmentFull {
+                base_offset: self.base_offset,
+            });
+        }
+        if let Err(e) = self.file.write_all_at(bytes, start) {
+            let _ = self.file.set_len(start);
+            return Err(e.into());
+        }
+        let headers: Vec<_> = BatchIter::new(bytes).collect();
+        for (header, range) in headers {
+            self.track_batch(&header, start + range.start as u64);
+        }
+        self.size_bytes = start + bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Calls `visit` with each batch header from `position` on, until it breaks or the data
+    /// ends. Reads in chunks: one syscall covers many small batches.
+    pub fn scan_headers(
+        &self,
+        position: u64,
+        mut visit: impl FnMut(BatchLocation) -> ControlFlow<()>,
+    ) -> Result<(), LogError> {
+        let mut buf = vec![0u8; SCAN_CHUNK_BYTES];
+        let (mut chunk_start, mut chunk_len) = (position, 0u64);
+        let mut at = position;
+        while at + BATCH_HEADER_LEN as u64 <= self.size_bytes {
+            if at + BATCH_HEADER_LEN as u64 > chunk_start + chunk_len {
+                chunk_start = at;
+                chunk_len = (self.size_bytes - at).min(SCAN_CHUNK_BYTES as u64);
+                self.file
+                    .read_exact_at(&mut buf[..chunk_len as usize], at)?;
+            }
+            let offset_in_chunk = (at - chunk_start) as usize;
+            let header = BatchHeader::parse(&buf[offset_in_chunk..chunk_len as usize])
+                .map_err(|_| self.corrupt_at(at))?;
+            if visit(BatchLocation {
+                position: at,
+                header,
+            })
+            .is_break()
+            {
+                break;
+            }
+            at += header.total_len() as u64;
+        }
+        Ok(())
+    }
+
+    fn corrupt_at(&self, position: u64) -> LogError {
+        LogError::CorruptSegment {
+            path: segment_file(&self.dir, self.base_offset, LOG_SUFFIX),
+            position,
+        }
+    }
+
+    /// The batch containing `offset` or, if `offset` falls in a gap, the first batch after it.
+    pub fn find_batch(&self, offset: i64) -> Result<Option<BatchLocation>, LogError> {
+        if offset >= self.next_offset {
+            return Ok(None);
+        }
+        let start = self.offset_index.lookup(offset);
+        let mut found = None;
+        self.scan_headers(u64::from(start.position), |location| {
+            if location.header.last_offset() >= offset {
+                found = Some(location);
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })?;
+        Ok(found)
+    }
+
+    /// Whole batches from the one holding `start_offset`, with `last offset < max_offset`,
+    /// within `max_bytes` unless `min_one_batch` lets the first batch exceed it (KIP-74).
+    pub fn read(
+        &self,
+        start_offset: i64,
+        max_bytes: usize,
+        max_offset: i64,
+        min_one_batch: bool,
+    ) -> Result<SegmentRead, LogError> {
+        let empty = |reached_end| SegmentRead {
+            bytes: Vec::new(),
+            next_offset: start_offset,
+            reached_end,
+        };
+        let Some(first) = self.find_batch(start_offset)? else {
+            return Ok(empty(true));
+        };
+        if first.header.last_offset() >= max_offset {
+            return Ok(empty(false));
+        }
+        let first_len = first.header.total_len();
+        let limit = if min_one_batch {
+            max_bytes.max(first_len)
+        } else {
+            max_bytes
+        };
+        let available = self.size_bytes - first.position;
+        let len = (limit as u64).min(available) as usize;
+        let mut bytes = vec![0u8; len];
+        self.file.read_exact_at(&mut bytes, first.position)?;
+        let mut keep = 0;
+        let mut next_offset = start_offset;
+        let mut stopped_by_offset = false;
+        for (header, range) in BatchIter::new(&bytes) {
+            if header.last_offset() >= max_offset {
+                stopped_by_offset = true;
+                break;
+            }
+            keep = range.end;
+            next_offset = header.next_offset();
+        }
+        bytes.truncate(keep);
+        let reached_end = !stopped_by_offset && first.position + keep as u64 == self.size_bytes;
+        Ok(SegmentRead {
+            bytes,
+            next_offset,
+            reached_end,
+        })
+    }
+
+    /// ListOffsets by timestamp within this segment: the first record with a timestamp
+    /// `>= timestamp` and an offset `>= min_offset`, as (offset, timestamp), like Kafka. The
+    /// time index narrows the start; headers then find the first batch whose max timestamp
+    /// qualifies; its records are read to pick the exact one. A compressed batch is not
+    /// opened: its base offset (at least `min_offset`) and max timestamp answer instead.
+    pub fn find_by_timestamp(
+        &self,
+        timestamp: i64,
+        min_offset: i64,
+    ) -> Result<Option<(i64, i64)>, LogError> {
+        if self
+            .max_timestamp_so_far
+            .is_none_or(|m| m.timestamp < timestamp)
+        {
+            return Ok(None);
+        }
+        let indexed = self
+            .time_index
+            .lookup(timestamp)
+            .map_or(self.base_offset, |e| e.offset);
+        let position = self.offset_index.lookup(indexed.max(min_offset)).position;
+        let mut answer = Ok(None);
+        self.scan_headers(u64::from(position), |location| {
+            let h = location.header;
+            if h.last_offset() < min_offset || h.max_timestamp < timestamp {
+                return ControlFlow::Continue(());
+            }
+            answer = self.first_record_at_or_after(location, timestamp, min_offset);
+            match answer {
+                Ok(None) => ControlFlow::Continue(()),
+                _ => ControlFlow::Break(()),
+            }
+        })?;
+        answer
+    }
+
+    fn first_record_at_or_after(
+        &self,
+        location: BatchLocation,
+        timestamp: i64,
+        min_offset: i64,
+    ) -> Result<Option<(i64, i64)>, LogError> {
+        let header = location.header;
+        let mut batch = vec![0u8; header.total_len()];
+        self.file.read_exact_at(&mut batch, location.position)?;
+        let Some(records) = crate::record::record_positions(&batch) else {
+            return Ok(Some((
+                header.base_offset.max(min_offset),
+                header.max_timestamp,
+            )));
+        };
+        Ok(records
+            .iter()
+            .find(|r| r.timestamp >= timestamp && r.offset >= min_offset)
+            .map(|r| (r.offset, r.timestamp)))
+    }
+
+    /// Removes every batch holding an offset `>= offset` (a batch straddling `offset` goes
+    /// whole). Returns the bytes removed; `next_offset()` is then the first removed base.
+    pub fn truncate_to(&mut self, offset: i64) -> Result<u64, LogError> {
+        let Some(cut) = self.find_batch(offset)? else {
+            return Ok(0);
+        };
+        let removed = self.size_bytes - cut.position;
+        self.file.set_len(cut.position)?;
+        self.size_bytes = cut.position;
+        self.next_offset = cut.header.base_offset;
+        self.offset_index.truncate_to_position(cut.position as u32);
+        self.time_index.truncate_to(cut.header.base_offset);
+        self.rederive_tail_state()?;
+        Ok(removed)
+    }
+
+    /// After a truncation: recompute the max timestamp and index spacing from the last index
+    /// entry on (at most about one index interval of headers).
+    fn rederive_tail_state(&mut self) -> Result<(), LogError> {
+        let from = self
+            .offset_index
+            .last_entry()
+            .map_or(0, |e| u64::from(e.position));
+        let mut max = self.time_index.last_entry();
+        self.scan_headers(from, |location| {
+            let h = location.header;
+            if max.is_none_or(|m| h.max_timestamp > m.timestamp) {
+                max = Some(TimestampOffset {
+                    timestamp: h.max_timestamp,
+                    offset: h.base_offset,
+                });
+            }
+            ControlFlow::Continue(())
+        })?;
+        self.max_timestamp_so_far = max;
+        self.bytes_since_last_index_entry = self.size_bytes - from;
+        if self.size_bytes == 0 {
+            self.first_batch_timestamp = None;
+            self.offset_index.clear();
+            self.time_index.clear();
+        }
+        Ok(())
+    }
+
+    /// Whether an append of `incoming_bytes` ending at `last_offset` must go to a new segment:
+    /// size, age (`segment.ms` measured from the first batch's timestamp, as Kafka does), full
+    /// indexes, or an offset too far from the base for a relative index entry.
+    pub fn should_roll(
+        &self,
+        segment_bytes: u64,
+        segment_ms: i64,
+        incoming_bytes: usize,
+        last_offset: i64,
+        now_ms: i64,
+    ) -> bool {
+        let has_data = self.size_bytes > 0;
+        let too_big = has_data && self.size_bytes + incoming_bytes as u64 > segment_bytes;
+        let roll_base = match self.first_batch_timestamp {
+            Some(ts) if ts >= 0 => ts,
+            _ => self.created_ms,
+        };
+        let too_old = has_data && now_ms.saturating_sub(roll_base) > segment_ms;
+        let indexes_full = self.offset_index.is_full() || self.time_index.is_full();
+        let offset_too_far = last_offset - self.base_offset > i64::from(i32::MAX);
+        too_big || too_old || indexes_full || offset_too_far
+    }
+
+    /// Seals the segment when a newer one takes over: final time-index entry, index files
+    /// written, everything fsynced (so crash recovery only ever needs the last segment).
+    pub fn seal(&mut self) -> Result<(), LogError> {
+        if let Some(max) = self.max_timestamp_so_far {
+            self.time_index.maybe_append(max);
+        }
+        self.write_indexes()?;
+        self.file.sync_all()?;
+        Ok(())
+    }
+
+    /// Writes both index files as they are in memory.
+    pub fn write_indexes(&self) -> Result<(), LogError> {
+        self.offset_index
+            .write(&segment_file(&self.dir, self.base_offset, INDEX_SUFFIX))?;
+        self.time_index.write(&segment_file(
+            &self.dir,
+            self.base_offset,
+            TIME_INDEX_SUFFIX,
+        ))
+    }
+
+    /// fsyncs the log data.
+    pub fn flush(&self) -> Result<(), LogError> {
+        self.file.sync_data()?;
+        Ok(())
+    }
+
+    /// Deletes the segment's files (Kafka renames to `.deleted` and waits
+    /// `file.delete.delay.ms`; reads here copy bytes out, so deleting at once is safe).
+    pub fn delete(self) -> Result<(), LogError> {
+        for suffix in [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+            remove_if_exists(&segment_file(&self.dir, self.base_offset, suffix))?;
+        }
+        Ok(())
+    }
+
+    /// Newest timestamp for retention: the max batch timestamp, or (for a segment without
+    /// timestamps) the file's modification time, as Kafka's `LogSegment.largestTimestamp`.
+    pub fn largest_timestamp_ms(&self) -> i64 {
+        match self.max_timestamp_so_far {
+            Some(max) if max.timestamp >= 0 => max.timestamp,
+            _ => self
+                .file
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_millis() as i64),
+        }
+    }
+
+    pub fn base_offset(&self) -> i64 {
+        self.base_offset
+    }
+
+    pub fn next_offset(&self) -> i64 {
+        self.next_offset
+    }
+
+    pub fn size_bytes(&self) -> u64 {
+        self.size_bytes
+    }
+
+    pub fn max_timestamp(&self) -> Option<TimestampOffset> {
+        self.max_timestamp_so_far
+    }
+
+    pub fn first_batch_timestamp(&self) -> Option<i64> {
+        self.first_batch_timestamp
+    }
+
+    /// For tests: the largest distance a lookup scans from its index entry to a batch start,
+    /// and the largest batch. Index density means the first is at most the interval plus
+    /// the second.
+    #[cfg(test)]
+    pub fn lookup_scan_bounds(&self) -> (u64, u64) {
+        let (mut worst_scan, mut largest) = (0, 0);
+        let _ = self.scan_headers(0, |location| {
+            let from = u64::from(
+                self.offset_index
+                    .lookup(location.header.base_offset)
+                    .position,
+            );
+            worst_scan = worst_scan.max(location.position - from);
+            largest = largest.max(location.header.total_len() as u64);
+            ControlFlow::Continue(())
+        });
+        (worst_scan, largest)
+    }
+}
+
+pub fn remove_if_exists(path: &Path) -> Result<(), LogError> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,82 @@
+//! Cutting the log's tail: a follower truncating to the leader's log (Kafka's
+//! `UnifiedLog.truncateTo`), or dropping everything and restarting at an offset
+//! (`truncateFullyAndStartAt`).
+//!
+//! After a truncation the log end offset is the base of the first removed batch: a batch
+//! straddling the target offset is removed whole, since batches are never split (Kafka keeps
+//! the target as the end offset, leaving a gap; we keep the end at a batch boundary so it
+//! is the same before and after a restart). If that would put the end below the log start,
+//! the log restarts empty at the log start instead. The epoch
+//! cache forgets epochs that started at or after the new end, producer state is rebuilt from
+//! the newest snapshot at or below the new end, and the recovery point moves down.
+
+use super::segment::Segment;
+use super::{Log, LogError};
+
+impl Log {
+    /// Removes every batch holding an offset `>= offset`. A target below the log start
+    /// empties the log and restarts it at `offset`.
+    pub fn truncate_to(&mut self, offset: i64, now_ms: i64) -> Result<(), LogError> {
+        let log_end = self.log_end_offset();
+        if offset < 0 {
+            let log_start = self.log_start_offset;
+            return Err(LogError::OffsetOutOfRange {
+                requested: offset,
+                log_start,
+                log_end,
+            });
+        }
+        if offset >= log_end {
+            return Ok(());
+        }
+        if offset < self.log_start_offset {
+            return self.truncate_fully_and_start_at(offset, now_ms);
+        }
+        let doomed: Vec<i64> = self.segments.range(offset + 1..).map(|(b, _)| *b).collect();
+        for base in doomed {
+            // The first segment has base <= log start <= offset, so one segment always stays.
+            if let Some(segment) = self.segments.remove(&base) {
+                segment.delete()?;
+            }
+        }
+        let removed = self.active_mut().truncate_to(offset)?;
+        let end = self.log_end_offset();
+        if end < self.log_start_offset {
+            // The cut batch straddled the log start (DeleteRecords can start mid-batch):
+            // nothing readable is left, and the log start never moves back.
+            return self.truncate_fully_and_start_at(self.log_start_offset, now_ms);
+        }
+        tracing::info!(dir = %self.dir.display(), offset, end, removed, "truncated log");
+        self.after_tail_removed(end)
+    }
+
+    /// Deletes every segment and starts an empty one at `offset`, which becomes both the
+    /// log start and end offset.
+    pub(super) fn truncate_fully_and_start_at(
+        &mut self,
+        offset: i64,
+        now_ms: i64,
+    ) -> Result<(), LogError> {
+        let segment = Segment::create(&self.dir, offset, self.index_limits(), now_ms)?;
+        let old = std::mem::take(&mut self.segments);
+        for (base, old_segment) in old {
+            if base != offset {
+                old_segment.delete()?;
+            }
+        }
+        self.segments.insert(offset, segment);
+        self.log_start_offset = offset;
+        self.write_log_start_offset()?;
+        self.epoch_cache.clear()?;
+        super::producer_state::delete_snapshots_outside(&self.dir, i64::MAX..=i64::MAX)?;
+        self.producers.clear();
+        self.recovery_point = offset;
+        Ok(())
+    }
+
+    fn after_tail_removed(&mut self, end: i64) -> Result<(), LogError> {
+        self.recovery_point = self.recovery_point.min(end);
+        self.epoch_cache.truncate_from_end(end)?;
+        self.load_producer_state()
+    }
+}
