@@ -14,7 +14,7 @@ pub const EARLIEST_LOCAL_TIMESTAMP: i64 = -4;
 pub const EARLIEST_PENDING_UPLOAD_TIMESTAMP: i64 = -5;
 pub const LATEST_TIERED_TIMESTAMP: i64 = -6;
 
-pub fn handle(api: &Api, _version: i16, req: ListOffsetsRequest) -> ListOffsetsResponse {
+pub fn handle(api: &Api, version: i16, req: ListOffsetsRequest) -> ListOffsetsResponse {
     let read_committed = req.isolation_level == 1;
     let mut r = ListOffsetsResponse::default();
     for t in req.topics {
@@ -30,7 +30,10 @@ pub fn handle(api: &Api, _version: i16, req: ListOffsetsRequest) -> ListOffsetsR
                 Ok(Some((offset, timestamp, epoch))) => {
                     pr.offset = offset;
                     pr.timestamp = timestamp;
-                    pr.leader_epoch = epoch;
+                    // The field exists from v4; older versions must leave it at its default.
+                    if version >= 4 {
+                        pr.leader_epoch = epoch;
+                    }
                 }
                 Ok(None) => {}
                 Err(e) => pr.error_code = e.code(),
