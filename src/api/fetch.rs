@@ -41,7 +41,7 @@ struct PartitionResult {
 
 pub async fn handle(api: &Api, ctx: &RequestContext, req: FetchRequest) -> FetchResponse {
     let by_id = ctx.version >= 13;
-    let (mode, targets) = match resolve(api, &req, by_id) {
+    let (mode, targets) = match resolve(api, &req, by_id, ctx.version) {
         Ok(x) => x,
         Err(code) => {
             let mut r = FetchResponse::default();
@@ -58,6 +58,7 @@ fn resolve(
     api: &Api,
     req: &FetchRequest,
     by_id: bool,
+    version: i16,
 ) -> Result<(Mode, IndexMap<PartitionKey, SessionPartition>), ResponseError> {
     let image = api.broker.image();
     let name_of = |name: &TopicName, id: &Uuid| -> String {
@@ -89,6 +90,10 @@ fn resolve(
         Ok(g) => g,
         Err(p) => p.into_inner(),
     };
+    if version < 7 {
+        // Fetch sessions arrived in v7 (KIP-227).
+        return Ok((Mode::Full { create: false }, requested));
+    }
     match (req.session_id, req.session_epoch) {
         (0, FINAL_EPOCH) => Ok((Mode::Full { create: false }, requested)),
         (0, INITIAL_EPOCH) => Ok((Mode::Full { create: true }, requested)),

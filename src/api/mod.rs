@@ -184,3 +184,198 @@ pub fn with_length_prefix(body: &[u8]) -> BytesMut {
 pub(crate) fn str_bytes(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    //! Every served version of every handler must produce a response that encodes: the codec
+    //! refuses fields set outside their versions, so a handler that fills a newer field
+    //! unconditionally breaks older clients (kcat uses ListOffsets v2, for example).
+
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::StrBytes;
+
+    use super::*;
+    use crate::clock::SystemClock;
+    use crate::config::BrokerConfig;
+    use crate::record::{BatchBuilder, Record};
+
+    fn name(s: &str) -> TopicName {
+        TopicName(StrBytes::from_string(s.to_string()))
+    }
+
+    fn requests(api: ApiKey, version: i16, topic_id: uuid::Uuid) -> Vec<RequestKind> {
+        let by_id = |v: i16, min: i16| v >= min;
+        match api {
+            ApiKey::Produce => {
+                let mut p = produce_request::PartitionProduceData::default();
+                let batch = BatchBuilder::new(0)
+                    .record(Record { timestamp_delta_ms: 0, key: Some(b"k".to_vec()), value: Some(b"v".to_vec()) })
+                    .build();
+                p.records = Some(Bytes::from(batch));
+                let mut t = produce_request::TopicProduceData::default();
+                if by_id(version, 13) {
+                    t.topic_id = topic_id;
+                } else {
+                    t.name = name("t");
+                }
+                t.partition_data = vec![p.clone(), { let mut q = p; q.index = 9; q }];
+                let mut r = ProduceRequest::default();
+                r.acks = -1;
+                r.topic_data = vec![t];
+                vec![RequestKind::Produce(r)]
+            }
+            ApiKey::Fetch => {
+                let mut p = fetch_request::FetchPartition::default();
+                p.partition_max_bytes = 1 << 20;
+                let mut t = fetch_request::FetchTopic::default();
+                if by_id(version, 13) {
+                    t.topic_id = topic_id;
+                } else {
+                    t.topic = name("t");
+                }
+                t.partitions = vec![p.clone(), { let mut q = p.clone(); q.fetch_offset = 99; q }, { let mut q = p; q.partition = 7; q }];
+                let mut r = FetchRequest::default();
+                r.max_bytes = 1 << 20;
+                r.topics = vec![t];
+                let mut with_session = r.clone();
+                with_session.session_epoch = 0;
+                vec![RequestKind::Fetch(r), RequestKind::Fetch(with_session)]
+            }
+            ApiKey::ListOffsets => [-1i64, -2, -3, 0, 5]
+                .iter()
+                .map(|ts| {
+                    let mut p = list_offsets_request::ListOffsetsPartition::default();
+                    p.timestamp = *ts;
+                    let mut t = list_offsets_request::ListOffsetsTopic::default();
+                    t.name = name("t");
+                    t.partitions = vec![p];
+                    let mut r = ListOffsetsRequest::default();
+                    r.topics = vec![t];
+                    RequestKind::ListOffsets(r)
+                })
+                .collect(),
+            ApiKey::Metadata => {
+                let mut t = metadata_request::MetadataRequestTopic::default();
+                t.name = Some(name("t"));
+                let mut u = metadata_request::MetadataRequestTopic::default();
+                u.name = Some(name("unknown"));
+                let mut r = MetadataRequest::default();
+                r.topics = Some(vec![t, u]);
+                vec![RequestKind::Metadata(MetadataRequest::default()), RequestKind::Metadata(r)]
+            }
+            ApiKey::ApiVersions => vec![RequestKind::ApiVersions(ApiVersionsRequest::default())],
+            ApiKey::CreateTopics => {
+                let mut t = create_topics_request::CreatableTopic::default();
+                t.name = name(&format!("new-{version}"));
+                t.num_partitions = 1;
+                t.replication_factor = 1;
+                let mut bad = t.clone();
+                bad.name = name("bad name");
+                let mut r = CreateTopicsRequest::default();
+                r.topics = vec![t, bad];
+                vec![RequestKind::CreateTopics(r)]
+            }
+            ApiKey::DeleteTopics => {
+                let mut r = DeleteTopicsRequest::default();
+                if version >= 6 {
+                    let mut s = delete_topics_request::DeleteTopicState::default();
+                    s.name = Some(name("nope"));
+                    r.topics = vec![s];
+                } else {
+                    r.topic_names = vec![name("nope")];
+                }
+                vec![RequestKind::DeleteTopics(r)]
+            }
+            ApiKey::DeleteRecords => {
+                let mut p = delete_records_request::DeleteRecordsPartition::default();
+                p.offset = 0;
+                let mut t = delete_records_request::DeleteRecordsTopic::default();
+                t.name = name("t");
+                t.partitions = vec![p];
+                let mut r = DeleteRecordsRequest::default();
+                r.topics = vec![t];
+                vec![RequestKind::DeleteRecords(r)]
+            }
+            ApiKey::InitProducerId => {
+                let mut r = InitProducerIdRequest::default();
+                r.transactional_id = None;
+                vec![RequestKind::InitProducerId(r)]
+            }
+            ApiKey::OffsetForLeaderEpoch => {
+                let mut p = offset_for_leader_epoch_request::OffsetForLeaderPartition::default();
+                p.leader_epoch = 0;
+                let mut t = offset_for_leader_epoch_request::OffsetForLeaderTopic::default();
+                t.topic = name("t");
+                t.partitions = vec![p];
+                let mut r = OffsetForLeaderEpochRequest::default();
+                r.topics = vec![t];
+                vec![RequestKind::OffsetForLeaderEpoch(r)]
+            }
+            ApiKey::DescribeConfigs => {
+                let mut topic = describe_configs_request::DescribeConfigsResource::default();
+                topic.resource_type = 2;
+                topic.resource_name = StrBytes::from_static_str("t");
+                let mut broker = describe_configs_request::DescribeConfigsResource::default();
+                broker.resource_type = 4;
+                broker.resource_name = StrBytes::from_static_str("1");
+                let mut r = DescribeConfigsRequest::default();
+                r.resources = vec![topic, broker];
+                r.include_synonyms = version >= 1;
+                r.include_documentation = version >= 3;
+                vec![RequestKind::DescribeConfigs(r)]
+            }
+            ApiKey::CreatePartitions => {
+                let mut t = create_partitions_request::CreatePartitionsTopic::default();
+                t.name = name("t");
+                t.count = 1;
+                let mut r = CreatePartitionsRequest::default();
+                r.topics = vec![t];
+                vec![RequestKind::CreatePartitions(r)]
+            }
+            ApiKey::IncrementalAlterConfigs => {
+                let mut c = incremental_alter_configs_request::AlterableConfig::default();
+                c.name = StrBytes::from_static_str("retention.ms");
+                c.value = Some(StrBytes::from_static_str("1000"));
+                let mut res = incremental_alter_configs_request::AlterConfigsResource::default();
+                res.resource_type = 2;
+                res.resource_name = StrBytes::from_static_str("t");
+                res.configs = vec![c];
+                let mut r = IncrementalAlterConfigsRequest::default();
+                r.resources = vec![res];
+                vec![RequestKind::IncrementalAlterConfigs(r)]
+            }
+            ApiKey::DescribeCluster => vec![RequestKind::DescribeCluster(DescribeClusterRequest::default())],
+            other => panic!("add {other:?} to this test"),
+        }
+    }
+
+    #[test]
+    fn every_served_version_of_every_handler_encodes() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = BrokerConfig::load(None, &[format!("log.dirs={}", dir.path().display())]).unwrap();
+        let broker = crate::broker::Broker::open(config, Arc::new(SystemClock)).unwrap();
+        broker.auto_create_topic("t").unwrap();
+        let topic_id = broker.topic_id("t").unwrap();
+        let api = Api::new(broker);
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        for s in versions::SERVED {
+            for v in s.min..=s.max {
+                for req in requests(s.api, v, topic_id) {
+                    let ctx = RequestContext { api_key: s.api, version: v, correlation_id: 1, client_id: None };
+                    match rt.block_on(api.dispatch(&ctx, req)) {
+                        Reply::Response(resp) => {
+                            if let Err(e) = encode_response(s.api, v, 1, &resp) {
+                                panic!("{:?} v{v}: {e}\n{resp:?}", s.api);
+                            }
+                        }
+                        Reply::NoResponse => panic!("{:?} v{v}: no response", s.api),
+                        Reply::Close => panic!("{:?} v{v}: closed", s.api),
+                    }
+                }
+            }
+        }
+    }
+}
