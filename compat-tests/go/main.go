@@ -45,6 +45,7 @@ func main() {
 	partitions := fs.Int("partitions", 6, "partitions")
 	count := fs.Int("count", 10000, "messages")
 	codecs := fs.String("codecs", "none,gzip,snappy,lz4,zstd", "codecs for roundtrip")
+	rate := fs.Int("rate", 0, "idempotent-produce: messages per second (0: unpaced)")
 	_ = fs.Parse(os.Args[2:])
 	if *bootstrap == "" {
 		usage()
@@ -56,7 +57,7 @@ func main() {
 	case "create-topic":
 		err = createTopic(*bootstrap, *topic, int32(*partitions))
 	case "idempotent-produce":
-		err = idempotentProduce(*bootstrap, *topic, int32(*partitions), *count)
+		err = idempotentProduce(*bootstrap, *topic, int32(*partitions), *count, *rate)
 	default:
 		usage()
 	}
@@ -364,7 +365,9 @@ func deleteTopic(bootstrap, topic string) error {
 
 // idempotentProduce writes numbers 0..count-1, number n to partition n % partitions, with the
 // client's default producer settings (idempotent, acks=all).
-func idempotentProduce(bootstrap, topic string, partitions int32, count int) error {
+// A non-zero rate (messages per second) spreads the stream over time so a fault injector gets to
+// cut it often.
+func idempotentProduce(bootstrap, topic string, partitions int32, count, rate int) error {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(bootstrap), kgo.DefaultProduceTopic(topic),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.RecordDeliveryTimeout(5*time.Minute),
 		kgo.RequestTimeoutOverhead(10*time.Second))
@@ -376,7 +379,11 @@ func idempotentProduce(bootstrap, topic string, partitions int32, count int) err
 	var mu sync.Mutex
 	var firstErr error
 	ctx := context.Background()
+	t0 := time.Now()
 	for n := 0; n < count; n++ {
+		if rate > 0 && n%100 == 0 {
+			time.Sleep(time.Until(t0.Add(time.Duration(n) * time.Second / time.Duration(rate))))
+		}
 		v := []byte(strconv.Itoa(n))
 		rec := &kgo.Record{Key: v, Value: v, Partition: int32(n) % partitions}
 		cl.Produce(ctx, rec, func(_ *kgo.Record, err error) {

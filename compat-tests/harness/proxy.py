@@ -14,9 +14,10 @@ import asyncio
 import random
 import threading
 
-LIFETIME_MEAN_S = 0.4
+LIFETIME_MEAN_S = 0.25
 LIFETIME_MIN_S = 0.05
-BUDGET_MEAN_BYTES = 16 * 1024
+BUDGET_MEAN_BYTES = 32 * 1024
+BUDGET_PROBABILITY = 0.5  # the other connections only have a lifetime, so big requests get through
 CONNECTIONS_MAX = 512
 CHUNK_BYTES = 64 * 1024
 
@@ -80,8 +81,9 @@ class ChaosProxy:
             lifetime_s = budget_up = budget_down = None
             if self.chaos:
                 lifetime_s = max(LIFETIME_MIN_S, self.rng.expovariate(1 / self.lifetime_mean_s))
-                budget_up = int(self.rng.expovariate(1 / BUDGET_MEAN_BYTES))
-                budget_down = int(self.rng.expovariate(1 / BUDGET_MEAN_BYTES))
+                if self.rng.random() < BUDGET_PROBABILITY:
+                    budget_up = int(self.rng.expovariate(1 / BUDGET_MEAN_BYTES))
+                    budget_down = int(self.rng.expovariate(1 / BUDGET_MEAN_BYTES))
             pipes = [asyncio.ensure_future(self._pipe(client_r, up_w, budget_up)),
                      asyncio.ensure_future(self._pipe(up_r, client_w, budget_down))]
             done, pending = await asyncio.wait(pipes, timeout=lifetime_s, return_when=asyncio.FIRST_COMPLETED)

@@ -14,6 +14,7 @@ from harness.readback import read_partitions
 
 COUNT = int(os.environ.get("COMPAT_IDEMPOTENT_COUNT", "20000"))
 PARTITIONS = 4
+RATE_PER_S = int(os.environ.get("COMPAT_IDEMPOTENT_RATE", "2500"))  # ~8 s of stream to cut into
 
 DRIVERS = {"java": java_cmd, "franz-go": go_cmd}
 
@@ -35,7 +36,8 @@ def test_numbers_exactly_once_through_cutting_proxy(broker_factory, client):
 
         proxy.chaos = True
         out = run_driver(cmd("idempotent-produce", "--bootstrap", via_proxy, "--topic", topic,
-                             "--partitions", str(PARTITIONS), "--count", str(COUNT)), timeout_s=600)
+                             "--partitions", str(PARTITIONS), "--count", str(COUNT), "--rate", str(RATE_PER_S)),
+                         timeout_s=300)
         proxy.chaos = False
         print(out[-2000:])
         print(f"proxy: {proxy.connections} connections, {proxy.cuts} cut (seed={seed})")

@@ -348,12 +348,22 @@ public final class Main {
         String topic = req(opts, "topic");
         int partitions = Integer.parseInt(opts.getOrDefault("partitions", "4"));
         int count = Integer.parseInt(opts.getOrDefault("count", "20000"));
+        // Messages per second; spreads the stream over time so a fault injector gets to cut it often.
+        int rate = Integer.parseInt(opts.getOrDefault("rate", "0"));
+        long t0 = System.nanoTime();
         AtomicLong acked = new AtomicLong();
         AtomicReference<Exception> failure = new AtomicReference<>();
         try (KafkaProducer<byte[], byte[]> producer = producer(bootstrap, Map.of(
                 ProducerConfig.DELIVERY_TIMEOUT_MS_CONFIG, 300_000,
                 ProducerConfig.REQUEST_TIMEOUT_MS_CONFIG, 10_000))) {
             for (int n = 0; n < count; n++) {
+                if (rate > 0 && n % 100 == 0) {
+                    long dueNanos = t0 + n * 1_000_000_000L / rate;
+                    long waitNanos = dueNanos - System.nanoTime();
+                    if (waitNanos > 0) {
+                        Thread.sleep(waitNanos / 1_000_000, (int) (waitNanos % 1_000_000));
+                    }
+                }
                 byte[] v = Integer.toString(n).getBytes(StandardCharsets.UTF_8);
                 producer.send(new ProducerRecord<>(topic, n % partitions, v, v), (md, e) -> {
                     if (e != null) {
