@@ -44,8 +44,6 @@ def produce(bootstrap: str, topic: str, codec: str, count: int) -> dict[int, tup
     # Produce that met a just-created partition's NOT_LEADER would otherwise land after later ones).
     p = Producer({"bootstrap.servers": bootstrap, "compression.type": codec, "linger.ms": 5, "acks": "all",
                   "enable.idempotence": True})
-    wait_until(lambda: len(p.list_topics(topic, timeout=5).topics[topic].partitions) == PARTITIONS, 60,
-               f"producer metadata for {topic}")
     for i in range(count):
         m = message(i)
         while True:
