@@ -402,7 +402,7 @@ public final class Main {
         try (KafkaProducer<byte[], byte[]> producer = producer(bootstrap, Map.of(
                 ProducerConfig.BATCH_SIZE_CONFIG, 1 << 20,
                 ProducerConfig.LINGER_MS_CONFIG, 20,
-                ProducerConfig.BUFFER_MEMORY_CONFIG, 256L << 20,
+                ProducerConfig.BUFFER_MEMORY_CONFIG, 64L << 20,
                 ProducerConfig.MAX_REQUEST_SIZE_CONFIG, 8 << 20))) {
             for (long i = 0; i < n; i++) {
                 producer.send(new ProducerRecord<>(topic, (int) (i % partitions), null, values[(int) (i % 16)]),
