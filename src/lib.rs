@@ -26,6 +26,7 @@
 //! Fetch: `api::fetch` → `partition::read` bounded by the high watermark → `log::Log::read`
 //! returns the stored batch bytes unmodified → the response is encoded around them.
 
+pub mod alloc;
 pub mod api;
 pub mod broker;
 pub mod clock;

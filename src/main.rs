@@ -16,6 +16,10 @@ use blumfeld::clock::SystemClock;
 use blumfeld::config::BrokerConfig;
 use blumfeld::server::Server;
 
+/// See `blumfeld::alloc`: hostile array lengths must not abort the process.
+#[global_allocator]
+static ALLOCATOR: blumfeld::alloc::LazyLargeAlloc = blumfeld::alloc::LazyLargeAlloc;
+
 #[derive(Parser, Debug)]
 #[command(version, about = "A message broker that speaks the Apache Kafka protocol")]
 struct Args {

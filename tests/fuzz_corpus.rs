@@ -9,6 +9,10 @@ use bytes::BytesMut;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::Encodable;
 
+/// As in the broker binary: hostile array lengths must not abort (see `blumfeld::alloc`).
+#[global_allocator]
+static ALLOCATOR: blumfeld::alloc::LazyLargeAlloc = blumfeld::alloc::LazyLargeAlloc;
+
 fn corpus(target: &str) -> Vec<(String, Vec<u8>)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus").join(target);
     let mut out = Vec::new();

@@ -158,7 +158,32 @@ fn garbage_frames_never_stop_the_broker() {
         let mut c = Client::connect(&b.addr());
         c.stream.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
         let mut frame = BytesMut::new();
-        match i % 5 {
+        match i % 7 {
+            5 => {
+                // Metadata v1 claiming 2^31-16 topics in a 4-byte body (allocation bomb).
+                frame.put_u32(14);
+                frame.put_i16(3);
+                frame.put_i16(1);
+                frame.put_i32(i);
+                frame.put_i16(-1);
+                frame.put_i32(0x7fff_fff0);
+            }
+            6 => {
+                // Fetch v12 (flexible): a compact array length of u32::MAX as a varint.
+                let body = [0xffu8, 0xff, 0xff, 0xff, 0x0f];
+                frame.put_u32((8 + 2 + 1 + 4 * 4 + 1 + body.len()) as u32);
+                frame.put_i16(1);
+                frame.put_i16(12);
+                frame.put_i32(i);
+                frame.put_i16(-1);
+                frame.put_u8(0);
+                frame.put_i32(-1);
+                frame.put_i32(500);
+                frame.put_i32(1);
+                frame.put_i32(1 << 20);
+                frame.put_i8(0);
+                frame.put_slice(&body);
+            }
             0 => frame.put_u32(0x7fff_ffff),      // larger than socket.request.max.bytes
             1 => frame.put_i32(-5),               // negative length
             2 => {
@@ -182,7 +207,7 @@ fn garbage_frames_never_stop_the_broker() {
             }
         }
         c.send_raw(&frame);
-        if i % 5 != 3 {
+        if i % 7 != 3 {
             let _ = c.read_frame();
         }
     }
