@@ -15,6 +15,7 @@ pub mod describe_configs;
 pub mod errors;
 pub mod fetch;
 pub mod fetch_session;
+pub mod find_coordinator;
 pub mod incremental_alter_configs;
 pub mod init_producer_id;
 pub mod list_offsets;
@@ -115,6 +116,7 @@ impl Api {
             R::IncrementalAlterConfigs(req) => {
                 S::IncrementalAlterConfigs(incremental_alter_configs::handle(self, req))
             }
+            R::FindCoordinator(req) => S::FindCoordinator(find_coordinator::handle(self, v, req)),
             R::DescribeCluster(req) => S::DescribeCluster(describe_cluster::handle(self, req)),
             R::DeleteRecords(req) => S::DeleteRecords(delete_records::handle(self, req)),
             R::InitProducerId(req) => S::InitProducerId(init_producer_id::handle(self, req)),
@@ -348,6 +350,17 @@ mod tests {
                 vec![RequestKind::IncrementalAlterConfigs(r)]
             }
             ApiKey::DescribeCluster => vec![RequestKind::DescribeCluster(DescribeClusterRequest::default())],
+            ApiKey::FindCoordinator => {
+                let mut r = FindCoordinatorRequest::default();
+                if version >= 4 {
+                    r.coordinator_keys = vec![StrBytes::from_static_str("g1"), StrBytes::from_static_str("g2")];
+                } else {
+                    r.key = StrBytes::from_static_str("g1");
+                }
+                let mut bad = r.clone();
+                bad.key_type = 9;
+                vec![RequestKind::FindCoordinator(r), RequestKind::FindCoordinator(bad)]
+            }
             other => panic!("add {other:?} to this test"),
         }
     }

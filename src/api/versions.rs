@@ -40,6 +40,7 @@ pub const SERVED: &[Served] = &[
     served(ApiKey::CreatePartitions, 0, 3),
     served(ApiKey::IncrementalAlterConfigs, 0, 1),
     served(ApiKey::DescribeCluster, 0, 2),
+    served(ApiKey::FindCoordinator, 0, 6),
 ];
 
 pub fn is_supported(api: ApiKey, version: i16) -> bool {
@@ -140,6 +141,7 @@ mod tests {
                 RequestKind::IncrementalAlterConfigs(IncrementalAlterConfigsRequest::default())
             }
             ApiKey::DescribeCluster => RequestKind::DescribeCluster(DescribeClusterRequest::default()),
+            ApiKey::FindCoordinator => RequestKind::FindCoordinator(FindCoordinatorRequest::default()),
             other => panic!("add {other:?} to the round-trip test"),
         }
     }
@@ -165,6 +167,7 @@ mod tests {
                 ResponseKind::IncrementalAlterConfigs(IncrementalAlterConfigsResponse::default())
             }
             ApiKey::DescribeCluster => ResponseKind::DescribeCluster(DescribeClusterResponse::default()),
+            ApiKey::FindCoordinator => ResponseKind::FindCoordinator(FindCoordinatorResponse::default()),
             other => panic!("add {other:?} to the round-trip test"),
         }
     }
