@@ -62,6 +62,8 @@ use segment::{IndexLimits, Segment};
 /// anything else → KAFKA_STORAGE_ERROR.
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
+    /// A failed read, write or fsync. As in Kafka (which takes the log directory offline),
+    /// the caller should stop using this log: in-memory and on-disk state may now differ.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
     #[error("offset {requested} is out of range [{log_start}, {log_end}]")]
