@@ -678,3 +678,16 @@ fn clean_open_of_a_gigabyte_is_fast() {
     );
     assert!(clean_ms < 1_000);
 }
+
+#[test]
+fn idle_producers_expire() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path(), small_config());
+    append(&mut log, idempotent(3, 0, 0, 1), 0); // batch timestamp 1_000
+    let day_ms = LogConfig::default().producer_id_expiration_ms;
+    log.enforce_retention(1_000 + day_ms - 1).unwrap();
+    let mut gap = idempotent(3, 0, 50, 1);
+    assert!(log.append(&mut gap, 0, 0).is_err());
+    log.enforce_retention(1_000 + day_ms).unwrap();
+    assert_eq!(append(&mut log, idempotent(3, 0, 50, 1), 0).first_offset, 1);
+}
