@@ -691,3 +691,25 @@ fn idle_producers_expire() {
     log.enforce_retention(1_000 + day_ms).unwrap();
     assert_eq!(append(&mut log, idempotent(3, 0, 50, 1), 0).first_offset, 1);
 }
+
+#[test]
+fn damaged_checkpoints_are_rebuilt_or_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path(), small_config());
+    for i in 0..20 {
+        let mut bytes = batch(1, 100, 0);
+        log.append(&mut bytes, i / 5, 0).unwrap();
+    }
+    let entries = log.epoch_cache().entries().to_vec();
+    log.close(0).unwrap();
+    std::fs::write(
+        dir.path().join(epoch_cache::LEADER_EPOCH_CHECKPOINT),
+        "garbage",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join(LOG_START_OFFSET_CHECKPOINT), "0\n1\nnope\n").unwrap();
+    let log = open(dir.path(), small_config());
+    assert_eq!(log.epoch_cache().entries(), entries.as_slice());
+    assert_eq!(log.log_start_offset(), 0);
+    assert_eq!(log.log_end_offset(), 20);
+}

@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 
-use super::segment::Segment;
+use super::segment::{LOG_SUFFIX, Segment, segment_file};
 use super::{Log, LogError};
 
 impl Log {
@@ -47,6 +47,7 @@ impl Log {
                 segment.delete()?;
             }
         }
+        super::checkpoint::sync_dir(&segment_file(&self.dir, offset, LOG_SUFFIX))?;
         let removed = self.active_mut().truncate_to(offset)?;
         let end = self.log_end_offset();
         if end < self.log_start_offset {
