@@ -203,9 +203,12 @@ impl Log {
         &self.epoch_cache
     }
 
-    /// Mutable access for the partition layer (e.g. a new leader assigning its epoch).
-    pub fn epoch_cache_mut(&mut self) -> &mut LeaderEpochCache {
-        &mut self.epoch_cache
+    /// A new leader records that its epoch starts at the current log end offset, before
+    /// any append, so OffsetForLeaderEpoch answers correctly at once (Kafka's
+    /// `maybeAssignEpochStartOffset` on becoming leader).
+    pub fn assign_epoch_start(&mut self, leader_epoch: i32) -> Result<(), LogError> {
+        let log_end_offset = self.log_end_offset();
+        self.epoch_cache.assign(leader_epoch, log_end_offset)
     }
 
     pub fn producer_state(&self) -> &ProducerStateManager {

@@ -530,6 +530,9 @@ fn follower_appends_keep_offsets_and_epochs() {
     assert_eq!(log.log_end_offset(), 6);
     assert_eq!(log.end_offset_for_epoch(3), (3, 5));
     assert_eq!(log.end_offset_for_epoch(4), (4, 6));
+    log.assign_epoch_start(9).unwrap();
+    assert_eq!(log.end_offset_for_epoch(4), (4, 6));
+    assert_eq!(log.end_offset_for_epoch(9), (9, 6));
     let stale = BatchBuilder::new(4).records(1, 5).build();
     assert!(matches!(
         log.append_as_follower(&stale, 0),
