@@ -150,6 +150,11 @@ fn clean_reopen_reads_no_segment_data() {
     );
     assert_eq!(log.max_timestamp(), max_ts);
     assert!(!dir.path().join(CLEAN_SHUTDOWN_MARKER).exists());
+    // Reading the blanked bytes is an error, never a panic.
+    assert!(matches!(
+        log.read(0, 100, i64::MAX, true),
+        Err(LogError::CorruptSegment { .. })
+    ));
     drop(log);
     // Restore the active segment and crash-reopen: the blank sealed segments are trusted
     // (they were fsynced at roll), the active one is recovered from its real bytes.
@@ -715,4 +720,10 @@ fn damaged_checkpoints_are_rebuilt_or_ignored() {
     assert_eq!(log.epoch_cache().entries(), entries.as_slice());
     assert_eq!(log.log_start_offset(), 0);
     assert_eq!(log.log_end_offset(), 20);
+}
+
+#[test]
+fn log_can_move_between_threads_behind_a_mutex() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Log>();
 }
