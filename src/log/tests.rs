@@ -727,3 +727,75 @@ fn log_can_move_between_threads_behind_a_mutex() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Log>();
 }
+
+#[test]
+fn follower_gaps_are_read_and_truncated_sensibly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path(), small_config());
+    let mut bytes = BatchBuilder::new(0).records(2, 5).build(); // 0..=1
+    bytes.extend(BatchBuilder::new(10).records(2, 5).build()); // 10..=11 (compacted gap)
+    bytes.extend(BatchBuilder::new(20).records(1, 5).build()); // 20
+    log.append_as_follower(&bytes, 0).unwrap();
+    assert_eq!(log.log_end_offset(), 21);
+    assert_eq!(read_all(&log, 5), vec![(10, 11), (20, 20)]);
+    log.truncate_to(15, 0).unwrap();
+    assert_eq!(log.log_end_offset(), 20);
+    log.close(0).unwrap();
+    let log = open(dir.path(), small_config());
+    assert_eq!(log.log_end_offset(), 20);
+    assert_eq!(read_all(&log, 0), vec![(0, 1), (10, 11)]);
+}
+
+#[test]
+fn config_validation_refuses_unusable_settings() {
+    assert!(LogConfig::default().validate().is_ok());
+    let bad = [
+        LogConfig {
+            segment_bytes: 1 << 40,
+            ..LogConfig::default()
+        },
+        LogConfig {
+            index_interval_bytes: 0,
+            ..LogConfig::default()
+        },
+        LogConfig {
+            segment_index_bytes: 4,
+            ..LogConfig::default()
+        },
+        LogConfig {
+            segment_ms: 0,
+            ..LogConfig::default()
+        },
+        LogConfig {
+            flush_interval_messages: 0,
+            ..LogConfig::default()
+        },
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    for config in bad {
+        assert!(matches!(
+            Log::open(dir.path(), config, 0),
+            Err(LogError::InvalidConfig(_))
+        ));
+    }
+}
+
+#[test]
+fn truncation_restores_segment_max_timestamp() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        segment_bytes: 1 << 20,
+        ..small_config()
+    };
+    let mut log = open(dir.path(), config);
+    for ts in [10, 50, 30, 70, 20] {
+        append(&mut log, batch(1, 100, ts), 0);
+    }
+    assert_eq!(log.max_timestamp(), Some((70, 3)));
+    log.truncate_to(3, 0).unwrap();
+    assert_eq!(log.max_timestamp(), Some((50, 1)));
+    assert_eq!(log.offset_for_timestamp(40).unwrap(), Some((1, 50)));
+    assert_eq!(log.offset_for_timestamp(60).unwrap(), None);
+    log.truncate_to(0, 0).unwrap();
+    assert_eq!(log.max_timestamp(), None);
+}
