@@ -27,6 +27,10 @@ enum Op {
         count: usize,
         retry: Option<usize>,
     },
+    /// ListOffsets by timestamp, for a target in `[0, now + 10)` scaled by `at`.
+    TimeLookup {
+        at: f64,
+    },
     Roll,
     Flush,
     Retention,
@@ -60,6 +64,7 @@ fn arb_op() -> impl Strategy<Value = Op> {
             .prop_map(|(count, value_len)| Op::Append { count, value_len, epoch_bump: false }),
         3 => (1usize..4, prop::option::weighted(0.3, 0usize..5))
             .prop_map(|(count, retry)| Op::Idempotent { count, retry }),
+        2 => (0.0..1.0f64).prop_map(|at| Op::TimeLookup { at }),
         1 => Just(Op::Roll),
         1 => Just(Op::Flush),
         1 => Just(Op::Retention),
@@ -138,6 +143,16 @@ impl Model {
         }
     }
 
+    /// Expected ListOffsets answer: the first record at or above the start whose timestamp
+    /// is at least `target`.
+    fn first_record_at_or_after(&self, target: i64) -> Option<(i64, i64)> {
+        self.batches
+            .iter()
+            .flat_map(|b| crate::record::record_positions(&b.2).unwrap())
+            .find(|r| r.offset >= self.start && r.timestamp >= target)
+            .map(|r| (r.offset, r.timestamp))
+    }
+
     /// Expected read: whole batches from the one holding `from`, below `max_offset`, within
     /// `max_bytes` (the first one regardless if `min_one`).
     fn expected_read(
@@ -200,6 +215,15 @@ impl Harness {
                     .push_back((info.first_offset, info.last_offset, bytes));
             }
             Op::Idempotent { count, retry } => self.idempotent(count, retry),
+            Op::TimeLookup { at } => {
+                let target = ((now + 10) as f64 * at) as i64;
+                let expected = self.model.first_record_at_or_after(target);
+                assert_eq!(
+                    self.log().offset_for_timestamp(target).unwrap(),
+                    expected,
+                    "target {target}"
+                );
+            }
             Op::Roll => self.log().roll(now).unwrap(),
             Op::Flush => self.log().flush(now).unwrap(),
             Op::Tick { ms } => self.now_ms += ms,
