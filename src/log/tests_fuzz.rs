@@ -50,6 +50,13 @@ enum Op {
     CrashReopen {
         tear_at: Option<f64>,
     },
+    /// Close (or crash), delete or garble one index, time index or producer snapshot file,
+    /// reopen: the log must rebuild what it needs and hold exactly the same batches.
+    DamageAndReopen {
+        pick: usize,
+        garble: bool,
+        clean: bool,
+    },
     Tick {
         ms: i64,
     },
@@ -75,6 +82,8 @@ fn arb_op() -> impl Strategy<Value = Op> {
         1 => Just(Op::CloseReopen),
         1 => prop::option::of(0.0..1.0f64).prop_map(|tear_at| Op::CrashReopen { tear_at }),
         2 => (0i64..3000).prop_map(|ms| Op::Tick { ms }),
+        1 => (any::<usize>(), any::<bool>(), any::<bool>())
+            .prop_map(|(pick, garble, clean)| Op::DamageAndReopen { pick, garble, clean }),
     ]
 }
 
@@ -262,6 +271,20 @@ impl Harness {
                 self.log = Some(Log::open(self.dir.path(), self.config.clone(), now).unwrap());
             }
             Op::CrashReopen { tear_at } => self.crash(tear_at),
+            Op::DamageAndReopen {
+                pick,
+                garble,
+                clean,
+            } => {
+                let log = self.log.take().unwrap();
+                if clean {
+                    log.close(now).unwrap();
+                } else {
+                    drop(log);
+                }
+                damage_one_sidecar(self.dir.path(), pick, garble);
+                self.log = Some(Log::open(self.dir.path(), self.config.clone(), now).unwrap());
+            }
         }
     }
 
@@ -418,6 +441,28 @@ fn tear_above(dir: &Path, active_base: i64, flushed: i64, at: f64) {
         .unwrap()
         .set_len(cut as u64)
         .unwrap();
+}
+
+/// Deletes or overwrites with junk one `.index`, `.timeindex` or `.snapshot` file.
+fn damage_one_sidecar(dir: &Path, pick: usize, garble: bool) {
+    let mut victims: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let name = p.to_string_lossy();
+            name.ends_with(".index") || name.ends_with(".timeindex") || name.ends_with(".snapshot")
+        })
+        .collect();
+    victims.sort();
+    if victims.is_empty() {
+        return;
+    }
+    let victim = &victims[pick % victims.len()];
+    if garble {
+        std::fs::write(victim, b"\x01\x02\x03 not an index or snapshot").unwrap();
+    } else {
+        std::fs::remove_file(victim).unwrap();
+    }
 }
 
 fn segment_sizes(dir: &Path, bases: &[i64]) -> u64 {
