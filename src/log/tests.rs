@@ -799,3 +799,38 @@ fn truncation_restores_segment_max_timestamp() {
     log.truncate_to(0, 0).unwrap();
     assert_eq!(log.max_timestamp(), None);
 }
+
+#[test]
+fn follower_offset_jumps_beyond_a_relative_index_start_a_new_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path(), small_config());
+    let far = 1i64 << 40;
+    let bytes = BatchBuilder::new(far).records(1, 5).build();
+    log.append_as_follower(&bytes, 0).unwrap();
+    assert_eq!(
+        (log.log_start_offset(), log.log_end_offset()),
+        (far, far + 1)
+    );
+    let bytes = BatchBuilder::new(far + 10).records(1, 5).build();
+    log.append_as_follower(&bytes, 0).unwrap();
+    let farther = BatchBuilder::new(far * 2).records(1, 5).build();
+    log.append_as_follower(&farther, 0).unwrap();
+    assert_eq!(log.segment_base_offsets(), vec![far, far * 2]);
+    assert_eq!(
+        read_all(&log, far),
+        vec![(far, far), (far + 10, far + 10), (far * 2, far * 2)]
+    );
+    log.close(0).unwrap();
+    let log = open(dir.path(), small_config());
+    assert_eq!(
+        read_all(&log, far + 1),
+        vec![(far + 10, far + 10), (far * 2, far * 2)]
+    );
+    let mut wide = BatchBuilder::new(far * 3).records(1, 5).build();
+    wide.extend(BatchBuilder::new(far * 4).records(1, 5).build());
+    let mut log = log;
+    assert!(matches!(
+        log.append_as_follower(&wide, 0),
+        Err(LogError::InvalidRecords(_))
+    ));
+}
