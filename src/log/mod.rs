@@ -434,6 +434,10 @@ impl Log {
         self.flush(now_ms)?;
         self.active_mut().seal()?;
         let log_end_offset = self.log_end_offset();
+        // Snapshots of earlier closes inside the active segment are superseded by this one;
+        // the one at the segment's base stays for truncations into it.
+        let active_base = self.active().base_offset();
+        producer_state::delete_snapshots_outside(&self.dir, i64::MIN..=active_base)?;
         self.producers.write_snapshot(&self.dir, log_end_offset)?;
         self.epoch_cache.persist()?;
         self.write_log_start_offset()?;

@@ -834,3 +834,25 @@ fn follower_offset_jumps_beyond_a_relative_index_start_a_new_segment() {
         Err(LogError::InvalidRecords(_))
     ));
 }
+
+#[test]
+fn repeated_restarts_keep_one_snapshot_per_segment_plus_the_last() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        segment_bytes: 1 << 20,
+        ..small_config()
+    };
+    for _ in 0..5 {
+        let mut log = open(dir.path(), config.clone());
+        let seq = log.log_end_offset() as i32;
+        append(&mut log, idempotent(1, 0, seq, 1), 0);
+        log.close(0).unwrap();
+    }
+    assert_eq!(producer_state::list_snapshots(dir.path()).unwrap(), vec![5]);
+    let mut log = open(dir.path(), config);
+    let mut retry = idempotent(1, 0, 4, 1);
+    assert!(matches!(
+        log.append(&mut retry, 0, 0).unwrap(),
+        AppendOutcome::Duplicate(_)
+    ));
+}
