@@ -42,7 +42,8 @@ pub struct LogConfig {
     pub file_delete_delay_ms: i64,
     /// `message.timestamp.type` / `log.message.timestamp.type`.
     pub message_timestamp_type: MessageTimestampType,
-    /// `max.message.bytes` / `message.max.bytes`: the largest batch a producer may send.
+    /// `max.message.bytes` / `message.max.bytes`: the largest batch a producer may send
+    /// (pass it to `record::validate_batches`; the log itself does not re-check it).
     pub max_message_bytes: usize,
     /// `producer.id.expiration.ms`: forget idle producers' sequence state after this long.
     pub producer_id_expiration_ms: i64,

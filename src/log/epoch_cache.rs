@@ -58,19 +58,33 @@ impl LeaderEpochCache {
         Ok(LeaderEpochCache { path, entries })
     }
 
+    /// An empty cache that will persist to `dir/leader-epoch-checkpoint`.
+    pub fn empty(dir: &Path) -> LeaderEpochCache {
+        LeaderEpochCache {
+            path: dir.join(LEADER_EPOCH_CHECKPOINT),
+            entries: Vec::new(),
+        }
+    }
+
     /// Records that `epoch` began at `start_offset`. As Kafka: ignored for a negative epoch or
     /// when nothing changes; entries that would break monotonicity (an equal or later epoch,
     /// or a start at or after this one) are dropped first.
     pub fn assign(&mut self, epoch: i32, start_offset: i64) -> Result<(), LogError> {
-        if epoch < 0 {
-            return Ok(());
+        if self.assign_in_memory(epoch, start_offset) {
+            self.persist()?;
         }
-        let update_needed = self
-            .entries
-            .last()
-            .is_none_or(|l| l.epoch != epoch || start_offset < l.start_offset);
+        Ok(())
+    }
+
+    /// [`LeaderEpochCache::assign`] without persisting; returns whether anything changed.
+    pub fn assign_in_memory(&mut self, epoch: i32, start_offset: i64) -> bool {
+        let update_needed = epoch >= 0
+            && self
+                .entries
+                .last()
+                .is_none_or(|l| l.epoch != epoch || start_offset < l.start_offset);
         if !update_needed {
-            return Ok(());
+            return false;
         }
         while self
             .entries
@@ -83,7 +97,7 @@ impl LeaderEpochCache {
             epoch,
             start_offset,
         });
-        self.persist()
+        true
     }
 
     pub fn latest_epoch(&self) -> Option<i32> {

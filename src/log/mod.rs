@@ -62,6 +62,8 @@ use segment::{IndexLimits, Segment};
 /// anything else → KAFKA_STORAGE_ERROR.
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
+    /// A failed read, write or fsync. As in Kafka (which takes the log directory offline),
+    /// the caller should stop using this log: in-memory and on-disk state may now differ.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
     #[error("offset {requested} is out of range [{log_start}, {log_end}]")]
@@ -206,9 +208,12 @@ impl Log {
         &self.epoch_cache
     }
 
-    /// Mutable access for the partition layer (e.g. a new leader assigning its epoch).
-    pub fn epoch_cache_mut(&mut self) -> &mut LeaderEpochCache {
-        &mut self.epoch_cache
+    /// A new leader records that its epoch starts at the current log end offset, before
+    /// any append, so OffsetForLeaderEpoch answers correctly at once (Kafka's
+    /// `maybeAssignEpochStartOffset` on becoming leader).
+    pub fn assign_epoch_start(&mut self, leader_epoch: i32) -> Result<(), LogError> {
+        let log_end_offset = self.log_end_offset();
+        self.epoch_cache.assign(leader_epoch, log_end_offset)
     }
 
     pub fn producer_state(&self) -> &ProducerStateManager {
@@ -265,7 +270,7 @@ impl Log {
             next_offset, next,
             "offset assignment must match the headers"
         );
-        self.write_batches(records, next_offset - 1, now_ms)?;
+        self.write_batches(records, first_offset, next_offset - 1, now_ms)?;
         self.epoch_cache.assign(leader_epoch, first_offset)?;
         self.producers.commit(staged);
         self.maybe_flush(now_ms)?;
@@ -319,7 +324,7 @@ impl Log {
             }
             expected = header.next_offset();
         }
-        self.write_batches(records, last.last_offset(), now_ms)?;
+        self.write_batches(records, first.base_offset, last.last_offset(), now_ms)?;
         for header in &headers {
             self.epoch_cache
                 .assign(header.partition_leader_epoch, header.base_offset)?;
@@ -329,23 +334,35 @@ impl Log {
         Ok(Some((first.base_offset, last.last_offset())))
     }
 
-    /// Rolls if due, then writes `bytes` (whole batches ending at `last_offset`) to the
-    /// active segment.
+    /// Rolls if due, then writes `bytes` (whole batches holding `first_offset..=last_offset`)
+    /// to the active segment. A roll starts the new segment at the first batch's offset when
+    /// a follower's batches leave a gap above the log end offset, as Kafka does.
     fn write_batches(
         &mut self,
         bytes: &[u8],
+        first_offset: i64,
         last_offset: i64,
         now_ms: i64,
     ) -> Result<(), LogError> {
+        if last_offset - first_offset > i64::from(i32::MAX) {
+            let reason = "batch offsets span more than one segment can index";
+            return Err(RecordError::InvalidRecord {
+                position: 0,
+                reason,
+            }
+            .into());
+        }
         let config = &self.config;
-        if self.active().should_roll(
+        let active = self.active();
+        if active.should_roll(
             config.segment_bytes,
             config.segment_ms,
             bytes.len(),
             last_offset,
             now_ms,
         ) {
-            self.roll(now_ms)?;
+            let new_base = first_offset.max(self.log_end_offset());
+            self.roll_at(new_base, now_ms)?;
         }
         self.active_mut().append(bytes)
     }
@@ -353,16 +370,45 @@ impl Log {
     /// Starts a new active segment at the log end offset (a no-op if the active one is
     /// empty). The old one is sealed and a producer snapshot is taken at the boundary.
     pub fn roll(&mut self, now_ms: i64) -> Result<(), LogError> {
-        if self.active().size_bytes() == 0 {
-            return Ok(());
+        self.roll_at(self.log_end_offset(), now_ms)
+    }
+
+    fn roll_at(&mut self, new_base: i64, now_ms: i64) -> Result<(), LogError> {
+        let (active_base, active_empty) =
+            (self.active().base_offset(), self.active().size_bytes() == 0);
+        if active_empty {
+            return self.rebase_empty_active(active_base, new_base, now_ms);
         }
-        let new_base = self.log_end_offset();
         self.active_mut().seal()?;
         self.producers.write_snapshot(&self.dir, new_base)?;
         let segment = Segment::create(&self.dir, new_base, self.index_limits(), now_ms)?;
         self.segments.insert(new_base, segment);
         self.recovery_point = self.recovery_point.max(new_base);
         tracing::debug!(dir = %self.dir.display(), new_base, "rolled segment");
+        Ok(())
+    }
+
+    /// An empty active segment stays unless offsets must jump too far past its base for a
+    /// relative index entry (a follower's gap): then it is replaced by one at `new_base`.
+    fn rebase_empty_active(
+        &mut self,
+        active_base: i64,
+        new_base: i64,
+        now_ms: i64,
+    ) -> Result<(), LogError> {
+        if new_base <= active_base {
+            return Ok(());
+        }
+        let segment = Segment::create(&self.dir, new_base, self.index_limits(), now_ms)?;
+        self.segments.insert(new_base, segment);
+        if let Some(old) = self.segments.remove(&active_base) {
+            old.delete()?;
+        }
+        if self.segments.len() == 1 && self.log_start_offset < new_base {
+            self.log_start_offset = new_base;
+            self.write_log_start_offset()?;
+        }
+        self.recovery_point = self.recovery_point.max(new_base);
         Ok(())
     }
 
@@ -393,6 +439,10 @@ impl Log {
         self.flush(now_ms)?;
         self.active_mut().seal()?;
         let log_end_offset = self.log_end_offset();
+        // Snapshots of earlier closes inside the active segment are superseded by this one;
+        // the one at the segment's base stays for truncations into it.
+        let active_base = self.active().base_offset();
+        producer_state::delete_snapshots_outside(&self.dir, i64::MIN..=active_base)?;
         self.producers.write_snapshot(&self.dir, log_end_offset)?;
         self.epoch_cache.persist()?;
         self.write_log_start_offset()?;

@@ -98,4 +98,20 @@ impl Log {
         }
         best
     }
+
+    /// ListOffsets MAX_TIMESTAMP at record granularity, as Kafka 4 answers it: the first
+    /// record carrying the largest timestamp. Reads one batch; batch granularity for a
+    /// compressed batch.
+    pub fn offset_of_max_timestamp(&self) -> Result<Option<(i64, i64)>, LogError> {
+        match self.max_timestamp() {
+            Some((timestamp, _)) => self.offset_for_timestamp(timestamp),
+            None => Ok(None),
+        }
+    }
+
+    /// OffsetForLeaderEpoch against this log: see `LeaderEpochCache::end_offset_for_epoch`.
+    pub fn end_offset_for_epoch(&self, requested_epoch: i32) -> (i32, i64) {
+        self.epoch_cache
+            .end_offset_for_epoch(requested_epoch, self.log_end_offset())
+    }
 }

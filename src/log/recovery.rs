@@ -78,7 +78,12 @@ impl Log {
         std::fs::create_dir_all(dir)?;
         let bases = scan_directory(dir)?;
         let marker = CleanShutdown::read(dir);
-        let saved_start = read_log_start_offset(dir)?;
+        let saved_start = read_log_start_offset(dir).unwrap_or_else(|e| {
+            // Written atomically, so damage means outside interference: fall back to the
+            // first segment's base, as Kafka does without a checkpoint entry.
+            tracing::warn!(error = %e, "ignoring unreadable log start offset checkpoint");
+            None
+        });
         let segments = open_segments(
             dir,
             &config,
@@ -90,7 +95,7 @@ impl Log {
         let first_base = segments.keys().next().copied().unwrap_or(0);
         let mut log = Log {
             dir: dir.to_path_buf(),
-            epoch_cache: LeaderEpochCache::load(dir)?,
+            epoch_cache: load_epoch_cache(dir, &segments)?,
             producers: ProducerStateManager::new(),
             log_start_offset: saved_start.unwrap_or(first_base).max(first_base),
             segments,
@@ -202,6 +207,30 @@ fn scan_directory(dir: &Path) -> Result<Vec<i64>, LogError> {
         }
     }
     Ok(bases)
+}
+
+/// The leader-epoch cache, or if its checkpoint is unreadable, one rebuilt from the
+/// `partitionLeaderEpoch` of every batch header (a full header scan; only after damage).
+fn load_epoch_cache(
+    dir: &Path,
+    segments: &BTreeMap<i64, Segment>,
+) -> Result<LeaderEpochCache, LogError> {
+    match LeaderEpochCache::load(dir) {
+        Ok(cache) => Ok(cache),
+        Err(e) => {
+            tracing::warn!(error = %e, "rebuilding the leader-epoch cache from the log");
+            let mut cache = LeaderEpochCache::empty(dir);
+            for segment in segments.values() {
+                segment.scan_headers(0, |location| {
+                    let h = location.header;
+                    cache.assign_in_memory(h.partition_leader_epoch, h.base_offset);
+                    ControlFlow::Continue(())
+                })?;
+            }
+            cache.persist()?;
+            Ok(cache)
+        }
+    }
 }
 
 fn read_log_start_offset(dir: &Path) -> Result<Option<i64>, LogError> {

@@ -14,6 +14,7 @@
 //! and the epoch cache and producer snapshots below it are trimmed. Producer state itself is
 //! kept (Kafka 4 keeps it too); idle producers expire after `producer.id.expiration.ms`.
 
+use super::checkpoint::sync_dir;
 use super::producer_state::delete_snapshots_outside;
 use super::{Log, LogError};
 
@@ -115,6 +116,7 @@ impl Log {
             self.epoch_cache.truncate_from_start(first_base)?;
         }
         delete_snapshots_outside(&self.dir, first_base..=i64::MAX)?;
+        sync_dir(&self.dir.join(super::LOG_START_OFFSET_CHECKPOINT))?;
         tracing::info!(dir = %self.dir.display(), count, deleted, log_start = self.log_start_offset, "deleted old segments");
         Ok(deleted)
     }

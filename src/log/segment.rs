@@ -482,6 +482,9 @@ impl Segment {
         };
         let removed = self.size_bytes - cut.position;
         self.file.set_len(cut.position)?;
+        // Durable at once: a cut that an OS crash undid would resurrect divergent batches
+        // with valid CRCs, which recovery could not tell apart.
+        self.file.sync_all()?;
         self.size_bytes = cut.position;
         self.next_offset = cut.header.base_offset;
         self.offset_index.truncate_to_position(cut.position as u32);

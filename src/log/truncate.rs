@@ -10,7 +10,9 @@
 //! cache forgets epochs that started at or after the new end, producer state is rebuilt from
 //! the newest snapshot at or below the new end, and the recovery point moves down.
 
-use super::segment::Segment;
+use std::collections::BTreeMap;
+
+use super::segment::{LOG_SUFFIX, Segment, segment_file};
 use super::{Log, LogError};
 
 impl Log {
@@ -32,13 +34,20 @@ impl Log {
         if offset < self.log_start_offset {
             return self.truncate_fully_and_start_at(offset, now_ms);
         }
-        let doomed: Vec<i64> = self.segments.range(offset + 1..).map(|(b, _)| *b).collect();
+        // Newest first, so a crash part-way leaves a prefix of the log, never a hole.
+        let doomed: Vec<i64> = self
+            .segments
+            .range(offset + 1..)
+            .map(|(b, _)| *b)
+            .rev()
+            .collect();
         for base in doomed {
             // The first segment has base <= log start <= offset, so one segment always stays.
             if let Some(segment) = self.segments.remove(&base) {
                 segment.delete()?;
             }
         }
+        super::checkpoint::sync_dir(&segment_file(&self.dir, offset, LOG_SUFFIX))?;
         let removed = self.active_mut().truncate_to(offset)?;
         let end = self.log_end_offset();
         if end < self.log_start_offset {
@@ -57,16 +66,18 @@ impl Log {
         offset: i64,
         now_ms: i64,
     ) -> Result<(), LogError> {
+        // Crash-safe order: the new log start, the new segment (replacing a file with the same
+        // base), then the old segments newest first. A crash part-way leaves the new empty
+        // segment plus a prefix of the old log, which reopens as a consistent (longer) log.
+        self.log_start_offset = offset;
+        self.write_log_start_offset()?;
         let segment = Segment::create(&self.dir, offset, self.index_limits(), now_ms)?;
-        let old = std::mem::take(&mut self.segments);
-        for (base, old_segment) in old {
+        let old = std::mem::replace(&mut self.segments, BTreeMap::from([(offset, segment)]));
+        for (base, old_segment) in old.into_iter().rev() {
             if base != offset {
                 old_segment.delete()?;
             }
         }
-        self.segments.insert(offset, segment);
-        self.log_start_offset = offset;
-        self.write_log_start_offset()?;
         self.epoch_cache.clear()?;
         super::producer_state::delete_snapshots_outside(&self.dir, i64::MAX..=i64::MAX)?;
         self.producers.clear();

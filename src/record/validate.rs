@@ -205,6 +205,18 @@ mod tests {
             validate_batches(&control, MAX),
             Err(RecordError::InvalidRecord { .. })
         ));
+        // recordsCount disagreeing with lastOffsetDelta, correctly signed: INVALID_RECORD.
+        let mut miscounted = BatchBuilder::new(0).records(3, 1).build();
+        miscounted[57..61].copy_from_slice(&2i32.to_be_bytes());
+        let crc = crate::record::batch::compute_crc(&miscounted);
+        miscounted[17..21].copy_from_slice(&crc.to_be_bytes());
+        assert!(matches!(
+            validate_batches(&miscounted, MAX),
+            Err(RecordError::InvalidRecord {
+                reason: "inconsistent batch offset range and record count",
+                ..
+            })
+        ));
         let bad_seq = BatchBuilder::new(0)
             .producer(1, 0, -1)
             .records(1, 1)
