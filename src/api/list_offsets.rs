@@ -70,7 +70,10 @@ fn lookup(
             Some((offset, -1, epoch))
         }
         EARLIEST_TIMESTAMP | EARLIEST_LOCAL_TIMESTAMP => Some((partition.log_start_offset(), -1, epoch)),
-        MAX_TIMESTAMP => partition.max_timestamp().map(|(ts, offset)| (offset, ts, epoch)),
+        MAX_TIMESTAMP => partition
+            .offset_of_max_timestamp()
+            .map_err(|e| errors::partition_error(&e))?
+            .map(|(offset, ts)| (offset, ts, epoch)),
         EARLIEST_PENDING_UPLOAD_TIMESTAMP | LATEST_TIERED_TIMESTAMP => None,
         ts if ts < 0 => return Err(ResponseError::InvalidRequest),
         ts => partition

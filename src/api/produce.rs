@@ -127,6 +127,10 @@ fn append_partition(
         Ok(s) => s,
         Err(e) => return Err((errors::record_error(&e), Some(e.to_string()))),
     };
+    if summary.batches.len() != 1 {
+        // Produce v3+ carries exactly one batch per partition.
+        return Err((ResponseError::InvalidRecord, Some("Produce requests with version 3 and above must contain exactly one record batch per partition".into())));
+    }
     if config.message_timestamp_type == crate::log::MessageTimestampType::CreateTime {
         let setting = |key: &str| {
             t.configs.get(key).cloned().or_else(|| broker.config.topic_default(key)).and_then(|v| v.parse::<i64>().ok())

@@ -170,9 +170,10 @@ impl Partition {
         Ok(self.log().offset_for_timestamp(timestamp_ms)?)
     }
 
-    /// ListOffsets MAX_TIMESTAMP: the largest timestamp and its offset.
-    pub fn max_timestamp(&self) -> Option<(i64, i64)> {
-        self.log().max_timestamp()
+    /// ListOffsets MAX_TIMESTAMP: the offset of the first record with the largest timestamp,
+    /// and that timestamp.
+    pub fn offset_of_max_timestamp(&self) -> Result<Option<(i64, i64)>, PartitionError> {
+        Ok(self.log().offset_of_max_timestamp()?)
     }
 
     /// OffsetForLeaderEpoch: the end offset of `epoch` (or of the largest epoch below it).
