@@ -6,8 +6,9 @@
 //! - size: the log minus this segment is still at least `retention.bytes`;
 //! - log start: the whole segment lies below the log start offset (after DeleteRecords).
 //!
-//! Differences from Kafka, on purpose: the active segment is never deleted (Kafka rolls and
-//! deletes it when it is entirely expired); files are deleted at once rather than renamed to
+//! When the active segment itself has expired by time (and lies below the high watermark) it
+//! is rolled first and then deleted, as Kafka does, leaving an empty log whose start is the
+//! old end. Differences from Kafka, on purpose: files are deleted at once rather than renamed to
 //! `.deleted` and removed after `file.delete.delay.ms` (reads copy bytes out, so no reader
 //! holds a deleted file). Segments at or above the high watermark are kept when the caller
 //! passes one. After deleting, the log start moves to the first remaining segment's base,
@@ -33,6 +34,14 @@ impl Log {
     ) -> Result<u64, LogError> {
         self.producers
             .remove_expired(now_ms, self.config.producer_id_expiration_ms);
+        let active = self.active();
+        let active_expired = self.config.retention_ms >= 0
+            && active.size_bytes() > 0
+            && active.next_offset() <= high_watermark
+            && now_ms.saturating_sub(active.largest_timestamp_ms()) > self.config.retention_ms;
+        if active_expired {
+            self.roll(now_ms)?;
+        }
         let by_time = self.count_deletable(high_watermark, |log, segment| {
             log.config.retention_ms >= 0
                 && now_ms.saturating_sub(segment.largest_timestamp_ms()) > log.config.retention_ms

@@ -266,9 +266,15 @@ fn retention_by_time_and_size() {
         log.read(0, 10, i64::MAX, true),
         Err(LogError::OffsetOutOfRange { .. })
     ));
-    // Far in the future everything but the active segment goes.
+    // Far in the future everything goes: the expired active segment is rolled and deleted,
+    // leaving an empty log that starts at the old end (as Kafka does).
+    let end = log.log_end_offset();
     log.enforce_retention(1_000_000).unwrap();
     assert_eq!(log.segment_count(), 1);
+    assert_eq!((log.log_start_offset(), log.log_end_offset(), log.size_bytes()), (end, end, 0));
+    // An empty active segment is left alone.
+    log.enforce_retention(2_000_000).unwrap();
+    assert_eq!(log.log_start_offset(), end);
 
     let dir = tempfile::tempdir().unwrap();
     let config = LogConfig {
