@@ -299,6 +299,16 @@ impl Broker {
         }
     }
 
+    /// Flushes partitions whose `flush.ms` has passed since their last flush.
+    pub fn flush_due(&self) {
+        let now = self.clock.now_ms();
+        for p in self.partitions() {
+            if let Err(e) = p.maybe_flush(now) {
+                tracing::warn!(partition = %p.tp, error = %e, "flush failed");
+            }
+        }
+    }
+
     /// Flushes and closes every partition, writing clean-shutdown markers.
     pub fn shutdown(&self) {
         let now = self.clock.now_ms();

@@ -85,17 +85,33 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Retention and time-based flushing, on the intervals Kafka's configs name.
+/// Longest period of a background task (a year); longer settings mean "practically never".
+const INTERVAL_MS_MAX: i64 = 365 * 24 * 3_600_000;
+
+/// Retention and time-based flushing, on the intervals Kafka's configs name. As in Kafka,
+/// `flush.ms` is checked on appends and, only if `log.flush.scheduler.interval.ms` is set, by a
+/// periodic flusher.
 fn spawn_background(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let retention_ms = broker.config.long("log.retention.check.interval.ms").max(1) as u64;
-        let mut retention = tokio::time::interval(Duration::from_millis(retention_ms));
-        retention.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let every = |key: &str| {
+            // Clamped: an "infinite" Kafka interval must not overflow the timer's arithmetic.
+            let ms = broker.config.long(key).clamp(1, INTERVAL_MS_MAX);
+            let mut i = tokio::time::interval(Duration::from_millis(ms as u64));
+            i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            i
+        };
+        let mut retention = every("log.retention.check.interval.ms");
+        let flush_enabled = broker.config.long("log.flush.scheduler.interval.ms") < i64::MAX;
+        let mut flush = every("log.flush.scheduler.interval.ms");
         loop {
             tokio::select! {
                 _ = retention.tick() => {
                     let b = broker.clone();
                     let _ = tokio::task::spawn_blocking(move || b.enforce_retention()).await;
+                }
+                _ = flush.tick(), if flush_enabled => {
+                    let b = broker.clone();
+                    let _ = tokio::task::spawn_blocking(move || b.flush_due()).await;
                 }
                 _ = shutdown.changed() => return,
             }
