@@ -31,6 +31,7 @@ pub mod api;
 pub mod broker;
 pub mod clock;
 pub mod config;
+pub mod group;
 pub mod log;
 pub mod metadata;
 pub mod partition;

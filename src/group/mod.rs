@@ -1,0 +1,578 @@
+//! The group coordinator: consumer groups (classic protocol) and their committed offsets.
+//!
+//! State lives in memory behind one lock and is made durable in the compacted internal topic
+//! `__consumer_offsets` (partition = hash of the group id, as Kafka chooses it): an offset
+//! commit is appended (and so on disk as the topic's flush policy says) before it is
+//! acknowledged; group metadata is written when a generation becomes stable and when a group
+//! empties. On start-up the topic is replayed to rebuild offsets and generations.
+//! Membership itself is not restored: after a coordinator restart members rejoin, as they do
+//! after a Kafka coordinator failover.
+
+pub mod classic;
+pub mod records;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::ResponseError;
+use kafka_protocol::records::{Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+
+use crate::broker::{Broker, BrokerError};
+use crate::metadata::controller::{self, TopicSpec};
+use classic::{ClassicGroup, GroupLimits, GroupState, JoinRequest, JoinResult, Reply, SyncResult};
+
+/// The internal topic holding offsets and group metadata.
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+/// Kafka's `offset.metadata.max.bytes`.
+pub const OFFSET_METADATA_BYTES_MAX: usize = 4096;
+/// Kafka's `offsets.topic.segment.bytes`.
+const OFFSETS_SEGMENT_BYTES: &str = "104857600";
+/// Bytes read per step while loading `__consumer_offsets`.
+const LOAD_READ_BYTES: usize = 1 << 20;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommittedOffset {
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: String,
+    pub commit_timestamp_ms: i64,
+}
+
+struct GroupEntry {
+    group: ClassicGroup,
+    offsets: BTreeMap<(String, i32), CommittedOffset>,
+}
+
+/// A summary for DescribeGroups.
+pub struct GroupDescription {
+    pub state: GroupState,
+    pub protocol_type: String,
+    pub protocol_name: String,
+    pub members: Vec<MemberDescription>,
+}
+
+pub struct MemberDescription {
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub metadata: Bytes,
+    pub assignment: Bytes,
+}
+
+/// One partition of an OffsetCommit.
+pub struct OffsetCommit {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: Option<String>,
+}
+
+pub struct GroupCoordinator {
+    broker: Arc<Broker>,
+    limits: GroupLimits,
+    groups: Mutex<HashMap<String, GroupEntry>>,
+}
+
+/// Java's `String.hashCode`, so a group lands on the same `__consumer_offsets` partition as
+/// in Kafka.
+fn java_hash(s: &str) -> i32 {
+    s.encode_utf16().fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)))
+}
+
+impl GroupCoordinator {
+    pub fn new(broker: Arc<Broker>) -> Arc<Self> {
+        let c = &broker.config;
+        let limits = GroupLimits {
+            min_session_timeout_ms: c.int("group.min.session.timeout.ms"),
+            max_session_timeout_ms: c.int("group.max.session.timeout.ms"),
+            initial_rebalance_delay_ms: c.int("group.initial.rebalance.delay.ms"),
+            max_size: c.int("group.max.size").max(1) as usize,
+        };
+        Arc::new(Self { broker, limits, groups: Mutex::new(HashMap::new()) })
+    }
+
+    fn groups(&self) -> MutexGuard<'_, HashMap<String, GroupEntry>> {
+        match self.groups.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    fn now(&self) -> i64 {
+        self.broker.clock.now_ms()
+    }
+
+    /// Creates `__consumer_offsets` if needed and replays it.
+    pub fn start(&self) -> Result<(), BrokerError> {
+        self.ensure_offsets_topic()?;
+        self.load();
+        Ok(())
+    }
+
+    fn ensure_offsets_topic(&self) -> Result<(), BrokerError> {
+        let partitions = self.broker.config.int("offsets.topic.num.partitions").max(1);
+        let mut configs = BTreeMap::new();
+        configs.insert("cleanup.policy".to_string(), "compact".to_string());
+        configs.insert("segment.bytes".to_string(), OFFSETS_SEGMENT_BYTES.to_string());
+        let spec = TopicSpec { name: OFFSETS_TOPIC.to_string(), partitions, replication_factor: 1, configs };
+        self.broker.apply_metadata(|image| {
+            if image.topic(OFFSETS_TOPIC).is_some() {
+                return Ok((vec![], ()));
+            }
+            Ok((vec![controller::create_topic(image, &self.broker.config, &spec)?], ()))
+        })
+    }
+
+    fn partition_for(&self, group: &str) -> i32 {
+        let n = self.broker.image().topic(OFFSETS_TOPIC).map(|t| t.partitions).unwrap_or(1).max(1);
+        // Kafka's Utils.abs: MIN_VALUE maps to 0, everything else to its absolute value.
+        let h = java_hash(group);
+        (if h == i32::MIN { 0 } else { h.abs() }) % n
+    }
+
+    /// Rebuilds offsets and group generations from `__consumer_offsets`.
+    fn load(&self) {
+        let Some(topic) = self.broker.image().topic(OFFSETS_TOPIC).cloned() else { return };
+        let now = self.now();
+        let mut groups = self.groups();
+        for i in 0..topic.partitions {
+            let Some(p) = self.broker.partition(&crate::types::TopicPartition::new(OFFSETS_TOPIC, i)) else { continue };
+            let mut offset = p.log_start_offset();
+            while offset < p.high_watermark() {
+                let Ok(read) = p.read(offset, LOAD_READ_BYTES, true) else { break };
+                if read.records.is_empty() {
+                    break;
+                }
+                let mut buf = read.records.clone();
+                let Ok(sets) = RecordBatchDecoder::decode_all(&mut buf) else {
+                    tracing::warn!(partition = i, offset, "undecodable batch in __consumer_offsets; stopping load of this partition");
+                    break;
+                };
+                let mut next = offset;
+                for record in sets.iter().flat_map(|s| s.records.iter()) {
+                    next = next.max(record.offset + 1);
+                    apply_record(&mut groups, record, now);
+                }
+                if next <= offset {
+                    break;
+                }
+                offset = next;
+            }
+        }
+        tracing::info!(groups = groups.len(), "loaded consumer groups");
+    }
+
+    /// Appends records for `group` to its `__consumer_offsets` partition.
+    fn append(&self, group: &str, entries: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<(), ResponseError> {
+        let tp = crate::types::TopicPartition::new(OFFSETS_TOPIC, self.partition_for(group));
+        let partition = self.broker.partition(&tp).ok_or(ResponseError::CoordinatorNotAvailable)?;
+        let now = self.now();
+        let records: Vec<Record> = entries
+            .into_iter()
+            .enumerate()
+            .map(|(i, (k, v))| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: 0,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: i as i64,
+                sequence: -1,
+                timestamp: now,
+                key: Some(Bytes::from(k)),
+                value: v.map(Bytes::from),
+                headers: Default::default(),
+            })
+            .collect();
+        let mut buf = BytesMut::new();
+        let options = RecordEncodeOptions { version: 2, compression: Compression::None };
+        RecordBatchEncoder::encode(&mut buf, records.iter(), &options).map_err(|_| ResponseError::UnknownServerError)?;
+        partition.append(&mut buf, now).map_err(|e| {
+            tracing::error!(error = %e, "cannot write to __consumer_offsets");
+            ResponseError::CoordinatorNotAvailable
+        })?;
+        self.broker.appended.notify_waiters();
+        Ok(())
+    }
+
+    fn persist_group(&self, entry: &GroupEntry) {
+        let g = &entry.group;
+        let members: Vec<records::MemberValue<'_>> = g
+            .members
+            .values()
+            .map(|m| records::MemberValue {
+                member_id: &m.member_id,
+                group_instance_id: m.group_instance_id.as_deref(),
+                client_id: &m.client_id,
+                client_host: &m.client_host,
+                rebalance_timeout_ms: m.rebalance_timeout_ms,
+                session_timeout_ms: m.session_timeout_ms,
+                subscription: &[],
+                assignment: &m.assignment,
+            })
+            .collect();
+        let value = records::group_value(
+            &records::GroupValue {
+                protocol_type: g.protocol_type.clone().unwrap_or_default(),
+                generation_id: g.generation_id,
+                protocol_name: g.protocol_name.clone(),
+                leader: g.leader.clone(),
+                state_timestamp_ms: g.state_timestamp_ms,
+            },
+            &members,
+        );
+        if let Err(e) = self.append(&g.id, vec![(records::group_key(&g.id), Some(value))]) {
+            tracing::warn!(group = %g.id, error = ?e, "cannot persist group metadata");
+        }
+    }
+
+    fn entry<'a>(&self, groups: &'a mut HashMap<String, GroupEntry>, group_id: &str) -> &'a mut GroupEntry {
+        let now = self.now();
+        groups
+            .entry(group_id.to_string())
+            .or_insert_with(|| GroupEntry { group: ClassicGroup::new(group_id.to_string(), now), offsets: BTreeMap::new() })
+    }
+
+    pub fn join(&self, group_id: &str, req: JoinRequest) -> Reply<JoinResult> {
+        if group_id.is_empty() {
+            return Reply::Now(JoinResult { error: Some(ResponseError::InvalidGroupId), generation_id: -1, ..Default::default() });
+        }
+        let now = self.now();
+        let mut groups = self.groups();
+        let entry = self.entry(&mut groups, group_id);
+        let was_empty = entry.group.state == GroupState::Empty;
+        let reply = entry.group.join(req, &self.limits, now);
+        if !was_empty && entry.group.state == GroupState::Empty {
+            self.persist_group(entry);
+        }
+        reply
+    }
+
+    pub fn sync(&self, group_id: &str, member_id: &str, instance: Option<&str>, generation_id: i32, assignments: Vec<(String, Bytes)>) -> Reply<SyncResult> {
+        let now = self.now();
+        let mut groups = self.groups();
+        let Some(entry) = groups.get_mut(group_id) else {
+            return Reply::Now(SyncResult { error: Some(ResponseError::UnknownMemberId), ..Default::default() });
+        };
+        let before = entry.group.state;
+        let reply = entry.group.sync(member_id, instance, generation_id, assignments, now);
+        if before != GroupState::Stable && entry.group.state == GroupState::Stable {
+            self.persist_group(entry);
+        }
+        reply
+    }
+
+    pub fn heartbeat(&self, group_id: &str, member_id: &str, instance: Option<&str>, generation_id: i32) -> Result<(), ResponseError> {
+        let now = self.now();
+        let mut groups = self.groups();
+        let entry = groups.get_mut(group_id).ok_or(ResponseError::UnknownMemberId)?;
+        entry.group.heartbeat(member_id, instance, generation_id, now)
+    }
+
+    pub fn leave(&self, group_id: &str, members: &[(String, Option<String>)]) -> Result<Vec<Result<(), ResponseError>>, ResponseError> {
+        let now = self.now();
+        let mut groups = self.groups();
+        let entry = groups.get_mut(group_id).ok_or(ResponseError::UnknownMemberId)?;
+        let results = members
+            .iter()
+            .map(|(m, i)| entry.group.leave(m, i.as_deref(), &self.limits, now))
+            .collect();
+        if entry.group.state == GroupState::Empty {
+            self.persist_group(entry);
+        }
+        Ok(results)
+    }
+
+    /// OffsetCommit: validates the committer, then makes the offsets durable.
+    pub fn commit_offsets(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        instance: Option<&str>,
+        generation_id: i32,
+        commits: Vec<OffsetCommit>,
+    ) -> Result<Vec<Result<(), ResponseError>>, ResponseError> {
+        if group_id.is_empty() {
+            return Err(ResponseError::InvalidGroupId);
+        }
+        let now = self.now();
+        let image = self.broker.image();
+        let mut groups = self.groups();
+        let entry = self.entry(&mut groups, group_id);
+        validate_commit(&entry.group, member_id, instance, generation_id)?;
+        let mut results = Vec::with_capacity(commits.len());
+        let mut writes = Vec::new();
+        let mut accepted = Vec::new();
+        for c in commits {
+            let known = image.topic(&c.topic).is_some_and(|t| c.partition >= 0 && c.partition < t.partitions);
+            let metadata = c.metadata.unwrap_or_default();
+            if !known {
+                results.push(Err(ResponseError::UnknownTopicOrPartition));
+            } else if metadata.len() > OFFSET_METADATA_BYTES_MAX {
+                results.push(Err(ResponseError::OffsetMetadataTooLarge));
+            } else {
+                let value = CommittedOffset { offset: c.offset, leader_epoch: c.leader_epoch, metadata, commit_timestamp_ms: now };
+                writes.push((
+                    records::offset_key(group_id, &c.topic, c.partition),
+                    Some(records::offset_value(&records::OffsetValue {
+                        offset: value.offset,
+                        leader_epoch: value.leader_epoch,
+                        metadata: value.metadata.clone(),
+                        commit_timestamp_ms: now,
+                    })),
+                ));
+                accepted.push(((c.topic, c.partition), value));
+                results.push(Ok(()));
+            }
+        }
+        if !writes.is_empty() {
+            if let Err(e) = self.append(group_id, writes) {
+                return Ok(results.into_iter().map(|r| r.and(Err(e))).collect());
+            }
+            entry.offsets.extend(accepted);
+        }
+        Ok(results)
+    }
+
+    /// OffsetFetch: committed offsets for `partitions`, or all of the group's when `None`.
+    pub fn fetch_offsets(&self, group_id: &str, partitions: Option<Vec<(String, i32)>>) -> Vec<(String, i32, Option<CommittedOffset>)> {
+        let groups = self.groups();
+        let offsets = groups.get(group_id).map(|e| &e.offsets);
+        match partitions {
+            Some(list) => list
+                .into_iter()
+                .map(|(t, p)| {
+                    let c = offsets.and_then(|o| o.get(&(t.clone(), p)).cloned());
+                    (t, p, c)
+                })
+                .collect(),
+            None => offsets
+                .map(|o| o.iter().map(|((t, p), c)| (t.clone(), *p, Some(c.clone()))).collect())
+                .unwrap_or_default(),
+        }
+    }
+
+    pub fn describe(&self, group_id: &str) -> Option<GroupDescription> {
+        let groups = self.groups();
+        let g = &groups.get(group_id)?.group;
+        let protocol = g.protocol_name.clone().unwrap_or_default();
+        Some(GroupDescription {
+            state: g.state,
+            protocol_type: g.protocol_type.clone().unwrap_or_default(),
+            protocol_name: protocol.clone(),
+            members: g
+                .members
+                .values()
+                .map(|m| MemberDescription {
+                    member_id: m.member_id.clone(),
+                    group_instance_id: m.group_instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    metadata: m.metadata_for(&protocol),
+                    assignment: m.assignment.clone(),
+                })
+                .collect(),
+        })
+    }
+
+    /// ListGroups: (group id, protocol type, state).
+    pub fn list(&self) -> Vec<(String, String, GroupState)> {
+        let groups = self.groups();
+        groups
+            .values()
+            .filter(|e| e.group.state != GroupState::Dead)
+            .map(|e| (e.group.id.clone(), e.group.protocol_type.clone().unwrap_or_default(), e.group.state))
+            .collect()
+    }
+
+    /// DeleteGroups: only empty groups; writes tombstones for the group and its offsets.
+    pub fn delete_group(&self, group_id: &str) -> Result<(), ResponseError> {
+        let now = self.now();
+        let mut groups = self.groups();
+        let entry = groups.get_mut(group_id).ok_or(ResponseError::GroupIdNotFound)?;
+        match entry.group.state {
+            GroupState::Empty => {}
+            GroupState::Dead => return Err(ResponseError::GroupIdNotFound),
+            _ => return Err(ResponseError::NonEmptyGroup),
+        }
+        let mut tombstones: Vec<(Vec<u8>, Option<Vec<u8>>)> =
+            entry.offsets.keys().map(|(t, p)| (records::offset_key(group_id, t, *p), None)).collect();
+        tombstones.push((records::group_key(group_id), None));
+        self.append(group_id, tombstones)?;
+        entry.group.mark_dead(now);
+        groups.remove(group_id);
+        Ok(())
+    }
+
+    /// OffsetDelete: removes committed offsets of topics the group is not subscribed to.
+    pub fn delete_offsets(&self, group_id: &str, partitions: Vec<(String, i32)>) -> Result<Vec<Result<(), ResponseError>>, ResponseError> {
+        let mut groups = self.groups();
+        let entry = groups.get_mut(group_id).ok_or(ResponseError::GroupIdNotFound)?;
+        let subscribed: HashSet<String> = match entry.group.state {
+            GroupState::Empty => HashSet::new(),
+            _ => entry.group.subscribed_topics().ok_or(ResponseError::NonEmptyGroup)?,
+        };
+        let mut results = Vec::new();
+        let mut tombstones = Vec::new();
+        for (t, p) in &partitions {
+            if subscribed.contains(t) {
+                results.push(Err(ResponseError::GroupSubscribedToTopic));
+            } else {
+                if entry.offsets.contains_key(&(t.clone(), *p)) {
+                    tombstones.push((records::offset_key(group_id, t, *p), None));
+                }
+                results.push(Ok(()));
+            }
+        }
+        if !tombstones.is_empty() {
+            self.append(group_id, tombstones)?;
+            for ((t, p), r) in partitions.iter().zip(&results) {
+                if r.is_ok() {
+                    entry.offsets.remove(&(t.clone(), *p));
+                }
+            }
+        }
+        Ok(results)
+    }
+
+    /// Drives session timeouts and rebalance deadlines; expires offsets of long-empty groups
+    /// (`offsets.retention.minutes`).
+    pub fn tick(&self) {
+        let now = self.now();
+        let retention_ms = i64::from(self.broker.config.int("offsets.retention.minutes")) * 60_000;
+        let mut groups = self.groups();
+        let mut expired_groups = Vec::new();
+        for entry in groups.values_mut() {
+            let was = entry.group.state;
+            if entry.group.is_active() {
+                entry.group.tick(&self.limits, now);
+            }
+            if was != GroupState::Empty && entry.group.state == GroupState::Empty {
+                self.persist_group(entry);
+            }
+            if entry.group.state == GroupState::Empty && now - entry.group.state_timestamp_ms > retention_ms {
+                let stale: Vec<(String, i32)> = entry
+                    .offsets
+                    .iter()
+                    .filter(|(_, c)| now - c.commit_timestamp_ms > retention_ms)
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                if !stale.is_empty() {
+                    let tombstones = stale.iter().map(|(t, p)| (records::offset_key(&entry.group.id, t, *p), None)).collect();
+                    if self.append(&entry.group.id, tombstones).is_ok() {
+                        for k in &stale {
+                            entry.offsets.remove(k);
+                        }
+                    }
+                }
+                if entry.offsets.is_empty() {
+                    expired_groups.push(entry.group.id.clone());
+                }
+            }
+        }
+        for id in expired_groups {
+            if self.append(&id, vec![(records::group_key(&id), None)]).is_ok() {
+                groups.remove(&id);
+            }
+        }
+    }
+
+    /// Committed offsets of every group, for lag metrics: (group, topic, partition, offset).
+    pub fn all_committed(&self) -> Vec<(String, String, i32, i64)> {
+        let groups = self.groups();
+        groups
+            .values()
+            .flat_map(|e| e.offsets.iter().map(|((t, p), c)| (e.group.id.clone(), t.clone(), *p, c.offset)))
+            .collect()
+    }
+
+    /// Groups by state name, for metrics.
+    pub fn counts_by_state(&self) -> BTreeMap<&'static str, usize> {
+        let groups = self.groups();
+        let mut out = BTreeMap::new();
+        for e in groups.values() {
+            *out.entry(e.group.state.name()).or_default() += 1;
+        }
+        out
+    }
+}
+
+/// Kafka's classic `validateOffsetCommit`.
+fn validate_commit(group: &ClassicGroup, member_id: &str, instance: Option<&str>, generation_id: i32) -> Result<(), ResponseError> {
+    match group.state {
+        GroupState::Dead => return Err(ResponseError::CoordinatorNotAvailable),
+        GroupState::Empty if generation_id < 0 => return Ok(()),
+        _ => {}
+    }
+    if generation_id < 0 && member_id.is_empty() && instance.is_none() {
+        // A standalone commit into a group that has members.
+        return Err(ResponseError::IllegalGeneration);
+    }
+    if !group.members.contains_key(member_id) {
+        return Err(ResponseError::UnknownMemberId);
+    }
+    if generation_id != group.generation_id {
+        return Err(ResponseError::IllegalGeneration);
+    }
+    if group.state == GroupState::CompletingRebalance {
+        return Err(ResponseError::RebalanceInProgress);
+    }
+    Ok(())
+}
+
+fn apply_record(groups: &mut HashMap<String, GroupEntry>, record: &Record, now_ms: i64) {
+    let Some(key) = record.key.as_deref().and_then(records::parse_key) else { return };
+    match key {
+        records::Key::Offset { group, topic, partition } => match record.value.as_deref().and_then(records::parse_offset_value) {
+            Some(v) => {
+                let e = groups
+                    .entry(group.clone())
+                    .or_insert_with(|| GroupEntry { group: ClassicGroup::new(group, now_ms), offsets: BTreeMap::new() });
+                e.offsets.insert(
+                    (topic, partition),
+                    CommittedOffset { offset: v.offset, leader_epoch: v.leader_epoch, metadata: v.metadata, commit_timestamp_ms: v.commit_timestamp_ms },
+                );
+            }
+            None => {
+                if let Some(e) = groups.get_mut(&group) {
+                    e.offsets.remove(&(topic, partition));
+                }
+            }
+        },
+        records::Key::Group { group } => match record.value.as_deref().and_then(records::parse_group_value) {
+            Some(v) => {
+                let offsets = groups.remove(&group).map(|e| e.offsets).unwrap_or_default();
+                let g = ClassicGroup::restore(
+                    group.clone(),
+                    v.generation_id,
+                    (!v.protocol_type.is_empty()).then_some(v.protocol_type),
+                    v.protocol_name,
+                    now_ms,
+                );
+                groups.insert(group, GroupEntry { group: g, offsets });
+            }
+            None => {
+                groups.remove(&group);
+            }
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn java_string_hash_matches() {
+        // Values of Java's "abc".hashCode() and "".hashCode().
+        assert_eq!(java_hash("abc"), 96354);
+        assert_eq!(java_hash(""), 0);
+        // "polygenelubricants".hashCode() is Integer.MIN_VALUE in Java.
+        assert_eq!(java_hash("polygenelubricants"), i32::MIN);
+    }
+}
