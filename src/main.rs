@@ -64,12 +64,23 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let addr = config.listener()?;
     let broker = Broker::open(config, Arc::new(SystemClock)).context("opening the data directory")?;
-    let api = Arc::new(Api::new(broker.clone()));
-    let server = Server::bind(addr, api).await.with_context(|| format!("binding {addr}"))?;
+    let api = Arc::new(Api::new(broker.clone()).context("starting the group coordinator")?);
+    let server = Server::bind(addr, api.clone()).await.with_context(|| format!("binding {addr}"))?;
     let local = server.local_addr()?;
     broker.set_advertised(local.ip().to_string(), local.port() as i32);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let background = spawn_background(broker.clone(), shutdown_rx.clone());
+    let groups = api.groups.clone();
+    let mut group_shutdown = shutdown_rx.clone();
+    let group_ticker = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(GROUP_TICK);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => groups.tick(),
+                _ = group_shutdown.changed() => return,
+            }
+        }
+    });
     tracing::info!(listener = %local, elapsed_ms = started.elapsed().as_millis() as u64, "ready");
     // Test harnesses wait for this line on stdout.
     println!("blumfeld listening on {}:{}", local.ip(), local.port());
@@ -79,11 +90,15 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     let _ = shutdown_tx.send(true);
     let _ = serving.await;
     background.abort();
+    group_ticker.abort();
     let b = broker.clone();
     tokio::task::spawn_blocking(move || b.shutdown()).await?;
     tracing::info!("clean shutdown complete");
     Ok(())
 }
+
+/// How often group sessions and rebalance deadlines are checked.
+const GROUP_TICK: Duration = Duration::from_millis(100);
 
 /// Longest period of a background task (a year); longer settings mean "practically never".
 const INTERVAL_MS_MAX: i64 = 365 * 24 * 3_600_000;

@@ -8,20 +8,30 @@
 
 pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_groups;
 pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
+pub mod describe_groups;
 pub mod errors;
 pub mod fetch;
 pub mod fetch_session;
+pub mod heartbeat;
 pub mod find_coordinator;
 pub mod incremental_alter_configs;
 pub mod init_producer_id;
+pub mod join_group;
+pub mod leave_group;
+pub mod list_groups;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_commit;
+pub mod offset_delete;
+pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
+pub mod sync_group;
 pub mod versions;
 
 use std::sync::{Arc, Mutex};
@@ -31,7 +41,8 @@ use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeade
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use thiserror::Error;
 
-use crate::broker::Broker;
+use crate::broker::{Broker, BrokerError};
+use crate::group::GroupCoordinator;
 use fetch_session::FetchSessionCache;
 
 #[derive(Debug, Error)]
@@ -56,12 +67,15 @@ pub struct RequestContext {
     pub version: i16,
     pub correlation_id: i32,
     pub client_id: Option<StrBytes>,
+    /// The client's address as Kafka shows it (`/127.0.0.1`).
+    pub client_host: String,
 }
 
 /// The Kafka API of one broker: shared by every connection.
 pub struct Api {
     pub broker: Arc<Broker>,
     pub fetch_sessions: Mutex<FetchSessionCache>,
+    pub groups: Arc<GroupCoordinator>,
 }
 
 /// A handler's answer: a response, or nothing at all (acks=0).
@@ -73,14 +87,18 @@ pub enum Reply {
 }
 
 impl Api {
-    pub fn new(broker: Arc<Broker>) -> Self {
+    /// Sets up the API of `broker`, including the group coordinator (which loads
+    /// `__consumer_offsets`).
+    pub fn new(broker: Arc<Broker>) -> Result<Self, BrokerError> {
         let slots = broker.config.int("max.incremental.fetch.session.cache.slots").max(0) as usize;
-        Self { broker, fetch_sessions: Mutex::new(FetchSessionCache::new(slots)) }
+        let groups = GroupCoordinator::new(broker.clone());
+        groups.start()?;
+        Ok(Self { broker, fetch_sessions: Mutex::new(FetchSessionCache::new(slots)), groups })
     }
 
     /// Decodes, handles and encodes one request frame.
-    pub async fn handle_frame(&self, frame: Bytes) -> Result<Option<BytesMut>, ApiError> {
-        let (ctx, request) = match decode_request(frame)? {
+    pub async fn handle_frame(&self, frame: Bytes, client_host: &str) -> Result<Option<BytesMut>, ApiError> {
+        let (mut ctx, request) = match decode_request(frame)? {
             Decoded::Request(ctx, request) => (ctx, request),
             Decoded::UnsupportedApiVersions { correlation_id } => {
                 // A newer client than us: answer v0 with UNSUPPORTED_VERSION and our table, so
@@ -88,6 +106,7 @@ impl Api {
                 return versions::unsupported_version_response(correlation_id).map(Some);
             }
         };
+        ctx.client_host = client_host.to_string();
         let span = tracing::debug_span!("request", api = ?ctx.api_key, version = ctx.version, correlation_id = ctx.correlation_id);
         let _enter = span.enter();
         match self.dispatch(&ctx, request).await {
@@ -116,6 +135,16 @@ impl Api {
             R::IncrementalAlterConfigs(req) => {
                 S::IncrementalAlterConfigs(incremental_alter_configs::handle(self, req))
             }
+            R::JoinGroup(req) => S::JoinGroup(join_group::handle(self, ctx, req).await),
+            R::SyncGroup(req) => S::SyncGroup(sync_group::handle(self, ctx, req).await),
+            R::Heartbeat(req) => S::Heartbeat(heartbeat::handle(self, req)),
+            R::LeaveGroup(req) => S::LeaveGroup(leave_group::handle(self, v, req)),
+            R::OffsetCommit(req) => S::OffsetCommit(offset_commit::handle(self, v, req)),
+            R::OffsetFetch(req) => S::OffsetFetch(offset_fetch::handle(self, v, req)),
+            R::DescribeGroups(req) => S::DescribeGroups(describe_groups::handle(self, req)),
+            R::ListGroups(req) => S::ListGroups(list_groups::handle(self, v, req)),
+            R::DeleteGroups(req) => S::DeleteGroups(delete_groups::handle(self, req)),
+            R::OffsetDelete(req) => S::OffsetDelete(offset_delete::handle(self, req)),
             R::FindCoordinator(req) => S::FindCoordinator(find_coordinator::handle(self, v, req)),
             R::DescribeCluster(req) => S::DescribeCluster(describe_cluster::handle(self, req)),
             R::DeleteRecords(req) => S::DeleteRecords(delete_records::handle(self, req)),
@@ -155,7 +184,7 @@ pub fn decode_request(frame: Bytes) -> Result<Decoded, ApiError> {
     let decode_err = |e: anyhow::Error| ApiError::Decode { api: api_key, version, reason: e.to_string() };
     let header = RequestHeader::decode(&mut buf, api_key.request_header_version(version)).map_err(decode_err)?;
     let request = RequestKind::decode(api_key, &mut buf, version).map_err(decode_err)?;
-    let ctx = RequestContext { api_key, version, correlation_id, client_id: header.client_id };
+    let ctx = RequestContext { api_key, version, correlation_id, client_id: header.client_id, client_host: String::new() };
     Ok(Decoded::Request(ctx, request))
 }
 
@@ -350,6 +379,96 @@ mod tests {
                 vec![RequestKind::IncrementalAlterConfigs(r)]
             }
             ApiKey::DescribeCluster => vec![RequestKind::DescribeCluster(DescribeClusterRequest::default())],
+            ApiKey::JoinGroup => {
+                let mut p = join_group_request::JoinGroupRequestProtocol::default();
+                p.name = StrBytes::from_static_str("range");
+                p.metadata = Bytes::from_static(&[0, 0, 0, 0, 0, 1, 0, 1, b't', 0, 0, 0, 0]);
+                let mut r = JoinGroupRequest::default();
+                r.group_id = GroupId(StrBytes::from_string(format!("g{version}")));
+                r.session_timeout_ms = 10_000;
+                r.rebalance_timeout_ms = 10_000;
+                r.protocol_type = StrBytes::from_static_str("consumer");
+                r.protocols = vec![p];
+                vec![RequestKind::JoinGroup(r)]
+            }
+            ApiKey::SyncGroup => {
+                let mut r = SyncGroupRequest::default();
+                r.group_id = GroupId(StrBytes::from_static_str("g0"));
+                r.member_id = StrBytes::from_static_str("nobody");
+                vec![RequestKind::SyncGroup(r)]
+            }
+            ApiKey::Heartbeat => {
+                let mut r = HeartbeatRequest::default();
+                r.group_id = GroupId(StrBytes::from_static_str("g0"));
+                vec![RequestKind::Heartbeat(r)]
+            }
+            ApiKey::LeaveGroup => {
+                let mut r = LeaveGroupRequest::default();
+                r.group_id = GroupId(StrBytes::from_static_str("g0"));
+                if version >= 3 {
+                    let mut m = leave_group_request::MemberIdentity::default();
+                    m.member_id = StrBytes::from_static_str("nobody");
+                    r.members = vec![m];
+                } else {
+                    r.member_id = StrBytes::from_static_str("nobody");
+                }
+                vec![RequestKind::LeaveGroup(r)]
+            }
+            ApiKey::OffsetCommit => {
+                let mut p = offset_commit_request::OffsetCommitRequestPartition::default();
+                p.committed_offset = 1;
+                let mut t = offset_commit_request::OffsetCommitRequestTopic::default();
+                t.name = name("t");
+                t.partitions = vec![p.clone(), { let mut q = p; q.partition_index = 9; q }];
+                let mut r = OffsetCommitRequest::default();
+                r.group_id = GroupId(StrBytes::from_static_str("simple"));
+                r.generation_id_or_member_epoch = -1;
+                r.topics = vec![t];
+                vec![RequestKind::OffsetCommit(r)]
+            }
+            ApiKey::OffsetFetch => {
+                let mut r = OffsetFetchRequest::default();
+                if version >= 8 {
+                    let mut t = offset_fetch_request::OffsetFetchRequestTopics::default();
+                    t.name = name("t");
+                    t.partition_indexes = vec![0, 1];
+                    let mut g = offset_fetch_request::OffsetFetchRequestGroup::default();
+                    g.group_id = GroupId(StrBytes::from_static_str("simple"));
+                    g.topics = Some(vec![t]);
+                    let mut all = g.clone();
+                    all.topics = None;
+                    r.groups = vec![g, all];
+                } else {
+                    let mut t = offset_fetch_request::OffsetFetchRequestTopic::default();
+                    t.name = name("t");
+                    t.partition_indexes = vec![0, 1];
+                    r.group_id = GroupId(StrBytes::from_static_str("simple"));
+                    r.topics = Some(vec![t]);
+                }
+                vec![RequestKind::OffsetFetch(r)]
+            }
+            ApiKey::DescribeGroups => {
+                let mut r = DescribeGroupsRequest::default();
+                r.groups = vec![GroupId(StrBytes::from_static_str("g9")), GroupId(StrBytes::from_static_str("nope"))];
+                vec![RequestKind::DescribeGroups(r)]
+            }
+            ApiKey::ListGroups => vec![RequestKind::ListGroups(ListGroupsRequest::default())],
+            ApiKey::DeleteGroups => {
+                let mut r = DeleteGroupsRequest::default();
+                r.groups_names = vec![GroupId(StrBytes::from_static_str("nope"))];
+                vec![RequestKind::DeleteGroups(r)]
+            }
+            ApiKey::OffsetDelete => {
+                let mut p = offset_delete_request::OffsetDeleteRequestPartition::default();
+                p.partition_index = 0;
+                let mut t = offset_delete_request::OffsetDeleteRequestTopic::default();
+                t.name = name("t");
+                t.partitions = vec![p];
+                let mut r = OffsetDeleteRequest::default();
+                r.group_id = GroupId(StrBytes::from_static_str("simple"));
+                r.topics = vec![t];
+                vec![RequestKind::OffsetDelete(r)]
+            }
             ApiKey::FindCoordinator => {
                 let mut r = FindCoordinatorRequest::default();
                 if version >= 4 {
@@ -368,16 +487,20 @@ mod tests {
     #[test]
     fn every_served_version_of_every_handler_encodes() {
         let dir = tempfile::tempdir().unwrap();
-        let config = BrokerConfig::load(None, &[format!("log.dirs={}", dir.path().display())]).unwrap();
+        let config = BrokerConfig::load(
+            None,
+            &[format!("log.dirs={}", dir.path().display()), "group.initial.rebalance.delay.ms=0".into(), "offsets.topic.num.partitions=3".into()],
+        )
+        .unwrap();
         let broker = crate::broker::Broker::open(config, Arc::new(SystemClock)).unwrap();
         broker.auto_create_topic("t").unwrap();
         let topic_id = broker.topic_id("t").unwrap();
-        let api = Api::new(broker);
+        let api = Api::new(broker).unwrap();
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         for s in versions::SERVED {
             for v in s.min..=s.max {
                 for req in requests(s.api, v, topic_id) {
-                    let ctx = RequestContext { api_key: s.api, version: v, correlation_id: 1, client_id: None };
+                    let ctx = RequestContext { api_key: s.api, version: v, correlation_id: 1, client_id: None, client_host: "/127.0.0.1".into() };
                     match rt.block_on(api.dispatch(&ctx, req)) {
                         Reply::Response(resp) => {
                             if let Err(e) = encode_response(s.api, v, 1, &resp) {

@@ -41,6 +41,16 @@ pub const SERVED: &[Served] = &[
     served(ApiKey::IncrementalAlterConfigs, 0, 1),
     served(ApiKey::DescribeCluster, 0, 2),
     served(ApiKey::FindCoordinator, 0, 6),
+    served(ApiKey::JoinGroup, 0, 9),
+    served(ApiKey::SyncGroup, 0, 5),
+    served(ApiKey::Heartbeat, 0, 4),
+    served(ApiKey::LeaveGroup, 0, 5),
+    served(ApiKey::OffsetCommit, 2, 9),
+    served(ApiKey::OffsetFetch, 1, 9),
+    served(ApiKey::DescribeGroups, 0, 5),
+    served(ApiKey::ListGroups, 0, 5),
+    served(ApiKey::DeleteGroups, 0, 2),
+    served(ApiKey::OffsetDelete, 0, 0),
 ];
 
 pub fn is_supported(api: ApiKey, version: i16) -> bool {
@@ -142,6 +152,16 @@ mod tests {
             }
             ApiKey::DescribeCluster => RequestKind::DescribeCluster(DescribeClusterRequest::default()),
             ApiKey::FindCoordinator => RequestKind::FindCoordinator(FindCoordinatorRequest::default()),
+            ApiKey::JoinGroup => RequestKind::JoinGroup(JoinGroupRequest::default()),
+            ApiKey::SyncGroup => RequestKind::SyncGroup(SyncGroupRequest::default()),
+            ApiKey::Heartbeat => RequestKind::Heartbeat(HeartbeatRequest::default()),
+            ApiKey::LeaveGroup => RequestKind::LeaveGroup(LeaveGroupRequest::default()),
+            ApiKey::OffsetCommit => RequestKind::OffsetCommit(OffsetCommitRequest::default()),
+            ApiKey::OffsetFetch => RequestKind::OffsetFetch(OffsetFetchRequest::default()),
+            ApiKey::DescribeGroups => RequestKind::DescribeGroups(DescribeGroupsRequest::default()),
+            ApiKey::ListGroups => RequestKind::ListGroups(ListGroupsRequest::default()),
+            ApiKey::DeleteGroups => RequestKind::DeleteGroups(DeleteGroupsRequest::default()),
+            ApiKey::OffsetDelete => RequestKind::OffsetDelete(OffsetDeleteRequest::default()),
             other => panic!("add {other:?} to the round-trip test"),
         }
     }
@@ -168,6 +188,16 @@ mod tests {
             }
             ApiKey::DescribeCluster => ResponseKind::DescribeCluster(DescribeClusterResponse::default()),
             ApiKey::FindCoordinator => ResponseKind::FindCoordinator(FindCoordinatorResponse::default()),
+            ApiKey::JoinGroup => ResponseKind::JoinGroup(JoinGroupResponse::default()),
+            ApiKey::SyncGroup => ResponseKind::SyncGroup(SyncGroupResponse::default()),
+            ApiKey::Heartbeat => ResponseKind::Heartbeat(HeartbeatResponse::default()),
+            ApiKey::LeaveGroup => ResponseKind::LeaveGroup(LeaveGroupResponse::default()),
+            ApiKey::OffsetCommit => ResponseKind::OffsetCommit(OffsetCommitResponse::default()),
+            ApiKey::OffsetFetch => ResponseKind::OffsetFetch(OffsetFetchResponse::default()),
+            ApiKey::DescribeGroups => ResponseKind::DescribeGroups(DescribeGroupsResponse::default()),
+            ApiKey::ListGroups => ResponseKind::ListGroups(ListGroupsResponse::default()),
+            ApiKey::DeleteGroups => ResponseKind::DeleteGroups(DeleteGroupsResponse::default()),
+            ApiKey::OffsetDelete => ResponseKind::OffsetDelete(OffsetDeleteResponse::default()),
             other => panic!("add {other:?} to the round-trip test"),
         }
     }

@@ -25,10 +25,11 @@ fn codec(max_frame_bytes: usize) -> LengthDelimitedCodec {
 
 pub async fn serve(stream: TcpStream, peer: SocketAddr, api: Arc<Api>, shutdown: watch::Receiver<bool>) {
     let span = tracing::debug_span!("connection", %peer);
-    serve_inner(stream, api, shutdown).instrument(span).await
+    serve_inner(stream, peer, api, shutdown).instrument(span).await
 }
 
-async fn serve_inner(stream: TcpStream, api: Arc<Api>, mut shutdown: watch::Receiver<bool>) {
+async fn serve_inner(stream: TcpStream, peer: SocketAddr, api: Arc<Api>, mut shutdown: watch::Receiver<bool>) {
+    let client_host = format!("/{}", peer.ip());
     let _ = stream.set_nodelay(true);
     let config = &api.broker.config;
     let max_frame = config.int("socket.request.max.bytes").max(0) as usize;
@@ -74,7 +75,7 @@ async fn serve_inner(stream: TcpStream, api: Arc<Api>, mut shutdown: watch::Rece
         // Cancelling at shutdown is safe: handlers await only while long-polling, never in
         // the middle of an append.
         let handled = tokio::select! {
-            h = api.handle_frame(frame.freeze()) => h,
+            h = api.handle_frame(frame.freeze(), &client_host) => h,
             _ = shutdown.changed() => break,
         };
         match handled {
