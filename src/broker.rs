@@ -151,13 +151,12 @@ impl Broker {
             replication_factor: -1,
             configs: Default::default(),
         };
-        let res = self.apply_metadata(|image| {
+        self.apply_metadata(|image| {
             if image.topic(name).is_some() {
                 return Ok((vec![], ()));
             }
             Ok((vec![controller::create_topic(image, &self.config, &spec)?], ()))
-        });
-        res
+        })
     }
 
     /// The log configuration of a topic: its overrides over the broker defaults.
@@ -364,6 +363,7 @@ fn write_lock<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 
 /// Reserved for tests of the producer-id allocator and friends.
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

@@ -448,6 +448,7 @@ pub fn check_topic_config(key: &str, value: &str) -> Result<String, String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

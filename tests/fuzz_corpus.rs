@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Replays the fuzz corpora through the fuzzed functions on every `cargo test`, so a crash
 //! found once stays fixed. `cargo test --test fuzz_corpus -- --ignored write_request_seeds`
 //! regenerates the request seeds (one valid frame per served API and version).

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Produce and fetch against a running broker: offsets, idempotence, long poll, sessions,
 //! ListOffsets, DeleteRecords, OffsetForLeaderEpoch, restart and crash recovery.
 

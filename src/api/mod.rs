@@ -78,7 +78,9 @@ pub struct Api {
     pub groups: Arc<GroupCoordinator>,
 }
 
-/// A handler's answer: a response, or nothing at all (acks=0).
+/// A handler's answer: a response, or nothing at all (acks=0). Responses are large and
+/// short-lived; boxing them would cost an allocation per request for nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Reply {
     Response(ResponseKind),
     NoResponse,
@@ -158,6 +160,7 @@ impl Api {
 }
 
 /// A decoded request frame.
+#[allow(clippy::large_enum_variant)]
 pub enum Decoded {
     Request(RequestContext, RequestKind),
     /// ApiVersions at a version we do not serve: answered with the v0 fallback.
@@ -217,6 +220,7 @@ pub(crate) fn str_bytes(s: &str) -> StrBytes {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     //! Every served version of every handler must produce a response that encodes: the codec
     //! refuses fields set outside their versions, so a handler that fills a newer field

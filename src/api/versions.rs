@@ -85,6 +85,7 @@ pub fn unsupported_version_response(correlation_id: i32) -> Result<BytesMut, Api
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use kafka_protocol::messages::{RequestKind, ResponseKind};

@@ -371,7 +371,8 @@ impl ClassicGroup {
         let all_joined = self.members.values().all(|m| m.awaiting_join.is_some());
         let delay_over = self.initial_join_deadline_ms.is_none_or(|d| now_ms >= d);
         let deadline_passed = now_ms >= self.rebalance_deadline_ms;
-        if !(all_joined && delay_over) && !deadline_passed {
+        let ready = all_joined && delay_over;
+        if !ready && !deadline_passed {
             return;
         }
         let gone: Vec<String> = self.members.values().filter(|m| m.awaiting_join.is_none()).map(|m| m.member_id.clone()).collect();
@@ -617,6 +618,7 @@ impl ClassicGroup {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

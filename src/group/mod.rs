@@ -564,6 +564,7 @@ fn apply_record(groups: &mut HashMap<String, GroupEntry>, record: &Record, now_m
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

@@ -2,8 +2,9 @@
 //! read the topic (e.g. its console formatter) understand them:
 //! - key v1 `OffsetCommitKey` {group, topic, partition} → value v3 `OffsetCommitValue`
 //!   {offset, leader_epoch, metadata, commit_timestamp}
-//! - key v2 `GroupMetadataKey` {group} → value v3 `GroupMetadataValue` {protocol_type,
-//!   generation, protocol, leader, current_state_timestamp, members}
+//! - key v2 `GroupMetadataKey` {group} → value v3 `GroupMetadataValue`
+//!   {protocol_type, generation, protocol, leader, current_state_timestamp, members}
+//!
 //! A null value is a tombstone. Plus the consumer protocol's subscription, read to learn which
 //! topics a classic group is subscribed to.
 
@@ -183,6 +184,7 @@ pub fn consumer_subscription_topics(metadata: &[u8]) -> Option<Vec<String>> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

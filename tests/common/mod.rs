@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Test harness: runs the real `blumfeld` binary on 127.0.0.1 with an ephemeral port and its
 //! own temp data dir, and a minimal Kafka client built on `kafka-protocol`.
 #![allow(dead_code)]
