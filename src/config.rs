@@ -78,6 +78,7 @@ pub const BROKER_KEYS: &[KeyDef] = &[
     key!("log.retention.hours", Kind::Int, Some("168"), "Keep data this long, in hours"),
     key!("log.retention.bytes", Kind::Long, Some("-1"), "Keep at most this many bytes per partition (-1: no limit)"),
     key!("log.retention.check.interval.ms", Kind::Long, Some("300000"), "How often retention runs"),
+    key!("log.initial.task.delay.ms", Kind::Long, Some("30000"), "Delay after start-up before retention and flushing tasks first run"),
     key!("log.index.interval.bytes", Kind::Int, Some("4096"), "Bytes between offset index entries"),
     key!("log.index.size.max.bytes", Kind::Int, Some("10485760"), "Maximum size of one offset index"),
     key!("log.flush.interval.messages", Kind::Long, Some(LONG_MAX), "Fsync after this many messages"),

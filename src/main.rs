@@ -108,10 +108,12 @@ const INTERVAL_MS_MAX: i64 = 365 * 24 * 3_600_000;
 /// periodic flusher.
 fn spawn_background(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
+        let initial_delay = Duration::from_millis(broker.config.long("log.initial.task.delay.ms").clamp(0, INTERVAL_MS_MAX) as u64);
         let every = |key: &str| {
             // Clamped: an "infinite" Kafka interval must not overflow the timer's arithmetic.
             let ms = broker.config.long(key).clamp(1, INTERVAL_MS_MAX);
-            let mut i = tokio::time::interval(Duration::from_millis(ms as u64));
+            let period = Duration::from_millis(ms as u64);
+            let mut i = tokio::time::interval_at(tokio::time::Instant::now() + initial_delay, period);
             i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             i
         };

@@ -105,9 +105,9 @@ impl GroupCoordinator {
         self.broker.clock.now_ms()
     }
 
-    /// Creates `__consumer_offsets` if needed and replays it.
+    /// Replays `__consumer_offsets` if it exists. Like Kafka, the topic is created on first
+    /// use, so a broker that never sees a group starts without its 50 partitions.
     pub fn start(&self) -> Result<(), BrokerError> {
-        self.ensure_offsets_topic()?;
         self.load();
         Ok(())
     }
@@ -167,6 +167,12 @@ impl GroupCoordinator {
 
     /// Appends records for `group` to its `__consumer_offsets` partition.
     fn append(&self, group: &str, entries: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<(), ResponseError> {
+        if self.broker.image().topic(OFFSETS_TOPIC).is_none() {
+            self.ensure_offsets_topic().map_err(|e| {
+                tracing::error!(error = %e, "cannot create __consumer_offsets");
+                ResponseError::CoordinatorNotAvailable
+            })?;
+        }
         let tp = crate::types::TopicPartition::new(OFFSETS_TOPIC, self.partition_for(group));
         let partition = self.broker.partition(&tp).ok_or(ResponseError::CoordinatorNotAvailable)?;
         let now = self.now();
