@@ -606,13 +606,44 @@ impl ClassicGroup {
         Some(topics)
     }
 
-    /// Restores a group loaded from `__consumer_offsets` (members are not restored: clients
-    /// rejoin after a coordinator restart, as with Kafka's failover).
-    pub fn restore(id: String, generation_id: i32, protocol_type: Option<String>, protocol_name: Option<String>, now_ms: i64) -> Self {
+    /// Restores a group loaded from `__consumer_offsets`, members included, as Kafka does on
+    /// coordinator failover: a group with members comes back `Stable` and its members keep
+    /// their generation as long as they heartbeat within their session timeout.
+    pub fn restore(
+        value: super::records::GroupValue,
+        id: String,
+        members: Vec<super::records::StoredMember>,
+        now_ms: i64,
+    ) -> Self {
         let mut g = Self::new(id, now_ms);
-        g.generation_id = generation_id;
-        g.protocol_type = protocol_type;
-        g.protocol_name = protocol_name;
+        g.generation_id = value.generation_id;
+        g.protocol_type = (!value.protocol_type.is_empty()).then_some(value.protocol_type);
+        g.protocol_name = value.protocol_name.clone();
+        let protocol = value.protocol_name.unwrap_or_default();
+        for m in members {
+            if let Some(instance) = &m.group_instance_id {
+                g.static_members.insert(instance.clone(), m.member_id.clone());
+            }
+            let member = Member {
+                member_id: m.member_id.clone(),
+                group_instance_id: m.group_instance_id,
+                client_id: m.client_id,
+                client_host: m.client_host,
+                session_timeout_ms: m.session_timeout_ms,
+                rebalance_timeout_ms: m.rebalance_timeout_ms,
+                protocol_type: g.protocol_type.clone().unwrap_or_default(),
+                protocols: vec![(protocol.clone(), Bytes::from(m.subscription))],
+                assignment: Bytes::from(m.assignment),
+                last_heartbeat_ms: now_ms,
+                awaiting_join: None,
+                awaiting_sync: None,
+            };
+            g.members.insert(m.member_id, member);
+        }
+        if !g.members.is_empty() {
+            g.leader = value.leader.filter(|l| g.members.contains_key(l));
+            g.transition(GroupState::Stable, now_ms);
+        }
         g
     }
 }

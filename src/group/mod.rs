@@ -208,17 +208,20 @@ impl GroupCoordinator {
 
     fn persist_group(&self, entry: &GroupEntry) {
         let g = &entry.group;
+        let protocol = g.protocol_name.clone().unwrap_or_default();
+        let subscriptions: Vec<Bytes> = g.members.values().map(|m| m.metadata_for(&protocol)).collect();
         let members: Vec<records::MemberValue<'_>> = g
             .members
             .values()
-            .map(|m| records::MemberValue {
+            .zip(&subscriptions)
+            .map(|(m, subscription)| records::MemberValue {
                 member_id: &m.member_id,
                 group_instance_id: m.group_instance_id.as_deref(),
                 client_id: &m.client_id,
                 client_host: &m.client_host,
                 rebalance_timeout_ms: m.rebalance_timeout_ms,
                 session_timeout_ms: m.session_timeout_ms,
-                subscription: &[],
+                subscription,
                 assignment: &m.assignment,
             })
             .collect();
@@ -550,16 +553,10 @@ fn apply_record(groups: &mut HashMap<String, GroupEntry>, record: &Record, now_m
                 }
             }
         },
-        records::Key::Group { group } => match record.value.as_deref().and_then(records::parse_group_value) {
-            Some(v) => {
+        records::Key::Group { group } => match record.value.as_deref().and_then(records::parse_group_value_with_members) {
+            Some((v, members)) => {
                 let offsets = groups.remove(&group).map(|e| e.offsets).unwrap_or_default();
-                let g = ClassicGroup::restore(
-                    group.clone(),
-                    v.generation_id,
-                    (!v.protocol_type.is_empty()).then_some(v.protocol_type),
-                    v.protocol_name,
-                    now_ms,
-                );
+                let g = ClassicGroup::restore(v, group.clone(), members, now_ms);
                 groups.insert(group, GroupEntry { group: g, offsets });
             }
             None => {
@@ -573,6 +570,62 @@ fn apply_record(groups: &mut HashMap<String, GroupEntry>, record: &Record, now_m
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    fn broker(dir: &std::path::Path) -> Arc<Broker> {
+        let config = crate::config::BrokerConfig::load(
+            None,
+            &[format!("log.dirs={}", dir.display()), "offsets.topic.num.partitions=4".into(), "group.initial.rebalance.delay.ms=0".into()],
+        )
+        .unwrap();
+        Broker::open(config, Arc::new(crate::clock::SystemClock)).unwrap()
+    }
+
+    /// Offsets and a stable generation survive a coordinator restart (replay of
+    /// `__consumer_offsets`), and the restored member keeps its generation.
+    #[test]
+    fn offsets_and_groups_survive_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = broker(dir.path());
+        b.auto_create_topic("t").unwrap();
+        let c = GroupCoordinator::new(b.clone());
+        c.start().unwrap();
+        let join = JoinRequest {
+            member_id: String::new(),
+            group_instance_id: None,
+            client_id: "c".into(),
+            client_host: "/127.0.0.1".into(),
+            session_timeout_ms: 10_000,
+            rebalance_timeout_ms: 10_000,
+            protocol_type: "consumer".into(),
+            protocols: vec![("range".into(), Bytes::from_static(b"sub"))],
+            require_known_member_id: false,
+        };
+        let Reply::Later(mut rx) = c.join("g", join) else { panic!("expected to wait") };
+        let joined = rx.try_recv().unwrap();
+        let member = joined.member_id.clone();
+        let Reply::Later(mut rx) = c.sync("g", &member, None, 1, vec![(member.clone(), Bytes::from_static(b"asg"))]) else {
+            panic!("leader sync completes through the channel")
+        };
+        assert_eq!(rx.try_recv().unwrap().assignment, Bytes::from_static(b"asg"));
+        let commit = OffsetCommit { topic: "t".into(), partition: 0, offset: 42, leader_epoch: 0, metadata: Some("m".into()) };
+        assert_eq!(c.commit_offsets("g", &member, None, 1, vec![commit]).unwrap(), vec![Ok(())]);
+        let simple = OffsetCommit { topic: "t".into(), partition: 0, offset: 7, leader_epoch: -1, metadata: None };
+        assert_eq!(c.commit_offsets("solo", "", None, -1, vec![simple]).unwrap(), vec![Ok(())]);
+        drop(c);
+        b.shutdown();
+        drop(b);
+
+        let b = broker(dir.path());
+        let c = GroupCoordinator::new(b);
+        c.start().unwrap();
+        let fetched = c.fetch_offsets("g", Some(vec![("t".into(), 0)]));
+        assert_eq!(fetched[0].2.as_ref().map(|o| (o.offset, o.metadata.as_str())), Some((42, "m")));
+        assert_eq!(c.fetch_offsets("solo", None)[0].2.as_ref().map(|o| o.offset), Some(7));
+        let d = c.describe("g").unwrap();
+        assert_eq!((d.state, d.members.len()), (GroupState::Stable, 1));
+        assert_eq!(d.members[0].assignment, Bytes::from_static(b"asg"));
+        assert_eq!(c.heartbeat("g", &member, None, 1), Ok(()));
+    }
 
     #[test]
     fn java_string_hash_matches() {
