@@ -114,6 +114,9 @@ pub const BROKER_KEYS: &[KeyDef] = &[
     key!("group.min.session.timeout.ms", Kind::Int, Some("6000"), "Shortest session timeout a member may ask for"),
     key!("group.max.session.timeout.ms", Kind::Int, Some("1800000"), "Longest session timeout a member may ask for"),
     key!("group.max.size", Kind::Int, Some("2147483647"), "Members per group at most"),
+    key!("group.consumer.session.timeout.ms", Kind::Int, Some("45000"), "Session timeout of KIP-848 consumer group members"),
+    key!("group.consumer.heartbeat.interval.ms", Kind::Int, Some("5000"), "Heartbeat interval given to KIP-848 consumer group members"),
+    key!("group.consumer.max.size", Kind::Int, Some("2147483647"), "Members per KIP-848 consumer group at most"),
     key!("offsets.retention.minutes", Kind::Int, Some("10080"), "Keep offsets of an empty group this long"),
     key!("controller.quorum.voters", Kind::List, None, "Raft voters (not used by a single node yet)"),
     key!("controller.listener.names", Kind::List, None, "Listener names of the controller"),
@@ -476,6 +479,32 @@ mod tests {
         let err = BrokerConfig::load(None, &["num.partitions=abc".into()]).unwrap_err().to_string();
         assert!(err.contains("num.partitions"), "{err}");
         assert!(BrokerConfig::load(None, &["listeners=SSL://1.2.3.4:9".into()]).is_err());
+    }
+
+    /// Regenerates `config/single-node.yaml` from the key table:
+    /// `cargo test --lib write_single_node_yaml -- --ignored`.
+    #[test]
+    #[ignore = "writes config/single-node.yaml"]
+    fn write_single_node_yaml() {
+        let mut out = String::from(
+            "# Blumfeld single-node configuration: the embedded default, one key per Kafka property.\n\
+             # Keys are Apache Kafka's own property names with Kafka's defaults, so Kafka's documentation\n\
+             # applies. Start with:  blumfeld --config config/single-node.yaml\n\
+             # Override one key on the command line:  --override log.retention.ms=60000\n\
+             # Keys shown commented out have no default (Kafka's null).\n\n",
+        );
+        for k in BROKER_KEYS {
+            out.push_str(&format!("# {}.\n", k.doc));
+            match k.default {
+                None => out.push_str(&format!("# {}:\n\n", k.name)),
+                Some(v) if matches!(k.kind, Kind::Int | Kind::Long | Kind::Bool | Kind::Double) => {
+                    out.push_str(&format!("{}: {v}\n\n", k.name));
+                }
+                Some(v) => out.push_str(&format!("{}: \"{v}\"\n\n", k.name)),
+            }
+        }
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/single-node.yaml");
+        std::fs::write(path, out.trim_end().to_string() + "\n").unwrap();
     }
 
     /// `config/single-node.yaml` documents the embedded defaults: they must agree.

@@ -6,6 +6,8 @@
 //! error when the connection must be closed (unparseable header, unknown API, version we do
 //! not serve), as Kafka does.
 
+pub mod consumer_group_describe;
+pub mod consumer_group_heartbeat;
 pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_groups;
@@ -147,6 +149,8 @@ impl Api {
             R::ListGroups(req) => S::ListGroups(list_groups::handle(self, v, req)),
             R::DeleteGroups(req) => S::DeleteGroups(delete_groups::handle(self, req)),
             R::OffsetDelete(req) => S::OffsetDelete(offset_delete::handle(self, req)),
+            R::ConsumerGroupHeartbeat(req) => S::ConsumerGroupHeartbeat(consumer_group_heartbeat::handle(self, ctx, req)),
+            R::ConsumerGroupDescribe(req) => S::ConsumerGroupDescribe(consumer_group_describe::handle(self, v, req)),
             R::FindCoordinator(req) => S::FindCoordinator(find_coordinator::handle(self, v, req)),
             R::DescribeCluster(req) => S::DescribeCluster(describe_cluster::handle(self, req)),
             R::DeleteRecords(req) => S::DeleteRecords(delete_records::handle(self, req)),
@@ -472,6 +476,25 @@ mod tests {
                 r.group_id = GroupId(StrBytes::from_static_str("simple"));
                 r.topics = vec![t];
                 vec![RequestKind::OffsetDelete(r)]
+            }
+            ApiKey::ConsumerGroupHeartbeat => {
+                let mut r = ConsumerGroupHeartbeatRequest::default();
+                r.group_id = GroupId(StrBytes::from_string(format!("cg{version}")));
+                r.member_id = StrBytes::from_string(format!("m{version}"));
+                r.member_epoch = 0;
+                r.rebalance_timeout_ms = 10_000;
+                r.subscribed_topic_names = Some(vec![name("t")]);
+                if version >= 1 {
+                    r.subscribed_topic_regex = Some(StrBytes::from_static_str("t.*"));
+                }
+                let mut stale = r.clone();
+                stale.member_epoch = 5;
+                vec![RequestKind::ConsumerGroupHeartbeat(r), RequestKind::ConsumerGroupHeartbeat(stale)]
+            }
+            ApiKey::ConsumerGroupDescribe => {
+                let mut r = ConsumerGroupDescribeRequest::default();
+                r.group_ids = vec![GroupId(StrBytes::from_static_str("cg0")), GroupId(StrBytes::from_static_str("nope"))];
+                vec![RequestKind::ConsumerGroupDescribe(r)]
             }
             ApiKey::FindCoordinator => {
                 let mut r = FindCoordinatorRequest::default();

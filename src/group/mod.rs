@@ -8,10 +8,12 @@
 //! Membership itself is not restored: after a coordinator restart members rejoin, as they do
 //! after a Kafka coordinator failover.
 
+pub mod assignor;
 pub mod classic;
+pub mod consumer;
 pub mod records;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::{Bytes, BytesMut};
@@ -21,6 +23,7 @@ use kafka_protocol::records::{Compression, Record, RecordBatchDecoder, RecordBat
 use crate::broker::{Broker, BrokerError};
 use crate::metadata::controller::{self, TopicSpec};
 use classic::{ClassicGroup, GroupLimits, GroupState, JoinRequest, JoinResult, Reply, SyncResult};
+use consumer::{ConsumerGroup, ConsumerLimits, ConsumerMember, HeartbeatRequest, HeartbeatResult, TopicsView};
 
 /// The internal topic holding offsets and group metadata.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -41,7 +44,33 @@ pub struct CommittedOffset {
 
 struct GroupEntry {
     group: ClassicGroup,
+    /// Set when the group uses the KIP-848 protocol; `group` then stays empty.
+    consumer: Option<ConsumerGroup>,
     offsets: BTreeMap<(String, i32), CommittedOffset>,
+}
+
+impl GroupEntry {
+    fn new(id: &str, now_ms: i64) -> Self {
+        Self { group: ClassicGroup::new(id.to_string(), now_ms), consumer: None, offsets: BTreeMap::new() }
+    }
+
+    /// ListGroups' (protocol type, state, group type).
+    fn listing(&self) -> (String, &'static str, &'static str) {
+        match &self.consumer {
+            Some(c) => ("consumer".into(), c.state_name(), "consumer"),
+            None => (self.group.protocol_type.clone().unwrap_or_default(), self.group.state.name(), "classic"),
+        }
+    }
+}
+
+/// A KIP-848 group for ConsumerGroupDescribe.
+pub struct ConsumerGroupDescription {
+    pub state: &'static str,
+    pub group_epoch: i32,
+    pub assignment_epoch: i32,
+    pub assignor: String,
+    pub members: Vec<ConsumerMember>,
+    pub targets: BTreeMap<String, BTreeSet<consumer::Tp>>,
 }
 
 /// A summary for DescribeGroups.
@@ -73,6 +102,7 @@ pub struct OffsetCommit {
 pub struct GroupCoordinator {
     broker: Arc<Broker>,
     limits: GroupLimits,
+    consumer_limits: ConsumerLimits,
     groups: Mutex<HashMap<String, GroupEntry>>,
 }
 
@@ -91,7 +121,12 @@ impl GroupCoordinator {
             initial_rebalance_delay_ms: c.int("group.initial.rebalance.delay.ms"),
             max_size: c.int("group.max.size").max(1) as usize,
         };
-        Arc::new(Self { broker, limits, groups: Mutex::new(HashMap::new()) })
+        let consumer_limits = ConsumerLimits {
+            session_timeout_ms: c.int("group.consumer.session.timeout.ms"),
+            heartbeat_interval_ms: c.int("group.consumer.heartbeat.interval.ms"),
+            max_size: c.int("group.consumer.max.size").max(1) as usize,
+        };
+        Arc::new(Self { broker, limits, consumer_limits, groups: Mutex::new(HashMap::new()) })
     }
 
     fn groups(&self) -> MutexGuard<'_, HashMap<String, GroupEntry>> {
@@ -244,7 +279,7 @@ impl GroupCoordinator {
         let now = self.now();
         groups
             .entry(group_id.to_string())
-            .or_insert_with(|| GroupEntry { group: ClassicGroup::new(group_id.to_string(), now), offsets: BTreeMap::new() })
+            .or_insert_with(|| GroupEntry::new(group_id, now))
     }
 
     pub fn join(&self, group_id: &str, req: JoinRequest) -> Reply<JoinResult> {
@@ -254,6 +289,11 @@ impl GroupCoordinator {
         let now = self.now();
         let mut groups = self.groups();
         let entry = self.entry(&mut groups, group_id);
+        if entry.consumer.as_ref().is_some_and(|c| !c.members.is_empty()) {
+            // Mixing classic and KIP-848 members in one group needs Kafka's upgrade path.
+            return Reply::Now(JoinResult { error: Some(ResponseError::InconsistentGroupProtocol), generation_id: -1, ..Default::default() });
+        }
+        entry.consumer = None;
         let was_empty = entry.group.state == GroupState::Empty;
         let reply = entry.group.join(req, &self.limits, now);
         if !was_empty && entry.group.state == GroupState::Empty {
@@ -313,7 +353,10 @@ impl GroupCoordinator {
         let image = self.broker.image();
         let mut groups = self.groups();
         let entry = self.entry(&mut groups, group_id);
-        validate_commit(&entry.group, member_id, instance, generation_id)?;
+        match &entry.consumer {
+            Some(c) => c.validate_commit(member_id, generation_id)?,
+            None => validate_commit(&entry.group, member_id, instance, generation_id)?,
+        }
         let mut results = Vec::with_capacity(commits.len());
         let mut writes = Vec::new();
         let mut accepted = Vec::new();
@@ -389,14 +432,69 @@ impl GroupCoordinator {
         })
     }
 
-    /// ListGroups: (group id, protocol type, state).
-    pub fn list(&self) -> Vec<(String, String, GroupState)> {
+    /// ListGroups: (group id, protocol type, state, group type).
+    pub fn list(&self) -> Vec<(String, String, &'static str, &'static str)> {
         let groups = self.groups();
         groups
             .values()
             .filter(|e| e.group.state != GroupState::Dead)
-            .map(|e| (e.group.id.clone(), e.group.protocol_type.clone().unwrap_or_default(), e.group.state))
+            .map(|e| {
+                let (protocol_type, state, kind) = e.listing();
+                (e.group.id.clone(), protocol_type, state, kind)
+            })
             .collect()
+    }
+
+    /// The topics the KIP-848 assignors see: every non-internal topic.
+    fn topics_view(&self) -> TopicsView {
+        self.broker
+            .image()
+            .topics
+            .values()
+            .filter(|t| !t.name.starts_with("__"))
+            .map(|t| (t.id, (t.name.clone(), t.partitions)))
+            .collect()
+    }
+
+    /// ConsumerGroupHeartbeat (KIP-848).
+    pub fn consumer_heartbeat(&self, group_id: &str, req: HeartbeatRequest) -> HeartbeatResult {
+        let fail = |e: ResponseError| HeartbeatResult { error: Some(e), member_id: req.member_id.clone(), member_epoch: req.member_epoch, ..Default::default() };
+        if group_id.is_empty() {
+            return fail(ResponseError::InvalidGroupId);
+        }
+        let now = self.now();
+        let topics = self.topics_view();
+        let mut groups = self.groups();
+        let entry = self.entry(&mut groups, group_id);
+        if entry.consumer.is_none() {
+            if entry.group.state != GroupState::Empty {
+                return fail(ResponseError::GroupIdNotFound);
+            }
+            entry.consumer = Some(ConsumerGroup::new(group_id.to_string(), now));
+        }
+        match entry.consumer.as_mut() {
+            Some(c) => c.heartbeat(req, &topics, &self.consumer_limits, now),
+            None => fail(ResponseError::CoordinatorNotAvailable),
+        }
+    }
+
+    /// ConsumerGroupDescribe (KIP-848); `None` when the group is unknown or classic.
+    pub fn describe_consumer(&self, group_id: &str) -> Option<ConsumerGroupDescription> {
+        let groups = self.groups();
+        let c = groups.get(group_id)?.consumer.as_ref()?;
+        Some(ConsumerGroupDescription {
+            state: c.state_name(),
+            group_epoch: c.group_epoch,
+            assignment_epoch: c.assignment_epoch,
+            assignor: c.assignor.clone(),
+            members: c.members.values().cloned().collect(),
+            targets: c.target.clone(),
+        })
+    }
+
+    /// Whether the group exists as a classic group (DescribeGroups answers those).
+    pub fn is_consumer_group(&self, group_id: &str) -> bool {
+        self.groups().get(group_id).is_some_and(|e| e.consumer.is_some())
     }
 
     /// DeleteGroups: only empty groups; writes tombstones for the group and its offsets.
@@ -404,6 +502,9 @@ impl GroupCoordinator {
         let now = self.now();
         let mut groups = self.groups();
         let entry = groups.get_mut(group_id).ok_or(ResponseError::GroupIdNotFound)?;
+        if entry.consumer.as_ref().is_some_and(|c| !c.members.is_empty()) {
+            return Err(ResponseError::NonEmptyGroup);
+        }
         match entry.group.state {
             GroupState::Empty => {}
             GroupState::Dead => return Err(ResponseError::GroupIdNotFound),
@@ -422,9 +523,10 @@ impl GroupCoordinator {
     pub fn delete_offsets(&self, group_id: &str, partitions: Vec<(String, i32)>) -> Result<Vec<Result<(), ResponseError>>, ResponseError> {
         let mut groups = self.groups();
         let entry = groups.get_mut(group_id).ok_or(ResponseError::GroupIdNotFound)?;
-        let subscribed: HashSet<String> = match entry.group.state {
-            GroupState::Empty => HashSet::new(),
-            _ => entry.group.subscribed_topics().ok_or(ResponseError::NonEmptyGroup)?,
+        let subscribed: HashSet<String> = match (&entry.consumer, entry.group.state) {
+            (Some(c), _) => c.subscribed_topic_names(&self.topics_view()).into_iter().collect(),
+            (None, GroupState::Empty) => HashSet::new(),
+            (None, _) => entry.group.subscribed_topics().ok_or(ResponseError::NonEmptyGroup)?,
         };
         let mut results = Vec::new();
         let mut tombstones = Vec::new();
@@ -457,6 +559,10 @@ impl GroupCoordinator {
         let mut groups = self.groups();
         let mut expired_groups = Vec::new();
         for entry in groups.values_mut() {
+            if let Some(c) = entry.consumer.as_mut() {
+                c.tick(&self.consumer_limits, now);
+                continue;
+            }
             let was = entry.group.state;
             if entry.group.is_active() {
                 entry.group.tick(&self.limits, now);
@@ -541,7 +647,7 @@ fn apply_record(groups: &mut HashMap<String, GroupEntry>, record: &Record, now_m
             Some(v) => {
                 let e = groups
                     .entry(group.clone())
-                    .or_insert_with(|| GroupEntry { group: ClassicGroup::new(group, now_ms), offsets: BTreeMap::new() });
+                    .or_insert_with(|| GroupEntry::new(&group, now_ms));
                 e.offsets.insert(
                     (topic, partition),
                     CommittedOffset { offset: v.offset, leader_epoch: v.leader_epoch, metadata: v.metadata, commit_timestamp_ms: v.commit_timestamp_ms },
@@ -557,7 +663,7 @@ fn apply_record(groups: &mut HashMap<String, GroupEntry>, record: &Record, now_m
             Some((v, members)) => {
                 let offsets = groups.remove(&group).map(|e| e.offsets).unwrap_or_default();
                 let g = ClassicGroup::restore(v, group.clone(), members, now_ms);
-                groups.insert(group, GroupEntry { group: g, offsets });
+                groups.insert(group, GroupEntry { group: g, consumer: None, offsets });
             }
             None => {
                 groups.remove(&group);
