@@ -346,6 +346,7 @@ impl ClassicGroup {
     }
 
     fn prepare_rebalance(&mut self, limits: &GroupLimits, now_ms: i64) {
+        tracing::info!(group = %self.id, generation = self.generation_id, members = self.members.len(), "preparing rebalance");
         // Members waiting for their assignment must rejoin first.
         for m in self.members.values_mut() {
             if let Some(tx) = m.awaiting_sync.take() {
@@ -393,6 +394,7 @@ impl ClassicGroup {
             self.leader = self.members.keys().next().cloned();
         }
         self.transition(GroupState::CompletingRebalance, now_ms);
+        tracing::info!(group = %self.id, generation = self.generation_id, members = self.members.len(), leader = ?self.leader, protocol = ?self.protocol_name, "rebalance: join phase complete");
         let ids: Vec<String> = self.members.keys().cloned().collect();
         for id in ids {
             let is_leader = self.leader.as_deref() == Some(id.as_str());
@@ -504,6 +506,7 @@ impl ClassicGroup {
                         m.assignment = by_member.remove(&m.member_id).unwrap_or_default();
                     }
                     self.transition(GroupState::Stable, now_ms);
+                    tracing::info!(group = %self.id, generation = self.generation_id, "rebalance: assignments received, stable");
                     let ids: Vec<String> = self.members.keys().cloned().collect();
                     for id in ids {
                         let result = self.sync_result_for(&id);
