@@ -27,7 +27,8 @@ fn repo_file(rel: &str) -> String {
 
 /// A broker's registry with a series in every family, gathered as Prometheus would scrape it.
 fn exported_names() -> (BTreeSet<String>, Metrics) {
-    let m = Metrics::new(MetricsConfig { partition_detail: true }, [ApiKey::Produce, ApiKey::Fetch]).unwrap();
+    let m = Metrics::new(MetricsConfig { partition_detail: true }).unwrap();
+    m.register_apis([ApiKey::Produce, ApiKey::Fetch]);
     m.api(ApiKey::Produce).unwrap().record(Duration::from_micros(5), Duration::from_millis(1));
     m.api(ApiKey::Produce).unwrap().record_error(0, 1);
     m.topic("t").record_produce(10, 1);

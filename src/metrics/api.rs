@@ -62,6 +62,11 @@ pub(super) fn index(key: ApiKey) -> usize {
     (key as i16).max(0) as usize
 }
 
+/// Slots for every API key Kafka defines.
+pub(super) fn slots() -> usize {
+    ApiKey::iter().map(index).max().unwrap_or(0) + 1
+}
+
 /// The metric handles of one API.
 pub struct ApiMetrics {
     label: String,

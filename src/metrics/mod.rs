@@ -36,7 +36,7 @@ mod topic;
 #[cfg(test)]
 mod tests;
 
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use kafka_protocol::messages::ApiKey;
 use prometheus::core::Collector;
@@ -91,8 +91,10 @@ pub struct MetricsConfig {
 pub struct Metrics {
     config: MetricsConfig,
     registry: Registry,
-    /// Indexed by API key; `None` for APIs not served.
-    apis: Vec<Option<ApiMetrics>>,
+    /// Indexed by API key, one slot per key Kafka defines; filled at start-up for the served
+    /// APIs ([`Metrics::register_apis`]), on first use for any other.
+    apis: Box<[OnceLock<ApiMetrics>]>,
+    api_families: api::ApiFamilies,
     topics: topic::TopicFamilies,
     connections: connections::ConnectionFamilies,
     /// ISR shrinks (Kafka: `ReplicaManager,name=IsrShrinksPerSec`); 0 on a single node.
@@ -112,21 +114,14 @@ pub struct Metrics {
 
 
 impl Metrics {
-    /// Creates the registry and every metric; one [`ApiMetrics`] for each API in `served`
-    /// (pass the version table's APIs).
-    pub fn new(config: MetricsConfig, served: impl IntoIterator<Item = ApiKey>) -> Result<Self, MetricsError> {
+    /// Creates the registry and every metric family. Call [`Metrics::register_apis`] with the
+    /// served APIs next, so their series exist (at 0) from the first scrape.
+    pub fn new(config: MetricsConfig) -> Result<Self, MetricsError> {
         let mut d = Definer { registry: Registry::new(), names: Vec::new() };
         let build_info = d.add(IntGaugeVec::new(opts("blumfeld_build_info", "Broker version; the value is always 1"), &["version"])?)?;
         build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
-        let families = api::ApiFamilies::define(&mut d)?;
-        let mut apis: Vec<Option<ApiMetrics>> = Vec::new();
-        for key in served {
-            let index = api::index(key);
-            if apis.len() <= index {
-                apis.resize_with(index + 1, || None);
-            }
-            apis[index] = Some(ApiMetrics::new(key, &families));
-        }
+        let api_families = api::ApiFamilies::define(&mut d)?;
+        let apis = (0..api::slots()).map(|_| OnceLock::new()).collect();
         let topics = topic::TopicFamilies::define(&mut d)?;
         let connections = connections::ConnectionFamilies::define(&mut d)?;
         let isr_shrinks = d.add(IntCounter::with_opts(opts("blumfeld_isr_shrinks_total", "ISR shrinks (Kafka: ReplicaManager IsrShrinksPerSec)"))?)?;
@@ -141,6 +136,7 @@ impl Metrics {
             config,
             registry: d.registry,
             apis,
+            api_families,
             topics,
             connections,
             isr_shrinks,
@@ -162,11 +158,20 @@ impl Metrics {
         &self.registry
     }
 
-    /// The handles of one API: an index into an array, no lookup. `None` for an API that was
-    /// not in `served`.
+    /// Creates the handles of `served` now (the version table's APIs), so their series are
+    /// exported from the first scrape, before any request.
+    pub fn register_apis(&self, served: impl IntoIterator<Item = ApiKey>) {
+        for key in served {
+            let _ = self.api(key);
+        }
+    }
+
+    /// The handles of one API: an index into an array, resolved once. Always `Some` for a key
+    /// of [`ApiKey`]; the `Option` only spares the hot path a panic path.
     #[inline]
     pub fn api(&self, key: ApiKey) -> Option<&ApiMetrics> {
-        self.apis.get(api::index(key)).and_then(Option::as_ref)
+        let slot = self.apis.get(api::index(key))?;
+        Some(slot.get_or_init(|| ApiMetrics::new(key, &self.api_families)))
     }
 
     /// The counters of one topic: resolves the label children once. Call it when a topic's

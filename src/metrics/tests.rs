@@ -13,7 +13,9 @@ use tokio::sync::watch;
 use super::*;
 
 fn metrics(partition_detail: bool) -> Metrics {
-    Metrics::new(MetricsConfig { partition_detail }, [ApiKey::Produce, ApiKey::Fetch, ApiKey::Metadata]).unwrap()
+    let m = Metrics::new(MetricsConfig { partition_detail }).unwrap();
+    m.register_apis([ApiKey::Produce, ApiKey::Fetch, ApiKey::Metadata]);
+    m
 }
 
 fn partition(topic: &str, partition: i32, end: i64, size_bytes: u64) -> PartitionSnapshot {
@@ -78,11 +80,15 @@ fn api_handles_increment_their_own_series() {
     produce.record_errors([0, 0, 3]);
     produce.record_error(9999, 1);
     m.api(ApiKey::Fetch).unwrap().record(Duration::ZERO, Duration::from_millis(600));
-    assert!(m.api(ApiKey::JoinGroup).is_none(), "not served: no handles");
+    let text = m.encode_text().unwrap();
+    assert_eq!(sample(&text, r#"blumfeld_requests_total{api="Metadata"}"#), Some(0.0), "registered: exported at 0");
+    assert_eq!(sample(&text, r#"blumfeld_requests_total{api="JoinGroup"}"#), None, "not registered, not used");
+    m.api(ApiKey::JoinGroup).unwrap().record(Duration::ZERO, Duration::ZERO);
 
     let text = m.encode_text().unwrap();
     assert_eq!(sample(&text, r#"blumfeld_requests_total{api="Produce"}"#), Some(2.0));
     assert_eq!(sample(&text, r#"blumfeld_requests_total{api="Fetch"}"#), Some(1.0));
+    assert_eq!(sample(&text, r#"blumfeld_requests_total{api="JoinGroup"}"#), Some(1.0));
     assert_eq!(sample(&text, r#"blumfeld_request_errors_total{api="Produce",error="NONE"}"#), Some(2.0));
     assert_eq!(sample(&text, r#"blumfeld_request_errors_total{api="Produce",error="UNKNOWN_TOPIC_OR_PARTITION"}"#), Some(1.0));
     assert_eq!(sample(&text, r#"blumfeld_request_errors_total{api="Produce",error="OTHER"}"#), Some(1.0));
