@@ -9,6 +9,7 @@ exports JMX, not Prometheus.
 
 from __future__ import annotations
 
+import shutil
 import time
 
 import pytest
@@ -17,7 +18,7 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.structs import OffsetAndMetadata
 
 from harness import wire
-from harness.broker import broker_kind
+from harness.broker import REPO_ROOT, broker_kind
 from harness.prometheus import (ALERTS_YML, PROMETHEUS_YML, PrometheusServer, ensure_prometheus, http_get,
                                 metrics_address, parse_exposition, promtool)
 from harness.wait import wait_until
@@ -29,6 +30,8 @@ COMMITTED = 120
 GROUP = "prometheus-lag"
 DEADLINE_S = 60
 OFFSET_COMMIT_API = 8
+
+DOCKER_PROMETHEUS_YML = REPO_ROOT / "docker" / "prometheus" / "prometheus.yml"
 
 BROKER_OVERRIDES = {"metrics.listener": "127.0.0.1:0", "metrics.partition.detail": "true"}
 
@@ -43,6 +46,14 @@ def prometheus_ready():
 def test_promtool_accepts_the_scrape_config(prometheus_ready):
     # rule_files resolve relative to the config, so this also checks alerts.yml.
     proc = promtool("check", "config", str(PROMETHEUS_YML))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_promtool_accepts_the_compose_scrape_config(prometheus_ready, tmp_path):
+    # docker/compose.yaml mounts metrics/alerts.yml beside this config; do the same.
+    shutil.copy(DOCKER_PROMETHEUS_YML, tmp_path / "prometheus.yml")
+    shutil.copy(ALERTS_YML, tmp_path / "alerts.yml")
+    proc = promtool("check", "config", str(tmp_path / "prometheus.yml"))
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
