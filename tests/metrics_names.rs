@@ -163,3 +163,36 @@ fn prometheus_config_scrapes_three_nodes_and_loads_the_alerts() {
     let targets: Vec<&str> = targets.as_sequence().unwrap().iter().filter_map(|v| v.as_str()).collect();
     assert_eq!(targets, ["blumfeld-1:9644", "blumfeld-2:9644", "blumfeld-3:9644"]);
 }
+
+/// The compose files mount the metrics/ files and the provisioning that exist in the repo, and
+/// Grafana's dashboard provider reads the directory the dashboard is mounted at.
+#[test]
+fn compose_mounts_files_that_exist() {
+    let docker = Path::new(env!("CARGO_MANIFEST_DIR")).join("docker");
+    let mut dashboard_mount = None;
+    for file in ["compose.yaml", "compose.3node.yaml"] {
+        let doc: serde_yaml::Value = serde_yaml::from_str(&repo_file(&format!("docker/{file}"))).unwrap();
+        let services = doc["services"].as_mapping().unwrap_or_else(|| panic!("{file}: services"));
+        for (name, service) in services {
+            let Some(volumes) = service["volumes"].as_sequence() else { continue };
+            for v in volumes.iter().filter_map(|v| v.as_str()) {
+                let mut parts = v.split(':');
+                let (source, target) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+                if !source.starts_with('.') {
+                    continue; // a named volume
+                }
+                assert!(docker.join(source).exists(), "{file}: {name:?} mounts {source}, which does not exist");
+                if source.ends_with("metrics/grafana") {
+                    dashboard_mount = Some(target.to_string());
+                }
+            }
+        }
+    }
+    let provider: serde_yaml::Value =
+        serde_yaml::from_str(&repo_file("docker/grafana/provisioning/dashboards/blumfeld.yaml")).unwrap();
+    let path = provider["providers"][0]["options"]["path"].as_str().map(str::to_string);
+    assert_eq!(path, dashboard_mount, "Grafana reads dashboards where compose.yaml mounts them");
+    let doc: serde_yaml::Value = serde_yaml::from_str(&repo_file("docker/compose.yaml")).unwrap();
+    let dockerfile = doc["services"]["blumfeld-1"]["build"]["dockerfile"].as_str().unwrap();
+    assert!(Path::new(env!("CARGO_MANIFEST_DIR")).join(dockerfile).exists(), "{dockerfile}");
+}
