@@ -9,6 +9,7 @@ exports JMX, not Prometheus.
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 
@@ -32,6 +33,7 @@ DEADLINE_S = 60
 OFFSET_COMMIT_API = 8
 LAG_EXPORT_WAIT_S = 10
 
+DASHBOARD_JSON = REPO_ROOT / "metrics" / "grafana" / "blumfeld.json"
 DOCKER_PROMETHEUS_YML = REPO_ROOT / "docker" / "prometheus" / "prometheus.yml"
 
 BROKER_OVERRIDES = {"metrics.listener": "127.0.0.1:0", "metrics.partition.detail": "true"}
@@ -62,6 +64,40 @@ def test_promtool_accepts_the_rules(prometheus_ready):
     proc = promtool("check", "rules", str(ALERTS_YML))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "SUCCESS" in proc.stdout, proc.stdout
+
+
+def dashboard_queries() -> list[str]:
+    """Every PromQL expression of the Grafana dashboard, with Grafana's variables filled in."""
+    found: list[str] = []
+
+    def walk(v):
+        if isinstance(v, dict):
+            for k, x in v.items():
+                if k == "expr" and isinstance(x, str):
+                    found.append(x)
+                else:
+                    walk(x)
+        elif isinstance(v, list):
+            for x in v:
+                walk(x)
+
+    walk(json.loads(DASHBOARD_JSON.read_text()))
+    fill = {"$__rate_interval": "1m", "$instance": ".*", "$topic": ".*", "$group": ".*"}
+    filled = []
+    for expr in found:
+        for var, value in fill.items():
+            expr = expr.replace(var, value)
+        assert "$" not in expr, f"unknown Grafana variable in {expr}"
+        filled.append(expr)
+    return filled
+
+
+def test_dashboard_queries_are_valid_promql(prometheus_ready, tmp_path):
+    queries = dashboard_queries()
+    assert len(queries) >= 20, queries
+    with PrometheusServer(tmp_path / "prometheus", []) as prom:
+        for q in queries:
+            prom.query(q)  # raises with Prometheus' parse error
 
 
 def produce_and_consume(bootstrap: str) -> None:
