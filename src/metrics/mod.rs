@@ -112,7 +112,6 @@ pub struct Metrics {
     family_names: Vec<String>,
 }
 
-
 impl Metrics {
     /// Creates the registry and every metric family. Call [`Metrics::register_apis`] with the
     /// served APIs next, so their series exist (at 0) from the first scrape.
