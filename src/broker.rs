@@ -20,6 +20,7 @@ use crate::log::{LogConfig, MessageTimestampType};
 use crate::metadata::controller::{self, ControllerError};
 use crate::metadata::store::StoreError;
 use crate::metadata::{MetadataImage, MetadataRecord, MetadataStore, TopicImage};
+use crate::metrics::{Metrics, MetricsConfig};
 use crate::partition::{Partition, PartitionError};
 use crate::types::TopicPartition;
 
@@ -63,6 +64,7 @@ pub struct Broker {
     /// The next producer id and the end of the block reserved in the metadata log.
     producer_ids: Mutex<(i64, i64)>,
     pub started_at_ms: AtomicI64,
+    pub metrics: Arc<Metrics>,
 }
 
 impl Broker {
@@ -80,6 +82,8 @@ impl Broker {
             host: listener.map(|l| l.ip().to_string()).unwrap_or_else(|| "127.0.0.1".into()),
             port: listener.map(|l| l.port() as i32).unwrap_or(9092),
         };
+        let metrics_config = MetricsConfig { partition_detail: config.bool("metrics.partition.detail") };
+        let metrics = Arc::new(Metrics::new(metrics_config).map_err(|e| BrokerError::Io { path: data_dir.clone(), source: std::io::Error::other(e.to_string()) })?);
         let now = clock.now_ms();
         let broker = Arc::new(Self {
             node_id: config.node_id(),
@@ -92,6 +96,7 @@ impl Broker {
             appended: Notify::new(),
             producer_ids: Mutex::new((0, 0)),
             started_at_ms: AtomicI64::new(now),
+            metrics,
         });
         broker.remove_stray_dirs();
         broker.reconcile(&broker.metadata.image())?;
@@ -210,12 +215,15 @@ impl Broker {
                         continue;
                     }
                     let dir = self.data_dir.join(tp.to_string());
-                    let p = Partition::open(tp.clone(), topic.id, &dir, config.clone(), now)?;
+                    let p = Partition::open(tp.clone(), topic.id, &dir, config.clone(), now, self.metrics.topic(&topic.name))?;
                     parts.insert(tp, Arc::new(p));
                 }
             }
         }
         for p in removed {
+            if image.topic(&p.tp.topic).is_none_or(|t| t.id != p.topic_id) {
+                self.metrics.remove_topic(&p.tp.topic);
+            }
             self.delete_partition_dir(p);
         }
         Ok(())

@@ -124,6 +124,8 @@ pub const BROKER_KEYS: &[KeyDef] = &[
     key!("listener.security.protocol.map", Kind::Str, None, "Listener name to protocol (only PLAINTEXT is supported)"),
     key!("broker.rack", Kind::Str, None, "Rack of this broker"),
     key!("cluster.id", Kind::Str, None, "Cluster id (default: generated on first start and kept in meta.properties)"),
+    key!("metrics.listener", Kind::Str, Some("127.0.0.1:9644"), "Address of the Prometheus endpoint (/metrics, /health, /ready); port 0 picks a free port"),
+    key!("metrics.partition.detail", Kind::Bool, Some("false"), "Export log size and offsets per partition, not only per topic"),
 ];
 
 /// A topic-level key and the broker key its default comes from.

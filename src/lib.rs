@@ -42,3 +42,4 @@ pub mod partition;
 pub mod record;
 pub mod server;
 pub mod types;
+pub mod metrics;

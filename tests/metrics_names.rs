@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Every `blumfeld_*` metric that an alert, a recording rule or a dashboard panel uses must be
 //! one the broker exports: a renamed metric otherwise silently blanks a panel or disarms an
 //! alert. Names come from PromQL in metrics/alerts.yml and metrics/grafana/blumfeld.json;
@@ -9,12 +10,7 @@ use std::time::Duration;
 
 use kafka_protocol::messages::ApiKey;
 
-// The metrics module is a leaf (it imports no other Blumfeld module), so this test compiles it
-// directly. Once lib.rs declares `pub mod metrics;`, replace these two lines with
-// `use blumfeld::metrics;` (otherwise its unit tests also run in this binary).
-#[allow(dead_code, unused_imports)]
-#[path = "../src/metrics/mod.rs"]
-mod metrics;
+use blumfeld::metrics;
 
 use metrics::{BrokerSnapshot, LogDirSnapshot, LogPositions, Metrics, MetricsConfig, PartitionSnapshot};
 

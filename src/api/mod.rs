@@ -16,6 +16,7 @@ pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
+pub mod error_codes;
 pub mod errors;
 pub mod fetch;
 pub mod fetch_session;
@@ -94,6 +95,7 @@ impl Api {
     /// Sets up the API of `broker`, including the group coordinator (which loads
     /// `__consumer_offsets`).
     pub fn new(broker: Arc<Broker>) -> Result<Self, BrokerError> {
+        broker.metrics.register_apis(versions::SERVED.iter().map(|s| s.api));
         let slots = broker.config.int("max.incremental.fetch.session.cache.slots").max(0) as usize;
         let groups = GroupCoordinator::new(broker.clone());
         groups.start()?;
@@ -102,6 +104,7 @@ impl Api {
 
     /// Decodes, handles and encodes one request frame.
     pub async fn handle_frame(&self, frame: Bytes, client_host: &str) -> Result<Option<BytesMut>, ApiError> {
+        let received = std::time::Instant::now();
         let (mut ctx, request) = match decode_request(frame)? {
             Decoded::Request(ctx, request) => (ctx, request),
             Decoded::UnsupportedApiVersions { correlation_id } => {
@@ -113,13 +116,22 @@ impl Api {
         ctx.client_host = client_host.to_string();
         let span = tracing::debug_span!("request", api = ?ctx.api_key, version = ctx.version, correlation_id = ctx.correlation_id);
         let _enter = span.enter();
-        match self.dispatch(&ctx, request).await {
+        let started = std::time::Instant::now();
+        let metrics = self.broker.metrics.api(ctx.api_key);
+        let out = match self.dispatch(&ctx, request).await {
             Reply::Response(response) => {
+                if let Some(m) = metrics {
+                    error_codes::for_each(&response, |code| m.record_error(code, 1));
+                }
                 encode_response(ctx.api_key, ctx.version, ctx.correlation_id, &response).map(Some)
             }
             Reply::NoResponse => Ok(None),
             Reply::Close => Err(ApiError::AcksZeroFailed),
+        };
+        if let Some(m) = metrics {
+            m.record(started - received, received.elapsed());
         }
+        out
     }
 
     async fn dispatch(&self, ctx: &RequestContext, request: RequestKind) -> Reply {
