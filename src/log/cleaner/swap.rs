@@ -88,12 +88,67 @@ pub fn swap_in(dir: &Path, bases: &[i64]) -> Result<(), LogError> {
     let Some(&base) = bases.first() else {
         return Ok(());
     };
+    crash_point::check(1)?;
     let cleaned = segment_file(dir, base, CLEANED_SUFFIX);
     let swap = segment_file(dir, base, SWAP_SUFFIX);
     std::fs::rename(&cleaned, &swap)?;
     sync_dir(&swap)?;
-    remove_replaced(dir, base, bases.iter().copied())?;
-    finish_swap(dir, base)
+    crash_point::check(2)?;
+    // Newest first, so a crash part-way leaves the group's first `.log` (and the swap).
+    let (older, newer) = bases.split_at(bases.len() / 2);
+    remove_replaced(dir, base, newer.iter().copied())?;
+    crash_point::check(3)?;
+    remove_replaced(dir, base, older.iter().copied())?;
+    finish_swap(dir, base)?;
+    crash_point::check(4)
+}
+
+/// Simulated crashes for tests: `arm(group, step)` makes the `group`-th swap from now on
+/// (0-based) fail after `step` of the protocol (1: cleaned file written, 2: committed,
+/// 3: the newer half of the old files deleted, 4: renamed, indexes not yet rebuilt). The
+/// caller then drops the log without closing it, as a crash would. A no-op outside tests.
+pub mod crash_point {
+    use super::LogError;
+
+    #[cfg(test)]
+    thread_local! {
+        static ARMED: std::cell::Cell<Option<(usize, u8)>> = const { std::cell::Cell::new(None) };
+    }
+
+    #[cfg(test)]
+    pub fn arm(group: usize, step: u8) {
+        ARMED.with(|a| a.set(Some((group, step))));
+    }
+
+    #[cfg(test)]
+    pub fn disarm() {
+        ARMED.with(|a| a.set(None));
+    }
+
+    #[cfg(test)]
+    pub(super) fn check(step: u8) -> Result<(), LogError> {
+        let fire = ARMED.with(|a| match a.get() {
+            Some((0, armed_step)) if armed_step == step => {
+                a.set(None);
+                true
+            }
+            Some((group, armed_step)) if step == 4 => {
+                a.set(Some((group.saturating_sub(1), armed_step)));
+                false
+            }
+            _ => false,
+        });
+        if fire {
+            return Err(std::io::Error::other("simulated crash").into());
+        }
+        Ok(())
+    }
+
+    #[cfg(not(test))]
+    #[inline]
+    pub(super) fn check(_step: u8) -> Result<(), LogError> {
+        Ok(())
+    }
 }
 
 /// Step 3: index files of every replaced segment, `.log` files of all but `base`.
