@@ -59,6 +59,15 @@ enum Op {
     DeleteRecords {
         at: f64,
     },
+    /// Crash, tearing the active segment somewhere above the flushed offset.
+    CrashTear {
+        at: f64,
+    },
+    /// Crash, delete or garble one index, time index, snapshot or the cleaner checkpoint.
+    DamageAndReopen {
+        pick: usize,
+        garble: bool,
+    },
 }
 
 fn arb_record() -> impl Strategy<Value = (Option<u8>, Option<u16>)> {
@@ -78,6 +87,9 @@ fn arb_op() -> impl Strategy<Value = Op> {
         1 => any::<bool>().prop_map(|clean| Op::Reopen { clean }),
         2 => prop::collection::vec(0u8..12, 1..4).prop_map(|keys| Op::Idempotent { keys }),
         1 => Just(Op::ReopenWithoutSnapshots),
+        1 => (0.0..1.0f64).prop_map(|at| Op::CrashTear { at }),
+        1 => (any::<usize>(), any::<bool>())
+            .prop_map(|(pick, garble)| Op::DamageAndReopen { pick, garble }),
         1 => (0.0..1.0f64).prop_map(|at| Op::Truncate { at }),
         1 => (0.0..1.0f64).prop_map(|at| Op::DeleteRecords { at }),
     ]
@@ -240,6 +252,21 @@ impl Harness {
                 self.log = Some(Log::open(self.dir.path(), self.config.clone(), now).unwrap());
                 self.check_producer();
             }
+            Op::CrashTear { at } => {
+                let log = self.log.take().unwrap();
+                let (flushed, active) = (log.recovery_point(), log.segment_base_offsets());
+                drop(log);
+                tear_above(self.dir.path(), *active.last().unwrap(), flushed, *at);
+                let log = Log::open(self.dir.path(), self.config.clone(), now).unwrap();
+                assert!(log.log_end_offset() >= flushed, "flushed data lost");
+                self.model.cut_tail(log.log_end_offset());
+                self.log = Some(log);
+            }
+            Op::DamageAndReopen { pick, garble } => {
+                drop(self.log.take());
+                damage_one_sidecar(self.dir.path(), *pick, *garble);
+                self.log = Some(Log::open(self.dir.path(), self.config.clone(), now).unwrap());
+            }
             Op::Truncate { at } => {
                 let (hw, end) = (self.model.high_watermark, self.log().log_end_offset());
                 let target = hw + ((end - hw) as f64 * at) as i64;
@@ -385,6 +412,42 @@ proptest! {
         h.check();
         h.apply(&Op::Reopen { clean: true });
         h.check();
+    }
+}
+
+/// Cuts the active segment's file at a point at or above the first batch at `flushed`.
+fn tear_above(dir: &std::path::Path, active_base: i64, flushed: i64, at: f64) {
+    use super::super::segment::{LOG_SUFFIX, segment_file};
+    let path = segment_file(dir, active_base, LOG_SUFFIX);
+    let bytes = std::fs::read(&path).unwrap();
+    let from = crate::record::BatchIter::new(&bytes)
+        .find(|(h, _)| h.base_offset >= flushed)
+        .map_or(bytes.len(), |(_, r)| r.start);
+    let cut = from + ((bytes.len() - from) as f64 * at) as usize;
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    file.set_len(cut as u64).unwrap();
+}
+
+fn damage_one_sidecar(dir: &std::path::Path, pick: usize, garble: bool) {
+    let mut victims: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let name = p.to_string_lossy();
+            [".index", ".timeindex", ".snapshot", CLEANER_CHECKPOINT]
+                .iter()
+                .any(|suffix| name.ends_with(suffix))
+        })
+        .collect();
+    victims.sort();
+    if victims.is_empty() {
+        return;
+    }
+    let victim = &victims[pick % victims.len()];
+    if garble {
+        std::fs::write(victim, b"\x01\x02 not what it should be").unwrap();
+    } else {
+        std::fs::remove_file(victim).unwrap();
     }
 }
 
