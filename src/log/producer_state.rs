@@ -96,11 +96,6 @@ impl ProducerStateManager {
         self.producers.get(&producer_id)
     }
 
-    /// Every known producer, by id.
-    pub fn iter(&self) -> impl Iterator<Item = (&i64, &ProducerEntry)> {
-        self.producers.iter()
-    }
-
     pub fn len(&self) -> usize {
         self.producers.len()
     }

@@ -27,10 +27,13 @@
 //!   at or after that time drops it;
 //! - records without a key are dropped (Kafka refuses them on produce to compacted topics
 //!   and its cleaner discards them as invalid);
-//! - a batch left empty disappears, unless it is its producer's last batch (kept as an
-//!   empty header, so producer state rebuilt from the log keeps the sequence, as Kafka's
-//!   `RETAIN_EMPTY`) or the last batch of the group (kept so a cleaned segment covers
-//!   exactly the offsets of the segments it replaces and is never empty);
+//! - a batch left empty disappears, unless it is the last batch of a live producer (one
+//!   producer state knows) below the cleaned end, kept as an empty header so producer state
+//!   rebuilt from the log keeps the sequence (Kafka's `RETAIN_EMPTY` keeps the producer's
+//!   last batch in the whole log; taking the last one in the cleaned range instead also
+//!   survives a truncation of the unreplicated tail), or the last batch of the group (kept
+//!   so a cleaned segment covers exactly the offsets of the segments it replaces and is
+//!   never empty);
 //! - control batches and transactional batches are kept whole and their keys are not mapped:
 //!   without transaction indexes we cannot tell aborted data from committed data, so we
 //!   neither remove it nor let it shadow older values (Kafka removes aborted data and old
@@ -57,7 +60,7 @@ use crate::record::{BatchHeader, BatchIter, IterStop};
 
 use super::checkpoint::{parse_ints, read_checkpoint, write_checkpoint};
 use super::segment::{LOG_SUFFIX, Segment, segment_file};
-use super::{Log, LogError, ProducerStateManager};
+use super::{Log, LogError};
 use offset_map::OffsetMap;
 use records::{RawRecord, Rewrite, decompressed_payload, parse_records, rewrite_batch};
 
@@ -143,7 +146,7 @@ impl Log {
         let (map, map_end) = self.build_offset_map(&plan)?;
         stats.keys_mapped = map.len();
         stats.end_offset = map_end;
-        let producer_last_offsets = last_offsets(&self.producers);
+        let producer_last_offsets = self.last_producer_batches_below(map_end)?;
         let mut next_horizon = NO_HORIZON;
         for group in self.group_segments(map_end) {
             let context = FilterContext {
@@ -264,6 +267,22 @@ impl Log {
             mapped_any = true;
         }
         Ok((map, plan.cleanable_end))
+    }
+
+    /// For each producer that producer state knows, the last offset of its last batch below
+    /// `end` (a header scan of the range): that batch is kept even when emptied.
+    fn last_producer_batches_below(&self, end: i64) -> Result<HashMap<i64, i64>, LogError> {
+        let mut last = HashMap::new();
+        for segment in self.segments.range(..end).map(|(_, s)| s) {
+            segment.scan_headers(0, |location| {
+                let h = location.header;
+                if h.has_producer_id() && self.producers.entry(h.producer_id).is_some() {
+                    last.insert(h.producer_id, h.last_offset());
+                }
+                std::ops::ControlFlow::Continue(())
+            })?;
+        }
+        Ok(last)
     }
 
     /// Consecutive segments below `end`, grouped so each group's cleaned output fits one
@@ -555,13 +574,4 @@ fn retain_record(
         return false;
     }
     true
-}
-
-/// Producer id → the last offset of the last batch producer state remembers for it: that
-/// batch is kept even when emptied.
-fn last_offsets(producers: &ProducerStateManager) -> HashMap<i64, i64> {
-    producers
-        .iter()
-        .filter_map(|(pid, entry)| entry.batches.back().map(|b| (*pid, b.last_offset)))
-        .collect()
 }
