@@ -535,13 +535,15 @@ fn filter_batch<'b>(
     if keeps_tombstone {
         *horizon = (*horizon).min(new_horizon.unwrap_or(header.base_timestamp));
     }
-    if kept.len() == records.len() && new_horizon.is_none() {
-        return Ok(Some(Cow::Borrowed(batch)));
-    }
     let last_of_producer = header.has_producer_id()
         && context.producer_last_offsets.get(&header.producer_id) == Some(&header.last_offset());
+    // Before the unchanged check, so an empty header kept by an earlier pass goes once it
+    // is no longer needed.
     if kept.is_empty() && !group_last && !last_of_producer {
         return Ok(None);
+    }
+    if kept.len() == records.len() && new_horizon.is_none() {
+        return Ok(Some(Cow::Borrowed(batch)));
     }
     let rewrite = Rewrite {
         delete_horizon_ms: new_horizon,

@@ -427,3 +427,33 @@ fn one_hundred_thousand_updates_over_a_thousand_keys() {
     assert!(log.segment_count() < 10, "{} segments", log.segment_count());
     assert_eq!(read_records(&log).len(), 1_000);
 }
+
+#[test]
+fn empty_headers_kept_by_one_pass_go_when_no_longer_needed() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        min_cleanable_dirty_ratio: DirtyRatio(0.0),
+        ..compact_config()
+    };
+    let mut log = Log::open(dir.path(), config, 0).unwrap();
+    let empty_batches = |log: &Log| {
+        let read = log.read(0, usize::MAX, i64::MAX, true).unwrap();
+        BatchIter::new(&read.bytes)
+            .filter(|(h, _)| h.records_count == 0)
+            .count()
+    };
+    for round in 0..6 {
+        for _ in 0..10 {
+            append(&mut log, keyed_batch(&[("k", Some("v"))], 0), 0);
+        }
+        log.roll(0).unwrap();
+        log.clean(0, i64::MAX).unwrap().unwrap();
+        let groups = log.segment_count() - 1;
+        assert!(
+            empty_batches(&log) <= groups,
+            "round {round}: {} empty batches in {groups} cleaned segments",
+            empty_batches(&log)
+        );
+    }
+    assert_eq!(read_records(&log).len(), 1);
+}
