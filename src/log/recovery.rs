@@ -113,6 +113,7 @@ impl Log {
         log.epoch_cache.truncate_from_end(end)?;
         log.epoch_cache.truncate_from_start(start)?;
         log.load_producer_state()?;
+        log.lower_cleaner_checkpoint(end)?;
         log.active().flush()?;
         log.recovery_point = end;
         remove_if_exists(&dir.join(CLEAN_SHUTDOWN_MARKER))?;

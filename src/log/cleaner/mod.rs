@@ -386,11 +386,33 @@ impl Log {
         Ok(())
     }
 
+    /// The checkpoint, with a first dirty offset outside the log (after DeleteRecords,
+    /// retention or a truncation) replaced by the log start, as Kafka does.
     fn read_cleaner_checkpoint(&self) -> CleanerCheckpoint {
-        let fallback = CleanerCheckpoint {
-            first_dirty_offset: self.log_start_offset,
-            next_delete_horizon_ms: NO_HORIZON,
-        };
+        let log_start = self.log_start_offset;
+        match self.read_raw_cleaner_checkpoint() {
+            Some(checkpoint) => {
+                let in_log = (log_start..=self.log_end_offset())
+                    .contains(&checkpoint.first_dirty_offset);
+                CleanerCheckpoint {
+                    first_dirty_offset: if in_log {
+                        checkpoint.first_dirty_offset
+                    } else {
+                        log_start
+                    },
+                    ..checkpoint
+                }
+            }
+            None => CleanerCheckpoint {
+                first_dirty_offset: log_start,
+                next_delete_horizon_ms: NO_HORIZON,
+            },
+        }
+    }
+
+    /// The checkpoint as written, if there is a readable one. Losing it only costs a full
+    /// pass: everything counts as dirty again.
+    fn read_raw_cleaner_checkpoint(&self) -> Option<CleanerCheckpoint> {
         let path = self.dir.join(CLEANER_CHECKPOINT);
         let read = read_checkpoint(&path, 0).and_then(|entries| match entries {
             Some(entries) => match entries.first() {
@@ -400,24 +422,14 @@ impl Log {
             None => Ok(None),
         });
         match read {
-            Ok(Some([first_dirty, horizon])) => {
-                // As Kafka: a checkpoint outside the log (after DeleteRecords, retention or
-                // a truncation) restarts at the log start.
-                let in_log = (self.log_start_offset..=self.log_end_offset()).contains(&first_dirty);
-                CleanerCheckpoint {
-                    first_dirty_offset: if in_log {
-                        first_dirty
-                    } else {
-                        fallback.first_dirty_offset
-                    },
-                    next_delete_horizon_ms: horizon,
-                }
-            }
-            Ok(None) => fallback,
+            Ok(Some([first_dirty_offset, next_delete_horizon_ms])) => Some(CleanerCheckpoint {
+                first_dirty_offset,
+                next_delete_horizon_ms,
+            }),
+            Ok(None) => None,
             Err(e) => {
-                // Losing it only costs a full pass: everything counts as dirty again.
                 tracing::warn!(error = %e, "ignoring unreadable cleaner checkpoint");
-                fallback
+                None
             }
         }
     }
@@ -430,13 +442,13 @@ impl Log {
         write_checkpoint(&self.dir.join(CLEANER_CHECKPOINT), 0, &[entry])
     }
 
-    /// After the tail was cut at `end`: offsets at or above it will be new data, so the dirty
-    /// part may start no later than `end` (Kafka's `maybeTruncateCheckpoint`).
+    /// After the tail was cut at `end` (a truncation, or a crash that lost unflushed data,
+    /// checked at open): offsets at or above it will be new data, so the dirty part may
+    /// start no later than `end` (Kafka's `maybeTruncateCheckpoint`).
     pub(super) fn lower_cleaner_checkpoint(&self, end: i64) -> Result<(), LogError> {
-        if !self.dir.join(CLEANER_CHECKPOINT).exists() {
+        let Some(checkpoint) = self.read_raw_cleaner_checkpoint() else {
             return Ok(());
-        }
-        let checkpoint = self.read_cleaner_checkpoint();
+        };
         if checkpoint.first_dirty_offset > end {
             self.write_cleaner_checkpoint(CleanerCheckpoint {
                 first_dirty_offset: end,

@@ -457,3 +457,105 @@ fn empty_headers_kept_by_one_pass_go_when_no_longer_needed() {
     }
     assert_eq!(read_records(&log).len(), 1);
 }
+
+#[test]
+fn transactional_and_control_batches_stay_whole_and_keyless_records_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), compact_config(), 0).unwrap();
+    let record = |key: &[u8], value: &[u8]| Record {
+        timestamp_delta_ms: 0,
+        key: Some(key.to_vec()),
+        value: Some(value.to_vec()),
+    };
+    let plain_c = BatchBuilder::new(0).record(record(b"c", b"plain")).build();
+    let txn = BatchBuilder::new(1)
+        .producer(5, 0, 0)
+        .attributes(0x10)
+        .record(record(b"a", b"txn"))
+        .record(record(b"c", b"txn"))
+        .build();
+    let marker = BatchBuilder::new(3)
+        .producer(5, 0, -1)
+        .attributes(0x30)
+        .record(record(&[0, 0, 0, 1], &[0, 0, 0, 0, 0, 0]))
+        .build();
+    let mut newer = BatchBuilder::new(4).record(record(b"a", b"new"));
+    newer = newer.record(Record {
+        timestamp_delta_ms: 0,
+        key: None,
+        value: Some(b"keyless".to_vec()),
+    });
+    for batch in [plain_c, txn, marker, newer.build()] {
+        log.append_as_follower(&batch, 0).unwrap();
+    }
+    log.roll(0).unwrap();
+    log.clean(0, i64::MAX).unwrap().unwrap();
+    let offsets: Vec<i64> = read_records(&log).keys().copied().collect();
+    // 0: not shadowed by the transactional "c"; 1, 2: transactional, kept whole; 3: the
+    // marker; 4: latest "a"; 5 (keyless) dropped.
+    assert_eq!(offsets, vec![0, 1, 2, 3, 4]);
+    assert_eq!(log.log_end_offset(), 6);
+}
+
+#[test]
+fn truncation_lowers_the_checkpoint_so_new_data_is_dirty() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        min_cleanable_dirty_ratio: DirtyRatio(0.0),
+        ..compact_config()
+    };
+    let mut log = Log::open(dir.path(), config, 0).unwrap();
+    for i in 0..20 {
+        append(&mut log, keyed_batch(&[("k", Some(&format!("{i}")))], 0), 0);
+        if i % 5 == 4 {
+            log.roll(0).unwrap();
+        }
+    }
+    log.clean(0, 20).unwrap().unwrap();
+    assert_eq!(log.first_dirty_offset(), 20);
+    log.truncate_to(12, 0).unwrap();
+    let end = log.log_end_offset();
+    assert_eq!(log.first_dirty_offset(), end);
+    append(&mut log, keyed_batch(&[("k", Some("after"))], 0), 0);
+    log.roll(0).unwrap();
+    log.clean(0, i64::MAX).unwrap().unwrap();
+    let records = read_records(&log);
+    assert_eq!(value_of(&records, "k"), vec![Some(Bytes::from("after"))]);
+    assert_eq!(records.keys().copied().collect::<Vec<_>>(), vec![end]);
+}
+
+#[test]
+fn a_compacted_active_segment_rolls_at_max_compaction_lag() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        segment_bytes: 1 << 20,
+        max_compaction_lag_ms: 1_000,
+        ..compact_config()
+    };
+    let mut log = Log::open(dir.path(), config, 0).unwrap();
+    append(&mut log, keyed_batch(&[("k", Some("1"))], 0), 0);
+    append(&mut log, keyed_batch(&[("k", Some("2"))], 500), 500);
+    assert_eq!(log.segment_count(), 1);
+    append(&mut log, keyed_batch(&[("k", Some("3"))], 1_001), 1_001);
+    assert_eq!(log.segment_count(), 2, "rolled at max.compaction.lag.ms");
+    let stats = log.clean(1_001, i64::MAX).unwrap().unwrap();
+    assert_eq!(stats.end_offset, 2);
+    assert_eq!(read_records(&log).keys().copied().collect::<Vec<_>>(), vec![1, 2]);
+}
+
+#[test]
+fn a_checkpoint_beyond_the_log_end_is_lowered_at_open() {
+    // As after a crash that lost unflushed data the cleaner had not seen yet.
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), compact_config(), 0).unwrap();
+    for _ in 0..20 {
+        append(&mut log, keyed_batch(&[("k", Some("v"))], 0), 0);
+    }
+    log.close(0).unwrap();
+    std::fs::write(dir.path().join(CLEANER_CHECKPOINT), "0\n1\n50 9223372036854775807\n").unwrap();
+    let mut log = Log::open(dir.path(), compact_config(), 0).unwrap();
+    for _ in 0..40 {
+        append(&mut log, keyed_batch(&[("k", Some("v"))], 0), 0);
+    }
+    assert_eq!(log.first_dirty_offset(), 20);
+}
