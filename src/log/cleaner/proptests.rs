@@ -102,9 +102,11 @@ fn arb_config() -> impl Strategy<Value = LogConfig> {
         prop_oneof![Just(0.0), Just(0.5)],
         prop_oneof![Just(usize::MAX / 2), 100usize..2_000],
         16u64..400,
+        prop_oneof![Just(0i64), 1i64..5_000],
+        prop_oneof![Just(i64::MAX), 5_000i64..20_000],
     )
         .prop_map(
-            |(segment_bytes, retention, ratio, dedupe, interval)| LogConfig {
+            |(segment_bytes, retention, ratio, dedupe, interval, min_lag, max_lag)| LogConfig {
                 segment_bytes,
                 index_interval_bytes: interval,
                 retention_ms: -1,
@@ -112,6 +114,8 @@ fn arb_config() -> impl Strategy<Value = LogConfig> {
                 delete_retention_ms: retention,
                 min_cleanable_dirty_ratio: DirtyRatio(ratio),
                 cleaner_dedupe_buffer_bytes: dedupe,
+                min_compaction_lag_ms: min_lag,
+                max_compaction_lag_ms: max_lag,
                 ..LogConfig::default()
             },
         )
@@ -166,6 +170,8 @@ fn encode(records: &[(Option<u8>, Option<u16>)], codec: u8, now_ms: i64) -> Vec<
 #[derive(Debug, Default)]
 struct Model {
     appended: Vec<(i64, Option<Bytes>, Option<Bytes>)>,
+    /// The append time (= record timestamp) of each appended record, by offset.
+    timestamps: BTreeMap<i64, i64>,
     passes: Vec<(i64, i64)>,
     high_watermark: i64,
     log_start: i64,
@@ -199,6 +205,7 @@ impl Model {
 
     fn cut_tail(&mut self, end: i64) {
         self.appended.retain(|r| r.0 < end);
+        self.timestamps.split_off(&end);
         self.producer.retain(|b| b.2 < end);
         self.high_watermark = self.high_watermark.min(end);
     }
@@ -237,7 +244,9 @@ impl Harness {
                 for (i, (key, value)) in records.iter().enumerate() {
                     let offset = info.first_offset + i as i64;
                     let record = (offset, key.map(key_bytes), value.map(value_bytes));
-                    self.model.appended.push(record);
+                    self.model.timestamps.insert(record.0, now);
+            self.model.appended.push(record);
+                    self.model.timestamps.insert(offset, now);
                 }
             }
             Op::Idempotent { keys } => self.idempotent(keys),
@@ -321,6 +330,7 @@ impl Harness {
                 Some(key_bytes(*key)),
                 Some(value_bytes(u16::from(*key))),
             );
+            self.model.timestamps.insert(record.0, now);
             self.model.appended.push(record);
         }
         self.model
@@ -357,6 +367,11 @@ impl Harness {
         let previous_end = self.model.passes.last().map_or(0, |p| p.1);
         assert!(stats.end_offset >= previous_end, "cleaned end moved back");
         assert!(stats.end_offset <= hw, "cleaned above the high watermark");
+        let youngest = now - self.config.min_compaction_lag_ms;
+        let newly_cleaned = self.model.timestamps.range(previous_end..stats.end_offset);
+        if let Some((offset, ts)) = newly_cleaned.filter(|(_, ts)| **ts > youngest).next() {
+            panic!("offset {offset} at {ts} cleaned at {now} despite min.compaction.lag.ms");
+        }
         assert_eq!(self.log().log_end_offset(), end, "log end offset moved");
         self.model.passes.push((now, stats.end_offset));
     }
