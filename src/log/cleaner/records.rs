@@ -88,7 +88,16 @@ pub fn parse_records<'a>(
         let body = payload
             .get(body_at..end)
             .ok_or(malformed("record past the batch end"))?;
-        records.push(parse_body(body).ok_or(malformed("record fields"))?);
+        let record = parse_body(body).ok_or(malformed("record fields"))?;
+        // Offsets must increase inside the batch's range, or the key map and the rewrite
+        // (which keeps lastOffsetDelta) would disagree with what readers see.
+        let previous = records.last().map_or(-1, |r: &RawRecord<'_>| r.offset_delta);
+        if record.offset_delta <= previous
+            || record.offset_delta > i64::from(header.last_offset_delta)
+        {
+            return Err(malformed("record offset outside the batch or out of order"));
+        }
+        records.push(record);
         at = end;
     }
     if records.len() != count {
@@ -374,6 +383,11 @@ mod tests {
         let mut flipped = payload.clone();
         flipped[0] = 0x7f;
         assert!(parse_records(&flipped, &header).is_err());
+        let two = BatchBuilder::new(0).records(2, 3).build();
+        let mut short = BatchHeader::parse(&two).unwrap();
+        let two_payload = decompressed_payload(&two, &short).unwrap().unwrap();
+        short.last_offset_delta = 0;
+        assert!(parse_records(&two_payload, &short).is_err(), "offset beyond the batch");
         let gz = BatchBuilder::new(0).attributes(1).records(2, 3).build();
         let gz_header = BatchHeader::parse(&gz).unwrap();
         assert!(decompressed_payload(&gz, &gz_header).is_err());
