@@ -392,8 +392,8 @@ impl Log {
         let log_start = self.log_start_offset;
         match self.read_raw_cleaner_checkpoint() {
             Some(checkpoint) => {
-                let in_log = (log_start..=self.log_end_offset())
-                    .contains(&checkpoint.first_dirty_offset);
+                let in_log =
+                    (log_start..=self.log_end_offset()).contains(&checkpoint.first_dirty_offset);
                 CleanerCheckpoint {
                     first_dirty_offset: if in_log {
                         checkpoint.first_dirty_offset

@@ -245,7 +245,7 @@ impl Harness {
                     let offset = info.first_offset + i as i64;
                     let record = (offset, key.map(key_bytes), value.map(value_bytes));
                     self.model.timestamps.insert(record.0, now);
-            self.model.appended.push(record);
+                    self.model.appended.push(record);
                     self.model.timestamps.insert(offset, now);
                 }
             }
@@ -368,8 +368,8 @@ impl Harness {
         assert!(stats.end_offset >= previous_end, "cleaned end moved back");
         assert!(stats.end_offset <= hw, "cleaned above the high watermark");
         let youngest = now - self.config.min_compaction_lag_ms;
-        let newly_cleaned = self.model.timestamps.range(previous_end..stats.end_offset);
-        if let Some((offset, ts)) = newly_cleaned.filter(|(_, ts)| **ts > youngest).next() {
+        let mut newly_cleaned = self.model.timestamps.range(previous_end..stats.end_offset);
+        if let Some((offset, ts)) = newly_cleaned.find(|(_, ts)| **ts > youngest) {
             panic!("offset {offset} at {ts} cleaned at {now} despite min.compaction.lag.ms");
         }
         assert_eq!(self.log().log_end_offset(), end, "log end offset moved");

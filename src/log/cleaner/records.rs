@@ -91,7 +91,9 @@ pub fn parse_records<'a>(
         let record = parse_body(body).ok_or(malformed("record fields"))?;
         // Offsets must increase inside the batch's range, or the key map and the rewrite
         // (which keeps lastOffsetDelta) would disagree with what readers see.
-        let previous = records.last().map_or(-1, |r: &RawRecord<'_>| r.offset_delta);
+        let previous = records
+            .last()
+            .map_or(-1, |r: &RawRecord<'_>| r.offset_delta);
         if record.offset_delta <= previous
             || record.offset_delta > i64::from(header.last_offset_delta)
         {
@@ -387,7 +389,10 @@ mod tests {
         let mut short = BatchHeader::parse(&two).unwrap();
         let two_payload = decompressed_payload(&two, &short).unwrap().unwrap();
         short.last_offset_delta = 0;
-        assert!(parse_records(&two_payload, &short).is_err(), "offset beyond the batch");
+        assert!(
+            parse_records(&two_payload, &short).is_err(),
+            "offset beyond the batch"
+        );
         let gz = BatchBuilder::new(0).attributes(1).records(2, 3).build();
         let gz_header = BatchHeader::parse(&gz).unwrap();
         assert!(decompressed_payload(&gz, &gz_header).is_err());

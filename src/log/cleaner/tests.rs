@@ -540,7 +540,10 @@ fn a_compacted_active_segment_rolls_at_max_compaction_lag() {
     assert_eq!(log.segment_count(), 2, "rolled at max.compaction.lag.ms");
     let stats = log.clean(1_001, i64::MAX).unwrap().unwrap();
     assert_eq!(stats.end_offset, 2);
-    assert_eq!(read_records(&log).keys().copied().collect::<Vec<_>>(), vec![1, 2]);
+    assert_eq!(
+        read_records(&log).keys().copied().collect::<Vec<_>>(),
+        vec![1, 2]
+    );
 }
 
 #[test]
@@ -552,7 +555,11 @@ fn a_checkpoint_beyond_the_log_end_is_lowered_at_open() {
         append(&mut log, keyed_batch(&[("k", Some("v"))], 0), 0);
     }
     log.close(0).unwrap();
-    std::fs::write(dir.path().join(CLEANER_CHECKPOINT), "0\n1\n50 9223372036854775807\n").unwrap();
+    std::fs::write(
+        dir.path().join(CLEANER_CHECKPOINT),
+        "0\n1\n50 9223372036854775807\n",
+    )
+    .unwrap();
     let mut log = Log::open(dir.path(), compact_config(), 0).unwrap();
     for _ in 0..40 {
         append(&mut log, keyed_batch(&[("k", Some("v"))], 0), 0);
