@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use crate::clock::Clock;
 use crate::config::BrokerConfig;
-use crate::log::{LogConfig, MessageTimestampType};
+use crate::log::{CleanupPolicy, DirtyRatio, LogConfig, MessageTimestampType};
 use crate::metadata::controller::{self, ControllerError};
 use crate::metadata::store::StoreError;
 use crate::metadata::{MetadataImage, MetadataRecord, MetadataStore, TopicImage};
@@ -180,6 +180,17 @@ impl Broker {
         c.flush_interval_messages = long("flush.messages", c.flush_interval_messages);
         c.flush_interval_ms = long("flush.ms", c.flush_interval_ms);
         c.max_message_bytes = long("max.message.bytes", c.max_message_bytes as i64).max(0) as usize;
+        if let Some(policy) = get("cleanup.policy").as_deref().and_then(CleanupPolicy::parse) {
+            c.cleanup_policy = policy;
+        }
+        c.delete_retention_ms = long("delete.retention.ms", c.delete_retention_ms);
+        c.min_compaction_lag_ms = long("min.compaction.lag.ms", c.min_compaction_lag_ms);
+        c.max_compaction_lag_ms = long("max.compaction.lag.ms", c.max_compaction_lag_ms);
+        if let Some(ratio) = get("min.cleanable.dirty.ratio").and_then(|v| v.parse::<f64>().ok()) {
+            c.min_cleanable_dirty_ratio = DirtyRatio(ratio.clamp(0.0, 1.0));
+        }
+        c.cleaner_dedupe_buffer_bytes =
+            self.config.long("log.cleaner.dedupe.buffer.size").clamp(1 << 20, i64::from(i32::MAX)) as usize;
         c.message_timestamp_type = match get("message.timestamp.type").as_deref() {
             Some("LogAppendTime") => MessageTimestampType::LogAppendTime,
             _ => MessageTimestampType::CreateTime,
@@ -302,6 +313,22 @@ impl Broker {
                 Ok(0) => {}
                 Ok(bytes) => tracing::info!(partition = %p.tp, bytes, "retention deleted segments"),
                 Err(e) => tracing::warn!(partition = %p.tp, error = %e, "retention failed"),
+            }
+        }
+    }
+
+    /// Compacts the partitions of compacted topics that are due (dirty ratio, lags, delete
+    /// horizons); `log.cleaner.enable=false` turns it off.
+    pub fn clean_logs(&self) {
+        if !self.config.bool("log.cleaner.enable") {
+            return;
+        }
+        let now = self.clock.now_ms();
+        for p in self.partitions() {
+            match p.clean(now) {
+                Ok(Some(stats)) => tracing::info!(partition = %p.tp, ?stats, "cleaned log"),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(partition = %p.tp, error = %e, "log cleaning failed"),
             }
         }
     }

@@ -128,6 +128,7 @@ fn spawn_background(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) ->
             i
         };
         let mut retention = every("log.retention.check.interval.ms");
+        let mut cleaner = every("log.cleaner.backoff.ms");
         let flush_enabled = broker.config.long("log.flush.scheduler.interval.ms") < i64::MAX;
         let mut flush = every("log.flush.scheduler.interval.ms");
         loop {
@@ -135,6 +136,10 @@ fn spawn_background(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) ->
                 _ = retention.tick() => {
                     let b = broker.clone();
                     let _ = tokio::task::spawn_blocking(move || b.enforce_retention()).await;
+                }
+                _ = cleaner.tick() => {
+                    let b = broker.clone();
+                    let _ = tokio::task::spawn_blocking(move || b.clean_logs()).await;
                 }
                 _ = flush.tick(), if flush_enabled => {
                     let b = broker.clone();

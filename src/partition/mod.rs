@@ -200,6 +200,18 @@ impl Partition {
         Ok(start)
     }
 
+    /// Compacts the log if the topic compacts and cleaning is due; never above the high
+    /// watermark.
+    pub fn clean(&self, now_ms: i64) -> Result<Option<crate::log::CleanStats>, PartitionError> {
+        let mut log = self.log();
+        if !log.config().cleanup_policy.compacts() {
+            return Ok(None);
+        }
+        let stats = log.clean(now_ms, self.high_watermark())?;
+        self.publish_positions(&log);
+        Ok(stats)
+    }
+
     /// Deletes segments past retention; returns the bytes freed.
     pub fn enforce_retention(&self, now_ms: i64) -> Result<u64, PartitionError> {
         let mut log = self.log();
