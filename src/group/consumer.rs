@@ -35,6 +35,8 @@ pub struct ConsumerMember {
     pub server_assignor: Option<String>,
     /// What the member owns now (acknowledged through its heartbeats).
     pub assigned: BTreeSet<Tp>,
+    /// The member epoch at which each owned partition was given to it (KIP-1251).
+    assignment_epochs: BTreeMap<Tp, i32>,
     /// What the member was last told it owns.
     last_sent: Option<BTreeSet<Tp>>,
     last_heartbeat_ms: i64,
@@ -75,6 +77,14 @@ pub struct ConsumerLimits {
     pub session_timeout_ms: i32,
     pub heartbeat_interval_ms: i32,
     pub max_size: usize,
+}
+
+/// What an offset commit may cover.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommitCheck {
+    All,
+    /// Only these partitions (commit at an older epoch).
+    Owned(BTreeSet<Tp>),
 }
 
 pub const LEAVE_EPOCH: i32 = -1;
@@ -214,6 +224,7 @@ impl ConsumerGroup {
             subscribed_topic_regex: None,
             server_assignor: None,
             assigned: BTreeSet::new(),
+            assignment_epochs: BTreeMap::new(),
             last_sent: None,
             last_heartbeat_ms: now_ms,
             revoke_deadline_ms: None,
@@ -315,6 +326,10 @@ impl ConsumerGroup {
             }
             m.assigned.intersection(&target).cloned().collect()
         };
+        for tp in next.difference(&m.assigned) {
+            m.assignment_epochs.insert(*tp, m.member_epoch);
+        }
+        m.assignment_epochs.retain(|tp, _| next.contains(tp));
         m.assigned = next.clone();
         let send = m.last_sent.as_ref() != Some(&next);
         if send {
@@ -346,16 +361,24 @@ impl ConsumerGroup {
         !gone.is_empty()
     }
 
-    /// Whether offset commits from `member_id` at `epoch` are allowed (KIP-848 rules).
-    pub fn validate_commit(&self, member_id: &str, epoch: i32) -> Result<(), ResponseError> {
+    /// Whether offset commits from `member_id` at `epoch` are allowed. At the member's
+    /// current epoch everything is; at an older epoch (a commit racing a heartbeat that moved
+    /// the member on) only partitions the member has owned since that epoch or earlier, as
+    /// KIP-1251 has it: `assignment epoch <= commit epoch <= member epoch`.
+    pub fn validate_commit(&self, member_id: &str, epoch: i32) -> Result<CommitCheck, ResponseError> {
         if member_id.is_empty() && epoch < 0 {
-            return if self.members.is_empty() { Ok(()) } else { Err(ResponseError::UnknownMemberId) };
+            return if self.members.is_empty() { Ok(CommitCheck::All) } else { Err(ResponseError::UnknownMemberId) };
         }
         let m = self.members.get(member_id).ok_or(ResponseError::UnknownMemberId)?;
-        if epoch != m.member_epoch {
+        if epoch == m.member_epoch {
+            return Ok(CommitCheck::All);
+        }
+        if epoch > m.member_epoch || epoch < 0 {
             return Err(ResponseError::StaleMemberEpoch);
         }
-        Ok(())
+        Ok(CommitCheck::Owned(
+            m.assignment_epochs.iter().filter(|(_, since)| **since <= epoch).map(|(tp, _)| *tp).collect(),
+        ))
     }
 
     /// Topic names any member subscribes to (for OffsetDelete).
@@ -412,6 +435,13 @@ mod tests {
         // a acknowledges by sending its smaller set: now at epoch 2.
         let a3 = g.heartbeat(hb("a", 1, Some(&kept)), &topics, &LIMITS, 3);
         assert_eq!(a3.member_epoch, 2);
+        // KIP-1251: a commit still at epoch 1 covers what a has owned since epoch 1, only.
+        match g.validate_commit("a", 1).unwrap() {
+            CommitCheck::Owned(set) => assert_eq!(set, kept),
+            CommitCheck::All => panic!("epoch 1 is not a's current epoch"),
+        }
+        assert_eq!(g.validate_commit("a", 2), Ok(CommitCheck::All));
+        assert_eq!(g.validate_commit("a", 3), Err(ResponseError::StaleMemberEpoch));
         let b2 = g.heartbeat(hb("b", 2, Some(&BTreeSet::new())), &topics, &LIMITS, 4);
         let b_parts = b2.assignment.unwrap();
         assert_eq!(b_parts.len(), 3);

@@ -353,18 +353,29 @@ impl GroupCoordinator {
         let image = self.broker.image();
         let mut groups = self.groups();
         let entry = self.entry(&mut groups, group_id);
-        match &entry.consumer {
+        let check = match &entry.consumer {
             Some(c) => c.validate_commit(member_id, generation_id)?,
-            None => validate_commit(&entry.group, member_id, instance, generation_id)?,
-        }
+            None => {
+                validate_commit(&entry.group, member_id, instance, generation_id)?;
+                consumer::CommitCheck::All
+            }
+        };
         let mut results = Vec::with_capacity(commits.len());
         let mut writes = Vec::new();
         let mut accepted = Vec::new();
         for c in commits {
             let known = image.topic(&c.topic).is_some_and(|t| c.partition >= 0 && c.partition < t.partitions);
             let metadata = c.metadata.unwrap_or_default();
+            let owned = match &check {
+                consumer::CommitCheck::All => true,
+                consumer::CommitCheck::Owned(set) => {
+                    image.topic(&c.topic).is_some_and(|t| set.contains(&(t.id, c.partition)))
+                }
+            };
             if !known {
                 results.push(Err(ResponseError::UnknownTopicOrPartition));
+            } else if !owned {
+                results.push(Err(ResponseError::StaleMemberEpoch));
             } else if metadata.len() > OFFSET_METADATA_BYTES_MAX {
                 results.push(Err(ResponseError::OffsetMetadataTooLarge));
             } else {
