@@ -188,10 +188,11 @@ class PrometheusServer:
     def wait_value(self, expr: str, check, timeout_s: float, what: str) -> float:
         def probe():
             v = self.value(expr)
-            return v if v is not None and check(v) else None
+            # A tuple, so that a value of 0 still counts as found.
+            return (v,) if v is not None and check(v) else None
 
         try:
-            return wait_until(probe, timeout_s, what, interval_s=0.5)
+            return wait_until(probe, timeout_s, what, interval_s=0.5)[0]
         except AssertionError as exc:
             raise AssertionError(f"{exc}\nlast value of {expr}: {self.value(expr)}\ntargets: "
                                  f"{self.targets_health()}") from None
