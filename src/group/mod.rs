@@ -295,7 +295,9 @@ impl GroupCoordinator {
         }
         entry.consumer = None;
         let was_empty = entry.group.state == GroupState::Empty;
+        let rebalances = entry.group.rebalances;
         let reply = entry.group.join(req, &self.limits, now);
+        self.broker.metrics.group_rebalances.inc_by(entry.group.rebalances - rebalances);
         if !was_empty && entry.group.state == GroupState::Empty {
             self.persist_group(entry);
         }
@@ -327,10 +329,12 @@ impl GroupCoordinator {
         let now = self.now();
         let mut groups = self.groups();
         let entry = groups.get_mut(group_id).ok_or(ResponseError::UnknownMemberId)?;
-        let results = members
+        let rebalances = entry.group.rebalances;
+        let results: Vec<Result<(), ResponseError>> = members
             .iter()
             .map(|(m, i)| entry.group.leave(m, i.as_deref(), &self.limits, now))
             .collect();
+        self.broker.metrics.group_rebalances.inc_by(entry.group.rebalances - rebalances);
         if entry.group.state == GroupState::Empty {
             self.persist_group(entry);
         }
@@ -484,7 +488,13 @@ impl GroupCoordinator {
             entry.consumer = Some(ConsumerGroup::new(group_id.to_string(), now));
         }
         match entry.consumer.as_mut() {
-            Some(c) => c.heartbeat(req, &topics, &self.consumer_limits, now),
+            Some(c) => {
+                let epoch = c.group_epoch;
+                let result = c.heartbeat(req, &topics, &self.consumer_limits, now);
+                // Each new group epoch is a rebalance of the KIP-848 kind.
+                self.broker.metrics.group_rebalances.inc_by(u64::try_from(c.group_epoch - epoch).unwrap_or(0));
+                result
+            }
             None => fail(ResponseError::CoordinatorNotAvailable),
         }
     }
@@ -575,9 +585,11 @@ impl GroupCoordinator {
                 continue;
             }
             let was = entry.group.state;
+            let rebalances = entry.group.rebalances;
             if entry.group.is_active() {
                 entry.group.tick(&self.limits, now);
             }
+            self.broker.metrics.group_rebalances.inc_by(entry.group.rebalances - rebalances);
             if was != GroupState::Empty && entry.group.state == GroupState::Empty {
                 self.persist_group(entry);
             }
