@@ -1,0 +1,275 @@
+"""Consumer-group members as processes, a paced producer, and the checks of a group scenario.
+
+Every member (Java/Go drivers' `group-consume`, harness.group_member for the Python clients)
+reports on stdout, one line per event, flushed before it moves on:
+
+    OWNED 0,3,5          partitions owned after each rebalance callback (full set, may be empty)
+    R 3 117              record at partition 3, offset 117 was processed
+    COMMITTED 3:118,5:40 a synchronous commit of these next-offsets succeeded
+    COMMIT-RETRY why     a commit hit a rebalance; revocation commits those offsets again
+    COMMIT-FAILED why    a commit failed (records may be delivered again elsewhere)
+    LOST 0,3             partitions lost without a chance to commit
+    CLOSED               left the group and closed cleanly
+
+Closing a member's stdin asks it to commit, leave the group and exit 0. Records are printed
+before they are committed, so after a SIGKILL everything a member printed past its last
+COMMITTED for a partition may legitimately reach another member again.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+from confluent_kafka import Producer
+
+from .clients import GO_BIN, JAVA_JAR, go_cmd, java_cmd
+from .wait import wait_until
+
+COMPAT_DIR = Path(__file__).resolve().parent.parent
+SESSION_TIMEOUT_MS = 6000  # the broker's default group.min.session.timeout.ms
+
+
+def member_cmd(client: str, bootstrap: str, topic: str, group: str, client_id: str,
+               session_timeout_ms: int = SESSION_TIMEOUT_MS) -> list[str]:
+    common = ["--bootstrap", bootstrap, "--topic", topic, "--group", group, "--client-id", client_id]
+    if client in ("java-classic", "java-consumer"):
+        protocol = client.partition("-")[2]
+        args = [*common, "--protocol", protocol, "--session-timeout-ms", str(session_timeout_ms)]
+        return java_cmd("group-consume", *args)
+    if client == "franz-go":
+        return go_cmd("group-consume", *common, "--session-timeout-ms", str(session_timeout_ms))
+    if client in ("confluent", "kafka-python"):
+        return [sys.executable, "-m", "harness.group_member", client, *common,
+                "--session-timeout-ms", str(session_timeout_ms)]
+    raise ValueError(f"unknown client {client!r}")
+
+
+class MemberFailed(AssertionError):
+    pass
+
+
+class Member:
+    """One group member process and what it has reported so far."""
+
+    def __init__(self, name: str, cmd: list[str], log_dir: Path):
+        for path in (JAVA_JAR, GO_BIN):
+            if str(path) in cmd and not path.exists():
+                raise AssertionError(f"{path} is missing: build it with compat-tests/run-all")
+        self.name = name
+        self.stderr_path = log_dir / f"member-{name}.stderr"
+        self.stdout_path = log_dir / f"member-{name}.stdout"
+        self._lock = threading.Lock()
+        self.records: list[tuple[int, int]] = []
+        self.owned: frozenset[int] = frozenset()
+        self.committed: dict[int, int] = {}
+        self.failures: list[str] = []
+        self.closed = False
+        self.killed = False
+        with open(self.stderr_path, "wb") as err:
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
+                                         cwd=COMPAT_DIR, start_new_session=True,
+                                         env=dict(os.environ, PYTHONPATH=str(COMPAT_DIR)))
+        self._reader = threading.Thread(target=self._read, name=f"member-{name}", daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        with open(self.stdout_path, "wb") as log:
+            for raw in self.proc.stdout:
+                log.write(raw)
+                self._parse(raw.decode(errors="replace").rstrip("\n"))
+
+    def _parse(self, line: str) -> None:
+        kind, _, rest = line.partition(" ")
+        with self._lock:
+            if kind == "R":
+                p, o = rest.split()
+                self.records.append((int(p), int(o)))
+            elif kind == "OWNED":
+                self.owned = frozenset(int(p) for p in rest.split(",") if p)
+            elif kind == "COMMITTED":
+                for item in rest.split(","):
+                    p, o = item.split(":")
+                    self.committed[int(p)] = int(o)
+            elif kind in ("COMMIT-FAILED", "FETCH-ERROR"):
+                self.failures.append(line)
+            elif kind == "CLOSED":
+                self.closed = True
+
+    # -- queries (safe from the test thread)
+
+    def snapshot(self) -> tuple[frozenset[int], int]:
+        with self._lock:
+            return self.owned, len(self.records)
+
+    def check_alive(self) -> None:
+        if self.proc.poll() is not None and not self.killed and not self.closed:
+            self._reader.join(5)
+            raise MemberFailed(f"member {self.name} exited with {self.proc.returncode}:\n{self.stderr_tail()}")
+
+    def stderr_tail(self, chars: int = 4000) -> str:
+        try:
+            return self.stderr_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return "(no stderr)"
+
+    # -- lifecycle
+
+    def close(self, timeout_s: float = 60) -> None:
+        """Clean leave: stdin EOF, the member commits, closes and exits 0."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        try:
+            rc = self.proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.kill9()
+            raise AssertionError(f"member {self.name} did not close within {timeout_s}s:\n{self.stderr_tail()}")
+        self._reader.join(10)
+        assert rc == 0 and self.closed, f"member {self.name} closed with exit {rc}:\n{self.stderr_tail()}"
+
+    def kill9(self) -> None:
+        self.killed = True
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait()
+        self._reader.join(10)
+
+    def ensure_gone(self) -> None:
+        if self.proc.poll() is None:
+            self.kill9()
+
+
+class PacedProducer:
+    """Produces values "0".."count-1" from a thread, message i to partition i % partitions, at
+    about `rate` messages per second; records (partition, offset) of every acknowledgement."""
+
+    def __init__(self, bootstrap: str, topic: str, partitions: int, count: int, rate: float):
+        self.topic, self.partitions, self.count, self.rate = topic, partitions, count, rate
+        self.acked: set[tuple[int, int]] = set()
+        self.errors: list[str] = []
+        self.sent = 0
+        self._producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5,
+                                   "enable.idempotence": True})
+        self._thread = threading.Thread(target=self._run, name="paced-producer", daemon=True)
+
+    def start(self) -> PacedProducer:
+        self._thread.start()
+        return self
+
+    def _on_delivery(self, err, msg) -> None:
+        if err is not None:
+            self.errors.append(str(err))
+        else:
+            self.acked.add((msg.partition(), msg.offset()))
+
+    def _run(self) -> None:
+        t0 = time.monotonic()
+        for i in range(self.count):
+            # Pacing the stream is the point here, not synchronisation: membership changes are
+            # meant to happen while messages keep arriving.
+            ahead_s = t0 + i / self.rate - time.monotonic()
+            if ahead_s > 0:
+                time.sleep(ahead_s)
+            while True:
+                try:
+                    self._producer.produce(self.topic, value=str(i).encode(), partition=i % self.partitions,
+                                           on_delivery=self._on_delivery)
+                    break
+                except BufferError:
+                    self._producer.poll(0.05)
+            self.sent = i + 1
+            self._producer.poll(0)
+        self._producer.flush(60)
+        self._producer = None  # librdkafka's threads go with the last reference
+
+    def wait_sent(self, n: int, timeout_s: float = 120) -> None:
+        wait_until(lambda: self.sent >= n, timeout_s, f"{n} messages sent")
+
+    def join(self, timeout_s: float = 120) -> set[tuple[int, int]]:
+        self._thread.join(timeout_s)
+        assert not self._thread.is_alive(), f"producer still running after {timeout_s}s"
+        assert not self.errors, f"delivery errors: {self.errors[:5]}"
+        assert len(self.acked) == self.count, f"{len(self.acked)} of {self.count} acknowledged"
+        return set(self.acked)
+
+
+def check_members(members: list[Member]) -> None:
+    for m in members:
+        m.check_alive()
+
+
+def balanced(members: list[Member], partitions: int) -> bool:
+    """Every member owns something, no partition twice, every partition once."""
+    owned = [m.snapshot()[0] for m in members]
+    union = frozenset().union(*owned)
+    return all(owned) and sum(map(len, owned)) == partitions and union == frozenset(range(partitions))
+
+
+def wait_balanced(live: list[Member], everyone: list[Member], partitions: int, timeout_s: float, what: str) -> None:
+    def condition():
+        check_members(everyone)
+        return balanced(live, partitions)
+
+    try:
+        wait_until(condition, timeout_s, what)
+    except MemberFailed:
+        raise
+    except AssertionError as exc:
+        owned = {m.name: sorted(m.snapshot()[0]) for m in everyone}
+        raise AssertionError(f"{exc}; owned now: {owned}") from None
+
+
+def wait_consumed(members: list[Member], expected: set[tuple[int, int]], timeout_s: float) -> None:
+    def condition():
+        check_members(members)
+        seen = set()
+        for m in members:
+            with m._lock:
+                seen.update(m.records)
+        return expected <= seen
+
+    try:
+        wait_until(condition, timeout_s, f"all {len(expected)} messages consumed")
+    except MemberFailed:
+        raise
+    except AssertionError as exc:
+        seen = set().union(*(set(m.records) for m in members))
+        missing = sorted(expected - seen)
+        raise AssertionError(f"{exc}: {len(missing)} missing, e.g. {missing[:10]}; "
+                             f"owned: {({m.name: sorted(m.owned) for m in members})}") from None
+
+
+def check_delivery(members: list[Member], produced: set[tuple[int, int]],
+                   killed: Member | None = None, killed_committed: dict[int, int] | None = None) -> dict:
+    """No loss, nothing foreign, and no record processed twice, except records the killed member
+    processed past its last commit on that partition (those are the at-least-once window)."""
+    counts: Counter[tuple[int, int]] = Counter()
+    for m in members:
+        counts.update(m.records)
+    consumed = set(counts)
+    missing = sorted(produced - consumed)
+    assert not missing, f"{len(missing)} produced messages never consumed, e.g. {missing[:10]}"
+    foreign = sorted(consumed - produced)
+    assert not foreign, f"consumed records that were never acknowledged, e.g. {foreign[:10]}"
+    killed_uncommitted: set[tuple[int, int]] = set()
+    if killed is not None:
+        committed = killed_committed or {}
+        killed_uncommitted = {(p, o) for p, o in killed.records if o >= committed.get(p, 0)}
+    dups = {rec: n for rec, n in counts.items() if n > 1}
+    allowed = {rec for rec, n in dups.items() if n == 2 and rec in killed_uncommitted}
+    bad = sorted(set(dups) - allowed)
+    if bad:
+        who = {rec: [m.name for m in members if rec in set(m.records)] for rec in bad[:10]}
+        raise AssertionError(f"{len(bad)} records processed more than once outside the killed member's "
+                             f"uncommitted window, e.g. {who}")
+    failures = {m.name: m.failures[:3] for m in members if m.failures}
+    return {"records": len(produced), "redelivered_after_kill": len(allowed), "commit_failures": failures}
