@@ -30,7 +30,7 @@ from pathlib import Path
 from confluent_kafka import Producer
 
 from .clients import GO_BIN, JAVA_JAR, go_cmd, java_cmd
-from .wait import wait_until
+from .wait import Abort, wait_until
 
 COMPAT_DIR = Path(__file__).resolve().parent.parent
 SESSION_TIMEOUT_MS = 6000  # the broker's default group.min.session.timeout.ms
@@ -51,7 +51,7 @@ def member_cmd(client: str, bootstrap: str, topic: str, group: str, client_id: s
     raise ValueError(f"unknown client {client!r}")
 
 
-class MemberFailed(AssertionError):
+class MemberFailed(Abort):
     pass
 
 
