@@ -1,7 +1,7 @@
 """Apache Kafka's own `kafka-consumer-groups` (ConsumerGroupCommand from kafka-tools, the version
 of the Java driver): --list, --describe with lag (100 produced, 60 consumed and committed: lag
-40), --describe --state, --reset-offsets --to-earliest --execute on the empty group (OffsetFetch
-then returns 0), --delete."""
+40), --describe --state / --members, --reset-offsets --to-earliest --execute on the empty group
+(OffsetFetch then returns 0), --delete-offsets (OffsetDelete), --delete."""
 
 from __future__ import annotations
 
@@ -108,6 +108,8 @@ def test_list_describe_reset_delete(broker):
         lag += sum(MESSAGES // PARTITIONS for r in rows if r["LAG"] == "-")  # nothing committed there
         assert lag == MESSAGES - CONSUMED, f"total lag {lag}, expected {MESSAGES - CONSUMED}: {rows}"
         assert re.search(r"\bStable\b", consumer_groups(broker.bootstrap, "--describe", "--group", group, "--state"))
+        members = parse_table(consumer_groups(broker.bootstrap, "--describe", "--group", group, "--members"))
+        assert [(m["CLIENT-ID"], m["#PARTITIONS"]) for m in members] == [(client_id, str(PARTITIONS))], members
     finally:
         member.close()
 
@@ -118,6 +120,11 @@ def test_list_describe_reset_delete(broker):
                                         "--group", group, "--topic", topic))
     assert {(int(r["PARTITION"]), r["NEW-OFFSET"]) for r in reset} == {(p, "0") for p in range(PARTITIONS)}, reset
     assert fetch_committed(broker.bootstrap, topic, group) == {p: 0 for p in range(PARTITIONS)}
+
+    deleted = parse_table(consumer_groups(broker.bootstrap, "--delete-offsets", "--group", group, "--topic", topic),
+                          first_column="TOPIC")
+    assert {(int(r["PARTITION"]), r["STATUS"]) for r in deleted} == {(p, "Successful") for p in range(PARTITIONS)}
+    assert fetch_committed(broker.bootstrap, topic, group) == {p: -1001 for p in range(PARTITIONS)}  # none
 
     out = consumer_groups(broker.bootstrap, "--delete", "--group", group)
     assert "successful" in out, out
