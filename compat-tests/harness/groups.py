@@ -149,11 +149,12 @@ class Member:
 
 
 class PacedProducer:
-    """Produces values "0".."count-1" from a thread, message i to partition i % partitions, at
-    about `rate` messages per second; records (partition, offset) of every acknowledgement."""
+    """Produces values "0", "1", ... from a thread, message i to partition i % partitions, at
+    about `rate` messages per second, until `limit` messages (see stop_at); records (partition,
+    offset) of every acknowledgement."""
 
-    def __init__(self, bootstrap: str, topic: str, partitions: int, count: int, rate: float):
-        self.topic, self.partitions, self.count, self.rate = topic, partitions, count, rate
+    def __init__(self, bootstrap: str, topic: str, partitions: int, limit: int, rate: float):
+        self.topic, self.partitions, self.limit, self.rate = topic, partitions, limit, rate
         self.acked: set[tuple[int, int]] = set()
         self.errors: list[str] = []
         self.sent = 0
@@ -165,6 +166,10 @@ class PacedProducer:
         self._thread.start()
         return self
 
+    def stop_at(self, n: int) -> None:
+        """Ends the stream after n messages (or right away if n were already sent)."""
+        self.limit = n
+
     def _on_delivery(self, err, msg) -> None:
         if err is not None:
             self.errors.append(str(err))
@@ -173,7 +178,8 @@ class PacedProducer:
 
     def _run(self) -> None:
         t0 = time.monotonic()
-        for i in range(self.count):
+        i = 0
+        while i < self.limit:
             # Pacing the stream is the point here, not synchronisation: membership changes are
             # meant to happen while messages keep arriving.
             ahead_s = t0 + i / self.rate - time.monotonic()
@@ -186,7 +192,8 @@ class PacedProducer:
                     break
                 except BufferError:
                     self._producer.poll(0.05)
-            self.sent = i + 1
+            i += 1
+            self.sent = i
             self._producer.poll(0)
         self._producer.flush(60)
         self._producer = None  # librdkafka's threads go with the last reference
@@ -198,7 +205,7 @@ class PacedProducer:
         self._thread.join(timeout_s)
         assert not self._thread.is_alive(), f"producer still running after {timeout_s}s"
         assert not self.errors, f"delivery errors: {self.errors[:5]}"
-        assert len(self.acked) == self.count, f"{len(self.acked)} of {self.count} acknowledged"
+        assert len(self.acked) == self.sent, f"{len(self.acked)} of {self.sent} acknowledged"
         return set(self.acked)
 
 
@@ -226,6 +233,23 @@ def wait_balanced(live: list[Member], everyone: list[Member], partitions: int, t
     except AssertionError as exc:
         owned = {m.name: sorted(m.snapshot()[0]) for m in everyone}
         raise AssertionError(f"{exc}; owned now: {owned}") from None
+
+
+def wait_progress(live: list[Member], everyone: list[Member], timeout_s: float, what: str) -> None:
+    """Every live member processes at least one more record than it had processed so far."""
+    before = {m.name: m.snapshot()[1] for m in live}
+
+    def condition():
+        check_members(everyone)
+        return all(m.snapshot()[1] > before[m.name] for m in live)
+
+    try:
+        wait_until(condition, timeout_s, what)
+    except MemberFailed:
+        raise
+    except AssertionError as exc:
+        now = {m.name: (sorted(m.snapshot()[0]), m.snapshot()[1]) for m in everyone}
+        raise AssertionError(f"{exc}; (owned, processed) now: {now}") from None
 
 
 def wait_consumed(members: list[Member], expected: set[tuple[int, int]], timeout_s: float) -> None:
