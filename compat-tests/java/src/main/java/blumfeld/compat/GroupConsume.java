@@ -67,6 +67,9 @@ final class GroupConsume {
         p.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, "false");
         p.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
         p.put(ConsumerConfig.MAX_POLL_RECORDS_CONFIG, 200);
+        if (opts.containsKey("instance-id")) {
+            p.put(ConsumerConfig.GROUP_INSTANCE_ID_CONFIG, opts.get("instance-id")); // static membership
+        }
         if (protocol.equals("classic")) {
             // With group.protocol=consumer the broker owns these (the client rejects them).
             int sessionMs = Integer.parseInt(opts.getOrDefault("session-timeout-ms", "6000"));

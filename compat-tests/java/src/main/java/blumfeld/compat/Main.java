@@ -76,7 +76,7 @@ public final class Main {
         System.err.println("usage: compat-java roundtrip|create-topic|idempotent-produce|bulk-produce|group-consume"
                 + " --bootstrap HOST:PORT [--topic T | --topic-prefix P] [--partitions N] [--count N]"
                 + " [--codecs none,gzip,snappy,lz4,zstd] [--bytes N] [--value-size N]"
-                + " [--group G] [--protocol classic|consumer] [--session-timeout-ms N] [--client-id ID]");
+                + " [--group G] [--protocol classic|consumer] [--session-timeout-ms N] [--client-id ID] [--instance-id ID]");
         System.exit(64);
     }
 
