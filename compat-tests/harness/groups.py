@@ -111,8 +111,18 @@ class Member:
     # -- queries (safe from the test thread)
 
     def snapshot(self) -> tuple[frozenset[int], int]:
+        """(partitions owned, records processed so far)."""
         with self._lock:
             return self.owned, len(self.records)
+
+    def processed(self) -> list[tuple[int, int]]:
+        with self._lock:
+            return list(self.records)
+
+    def commits(self) -> dict[int, int]:
+        """Partition -> the highest next-offset this member committed successfully."""
+        with self._lock:
+            return dict(self.committed)
 
     def check_alive(self) -> None:
         if self.proc.poll() is not None and not self.killed and not self.closed:
@@ -262,8 +272,7 @@ def wait_consumed(members: list[Member], expected: set[tuple[int, int]], timeout
         check_members(members)
         seen = set()
         for m in members:
-            with m._lock:
-                seen.update(m.records)
+            seen.update(m.processed())
         return expected <= seen
 
     try:
@@ -271,18 +280,19 @@ def wait_consumed(members: list[Member], expected: set[tuple[int, int]], timeout
     except MemberFailed:
         raise
     except AssertionError as exc:
-        seen = set().union(*(set(m.records) for m in members))
+        seen = set().union(*(m.processed() for m in members))
         missing = sorted(expected - seen)
         raise AssertionError(f"{exc}: {len(missing)} missing, e.g. {missing[:10]}; "
-                             f"owned: {({m.name: sorted(m.owned) for m in members})}") from None
+                             f"owned: {({m.name: sorted(m.snapshot()[0]) for m in members})}") from None
 
 
 def check_delivery(members: list[Member], produced: set[tuple[int, int]]) -> dict:
     """No loss, nothing foreign, and no record processed twice, except records a SIGKILLed member
     processed after its last commit on that partition (the at-least-once window of a crash)."""
+    records = {m.name: m.processed() for m in members}
     counts: Counter[tuple[int, int]] = Counter()
-    for m in members:
-        counts.update(m.records)
+    for recs in records.values():
+        counts.update(recs)
     consumed = set(counts)
     missing = sorted(produced - consumed)
     assert not missing, f"{len(missing)} produced messages never consumed, e.g. {missing[:10]}"
@@ -292,11 +302,12 @@ def check_delivery(members: list[Member], produced: set[tuple[int, int]]) -> dic
     uncommitted: Counter[tuple[int, int]] = Counter()
     for m in members:
         if m.killed:
-            uncommitted.update({(p, o) for p, o in m.records if o >= m.committed.get(p, 0)})
+            committed = m.commits()
+            uncommitted.update({(p, o) for p, o in records[m.name] if o >= committed.get(p, 0)})
     dups = {rec: n for rec, n in counts.items() if n > 1}
     bad = sorted(rec for rec, n in dups.items() if n - uncommitted[rec] > 1)
     if bad:
-        who = {rec: [m.name for m in members if rec in set(m.records)] for rec in bad[:10]}
+        who = {rec: [name for name, recs in records.items() if rec in recs] for rec in bad[:10]}
         raise AssertionError(f"{len(bad)} records processed more than once outside a killed member's "
                              f"uncommitted window, e.g. {who}")
     failures = {m.name: m.failures[:3] for m in members if m.failures}

@@ -128,9 +128,8 @@ def test_live_group_rides_through_broker_kill9(broker_factory, tmp_path):
         broker.kill9()
         committed_at_kill: dict[int, int] = {}
         for m in members:
-            with m._lock:
-                for p, o in m.committed.items():
-                    committed_at_kill[p] = max(committed_at_kill.get(p, 0), o)
+            for p, o in m.commits().items():
+                committed_at_kill[p] = max(committed_at_kill.get(p, 0), o)
         broker.restart()
         broker.wait_metadata()
 
@@ -139,7 +138,7 @@ def test_live_group_rides_through_broker_kill9(broker_factory, tmp_path):
         wait_consumed(members, produced, LIVE_DEADLINE_S)
         wait_balanced(members, members, LIVE_PARTITIONS, LIVE_DEADLINE_S, "the group to form again after restart")
 
-        counts = Counter(r for m in members for r in m.records)
+        counts = Counter(r for m in members for r in m.processed())
         again = sorted(r for r, n in counts.items() if n > 1 and r[1] < committed_at_kill.get(r[0], 0))
         assert not again, f"records committed before the crash processed again after it, e.g. {again[:10]}"
         foreign = sorted(set(counts) - produced)

@@ -161,11 +161,12 @@ def run_scenario(broker, tmp_path, label: str, clients: dict[str, str], commits_
         summary = check_delivery(members, produced)
         assert not (commits_must_succeed and summary["commit_failures"]), \
             f"commits of partitions the member owned failed: {summary['commit_failures']}"
-        per_member = {m.name: len(m.records) for m in members}
+        per_member = {m.name: m.snapshot()[1] for m in members}
         assert all(per_member.values()), f"a member processed nothing while it owned partitions: {per_member}"
         a.close()
         summary["per_member"] = per_member
-        print(f"{label}: {summary}; produced {len(produced)}; takeover after SIGKILL {takeover_s:.1f}s; total {time.monotonic() - t0:.1f}s")
+        print(f"{label}: {summary}; takeover after SIGKILL {takeover_s:.1f}s; "
+              f"total {time.monotonic() - t0:.1f}s")
     finally:
         for m in members:
             m.ensure_gone()
