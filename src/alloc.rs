@@ -85,6 +85,7 @@ unsafe impl GlobalAlloc for LazyLargeAlloc {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

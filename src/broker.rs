@@ -16,10 +16,11 @@ use uuid::Uuid;
 
 use crate::clock::Clock;
 use crate::config::BrokerConfig;
-use crate::log::{LogConfig, MessageTimestampType};
+use crate::log::{CleanupPolicy, DirtyRatio, LogConfig, MessageTimestampType};
 use crate::metadata::controller::{self, ControllerError};
 use crate::metadata::store::StoreError;
 use crate::metadata::{MetadataImage, MetadataRecord, MetadataStore, TopicImage};
+use crate::metrics::{Metrics, MetricsConfig};
 use crate::partition::{Partition, PartitionError};
 use crate::types::TopicPartition;
 
@@ -63,6 +64,7 @@ pub struct Broker {
     /// The next producer id and the end of the block reserved in the metadata log.
     producer_ids: Mutex<(i64, i64)>,
     pub started_at_ms: AtomicI64,
+    pub metrics: Arc<Metrics>,
 }
 
 impl Broker {
@@ -80,6 +82,8 @@ impl Broker {
             host: listener.map(|l| l.ip().to_string()).unwrap_or_else(|| "127.0.0.1".into()),
             port: listener.map(|l| l.port() as i32).unwrap_or(9092),
         };
+        let metrics_config = MetricsConfig { partition_detail: config.bool("metrics.partition.detail") };
+        let metrics = Arc::new(Metrics::new(metrics_config).map_err(|e| BrokerError::Io { path: data_dir.clone(), source: std::io::Error::other(e.to_string()) })?);
         let now = clock.now_ms();
         let broker = Arc::new(Self {
             node_id: config.node_id(),
@@ -92,6 +96,7 @@ impl Broker {
             appended: Notify::new(),
             producer_ids: Mutex::new((0, 0)),
             started_at_ms: AtomicI64::new(now),
+            metrics,
         });
         broker.remove_stray_dirs();
         broker.reconcile(&broker.metadata.image())?;
@@ -151,13 +156,12 @@ impl Broker {
             replication_factor: -1,
             configs: Default::default(),
         };
-        let res = self.apply_metadata(|image| {
+        self.apply_metadata(|image| {
             if image.topic(name).is_some() {
                 return Ok((vec![], ()));
             }
             Ok((vec![controller::create_topic(image, &self.config, &spec)?], ()))
-        });
-        res
+        })
     }
 
     /// The log configuration of a topic: its overrides over the broker defaults.
@@ -176,6 +180,17 @@ impl Broker {
         c.flush_interval_messages = long("flush.messages", c.flush_interval_messages);
         c.flush_interval_ms = long("flush.ms", c.flush_interval_ms);
         c.max_message_bytes = long("max.message.bytes", c.max_message_bytes as i64).max(0) as usize;
+        if let Some(policy) = get("cleanup.policy").as_deref().and_then(CleanupPolicy::parse) {
+            c.cleanup_policy = policy;
+        }
+        c.delete_retention_ms = long("delete.retention.ms", c.delete_retention_ms);
+        c.min_compaction_lag_ms = long("min.compaction.lag.ms", c.min_compaction_lag_ms);
+        c.max_compaction_lag_ms = long("max.compaction.lag.ms", c.max_compaction_lag_ms);
+        if let Some(ratio) = get("min.cleanable.dirty.ratio").and_then(|v| v.parse::<f64>().ok()) {
+            c.min_cleanable_dirty_ratio = DirtyRatio(ratio.clamp(0.0, 1.0));
+        }
+        c.cleaner_dedupe_buffer_bytes =
+            self.config.long("log.cleaner.dedupe.buffer.size").clamp(1 << 20, i64::from(i32::MAX)) as usize;
         c.message_timestamp_type = match get("message.timestamp.type").as_deref() {
             Some("LogAppendTime") => MessageTimestampType::LogAppendTime,
             _ => MessageTimestampType::CreateTime,
@@ -211,12 +226,15 @@ impl Broker {
                         continue;
                     }
                     let dir = self.data_dir.join(tp.to_string());
-                    let p = Partition::open(tp.clone(), topic.id, &dir, config.clone(), now)?;
+                    let p = Partition::open(tp.clone(), topic.id, &dir, config.clone(), now, self.metrics.topic(&topic.name))?;
                     parts.insert(tp, Arc::new(p));
                 }
             }
         }
         for p in removed {
+            if image.topic(&p.tp.topic).is_none_or(|t| t.id != p.topic_id) {
+                self.metrics.remove_topic(&p.tp.topic);
+            }
             self.delete_partition_dir(p);
         }
         Ok(())
@@ -299,6 +317,22 @@ impl Broker {
         }
     }
 
+    /// Compacts the partitions of compacted topics that are due (dirty ratio, lags, delete
+    /// horizons); `log.cleaner.enable=false` turns it off.
+    pub fn clean_logs(&self) {
+        if !self.config.bool("log.cleaner.enable") {
+            return;
+        }
+        let now = self.clock.now_ms();
+        for p in self.partitions() {
+            match p.clean(now) {
+                Ok(Some(stats)) => tracing::info!(partition = %p.tp, ?stats, "cleaned log"),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(partition = %p.tp, error = %e, "log cleaning failed"),
+            }
+        }
+    }
+
     /// Flushes partitions whose `flush.ms` has passed since their last flush.
     pub fn flush_due(&self) {
         let now = self.clock.now_ms();
@@ -364,6 +398,7 @@ fn write_lock<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 
 /// Reserved for tests of the producer-id allocator and friends.
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

@@ -78,6 +78,7 @@ pub const BROKER_KEYS: &[KeyDef] = &[
     key!("log.retention.hours", Kind::Int, Some("168"), "Keep data this long, in hours"),
     key!("log.retention.bytes", Kind::Long, Some("-1"), "Keep at most this many bytes per partition (-1: no limit)"),
     key!("log.retention.check.interval.ms", Kind::Long, Some("300000"), "How often retention runs"),
+    key!("log.initial.task.delay.ms", Kind::Long, Some("30000"), "Delay after start-up before retention and flushing tasks first run"),
     key!("log.index.interval.bytes", Kind::Int, Some("4096"), "Bytes between offset index entries"),
     key!("log.index.size.max.bytes", Kind::Int, Some("10485760"), "Maximum size of one offset index"),
     key!("log.flush.interval.messages", Kind::Long, Some(LONG_MAX), "Fsync after this many messages"),
@@ -87,6 +88,9 @@ pub const BROKER_KEYS: &[KeyDef] = &[
     key!("log.message.timestamp.before.max.ms", Kind::Long, Some(LONG_MAX), "Oldest accepted record timestamp, relative to now"),
     key!("log.message.timestamp.after.max.ms", Kind::Long, Some("3600000"), "Newest accepted record timestamp, relative to now"),
     key!("log.cleanup.policy", Kind::Enum(CLEANUP_POLICIES), Some("delete"), "delete and/or compact"),
+    key!("log.cleaner.enable", Kind::Bool, Some("true"), "Run the log cleaner for compacted topics"),
+    key!("log.cleaner.backoff.ms", Kind::Long, Some("15000"), "Pause between cleaner passes"),
+    key!("log.cleaner.dedupe.buffer.size", Kind::Long, Some("134217728"), "Memory for the cleaner's key map"),
     key!("log.cleaner.delete.retention.ms", Kind::Long, Some("86400000"), "How long tombstones stay"),
     key!("log.cleaner.min.cleanable.ratio", Kind::Double, Some("0.5"), "Dirty ratio that triggers cleaning"),
     key!("log.cleaner.min.compaction.lag.ms", Kind::Long, Some("0"), "Minimum age before compaction"),
@@ -113,6 +117,9 @@ pub const BROKER_KEYS: &[KeyDef] = &[
     key!("group.min.session.timeout.ms", Kind::Int, Some("6000"), "Shortest session timeout a member may ask for"),
     key!("group.max.session.timeout.ms", Kind::Int, Some("1800000"), "Longest session timeout a member may ask for"),
     key!("group.max.size", Kind::Int, Some("2147483647"), "Members per group at most"),
+    key!("group.consumer.session.timeout.ms", Kind::Int, Some("45000"), "Session timeout of KIP-848 consumer group members"),
+    key!("group.consumer.heartbeat.interval.ms", Kind::Int, Some("5000"), "Heartbeat interval given to KIP-848 consumer group members"),
+    key!("group.consumer.max.size", Kind::Int, Some("2147483647"), "Members per KIP-848 consumer group at most"),
     key!("offsets.retention.minutes", Kind::Int, Some("10080"), "Keep offsets of an empty group this long"),
     key!("controller.quorum.voters", Kind::List, None, "Raft voters (not used by a single node yet)"),
     key!("controller.listener.names", Kind::List, None, "Listener names of the controller"),
@@ -120,6 +127,8 @@ pub const BROKER_KEYS: &[KeyDef] = &[
     key!("listener.security.protocol.map", Kind::Str, None, "Listener name to protocol (only PLAINTEXT is supported)"),
     key!("broker.rack", Kind::Str, None, "Rack of this broker"),
     key!("cluster.id", Kind::Str, None, "Cluster id (default: generated on first start and kept in meta.properties)"),
+    key!("metrics.listener", Kind::Str, Some("127.0.0.1:9644"), "Address of the Prometheus endpoint (/metrics, /health, /ready); port 0 picks a free port"),
+    key!("metrics.partition.detail", Kind::Bool, Some("false"), "Export log size and offsets per partition, not only per topic"),
 ];
 
 /// A topic-level key and the broker key its default comes from.
@@ -448,6 +457,7 @@ pub fn check_topic_config(key: &str, value: &str) -> Result<String, String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
@@ -474,6 +484,32 @@ mod tests {
         let err = BrokerConfig::load(None, &["num.partitions=abc".into()]).unwrap_err().to_string();
         assert!(err.contains("num.partitions"), "{err}");
         assert!(BrokerConfig::load(None, &["listeners=SSL://1.2.3.4:9".into()]).is_err());
+    }
+
+    /// Regenerates `config/single-node.yaml` from the key table:
+    /// `cargo test --lib write_single_node_yaml -- --ignored`.
+    #[test]
+    #[ignore = "writes config/single-node.yaml"]
+    fn write_single_node_yaml() {
+        let mut out = String::from(
+            "# Blumfeld single-node configuration: the embedded default, one key per Kafka property.\n\
+             # Keys are Apache Kafka's own property names with Kafka's defaults, so Kafka's documentation\n\
+             # applies. Start with:  blumfeld --config config/single-node.yaml\n\
+             # Override one key on the command line:  --override log.retention.ms=60000\n\
+             # Keys shown commented out have no default (Kafka's null).\n\n",
+        );
+        for k in BROKER_KEYS {
+            out.push_str(&format!("# {}.\n", k.doc));
+            match k.default {
+                None => out.push_str(&format!("# {}:\n\n", k.name)),
+                Some(v) if matches!(k.kind, Kind::Int | Kind::Long | Kind::Bool | Kind::Double) => {
+                    out.push_str(&format!("{}: {v}\n\n", k.name));
+                }
+                Some(v) => out.push_str(&format!("{}: \"{v}\"\n\n", k.name)),
+            }
+        }
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/single-node.yaml");
+        std::fs::write(path, out.trim_end().to_string() + "\n").unwrap();
     }
 
     /// `config/single-node.yaml` documents the embedded defaults: they must agree.

@@ -6,6 +6,8 @@
 //! server     accepts connections, frames requests, enforces limits, answers in request order
 //!   └─ api       the only place that knows Kafka requests: one file per API, one dispatch
 //!                match, one version table, one map from internal errors to Kafka error codes
+//!        ├─ group      the group coordinator: classic consumer groups and committed offsets,
+//!        │             durable in the internal topic `__consumer_offsets`
 //!        └─ broker     the replica manager: the partitions this node hosts, topic lifecycle
 //!             ├─ partition  leadership, high watermark, leader epoch, waits for appends
 //!             └─ metadata   the immutable cluster image (topics, ids, partitions, configs)
@@ -14,6 +16,8 @@
 //!                       └─ record    record batches as raw bytes: parse, validate, patch
 //!                            └─ types     newtypes shared by everything (Offset, NodeId, ...)
 //! config     the YAML configuration with Kafka's property names and defaults (a leaf)
+//! clock      injected time (a leaf)
+//! alloc      the global allocator: lazy mappings for huge allocations (see its docs)
 //! ```
 //!
 //! # Data flow
@@ -38,3 +42,4 @@ pub mod partition;
 pub mod record;
 pub mod server;
 pub mod types;
+pub mod metrics;

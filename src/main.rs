@@ -14,6 +14,8 @@ use blumfeld::api::Api;
 use blumfeld::broker::Broker;
 use blumfeld::clock::SystemClock;
 use blumfeld::config::BrokerConfig;
+use blumfeld::group::GroupCoordinator;
+use blumfeld::metrics;
 use blumfeld::server::Server;
 
 /// See `blumfeld::alloc`: hostile array lengths must not abort the process.
@@ -82,13 +84,21 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         }
     });
     tracing::info!(listener = %local, elapsed_ms = started.elapsed().as_millis() as u64, "ready");
-    // Test harnesses wait for this line on stdout.
-    println!("blumfeld listening on {}:{}", local.ip(), local.port());
+    // Test harnesses wait for this line on stdout; they may close the pipe after reading it,
+    // so no println! (which panics on a closed stdout).
+    say(&format!("blumfeld listening on {}:{}", local.ip(), local.port()));
+    let accepting = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let metrics_server = start_metrics(&broker, &api.groups, accepting.clone(), shutdown_rx.clone()).await?;
     let serving = tokio::spawn(server.run(shutdown_rx));
+    accepting.store(true, std::sync::atomic::Ordering::Release);
+    // After the broker's line: harnesses match the first "listening on".
+    say(&format!("metrics listening on {}", metrics_server.local_addr()));
     wait_for_signal().await;
     tracing::info!("shutting down");
+    accepting.store(false, std::sync::atomic::Ordering::Release);
     let _ = shutdown_tx.send(true);
     let _ = serving.await;
+    metrics_server.join().await;
     background.abort();
     group_ticker.abort();
     let b = broker.clone();
@@ -108,14 +118,17 @@ const INTERVAL_MS_MAX: i64 = 365 * 24 * 3_600_000;
 /// periodic flusher.
 fn spawn_background(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
+        let initial_delay = Duration::from_millis(broker.config.long("log.initial.task.delay.ms").clamp(0, INTERVAL_MS_MAX) as u64);
         let every = |key: &str| {
             // Clamped: an "infinite" Kafka interval must not overflow the timer's arithmetic.
             let ms = broker.config.long(key).clamp(1, INTERVAL_MS_MAX);
-            let mut i = tokio::time::interval(Duration::from_millis(ms as u64));
+            let period = Duration::from_millis(ms as u64);
+            let mut i = tokio::time::interval_at(tokio::time::Instant::now() + initial_delay, period);
             i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             i
         };
         let mut retention = every("log.retention.check.interval.ms");
+        let mut cleaner = every("log.cleaner.backoff.ms");
         let flush_enabled = broker.config.long("log.flush.scheduler.interval.ms") < i64::MAX;
         let mut flush = every("log.flush.scheduler.interval.ms");
         loop {
@@ -123,6 +136,10 @@ fn spawn_background(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) ->
                 _ = retention.tick() => {
                     let b = broker.clone();
                     let _ = tokio::task::spawn_blocking(move || b.enforce_retention()).await;
+                }
+                _ = cleaner.tick() => {
+                    let b = broker.clone();
+                    let _ = tokio::task::spawn_blocking(move || b.clean_logs()).await;
                 }
                 _ = flush.tick(), if flush_enabled => {
                     let b = broker.clone();
@@ -152,4 +169,86 @@ async fn wait_for_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+fn say(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+/// Starts the Prometheus endpoint (`metrics.listener`) with a snapshot of the broker taken at
+/// each scrape: partitions, metadata, disk, groups and consumer lag.
+async fn start_metrics(
+    broker: &Arc<Broker>,
+    groups: &Arc<GroupCoordinator>,
+    accepting: Arc<std::sync::atomic::AtomicBool>,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<metrics::MetricsServer> {
+    let addr: std::net::SocketAddr = broker
+        .config
+        .get("metrics.listener")
+        .unwrap_or("127.0.0.1:9644")
+        .parse()
+        .context("metrics.listener is not host:port")?;
+    let weak = Arc::downgrade(broker);
+    let weak_groups = Arc::downgrade(groups);
+    broker.metrics.set_snapshot_source(Box::new(move || {
+        let Some(b) = weak.upgrade() else { return metrics::BrokerSnapshot::default() };
+        let image = b.image();
+        let partitions = b
+            .partitions()
+            .iter()
+            .map(|p| {
+                let positions = metrics::LogPositions {
+                    log_start_offset: p.log_start_offset(),
+                    high_watermark: p.high_watermark(),
+                    log_end_offset: p.log_end_offset(),
+                };
+                metrics::PartitionSnapshot::single_node(&p.tp.topic, p.tp.partition.0, positions, p.size_bytes())
+            })
+            .collect();
+        let log_dirs = metrics::log_dir_space(b.data_dir())
+            .map(|s| {
+                vec![metrics::LogDirSnapshot {
+                    dir: b.data_dir().display().to_string(),
+                    total_bytes: s.total_bytes,
+                    free_bytes: s.free_bytes,
+                }]
+            })
+            .unwrap_or_default();
+        let offset = image.offset;
+        let (groups_by_state, group_offsets) = match weak_groups.upgrade() {
+            Some(g) => (
+                g.counts_by_state().into_iter().map(|(s, n)| (s.to_string(), n as u64)).collect(),
+                Some(
+                    g.all_committed()
+                        .into_iter()
+                        .map(|(group, topic, partition, committed_offset)| metrics::GroupOffset { group, topic, partition, committed_offset })
+                        .collect(),
+                ),
+            ),
+            None => (vec![], None),
+        };
+        metrics::BrokerSnapshot {
+            partitions,
+            metadata: metrics::MetadataSnapshot { active_controller: true, log_end_offset: offset, last_applied_offset: offset, leader_epoch: 0 },
+            log_dirs,
+            groups_by_state,
+            group_offsets,
+            ..Default::default()
+        }
+    }));
+    // Single node: metadata is local, so ready means accepting clients.
+    let health: metrics::HealthCheck = Arc::new(move || {
+        if accepting.load(std::sync::atomic::Ordering::Acquire) {
+            metrics::Health::ready()
+        } else {
+            metrics::Health::not_ready("not accepting client connections")
+        }
+    });
+    metrics::serve(addr, broker.metrics.clone(), health, shutdown)
+        .await
+        .with_context(|| format!("binding the metrics listener {addr}"))
 }

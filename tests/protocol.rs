@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Protocol-level tests against a running broker: versions, metadata, topic admin, bad input.
 
 mod common;

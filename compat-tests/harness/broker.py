@@ -56,7 +56,8 @@ class BrokerProcess:
         return f"{self.host}:{self.port}"
 
     def command(self) -> list[str]:
-        props = {"log.dirs": str(self.data_dir), "listeners": "PLAINTEXT://127.0.0.1:0", **self.overrides}
+        props = {"log.dirs": str(self.data_dir), "listeners": "PLAINTEXT://127.0.0.1:0",
+                 "metrics.listener": "127.0.0.1:0", **self.overrides}
         args = [a for k, v in props.items() for a in ("--override", f"{k}={v}")]
         if self.kind == "kafka":
             return [sys.executable, "-m", "harness.kafka_launcher", *args]

@@ -6,6 +6,8 @@
 //! error when the connection must be closed (unparseable header, unknown API, version we do
 //! not serve), as Kafka does.
 
+pub mod consumer_group_describe;
+pub mod consumer_group_heartbeat;
 pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_groups;
@@ -14,6 +16,7 @@ pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
+pub mod error_codes;
 pub mod errors;
 pub mod fetch;
 pub mod fetch_session;
@@ -78,7 +81,9 @@ pub struct Api {
     pub groups: Arc<GroupCoordinator>,
 }
 
-/// A handler's answer: a response, or nothing at all (acks=0).
+/// A handler's answer: a response, or nothing at all (acks=0). Responses are large and
+/// short-lived; boxing them would cost an allocation per request for nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Reply {
     Response(ResponseKind),
     NoResponse,
@@ -90,6 +95,7 @@ impl Api {
     /// Sets up the API of `broker`, including the group coordinator (which loads
     /// `__consumer_offsets`).
     pub fn new(broker: Arc<Broker>) -> Result<Self, BrokerError> {
+        broker.metrics.register_apis(versions::SERVED.iter().map(|s| s.api));
         let slots = broker.config.int("max.incremental.fetch.session.cache.slots").max(0) as usize;
         let groups = GroupCoordinator::new(broker.clone());
         groups.start()?;
@@ -98,6 +104,7 @@ impl Api {
 
     /// Decodes, handles and encodes one request frame.
     pub async fn handle_frame(&self, frame: Bytes, client_host: &str) -> Result<Option<BytesMut>, ApiError> {
+        let received = std::time::Instant::now();
         let (mut ctx, request) = match decode_request(frame)? {
             Decoded::Request(ctx, request) => (ctx, request),
             Decoded::UnsupportedApiVersions { correlation_id } => {
@@ -109,13 +116,22 @@ impl Api {
         ctx.client_host = client_host.to_string();
         let span = tracing::debug_span!("request", api = ?ctx.api_key, version = ctx.version, correlation_id = ctx.correlation_id);
         let _enter = span.enter();
-        match self.dispatch(&ctx, request).await {
+        let started = std::time::Instant::now();
+        let metrics = self.broker.metrics.api(ctx.api_key);
+        let out = match self.dispatch(&ctx, request).await {
             Reply::Response(response) => {
+                if let Some(m) = metrics {
+                    error_codes::for_each(&response, |code| m.record_error(code, 1));
+                }
                 encode_response(ctx.api_key, ctx.version, ctx.correlation_id, &response).map(Some)
             }
             Reply::NoResponse => Ok(None),
             Reply::Close => Err(ApiError::AcksZeroFailed),
+        };
+        if let Some(m) = metrics {
+            m.record(started - received, received.elapsed());
         }
+        out
     }
 
     async fn dispatch(&self, ctx: &RequestContext, request: RequestKind) -> Reply {
@@ -145,6 +161,8 @@ impl Api {
             R::ListGroups(req) => S::ListGroups(list_groups::handle(self, v, req)),
             R::DeleteGroups(req) => S::DeleteGroups(delete_groups::handle(self, req)),
             R::OffsetDelete(req) => S::OffsetDelete(offset_delete::handle(self, req)),
+            R::ConsumerGroupHeartbeat(req) => S::ConsumerGroupHeartbeat(consumer_group_heartbeat::handle(self, ctx, req)),
+            R::ConsumerGroupDescribe(req) => S::ConsumerGroupDescribe(consumer_group_describe::handle(self, v, req)),
             R::FindCoordinator(req) => S::FindCoordinator(find_coordinator::handle(self, v, req)),
             R::DescribeCluster(req) => S::DescribeCluster(describe_cluster::handle(self, req)),
             R::DeleteRecords(req) => S::DeleteRecords(delete_records::handle(self, req)),
@@ -158,6 +176,7 @@ impl Api {
 }
 
 /// A decoded request frame.
+#[allow(clippy::large_enum_variant)]
 pub enum Decoded {
     Request(RequestContext, RequestKind),
     /// ApiVersions at a version we do not serve: answered with the v0 fallback.
@@ -217,6 +236,7 @@ pub(crate) fn str_bytes(s: &str) -> StrBytes {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     //! Every served version of every handler must produce a response that encodes: the codec
     //! refuses fields set outside their versions, so a handler that fills a newer field
@@ -468,6 +488,25 @@ mod tests {
                 r.group_id = GroupId(StrBytes::from_static_str("simple"));
                 r.topics = vec![t];
                 vec![RequestKind::OffsetDelete(r)]
+            }
+            ApiKey::ConsumerGroupHeartbeat => {
+                let mut r = ConsumerGroupHeartbeatRequest::default();
+                r.group_id = GroupId(StrBytes::from_string(format!("cg{version}")));
+                r.member_id = StrBytes::from_string(format!("m{version}"));
+                r.member_epoch = 0;
+                r.rebalance_timeout_ms = 10_000;
+                r.subscribed_topic_names = Some(vec![name("t")]);
+                if version >= 1 {
+                    r.subscribed_topic_regex = Some(StrBytes::from_static_str("t.*"));
+                }
+                let mut stale = r.clone();
+                stale.member_epoch = 5;
+                vec![RequestKind::ConsumerGroupHeartbeat(r), RequestKind::ConsumerGroupHeartbeat(stale)]
+            }
+            ApiKey::ConsumerGroupDescribe => {
+                let mut r = ConsumerGroupDescribeRequest::default();
+                r.group_ids = vec![GroupId(StrBytes::from_static_str("cg0")), GroupId(StrBytes::from_static_str("nope"))];
+                vec![RequestKind::ConsumerGroupDescribe(r)]
             }
             ApiKey::FindCoordinator => {
                 let mut r = FindCoordinatorRequest::default();

@@ -17,9 +17,11 @@ fn rows(api: &Api, group: &str, topics: Option<Vec<(String, Vec<i32>)>>) -> Rows
     api.groups.fetch_offsets(group, partitions)
 }
 
+type TopicRows = Vec<(String, Vec<(i32, Option<CommittedOffset>)>)>;
+
 /// Rows grouped by topic, in first-seen order.
-fn by_topic(rows: Rows) -> Vec<(String, Vec<(i32, Option<CommittedOffset>)>)> {
-    let mut out: Vec<(String, Vec<(i32, Option<CommittedOffset>)>)> = Vec::new();
+fn by_topic(rows: Rows) -> TopicRows {
+    let mut out: TopicRows = Vec::new();
     for (t, p, c) in rows {
         match out.iter_mut().find(|(name, _)| *name == t) {
             Some((_, ps)) => ps.push((p, c)),

@@ -346,6 +346,7 @@ impl ClassicGroup {
     }
 
     fn prepare_rebalance(&mut self, limits: &GroupLimits, now_ms: i64) {
+        tracing::info!(group = %self.id, generation = self.generation_id, members = self.members.len(), "preparing rebalance");
         // Members waiting for their assignment must rejoin first.
         for m in self.members.values_mut() {
             if let Some(tx) = m.awaiting_sync.take() {
@@ -371,7 +372,8 @@ impl ClassicGroup {
         let all_joined = self.members.values().all(|m| m.awaiting_join.is_some());
         let delay_over = self.initial_join_deadline_ms.is_none_or(|d| now_ms >= d);
         let deadline_passed = now_ms >= self.rebalance_deadline_ms;
-        if !(all_joined && delay_over) && !deadline_passed {
+        let ready = all_joined && delay_over;
+        if !ready && !deadline_passed {
             return;
         }
         let gone: Vec<String> = self.members.values().filter(|m| m.awaiting_join.is_none()).map(|m| m.member_id.clone()).collect();
@@ -392,6 +394,7 @@ impl ClassicGroup {
             self.leader = self.members.keys().next().cloned();
         }
         self.transition(GroupState::CompletingRebalance, now_ms);
+        tracing::info!(group = %self.id, generation = self.generation_id, members = self.members.len(), leader = ?self.leader, protocol = ?self.protocol_name, "rebalance: join phase complete");
         let ids: Vec<String> = self.members.keys().cloned().collect();
         for id in ids {
             let is_leader = self.leader.as_deref() == Some(id.as_str());
@@ -503,6 +506,7 @@ impl ClassicGroup {
                         m.assignment = by_member.remove(&m.member_id).unwrap_or_default();
                     }
                     self.transition(GroupState::Stable, now_ms);
+                    tracing::info!(group = %self.id, generation = self.generation_id, "rebalance: assignments received, stable");
                     let ids: Vec<String> = self.members.keys().cloned().collect();
                     for id in ids {
                         let result = self.sync_result_for(&id);
@@ -605,18 +609,50 @@ impl ClassicGroup {
         Some(topics)
     }
 
-    /// Restores a group loaded from `__consumer_offsets` (members are not restored: clients
-    /// rejoin after a coordinator restart, as with Kafka's failover).
-    pub fn restore(id: String, generation_id: i32, protocol_type: Option<String>, protocol_name: Option<String>, now_ms: i64) -> Self {
+    /// Restores a group loaded from `__consumer_offsets`, members included, as Kafka does on
+    /// coordinator failover: a group with members comes back `Stable` and its members keep
+    /// their generation as long as they heartbeat within their session timeout.
+    pub fn restore(
+        value: super::records::GroupValue,
+        id: String,
+        members: Vec<super::records::StoredMember>,
+        now_ms: i64,
+    ) -> Self {
         let mut g = Self::new(id, now_ms);
-        g.generation_id = generation_id;
-        g.protocol_type = protocol_type;
-        g.protocol_name = protocol_name;
+        g.generation_id = value.generation_id;
+        g.protocol_type = (!value.protocol_type.is_empty()).then_some(value.protocol_type);
+        g.protocol_name = value.protocol_name.clone();
+        let protocol = value.protocol_name.unwrap_or_default();
+        for m in members {
+            if let Some(instance) = &m.group_instance_id {
+                g.static_members.insert(instance.clone(), m.member_id.clone());
+            }
+            let member = Member {
+                member_id: m.member_id.clone(),
+                group_instance_id: m.group_instance_id,
+                client_id: m.client_id,
+                client_host: m.client_host,
+                session_timeout_ms: m.session_timeout_ms,
+                rebalance_timeout_ms: m.rebalance_timeout_ms,
+                protocol_type: g.protocol_type.clone().unwrap_or_default(),
+                protocols: vec![(protocol.clone(), Bytes::from(m.subscription))],
+                assignment: Bytes::from(m.assignment),
+                last_heartbeat_ms: now_ms,
+                awaiting_join: None,
+                awaiting_sync: None,
+            };
+            g.members.insert(m.member_id, member);
+        }
+        if !g.members.is_empty() {
+            g.leader = value.leader.filter(|l| g.members.contains_key(l));
+            g.transition(GroupState::Stable, now_ms);
+        }
         g
     }
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

@@ -8,10 +8,12 @@
 //! Membership itself is not restored: after a coordinator restart members rejoin, as they do
 //! after a Kafka coordinator failover.
 
+pub mod assignor;
 pub mod classic;
+pub mod consumer;
 pub mod records;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::{Bytes, BytesMut};
@@ -21,6 +23,7 @@ use kafka_protocol::records::{Compression, Record, RecordBatchDecoder, RecordBat
 use crate::broker::{Broker, BrokerError};
 use crate::metadata::controller::{self, TopicSpec};
 use classic::{ClassicGroup, GroupLimits, GroupState, JoinRequest, JoinResult, Reply, SyncResult};
+use consumer::{ConsumerGroup, ConsumerLimits, ConsumerMember, HeartbeatRequest, HeartbeatResult, TopicsView};
 
 /// The internal topic holding offsets and group metadata.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -41,7 +44,33 @@ pub struct CommittedOffset {
 
 struct GroupEntry {
     group: ClassicGroup,
+    /// Set when the group uses the KIP-848 protocol; `group` then stays empty.
+    consumer: Option<ConsumerGroup>,
     offsets: BTreeMap<(String, i32), CommittedOffset>,
+}
+
+impl GroupEntry {
+    fn new(id: &str, now_ms: i64) -> Self {
+        Self { group: ClassicGroup::new(id.to_string(), now_ms), consumer: None, offsets: BTreeMap::new() }
+    }
+
+    /// ListGroups' (protocol type, state, group type).
+    fn listing(&self) -> (String, &'static str, &'static str) {
+        match &self.consumer {
+            Some(c) => ("consumer".into(), c.state_name(), "consumer"),
+            None => (self.group.protocol_type.clone().unwrap_or_default(), self.group.state.name(), "classic"),
+        }
+    }
+}
+
+/// A KIP-848 group for ConsumerGroupDescribe.
+pub struct ConsumerGroupDescription {
+    pub state: &'static str,
+    pub group_epoch: i32,
+    pub assignment_epoch: i32,
+    pub assignor: String,
+    pub members: Vec<ConsumerMember>,
+    pub targets: BTreeMap<String, BTreeSet<consumer::Tp>>,
 }
 
 /// A summary for DescribeGroups.
@@ -73,6 +102,7 @@ pub struct OffsetCommit {
 pub struct GroupCoordinator {
     broker: Arc<Broker>,
     limits: GroupLimits,
+    consumer_limits: ConsumerLimits,
     groups: Mutex<HashMap<String, GroupEntry>>,
 }
 
@@ -91,7 +121,12 @@ impl GroupCoordinator {
             initial_rebalance_delay_ms: c.int("group.initial.rebalance.delay.ms"),
             max_size: c.int("group.max.size").max(1) as usize,
         };
-        Arc::new(Self { broker, limits, groups: Mutex::new(HashMap::new()) })
+        let consumer_limits = ConsumerLimits {
+            session_timeout_ms: c.int("group.consumer.session.timeout.ms"),
+            heartbeat_interval_ms: c.int("group.consumer.heartbeat.interval.ms"),
+            max_size: c.int("group.consumer.max.size").max(1) as usize,
+        };
+        Arc::new(Self { broker, limits, consumer_limits, groups: Mutex::new(HashMap::new()) })
     }
 
     fn groups(&self) -> MutexGuard<'_, HashMap<String, GroupEntry>> {
@@ -105,9 +140,9 @@ impl GroupCoordinator {
         self.broker.clock.now_ms()
     }
 
-    /// Creates `__consumer_offsets` if needed and replays it.
+    /// Replays `__consumer_offsets` if it exists. Like Kafka, the topic is created on first
+    /// use, so a broker that never sees a group starts without its 50 partitions.
     pub fn start(&self) -> Result<(), BrokerError> {
-        self.ensure_offsets_topic()?;
         self.load();
         Ok(())
     }
@@ -167,6 +202,12 @@ impl GroupCoordinator {
 
     /// Appends records for `group` to its `__consumer_offsets` partition.
     fn append(&self, group: &str, entries: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<(), ResponseError> {
+        if self.broker.image().topic(OFFSETS_TOPIC).is_none() {
+            self.ensure_offsets_topic().map_err(|e| {
+                tracing::error!(error = %e, "cannot create __consumer_offsets");
+                ResponseError::CoordinatorNotAvailable
+            })?;
+        }
         let tp = crate::types::TopicPartition::new(OFFSETS_TOPIC, self.partition_for(group));
         let partition = self.broker.partition(&tp).ok_or(ResponseError::CoordinatorNotAvailable)?;
         let now = self.now();
@@ -202,17 +243,20 @@ impl GroupCoordinator {
 
     fn persist_group(&self, entry: &GroupEntry) {
         let g = &entry.group;
+        let protocol = g.protocol_name.clone().unwrap_or_default();
+        let subscriptions: Vec<Bytes> = g.members.values().map(|m| m.metadata_for(&protocol)).collect();
         let members: Vec<records::MemberValue<'_>> = g
             .members
             .values()
-            .map(|m| records::MemberValue {
+            .zip(&subscriptions)
+            .map(|(m, subscription)| records::MemberValue {
                 member_id: &m.member_id,
                 group_instance_id: m.group_instance_id.as_deref(),
                 client_id: &m.client_id,
                 client_host: &m.client_host,
                 rebalance_timeout_ms: m.rebalance_timeout_ms,
                 session_timeout_ms: m.session_timeout_ms,
-                subscription: &[],
+                subscription,
                 assignment: &m.assignment,
             })
             .collect();
@@ -235,7 +279,7 @@ impl GroupCoordinator {
         let now = self.now();
         groups
             .entry(group_id.to_string())
-            .or_insert_with(|| GroupEntry { group: ClassicGroup::new(group_id.to_string(), now), offsets: BTreeMap::new() })
+            .or_insert_with(|| GroupEntry::new(group_id, now))
     }
 
     pub fn join(&self, group_id: &str, req: JoinRequest) -> Reply<JoinResult> {
@@ -245,8 +289,15 @@ impl GroupCoordinator {
         let now = self.now();
         let mut groups = self.groups();
         let entry = self.entry(&mut groups, group_id);
+        if entry.consumer.as_ref().is_some_and(|c| !c.members.is_empty()) {
+            // Mixing classic and KIP-848 members in one group needs Kafka's upgrade path.
+            return Reply::Now(JoinResult { error: Some(ResponseError::InconsistentGroupProtocol), generation_id: -1, ..Default::default() });
+        }
+        entry.consumer = None;
         let was_empty = entry.group.state == GroupState::Empty;
+        let rebalances = entry.group.rebalances;
         let reply = entry.group.join(req, &self.limits, now);
+        self.broker.metrics.group_rebalances.inc_by(entry.group.rebalances - rebalances);
         if !was_empty && entry.group.state == GroupState::Empty {
             self.persist_group(entry);
         }
@@ -278,10 +329,12 @@ impl GroupCoordinator {
         let now = self.now();
         let mut groups = self.groups();
         let entry = groups.get_mut(group_id).ok_or(ResponseError::UnknownMemberId)?;
-        let results = members
+        let rebalances = entry.group.rebalances;
+        let results: Vec<Result<(), ResponseError>> = members
             .iter()
             .map(|(m, i)| entry.group.leave(m, i.as_deref(), &self.limits, now))
             .collect();
+        self.broker.metrics.group_rebalances.inc_by(entry.group.rebalances - rebalances);
         if entry.group.state == GroupState::Empty {
             self.persist_group(entry);
         }
@@ -304,15 +357,29 @@ impl GroupCoordinator {
         let image = self.broker.image();
         let mut groups = self.groups();
         let entry = self.entry(&mut groups, group_id);
-        validate_commit(&entry.group, member_id, instance, generation_id)?;
+        let check = match &entry.consumer {
+            Some(c) => c.validate_commit(member_id, generation_id)?,
+            None => {
+                validate_commit(&entry.group, member_id, instance, generation_id)?;
+                consumer::CommitCheck::All
+            }
+        };
         let mut results = Vec::with_capacity(commits.len());
         let mut writes = Vec::new();
         let mut accepted = Vec::new();
         for c in commits {
             let known = image.topic(&c.topic).is_some_and(|t| c.partition >= 0 && c.partition < t.partitions);
             let metadata = c.metadata.unwrap_or_default();
+            let owned = match &check {
+                consumer::CommitCheck::All => true,
+                consumer::CommitCheck::Owned(set) => {
+                    image.topic(&c.topic).is_some_and(|t| set.contains(&(t.id, c.partition)))
+                }
+            };
             if !known {
                 results.push(Err(ResponseError::UnknownTopicOrPartition));
+            } else if !owned {
+                results.push(Err(ResponseError::StaleMemberEpoch));
             } else if metadata.len() > OFFSET_METADATA_BYTES_MAX {
                 results.push(Err(ResponseError::OffsetMetadataTooLarge));
             } else {
@@ -380,14 +447,75 @@ impl GroupCoordinator {
         })
     }
 
-    /// ListGroups: (group id, protocol type, state).
-    pub fn list(&self) -> Vec<(String, String, GroupState)> {
+    /// ListGroups: (group id, protocol type, state, group type).
+    pub fn list(&self) -> Vec<(String, String, &'static str, &'static str)> {
         let groups = self.groups();
         groups
             .values()
             .filter(|e| e.group.state != GroupState::Dead)
-            .map(|e| (e.group.id.clone(), e.group.protocol_type.clone().unwrap_or_default(), e.group.state))
+            .map(|e| {
+                let (protocol_type, state, kind) = e.listing();
+                (e.group.id.clone(), protocol_type, state, kind)
+            })
             .collect()
+    }
+
+    /// The topics the KIP-848 assignors see: every non-internal topic.
+    fn topics_view(&self) -> TopicsView {
+        self.broker
+            .image()
+            .topics
+            .values()
+            .filter(|t| !t.name.starts_with("__"))
+            .map(|t| (t.id, (t.name.clone(), t.partitions)))
+            .collect()
+    }
+
+    /// ConsumerGroupHeartbeat (KIP-848).
+    pub fn consumer_heartbeat(&self, group_id: &str, req: HeartbeatRequest) -> HeartbeatResult {
+        let fail = |e: ResponseError| HeartbeatResult { error: Some(e), member_id: req.member_id.clone(), member_epoch: req.member_epoch, ..Default::default() };
+        if group_id.is_empty() {
+            return fail(ResponseError::InvalidGroupId);
+        }
+        let now = self.now();
+        let topics = self.topics_view();
+        let mut groups = self.groups();
+        let entry = self.entry(&mut groups, group_id);
+        if entry.consumer.is_none() {
+            if entry.group.state != GroupState::Empty {
+                return fail(ResponseError::GroupIdNotFound);
+            }
+            entry.consumer = Some(ConsumerGroup::new(group_id.to_string(), now));
+        }
+        match entry.consumer.as_mut() {
+            Some(c) => {
+                let epoch = c.group_epoch;
+                let result = c.heartbeat(req, &topics, &self.consumer_limits, now);
+                // Each new group epoch is a rebalance of the KIP-848 kind.
+                self.broker.metrics.group_rebalances.inc_by(u64::try_from(c.group_epoch - epoch).unwrap_or(0));
+                result
+            }
+            None => fail(ResponseError::CoordinatorNotAvailable),
+        }
+    }
+
+    /// ConsumerGroupDescribe (KIP-848); `None` when the group is unknown or classic.
+    pub fn describe_consumer(&self, group_id: &str) -> Option<ConsumerGroupDescription> {
+        let groups = self.groups();
+        let c = groups.get(group_id)?.consumer.as_ref()?;
+        Some(ConsumerGroupDescription {
+            state: c.state_name(),
+            group_epoch: c.group_epoch,
+            assignment_epoch: c.assignment_epoch,
+            assignor: c.assignor.clone(),
+            members: c.members.values().cloned().collect(),
+            targets: c.target.clone(),
+        })
+    }
+
+    /// Whether the group exists as a classic group (DescribeGroups answers those).
+    pub fn is_consumer_group(&self, group_id: &str) -> bool {
+        self.groups().get(group_id).is_some_and(|e| e.consumer.is_some())
     }
 
     /// DeleteGroups: only empty groups; writes tombstones for the group and its offsets.
@@ -395,6 +523,9 @@ impl GroupCoordinator {
         let now = self.now();
         let mut groups = self.groups();
         let entry = groups.get_mut(group_id).ok_or(ResponseError::GroupIdNotFound)?;
+        if entry.consumer.as_ref().is_some_and(|c| !c.members.is_empty()) {
+            return Err(ResponseError::NonEmptyGroup);
+        }
         match entry.group.state {
             GroupState::Empty => {}
             GroupState::Dead => return Err(ResponseError::GroupIdNotFound),
@@ -413,9 +544,10 @@ impl GroupCoordinator {
     pub fn delete_offsets(&self, group_id: &str, partitions: Vec<(String, i32)>) -> Result<Vec<Result<(), ResponseError>>, ResponseError> {
         let mut groups = self.groups();
         let entry = groups.get_mut(group_id).ok_or(ResponseError::GroupIdNotFound)?;
-        let subscribed: HashSet<String> = match entry.group.state {
-            GroupState::Empty => HashSet::new(),
-            _ => entry.group.subscribed_topics().ok_or(ResponseError::NonEmptyGroup)?,
+        let subscribed: HashSet<String> = match (&entry.consumer, entry.group.state) {
+            (Some(c), _) => c.subscribed_topic_names(&self.topics_view()).into_iter().collect(),
+            (None, GroupState::Empty) => HashSet::new(),
+            (None, _) => entry.group.subscribed_topics().ok_or(ResponseError::NonEmptyGroup)?,
         };
         let mut results = Vec::new();
         let mut tombstones = Vec::new();
@@ -448,10 +580,16 @@ impl GroupCoordinator {
         let mut groups = self.groups();
         let mut expired_groups = Vec::new();
         for entry in groups.values_mut() {
+            if let Some(c) = entry.consumer.as_mut() {
+                c.tick(&self.consumer_limits, now);
+                continue;
+            }
             let was = entry.group.state;
+            let rebalances = entry.group.rebalances;
             if entry.group.is_active() {
                 entry.group.tick(&self.limits, now);
             }
+            self.broker.metrics.group_rebalances.inc_by(entry.group.rebalances - rebalances);
             if was != GroupState::Empty && entry.group.state == GroupState::Empty {
                 self.persist_group(entry);
             }
@@ -532,7 +670,7 @@ fn apply_record(groups: &mut HashMap<String, GroupEntry>, record: &Record, now_m
             Some(v) => {
                 let e = groups
                     .entry(group.clone())
-                    .or_insert_with(|| GroupEntry { group: ClassicGroup::new(group, now_ms), offsets: BTreeMap::new() });
+                    .or_insert_with(|| GroupEntry::new(&group, now_ms));
                 e.offsets.insert(
                     (topic, partition),
                     CommittedOffset { offset: v.offset, leader_epoch: v.leader_epoch, metadata: v.metadata, commit_timestamp_ms: v.commit_timestamp_ms },
@@ -544,17 +682,11 @@ fn apply_record(groups: &mut HashMap<String, GroupEntry>, record: &Record, now_m
                 }
             }
         },
-        records::Key::Group { group } => match record.value.as_deref().and_then(records::parse_group_value) {
-            Some(v) => {
+        records::Key::Group { group } => match record.value.as_deref().and_then(records::parse_group_value_with_members) {
+            Some((v, members)) => {
                 let offsets = groups.remove(&group).map(|e| e.offsets).unwrap_or_default();
-                let g = ClassicGroup::restore(
-                    group.clone(),
-                    v.generation_id,
-                    (!v.protocol_type.is_empty()).then_some(v.protocol_type),
-                    v.protocol_name,
-                    now_ms,
-                );
-                groups.insert(group, GroupEntry { group: g, offsets });
+                let g = ClassicGroup::restore(v, group.clone(), members, now_ms);
+                groups.insert(group, GroupEntry { group: g, consumer: None, offsets });
             }
             None => {
                 groups.remove(&group);
@@ -564,8 +696,65 @@ fn apply_record(groups: &mut HashMap<String, GroupEntry>, record: &Record, now_m
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    fn broker(dir: &std::path::Path) -> Arc<Broker> {
+        let config = crate::config::BrokerConfig::load(
+            None,
+            &[format!("log.dirs={}", dir.display()), "offsets.topic.num.partitions=4".into(), "group.initial.rebalance.delay.ms=0".into()],
+        )
+        .unwrap();
+        Broker::open(config, Arc::new(crate::clock::SystemClock)).unwrap()
+    }
+
+    /// Offsets and a stable generation survive a coordinator restart (replay of
+    /// `__consumer_offsets`), and the restored member keeps its generation.
+    #[test]
+    fn offsets_and_groups_survive_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = broker(dir.path());
+        b.auto_create_topic("t").unwrap();
+        let c = GroupCoordinator::new(b.clone());
+        c.start().unwrap();
+        let join = JoinRequest {
+            member_id: String::new(),
+            group_instance_id: None,
+            client_id: "c".into(),
+            client_host: "/127.0.0.1".into(),
+            session_timeout_ms: 10_000,
+            rebalance_timeout_ms: 10_000,
+            protocol_type: "consumer".into(),
+            protocols: vec![("range".into(), Bytes::from_static(b"sub"))],
+            require_known_member_id: false,
+        };
+        let Reply::Later(mut rx) = c.join("g", join) else { panic!("expected to wait") };
+        let joined = rx.try_recv().unwrap();
+        let member = joined.member_id.clone();
+        let Reply::Later(mut rx) = c.sync("g", &member, None, 1, vec![(member.clone(), Bytes::from_static(b"asg"))]) else {
+            panic!("leader sync completes through the channel")
+        };
+        assert_eq!(rx.try_recv().unwrap().assignment, Bytes::from_static(b"asg"));
+        let commit = OffsetCommit { topic: "t".into(), partition: 0, offset: 42, leader_epoch: 0, metadata: Some("m".into()) };
+        assert_eq!(c.commit_offsets("g", &member, None, 1, vec![commit]).unwrap(), vec![Ok(())]);
+        let simple = OffsetCommit { topic: "t".into(), partition: 0, offset: 7, leader_epoch: -1, metadata: None };
+        assert_eq!(c.commit_offsets("solo", "", None, -1, vec![simple]).unwrap(), vec![Ok(())]);
+        drop(c);
+        b.shutdown();
+        drop(b);
+
+        let b = broker(dir.path());
+        let c = GroupCoordinator::new(b);
+        c.start().unwrap();
+        let fetched = c.fetch_offsets("g", Some(vec![("t".into(), 0)]));
+        assert_eq!(fetched[0].2.as_ref().map(|o| (o.offset, o.metadata.as_str())), Some((42, "m")));
+        assert_eq!(c.fetch_offsets("solo", None)[0].2.as_ref().map(|o| o.offset), Some(7));
+        let d = c.describe("g").unwrap();
+        assert_eq!((d.state, d.members.len()), (GroupState::Stable, 1));
+        assert_eq!(d.members[0].assignment, Bytes::from_static(b"asg"));
+        assert_eq!(c.heartbeat("g", &member, None, 1), Ok(()));
+    }
 
     #[test]
     fn java_string_hash_matches() {

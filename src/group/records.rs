@@ -2,8 +2,9 @@
 //! read the topic (e.g. its console formatter) understand them:
 //! - key v1 `OffsetCommitKey` {group, topic, partition} → value v3 `OffsetCommitValue`
 //!   {offset, leader_epoch, metadata, commit_timestamp}
-//! - key v2 `GroupMetadataKey` {group} → value v3 `GroupMetadataValue` {protocol_type,
-//!   generation, protocol, leader, current_state_timestamp, members}
+//! - key v2 `GroupMetadataKey` {group} → value v3 `GroupMetadataValue`
+//!   {protocol_type, generation, protocol, leader, current_state_timestamp, members}
+//!
 //! A null value is a tombstone. Plus the consumer protocol's subscription, read to learn which
 //! topics a classic group is subscribed to.
 
@@ -30,6 +31,19 @@ pub struct GroupValue {
     pub protocol_name: Option<String>,
     pub leader: Option<String>,
     pub state_timestamp_ms: i64,
+}
+
+/// A member as read back from a GroupMetadataValue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMember {
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub rebalance_timeout_ms: i32,
+    pub session_timeout_ms: i32,
+    pub subscription: Vec<u8>,
+    pub assignment: Vec<u8>,
 }
 
 /// One member as GroupMetadataValue stores it.
@@ -138,6 +152,19 @@ impl Reader<'_> {
     fn str(&mut self) -> Option<String> {
         self.nullable_str()?
     }
+    fn bytes(&mut self) -> Option<Vec<u8>> {
+        let n = self.i32()?;
+        if n < 0 {
+            return Some(Vec::new());
+        }
+        let n = n as usize;
+        if self.0.remaining() < n {
+            return None;
+        }
+        let b = self.0[..n].to_vec();
+        self.0.advance(n);
+        Some(b)
+    }
 }
 
 pub fn parse_key(b: &[u8]) -> Option<Key> {
@@ -160,6 +187,11 @@ pub fn parse_offset_value(b: &[u8]) -> Option<OffsetValue> {
 }
 
 pub fn parse_group_value(b: &[u8]) -> Option<GroupValue> {
+    parse_group_value_with_members(b).map(|(v, _)| v)
+}
+
+/// Parses a GroupMetadataValue (v0-3) with its members.
+pub fn parse_group_value_with_members(b: &[u8]) -> Option<(GroupValue, Vec<StoredMember>)> {
     let mut r = Reader(b);
     let version = r.i16()?;
     let protocol_type = r.str()?;
@@ -167,7 +199,32 @@ pub fn parse_group_value(b: &[u8]) -> Option<GroupValue> {
     let protocol_name = r.nullable_str()?;
     let leader = r.nullable_str()?;
     let state_timestamp_ms = if version >= 2 { r.i64()? } else { -1 };
-    Some(GroupValue { protocol_type, generation_id, protocol_name, leader, state_timestamp_ms })
+    let n = r.i32()?;
+    if n < 0 || n as usize > b.len() {
+        return None;
+    }
+    let mut members = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        let member_id = r.str()?;
+        let group_instance_id = if version >= 3 { r.nullable_str()? } else { None };
+        let client_id = r.str()?;
+        let client_host = r.str()?;
+        let rebalance_timeout_ms = if version >= 1 { r.i32()? } else { 0 };
+        let session_timeout_ms = r.i32()?;
+        let subscription = r.bytes()?;
+        let assignment = r.bytes()?;
+        members.push(StoredMember {
+            member_id,
+            group_instance_id,
+            client_id,
+            client_host,
+            rebalance_timeout_ms: if version >= 1 { rebalance_timeout_ms } else { session_timeout_ms },
+            session_timeout_ms,
+            subscription,
+            assignment,
+        });
+    }
+    Some((GroupValue { protocol_type, generation_id, protocol_name, leader, state_timestamp_ms }, members))
 }
 
 /// The topics of a consumer-protocol subscription (`ConsumerProtocolSubscription`: version,
@@ -183,6 +240,7 @@ pub fn consumer_subscription_topics(metadata: &[u8]) -> Option<Vec<String>> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
@@ -210,7 +268,11 @@ mod tests {
             subscription: b"s",
             assignment: b"a",
         };
-        assert_eq!(parse_group_value(&group_value(&gv, &[m])), Some(gv));
+        let encoded = group_value(&gv, &[m]);
+        assert_eq!(parse_group_value(&encoded), Some(gv));
+        let (_, members) = parse_group_value_with_members(&encoded).unwrap();
+        assert_eq!(members[0].member_id, "m1");
+        assert_eq!((members[0].subscription.as_slice(), members[0].assignment.as_slice()), (&b"s"[..], &b"a"[..]));
         for cut in 0..k.len() {
             let _ = parse_key(&k[..cut]);
         }

@@ -15,6 +15,59 @@ pub enum MessageTimestampType {
     LogAppendTime,
 }
 
+/// `cleanup.policy` / `log.cleanup.policy`: what happens to old data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CleanupPolicy {
+    /// `delete`: retention by time and size removes old segments.
+    #[default]
+    Delete,
+    /// `compact`: the cleaner keeps the latest record per key; nothing expires by time or size.
+    Compact,
+    /// `compact,delete` (either order): both.
+    CompactDelete,
+}
+
+impl CleanupPolicy {
+    /// Parses Kafka's list syntax: `delete`, `compact`, `compact,delete`, `delete,compact`.
+    pub fn parse(text: &str) -> Option<CleanupPolicy> {
+        let (mut compact, mut delete) = (false, false);
+        for item in text.split(',').map(str::trim) {
+            match item {
+                "compact" => compact = true,
+                "delete" => delete = true,
+                _ => return None,
+            }
+        }
+        match (compact, delete) {
+            (true, true) => Some(CleanupPolicy::CompactDelete),
+            (true, false) => Some(CleanupPolicy::Compact),
+            (false, true) => Some(CleanupPolicy::Delete),
+            (false, false) => None,
+        }
+    }
+
+    pub fn compacts(self) -> bool {
+        matches!(self, CleanupPolicy::Compact | CleanupPolicy::CompactDelete)
+    }
+
+    pub fn deletes(self) -> bool {
+        matches!(self, CleanupPolicy::Delete | CleanupPolicy::CompactDelete)
+    }
+}
+
+/// `min.cleanable.dirty.ratio`, a fraction in `[0, 1]`. A newtype so `LogConfig` stays `Eq`
+/// (compared bit for bit; the value is never NaN after `validate`).
+#[derive(Debug, Clone, Copy)]
+pub struct DirtyRatio(pub f64);
+
+impl PartialEq for DirtyRatio {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.to_bits() == other.0.to_bits()
+    }
+}
+
+impl Eq for DirtyRatio {}
+
 /// See the field docs for the Kafka property each field stands for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogConfig {
@@ -47,6 +100,24 @@ pub struct LogConfig {
     pub max_message_bytes: usize,
     /// `producer.id.expiration.ms`: forget idle producers' sequence state after this long.
     pub producer_id_expiration_ms: i64,
+    /// `cleanup.policy` / `log.cleanup.policy`.
+    pub cleanup_policy: CleanupPolicy,
+    /// `delete.retention.ms` / `log.cleaner.delete.retention.ms`: how long a tombstone stays
+    /// readable after the cleaner first kept it (its batch's delete horizon).
+    pub delete_retention_ms: i64,
+    /// `min.cleanable.dirty.ratio` / `log.cleaner.min.cleanable.ratio`: clean when the dirty
+    /// bytes are at least this fraction of the cleanable bytes.
+    pub min_cleanable_dirty_ratio: DirtyRatio,
+    /// `min.compaction.lag.ms` / `log.cleaner.min.compaction.lag.ms`: a segment holding a batch
+    /// younger than this is not cleaned.
+    pub min_compaction_lag_ms: i64,
+    /// `max.compaction.lag.ms` / `log.cleaner.max.compaction.lag.ms`: a dirty segment whose
+    /// first batch is older than this is cleaned whatever the ratio; the active segment also
+    /// rolls at this age so its data becomes cleanable.
+    pub max_compaction_lag_ms: i64,
+    /// `log.cleaner.dedupe.buffer.size` (a broker setting in Kafka, shared by the cleaner
+    /// threads): the memory budget of one pass's key map.
+    pub cleaner_dedupe_buffer_bytes: usize,
 }
 
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
@@ -66,6 +137,12 @@ impl Default for LogConfig {
             message_timestamp_type: MessageTimestampType::CreateTime,
             max_message_bytes: 1_048_588,
             producer_id_expiration_ms: DAY_MS,
+            cleanup_policy: CleanupPolicy::Delete,
+            delete_retention_ms: DAY_MS,
+            min_cleanable_dirty_ratio: DirtyRatio(0.5),
+            min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: i64::MAX,
+            cleaner_dedupe_buffer_bytes: 128 * 1024 * 1024,
         }
     }
 }
@@ -89,6 +166,37 @@ impl LogConfig {
         if self.flush_interval_messages < 1 || self.flush_interval_ms < 0 {
             return bad("flush intervals must be positive");
         }
+        self.validate_cleaner()
+    }
+
+    fn validate_cleaner(&self) -> Result<(), LogError> {
+        let bad = |reason: &'static str| Err(LogError::InvalidConfig(reason));
+        if !(0.0..=1.0).contains(&self.min_cleanable_dirty_ratio.0) {
+            return bad("min.cleanable.dirty.ratio must be between 0 and 1");
+        }
+        if self.delete_retention_ms < 0 || self.min_compaction_lag_ms < 0 {
+            return bad("delete.retention.ms and min.compaction.lag.ms must not be negative");
+        }
+        if self.max_compaction_lag_ms < 1 || self.max_compaction_lag_ms < self.min_compaction_lag_ms
+        {
+            return bad(
+                "max.compaction.lag.ms must be positive and at least min.compaction.lag.ms",
+            );
+        }
+        if self.cleaner_dedupe_buffer_bytes == 0 {
+            return bad("log.cleaner.dedupe.buffer.size must be positive");
+        }
         Ok(())
+    }
+
+    /// The age at which the active segment rolls: `segment.ms`, or `max.compaction.lag.ms` if
+    /// smaller on a compacted log (Kafka's `LogConfig.maxSegmentMs`), since the cleaner never
+    /// touches the active segment.
+    pub fn roll_ms(&self) -> i64 {
+        if self.cleanup_policy.compacts() {
+            self.segment_ms.min(self.max_compaction_lag_ms)
+        } else {
+            self.segment_ms
+        }
     }
 }

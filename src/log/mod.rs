@@ -13,6 +13,9 @@
 //! leader-epoch-checkpoint         epoch → start offset (epoch_cache.rs)
 //! log-start-offset-checkpoint     the log start offset, so DeleteRecords survives restarts
 //! clean-shutdown                  written last by close(); its presence means trust all files
+//! cleaner-offset-checkpoint       first dirty offset and next delete horizon (cleaner/)
+//! 00000000000000000000.log.cleaned  a cleaned segment being written (cleaner/swap.rs)
+//! 00000000000000000000.log.swap     a cleaned segment committed but not yet renamed
 //! ```
 //!
 //! Invariants of a `Log` (checked by the op-fuzzer in `tests_fuzz.rs`):
@@ -27,6 +30,7 @@
 //!   `[log_start_offset, log_end_offset)` (producer state may remember older producers too).
 
 mod checkpoint;
+mod cleaner;
 pub mod config;
 pub mod epoch_cache;
 mod offset_index;
@@ -50,7 +54,8 @@ use bytes::Bytes;
 
 use crate::record::{self, BatchHeader, BatchIter, IterStop, RecordError};
 
-pub use config::{LogConfig, MessageTimestampType};
+pub use cleaner::{CLEANER_CHECKPOINT, CleanStats};
+pub use config::{CleanupPolicy, DirtyRatio, LogConfig, MessageTimestampType};
 pub use epoch_cache::{EpochEntry, LeaderEpochCache};
 use producer_state::StagedProducers;
 pub use producer_state::{BatchMetadata, ProducerStateManager};
@@ -356,7 +361,7 @@ impl Log {
         let active = self.active();
         if active.should_roll(
             config.segment_bytes,
-            config.segment_ms,
+            config.roll_ms(),
             bytes.len(),
             last_offset,
             now_ms,

@@ -12,9 +12,10 @@
 //! batch, and its indexes are rebuilt. Producer state is loaded from the newest snapshot
 //! at or below the log end and the batch headers after it are replayed.
 //!
-//! Leftovers of interrupted work are removed first: `*.tmp` (atomic writes), `*.deleted`,
-//! `*.cleaned` and `*.swap` (Kafka's deletion and compaction stages; this log never renames
-//! into `.swap`, so one found here cannot hold data we need), and index files without a log.
+//! Leftovers of interrupted work are handled first: a cleaned segment committed as
+//! `*.log.swap` replaces the segments it covers (`cleaner/swap.rs`); then `*.tmp` (atomic
+//! writes), `*.deleted`, `*.cleaned` (a cleaned segment not yet committed: the old segments
+//! are intact) and any other `*.swap` are removed, and index files without a log.
 
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
@@ -76,6 +77,7 @@ impl Log {
     pub fn open(dir: &Path, config: LogConfig, now_ms: i64) -> Result<Log, LogError> {
         config.validate()?;
         std::fs::create_dir_all(dir)?;
+        super::cleaner::complete_interrupted_swaps(dir)?;
         let bases = scan_directory(dir)?;
         let marker = CleanShutdown::read(dir);
         let saved_start = read_log_start_offset(dir).unwrap_or_else(|e| {
@@ -111,6 +113,7 @@ impl Log {
         log.epoch_cache.truncate_from_end(end)?;
         log.epoch_cache.truncate_from_start(start)?;
         log.load_producer_state()?;
+        log.lower_cleaner_checkpoint(end)?;
         log.active().flush()?;
         log.recovery_point = end;
         remove_if_exists(&dir.join(CLEAN_SHUTDOWN_MARKER))?;

@@ -14,6 +14,9 @@
 //! passes one. After deleting, the log start moves to the first remaining segment's base,
 //! and the epoch cache and producer snapshots below it are trimmed. Producer state itself is
 //! kept (Kafka 4 keeps it too); idle producers expire after `producer.id.expiration.ms`.
+//!
+//! Time and size rules apply only when `cleanup.policy` includes `delete`; a `compact`-only
+//! log keeps its data until the cleaner supersedes it (DeleteRecords still works).
 
 use super::checkpoint::sync_dir;
 use super::producer_state::delete_snapshots_outside;
@@ -34,6 +37,9 @@ impl Log {
     ) -> Result<u64, LogError> {
         self.producers
             .remove_expired(now_ms, self.config.producer_id_expiration_ms);
+        if !self.config.cleanup_policy.deletes() {
+            return Ok(0);
+        }
         let active = self.active();
         let active_expired = self.config.retention_ms >= 0
             && active.size_bytes() > 0

@@ -125,6 +125,7 @@ impl TimeIndex {
     }
 
     #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
     pub fn len(&self) -> usize {
         self.entries.len()
     }

@@ -82,12 +82,13 @@ impl Log {
         super::producer_state::delete_snapshots_outside(&self.dir, i64::MAX..=i64::MAX)?;
         self.producers.clear();
         self.recovery_point = offset;
-        Ok(())
+        self.lower_cleaner_checkpoint(offset)
     }
 
     fn after_tail_removed(&mut self, end: i64) -> Result<(), LogError> {
         self.recovery_point = self.recovery_point.min(end);
         self.epoch_cache.truncate_from_end(end)?;
+        self.lower_cleaner_checkpoint(end)?;
         self.load_producer_state()
     }
 }

@@ -99,7 +99,7 @@ pub fn create_topic(
         )));
     }
     let partitions = if spec.partitions == -1 { config.int("num.partitions") } else { spec.partitions };
-    if partitions < 1 || partitions > PARTITIONS_PER_TOPIC_MAX {
+    if !(1..=PARTITIONS_PER_TOPIC_MAX).contains(&partitions) {
         return Err(ControllerError::InvalidPartitions(format!(
             "Number of partitions was set to an invalid non-positive value ({partitions})."
         )));
@@ -176,6 +176,7 @@ pub fn alter_topic_config(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

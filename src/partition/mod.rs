@@ -16,6 +16,7 @@ use thiserror::Error;
 use uuid::Uuid;
 
 use crate::log::{AppendOutcome, Log, LogConfig, LogError};
+use crate::metrics::TopicMetrics;
 use crate::types::{LeaderEpoch, TopicPartition};
 
 #[derive(Debug, Error)]
@@ -56,6 +57,7 @@ pub struct Partition {
     log_start_offset: AtomicI64,
     log_end_offset: AtomicI64,
     leader_epoch: LeaderEpoch,
+    pub metrics: TopicMetrics,
 }
 
 impl Partition {
@@ -66,6 +68,7 @@ impl Partition {
         dir: &Path,
         config: LogConfig,
         now_ms: i64,
+        metrics: TopicMetrics,
     ) -> Result<Self, PartitionError> {
         let log = Log::open(dir, config, now_ms)?;
         let (start, end) = (log.log_start_offset(), log.log_end_offset());
@@ -78,6 +81,7 @@ impl Partition {
             log_start_offset: AtomicI64::new(start),
             log_end_offset: AtomicI64::new(end),
             leader_epoch: LeaderEpoch(0),
+            metrics,
         })
     }
 
@@ -124,13 +128,13 @@ impl Partition {
         let mut log = self.log();
         let outcome = log.append(records, self.leader_epoch.0, now_ms)?;
         let result = match outcome {
-            AppendOutcome::Appended(info) => AppendResult {
+            AppendOutcome::Appended(info) => { self.metrics.record_produce(records.len() as u64, (info.last_offset - info.first_offset + 1).max(0) as u64); AppendResult {
                 first_offset: info.first_offset,
                 last_offset: info.last_offset,
                 log_append_time_ms: info.log_append_time,
                 log_start_offset: log.log_start_offset(),
                 duplicate: false,
-            },
+            }},
             AppendOutcome::Duplicate(info) => AppendResult {
                 first_offset: info.first_offset,
                 last_offset: info.last_offset,
@@ -157,6 +161,7 @@ impl Partition {
         let log = self.log();
         let high_watermark = self.high_watermark();
         let read = log.read(offset, max_bytes, high_watermark, min_one_batch)?;
+        self.metrics.record_fetch(read.bytes.len() as u64);
         Ok(ReadResult {
             records: read.bytes,
             high_watermark,
@@ -193,6 +198,18 @@ impl Partition {
         let start = if target > log.log_start_offset() { log.delete_records_before(target)? } else { log.log_start_offset() };
         self.publish_positions(&log);
         Ok(start)
+    }
+
+    /// Compacts the log if the topic compacts and cleaning is due; never above the high
+    /// watermark.
+    pub fn clean(&self, now_ms: i64) -> Result<Option<crate::log::CleanStats>, PartitionError> {
+        let mut log = self.log();
+        if !log.config().cleanup_policy.compacts() {
+            return Ok(None);
+        }
+        let stats = log.clean(now_ms, self.high_watermark())?;
+        self.publish_positions(&log);
+        Ok(stats)
     }
 
     /// Deletes segments past retention; returns the bytes freed.

@@ -25,6 +25,7 @@ fn codec(max_frame_bytes: usize) -> LengthDelimitedCodec {
 
 pub async fn serve(stream: TcpStream, peer: SocketAddr, api: Arc<Api>, shutdown: watch::Receiver<bool>) {
     let span = tracing::debug_span!("connection", %peer);
+    let _open = api.broker.metrics.connection_opened();
     serve_inner(stream, peer, api, shutdown).instrument(span).await
 }
 

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Test harness: runs the real `blumfeld` binary on 127.0.0.1 with an ephemeral port and its
 //! own temp data dir, and a minimal Kafka client built on `kafka-protocol`.
 #![allow(dead_code)]
@@ -33,6 +34,7 @@ impl Broker {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_blumfeld"));
         cmd.arg("--override").arg(format!("log.dirs={}", dir.display()));
         cmd.arg("--override").arg("listeners=PLAINTEXT://127.0.0.1:0");
+        cmd.arg("--override").arg("metrics.listener=127.0.0.1:0");
         for o in &overrides {
             cmd.arg("--override").arg(o);
         }
