@@ -1,8 +1,9 @@
 // Command compat-go is the franz-go compatibility driver of Blumfeld's compat-tests.
 //
-// Subcommands mirror the Java driver: roundtrip, create-topic, idempotent-produce. Each exits 0 on
-// success and non-zero with a "MISMATCH:" or "ERROR:" line on stderr otherwise. Consumers use
-// direct partition assignment only (no group): the broker has no group APIs yet.
+// Subcommands mirror the Java driver: roundtrip, create-topic, idempotent-produce, group-consume.
+// Each exits 0 on success and non-zero with a "MISMATCH:" or "ERROR:" line on stderr otherwise.
+// The roundtrip consumer uses direct partition assignment; group-consume (group.go) is a member
+// of a consumer group.
 package main
 
 import (
@@ -46,6 +47,9 @@ func main() {
 	count := fs.Int("count", 10000, "messages")
 	codecs := fs.String("codecs", "none,gzip,snappy,lz4,zstd", "codecs for roundtrip")
 	rate := fs.Int("rate", 0, "idempotent-produce: messages per second (0: unpaced)")
+	group := fs.String("group", "", "group-consume: group id")
+	clientID := fs.String("client-id", "compat-go-group", "group-consume: client id")
+	sessionMs := fs.Int("session-timeout-ms", 6000, "group-consume: session timeout")
 	_ = fs.Parse(os.Args[2:])
 	if *bootstrap == "" {
 		usage()
@@ -58,6 +62,8 @@ func main() {
 		err = createTopic(*bootstrap, *topic, int32(*partitions))
 	case "idempotent-produce":
 		err = idempotentProduce(*bootstrap, *topic, int32(*partitions), *count, *rate)
+	case "group-consume":
+		err = groupConsume(*bootstrap, *topic, *group, *clientID, time.Duration(*sessionMs)*time.Millisecond)
 	default:
 		usage()
 	}
@@ -73,8 +79,9 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: compat-go roundtrip|create-topic|idempotent-produce --bootstrap HOST:PORT "+
-		"[--topic T] [--topic-prefix P] [--partitions N] [--count N] [--codecs none,gzip,snappy,lz4,zstd]")
+	fmt.Fprintln(os.Stderr, "usage: compat-go roundtrip|create-topic|idempotent-produce|group-consume --bootstrap HOST:PORT "+
+		"[--topic T] [--topic-prefix P] [--partitions N] [--count N] [--codecs none,gzip,snappy,lz4,zstd] "+
+		"[--group G] [--client-id ID] [--session-timeout-ms N]")
 	os.Exit(64)
 }
 

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from . import wire
-from .wait import wait_until
+from .wait import Abort, wait_until
 
 COMPAT_DIR = Path(__file__).resolve().parent.parent
 REPO_ROOT = COMPAT_DIR.parent
@@ -146,7 +146,7 @@ class BrokerProcess:
         return "\n".join(text[-lines:])
 
 
-class BrokerDied(AssertionError):
+class BrokerDied(Abort):
     pass
 
 

@@ -14,10 +14,16 @@ class Timeout(AssertionError):
     pass
 
 
+class Abort(AssertionError):
+    """Raised by a condition when what it waits for can no longer happen (a process died):
+    wait_until re-raises it at once instead of treating it as "not yet"."""
+
+
 def wait_until(condition: Callable[[], T], timeout_s: float, what: str, interval_s: float = POLL_INTERVAL_S) -> T:
     """Polls `condition` until it returns a truthy value (returned) or `timeout_s` passes.
 
-    Exceptions raised by the condition count as "not yet"; the last one is reported on timeout.
+    Exceptions raised by the condition count as "not yet" (the last one is reported on timeout),
+    except Abort, which ends the wait at once.
     """
     deadline = time.monotonic() + timeout_s
     last_exc: BaseException | None = None
@@ -26,6 +32,8 @@ def wait_until(condition: Callable[[], T], timeout_s: float, what: str, interval
             value = condition()
             if value:
                 return value
+        except Abort:
+            raise
         except Exception as exc:  # noqa: BLE001 - a probe failing is the normal "not yet"
             last_exc = exc
         if time.monotonic() >= deadline:

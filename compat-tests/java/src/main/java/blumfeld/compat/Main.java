@@ -40,7 +40,7 @@ import org.apache.kafka.common.serialization.ByteArraySerializer;
  * non-zero with a "MISMATCH:" or "ERROR:" line on stderr otherwise, so the pytest suite can run
  * it as a subprocess against Blumfeld or Apache Kafka alike.
  *
- * Consumers use assign() only: no group.id, no commits (the broker has no group APIs yet).
+ * The roundtrip consumers use assign() only; group-consume (see GroupConsume) is a group member.
  */
 public final class Main {
     private static final Duration CONSUME_DEADLINE = Duration.ofSeconds(120);
@@ -58,6 +58,7 @@ public final class Main {
                         Integer.parseInt(opts.getOrDefault("partitions", "6")));
                 case "idempotent-produce" -> idempotentProduce(opts);
                 case "bulk-produce" -> bulkProduce(opts);
+                case "group-consume" -> GroupConsume.run(opts);
                 default -> usage();
             }
         } catch (Mismatch m) {
@@ -72,9 +73,10 @@ public final class Main {
     }
 
     private static void usage() {
-        System.err.println("usage: compat-java roundtrip|create-topic|idempotent-produce|bulk-produce"
+        System.err.println("usage: compat-java roundtrip|create-topic|idempotent-produce|bulk-produce|group-consume"
                 + " --bootstrap HOST:PORT [--topic T | --topic-prefix P] [--partitions N] [--count N]"
-                + " [--codecs none,gzip,snappy,lz4,zstd] [--bytes N] [--value-size N]");
+                + " [--codecs none,gzip,snappy,lz4,zstd] [--bytes N] [--value-size N]"
+                + " [--group G] [--protocol classic|consumer] [--session-timeout-ms N] [--client-id ID] [--instance-id ID]");
         System.exit(64);
     }
 
@@ -95,7 +97,7 @@ public final class Main {
         return out;
     }
 
-    private static String req(Map<String, String> opts, String key) {
+    static String req(Map<String, String> opts, String key) {
         String v = opts.get(key);
         if (v == null) {
             System.err.println("missing --" + key);
