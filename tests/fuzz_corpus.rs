@@ -5,7 +5,8 @@
 
 use std::path::Path;
 
-use blumfeld::api::{decode_request, versions::SERVED};
+use blumfeld::api::decode_request;
+use blumfeld::api::versions::{SERVED, default_request};
 use bytes::BytesMut;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::Encodable;
@@ -39,41 +40,6 @@ fn request_corpus_decodes_without_panic() {
             assert!(full.is_ok(), "{name} should decode");
         }
     }
-}
-
-fn default_request(api: ApiKey) -> Option<RequestKind> {
-    Some(match api {
-        ApiKey::Produce => RequestKind::Produce(ProduceRequest::default()),
-        ApiKey::Fetch => RequestKind::Fetch(FetchRequest::default()),
-        ApiKey::ListOffsets => RequestKind::ListOffsets(ListOffsetsRequest::default()),
-        ApiKey::Metadata => RequestKind::Metadata(MetadataRequest::default()),
-        ApiKey::ApiVersions => RequestKind::ApiVersions(ApiVersionsRequest::default()),
-        ApiKey::CreateTopics => RequestKind::CreateTopics(CreateTopicsRequest::default()),
-        ApiKey::DeleteTopics => RequestKind::DeleteTopics(DeleteTopicsRequest::default()),
-        ApiKey::DeleteRecords => RequestKind::DeleteRecords(DeleteRecordsRequest::default()),
-        ApiKey::InitProducerId => RequestKind::InitProducerId(InitProducerIdRequest::default()),
-        ApiKey::OffsetForLeaderEpoch => RequestKind::OffsetForLeaderEpoch(OffsetForLeaderEpochRequest::default()),
-        ApiKey::DescribeConfigs => RequestKind::DescribeConfigs(DescribeConfigsRequest::default()),
-        ApiKey::CreatePartitions => RequestKind::CreatePartitions(CreatePartitionsRequest::default()),
-        ApiKey::IncrementalAlterConfigs => {
-            RequestKind::IncrementalAlterConfigs(IncrementalAlterConfigsRequest::default())
-        }
-        ApiKey::DescribeCluster => RequestKind::DescribeCluster(DescribeClusterRequest::default()),
-        ApiKey::FindCoordinator => RequestKind::FindCoordinator(FindCoordinatorRequest::default()),
-        ApiKey::JoinGroup => RequestKind::JoinGroup(JoinGroupRequest::default()),
-        ApiKey::SyncGroup => RequestKind::SyncGroup(SyncGroupRequest::default()),
-        ApiKey::Heartbeat => RequestKind::Heartbeat(HeartbeatRequest::default()),
-        ApiKey::LeaveGroup => RequestKind::LeaveGroup(LeaveGroupRequest::default()),
-        ApiKey::OffsetCommit => RequestKind::OffsetCommit(OffsetCommitRequest::default()),
-        ApiKey::OffsetFetch => RequestKind::OffsetFetch(OffsetFetchRequest::default()),
-        ApiKey::DescribeGroups => RequestKind::DescribeGroups(DescribeGroupsRequest::default()),
-        ApiKey::ListGroups => RequestKind::ListGroups(ListGroupsRequest::default()),
-        ApiKey::DeleteGroups => RequestKind::DeleteGroups(DeleteGroupsRequest::default()),
-        ApiKey::OffsetDelete => RequestKind::OffsetDelete(OffsetDeleteRequest::default()),
-        ApiKey::ConsumerGroupHeartbeat => RequestKind::ConsumerGroupHeartbeat(ConsumerGroupHeartbeatRequest::default()),
-        ApiKey::ConsumerGroupDescribe => RequestKind::ConsumerGroupDescribe(ConsumerGroupDescribeRequest::default()),
-        _ => return None,
-    })
 }
 
 #[test]
