@@ -38,6 +38,9 @@ pub async fn handle(api: &Api, ctx: &RequestContext, req: JoinGroupRequest) -> J
         r.protocol_name = Some(str_bytes(""));
     }
     r.leader = str_bytes(&result.leader);
+    // The field exists from v9; older leaders re-send the assignment, which a stable group
+    // answers with the current one.
+    r.skip_assignment = ctx.version >= 9 && result.skip_assignment;
     r.member_id = str_bytes(&result.member_id);
     r.members = result
         .members

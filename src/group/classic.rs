@@ -49,6 +49,8 @@ pub struct JoinResult {
     pub member_id: String,
     /// Only the leader gets the members and their subscriptions.
     pub members: Vec<(String, Option<String>, Bytes)>,
+    /// A restarted static leader of a stable group must not compute a new assignment.
+    pub skip_assignment: bool,
 }
 
 /// What a SyncGroup gets back.
@@ -265,7 +267,6 @@ impl ClassicGroup {
         if let Some(tx) = member.awaiting_sync.take() {
             let _ = tx.send(SyncResult { error: Some(ResponseError::FencedInstanceId), ..Default::default() });
         }
-        let unchanged = member.protocols == req.protocols;
         member.member_id = new_id.clone();
         member.protocols = req.protocols.clone();
         member.session_timeout_ms = req.session_timeout_ms;
@@ -276,8 +277,14 @@ impl ClassicGroup {
         if self.leader.as_deref() == Some(old_id.as_str()) {
             self.leader = Some(new_id.clone());
         }
-        if self.state == GroupState::Stable && unchanged {
-            return Reply::Now(self.join_result_for(&new_id, false));
+        // As Kafka: a stable group rebalances only if the member changes the protocol the
+        // group would select; a returning leader gets the members back but keeps the current
+        // assignment (skip_assignment).
+        if self.state == GroupState::Stable && self.select_protocol() == self.protocol_name {
+            let is_leader = self.leader.as_deref() == Some(new_id.as_str());
+            let mut result = self.join_result_for(&new_id, is_leader);
+            result.skip_assignment = is_leader;
+            return Reply::Now(result);
         }
         self.park_join_and_rebalance(new_id, limits, now_ms)
     }
@@ -412,6 +419,7 @@ impl ClassicGroup {
         let protocol = self.protocol_name.clone().unwrap_or_default();
         JoinResult {
             error: None,
+            skip_assignment: false,
             generation_id: self.generation_id,
             protocol_type: self.protocol_type.clone(),
             protocol_name: self.protocol_name.clone(),
