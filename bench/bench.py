@@ -101,13 +101,14 @@ def produce(bootstrap: str, topic: str, codec: str) -> float:
     return float(m[-1])
 
 
-def consume(bootstrap: str, topic: str) -> float:
+def consume(bootstrap: str, topic: str) -> tuple[float, float]:
+    """(MB/s over the whole run including the group join, MB/s while fetching)."""
     out = tool("org.apache.kafka.tools.ConsumerPerformance", "--bootstrap-server", bootstrap, "--topic", topic,
                "--messages", str(RECORDS), "--timeout", "60000")
     rows = [line.split(",") for line in out.splitlines() if line and line[0].isdigit()]
     if not rows:
         raise RuntimeError(f"no result row in ConsumerPerformance output:\n{out[-1000:]}")
-    return float(rows[-1][3])
+    return float(rows[-1][3]), float(rows[-1][8])
 
 
 def ceilings() -> dict[str, float]:
@@ -151,7 +152,9 @@ def bench(kind: str, workdir: Path) -> dict[str, float]:
             results[f"produce {codec} (MB/s)"] = statistics.median(runs)
             gb = RUNS * RECORDS * RECORD_BYTES / 1e9
             results[f"broker CPU s per GB produced ({codec})"] = cpu / gb
-        results["consume warm (MB/s)"] = statistics.median(consume(broker.bootstrap, f"bench-none-{i}") for i in range(RUNS))
+        consumed = [consume(broker.bootstrap, f"bench-none-{i}") for i in range(RUNS)]
+        results["consume warm, incl. group join (MB/s)"] = statistics.median(c[0] for c in consumed)
+        results["consume warm, fetching only (MB/s)"] = statistics.median(c[1] for c in consumed)
     finally:
         stop.set()
         sampler.join()
