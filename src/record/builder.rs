@@ -5,6 +5,7 @@
 //! clients can decode what this produces. The builder never compresses; `attributes()` sets
 //! bits verbatim so tests can fake a compressed header.
 
+use super::varint::put_varlong;
 use super::batch::{
     BATCH_HEADER_LEN, CRC_AT, LOG_OVERHEAD_LEN, MAGIC_V2, compute_crc, write_bytes,
 };
@@ -143,16 +144,6 @@ fn put_bytes(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
             out.extend_from_slice(b);
         }
     }
-}
-
-/// Zig-zag varint, the encoding Kafka uses for every v2 record field.
-fn put_varlong(out: &mut Vec<u8>, value: i64) {
-    let mut v = ((value << 1) ^ (value >> 63)) as u64;
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
 }
 
 #[cfg(test)]

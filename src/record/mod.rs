@@ -23,6 +23,7 @@ pub mod iter;
 pub mod patch;
 pub mod records;
 pub mod validate;
+pub mod varint;
 
 pub use batch::{BATCH_HEADER_LEN, BatchHeader, Compression, LOG_OVERHEAD_LEN, TimestampType};
 pub use builder::{BatchBuilder, Record};

@@ -6,6 +6,7 @@
 //! delta (varint); the rest is skipped using the length. Compressed batches are not opened
 //! (`None`), and malformed bytes give `None` rather than a panic.
 
+use super::varint::read_varlong;
 use super::batch::{BATCH_HEADER_LEN, BatchHeader, Compression, TimestampType};
 
 /// Absolute offset and timestamp of one record.
@@ -40,20 +41,6 @@ pub fn record_positions(batch: &[u8]) -> Option<Vec<RecordPosition>> {
         at = end;
     }
     (out.len() == usize::try_from(header.records_count).ok()?).then_some(out)
-}
-
-/// Zig-zag varint at `at`: the value and the position after it.
-fn read_varlong(buf: &[u8], mut at: usize) -> Option<(i64, usize)> {
-    let mut raw: u64 = 0;
-    for shift in (0..64).step_by(7) {
-        let byte = *buf.get(at)?;
-        at += 1;
-        raw |= u64::from(byte & 0x7f) << shift;
-        if byte & 0x80 == 0 {
-            return Some((((raw >> 1) as i64) ^ -((raw & 1) as i64), at));
-        }
-    }
-    None
 }
 
 #[cfg(test)]

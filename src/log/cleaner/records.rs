@@ -11,6 +11,7 @@
 //! producer's sequence bookkeeping (`last_sequence = base_sequence + lastOffsetDelta`) replays
 //! exactly as before. Compressed batches are recompressed with their own codec.
 
+use crate::record::varint::{put_varlong, read_varlong};
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::compression::{self as codec, Compressor, Decompressor};
 
@@ -227,29 +228,6 @@ fn encode_record(out: &mut Vec<u8>, record: &RawRecord<'_>, timestamp_delta: i64
     out.push(attributes);
     out.extend_from_slice(&delta);
     out.extend_from_slice(rest);
-}
-
-/// Zig-zag varint at `at`: the value and the position after it.
-fn read_varlong(buf: &[u8], mut at: usize) -> Option<(i64, usize)> {
-    let mut raw: u64 = 0;
-    for shift in (0..64).step_by(7) {
-        let byte = *buf.get(at)?;
-        at += 1;
-        raw |= u64::from(byte & 0x7f) << shift;
-        if byte & 0x80 == 0 {
-            return Some((((raw >> 1) as i64) ^ -((raw & 1) as i64), at));
-        }
-    }
-    None
-}
-
-fn put_varlong(out: &mut Vec<u8>, value: i64) {
-    let mut v = ((value << 1) ^ (value >> 63)) as u64;
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
 }
 
 #[cfg(test)]
