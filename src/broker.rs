@@ -11,7 +11,6 @@ use std::sync::atomic::AtomicI64;
 use std::sync::{Arc, Mutex, RwLock};
 
 use thiserror::Error;
-use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::clock::Clock;
@@ -59,8 +58,6 @@ pub struct Broker {
     metadata: MetadataStore,
     partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
     advertised: RwLock<Advertised>,
-    /// Woken after every append, so long-polling fetches re-check their partitions.
-    pub appended: Notify,
     /// The next producer id and the end of the block reserved in the metadata log.
     producer_ids: Mutex<(i64, i64)>,
     pub started_at_ms: AtomicI64,
@@ -93,7 +90,6 @@ impl Broker {
             metadata,
             partitions: RwLock::new(HashMap::new()),
             advertised: RwLock::new(advertised),
-            appended: Notify::new(),
             producer_ids: Mutex::new((0, 0)),
             started_at_ms: AtomicI64::new(now),
             metrics,

@@ -25,10 +25,13 @@
 //! Produce: `server::connection` reads a frame → `api::dispatch` decodes the header and body →
 //! `api::produce` checks topic and acks → `broker` finds the partition → `partition::append`
 //! → `record::validate` (one pass: lengths, CRC32C) → `log::Log::append` patches base offsets
-//! in place and writes the bytes as received → the high watermark moves → waiting fetches wake.
+//! in place and writes the bytes as received → the high watermark moves → the fetches waiting
+//! on that partition wake.
 //!
 //! Fetch: `api::fetch` → `partition::read` bounded by the high watermark → `log::Log::read`
-//! returns the stored batch bytes unmodified → the response is encoded around them.
+//! returns the stored batch bytes unmodified → the response is encoded around them
+//! (`api::response_frame`: the record sets stay separate chunks) → the connection writes the
+//! chunks with one vectored write.
 
 pub mod alloc;
 pub mod api;

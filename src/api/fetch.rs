@@ -1,8 +1,10 @@
 //! Fetch: read stored batches from each partition, unmodified, bounded by the high watermark
 //! and the request's byte limits; long-poll until `min_bytes` arrive or `max_wait_ms` passes,
-//! woken by appends. Full and incremental fetch sessions (KIP-227) decide which partitions the
-//! request covers and which the response carries.
+//! woken by appends to the partitions it reads. Full and incremental fetch sessions (KIP-227)
+//! decide which partitions the request covers and which the response carries. Record sets
+//! go to the socket by reference, not through the encoder (`response_frame`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -10,6 +12,7 @@ use kafka_protocol::ResponseError;
 use kafka_protocol::indexmap::IndexMap;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use tokio::sync::Notify;
 use uuid::Uuid;
 
 use super::fetch_session::{FINAL_EPOCH, INITIAL_EPOCH, PartitionKey, SessionPartition};
@@ -140,34 +143,39 @@ async fn read_with_wait(
 ) -> Vec<PartitionResult> {
     let max_wait = Duration::from_millis(req.max_wait_ms.clamp(0, MAX_WAIT_MS_MAX) as u64);
     let deadline = tokio::time::Instant::now() + max_wait;
+    // Registered with every target partition before each read, so an append that lands
+    // after the read still wakes us (`notify_one` keeps a permit).
+    let waiter = Arc::new(Notify::new());
     loop {
-        let notified = api.broker.appended.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        let results = read_all(api, req, targets);
+        let results = read_all(api, req, targets, Some(&waiter));
         let bytes: usize = results.iter().map(|r| r.records.len()).sum();
         let has_error = results.iter().any(|r| r.has_error);
         if bytes >= req.min_bytes.max(0) as usize || has_error || targets.is_empty() {
             return results;
         }
         tokio::select! {
-            _ = &mut notified => {}
-            _ = tokio::time::sleep_until(deadline) => return read_all(api, req, targets),
+            _ = waiter.notified() => {}
+            _ = tokio::time::sleep_until(deadline) => return read_all(api, req, targets, None),
         }
         if tokio::time::Instant::now() >= deadline {
-            return read_all(api, req, targets);
+            return read_all(api, req, targets, None);
         }
     }
 }
 
-fn read_all(api: &Api, req: &FetchRequest, targets: &IndexMap<PartitionKey, SessionPartition>) -> Vec<PartitionResult> {
+fn read_all(
+    api: &Api,
+    req: &FetchRequest,
+    targets: &IndexMap<PartitionKey, SessionPartition>,
+    waiter: Option<&Arc<Notify>>,
+) -> Vec<PartitionResult> {
     let broker_max = api.broker.config.int("fetch.max.bytes").max(0) as usize;
     let mut budget = (req.max_bytes.max(0) as usize).min(broker_max.max(1));
     let mut first = true;
     targets
         .iter()
         .map(|(key, s)| {
-            let r = read_one(api, key, s, budget, first);
+            let r = read_one(api, key, s, budget, first, waiter);
             if !r.records.is_empty() {
                 first = false;
                 budget = budget.saturating_sub(r.records.len());
@@ -177,7 +185,14 @@ fn read_all(api: &Api, req: &FetchRequest, targets: &IndexMap<PartitionKey, Sess
         .collect()
 }
 
-fn read_one(api: &Api, key: &PartitionKey, s: &SessionPartition, budget: usize, first: bool) -> PartitionResult {
+fn read_one(
+    api: &Api,
+    key: &PartitionKey,
+    s: &SessionPartition,
+    budget: usize,
+    first: bool,
+    waiter: Option<&Arc<Notify>>,
+) -> PartitionResult {
     let mut r = PartitionResult {
         key: key.clone(),
         topic_id: s.topic_id,
@@ -197,6 +212,9 @@ fn read_one(api: &Api, key: &PartitionKey, s: &SessionPartition, budget: usize, 
         let e = if key.0.is_empty() { ResponseError::UnknownTopicId } else { ResponseError::UnknownTopicOrPartition };
         return fail(r, e);
     };
+    if let Some(w) = waiter {
+        partition.watch_high_watermark(w);
+    }
     let epoch = partition.leader_epoch().0;
     if s.current_leader_epoch > epoch {
         return fail(r, ResponseError::UnknownLeaderEpoch);
@@ -303,4 +321,74 @@ fn push_partition(response: &mut FetchResponse, by_id: bool, read_committed: boo
     }
     t.partitions.push(p);
     response.responses.push(t);
+}
+
+/// The response's record sets large enough to be written by reference, in encoding order
+/// (see `response_frame`).
+pub fn record_sets(response: &FetchResponse) -> Vec<Bytes> {
+    response
+        .responses
+        .iter()
+        .flat_map(|t| t.partitions.iter())
+        .filter_map(|p| p.records.clone())
+        .filter(|r| r.len() >= super::response_frame::BY_REFERENCE_MIN_BYTES)
+        .collect()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use bytes::{BufMut, BytesMut};
+    use kafka_protocol::messages::{ApiKey, ResponseHeader, ResponseKind};
+    use kafka_protocol::protocol::Encodable;
+
+    use super::*;
+    use crate::api::encode_response;
+
+    fn response(by_id: bool) -> FetchResponse {
+        let mut response = FetchResponse::default();
+        for (t, sizes) in [[5000usize, 0, 100], [1024, 70_000, 1023]].iter().enumerate() {
+            let mut topic = FetchableTopicResponse::default();
+            if by_id {
+                topic.topic_id = Uuid::from_u128(t as u128 + 1);
+            } else {
+                topic.topic = TopicName(str_bytes(&format!("topic-{t}")));
+            }
+            for (i, size) in sizes.iter().enumerate() {
+                let mut p = PartitionData::default();
+                p.partition_index = i as i32;
+                p.high_watermark = 1000 + i as i64;
+                p.records = Some(Bytes::from(vec![i as u8 + 1; *size]));
+                topic.partitions.push(p);
+            }
+            response.responses.push(topic);
+        }
+        response
+    }
+
+    /// The chunked frame is byte for byte what the encoder writes into one buffer, and the
+    /// large record sets are shared, not copied.
+    #[test]
+    fn chunked_fetch_frames_equal_the_plain_encoding() {
+        for version in 4..=17i16 {
+            let r = response(version >= 13);
+            let sets = record_sets(&r);
+            assert_eq!(sets.len(), 3);
+            let kind = ResponseKind::Fetch(r);
+            let frame = encode_response(ApiKey::Fetch, version, 9, &kind).unwrap();
+            let mut plain = BytesMut::new();
+            let mut header = ResponseHeader::default();
+            header.correlation_id = 9;
+            header.encode(&mut plain, ApiKey::Fetch.response_header_version(version)).unwrap();
+            kind.encode(&mut plain, version).unwrap();
+            let mut expected = BytesMut::new();
+            expected.put_u32(plain.len() as u32);
+            expected.extend_from_slice(&plain);
+            assert_eq!(frame.to_bytes(), expected, "v{version}");
+            let chunks = frame.into_chunks();
+            for set in &sets {
+                assert!(chunks.iter().any(|c| c.as_ptr() == set.as_ptr()), "v{version}: a set was copied");
+            }
+        }
+    }
 }

@@ -2,7 +2,7 @@
 //! version table ([`versions`]), one map from internal errors to Kafka codes ([`errors`]).
 //!
 //! [`Api::handle_frame`] takes one request frame (without its length prefix) and returns the
-//! encoded response frame, `None` when Kafka sends no response (Produce with acks=0), or an
+//! encoded response frame (length prefix included, as chunks: see [`response_frame`]), `None` when Kafka sends no response (Produce with acks=0), or an
 //! error when the connection must be closed (unparseable header, unknown API, version we do
 //! not serve), as Kafka does.
 
@@ -34,12 +34,13 @@ pub mod offset_delete;
 pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
+pub mod response_frame;
 pub mod sync_group;
 pub mod versions;
 
 use std::sync::{Arc, Mutex};
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use thiserror::Error;
@@ -47,6 +48,7 @@ use thiserror::Error;
 use crate::broker::{Broker, BrokerError};
 use crate::group::GroupCoordinator;
 use fetch_session::FetchSessionCache;
+use response_frame::{ChunkedBuf, ResponseFrame};
 
 #[derive(Debug, Error)]
 pub enum ApiError {
@@ -103,7 +105,7 @@ impl Api {
     }
 
     /// Decodes, handles and encodes one request frame.
-    pub async fn handle_frame(&self, frame: Bytes, client_host: &str) -> Result<Option<BytesMut>, ApiError> {
+    pub async fn handle_frame(&self, frame: Bytes, client_host: &str) -> Result<Option<ResponseFrame>, ApiError> {
         let received = std::time::Instant::now();
         let (mut ctx, request) = match decode_request(frame)? {
             Decoded::Request(ctx, request) => (ctx, request),
@@ -213,22 +215,27 @@ pub fn encode_response(
     version: i16,
     correlation_id: i32,
     response: &ResponseKind,
-) -> Result<BytesMut, ApiError> {
+) -> Result<ResponseFrame, ApiError> {
     let encode_err = |e: anyhow::Error| ApiError::Encode { api: api_key, version, reason: e.to_string() };
-    let mut out = BytesMut::with_capacity(64);
+    let by_reference = match response {
+        ResponseKind::Fetch(r) => fetch::record_sets(r),
+        _ => Vec::new(),
+    };
+    let mut out = ChunkedBuf::new(&by_reference);
     let mut header = ResponseHeader::default();
     header.correlation_id = correlation_id;
     header.encode(&mut out, api_key.response_header_version(version)).map_err(encode_err)?;
-    response.encode(&mut out, version).map_err(encode_err)?;
-    Ok(out)
-}
-
-/// Writes a frame's 4-byte length prefix in front of `body`.
-pub fn with_length_prefix(body: &[u8]) -> BytesMut {
-    let mut out = BytesMut::with_capacity(body.len() + 4);
-    out.put_u32(body.len() as u32);
-    out.put_slice(body);
-    out
+    match response {
+        // Only Fetch carries record sets worth sharing; `ResponseKind::encode` wants a
+        // `BytesMut`, so the others are encoded into one and appended as a chunk.
+        ResponseKind::Fetch(r) => r.encode(&mut out, version).map_err(encode_err)?,
+        other => {
+            let mut body = bytes::BytesMut::with_capacity(64);
+            other.encode(&mut body, version).map_err(encode_err)?;
+            out.push_chunk(body.freeze());
+        }
+    }
+    Ok(out.finish())
 }
 
 pub(crate) fn str_bytes(s: &str) -> StrBytes {

@@ -16,7 +16,6 @@ pub async fn handle(api: &Api, ctx: &RequestContext, req: ProduceRequest) -> Rep
     let broker = &api.broker;
     let acks = req.acks;
     let mut any_error = false;
-    let mut any_appended = false;
     let mut response = ProduceResponse::default();
     let image = broker.image();
     for topic in req.topic_data {
@@ -42,7 +41,6 @@ pub async fn handle(api: &Api, ctx: &RequestContext, req: ProduceRequest) -> Rep
             };
             match outcome {
                 Ok(a) => {
-                    any_appended = true;
                     pr.base_offset = a.first_offset;
                     pr.log_append_time_ms = a.log_append_time_ms;
                     pr.log_start_offset = a.log_start_offset;
@@ -56,9 +54,6 @@ pub async fn handle(api: &Api, ctx: &RequestContext, req: ProduceRequest) -> Rep
             tr.partition_responses.push(pr);
         }
         response.responses.push(tr);
-    }
-    if any_appended {
-        broker.appended.notify_waiters();
     }
     if acks == 0 {
         return if any_error { Reply::Close } else { Reply::NoResponse };

@@ -1,11 +1,11 @@
 //! The version table: exactly the API versions the handlers implement. ApiVersions is built
 //! from it, and a request outside it is refused.
 
-use bytes::BytesMut;
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestKind, ResponseKind};
 use kafka_protocol::ResponseError;
 
+use super::response_frame::ResponseFrame;
 use super::{ApiError, RequestContext, encode_response};
 
 /// One API and the versions we serve (`min..=max`).
@@ -79,7 +79,7 @@ pub fn handle(_ctx: &RequestContext, _req: ApiVersionsRequest) -> ApiVersionsRes
 }
 
 /// The v0 answer to an ApiVersions request at a version we do not know.
-pub fn unsupported_version_response(correlation_id: i32) -> Result<BytesMut, ApiError> {
+pub fn unsupported_version_response(correlation_id: i32) -> Result<ResponseFrame, ApiError> {
     let mut r = ApiVersionsResponse::default();
     r.error_code = ResponseError::UnsupportedVersion.code();
     r.api_keys = api_keys();
@@ -138,13 +138,13 @@ mod tests {
         for s in SERVED {
             for v in s.min..=s.max {
                 let req = default_request(s.api).unwrap_or_else(|| panic!("add {:?} to default_request", s.api));
-                let mut buf = BytesMut::new();
+                let mut buf = bytes::BytesMut::new();
                 req.encode(&mut buf, v).unwrap_or_else(|e| panic!("{:?} v{v} request encode: {e}", s.api));
                 let mut bytes = buf.freeze();
                 RequestKind::decode(s.api, &mut bytes, v)
                     .unwrap_or_else(|e| panic!("{:?} v{v} request decode: {e}", s.api));
                 let resp = default_response(s.api);
-                let mut buf = BytesMut::new();
+                let mut buf = bytes::BytesMut::new();
                 resp.encode(&mut buf, v).unwrap_or_else(|e| panic!("{:?} v{v} response encode: {e}", s.api));
                 let mut bytes = buf.freeze();
                 ResponseKind::decode(s.api, &mut bytes, v)
@@ -164,7 +164,9 @@ mod tests {
     #[test]
     fn unknown_apiversions_version_gets_v0_error_answer() {
         let frame = unsupported_version_response(7).unwrap();
-        let mut b = frame.freeze();
+        let mut b = frame.to_bytes().freeze();
+        let len = bytes::Buf::get_u32(&mut b) as usize;
+        assert_eq!(len, b.len());
         let header = kafka_protocol::messages::ResponseHeader::decode(&mut b, 0).unwrap();
         assert_eq!(header.correlation_id, 7);
         let r = ApiVersionsResponse::decode(&mut b, 0).unwrap();

@@ -237,7 +237,6 @@ impl GroupCoordinator {
             tracing::error!(error = %e, "cannot write to __consumer_offsets");
             ResponseError::CoordinatorNotAvailable
         })?;
-        self.broker.appended.notify_waiters();
         Ok(())
     }
 

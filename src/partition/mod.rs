@@ -6,13 +6,18 @@
 //! ISR without changing callers.
 //!
 //! Invariant: `log_start_offset <= high_watermark <= log_end_offset`.
+//!
+//! Long-polling fetches register a waiter here and are woken when this partition's high
+//! watermark moves (Kafka's fetch purgatory keyed by partition), so an append wakes only the
+//! fetches that read this partition.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use bytes::Bytes;
 use thiserror::Error;
+use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::log::{AppendOutcome, Log, LogConfig, LogError};
@@ -58,7 +63,19 @@ pub struct Partition {
     log_end_offset: AtomicI64,
     leader_epoch: LeaderEpoch,
     pub metrics: TopicMetrics,
+    waiters: Mutex<Waiters>,
 }
+
+/// Fetches waiting for this partition's high watermark to move. Entries of fetches that
+/// finished are dropped on the next wake-up or when the list doubles.
+#[derive(Default)]
+struct Waiters {
+    list: Vec<Weak<Notify>>,
+    prune_at: usize,
+}
+
+/// Waiters kept before the first pruning of finished fetches.
+const WAITERS_PRUNE_MIN: usize = 64;
 
 impl Partition {
     /// Opens the partition's log in `dir`, recovering it if the last shutdown was not clean.
@@ -82,6 +99,7 @@ impl Partition {
             log_end_offset: AtomicI64::new(end),
             leader_epoch: LeaderEpoch(0),
             metrics,
+            waiters: Mutex::new(Waiters::default()),
         })
     }
 
@@ -91,6 +109,30 @@ impl Partition {
         match self.log.lock() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    fn waiters(&self) -> MutexGuard<'_, Waiters> {
+        match self.waiters.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Notifies `waiter` (once) when the high watermark next moves.
+    pub fn watch_high_watermark(&self, waiter: &Arc<Notify>) {
+        let mut w = self.waiters();
+        if w.list.len() >= w.prune_at.max(WAITERS_PRUNE_MIN) {
+            w.list.retain(|x| x.strong_count() > 0);
+            w.prune_at = 2 * w.list.len();
+        }
+        w.list.push(Arc::downgrade(waiter));
+    }
+
+    fn wake_waiters(&self) {
+        let list = std::mem::take(&mut self.waiters().list);
+        for waiter in list.iter().filter_map(Weak::upgrade) {
+            waiter.notify_one();
         }
     }
 
@@ -152,7 +194,10 @@ impl Partition {
         self.log_end_offset.store(end, Ordering::Release);
         self.log_start_offset.store(log.log_start_offset(), Ordering::Release);
         // Single node: the ISR is this replica alone, so everything written is replicated.
-        self.high_watermark.store(end, Ordering::Release);
+        let before = self.high_watermark.swap(end, Ordering::AcqRel);
+        if before != end {
+            self.wake_waiters();
+        }
     }
 
     /// Reads whole batches from `offset`, at most `max_bytes` unless `min_one_batch` and the

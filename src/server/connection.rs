@@ -4,17 +4,25 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
-use futures::{SinkExt, StreamExt};
+use std::collections::VecDeque;
+use std::io::IoSlice;
+
+use bytes::{Buf, Bytes};
+use futures::StreamExt;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{mpsc, watch};
-use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
+use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
 use tracing::Instrument;
 
 use crate::api::Api;
+use crate::api::response_frame::ResponseFrame;
 
 /// Responses waiting to be written per connection at most; the reader waits when full.
 const RESPONSES_QUEUED_MAX: usize = 16;
+/// Chunks handed to one vectored write at most (Linux's IOV_MAX is 1024).
+const WRITE_CHUNKS_MAX: usize = 64;
 
 fn codec(max_frame_bytes: usize) -> LengthDelimitedCodec {
     LengthDelimitedCodec::builder()
@@ -37,25 +45,8 @@ async fn serve_inner(stream: TcpStream, peer: SocketAddr, api: Arc<Api>, mut shu
     let idle = Duration::from_millis(config.long("connections.max.idle.ms").max(1) as u64);
     let (read_half, write_half) = stream.into_split();
     let mut frames = FramedRead::new(read_half, codec(max_frame));
-    let mut sink = FramedWrite::new(write_half, codec(usize::MAX));
-    let (tx, mut rx) = mpsc::channel::<BytesMut>(RESPONSES_QUEUED_MAX);
-
-    let writer = tokio::spawn(async move {
-        while let Some(first) = rx.recv().await {
-            if sink.feed(first.freeze()).await.is_err() {
-                return;
-            }
-            // Batch whatever else is ready into one flush.
-            while let Ok(next) = rx.try_recv() {
-                if sink.feed(next.freeze()).await.is_err() {
-                    return;
-                }
-            }
-            if SinkExt::<bytes::Bytes>::flush(&mut sink).await.is_err() {
-                return;
-            }
-        }
-    });
+    let (tx, rx) = mpsc::channel::<ResponseFrame>(RESPONSES_QUEUED_MAX);
+    let writer = tokio::spawn(write_responses(write_half, rx));
 
     loop {
         let frame = tokio::select! {
@@ -94,4 +85,45 @@ async fn serve_inner(stream: TcpStream, peer: SocketAddr, api: Arc<Api>, mut shu
     }
     drop(tx);
     let _ = writer.await;
+}
+
+/// Writes responses in order, each as its chunks (record sets by reference, see
+/// `response_frame`), gathering whatever is ready into vectored writes.
+async fn write_responses(mut socket: OwnedWriteHalf, mut rx: mpsc::Receiver<ResponseFrame>) {
+    let mut pending: VecDeque<Bytes> = VecDeque::new();
+    while let Some(first) = rx.recv().await {
+        pending.extend(first.into_chunks().into_iter().filter(|c| !c.is_empty()));
+        while pending.len() < WRITE_CHUNKS_MAX {
+            match rx.try_recv() {
+                Ok(next) => pending.extend(next.into_chunks().into_iter().filter(|c| !c.is_empty())),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = write_all_chunks(&mut socket, &mut pending).await {
+            tracing::debug!(error = %e, "closing connection: write failed");
+            return;
+        }
+    }
+    let _ = socket.shutdown().await;
+}
+
+async fn write_all_chunks(socket: &mut OwnedWriteHalf, pending: &mut VecDeque<Bytes>) -> std::io::Result<()> {
+    while !pending.is_empty() {
+        let slices: Vec<IoSlice<'_>> = pending.iter().take(WRITE_CHUNKS_MAX).map(|c| IoSlice::new(c)).collect();
+        let mut written = socket.write_vectored(&slices).await?;
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while written > 0 {
+            let Some(front) = pending.front_mut() else { break };
+            if written >= front.len() {
+                written -= front.len();
+                pending.pop_front();
+            } else {
+                front.advance(written);
+                written = 0;
+            }
+        }
+    }
+    Ok(())
 }
