@@ -18,6 +18,8 @@ pub async fn handle(api: &Api, ctx: &RequestContext, req: ProduceRequest) -> Rep
     let mut any_error = false;
     let mut response = ProduceResponse::default();
     let image = broker.image();
+    // Partitions whose flush policy wants an fsync before the answer, by response position.
+    let mut to_sync: Vec<(usize, usize, TopicPartition)> = Vec::new();
     for topic in req.topic_data {
         let by_id = ctx.version >= 13;
         let topic_image = if by_id { image.topic_by_id(&topic.topic_id) } else { image.topic(topic.name.as_str()) };
@@ -41,6 +43,10 @@ pub async fn handle(api: &Api, ctx: &RequestContext, req: ProduceRequest) -> Rep
             };
             match outcome {
                 Ok(a) => {
+                    if a.flush_due && let Some(t) = topic_image {
+                        let position = (response.responses.len(), tr.partition_responses.len());
+                        to_sync.push((position.0, position.1, TopicPartition::new(t.name.clone(), pd.index)));
+                    }
                     pr.base_offset = a.first_offset;
                     pr.log_append_time_ms = a.log_append_time_ms;
                     pr.log_start_offset = a.log_start_offset;
@@ -55,10 +61,37 @@ pub async fn handle(api: &Api, ctx: &RequestContext, req: ProduceRequest) -> Rep
         }
         response.responses.push(tr);
     }
+    for (t, p, tp) in to_sync {
+        if let Err(e) = sync_partition(api, tp).await {
+            any_error = true;
+            if let Some(pr) = response.responses.get_mut(t).and_then(|t| t.partition_responses.get_mut(p)) {
+                pr.error_code = ResponseError::KafkaStorageError.code();
+                pr.error_message = Some(str_bytes(&e));
+                pr.base_offset = -1;
+            }
+        }
+    }
     if acks == 0 {
         return if any_error { Reply::Close } else { Reply::NoResponse };
     }
     Reply::Response(ResponseKind::Produce(response))
+}
+
+/// fsyncs one partition on a blocking thread, so the runtime keeps serving other
+/// connections meanwhile; concurrent producers share one fsync (`Partition::sync`).
+async fn sync_partition(api: &Api, tp: TopicPartition) -> Result<(), String> {
+    let Some(partition) = api.broker.partition(&tp) else {
+        return Err(format!("{tp:?} went away before its flush"));
+    };
+    let now_ms = api.broker.clock.now_ms();
+    match tokio::task::spawn_blocking(move || partition.sync(now_ms)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "fsync failed");
+            Err(e.to_string())
+        }
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// Kafka's `message.timestamp.before/after.max.ms`, checked on batch headers (the first and

@@ -233,10 +233,17 @@ impl GroupCoordinator {
         let mut buf = BytesMut::new();
         let options = RecordEncodeOptions { version: 2, compression: Compression::None };
         RecordBatchEncoder::encode(&mut buf, records.iter(), &options).map_err(|_| ResponseError::UnknownServerError)?;
-        partition.append(&mut buf, now).map_err(|e| {
+        let appended = partition.append(&mut buf, now).map_err(|e| {
             tracing::error!(error = %e, "cannot write to __consumer_offsets");
             ResponseError::CoordinatorNotAvailable
         })?;
+        if appended.flush_due {
+            // Commits are small and rare next to produce traffic: fsync in place.
+            partition.sync(now).map_err(|e| {
+                tracing::error!(error = %e, "cannot flush __consumer_offsets");
+                ResponseError::CoordinatorNotAvailable
+            })?;
+        }
         Ok(())
     }
 

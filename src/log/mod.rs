@@ -253,6 +253,19 @@ impl Log {
         leader_epoch: i32,
         now_ms: i64,
     ) -> Result<AppendOutcome, LogError> {
+        let outcome = self.append_unflushed(records, leader_epoch, now_ms)?;
+        self.maybe_flush(now_ms)?;
+        Ok(outcome)
+    }
+
+    /// [`Log::append`] without the flush: the caller fsyncs when [`Log::flush_due`] says so,
+    /// without holding the log (see [`Log::flush_target`]).
+    pub fn append_unflushed(
+        &mut self,
+        records: &mut [u8],
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendOutcome, LogError> {
         let log_append_time = match self.config.message_timestamp_type {
             MessageTimestampType::LogAppendTime => {
                 record::set_log_append_time(records, now_ms);
@@ -278,7 +291,6 @@ impl Log {
         self.write_batches(records, first_offset, next_offset - 1, now_ms)?;
         self.epoch_cache.assign(leader_epoch, first_offset)?;
         self.producers.commit(staged);
-        self.maybe_flush(now_ms)?;
         let (max_timestamp, offset_of_max_timestamp) = max_timestamp_of(&headers, first_offset);
         Ok(AppendOutcome::Appended(AppendInfo {
             first_offset,
@@ -428,14 +440,33 @@ impl Log {
     /// Flushes if `flush.messages` unflushed offsets piled up or `flush.ms` passed; callers
     /// may also run this periodically.
     pub fn maybe_flush(&mut self, now_ms: i64) -> Result<(), LogError> {
+        if self.flush_due(now_ms) {
+            self.flush(now_ms)?;
+        }
+        Ok(())
+    }
+
+    /// True if `flush.messages` unflushed offsets piled up or `flush.ms` passed.
+    pub fn flush_due(&self, now_ms: i64) -> bool {
         let unflushed = self.log_end_offset() - self.recovery_point;
         let due_by_count = unflushed >= self.config.flush_interval_messages;
         let due_by_time = unflushed > 0
             && now_ms.saturating_sub(self.last_flush_ms) >= self.config.flush_interval_ms;
-        if due_by_count || due_by_time {
-            self.flush(now_ms)?;
-        }
-        Ok(())
+        due_by_count || due_by_time
+    }
+
+    /// For an fsync outside the log's lock: a handle on the active segment's file and the
+    /// log end offset it holds. Sealed segments are already flushed, so once this file is
+    /// synced everything below the returned offset is; then call [`Log::mark_flushed`].
+    /// (If the segment rolls meanwhile, the roll syncs it anyway.)
+    pub fn flush_target(&self) -> Result<(std::fs::File, i64), LogError> {
+        Ok((self.active().try_clone_file()?, self.log_end_offset()))
+    }
+
+    /// Records an fsync done through [`Log::flush_target`] up to `offset`.
+    pub fn mark_flushed(&mut self, offset: i64, now_ms: i64) {
+        self.recovery_point = self.recovery_point.max(offset.min(self.log_end_offset()));
+        self.last_flush_ms = now_ms;
     }
 
     /// Shuts down cleanly: data and indexes flushed, producer snapshot and checkpoints

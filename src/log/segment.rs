@@ -566,6 +566,11 @@ impl Segment {
         ))
     }
 
+    /// A second handle on the data file, to fsync it without holding the log.
+    pub fn try_clone_file(&self) -> Result<File, LogError> {
+        Ok(self.file.try_clone()?)
+    }
+
     /// fsyncs the log data.
     pub fn flush(&self) -> Result<(), LogError> {
         self.file.sync_data()?;

@@ -42,6 +42,9 @@ pub struct AppendResult {
     pub log_start_offset: i64,
     /// True when the batch was a retry of one already written (idempotence).
     pub duplicate: bool,
+    /// `flush.messages` or `flush.ms` says the log must be fsynced before this append is
+    /// acknowledged: call [`Partition::sync`] (off the async runtime).
+    pub flush_due: bool,
 }
 
 /// Bytes read for a Fetch, with the partition's positions at the time of the read.
@@ -64,6 +67,9 @@ pub struct Partition {
     leader_epoch: LeaderEpoch,
     pub metrics: TopicMetrics,
     waiters: Mutex<Waiters>,
+    /// Held for one fsync at a time; whoever waited behind it usually finds its appends
+    /// covered by that fsync (group commit).
+    sync_lock: Mutex<()>,
 }
 
 /// Fetches waiting for this partition's high watermark to move. Entries of fetches that
@@ -100,6 +106,7 @@ impl Partition {
             leader_epoch: LeaderEpoch(0),
             metrics,
             waiters: Mutex::new(Waiters::default()),
+            sync_lock: Mutex::new(()),
         })
     }
 
@@ -165,28 +172,49 @@ impl Partition {
         self.log().size_bytes()
     }
 
-    /// Appends validated record batches as the leader; offsets are assigned in place.
+    /// Appends validated record batches as the leader; offsets are assigned in place. Does
+    /// not fsync: see [`AppendResult::flush_due`].
     pub fn append(&self, records: &mut [u8], now_ms: i64) -> Result<AppendResult, PartitionError> {
         let mut log = self.log();
-        let outcome = log.append(records, self.leader_epoch.0, now_ms)?;
-        let result = match outcome {
-            AppendOutcome::Appended(info) => { self.metrics.record_produce(records.len() as u64, (info.last_offset - info.first_offset + 1).max(0) as u64); AppendResult {
-                first_offset: info.first_offset,
-                last_offset: info.last_offset,
-                log_append_time_ms: info.log_append_time,
-                log_start_offset: log.log_start_offset(),
-                duplicate: false,
-            }},
-            AppendOutcome::Duplicate(info) => AppendResult {
-                first_offset: info.first_offset,
-                last_offset: info.last_offset,
-                log_append_time_ms: -1,
-                log_start_offset: log.log_start_offset(),
-                duplicate: true,
-            },
+        let outcome = log.append_unflushed(records, self.leader_epoch.0, now_ms)?;
+        let (info, duplicate) = match outcome {
+            AppendOutcome::Appended(info) => {
+                let records_count = (info.last_offset - info.first_offset + 1).max(0) as u64;
+                self.metrics.record_produce(records.len() as u64, records_count);
+                (info, false)
+            }
+            AppendOutcome::Duplicate(info) => (info, true),
+        };
+        let result = AppendResult {
+            first_offset: info.first_offset,
+            last_offset: info.last_offset,
+            log_append_time_ms: if duplicate { -1 } else { info.log_append_time },
+            log_start_offset: log.log_start_offset(),
+            duplicate,
+            flush_due: log.flush_due(now_ms),
         };
         self.publish_positions(&log);
         Ok(result)
+    }
+
+    /// fsyncs everything appended so far, unless a concurrent call already did; blocking.
+    /// The log stays available to appends and reads during the fsync.
+    pub fn sync(&self, now_ms: i64) -> Result<(), PartitionError> {
+        let wanted = self.log_end_offset();
+        let _one_at_a_time = match self.sync_lock.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let (file, end) = {
+            let log = self.log();
+            if log.recovery_point() >= wanted {
+                return Ok(());
+            }
+            log.flush_target()?
+        };
+        file.sync_data().map_err(LogError::from)?;
+        self.log().mark_flushed(end, now_ms);
+        Ok(())
     }
 
     fn publish_positions(&self, log: &Log) {
@@ -269,9 +297,10 @@ impl Partition {
         Ok(self.log().flush(now_ms)?)
     }
 
-    /// Flushes if `flush.ms` has passed since the last flush.
+    /// Flushes if `flush.ms` has passed since the last flush (blocking).
     pub fn maybe_flush(&self, now_ms: i64) -> Result<(), PartitionError> {
-        Ok(self.log().maybe_flush(now_ms)?)
+        let due = self.log().flush_due(now_ms);
+        if due { self.sync(now_ms) } else { Ok(()) }
     }
 
     /// Replaces the log's configuration (topic config changed).
@@ -289,5 +318,55 @@ impl Partition {
             Err(poisoned) => poisoned.into_inner(),
         };
         Ok(log.close(now_ms)?)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::metrics::{Metrics, MetricsConfig};
+    use crate::record::BatchBuilder;
+
+    fn open(dir: &Path, flush_interval_messages: i64) -> Arc<Partition> {
+        let metrics = Metrics::new(MetricsConfig { partition_detail: false }).unwrap();
+        let config = LogConfig { flush_interval_messages, ..LogConfig::default() };
+        let tp = TopicPartition::new("t", 0);
+        Arc::new(Partition::open(tp, Uuid::nil(), dir, config, 0, metrics.topic("t")).unwrap())
+    }
+
+    #[test]
+    fn flush_per_message_is_left_to_sync_and_one_sync_covers_earlier_appends() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = open(dir.path(), 1);
+        let a = p.append(&mut BatchBuilder::new(0).records(3, 10).build(), 0).unwrap();
+        let b = p.append(&mut BatchBuilder::new(0).records(2, 10).build(), 0).unwrap();
+        assert!(a.flush_due && b.flush_due);
+        assert_eq!(p.log().recovery_point(), 0, "append must not fsync");
+        p.sync(1).unwrap();
+        assert_eq!(p.log().recovery_point(), 5);
+        p.sync(2).unwrap();
+        assert_eq!(p.log().recovery_point(), 5);
+    }
+
+    #[test]
+    fn without_a_flush_policy_appends_are_not_due() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = open(dir.path(), i64::MAX);
+        let a = p.append(&mut BatchBuilder::new(0).records(3, 10).build(), 0).unwrap();
+        assert!(!a.flush_due);
+    }
+
+    #[tokio::test]
+    async fn an_append_wakes_only_the_waiters_of_its_partition() {
+        let (d0, d1) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (p0, p1) = (open(d0.path(), i64::MAX), open(d1.path(), i64::MAX));
+        let (w0, w1) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+        p0.watch_high_watermark(&w0);
+        p1.watch_high_watermark(&w1);
+        p0.append(&mut BatchBuilder::new(0).records(1, 10).build(), 0).unwrap();
+        // notify_one left a permit for w0 only.
+        tokio::time::timeout(std::time::Duration::from_secs(5), w0.notified()).await.unwrap();
+        assert!(tokio::time::timeout(std::time::Duration::ZERO, w1.notified()).await.is_err());
     }
 }
