@@ -59,6 +59,8 @@ pub use config::{CleanupPolicy, DirtyRatio, LogConfig, MessageTimestampType};
 pub use epoch_cache::{EpochEntry, LeaderEpochCache};
 use producer_state::StagedProducers;
 pub use producer_state::{BatchMetadata, ProducerStateManager};
+pub use read::RegionRead;
+pub use segment::FileRegion;
 use segment::{IndexLimits, Segment};
 
 /// Everything that can go wrong in the log. The API layer maps these to Kafka codes:
@@ -459,8 +461,8 @@ impl Log {
     /// log end offset it holds. Sealed segments are already flushed, so once this file is
     /// synced everything below the returned offset is; then call [`Log::mark_flushed`].
     /// (If the segment rolls meanwhile, the roll syncs it anyway.)
-    pub fn flush_target(&self) -> Result<(std::fs::File, i64), LogError> {
-        Ok((self.active().try_clone_file()?, self.log_end_offset()))
+    pub fn flush_target(&self) -> (std::sync::Arc<std::fs::File>, i64) {
+        (self.active().shared_file(), self.log_end_offset())
     }
 
     /// Records an fsync done through [`Log::flush_target`] up to `offset`.

@@ -118,6 +118,15 @@ impl OffsetIndex {
         }
     }
 
+    /// The last indexed batch starting at or before file `position`, or the segment start.
+    pub fn lookup_position(&self, position: u64) -> OffsetPosition {
+        let i = self.entries.partition_point(|&(_, p)| u64::from(p) <= position);
+        match i.checked_sub(1).and_then(|i| self.entries.get(i)) {
+            Some(&(r, position)) => OffsetPosition { offset: self.base_offset + i64::from(r), position },
+            None => OffsetPosition { offset: self.base_offset, position: 0 },
+        }
+    }
+
     /// Drops entries whose position is at or beyond `position` (used when the file shrinks).
     pub fn truncate_to_position(&mut self, position: u32) {
         let keep = self.entries.partition_point(|&(_, p)| p < position);

@@ -1,13 +1,26 @@
 //! Reads: fetch by offset (whole stored batches), ListOffsets by timestamp and max timestamp.
 //!
 //! A fetch finds the segment by base offset (a map lookup), the batch by the segment's offset
-//! index plus a bounded scan, then copies whole batches out with one positioned read per
-//! segment. Batches are returned only if they lie wholly below `max_offset` (the high
+//! index plus a bounded scan, and the last whole batch that fits the same way near the end;
+//! the result is one file region per segment, sent from the page cache or read with one
+//! positioned read per segment. Batches are returned only if they lie wholly below `max_offset` (the high
 //! watermark): like Kafka, which reads up to the file position of the high watermark's batch.
 
 use bytes::Bytes;
 
+use super::segment::FileRegion;
 use super::{Log, LogError, ReadResult};
+
+/// Whole batches located by [`Log::read_regions`], in log order.
+#[derive(Debug, Clone)]
+pub struct RegionRead {
+    pub regions: Vec<FileRegion>,
+    /// Total bytes of the regions.
+    pub len: u64,
+    /// Offset after the last batch (the start offset when nothing was found).
+    pub next_offset: i64,
+    pub log_end_offset: i64,
+}
 
 impl Log {
     /// Whole batches from the one containing `start_offset`, at most `max_bytes` of them
@@ -22,6 +35,34 @@ impl Log {
         max_offset: i64,
         min_one_batch: bool,
     ) -> Result<ReadResult, LogError> {
+        let located = self.read_regions(start_offset, max_bytes, max_offset, min_one_batch)?;
+        let out = match located.regions.as_slice() {
+            [one] => one.read_to_vec()?,
+            many => {
+                let mut out = Vec::with_capacity(located.len as usize);
+                for region in many {
+                    out.extend_from_slice(&region.read_to_vec()?);
+                }
+                out
+            }
+        };
+        Ok(ReadResult {
+            bytes: Bytes::from(out),
+            next_offset: located.next_offset,
+            log_start_offset: self.log_start_offset,
+            log_end_offset: located.log_end_offset,
+        })
+    }
+
+    /// What [`Log::read`] returns, as file regions (one per segment touched) instead of
+    /// bytes, so a fetch can send them from the page cache.
+    pub fn read_regions(
+        &self,
+        start_offset: i64,
+        max_bytes: usize,
+        max_offset: i64,
+        min_one_batch: bool,
+    ) -> Result<RegionRead, LogError> {
         let log_end_offset = self.log_end_offset();
         if start_offset < self.log_start_offset || start_offset > log_end_offset {
             return Err(LogError::OffsetOutOfRange {
@@ -30,7 +71,8 @@ impl Log {
                 log_end: log_end_offset,
             });
         }
-        let mut out: Vec<u8> = Vec::new();
+        let mut regions: Vec<FileRegion> = Vec::new();
+        let mut len = 0u64;
         let mut next_offset = start_offset;
         let first_base = self
             .segments
@@ -41,30 +83,19 @@ impl Log {
             if next_offset >= log_end_offset || next_offset >= max_offset {
                 break;
             }
-            let room = max_bytes.saturating_sub(out.len());
-            let part = segment.read(
-                next_offset,
-                room,
-                max_offset,
-                min_one_batch && out.is_empty(),
-            )?;
-            if out.is_empty() {
-                out = part.bytes;
-            } else {
-                out.extend_from_slice(&part.bytes);
+            let room = max_bytes.saturating_sub(len as usize);
+            let part = segment.read_region(next_offset, room, max_offset, min_one_batch && len == 0)?;
+            if part.region.len > 0 {
+                len += part.region.len;
+                regions.push(part.region);
             }
             next_offset = part.next_offset.max(next_offset);
-            if !part.reached_end || out.len() >= max_bytes {
+            if !part.reached_end || len as usize >= max_bytes {
                 break;
             }
             next_offset = next_offset.max(segment.next_offset());
         }
-        Ok(ReadResult {
-            bytes: Bytes::from(out),
-            next_offset,
-            log_start_offset: self.log_start_offset,
-            log_end_offset,
-        })
+        Ok(RegionRead { regions, len, next_offset, log_end_offset })
     }
 
     /// ListOffsets by timestamp: the first record at or above the log start whose timestamp

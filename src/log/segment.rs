@@ -16,6 +16,7 @@ use std::fs::{File, OpenOptions};
 use std::ops::ControlFlow;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::record::{BATCH_HEADER_LEN, BatchHeader, BatchIter, IterStop, LOG_OVERHEAD_LEN};
 
@@ -49,15 +50,42 @@ pub struct BatchLocation {
     pub header: BatchHeader,
 }
 
+/// A byte range of a segment's data file holding whole batches, for sending without reading
+/// it into memory. The range lay below the file's end when it was taken; files only shrink
+/// by truncation, which replication must not do under a reader's range (a short file then
+/// surfaces as an early end of file to whoever sends the region, never as wrong bytes).
+#[derive(Debug, Clone)]
+pub struct FileRegion {
+    pub file: Arc<File>,
+    pub position: u64,
+    pub len: u64,
+}
+
+impl FileRegion {
+    /// Reads the region into memory (for small sets and tests).
+    pub fn read_to_vec(&self) -> std::io::Result<Vec<u8>> {
+        let mut bytes = vec![0u8; self.len as usize];
+        self.file.read_exact_at(&mut bytes, self.position)?;
+        Ok(bytes)
+    }
+}
+
+/// Whole batches located in one segment, not read.
+#[derive(Debug, Clone)]
+pub struct SegmentRegion {
+    pub region: FileRegion,
+    /// Offset after the last batch in the region.
+    pub next_offset: i64,
+    /// True if the region ends at the end of this segment's data.
+    pub reached_end: bool,
+}
+
 /// Bytes of whole batches read from one segment.
 #[derive(Debug, Clone, Default)]
 pub struct SegmentRead {
     pub bytes: Vec<u8>,
     /// Offset after the last batch returned.
     pub next_offset: i64,
-    /// True if the read stopped at the end of this segment's data (so a reader may go on
-    /// into the next segment).
-    pub reached_end: bool,
 }
 
 /// See the module docs.
@@ -65,7 +93,8 @@ pub struct SegmentRead {
 pub struct Segment {
     base_offset: i64,
     dir: PathBuf,
-    file: File,
+    /// Shared with fetch responses that send from it (`FileRegion`); see `read_region`.
+    file: Arc<File>,
     size_bytes: u64,
     next_offset: i64,
     offset_index: OffsetIndex,
@@ -111,7 +140,7 @@ impl Segment {
         Segment {
             base_offset,
             dir: dir.to_path_buf(),
-            file,
+            file: Arc::new(file),
             size_bytes: 0,
             next_offset: base_offset,
             offset_index: OffsetIndex::new(base_offset, limits.max_index_bytes),
@@ -368,7 +397,8 @@ impl Segment {
     }
 
     /// Whole batches from the one holding `start_offset`, with `last offset < max_offset`,
-    /// within `max_bytes` unless `min_one_batch` lets the first batch exceed it (KIP-74).
+    /// within `max_bytes` unless `min_one_batch` lets the first batch exceed it (KIP-74),
+    /// read into memory (see [`Segment::read_region`]).
     pub fn read(
         &self,
         start_offset: i64,
@@ -376,45 +406,58 @@ impl Segment {
         max_offset: i64,
         min_one_batch: bool,
     ) -> Result<SegmentRead, LogError> {
-        let empty = |reached_end| SegmentRead {
-            bytes: Vec::new(),
-            next_offset: start_offset,
+        let located = self.read_region(start_offset, max_bytes, max_offset, min_one_batch)?;
+        Ok(SegmentRead { bytes: located.region.read_to_vec()?, next_offset: located.next_offset })
+    }
+
+    /// Whole batches as [`Segment::read`] describes them, as a file region: boundaries come from
+    /// the offset index and a few header reads near the end, not from reading the data.
+    pub fn read_region(
+        &self,
+        start_offset: i64,
+        max_bytes: usize,
+        max_offset: i64,
+        min_one_batch: bool,
+    ) -> Result<SegmentRegion, LogError> {
+        let region = |position: u64, end: u64, next_offset: i64, reached_end: bool| SegmentRegion {
+            region: FileRegion { file: Arc::clone(&self.file), position, len: end - position },
+            next_offset,
             reached_end,
         };
         let Some(first) = self.find_batch(start_offset)? else {
-            return Ok(empty(true));
+            return Ok(region(0, 0, start_offset, true));
         };
         if first.header.last_offset() >= max_offset {
-            return Ok(empty(false));
+            return Ok(region(0, 0, start_offset, false));
         }
-        let first_len = first.header.total_len();
-        let limit = if min_one_batch {
-            max_bytes.max(first_len)
-        } else {
-            max_bytes
+        // The end no batch may cross: the batch holding `max_offset`, or the data's end.
+        let (hard_end, hard_next, at_data_end) = match self.find_batch(max_offset)? {
+            Some(cut) => (cut.position, cut.header.base_offset, false),
+            None => (self.size_bytes, self.next_offset, true),
         };
-        let available = self.size_bytes - first.position;
-        let len = (limit as u64).min(available) as usize;
-        let mut bytes = vec![0u8; len];
-        self.file.read_exact_at(&mut bytes, first.position)?;
-        let mut keep = 0;
-        let mut next_offset = start_offset;
-        let mut stopped_by_offset = false;
-        for (header, range) in BatchIter::new(&bytes) {
-            if header.last_offset() >= max_offset {
-                stopped_by_offset = true;
-                break;
-            }
-            keep = range.end;
-            next_offset = header.next_offset();
+        let first_len = first.header.total_len() as u64;
+        let room = if min_one_batch { (max_bytes as u64).max(first_len) } else { max_bytes as u64 };
+        let limit = first.position.saturating_add(room);
+        if limit >= hard_end {
+            return Ok(region(first.position, hard_end, hard_next, at_data_end));
         }
-        bytes.truncate(keep);
-        let reached_end = !stopped_by_offset && first.position + keep as u64 == self.size_bytes;
-        Ok(SegmentRead {
-            bytes,
-            next_offset,
-            reached_end,
-        })
+        // Walk the headers from the last indexed batch at or before the limit.
+        let from = self.offset_index.lookup_position(limit);
+        let (mut end, mut next) = if u64::from(from.position) > first.position {
+            (u64::from(from.position), from.offset)
+        } else {
+            (first.position, start_offset)
+        };
+        self.scan_headers(end, |location| {
+            let batch_end = location.position + location.header.total_len() as u64;
+            if batch_end > limit || location.header.last_offset() >= max_offset {
+                return ControlFlow::Break(());
+            }
+            end = batch_end;
+            next = location.header.next_offset();
+            ControlFlow::Continue(())
+        })?;
+        Ok(region(first.position, end, next, false))
     }
 
     /// ListOffsets by timestamp within this segment: the first record with a timestamp
@@ -566,9 +609,9 @@ impl Segment {
         ))
     }
 
-    /// A second handle on the data file, to fsync it without holding the log.
-    pub fn try_clone_file(&self) -> Result<File, LogError> {
-        Ok(self.file.try_clone()?)
+    /// The data file, to fsync it without holding the log.
+    pub fn shared_file(&self) -> Arc<File> {
+        Arc::clone(&self.file)
     }
 
     /// fsyncs the log data.
