@@ -17,7 +17,8 @@ use uuid::Uuid;
 
 use super::fetch_session::{FINAL_EPOCH, INITIAL_EPOCH, PartitionKey, SessionPartition};
 use super::{Api, RequestContext, errors, str_bytes};
-use crate::partition::PartitionError;
+use super::response_frame::ByReference;
+use crate::partition::{PartitionError, RecordSet};
 use crate::types::TopicPartition;
 
 /// Longest long poll we honour, whatever the client asks.
@@ -36,20 +37,21 @@ struct PartitionResult {
     topic_id: Uuid,
     error: ResponseError,
     has_error: bool,
-    records: Bytes,
+    records: RecordSet,
     high_watermark: i64,
     last_stable_offset: i64,
     log_start_offset: i64,
 }
 
-pub async fn handle(api: &Api, ctx: &RequestContext, req: FetchRequest) -> FetchResponse {
+/// The response and its record sets to send by reference, in encoding order.
+pub async fn handle(api: &Api, ctx: &RequestContext, req: FetchRequest) -> (FetchResponse, Vec<ByReference>) {
     let by_id = ctx.version >= 13;
     let (mode, targets) = match resolve(api, &req, by_id, ctx.version) {
         Ok(x) => x,
         Err(code) => {
             let mut r = FetchResponse::default();
             r.error_code = code.code();
-            return r;
+            return (r, Vec::new());
         }
     };
     let results = read_with_wait(api, &req, &targets).await;
@@ -198,7 +200,7 @@ fn read_one(
         topic_id: s.topic_id,
         error: ResponseError::UnknownServerError,
         has_error: false,
-        records: Bytes::new(),
+        records: RecordSet::default(),
         high_watermark: -1,
         last_stable_offset: -1,
         log_start_offset: -1,
@@ -223,7 +225,7 @@ fn read_one(
         return fail(r, ResponseError::FencedLeaderEpoch);
     }
     let max_bytes = (s.max_bytes.max(0) as usize).min(budget);
-    match partition.read(s.fetch_offset, max_bytes, first) {
+    match partition.read_for_fetch(s.fetch_offset, max_bytes, first) {
         Ok(read) => {
             r.records = read.records;
             r.high_watermark = read.high_watermark;
@@ -252,8 +254,9 @@ fn respond(
     mode: Mode,
     mut targets: IndexMap<PartitionKey, SessionPartition>,
     results: Vec<PartitionResult>,
-) -> FetchResponse {
+) -> (FetchResponse, Vec<ByReference>) {
     let mut response = FetchResponse::default();
+    let mut by_reference = Vec::new();
     let read_committed = req.isolation_level == 1;
     let mut sessions = match api.fetch_sessions.lock() {
         Ok(g) => g,
@@ -284,7 +287,7 @@ fn respond(
         if incremental && !changed {
             continue;
         }
-        push_partition(&mut response, by_id, read_committed, r);
+        push_partition(&mut response, &mut by_reference, by_id, read_committed, r);
     }
     if let Some(s) = session {
         s.advance_epoch();
@@ -292,20 +295,37 @@ fn respond(
     if let Mode::Full { create: true } = mode {
         response.session_id = sessions.create(targets);
     }
-    response
+    (response, by_reference)
 }
 
-fn push_partition(response: &mut FetchResponse, by_id: bool, read_committed: bool, r: PartitionResult) {
+fn push_partition(
+    response: &mut FetchResponse,
+    by_reference: &mut Vec<ByReference>,
+    by_id: bool,
+    read_committed: bool,
+    r: PartitionResult,
+) {
     let mut p = PartitionData::default();
     p.partition_index = r.key.1;
-    p.error_code = if r.has_error { r.error.code() } else { 0 };
+    let (records, reference) = match ByReference::for_set(r.records, by_reference.len()) {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read fetched records");
+            p.error_code = ResponseError::KafkaStorageError.code();
+            (Bytes::new(), None)
+        }
+    };
+    by_reference.extend(reference);
+    if r.has_error {
+        p.error_code = r.error.code();
+    }
     p.high_watermark = r.high_watermark;
     p.last_stable_offset = r.last_stable_offset;
     p.log_start_offset = r.log_start_offset;
     p.aborted_transactions = if read_committed { Some(vec![]) } else { None };
     p.preferred_read_replica = kafka_protocol::messages::BrokerId(-1);
     // librdkafka mis-parses null records: always send an empty set instead.
-    p.records = Some(r.records);
+    p.records = Some(records);
     let same_topic = |t: &&mut FetchableTopicResponse| {
         if by_id { t.topic_id == r.topic_id } else { t.topic.as_str() == r.key.0 }
     };
@@ -323,18 +343,6 @@ fn push_partition(response: &mut FetchResponse, by_id: bool, read_committed: boo
     response.responses.push(t);
 }
 
-/// The response's record sets large enough to be written by reference, in encoding order
-/// (see `response_frame`).
-pub fn record_sets(response: &FetchResponse) -> Vec<Bytes> {
-    response
-        .responses
-        .iter()
-        .flat_map(|t| t.partitions.iter())
-        .filter_map(|p| p.records.clone())
-        .filter(|r| r.len() >= super::response_frame::BY_REFERENCE_MIN_BYTES)
-        .collect()
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -344,51 +352,65 @@ mod tests {
 
     use super::*;
     use crate::api::encode_response;
+    use crate::log::FileRegion;
 
-    fn response(by_id: bool) -> FetchResponse {
-        let mut response = FetchResponse::default();
-        for (t, sizes) in [[5000usize, 0, 100], [1024, 70_000, 1023]].iter().enumerate() {
-            let mut topic = FetchableTopicResponse::default();
-            if by_id {
-                topic.topic_id = Uuid::from_u128(t as u128 + 1);
-            } else {
-                topic.topic = TopicName(str_bytes(&format!("topic-{t}")));
-            }
-            for (i, size) in sizes.iter().enumerate() {
-                let mut p = PartitionData::default();
-                p.partition_index = i as i32;
-                p.high_watermark = 1000 + i as i64;
-                p.records = Some(Bytes::from(vec![i as u8 + 1; *size]));
-                topic.partitions.push(p);
-            }
-            response.responses.push(topic);
-        }
-        response
+    /// Record sets of assorted sizes, some in memory and some as regions of `file` (whose
+    /// byte at position i is i % 251), with the plain bytes each stands for.
+    fn sets(file: &std::sync::Arc<std::fs::File>) -> Vec<(RecordSet, Bytes)> {
+        let region = |position: u64, len: u64| FileRegion { file: file.clone(), position, len };
+        let content = |position: u64, len: u64| Bytes::from((position..position + len).map(|i| (i % 251) as u8).collect::<Vec<_>>());
+        vec![
+            (RecordSet::Memory(Bytes::from(vec![3u8; 5000])), Bytes::from(vec![3u8; 5000])),
+            (RecordSet::Memory(Bytes::new()), Bytes::new()),
+            (RecordSet::Regions { regions: vec![region(10, 20_000)], len: 20_000 }, content(10, 20_000)),
+            (RecordSet::Memory(Bytes::from(vec![4u8; 100])), Bytes::from(vec![4u8; 100])),
+            (
+                RecordSet::Regions { regions: vec![region(0, 30_000), region(50_000, 17_000)], len: 47_000 },
+                [content(0, 30_000), content(50_000, 17_000)].concat().into(),
+            ),
+            (RecordSet::Regions { regions: vec![region(7, 20_000)], len: 20_000 }, content(7, 20_000)),
+        ]
     }
 
-    /// The chunked frame is byte for byte what the encoder writes into one buffer, and the
-    /// large record sets are shared, not copied.
+    /// The chunked frame is byte for byte what the encoder writes into one buffer with the
+    /// real records, for every version, with sets in memory and in files mixed.
     #[test]
     fn chunked_fetch_frames_equal_the_plain_encoding() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("segment");
+        std::fs::write(&path, (0..100_000u64).map(|i| (i % 251) as u8).collect::<Vec<_>>()).unwrap();
+        let file = std::sync::Arc::new(std::fs::File::open(&path).unwrap());
         for version in 4..=17i16 {
-            let r = response(version >= 13);
-            let sets = record_sets(&r);
-            assert_eq!(sets.len(), 3);
-            let kind = ResponseKind::Fetch(r);
-            let frame = encode_response(ApiKey::Fetch, version, 9, &kind).unwrap();
-            let mut plain = BytesMut::new();
+            let by_id = version >= 13;
+            let (mut with_refs, mut plain) = (FetchResponse::default(), FetchResponse::default());
+            let mut by_reference = Vec::new();
+            for (i, (set, bytes)) in sets(&file).into_iter().enumerate() {
+                let key: PartitionKey = (format!("topic-{}", i / 3), i as i32);
+                let topic_id = Uuid::from_u128(i as u128 / 3 + 1);
+                let result = |records| PartitionResult {
+                    key: key.clone(),
+                    topic_id,
+                    error: ResponseError::UnknownServerError,
+                    has_error: false,
+                    records,
+                    high_watermark: 1000 + i as i64,
+                    last_stable_offset: 1000 + i as i64,
+                    log_start_offset: 0,
+                };
+                push_partition(&mut with_refs, &mut by_reference, by_id, false, result(set));
+                push_partition(&mut plain, &mut Vec::new(), by_id, false, result(RecordSet::Memory(bytes)));
+            }
+            assert_eq!(by_reference.len(), 4, "sets of 1 KiB and more go by reference");
+            let frame = encode_response(ApiKey::Fetch, version, 9, &ResponseKind::Fetch(with_refs), &by_reference).unwrap();
+            let mut body = BytesMut::new();
             let mut header = ResponseHeader::default();
             header.correlation_id = 9;
-            header.encode(&mut plain, ApiKey::Fetch.response_header_version(version)).unwrap();
-            kind.encode(&mut plain, version).unwrap();
+            header.encode(&mut body, ApiKey::Fetch.response_header_version(version)).unwrap();
+            ResponseKind::Fetch(plain).encode(&mut body, version).unwrap();
             let mut expected = BytesMut::new();
-            expected.put_u32(plain.len() as u32);
-            expected.extend_from_slice(&plain);
-            assert_eq!(frame.to_bytes(), expected, "v{version}");
-            let chunks = frame.into_chunks();
-            for set in &sets {
-                assert!(chunks.iter().any(|c| c.as_ptr() == set.as_ptr()), "v{version}: a set was copied");
-            }
+            expected.put_u32(body.len() as u32);
+            expected.extend_from_slice(&body);
+            assert_eq!(frame.to_bytes().unwrap(), expected, "v{version}");
         }
     }
 }

@@ -48,7 +48,7 @@ use thiserror::Error;
 use crate::broker::{Broker, BrokerError};
 use crate::group::GroupCoordinator;
 use fetch_session::FetchSessionCache;
-use response_frame::{ChunkedBuf, ResponseFrame};
+use response_frame::{ByReference, ChunkedBuf, ResponseFrame};
 
 #[derive(Debug, Error)]
 pub enum ApiError {
@@ -88,6 +88,8 @@ pub struct Api {
 #[allow(clippy::large_enum_variant)]
 pub enum Reply {
     Response(ResponseKind),
+    /// A response whose record sets (registered in encoding order) go by reference.
+    WithRecords(ResponseKind, Vec<ByReference>),
     NoResponse,
     /// Close the connection without answering.
     Close,
@@ -125,7 +127,13 @@ impl Api {
                 if let Some(m) = metrics {
                     error_codes::for_each(&response, |code| m.record_error(code, 1));
                 }
-                encode_response(ctx.api_key, ctx.version, ctx.correlation_id, &response).map(Some)
+                encode_response(ctx.api_key, ctx.version, ctx.correlation_id, &response, &[]).map(Some)
+            }
+            Reply::WithRecords(response, by_reference) => {
+                if let Some(m) = metrics {
+                    error_codes::for_each(&response, |code| m.record_error(code, 1));
+                }
+                encode_response(ctx.api_key, ctx.version, ctx.correlation_id, &response, &by_reference).map(Some)
             }
             Reply::NoResponse => Ok(None),
             Reply::Close => Err(ApiError::AcksZeroFailed),
@@ -144,7 +152,10 @@ impl Api {
             R::ApiVersions(req) => S::ApiVersions(versions::handle(ctx, req)),
             R::Metadata(req) => S::Metadata(metadata::handle(self, ctx, req)),
             R::Produce(req) => return produce::handle(self, ctx, req).await,
-            R::Fetch(req) => S::Fetch(fetch::handle(self, ctx, req).await),
+            R::Fetch(req) => {
+                let (response, by_reference) = fetch::handle(self, ctx, req).await;
+                return Reply::WithRecords(S::Fetch(response), by_reference);
+            }
             R::ListOffsets(req) => S::ListOffsets(list_offsets::handle(self, v, req)),
             R::CreateTopics(req) => S::CreateTopics(create_topics::handle(self, v, req)),
             R::DeleteTopics(req) => S::DeleteTopics(delete_topics::handle(self, v, req)),
@@ -210,18 +221,17 @@ pub fn decode_request(frame: Bytes) -> Result<Decoded, ApiError> {
 }
 
 /// Encodes the response header and body into one frame body (no length prefix).
+/// Encodes a response frame (length prefix included); `by_reference` are its record sets
+/// to keep out of the encoder, in encoding order (see [`response_frame`]).
 pub fn encode_response(
     api_key: ApiKey,
     version: i16,
     correlation_id: i32,
     response: &ResponseKind,
+    by_reference: &[ByReference],
 ) -> Result<ResponseFrame, ApiError> {
     let encode_err = |e: anyhow::Error| ApiError::Encode { api: api_key, version, reason: e.to_string() };
-    let by_reference = match response {
-        ResponseKind::Fetch(r) => fetch::record_sets(r),
-        _ => Vec::new(),
-    };
-    let mut out = ChunkedBuf::new(&by_reference);
+    let mut out = ChunkedBuf::new(by_reference);
     let mut header = ResponseHeader::default();
     header.correlation_id = correlation_id;
     header.encode(&mut out, api_key.response_header_version(version)).map_err(encode_err)?;
@@ -235,7 +245,7 @@ pub fn encode_response(
             out.push_chunk(body.freeze());
         }
     }
-    Ok(out.finish())
+    out.finish().map_err(|e| ApiError::Encode { api: api_key, version, reason: e.to_string() })
 }
 
 pub(crate) fn str_bytes(s: &str) -> StrBytes {
@@ -548,8 +558,8 @@ mod tests {
                 for req in requests(s.api, v, topic_id) {
                     let ctx = RequestContext { api_key: s.api, version: v, correlation_id: 1, client_id: None, client_host: "/127.0.0.1".into() };
                     match rt.block_on(api.dispatch(&ctx, req)) {
-                        Reply::Response(resp) => {
-                            if let Err(e) = encode_response(s.api, v, 1, &resp) {
+                        Reply::Response(resp) | Reply::WithRecords(resp, _) => {
+                            if let Err(e) = encode_response(s.api, v, 1, &resp, &[]) {
                                 panic!("{:?} v{v}: {e}\n{resp:?}", s.api);
                             }
                         }

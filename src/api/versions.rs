@@ -83,7 +83,7 @@ pub fn unsupported_version_response(correlation_id: i32) -> Result<ResponseFrame
     let mut r = ApiVersionsResponse::default();
     r.error_code = ResponseError::UnsupportedVersion.code();
     r.api_keys = api_keys();
-    encode_response(ApiKey::ApiVersions, 0, correlation_id, &ResponseKind::ApiVersions(r))
+    encode_response(ApiKey::ApiVersions, 0, correlation_id, &ResponseKind::ApiVersions(r), &[])
 }
 
 /// An empty request of a served API (for round-trip tests and fuzz seeds); `None` for an
@@ -164,7 +164,7 @@ mod tests {
     #[test]
     fn unknown_apiversions_version_gets_v0_error_answer() {
         let frame = unsupported_version_response(7).unwrap();
-        let mut b = frame.to_bytes().freeze();
+        let mut b = frame.to_bytes().unwrap().freeze();
         let len = bytes::Buf::get_u32(&mut b) as usize;
         assert_eq!(len, b.len());
         let header = kafka_protocol::messages::ResponseHeader::decode(&mut b, 0).unwrap();

@@ -20,7 +20,7 @@ use thiserror::Error;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use crate::log::{AppendOutcome, Log, LogConfig, LogError};
+use crate::log::{AppendOutcome, FileRegion, Log, LogConfig, LogError};
 use crate::metrics::TopicMetrics;
 use crate::types::{LeaderEpoch, TopicPartition};
 
@@ -47,7 +47,45 @@ pub struct AppendResult {
     pub flush_due: bool,
 }
 
-/// Bytes read for a Fetch, with the partition's positions at the time of the read.
+/// Record batches for a fetch response: in memory, or file regions sent from the page cache.
+#[derive(Debug, Clone)]
+pub enum RecordSet {
+    Memory(Bytes),
+    Regions { regions: Vec<FileRegion>, len: usize },
+}
+
+impl RecordSet {
+    pub fn len(&self) -> usize {
+        match self {
+            RecordSet::Memory(b) => b.len(),
+            RecordSet::Regions { len, .. } => *len,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Default for RecordSet {
+    fn default() -> Self {
+        RecordSet::Memory(Bytes::new())
+    }
+}
+
+/// Record sets smaller than this are read into memory: a region costs a syscall to send.
+pub const REGION_MIN_BYTES: usize = 16 * 1024;
+
+/// Batches read for a Fetch, with the partition's positions at the time of the read.
+#[derive(Debug, Clone)]
+pub struct FetchRead {
+    pub records: RecordSet,
+    pub high_watermark: i64,
+    pub last_stable_offset: i64,
+    pub log_start_offset: i64,
+}
+
+/// Bytes read, with the partition's positions at the time of the read.
 #[derive(Debug, Clone)]
 pub struct ReadResult {
     pub records: Bytes,
@@ -241,6 +279,28 @@ impl Partition {
             last_stable_offset: high_watermark,
             log_start_offset: log.log_start_offset(),
         })
+    }
+
+    /// [`Partition::read`] for a fetch: large sets come back as file regions, not read.
+    pub fn read_for_fetch(&self, offset: i64, max_bytes: usize, min_one_batch: bool) -> Result<FetchRead, PartitionError> {
+        let log = self.log();
+        let high_watermark = self.high_watermark();
+        let located = log.read_regions(offset, max_bytes, high_watermark, min_one_batch)?;
+        let log_start_offset = log.log_start_offset();
+        // The regions stay valid without the lock: the data below the end is immutable.
+        drop(log);
+        let len = located.len as usize;
+        self.metrics.record_fetch(len as u64);
+        let records = if len >= REGION_MIN_BYTES {
+            RecordSet::Regions { regions: located.regions, len }
+        } else {
+            let mut bytes = Vec::with_capacity(len);
+            for region in &located.regions {
+                bytes.extend_from_slice(&region.read_to_vec().map_err(LogError::from)?);
+            }
+            RecordSet::Memory(Bytes::from(bytes))
+        };
+        Ok(FetchRead { records, high_watermark, last_stable_offset: high_watermark, log_start_offset })
     }
 
     /// ListOffsets by timestamp: the first offset whose timestamp is at least `timestamp_ms`.

@@ -7,9 +7,10 @@ use std::time::Duration;
 use std::collections::VecDeque;
 use std::io::IoSlice;
 
-use bytes::{Buf, Bytes};
+use bytes::Buf;
 use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
+use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{mpsc, watch};
@@ -17,12 +18,16 @@ use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
 use tracing::Instrument;
 
 use crate::api::Api;
-use crate::api::response_frame::ResponseFrame;
+use crate::api::response_frame::{Chunk, ResponseFrame};
+use crate::log::FileRegion;
 
 /// Responses waiting to be written per connection at most; the reader waits when full.
 const RESPONSES_QUEUED_MAX: usize = 16;
 /// Chunks handed to one vectored write at most (Linux's IOV_MAX is 1024).
 const WRITE_CHUNKS_MAX: usize = 64;
+/// Bytes one `sendfile` call is asked for at most, so one large region does not hold the
+/// task for long.
+const SENDFILE_CHUNK_BYTES: u64 = 4 << 20;
 
 fn codec(max_frame_bytes: usize) -> LengthDelimitedCodec {
     LengthDelimitedCodec::builder()
@@ -87,10 +92,10 @@ async fn serve_inner(stream: TcpStream, peer: SocketAddr, api: Arc<Api>, mut shu
     let _ = writer.await;
 }
 
-/// Writes responses in order, each as its chunks (record sets by reference, see
-/// `response_frame`), gathering whatever is ready into vectored writes.
+/// Writes responses in order, each as its chunks, gathering whatever is ready: memory
+/// chunks go out with vectored writes, file regions with `sendfile` (see `response_frame`).
 async fn write_responses(mut socket: OwnedWriteHalf, mut rx: mpsc::Receiver<ResponseFrame>) {
-    let mut pending: VecDeque<Bytes> = VecDeque::new();
+    let mut pending: VecDeque<Chunk> = VecDeque::new();
     while let Some(first) = rx.recv().await {
         pending.extend(first.into_chunks().into_iter().filter(|c| !c.is_empty()));
         while pending.len() < WRITE_CHUNKS_MAX {
@@ -107,15 +112,27 @@ async fn write_responses(mut socket: OwnedWriteHalf, mut rx: mpsc::Receiver<Resp
     let _ = socket.shutdown().await;
 }
 
-async fn write_all_chunks(socket: &mut OwnedWriteHalf, pending: &mut VecDeque<Bytes>) -> std::io::Result<()> {
-    while !pending.is_empty() {
-        let slices: Vec<IoSlice<'_>> = pending.iter().take(WRITE_CHUNKS_MAX).map(|c| IoSlice::new(c)).collect();
+async fn write_all_chunks(socket: &mut OwnedWriteHalf, pending: &mut VecDeque<Chunk>) -> std::io::Result<()> {
+    while let Some(front) = pending.front_mut() {
+        if let Chunk::File(region) = front {
+            send_region(socket.as_ref(), region).await?;
+            pending.pop_front();
+            continue;
+        }
+        let slices: Vec<IoSlice<'_>> = pending
+            .iter()
+            .take(WRITE_CHUNKS_MAX)
+            .map_while(|c| match c {
+                Chunk::Memory(b) => Some(IoSlice::new(b)),
+                Chunk::File(_) => None,
+            })
+            .collect();
         let mut written = socket.write_vectored(&slices).await?;
         if written == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
         }
         while written > 0 {
-            let Some(front) = pending.front_mut() else { break };
+            let Some(Chunk::Memory(front)) = pending.front_mut() else { break };
             if written >= front.len() {
                 written -= front.len();
                 pending.pop_front();
@@ -123,6 +140,31 @@ async fn write_all_chunks(socket: &mut OwnedWriteHalf, pending: &mut VecDeque<By
                 front.advance(written);
                 written = 0;
             }
+        }
+    }
+    Ok(())
+}
+
+/// Sends a file region with `sendfile`: page cache to socket, no copy through user space.
+/// A file that ends early (it cannot, unless truncated under us) fails the connection
+/// rather than sending a short frame.
+async fn send_region(socket: &TcpStream, region: &mut FileRegion) -> std::io::Result<()> {
+    while region.len > 0 {
+        socket.writable().await?;
+        let count = region.len.min(SENDFILE_CHUNK_BYTES) as usize;
+        let sent = socket.try_io(Interest::WRITABLE, || {
+            let mut position = region.position;
+            let n = rustix::fs::sendfile(socket, &*region.file, Some(&mut position), count)?;
+            Ok(n)
+        });
+        match sent {
+            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => {
+                region.position += n as u64;
+                region.len -= n as u64;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
         }
     }
     Ok(())
