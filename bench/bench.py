@@ -292,6 +292,8 @@ def file_write_mb_per_s() -> tuple[float, float]:
 
 def loopback_mb_per_s(seconds: int = 5) -> float:
     """Loopback TCP: `blast` on CPU 1 into a trivial `sink` on CPU 0 (the broker's core)."""
+    if not LOADGEN.exists():
+        raise RuntimeError(f"{LOADGEN} is not built (cargo build --release --manifest-path bench/loadgen/Cargo.toml)")
     sink = subprocess.Popen(["taskset", "-c", BROKER_CPU, str(LOADGEN), "sink", "--listen", "127.0.0.1:0"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
