@@ -1,0 +1,116 @@
+//! `create`: makes a topic with the admin client and waits until every partition has a leader (no measurement).
+
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::Client;
+use rdkafka::types::RDKafkaErrorCode;
+use serde_json::json;
+
+use crate::common::{QuietContext, print_result};
+
+/// How long the topic may take to show all its partitions with a leader.
+const READY_DEADLINE: Duration = Duration::from_secs(60);
+
+#[derive(Args, Debug)]
+pub struct CreateArgs {
+    /// Broker address, host:port.
+    #[arg(long)]
+    bootstrap: String,
+    /// Topic name.
+    #[arg(long)]
+    topic: String,
+    /// Number of partitions (replication factor is always 1).
+    #[arg(long)]
+    partitions: i32,
+}
+
+pub fn run(args: CreateArgs) -> Result<()> {
+    if args.partitions < 1 {
+        bail!("--partitions must be at least 1");
+    }
+    let mut config = rdkafka::ClientConfig::new();
+    config
+        .set("bootstrap.servers", &args.bootstrap)
+        .set("client.id", "blumfeld-loadgen-admin");
+    let admin: AdminClient<QuietContext> = config
+        .create_with_context(QuietContext)
+        .context("creating the admin client")?;
+
+    let topic = NewTopic::new(&args.topic, args.partitions, TopicReplication::Fixed(1));
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let started = Instant::now();
+    let results = futures_executor::block_on(admin.create_topics([&topic], &options))
+        .context("CreateTopics request")?;
+    let mut existed = false;
+    for result in results {
+        match result {
+            Ok(name) => eprintln!(
+                "create: topic {name} created with {} partitions in {:.3} s",
+                args.partitions,
+                started.elapsed().as_secs_f64()
+            ),
+            Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => {
+                eprintln!("create: topic {name} already exists");
+                existed = true;
+            }
+            Err((name, code)) => bail!("creating topic {name}: {code}"),
+        }
+    }
+
+    wait_for_leaders(admin.inner(), &args.topic, args.partitions, existed)?;
+    eprintln!(
+        "create: all partitions have a leader after {:.3} s",
+        started.elapsed().as_secs_f64()
+    );
+    print_result(&json!({"mode": "create", "topic": args.topic, "partitions": args.partitions}))
+}
+
+/// Polls metadata until the topic has `partitions` partitions, each with a leader. A topic
+/// that `existed` before with another partition count is an error, not something to wait for.
+fn wait_for_leaders(
+    client: &Client<QuietContext>,
+    topic: &str,
+    partitions: i32,
+    existed: bool,
+) -> Result<()> {
+    let started = Instant::now();
+    loop {
+        // (partitions listed, of which with a leader)
+        let seen = match client.fetch_metadata(Some(topic), Duration::from_secs(10)) {
+            Ok(metadata) => metadata
+                .topics()
+                .iter()
+                .find(|t| t.name() == topic && t.error().is_none())
+                .map(|t| {
+                    let led = t
+                        .partitions()
+                        .iter()
+                        .filter(|p| p.leader() >= 0 && p.error().is_none())
+                        .count();
+                    (t.partitions().len(), led)
+                }),
+            Err(e) => {
+                eprintln!("create: metadata request failed: {e}");
+                None
+            }
+        };
+        if let Some((listed, led)) = seen {
+            if listed == partitions as usize && led == listed {
+                return Ok(());
+            }
+            if existed && listed > 0 && listed != partitions as usize {
+                bail!("topic {topic} already exists with {listed} partitions, not {partitions}");
+            }
+        }
+        if started.elapsed() > READY_DEADLINE {
+            bail!(
+                "topic {topic} did not show {partitions} partitions with a leader within {READY_DEADLINE:?}"
+            );
+        }
+        thread::sleep(Duration::from_millis(200));
+    }
+}
