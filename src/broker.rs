@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use crate::clock::Clock;
 use crate::config::BrokerConfig;
-use crate::log::{CleanupPolicy, DirtyRatio, LogConfig, MessageTimestampType};
+use crate::log::{CleanupPolicy, DirtyRatio, LogConfig, MessageTimestampType, RecoveryMode};
 use crate::metadata::controller::{self, ControllerError};
 use crate::metadata::store::StoreError;
 use crate::metadata::{MetadataImage, MetadataRecord, MetadataStore, TopicImage};
@@ -57,6 +57,10 @@ pub struct Broker {
     data_dir: PathBuf,
     metadata: MetadataStore,
     partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
+    /// Held by `reconcile`, which opens partitions outside the `partitions` lock.
+    reconciling: Mutex<()>,
+    /// How logs left unclean by the previous run are recovered (see `recovery_mode`).
+    recovery_mode: RecoveryMode,
     advertised: RwLock<Advertised>,
     /// The next producer id and the end of the block reserved in the metadata log.
     producer_ids: Mutex<(i64, i64)>,
@@ -82,6 +86,7 @@ impl Broker {
         let metrics_config = MetricsConfig { partition_detail: config.bool("metrics.partition.detail") };
         let metrics = Arc::new(Metrics::new(metrics_config).map_err(|e| BrokerError::Io { path: data_dir.clone(), source: std::io::Error::other(e.to_string()) })?);
         let now = clock.now_ms();
+        let recovery_mode = recovery_mode(&data_dir);
         let broker = Arc::new(Self {
             node_id: config.node_id(),
             config,
@@ -89,6 +94,8 @@ impl Broker {
             data_dir,
             metadata,
             partitions: RwLock::new(HashMap::new()),
+            reconciling: Mutex::new(()),
+            recovery_mode,
             advertised: RwLock::new(advertised),
             producer_ids: Mutex::new((0, 0)),
             started_at_ms: AtomicI64::new(now),
@@ -196,8 +203,10 @@ impl Broker {
 
     /// Makes the hosted partitions match `image`.
     pub fn reconcile(&self, image: &MetadataImage) -> Result<(), BrokerError> {
+        let _one_at_a_time = lock(&self.reconciling);
         let now = self.clock.now_ms();
         let mut removed = Vec::new();
+        let mut to_open = Vec::new();
         {
             let mut parts = write_lock(&self.partitions);
             let stale: Vec<TopicPartition> = parts
@@ -221,11 +230,31 @@ impl Broker {
                         p.set_config(config.clone());
                         continue;
                     }
-                    let dir = self.data_dir.join(tp.to_string());
-                    let p = Partition::open(tp.clone(), topic.id, &dir, config.clone(), now, self.metrics.topic(&topic.name))?;
-                    parts.insert(tp, Arc::new(p));
+                    to_open.push((tp, topic.id, config.clone(), self.metrics.topic(&topic.name)));
                 }
             }
+        }
+        // Opening is fsync-bound (and recovery read-bound): in parallel, outside the lock.
+        let opened = parallel_map(to_open, |(tp, topic_id, config, metrics)| {
+            let dir = self.data_dir.join(tp.to_string());
+            Partition::open(tp.clone(), topic_id, &dir, config, now, metrics, self.recovery_mode).map(|p| (tp, p))
+        });
+        let mut first_error = None;
+        {
+            let mut parts = write_lock(&self.partitions);
+            for result in opened {
+                match result {
+                    Ok((tp, p)) => {
+                        parts.insert(tp, Arc::new(p));
+                    }
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(e.into());
         }
         for p in removed {
             if image.topic(&p.tp.topic).is_none_or(|t| t.id != p.topic_id) {
@@ -343,7 +372,8 @@ impl Broker {
     pub fn shutdown(&self) {
         let now = self.clock.now_ms();
         let parts: Vec<Arc<Partition>> = write_lock(&self.partitions).drain().map(|(_, p)| p).collect();
-        for p in parts {
+        // Closing is a handful of fsyncs per partition: in parallel.
+        parallel_map(parts, |p| {
             let tp = p.tp.clone();
             match Arc::try_unwrap(p) {
                 Ok(p) => {
@@ -357,7 +387,7 @@ impl Broker {
                     tracing::warn!(partition = %tp, "partition busy at shutdown; flushed only");
                 }
             }
-        }
+        });
     }
 
     pub fn topic_id(&self, name: &str) -> Option<Uuid> {
@@ -376,6 +406,13 @@ fn new_cluster_id() -> String {
         bits <<= 6;
     }
     String::from_utf8(out).unwrap_or_default()
+}
+
+fn lock<T>(l: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match l.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    }
 }
 
 fn read_lock<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
@@ -403,5 +440,59 @@ mod tests {
         let id = new_cluster_id();
         assert_eq!(id.len(), 22);
         assert!(id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+    }
+}
+
+/// Threads for opening and closing partitions: that work waits on fsyncs and reads, so it
+/// overlaps well beyond the core count.
+const PARTITION_IO_THREADS: usize = 16;
+
+/// `f` over `items` on up to [`PARTITION_IO_THREADS`] threads, results in input order.
+fn parallel_map<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
+    if items.len() <= 1 {
+        return items.into_iter().map(f).collect();
+    }
+    let threads = PARTITION_IO_THREADS.min(items.len());
+    let mut queues: Vec<Vec<(usize, T)>> = (0..threads).map(|_| Vec::new()).collect();
+    let count = items.len();
+    for (i, item) in items.into_iter().enumerate() {
+        queues[i % threads].push((i, item));
+    }
+    let f = &f;
+    let mut results: Vec<(usize, R)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = queues
+            .into_iter()
+            .map(|queue| scope.spawn(move || queue.into_iter().map(|(i, item)| (i, f(item))).collect::<Vec<_>>()))
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
+    });
+    debug_assert_eq!(results.len(), count);
+    results.sort_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, r)| r).collect()
+}
+
+/// The kernel's id of this boot: it changes whenever the machine restarts.
+const BOOT_ID_PATH: &str = "/proc/sys/kernel/random/boot_id";
+/// Records the boot id the last broker process on this data directory ran under.
+const BOOT_ID_FILE: &str = "boot-id";
+
+/// [`RecoveryMode::PageCacheIntact`] if the previous process on this data directory ran
+/// since the machine last booted (so anything it wrote is in the page cache, whatever
+/// reached the disk), else a full check. Records this boot for the next start. Any doubt
+/// (no boot id, unreadable file) means a full check.
+fn recovery_mode(data_dir: &Path) -> RecoveryMode {
+    let Ok(current) = std::fs::read_to_string(BOOT_ID_PATH) else {
+        return RecoveryMode::Full;
+    };
+    let current = current.trim();
+    let path = data_dir.join(BOOT_ID_FILE);
+    let previous = std::fs::read_to_string(&path).unwrap_or_default();
+    if let Err(e) = std::fs::write(&path, current) {
+        tracing::warn!(path = %path.display(), error = %e, "cannot record the boot id; next recovery checks every batch");
+    }
+    if !current.is_empty() && previous.trim() == current {
+        RecoveryMode::PageCacheIntact
+    } else {
+        RecoveryMode::Full
     }
 }

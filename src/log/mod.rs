@@ -60,7 +60,7 @@ pub use epoch_cache::{EpochEntry, LeaderEpochCache};
 use producer_state::StagedProducers;
 pub use producer_state::{BatchMetadata, ProducerStateManager};
 pub use read::RegionRead;
-pub use segment::FileRegion;
+pub use segment::{FileRegion, RecoveryMode};
 use segment::{IndexLimits, Segment};
 
 /// Everything that can go wrong in the log. The API layer maps these to Kafka codes:

@@ -9,7 +9,10 @@
 //!
 //! Crash: sealed segments (all but the last, see `mod.rs`) are still opened from their
 //! indexes; the last one is validated batch by batch and cut at the first torn or corrupt
-//! batch, and its indexes are rebuilt. Producer state is loaded from the newest snapshot
+//! batch, and its indexes are rebuilt. If only the process died and the machine did not
+//! (`RecoveryMode::PageCacheIntact`, decided by the broker), the bytes in the page cache
+//! are exactly those written, so the walk reads batch headers only and checks the CRC of
+//! the last batch, the one a kill may have cut short. Producer state is loaded from the newest snapshot
 //! at or below the log end and the batch headers after it are replayed.
 //!
 //! Leftovers of interrupted work are handled first: a cleaned segment committed as
@@ -27,7 +30,7 @@ use super::producer_state::{
     ProducerStateManager, delete_snapshots_outside, list_snapshots, snapshot_path,
 };
 use super::segment::{
-    INDEX_SUFFIX, LOG_SUFFIX, Segment, TIME_INDEX_SUFFIX, remove_if_exists, segment_file,
+    INDEX_SUFFIX, LOG_SUFFIX, RecoveryMode, Segment, TIME_INDEX_SUFFIX, remove_if_exists, segment_file,
 };
 use super::{
     CLEAN_SHUTDOWN_MARKER, LOG_START_OFFSET_CHECKPOINT, Log, LogConfig, LogError, index_limits,
@@ -75,6 +78,11 @@ impl CleanShutdown {
 impl Log {
     /// Opens (creating if missing) the log in `dir`; see the module docs.
     pub fn open(dir: &Path, config: LogConfig, now_ms: i64) -> Result<Log, LogError> {
+        Self::open_with(dir, config, now_ms, RecoveryMode::Full)
+    }
+
+    /// [`Log::open`], recovering an unclean active segment as `mode` says.
+    pub fn open_with(dir: &Path, config: LogConfig, now_ms: i64, mode: RecoveryMode) -> Result<Log, LogError> {
         config.validate()?;
         std::fs::create_dir_all(dir)?;
         super::cleaner::complete_interrupted_swaps(dir)?;
@@ -93,6 +101,7 @@ impl Log {
             marker,
             saved_start.unwrap_or(0),
             now_ms,
+            mode,
         )?;
         let first_base = segments.keys().next().copied().unwrap_or(0);
         let mut log = Log {
@@ -114,8 +123,15 @@ impl Log {
         log.epoch_cache.truncate_from_start(start)?;
         log.load_producer_state()?;
         log.lower_cleaner_checkpoint(end)?;
-        log.active().flush()?;
-        log.recovery_point = end;
+        if marker.is_some() || mode == RecoveryMode::Full {
+            log.active().flush()?;
+            log.recovery_point = end;
+        } else {
+            // Not known to be on disk, and an fsync here would wait for the kernel to write
+            // back everything the killed process left dirty: the active segment counts as
+            // unflushed (sealed ones were fsynced when they rolled).
+            log.recovery_point = log.active().base_offset();
+        }
         remove_if_exists(&dir.join(CLEAN_SHUTDOWN_MARKER))?;
         sync_dir(&dir.join(CLEAN_SHUTDOWN_MARKER))?;
         tracing::info!(dir = %dir.display(), clean = marker.is_some(), start, end, "opened log");
@@ -254,6 +270,7 @@ fn open_segments(
     marker: Option<CleanShutdown>,
     empty_log_start: i64,
     now_ms: i64,
+    mode: RecoveryMode,
 ) -> Result<BTreeMap<i64, Segment>, LogError> {
     let limits = index_limits(config);
     let mut segments = BTreeMap::new();
@@ -291,7 +308,7 @@ fn open_segments(
         });
     let last = match trusted_last {
         Some(segment) => segment,
-        None => Segment::recover(dir, last_base, limits, now_ms)?.0,
+        None => Segment::recover_with(dir, last_base, limits, now_ms, mode)?.0,
     };
     segments.insert(last_base, last);
     Ok(segments)

@@ -70,6 +70,45 @@ impl FileRegion {
     }
 }
 
+/// How much of an unclean segment tail to verify on recovery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecoveryMode {
+    /// Check every batch's CRC: after a machine crash, data past the last fsync may be
+    /// anything.
+    Full,
+    /// The machine kept running since the data was written (only the process died), so the
+    /// page cache holds exactly the bytes written: only a write cut short by the kill can be
+    /// wrong, and only at the end. Batch headers are walked and the last batch is checked.
+    PageCacheIntact,
+}
+
+/// Reads batch headers in small windows: one read serves several small batches, and large
+/// batches cost one small read each instead of their whole length.
+#[derive(Default)]
+struct HeaderReader {
+    window: Vec<u8>,
+    window_start: u64,
+}
+
+/// Bytes read per header window.
+const HEADER_WINDOW_BYTES: usize = 4096;
+
+impl HeaderReader {
+    /// The batch header at `position`, or `None` if it does not parse (a torn tail).
+    fn header_at(&mut self, file: &File, position: u64, file_len: u64) -> Result<Option<BatchHeader>, LogError> {
+        let in_window = position >= self.window_start
+            && position + BATCH_HEADER_LEN as u64 <= self.window_start + self.window.len() as u64;
+        if !in_window {
+            let len = (file_len - position).min(HEADER_WINDOW_BYTES as u64) as usize;
+            self.window.resize(len, 0);
+            file.read_exact_at(&mut self.window, position)?;
+            self.window_start = position;
+        }
+        let at = (position - self.window_start) as usize;
+        Ok(self.window.get(at..).and_then(|b| BatchHeader::parse(b).ok()))
+    }
+}
+
 /// Whole batches located in one segment, not read.
 #[derive(Debug, Clone)]
 pub struct SegmentRegion {
@@ -220,11 +259,25 @@ impl Segment {
         limits: IndexLimits,
         now_ms: i64,
     ) -> Result<(Segment, u64), LogError> {
+        Self::recover_with(dir, base_offset, limits, now_ms, RecoveryMode::Full)
+    }
+
+    /// [`Segment::recover`], checking CRCs as `mode` says.
+    pub fn recover_with(
+        dir: &Path,
+        base_offset: i64,
+        limits: IndexLimits,
+        now_ms: i64,
+        mode: RecoveryMode,
+    ) -> Result<(Segment, u64), LogError> {
         let path = segment_file(dir, base_offset, LOG_SUFFIX);
         let file = OpenOptions::new().read(true).write(true).open(&path)?;
         let file_len = file.metadata()?.len();
         let mut segment = Segment::assemble(dir, base_offset, file, limits, now_ms);
-        let valid_end = segment.recover_batches(file_len)?;
+        let valid_end = match mode {
+            RecoveryMode::Full => segment.recover_batches(file_len)?,
+            RecoveryMode::PageCacheIntact => segment.recover_headers(file_len)?,
+        };
         let cut_bytes = file_len - valid_end;
         if cut_bytes > 0 {
             tracing::warn!(path = %path.display(), cut_bytes, "truncating torn or corrupt segment tail");
@@ -268,6 +321,34 @@ impl Segment {
                 _ => return Ok(position + consumed),
             }
         }
+    }
+
+    /// Recovery when the page cache survived (see [`RecoveryMode::PageCacheIntact`]): walks
+    /// the batch headers, indexing each batch; only the last batch in the file, the one a
+    /// killed write may have left short, has its CRC checked. Returns where the batches end.
+    fn recover_headers(&mut self, file_len: u64) -> Result<u64, LogError> {
+        let mut reader = HeaderReader::default();
+        let mut position = 0u64;
+        while position + BATCH_HEADER_LEN as u64 <= file_len {
+            let Some(header) = reader.header_at(&self.file, position, file_len)? else {
+                return Ok(position);
+            };
+            let end = position + header.total_len() as u64;
+            if end > file_len || header.base_offset < self.next_offset || header.last_offset_delta < 0 {
+                return Ok(position);
+            }
+            if end == file_len {
+                let mut last = vec![0u8; header.total_len()];
+                self.file.read_exact_at(&mut last, position)?;
+                let mut iter = BatchIter::with_crc_check(&last);
+                if iter.next().is_none() {
+                    return Ok(position);
+                }
+            }
+            self.track_batch(&header, position);
+            position = end;
+        }
+        Ok(position)
     }
 
     /// Length of the batch starting at `position` if it fits in the file, else 0.
@@ -345,25 +426,11 @@ impl Segment {
         position: u64,
         mut visit: impl FnMut(BatchLocation) -> ControlFlow<()>,
     ) -> Result<(), LogError> {
-        let mut buf = vec![0u8; SCAN_CHUNK_BYTES];
-        let (mut chunk_start, mut chunk_len) = (position, 0u64);
+        let mut reader = HeaderReader::default();
         let mut at = position;
         while at + BATCH_HEADER_LEN as u64 <= self.size_bytes {
-            if at + BATCH_HEADER_LEN as u64 > chunk_start + chunk_len {
-                chunk_start = at;
-                chunk_len = (self.size_bytes - at).min(SCAN_CHUNK_BYTES as u64);
-                self.file
-                    .read_exact_at(&mut buf[..chunk_len as usize], at)?;
-            }
-            let offset_in_chunk = (at - chunk_start) as usize;
-            let header = BatchHeader::parse(&buf[offset_in_chunk..chunk_len as usize])
-                .map_err(|_| self.corrupt_at(at))?;
-            if visit(BatchLocation {
-                position: at,
-                header,
-            })
-            .is_break()
-            {
+            let header = reader.header_at(&self.file, at, self.size_bytes)?.ok_or_else(|| self.corrupt_at(at))?;
+            if visit(BatchLocation { position: at, header }).is_break() {
                 break;
             }
             at += header.total_len() as u64;

@@ -20,7 +20,7 @@ use thiserror::Error;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use crate::log::{AppendOutcome, FileRegion, Log, LogConfig, LogError};
+use crate::log::{AppendOutcome, FileRegion, Log, LogConfig, LogError, RecoveryMode};
 use crate::metrics::TopicMetrics;
 use crate::types::{LeaderEpoch, TopicPartition};
 
@@ -130,8 +130,9 @@ impl Partition {
         config: LogConfig,
         now_ms: i64,
         metrics: TopicMetrics,
+        recovery: RecoveryMode,
     ) -> Result<Self, PartitionError> {
-        let log = Log::open(dir, config, now_ms)?;
+        let log = Log::open_with(dir, config, now_ms, recovery)?;
         let (start, end) = (log.log_start_offset(), log.log_end_offset());
         Ok(Self {
             tp,
@@ -392,7 +393,7 @@ mod tests {
         let metrics = Metrics::new(MetricsConfig { partition_detail: false }).unwrap();
         let config = LogConfig { flush_interval_messages, ..LogConfig::default() };
         let tp = TopicPartition::new("t", 0);
-        Arc::new(Partition::open(tp, Uuid::nil(), dir, config, 0, metrics.topic("t")).unwrap())
+        Arc::new(Partition::open(tp, Uuid::nil(), dir, config, 0, metrics.topic("t"), RecoveryMode::Full).unwrap())
     }
 
     #[test]
