@@ -223,7 +223,9 @@ impl GroupCoordinator {
                 producer_epoch: -1,
                 timestamp_type: TimestampType::Creation,
                 offset: i as i64,
-                sequence: -1,
+                // The encoder starts a new batch whenever offset - sequence changes: keep it
+                // constant so a commit is one batch (base sequence -1, as without a producer).
+                sequence: i as i32 - 1,
                 timestamp: now,
                 key: Some(Bytes::from(k)),
                 value: v.map(Bytes::from),
