@@ -429,20 +429,6 @@ fn write_lock<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     }
 }
 
-/// Reserved for tests of the producer-id allocator and friends.
-#[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cluster_ids_look_like_kafkas() {
-        let id = new_cluster_id();
-        assert_eq!(id.len(), 22);
-        assert!(id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
-    }
-}
-
 /// Threads for opening and closing partitions: that work waits on fsyncs and reads, so it
 /// overlaps well beyond the core count.
 const PARTITION_IO_THREADS: usize = 16;
@@ -494,5 +480,19 @@ fn recovery_mode(data_dir: &Path) -> RecoveryMode {
         RecoveryMode::PageCacheIntact
     } else {
         RecoveryMode::Full
+    }
+}
+
+/// Reserved for tests of the producer-id allocator and friends.
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_ids_look_like_kafkas() {
+        let id = new_cluster_id();
+        assert_eq!(id.len(), 22);
+        assert!(id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
     }
 }
