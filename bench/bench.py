@@ -52,6 +52,7 @@ TOOLS_LIB = COMPAT / "kafka-tools" / "target" / "lib"
 LOADGEN = Path(os.environ.get("BENCH_LOADGEN", HERE / "loadgen" / "target" / "release" / "blumfeld-loadgen"))
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 RECORDS = int(os.environ.get("BENCH_RECORDS", "300000"))
+RAW_RECORDS = int(os.environ.get("BENCH_RAW_RECORDS", "1000000"))
 E2E_RATE_MB = float(os.environ.get("BENCH_E2E_RATE", "50"))
 E2E_SECONDS = int(os.environ.get("BENCH_E2E_SECONDS", "20"))
 PINGPONG_RECORDS = int(os.environ.get("BENCH_PINGPONG_RECORDS", "10000"))
@@ -411,6 +412,24 @@ def produce(broker: PinnedBroker, f: Figures) -> None:
             label = f"librdkafka, {producers} producer{'s' if producers > 1 else ''}"
             f.add(f"produce {codec}, {label} (MB/s)", statistics.median(runs), "produce")
             f.add(f"broker CPU s per GB produced ({codec}, {label})", cpu / (total / 1e9))
+    # Not a client: the same pre-built Produce requests sent again and again, so the broker's
+    # core is the limit, not the load generator's (one librdkafka producer saturates its core
+    # first against Blumfeld).
+    for codec in ("none", "lz4"):
+        runs, cpu, total = [], 0.0, 0
+        for i in range(RUNS):
+            topic = f"raw-{codec}-{i}"
+            create_topic(broker.bootstrap, topic)
+            before = broker.cpu()
+            res = loadgen("raw-produce", "--bootstrap", broker.bootstrap, "--topic", topic, "--records",
+                          str(RAW_RECORDS), "--record-size", str(RECORD_BYTES), "--compression", codec,
+                          "--batch-bytes", "262144", "--in-flight", "4")
+            cpu += broker.cpu() - before
+            runs.append(res["mb_per_s"])
+            total += res["bytes"]
+        label = "raw protocol, pre-built batches"
+        f.add(f"produce {codec}, {label} (MB/s)", statistics.median(runs), "produce")
+        f.add(f"broker CPU s per GB produced ({codec}, {label})", cpu / (total / 1e9))
 
 
 def ensure_warm_topics(broker: PinnedBroker) -> None:
@@ -681,7 +700,8 @@ def report(figures: dict[str, Figures], machine: dict[str, float]) -> str:
         "",
         f"Broker pinned to CPU {BROKER_CPU}, load generators to CPU {CLIENT_CPU} (`taskset`). Load generators: "
         "Kafka's own ProducerPerformance / ConsumerPerformance / EndToEndLatency (kafka-tools 4.3.1, Java) and "
-        "`blumfeld-loadgen` (bench/loadgen, librdkafka). "
+        "`blumfeld-loadgen` (bench/loadgen, librdkafka; its `raw-produce` is not a client but pre-built Produce "
+        "requests replayed over one connection, to find the broker's own limit). "
         f"{RECORDS} records of {RECORD_BYTES} B per produce/consume run, {PARTITIONS} partitions, acks=all, "
         f"medians of {RUNS} runs; end-to-end latency at {E2E_RATE_MB:g} MB/s for {E2E_SECONDS} s per run; "
         f"{MANY_PARTITIONS} partitions with {MANY_PRODUCERS} producers and {MANY_RECORDS} records; restart with "

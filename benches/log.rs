@@ -29,9 +29,9 @@ fn open_log() -> (TempDir, Log) {
 /// A fresh log holding `batches` copies of `batch`.
 fn filled_log(batch: &[u8], batches: usize) -> (TempDir, Log) {
     let (dir, mut log) = open_log();
-    let mut records = batch.to_vec();
+    let records = batch.to_vec();
     for _ in 0..batches {
-        log.append(&mut records, 0, 0).unwrap();
+        log.append(&records, 0, 0).unwrap();
     }
     (dir, log)
 }
@@ -43,7 +43,7 @@ fn append(c: &mut Criterion) {
     group.throughput(Throughput::Bytes(batch.len() as u64));
     group.bench_function("append_256KiB", |b| {
         b.iter_custom(|iters| {
-            let mut records = batch.clone();
+            let records = batch.clone();
             let mut elapsed = Duration::ZERO;
             let mut left = iters;
             while left > 0 {
@@ -51,7 +51,7 @@ fn append(c: &mut Criterion) {
                 let n = left.min(appends_per_log as u64);
                 let start = Instant::now();
                 for _ in 0..n {
-                    log.append(&mut records, 0, 0).unwrap();
+                    log.append(&records, 0, 0).unwrap();
                 }
                 elapsed += start.elapsed();
                 left -= n;

@@ -29,9 +29,10 @@
 //! on that partition wake.
 //!
 //! Fetch: `api::fetch` → `partition::read` bounded by the high watermark → `log::Log::read`
-//! returns the stored batch bytes unmodified → the response is encoded around them
-//! (`api::response_frame`: the record sets stay separate chunks) → the connection writes the
-//! chunks with one vectored write.
+//! locates the stored batches as file regions (`log::Log::read_regions`) → the response is
+//! encoded around them (`api::response_frame`: the record sets stay separate chunks) → the
+//! connection writes the encoded fields with vectored writes and the regions with `sendfile`,
+//! page cache to socket.
 
 pub mod alloc;
 pub mod api;

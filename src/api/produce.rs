@@ -2,7 +2,6 @@
 //! (offsets patched in place), answer with the base offsets. acks=0 gets no answer; a failed
 //! acks=0 request closes the connection, as Kafka does.
 
-use bytes::BytesMut;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind, TopicName};
@@ -167,9 +166,8 @@ fn append_partition(
         let after_max = setting("message.timestamp.after.max.ms").unwrap_or(i64::MAX);
         check_timestamps(&summary, broker.clock.now_ms(), before_max, after_max)?;
     }
-    // One copy out of the request frame, so offsets can be patched in place.
-    let mut buf = BytesMut::from(records);
+    // Written straight from the request frame: the log patches copies of the headers.
     partition
-        .append(&mut buf, broker.clock.now_ms())
+        .append(records, broker.clock.now_ms())
         .map_err(|e| (errors::partition_error(&e), Some(e.to_string())))
 }

@@ -235,7 +235,7 @@ impl GroupCoordinator {
         let mut buf = BytesMut::new();
         let options = RecordEncodeOptions { version: 2, compression: Compression::None };
         RecordBatchEncoder::encode(&mut buf, records.iter(), &options).map_err(|_| ResponseError::UnknownServerError)?;
-        let appended = partition.append(&mut buf, now).map_err(|e| {
+        let appended = partition.append(&buf, now).map_err(|e| {
             tracing::error!(error = %e, "cannot write to __consumer_offsets");
             ResponseError::CoordinatorNotAvailable
         })?;

@@ -52,7 +52,8 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 
-use crate::record::{self, BatchHeader, BatchIter, IterStop, RecordError};
+use crate::record::patch::PatchedBatches;
+use crate::record::{BatchHeader, BatchIter, IterStop, RecordError};
 
 pub use cleaner::{CLEANER_CHECKPOINT, CleanStats};
 pub use config::{CleanupPolicy, DirtyRatio, LogConfig, MessageTimestampType};
@@ -251,7 +252,7 @@ impl Log {
     /// fsync if the flush policy asks for one. A duplicate retry writes nothing.
     pub fn append(
         &mut self,
-        records: &mut [u8],
+        records: &[u8],
         leader_epoch: i32,
         now_ms: i64,
     ) -> Result<AppendOutcome, LogError> {
@@ -264,18 +265,21 @@ impl Log {
     /// without holding the log (see [`Log::flush_target`]).
     pub fn append_unflushed(
         &mut self,
-        records: &mut [u8],
+        records: &[u8],
         leader_epoch: i32,
         now_ms: i64,
     ) -> Result<AppendOutcome, LogError> {
+        whole_batches(records)?;
+        // The records are written as received; only copies of the batch headers change.
+        let mut batches = PatchedBatches::new(records);
         let log_append_time = match self.config.message_timestamp_type {
             MessageTimestampType::LogAppendTime => {
-                record::set_log_append_time(records, now_ms);
+                batches.set_log_append_time(now_ms);
                 now_ms
             }
             MessageTimestampType::CreateTime => -1,
         };
-        let headers = whole_batches(records)?;
+        let headers = batches.headers();
         let first_offset = self.log_end_offset();
         let mut staged = StagedProducers::default();
         let mut next = first_offset;
@@ -285,12 +289,12 @@ impl Log {
             }
             next += i64::from(header.last_offset_delta) + 1;
         }
-        let next_offset = record::assign_offsets(records, first_offset, leader_epoch);
+        let next_offset = batches.assign_offsets(first_offset, leader_epoch);
         assert_eq!(
             next_offset, next,
             "offset assignment must match the headers"
         );
-        self.write_batches(records, first_offset, next_offset - 1, now_ms)?;
+        self.write_batches(&batches, first_offset, next_offset - 1, now_ms)?;
         self.epoch_cache.assign(leader_epoch, first_offset)?;
         self.producers.commit(staged);
         let (max_timestamp, offset_of_max_timestamp) = max_timestamp_of(&headers, first_offset);
@@ -343,7 +347,7 @@ impl Log {
             }
             expected = header.next_offset();
         }
-        self.write_batches(records, first.base_offset, last.last_offset(), now_ms)?;
+        self.write_batches(&PatchedBatches::new(records), first.base_offset, last.last_offset(), now_ms)?;
         for header in &headers {
             self.epoch_cache
                 .assign(header.partition_leader_epoch, header.base_offset)?;
@@ -358,7 +362,7 @@ impl Log {
     /// a follower's batches leave a gap above the log end offset, as Kafka does.
     fn write_batches(
         &mut self,
-        bytes: &[u8],
+        batches: &PatchedBatches<'_>,
         first_offset: i64,
         last_offset: i64,
         now_ms: i64,
@@ -376,14 +380,14 @@ impl Log {
         if active.should_roll(
             config.segment_bytes,
             config.roll_ms(),
-            bytes.len(),
+            batches.len(),
             last_offset,
             now_ms,
         ) {
             let new_base = first_offset.max(self.log_end_offset());
             self.roll_at(new_base, now_ms)?;
         }
-        self.active_mut().append(bytes)
+        self.active_mut().append(batches)
     }
 
     /// Starts a new active segment at the log end offset (a no-op if the active one is

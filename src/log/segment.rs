@@ -18,6 +18,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::record::patch::PatchedBatches;
 use crate::record::{BATCH_HEADER_LEN, BatchHeader, BatchIter, IterStop, LOG_OVERHEAD_LEN};
 
 use super::LogError;
@@ -398,24 +399,27 @@ impl Segment {
         self.next_offset = header.next_offset();
     }
 
-    /// Appends whole batches (already checked and offset-assigned) in one write. On a write
-    /// error the file is cut back so no partial batch stays behind.
-    pub fn append(&mut self, bytes: &[u8]) -> Result<(), LogError> {
+    /// Appends whole batches (already checked and offset-assigned) with vectored writes of
+    /// their patched headers and untouched bodies. On a write error the file is cut back so
+    /// no partial batch stays behind.
+    pub fn append(&mut self, batches: &PatchedBatches<'_>) -> Result<(), LogError> {
         let start = self.size_bytes;
-        if start + bytes.len() as u64 > u64::from(u32::MAX) {
+        let len = batches.len() as u64;
+        if start + len > u64::from(u32::MAX) {
             return Err(LogError::SegmentFull {
                 base_offset: self.base_offset,
             });
         }
-        if let Err(e) = self.file.write_all_at(bytes, start) {
+        if let Err(e) = write_all_vectored_at(&self.file, &mut batches.io_slices(), start) {
             let _ = self.file.set_len(start);
             return Err(e.into());
         }
-        let headers: Vec<_> = BatchIter::new(bytes).collect();
-        for (header, range) in headers {
-            self.track_batch(&header, start + range.start as u64);
+        for (relative, head) in batches.positions() {
+            if let Ok(header) = BatchHeader::parse(head) {
+                self.track_batch(&header, start + relative as u64);
+            }
         }
-        self.size_bytes = start + bytes.len() as u64;
+        self.size_bytes = start + len;
         Ok(())
     }
 
@@ -756,4 +760,17 @@ pub fn remove_if_exists(path: &Path) -> Result<(), LogError> {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
         _ => Ok(()),
     }
+}
+
+/// `pwritev` until every slice is written.
+fn write_all_vectored_at(file: &File, mut slices: &mut [std::io::IoSlice<'_>], mut position: u64) -> std::io::Result<()> {
+    while !slices.is_empty() {
+        let n = rustix::io::pwritev(file, slices, position)?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        position += n as u64;
+        std::io::IoSlice::advance_slices(&mut slices, n);
+    }
+    Ok(())
 }

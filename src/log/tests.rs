@@ -34,8 +34,8 @@ fn idempotent(pid: i64, epoch: i16, seq: i32, count: usize) -> Vec<u8> {
         .build()
 }
 
-fn append(log: &mut Log, mut bytes: Vec<u8>, now_ms: i64) -> AppendInfo {
-    match log.append(&mut bytes, 0, now_ms).unwrap() {
+fn append(log: &mut Log, bytes: Vec<u8>, now_ms: i64) -> AppendInfo {
+    match log.append(&bytes, 0, now_ms).unwrap() {
         AppendOutcome::Appended(info) => info,
         AppendOutcome::Duplicate(info) => panic!("unexpected duplicate {info:?}"),
     }
@@ -325,8 +325,8 @@ fn truncate_to_drops_the_tail_everywhere() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = open(dir.path(), small_config());
     for i in 0..30 {
-        let mut bytes = batch(2, 60, i);
-        log.append(&mut bytes, (i / 10) as i32, 0).unwrap();
+        let bytes = batch(2, 60, i);
+        log.append(&bytes, (i / 10) as i32, 0).unwrap();
     }
     assert_eq!(log.epoch_cache().latest_epoch(), Some(2));
     log.truncate_to(25, 0).unwrap(); // mid-batch: the batch 24..=25 goes whole
@@ -454,21 +454,21 @@ fn idempotent_producer_rules() {
     append(&mut log, batch(1, 1, 0), 0); // someone else's batch in between
     append(&mut log, idempotent(7, 0, 3, 2), 0);
     let end = log.log_end_offset();
-    let mut retry = idempotent(7, 0, 0, 3);
-    match log.append(&mut retry, 0, 0).unwrap() {
+    let retry = idempotent(7, 0, 0, 3);
+    match log.append(&retry, 0, 0).unwrap() {
         AppendOutcome::Duplicate(info) => assert_eq!((info.first_offset, info.last_offset), (0, 2)),
         other => panic!("expected a duplicate, got {other:?}"),
     }
     assert_eq!(log.log_end_offset(), end, "a duplicate writes nothing");
-    let mut gap = idempotent(7, 0, 9, 1);
+    let gap = idempotent(7, 0, 9, 1);
     assert!(matches!(
-        log.append(&mut gap, 0, 0),
+        log.append(&gap, 0, 0),
         Err(LogError::OutOfOrderSequence { .. })
     ));
     append(&mut log, idempotent(7, 1, 0, 1), 0);
-    let mut old = idempotent(7, 0, 5, 1);
+    let old = idempotent(7, 0, 5, 1);
     assert!(matches!(
-        log.append(&mut old, 0, 0),
+        log.append(&old, 0, 0),
         Err(LogError::InvalidProducerEpoch { .. })
     ));
     assert_eq!(log.log_end_offset(), end + 1);
@@ -489,14 +489,14 @@ fn producer_state_survives_clean_and_crash_reopen() {
             log.close(0).unwrap();
         }
         let mut log = open(dir.path(), small_config());
-        let mut retry = idempotent(1, 0, 114, 2);
-        match log.append(&mut retry, 0, 0).unwrap() {
+        let retry = idempotent(1, 0, 114, 2);
+        match log.append(&retry, 0, 0).unwrap() {
             AppendOutcome::Duplicate(info) => assert_eq!(info.first_offset, 114),
             other => panic!("crash={crash}: expected a duplicate, got {other:?}"),
         }
-        let mut gap = idempotent(1, 0, 121, 1);
+        let gap = idempotent(1, 0, 121, 1);
         assert!(matches!(
-            log.append(&mut gap, 0, 0),
+            log.append(&gap, 0, 0),
             Err(LogError::OutOfOrderSequence { .. })
         ));
         append(&mut log, idempotent(1, 0, 120, 1), 0);
@@ -512,9 +512,9 @@ fn producer_state_follows_truncation() {
     }
     log.truncate_to(10, 0).unwrap();
     // Sequence 10 is next again; 29 is no longer a duplicate but out of order.
-    let mut late = idempotent(1, 0, 29, 1);
+    let late = idempotent(1, 0, 29, 1);
     assert!(matches!(
-        log.append(&mut late, 0, 0),
+        log.append(&late, 0, 0),
         Err(LogError::OutOfOrderSequence { .. })
     ));
     assert_eq!(
@@ -592,11 +592,11 @@ fn append_refuses_partial_batches() {
     let mut bytes = batch(2, 10, 0);
     bytes.pop();
     assert!(matches!(
-        log.append(&mut bytes, 0, 0),
+        log.append(&bytes, 0, 0),
         Err(LogError::InvalidRecords(_))
     ));
     assert!(matches!(
-        log.append(&mut [], 0, 0),
+        log.append(&[], 0, 0),
         Err(LogError::InvalidRecords(_))
     ));
     assert_eq!(log.log_end_offset(), 0);
@@ -652,12 +652,12 @@ fn offset_for_timestamp_finds_the_record_inside_a_batch() {
     log.delete_records_before(12).unwrap();
     assert_eq!(log.offset_for_timestamp(0).unwrap(), Some((12, 202)));
     // A compressed batch is answered at batch granularity.
-    let mut compressed = BatchBuilder::new(0)
+    let compressed = BatchBuilder::new(0)
         .attributes(1)
         .timestamps(5_000)
         .records(3, 4)
         .build();
-    log.append(&mut compressed, 0, 0).unwrap();
+    log.append(&compressed, 0, 0).unwrap();
     assert_eq!(log.offset_for_timestamp(5_001).unwrap(), Some((100, 5_002)));
 }
 
@@ -673,8 +673,8 @@ fn clean_open_of_a_gigabyte_is_fast() {
     let mut log = open(dir.path(), config.clone());
     let template = batch(16, 1024, 0);
     while log.size_bytes() < 1 << 30 {
-        let mut bytes = template.clone();
-        log.append(&mut bytes, 0, 0).unwrap();
+        let bytes = template.clone();
+        log.append(&bytes, 0, 0).unwrap();
     }
     let end = log.log_end_offset();
     log.close(0).unwrap();
@@ -700,8 +700,8 @@ fn idle_producers_expire() {
     append(&mut log, idempotent(3, 0, 0, 1), 0); // batch timestamp 1_000
     let day_ms = LogConfig::default().producer_id_expiration_ms;
     log.enforce_retention(1_000 + day_ms - 1).unwrap();
-    let mut gap = idempotent(3, 0, 50, 1);
-    assert!(log.append(&mut gap, 0, 0).is_err());
+    let gap = idempotent(3, 0, 50, 1);
+    assert!(log.append(&gap, 0, 0).is_err());
     log.enforce_retention(1_000 + day_ms).unwrap();
     assert_eq!(append(&mut log, idempotent(3, 0, 50, 1), 0).first_offset, 1);
 }
@@ -711,8 +711,8 @@ fn damaged_checkpoints_are_rebuilt_or_ignored() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = open(dir.path(), small_config());
     for i in 0..20 {
-        let mut bytes = batch(1, 100, 0);
-        log.append(&mut bytes, i / 5, 0).unwrap();
+        let bytes = batch(1, 100, 0);
+        log.append(&bytes, i / 5, 0).unwrap();
     }
     let entries = log.epoch_cache().entries().to_vec();
     log.close(0).unwrap();
@@ -856,9 +856,9 @@ fn repeated_restarts_keep_one_snapshot_per_segment_plus_the_last() {
     }
     assert_eq!(producer_state::list_snapshots(dir.path()).unwrap(), vec![5]);
     let mut log = open(dir.path(), config);
-    let mut retry = idempotent(1, 0, 4, 1);
+    let retry = idempotent(1, 0, 4, 1);
     assert!(matches!(
-        log.append(&mut retry, 0, 0).unwrap(),
+        log.append(&retry, 0, 0).unwrap(),
         AppendOutcome::Duplicate(_)
     ));
 }

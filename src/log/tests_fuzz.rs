@@ -207,21 +207,22 @@ impl Harness {
                 epoch_bump,
             } => {
                 self.epoch += i32::from(epoch_bump);
-                let mut bytes = BatchBuilder::new(0)
+                let bytes = BatchBuilder::new(0)
                     .timestamps(now)
                     .records(count, value_len)
                     .build();
                 let epoch = self.epoch;
-                let info = *self.log().append(&mut bytes, epoch, now).unwrap().info();
+                let info = *self.log().append(&bytes, epoch, now).unwrap().info();
                 assert_eq!(
                     info.first_offset, self.model.end,
                     "offsets must continue from the end"
                 );
                 assert_eq!(info.last_offset, self.model.end + count as i64 - 1);
                 self.model.end = info.last_offset + 1;
+                let stored = stored_form(&bytes, info.first_offset, epoch);
                 self.model
                     .batches
-                    .push_back((info.first_offset, info.last_offset, bytes));
+                    .push_back((info.first_offset, info.last_offset, stored));
             }
             Op::Idempotent { count, retry } => self.idempotent(count, retry),
             Op::TimeLookup { at } => {
@@ -298,13 +299,13 @@ impl Harness {
         let candidate = retry.and_then(|k| recent.get(k % recent.len().max(1)).copied());
         if let Some((seq, first, last)) = candidate.filter(|b| b.1 >= self.model.start) {
             let n = (last - first + 1) as usize;
-            let mut bytes = BatchBuilder::new(0)
+            let bytes = BatchBuilder::new(0)
                 .producer(1, 0, seq)
                 .timestamps(now)
                 .records(n, 7)
                 .build();
             let epoch = self.epoch;
-            match self.log().append(&mut bytes, epoch, now).unwrap() {
+            match self.log().append(&bytes, epoch, now).unwrap() {
                 AppendOutcome::Duplicate(info) => {
                     assert_eq!((info.first_offset, info.last_offset), (first, last))
                 }
@@ -317,22 +318,23 @@ impl Harness {
             .producer
             .last()
             .map_or(0, |b| b.0 + (b.2 - b.1) as i32 + 1);
-        let mut bytes = BatchBuilder::new(0)
+        let bytes = BatchBuilder::new(0)
             .producer(1, 0, seq)
             .timestamps(now)
             .records(count, 7)
             .build();
         let epoch = self.epoch;
-        match self.log().append(&mut bytes, epoch, now).unwrap() {
+        match self.log().append(&bytes, epoch, now).unwrap() {
             AppendOutcome::Appended(info) => {
                 assert_eq!(info.first_offset, self.model.end);
                 self.model.end = info.last_offset + 1;
                 self.model
                     .producer
                     .push((seq, info.first_offset, info.last_offset));
+                let stored = stored_form(&bytes, info.first_offset, epoch);
                 self.model
                     .batches
-                    .push_back((info.first_offset, info.last_offset, bytes));
+                    .push_back((info.first_offset, info.last_offset, stored));
             }
             other => panic!("new seq {seq} was not appended: {other:?}"),
         }
@@ -489,4 +491,12 @@ proptest! {
             h.check_invariants();
         }
     }
+}
+
+/// The bytes the log stores for a client batch: offsets and leader epoch assigned (the log
+/// patches copies of the headers and leaves the caller's bytes alone).
+fn stored_form(bytes: &[u8], first_offset: i64, epoch: i32) -> Vec<u8> {
+    let mut stored = bytes.to_vec();
+    crate::record::assign_offsets(&mut stored, first_offset, epoch);
+    stored
 }

@@ -213,7 +213,7 @@ impl Partition {
 
     /// Appends validated record batches as the leader; offsets are assigned in place. Does
     /// not fsync: see [`AppendResult::flush_due`].
-    pub fn append(&self, records: &mut [u8], now_ms: i64) -> Result<AppendResult, PartitionError> {
+    pub fn append(&self, records: &[u8], now_ms: i64) -> Result<AppendResult, PartitionError> {
         let mut log = self.log();
         let outcome = log.append_unflushed(records, self.leader_epoch.0, now_ms)?;
         let (info, duplicate) = match outcome {
@@ -400,8 +400,8 @@ mod tests {
     fn flush_per_message_is_left_to_sync_and_one_sync_covers_earlier_appends() {
         let dir = tempfile::tempdir().unwrap();
         let p = open(dir.path(), 1);
-        let a = p.append(&mut BatchBuilder::new(0).records(3, 10).build(), 0).unwrap();
-        let b = p.append(&mut BatchBuilder::new(0).records(2, 10).build(), 0).unwrap();
+        let a = p.append(&BatchBuilder::new(0).records(3, 10).build(), 0).unwrap();
+        let b = p.append(&BatchBuilder::new(0).records(2, 10).build(), 0).unwrap();
         assert!(a.flush_due && b.flush_due);
         assert_eq!(p.log().recovery_point(), 0, "append must not fsync");
         p.sync(1).unwrap();
@@ -414,7 +414,7 @@ mod tests {
     fn without_a_flush_policy_appends_are_not_due() {
         let dir = tempfile::tempdir().unwrap();
         let p = open(dir.path(), i64::MAX);
-        let a = p.append(&mut BatchBuilder::new(0).records(3, 10).build(), 0).unwrap();
+        let a = p.append(&BatchBuilder::new(0).records(3, 10).build(), 0).unwrap();
         assert!(!a.flush_due);
     }
 
@@ -425,7 +425,7 @@ mod tests {
         let (w0, w1) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
         p0.watch_high_watermark(&w0);
         p1.watch_high_watermark(&w1);
-        p0.append(&mut BatchBuilder::new(0).records(1, 10).build(), 0).unwrap();
+        p0.append(&BatchBuilder::new(0).records(1, 10).build(), 0).unwrap();
         // notify_one left a permit for w0 only.
         tokio::time::timeout(std::time::Duration::from_secs(5), w0.notified()).await.unwrap();
         assert!(tokio::time::timeout(std::time::Duration::ZERO, w1.notified()).await.is_err());

@@ -5,7 +5,8 @@
 //! same); at most `max.connections` connections (a semaphore permit each); a connection idle for
 //! `connections.max.idle.ms` is closed. Requests on one connection are handled one at a time,
 //! as Kafka does, so a pipelining client's produce requests are appended in the order sent;
-//! responses are written by a separate task so reading and writing overlap.
+//! responses are written by a separate task so reading and writing overlap: encoded fields
+//! with vectored writes, fetched records straight from the segment files with `sendfile`.
 
 pub mod connection;
 

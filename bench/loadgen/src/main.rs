@@ -9,6 +9,7 @@ mod create;
 mod e2e;
 mod net;
 mod produce;
+mod raw;
 
 use std::process::ExitCode;
 
@@ -40,6 +41,8 @@ enum Command {
     Consume(consume::ConsumeArgs),
     /// End-to-end latency at a fixed produce rate (one producer, one consumer, one process).
     E2e(e2e::E2eArgs),
+    /// Broker produce capacity: pre-built batches sent again and again (not a real client).
+    RawProduce(raw::RawProduceArgs),
     /// Loopback ceiling, receiving side: read one TCP connection to its end.
     Sink(net::SinkArgs),
     /// Loopback ceiling, sending side: write to a sink for a given time.
@@ -54,6 +57,7 @@ fn main() -> ExitCode {
         Command::Produce(args) => produce::run(args),
         Command::Consume(args) => consume::run(args),
         Command::E2e(args) => e2e::run(args),
+        Command::RawProduce(args) => raw::run(args),
         Command::Sink(args) => net::sink(args),
         Command::Blast(args) => net::blast(args),
     };

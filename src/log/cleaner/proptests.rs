@@ -239,8 +239,8 @@ impl Harness {
         let now = self.now_ms;
         match op {
             Op::Append { records, codec } => {
-                let mut bytes = encode(records, *codec, now);
-                let info = *self.log().append(&mut bytes, 0, now).unwrap().info();
+                let bytes = encode(records, *codec, now);
+                let info = *self.log().append(&bytes, 0, now).unwrap().info();
                 for (i, (key, value)) in records.iter().enumerate() {
                     let offset = info.first_offset + i as i64;
                     let record = (offset, key.map(key_bytes), value.map(value_bytes));
@@ -319,8 +319,8 @@ impl Harness {
                 value: Some(value_bytes(u16::from(*key)).to_vec()),
             });
         }
-        let mut bytes = builder.build();
-        let info = match self.log().append(&mut bytes, 0, now).unwrap() {
+        let bytes = builder.build();
+        let info = match self.log().append(&bytes, 0, now).unwrap() {
             AppendOutcome::Appended(info) => info,
             other => panic!("sequence {seq} not appended: {other:?}"),
         };
@@ -498,8 +498,8 @@ proptest! {
         let built = tempfile::tempdir().unwrap();
         let mut log = Log::open(built.path(), config.clone(), 0).unwrap();
         for (records, codec, roll) in &appends {
-            let mut bytes = encode(records, *codec, 0);
-            log.append(&mut bytes, 0, 0).unwrap();
+            let bytes = encode(records, *codec, 0);
+            log.append(&bytes, 0, 0).unwrap();
             if *roll {
                 log.roll(0).unwrap();
             }

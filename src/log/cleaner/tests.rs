@@ -62,8 +62,8 @@ pub(super) fn read_records(log: &Log) -> Records {
     out
 }
 
-fn append(log: &mut Log, mut bytes: Vec<u8>, now_ms: i64) -> AppendInfo {
-    *log.append(&mut bytes, 0, now_ms).unwrap().info()
+fn append(log: &mut Log, bytes: Vec<u8>, now_ms: i64) -> AppendInfo {
+    *log.append(&bytes, 0, now_ms).unwrap().info()
 }
 
 fn value_of(records: &Records, key: &str) -> Vec<Option<Bytes>> {
@@ -277,13 +277,13 @@ fn producers_last_batches_survive_as_empty_headers() {
     let mut log = Log::open(dir.path(), compact_config(), 0).unwrap();
     let entry = log.producer_state().entry(9).unwrap();
     assert_eq!(entry.batches.back().unwrap().last_seq, 0);
-    let mut next = BatchBuilder::new(0)
+    let next = BatchBuilder::new(0)
         .producer(9, 0, 1)
         .timestamps(0)
         .records(1, 1)
         .build();
     assert!(matches!(
-        log.append(&mut next, 0, 0).unwrap(),
+        log.append(&next, 0, 0).unwrap(),
         AppendOutcome::Appended(_)
     ));
 }
