@@ -26,6 +26,7 @@ import math
 import os
 import platform
 import re
+import resource
 import select
 import shutil
 import socket
@@ -73,8 +74,10 @@ CLIENT_CPU = "1"
 IDLE_WINDOW_S = 10.0
 # The compat harness starts Kafka with group.initial.rebalance.delay.ms=0; Blumfeld gets the
 # same, so "consume incl. group join" compares the same wait.
+# Deleted topics lose their files at once on both (Kafka waits a minute by default), so the
+# topics the produce runs delete stop taking page cache from the runs after them.
 COMMON = {"num.partitions": str(PARTITIONS), "log.segment.bytes": str(1 << 30),
-          "group.initial.rebalance.delay.ms": "0"}
+          "group.initial.rebalance.delay.ms": "0", "log.segment.delete.delay.ms": "0"}
 MIB = 2**20
 
 for w in ONLY:
@@ -224,11 +227,22 @@ def loadgen(*args: str, timeout_s: float = 900, cpu: str = CLIENT_CPU) -> dict:
     """Runs the librdkafka load generator; its last stdout line is one JSON object."""
     if not LOADGEN.exists():
         raise RuntimeError(f"{LOADGEN} is not built (cargo build --release --manifest-path bench/loadgen/Cargo.toml)")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = run(["taskset", "-c", cpu, str(LOADGEN), *args], timeout_s, f"blumfeld-loadgen {args[0]}")
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     lines = [line for line in out.splitlines() if line.strip()]
     if not lines:
         raise RuntimeError(f"blumfeld-loadgen {args[0]} printed nothing")
-    return json.loads(lines[-1])
+    res = json.loads(lines[-1])
+    # CPU the load generator used (user + system), for the "which core is the limit" rows.
+    res["client_cpu_s"] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return res
+
+
+def delete_topic(bootstrap: str, topic: str) -> None:
+    """Deletes a topic no later workload reads, so its pages stop weighing on the page cache
+    (the runs after it would otherwise pay for reclaim: 11 GB go through the produce runs)."""
+    loadgen("delete", "--bootstrap", bootstrap, "--topic", topic, timeout_s=120)
 
 
 def create_topic(bootstrap: str, topic: str, partitions: int = PARTITIONS) -> float:
@@ -409,36 +423,52 @@ def produce(broker: PinnedBroker, f: Figures) -> None:
         f.add(f"broker CPU s per GB produced ({codec}, ProducerPerformance)", cpu / (RUNS * gb))
     for codec in ("none", "lz4"):
         for producers in (1, 2):
-            runs, cpu, total = [], 0.0, 0
+            runs, cpu, total, busy = [], 0.0, 0, []
             for i in range(RUNS):
                 topic = f"lg-{codec}-p{producers}-{i}"
                 create_topic(broker.bootstrap, topic)
-                before = broker.cpu()
+                before, t0 = broker.cpu(), time.monotonic()
                 res = lg_produce(broker.bootstrap, topic, RECORDS, codec, producers)
-                cpu += broker.cpu() - before
+                run_cpu, wall = broker.cpu() - before, time.monotonic() - t0
+                cpu += run_cpu
+                busy.append((res["client_cpu_s"] / wall, run_cpu / wall))
                 runs.append(res["mb_per_s"])
                 total += res["bytes"]
+                delete_topic(broker.bootstrap, topic)
             label = f"librdkafka, {producers} producer{'s' if producers > 1 else ''}"
             f.add(f"produce {codec}, {label} (MB/s)", statistics.median(runs), "produce")
             f.add(f"broker CPU s per GB produced ({codec}, {label})", cpu / (total / 1e9))
+            add_busy(f, f"produce {codec}, {label}", busy)
     # Not a client: the same pre-built Produce requests sent again and again, so the broker's
     # core is the limit, not the load generator's (one librdkafka producer saturates its core
     # first against Blumfeld).
     for codec in ("none", "lz4"):
         runs, cpu, total = [], 0.0, 0
+        busy = []
         for i in range(RUNS):
             topic = f"raw-{codec}-{i}"
             create_topic(broker.bootstrap, topic)
-            before = broker.cpu()
+            before, t0 = broker.cpu(), time.monotonic()
             res = loadgen("raw-produce", "--bootstrap", broker.bootstrap, "--topic", topic, "--records",
                           str(RAW_RECORDS), "--record-size", str(RECORD_BYTES), "--compression", codec,
                           "--batch-bytes", "262144", "--in-flight", "4")
-            cpu += broker.cpu() - before
+            run_cpu, wall = broker.cpu() - before, time.monotonic() - t0
+            cpu += run_cpu
+            busy.append((res["client_cpu_s"] / wall, run_cpu / wall))
             runs.append(res["mb_per_s"])
             total += res["bytes"]
+            delete_topic(broker.bootstrap, topic)
         label = "raw protocol, pre-built batches"
         f.add(f"produce {codec}, {label} (MB/s)", statistics.median(runs), "produce")
         f.add(f"broker CPU s per GB produced ({codec}, {label})", cpu / (total / 1e9))
+        add_busy(f, f"produce {codec}, {label}", busy)
+
+
+def add_busy(f: "Figures", label: str, busy: list[tuple[float, float]]) -> None:
+    """Rows saying which core was the limit: each side's CPU time over the run's wall time
+    (process start to exit for the load generator, so a little start-up is included)."""
+    f.add(f"{label}: load generator's core busy (%)", 100 * statistics.median(b[0] for b in busy))
+    f.add(f"{label}: broker's core busy (%)", 100 * statistics.median(b[1] for b in busy))
 
 
 def ensure_warm_topics(broker: PinnedBroker) -> None:
@@ -630,7 +660,7 @@ def targets(b: Figures, k: Figures, machine: dict[str, float]) -> list[tuple[str
         return "not measured" if ok is None else ("met" if ok else "not met")
 
     def produce_keys(codec: str) -> list[str]:
-        return [key for key in bv if key.startswith(f"produce {codec},")]
+        return [key for key in bv if key.startswith(f"produce {codec},") and key.endswith("(MB/s)")]
 
     for codec in ("none", "lz4"):
         pairs = [(key, ratio(bv[key], kv.get(key))) for key in produce_keys(codec)]
@@ -715,8 +745,9 @@ def report(figures: dict[str, Figures], machine: dict[str, float]) -> str:
         f"medians of {RUNS} runs; end-to-end latency at {E2E_RATE_MB:g} MB/s for {E2E_SECONDS} s per run; "
         f"{MANY_PARTITIONS} partitions with {MANY_PRODUCERS} producers and {MANY_RECORDS} records; restart with "
         f"{RESTART_GB:g} GiB of log (one run, warm page cache). Kafka 4.3.1 in KRaft combined mode from Maven "
-        "Central jars (heap -Xms256m -Xmx1g); both with num.partitions=6, log.segment.bytes=1 GiB and no fsync "
-        "per message. MB = 2^20 bytes in throughput figures.",
+        "Central jars (heap -Xms256m -Xmx1g); both with num.partitions=6, log.segment.bytes=1 GiB, "
+        "group.initial.rebalance.delay.ms=0, log.segment.delete.delay.ms=0 and no fsync per message; the "
+        "librdkafka and raw-produce topics are deleted after each run. MB = 2^20 bytes in throughput figures.",
         "",
         "| figure | Blumfeld | Kafka | Blumfeld / Kafka | share of ceiling (Blumfeld / Kafka) |",
         "|---|---:|---:|---:|---:|",

@@ -114,3 +114,34 @@ fn wait_for_leaders(
         thread::sleep(Duration::from_millis(200));
     }
 }
+
+#[derive(Args, Debug)]
+pub struct DeleteArgs {
+    /// Broker address, host:port.
+    #[arg(long)]
+    bootstrap: String,
+    /// Topic name.
+    #[arg(long)]
+    topic: String,
+}
+
+/// Deletes a topic (an unknown topic is fine), so the next runs do not pay for its pages.
+pub fn delete(args: DeleteArgs) -> Result<()> {
+    let mut config = rdkafka::ClientConfig::new();
+    config
+        .set("bootstrap.servers", &args.bootstrap)
+        .set("client.id", "blumfeld-loadgen-admin");
+    let admin: AdminClient<QuietContext> = config
+        .create_with_context(QuietContext)
+        .context("creating the admin client")?;
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results = futures_executor::block_on(admin.delete_topics(&[args.topic.as_str()], &options))
+        .context("DeleteTopics request")?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
+            Err((name, code)) => bail!("deleting topic {name}: {code}"),
+        }
+    }
+    print_result(&json!({"mode": "delete", "topic": args.topic}))
+}

@@ -35,6 +35,8 @@ struct Cli {
 enum Command {
     /// Create a topic (replication factor 1) and wait until all its partitions have a leader.
     Create(create::CreateArgs),
+    /// Delete a topic (an unknown topic is fine).
+    Delete(create::DeleteArgs),
     /// Producer throughput: N records as fast as possible, first send to last delivery report.
     Produce(produce::ProduceArgs),
     /// Consumer throughput: read N records of every partition from the beginning, no group.
@@ -54,6 +56,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Create(args) => create::run(args),
+        Command::Delete(args) => create::delete(args),
         Command::Produce(args) => produce::run(args),
         Command::Consume(args) => consume::run(args),
         Command::E2e(args) => e2e::run(args),
