@@ -3,6 +3,7 @@
 //! found once stays fixed. `cargo test --test fuzz_corpus -- --ignored write_request_seeds`
 //! regenerates the request seeds (one valid frame per served API and version).
 
+use blumfeld::log::RecoveryMode;
 use std::path::Path;
 
 use blumfeld::api::decode_request;
@@ -79,7 +80,8 @@ fn recover_from(data: &[u8]) -> Option<i64> {
         };
         std::fs::write(dir.path().join(name), other).ok()?;
     }
-    let log = blumfeld::log::Log::open(dir.path(), blumfeld::log::LogConfig::default(), 0).ok()?;
+    let recovery = if mode & 0x80 == 0 { RecoveryMode::Full } else { RecoveryMode::PageCacheIntact };
+    let mut log = blumfeld::log::Log::open_with(dir.path(), blumfeld::log::LogConfig::default(), 0, recovery).ok()?;
     let end = log.log_end_offset();
     let mut offset = log.log_start_offset();
     while offset < end {
@@ -87,6 +89,11 @@ fn recover_from(data: &[u8]) -> Option<i64> {
             Ok(r) if r.next_offset > offset => offset = r.next_offset,
             _ => break,
         }
+    }
+    let batch = blumfeld::record::BatchBuilder::new(0).records(2, 8).build();
+    if let Ok(blumfeld::log::AppendOutcome::Appended(info)) = log.append(&batch, 0, 0) {
+        assert_eq!(info.first_offset, end);
+        assert!(log.read(end, 1 << 16, end + 2, true).is_ok_and(|r| r.next_offset == end + 2));
     }
     Some(end)
 }

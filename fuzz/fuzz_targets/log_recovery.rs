@@ -2,6 +2,7 @@
 //! a panic: the first byte picks which files get the input, the rest is their content.
 #![no_main]
 
+use blumfeld::log::RecoveryMode;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -21,7 +22,10 @@ fuzz_target!(|data: &[u8]| {
         let _ = std::fs::write(dir.path().join(name), other);
     }
     let config = blumfeld::log::LogConfig::default();
-    if let Ok(log) = blumfeld::log::Log::open(dir.path(), config, 0) {
+    // The top bit picks the recovery for a process-only crash (headers walked, last batch
+    // checked), which must be as safe against garbage as the full check.
+    let recovery = if mode & 0x80 == 0 { RecoveryMode::Full } else { RecoveryMode::PageCacheIntact };
+    if let Ok(mut log) = blumfeld::log::Log::open_with(dir.path(), config, 0, recovery) {
         let end = log.log_end_offset();
         let mut offset = log.log_start_offset();
         while offset < end {
@@ -29,6 +33,12 @@ fuzz_target!(|data: &[u8]| {
                 Ok(r) if r.next_offset > offset => offset = r.next_offset,
                 _ => break,
             }
+        }
+        // The recovered log takes appends at its end.
+        let batch = blumfeld::record::BatchBuilder::new(0).records(2, 8).build();
+        if let Ok(blumfeld::log::AppendOutcome::Appended(info)) = log.append(&batch, 0, 0) {
+            assert_eq!(info.first_offset, end);
+            assert!(log.read(end, 1 << 16, end + 2, true).is_ok_and(|r| r.next_offset == end + 2));
         }
     }
 });

@@ -303,7 +303,7 @@ impl Segment {
             self.file.read_exact_at(&mut buf, position)?;
             let mut iter = BatchIter::with_crc_check(&buf);
             for (header, range) in iter.by_ref() {
-                if header.base_offset < self.next_offset || header.last_offset_delta < 0 {
+                if !self.recoverable(&header) {
                     return Ok(position + range.start as u64);
                 }
                 self.track_batch(&header, position + range.start as u64);
@@ -335,7 +335,7 @@ impl Segment {
                 return Ok(position);
             };
             let end = position + header.total_len() as u64;
-            if end > file_len || header.base_offset < self.next_offset || header.last_offset_delta < 0 {
+            if end > file_len || !self.recoverable(&header) {
                 return Ok(position);
             }
             if end == file_len {
@@ -350,6 +350,15 @@ impl Segment {
             position = end;
         }
         Ok(position)
+    }
+
+    /// Whether recovery may keep `header` as the next batch: offsets must go on increasing
+    /// and stay within what one segment can index (a batch failing this ends the valid data,
+    /// as a torn one does; keeping it would break the indexes at the next roll).
+    fn recoverable(&self, header: &BatchHeader) -> bool {
+        header.base_offset >= self.next_offset
+            && header.last_offset_delta >= 0
+            && header.last_offset() - self.base_offset <= i64::from(i32::MAX)
     }
 
     /// Length of the batch starting at `position` if it fits in the file, else 0.

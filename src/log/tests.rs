@@ -906,3 +906,28 @@ fn open_read_only_copy(dir: &Path) -> Log {
     }
     Log::open(&copy, small_config(), 0).unwrap()
 }
+
+/// A stored batch whose offsets a segment cannot index (valid CRC, absurd base offset) ends
+/// the recovered data like a torn batch, in both recovery modes; the log then appends and
+/// rolls normally (keeping it used to fail an index assertion at the next roll).
+#[test]
+fn recovery_cuts_a_batch_with_offsets_beyond_the_segment() {
+    for mode in [RecoveryMode::Full, RecoveryMode::PageCacheIntact] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = open(dir.path(), small_config());
+        append(&mut log, batch(2, 10, 5), 0);
+        let end = log.log_end_offset();
+        drop(log); // crash
+        let path = segment_file(dir.path(), 0, LOG_SUFFIX);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes.extend(BatchBuilder::new(1 << 40).timestamps(9).records(1, 10).build());
+        std::fs::write(&path, &bytes).unwrap();
+        let mut log = Log::open_with(dir.path(), small_config(), 0, mode).unwrap();
+        assert_eq!(log.log_end_offset(), end, "{mode:?}");
+        for i in 0..40 {
+            append(&mut log, batch(2, 40, 10 + i), 0);
+        }
+        assert!(log.segment_base_offsets().len() > 1, "{mode:?}: the log rolled");
+        assert_eq!(read_all(&log, 0).len(), 41);
+    }
+}
