@@ -307,3 +307,28 @@ fn acknowledged_messages_survive_kill_9() {
     let r = fetch(&mut c, fetch_req("crash", 0, 0, 0, 1));
     assert!(r.responses[0].partitions[0].records.as_ref().unwrap().len() > 50 * 60);
 }
+
+/// Kafka's rule for compacted topics: records without a key are refused with INVALID_RECORD
+/// (87); keyed ones go in.
+#[test]
+fn compacted_topics_refuse_keyless_records() {
+    let broker = Broker::start(&[]);
+    let mut c = broker.client();
+    let mut t = create_topics_request::CreatableTopic::default();
+    t.name = name("compacted");
+    t.num_partitions = 1;
+    t.replication_factor = 1;
+    let mut config = create_topics_request::CreatableTopicConfig::default();
+    config.name = StrBytes::from_static_str("cleanup.policy");
+    config.value = Some(StrBytes::from_static_str("compact"));
+    t.configs = vec![config];
+    let mut req = CreateTopicsRequest::default();
+    req.topics = vec![t];
+    let ResponseKind::CreateTopics(r) = c.call(ApiKey::CreateTopics, 7, RequestKind::CreateTopics(req)) else {
+        unreachable!()
+    };
+    assert_eq!(r.topics[0].error_code, 0);
+    let keyless = BatchBuilder::new(0).timestamps(base_timestamp_ms()).records(2, 10).build();
+    assert_eq!(produce(&mut c, "compacted", 0, keyless, -1).map(|r| r.0), Some(87));
+    assert_eq!(produce(&mut c, "compacted", 0, batch(2, "v"), -1), Some((0, 0)));
+}

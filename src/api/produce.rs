@@ -166,6 +166,11 @@ fn append_partition(
         let after_max = setting("message.timestamp.after.max.ms").unwrap_or(i64::MAX);
         check_timestamps(&summary, broker.clock.now_ms(), before_max, after_max)?;
     }
+    if config.cleanup_policy.compacts() {
+        if let Err(reason) = crate::log::check_keys_for_compaction(records) {
+            return Err((ResponseError::InvalidRecord, Some(format!("{reason} in topic partition {topic}-{index}"))));
+        }
+    }
     // Written straight from the request frame: the log patches copies of the headers.
     partition
         .append(records, broker.clock.now_ms())

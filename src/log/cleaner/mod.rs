@@ -459,6 +459,26 @@ impl Log {
     }
 }
 
+/// Kafka's produce-time rule for compacted topics: every record needs a key (a keyless one
+/// could never be compacted away). Checks the batches of a produce request, decompressing
+/// them; control batches are exempt. `Err` carries the reason for INVALID_RECORD.
+pub fn check_keys_for_compaction(records: &[u8]) -> Result<(), &'static str> {
+    for (header, range) in BatchIter::new(records) {
+        if header.is_control() {
+            continue;
+        }
+        let batch = records.get(range).ok_or("batch outside the request")?;
+        let Some(payload) = decompressed_payload(batch, &header).map_err(|_| "cannot decompress the batch")? else {
+            return Err("unknown compression codec");
+        };
+        let parsed = parse_records(&payload, &header).map_err(|_| "malformed records in the batch")?;
+        if parsed.iter().any(|r| r.key.is_none()) {
+            return Err("Compacted topic cannot accept message without key");
+        }
+    }
+    Ok(())
+}
+
 /// Calls `visit` with every batch of `segment`, CRC-checked, in order.
 fn for_each_batch(
     dir: &std::path::Path,

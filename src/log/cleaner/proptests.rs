@@ -540,3 +540,15 @@ proptest! {
         prop_assert_eq!(read_records(&log), expected);
     }
 }
+
+/// Produce into a compacted topic: a keyless record anywhere, in any codec, is refused.
+#[test]
+fn compacted_topics_refuse_keyless_records_in_every_codec() {
+    for codec in 0..5u8 {
+        let keyed = encode(&[(Some(1), Some(10)), (Some(2), None)], codec, 1_000);
+        assert_eq!(super::check_keys_for_compaction(&keyed), Ok(()), "codec {codec}");
+        let mut two = keyed.clone();
+        two.extend(encode(&[(Some(3), Some(1)), (None, Some(7))], codec, 1_000));
+        assert!(super::check_keys_for_compaction(&two).is_err(), "codec {codec}");
+    }
+}
