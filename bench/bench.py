@@ -423,45 +423,39 @@ def produce(broker: PinnedBroker, f: Figures) -> None:
         f.add(f"broker CPU s per GB produced ({codec}, ProducerPerformance)", cpu / (RUNS * gb))
     for codec in ("none", "lz4"):
         for producers in (1, 2):
-            runs, cpu, total, busy = [], 0.0, 0, []
-            for i in range(RUNS):
-                topic = f"lg-{codec}-p{producers}-{i}"
-                create_topic(broker.bootstrap, topic)
-                before, t0 = broker.cpu(), time.monotonic()
-                res = lg_produce(broker.bootstrap, topic, RECORDS, codec, producers)
-                run_cpu, wall = broker.cpu() - before, time.monotonic() - t0
-                cpu += run_cpu
-                busy.append((res["client_cpu_s"] / wall, run_cpu / wall))
-                runs.append(res["mb_per_s"])
-                total += res["bytes"]
-                delete_topic(broker.bootstrap, topic)
             label = f"librdkafka, {producers} producer{'s' if producers > 1 else ''}"
-            f.add(f"produce {codec}, {label} (MB/s)", statistics.median(runs), "produce")
-            f.add(f"broker CPU s per GB produced ({codec}, {label})", cpu / (total / 1e9))
-            add_busy(f, f"produce {codec}, {label}", busy)
+            loadgen_produce_runs(broker, f, codec, label, f"lg-{codec}-p{producers}",
+                                 lambda topic: lg_produce(broker.bootstrap, topic, RECORDS, codec, producers))
     # Not a client: the same pre-built Produce requests sent again and again, so the broker's
     # core is the limit, not the load generator's (one librdkafka producer saturates its core
     # first against Blumfeld).
     for codec in ("none", "lz4"):
-        runs, cpu, total = [], 0.0, 0
-        busy = []
-        for i in range(RUNS):
-            topic = f"raw-{codec}-{i}"
-            create_topic(broker.bootstrap, topic)
-            before, t0 = broker.cpu(), time.monotonic()
-            res = loadgen("raw-produce", "--bootstrap", broker.bootstrap, "--topic", topic, "--records",
-                          str(RAW_RECORDS), "--record-size", str(RECORD_BYTES), "--compression", codec,
-                          "--batch-bytes", "262144", "--in-flight", "4")
-            run_cpu, wall = broker.cpu() - before, time.monotonic() - t0
-            cpu += run_cpu
-            busy.append((res["client_cpu_s"] / wall, run_cpu / wall))
-            runs.append(res["mb_per_s"])
-            total += res["bytes"]
-            delete_topic(broker.bootstrap, topic)
-        label = "raw protocol, pre-built batches"
-        f.add(f"produce {codec}, {label} (MB/s)", statistics.median(runs), "produce")
-        f.add(f"broker CPU s per GB produced ({codec}, {label})", cpu / (total / 1e9))
-        add_busy(f, f"produce {codec}, {label}", busy)
+        loadgen_produce_runs(
+            broker, f, codec, "raw protocol, pre-built batches", f"raw-{codec}",
+            lambda topic: loadgen("raw-produce", "--bootstrap", broker.bootstrap, "--topic", topic, "--records",
+                                  str(RAW_RECORDS), "--record-size", str(RECORD_BYTES), "--compression", codec,
+                                  "--batch-bytes", "262144", "--in-flight", "4"))
+
+
+def loadgen_produce_runs(broker: PinnedBroker, f: "Figures", codec: str, label: str, topic_prefix: str,
+                         produce_into) -> None:
+    """RUNS runs of `produce_into(topic)` (a load generator call returning its JSON), each into a
+    new topic deleted afterwards: median MB/s, broker CPU per GB and the busy rows."""
+    runs, cpu, total, busy = [], 0.0, 0, []
+    for i in range(RUNS):
+        topic = f"{topic_prefix}-{i}"
+        create_topic(broker.bootstrap, topic)
+        before, t0 = broker.cpu(), time.monotonic()
+        res = produce_into(topic)
+        run_cpu, wall = broker.cpu() - before, time.monotonic() - t0
+        cpu += run_cpu
+        busy.append((res["client_cpu_s"] / wall, run_cpu / wall))
+        runs.append(res["mb_per_s"])
+        total += res["bytes"]
+        delete_topic(broker.bootstrap, topic)
+    f.add(f"produce {codec}, {label} (MB/s)", statistics.median(runs), "produce")
+    f.add(f"broker CPU s per GB produced ({codec}, {label})", cpu / (total / 1e9))
+    add_busy(f, f"produce {codec}, {label}", busy)
 
 
 def add_busy(f: "Figures", label: str, busy: list[tuple[float, float]]) -> None:

@@ -16,11 +16,12 @@ pub mod records;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::ResponseError;
-use kafka_protocol::records::{Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use kafka_protocol::records::{Record, RecordBatchDecoder};
 
 use crate::broker::{Broker, BrokerError};
+use crate::record::BatchBuilder;
 use crate::metadata::controller::{self, TopicSpec};
 use classic::{ClassicGroup, GroupLimits, GroupState, JoinRequest, JoinResult, Reply, SyncResult};
 use consumer::{ConsumerGroup, ConsumerLimits, ConsumerMember, HeartbeatRequest, HeartbeatResult, TopicsView};
@@ -211,30 +212,13 @@ impl GroupCoordinator {
         let tp = crate::types::TopicPartition::new(OFFSETS_TOPIC, self.partition_for(group));
         let partition = self.broker.partition(&tp).ok_or(ResponseError::CoordinatorNotAvailable)?;
         let now = self.now();
-        let records: Vec<Record> = entries
+        // One uncompressed batch without a producer, as Kafka's coordinator writes.
+        let buf = entries
             .into_iter()
-            .enumerate()
-            .map(|(i, (k, v))| Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: 0,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                // The encoder starts a new batch whenever offset - sequence changes: keep it
-                // constant so a commit is one batch (base sequence -1, as without a producer).
-                sequence: i as i32 - 1,
-                timestamp: now,
-                key: Some(Bytes::from(k)),
-                value: v.map(Bytes::from),
-                headers: Default::default(),
+            .fold(BatchBuilder::new(0).timestamps(now), |b, (key, value)| {
+                b.record(crate::record::Record { timestamp_delta_ms: 0, key: Some(key), value })
             })
-            .collect();
-        let mut buf = BytesMut::new();
-        let options = RecordEncodeOptions { version: 2, compression: Compression::None };
-        RecordBatchEncoder::encode(&mut buf, records.iter(), &options).map_err(|_| ResponseError::UnknownServerError)?;
+            .build();
         let appended = partition.append(&buf, now).map_err(|e| {
             tracing::error!(error = %e, "cannot write to __consumer_offsets");
             ResponseError::CoordinatorNotAvailable

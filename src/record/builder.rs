@@ -146,6 +146,41 @@ fn put_bytes(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
     }
 }
 
+/// One batch of records without a producer (offsets from 0), compressed with `compression` by
+/// kafka-protocol's encoder, since [`BatchBuilder`] never compresses: for tests that need
+/// real compressed batches. Each record is (timestamp, key, value).
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) fn encode_compressed(
+    records: &[(i64, Option<bytes::Bytes>, Option<bytes::Bytes>)],
+    compression: kafka_protocol::records::Compression,
+) -> Vec<u8> {
+    use kafka_protocol::records::{Record as KRecord, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+    let records: Vec<KRecord> = records
+        .iter()
+        .enumerate()
+        .map(|(i, (timestamp, key, value))| KRecord {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            // The encoder starts a new batch where offset - sequence changes: one batch.
+            sequence: i as i32 - 1,
+            timestamp: *timestamp,
+            key: key.clone(),
+            value: value.clone(),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = bytes::BytesMut::new();
+    RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression }).unwrap();
+    buf.to_vec()
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {

@@ -16,10 +16,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{
-    Compression as Codec, Record as KRecord, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use bytes::Bytes;
+use kafka_protocol::records::Compression as Codec;
 use proptest::prelude::*;
 
 use super::super::*;
@@ -137,33 +135,11 @@ fn encode(records: &[(Option<u8>, Option<u16>)], codec: u8, now_ms: i64) -> Vec<
         Codec::Lz4,
         Codec::Zstd,
     ][usize::from(codec) % 5];
-    let records: Vec<KRecord> = records
+    let records: Vec<_> = records
         .iter()
-        .enumerate()
-        .map(|(i, (key, value))| KRecord {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            // One batch: the encoder splits where offset - sequence changes.
-            sequence: i as i32 - 1,
-            timestamp: now_ms,
-            key: key.map(key_bytes),
-            value: value.map(value_bytes),
-            headers: Default::default(),
-        })
+        .map(|(key, value)| (now_ms, key.map(key_bytes), value.map(value_bytes)))
         .collect();
-    let mut buf = BytesMut::new();
-    let options = RecordEncodeOptions {
-        version: 2,
-        compression,
-    };
-    RecordBatchEncoder::encode(&mut buf, &records, &options).unwrap();
-    buf.to_vec()
+    crate::record::builder::encode_compressed(&records, compression)
 }
 
 /// Every record ever appended, and the passes that ran as (time, cleaned end).

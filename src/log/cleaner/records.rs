@@ -292,40 +292,20 @@ mod tests {
 
     #[test]
     fn round_trips_every_codec() {
-        use kafka_protocol::records::{
-            Compression as KCompression, Record as KRecord, RecordBatchEncoder,
-            RecordEncodeOptions, TimestampType,
-        };
+        use kafka_protocol::records::Compression as KCompression;
         for (codec, ours) in [
             (KCompression::Gzip, Compression::Gzip),
             (KCompression::Snappy, Compression::Snappy),
             (KCompression::Lz4, Compression::Lz4),
             (KCompression::Zstd, Compression::Zstd),
         ] {
-            let records: Vec<KRecord> = (0..5)
-                .map(|i| KRecord {
-                    transactional: false,
-                    control: false,
-                    delete_horizon: false,
-                    partition_leader_epoch: 0,
-                    producer_id: -1,
-                    producer_epoch: -1,
-                    timestamp_type: TimestampType::Creation,
-                    offset: i,
-                    // The encoder starts a new batch when offset - sequence changes.
-                    sequence: (i - 1) as i32,
-                    timestamp: 500 + i,
-                    key: Some(Bytes::from(format!("k{}", i % 2))),
-                    value: (i != 3).then(|| Bytes::from(vec![i as u8; 100])),
-                    headers: Default::default(),
+            let records: Vec<_> = (0..5)
+                .map(|i| {
+                    let value = (i != 3).then(|| Bytes::from(vec![i as u8; 100]));
+                    (500 + i, Some(Bytes::from(format!("k{}", i % 2))), value)
                 })
                 .collect();
-            let mut buf = BytesMut::new();
-            let options = RecordEncodeOptions {
-                version: 2,
-                compression: codec,
-            };
-            RecordBatchEncoder::encode(&mut buf, &records, &options).unwrap();
+            let buf = crate::record::builder::encode_compressed(&records, codec);
             let header = BatchHeader::parse(&buf).unwrap();
             assert_eq!(header.compression(), ours);
             let payload = decompressed_payload(&buf, &header).unwrap().unwrap();
