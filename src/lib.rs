@@ -15,6 +15,7 @@
 //!                               producer state (idempotence), leader-epoch cache
 //!                       └─ record    record batches as raw bytes: parse, validate, patch
 //!                            └─ types     newtypes shared by everything (Offset, NodeId, ...)
+//! raft       the metadata quorum's consensus core: KRaft as a sans-I/O state machine (a leaf)
 //! config     the YAML configuration with Kafka's property names and defaults (a leaf)
 //! clock      injected time (a leaf)
 //! alloc      the global allocator: lazy mappings for huge allocations (see its docs)
@@ -43,6 +44,7 @@ pub mod group;
 pub mod log;
 pub mod metadata;
 pub mod partition;
+pub mod raft;
 pub mod record;
 pub mod server;
 pub mod types;
