@@ -219,16 +219,17 @@ impl<L: RaftLog> RaftCore<L> {
             }
             Role::Prospective(e) | Role::Candidate(e) => e.deadline_ms,
             Role::Follower(f) => {
-                let mut at = f.fetch_deadline_ms;
-                if let Some(p) = f.in_flight {
-                    at = at.min(p.sent_ms + request_timeout);
-                } else if self.flushed >= self.log.end_offset() {
-                    at = at.min(f.fetch_not_before_ms.max(self.now_ms));
-                }
-                if let Some((_, sent)) = f.snapshot.as_ref().and_then(|s| s.in_flight) {
-                    at = at.min(sent + request_timeout);
-                }
-                at
+                let in_flight_sent = match &f.snapshot {
+                    Some(download) => download.in_flight.map(|(_, sent)| sent),
+                    None => f.in_flight.map(|p| p.sent_ms),
+                };
+                let ready = f.snapshot.is_some() || self.flushed >= self.log.end_offset();
+                let next_request_ms = match in_flight_sent {
+                    Some(sent) => sent + request_timeout,
+                    None if ready => f.fetch_not_before_ms.max(self.now_ms),
+                    None => u64::MAX, // the next Flushed event sends the fetch
+                };
+                f.fetch_deadline_ms.min(next_request_ms)
             }
             Role::Leader(l) => {
                 let mut at = l.check_quorum_deadline_ms;

@@ -89,6 +89,16 @@ impl MemoryLog {
         self.flushed
     }
 
+    /// The entry at `offset`, borrowed (the simulator's checks read every committed entry).
+    pub fn entry_at(&self, offset: Offset) -> Option<&Entry> {
+        self.index(offset).map(|i| &self.entries[i])
+    }
+
+    /// The latest snapshot's bytes.
+    pub fn snapshot_data(&self) -> Option<&Bytes> {
+        self.snapshot.as_ref().map(|(_, data)| data)
+    }
+
     /// A power cut: what was written but not flushed is gone.
     pub fn crash(&mut self) {
         let flushed = self.flushed;

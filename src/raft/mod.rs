@@ -6,6 +6,8 @@ pub mod core;
 mod fetch;
 pub mod log;
 pub mod message;
+#[cfg(test)]
+mod sim;
 pub mod state;
 
 pub use self::config::{PlantedBug, RaftConfig};
