@@ -128,6 +128,8 @@ const CHAOS_MS_MAX: u64 = 16_000;
 const LIVENESS_DEADLINE_MS: u64 = 30_000;
 const EVENTS_MAX: u64 = 2_000_000;
 const TRACE_LINES_MAX: usize = 400;
+/// The chance that a crash cuts a step's actions short.
+const MID_STEP_CRASH: f64 = 0.002;
 
 pub struct Sim {
     seed: u64,
@@ -445,7 +447,16 @@ impl Sim {
     fn step(&mut self, i: usize, event: Event) {
         let now = self.now_ms;
         let Some(core) = self.nodes[i].core.as_mut() else { return };
-        let Ok(actions) = core.step(now, event) else { return };
+        let Ok(mut actions) = core.step(now, event) else { return };
+        // Now and then the power fails halfway through executing a step's actions: whatever
+        // was sent before the cut must not depend on what was to be persisted after it.
+        if self.chaos_on && !actions.is_empty() && self.chance(MID_STEP_CRASH) {
+            let cut = self.rng.below(actions.len() as u64 + 1) as usize;
+            actions.truncate(cut);
+            self.execute(i, actions);
+            // No check: the process is gone before it could apply; the restart re-derives.
+            return self.crash(i);
+        }
         self.execute(i, actions);
         self.check(i);
         self.schedule_tick(i);
