@@ -9,6 +9,7 @@ pub mod message;
 #[cfg(test)]
 mod sim;
 pub mod state;
+pub mod wire;
 
 pub use self::config::{PlantedBug, RaftConfig};
 pub use self::core::{Action, Event, RaftCore, RaftError};
