@@ -115,6 +115,7 @@ impl<L: RaftLog> RaftCore<L> {
             Some(leader) if leader == local => Role::Resigned { election_deadline_ms: deadline },
             Some(leader) => Role::Follower(FollowerState {
                 leader,
+                heard_from_leader: false,
                 fetch_deadline_ms: now_ms + core.config.fetch_timeout_ms,
                 in_flight: None,
                 fetch_not_before_ms: now_ms,
@@ -150,7 +151,7 @@ impl<L: RaftLog> RaftCore<L> {
 
     fn propose_records(&mut self, records: Vec<Bytes>) -> Result<Offset, RaftError> {
         if !matches!(self.role, Role::Leader(_)) {
-            return Err(RaftError::NotLeader { epoch: self.epoch(), leader: self.quorum.leader });
+            return Err(RaftError::NotLeader { epoch: self.epoch(), leader: self.leader() });
         }
         let first = self.log.end_offset();
         let epoch = self.epoch();
@@ -178,10 +179,13 @@ impl<L: RaftLog> RaftCore<L> {
         self.role.kind()
     }
 
+    /// The leader this node knows to be live: itself as leader, or the one it follows. (A
+    /// prospective remembers its last leader in `quorum_state` but does not vouch for it.)
     pub fn leader(&self) -> Option<NodeId> {
-        match self.role {
-            Role::Resigned { .. } => None,
-            _ => self.quorum.leader,
+        match &self.role {
+            Role::Leader(_) => Some(self.local()),
+            Role::Follower(f) => Some(f.leader),
+            _ => None,
         }
     }
 
@@ -346,6 +350,7 @@ impl<L: RaftLog> RaftCore<L> {
         let now = self.now_ms;
         self.set_role(Role::Follower(FollowerState {
             leader,
+            heard_from_leader: false,
             fetch_deadline_ms: now + self.config.fetch_timeout_ms,
             in_flight: None,
             fetch_not_before_ms: now,
@@ -461,8 +466,13 @@ impl<L: RaftLog> RaftCore<L> {
                 Some(l) => self.become_follower(epoch, l),
                 None => self.become_unattached(epoch, None),
             }
-        } else if epoch == self.epoch() && self.quorum.leader.is_none() {
-            if let Some(l) = leader {
+        } else if let Some(l) = leader.filter(|_| epoch == self.epoch()) {
+            // A prospective that still remembers this leader returns to it (KIP-996); a node
+            // that knew no leader of the epoch starts following it.
+            let following = matches!(&self.role, Role::Follower(f) if f.leader == l);
+            let leads = matches!(self.role, Role::Leader(_) | Role::Resigned { .. });
+            let knows_another = self.quorum.leader.is_some_and(|known| known != l);
+            if !following && !leads && !knows_another {
                 self.become_follower(epoch, l);
             }
         }
@@ -576,6 +586,14 @@ impl<L: RaftLog> RaftCore<L> {
             Message::VoteResponse(r) => self.on_vote_response(from, r),
             Message::BeginQuorumEpochRequest(r) => {
                 let error = if r.epoch < self.epoch() { RaftErrorCode::FencedLeaderEpoch } else { RaftErrorCode::None };
+                let now = self.now_ms;
+                let fetch_timeout = self.config.fetch_timeout_ms;
+                if let Role::Follower(f) = &mut self.role {
+                    if f.leader == r.leader && r.epoch == self.quorum.epoch {
+                        f.heard_from_leader = true;
+                        f.fetch_deadline_ms = now + fetch_timeout;
+                    }
+                }
                 let response = self.epoch_response(error);
                 self.send(from, Message::BeginQuorumEpochResponse(response));
             }
@@ -596,7 +614,16 @@ impl<L: RaftLog> RaftCore<L> {
     }
 
     pub(crate) fn epoch_response(&self, error: RaftErrorCode) -> EpochResponse {
-        EpochResponse { error, epoch: self.epoch(), leader: self.leader() }
+        EpochResponse { error, epoch: self.epoch(), leader: self.vouched_leader() }
+    }
+
+    /// The leader this node names to others: itself, or one that has answered it lately.
+    pub(crate) fn vouched_leader(&self) -> Option<NodeId> {
+        match &self.role {
+            Role::Leader(_) => Some(self.local()),
+            Role::Follower(f) if f.heard_from_leader => Some(f.leader),
+            _ => None,
+        }
     }
 
     fn on_vote_request(&mut self, from: NodeId, r: VoteRequest) {
@@ -604,7 +631,7 @@ impl<L: RaftLog> RaftCore<L> {
             let response = VoteResponse {
                 error,
                 epoch: core.epoch(),
-                leader: core.leader(),
+                leader: core.vouched_leader(),
                 granted,
                 pre_vote: r.pre_vote,
             };
@@ -622,7 +649,7 @@ impl<L: RaftLog> RaftCore<L> {
         let log_ok = r.last >= self.log.end_offset_and_epoch();
         if r.pre_vote {
             // Granted unless this node has a live leader (itself, or one it still hears from).
-            let has_leader = matches!(self.role, Role::Leader(_) | Role::Follower(_));
+            let has_leader = self.vouched_leader().is_some();
             return respond(self, RaftErrorCode::None, log_ok && !has_leader);
         }
         // observe_epoch has brought this node into r.epoch.

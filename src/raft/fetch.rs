@@ -29,7 +29,7 @@ impl<L: RaftLog> RaftCore<L> {
         FetchResponse {
             error,
             epoch: self.epoch(),
-            leader: self.leader(),
+            leader: self.vouched_leader(),
             high_watermark: Some(self.high_watermark),
             log_start_offset: self.log.start_offset(),
             request,
@@ -246,6 +246,7 @@ impl<L: RaftLog> RaftCore<L> {
             return;
         }
         f.fetch_deadline_ms = now + fetch_timeout;
+        f.heard_from_leader = true;
         if self.log.end_offset() != r.request.fetch_offset {
             return self.maybe_fetch();
         }
@@ -300,7 +301,7 @@ impl<L: RaftLog> RaftCore<L> {
         let mut response = FetchSnapshotResponse {
             error: RaftErrorCode::None,
             epoch: self.epoch(),
-            leader: self.leader(),
+            leader: self.vouched_leader(),
             snapshot_id: r.snapshot_id,
             size: 0,
             position: r.position,
@@ -349,6 +350,7 @@ impl<L: RaftLog> RaftCore<L> {
             return;
         }
         f.fetch_deadline_ms = now + fetch_timeout;
+        f.heard_from_leader = true;
         if r.chunk.is_empty() && (download.data.len() as u64) < r.size {
             f.fetch_not_before_ms = now + retry;
             return;

@@ -8,6 +8,8 @@ pub mod log;
 pub mod message;
 #[cfg(test)]
 mod sim;
+#[cfg(test)]
+mod tests;
 pub mod state;
 pub mod wire;
 

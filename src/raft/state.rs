@@ -48,6 +48,10 @@ pub(crate) struct SnapshotDownload {
 #[derive(Debug, Clone)]
 pub(crate) struct FollowerState {
     pub leader: NodeId,
+    /// The leader has answered this node (a fetch, or BeginQuorumEpoch) since it began
+    /// following: only then does it refuse pre-votes and name the leader to others. A node
+    /// that follows on hearsay must not keep a dead leader's followers loyal to it.
+    pub heard_from_leader: bool,
     /// When the fetch timeout expires unless the leader answers first.
     pub fetch_deadline_ms: u64,
     pub in_flight: Option<InFlightFetch>,

@@ -1,0 +1,448 @@
+//! Unit tests of the core's rules, one scenario each, on a perfect in-memory network (the
+//! simulator covers the imperfect one).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+
+use super::config::RaftConfig;
+use super::core::{Action, Event, RaftCore, RaftError};
+use super::log::{MemoryLog, RaftLog};
+use super::message::*;
+use super::state::{QuorumState, RoleKind};
+use crate::types::{LeaderEpoch, NodeId, Offset};
+
+fn config(id: i32, voters: &[i32]) -> RaftConfig {
+    RaftConfig::new(NodeId(id), voters.iter().map(|v| NodeId(*v)).collect())
+}
+
+fn core(id: i32, voters: &[i32], log: MemoryLog) -> RaftCore<MemoryLog> {
+    RaftCore::new(config(id, voters), log, QuorumState::default(), id as u64, 0).unwrap()
+}
+
+fn entry(epoch: i32, b: &'static [u8]) -> Entry {
+    Entry { epoch: LeaderEpoch(epoch), data: EntryData::Records(Bytes::from_static(b)) }
+}
+
+fn log_of(entries: Vec<Entry>) -> MemoryLog {
+    let mut log = MemoryLog::new();
+    log.append(entries);
+    log.flush();
+    log
+}
+
+fn sends(actions: &[Action]) -> Vec<(NodeId, Message)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Send { to, msg } => Some((*to, msg.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Nodes on a lossless network that delivers in order; disks flush at once unless held.
+struct Cluster {
+    nodes: Vec<RaftCore<MemoryLog>>,
+    persisted: Vec<QuorumState>,
+    in_flight: VecDeque<(NodeId, NodeId, Message)>,
+    hold_flush: Vec<bool>,
+    now_ms: u64,
+}
+
+impl Cluster {
+    fn new(voters: &[i32], observers: &[i32]) -> Self {
+        let nodes: Vec<_> =
+            voters.iter().chain(observers).map(|id| core(*id, voters, MemoryLog::new())).collect();
+        let n = nodes.len();
+        Cluster { nodes, persisted: vec![QuorumState::default(); n], in_flight: VecDeque::new(), hold_flush: vec![false; n], now_ms: 0 }
+    }
+
+    fn index(&self, id: NodeId) -> usize {
+        self.nodes.iter().position(|c| c.local() == id).unwrap()
+    }
+
+    fn step(&mut self, i: usize, event: Event) -> Vec<Action> {
+        let actions = self.nodes[i].step(self.now_ms, event).unwrap();
+        self.execute(i, &actions);
+        actions
+    }
+
+    fn execute(&mut self, i: usize, actions: &[Action]) {
+        for action in actions {
+            match action {
+                Action::PersistQuorumState(q) => self.persisted[i] = *q,
+                Action::Send { to, msg } => self.in_flight.push_back((self.nodes[i].local(), *to, msg.clone())),
+                Action::Flush { .. } if !self.hold_flush[i] => {
+                    let up_to = self.nodes[i].log_mut().flush();
+                    let more = self.nodes[i].step(self.now_ms, Event::Flushed { up_to }).unwrap();
+                    self.execute(i, &more);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn deliver_all(&mut self) {
+        let mut budget = 10_000;
+        while let Some((from, to, msg)) = self.in_flight.pop_front() {
+            budget -= 1;
+            assert!(budget > 0, "the cluster should quiesce");
+            let i = self.index(to);
+            self.step(i, Event::Message { from, msg });
+        }
+    }
+
+    /// Advances time to `ms`, ticking every node every millisecond-ish step of 10 ms.
+    fn run_until(&mut self, ms: u64) {
+        while self.now_ms < ms {
+            self.now_ms += 10;
+            for i in 0..self.nodes.len() {
+                self.step(i, Event::Tick);
+            }
+            self.deliver_all();
+        }
+    }
+
+    fn leader(&self) -> Option<usize> {
+        self.nodes.iter().position(|c| c.role() == RoleKind::Leader)
+    }
+
+    fn flush(&mut self, i: usize) {
+        let up_to = self.nodes[i].log_mut().flush();
+        self.step(i, Event::Flushed { up_to });
+    }
+}
+
+#[test]
+fn a_single_voter_elects_itself_and_commits_only_what_is_flushed() {
+    let mut c = Cluster::new(&[1], &[]);
+    c.hold_flush[0] = true;
+    c.run_until(2_100);
+    assert_eq!(c.nodes[0].role(), RoleKind::Leader);
+    assert_eq!(c.nodes[0].epoch(), LeaderEpoch(1));
+    assert_eq!(c.persisted[0], QuorumState { epoch: LeaderEpoch(1), voted_for: Some(NodeId(1)), leader: Some(NodeId(1)) });
+    // The leader-change entry is written but not flushed: nothing is committed yet.
+    assert_eq!(c.nodes[0].log().end_offset(), Offset(1));
+    assert_eq!(c.nodes[0].high_watermark(), Offset(0));
+    c.flush(0);
+    assert_eq!(c.nodes[0].high_watermark(), Offset(1));
+    let (first, _) = c.nodes[0].propose(c.now_ms, vec![Bytes::from_static(b"r")]).unwrap();
+    assert_eq!(first, Offset(1));
+    assert_eq!(c.nodes[0].high_watermark(), Offset(1));
+    c.flush(0);
+    assert_eq!(c.nodes[0].high_watermark(), Offset(2));
+}
+
+#[test]
+fn three_voters_elect_one_leader_and_replicate_to_an_observer() {
+    let mut c = Cluster::new(&[1, 2, 3], &[9]);
+    c.run_until(3_000);
+    let leader = c.leader().expect("a leader");
+    assert_eq!(c.nodes.iter().filter(|n| n.role() == RoleKind::Leader).count(), 1);
+    let (first, actions) = c.nodes[leader].propose(c.now_ms, vec![Bytes::from_static(b"x"), Bytes::from_static(b"y")]).unwrap();
+    c.execute(leader, &actions);
+    c.deliver_all();
+    c.run_until(c.now_ms + 1_000);
+    for n in &c.nodes {
+        assert!(n.high_watermark() >= Offset(first.0 + 2), "{:?} has hw {}", n.local(), n.high_watermark());
+        assert_eq!(n.log().read(first, 2), vec![entry(n.epoch().0, b"x"), entry(n.epoch().0, b"y")]);
+    }
+    let observer = c.index(NodeId(9));
+    assert_eq!(c.nodes[observer].role(), RoleKind::Follower);
+    let description = c.nodes[leader].describe_quorum().unwrap();
+    assert_eq!(description.voters.len(), 3);
+    assert_eq!(description.observers.len(), 1);
+    assert_eq!(description.observers[0].replica_id, NodeId(9));
+    assert!(c.nodes[observer].describe_quorum().is_none());
+}
+
+#[test]
+fn a_vote_is_persisted_before_it_is_answered_and_granted_once_per_epoch() {
+    let mut voter = core(1, &[1, 2, 3], MemoryLog::new());
+    let request = |candidate: i32| Message::VoteRequest(VoteRequest {
+        epoch: LeaderEpoch(1),
+        candidate: NodeId(candidate),
+        last: OffsetAndEpoch::ZERO,
+        pre_vote: false,
+    });
+    let actions = voter.step(5, Event::Message { from: NodeId(2), msg: request(2) }).unwrap();
+    let persist = actions
+        .iter()
+        .position(|a| matches!(a, Action::PersistQuorumState(q) if q.voted_for == Some(NodeId(2)) && q.epoch == LeaderEpoch(1)))
+        .expect("the vote is persisted");
+    let answer = actions.iter().position(|a| matches!(a, Action::Send { .. })).unwrap();
+    assert!(persist < answer, "persist comes before the answer: {actions:?}");
+    assert!(matches!(&sends(&actions)[0].1, Message::VoteResponse(r) if r.granted));
+
+    let actions = voter.step(6, Event::Message { from: NodeId(3), msg: request(3) }).unwrap();
+    assert!(matches!(&sends(&actions)[0].1, Message::VoteResponse(r) if !r.granted), "one vote per epoch");
+    let actions = voter.step(7, Event::Message { from: NodeId(2), msg: request(2) }).unwrap();
+    assert!(matches!(&sends(&actions)[0].1, Message::VoteResponse(r) if r.granted), "the same candidate again");
+
+    // A restart from the persisted state still remembers the vote.
+    let restarted = RaftCore::new(config(1, &[1, 2, 3]), MemoryLog::new(), voter.quorum_state(), 1, 10).unwrap();
+    assert_eq!(restarted.quorum_state().voted_for, Some(NodeId(2)));
+}
+
+#[test]
+fn a_candidate_with_a_less_up_to_date_log_is_refused() {
+    let mut voter = core(1, &[1, 2, 3], log_of(vec![entry(1, b"a"), entry(2, b"b")]));
+    let ask = |voter: &mut RaftCore<MemoryLog>, epoch: i32, last: (i64, i32), from: i32| {
+        let msg = Message::VoteRequest(VoteRequest {
+            epoch: LeaderEpoch(epoch),
+            candidate: NodeId(from),
+            last: OffsetAndEpoch::new(Offset(last.0), LeaderEpoch(last.1)),
+            pre_vote: false,
+        });
+        let actions = voter.step(1, Event::Message { from: NodeId(from), msg }).unwrap();
+        matches!(&sends(&actions)[0].1, Message::VoteResponse(r) if r.granted)
+    };
+    // A longer log of an older epoch is less up to date.
+    assert!(!ask(&mut voter, 3, (10, 1), 2));
+    assert!(!ask(&mut voter, 4, (1, 2), 2));
+    assert!(ask(&mut voter, 5, (2, 2), 2));
+    assert_eq!(voter.epoch(), LeaderEpoch(5), "each higher epoch was adopted");
+    // A last epoch at or above the candidate's epoch is malformed.
+    let msg = Message::VoteRequest(VoteRequest {
+        epoch: LeaderEpoch(6),
+        candidate: NodeId(3),
+        last: OffsetAndEpoch::new(Offset(2), LeaderEpoch(6)),
+        pre_vote: false,
+    });
+    let actions = voter.step(2, Event::Message { from: NodeId(3), msg }).unwrap();
+    assert!(matches!(&sends(&actions)[0].1, Message::VoteResponse(r) if r.error == RaftErrorCode::InvalidRequest));
+}
+
+#[test]
+fn a_pre_vote_changes_no_state_and_is_refused_by_a_follower_of_a_live_leader() {
+    let mut voter = core(1, &[1, 2, 3], MemoryLog::new());
+    let pre_vote = Message::VoteRequest(VoteRequest {
+        epoch: LeaderEpoch(1),
+        candidate: NodeId(2),
+        last: OffsetAndEpoch::ZERO,
+        pre_vote: true,
+    });
+    let actions = voter.step(1, Event::Message { from: NodeId(2), msg: pre_vote.clone() }).unwrap();
+    assert!(!actions.iter().any(|a| matches!(a, Action::PersistQuorumState(_))), "{actions:?}");
+    assert_eq!(voter.quorum_state(), QuorumState::default());
+    assert!(matches!(&sends(&actions)[0].1, Message::VoteResponse(r) if r.granted && r.pre_vote));
+
+    // Once it follows a leader it hears from, it refuses.
+    let begin = Message::BeginQuorumEpochRequest(BeginQuorumEpochRequest { epoch: LeaderEpoch(1), leader: NodeId(3) });
+    voter.step(2, Event::Message { from: NodeId(3), msg: begin }).unwrap();
+    assert_eq!(voter.role(), RoleKind::Follower);
+    let pre_vote = Message::VoteRequest(VoteRequest {
+        epoch: LeaderEpoch(2),
+        candidate: NodeId(2),
+        last: OffsetAndEpoch::ZERO,
+        pre_vote: true,
+    });
+    let actions = voter.step(3, Event::Message { from: NodeId(2), msg: pre_vote }).unwrap();
+    assert!(matches!(&sends(&actions)[0].1, Message::VoteResponse(r) if !r.granted));
+    assert_eq!(voter.epoch(), LeaderEpoch(1));
+}
+
+#[test]
+fn a_higher_epoch_in_any_response_makes_the_leader_step_down() {
+    let mut c = Cluster::new(&[1, 2, 3], &[]);
+    c.run_until(3_000);
+    let leader = c.leader().unwrap();
+    let epoch = c.nodes[leader].epoch();
+    let response = Message::BeginQuorumEpochResponse(EpochResponse {
+        error: RaftErrorCode::FencedLeaderEpoch,
+        epoch: LeaderEpoch(epoch.0 + 3),
+        leader: None,
+    });
+    let actions = c.step(leader, Event::Message { from: NodeId(9), msg: response });
+    assert_eq!(c.nodes[leader].role(), RoleKind::Unattached);
+    assert_eq!(c.nodes[leader].epoch(), LeaderEpoch(epoch.0 + 3));
+    assert!(actions.iter().any(|a| matches!(a, Action::PersistQuorumState(q) if q.epoch == LeaderEpoch(epoch.0 + 3))));
+    assert!(matches!(
+        c.nodes[leader].propose(c.now_ms, vec![Bytes::new()]),
+        Err(RaftError::NotLeader { .. })
+    ));
+}
+
+#[test]
+fn a_diverging_follower_truncates_to_the_leaders_epoch_end_and_refetches() {
+    // The leader (epoch 3) has [1, 1, 3]; the follower wrote [1, 1, 2, 2] in epoch 2.
+    let leader_log = log_of(vec![entry(1, b"a"), entry(1, b"b"), entry(3, b"c")]);
+    let follower_log = log_of(vec![entry(1, b"a"), entry(1, b"b"), entry(2, b"x"), entry(2, b"y")]);
+    let persisted = |leader| QuorumState { epoch: LeaderEpoch(3), voted_for: None, leader: Some(NodeId(leader)) };
+    let mut follower = RaftCore::new(config(2, &[1, 2, 3]), follower_log, persisted(1), 2, 0).unwrap();
+    let mut leader = RaftCore::new(
+        config(1, &[1, 2, 3]),
+        leader_log,
+        QuorumState { epoch: LeaderEpoch(2), voted_for: None, leader: None },
+        1,
+        0,
+    )
+    .unwrap();
+    // Make node 1 leader of epoch 3 with node 3's vote.
+    let mut now = 0;
+    while leader.role() != RoleKind::Prospective {
+        now += 100;
+        leader.step(now, Event::Tick).unwrap();
+    }
+    let grant = |pre_vote, epoch| Message::VoteResponse(VoteResponse {
+        error: RaftErrorCode::None,
+        epoch: LeaderEpoch(epoch),
+        leader: None,
+        granted: true,
+        pre_vote,
+    });
+    leader.step(now, Event::Message { from: NodeId(3), msg: grant(true, 2) }).unwrap();
+    leader.step(now, Event::Message { from: NodeId(3), msg: grant(false, 3) }).unwrap();
+    assert_eq!((leader.role(), leader.epoch()), (RoleKind::Leader, LeaderEpoch(3)));
+
+    // Fetch: (offset 4, epoch 2) diverges; the leader's epoch 1 ends at 2.
+    let mut messages: VecDeque<(NodeId, Message)> = sends(&follower.step(now, Event::Tick).unwrap()).into();
+    let mut truncated = None;
+    for _ in 0..10 {
+        let Some((to, msg)) = messages.pop_front() else { break };
+        let (core, from) = if to == NodeId(1) { (&mut leader, NodeId(2)) } else { (&mut follower, NodeId(1)) };
+        if let Message::FetchResponse(r) = &msg {
+            if let Some(d) = r.diverging_epoch {
+                assert_eq!(d, OffsetAndEpoch::new(Offset(2), LeaderEpoch(1)));
+            }
+        }
+        let actions = core.step(now, Event::Message { from, msg }).unwrap();
+        for a in &actions {
+            if let Action::LogTruncated { to } = a {
+                truncated = Some(*to);
+            }
+            if let Action::Flush { .. } = a {
+                let up_to = follower.log_mut().flush();
+                messages.extend(sends(&follower.step(now, Event::Flushed { up_to }).unwrap()));
+            }
+        }
+        messages.extend(sends(&actions));
+    }
+    assert_eq!(truncated, Some(Offset(2)));
+    let leader_entries = leader.log().read(Offset(0), 10);
+    assert_eq!(follower.log().read(Offset(0), 10), leader_entries);
+}
+
+#[test]
+fn the_leader_commits_nothing_before_an_entry_of_its_epoch_is_on_a_majority() {
+    let mut c = Cluster::new(&[1, 2, 3], &[]);
+    c.run_until(3_000);
+    let leader = c.leader().unwrap();
+    let (first, actions) = c.nodes[leader].propose(c.now_ms, vec![Bytes::from_static(b"p")]).unwrap();
+    c.execute(leader, &actions);
+    c.deliver_all();
+    c.run_until(c.now_ms + 500);
+    let hw = c.nodes[leader].high_watermark();
+    assert_eq!(hw, Offset(first.0 + 1));
+    // Followers stop flushing: the leader's own flushed end alone is not a majority.
+    for i in 0..3 {
+        if i != leader {
+            c.hold_flush[i] = true;
+        }
+    }
+    let (_, actions) = c.nodes[leader].propose(c.now_ms, vec![Bytes::from_static(b"q")]).unwrap();
+    c.execute(leader, &actions);
+    c.run_until(c.now_ms + 300);
+    assert_eq!(c.nodes[leader].high_watermark(), hw, "written on followers is not flushed on followers");
+    let follower = (0..3).find(|i| *i != leader).unwrap();
+    c.flush(follower);
+    c.deliver_all();
+    c.run_until(c.now_ms + 300);
+    assert_eq!(c.nodes[leader].high_watermark(), Offset(hw.0 + 1));
+}
+
+#[test]
+fn a_leader_without_fetches_from_a_majority_resigns_and_tells_the_voters() {
+    let mut c = Cluster::new(&[1, 2, 3], &[]);
+    c.run_until(3_000);
+    let leader = c.leader().unwrap();
+    c.in_flight.clear();
+    let mut now = c.now_ms;
+    let mut resigned_at = None;
+    for _ in 0..1000 {
+        now += 10;
+        let actions = c.nodes[leader].step(now, Event::Tick).unwrap();
+        if c.nodes[leader].role() == RoleKind::Resigned {
+            assert!(sends(&actions).iter().any(|(_, m)| matches!(m, Message::EndQuorumEpochRequest(_))));
+            resigned_at = Some(now);
+            break;
+        }
+    }
+    let resigned_at = resigned_at.expect("check-quorum fires");
+    let fetch_timeout = RaftConfig::FETCH_TIMEOUT_MS_DEFAULT;
+    assert!(resigned_at - c.now_ms >= fetch_timeout, "not before the fetch timeout");
+    assert!(resigned_at - c.now_ms <= 2 * fetch_timeout);
+}
+
+#[test]
+fn end_quorum_epoch_lets_the_preferred_successor_stand_at_once() {
+    let mut c = Cluster::new(&[1, 2, 3], &[]);
+    c.run_until(3_000);
+    let leader = c.leader().unwrap();
+    let old_epoch = c.nodes[leader].epoch();
+    let started = c.now_ms;
+    c.step(leader, Event::Resign);
+    c.deliver_all();
+    c.run_until(started + 500);
+    let new_leader = c.leader().expect("a successor within 500 ms");
+    assert_ne!(new_leader, leader);
+    assert!(c.nodes[new_leader].epoch() > old_epoch);
+}
+
+#[test]
+fn a_follower_behind_the_log_start_fetches_the_snapshot() {
+    let mut c = Cluster::new(&[1, 2, 3], &[]);
+    c.run_until(3_000);
+    let leader = c.leader().unwrap();
+    let lagging = (0..3).find(|i| *i != leader).unwrap();
+    let lagging_id = c.nodes[lagging].local();
+    // The lagging follower misses everything from here on.
+    let (_, actions) = c.nodes[leader].propose(c.now_ms, (0..10).map(|_| Bytes::from_static(b"r")).collect()).unwrap();
+    c.execute(leader, &actions);
+    let mut rounds = 0;
+    while rounds < 50 {
+        rounds += 1;
+        c.now_ms += 10;
+        let queued: Vec<_> = c.in_flight.drain(..).filter(|(f, t, _)| *f != lagging_id && *t != lagging_id).collect();
+        c.in_flight.extend(queued);
+        c.deliver_all();
+        for i in 0..3 {
+            if i != lagging {
+                c.step(i, Event::Tick);
+            }
+        }
+    }
+    let hw = c.nodes[leader].high_watermark();
+    assert!(hw >= Offset(11));
+    let id = c.nodes[leader].snapshot_taken(hw, Bytes::from_static(b"the state")).unwrap();
+    assert_eq!(c.nodes[leader].log().start_offset(), hw);
+    c.in_flight.clear();
+    c.run_until(c.now_ms + 3_000);
+    let follower = &c.nodes[lagging];
+    assert_eq!(follower.log().latest_snapshot(), Some(id));
+    assert!(follower.high_watermark() >= hw);
+    assert_eq!(follower.log().end_offset(), c.nodes[leader].log().end_offset());
+    assert_eq!(follower.log().read_snapshot(id, 0, 100).map(|(b, _)| b), Some(Bytes::from_static(b"the state")));
+}
+
+#[test]
+fn proposing_to_a_follower_names_the_leader() {
+    let mut c = Cluster::new(&[1, 2, 3], &[]);
+    c.run_until(3_000);
+    let leader = c.leader().unwrap();
+    let follower = (0..3).find(|i| *i != leader).unwrap();
+    let err = c.nodes[follower].propose(c.now_ms, vec![Bytes::new()]).unwrap_err();
+    assert_eq!(err, RaftError::NotLeader { epoch: c.nodes[leader].epoch(), leader: Some(c.nodes[leader].local()) });
+}
+
+#[test]
+fn a_restarted_leader_comes_back_resigned() {
+    let state = QuorumState { epoch: LeaderEpoch(4), voted_for: Some(NodeId(1)), leader: Some(NodeId(1)) };
+    let node = RaftCore::new(config(1, &[1, 2, 3]), MemoryLog::new(), state, 1, 0).unwrap();
+    assert_eq!(node.role(), RoleKind::Resigned);
+    assert_eq!(node.leader(), None);
+    assert!(RaftCore::new(config(1, &[]), MemoryLog::new(), state, 1, 0).is_err());
+}
