@@ -85,4 +85,7 @@ pub enum PlantedBug {
     CommitPriorEpochByCount,
     /// The leader counts its written, not flushed, log end towards the high watermark.
     UnflushedLeaderEndCounted,
+    /// A follower fetches (and so reports its end to the leader) before flushing what it
+    /// appended.
+    FollowerFetchesBeforeFlush,
 }

@@ -173,7 +173,8 @@ impl<L: RaftLog> RaftCore<L> {
     pub(crate) fn maybe_fetch(&mut self) {
         let now = self.now_ms;
         let position = self.current_position();
-        let flushed_to_end = self.flushed >= position.fetch_offset;
+        let flushed_to_end =
+            self.flushed >= position.fetch_offset || self.planted(PlantedBug::FollowerFetchesBeforeFlush);
         let (epoch, local) = (self.epoch(), self.local());
         let max_wait_ms = self.config.fetch_max_wait_ms;
         let max_bytes = self.config.snapshot_chunk_bytes;

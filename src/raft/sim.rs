@@ -56,7 +56,8 @@ enum SimEvent {
     Deliver { from: usize, to: usize, msg: Message },
     Tick { node: usize },
     FlushDone { node: usize, incarnation: u32 },
-    Crash { node: usize },
+    /// A crash; `quick` restarts it within a few milliseconds (a reboot racing the election).
+    Crash { node: usize, quick: bool },
     Restart { node: usize },
     CrashSomeone,
     Partition,
@@ -123,8 +124,8 @@ pub struct RunStats {
     pub snapshots_loaded: u64,
 }
 
-const CHAOS_MS_MIN: u64 = 8_000;
-const CHAOS_MS_MAX: u64 = 16_000;
+const CHAOS_MS_MIN: u64 = 20_000;
+const CHAOS_MS_MAX: u64 = 50_000;
 const LIVENESS_DEADLINE_MS: u64 = 30_000;
 const EVENTS_MAX: u64 = 2_000_000;
 const TRACE_LINES_MAX: usize = 400;
@@ -209,6 +210,11 @@ impl Sim {
             config.request_timeout_ms = 300;
             config.fetch_max_wait_ms = 100;
         }
+        if rng.below(3) == 0 {
+            // Followers that hear from the leader at nearly the same moment also time out
+            // together: concurrent candidates and split votes.
+            config.fetch_max_wait_ms = 10;
+        }
         config.fetch_max_entries = 1 + rng.below(16) as usize;
         config.snapshot_chunk_bytes = 5;
         let chaos = Self::draw_chaos(&mut rng, &config);
@@ -260,8 +266,8 @@ impl Sim {
         let t = config.election_timeout_ms;
         Chaos {
             loss: pick(rng, &[0.0, 0.01, 0.05, 0.15]),
-            duplicate: pick(rng, &[0.0, 0.02, 0.1]),
-            slow_message: pick(rng, &[0.0, 0.02, 0.1]),
+            duplicate: pick(rng, &[0.0, 0.05, 0.2]),
+            slow_message: pick(rng, &[0.0, 0.05, 0.2]),
             crash_interval_ms: match rng.below(3) {
                 0 => None,
                 1 => Some((t / 2, 2 * t)),
@@ -389,7 +395,10 @@ impl Sim {
                 let up_to = core.log_mut().flush();
                 self.step(node, Event::Flushed { up_to });
             }
-            SimEvent::Crash { node } => self.crash(node),
+            SimEvent::Crash { node, quick } => {
+                let restart_after = if quick { (0, 5) } else { self.chaos.restart_after_ms };
+                self.crash(node, restart_after);
+            }
             SimEvent::Restart { node } => {
                 if self.nodes[node].core.is_none() {
                     self.restart(node);
@@ -404,7 +413,7 @@ impl Sim {
                         Some(l) if self.rng.below(2) == 0 => l,
                         _ => self.rng.below(self.nodes.len() as u64) as usize,
                     };
-                    self.crash(node);
+                    self.crash(node, self.chaos.restart_after_ms);
                     let at = self.now_ms + self.range(interval);
                     self.schedule(at, SimEvent::CrashSomeone);
                 }
@@ -455,7 +464,7 @@ impl Sim {
             actions.truncate(cut);
             self.execute(i, actions);
             // No check: the process is gone before it could apply; the restart re-derives.
-            return self.crash(i);
+            return self.crash(i, self.chaos.restart_after_ms);
         }
         self.execute(i, actions);
         self.check(i);
@@ -488,7 +497,8 @@ impl Sim {
                         let p = self.chaos.crash_after_vote;
                         if r.granted && !r.pre_vote && self.chaos_on && self.chance(p) {
                             let at = self.now_ms + self.range((0, 3));
-                            self.schedule(at, SimEvent::Crash { node: i });
+                            let quick = self.rng.below(2) == 0;
+                            self.schedule(at, SimEvent::Crash { node: i, quick });
                         }
                     }
                     self.send(i, to, msg);
@@ -517,15 +527,17 @@ impl Sim {
             return;
         }
         let copies = if chaos && self.chance(duplicate) { 2 } else { 1 };
-        for _ in 0..copies {
+        for copy in 0..copies {
             let lag = if chaos { self.nodes[from].send_lag_ms } else { 0 };
-            let delay = lag + if chaos && self.chance(slow) { self.range((50, 3000)) } else { self.range((1, 10)) };
+            // A duplicate is a ghost: it turns up late, when its sender has moved on.
+            let late = copy > 0 || (chaos && self.chance(slow));
+            let delay = lag + if late { self.range((50, 3000)) } else { self.range((1, 10)) };
             let msg = msg.clone();
             self.schedule(self.now_ms + delay, SimEvent::Deliver { from, to, msg });
         }
     }
 
-    fn crash(&mut self, i: usize) {
+    fn crash(&mut self, i: usize, restart_after_ms: (u64, u64)) {
         let Some(core) = self.nodes[i].core.take() else { return };
         let id = self.nodes[i].id;
         self.log_line(|| format!("{id:?} crashes"));
@@ -536,7 +548,7 @@ impl Sim {
         n.incarnation += 1;
         n.flush_pending = false;
         n.tick_at_ms = None;
-        let at = self.now_ms + self.range(self.chaos.restart_after_ms);
+        let at = self.now_ms + self.range(restart_after_ms);
         self.schedule(at, SimEvent::Restart { node: i });
     }
 
@@ -684,7 +696,7 @@ impl Sim {
         let p = self.chaos.crash_after_election;
         if self.chaos_on && self.chance(p) {
             let at = self.now_ms + self.range((0, 50));
-            self.schedule(at, SimEvent::Crash { node: i });
+            self.schedule(at, SimEvent::Crash { node: i, quick: false });
         }
     }
 
@@ -840,6 +852,13 @@ mod tests {
 
     fn planted_bug_is_found(bug: PlantedBug) {
         let started = Instant::now();
+        if let Some(count) = env_u64("BLUMFELD_RAFT_SIM_DETECTION_RATE") {
+            // How sharp the teeth are: the share of seeds that catch the bug.
+            let found = (0..count).filter(|seed| Sim::new(*seed, Some(bug), false).run().is_err()).count();
+            println!("planted {bug:?}: caught by {found} of {count} seeds");
+            assert!(found > 0);
+            return;
+        }
         for seed in 0..CI_SEEDS {
             if let Err((v, _)) = Sim::new(seed, Some(bug), false).run() {
                 println!(
@@ -871,6 +890,11 @@ mod tests {
     #[test]
     fn planted_unflushed_leader_end_is_found() {
         planted_bug_is_found(PlantedBug::UnflushedLeaderEndCounted);
+    }
+
+    #[test]
+    fn planted_follower_fetch_before_flush_is_found() {
+        planted_bug_is_found(PlantedBug::FollowerFetchesBeforeFlush);
     }
 
     #[test]
