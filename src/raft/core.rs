@@ -556,14 +556,11 @@ impl<L: RaftLog> RaftCore<L> {
     fn on_flushed(&mut self, up_to: Offset) {
         let end = self.log.end_offset();
         self.flushed = self.flushed.max(up_to.min(end));
-        match self.role {
-            Role::Leader(_) => {
-                if self.maybe_advance_high_watermark() {
-                    self.answer_parked_fetches();
-                }
-            }
-            Role::Follower(_) => self.maybe_fetch(),
-            _ => {}
+        let role = self.role.kind();
+        if role == RoleKind::Leader && self.maybe_advance_high_watermark() {
+            self.answer_parked_fetches();
+        } else if role == RoleKind::Follower {
+            self.maybe_fetch();
         }
     }
 

@@ -1,5 +1,73 @@
 //! The metadata quorum's consensus core: KRaft (KIP-595 pull-based Raft, KIP-996 pre-vote,
-//! KIP-630 snapshots) as a pure state machine.
+//! KIP-630 snapshots) as a deterministic state machine with no I/O. A driver (a later slice)
+//! owns the sockets, the disk and the clock, feeds the core events and executes what it asks.
+//!
+//! # The pieces
+//!
+//! ```text
+//! driver (later: tokio, quorum-state file, file log)      sim (tests: seeded network and disks)
+//!   │ step(now_ms, Event) → [Action]                         │ the same calls
+//!   └─ core       roles and transitions, votes, epochs, check-quorum, resignation
+//!        ├─ fetch    Fetch on both sides: diverging epochs, the high watermark, FetchSnapshot
+//!        ├─ state    per-role state, the leader's replica progress, DescribeQuorum data
+//!        ├─ log      the RaftLog trait (what the core reads and writes) and MemoryLog
+//!        ├─ message  entries, positions, the KRaft messages as plain structs
+//!        └─ config   controller.quorum.* with Kafka's defaults
+//! wire       message ↔ kafka-protocol (Vote, Begin/EndQuorumEpoch, Fetch of
+//!            __cluster_metadata-0, FetchSnapshot, DescribeQuorum)
+//! ```
+//!
+//! # Invariants the core keeps (and the simulator checks after every event)
+//! - At most one leader per epoch: a node votes at most once per epoch, and the vote is in a
+//!   `PersistQuorumState` emitted before the answer that grants it.
+//! - A committed entry is never lost: the leader's high watermark is the largest offset
+//!   *flushed* on a majority of voters (its own flushed end included, never its written end;
+//!   voters fetch only from a flushed end), and it passes nothing until an entry of the
+//!   leader's own epoch (the leader-change entry) is on that majority.
+//! - A node votes only for a log at least as up to date as its own (last epoch, then end
+//!   offset), so every leader holds every entry committed before its epoch.
+//! - The high watermark never moves back within a run of the process; after a restart it
+//!   starts again from the log start (the snapshot), and re-applying must agree.
+//! - A higher epoch in any message (except a pre-vote, which speaks for no epoch) makes the
+//!   node step down into it.
+//!
+//! # What the driver must do
+//! 1. Call `step` with a non-decreasing clock (wall-clock milliseconds, so that DescribeQuorum's
+//!    timestamps mean what `kafka-metadata-quorum` expects); call it with `Event::Tick` no later
+//!    than `next_deadline_ms()`.
+//! 2. Execute the returned actions **in order**. `PersistQuorumState` must be durable (written
+//!    and fsynced) before the next action runs: the core emits it before any `Send` that
+//!    depends on it, and that order is the only thing that keeps a vote from being forgotten.
+//! 3. `Flush { up_to }`: make the log durable (in the background is fine) and report
+//!    `Event::Flushed` with what is durable in the log as it is *now*; if the core truncated
+//!    meanwhile (`LogTruncated`), never report an offset the truncation removed.
+//!    `RaftLog::truncate_to` must itself be durable on return.
+//! 4. Match responses to requests by correlation id and fill in what the wire does not carry:
+//!    `VoteResponse::pre_vote` and `FetchResponse::request` (the `*_from_wire` functions take
+//!    them). Drop responses with no pending request.
+//! 5. `Commit { up_to }`: entries below `up_to` are committed; apply them (read them with
+//!    `log().read`). `SnapshotLoaded`: reload the state machine from the log's snapshot.
+//! 6. Snapshots: once the state machine has applied up to a committed offset, call
+//!    `snapshot_taken(end, bytes)`; the log keeps the snapshot and deletes the prefix behind it.
+//!    Followers whose fetch offset falls below the log start get the snapshot id and download
+//!    it with FetchSnapshot, then continue with Fetch.
+//! 7. `propose` (leader only) returns the first offset of the records; they are committed when
+//!    a `Commit` passes it. `Event::Resign` on shutdown lets a successor stand at once.
+//!
+//! # Differences from Kafka worth knowing
+//! - Voters are the static `controller.quorum.voters`; KIP-853 (AddRaftVoter/RemoveRaftVoter,
+//!   directory ids, endpoints in messages) is not implemented. The cluster id is not checked
+//!   by the core (the driver answers INCONSISTENT_CLUSTER_ID).
+//! - A pre-vote carries the epoch the prospective would run in (its epoch + 1).
+//! - Candidates send their vote requests once per election; a lost request costs an election
+//!   timeout (Kafka retries after the request timeout, which is longer than that anyway).
+//! - An observer without a leader probes a random voter with Fetch; any answer names the leader.
+//! - Fetch responses are bounded by an entry count (`fetch_max_entries`), not by bytes.
+//!
+//! # The simulator
+//! `sim` runs 3 or 5 voters and 1–2 observers under loss, delay, duplication, partitions,
+//! crashes and slow disks; see its docs for the replay and million-seed commands. Planted bugs
+//! (`RaftConfig::planted`, test-only) prove it catches broken rules.
 
 pub mod config;
 pub mod core;
@@ -8,9 +76,9 @@ pub mod log;
 pub mod message;
 #[cfg(test)]
 mod sim;
+pub mod state;
 #[cfg(test)]
 mod tests;
-pub mod state;
 pub mod wire;
 
 pub use self::config::{PlantedBug, RaftConfig};

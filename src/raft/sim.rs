@@ -132,6 +132,9 @@ const TRACE_LINES_MAX: usize = 400;
 /// The chance that a crash cuts a step's actions short.
 const MID_STEP_CRASH: f64 = 0.002;
 
+/// The lines of a traced run.
+pub type Trace = Vec<String>;
+
 pub struct Sim {
     seed: u64,
     rng: SplitMix64,
@@ -196,7 +199,7 @@ fn parse_snapshot(data: &Bytes) -> Option<(Offset, u64)> {
 
 impl Sim {
     pub fn new(seed: u64, planted: Option<PlantedBug>, trace: bool) -> Self {
-        let mut rng = SplitMix64::new(seed ^ 0x5EED_0F_B10F);
+        let mut rng = SplitMix64::new(seed ^ 0x005E_ED0F_B10F);
         let voter_count = if rng.below(10) < 7 { 3 } else { 5 };
         let observer_count = 1 + rng.below(2) as usize;
         let voters: Vec<NodeId> = (1..=voter_count).map(NodeId).collect();
@@ -215,7 +218,9 @@ impl Sim {
             // together: concurrent candidates and split votes.
             config.fetch_max_wait_ms = 10;
         }
-        config.fetch_max_entries = 1 + rng.below(16) as usize;
+        // Small fetches exercise partial reads; at least 2 entries so that followers outpace
+        // the proposals and the liveness deadline holds.
+        config.fetch_max_entries = 2 + rng.below(30) as usize;
         config.snapshot_chunk_bytes = 5;
         let chaos = Self::draw_chaos(&mut rng, &config);
         let node_count = voter_count as usize + observer_count;
@@ -319,7 +324,7 @@ impl Sim {
     }
 
     /// Runs the seed to the end: chaos, then healing and the liveness check.
-    pub fn run(mut self) -> Result<(RunStats, Option<Vec<String>>), (Violation, Option<Vec<String>>)> {
+    pub fn run(mut self) -> Result<(RunStats, Option<Trace>), (Violation, Option<Trace>)> {
         for i in 0..self.nodes.len() {
             self.restart(i);
         }

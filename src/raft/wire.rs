@@ -443,12 +443,10 @@ pub fn decode_entries(base: Offset, bytes: &Bytes) -> Result<Vec<Entry>, WireErr
     let mut buf = bytes.clone();
     let sets = RecordBatchDecoder::decode_all(&mut buf).map_err(|e| WireError::Records(e.to_string()))?;
     let mut entries = Vec::new();
-    let mut next = base.0;
-    for record in sets.into_iter().flat_map(|s| s.records) {
-        if record.offset != next {
-            return Err(WireError::Records(format!("offset {} where {next} was expected", record.offset)));
+    for (expected, record) in (base.0..).zip(sets.into_iter().flat_map(|s| s.records)) {
+        if record.offset != expected {
+            return Err(WireError::Records(format!("offset {} where {expected} was expected", record.offset)));
         }
-        next += 1;
         let data = if record.control {
             decode_control(&record)?
         } else {
