@@ -446,3 +446,67 @@ fn a_restarted_leader_comes_back_resigned() {
     assert_eq!(node.leader(), None);
     assert!(RaftCore::new(config(1, &[]), MemoryLog::new(), state, 1, 0).is_err());
 }
+
+#[test]
+fn a_candidate_persists_its_own_vote_before_asking_for_votes() {
+    let mut node = core(1, &[1, 2, 3], MemoryLog::new());
+    let mut now = 0;
+    for _ in 0..400 {
+        now += 10;
+        let actions = node.step(now, Event::Tick).unwrap();
+        if node.role() == RoleKind::Prospective {
+            // A pre-vote persists nothing.
+            assert!(!actions.iter().any(|a| matches!(a, Action::PersistQuorumState(_))), "{actions:?}");
+            let grant = Message::VoteResponse(VoteResponse {
+                error: RaftErrorCode::None,
+                epoch: LeaderEpoch(0),
+                leader: None,
+                granted: true,
+                pre_vote: true,
+            });
+            let actions = node.step(now, Event::Message { from: NodeId(2), msg: grant }).unwrap();
+            assert_eq!(node.role(), RoleKind::Candidate);
+            let persist = actions
+                .iter()
+                .position(|a| matches!(a, Action::PersistQuorumState(q) if q.voted_for == Some(NodeId(1)) && q.epoch == LeaderEpoch(1)))
+                .expect("the candidate's vote for itself is persisted");
+            let first_request = actions
+                .iter()
+                .position(|a| matches!(a, Action::Send { msg: Message::VoteRequest(r), .. } if !r.pre_vote))
+                .expect("vote requests");
+            assert!(persist < first_request, "{actions:?}");
+            return;
+        }
+    }
+    panic!("the election timeout never fired");
+}
+
+#[test]
+fn an_observer_never_votes_and_never_counts_towards_the_high_watermark() {
+    let mut observer = core(9, &[1, 2, 3], MemoryLog::new());
+    let request = Message::VoteRequest(VoteRequest {
+        epoch: LeaderEpoch(1),
+        candidate: NodeId(1),
+        last: OffsetAndEpoch::ZERO,
+        pre_vote: false,
+    });
+    let actions = observer.step(1, Event::Message { from: NodeId(1), msg: request }).unwrap();
+    assert!(matches!(&sends(&actions)[0].1, Message::VoteResponse(r) if !r.granted && r.error == RaftErrorCode::InconsistentVoterSet));
+    assert_eq!(observer.quorum_state().voted_for, None);
+
+    let mut c = Cluster::new(&[1, 2, 3], &[9]);
+    c.run_until(3_000);
+    let leader = c.leader().unwrap();
+    let hw = c.nodes[leader].high_watermark();
+    for i in 0..3 {
+        if i != leader {
+            c.hold_flush[i] = true;
+        }
+    }
+    let (_, actions) = c.nodes[leader].propose(c.now_ms, vec![Bytes::from_static(b"o")]).unwrap();
+    c.execute(leader, &actions);
+    c.run_until(c.now_ms + 500);
+    let observer = c.index(NodeId(9));
+    assert!(c.nodes[observer].log().end_offset() > hw, "the observer has the entry");
+    assert_eq!(c.nodes[leader].high_watermark(), hw, "but it is no vote towards committing it");
+}
