@@ -682,6 +682,9 @@ impl Sim {
     fn became_leader(&mut self, i: usize, epoch: LeaderEpoch) {
         self.stats.elections += 1;
         let id = self.nodes[i].id;
+        if !self.config.is_voter(id) {
+            return self.fail(format!("observer {id:?} became leader of {epoch:?}"));
+        }
         if let Some(other) = self.leaders.insert(epoch, id) {
             if other != id {
                 return self.fail(format!("two leaders in {epoch:?}: {other:?} and {id:?}"));
