@@ -705,7 +705,26 @@ impl Sim {
         if self.chaos_on && self.chance(p) {
             let at = self.now_ms + self.range((0, 50));
             self.schedule(at, SimEvent::Crash { node: i, quick: false });
+        } else if self.chaos_on && self.chance(p) {
+            // Cut off at once: its leader-change entry stays its own, a divergent suffix that
+            // a later election must overwrite (Raft's figure 8 needs such logs).
+            self.isolate(i);
         }
+    }
+
+    fn isolate(&mut self, victim: usize) {
+        self.heal();
+        for other in 0..self.nodes.len() {
+            if other != victim {
+                self.blocked[victim][other] = true;
+                self.blocked[other][victim] = true;
+            }
+        }
+        let t = self.config.election_timeout_ms;
+        let heal_at = self.now_ms + self.range((t / 2, 3 * t));
+        let generation = self.partition_generation;
+        self.log_line(|| format!("isolate {victim} (gen {generation})"));
+        self.schedule(heal_at, SimEvent::Heal { generation });
     }
 
     /// Applies what the node's high watermark newly covers and checks it against the history.
