@@ -352,7 +352,7 @@ impl GroupCoordinator {
         let check = match &entry.consumer {
             Some(c) => c.validate_commit(member_id, generation_id)?,
             None => {
-                validate_commit(&entry.group, member_id, instance, generation_id)?;
+                entry.group.validate_offset_commit(member_id, instance, generation_id)?;
                 consumer::CommitCheck::All
             }
         };
@@ -632,29 +632,6 @@ impl GroupCoordinator {
     }
 }
 
-/// Kafka's classic `validateOffsetCommit`.
-fn validate_commit(group: &ClassicGroup, member_id: &str, instance: Option<&str>, generation_id: i32) -> Result<(), ResponseError> {
-    match group.state {
-        GroupState::Dead => return Err(ResponseError::CoordinatorNotAvailable),
-        GroupState::Empty if generation_id < 0 => return Ok(()),
-        _ => {}
-    }
-    if generation_id < 0 && member_id.is_empty() && instance.is_none() {
-        // A standalone commit into a group that has members.
-        return Err(ResponseError::IllegalGeneration);
-    }
-    if !group.members.contains_key(member_id) {
-        return Err(ResponseError::UnknownMemberId);
-    }
-    if generation_id != group.generation_id {
-        return Err(ResponseError::IllegalGeneration);
-    }
-    if group.state == GroupState::CompletingRebalance {
-        return Err(ResponseError::RebalanceInProgress);
-    }
-    Ok(())
-}
-
 fn apply_record(groups: &mut HashMap<String, GroupEntry>, record: &Record, now_ms: i64) {
     let Some(key) = record.key.as_deref().and_then(records::parse_key) else { return };
     match key {
@@ -746,6 +723,43 @@ mod tests {
         assert_eq!((d.state, d.members.len()), (GroupState::Stable, 1));
         assert_eq!(d.members[0].assignment, Bytes::from_static(b"asg"));
         assert_eq!(c.heartbeat("g", &member, None, 1), Ok(()));
+    }
+
+    /// Kafka's rule for a commit from outside the group (generation -1, no member id):
+    /// accepted while the group is empty, UNKNOWN_MEMBER_ID once it has members; a member with
+    /// a stale generation is ILLEGAL_GENERATION.
+    #[test]
+    fn admin_commit_into_a_group_with_members_is_unknown_member() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = broker(dir.path());
+        b.auto_create_topic("t").unwrap();
+        let c = GroupCoordinator::new(b.clone());
+        c.start().unwrap();
+        let commit = || vec![OffsetCommit { topic: "t".into(), partition: 0, offset: 3, leader_epoch: -1, metadata: None }];
+        assert_eq!(c.commit_offsets("g", "", None, -1, commit()).unwrap(), vec![Ok(())]);
+        let join = JoinRequest {
+            member_id: String::new(),
+            group_instance_id: None,
+            client_id: "c".into(),
+            client_host: "/127.0.0.1".into(),
+            session_timeout_ms: 10_000,
+            rebalance_timeout_ms: 10_000,
+            protocol_type: "consumer".into(),
+            protocols: vec![("range".into(), Bytes::from_static(b"sub"))],
+            require_known_member_id: false,
+        };
+        let Reply::Later(mut rx) = c.join("g", join) else { panic!("expected to wait") };
+        let member = rx.try_recv().unwrap().member_id;
+        // CompletingRebalance, then Stable: the admin commit is refused the same way in both.
+        assert_eq!(c.commit_offsets("g", "", None, -1, commit()), Err(ResponseError::UnknownMemberId));
+        let Reply::Later(_rx) = c.sync("g", &member, None, 1, vec![(member.clone(), Bytes::new())]) else {
+            panic!("leader sync completes through the channel")
+        };
+        assert_eq!(c.commit_offsets("g", "", None, -1, commit()), Err(ResponseError::UnknownMemberId));
+        assert_eq!(c.commit_offsets("g", &member, None, 0, commit()), Err(ResponseError::IllegalGeneration));
+        assert_eq!(c.commit_offsets("g", "nobody", None, 1, commit()), Err(ResponseError::UnknownMemberId));
+        assert_eq!(c.commit_offsets("g", &member, None, 1, commit()).unwrap(), vec![Ok(())]);
+        b.shutdown();
     }
 
     #[test]
