@@ -540,8 +540,15 @@ mod tests {
         }
     }
 
-    #[test]
-    fn every_served_version_of_every_handler_encodes() {
+    /// A broker holding topic "t", the API over it and a runtime to drive its handlers.
+    struct Harness {
+        _dir: tempfile::TempDir,
+        api: Api,
+        topic_id: uuid::Uuid,
+        rt: tokio::runtime::Runtime,
+    }
+
+    fn harness() -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let config = BrokerConfig::load(
             None,
@@ -553,21 +560,84 @@ mod tests {
         let topic_id = broker.topic_id("t").unwrap();
         let api = Api::new(broker).unwrap();
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        Harness { _dir: dir, api, topic_id, rt }
+    }
+
+    /// Calls `check` with the response to each of [`requests`], for every served version of
+    /// every served API.
+    fn for_each_served_response(mut check: impl FnMut(ApiKey, i16, &ResponseKind)) {
+        let h = harness();
         for s in versions::SERVED {
             for v in s.min..=s.max {
-                for req in requests(s.api, v, topic_id) {
+                for req in requests(s.api, v, h.topic_id) {
                     let ctx = RequestContext { api_key: s.api, version: v, correlation_id: 1, client_id: None, client_host: "/127.0.0.1".into() };
-                    match rt.block_on(api.dispatch(&ctx, req)) {
-                        Reply::Response(resp) | Reply::WithRecords(resp, _) => {
-                            if let Err(e) = encode_response(s.api, v, 1, &resp, &[]) {
-                                panic!("{:?} v{v}: {e}\n{resp:?}", s.api);
-                            }
-                        }
+                    match h.rt.block_on(h.api.dispatch(&ctx, req)) {
+                        Reply::Response(resp) | Reply::WithRecords(resp, _) => check(s.api, v, &resp),
                         Reply::NoResponse => panic!("{:?} v{v}: no response", s.api),
                         Reply::Close => panic!("{:?} v{v}: closed", s.api),
                     }
                 }
             }
         }
+    }
+
+    #[test]
+    fn every_served_version_of_every_handler_encodes() {
+        for_each_served_response(|api, v, resp| {
+            if let Err(e) = encode_response(api, v, 1, resp, &[]) {
+                panic!("{api:?} v{v}: {e}\n{resp:?}");
+            }
+        });
+    }
+
+    /// `blumfeld_request_errors_total` counts the codes of every served API.
+    #[test]
+    fn every_served_response_has_its_error_codes_counted() {
+        for_each_served_response(|api, v, resp| {
+            assert_eq!(error_codes::for_each(resp, |_| {}), error_codes::Listed::Yes, "{api:?} v{v}: add it to api::error_codes");
+        });
+    }
+
+    /// A heartbeat answered REBALANCE_IN_PROGRESS is counted under its API and error name.
+    #[test]
+    fn a_rebalancing_heartbeat_shows_up_in_the_error_metric() {
+        use crate::group::classic::{JoinRequest, Reply as GroupReply};
+        let h = harness();
+        let join = |member_id: &str| JoinRequest {
+            member_id: member_id.into(),
+            group_instance_id: None,
+            client_id: "c".into(),
+            client_host: "/127.0.0.1".into(),
+            session_timeout_ms: 10_000,
+            rebalance_timeout_ms: 10_000,
+            protocol_type: "consumer".into(),
+            protocols: vec![("range".into(), Bytes::from_static(b"sub"))],
+            require_known_member_id: false,
+        };
+        let GroupReply::Later(mut rx) = h.api.groups.join("hb", join("")) else { panic!("expected to wait") };
+        let first = rx.try_recv().unwrap().member_id;
+        let GroupReply::Later(_synced) = h.api.groups.sync("hb", &first, None, 1, vec![(first.clone(), Bytes::new())]) else {
+            panic!("leader sync completes through the channel")
+        };
+        // A second member joining sends the group back to PreparingRebalance.
+        let _second = h.api.groups.join("hb", join(""));
+
+        let version = 4;
+        let mut body = bytes::BytesMut::new();
+        let mut header = RequestHeader::default();
+        header.request_api_key = ApiKey::Heartbeat as i16;
+        header.request_api_version = version;
+        header.correlation_id = 7;
+        header.encode(&mut body, ApiKey::Heartbeat.request_header_version(version)).unwrap();
+        let mut req = HeartbeatRequest::default();
+        req.group_id = GroupId(StrBytes::from_static_str("hb"));
+        req.generation_id = 1;
+        req.member_id = StrBytes::from_string(first);
+        req.encode(&mut body, version).unwrap();
+        h.rt.block_on(h.api.handle_frame(body.freeze(), "/127.0.0.1")).unwrap().expect("a heartbeat is answered");
+
+        let text = h.api.broker.metrics.encode_text().unwrap();
+        let series = r#"blumfeld_request_errors_total{api="Heartbeat",error="REBALANCE_IN_PROGRESS"} 1"#;
+        assert!(text.lines().any(|l| l == series), "{series} missing from:\n{text}");
     }
 }
