@@ -21,6 +21,7 @@ pub fn handle(api: &Api, req: IncrementalAlterConfigsRequest) -> IncrementalAlte
         let mut out = AlterConfigsResourceResponse::default();
         out.resource_type = res.resource_type;
         out.resource_name = res.resource_name.clone();
+        out.error_message = None;
         let topic = res.resource_name.as_str().to_string();
         let result: Result<(), (ResponseError, String)> = match res.resource_type {
             RESOURCE_TOPIC => broker

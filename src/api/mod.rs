@@ -590,6 +590,94 @@ mod tests {
         });
     }
 
+    /// Paths (`coordinators.error_message`) of the nullable string fields holding `""` in a
+    /// response's `Debug` text. kafka-protocol types a field that is nullable in any version as
+    /// an `Option`, so every `Some("")` (or `Some(TopicName(""))`) is one.
+    fn empty_nullable_strings(debug: &str) -> Vec<String> {
+        let b = debug.as_bytes();
+        let ident = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+        let mut out = Vec::new();
+        // The field each open `{` belongs to (a list's elements all belong to the list field).
+        let mut outer: Vec<String> = Vec::new();
+        let mut current = String::new();
+        let mut i = 0;
+        while i < b.len() {
+            match b[i] {
+                b'"' => {
+                    i += 1;
+                    while i < b.len() && b[i] != b'"' {
+                        i += if b[i] == b'\\' { 2 } else { 1 };
+                    }
+                }
+                b'{' => outer.push(std::mem::take(&mut current)),
+                b'}' => current = outer.pop().unwrap_or_default(),
+                c if ident(c) && (i == 0 || !ident(b[i - 1])) => {
+                    let start = i;
+                    while i < b.len() && ident(b[i]) {
+                        i += 1;
+                    }
+                    if debug[i..].starts_with(": ") {
+                        current = debug[start..i].to_string();
+                        let value = &debug[i + 2..];
+                        let inner = value.strip_prefix("Some(").unwrap_or("");
+                        // A newtype (`TopicName("")`), but not a byte string (`b""`, records).
+                        let unwrapped = inner.trim_start_matches(|c: char| c.is_ascii_alphanumeric());
+                        let rest = if unwrapped.len() == inner.len() { inner } else { unwrapped.strip_prefix('(').unwrap_or("") };
+                        if rest.starts_with("\"\")") {
+                            let mut path: Vec<&str> = outer.iter().map(String::as_str).filter(|f| !f.is_empty()).collect();
+                            path.push(&current);
+                            out.push(path.join("."));
+                        }
+                    }
+                    continue;
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+        out
+    }
+
+    /// Nullable string fields where Kafka itself answers `""` (up to a version), each with
+    /// where it does so. Kafka's generated classes default a nullable string to `""` unless
+    /// its spec says `"default": "null"`, so a handler that never sets one sends `""`.
+    const EMPTY_AS_KAFKA: &[(ApiKey, &str, std::ops::RangeInclusive<i16>)] = &[
+        // OffsetFetchResponse.NO_METADATA: an offset committed without metadata, or none.
+        (ApiKey::OffsetFetch, "topics.partitions.metadata", 0..=7),
+        (ApiKey::OffsetFetch, "groups.topics.partitions.metadata", 8..=i16::MAX),
+        // ConfigHelper.describeConfigs sets no message on a described resource.
+        (ApiKey::DescribeConfigs, "results.error_message", 0..=i16::MAX),
+        // Nullable from v7 only; JoinGroupResponse writes "" for older versions.
+        (ApiKey::JoinGroup, "protocol_name", 0..=6),
+        // The top-level message exists in v1-3 only: elsewhere it is the decoder's default.
+        (ApiKey::FindCoordinator, "error_message", 0..=0),
+        (ApiKey::FindCoordinator, "error_message", 4..=i16::MAX),
+    ];
+
+    /// Where Kafka sends null (an `error_message` on success, ...), we must not send `""`:
+    /// every served response is encoded, decoded back as a client would read it, and checked.
+    #[test]
+    fn no_served_response_sends_an_empty_string_where_kafka_sends_null() {
+        let mut found = std::collections::BTreeSet::new();
+        for_each_served_response(|api, v, resp| {
+            let mut body = bytes::BytesMut::new();
+            resp.encode(&mut body, v).unwrap();
+            let decoded = ResponseKind::decode(api, &mut body.freeze(), v).unwrap();
+            for field in empty_nullable_strings(&format!("{decoded:?}")) {
+                if !EMPTY_AS_KAFKA.iter().any(|(a, f, versions)| *a == api && *f == field && versions.contains(&v)) {
+                    found.insert(format!("{api:?} v{v}: {field}"));
+                }
+            }
+        });
+        assert!(found.is_empty(), "empty strings where Kafka sends null:\n{}", found.into_iter().collect::<Vec<_>>().join("\n"));
+    }
+
+    #[test]
+    fn empty_nullable_strings_are_found_by_name() {
+        let text = r#"K(X { error_message: Some(""), topics: [T { name: Some(TopicName("")), m: {} }, T { name: Some(TopicName("")), s: "}: Some(\"\")" }], other: Some("a"), plain: "", records: Some(b"") })"#;
+        assert_eq!(empty_nullable_strings(text), vec!["error_message", "topics.name", "topics.name"]);
+    }
+
     /// `blumfeld_request_errors_total` counts the codes of every served API.
     #[test]
     fn every_served_response_has_its_error_codes_counted() {
