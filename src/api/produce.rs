@@ -1,6 +1,8 @@
 //! Produce: validate each partition's record batches in one pass, append them as received
 //! (offsets patched in place), answer with the base offsets. acks=0 gets no answer; a failed
-//! acks=0 request closes the connection, as Kafka does.
+//! acks=0 request closes the connection, as Kafka does. Records are decoded only where a rule
+//! needs them (keys for a compacted topic, timestamps the batch header cannot vouch for); each
+//! refused record is then named in `record_errors` (v8+), as Kafka's `LogValidator` does.
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::produce_response::{
