@@ -36,6 +36,7 @@ pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod response_frame;
 pub mod sync_group;
+pub mod update_features;
 pub mod versions;
 
 use std::sync::{Arc, Mutex};
@@ -149,7 +150,7 @@ impl Api {
         use ResponseKind as S;
         let v = ctx.version;
         let r = match request {
-            R::ApiVersions(req) => S::ApiVersions(versions::handle(ctx, req)),
+            R::ApiVersions(req) => S::ApiVersions(versions::handle(self, ctx, req)),
             R::Metadata(req) => S::Metadata(metadata::handle(self, ctx, req)),
             R::Produce(req) => return produce::handle(self, ctx, req).await,
             R::Fetch(req) => {
@@ -181,6 +182,7 @@ impl Api {
             R::DeleteRecords(req) => S::DeleteRecords(delete_records::handle(self, req)),
             R::InitProducerId(req) => S::InitProducerId(init_producer_id::handle(self, req)),
             R::OffsetForLeaderEpoch(req) => S::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(self, req)),
+            R::UpdateFeatures(req) => S::UpdateFeatures(update_features::handle(self, v, req)),
             // The version table admits only the APIs above, so nothing else gets this far.
             _ => return Reply::Close,
         };
@@ -335,6 +337,20 @@ mod tests {
                 vec![RequestKind::Metadata(MetadataRequest::default()), RequestKind::Metadata(r)]
             }
             ApiKey::ApiVersions => vec![RequestKind::ApiVersions(ApiVersionsRequest::default())],
+            ApiKey::UpdateFeatures => {
+                let mut u = update_features_request::FeatureUpdateKey::default();
+                u.feature = StrBytes::from_static_str("group.version");
+                u.max_version_level = 1;
+                u.upgrade_type = 1;
+                let mut bad = u.clone();
+                bad.feature = StrBytes::from_static_str("no.such.feature");
+                let mut r = UpdateFeaturesRequest::default();
+                r.feature_updates = vec![u];
+                r.validate_only = version >= 1;
+                let mut refused = r.clone();
+                refused.feature_updates.push(bad);
+                vec![RequestKind::UpdateFeatures(r), RequestKind::UpdateFeatures(refused)]
+            }
             ApiKey::CreateTopics => {
                 let mut t = create_topics_request::CreatableTopic::default();
                 t.name = name(&format!("new-{version}"));
