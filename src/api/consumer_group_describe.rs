@@ -9,6 +9,7 @@ use kafka_protocol::messages::{ConsumerGroupDescribeRequest, ConsumerGroupDescri
 
 use super::{Api, authorized_operations, str_bytes};
 use crate::group::consumer::Tp;
+use crate::metadata::features;
 
 /// `member_type` of ConsumerGroupDescribe v1: a member speaking the consumer protocol.
 const MEMBER_TYPE_CONSUMER: i8 = 1;
@@ -33,6 +34,19 @@ fn assignment(api: &Api, set: &BTreeSet<Tp>) -> Assignment {
 
 pub fn handle(api: &Api, version: i16, req: ConsumerGroupDescribeRequest) -> ConsumerGroupDescribeResponse {
     let mut r = ConsumerGroupDescribeResponse::default();
+    if !features::consumer_protocol_enabled(&api.broker.image()) {
+        r.groups = req
+            .group_ids
+            .into_iter()
+            .map(|id| {
+                let mut g = DescribedGroup::default();
+                g.group_id = id;
+                g.error_code = ResponseError::UnsupportedVersion.code();
+                g
+            })
+            .collect();
+        return r;
+    }
     for id in req.group_ids {
         let mut g = DescribedGroup::default();
         g.group_id = id.clone();

@@ -126,6 +126,35 @@ mod tests {
         assert_eq!(finalized(&api_versions(&api, 4), "group.version"), Some(1));
     }
 
+    /// Kafka answers KIP-848 requests with UNSUPPORTED_VERSION while group.version is 0.
+    #[test]
+    fn group_version_zero_turns_the_consumer_protocol_away() {
+        use kafka_protocol::messages::{ConsumerGroupDescribeRequest, ConsumerGroupHeartbeatRequest, GroupId};
+        let dir = tempfile::tempdir().unwrap();
+        let api = open(dir.path());
+        let heartbeat = || {
+            let mut h = ConsumerGroupHeartbeatRequest::default();
+            h.group_id = GroupId(str_bytes("cg"));
+            h.member_id = str_bytes("m1");
+            h.rebalance_timeout_ms = 10_000;
+            h.subscribed_topic_names = Some(vec![]);
+            let ctx = RequestContext { api_key: kafka_protocol::messages::ApiKey::ConsumerGroupHeartbeat, version: 1, correlation_id: 1, client_id: None, client_host: String::new() };
+            crate::api::consumer_group_heartbeat::handle(&api, &ctx, h).error_code
+        };
+        let describe = || {
+            let mut d = ConsumerGroupDescribeRequest::default();
+            d.group_ids = vec![GroupId(str_bytes("cg"))];
+            crate::api::consumer_group_describe::handle(&api, 1, d).groups[0].error_code
+        };
+        assert_eq!(heartbeat(), 0);
+        assert_eq!(describe(), 0);
+        assert_eq!(handle(&api, 2, request("group.version", 0, 2, false)).error_code, 0);
+        assert_eq!(heartbeat(), ResponseError::UnsupportedVersion.code());
+        assert_eq!(describe(), ResponseError::UnsupportedVersion.code());
+        assert_eq!(handle(&api, 2, request("group.version", 1, 1, false)).error_code, 0);
+        assert_eq!(heartbeat(), 0);
+    }
+
     #[test]
     fn refusal_is_a_top_level_invalid_update_version() {
         let dir = tempfile::tempdir().unwrap();

@@ -25,6 +25,13 @@ use super::image::MetadataImage;
 use super::records::MetadataRecord;
 
 pub const METADATA_VERSION: &str = "metadata.version";
+pub const GROUP_VERSION: &str = "group.version";
+
+/// Whether the consumer rebalance protocol (KIP-848) is on: Kafka turns ConsumerGroupHeartbeat
+/// and ConsumerGroupDescribe away with UNSUPPORTED_VERSION while `group.version` is below 1.
+pub fn consumer_protocol_enabled(image: &MetadataImage) -> bool {
+    image.feature_level(GROUP_VERSION) >= 1
+}
 
 /// One feature: the levels this node supports and the level a new cluster starts at.
 #[derive(Debug, Clone, Copy)]
@@ -43,7 +50,7 @@ pub const METADATA_VERSION_CURRENT: i16 = 25;
 pub const FEATURES: &[FeatureSpec] = &[
     FeatureSpec { name: METADATA_VERSION, min: METADATA_VERSION_MIN, max: METADATA_VERSION_CURRENT, bootstrap: METADATA_VERSION_CURRENT },
     FeatureSpec { name: "kraft.version", min: 0, max: 0, bootstrap: 0 },
-    FeatureSpec { name: "group.version", min: 0, max: 1, bootstrap: 1 },
+    FeatureSpec { name: GROUP_VERSION, min: 0, max: 1, bootstrap: 1 },
     FeatureSpec { name: "transaction.version", min: 0, max: 0, bootstrap: 0 },
     FeatureSpec { name: "eligible.leader.replicas.version", min: 0, max: 0, bootstrap: 0 },
     FeatureSpec { name: "share.version", min: 0, max: 0, bootstrap: 0 },
