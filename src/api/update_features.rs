@@ -31,6 +31,9 @@ pub fn handle(api: &Api, version: i16, req: UpdateFeaturesRequest) -> UpdateFeat
     let mut r = UpdateFeaturesResponse::default();
     match api.broker.update_features(&updates, version >= 1 && req.validate_only) {
         Ok(Ok(())) => {
+            // The top level is null on success (ApiError.NONE has no message); only the
+            // per-feature results carry "NONE".
+            r.error_message = None;
             if version <= 1 {
                 r.results = updates
                     .iter()
