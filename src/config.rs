@@ -37,6 +37,8 @@ pub enum Kind {
     Double,
     /// One of a fixed set of words.
     Enum(&'static [&'static str]),
+    /// A comma-separated list of words from a fixed set; the empty list is allowed.
+    ListOf(&'static [&'static str]),
 }
 
 /// A broker-level key: name, type, Kafka's default (None = null) and what it means.
@@ -49,7 +51,8 @@ pub struct KeyDef {
 
 const LONG_MAX: &str = "9223372036854775807";
 const TIMESTAMP_TYPES: &[&str] = &["CreateTime", "LogAppendTime"];
-const CLEANUP_POLICIES: &[&str] = &["delete", "compact", "compact,delete", "delete,compact"];
+/// `cleanup.policy` items. Kafka 4.x accepts any subset, the empty list included.
+const CLEANUP_POLICIES: &[&str] = &["compact", "delete"];
 const COMPRESSION_TYPES: &[&str] = &["producer", "uncompressed", "none", "gzip", "snappy", "lz4", "zstd"];
 
 macro_rules! key {
@@ -87,7 +90,7 @@ pub const BROKER_KEYS: &[KeyDef] = &[
     key!("log.message.timestamp.type", Kind::Enum(TIMESTAMP_TYPES), Some("CreateTime"), "CreateTime or LogAppendTime"),
     key!("log.message.timestamp.before.max.ms", Kind::Long, Some(LONG_MAX), "Oldest accepted record timestamp, relative to now"),
     key!("log.message.timestamp.after.max.ms", Kind::Long, Some("3600000"), "Newest accepted record timestamp, relative to now"),
-    key!("log.cleanup.policy", Kind::Enum(CLEANUP_POLICIES), Some("delete"), "delete and/or compact"),
+    key!("log.cleanup.policy", Kind::ListOf(CLEANUP_POLICIES), Some("delete"), "delete and/or compact"),
     key!("log.cleaner.enable", Kind::Bool, Some("true"), "Run the log cleaner for compacted topics"),
     key!("log.cleaner.backoff.ms", Kind::Long, Some("15000"), "Pause between cleaner passes"),
     key!("log.cleaner.dedupe.buffer.size", Kind::Long, Some("134217728"), "Memory for the cleaner's key map"),
@@ -148,7 +151,7 @@ macro_rules! tkey {
 
 /// Topic configs, as DescribeConfigs lists them.
 pub const TOPIC_KEYS: &[TopicKeyDef] = &[
-    tkey!("cleanup.policy", Kind::Enum(CLEANUP_POLICIES), Some("log.cleanup.policy"), None),
+    tkey!("cleanup.policy", Kind::ListOf(CLEANUP_POLICIES), Some("log.cleanup.policy"), None),
     tkey!("compression.type", Kind::Enum(COMPRESSION_TYPES), Some("compression.type"), None),
     tkey!("delete.retention.ms", Kind::Long, Some("log.cleaner.delete.retention.ms"), None),
     tkey!("file.delete.delay.ms", Kind::Long, Some("log.segment.delete.delay.ms"), None),
@@ -193,6 +196,18 @@ pub fn check_value(kind: Kind, value: &str) -> Result<String, String> {
             } else {
                 Err(format!("expected one of {}", words.join(" | ")))
             }
+        }
+        Kind::ListOf(words) => {
+            let mut items: Vec<String> = Vec::new();
+            for item in v.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+                let Some(word) = words.iter().find(|w| w.eq_ignore_ascii_case(item)) else {
+                    return Err(format!("String must be one of: {}", words.join(", ")));
+                };
+                if !items.iter().any(|i| i == word) {
+                    items.push((*word).to_string());
+                }
+            }
+            Ok(items.join(","))
         }
     }
 }

@@ -27,7 +27,7 @@ fn config_type(kind: Kind) -> i8 {
         Kind::Int => 3,
         Kind::Long => 5,
         Kind::Double => 6,
-        Kind::List => 7,
+        Kind::List | Kind::ListOf(_) => 7,
     }
 }
 

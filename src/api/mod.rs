@@ -252,6 +252,17 @@ pub(crate) fn str_bytes(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_string())
 }
 
+/// An API over a fresh broker in `dir` with `overrides`, for handler tests.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) fn test_api(dir: &std::path::Path, overrides: &[&str]) -> Api {
+    let mut all = vec![format!("log.dirs={}", dir.display()), "offsets.topic.num.partitions=1".to_string()];
+    all.extend(overrides.iter().map(|o| o.to_string()));
+    let config = crate::config::BrokerConfig::load(None, &all).unwrap();
+    let broker = Broker::open(config, Arc::new(crate::clock::SystemClock)).unwrap();
+    Api::new(broker).unwrap()
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
