@@ -17,6 +17,7 @@
 //!                            └─ types     newtypes shared by everything (Offset, NodeId, ...)
 //! config     the YAML configuration with Kafka's property names and defaults (a leaf)
 //! clock      injected time (a leaf)
+//! logging    log levels changed at run time (Kafka's BROKER_LOGGER resource)
 //! alloc      the global allocator: lazy mappings for huge allocations (see its docs)
 //! ```
 //!
@@ -41,6 +42,7 @@ pub mod clock;
 pub mod config;
 pub mod group;
 pub mod log;
+pub mod logging;
 pub mod metadata;
 pub mod partition;
 pub mod record;

@@ -25,6 +25,7 @@ fn config_type(kind: Kind) -> i8 {
         Kind::Bool => 1,
         Kind::Str | Kind::Enum(_) => 2,
         Kind::Int => 3,
+        Kind::Short => 4,
         Kind::Long => 5,
         Kind::Double => 6,
         Kind::List | Kind::ListOf(_) => 7,

@@ -1,63 +1,35 @@
-//! IncrementalAlterConfigs: set, delete, append to or subtract from topic configs.
-//! Broker configs are static (from the YAML file) and cannot be altered at run time yet.
+//! IncrementalAlterConfigs: SET, DELETE, APPEND to or SUBTRACT from the configs of topics,
+//! groups and broker loggers (see [`super::config_change`], shared with AlterConfigs).
+//! Broker configs are static (from the configuration file) and refused at run time for now.
 
-use kafka_protocol::ResponseError;
 use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::{IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse};
 
-use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
-use super::{Api, errors, str_bytes};
-use crate::metadata::controller::{self, ControllerError};
-
-const OP_SET: i8 = 0;
-const OP_DELETE: i8 = 1;
-const OP_APPEND: i8 = 2;
-const OP_SUBTRACT: i8 = 3;
+use super::config_change::{self, Change, ResourceChange};
+use super::{Api, str_bytes};
 
 pub fn handle(api: &Api, req: IncrementalAlterConfigsRequest) -> IncrementalAlterConfigsResponse {
-    let broker = &api.broker;
+    let changes: Vec<ResourceChange> = req
+        .resources
+        .iter()
+        .map(|res| ResourceChange {
+            resource_type: res.resource_type,
+            name: res.resource_name.to_string(),
+            change: Change::Incremental(
+                res.configs
+                    .iter()
+                    .map(|c| (c.name.to_string(), c.config_operation, c.value.as_ref().map(|v| v.to_string())))
+                    .collect(),
+            ),
+        })
+        .collect();
+    let results = config_change::apply(api, &changes, req.validate_only);
     let mut r = IncrementalAlterConfigsResponse::default();
-    for res in req.resources {
+    for (res, result) in req.resources.iter().zip(results) {
         let mut out = AlterConfigsResourceResponse::default();
-        out.error_message = None;
         out.resource_type = res.resource_type;
         out.resource_name = res.resource_name.clone();
-        let topic = res.resource_name.as_str().to_string();
-        let result: Result<(), (ResponseError, String)> = match res.resource_type {
-            RESOURCE_TOPIC => broker
-                .apply_metadata(|image| {
-                    let mut records = Vec::new();
-                    let current = image.topic(&topic).ok_or(ControllerError::UnknownTopic)?;
-                    for c in &res.configs {
-                        let key = c.name.as_str();
-                        let value = c.value.as_ref().map(|v| v.as_str().to_string());
-                        let effective = current
-                            .configs
-                            .get(key)
-                            .cloned()
-                            .or_else(|| broker.config.topic_default(key))
-                            .unwrap_or_default();
-                        let new_value = match c.config_operation {
-                            OP_SET => value,
-                            OP_DELETE => None,
-                            OP_APPEND => Some(list_append(&effective, value.as_deref().unwrap_or(""))),
-                            OP_SUBTRACT => Some(list_subtract(&effective, value.as_deref().unwrap_or(""))),
-                            op => return Err(ControllerError::InvalidConfig(format!("Unknown operation {op}"))),
-                        };
-                        records.push(controller::alter_topic_config(image, &topic, key, new_value.as_deref())?);
-                    }
-                    if req.validate_only {
-                        records.clear();
-                    }
-                    Ok((records, ()))
-                })
-                .map_err(|e| (errors::broker_error(&e), e.to_string())),
-            RESOURCE_BROKER => Err((
-                ResponseError::InvalidRequest,
-                "Dynamic broker configs are not supported; change the configuration file".into(),
-            )),
-            _ => Err((ResponseError::InvalidRequest, "Unsupported resource type".into())),
-        };
+        out.error_message = None;
         if let Err((code, message)) = result {
             out.error_code = code.code();
             out.error_message = Some(str_bytes(&message));
@@ -67,21 +39,6 @@ pub fn handle(api: &Api, req: IncrementalAlterConfigsRequest) -> IncrementalAlte
     r
 }
 
-fn list_append(current: &str, add: &str) -> String {
-    let mut items: Vec<&str> = current.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
-    for a in add.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        if !items.contains(&a) {
-            items.push(a);
-        }
-    }
-    items.join(",")
-}
-
-fn list_subtract(current: &str, remove: &str) -> String {
-    let gone: Vec<&str> = remove.split(',').map(str::trim).collect();
-    current.split(',').map(str::trim).filter(|s| !s.is_empty() && !gone.contains(s)).collect::<Vec<_>>().join(",")
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
@@ -89,6 +46,8 @@ mod tests {
     use kafka_protocol::protocol::StrBytes;
 
     use super::*;
+    use crate::api::config_change::{OP_SET, OP_SUBTRACT, RESOURCE_TOPIC};
+    use kafka_protocol::ResponseError;
 
     pub(crate) fn op(name: &str, operation: i8, value: Option<&str>) -> AlterableConfig {
         let mut c = AlterableConfig::default();

@@ -6,6 +6,8 @@
 //! error when the connection must be closed (unparseable header, unknown API, version we do
 //! not serve), as Kafka does.
 
+pub mod alter_configs;
+pub mod config_change;
 pub mod consumer_group_describe;
 pub mod consumer_group_heartbeat;
 pub mod create_partitions;
@@ -164,6 +166,7 @@ impl Api {
             R::IncrementalAlterConfigs(req) => {
                 S::IncrementalAlterConfigs(incremental_alter_configs::handle(self, req))
             }
+            R::AlterConfigs(req) => S::AlterConfigs(alter_configs::handle(self, req)),
             R::JoinGroup(req) => S::JoinGroup(join_group::handle(self, ctx, req).await),
             R::SyncGroup(req) => S::SyncGroup(sync_group::handle(self, ctx, req).await),
             R::Heartbeat(req) => S::Heartbeat(heartbeat::handle(self, req)),
@@ -425,6 +428,20 @@ mod tests {
                 let mut r = IncrementalAlterConfigsRequest::default();
                 r.resources = vec![res];
                 vec![RequestKind::IncrementalAlterConfigs(r)]
+            }
+            ApiKey::AlterConfigs => {
+                let mut c = alter_configs_request::AlterableConfig::default();
+                c.name = StrBytes::from_static_str("retention.ms");
+                c.value = Some(StrBytes::from_static_str("1000"));
+                let mut res = alter_configs_request::AlterConfigsResource::default();
+                res.resource_type = 2;
+                res.resource_name = StrBytes::from_static_str("t");
+                res.configs = vec![c];
+                let mut bad = res.clone();
+                bad.resource_type = 8;
+                let mut r = AlterConfigsRequest::default();
+                r.resources = vec![res, bad];
+                vec![RequestKind::AlterConfigs(r)]
             }
             ApiKey::DescribeCluster => vec![RequestKind::DescribeCluster(DescribeClusterRequest::default())],
             ApiKey::JoinGroup => {
