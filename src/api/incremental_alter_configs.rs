@@ -46,7 +46,7 @@ mod tests {
     use kafka_protocol::protocol::StrBytes;
 
     use super::*;
-    use crate::api::config_change::{OP_SET, OP_SUBTRACT, RESOURCE_TOPIC};
+    use crate::api::config_change::{OP_APPEND, OP_DELETE, OP_SET, OP_SUBTRACT, RESOURCE_BROKER, RESOURCE_BROKER_LOGGER, RESOURCE_GROUP, RESOURCE_TOPIC};
     use kafka_protocol::ResponseError;
 
     pub(crate) fn op(name: &str, operation: i8, value: Option<&str>) -> AlterableConfig {
@@ -91,5 +91,47 @@ mod tests {
         assert_eq!(t.configs.get("cleanup.policy").map(String::as_str), Some(""));
         let (code, _) = alter(&api, RESOURCE_TOPIC, "t", vec![op("cleanup.policy", OP_SET, Some("remove"))]);
         assert_eq!(code, ResponseError::InvalidConfig.code());
+    }
+
+    /// GROUP resources: stored, validated against the broker's bounds with Kafka's messages.
+    #[test]
+    fn group_configs_are_set_validated_and_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let api = crate::api::test_api(dir.path(), &[]);
+        let set = |key: &str, v: &str| alter(&api, RESOURCE_GROUP, "g", vec![op(key, OP_SET, Some(v))]);
+        assert_eq!(set("consumer.session.timeout.ms", "50000"), (0, None));
+        assert_eq!(api.broker.image().group_configs["g"]["consumer.session.timeout.ms"], "50000");
+        let low = (ResponseError::InvalidConfig.code(), Some("consumer.session.timeout.ms must be greater than or equal to group.consumer.min.session.timeout.ms".to_string()));
+        assert_eq!(set("consumer.session.timeout.ms", "1000"), low);
+        let high = (ResponseError::InvalidConfig.code(), Some("consumer.heartbeat.interval.ms must be less than or equal to group.consumer.max.heartbeat.interval.ms".to_string()));
+        assert_eq!(set("consumer.heartbeat.interval.ms", "20000"), high);
+        assert_eq!(set("no.such.key", "1").1.as_deref(), Some("Unknown group config name: no.such.key"));
+        assert_eq!(set("consumer.session.timeout.ms", "soon").0, ResponseError::InvalidConfig.code());
+        let append = alter(&api, RESOURCE_GROUP, "g", vec![op("consumer.session.timeout.ms", OP_APPEND, Some("1"))]);
+        assert_eq!(append.1.as_deref(), Some("Can't APPEND to key consumer.session.timeout.ms because its type is not LIST."));
+        assert_eq!(alter(&api, RESOURCE_GROUP, "g", vec![op("consumer.session.timeout.ms", OP_DELETE, None)]), (0, None));
+        assert!(!api.broker.image().group_configs.contains_key("g"));
+        assert_eq!(alter(&api, RESOURCE_GROUP, "", vec![]).0, ResponseError::InvalidRequest.code());
+    }
+
+    /// BROKER_LOGGER resources change levels as Kafka's RuntimeLoggerManager does.
+    #[test]
+    fn broker_logger_levels_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let api = crate::api::test_api(dir.path(), &[]);
+        let logger = |configs| alter(&api, RESOURCE_BROKER_LOGGER, "1", configs);
+        assert_eq!(logger(vec![op("blumfeld::metrics", OP_SET, Some("DEBUG"))]), (0, None));
+        let level = |name: &str| crate::logging::levels().describe().into_iter().find(|(n, _)| n == name).unwrap().1;
+        assert_eq!(level("blumfeld::metrics"), "DEBUG");
+        assert_eq!(logger(vec![op("blumfeld::metrics", OP_DELETE, None)]), (0, None));
+        assert_eq!(level("blumfeld::metrics"), level("root"));
+        assert_eq!(logger(vec![op("nope", OP_SET, Some("DEBUG"))]), (ResponseError::InvalidConfig.code(), Some("Logger nope does not exist!".into())));
+        assert_eq!(logger(vec![op("root", OP_DELETE, None)]).0, ResponseError::InvalidRequest.code());
+        assert_eq!(logger(vec![op("root", OP_APPEND, Some("x"))]).0, ResponseError::InvalidRequest.code());
+        assert_eq!(logger(vec![op("root", OP_SET, Some("LOUD"))]).0, ResponseError::InvalidConfig.code());
+        let other = alter(&api, RESOURCE_BROKER_LOGGER, "7", vec![op("root", OP_SET, Some("INFO"))]);
+        assert_eq!(other.0, ResponseError::InvalidRequest.code());
+        let broker = alter(&api, RESOURCE_BROKER, "1", vec![op("log.retention.ms", OP_SET, Some("1"))]);
+        assert_eq!(broker.0, ResponseError::InvalidRequest.code());
     }
 }
