@@ -1,7 +1,9 @@
 //! Log levels that change at run time: Kafka's BROKER_LOGGER config resource.
 //!
-//! Kafka names its log4j loggers after classes; ours are the crate's module paths
-//! (`blumfeld::group`, ...) plus `root`, the level of everything else. DescribeConfigs lists
+//! Kafka names its log4j loggers after classes; ours are the crate's module paths plus
+//! `root`, the level of everything else. They are shown with dots (`blumfeld.group` for the
+//! `tracing` target `blumfeld::group`) because Kafka's `kafka-configs` refuses `:` in a config
+//! key; either spelling is accepted when setting a level. DescribeConfigs lists
 //! each with the level in force (its own, else the root's); IncrementalAlterConfigs sets or
 //! unsets one. The levels are turned into a `tracing` filter and handed to the installed
 //! applier (`main` wires it to a `tracing_subscriber::reload` layer). Like Kafka's, the
@@ -36,6 +38,16 @@ pub const LOGGERS: &[&str] = &[
 
 /// Kafka's log levels (`LogLevelConfig.VALID_LOG_LEVELS`), sorted as its messages list them.
 pub const LEVELS: &[&str] = &["DEBUG", "ERROR", "FATAL", "INFO", "TRACE", "WARN"];
+
+/// The name a logger is shown under: dots instead of `::`.
+fn shown(target: &str) -> String {
+    target.replace("::", ".")
+}
+
+/// The `tracing` target a logger name stands for (`blumfeld.group` → `blumfeld::group`).
+fn target(name: &str) -> String {
+    name.replace("::", ".").replace('.', "::")
+}
 
 /// Applies a filter directive string (`info,blumfeld::group=debug`).
 pub type Applier = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
@@ -123,7 +135,7 @@ impl LogLevels {
         let s = self.state();
         let mut out = vec![(ROOT_LOGGER.to_string(), s.root.clone())];
         for name in LOGGERS {
-            out.push((name.to_string(), self.resolve(&s, name)));
+            out.push((shown(name), self.resolve(&s, name)));
         }
         out
     }
@@ -145,7 +157,7 @@ impl LogLevels {
     /// Checks one SET (`Some(level)`) or DELETE (`None`) as Kafka's `RuntimeLoggerManager`
     /// does; the error is (is it an invalid request rather than an invalid config, message).
     pub fn check(&self, logger: &str, level: Option<&str>) -> Result<(), (bool, String)> {
-        if logger != ROOT_LOGGER && !LOGGERS.contains(&logger) {
+        if logger != ROOT_LOGGER && !LOGGERS.contains(&target(logger).as_str()) {
             return Err((false, format!("Logger {logger} does not exist!")));
         }
         match level {
@@ -171,10 +183,10 @@ impl LogLevels {
                 (ROOT_LOGGER, Some(l)) => s.root = l.clone(),
                 (ROOT_LOGGER, None) => {}
                 (m, Some(l)) => {
-                    s.modules.insert(m.to_string(), l.clone());
+                    s.modules.insert(target(m), l.clone());
                 }
                 (m, None) => {
-                    s.modules.remove(m);
+                    s.modules.remove(&target(m));
                 }
             }
             tracing::warn!(logger = %logger, level = level.as_deref().unwrap_or("(unset)"), "log level changed");
@@ -213,14 +225,15 @@ mod tests {
         }));
         let described: BTreeMap<String, String> = levels.describe().into_iter().collect();
         assert_eq!(described["root"], "WARN");
-        assert_eq!(described["blumfeld::group"], "DEBUG");
-        assert_eq!(described["blumfeld::api"], "WARN");
+        assert_eq!(described["blumfeld.group"], "DEBUG");
+        assert_eq!(described["blumfeld.api"], "WARN");
         assert!(levels.check("blumfeld::nope", Some("INFO")).is_err_and(|(req, _)| !req));
         assert!(levels.check("blumfeld::api", Some("LOUD")).is_err_and(|(_, m)| m.contains("DEBUG, ERROR, FATAL")));
         assert!(levels.check(ROOT_LOGGER, None).is_err_and(|(req, _)| req));
-        levels.apply(&[("blumfeld".into(), Some("TRACE".into())), ("blumfeld::group".into(), None)]).unwrap();
+        levels.apply(&[("blumfeld".into(), Some("TRACE".into())), ("blumfeld.group".into(), None)]).unwrap();
         let described: BTreeMap<String, String> = levels.describe().into_iter().collect();
-        assert_eq!(described["blumfeld::group"], "TRACE", "inherits from blumfeld");
+        assert_eq!(described["blumfeld.group"], "TRACE", "inherits from blumfeld");
+        assert!(levels.check("blumfeld::group", Some("INFO")).is_ok(), "the tracing spelling works too");
         assert_eq!(*seen.lock().unwrap(), "warn,hyper=off,blumfeld=trace");
     }
 }

@@ -53,10 +53,13 @@ fn config_type(kind: Kind) -> i8 {
 }
 const CONFIG_TYPE_INT: i8 = 3;
 
+/// Looks a key up in one layer.
+pub type LayerLookup<'a> = Box<dyn Fn(&str) -> Option<String> + 'a>;
+
 /// One source of broker values.
 pub struct Layer<'a> {
     pub source: i8,
-    pub value: Box<dyn Fn(&str) -> Option<String> + 'a>,
+    pub value: LayerLookup<'a>,
 }
 
 /// The broker's value layers, highest precedence first.

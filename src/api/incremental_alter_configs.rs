@@ -120,11 +120,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let api = crate::api::test_api(dir.path(), &[]);
         let logger = |configs| alter(&api, RESOURCE_BROKER_LOGGER, "1", configs);
-        assert_eq!(logger(vec![op("blumfeld::metrics", OP_SET, Some("DEBUG"))]), (0, None));
+        assert_eq!(logger(vec![op("blumfeld.metrics", OP_SET, Some("DEBUG"))]), (0, None));
         let level = |name: &str| crate::logging::levels().describe().into_iter().find(|(n, _)| n == name).unwrap().1;
-        assert_eq!(level("blumfeld::metrics"), "DEBUG");
+        assert_eq!(level("blumfeld.metrics"), "DEBUG");
         assert_eq!(logger(vec![op("blumfeld::metrics", OP_DELETE, None)]), (0, None));
-        assert_eq!(level("blumfeld::metrics"), level("root"));
+        assert_eq!(level("blumfeld.metrics"), level("root"));
         assert_eq!(logger(vec![op("nope", OP_SET, Some("DEBUG"))]), (ResponseError::InvalidConfig.code(), Some("Logger nope does not exist!".into())));
         assert_eq!(logger(vec![op("root", OP_DELETE, None)]).0, ResponseError::InvalidRequest.code());
         assert_eq!(logger(vec![op("root", OP_APPEND, Some("x"))]).0, ResponseError::InvalidRequest.code());

@@ -153,7 +153,7 @@ fn groups_and_loggers_are_served() {
     let root = config(&r, "root");
     assert_eq!(root.config_source, SOURCE_DYNAMIC_BROKER_LOGGER_CONFIG);
     assert!(logging::LEVELS.contains(&value(root).unwrap()));
-    config(&r, "blumfeld::group");
+    config(&r, "blumfeld.group");
     let r = describe_at(&api, 4, RESOURCE_BROKER_LOGGER, "", true, false);
     assert_eq!(r.error_code, ResponseError::InvalidRequest.code());
 }
