@@ -103,7 +103,7 @@ mod tests {
         // Broker configs are refused as IncrementalAlterConfigs refuses them; loggers are not
         // a resource of this API, as in Kafka.
         let broker = alter(&api, RESOURCE_BROKER, "1", &[("log.dirs", Some("/x"))], false);
-        assert_eq!(broker, (ResponseError::InvalidRequest.code(), Some("Cannot update these configs dynamically: Set(log.dirs)".into())));
+        assert_eq!(broker, (ResponseError::InvalidRequest.code(), Some("Cannot update these configs dynamically: [log.dirs]".into())));
         let other = alter(&api, RESOURCE_BROKER, "2", &[], false);
         assert_eq!(other, (ResponseError::InvalidRequest.code(), Some("Unexpected broker id, expected 1, but received 2".into())));
         let logger = alter(&api, RESOURCE_BROKER_LOGGER, "1", &[("root", Some("INFO"))], false);

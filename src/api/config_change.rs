@@ -195,7 +195,7 @@ fn check_broker(api: &Api, c: &ResourceChange) -> Result<(), Failure> {
     }
     let (dynamic, fixed): (Vec<&str>, Vec<&str>) = keys.iter().partition(|k| is_dynamic_broker_key(k));
     if !fixed.is_empty() {
-        return Err(invalid_request(format!("Cannot update these configs dynamically: Set({})", fixed.join(", "))));
+        return Err(invalid_request(format!("Cannot update these configs dynamically: [{}]", fixed.join(", "))));
     }
     Err(invalid_request(format!(
         "Dynamic broker configs are not supported yet; change the configuration file: {}",

@@ -27,7 +27,7 @@ use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 use super::config_change::{RESOURCE_BROKER, RESOURCE_BROKER_LOGGER, RESOURCE_GROUP, RESOURCE_TOPIC};
 use super::{Api, str_bytes};
 use crate::broker::Broker;
-use crate::config::{BROKER_KEYS, GROUP_KEYS, Kind, TOPIC_KEYS, broker_synonyms, is_dynamic_broker_key};
+use crate::config::{BROKER_KEYS, Bound, GROUP_KEYS, Kind, TOPIC_KEYS, broker_synonyms, is_dynamic_broker_key};
 use crate::logging;
 
 /// Config sources as Kafka numbers them.
@@ -143,17 +143,23 @@ fn broker_configs(api: &Api) -> Vec<DescribeConfigsResourceResult> {
         .collect()
 }
 
-/// Every group config: the group's override (GROUP_CONFIG) or the broker's default.
+/// Every group config: the group's override (GROUP_CONFIG), then, as Kafka 4.3 lists them,
+/// the broker key the default comes from (`group.consumer.session.timeout.ms`).
 fn group_configs(broker: &Broker, group: &str) -> Vec<DescribeConfigsResourceResult> {
     let image = broker.image();
     let overrides = image.group_configs.get(group);
+    let layers = broker_layers(broker);
     GROUP_KEYS
         .iter()
         .map(|k| {
             let set = overrides.and_then(|o| o.get(k.name)).cloned();
-            let source = if set.is_some() { SOURCE_GROUP_CONFIG } else { SOURCE_DEFAULT_CONFIG };
+            let mut list: Vec<DescribeConfigsSynonym> = set.iter().map(|v| synonym(k.name, Some(v.clone()), SOURCE_GROUP_CONFIG)).collect();
+            match k.default {
+                Bound::Key(b) => list.extend(synonyms(b, &layers)),
+                Bound::Fixed(b, v) => list.push(synonym(b, Some(v.to_string()), SOURCE_DEFAULT_CONFIG)),
+            }
             let value = set.or_else(|| broker.config.group_default(k.name).map(|v| v.to_string()));
-            entry(k.name, value.clone(), vec![synonym(k.name, value, source)], CONFIG_TYPE_INT, k.doc)
+            entry(k.name, value, list, CONFIG_TYPE_INT, k.doc)
         })
         .collect()
 }

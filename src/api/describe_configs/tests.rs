@@ -136,7 +136,7 @@ fn groups_and_loggers_are_served() {
     assert!(names.contains(&"consumer.session.timeout.ms") && names.contains(&"consumer.heartbeat.interval.ms"), "{names:?}");
     let session = config(&r, "consumer.session.timeout.ms");
     assert_eq!((value(session), session.config_source, session.config_type), (Some("45000"), SOURCE_DEFAULT_CONFIG, 3));
-    assert_eq!(syns(session), [("consumer.session.timeout.ms".into(), Some("45000".into()), SOURCE_DEFAULT_CONFIG)]);
+    assert_eq!(syns(session), [("group.consumer.session.timeout.ms".into(), Some("45000".into()), SOURCE_DEFAULT_CONFIG)]);
     api.broker
         .apply_metadata(|image| {
             let set = [("consumer.session.timeout.ms".to_string(), "50000".to_string())].into();
@@ -146,6 +146,13 @@ fn groups_and_loggers_are_served() {
     let r = describe_at(&api, 4, RESOURCE_GROUP, "g", true, false);
     let session = config(&r, "consumer.session.timeout.ms");
     assert_eq!((value(session), session.config_source), (Some("50000"), SOURCE_GROUP_CONFIG));
+    assert_eq!(
+        syns(session),
+        [
+            ("consumer.session.timeout.ms".into(), Some("50000".into()), SOURCE_GROUP_CONFIG),
+            ("group.consumer.session.timeout.ms".into(), Some("45000".into()), SOURCE_DEFAULT_CONFIG),
+        ]
+    );
     assert_eq!(describe_at(&api, 4, RESOURCE_GROUP, "", true, false).error_code, ResponseError::InvalidRequest.code());
 
     let r = describe_at(&api, 4, RESOURCE_BROKER_LOGGER, "1", true, false);
