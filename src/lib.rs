@@ -15,6 +15,7 @@
 //!                               producer state (idempotence), leader-epoch cache
 //!                       └─ record    record batches as raw bytes: parse, validate, patch
 //!                            └─ types     newtypes shared by everything (Offset, NodeId, ...)
+//! client     outbound Kafka requests to another node (Raft, registration, forwarding, fetchers)
 //! config     the YAML configuration with Kafka's property names and defaults (a leaf)
 //! clock      injected time (a leaf)
 //! logging    log levels changed at run time (Kafka's BROKER_LOGGER resource)
@@ -38,6 +39,7 @@
 pub mod alloc;
 pub mod api;
 pub mod broker;
+pub mod client;
 pub mod clock;
 pub mod config;
 pub mod group;

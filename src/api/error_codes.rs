@@ -28,6 +28,10 @@ pub fn for_each(response: &ResponseKind, mut f: impl FnMut(i16)) {
         S::IncrementalAlterConfigs(r) => r.responses.iter().for_each(|x| f(x.error_code)),
         S::AlterConfigs(r) => r.responses.iter().for_each(|x| f(x.error_code)),
         S::DescribeCluster(r) => f(r.error_code),
+        S::UpdateFeatures(r) => {
+            f(r.error_code);
+            r.results.iter().for_each(|x| f(x.error_code));
+        }
         S::FindCoordinator(r) => {
             if r.coordinators.is_empty() {
                 f(r.error_code)

@@ -7,6 +7,7 @@
 //! not serve), as Kafka does.
 
 pub mod alter_configs;
+pub mod authorized_operations;
 pub mod config_change;
 pub mod consumer_group_describe;
 pub mod consumer_group_heartbeat;
@@ -38,6 +39,7 @@ pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod response_frame;
 pub mod sync_group;
+pub mod update_features;
 pub mod versions;
 
 use std::sync::{Arc, Mutex};
@@ -151,7 +153,7 @@ impl Api {
         use ResponseKind as S;
         let v = ctx.version;
         let r = match request {
-            R::ApiVersions(req) => S::ApiVersions(versions::handle(ctx, req)),
+            R::ApiVersions(req) => S::ApiVersions(versions::handle(self, ctx, req)),
             R::Metadata(req) => S::Metadata(metadata::handle(self, ctx, req)),
             R::Produce(req) => return produce::handle(self, ctx, req).await,
             R::Fetch(req) => {
@@ -173,7 +175,7 @@ impl Api {
             R::LeaveGroup(req) => S::LeaveGroup(leave_group::handle(self, v, req)),
             R::OffsetCommit(req) => S::OffsetCommit(offset_commit::handle(self, v, req)),
             R::OffsetFetch(req) => S::OffsetFetch(offset_fetch::handle(self, v, req)),
-            R::DescribeGroups(req) => S::DescribeGroups(describe_groups::handle(self, req)),
+            R::DescribeGroups(req) => S::DescribeGroups(describe_groups::handle(self, v, req)),
             R::ListGroups(req) => S::ListGroups(list_groups::handle(self, v, req)),
             R::DeleteGroups(req) => S::DeleteGroups(delete_groups::handle(self, req)),
             R::OffsetDelete(req) => S::OffsetDelete(offset_delete::handle(self, req)),
@@ -184,6 +186,7 @@ impl Api {
             R::DeleteRecords(req) => S::DeleteRecords(delete_records::handle(self, req)),
             R::InitProducerId(req) => S::InitProducerId(init_producer_id::handle(self, req)),
             R::OffsetForLeaderEpoch(req) => S::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(self, req)),
+            R::UpdateFeatures(req) => S::UpdateFeatures(update_features::handle(self, v, req)),
             // The version table admits only the APIs above, so nothing else gets this far.
             _ => return Reply::Close,
         };
@@ -346,9 +349,26 @@ mod tests {
                 u.name = Some(name("unknown"));
                 let mut r = MetadataRequest::default();
                 r.topics = Some(vec![t, u]);
-                vec![RequestKind::Metadata(MetadataRequest::default()), RequestKind::Metadata(r)]
+                let mut asking = r.clone();
+                asking.include_topic_authorized_operations = version >= 8;
+                asking.include_cluster_authorized_operations = (8..=10).contains(&version);
+                vec![RequestKind::Metadata(MetadataRequest::default()), RequestKind::Metadata(r), RequestKind::Metadata(asking)]
             }
             ApiKey::ApiVersions => vec![RequestKind::ApiVersions(ApiVersionsRequest::default())],
+            ApiKey::UpdateFeatures => {
+                let mut u = update_features_request::FeatureUpdateKey::default();
+                u.feature = StrBytes::from_static_str("group.version");
+                u.max_version_level = 1;
+                u.upgrade_type = 1;
+                let mut bad = u.clone();
+                bad.feature = StrBytes::from_static_str("no.such.feature");
+                let mut r = UpdateFeaturesRequest::default();
+                r.feature_updates = vec![u];
+                r.validate_only = version >= 1;
+                let mut refused = r.clone();
+                refused.feature_updates.push(bad);
+                vec![RequestKind::UpdateFeatures(r), RequestKind::UpdateFeatures(refused)]
+            }
             ApiKey::CreateTopics => {
                 let mut t = create_topics_request::CreatableTopic::default();
                 t.name = name(&format!("new-{version}"));
@@ -443,7 +463,11 @@ mod tests {
                 r.resources = vec![res, bad];
                 vec![RequestKind::AlterConfigs(r)]
             }
-            ApiKey::DescribeCluster => vec![RequestKind::DescribeCluster(DescribeClusterRequest::default())],
+            ApiKey::DescribeCluster => {
+                let mut asking = DescribeClusterRequest::default();
+                asking.include_cluster_authorized_operations = true;
+                vec![RequestKind::DescribeCluster(DescribeClusterRequest::default()), RequestKind::DescribeCluster(asking)]
+            }
             ApiKey::JoinGroup => {
                 let mut p = join_group_request::JoinGroupRequestProtocol::default();
                 p.name = StrBytes::from_static_str("range");
@@ -515,7 +539,9 @@ mod tests {
             ApiKey::DescribeGroups => {
                 let mut r = DescribeGroupsRequest::default();
                 r.groups = vec![GroupId(StrBytes::from_static_str("g9")), GroupId(StrBytes::from_static_str("nope"))];
-                vec![RequestKind::DescribeGroups(r)]
+                let mut asking = r.clone();
+                asking.include_authorized_operations = version >= 3;
+                vec![RequestKind::DescribeGroups(r), RequestKind::DescribeGroups(asking)]
             }
             ApiKey::ListGroups => vec![RequestKind::ListGroups(ListGroupsRequest::default())],
             ApiKey::DeleteGroups => {
@@ -551,7 +577,9 @@ mod tests {
             ApiKey::ConsumerGroupDescribe => {
                 let mut r = ConsumerGroupDescribeRequest::default();
                 r.group_ids = vec![GroupId(StrBytes::from_static_str("cg0")), GroupId(StrBytes::from_static_str("nope"))];
-                vec![RequestKind::ConsumerGroupDescribe(r)]
+                let mut asking = r.clone();
+                asking.include_authorized_operations = true;
+                vec![RequestKind::ConsumerGroupDescribe(r), RequestKind::ConsumerGroupDescribe(asking)]
             }
             ApiKey::FindCoordinator => {
                 let mut r = FindCoordinatorRequest::default();
@@ -566,6 +594,82 @@ mod tests {
             }
             other => panic!("add {other:?} to this test"),
         }
+    }
+
+    fn reply(rt: &tokio::runtime::Runtime, api: &Api, api_key: ApiKey, version: i16, req: RequestKind) -> ResponseKind {
+        let ctx = RequestContext { api_key, version, correlation_id: 1, client_id: None, client_host: "/127.0.0.1".into() };
+        match rt.block_on(api.dispatch(&ctx, req)) {
+            Reply::Response(resp) | Reply::WithRecords(resp, _) => resp,
+            _ => panic!("{api_key:?} v{version}: no response"),
+        }
+    }
+
+    /// With no authorizer Kafka answers every supported operation of the resource type when
+    /// asked, and the omitted sentinel when not.
+    #[test]
+    fn authorized_operations_are_answered_only_when_asked() {
+        use authorized_operations as ops;
+        let dir = tempfile::tempdir().unwrap();
+        let config = BrokerConfig::load(None, &[format!("log.dirs={}", dir.path().display()), "offsets.topic.num.partitions=1".into()]).unwrap();
+        let broker = crate::broker::Broker::open(config, Arc::new(SystemClock)).unwrap();
+        broker.auto_create_topic("t").unwrap();
+        let api = Api::new(broker).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+
+        let mut m = MetadataRequest::default();
+        m.topics = None;
+        let mut asking = m.clone();
+        asking.include_topic_authorized_operations = true;
+        asking.include_cluster_authorized_operations = true;
+        for (version, req, topic, cluster) in [
+            (10, m.clone(), ops::OMITTED, ops::OMITTED),
+            (10, asking.clone(), 3576, 8096),
+            (12, asking.clone(), 3576, ops::OMITTED),
+            (7, asking, ops::OMITTED, ops::OMITTED),
+        ] {
+            let ResponseKind::Metadata(r) = reply(&rt, &api, ApiKey::Metadata, version, RequestKind::Metadata(req)) else { panic!() };
+            assert_eq!(r.cluster_authorized_operations, cluster, "v{version}");
+            assert!(!r.topics.is_empty());
+            assert!(r.topics.iter().all(|t| t.topic_authorized_operations == topic), "v{version}: {:?}", r.topics);
+        }
+
+        let mut d = DescribeClusterRequest::default();
+        d.include_cluster_authorized_operations = true;
+        let ResponseKind::DescribeCluster(r) = reply(&rt, &api, ApiKey::DescribeCluster, 1, RequestKind::DescribeCluster(d)) else { panic!() };
+        assert_eq!(r.cluster_authorized_operations, 8096);
+        let ResponseKind::DescribeCluster(r) =
+            reply(&rt, &api, ApiKey::DescribeCluster, 1, RequestKind::DescribeCluster(DescribeClusterRequest::default()))
+        else {
+            panic!()
+        };
+        assert_eq!(r.cluster_authorized_operations, ops::OMITTED);
+
+        let mut g = DescribeGroupsRequest::default();
+        g.groups = vec![GroupId(StrBytes::from_static_str("some-group"))];
+        g.include_authorized_operations = true;
+        let ResponseKind::DescribeGroups(r) = reply(&rt, &api, ApiKey::DescribeGroups, 5, RequestKind::DescribeGroups(g.clone())) else { panic!() };
+        assert_eq!(r.groups[0].authorized_operations, 3400);
+        g.include_authorized_operations = false;
+        let ResponseKind::DescribeGroups(r) = reply(&rt, &api, ApiKey::DescribeGroups, 5, RequestKind::DescribeGroups(g)) else { panic!() };
+        assert_eq!(r.groups[0].authorized_operations, ops::OMITTED);
+
+        let mut h = ConsumerGroupHeartbeatRequest::default();
+        h.group_id = GroupId(StrBytes::from_static_str("cg"));
+        h.member_id = StrBytes::from_static_str("m1");
+        h.rebalance_timeout_ms = 10_000;
+        h.subscribed_topic_names = Some(vec![name("t")]);
+        reply(&rt, &api, ApiKey::ConsumerGroupHeartbeat, 1, RequestKind::ConsumerGroupHeartbeat(h));
+        let mut c = ConsumerGroupDescribeRequest::default();
+        c.group_ids = vec![GroupId(StrBytes::from_static_str("cg")), GroupId(StrBytes::from_static_str("nope"))];
+        c.include_authorized_operations = true;
+        let ResponseKind::ConsumerGroupDescribe(r) =
+            reply(&rt, &api, ApiKey::ConsumerGroupDescribe, 1, RequestKind::ConsumerGroupDescribe(c))
+        else {
+            panic!()
+        };
+        assert_eq!(r.groups[0].error_code, 0, "{r:?}");
+        assert_eq!(r.groups[0].authorized_operations, 3400);
+        assert_eq!(r.groups[1].authorized_operations, ops::OMITTED, "only found groups get the field");
     }
 
     #[test]

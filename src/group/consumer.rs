@@ -1,13 +1,22 @@
 //! One consumer group under the KIP-848 protocol (`group.protocol=consumer`): the broker
 //! computes assignments and members reconcile towards them through heartbeats.
 //!
-//! Epochs: the group epoch grows whenever membership or subscriptions change; the target
-//! assignment is recomputed for the new group epoch; each member then moves to the target
-//! epoch once it has given up (revoked) every partition the target takes away from it, and it
-//! only receives a partition once no other member still owns it. No I/O and no clock here:
-//! time comes in as `now_ms`.
+//! Epochs: the group epoch grows whenever membership, subscriptions or the partition counts of
+//! subscribed topics change; the target assignment is recomputed for the new group epoch; each
+//! member then reconciles towards it, as Kafka's `CurrentAssignmentBuilder` does:
+//! - partitions the target takes away from a member become *pending revocation*: the member
+//!   keeps its epoch and is told its smaller assignment; they stay the member's until a
+//!   heartbeat reports an owned set without them (the client finished revoking), its
+//!   rebalance timeout passes, or it leaves or expires;
+//! - only then does the member move to the target epoch and receive the target's other
+//!   partitions, except those another member still holds (assigned or pending revocation),
+//!   which it receives on a later heartbeat once they are released.
 //!
-//! Invariant: a partition is owned (in `assigned`) by at most one member at a time.
+//! No I/O and no clock here: time comes in as `now_ms`.
+//!
+//! Invariant: a partition is held (assigned or pending revocation) by at most one member at a
+//! time, and a client consumes only partitions its member holds; `consumer_sim` checks both
+//! after every event of a seeded simulation.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -33,8 +42,13 @@ pub struct ConsumerMember {
     pub subscribed_topic_names: Vec<String>,
     pub subscribed_topic_regex: Option<String>,
     pub server_assignor: Option<String>,
-    /// What the member owns now (acknowledged through its heartbeats).
+    /// What the member was given and may consume (Kafka's assigned partitions).
     pub assigned: BTreeSet<Tp>,
+    /// Taken away by the target but not yet reported revoked by the member: still its own.
+    pending_revocation: BTreeSet<Tp>,
+    /// The epoch before the last move, accepted once more from a member that missed the
+    /// response moving it on.
+    previous_member_epoch: i32,
     /// The member epoch at which each owned partition was given to it (KIP-1251).
     assignment_epochs: BTreeMap<Tp, i32>,
     /// What the member was last told it owns.
@@ -42,6 +56,23 @@ pub struct ConsumerMember {
     last_heartbeat_ms: i64,
     /// Set while the member must revoke partitions before it can move on.
     revoke_deadline_ms: Option<i64>,
+}
+
+impl ConsumerMember {
+    /// The partitions the coordinator counts as this member's: assigned or pending revocation.
+    pub fn held(&self) -> impl Iterator<Item = &Tp> {
+        self.assigned.iter().chain(self.pending_revocation.iter())
+    }
+
+    fn reset(&mut self) {
+        self.member_epoch = 0;
+        self.previous_member_epoch = -1;
+        self.assigned.clear();
+        self.pending_revocation.clear();
+        self.assignment_epochs.clear();
+        self.last_sent = None;
+        self.revoke_deadline_ms = None;
+    }
 }
 
 /// The answer to a heartbeat.
@@ -100,6 +131,9 @@ pub struct ConsumerGroup {
     pub target: BTreeMap<String, BTreeSet<Tp>>,
     pub assignor: String,
     pub state_timestamp_ms: i64,
+    /// Partition counts of the subscribed topics the target was computed for: a change (a
+    /// topic created, deleted or grown) is a new group epoch, as Kafka's subscription metadata.
+    subscribed_topics: BTreeMap<Uuid, i32>,
 }
 
 impl ConsumerGroup {
@@ -112,17 +146,23 @@ impl ConsumerGroup {
             target: BTreeMap::new(),
             assignor: "uniform".into(),
             state_timestamp_ms: now_ms,
+            subscribed_topics: BTreeMap::new(),
         }
     }
 
     /// Kafka's states: empty, assigning (target behind the group epoch), reconciling (some
-    /// member behind the target), stable.
+    /// member behind the target: older epoch, revocation pending or partitions unreleased),
+    /// stable.
     pub fn state_name(&self) -> &'static str {
         if self.members.is_empty() {
             "Empty"
         } else if self.assignment_epoch < self.group_epoch {
             "Assigning"
-        } else if self.members.values().any(|m| m.member_epoch != self.assignment_epoch) {
+        } else if self.members.values().any(|m| {
+            m.member_epoch != self.assignment_epoch
+                || !m.pending_revocation.is_empty()
+                || self.target.get(&m.member_id).is_some_and(|t| *t != m.assigned)
+        }) {
             "Reconciling"
         } else {
             "Stable"
@@ -156,22 +196,30 @@ impl ConsumerGroup {
                 Err(e) => return fail(e, &req),
             }
         } else {
-            let Some(m) = self.members.get(&req.member_id) else {
+            let Some(m) = self.members.get_mut(&req.member_id) else {
                 return fail(ResponseError::UnknownMemberId, &req);
             };
-            if req.member_epoch != m.member_epoch {
+            // Kafka accepts the previous epoch from a member that missed the response moving
+            // it on, provided it claims nothing it was not given; it then gets the full answer.
+            let missed_response = req.member_epoch == m.previous_member_epoch
+                && req.owned.as_ref().is_some_and(|o| o.is_subset(&m.assigned));
+            if req.member_epoch != m.member_epoch && !missed_response {
                 return fail(ResponseError::FencedMemberEpoch, &req);
+            }
+            if missed_response {
+                m.last_sent = None;
             }
             req.member_id.clone()
         };
         let subscription_changed = self.update_member(&member_id, &req, now_ms);
-        if subscription_changed || req.member_epoch == 0 {
+        let topics_changed = self.refresh_subscribed_topics(topics);
+        if subscription_changed || topics_changed || req.member_epoch == 0 {
             self.bump_epoch(now_ms);
         }
         if self.assignment_epoch < self.group_epoch {
             self.compute_target(topics);
         }
-        self.reconcile(&member_id, now_ms)
+        self.reconcile(&member_id, req.owned.as_ref(), now_ms)
             .map(|(epoch, assignment)| HeartbeatResult {
                 error: None,
                 member_id: member_id.clone(),
@@ -190,9 +238,12 @@ impl ConsumerGroup {
             let old = self.members.values().find(|m| m.instance_id.as_deref() == Some(instance)).map(|m| m.member_id.clone());
             if let Some(old) = old.filter(|o| *o != member_id) {
                 if let Some(prev) = self.members.shift_remove(&old) {
+                    // The new incarnation inherits what the old one held: a static member
+                    // keeps its partitions across a restart.
                     let mut m = prev;
                     m.member_id = member_id.clone();
                     m.member_epoch = 0;
+                    m.previous_member_epoch = -1;
                     m.last_sent = None;
                     if let Some(t) = self.target.remove(&old) {
                         self.target.insert(member_id.clone(), t);
@@ -203,10 +254,9 @@ impl ConsumerGroup {
             }
         }
         if let Some(m) = self.members.get_mut(&member_id) {
-            // A member that lost its state (e.g. after a fenced epoch) rejoins from scratch.
-            m.member_epoch = 0;
-            m.assigned.clear();
-            m.last_sent = None;
+            // A member that lost its state (e.g. after a fenced epoch) rejoins from scratch:
+            // a client sends epoch 0 only once it has given up every partition.
+            m.reset();
             return Ok(member_id);
         }
         if self.members.len() >= limits.max_size {
@@ -224,6 +274,8 @@ impl ConsumerGroup {
             subscribed_topic_regex: None,
             server_assignor: None,
             assigned: BTreeSet::new(),
+            pending_revocation: BTreeSet::new(),
+            previous_member_epoch: -1,
             assignment_epochs: BTreeMap::new(),
             last_sent: None,
             last_heartbeat_ms: now_ms,
@@ -262,11 +314,19 @@ impl ConsumerGroup {
             m.server_assignor = Some(assignor.clone());
             changed = true;
         }
-        if let Some(owned) = &req.owned {
-            // The member acknowledges what it owns: only partitions it was given count.
-            m.assigned = m.assigned.intersection(owned).cloned().collect();
-        }
         changed
+    }
+
+    /// Notes the partition counts of the subscribed topics; returns whether they changed.
+    fn refresh_subscribed_topics(&mut self, topics: &TopicsView) -> bool {
+        let subscribed: BTreeSet<Uuid> = self.members.values().flat_map(|m| Self::subscribed(m, topics)).collect();
+        let now: BTreeMap<Uuid, i32> =
+            topics.iter().filter(|(id, _)| subscribed.contains(id)).map(|(id, (_, n))| (*id, *n)).collect();
+        if now == self.subscribed_topics {
+            return false;
+        }
+        self.subscribed_topics = now;
+        true
     }
 
     /// The topics a member subscribes to, resolved against the current topics.
@@ -300,42 +360,52 @@ impl ConsumerGroup {
         self.assignment_epoch = self.group_epoch;
     }
 
-    /// Moves a member towards its target; returns its epoch and, if it changed, the
-    /// assignment to send.
-    fn reconcile(&mut self, member_id: &str, now_ms: i64) -> Option<(i32, Option<BTreeSet<Tp>>)> {
+    /// Moves a member towards its target (Kafka's `CurrentAssignmentBuilder`); `owned` is
+    /// what its heartbeat reported, if anything. Returns its epoch and, if it changed since it
+    /// was last sent, the assignment to send.
+    fn reconcile(&mut self, member_id: &str, owned: Option<&BTreeSet<Tp>>, now_ms: i64) -> Option<(i32, Option<BTreeSet<Tp>>)> {
+        // A client that reported nothing may still own anything it was given.
+        let still_owns = |pending: &BTreeSet<Tp>| owned.is_none_or(|o| !o.is_disjoint(pending));
         let target = self.target.get(member_id).cloned().unwrap_or_default();
-        let owned_by_others: BTreeSet<Tp> = self
-            .members
-            .values()
-            .filter(|o| o.member_id != member_id)
-            .flat_map(|o| o.assigned.iter().cloned())
-            .collect();
+        let held_by_others: BTreeSet<Tp> =
+            self.members.values().filter(|o| o.member_id != member_id).flat_map(|o| o.held().cloned()).collect();
         let assignment_epoch = self.assignment_epoch;
         let m = self.members.get_mut(member_id)?;
-        let to_revoke: BTreeSet<Tp> = m.assigned.difference(&target).cloned().collect();
-        let next: BTreeSet<Tp> = if to_revoke.is_empty() {
-            // Done revoking: take the target, except what others still hold.
-            m.member_epoch = assignment_epoch;
-            m.revoke_deadline_ms = None;
-            target.difference(&owned_by_others).cloned().collect()
-        } else {
-            // Keep only what stays; the member acknowledges the revocation by heartbeating
-            // with its smaller owned set.
-            if m.revoke_deadline_ms.is_none() {
+        let waiting_for_revocation = !m.pending_revocation.is_empty() && still_owns(&m.pending_revocation);
+        let up_to_date = m.pending_revocation.is_empty()
+            && m.member_epoch == assignment_epoch
+            && m.assigned == target;
+        if !waiting_for_revocation && !up_to_date {
+            let kept: BTreeSet<Tp> = m.assigned.intersection(&target).cloned().collect();
+            let revoke: BTreeSet<Tp> = m.assigned.difference(&kept).cloned().collect();
+            if !revoke.is_empty() && still_owns(&revoke) {
+                // Stay in this epoch until the client reports the revocation.
+                m.assigned = kept;
+                m.pending_revocation = revoke;
                 m.revoke_deadline_ms = Some(now_ms + i64::from(m.rebalance_timeout_ms.max(1)));
+            } else {
+                // Move to the target epoch; take what is free now, the rest on later heartbeats.
+                let free: Vec<Tp> = target.difference(&kept).filter(|tp| !held_by_others.contains(tp)).cloned().collect();
+                m.assigned = kept;
+                for tp in free {
+                    m.assigned.insert(tp);
+                    m.assignment_epochs.insert(tp, assignment_epoch);
+                }
+                m.pending_revocation.clear();
+                m.revoke_deadline_ms = None;
+                if m.member_epoch != assignment_epoch {
+                    m.previous_member_epoch = m.member_epoch;
+                    m.member_epoch = assignment_epoch;
+                }
             }
-            m.assigned.intersection(&target).cloned().collect()
-        };
-        for tp in next.difference(&m.assigned) {
-            m.assignment_epochs.insert(*tp, m.member_epoch);
+            let assigned = &m.assigned;
+            m.assignment_epochs.retain(|tp, _| assigned.contains(tp));
         }
-        m.assignment_epochs.retain(|tp, _| next.contains(tp));
-        m.assigned = next.clone();
-        let send = m.last_sent.as_ref() != Some(&next);
+        let send = m.last_sent.as_ref() != Some(&m.assigned);
         if send {
-            m.last_sent = Some(next.clone());
+            m.last_sent = Some(m.assigned.clone());
         }
-        Some((m.member_epoch, send.then_some(next)))
+        Some((m.member_epoch, send.then(|| m.assigned.clone())))
     }
 
     /// Removes members whose session expired or who did not revoke in time; returns true if
@@ -390,6 +460,11 @@ impl ConsumerGroup {
             .collect()
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+#[path = "consumer_sim.rs"]
+mod sim;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]

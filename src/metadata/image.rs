@@ -26,6 +26,8 @@ pub struct MetadataImage {
     pub group_configs: BTreeMap<String, BTreeMap<String, String>>,
     /// The next producer id to hand out.
     pub next_producer_id: i64,
+    /// Finalized feature levels (see [`super::features`]); a feature at level 0 is absent.
+    pub features: BTreeMap<String, i16>,
     /// How many records produced this image (the metadata log end offset).
     pub offset: i64,
 }
@@ -33,6 +35,11 @@ pub struct MetadataImage {
 impl MetadataImage {
     pub fn topic(&self, name: &str) -> Option<&Arc<TopicImage>> {
         self.topics.get(name)
+    }
+
+    /// The finalized level of a feature; 0 when it is not finalized.
+    pub fn feature_level(&self, name: &str) -> i16 {
+        self.features.get(name).copied().unwrap_or(0)
     }
 
     pub fn topic_by_id(&self, id: &Uuid) -> Option<&Arc<TopicImage>> {
@@ -87,6 +94,13 @@ impl MetadataImage {
                 }
             }
             MetadataRecord::ProducerIds { next } => self.next_producer_id = *next,
+            MetadataRecord::FeatureLevel { name, level } => {
+                if *level == 0 {
+                    self.features.remove(name);
+                } else {
+                    self.features.insert(name.clone(), *level);
+                }
+            }
         }
     }
 

@@ -29,4 +29,6 @@ pub enum MetadataRecord {
     RemoveTopic { id: Uuid },
     /// Producer ids below `next` are handed out.
     ProducerIds { next: i64 },
+    /// A feature was finalized at `level` (Kafka's FeatureLevelRecord); 0 removes it.
+    FeatureLevel { name: String, level: i16 },
 }
