@@ -18,6 +18,7 @@
 //! client     outbound Kafka requests to another node (Raft, registration, forwarding, fetchers)
 //! config     the YAML configuration with Kafka's property names and defaults (a leaf)
 //! clock      injected time (a leaf)
+//! logging    log levels changed at run time (Kafka's BROKER_LOGGER resource)
 //! alloc      the global allocator: lazy mappings for huge allocations (see its docs)
 //! ```
 //!
@@ -43,6 +44,7 @@ pub mod clock;
 pub mod config;
 pub mod group;
 pub mod log;
+pub mod logging;
 pub mod metadata;
 pub mod partition;
 pub mod record;

@@ -39,6 +39,7 @@ pub fn for_each(response: &ResponseKind, mut f: impl FnMut(i16)) -> Listed {
         S::DescribeConfigs(r) => r.results.iter().for_each(|x| f(x.error_code)),
         S::CreatePartitions(r) => r.results.iter().for_each(|x| f(x.error_code)),
         S::IncrementalAlterConfigs(r) => r.responses.iter().for_each(|x| f(x.error_code)),
+        S::AlterConfigs(r) => r.responses.iter().for_each(|x| f(x.error_code)),
         S::DescribeCluster(r) => f(r.error_code),
         S::UpdateFeatures(r) => {
             f(r.error_code);

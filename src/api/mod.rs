@@ -6,7 +6,9 @@
 //! error when the connection must be closed (unparseable header, unknown API, version we do
 //! not serve), as Kafka does.
 
+pub mod alter_configs;
 pub mod authorized_operations;
+pub mod config_change;
 pub mod consumer_group_describe;
 pub mod consumer_group_heartbeat;
 pub mod create_partitions;
@@ -166,6 +168,7 @@ impl Api {
             R::IncrementalAlterConfigs(req) => {
                 S::IncrementalAlterConfigs(incremental_alter_configs::handle(self, req))
             }
+            R::AlterConfigs(req) => S::AlterConfigs(alter_configs::handle(self, req)),
             R::JoinGroup(req) => S::JoinGroup(join_group::handle(self, ctx, req).await),
             R::SyncGroup(req) => S::SyncGroup(sync_group::handle(self, ctx, req).await),
             R::Heartbeat(req) => S::Heartbeat(heartbeat::handle(self, req)),
@@ -253,6 +256,17 @@ pub fn encode_response(
 
 pub(crate) fn str_bytes(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_string())
+}
+
+/// An API over a fresh broker in `dir` with `overrides`, for handler tests.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) fn test_api(dir: &std::path::Path, overrides: &[&str]) -> Api {
+    let mut all = vec![format!("log.dirs={}", dir.display()), "offsets.topic.num.partitions=1".to_string()];
+    all.extend(overrides.iter().map(|o| o.to_string()));
+    let config = crate::config::BrokerConfig::load(None, &all).unwrap();
+    let broker = Broker::open(config, Arc::new(crate::clock::SystemClock)).unwrap();
+    Api::new(broker).unwrap()
 }
 
 #[cfg(test)]
@@ -434,6 +448,20 @@ mod tests {
                 let mut r = IncrementalAlterConfigsRequest::default();
                 r.resources = vec![res];
                 vec![RequestKind::IncrementalAlterConfigs(r)]
+            }
+            ApiKey::AlterConfigs => {
+                let mut c = alter_configs_request::AlterableConfig::default();
+                c.name = StrBytes::from_static_str("retention.ms");
+                c.value = Some(StrBytes::from_static_str("1000"));
+                let mut res = alter_configs_request::AlterConfigsResource::default();
+                res.resource_type = 2;
+                res.resource_name = StrBytes::from_static_str("t");
+                res.configs = vec![c];
+                let mut bad = res.clone();
+                bad.resource_type = 8;
+                let mut r = AlterConfigsRequest::default();
+                r.resources = vec![res, bad];
+                vec![RequestKind::AlterConfigs(r)]
             }
             ApiKey::DescribeCluster => {
                 let mut asking = DescribeClusterRequest::default();

@@ -41,6 +41,7 @@ pub const SERVED: &[Served] = &[
     served(ApiKey::DescribeConfigs, 1, 4),
     served(ApiKey::CreatePartitions, 0, 3),
     served(ApiKey::IncrementalAlterConfigs, 0, 1),
+    served(ApiKey::AlterConfigs, 0, 2),
     served(ApiKey::DescribeCluster, 0, 2),
     served(ApiKey::FindCoordinator, 0, 6),
     served(ApiKey::JoinGroup, 0, 9),
@@ -140,6 +141,7 @@ pub fn default_request(api: ApiKey) -> Option<RequestKind> {
         ApiKey::IncrementalAlterConfigs => {
             RequestKind::IncrementalAlterConfigs(IncrementalAlterConfigsRequest::default())
         }
+        ApiKey::AlterConfigs => RequestKind::AlterConfigs(AlterConfigsRequest::default()),
         ApiKey::DescribeCluster => RequestKind::DescribeCluster(DescribeClusterRequest::default()),
         ApiKey::FindCoordinator => RequestKind::FindCoordinator(FindCoordinatorRequest::default()),
         ApiKey::JoinGroup => RequestKind::JoinGroup(JoinGroupRequest::default()),
@@ -230,6 +232,7 @@ mod tests {
             ApiKey::IncrementalAlterConfigs => {
                 ResponseKind::IncrementalAlterConfigs(IncrementalAlterConfigsResponse::default())
             }
+            ApiKey::AlterConfigs => ResponseKind::AlterConfigs(AlterConfigsResponse::default()),
             ApiKey::DescribeCluster => ResponseKind::DescribeCluster(DescribeClusterResponse::default()),
             ApiKey::FindCoordinator => ResponseKind::FindCoordinator(FindCoordinatorResponse::default()),
             ApiKey::JoinGroup => ResponseKind::JoinGroup(JoinGroupResponse::default()),

@@ -22,6 +22,8 @@ pub struct MetadataImage {
     pub cluster_id: String,
     pub topics: BTreeMap<String, Arc<TopicImage>>,
     pub names_by_id: HashMap<Uuid, String>,
+    /// Group id → its config overrides; groups without overrides are absent.
+    pub group_configs: BTreeMap<String, BTreeMap<String, String>>,
     /// The next producer id to hand out.
     pub next_producer_id: i64,
     /// Finalized feature levels (see [`super::features`]); a feature at level 0 is absent.
@@ -72,6 +74,20 @@ impl MetadataImage {
                     t.configs.remove(key);
                 }
             }),
+            MetadataRecord::GroupConfig { group, key, value } => {
+                let configs = self.group_configs.entry(group.clone()).or_default();
+                match value {
+                    Some(v) => {
+                        configs.insert(key.clone(), v.clone());
+                    }
+                    None => {
+                        configs.remove(key);
+                    }
+                }
+                if configs.is_empty() {
+                    self.group_configs.remove(group);
+                }
+            }
             MetadataRecord::RemoveTopic { id } => {
                 if let Some(name) = self.names_by_id.remove(id) {
                     self.topics.remove(&name);
