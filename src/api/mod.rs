@@ -779,6 +779,8 @@ mod tests {
         (ApiKey::OffsetFetch, "groups.topics.partitions.metadata", 8..=i16::MAX),
         // ConfigHelper.describeConfigs sets no message on a described resource.
         (ApiKey::DescribeConfigs, "results.error_message", 0..=i16::MAX),
+        // Documentation exists from v3: before, it is the decoder's default.
+        (ApiKey::DescribeConfigs, "results.configs.documentation", 0..=2),
         // Nullable from v7 only; JoinGroupResponse writes "" for older versions.
         (ApiKey::JoinGroup, "protocol_name", 0..=6),
         // The top-level message exists in v1-3 only: elsewhere it is the decoder's default.
