@@ -17,6 +17,7 @@ use crate::clock::Clock;
 use crate::config::BrokerConfig;
 use crate::log::{CleanupPolicy, DirtyRatio, LogConfig, MessageTimestampType, RecoveryMode};
 use crate::metadata::controller::{self, ControllerError};
+use crate::metadata::features::{self, InvalidUpdate, UpgradeType};
 use crate::metadata::store::StoreError;
 use crate::metadata::{MetadataImage, MetadataRecord, MetadataStore, TopicImage};
 use crate::metrics::{Metrics, MetricsConfig};
@@ -77,6 +78,10 @@ impl Broker {
         if metadata.image().cluster_id.is_empty() {
             let cluster_id = config.get("cluster.id").map(str::to_string).unwrap_or_else(new_cluster_id);
             metadata.update(|_| Ok::<_, StoreError>((vec![MetadataRecord::Cluster { cluster_id }], ())))?;
+        }
+        // A data directory from before feature flags gets the levels a new one starts at.
+        if !metadata.image().features.contains_key(features::METADATA_VERSION) {
+            metadata.update(|_| Ok::<_, StoreError>((features::bootstrap_records(), ())))?;
         }
         let listener = config.listener().ok();
         let advertised = Advertised {
@@ -147,6 +152,23 @@ impl Broker {
     ) -> Result<T, BrokerError> {
         let (image, out) = self.metadata.update(f)?;
         self.reconcile(&image)?;
+        Ok(out)
+    }
+
+    /// Validates feature-level changes and, unless `validate_only`, finalizes them durably
+    /// (all or nothing). The outer error is a storage failure, the inner one a refusal.
+    pub fn update_features(
+        &self,
+        updates: &[(String, i16, UpgradeType)],
+        validate_only: bool,
+    ) -> Result<Result<(), InvalidUpdate>, BrokerError> {
+        let (_, out) = self.metadata.update(|image| {
+            let out = features::update(image, self.node_id, updates).map(|records| if validate_only { vec![] } else { records });
+            match out {
+                Ok(records) => Ok::<_, StoreError>((records, Ok(()))),
+                Err(e) => Ok((vec![], Err(e))),
+            }
+        })?;
         Ok(out)
     }
 

@@ -30,6 +30,8 @@ pub enum ConfigError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Int,
+    /// A 16-bit integer (Kafka's SHORT, used for replication factors).
+    Short,
     Long,
     Bool,
     Str,
@@ -37,6 +39,8 @@ pub enum Kind {
     Double,
     /// One of a fixed set of words.
     Enum(&'static [&'static str]),
+    /// A comma-separated list of words from a fixed set; the empty list is allowed.
+    ListOf(&'static [&'static str]),
 }
 
 /// A broker-level key: name, type, Kafka's default (None = null) and what it means.
@@ -49,7 +53,8 @@ pub struct KeyDef {
 
 const LONG_MAX: &str = "9223372036854775807";
 const TIMESTAMP_TYPES: &[&str] = &["CreateTime", "LogAppendTime"];
-const CLEANUP_POLICIES: &[&str] = &["delete", "compact", "compact,delete", "delete,compact"];
+/// `cleanup.policy` items. Kafka 4.x accepts any subset, the empty list included.
+const CLEANUP_POLICIES: &[&str] = &["compact", "delete"];
 const COMPRESSION_TYPES: &[&str] = &["producer", "uncompressed", "none", "gzip", "snappy", "lz4", "zstd"];
 
 macro_rules! key {
@@ -87,7 +92,7 @@ pub const BROKER_KEYS: &[KeyDef] = &[
     key!("log.message.timestamp.type", Kind::Enum(TIMESTAMP_TYPES), Some("CreateTime"), "CreateTime or LogAppendTime"),
     key!("log.message.timestamp.before.max.ms", Kind::Long, Some(LONG_MAX), "Oldest accepted record timestamp, relative to now"),
     key!("log.message.timestamp.after.max.ms", Kind::Long, Some("3600000"), "Newest accepted record timestamp, relative to now"),
-    key!("log.cleanup.policy", Kind::Enum(CLEANUP_POLICIES), Some("delete"), "delete and/or compact"),
+    key!("log.cleanup.policy", Kind::ListOf(CLEANUP_POLICIES), Some("delete"), "delete and/or compact"),
     key!("log.cleaner.enable", Kind::Bool, Some("true"), "Run the log cleaner for compacted topics"),
     key!("log.cleaner.backoff.ms", Kind::Long, Some("15000"), "Pause between cleaner passes"),
     key!("log.cleaner.dedupe.buffer.size", Kind::Long, Some("134217728"), "Memory for the cleaner's key map"),
@@ -110,8 +115,8 @@ pub const BROKER_KEYS: &[KeyDef] = &[
     key!("fetch.max.bytes", Kind::Int, Some("57671680"), "Largest Fetch response"),
     key!("max.incremental.fetch.session.cache.slots", Kind::Int, Some("1000"), "Fetch sessions kept at most"),
     key!("offsets.topic.num.partitions", Kind::Int, Some("50"), "Partitions of __consumer_offsets"),
-    key!("offsets.topic.replication.factor", Kind::Int, Some("3"), "Replication factor of __consumer_offsets"),
-    key!("transaction.state.log.replication.factor", Kind::Int, Some("3"), "Replication factor of __transaction_state"),
+    key!("offsets.topic.replication.factor", Kind::Short, Some("3"), "Replication factor of __consumer_offsets (capped at the number of brokers)"),
+    key!("transaction.state.log.replication.factor", Kind::Short, Some("3"), "Replication factor of __transaction_state (capped at the number of brokers)"),
     key!("transaction.state.log.min.isr", Kind::Int, Some("2"), "min.insync.replicas of __transaction_state"),
     key!("group.initial.rebalance.delay.ms", Kind::Int, Some("3000"), "Delay before the first rebalance of a new group"),
     key!("group.min.session.timeout.ms", Kind::Int, Some("6000"), "Shortest session timeout a member may ask for"),
@@ -120,6 +125,10 @@ pub const BROKER_KEYS: &[KeyDef] = &[
     key!("group.consumer.session.timeout.ms", Kind::Int, Some("45000"), "Session timeout of KIP-848 consumer group members"),
     key!("group.consumer.heartbeat.interval.ms", Kind::Int, Some("5000"), "Heartbeat interval given to KIP-848 consumer group members"),
     key!("group.consumer.max.size", Kind::Int, Some("2147483647"), "Members per KIP-848 consumer group at most"),
+    key!("group.consumer.min.session.timeout.ms", Kind::Int, Some("45000"), "Shortest consumer.session.timeout.ms a group config may set"),
+    key!("group.consumer.max.session.timeout.ms", Kind::Int, Some("60000"), "Longest consumer.session.timeout.ms a group config may set"),
+    key!("group.consumer.min.heartbeat.interval.ms", Kind::Int, Some("5000"), "Shortest consumer.heartbeat.interval.ms a group config may set"),
+    key!("group.consumer.max.heartbeat.interval.ms", Kind::Int, Some("15000"), "Longest consumer.heartbeat.interval.ms a group config may set"),
     key!("offsets.retention.minutes", Kind::Int, Some("10080"), "Keep offsets of an empty group this long"),
     key!("controller.quorum.voters", Kind::List, None, "Raft voters (not used by a single node yet)"),
     key!("controller.listener.names", Kind::List, None, "Listener names of the controller"),
@@ -135,42 +144,162 @@ pub const BROKER_KEYS: &[KeyDef] = &[
 pub struct TopicKeyDef {
     pub name: &'static str,
     pub kind: Kind,
-    /// The broker-level key that supplies the default (None: `default` below).
+    /// The broker-level key that supplies the default, Kafka's topic-config synonym (None:
+    /// `default` below). Its own synonyms come from [`broker_synonyms`].
     pub broker_key: Option<&'static str>,
     pub default: Option<&'static str>,
+    pub doc: &'static str,
 }
 
 macro_rules! tkey {
-    ($name:literal, $kind:expr, $broker:expr, $default:expr) => {
-        TopicKeyDef { name: $name, kind: $kind, broker_key: $broker, default: $default }
+    ($name:literal, $kind:expr, $broker:expr, $default:expr, $doc:literal) => {
+        TopicKeyDef { name: $name, kind: $kind, broker_key: $broker, default: $default, doc: $doc }
     };
 }
 
 /// Topic configs, as DescribeConfigs lists them.
 pub const TOPIC_KEYS: &[TopicKeyDef] = &[
-    tkey!("cleanup.policy", Kind::Enum(CLEANUP_POLICIES), Some("log.cleanup.policy"), None),
-    tkey!("compression.type", Kind::Enum(COMPRESSION_TYPES), Some("compression.type"), None),
-    tkey!("delete.retention.ms", Kind::Long, Some("log.cleaner.delete.retention.ms"), None),
-    tkey!("file.delete.delay.ms", Kind::Long, Some("log.segment.delete.delay.ms"), None),
-    tkey!("flush.messages", Kind::Long, Some("log.flush.interval.messages"), None),
-    tkey!("flush.ms", Kind::Long, None, Some(LONG_MAX)),
-    tkey!("index.interval.bytes", Kind::Int, Some("log.index.interval.bytes"), None),
-    tkey!("max.compaction.lag.ms", Kind::Long, Some("log.cleaner.max.compaction.lag.ms"), None),
-    tkey!("max.message.bytes", Kind::Int, Some("message.max.bytes"), None),
-    tkey!("message.timestamp.after.max.ms", Kind::Long, Some("log.message.timestamp.after.max.ms"), None),
-    tkey!("message.timestamp.before.max.ms", Kind::Long, Some("log.message.timestamp.before.max.ms"), None),
-    tkey!("message.timestamp.type", Kind::Enum(TIMESTAMP_TYPES), Some("log.message.timestamp.type"), None),
-    tkey!("min.cleanable.dirty.ratio", Kind::Double, Some("log.cleaner.min.cleanable.ratio"), None),
-    tkey!("min.compaction.lag.ms", Kind::Long, Some("log.cleaner.min.compaction.lag.ms"), None),
-    tkey!("min.insync.replicas", Kind::Int, Some("min.insync.replicas"), None),
-    tkey!("preallocate", Kind::Bool, Some("log.preallocate"), None),
-    tkey!("retention.bytes", Kind::Long, Some("log.retention.bytes"), None),
-    tkey!("retention.ms", Kind::Long, None, None),
-    tkey!("segment.bytes", Kind::Int, Some("log.segment.bytes"), None),
-    tkey!("segment.index.bytes", Kind::Int, Some("log.index.size.max.bytes"), None),
-    tkey!("segment.jitter.ms", Kind::Long, None, Some("0")),
-    tkey!("segment.ms", Kind::Long, None, None),
-    tkey!("unclean.leader.election.enable", Kind::Bool, Some("unclean.leader.election.enable"), None),
+    tkey!("cleanup.policy", Kind::ListOf(CLEANUP_POLICIES), Some("log.cleanup.policy"), None, "delete and/or compact old data; empty: keep everything"),
+    tkey!("compression.type", Kind::Enum(COMPRESSION_TYPES), Some("compression.type"), None, "Codec of stored batches (producer: as sent)"),
+    tkey!("delete.retention.ms", Kind::Long, Some("log.cleaner.delete.retention.ms"), None, "How long the cleaner keeps tombstones readable"),
+    tkey!("file.delete.delay.ms", Kind::Long, Some("log.segment.delete.delay.ms"), None, "Delay before a deleted segment's file goes"),
+    tkey!("flush.messages", Kind::Long, Some("log.flush.interval.messages"), None, "Fsync after this many messages"),
+    tkey!("flush.ms", Kind::Long, Some("log.flush.interval.ms"), Some(LONG_MAX), "Fsync when the last flush is this old"),
+    tkey!("index.interval.bytes", Kind::Int, Some("log.index.interval.bytes"), None, "Bytes of log between offset index entries"),
+    tkey!("max.compaction.lag.ms", Kind::Long, Some("log.cleaner.max.compaction.lag.ms"), None, "Clean a dirty segment once its data is this old, whatever the ratio"),
+    tkey!("max.message.bytes", Kind::Int, Some("message.max.bytes"), None, "Largest record batch accepted"),
+    tkey!("message.timestamp.after.max.ms", Kind::Long, Some("log.message.timestamp.after.max.ms"), None, "How far ahead of the broker clock a timestamp may be"),
+    tkey!("message.timestamp.before.max.ms", Kind::Long, Some("log.message.timestamp.before.max.ms"), None, "How far behind the broker clock a timestamp may be"),
+    tkey!("message.timestamp.type", Kind::Enum(TIMESTAMP_TYPES), Some("log.message.timestamp.type"), None, "CreateTime (the producer's) or LogAppendTime (the broker's)"),
+    tkey!("min.cleanable.dirty.ratio", Kind::Double, Some("log.cleaner.min.cleanable.ratio"), None, "Dirty fraction of the log that triggers cleaning"),
+    tkey!("min.compaction.lag.ms", Kind::Long, Some("log.cleaner.min.compaction.lag.ms"), None, "Leave data younger than this uncompacted"),
+    tkey!("min.insync.replicas", Kind::Int, Some("min.insync.replicas"), None, "Replicas that must acknowledge an acks=all write"),
+    tkey!("preallocate", Kind::Bool, Some("log.preallocate"), None, "Preallocate segment files"),
+    tkey!("retention.bytes", Kind::Long, Some("log.retention.bytes"), None, "Keep at most this many bytes per partition (-1: no limit)"),
+    tkey!("retention.ms", Kind::Long, Some("log.retention.ms"), None, "Keep data this long (-1: forever)"),
+    tkey!("segment.bytes", Kind::Int, Some("log.segment.bytes"), None, "Segment size before a roll"),
+    tkey!("segment.index.bytes", Kind::Int, Some("log.index.size.max.bytes"), None, "Largest offset index of one segment"),
+    tkey!("segment.jitter.ms", Kind::Long, None, Some("0"), "Random reduction of segment.ms, to spread rolls"),
+    tkey!("segment.ms", Kind::Long, Some("log.roll.ms"), None, "Segment age before a roll"),
+    tkey!("unclean.leader.election.enable", Kind::Bool, Some("unclean.leader.election.enable"), None, "Allow an out-of-sync replica to lead"),
+];
+
+/// Broker keys Kafka can change at run time (its `DynamicBrokerConfig.AllDynamicConfigs`,
+/// restricted to the keys Blumfeld knows). DescribeConfigs reports the others read-only, as
+/// Kafka does; Blumfeld does not apply dynamic broker configs yet, so altering any broker
+/// key is refused for now.
+pub const DYNAMIC_BROKER_KEYS: &[&str] = &[
+    "log.segment.bytes",
+    "log.roll.ms",
+    "log.index.size.max.bytes",
+    "log.flush.interval.messages",
+    "log.flush.interval.ms",
+    "log.retention.bytes",
+    "log.retention.ms",
+    "log.index.interval.bytes",
+    "log.cleaner.delete.retention.ms",
+    "log.cleaner.min.compaction.lag.ms",
+    "log.cleaner.max.compaction.lag.ms",
+    "log.segment.delete.delay.ms",
+    "log.cleaner.min.cleanable.ratio",
+    "log.cleanup.policy",
+    "log.preallocate",
+    "log.message.timestamp.type",
+    "log.message.timestamp.before.max.ms",
+    "log.message.timestamp.after.max.ms",
+    "log.cleaner.dedupe.buffer.size",
+    "log.cleaner.backoff.ms",
+    "unclean.leader.election.enable",
+    "min.insync.replicas",
+    "compression.type",
+    "message.max.bytes",
+    "listeners",
+    "advertised.listeners",
+    "listener.security.protocol.map",
+    "max.connections",
+];
+
+/// Whether Kafka lets `key` change at run time.
+pub fn is_dynamic_broker_key(key: &str) -> bool {
+    DYNAMIC_BROKER_KEYS.contains(&key)
+}
+
+/// The broker keys that stand for one setting, in Kafka's order of precedence (its
+/// `DynamicBrokerConfig.brokerConfigSynonyms`): `log.retention.ms` over `.minutes` over
+/// `.hours`, and so on. Any other key is its own only synonym.
+pub fn broker_synonyms(key: &str) -> &'static [&'static str] {
+    const RETENTION: &[&str] = &["log.retention.ms", "log.retention.minutes", "log.retention.hours"];
+    const ROLL: &[&str] = &["log.roll.ms", "log.roll.hours"];
+    const FLUSH: &[&str] = &["log.flush.interval.ms", "log.flush.scheduler.interval.ms"];
+    match key {
+        "log.retention.ms" | "log.retention.minutes" | "log.retention.hours" => RETENTION,
+        "log.roll.ms" | "log.roll.hours" => ROLL,
+        "log.flush.interval.ms" => FLUSH,
+        _ => match BROKER_KEYS.iter().find(|k| k.name == key) {
+            Some(k) => std::slice::from_ref(&k.name),
+            None => &[],
+        },
+    }
+}
+
+/// Where the lower and upper bounds of a group config come from.
+#[derive(Debug, Clone, Copy)]
+pub enum Bound {
+    /// A broker key (`group.consumer.min.session.timeout.ms`, ...).
+    Key(&'static str),
+    /// Kafka's default for a broker key Blumfeld does not define (share groups are not
+    /// served, so their broker keys are not configurable); the name is the one Kafka's
+    /// messages use.
+    Fixed(&'static str, i32),
+}
+
+/// A group-level key (Kafka's `GroupConfig`): its default and bounds.
+pub struct GroupKeyDef {
+    pub name: &'static str,
+    pub default: Bound,
+    pub min: Bound,
+    pub max: Bound,
+    pub doc: &'static str,
+}
+
+/// Group configs: every key Kafka's `GroupConfig` defines, listed for every group as Kafka
+/// lists them. The share-group keys are stored and validated but used by nothing yet.
+pub const GROUP_KEYS: &[GroupKeyDef] = &[
+    GroupKeyDef {
+        name: "consumer.heartbeat.interval.ms",
+        default: Bound::Key("group.consumer.heartbeat.interval.ms"),
+        min: Bound::Key("group.consumer.min.heartbeat.interval.ms"),
+        max: Bound::Key("group.consumer.max.heartbeat.interval.ms"),
+        doc: "Heartbeat interval given to this group's KIP-848 members",
+    },
+    GroupKeyDef {
+        name: "consumer.session.timeout.ms",
+        default: Bound::Key("group.consumer.session.timeout.ms"),
+        min: Bound::Key("group.consumer.min.session.timeout.ms"),
+        max: Bound::Key("group.consumer.max.session.timeout.ms"),
+        doc: "Session timeout of this group's KIP-848 members",
+    },
+    GroupKeyDef {
+        name: "share.heartbeat.interval.ms",
+        default: Bound::Fixed("group.share.heartbeat.interval.ms", 5000),
+        min: Bound::Fixed("group.share.min.heartbeat.interval.ms", 5000),
+        max: Bound::Fixed("group.share.max.heartbeat.interval.ms", 15000),
+        doc: "Heartbeat interval of share group members (share groups are not served yet)",
+    },
+    GroupKeyDef {
+        name: "share.record.lock.duration.ms",
+        default: Bound::Fixed("group.share.record.lock.duration.ms", 30000),
+        min: Bound::Fixed("group.share.min.record.lock.duration.ms", 15000),
+        max: Bound::Fixed("group.share.max.record.lock.duration.ms", 60000),
+        doc: "How long a share group member holds a record (share groups are not served yet)",
+    },
+    GroupKeyDef {
+        name: "share.session.timeout.ms",
+        default: Bound::Fixed("group.share.session.timeout.ms", 45000),
+        min: Bound::Fixed("group.share.min.session.timeout.ms", 45000),
+        max: Bound::Fixed("group.share.max.session.timeout.ms", 60000),
+        doc: "Session timeout of share group members (share groups are not served yet)",
+    },
 ];
 
 /// Checks that `value` has the type `kind` asks for; returns the normalised text.
@@ -178,6 +307,7 @@ pub fn check_value(kind: Kind, value: &str) -> Result<String, String> {
     let v = value.trim();
     match kind {
         Kind::Int => v.parse::<i32>().map(|n| n.to_string()).map_err(|_| "expected a 32-bit integer".into()),
+        Kind::Short => v.parse::<i16>().map(|n| n.to_string()).map_err(|_| "expected a 16-bit integer".into()),
         Kind::Long => v.parse::<i64>().map(|n| n.to_string()).map_err(|_| "expected a 64-bit integer".into()),
         Kind::Double => v.parse::<f64>().map(|n| n.to_string()).map_err(|_| "expected a number".into()),
         Kind::Bool => match v.to_ascii_lowercase().as_str() {
@@ -194,22 +324,48 @@ pub fn check_value(kind: Kind, value: &str) -> Result<String, String> {
                 Err(format!("expected one of {}", words.join(" | ")))
             }
         }
+        Kind::ListOf(words) => {
+            let mut items: Vec<String> = Vec::new();
+            for item in v.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+                let Some(word) = words.iter().find(|w| w.eq_ignore_ascii_case(item)) else {
+                    return Err(format!("String must be one of: {}", words.join(", ")));
+                };
+                if !items.iter().any(|i| i == word) {
+                    items.push((*word).to_string());
+                }
+            }
+            Ok(items.join(","))
+        }
     }
 }
 
 /// The effective broker configuration: every key's value as text, typed accessors on top.
+///
+/// It also keeps the layers a value comes from, for DescribeConfigs: `statics` holds what
+/// the file and `--override` set (Kafka's STATIC_BROKER_CONFIG), `defaults` the built-in
+/// defaults (DEFAULT_CONFIG). Dynamic layers will sit above `statics` when they exist.
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
     values: BTreeMap<String, String>,
+    statics: BTreeMap<String, String>,
+    defaults: BTreeMap<String, String>,
 }
+
+/// Brokers in the cluster: Blumfeld runs one node.
+pub const CLUSTER_BROKERS: i16 = 1;
+
+/// Replication factors of internal topics, capped at the number of brokers.
+const INTERNAL_REPLICATION_FACTORS: &[&str] = &["offsets.topic.replication.factor", "transaction.state.log.replication.factor"];
 
 impl Default for BrokerConfig {
     fn default() -> Self {
-        let values = BROKER_KEYS
+        let defaults: BTreeMap<String, String> = BROKER_KEYS
             .iter()
             .filter_map(|k| k.default.map(|d| (k.name.to_string(), d.to_string())))
             .collect();
-        Self { values }
+        let mut config = Self { values: defaults.clone(), statics: BTreeMap::new(), defaults };
+        config.cap_replication_factors(CLUSTER_BROKERS);
+        config
     }
 }
 
@@ -230,7 +386,40 @@ impl BrokerConfig {
             let (k, v) = o.split_once('=').ok_or_else(|| ConfigError::BadOverride(o.clone()))?;
             config.set(k.trim(), v, "--override")?;
         }
+        config.cap_replication_factors(CLUSTER_BROKERS);
         Ok(config)
+    }
+
+    /// Caps the replication factors of internal topics at `brokers`, in every layer.
+    ///
+    /// Kafka keeps `offsets.topic.replication.factor=3` on a one-broker cluster and then
+    /// cannot create `__consumer_offsets` (consumers see COORDINATOR_NOT_AVAILABLE until
+    /// enough brokers join). Blumfeld creates its internal topics with the replication factor
+    /// the cluster can give, so that is the value in force; capping the setting itself at
+    /// start-up (with a warning when a configured value is lowered) makes DescribeConfigs
+    /// show that value, and the same source, rather than a 3 that nothing uses.
+    fn cap_replication_factors(&mut self, brokers: i16) {
+        for key in INTERNAL_REPLICATION_FACTORS {
+            for (layer, map) in [("configured", &mut self.statics), ("default", &mut self.defaults), ("effective", &mut self.values)] {
+                let Some(v) = map.get_mut(*key) else { continue };
+                if v.parse::<i16>().is_ok_and(|rf| rf > brokers) {
+                    if layer == "configured" {
+                        tracing::warn!(key, configured = %v, brokers, "replication factor capped at the number of brokers");
+                    }
+                    *v = brokers.to_string();
+                }
+            }
+        }
+    }
+
+    /// The value the config file or `--override` gave `key` (Kafka's STATIC_BROKER_CONFIG).
+    pub fn static_value(&self, key: &str) -> Option<&str> {
+        self.statics.get(key).map(String::as_str)
+    }
+
+    /// The built-in default of `key` (Kafka's DEFAULT_CONFIG), after capping.
+    pub fn default_value(&self, key: &str) -> Option<&str> {
+        self.defaults.get(key).map(String::as_str)
     }
 
     fn apply_yaml(&mut self, path: &Path, text: &str) -> Result<(), ConfigError> {
@@ -280,6 +469,7 @@ impl BrokerConfig {
             .ok_or_else(|| ConfigError::UnknownKey { key: key.to_string(), origin: origin.to_string() })?;
         if value.trim().is_empty() && def.default.is_none() {
             self.values.remove(key);
+            self.statics.remove(key);
             return Ok(());
         }
         let norm = check_value(def.kind, value).map_err(|reason| ConfigError::InvalidValue {
@@ -288,7 +478,8 @@ impl BrokerConfig {
             reason,
             origin: origin.to_string(),
         })?;
-        self.values.insert(key.to_string(), norm);
+        self.values.insert(key.to_string(), norm.clone());
+        self.statics.insert(key.to_string(), norm);
         self.validate_semantics(key, origin)
     }
 
@@ -407,13 +598,52 @@ impl BrokerConfig {
         }
     }
 
-    /// All keys with their effective values, for DescribeConfigs on the broker resource.
-    pub fn entries(&self) -> impl Iterator<Item = (&'static str, Option<&str>, bool)> {
-        BROKER_KEYS.iter().map(|k| {
-            let value = self.get(k.name);
-            let is_default = value == k.default;
-            (k.name, value, is_default)
-        })
+    /// The broker default of group config `key` (`None` for an unknown key).
+    pub fn group_default(&self, key: &str) -> Option<i32> {
+        GROUP_KEYS.iter().find(|k| k.name == key).map(|k| self.bound(k.default))
+    }
+
+    fn bound(&self, b: Bound) -> i32 {
+        match b {
+            Bound::Key(k) => self.int(k),
+            Bound::Fixed(_, v) => v,
+        }
+    }
+
+    /// Validates a group's complete set of overrides (Kafka's `GroupConfig.validate`):
+    /// known names, integers of at least 1, within the broker's bounds, and a session
+    /// timeout longer than the heartbeat interval. The message is Kafka's.
+    pub fn check_group_configs(&self, configs: &BTreeMap<String, String>) -> Result<(), String> {
+        let mut values = BTreeMap::new();
+        for (k, v) in configs {
+            let def = GROUP_KEYS.iter().find(|d| d.name == k).ok_or_else(|| format!("Unknown group config name: {k}"))?;
+            let n: i32 = v.trim().parse().map_err(|_| format!("Invalid value {v} for configuration {k}: Not a number of type INT"))?;
+            if n < 1 {
+                return Err(format!("Invalid value {n} for configuration {k}: Value must be at least 1"));
+            }
+            values.insert(def.name, (n, def));
+        }
+        let bound_name = |b: Bound| match b {
+            Bound::Key(k) | Bound::Fixed(k, _) => k,
+        };
+        let value_of = |name: &str| {
+            values.get(name).map(|(n, _)| *n).or_else(|| self.group_default(name)).unwrap_or(0)
+        };
+        for def in GROUP_KEYS {
+            let n = value_of(def.name);
+            if n < self.bound(def.min) {
+                return Err(format!("{} must be greater than or equal to {}", def.name, bound_name(def.min)));
+            }
+            if n > self.bound(def.max) {
+                return Err(format!("{} must be less than or equal to {}", def.name, bound_name(def.max)));
+            }
+        }
+        for (session, heartbeat) in [("consumer.session.timeout.ms", "consumer.heartbeat.interval.ms"), ("share.session.timeout.ms", "share.heartbeat.interval.ms")] {
+            if value_of(session) <= value_of(heartbeat) {
+                return Err(format!("{session} must be greater than {heartbeat}"));
+            }
+        }
+        Ok(())
     }
 }
 

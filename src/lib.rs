@@ -15,9 +15,11 @@
 //!                               producer state (idempotence), leader-epoch cache
 //!                       └─ record    record batches as raw bytes: parse, validate, patch
 //!                            └─ types     newtypes shared by everything (Offset, NodeId, ...)
-//! raft       the metadata quorum's consensus core: KRaft as a sans-I/O state machine (a leaf)
+//! raft       the metadata quorum's consensus core: KRaft as a sans-I/O state machine (uses types)
+//! client     outbound Kafka requests to another node (Raft, registration, forwarding, fetchers)
 //! config     the YAML configuration with Kafka's property names and defaults (a leaf)
 //! clock      injected time (a leaf)
+//! logging    log levels changed at run time (Kafka's BROKER_LOGGER resource)
 //! alloc      the global allocator: lazy mappings for huge allocations (see its docs)
 //! ```
 //!
@@ -38,10 +40,12 @@
 pub mod alloc;
 pub mod api;
 pub mod broker;
+pub mod client;
 pub mod clock;
 pub mod config;
 pub mod group;
 pub mod log;
+pub mod logging;
 pub mod metadata;
 pub mod partition;
 pub mod raft;

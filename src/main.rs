@@ -35,13 +35,7 @@ struct Args {
 
 fn main() {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_tracing();
     let config = match BrokerConfig::load(args.config.as_deref(), &args.overrides) {
         Ok(c) => c,
         Err(e) => {
@@ -60,6 +54,27 @@ fn main() {
         eprintln!("blumfeld: {e:#}");
         std::process::exit(1);
     }
+}
+
+/// Logs to stderr through a filter that BROKER_LOGGER changes replace at run time.
+fn init_tracing() {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let directives = std::env::var("RUST_LOG").ok().filter(|d| tracing_subscriber::EnvFilter::try_new(d).is_ok());
+    let directives = directives.unwrap_or_else(|| "info".to_string());
+    let filter = tracing_subscriber::EnvFilter::new(&directives);
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .init();
+    blumfeld::logging::levels().install(
+        &directives,
+        Box::new(move |d| {
+            let filter = tracing_subscriber::EnvFilter::try_new(d).map_err(|e| e.to_string())?;
+            handle.reload(filter).map_err(|e| e.to_string())
+        }),
+    );
 }
 
 async fn run(config: BrokerConfig) -> anyhow::Result<()> {

@@ -332,3 +332,109 @@ fn compacted_topics_refuse_keyless_records() {
     assert_eq!(produce(&mut c, "compacted", 0, keyless, -1).map(|r| r.0), Some(87));
     assert_eq!(produce(&mut c, "compacted", 0, batch(2, "v"), -1), Some((0, 0)));
 }
+
+fn create_with_configs(c: &mut Client, topic: &str, configs: &[(&str, &str)]) {
+    let mut t = create_topics_request::CreatableTopic::default();
+    t.name = name(topic);
+    t.num_partitions = 1;
+    t.replication_factor = 1;
+    t.configs = configs
+        .iter()
+        .map(|(k, v)| {
+            let mut config = create_topics_request::CreatableTopicConfig::default();
+            config.name = StrBytes::from_string(k.to_string());
+            config.value = Some(StrBytes::from_string(v.to_string()));
+            config
+        })
+        .collect();
+    let mut req = CreateTopicsRequest::default();
+    req.topics = vec![t];
+    let ResponseKind::CreateTopics(r) = c.call(ApiKey::CreateTopics, 7, RequestKind::CreateTopics(req)) else {
+        unreachable!()
+    };
+    assert_eq!(r.topics[0].error_code, 0, "{:?}", r.topics[0].error_message);
+}
+
+/// Produce v9 of one batch; the whole partition response.
+fn produce_v9(c: &mut Client, topic: &str, records: Vec<u8>) -> produce_response::PartitionProduceResponse {
+    let mut p = produce_request::PartitionProduceData::default();
+    p.records = Some(Bytes::from(records));
+    let mut t = produce_request::TopicProduceData::default();
+    t.name = name(topic);
+    t.partition_data = vec![p];
+    let mut req = ProduceRequest::default();
+    req.acks = -1;
+    req.timeout_ms = 5000;
+    req.topic_data = vec![t];
+    let ResponseKind::Produce(mut r) = c.call(ApiKey::Produce, 9, RequestKind::Produce(req)) else { unreachable!() };
+    r.responses.remove(0).partition_responses.remove(0)
+}
+
+fn batch_indexes(p: &produce_response::PartitionProduceResponse) -> Vec<i32> {
+    p.record_errors.iter().map(|e| e.batch_index).collect()
+}
+
+/// Kafka's `LogValidator` names every refused record (Produce v8+ `record_errors`), so a
+/// client fails those and retries the rest: 10 keyless records among 100 into a compacted topic.
+#[test]
+fn keyless_records_into_a_compacted_topic_are_each_named() {
+    let broker = Broker::start(&[]);
+    let mut c = broker.client();
+    create_with_configs(&mut c, "compacted", &[("cleanup.policy", "compact")]);
+    let mut b = BatchBuilder::new(0).timestamps(base_timestamp_ms());
+    for i in 0..100 {
+        let key = (i % 10 != 3).then(|| format!("k{i}").into_bytes());
+        b = b.record(Record { timestamp_delta_ms: i, key, value: Some(b"v".to_vec()) });
+    }
+    let p = produce_v9(&mut c, "compacted", b.build());
+    assert_eq!(p.error_code, 87, "INVALID_RECORD");
+    assert_eq!(batch_indexes(&p), (0..10).map(|i| i * 10 + 3).collect::<Vec<_>>());
+    let expected = "Compacted topic cannot accept message without key in topic partition compacted-0";
+    assert!(p.record_errors.iter().all(|e| e.batch_index_error_message.as_deref() == Some(expected)), "{:?}", p.record_errors);
+    let message = p.error_message.as_deref().unwrap_or_default();
+    assert!(
+        message.starts_with("One or more records have been rejected due to 10 record errors in total, and only showing the first three errors at most: [RecordError(batchIndex=3, message='Compacted topic"),
+        "{message}"
+    );
+    assert_eq!(message.matches("RecordError(").count(), 3, "{message}");
+    assert_eq!(list_offset(&mut c, "compacted", 0, -1).1, 0, "nothing of the batch was appended");
+}
+
+/// The timestamp range is checked per record: each record outside it is named, the error is
+/// INVALID_TIMESTAMP, and a keyless record of the same batch counts as INVALID_RECORD within.
+#[test]
+fn out_of_range_timestamps_are_each_named() {
+    let broker = Broker::start(&[]);
+    let mut c = broker.client();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    create_with_configs(&mut c, "ts", &[("message.timestamp.after.max.ms", "60000"), ("message.timestamp.before.max.ms", "3600000")]);
+    let record = |delta: i64| Record { timestamp_delta_ms: delta, key: Some(b"k".to_vec()), value: Some(b"v".to_vec()) };
+    // The first record and the batch's maxTimestamp are in range; record 1 is two hours old
+    // and record 3 ten minutes ahead.
+    let hour = 3_600_000;
+    let batch = BatchBuilder::new(0)
+        .timestamps(now)
+        .record(record(0))
+        .record(record(-2 * hour))
+        .record(record(1))
+        .record(record(600_000))
+        .build();
+    let p = produce_v9(&mut c, "ts", batch);
+    assert_eq!(p.error_code, 32, "INVALID_TIMESTAMP");
+    assert_eq!(batch_indexes(&p), vec![1, 3]);
+    assert_eq!(p.error_message.as_deref(), Some("One or more records have been rejected due to invalid timestamp"));
+    let first = p.record_errors[0].batch_index_error_message.as_deref().unwrap_or_default();
+    let prefix = format!("Timestamp {} of message with offset 1 is out of range. The timestamp should be within [", now - 2 * hour);
+    assert!(first.starts_with(&prefix), "{first}");
+
+    // In range, the batch goes in.
+    let good = BatchBuilder::new(0).timestamps(now).record(record(0)).record(record(5)).build();
+    assert_eq!(produce_v9(&mut c, "ts", good).error_code, 0);
+
+    // Compacted as well: the keyless record is listed too, the error stays INVALID_TIMESTAMP.
+    create_with_configs(&mut c, "ts-compacted", &[("cleanup.policy", "compact"), ("message.timestamp.after.max.ms", "60000")]);
+    let keyless = Record { timestamp_delta_ms: 0, key: None, value: Some(b"v".to_vec()) };
+    let mixed = BatchBuilder::new(0).timestamps(now).record(keyless).record(record(600_000)).build();
+    let p = produce_v9(&mut c, "ts-compacted", mixed);
+    assert_eq!((p.error_code, batch_indexes(&p)), (32, vec![0, 1]));
+}

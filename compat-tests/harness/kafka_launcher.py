@@ -5,7 +5,13 @@
 
 It accepts the same arguments as `blumfeld`, formats the storage on first use, starts the JVM,
 waits until a Metadata request is served, then prints `... listening on HOST:PORT` like Blumfeld
-does. SIGTERM is forwarded to the JVM (clean shutdown, exit 0). Run it in its own process group:
+does.
+
+Cluster mode: when the properties name `controller.quorum.voters`, they describe one node of a
+multi-node cluster (harness.cluster writes them) and are used as given: `listeners` may list a
+PLAINTEXT and a CONTROLLER listener, `compat.cluster.id` (removed before Kafka sees it) is the
+cluster id every node is formatted with, and a controller-only node is ready once its
+controller listener answers ApiVersions (it serves no Metadata). SIGTERM is forwarded to the JVM (clean shutdown, exit 0). Run it in its own process group:
 SIGKILL on the group takes the JVM down with it, which is how the harness "kill -9"s it.
 
 The jars come from `mvn dependency:copy-dependencies` in compat-tests/kafka-broker (target/lib),
@@ -83,6 +89,13 @@ def parse_listener(spec: str) -> tuple[str, str, int]:
     return name, host or "127.0.0.1", int(port)
 
 
+def parse_named_listener(spec: str) -> tuple[str, tuple[str, int]]:
+    """'CONTROLLER://127.0.0.1:9093' -> ('CONTROLLER', ('127.0.0.1', 9093))."""
+    name, _, rest = spec.strip().partition("://")
+    host, _, port = rest.rpartition(":")
+    return name, (host or "127.0.0.1", int(port))
+
+
 class KafkaLauncher:
     """One Kafka node on one log dir. `start()` returns once Metadata is served."""
 
@@ -98,6 +111,7 @@ class KafkaLauncher:
         self.proc: subprocess.Popen | None = None
         self.host = "127.0.0.1"
         self.port = 0
+        self.controller_only = False
 
     # -- configuration
 
@@ -118,8 +132,30 @@ class KafkaLauncher:
         saved_path.write_text(json.dumps({"broker": broker, "controller": controller}))
         return broker, controller
 
+    def _cluster_properties(self) -> dict[str, str]:
+        props = dict(self.user_props)
+        props.pop("compat.cluster.id", None)
+        listeners = dict(parse_named_listener(x) for x in props["listeners"].split(","))
+        roles = props.get("process.roles", "broker,controller")
+        ready = listeners.get("PLAINTEXT") if "broker" in roles else listeners.get("CONTROLLER")
+        if ready is None:
+            raise SystemExit(f"kafka_launcher: no listener to probe in {props['listeners']!r}")
+        self.host, self.port = ready
+        self.controller_only = "broker" not in roles
+        base = {
+            "controller.listener.names": "CONTROLLER",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "group.initial.rebalance.delay.ms": "0",
+        }
+        if "broker" in roles:
+            base["inter.broker.listener.name"] = "PLAINTEXT"
+        base.update(props)
+        return base
+
     def _server_properties(self) -> dict[str, str]:
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        if "controller.quorum.voters" in self.user_props:
+            return self._cluster_properties()
         props = dict(self.user_props)
         _, host, wanted = parse_listener(props.pop("listeners", "PLAINTEXT://127.0.0.1:0"))
         self.host = host
@@ -157,7 +193,8 @@ class KafkaLauncher:
         props_path = self.log_dir.parent / f"{self.log_dir.name}.server.properties"
         props_path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
         if not (self.log_dir / "meta.properties").exists():
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            cluster_id = self.user_props.get("compat.cluster.id") or \
+                base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
             subprocess.run(self._java("kafka.tools.StorageTool", "format", "-t", cluster_id,
                                       "-c", str(props_path), "--ignore-formatted", heap="-Xmx256m"),
                            check=True, stdout=sys.stderr)
@@ -168,7 +205,10 @@ class KafkaLauncher:
             if self.proc.poll() is not None:
                 raise SystemExit(f"kafka_launcher: Kafka exited with {self.proc.returncode} before ready")
             try:
-                if wire.metadata_brokers(self.host, self.port, timeout_s=2):
+                if self.controller_only:
+                    if wire.api_versions(self.host, self.port, timeout_s=2):
+                        return self.host, self.port
+                elif wire.metadata_brokers(self.host, self.port, timeout_s=2):
                     return self.host, self.port
             except (OSError, wire.WireError):
                 pass

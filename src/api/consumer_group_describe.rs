@@ -7,9 +7,9 @@ use kafka_protocol::ResponseError;
 use kafka_protocol::messages::consumer_group_describe_response::{Assignment, DescribedGroup, Member, TopicPartitions};
 use kafka_protocol::messages::{ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse, TopicName};
 
-use super::metadata::AUTHORIZED_OPERATIONS_OMITTED;
-use super::{Api, str_bytes};
+use super::{Api, authorized_operations, str_bytes};
 use crate::group::consumer::Tp;
+use crate::metadata::features;
 
 /// `member_type` of ConsumerGroupDescribe v1: a member speaking the consumer protocol.
 const MEMBER_TYPE_CONSUMER: i8 = 1;
@@ -34,10 +34,23 @@ fn assignment(api: &Api, set: &BTreeSet<Tp>) -> Assignment {
 
 pub fn handle(api: &Api, version: i16, req: ConsumerGroupDescribeRequest) -> ConsumerGroupDescribeResponse {
     let mut r = ConsumerGroupDescribeResponse::default();
+    if !features::consumer_protocol_enabled(&api.broker.image()) {
+        r.groups = req
+            .group_ids
+            .into_iter()
+            .map(|id| {
+                let mut g = DescribedGroup::default();
+                g.group_id = id;
+                g.error_code = ResponseError::UnsupportedVersion.code();
+                g
+            })
+            .collect();
+        return r;
+    }
     for id in req.group_ids {
         let mut g = DescribedGroup::default();
         g.group_id = id.clone();
-        g.authorized_operations = AUTHORIZED_OPERATIONS_OMITTED;
+        g.authorized_operations = authorized_operations::OMITTED;
         match api.groups.describe_consumer(id.as_str()) {
             None => {
                 g.error_code = ResponseError::GroupIdNotFound.code();
@@ -45,6 +58,8 @@ pub fn handle(api: &Api, version: i16, req: ConsumerGroupDescribeRequest) -> Con
                 g.group_state = str_bytes("Dead");
             }
             Some(d) => {
+                // Kafka fills the field only for groups it found.
+                g.authorized_operations = authorized_operations::group(req.include_authorized_operations);
                 g.group_state = str_bytes(d.state);
                 g.group_epoch = d.group_epoch;
                 g.assignment_epoch = d.assignment_epoch;

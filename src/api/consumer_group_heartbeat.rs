@@ -3,13 +3,20 @@
 
 use std::collections::BTreeSet;
 
+use kafka_protocol::ResponseError;
 use kafka_protocol::messages::consumer_group_heartbeat_response::{Assignment, TopicPartitions};
 use kafka_protocol::messages::{ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse};
 
 use super::{Api, RequestContext, str_bytes};
 use crate::group::consumer::HeartbeatRequest;
+use crate::metadata::features;
 
 pub fn handle(api: &Api, ctx: &RequestContext, req: ConsumerGroupHeartbeatRequest) -> ConsumerGroupHeartbeatResponse {
+    if !features::consumer_protocol_enabled(&api.broker.image()) {
+        let mut r = ConsumerGroupHeartbeatResponse::default();
+        r.error_code = ResponseError::UnsupportedVersion.code();
+        return r;
+    }
     let owned = req.topic_partitions.as_ref().map(|tps| {
         tps.iter().flat_map(|t| t.partitions.iter().map(move |p| (t.topic_id, *p))).collect::<BTreeSet<_>>()
     });

@@ -23,6 +23,8 @@ pub fn handle(api: &Api, version: i16, req: CreateTopicsRequest) -> CreateTopics
         tr.name = t.name.clone();
         tr.num_partitions = -1;
         tr.replication_factor = -1;
+        // Null on success, as Kafka's controller answers (the generated default is "").
+        tr.error_message = None;
         let outcome = if counts.get(&name).copied().unwrap_or(0) > 1 {
             Err((ResponseError::InvalidRequest, format!("Create topics request from client contains multiple entries for the topic {name}")))
         } else {

@@ -4,8 +4,7 @@ use kafka_protocol::ResponseError;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
 
-use super::metadata::AUTHORIZED_OPERATIONS_OMITTED;
-use super::{Api, str_bytes};
+use super::{Api, authorized_operations, str_bytes};
 
 /// Endpoint types of DescribeCluster v1+.
 const ENDPOINT_TYPE_BROKER: i8 = 1;
@@ -20,7 +19,7 @@ pub fn handle(api: &Api, req: DescribeClusterRequest) -> DescribeClusterResponse
     }
     r.cluster_id = str_bytes(&broker.image().cluster_id);
     r.controller_id = BrokerId(broker.node_id);
-    r.cluster_authorized_operations = AUTHORIZED_OPERATIONS_OMITTED;
+    r.cluster_authorized_operations = authorized_operations::cluster(req.include_cluster_authorized_operations);
     let advertised = broker.advertised();
     let mut b = DescribeClusterBroker::default();
     b.broker_id = BrokerId(broker.node_id);

@@ -1,4 +1,20 @@
-//! DescribeConfigs: topic configs (overrides over broker defaults) and broker configs.
+//! DescribeConfigs: the configs of a topic, a broker, a group or the broker loggers, each
+//! with the value in force, where it comes from and (when asked) its synonyms, as Kafka's
+//! `ConfigHelper` reports them.
+//!
+//! A value's source and synonyms come from an ordered list of [`Layer`]s, highest
+//! precedence first. For a broker key Kafka's layers are: dynamic per-broker
+//! (DYNAMIC_BROKER_CONFIG), dynamic cluster default (DYNAMIC_DEFAULT_BROKER_CONFIG), the
+//! config file and `--override` (STATIC_BROKER_CONFIG), the built-in default
+//! (DEFAULT_CONFIG). Blumfeld has no dynamic broker configs yet, so only the last two exist;
+//! the dynamic ones slot in at the top of [`broker_layers`]. A key's synonyms are, layer by
+//! layer, the values of every broker key that stands for the same setting
+//! ([`broker_synonyms`]: `log.retention.ms`, `.minutes`, `.hours`), cut before the first one
+//! named like the key itself, as Kafka cuts them. A topic key puts its own override
+//! (DYNAMIC_TOPIC_CONFIG) in front of the synonyms of the broker key it inherits from; so
+//! `retention.ms` shows `log.retention.ms` when that is set, and nothing when only the
+//! `.hours` default applies (Kafka shows the same). The source reported is that of the first
+//! synonym, DEFAULT_CONFIG when there is none.
 
 use std::collections::BTreeMap;
 
@@ -8,120 +24,228 @@ use kafka_protocol::messages::describe_configs_response::{
 };
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 
+use super::config_change::{RESOURCE_BROKER, RESOURCE_BROKER_LOGGER, RESOURCE_GROUP, RESOURCE_TOPIC};
 use super::{Api, str_bytes};
 use crate::broker::Broker;
-use crate::config::{BROKER_KEYS, Kind, TOPIC_KEYS};
-
-pub const RESOURCE_TOPIC: i8 = 2;
-pub const RESOURCE_BROKER: i8 = 4;
+use crate::config::{BROKER_KEYS, Bound, GROUP_KEYS, Kind, TOPIC_KEYS, broker_synonyms, is_dynamic_broker_key};
+use crate::logging;
 
 /// Config sources as Kafka numbers them.
 pub const SOURCE_TOPIC_CONFIG: i8 = 1;
+pub const SOURCE_DYNAMIC_BROKER_CONFIG: i8 = 2;
+pub const SOURCE_DYNAMIC_DEFAULT_BROKER_CONFIG: i8 = 3;
 pub const SOURCE_STATIC_BROKER_CONFIG: i8 = 4;
 pub const SOURCE_DEFAULT_CONFIG: i8 = 5;
+pub const SOURCE_DYNAMIC_BROKER_LOGGER_CONFIG: i8 = 6;
+pub const SOURCE_GROUP_CONFIG: i8 = 8;
 
+/// Kafka's config types (`DescribeConfigsResponse.ConfigType`).
 fn config_type(kind: Kind) -> i8 {
     match kind {
         Kind::Bool => 1,
         Kind::Str | Kind::Enum(_) => 2,
         Kind::Int => 3,
+        Kind::Short => 4,
         Kind::Long => 5,
         Kind::Double => 6,
-        Kind::List => 7,
+        Kind::List | Kind::ListOf(_) => 7,
     }
 }
+const CONFIG_TYPE_INT: i8 = 3;
 
-fn entry(name: &str, value: Option<String>, source: i8, kind: Kind) -> DescribeConfigsResourceResult {
+/// Looks a key up in one layer.
+pub type LayerLookup<'a> = Box<dyn Fn(&str) -> Option<String> + 'a>;
+
+/// One source of broker values.
+pub struct Layer<'a> {
+    pub source: i8,
+    pub value: LayerLookup<'a>,
+}
+
+/// The broker's value layers, highest precedence first.
+pub fn broker_layers(broker: &Broker) -> Vec<Layer<'_>> {
+    // DYNAMIC_BROKER_CONFIG and DYNAMIC_DEFAULT_BROKER_CONFIG layers go first once broker
+    // configs can change at run time.
+    vec![
+        Layer { source: SOURCE_STATIC_BROKER_CONFIG, value: Box::new(|k| broker.config.static_value(k).map(str::to_string)) },
+        Layer { source: SOURCE_DEFAULT_CONFIG, value: Box::new(|k| broker.config.default_value(k).map(str::to_string)) },
+    ]
+}
+
+/// The synonyms of broker key `name` across `layers`, in Kafka's order.
+pub fn synonyms(name: &str, layers: &[Layer<'_>]) -> Vec<DescribeConfigsSynonym> {
+    let mut out = Vec::new();
+    for layer in layers {
+        for n in broker_synonyms(name) {
+            if let Some(v) = (layer.value)(n) {
+                out.push(synonym(n, Some(v), layer.source));
+            }
+        }
+    }
+    let first = out.iter().position(|s| s.name.as_str() == name).unwrap_or(out.len());
+    out.split_off(first)
+}
+
+fn synonym(name: &str, value: Option<String>, source: i8) -> DescribeConfigsSynonym {
+    let mut s = DescribeConfigsSynonym::default();
+    s.name = str_bytes(name);
+    s.value = value.map(|v| str_bytes(&v));
+    s.source = source;
+    s
+}
+
+fn entry(name: &str, value: Option<String>, synonyms: Vec<DescribeConfigsSynonym>, config_type: i8, doc: &str) -> DescribeConfigsResourceResult {
     let mut c = DescribeConfigsResourceResult::default();
     c.name = str_bytes(name);
     c.value = value.map(|v| str_bytes(&v));
-    c.config_source = source;
-    c.config_type = config_type(kind);
+    c.config_source = synonyms.first().map(|s| s.source).unwrap_or(SOURCE_DEFAULT_CONFIG);
+    c.synonyms = synonyms;
+    c.config_type = config_type;
+    c.documentation = Some(str_bytes(doc));
     c
 }
 
-/// Every topic config with its effective value and where that value comes from.
+/// Every topic config with the value in force, its source and synonyms.
 pub fn topic_configs(broker: &Broker, overrides: &BTreeMap<String, String>) -> Vec<DescribeConfigsResourceResult> {
+    let layers = broker_layers(broker);
     TOPIC_KEYS
         .iter()
         .map(|k| {
-            let mut synonyms = Vec::new();
-            let broker_value = broker.config.topic_default(k.name);
-            let broker_set = k
-                .broker_key
-                .and_then(|b| BROKER_KEYS.iter().find(|d| d.name == b).map(|d| (b, d)))
-                .filter(|(b, d)| broker.config.get(b) != d.default);
-            if let Some((b, _)) = broker_set {
-                let mut s = DescribeConfigsSynonym::default();
-                s.name = str_bytes(b);
-                s.value = broker.config.get(b).map(str_bytes);
-                s.source = SOURCE_STATIC_BROKER_CONFIG;
-                synonyms.push(s);
+            let mut list = Vec::new();
+            if let Some(v) = overrides.get(k.name) {
+                list.push(synonym(k.name, Some(v.clone()), SOURCE_TOPIC_CONFIG));
             }
-            let mut c = match overrides.get(k.name) {
-                Some(v) => entry(k.name, Some(v.clone()), SOURCE_TOPIC_CONFIG, k.kind),
-                None if broker_set.is_some() => entry(k.name, broker_value, SOURCE_STATIC_BROKER_CONFIG, k.kind),
-                None => entry(k.name, broker_value, SOURCE_DEFAULT_CONFIG, k.kind),
-            };
-            c.synonyms = synonyms;
-            c
+            if let Some(b) = k.broker_key {
+                list.extend(synonyms(b, &layers));
+            }
+            let value = overrides.get(k.name).cloned().or_else(|| broker.config.topic_default(k.name));
+            entry(k.name, value, list, config_type(k.kind), k.doc)
         })
         .collect()
 }
 
-fn broker_configs(broker: &Broker) -> Vec<DescribeConfigsResourceResult> {
+/// Every broker config of this node, read-only unless Kafka can change it at run time.
+fn broker_configs(api: &Api) -> Vec<DescribeConfigsResourceResult> {
+    let broker = &api.broker;
+    let layers = broker_layers(broker);
     BROKER_KEYS
         .iter()
         .map(|k| {
-            let value = broker.config.get(k.name).map(str::to_string);
-            let source = if value.as_deref() == k.default { SOURCE_DEFAULT_CONFIG } else { SOURCE_STATIC_BROKER_CONFIG };
-            let mut c = entry(k.name, value, source, k.kind);
-            c.read_only = true;
+            let value = match k.name {
+                // Kept in the metadata log once generated, not in the configuration.
+                "cluster.id" => Some(broker.image().cluster_id.clone()),
+                _ => broker.config.get(k.name).map(str::to_string),
+            };
+            let mut c = entry(k.name, value, synonyms(k.name, &layers), config_type(k.kind), k.doc);
+            c.read_only = !is_dynamic_broker_key(k.name);
             c
         })
         .collect()
 }
 
-pub fn handle(api: &Api, version: i16, req: DescribeConfigsRequest) -> DescribeConfigsResponse {
+/// Every group config: the group's override (GROUP_CONFIG), then, as Kafka 4.3 lists them,
+/// the broker key the default comes from (`group.consumer.session.timeout.ms`).
+fn group_configs(broker: &Broker, group: &str) -> Vec<DescribeConfigsResourceResult> {
+    let image = broker.image();
+    let overrides = image.group_configs.get(group);
+    let layers = broker_layers(broker);
+    GROUP_KEYS
+        .iter()
+        .map(|k| {
+            let set = overrides.and_then(|o| o.get(k.name)).cloned();
+            let mut list: Vec<DescribeConfigsSynonym> = set.iter().map(|v| synonym(k.name, Some(v.clone()), SOURCE_GROUP_CONFIG)).collect();
+            match k.default {
+                Bound::Key(b) => list.extend(synonyms(b, &layers)),
+                Bound::Fixed(b, v) => list.push(synonym(b, Some(v.to_string()), SOURCE_DEFAULT_CONFIG)),
+            }
+            let value = set.or_else(|| broker.config.group_default(k.name).map(|v| v.to_string()));
+            entry(k.name, value, list, CONFIG_TYPE_INT, k.doc)
+        })
+        .collect()
+}
+
+/// The loggers and their levels in force (no type, no documentation: Kafka sends none).
+fn logger_configs() -> Vec<DescribeConfigsResourceResult> {
+    logging::levels()
+        .describe()
+        .into_iter()
+        .map(|(name, level)| {
+            let mut c = DescribeConfigsResourceResult::default();
+            c.name = str_bytes(&name);
+            c.value = Some(str_bytes(&level));
+            c.config_source = SOURCE_DYNAMIC_BROKER_LOGGER_CONFIG;
+            c.documentation = None;
+            c
+        })
+        .collect()
+}
+
+type Outcome = Result<Vec<DescribeConfigsResourceResult>, (ResponseError, Option<String>)>;
+
+fn invalid(message: String) -> Outcome {
+    Err((ResponseError::InvalidRequest, Some(message)))
+}
+
+fn broker_id(name: &str) -> Result<i32, (ResponseError, Option<String>)> {
+    name.parse().map_err(|_| (ResponseError::InvalidRequest, Some(format!("Broker id must be an integer, but it is: {name}"))))
+}
+
+fn describe(api: &Api, resource_type: i8, name: &str) -> Outcome {
     let broker = &api.broker;
+    let node = broker.node_id;
+    match resource_type {
+        RESOURCE_TOPIC => match broker.image().topic(name) {
+            Some(t) => Ok(topic_configs(broker, &t.configs)),
+            None => Err((ResponseError::UnknownTopicOrPartition, None)),
+        },
+        // The empty name is the cluster-wide dynamic default, of which there is none yet.
+        RESOURCE_BROKER if name.is_empty() => Ok(Vec::new()),
+        RESOURCE_BROKER if broker_id(name)? == node => Ok(broker_configs(api)),
+        RESOURCE_BROKER => invalid(format!("Unexpected broker id, expected {node} or empty string, but received {name}")),
+        RESOURCE_BROKER_LOGGER if name.is_empty() => invalid("Broker id must not be empty".into()),
+        RESOURCE_BROKER_LOGGER if broker_id(name)? == node => Ok(logger_configs()),
+        RESOURCE_BROKER_LOGGER => invalid(format!("Unexpected broker id, expected {node} but received {name}")),
+        RESOURCE_GROUP if name.is_empty() => invalid("Group name must not be empty".into()),
+        RESOURCE_GROUP => Ok(group_configs(broker, name)),
+        other => invalid(format!("Unsupported resource type: {other}")),
+    }
+}
+
+pub fn handle(api: &Api, version: i16, req: DescribeConfigsRequest) -> DescribeConfigsResponse {
     let mut r = DescribeConfigsResponse::default();
     for res in req.resources {
         let mut out = DescribeConfigsResult::default();
         out.resource_type = res.resource_type;
         out.resource_name = res.resource_name.clone();
-        let configs = match res.resource_type {
-            RESOURCE_TOPIC => match broker.image().topic(res.resource_name.as_str()) {
-                Some(t) => Ok(topic_configs(broker, &t.configs)),
-                None => Err(ResponseError::UnknownTopicOrPartition),
-            },
-            RESOURCE_BROKER => {
-                let name = res.resource_name.as_str();
-                if name.is_empty() || name == broker.node_id.to_string() {
-                    Ok(broker_configs(broker))
-                } else {
-                    Err(ResponseError::InvalidRequest)
-                }
-            }
-            _ => Err(ResponseError::InvalidRequest),
-        };
-        match configs {
+        out.error_message = None;
+        match describe(api, res.resource_type, res.resource_name.as_str()) {
             Ok(mut list) => {
-                if let Some(keys) = &res.configuration_keys {
+                if let Some(keys) = res.configuration_keys.as_ref().filter(|k| !k.is_empty()) {
                     list.retain(|c| keys.iter().any(|k| k.as_str() == c.name.as_str()));
                 }
-                if !req.include_synonyms || version < 1 {
-                    for c in &mut list {
+                for c in &mut list {
+                    if !req.include_synonyms {
                         c.synonyms.clear();
+                    }
+                    if version < 3 {
+                        c.config_type = 0;
+                    }
+                    if version < 3 || !req.include_documentation {
+                        c.documentation = None;
                     }
                 }
                 out.configs = list;
             }
-            Err(e) => {
+            Err((e, message)) => {
                 out.error_code = e.code();
-                out.error_message = Some(str_bytes(&format!("{e}")));
+                out.error_message = message.map(|m| str_bytes(&m));
             }
         }
         r.results.push(out);
     }
     r
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests;

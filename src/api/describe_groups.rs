@@ -3,15 +3,18 @@
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
 
-use super::metadata::AUTHORIZED_OPERATIONS_OMITTED;
-use super::{Api, str_bytes};
+use super::{Api, authorized_operations, str_bytes};
 
-pub fn handle(api: &Api, req: DescribeGroupsRequest) -> DescribeGroupsResponse {
+/// First version with `include_authorized_operations`.
+const AUTHORIZED_OPERATIONS_MIN_VERSION: i16 = 3;
+
+pub fn handle(api: &Api, version: i16, req: DescribeGroupsRequest) -> DescribeGroupsResponse {
     let mut r = DescribeGroupsResponse::default();
+    let operations = authorized_operations::group(version >= AUTHORIZED_OPERATIONS_MIN_VERSION && req.include_authorized_operations);
     for id in req.groups {
         let mut g = DescribedGroup::default();
         g.group_id = id.clone();
-        g.authorized_operations = AUTHORIZED_OPERATIONS_OMITTED;
+        g.authorized_operations = operations;
         match api.groups.describe(id.as_str()) {
             None => g.group_state = str_bytes("Dead"),
             Some(d) => {

@@ -13,19 +13,33 @@ use super::{Api, str_bytes};
 const KEY_TYPE_GROUP: i8 = 0;
 const KEY_TYPE_TRANSACTION: i8 = 1;
 
+/// Kafka answers `Errors.message()`: the error's default text, and on success its name,
+/// `NONE` (not null).
+fn error_message(error: Option<ResponseError>) -> StrBytes {
+    match error {
+        None => StrBytes::from_static_str("NONE"),
+        Some(e) => str_bytes(&e.to_string()),
+    }
+}
+
 pub fn handle(api: &Api, version: i16, req: FindCoordinatorRequest) -> FindCoordinatorResponse {
     let advertised = api.broker.advertised();
     let node = BrokerId(api.broker.node_id);
     let mut r = FindCoordinatorResponse::default();
     let known_type = matches!(req.key_type, KEY_TYPE_GROUP | KEY_TYPE_TRANSACTION);
     if version <= 3 {
-        if known_type {
+        let error = if known_type {
             r.node_id = node;
             r.host = str_bytes(&advertised.host);
             r.port = advertised.port;
+            None
         } else {
             r.error_code = ResponseError::InvalidRequest.code();
             r.node_id = BrokerId(-1);
+            Some(ResponseError::InvalidRequest)
+        };
+        if version >= 1 {
+            r.error_message = Some(error_message(error));
         }
         return r;
     }
@@ -35,15 +49,18 @@ pub fn handle(api: &Api, version: i16, req: FindCoordinatorRequest) -> FindCoord
         .map(|key: StrBytes| {
             let mut c = Coordinator::default();
             c.key = key;
-            if known_type {
+            let error = if known_type {
                 c.node_id = node;
                 c.host = str_bytes(&advertised.host);
                 c.port = advertised.port;
+                None
             } else {
                 c.node_id = BrokerId(-1);
                 c.port = -1;
                 c.error_code = ResponseError::InvalidRequest.code();
-            }
+                Some(ResponseError::InvalidRequest)
+            };
+            c.error_message = Some(error_message(error));
             c
         })
         .collect();

@@ -1,62 +1,35 @@
-//! IncrementalAlterConfigs: set, delete, append to or subtract from topic configs.
-//! Broker configs are static (from the YAML file) and cannot be altered at run time yet.
+//! IncrementalAlterConfigs: SET, DELETE, APPEND to or SUBTRACT from the configs of topics,
+//! groups and broker loggers (see [`super::config_change`], shared with AlterConfigs).
+//! Broker configs are static (from the configuration file) and refused at run time for now.
 
-use kafka_protocol::ResponseError;
 use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::{IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse};
 
-use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
-use super::{Api, errors, str_bytes};
-use crate::metadata::controller::{self, ControllerError};
-
-const OP_SET: i8 = 0;
-const OP_DELETE: i8 = 1;
-const OP_APPEND: i8 = 2;
-const OP_SUBTRACT: i8 = 3;
+use super::config_change::{self, Change, ResourceChange};
+use super::{Api, str_bytes};
 
 pub fn handle(api: &Api, req: IncrementalAlterConfigsRequest) -> IncrementalAlterConfigsResponse {
-    let broker = &api.broker;
+    let changes: Vec<ResourceChange> = req
+        .resources
+        .iter()
+        .map(|res| ResourceChange {
+            resource_type: res.resource_type,
+            name: res.resource_name.to_string(),
+            change: Change::Incremental(
+                res.configs
+                    .iter()
+                    .map(|c| (c.name.to_string(), c.config_operation, c.value.as_ref().map(|v| v.to_string())))
+                    .collect(),
+            ),
+        })
+        .collect();
+    let results = config_change::apply(api, &changes, req.validate_only);
     let mut r = IncrementalAlterConfigsResponse::default();
-    for res in req.resources {
+    for (res, result) in req.resources.iter().zip(results) {
         let mut out = AlterConfigsResourceResponse::default();
         out.resource_type = res.resource_type;
         out.resource_name = res.resource_name.clone();
-        let topic = res.resource_name.as_str().to_string();
-        let result: Result<(), (ResponseError, String)> = match res.resource_type {
-            RESOURCE_TOPIC => broker
-                .apply_metadata(|image| {
-                    let mut records = Vec::new();
-                    let current = image.topic(&topic).ok_or(ControllerError::UnknownTopic)?;
-                    for c in &res.configs {
-                        let key = c.name.as_str();
-                        let value = c.value.as_ref().map(|v| v.as_str().to_string());
-                        let effective = current
-                            .configs
-                            .get(key)
-                            .cloned()
-                            .or_else(|| broker.config.topic_default(key))
-                            .unwrap_or_default();
-                        let new_value = match c.config_operation {
-                            OP_SET => value,
-                            OP_DELETE => None,
-                            OP_APPEND => Some(list_append(&effective, value.as_deref().unwrap_or(""))),
-                            OP_SUBTRACT => Some(list_subtract(&effective, value.as_deref().unwrap_or(""))),
-                            op => return Err(ControllerError::InvalidConfig(format!("Unknown operation {op}"))),
-                        };
-                        records.push(controller::alter_topic_config(image, &topic, key, new_value.as_deref())?);
-                    }
-                    if req.validate_only {
-                        records.clear();
-                    }
-                    Ok((records, ()))
-                })
-                .map_err(|e| (errors::broker_error(&e), e.to_string())),
-            RESOURCE_BROKER => Err((
-                ResponseError::InvalidRequest,
-                "Dynamic broker configs are not supported; change the configuration file".into(),
-            )),
-            _ => Err((ResponseError::InvalidRequest, "Unsupported resource type".into())),
-        };
+        out.error_message = None;
         if let Err((code, message)) = result {
             out.error_code = code.code();
             out.error_message = Some(str_bytes(&message));
@@ -66,17 +39,99 @@ pub fn handle(api: &Api, req: IncrementalAlterConfigsRequest) -> IncrementalAlte
     r
 }
 
-fn list_append(current: &str, add: &str) -> String {
-    let mut items: Vec<&str> = current.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
-    for a in add.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        if !items.contains(&a) {
-            items.push(a);
-        }
-    }
-    items.join(",")
-}
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use kafka_protocol::messages::incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
+    use kafka_protocol::protocol::StrBytes;
 
-fn list_subtract(current: &str, remove: &str) -> String {
-    let gone: Vec<&str> = remove.split(',').map(str::trim).collect();
-    current.split(',').map(str::trim).filter(|s| !s.is_empty() && !gone.contains(s)).collect::<Vec<_>>().join(",")
+    use super::*;
+    use crate::api::config_change::{OP_APPEND, OP_DELETE, OP_SET, OP_SUBTRACT, RESOURCE_BROKER, RESOURCE_BROKER_LOGGER, RESOURCE_GROUP, RESOURCE_TOPIC};
+    use kafka_protocol::ResponseError;
+
+    pub(crate) fn op(name: &str, operation: i8, value: Option<&str>) -> AlterableConfig {
+        let mut c = AlterableConfig::default();
+        c.name = StrBytes::from_string(name.into());
+        c.config_operation = operation;
+        c.value = value.map(|v| StrBytes::from_string(v.into()));
+        c
+    }
+
+    pub(crate) fn request(resource_type: i8, name: &str, configs: Vec<AlterableConfig>) -> IncrementalAlterConfigsRequest {
+        let mut res = AlterConfigsResource::default();
+        res.resource_type = resource_type;
+        res.resource_name = StrBytes::from_string(name.into());
+        res.configs = configs;
+        let mut r = IncrementalAlterConfigsRequest::default();
+        r.resources = vec![res];
+        r
+    }
+
+    fn alter(api: &Api, resource_type: i8, name: &str, configs: Vec<AlterableConfig>) -> (i16, Option<String>) {
+        let r = handle(api, request(resource_type, name, configs));
+        let out = &r.responses[0];
+        (out.error_code, out.error_message.as_ref().map(|m| m.to_string()))
+    }
+
+    /// Kafka 4.x accepts an empty `cleanup.policy`, set directly or by subtracting the last
+    /// item, and the log then neither deletes nor compacts.
+    #[test]
+    fn empty_cleanup_policy_is_accepted() {
+        let dir = tempfile::tempdir().unwrap();
+        let api = crate::api::test_api(dir.path(), &[]);
+        api.broker.auto_create_topic("t").unwrap();
+        assert_eq!(alter(&api, RESOURCE_TOPIC, "t", vec![op("cleanup.policy", OP_SET, Some(""))]), (0, None));
+        let t = api.broker.image().topic("t").cloned().unwrap();
+        assert_eq!(t.configs.get("cleanup.policy").map(String::as_str), Some(""));
+        assert_eq!(api.broker.log_config(&t).cleanup_policy, crate::log::CleanupPolicy::Neither);
+        assert_eq!(alter(&api, RESOURCE_TOPIC, "t", vec![op("cleanup.policy", OP_SET, Some("compact,delete"))]), (0, None));
+        assert_eq!(alter(&api, RESOURCE_TOPIC, "t", vec![op("cleanup.policy", OP_SUBTRACT, Some("compact"))]), (0, None));
+        assert_eq!(alter(&api, RESOURCE_TOPIC, "t", vec![op("cleanup.policy", OP_SUBTRACT, Some("delete"))]), (0, None));
+        let t = api.broker.image().topic("t").cloned().unwrap();
+        assert_eq!(t.configs.get("cleanup.policy").map(String::as_str), Some(""));
+        let (code, _) = alter(&api, RESOURCE_TOPIC, "t", vec![op("cleanup.policy", OP_SET, Some("remove"))]);
+        assert_eq!(code, ResponseError::InvalidConfig.code());
+    }
+
+    /// GROUP resources: stored, validated against the broker's bounds with Kafka's messages.
+    #[test]
+    fn group_configs_are_set_validated_and_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let api = crate::api::test_api(dir.path(), &[]);
+        let set = |key: &str, v: &str| alter(&api, RESOURCE_GROUP, "g", vec![op(key, OP_SET, Some(v))]);
+        assert_eq!(set("consumer.session.timeout.ms", "50000"), (0, None));
+        assert_eq!(api.broker.image().group_configs["g"]["consumer.session.timeout.ms"], "50000");
+        let low = (ResponseError::InvalidConfig.code(), Some("consumer.session.timeout.ms must be greater than or equal to group.consumer.min.session.timeout.ms".to_string()));
+        assert_eq!(set("consumer.session.timeout.ms", "1000"), low);
+        let high = (ResponseError::InvalidConfig.code(), Some("consumer.heartbeat.interval.ms must be less than or equal to group.consumer.max.heartbeat.interval.ms".to_string()));
+        assert_eq!(set("consumer.heartbeat.interval.ms", "20000"), high);
+        assert_eq!(set("no.such.key", "1").1.as_deref(), Some("Unknown group config name: no.such.key"));
+        assert_eq!(set("consumer.session.timeout.ms", "soon").0, ResponseError::InvalidConfig.code());
+        let append = alter(&api, RESOURCE_GROUP, "g", vec![op("consumer.session.timeout.ms", OP_APPEND, Some("1"))]);
+        assert_eq!(append.1.as_deref(), Some("Can't APPEND to key consumer.session.timeout.ms because its type is not LIST."));
+        assert_eq!(alter(&api, RESOURCE_GROUP, "g", vec![op("consumer.session.timeout.ms", OP_DELETE, None)]), (0, None));
+        assert!(!api.broker.image().group_configs.contains_key("g"));
+        assert_eq!(alter(&api, RESOURCE_GROUP, "", vec![]).0, ResponseError::InvalidRequest.code());
+    }
+
+    /// BROKER_LOGGER resources change levels as Kafka's RuntimeLoggerManager does.
+    #[test]
+    fn broker_logger_levels_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let api = crate::api::test_api(dir.path(), &[]);
+        let logger = |configs| alter(&api, RESOURCE_BROKER_LOGGER, "1", configs);
+        assert_eq!(logger(vec![op("blumfeld.metrics", OP_SET, Some("DEBUG"))]), (0, None));
+        let level = |name: &str| crate::logging::levels().describe().into_iter().find(|(n, _)| n == name).unwrap().1;
+        assert_eq!(level("blumfeld.metrics"), "DEBUG");
+        assert_eq!(logger(vec![op("blumfeld::metrics", OP_DELETE, None)]), (0, None));
+        assert_eq!(level("blumfeld.metrics"), level("root"));
+        assert_eq!(logger(vec![op("nope", OP_SET, Some("DEBUG"))]), (ResponseError::InvalidConfig.code(), Some("Logger nope does not exist!".into())));
+        assert_eq!(logger(vec![op("root", OP_DELETE, None)]).0, ResponseError::InvalidRequest.code());
+        assert_eq!(logger(vec![op("root", OP_APPEND, Some("x"))]).0, ResponseError::InvalidRequest.code());
+        assert_eq!(logger(vec![op("root", OP_SET, Some("LOUD"))]).0, ResponseError::InvalidConfig.code());
+        let other = alter(&api, RESOURCE_BROKER_LOGGER, "7", vec![op("root", OP_SET, Some("INFO"))]);
+        assert_eq!(other.0, ResponseError::InvalidRequest.code());
+        let broker = alter(&api, RESOURCE_BROKER, "1", vec![op("log.retention.ms", OP_SET, Some("1"))]);
+        assert_eq!(broker.0, ResponseError::InvalidRequest.code());
+    }
 }

@@ -8,12 +8,15 @@ use kafka_protocol::messages::metadata_response::{
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
 use uuid::Uuid;
 
-use super::{Api, RequestContext, errors, str_bytes};
+use super::{Api, RequestContext, authorized_operations, errors, str_bytes};
 use crate::metadata::TopicImage;
 use crate::metadata::controller::validate_topic_name;
 
-/// Kafka's answer when authorized operations were not asked for.
-pub const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
+/// Metadata versions whose response has `cluster_authorized_operations` (v11 moved it to
+/// DescribeCluster).
+const CLUSTER_OPERATIONS_VERSIONS: std::ops::RangeInclusive<i16> = 8..=10;
+/// First version with `include_topic_authorized_operations`.
+const TOPIC_OPERATIONS_MIN_VERSION: i16 = 8;
 
 pub fn handle(api: &Api, ctx: &RequestContext, req: MetadataRequest) -> MetadataResponse {
     let broker = &api.broker;
@@ -28,8 +31,21 @@ pub fn handle(api: &Api, ctx: &RequestContext, req: MetadataRequest) -> Metadata
     r.cluster_id = Some(str_bytes(&broker.image().cluster_id));
     // The Java AdminClient sends CreateTopics/DeleteTopics to the controller: it must be us.
     r.controller_id = BrokerId(broker.node_id);
-    r.cluster_authorized_operations = AUTHORIZED_OPERATIONS_OMITTED;
+    r.cluster_authorized_operations = authorized_operations::cluster(
+        CLUSTER_OPERATIONS_VERSIONS.contains(&ctx.version) && req.include_cluster_authorized_operations,
+    );
+    let topic_operations =
+        authorized_operations::topic(ctx.version >= TOPIC_OPERATIONS_MIN_VERSION && req.include_topic_authorized_operations);
+    let mut r = handle_topics(api, ctx, req, r);
+    // With no authorizer every topic in the answer, known or not, gets the same set (Kafka too).
+    for t in &mut r.topics {
+        t.topic_authorized_operations = topic_operations;
+    }
+    r
+}
 
+fn handle_topics(api: &Api, ctx: &RequestContext, req: MetadataRequest, mut r: MetadataResponse) -> MetadataResponse {
+    let broker = &api.broker;
     let all = match &req.topics {
         None => true,
         Some(t) => t.is_empty() && ctx.version == 0,
@@ -75,7 +91,6 @@ fn by_name(api: &Api, name: TopicName, auto_create: bool) -> MetadataResponseTop
     let mut r = MetadataResponseTopic::default();
     r.error_code = error.code();
     r.name = Some(name);
-    r.topic_authorized_operations = AUTHORIZED_OPERATIONS_OMITTED;
     r
 }
 
@@ -86,7 +101,6 @@ fn by_id(api: &Api, id: Uuid) -> MetadataResponseTopic {
     let mut r = MetadataResponseTopic::default();
     r.error_code = ResponseError::UnknownTopicId.code();
     r.topic_id = id;
-    r.topic_authorized_operations = AUTHORIZED_OPERATIONS_OMITTED;
     r
 }
 
@@ -96,7 +110,6 @@ fn topic_response(api: &Api, t: &TopicImage) -> MetadataResponseTopic {
     r.name = Some(TopicName(str_bytes(&t.name)));
     r.topic_id = t.id;
     r.is_internal = t.name.starts_with("__");
-    r.topic_authorized_operations = AUTHORIZED_OPERATIONS_OMITTED;
     r.partitions = (0..t.partitions)
         .map(|i| {
             let mut p = MetadataResponsePartition::default();

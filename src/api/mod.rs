@@ -6,6 +6,9 @@
 //! error when the connection must be closed (unparseable header, unknown API, version we do
 //! not serve), as Kafka does.
 
+pub mod alter_configs;
+pub mod authorized_operations;
+pub mod config_change;
 pub mod consumer_group_describe;
 pub mod consumer_group_heartbeat;
 pub mod create_partitions;
@@ -36,6 +39,7 @@ pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod response_frame;
 pub mod sync_group;
+pub mod update_features;
 pub mod versions;
 
 use std::sync::{Arc, Mutex};
@@ -149,7 +153,7 @@ impl Api {
         use ResponseKind as S;
         let v = ctx.version;
         let r = match request {
-            R::ApiVersions(req) => S::ApiVersions(versions::handle(ctx, req)),
+            R::ApiVersions(req) => S::ApiVersions(versions::handle(self, ctx, req)),
             R::Metadata(req) => S::Metadata(metadata::handle(self, ctx, req)),
             R::Produce(req) => return produce::handle(self, ctx, req).await,
             R::Fetch(req) => {
@@ -164,13 +168,14 @@ impl Api {
             R::IncrementalAlterConfigs(req) => {
                 S::IncrementalAlterConfigs(incremental_alter_configs::handle(self, req))
             }
+            R::AlterConfigs(req) => S::AlterConfigs(alter_configs::handle(self, req)),
             R::JoinGroup(req) => S::JoinGroup(join_group::handle(self, ctx, req).await),
             R::SyncGroup(req) => S::SyncGroup(sync_group::handle(self, ctx, req).await),
             R::Heartbeat(req) => S::Heartbeat(heartbeat::handle(self, req)),
             R::LeaveGroup(req) => S::LeaveGroup(leave_group::handle(self, v, req)),
             R::OffsetCommit(req) => S::OffsetCommit(offset_commit::handle(self, v, req)),
             R::OffsetFetch(req) => S::OffsetFetch(offset_fetch::handle(self, v, req)),
-            R::DescribeGroups(req) => S::DescribeGroups(describe_groups::handle(self, req)),
+            R::DescribeGroups(req) => S::DescribeGroups(describe_groups::handle(self, v, req)),
             R::ListGroups(req) => S::ListGroups(list_groups::handle(self, v, req)),
             R::DeleteGroups(req) => S::DeleteGroups(delete_groups::handle(self, req)),
             R::OffsetDelete(req) => S::OffsetDelete(offset_delete::handle(self, req)),
@@ -181,6 +186,7 @@ impl Api {
             R::DeleteRecords(req) => S::DeleteRecords(delete_records::handle(self, req)),
             R::InitProducerId(req) => S::InitProducerId(init_producer_id::handle(self, req)),
             R::OffsetForLeaderEpoch(req) => S::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(self, req)),
+            R::UpdateFeatures(req) => S::UpdateFeatures(update_features::handle(self, v, req)),
             // The version table admits only the APIs above, so nothing else gets this far.
             _ => return Reply::Close,
         };
@@ -250,6 +256,17 @@ pub fn encode_response(
 
 pub(crate) fn str_bytes(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_string())
+}
+
+/// An API over a fresh broker in `dir` with `overrides`, for handler tests.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) fn test_api(dir: &std::path::Path, overrides: &[&str]) -> Api {
+    let mut all = vec![format!("log.dirs={}", dir.display()), "offsets.topic.num.partitions=1".to_string()];
+    all.extend(overrides.iter().map(|o| o.to_string()));
+    let config = crate::config::BrokerConfig::load(None, &all).unwrap();
+    let broker = Broker::open(config, Arc::new(crate::clock::SystemClock)).unwrap();
+    Api::new(broker).unwrap()
 }
 
 #[cfg(test)]
@@ -332,9 +349,26 @@ mod tests {
                 u.name = Some(name("unknown"));
                 let mut r = MetadataRequest::default();
                 r.topics = Some(vec![t, u]);
-                vec![RequestKind::Metadata(MetadataRequest::default()), RequestKind::Metadata(r)]
+                let mut asking = r.clone();
+                asking.include_topic_authorized_operations = version >= 8;
+                asking.include_cluster_authorized_operations = (8..=10).contains(&version);
+                vec![RequestKind::Metadata(MetadataRequest::default()), RequestKind::Metadata(r), RequestKind::Metadata(asking)]
             }
             ApiKey::ApiVersions => vec![RequestKind::ApiVersions(ApiVersionsRequest::default())],
+            ApiKey::UpdateFeatures => {
+                let mut u = update_features_request::FeatureUpdateKey::default();
+                u.feature = StrBytes::from_static_str("group.version");
+                u.max_version_level = 1;
+                u.upgrade_type = 1;
+                let mut bad = u.clone();
+                bad.feature = StrBytes::from_static_str("no.such.feature");
+                let mut r = UpdateFeaturesRequest::default();
+                r.feature_updates = vec![u];
+                r.validate_only = version >= 1;
+                let mut refused = r.clone();
+                refused.feature_updates.push(bad);
+                vec![RequestKind::UpdateFeatures(r), RequestKind::UpdateFeatures(refused)]
+            }
             ApiKey::CreateTopics => {
                 let mut t = create_topics_request::CreatableTopic::default();
                 t.name = name(&format!("new-{version}"));
@@ -415,7 +449,25 @@ mod tests {
                 r.resources = vec![res];
                 vec![RequestKind::IncrementalAlterConfigs(r)]
             }
-            ApiKey::DescribeCluster => vec![RequestKind::DescribeCluster(DescribeClusterRequest::default())],
+            ApiKey::AlterConfigs => {
+                let mut c = alter_configs_request::AlterableConfig::default();
+                c.name = StrBytes::from_static_str("retention.ms");
+                c.value = Some(StrBytes::from_static_str("1000"));
+                let mut res = alter_configs_request::AlterConfigsResource::default();
+                res.resource_type = 2;
+                res.resource_name = StrBytes::from_static_str("t");
+                res.configs = vec![c];
+                let mut bad = res.clone();
+                bad.resource_type = 8;
+                let mut r = AlterConfigsRequest::default();
+                r.resources = vec![res, bad];
+                vec![RequestKind::AlterConfigs(r)]
+            }
+            ApiKey::DescribeCluster => {
+                let mut asking = DescribeClusterRequest::default();
+                asking.include_cluster_authorized_operations = true;
+                vec![RequestKind::DescribeCluster(DescribeClusterRequest::default()), RequestKind::DescribeCluster(asking)]
+            }
             ApiKey::JoinGroup => {
                 let mut p = join_group_request::JoinGroupRequestProtocol::default();
                 p.name = StrBytes::from_static_str("range");
@@ -487,7 +539,9 @@ mod tests {
             ApiKey::DescribeGroups => {
                 let mut r = DescribeGroupsRequest::default();
                 r.groups = vec![GroupId(StrBytes::from_static_str("g9")), GroupId(StrBytes::from_static_str("nope"))];
-                vec![RequestKind::DescribeGroups(r)]
+                let mut asking = r.clone();
+                asking.include_authorized_operations = version >= 3;
+                vec![RequestKind::DescribeGroups(r), RequestKind::DescribeGroups(asking)]
             }
             ApiKey::ListGroups => vec![RequestKind::ListGroups(ListGroupsRequest::default())],
             ApiKey::DeleteGroups => {
@@ -523,7 +577,9 @@ mod tests {
             ApiKey::ConsumerGroupDescribe => {
                 let mut r = ConsumerGroupDescribeRequest::default();
                 r.group_ids = vec![GroupId(StrBytes::from_static_str("cg0")), GroupId(StrBytes::from_static_str("nope"))];
-                vec![RequestKind::ConsumerGroupDescribe(r)]
+                let mut asking = r.clone();
+                asking.include_authorized_operations = true;
+                vec![RequestKind::ConsumerGroupDescribe(r), RequestKind::ConsumerGroupDescribe(asking)]
             }
             ApiKey::FindCoordinator => {
                 let mut r = FindCoordinatorRequest::default();
@@ -540,8 +596,91 @@ mod tests {
         }
     }
 
+    fn reply(rt: &tokio::runtime::Runtime, api: &Api, api_key: ApiKey, version: i16, req: RequestKind) -> ResponseKind {
+        let ctx = RequestContext { api_key, version, correlation_id: 1, client_id: None, client_host: "/127.0.0.1".into() };
+        match rt.block_on(api.dispatch(&ctx, req)) {
+            Reply::Response(resp) | Reply::WithRecords(resp, _) => resp,
+            _ => panic!("{api_key:?} v{version}: no response"),
+        }
+    }
+
+    /// With no authorizer Kafka answers every supported operation of the resource type when
+    /// asked, and the omitted sentinel when not.
     #[test]
-    fn every_served_version_of_every_handler_encodes() {
+    fn authorized_operations_are_answered_only_when_asked() {
+        use authorized_operations as ops;
+        let dir = tempfile::tempdir().unwrap();
+        let config = BrokerConfig::load(None, &[format!("log.dirs={}", dir.path().display()), "offsets.topic.num.partitions=1".into()]).unwrap();
+        let broker = crate::broker::Broker::open(config, Arc::new(SystemClock)).unwrap();
+        broker.auto_create_topic("t").unwrap();
+        let api = Api::new(broker).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+
+        let mut m = MetadataRequest::default();
+        m.topics = None;
+        let mut asking = m.clone();
+        asking.include_topic_authorized_operations = true;
+        asking.include_cluster_authorized_operations = true;
+        for (version, req, topic, cluster) in [
+            (10, m.clone(), ops::OMITTED, ops::OMITTED),
+            (10, asking.clone(), 3576, 8096),
+            (12, asking.clone(), 3576, ops::OMITTED),
+            (7, asking, ops::OMITTED, ops::OMITTED),
+        ] {
+            let ResponseKind::Metadata(r) = reply(&rt, &api, ApiKey::Metadata, version, RequestKind::Metadata(req)) else { panic!() };
+            assert_eq!(r.cluster_authorized_operations, cluster, "v{version}");
+            assert!(!r.topics.is_empty());
+            assert!(r.topics.iter().all(|t| t.topic_authorized_operations == topic), "v{version}: {:?}", r.topics);
+        }
+
+        let mut d = DescribeClusterRequest::default();
+        d.include_cluster_authorized_operations = true;
+        let ResponseKind::DescribeCluster(r) = reply(&rt, &api, ApiKey::DescribeCluster, 1, RequestKind::DescribeCluster(d)) else { panic!() };
+        assert_eq!(r.cluster_authorized_operations, 8096);
+        let ResponseKind::DescribeCluster(r) =
+            reply(&rt, &api, ApiKey::DescribeCluster, 1, RequestKind::DescribeCluster(DescribeClusterRequest::default()))
+        else {
+            panic!()
+        };
+        assert_eq!(r.cluster_authorized_operations, ops::OMITTED);
+
+        let mut g = DescribeGroupsRequest::default();
+        g.groups = vec![GroupId(StrBytes::from_static_str("some-group"))];
+        g.include_authorized_operations = true;
+        let ResponseKind::DescribeGroups(r) = reply(&rt, &api, ApiKey::DescribeGroups, 5, RequestKind::DescribeGroups(g.clone())) else { panic!() };
+        assert_eq!(r.groups[0].authorized_operations, 3400);
+        g.include_authorized_operations = false;
+        let ResponseKind::DescribeGroups(r) = reply(&rt, &api, ApiKey::DescribeGroups, 5, RequestKind::DescribeGroups(g)) else { panic!() };
+        assert_eq!(r.groups[0].authorized_operations, ops::OMITTED);
+
+        let mut h = ConsumerGroupHeartbeatRequest::default();
+        h.group_id = GroupId(StrBytes::from_static_str("cg"));
+        h.member_id = StrBytes::from_static_str("m1");
+        h.rebalance_timeout_ms = 10_000;
+        h.subscribed_topic_names = Some(vec![name("t")]);
+        reply(&rt, &api, ApiKey::ConsumerGroupHeartbeat, 1, RequestKind::ConsumerGroupHeartbeat(h));
+        let mut c = ConsumerGroupDescribeRequest::default();
+        c.group_ids = vec![GroupId(StrBytes::from_static_str("cg")), GroupId(StrBytes::from_static_str("nope"))];
+        c.include_authorized_operations = true;
+        let ResponseKind::ConsumerGroupDescribe(r) =
+            reply(&rt, &api, ApiKey::ConsumerGroupDescribe, 1, RequestKind::ConsumerGroupDescribe(c))
+        else {
+            panic!()
+        };
+        assert_eq!(r.groups[0].error_code, 0, "{r:?}");
+        assert_eq!(r.groups[0].authorized_operations, 3400);
+        assert_eq!(r.groups[1].authorized_operations, ops::OMITTED, "only found groups get the field");
+    }
+
+    /// A broker holding topic "t", the API over it and a runtime to drive its handlers.
+    struct Harness {
+        _dir: tempfile::TempDir,
+        api: Api,
+        topic_id: uuid::Uuid,
+        rt: tokio::runtime::Runtime,
+    }
+
+    fn harness() -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let config = BrokerConfig::load(
             None,
@@ -553,21 +692,174 @@ mod tests {
         let topic_id = broker.topic_id("t").unwrap();
         let api = Api::new(broker).unwrap();
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        Harness { _dir: dir, api, topic_id, rt }
+    }
+
+    /// Calls `check` with the response to each of [`requests`], for every served version of
+    /// every served API.
+    fn for_each_served_response(mut check: impl FnMut(ApiKey, i16, &ResponseKind)) {
+        let h = harness();
         for s in versions::SERVED {
             for v in s.min..=s.max {
-                for req in requests(s.api, v, topic_id) {
+                for req in requests(s.api, v, h.topic_id) {
                     let ctx = RequestContext { api_key: s.api, version: v, correlation_id: 1, client_id: None, client_host: "/127.0.0.1".into() };
-                    match rt.block_on(api.dispatch(&ctx, req)) {
-                        Reply::Response(resp) | Reply::WithRecords(resp, _) => {
-                            if let Err(e) = encode_response(s.api, v, 1, &resp, &[]) {
-                                panic!("{:?} v{v}: {e}\n{resp:?}", s.api);
-                            }
-                        }
+                    match h.rt.block_on(h.api.dispatch(&ctx, req)) {
+                        Reply::Response(resp) | Reply::WithRecords(resp, _) => check(s.api, v, &resp),
                         Reply::NoResponse => panic!("{:?} v{v}: no response", s.api),
                         Reply::Close => panic!("{:?} v{v}: closed", s.api),
                     }
                 }
             }
         }
+    }
+
+    #[test]
+    fn every_served_version_of_every_handler_encodes() {
+        for_each_served_response(|api, v, resp| {
+            if let Err(e) = encode_response(api, v, 1, resp, &[]) {
+                panic!("{api:?} v{v}: {e}\n{resp:?}");
+            }
+        });
+    }
+
+    /// Paths (`coordinators.error_message`) of the nullable string fields holding `""` in a
+    /// response's `Debug` text. kafka-protocol types a field that is nullable in any version as
+    /// an `Option`, so every `Some("")` (or `Some(TopicName(""))`) is one.
+    fn empty_nullable_strings(debug: &str) -> Vec<String> {
+        let b = debug.as_bytes();
+        let ident = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+        let mut out = Vec::new();
+        // The field each open `{` belongs to (a list's elements all belong to the list field).
+        let mut outer: Vec<String> = Vec::new();
+        let mut current = String::new();
+        let mut i = 0;
+        while i < b.len() {
+            match b[i] {
+                b'"' => {
+                    i += 1;
+                    while i < b.len() && b[i] != b'"' {
+                        i += if b[i] == b'\\' { 2 } else { 1 };
+                    }
+                }
+                b'{' => outer.push(std::mem::take(&mut current)),
+                b'}' => current = outer.pop().unwrap_or_default(),
+                c if ident(c) && (i == 0 || !ident(b[i - 1])) => {
+                    let start = i;
+                    while i < b.len() && ident(b[i]) {
+                        i += 1;
+                    }
+                    if debug[i..].starts_with(": ") {
+                        current = debug[start..i].to_string();
+                        let value = &debug[i + 2..];
+                        let inner = value.strip_prefix("Some(").unwrap_or("");
+                        // A newtype (`TopicName("")`), but not a byte string (`b""`, records).
+                        let unwrapped = inner.trim_start_matches(|c: char| c.is_ascii_alphanumeric());
+                        let rest = if unwrapped.len() == inner.len() { inner } else { unwrapped.strip_prefix('(').unwrap_or("") };
+                        if rest.starts_with("\"\")") {
+                            let mut path: Vec<&str> = outer.iter().map(String::as_str).filter(|f| !f.is_empty()).collect();
+                            path.push(&current);
+                            out.push(path.join("."));
+                        }
+                    }
+                    continue;
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+        out
+    }
+
+    /// Nullable string fields where Kafka itself answers `""` (up to a version), each with
+    /// where it does so. Kafka's generated classes default a nullable string to `""` unless
+    /// its spec says `"default": "null"`, so a handler that never sets one sends `""`.
+    const EMPTY_AS_KAFKA: &[(ApiKey, &str, std::ops::RangeInclusive<i16>)] = &[
+        // OffsetFetchResponse.NO_METADATA: an offset committed without metadata, or none.
+        (ApiKey::OffsetFetch, "topics.partitions.metadata", 0..=7),
+        (ApiKey::OffsetFetch, "groups.topics.partitions.metadata", 8..=i16::MAX),
+        // ConfigHelper.describeConfigs sets no message on a described resource.
+        (ApiKey::DescribeConfigs, "results.error_message", 0..=i16::MAX),
+        // Documentation exists from v3: before, it is the decoder's default.
+        (ApiKey::DescribeConfigs, "results.configs.documentation", 0..=2),
+        // Nullable from v7 only; JoinGroupResponse writes "" for older versions.
+        (ApiKey::JoinGroup, "protocol_name", 0..=6),
+        // The top-level message exists in v1-3 only: elsewhere it is the decoder's default.
+        (ApiKey::FindCoordinator, "error_message", 0..=0),
+        (ApiKey::FindCoordinator, "error_message", 4..=i16::MAX),
+    ];
+
+    /// Where Kafka sends null (an `error_message` on success, ...), we must not send `""`:
+    /// every served response is encoded, decoded back as a client would read it, and checked.
+    #[test]
+    fn no_served_response_sends_an_empty_string_where_kafka_sends_null() {
+        let mut found = std::collections::BTreeSet::new();
+        for_each_served_response(|api, v, resp| {
+            let mut body = bytes::BytesMut::new();
+            resp.encode(&mut body, v).unwrap();
+            let decoded = ResponseKind::decode(api, &mut body.freeze(), v).unwrap();
+            for field in empty_nullable_strings(&format!("{decoded:?}")) {
+                if !EMPTY_AS_KAFKA.iter().any(|(a, f, versions)| *a == api && *f == field && versions.contains(&v)) {
+                    found.insert(format!("{api:?} v{v}: {field}"));
+                }
+            }
+        });
+        assert!(found.is_empty(), "empty strings where Kafka sends null:\n{}", found.into_iter().collect::<Vec<_>>().join("\n"));
+    }
+
+    #[test]
+    fn empty_nullable_strings_are_found_by_name() {
+        let text = r#"K(X { error_message: Some(""), topics: [T { name: Some(TopicName("")), m: {} }, T { name: Some(TopicName("")), s: "}: Some(\"\")" }], other: Some("a"), plain: "", records: Some(b"") })"#;
+        assert_eq!(empty_nullable_strings(text), vec!["error_message", "topics.name", "topics.name"]);
+    }
+
+    /// `blumfeld_request_errors_total` counts the codes of every served API.
+    #[test]
+    fn every_served_response_has_its_error_codes_counted() {
+        for_each_served_response(|api, v, resp| {
+            assert_eq!(error_codes::for_each(resp, |_| {}), error_codes::Listed::Yes, "{api:?} v{v}: add it to api::error_codes");
+        });
+    }
+
+    /// A heartbeat answered REBALANCE_IN_PROGRESS is counted under its API and error name.
+    #[test]
+    fn a_rebalancing_heartbeat_shows_up_in_the_error_metric() {
+        use crate::group::classic::{JoinRequest, Reply as GroupReply};
+        let h = harness();
+        let join = |member_id: &str| JoinRequest {
+            member_id: member_id.into(),
+            group_instance_id: None,
+            client_id: "c".into(),
+            client_host: "/127.0.0.1".into(),
+            session_timeout_ms: 10_000,
+            rebalance_timeout_ms: 10_000,
+            protocol_type: "consumer".into(),
+            protocols: vec![("range".into(), Bytes::from_static(b"sub"))],
+            require_known_member_id: false,
+        };
+        let GroupReply::Later(mut rx) = h.api.groups.join("hb", join("")) else { panic!("expected to wait") };
+        let first = rx.try_recv().unwrap().member_id;
+        let GroupReply::Later(_synced) = h.api.groups.sync("hb", &first, None, 1, vec![(first.clone(), Bytes::new())]) else {
+            panic!("leader sync completes through the channel")
+        };
+        // A second member joining sends the group back to PreparingRebalance.
+        let _second = h.api.groups.join("hb", join(""));
+
+        let version = 4;
+        let mut body = bytes::BytesMut::new();
+        let mut header = RequestHeader::default();
+        header.request_api_key = ApiKey::Heartbeat as i16;
+        header.request_api_version = version;
+        header.correlation_id = 7;
+        header.encode(&mut body, ApiKey::Heartbeat.request_header_version(version)).unwrap();
+        let mut req = HeartbeatRequest::default();
+        req.group_id = GroupId(StrBytes::from_static_str("hb"));
+        req.generation_id = 1;
+        req.member_id = StrBytes::from_string(first);
+        req.encode(&mut body, version).unwrap();
+        h.rt.block_on(h.api.handle_frame(body.freeze(), "/127.0.0.1")).unwrap().expect("a heartbeat is answered");
+
+        let text = h.api.broker.metrics.encode_text().unwrap();
+        let series = r#"blumfeld_request_errors_total{api="Heartbeat",error="REBALANCE_IN_PROGRESS"} 1"#;
+        assert!(text.lines().any(|l| l == series), "{series} missing from:\n{text}");
     }
 }

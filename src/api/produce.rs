@@ -1,12 +1,17 @@
 //! Produce: validate each partition's record batches in one pass, append them as received
 //! (offsets patched in place), answer with the base offsets. acks=0 gets no answer; a failed
-//! acks=0 request closes the connection, as Kafka does.
+//! acks=0 request closes the connection, as Kafka does. Records are decoded only where a rule
+//! needs them (keys for a compacted topic, timestamps the batch header cannot vouch for); each
+//! refused record is then named in `record_errors` (v8+), as Kafka's `LogValidator` does.
 
 use kafka_protocol::ResponseError;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind, TopicName};
 
 use super::{Api, Reply, RequestContext, errors, str_bytes};
+use crate::log::{FaultyRecord, RecordChecks, RecordFault, TimestampBounds};
 use crate::partition::AppendResult;
 use crate::record;
 use crate::types::TopicPartition;
@@ -32,12 +37,9 @@ pub async fn handle(api: &Api, ctx: &RequestContext, req: ProduceRequest) -> Rep
             pr.log_append_time_ms = -1;
             pr.log_start_offset = -1;
             let outcome = match topic_image {
-                None if by_id => Err((ResponseError::UnknownTopicId, None)),
-                None => Err((ResponseError::UnknownTopicOrPartition, None)),
-                Some(t) if !matches!(acks, -1..=1) => {
-                    let _ = t;
-                    Err((ResponseError::InvalidRequiredAcks, None))
-                }
+                None if by_id => Err(Rejection::new(ResponseError::UnknownTopicId, None)),
+                None => Err(Rejection::new(ResponseError::UnknownTopicOrPartition, None)),
+                Some(_) if !matches!(acks, -1..=1) => Err(Rejection::new(ResponseError::InvalidRequiredAcks, None)),
                 Some(t) => append_partition(api, &t.name, pd.index, pd.records.as_deref(), acks, t),
             };
             match outcome {
@@ -50,10 +52,11 @@ pub async fn handle(api: &Api, ctx: &RequestContext, req: ProduceRequest) -> Rep
                     pr.log_append_time_ms = a.log_append_time_ms;
                     pr.log_start_offset = a.log_start_offset;
                 }
-                Err((code, message)) => {
+                Err(rejection) => {
                     any_error = true;
-                    pr.error_code = code.code();
-                    pr.error_message = message.map(|m| str_bytes(&m));
+                    pr.error_code = rejection.error.code();
+                    pr.error_message = rejection.message.map(|m| str_bytes(&m));
+                    pr.record_errors = rejection.record_errors;
                 }
             }
             tr.partition_responses.push(pr);
@@ -93,33 +96,71 @@ async fn sync_partition(api: &Api, tp: TopicPartition) -> Result<(), String> {
     }
 }
 
-/// Kafka's `message.timestamp.before/after.max.ms`, checked on batch headers (the first and
-/// largest timestamps) so records need not be decoded.
-fn check_timestamps(
-    summary: &record::BatchesSummary,
-    now_ms: i64,
-    before_max_ms: i64,
-    after_max_ms: i64,
-) -> Result<(), (ResponseError, Option<String>)> {
-    for b in &summary.batches {
-        let too_old = b.base_timestamp >= 0 && now_ms.saturating_sub(b.base_timestamp) > before_max_ms;
-        let too_new = b.max_timestamp.saturating_sub(now_ms) > after_max_ms;
-        if too_old || too_new {
-            return Err((
-                ResponseError::InvalidTimestamp,
-                Some(format!(
-                    "Timestamp {} of the batch is out of range: it must be within [{}, {}] of the broker's time {now_ms}",
-                    if too_old { b.base_timestamp } else { b.max_timestamp },
-                    before_max_ms,
-                    after_max_ms
-                )),
-            ));
-        }
-    }
-    Ok(())
+/// Why a partition's records are refused: the error code, the partition's `error_message`
+/// and, for faults of single records, each one's index and message (Produce v8+ carries them,
+/// so a client fails those records and retries the rest).
+struct Rejection {
+    error: ResponseError,
+    message: Option<String>,
+    record_errors: Vec<BatchIndexAndErrorMessage>,
 }
 
-type PartitionOutcome = Result<AppendResult, (ResponseError, Option<String>)>;
+impl Rejection {
+    fn new(error: ResponseError, message: Option<String>) -> Self {
+        Rejection { error, message, record_errors: Vec::new() }
+    }
+
+    /// Kafka's `LogValidator.processRecordErrors`: INVALID_TIMESTAMP if any record's timestamp
+    /// is out of range, INVALID_RECORD otherwise; every refused record is listed.
+    fn of_records(faults: &[FaultyRecord], topic_partition: &str, bounds: Option<TimestampBounds>) -> Self {
+        let describe = |f: &FaultyRecord| match (f.fault, bounds) {
+            (RecordFault::Timestamp { timestamp, offset }, Some(b)) => format!(
+                "Timestamp {timestamp} of message with offset {offset} is out of range. The timestamp should be within [{}, {}]",
+                b.now_ms.saturating_sub(b.before_max_ms),
+                b.now_ms.saturating_add(b.after_max_ms)
+            ),
+            (RecordFault::Timestamp { timestamp, offset }, None) => {
+                format!("Timestamp {timestamp} of message with offset {offset} is out of range")
+            }
+            (RecordFault::NoKey, _) => {
+                format!("Compacted topic cannot accept message without key in topic partition {topic_partition}")
+            }
+        };
+        let record_errors: Vec<BatchIndexAndErrorMessage> = faults
+            .iter()
+            .map(|f| {
+                let mut e = BatchIndexAndErrorMessage::default();
+                e.batch_index = f.batch_index;
+                e.batch_index_error_message = Some(str_bytes(&describe(f)));
+                e
+            })
+            .collect();
+        if faults.iter().any(|f| matches!(f.fault, RecordFault::Timestamp { .. })) {
+            let message = "One or more records have been rejected due to invalid timestamp".to_string();
+            return Rejection { error: ResponseError::InvalidTimestamp, message: Some(message), record_errors };
+        }
+        let first: Vec<String> = faults
+            .iter()
+            .take(3)
+            .map(|f| format!("RecordError(batchIndex={}, message='{}')", f.batch_index, describe(f)))
+            .collect();
+        let message = format!(
+            "One or more records have been rejected due to {} record errors in total, and only showing the first three errors at most: [{}]",
+            faults.len(),
+            first.join(", ")
+        );
+        Rejection { error: ResponseError::InvalidRecord, message: Some(message), record_errors }
+    }
+}
+
+/// Whether the batch headers leave room for a record outside `bounds`: none is newer than
+/// its batch's `maxTimestamp`, and with `before.max.ms` unbounded (the default) none is too
+/// old, so the usual batch is not decoded. Anything else needs the records themselves.
+fn timestamps_need_records(summary: &record::BatchesSummary, bounds: &TimestampBounds) -> bool {
+    bounds.before_max_ms < i64::MAX || summary.batches.iter().any(|b| bounds.rejects(b.max_timestamp))
+}
+
+type PartitionOutcome = Result<AppendResult, Rejection>;
 
 fn append_partition(
     api: &Api,
@@ -131,10 +172,10 @@ fn append_partition(
 ) -> PartitionOutcome {
     let broker = &api.broker;
     let Some(partition) = broker.partition(&TopicPartition::new(topic, index)) else {
-        return Err((ResponseError::UnknownTopicOrPartition, None));
+        return Err(Rejection::new(ResponseError::UnknownTopicOrPartition, None));
     };
     let Some(records) = records else {
-        return Err((ResponseError::InvalidRecord, Some("null record set".into())));
+        return Err(Rejection::new(ResponseError::InvalidRecord, Some("null record set".into())));
     };
     let config = broker.log_config(t);
     if acks == -1 {
@@ -147,32 +188,102 @@ fn append_partition(
             .unwrap_or(1);
         // On one node the ISR is this broker alone.
         if min_isr > 1 {
-            return Err((ResponseError::NotEnoughReplicas, None));
+            return Err(Rejection::new(ResponseError::NotEnoughReplicas, None));
         }
     }
     let summary = match record::validate_batches(records, config.max_message_bytes) {
         Ok(s) => s,
-        Err(e) => return Err((errors::record_error(&e), Some(e.to_string()))),
+        Err(e) => return Err(Rejection::new(errors::record_error(&e), Some(e.to_string()))),
     };
     if summary.batches.len() != 1 {
         // Produce v3+ carries exactly one batch per partition.
-        return Err((ResponseError::InvalidRecord, Some("Produce requests with version 3 and above must contain exactly one record batch per partition".into())));
+        return Err(Rejection::new(
+            ResponseError::InvalidRecord,
+            Some("Produce requests with version 3 and above must contain exactly one record batch per partition".into()),
+        ));
     }
-    if config.message_timestamp_type == crate::log::MessageTimestampType::CreateTime {
+    let bounds = (config.message_timestamp_type == crate::log::MessageTimestampType::CreateTime).then(|| {
         let setting = |key: &str| {
             t.configs.get(key).cloned().or_else(|| broker.config.topic_default(key)).and_then(|v| v.parse::<i64>().ok())
         };
-        let before_max = setting("message.timestamp.before.max.ms").unwrap_or(i64::MAX);
-        let after_max = setting("message.timestamp.after.max.ms").unwrap_or(i64::MAX);
-        check_timestamps(&summary, broker.clock.now_ms(), before_max, after_max)?;
-    }
-    if config.cleanup_policy.compacts() {
-        if let Err(reason) = crate::log::check_keys_for_compaction(records) {
-            return Err((ResponseError::InvalidRecord, Some(format!("{reason} in topic partition {topic}-{index}"))));
+        TimestampBounds {
+            now_ms: broker.clock.now_ms(),
+            before_max_ms: setting("message.timestamp.before.max.ms").unwrap_or(i64::MAX),
+            after_max_ms: setting("message.timestamp.after.max.ms").unwrap_or(i64::MAX),
         }
+    });
+    let checks = RecordChecks {
+        require_key: config.cleanup_policy.compacts(),
+        timestamps: bounds.filter(|b| timestamps_need_records(&summary, b)),
+    };
+    let topic_partition = format!("{topic}-{index}");
+    let faults = crate::log::check_records(records, &checks).map_err(|reason| {
+        Rejection::new(ResponseError::InvalidRecord, Some(format!("{reason} in topic partition {topic_partition}")))
+    })?;
+    if !faults.is_empty() {
+        return Err(Rejection::of_records(&faults, &topic_partition, checks.timestamps));
     }
     // Written straight from the request frame: the log patches copies of the headers.
     partition
         .append(records, broker.clock.now_ms())
-        .map_err(|e| (errors::partition_error(&e), Some(e.to_string())))
+        .map_err(|e| Rejection::new(errors::partition_error(&e), Some(e.to_string())))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::record::BatchBuilder;
+
+    const BOUNDS: TimestampBounds = TimestampBounds { now_ms: 10_000, before_max_ms: i64::MAX, after_max_ms: 500 };
+
+    #[test]
+    fn keyless_records_make_one_invalid_record_naming_the_first_three() {
+        let faults: Vec<FaultyRecord> =
+            [2, 5, 7, 9].iter().map(|&batch_index| FaultyRecord { batch_index, fault: RecordFault::NoKey }).collect();
+        let r = Rejection::of_records(&faults, "t-0", None);
+        assert_eq!(r.error, ResponseError::InvalidRecord);
+        assert_eq!(r.record_errors.iter().map(|e| e.batch_index).collect::<Vec<_>>(), vec![2, 5, 7, 9]);
+        let why = "Compacted topic cannot accept message without key in topic partition t-0";
+        assert_eq!(r.record_errors[0].batch_index_error_message.as_deref(), Some(why));
+        assert_eq!(
+            r.message.as_deref(),
+            Some(&*format!(
+                "One or more records have been rejected due to 4 record errors in total, and only showing the first three errors at most: [RecordError(batchIndex=2, message='{why}'), RecordError(batchIndex=5, message='{why}'), RecordError(batchIndex=7, message='{why}')]"
+            ))
+        );
+    }
+
+    #[test]
+    fn a_bad_timestamp_makes_the_whole_answer_invalid_timestamp() {
+        let faults = [
+            FaultyRecord { batch_index: 0, fault: RecordFault::NoKey },
+            FaultyRecord { batch_index: 1, fault: RecordFault::Timestamp { timestamp: 20_000, offset: 1 } },
+        ];
+        let r = Rejection::of_records(&faults, "t-0", Some(BOUNDS));
+        assert_eq!(r.error, ResponseError::InvalidTimestamp);
+        assert_eq!(r.message.as_deref(), Some("One or more records have been rejected due to invalid timestamp"));
+        assert_eq!(
+            r.record_errors[1].batch_index_error_message.as_deref(),
+            Some(&*format!(
+                "Timestamp 20000 of message with offset 1 is out of range. The timestamp should be within [{}, 10500]",
+                10_000 - i64::MAX
+            ))
+        );
+    }
+
+    /// With the default unbounded `before.max.ms`, only a batch whose maxTimestamp is too new
+    /// is decoded; a bounded `before.max.ms` needs the records.
+    #[test]
+    fn only_suspect_batches_are_decoded_for_timestamps() {
+        let summary = |max_ts: i64| {
+            let batch = BatchBuilder::new(0).timestamps(max_ts).records(1, 1).build();
+            record::validate_batches(&batch, 1 << 20).unwrap()
+        };
+        assert!(!timestamps_need_records(&summary(10_500), &BOUNDS));
+        assert!(!timestamps_need_records(&summary(0), &BOUNDS));
+        assert!(timestamps_need_records(&summary(10_501), &BOUNDS));
+        let bounded = TimestampBounds { before_max_ms: 60_000, ..BOUNDS };
+        assert!(timestamps_need_records(&summary(10_000), &bounded));
+    }
 }

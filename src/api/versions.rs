@@ -1,12 +1,14 @@
 //! The version table: exactly the API versions the handlers implement. ApiVersions is built
-//! from it, and a request outside it is refused.
+//! from it, and a request outside it is refused. ApiVersions v3+ also carries the supported and
+//! finalized feature levels ([`crate::metadata::features`]).
 
-use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::api_versions_response::{ApiVersion, FinalizedFeatureKey, SupportedFeatureKey};
 use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestKind, ResponseKind};
 use kafka_protocol::ResponseError;
 
 use super::response_frame::ResponseFrame;
-use super::{ApiError, RequestContext, encode_response};
+use super::{Api, ApiError, RequestContext, encode_response, str_bytes};
+use crate::metadata::features;
 
 /// One API and the versions we serve (`min..=max`).
 pub struct Served {
@@ -39,6 +41,7 @@ pub const SERVED: &[Served] = &[
     served(ApiKey::DescribeConfigs, 1, 4),
     served(ApiKey::CreatePartitions, 0, 3),
     served(ApiKey::IncrementalAlterConfigs, 0, 1),
+    served(ApiKey::AlterConfigs, 0, 2),
     served(ApiKey::DescribeCluster, 0, 2),
     served(ApiKey::FindCoordinator, 0, 6),
     served(ApiKey::JoinGroup, 0, 9),
@@ -53,6 +56,7 @@ pub const SERVED: &[Served] = &[
     served(ApiKey::OffsetDelete, 0, 0),
     served(ApiKey::ConsumerGroupHeartbeat, 0, 1),
     served(ApiKey::ConsumerGroupDescribe, 0, 1),
+    served(ApiKey::UpdateFeatures, 0, 2),
 ];
 
 pub fn is_supported(api: ApiKey, version: i16) -> bool {
@@ -72,9 +76,40 @@ fn api_keys() -> Vec<ApiVersion> {
         .collect()
 }
 
-pub fn handle(_ctx: &RequestContext, _req: ApiVersionsRequest) -> ApiVersionsResponse {
+/// First ApiVersions version with feature fields.
+const FEATURES_MIN_VERSION: i16 = 3;
+/// Before v4 a supported range may not start at 0 (KIP-1022): such features are left out.
+const MIN_ZERO_FEATURES_MIN_VERSION: i16 = 4;
+
+pub fn handle(api: &Api, ctx: &RequestContext, _req: ApiVersionsRequest) -> ApiVersionsResponse {
     let mut r = ApiVersionsResponse::default();
     r.api_keys = api_keys();
+    if ctx.version >= FEATURES_MIN_VERSION {
+        let image = api.broker.image();
+        r.supported_features = features::FEATURES
+            .iter()
+            .filter(|f| f.min > 0 || ctx.version >= MIN_ZERO_FEATURES_MIN_VERSION)
+            .map(|f| {
+                let mut k = SupportedFeatureKey::default();
+                k.name = str_bytes(f.name);
+                k.min_version = f.min;
+                k.max_version = f.max;
+                k
+            })
+            .collect();
+        r.finalized_features = features::finalized(&image)
+            .into_iter()
+            .map(|(name, level)| {
+                let mut k = FinalizedFeatureKey::default();
+                k.name = str_bytes(&name);
+                k.min_version_level = level;
+                k.max_version_level = level;
+                k
+            })
+            .collect();
+        // Kafka's epoch is the metadata offset the finalized levels were read at.
+        r.finalized_features_epoch = image.offset;
+    }
     r
 }
 
@@ -106,6 +141,7 @@ pub fn default_request(api: ApiKey) -> Option<RequestKind> {
         ApiKey::IncrementalAlterConfigs => {
             RequestKind::IncrementalAlterConfigs(IncrementalAlterConfigsRequest::default())
         }
+        ApiKey::AlterConfigs => RequestKind::AlterConfigs(AlterConfigsRequest::default()),
         ApiKey::DescribeCluster => RequestKind::DescribeCluster(DescribeClusterRequest::default()),
         ApiKey::FindCoordinator => RequestKind::FindCoordinator(FindCoordinatorRequest::default()),
         ApiKey::JoinGroup => RequestKind::JoinGroup(JoinGroupRequest::default()),
@@ -120,6 +156,7 @@ pub fn default_request(api: ApiKey) -> Option<RequestKind> {
         ApiKey::OffsetDelete => RequestKind::OffsetDelete(OffsetDeleteRequest::default()),
         ApiKey::ConsumerGroupHeartbeat => RequestKind::ConsumerGroupHeartbeat(ConsumerGroupHeartbeatRequest::default()),
         ApiKey::ConsumerGroupDescribe => RequestKind::ConsumerGroupDescribe(ConsumerGroupDescribeRequest::default()),
+        ApiKey::UpdateFeatures => RequestKind::UpdateFeatures(UpdateFeaturesRequest::default()),
         _ => return None,
     })
 }
@@ -195,6 +232,7 @@ mod tests {
             ApiKey::IncrementalAlterConfigs => {
                 ResponseKind::IncrementalAlterConfigs(IncrementalAlterConfigsResponse::default())
             }
+            ApiKey::AlterConfigs => ResponseKind::AlterConfigs(AlterConfigsResponse::default()),
             ApiKey::DescribeCluster => ResponseKind::DescribeCluster(DescribeClusterResponse::default()),
             ApiKey::FindCoordinator => ResponseKind::FindCoordinator(FindCoordinatorResponse::default()),
             ApiKey::JoinGroup => ResponseKind::JoinGroup(JoinGroupResponse::default()),
@@ -209,6 +247,7 @@ mod tests {
             ApiKey::OffsetDelete => ResponseKind::OffsetDelete(OffsetDeleteResponse::default()),
             ApiKey::ConsumerGroupHeartbeat => ResponseKind::ConsumerGroupHeartbeat(ConsumerGroupHeartbeatResponse::default()),
             ApiKey::ConsumerGroupDescribe => ResponseKind::ConsumerGroupDescribe(ConsumerGroupDescribeResponse::default()),
+            ApiKey::UpdateFeatures => ResponseKind::UpdateFeatures(UpdateFeaturesResponse::default()),
             other => panic!("add {other:?} to the round-trip test"),
         }
     }

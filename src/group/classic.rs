@@ -483,6 +483,29 @@ impl ClassicGroup {
         Ok(())
     }
 
+    /// OffsetCommit's check, as Kafka's `ClassicGroup.validateOffsetCommit` for a
+    /// non-transactional commit. Generation -1 with neither member id nor instance id comes
+    /// from an admin client or a consumer without group management: accepted while the group
+    /// is empty, UNKNOWN_MEMBER_ID once it has members (not ILLEGAL_GENERATION: the committer
+    /// is not a member at all). Anything else must be a member of the current generation.
+    pub fn validate_offset_commit(&self, member_id: &str, instance: Option<&str>, generation_id: i32) -> Result<(), ResponseError> {
+        if self.state == GroupState::Dead {
+            return Err(ResponseError::CoordinatorNotAvailable);
+        }
+        if generation_id < 0 && self.state == GroupState::Empty {
+            return Ok(());
+        }
+        if generation_id >= 0 || !member_id.is_empty() || instance.is_some() {
+            self.validate_member(member_id, instance, generation_id)?;
+        } else {
+            return Err(ResponseError::UnknownMemberId);
+        }
+        if self.state == GroupState::CompletingRebalance {
+            return Err(ResponseError::RebalanceInProgress);
+        }
+        Ok(())
+    }
+
     /// SyncGroup.
     pub fn sync(
         &mut self,

@@ -436,8 +436,10 @@ impl ConsumerGroup {
     /// the member on) only partitions the member has owned since that epoch or earlier, as
     /// KIP-1251 has it: `assignment epoch <= commit epoch <= member epoch`.
     pub fn validate_commit(&self, member_id: &str, epoch: i32) -> Result<CommitCheck, ResponseError> {
-        if member_id.is_empty() && epoch < 0 {
-            return if self.members.is_empty() { Ok(CommitCheck::All) } else { Err(ResponseError::UnknownMemberId) };
+        // Epoch -1 comes from an admin client or a consumer without group management: it may
+        // commit while the group is empty, whatever member id it names (Kafka's rule).
+        if epoch < 0 && self.members.is_empty() {
+            return Ok(CommitCheck::All);
         }
         let m = self.members.get(member_id).ok_or(ResponseError::UnknownMemberId)?;
         if epoch == m.member_epoch {
@@ -517,6 +519,7 @@ mod tests {
         }
         assert_eq!(g.validate_commit("a", 2), Ok(CommitCheck::All));
         assert_eq!(g.validate_commit("a", 3), Err(ResponseError::StaleMemberEpoch));
+        assert_eq!(g.validate_commit("", -1), Err(ResponseError::UnknownMemberId), "an admin commit into a group with members");
         let b2 = g.heartbeat(hb("b", 2, Some(&BTreeSet::new())), &topics, &LIMITS, 4);
         let b_parts = b2.assignment.unwrap();
         assert_eq!(b_parts.len(), 3);
@@ -544,5 +547,7 @@ mod tests {
         let left = g.heartbeat(hb("a", LEAVE_EPOCH, None), &topics, &LIMITS, 1);
         assert_eq!(left.member_epoch, LEAVE_EPOCH);
         assert_eq!(g.state_name(), "Empty");
+        assert_eq!(g.validate_commit("", -1), Ok(CommitCheck::All));
+        assert_eq!(g.validate_commit("some-member", -1), Ok(CommitCheck::All), "an empty group takes epoch -1 commits from anyone");
     }
 }

@@ -130,6 +130,23 @@ impl GroupCoordinator {
         Arc::new(Self { broker, limits, consumer_limits, groups: Mutex::new(HashMap::new()) })
     }
 
+    /// The KIP-848 limits of `group_id`: its group configs (`consumer.session.timeout.ms`,
+    /// `consumer.heartbeat.interval.ms`, validated against the broker's bounds when set)
+    /// over the broker defaults.
+    fn consumer_limits_for(&self, image: &crate::metadata::MetadataImage, group_id: &str) -> ConsumerLimits {
+        let mut limits = self.consumer_limits;
+        if let Some(configs) = image.group_configs.get(group_id) {
+            let int = |key: &str| configs.get(key).and_then(|v| v.parse::<i32>().ok());
+            if let Some(ms) = int("consumer.session.timeout.ms") {
+                limits.session_timeout_ms = ms;
+            }
+            if let Some(ms) = int("consumer.heartbeat.interval.ms") {
+                limits.heartbeat_interval_ms = ms;
+            }
+        }
+        limits
+    }
+
     fn groups(&self) -> MutexGuard<'_, HashMap<String, GroupEntry>> {
         match self.groups.lock() {
             Ok(g) => g,
@@ -352,7 +369,7 @@ impl GroupCoordinator {
         let check = match &entry.consumer {
             Some(c) => c.validate_commit(member_id, generation_id)?,
             None => {
-                validate_commit(&entry.group, member_id, instance, generation_id)?;
+                entry.group.validate_offset_commit(member_id, instance, generation_id)?;
                 consumer::CommitCheck::All
             }
         };
@@ -482,7 +499,8 @@ impl GroupCoordinator {
         match entry.consumer.as_mut() {
             Some(c) => {
                 let epoch = c.group_epoch;
-                let result = c.heartbeat(req, &topics, &self.consumer_limits, now);
+                let limits = self.consumer_limits_for(&self.broker.image(), group_id);
+                let result = c.heartbeat(req, &topics, &limits, now);
                 // Each new group epoch is a rebalance of the KIP-848 kind.
                 self.broker.metrics.group_rebalances.inc_by(u64::try_from(c.group_epoch - epoch).unwrap_or(0));
                 result
@@ -569,11 +587,12 @@ impl GroupCoordinator {
     pub fn tick(&self) {
         let now = self.now();
         let retention_ms = i64::from(self.broker.config.int("offsets.retention.minutes")) * 60_000;
+        let image = self.broker.image();
         let mut groups = self.groups();
         let mut expired_groups = Vec::new();
-        for entry in groups.values_mut() {
+        for (id, entry) in groups.iter_mut() {
             if let Some(c) = entry.consumer.as_mut() {
-                c.tick(&self.consumer_limits, now);
+                c.tick(&self.consumer_limits_for(&image, id), now);
                 continue;
             }
             let was = entry.group.state;
@@ -630,29 +649,6 @@ impl GroupCoordinator {
         }
         out
     }
-}
-
-/// Kafka's classic `validateOffsetCommit`.
-fn validate_commit(group: &ClassicGroup, member_id: &str, instance: Option<&str>, generation_id: i32) -> Result<(), ResponseError> {
-    match group.state {
-        GroupState::Dead => return Err(ResponseError::CoordinatorNotAvailable),
-        GroupState::Empty if generation_id < 0 => return Ok(()),
-        _ => {}
-    }
-    if generation_id < 0 && member_id.is_empty() && instance.is_none() {
-        // A standalone commit into a group that has members.
-        return Err(ResponseError::IllegalGeneration);
-    }
-    if !group.members.contains_key(member_id) {
-        return Err(ResponseError::UnknownMemberId);
-    }
-    if generation_id != group.generation_id {
-        return Err(ResponseError::IllegalGeneration);
-    }
-    if group.state == GroupState::CompletingRebalance {
-        return Err(ResponseError::RebalanceInProgress);
-    }
-    Ok(())
 }
 
 fn apply_record(groups: &mut HashMap<String, GroupEntry>, record: &Record, now_ms: i64) {
@@ -748,6 +744,43 @@ mod tests {
         assert_eq!(c.heartbeat("g", &member, None, 1), Ok(()));
     }
 
+    /// Kafka's rule for a commit from outside the group (generation -1, no member id):
+    /// accepted while the group is empty, UNKNOWN_MEMBER_ID once it has members; a member with
+    /// a stale generation is ILLEGAL_GENERATION.
+    #[test]
+    fn admin_commit_into_a_group_with_members_is_unknown_member() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = broker(dir.path());
+        b.auto_create_topic("t").unwrap();
+        let c = GroupCoordinator::new(b.clone());
+        c.start().unwrap();
+        let commit = || vec![OffsetCommit { topic: "t".into(), partition: 0, offset: 3, leader_epoch: -1, metadata: None }];
+        assert_eq!(c.commit_offsets("g", "", None, -1, commit()).unwrap(), vec![Ok(())]);
+        let join = JoinRequest {
+            member_id: String::new(),
+            group_instance_id: None,
+            client_id: "c".into(),
+            client_host: "/127.0.0.1".into(),
+            session_timeout_ms: 10_000,
+            rebalance_timeout_ms: 10_000,
+            protocol_type: "consumer".into(),
+            protocols: vec![("range".into(), Bytes::from_static(b"sub"))],
+            require_known_member_id: false,
+        };
+        let Reply::Later(mut rx) = c.join("g", join) else { panic!("expected to wait") };
+        let member = rx.try_recv().unwrap().member_id;
+        // CompletingRebalance, then Stable: the admin commit is refused the same way in both.
+        assert_eq!(c.commit_offsets("g", "", None, -1, commit()), Err(ResponseError::UnknownMemberId));
+        let Reply::Later(_rx) = c.sync("g", &member, None, 1, vec![(member.clone(), Bytes::new())]) else {
+            panic!("leader sync completes through the channel")
+        };
+        assert_eq!(c.commit_offsets("g", "", None, -1, commit()), Err(ResponseError::UnknownMemberId));
+        assert_eq!(c.commit_offsets("g", &member, None, 0, commit()), Err(ResponseError::IllegalGeneration));
+        assert_eq!(c.commit_offsets("g", "nobody", None, 1, commit()), Err(ResponseError::UnknownMemberId));
+        assert_eq!(c.commit_offsets("g", &member, None, 1, commit()).unwrap(), vec![Ok(())]);
+        b.shutdown();
+    }
+
     #[test]
     fn java_string_hash_matches() {
         // Values of Java's "abc".hashCode() and "".hashCode().
@@ -755,5 +788,48 @@ mod tests {
         assert_eq!(java_hash(""), 0);
         // "polygenelubricants".hashCode() is Integer.MIN_VALUE in Java.
         assert_eq!(java_hash("polygenelubricants"), i32::MIN);
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod group_config_tests {
+    use super::*;
+    use crate::clock::ManualClock;
+
+    /// A group's `consumer.heartbeat.interval.ms` and `consumer.session.timeout.ms` configs
+    /// (GROUP resources of IncrementalAlterConfigs) replace the broker defaults for it alone.
+    #[test]
+    fn group_configs_set_the_heartbeat_interval_and_session_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::config::BrokerConfig::load(None, &[format!("log.dirs={}", dir.path().display()), "offsets.topic.num.partitions=1".into()]).unwrap();
+        let clock = Arc::new(ManualClock::new(1_000_000));
+        let b = Broker::open(config, clock.clone()).unwrap();
+        b.auto_create_topic("t").unwrap();
+        let configs = [("consumer.heartbeat.interval.ms".to_string(), "6000".to_string()), ("consumer.session.timeout.ms".to_string(), "50000".to_string())].into();
+        b.apply_metadata(|image| Ok((controller::set_group_configs(image, &b.config, "tuned", &configs)?, ()))).unwrap();
+        let c = GroupCoordinator::new(b.clone());
+        c.start().unwrap();
+        let join = |member: &str| HeartbeatRequest {
+            member_id: member.into(),
+            member_epoch: 0,
+            client_id: "c".into(),
+            client_host: "/127.0.0.1".into(),
+            rebalance_timeout_ms: 10_000,
+            subscribed_topic_names: Some(vec!["t".into()]),
+            ..Default::default()
+        };
+        let tuned = c.consumer_heartbeat("tuned", join("m1"));
+        let plain = c.consumer_heartbeat("plain", join("m2"));
+        assert_eq!((tuned.error, tuned.heartbeat_interval_ms), (None, 6000));
+        assert_eq!((plain.error, plain.heartbeat_interval_ms), (None, 5000));
+        // 47 s without a heartbeat: past the default 45 s session, within the group's 50 s.
+        clock.advance_ms(47_000);
+        c.tick();
+        assert_eq!(c.describe_consumer("tuned").unwrap().members.len(), 1);
+        assert_eq!(c.describe_consumer("plain").unwrap().members.len(), 0);
+        clock.advance_ms(4_000);
+        c.tick();
+        assert_eq!(c.describe_consumer("tuned").unwrap().members.len(), 0);
     }
 }

@@ -25,13 +25,18 @@ pub enum CleanupPolicy {
     Compact,
     /// `compact,delete` (either order): both.
     CompactDelete,
+    /// The empty list: neither. As in Kafka 4.x, nothing expires by time or size and the
+    /// cleaner leaves the log alone, so data stays until DeleteRecords moves the log start
+    /// (infinite retention without compaction).
+    Neither,
 }
 
 impl CleanupPolicy {
-    /// Parses Kafka's list syntax: `delete`, `compact`, `compact,delete`, `delete,compact`.
+    /// Parses Kafka's list syntax: `delete`, `compact`, `compact,delete`, `delete,compact`,
+    /// or the empty list (`""`), which Kafka 4.x accepts and means neither.
     pub fn parse(text: &str) -> Option<CleanupPolicy> {
         let (mut compact, mut delete) = (false, false);
-        for item in text.split(',').map(str::trim) {
+        for item in text.split(',').map(str::trim).filter(|i| !i.is_empty()) {
             match item {
                 "compact" => compact = true,
                 "delete" => delete = true,
@@ -42,7 +47,7 @@ impl CleanupPolicy {
             (true, true) => Some(CleanupPolicy::CompactDelete),
             (true, false) => Some(CleanupPolicy::Compact),
             (false, true) => Some(CleanupPolicy::Delete),
-            (false, false) => None,
+            (false, false) => Some(CleanupPolicy::Neither),
         }
     }
 

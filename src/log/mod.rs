@@ -55,7 +55,9 @@ use bytes::Bytes;
 use crate::record::patch::PatchedBatches;
 use crate::record::{BatchHeader, BatchIter, IterStop, RecordError};
 
-pub use cleaner::{CLEANER_CHECKPOINT, CleanStats, check_keys_for_compaction};
+pub use cleaner::{
+    CLEANER_CHECKPOINT, CleanStats, FaultyRecord, RecordChecks, RecordFault, TimestampBounds, check_records,
+};
 pub use config::{CleanupPolicy, DirtyRatio, LogConfig, MessageTimestampType};
 pub use epoch_cache::{EpochEntry, LeaderEpochCache};
 use producer_state::StagedProducers;

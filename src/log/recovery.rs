@@ -40,6 +40,28 @@ const STRAY_SUFFIXES: [&str; 4] = [TMP_SUFFIX, ".deleted", ".cleaned", ".swap"];
 /// Stands for "no first batch" in the marker (-1 is a legal, if odd, timestamp).
 const NO_TIMESTAMP: i64 = i64::MIN;
 
+/// How a log was found at open, for the start-up log line: a partition that had no segment
+/// yet has nothing to recover and must not read as one that survived a crash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum OpenedAs {
+    /// No segment on disk: a new partition (or one whose directory held no data).
+    Created,
+    /// The clean-shutdown marker vouched for the files.
+    Clean,
+    /// Segments without a valid marker: the active one was recovered.
+    Recovered,
+}
+
+impl OpenedAs {
+    pub fn decide(segments_on_disk: usize, marker_present: bool) -> Self {
+        match (segments_on_disk, marker_present) {
+            (0, _) => OpenedAs::Created,
+            (_, true) => OpenedAs::Clean,
+            (_, false) => OpenedAs::Recovered,
+        }
+    }
+}
+
 /// What `close` vouches for in the marker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct CleanShutdown {
@@ -134,7 +156,12 @@ impl Log {
         }
         remove_if_exists(&dir.join(CLEAN_SHUTDOWN_MARKER))?;
         sync_dir(&dir.join(CLEAN_SHUTDOWN_MARKER))?;
-        tracing::info!(dir = %dir.display(), clean = marker.is_some(), start, end, "opened log");
+        match OpenedAs::decide(bases.len(), marker.is_some()) {
+            OpenedAs::Created => tracing::info!(dir = %dir.display(), start, end, "created log"),
+            opened => {
+                tracing::info!(dir = %dir.display(), clean = opened == OpenedAs::Clean, start, end, "opened log")
+            }
+        }
         Ok(log)
     }
 
@@ -316,4 +343,17 @@ fn open_segments(
 
 fn file_len(path: &Path) -> Option<u64> {
     std::fs::metadata(path).ok().map(|m| m.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OpenedAs;
+
+    #[test]
+    fn a_log_without_segments_is_created_not_recovered() {
+        assert_eq!(OpenedAs::decide(0, false), OpenedAs::Created);
+        assert_eq!(OpenedAs::decide(0, true), OpenedAs::Created);
+        assert_eq!(OpenedAs::decide(1, true), OpenedAs::Clean);
+        assert_eq!(OpenedAs::decide(3, false), OpenedAs::Recovered);
+    }
 }

@@ -16,7 +16,8 @@
 //! kept (Kafka 4 keeps it too); idle producers expire after `producer.id.expiration.ms`.
 //!
 //! Time and size rules apply only when `cleanup.policy` includes `delete`; a `compact`-only
-//! log keeps its data until the cleaner supersedes it (DeleteRecords still works).
+//! log keeps its data until the cleaner supersedes it, and an empty policy (Kafka 4.x's
+//! "neither") keeps everything; DeleteRecords still moves the start of either.
 
 use super::checkpoint::sync_dir;
 use super::producer_state::delete_snapshots_outside;

@@ -931,3 +931,31 @@ fn recovery_cuts_a_batch_with_offsets_beyond_the_segment() {
         assert_eq!(read_all(&log, 0).len(), 41);
     }
 }
+
+/// Kafka 4.x accepts an empty `cleanup.policy`: neither retention by time or size nor the
+/// cleaner touches the log, so its data stays (infinite retention without compaction).
+#[test]
+fn empty_cleanup_policy_keeps_everything() {
+    assert_eq!(CleanupPolicy::parse(""), Some(CleanupPolicy::Neither));
+    assert_eq!(CleanupPolicy::parse(" , "), Some(CleanupPolicy::Neither));
+    assert_eq!(CleanupPolicy::parse("compact,"), Some(CleanupPolicy::Compact));
+    assert_eq!(CleanupPolicy::parse("remove"), None);
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        retention_ms: 1_000,
+        retention_bytes: 100,
+        cleanup_policy: CleanupPolicy::Neither,
+        ..small_config()
+    };
+    let mut log = open(dir.path(), config);
+    let record = |key: &str| crate::record::Record { timestamp_delta_ms: 0, key: Some(key.as_bytes().to_vec()), value: Some(vec![1; 100]) };
+    for _ in 0..30 {
+        append(&mut log, BatchBuilder::new(0).timestamps(0).record(record("same-key")).build(), 0);
+    }
+    assert!(log.segment_count() >= 2);
+    let (segments, size) = (log.segment_count(), log.size_bytes());
+    assert_eq!(log.enforce_retention(1_000_000).unwrap(), 0);
+    assert_eq!(log.clean(1_000_000, i64::MAX).unwrap(), None, "an empty policy never compacts");
+    assert_eq!((log.log_start_offset(), log.segment_count(), log.size_bytes()), (0, segments, size));
+    assert_eq!(log.delete_records_before(4).unwrap(), 4);
+}

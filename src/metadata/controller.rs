@@ -153,26 +153,62 @@ pub fn create_partitions(image: &MetadataImage, name: &str, count: i32) -> Resul
     Ok(MetadataRecord::PartitionCount { id: t.id, partitions: count })
 }
 
-/// One config change: `Some(value)` sets, `None` resets to the default.
-pub fn alter_topic_config(
+/// Replaces a topic's overrides with `configs` (keys absent revert to the broker default):
+/// validates every key and value, then returns one record per key that changed.
+pub fn set_topic_configs(
     image: &MetadataImage,
     name: &str,
-    key: &str,
-    value: Option<&str>,
-) -> Result<MetadataRecord, ControllerError> {
+    configs: &BTreeMap<String, String>,
+) -> Result<Vec<MetadataRecord>, ControllerError> {
     let t = image.topic(name).ok_or(ControllerError::UnknownTopic)?;
-    let value = match value {
-        Some(v) => Some(
-            check_topic_config(key, v)
-                .map_err(|why| ControllerError::InvalidConfig(format!("Invalid value {v} for configuration {key}: {why}")))?,
-        ),
-        None => {
-            check_topic_config(key, "0").or_else(|e| if e.starts_with("Unknown") { Err(e) } else { Ok(String::new()) })
-                .map_err(ControllerError::InvalidConfig)?;
-            None
-        }
-    };
-    Ok(MetadataRecord::TopicConfig { id: t.id, key: key.to_string(), value })
+    let mut checked = BTreeMap::new();
+    for (k, v) in configs {
+        let v = check_topic_config(k, v).map_err(|why| {
+            if why.starts_with("Unknown") {
+                ControllerError::InvalidConfig(why)
+            } else {
+                ControllerError::InvalidConfig(format!("Invalid value {v} for configuration {k}: {why}"))
+            }
+        })?;
+        checked.insert(k.clone(), v);
+    }
+    let lag = |key: &str, default: i64| checked.get(key).and_then(|v| v.parse::<i64>().ok()).unwrap_or(default);
+    if lag("min.compaction.lag.ms", 0) > lag("max.compaction.lag.ms", i64::MAX) {
+        return Err(ControllerError::InvalidConfig(format!(
+            "conflict topic config setting min.compaction.lag.ms ({}) > max.compaction.lag.ms ({})",
+            lag("min.compaction.lag.ms", 0),
+            lag("max.compaction.lag.ms", i64::MAX)
+        )));
+    }
+    let record = |key: &str, value: Option<String>| MetadataRecord::TopicConfig { id: t.id, key: key.to_string(), value };
+    Ok(diff(&t.configs, &checked, record))
+}
+
+/// Replaces a group's config overrides with `configs`, validated against the broker's
+/// bounds; returns one record per key that changed. The group need not exist.
+pub fn set_group_configs(
+    image: &MetadataImage,
+    config: &BrokerConfig,
+    group: &str,
+    configs: &BTreeMap<String, String>,
+) -> Result<Vec<MetadataRecord>, ControllerError> {
+    config.check_group_configs(configs).map_err(ControllerError::InvalidConfig)?;
+    let normalised: BTreeMap<String, String> = configs.iter().map(|(k, v)| (k.clone(), v.trim().to_string())).collect();
+    let empty = BTreeMap::new();
+    let current = image.group_configs.get(group).unwrap_or(&empty);
+    let record = |key: &str, value: Option<String>| MetadataRecord::GroupConfig { group: group.to_string(), key: key.to_string(), value };
+    Ok(diff(current, &normalised, record))
+}
+
+/// Records that turn `current` into `next`: sets for new or changed keys, resets for gone ones.
+fn diff(
+    current: &BTreeMap<String, String>,
+    next: &BTreeMap<String, String>,
+    record: impl Fn(&str, Option<String>) -> MetadataRecord,
+) -> Vec<MetadataRecord> {
+    let removed = current.keys().filter(|k| !next.contains_key(*k)).map(|k| record(k, None));
+    let changed = next.iter().filter(|(k, v)| current.get(*k) != Some(v)).map(|(k, v)| record(k, Some(v.clone())));
+    removed.chain(changed).collect()
 }
 
 #[cfg(test)]

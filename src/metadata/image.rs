@@ -22,8 +22,12 @@ pub struct MetadataImage {
     pub cluster_id: String,
     pub topics: BTreeMap<String, Arc<TopicImage>>,
     pub names_by_id: HashMap<Uuid, String>,
+    /// Group id → its config overrides; groups without overrides are absent.
+    pub group_configs: BTreeMap<String, BTreeMap<String, String>>,
     /// The next producer id to hand out.
     pub next_producer_id: i64,
+    /// Finalized feature levels (see [`super::features`]); a feature at level 0 is absent.
+    pub features: BTreeMap<String, i16>,
     /// How many records produced this image (the metadata log end offset).
     pub offset: i64,
 }
@@ -31,6 +35,11 @@ pub struct MetadataImage {
 impl MetadataImage {
     pub fn topic(&self, name: &str) -> Option<&Arc<TopicImage>> {
         self.topics.get(name)
+    }
+
+    /// The finalized level of a feature; 0 when it is not finalized.
+    pub fn feature_level(&self, name: &str) -> i16 {
+        self.features.get(name).copied().unwrap_or(0)
     }
 
     pub fn topic_by_id(&self, id: &Uuid) -> Option<&Arc<TopicImage>> {
@@ -65,12 +74,33 @@ impl MetadataImage {
                     t.configs.remove(key);
                 }
             }),
+            MetadataRecord::GroupConfig { group, key, value } => {
+                let configs = self.group_configs.entry(group.clone()).or_default();
+                match value {
+                    Some(v) => {
+                        configs.insert(key.clone(), v.clone());
+                    }
+                    None => {
+                        configs.remove(key);
+                    }
+                }
+                if configs.is_empty() {
+                    self.group_configs.remove(group);
+                }
+            }
             MetadataRecord::RemoveTopic { id } => {
                 if let Some(name) = self.names_by_id.remove(id) {
                     self.topics.remove(&name);
                 }
             }
             MetadataRecord::ProducerIds { next } => self.next_producer_id = *next,
+            MetadataRecord::FeatureLevel { name, level } => {
+                if *level == 0 {
+                    self.features.remove(name);
+                } else {
+                    self.features.insert(name.clone(), *level);
+                }
+            }
         }
     }
 

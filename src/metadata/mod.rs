@@ -1,4 +1,5 @@
-//! Cluster metadata: topics, their ids, partition counts and configs, the cluster id.
+//! Cluster metadata: topics, their ids, partition counts and configs, the cluster id, the
+//! finalized feature levels.
 //!
 //! Brokers read an immutable [`MetadataImage`]; the only way it changes is [`MetadataImage::replay`]
 //! of a [`MetadataRecord`]. The [`controller`] validates requests and computes records without
@@ -7,6 +8,7 @@
 //! replace it without changing this contract.
 
 pub mod controller;
+pub mod features;
 pub mod image;
 pub mod records;
 pub mod store;

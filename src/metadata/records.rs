@@ -22,8 +22,13 @@ pub enum MetadataRecord {
     PartitionCount { id: Uuid, partitions: i32 },
     /// A topic config was set (`Some`) or reset to its default (`None`).
     TopicConfig { id: Uuid, key: String, value: Option<String> },
+    /// A group config was set (`Some`) or reset to the broker default (`None`). Group configs
+    /// exist independently of the group: they may be set before it has members and outlive it.
+    GroupConfig { group: String, key: String, value: Option<String> },
     /// A topic was deleted.
     RemoveTopic { id: Uuid },
     /// Producer ids below `next` are handed out.
     ProducerIds { next: i64 },
+    /// A feature was finalized at `level` (Kafka's FeatureLevelRecord); 0 removes it.
+    FeatureLevel { name: String, level: i16 },
 }

@@ -135,4 +135,17 @@ mod tests {
         let store = MetadataStore::open(dir.path()).unwrap();
         assert_eq!(store.image().next_producer_id, 7);
     }
+
+    #[test]
+    fn group_configs_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = MetadataStore::open(dir.path()).unwrap();
+        let set = |key: &str, value: Option<&str>| MetadataRecord::GroupConfig { group: "g".into(), key: key.into(), value: value.map(str::to_string) };
+        let records = vec![set("consumer.session.timeout.ms", Some("50000")), set("consumer.heartbeat.interval.ms", Some("6000")), set("consumer.heartbeat.interval.ms", None)];
+        store.update(|_| Ok::<_, StoreError>((records, ()))).unwrap();
+        drop(store);
+        let store = MetadataStore::open(dir.path()).unwrap();
+        let configs = store.image().group_configs.get("g").cloned().unwrap();
+        assert_eq!(configs.into_iter().collect::<Vec<_>>(), [("consumer.session.timeout.ms".to_string(), "50000".to_string())]);
+    }
 }

@@ -111,8 +111,7 @@ impl ApiMetrics {
     }
 
     /// Counts `count` occurrences of error `code` in responses (0 counts as `NONE`). Kafka
-    /// counts every error code in a response: one per partition for Produce and Fetch, the
-    /// top-level one for the others.
+    /// counts every error code in a response; `api::error_codes` says which, per API.
     #[inline]
     pub fn record_error(&self, code: i16, count: u64) {
         if count == 0 {

@@ -45,6 +45,7 @@
 //! cleaned away starts at its first surviving batch.
 
 mod offset_map;
+mod record_checks;
 mod records;
 mod swap;
 
@@ -62,6 +63,7 @@ use super::checkpoint::{parse_ints, read_checkpoint, write_checkpoint};
 use super::segment::{LOG_SUFFIX, Segment, segment_file};
 use super::{Log, LogError};
 use offset_map::OffsetMap;
+pub use record_checks::{FaultyRecord, RecordChecks, RecordFault, TimestampBounds, check_records};
 use records::{RawRecord, Rewrite, decompressed_payload, parse_records, rewrite_batch};
 
 pub(super) use swap::complete_interrupted_swaps;
@@ -457,26 +459,6 @@ impl Log {
         }
         Ok(())
     }
-}
-
-/// Kafka's produce-time rule for compacted topics: every record needs a key (a keyless one
-/// could never be compacted away). Checks the batches of a produce request, decompressing
-/// them; control batches are exempt. `Err` carries the reason for INVALID_RECORD.
-pub fn check_keys_for_compaction(records: &[u8]) -> Result<(), &'static str> {
-    for (header, range) in BatchIter::new(records) {
-        if header.is_control() {
-            continue;
-        }
-        let batch = records.get(range).ok_or("batch outside the request")?;
-        let Some(payload) = decompressed_payload(batch, &header).map_err(|_| "cannot decompress the batch")? else {
-            return Err("unknown compression codec");
-        };
-        let parsed = parse_records(&payload, &header).map_err(|_| "malformed records in the batch")?;
-        if parsed.iter().any(|r| r.key.is_none()) {
-            return Err("Compacted topic cannot accept message without key");
-        }
-    }
-    Ok(())
 }
 
 /// Calls `visit` with every batch of `segment`, CRC-checked, in order.

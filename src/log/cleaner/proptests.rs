@@ -517,14 +517,18 @@ proptest! {
     }
 }
 
-/// Produce into a compacted topic: a keyless record anywhere, in any codec, is refused.
+/// Produce into a compacted topic: a keyless record anywhere, in any codec, is refused, and
+/// each one is named by its index in its batch.
 #[test]
 fn compacted_topics_refuse_keyless_records_in_every_codec() {
+    use super::{FaultyRecord, RecordChecks, RecordFault, check_records};
+    let checks = RecordChecks { require_key: true, timestamps: None };
     for codec in 0..5u8 {
         let keyed = encode(&[(Some(1), Some(10)), (Some(2), None)], codec, 1_000);
-        assert_eq!(super::check_keys_for_compaction(&keyed), Ok(()), "codec {codec}");
+        assert_eq!(check_records(&keyed, &checks), Ok(vec![]), "codec {codec}");
         let mut two = keyed.clone();
-        two.extend(encode(&[(Some(3), Some(1)), (None, Some(7))], codec, 1_000));
-        assert!(super::check_keys_for_compaction(&two).is_err(), "codec {codec}");
+        two.extend(encode(&[(Some(3), Some(1)), (None, Some(7)), (None, None)], codec, 1_000));
+        let no_key = |batch_index| FaultyRecord { batch_index, fault: RecordFault::NoKey };
+        assert_eq!(check_records(&two, &checks), Ok(vec![no_key(1), no_key(2)]), "codec {codec}");
     }
 }

@@ -59,6 +59,7 @@ public final class Main {
                 case "idempotent-produce" -> idempotentProduce(opts);
                 case "bulk-produce" -> bulkProduce(opts);
                 case "group-consume" -> GroupConsume.run(opts);
+                case "authorized-operations" -> authorizedOperations(opts);
                 default -> usage();
             }
         } catch (Mismatch m) {
@@ -73,7 +74,7 @@ public final class Main {
     }
 
     private static void usage() {
-        System.err.println("usage: compat-java roundtrip|create-topic|idempotent-produce|bulk-produce|group-consume"
+        System.err.println("usage: compat-java roundtrip|create-topic|idempotent-produce|bulk-produce|group-consume|authorized-operations"
                 + " --bootstrap HOST:PORT [--topic T | --topic-prefix P] [--partitions N] [--count N]"
                 + " [--codecs none,gzip,snappy,lz4,zstd] [--bytes N] [--value-size N]"
                 + " [--group G] [--protocol classic|consumer] [--session-timeout-ms N] [--client-id ID] [--instance-id ID]");
@@ -104,6 +105,63 @@ public final class Main {
             usage();
         }
         return v;
+    }
+
+    // ---------------------------------------------------------------- authorized operations
+
+    /**
+     * Prints the authorized operations the AdminClient reports, one line each, operations sorted:
+     * {@code topic OPS}, {@code cluster OPS}, {@code classic-group OPS} (an empty classic group made
+     * by committing an offset: DescribeGroups) and {@code consumer-group OPS} (a live KIP-848 member:
+     * ConsumerGroupDescribe). {@code null} means the broker omitted the field.
+     */
+    private static void authorizedOperations(Map<String, String> opts) throws Exception {
+        String bootstrap = req(opts, "bootstrap");
+        String topic = req(opts, "topic");
+        String group = req(opts, "group");
+        String classic = group + "-classic";
+        createTopic(bootstrap, topic, 1);
+        try (Admin admin = admin(bootstrap)) {
+            admin.alterConsumerGroupOffsets(classic,
+                    Map.of(new TopicPartition(topic, 0), new org.apache.kafka.clients.consumer.OffsetAndMetadata(0)))
+                    .all().get(ADMIN_DEADLINE.toMillis(), TimeUnit.MILLISECONDS);
+            Properties p = new Properties();
+            p.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+            p.put(ConsumerConfig.GROUP_ID_CONFIG, group);
+            p.put(ConsumerConfig.GROUP_PROTOCOL_CONFIG, "consumer");
+            p.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class.getName());
+            p.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class.getName());
+            try (KafkaConsumer<byte[], byte[]> consumer = new KafkaConsumer<>(p)) {
+                consumer.subscribe(List.of(topic));
+                long deadline = System.nanoTime() + CONSUME_DEADLINE.toNanos();
+                while (consumer.assignment().isEmpty()) {
+                    if (System.nanoTime() > deadline) {
+                        throw new Mismatch("no assignment for " + group);
+                    }
+                    consumer.poll(Duration.ofMillis(200));
+                }
+                var topicOps = admin.describeTopics(List.of(topic),
+                        new org.apache.kafka.clients.admin.DescribeTopicsOptions().includeAuthorizedOperations(true))
+                        .allTopicNames().get(ADMIN_DEADLINE.toMillis(), TimeUnit.MILLISECONDS).get(topic).authorizedOperations();
+                var clusterOps = admin.describeCluster(
+                        new org.apache.kafka.clients.admin.DescribeClusterOptions().includeAuthorizedOperations(true))
+                        .authorizedOperations().get(ADMIN_DEADLINE.toMillis(), TimeUnit.MILLISECONDS);
+                var groups = admin.describeConsumerGroups(List.of(classic, group),
+                        new org.apache.kafka.clients.admin.DescribeConsumerGroupsOptions().includeAuthorizedOperations(true))
+                        .all().get(ADMIN_DEADLINE.toMillis(), TimeUnit.MILLISECONDS);
+                System.out.println("topic " + sortedOps(topicOps));
+                System.out.println("cluster " + sortedOps(clusterOps));
+                System.out.println("classic-group " + sortedOps(groups.get(classic).authorizedOperations()));
+                System.out.println("consumer-group " + sortedOps(groups.get(group).authorizedOperations()));
+            }
+        }
+    }
+
+    private static String sortedOps(Set<org.apache.kafka.common.acl.AclOperation> ops) {
+        if (ops == null) {
+            return "null";
+        }
+        return String.join(",", ops.stream().map(Enum::name).sorted().toList());
     }
 
     // ---------------------------------------------------------------- clients

@@ -1,0 +1,53 @@
+"""Apache Kafka's command-line tools (the kafka-tools jar fetched into compat-tests/kafka-tools),
+run the way `bin/kafka-*.sh` runs them: `java -cp <jars> <main class> args...`."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+from .clients import COMPAT_DIR
+
+TOOL_LIB = COMPAT_DIR / "kafka-tools" / "target" / "lib"
+TOOL_TIMEOUT_S = 120
+
+METADATA_QUORUM = "org.apache.kafka.tools.MetadataQuorumCommand"
+TOPICS = "org.apache.kafka.tools.TopicCommand"
+
+
+def run_tool(main_class: str, *args: str, timeout_s: float = TOOL_TIMEOUT_S, check: bool = True) -> str:
+    """Runs one tool to completion; returns stdout. With `check`, a non-zero exit or an
+    `Error` line (some tools report failures on stdout with exit 0) fails the test."""
+    if not any(TOOL_LIB.glob("kafka-tools-*.jar")):
+        raise AssertionError(f"no kafka-tools jar in {TOOL_LIB}: run compat-tests/run-all (or mvn -q -f "
+                             "compat-tests/kafka-tools/pom.xml dependency:copy-dependencies)")
+    cmd = ["java", "-Xmx256m", "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn", "-cp", f"{TOOL_LIB}/*",
+           main_class, *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+    out = proc.stdout + proc.stderr
+    name = main_class.rsplit(".", 1)[-1]
+    if check:
+        assert proc.returncode == 0, f"{name} {' '.join(args)} exited {proc.returncode}:\n{out[-4000:]}"
+        assert not re.search(r"^Error", proc.stdout, re.M), f"{name} {' '.join(args)}:\n{out[-4000:]}"
+    return proc.stdout
+
+
+def quorum_status(*bootstrap_args: str) -> dict[str, str]:
+    """`kafka-metadata-quorum describe --status` as a dict of its `Key: value` lines."""
+    out = run_tool(METADATA_QUORUM, *bootstrap_args, "describe", "--status")
+    status = {}
+    for line in out.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() and " " not in key.strip():
+            status[key.strip()] = value.strip()
+    return status
+
+
+def quorum_replication(*bootstrap_args: str) -> list[dict[str, str]]:
+    """`kafka-metadata-quorum describe --replication` as one dict per row, keyed by the header."""
+    out = run_tool(METADATA_QUORUM, *bootstrap_args, "describe", "--replication")
+    lines = [line for line in out.splitlines() if line.strip()]
+    if not lines:
+        return []
+    header = lines[0].split()
+    return [dict(zip(header, line.split())) for line in lines[1:]]

@@ -1,0 +1,137 @@
+"""A three-node cluster (issue 9): every node broker and controller on 127.0.0.1, driven only by
+Kafka's own tools (kafka-metadata-quorum, kafka-topics, both on the Java AdminClient).
+
+- the quorum reports one leader among three voters, an epoch and a high watermark, through a
+  broker (`--bootstrap-server`) and through the controllers (`--bootstrap-controller`);
+- a topic with 12 partitions and replication factor 3 is created and described;
+- kill -9 of the active controller: a new leader is elected (the time is printed), topic
+  creation works again through a surviving broker; the killed node restarts, rejoins and
+  catches up (the time is printed);
+- the dedicated layout (3 controllers + 2 brokers) forms a quorum and creates a topic.
+
+Blumfeld is one node until issue 9 lands: these run against Apache Kafka (BROKER=kafka) and are
+skipped for Blumfeld, so the harness and the expectations are proven on the reference first.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+from harness.broker import broker_kind
+from harness.cluster import Cluster
+from harness.tools import TOPICS, quorum_replication, quorum_status, run_tool
+from harness.wait import wait_until
+
+pytestmark = pytest.mark.skipif(broker_kind() == "blumfeld",
+                                reason="issue 9: Blumfeld has no multi-node cluster yet (BROKER=kafka runs these)")
+
+FAILOVER_TIMEOUT_S = 60
+CATCH_UP_TIMEOUT_S = 120
+
+
+@pytest.fixture
+def cluster_factory(tmp_path):
+    clusters: list[Cluster] = []
+
+    def make(**kwargs) -> Cluster:
+        c = Cluster(tmp_path / f"cluster{len(clusters)}", **kwargs)
+        clusters.append(c)
+        return c
+
+    yield make
+    for c in clusters:
+        c.stop()
+
+
+def voter_ids(status: dict[str, str]) -> list[int]:
+    # CurrentVoters: [{"id": 1, "directoryId": ..., "endpoints": [...]}, ...] (4.x); [1,2,3] (older).
+    text = status.get("CurrentVoters", "")
+    ids = re.findall(r'"id":\s*(\d+)', text) or re.findall(r"\d+", text)
+    return sorted(int(i) for i in ids)
+
+
+def create_topic(bootstrap: str, name: str, partitions: int, rf: int) -> None:
+    run_tool(TOPICS, "--bootstrap-server", bootstrap, "--create", "--topic", name,
+             "--partitions", str(partitions), "--replication-factor", str(rf))
+
+
+def describe_topic(bootstrap: str, name: str) -> list[dict[str, str]]:
+    """kafka-topics --describe: one dict per partition line (Partition, Leader, Replicas, Isr)."""
+    out = run_tool(TOPICS, "--bootstrap-server", bootstrap, "--describe", "--topic", name)
+    rows = []
+    for line in out.splitlines():
+        if "Partition:" not in line:
+            continue
+        fields = dict(re.findall(r"(\w+):\s*(\S*)", line))
+        rows.append(fields)
+    return rows
+
+
+def test_three_combined_nodes_elect_create_fail_over_and_catch_up(cluster_factory):
+    c = cluster_factory(layout="combined", controllers=3)
+    c.start()
+    status = wait_until(lambda: (s := quorum_status("--bootstrap-server", c.bootstrap()))
+                        and s.get("LeaderId", "-1") != "-1" and s, 60, "a quorum leader")
+    assert voter_ids(status) == [1, 2, 3], status
+    leader = int(status["LeaderId"])
+    assert leader in (1, 2, 3)
+    epoch = int(status["LeaderEpoch"])
+    assert int(status["HighWatermark"]) > 0
+    via_controllers = quorum_status("--bootstrap-controller", c.bootstrap_controllers())
+    assert int(via_controllers["LeaderId"]) == leader
+    rows = quorum_replication("--bootstrap-server", c.bootstrap())
+    voters = sorted(int(r["NodeId"]) for r in rows if r.get("Status") in ("Leader", "Follower"))
+    assert voters == [1, 2, 3], rows
+
+    create_topic(c.bootstrap(), "twelve", 12, 3)
+    parts = wait_until(lambda: (p := describe_topic(c.bootstrap(), "twelve")) and len(p) == 12 and p, 30,
+                       "12 described partitions")
+    for p in parts:
+        assert len(p["Replicas"].split(",")) == 3, p
+    replica_leaders = {p["Leader"] for p in parts}
+    assert len(replica_leaders) >= 2, f"leaders should spread over the brokers: {parts}"
+
+    # kill -9 the active controller.
+    t0 = time.monotonic()
+    c.nodes[leader].kill9()
+    survivors = c.bootstrap(exclude=(leader,))
+    new_status = wait_until(
+        lambda: (s := quorum_status("--bootstrap-server", survivors))
+        and s.get("LeaderId") not in (None, "-1", str(leader)) and s,
+        FAILOVER_TIMEOUT_S, "a new quorum leader")
+    failover_s = time.monotonic() - t0
+    assert int(new_status["LeaderEpoch"]) > epoch
+    print(f"\nnew controller {new_status['LeaderId']} elected {failover_s:.2f} s after kill -9 of {leader}")
+    create_topic(survivors, "after-failover", 3, 2)
+
+    t1 = time.monotonic()
+    c.nodes[leader].start()
+
+    def caught_up():
+        rows = quorum_replication("--bootstrap-server", c.bootstrap())
+        row = next((r for r in rows if int(r["NodeId"]) == leader), None)
+        return row is not None and row.get("Lag") == "0"
+
+    wait_until(caught_up, CATCH_UP_TIMEOUT_S, f"node {leader} caught up")
+    print(f"node {leader} restarted and caught up in {time.monotonic() - t1:.2f} s")
+    final = quorum_status("--bootstrap-server", c.bootstrap())
+    assert voter_ids(final) == [1, 2, 3]
+
+
+def test_dedicated_controllers_and_brokers(cluster_factory):
+    c = cluster_factory(layout="dedicated", controllers=3, brokers=2)
+    c.start()
+    status = wait_until(lambda: (s := quorum_status("--bootstrap-controller", c.bootstrap_controllers()))
+                        and s.get("LeaderId", "-1") != "-1" and s, 60, "a quorum leader")
+    assert voter_ids(status) == [1, 2, 3]
+    rows = quorum_replication("--bootstrap-server", c.bootstrap())
+    observers = sorted(int(r["NodeId"]) for r in rows if r.get("Status") == "Observer")
+    assert observers == c.broker_ids, rows
+    create_topic(c.bootstrap(), "on-brokers", 4, 2)
+    parts = wait_until(lambda: (p := describe_topic(c.bootstrap(), "on-brokers")) and len(p) == 4 and p, 30,
+                       "4 described partitions")
+    for p in parts:
+        assert set(p["Replicas"].split(",")) <= {str(i) for i in c.broker_ids}, p

@@ -1,0 +1,245 @@
+//! What IncrementalAlterConfigs and AlterConfigs share: the checks Kafka makes on every
+//! resource, the new config set of a topic or group, and the write to the metadata log.
+//!
+//! Both requests become a list of [`ResourceChange`]s. A change is either incremental
+//! (SET/DELETE/APPEND/SUBTRACT per key) or a replacement (AlterConfigs: the listed keys are
+//! the new overrides, every other override reverts to its default). For a topic or group the
+//! complete new override set is computed, validated as a whole, and written as the records
+//! that differ; `validate_only` stops before the write. BROKER_LOGGER changes go to
+//! [`crate::logging`]. Errors and messages follow Kafka's `ConfigAdminManager` and
+//! `ConfigurationControlManager`.
+
+use std::collections::{BTreeMap, HashMap};
+
+use kafka_protocol::ResponseError;
+
+use super::{Api, errors};
+use crate::config::{Kind, TOPIC_KEYS, is_dynamic_broker_key};
+use crate::logging;
+use crate::metadata::controller::{self, ControllerError};
+
+pub const RESOURCE_TOPIC: i8 = 2;
+pub const RESOURCE_BROKER: i8 = 4;
+pub const RESOURCE_BROKER_LOGGER: i8 = 8;
+pub const RESOURCE_GROUP: i8 = 32;
+
+pub const OP_SET: i8 = 0;
+pub const OP_DELETE: i8 = 1;
+pub const OP_APPEND: i8 = 2;
+pub const OP_SUBTRACT: i8 = 3;
+
+/// How a resource's configs change.
+pub enum Change {
+    /// IncrementalAlterConfigs: (key, operation, value) in request order.
+    Incremental(Vec<(String, i8, Option<String>)>),
+    /// AlterConfigs: the complete new set of overrides.
+    Replace(Vec<(String, Option<String>)>),
+}
+
+pub struct ResourceChange {
+    pub resource_type: i8,
+    pub name: String,
+    pub change: Change,
+}
+
+/// A failed resource: Kafka's code and message.
+pub type Failure = (ResponseError, String);
+
+fn invalid_request(message: impl Into<String>) -> Failure {
+    (ResponseError::InvalidRequest, message.into())
+}
+
+fn invalid_config(message: impl Into<String>) -> Failure {
+    (ResponseError::InvalidConfig, message.into())
+}
+
+/// Applies each change (or only validates it); one result per resource, in order.
+pub fn apply(api: &Api, changes: &[ResourceChange], validate_only: bool) -> Vec<Result<(), Failure>> {
+    let mut seen: HashMap<(i8, &str), usize> = HashMap::new();
+    for c in changes {
+        *seen.entry((c.resource_type, c.name.as_str())).or_default() += 1;
+    }
+    changes
+        .iter()
+        .map(|c| {
+            if seen.get(&(c.resource_type, c.name.as_str())).copied().unwrap_or(0) > 1 {
+                return Err(invalid_request("Each resource must appear at most once."));
+            }
+            check_keys(c)?;
+            match c.resource_type {
+                RESOURCE_TOPIC => apply_topic(api, c, validate_only),
+                RESOURCE_GROUP => apply_group(api, c, validate_only),
+                RESOURCE_BROKER => check_broker(api, c),
+                RESOURCE_BROKER_LOGGER if matches!(c.change, Change::Incremental(_)) => apply_loggers(api, c, validate_only),
+                other => Err(invalid_request(format!("Unknown resource type {other}"))),
+            }
+        })
+        .collect()
+}
+
+/// Duplicate keys and null values, refused before anything else as Kafka does.
+fn check_keys(c: &ResourceChange) -> Result<(), Failure> {
+    let keys: Vec<(&str, bool)> = match &c.change {
+        Change::Incremental(ops) => ops.iter().map(|(k, op, v)| (k.as_str(), *op != OP_DELETE && v.is_none())).collect(),
+        Change::Replace(set) => set.iter().map(|(k, v)| (k.as_str(), v.is_none())).collect(),
+    };
+    let mut names: Vec<&str> = keys.iter().map(|(k, _)| *k).collect();
+    names.sort_unstable();
+    if names.windows(2).any(|w| w[0] == w[1]) {
+        return Err(invalid_request("Error due to duplicate config keys"));
+    }
+    let nulls: Vec<&str> = keys.iter().filter(|(_, null)| *null).map(|(k, _)| *k).collect();
+    if !nulls.is_empty() {
+        return Err(invalid_request(format!("Null value not supported for : {}", nulls.join(", "))));
+    }
+    Ok(())
+}
+
+/// The new override set: `current` changed as `change` says. `effective` gives the value in
+/// force (override or default) that APPEND and SUBTRACT start from; `is_list` says which
+/// keys they may touch.
+fn next_configs(
+    current: &BTreeMap<String, String>,
+    change: &Change,
+    effective: impl Fn(&str) -> Option<String>,
+    is_list: impl Fn(&str) -> bool,
+) -> Result<BTreeMap<String, String>, Failure> {
+    let ops = match change {
+        Change::Replace(set) => {
+            return Ok(set.iter().filter_map(|(k, v)| v.as_ref().map(|v| (k.clone(), v.clone()))).collect());
+        }
+        Change::Incremental(ops) => ops,
+    };
+    let mut next = current.clone();
+    for (key, op, value) in ops {
+        let value = value.as_deref().unwrap_or("");
+        match *op {
+            OP_SET => {
+                next.insert(key.clone(), value.to_string());
+            }
+            OP_DELETE => {
+                next.remove(key);
+            }
+            OP_APPEND | OP_SUBTRACT => {
+                if !is_list(key) {
+                    let name = if *op == OP_APPEND { "APPEND" } else { "SUBTRACT" };
+                    return Err(invalid_config(format!("Can't {name} to key {key} because its type is not LIST.")));
+                }
+                let start = next.get(key).cloned().or_else(|| effective(key)).unwrap_or_default();
+                let list = if *op == OP_APPEND { list_append(&start, value) } else { list_subtract(&start, value) };
+                next.insert(key.clone(), list);
+            }
+            other => return Err(invalid_request(format!("Unknown operation type {other}"))),
+        }
+    }
+    Ok(next)
+}
+
+fn apply_topic(api: &Api, c: &ResourceChange, validate_only: bool) -> Result<(), Failure> {
+    let broker = &api.broker;
+    if c.name.is_empty() {
+        return Err(invalid_request("Default topic resources are not allowed."));
+    }
+    let is_list = |key: &str| TOPIC_KEYS.iter().any(|k| k.name == key && matches!(k.kind, Kind::List | Kind::ListOf(_)));
+    broker
+        .apply_metadata(|image| {
+            let current = image.topic(&c.name).ok_or(ControllerError::UnknownTopic)?;
+            let next = next_configs(&current.configs, &c.change, |k| broker.config.topic_default(k), is_list)
+                .map_err(|(_, m)| ControllerError::InvalidConfig(m))?;
+            let records = controller::set_topic_configs(image, &c.name, &next)?;
+            Ok((if validate_only { Vec::new() } else { records }, ()))
+        })
+        .map_err(|e| (errors::broker_error(&e), e.to_string()))
+}
+
+fn apply_group(api: &Api, c: &ResourceChange, validate_only: bool) -> Result<(), Failure> {
+    let broker = &api.broker;
+    if c.name.is_empty() {
+        return Err(invalid_request("Default group resources are not allowed."));
+    }
+    let empty = BTreeMap::new();
+    broker
+        .apply_metadata(|image| {
+            let current = image.group_configs.get(&c.name).unwrap_or(&empty);
+            // Group configs are all integers: no list operations.
+            let next = next_configs(current, &c.change, |_| None, |_| false).map_err(|(_, m)| ControllerError::InvalidConfig(m))?;
+            let records = controller::set_group_configs(image, &broker.config, &c.name, &next)?;
+            Ok((if validate_only { Vec::new() } else { records }, ()))
+        })
+        .map_err(|e| (errors::broker_error(&e), e.to_string()))
+}
+
+/// Checks a resource name against this node's id, with Kafka's messages.
+pub fn check_node_id(api: &Api, name: &str) -> Result<(), Failure> {
+    let id: i32 = name.parse().map_err(|_| invalid_request(format!("Node id must be an integer, but it is: {name}")))?;
+    let node = api.broker.node_id;
+    if id != node {
+        return Err(invalid_request(format!("Unexpected broker id, expected {node}, but received {name}")));
+    }
+    Ok(())
+}
+
+/// Broker configs: the resource name must be empty (the cluster default) or this node; then
+/// every key is refused, since Blumfeld applies no broker config at run time yet. Keys Kafka
+/// cannot change either get Kafka's own message.
+fn check_broker(api: &Api, c: &ResourceChange) -> Result<(), Failure> {
+    if !c.name.is_empty() {
+        check_node_id(api, &c.name)?;
+    }
+    let keys: Vec<&str> = match &c.change {
+        Change::Incremental(ops) => ops.iter().map(|(k, _, _)| k.as_str()).collect(),
+        Change::Replace(set) => set.iter().map(|(k, _)| k.as_str()).collect(),
+    };
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let (dynamic, fixed): (Vec<&str>, Vec<&str>) = keys.iter().partition(|k| is_dynamic_broker_key(k));
+    if !fixed.is_empty() {
+        return Err(invalid_request(format!("Cannot update these configs dynamically: [{}]", fixed.join(", "))));
+    }
+    Err(invalid_request(format!(
+        "Dynamic broker configs are not supported yet; change the configuration file: {}",
+        dynamic.join(", ")
+    )))
+}
+
+fn apply_loggers(api: &Api, c: &ResourceChange, validate_only: bool) -> Result<(), Failure> {
+    check_node_id(api, &c.name)?;
+    let Change::Incremental(ops) = &c.change else {
+        return Err(invalid_request(format!("Unknown resource type {RESOURCE_BROKER_LOGGER}")));
+    };
+    let levels = logging::levels();
+    let mut changes = Vec::new();
+    for (logger, op, value) in ops {
+        let level = match *op {
+            OP_SET => Some(value.clone().unwrap_or_default()),
+            OP_DELETE => None,
+            OP_APPEND => return Err(invalid_request("APPEND operation is not allowed for the BROKER_LOGGER resource")),
+            OP_SUBTRACT => return Err(invalid_request("SUBTRACT operation is not allowed for the BROKER_LOGGER resource")),
+            other => {
+                return Err(invalid_request(format!("Unknown operation type {other} is not allowed for the BROKER_LOGGER resource")));
+            }
+        };
+        levels.check(logger, level.as_deref()).map_err(|(request, m)| if request { invalid_request(m) } else { invalid_config(m) })?;
+        changes.push((logger.clone(), level));
+    }
+    if validate_only {
+        return Ok(());
+    }
+    levels.apply(&changes).map_err(|e| (ResponseError::UnknownServerError, format!("cannot change log levels: {e}")))
+}
+
+fn list_append(current: &str, add: &str) -> String {
+    let mut items: Vec<&str> = current.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+    for a in add.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        if !items.contains(&a) {
+            items.push(a);
+        }
+    }
+    items.join(",")
+}
+
+fn list_subtract(current: &str, remove: &str) -> String {
+    let gone: Vec<&str> = remove.split(',').map(str::trim).collect();
+    current.split(',').map(str::trim).filter(|s| !s.is_empty() && !gone.contains(s)).collect::<Vec<_>>().join(",")
+}

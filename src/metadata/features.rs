@@ -1,0 +1,266 @@
+//! Feature flags (KIP-584, KIP-778): which feature levels this node supports, which are
+//! finalized for the cluster, and the rules for changing them (UpdateFeatures).
+//!
+//! Finalized levels are metadata: a change is a [`MetadataRecord::FeatureLevel`] in the
+//! metadata log, so levels survive a restart and the finalized-features epoch is the metadata
+//! offset, as in Kafka (its brokers report the offset of the image the levels come from).
+//! A level of 0 removes the feature from the finalized set, again as Kafka replays it.
+//!
+//! `metadata.version` is 4.0-IV3 (level 25). Its levels gate inter-broker RPC versions:
+//! 4.0-IV3 is the first whose replica fetcher uses ListOffsets v10, and every level up to
+//! 4.1-IV0 uses Fetch v17; we serve exactly Fetch ≤ 17 and ListOffsets ≤ 10 (and 4.0's
+//! OffsetCommit/OffsetFetch maxima), so 4.0-IV3, the last level of release 4.0, is the
+//! highest level whose RPCs we speak. 4.1-IV1 would promise Fetch v18, which we do not serve.
+//!
+//! The other features: `group.version` 1 (KIP-848 is served); `kraft.version` 0 (static
+//! voters, no KIP-853); `transaction.version`, `eligible.leader.replicas.version`,
+//! `share.version` and `streams.version` are listed with the supported range 0..0 because
+//! transactions, ELR, share groups and streams groups are not implemented. Kafka itself does
+//! not list a feature it cannot enable; we list them so `kafka-features describe` shows the
+//! whole picture, and level 0 keeps Java clients off TV2 and share/streams groups.
+
+use std::collections::BTreeMap;
+
+use super::image::MetadataImage;
+use super::records::MetadataRecord;
+
+pub const METADATA_VERSION: &str = "metadata.version";
+pub const GROUP_VERSION: &str = "group.version";
+
+/// Whether the consumer rebalance protocol (KIP-848) is on: Kafka turns ConsumerGroupHeartbeat
+/// and ConsumerGroupDescribe away with UNSUPPORTED_VERSION while `group.version` is below 1.
+pub fn consumer_protocol_enabled(image: &MetadataImage) -> bool {
+    image.feature_level(GROUP_VERSION) >= 1
+}
+
+/// One feature: the levels this node supports and the level a new cluster starts at.
+#[derive(Debug, Clone, Copy)]
+pub struct FeatureSpec {
+    pub name: &'static str,
+    pub min: i16,
+    pub max: i16,
+    pub bootstrap: i16,
+}
+
+/// metadata.version 3.3-IV3, the lowest level Kafka 4.x accepts.
+pub const METADATA_VERSION_MIN: i16 = 7;
+/// metadata.version 4.0-IV3: see the module doc.
+pub const METADATA_VERSION_CURRENT: i16 = 25;
+
+pub const FEATURES: &[FeatureSpec] = &[
+    FeatureSpec { name: METADATA_VERSION, min: METADATA_VERSION_MIN, max: METADATA_VERSION_CURRENT, bootstrap: METADATA_VERSION_CURRENT },
+    FeatureSpec { name: "kraft.version", min: 0, max: 0, bootstrap: 0 },
+    FeatureSpec { name: GROUP_VERSION, min: 0, max: 1, bootstrap: 1 },
+    FeatureSpec { name: "transaction.version", min: 0, max: 0, bootstrap: 0 },
+    FeatureSpec { name: "eligible.leader.replicas.version", min: 0, max: 0, bootstrap: 0 },
+    FeatureSpec { name: "share.version", min: 0, max: 0, bootstrap: 0 },
+    FeatureSpec { name: "streams.version", min: 0, max: 0, bootstrap: 0 },
+];
+
+/// Whether metadata.version level `i` (index `i - METADATA_VERSION_MIN`) changed the format
+/// of metadata records; a downgrade across such a level could lose metadata, so Kafka refuses
+/// it. Levels 7..=25, from Kafka's `MetadataVersion` table.
+const METADATA_CHANGED: [bool; 19] = [
+    true, true, false, false, true, false, true, true, true, false, true, false, false, false, false, false, true,
+    false, false,
+];
+
+const _: () = assert!(METADATA_CHANGED.len() == (METADATA_VERSION_CURRENT - METADATA_VERSION_MIN + 1) as usize);
+
+/// Levels outside the table count as changed, so no downgrade crosses them.
+fn metadata_version_changed(level: i16) -> bool {
+    let i = (level - METADATA_VERSION_MIN) as usize;
+    METADATA_CHANGED.get(i).copied().unwrap_or(true)
+}
+
+pub fn spec(name: &str) -> Option<&'static FeatureSpec> {
+    FEATURES.iter().find(|f| f.name == name)
+}
+
+/// The records that finalize every feature at its bootstrap level (a new data directory, or
+/// one written before features existed). Level-0 features need no record.
+pub fn bootstrap_records() -> Vec<MetadataRecord> {
+    FEATURES
+        .iter()
+        .filter(|f| f.bootstrap > 0)
+        .map(|f| MetadataRecord::FeatureLevel { name: f.name.to_string(), level: f.bootstrap })
+        .collect()
+}
+
+/// UpdateFeatures' upgrade types (KIP-778).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpgradeType {
+    Upgrade,
+    SafeDowngrade,
+    UnsafeDowngrade,
+    Unknown,
+}
+
+impl UpgradeType {
+    pub fn from_code(code: i8) -> Self {
+        match code {
+            1 => Self::Upgrade,
+            2 => Self::SafeDowngrade,
+            3 => Self::UnsafeDowngrade,
+            _ => Self::Unknown,
+        }
+    }
+}
+
+/// A refused update, with Kafka's message (INVALID_UPDATE_VERSION).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidUpdate(pub String);
+
+/// Validates `updates` (applied in order, all or nothing) against the finalized levels of
+/// `image` and returns the records that apply them. `node_id` names the controller in
+/// Kafka's messages.
+pub fn update(
+    image: &MetadataImage,
+    node_id: i32,
+    updates: &[(String, i16, UpgradeType)],
+) -> Result<Vec<MetadataRecord>, InvalidUpdate> {
+    let mut records = Vec::new();
+    for (name, level, upgrade_type) in updates {
+        update_one(image, node_id, name, *level, *upgrade_type)?;
+        records.push(MetadataRecord::FeatureLevel { name: name.clone(), level: *level });
+    }
+    Ok(records)
+}
+
+fn update_one(image: &MetadataImage, node_id: i32, name: &str, level: i16, upgrade_type: UpgradeType) -> Result<(), InvalidUpdate> {
+    let invalid = |why: &str| InvalidUpdate(format!("Invalid update version {level} for feature {name}. {why}"));
+    if upgrade_type == UpgradeType::Unknown {
+        return Err(invalid("The controller does not support the given upgrade type."));
+    }
+    let current = image.feature_level(name);
+    if level < 0 {
+        return Err(invalid("A feature version cannot be less than 0."));
+    }
+    let (min, max) = spec(name).map(|s| (s.min, s.max)).unwrap_or((0, 0));
+    if !(min..=max).contains(&level) {
+        let why = if max == 0 {
+            format!("Local controller {node_id} does not support this feature.")
+        } else if min == max {
+            format!("Local controller {node_id} only supports versions {min}")
+        } else {
+            format!("Local controller {node_id} only supports versions {min}-{max}")
+        };
+        return Err(invalid(&why));
+    }
+    if level < current && upgrade_type == UpgradeType::Upgrade {
+        return Err(invalid(
+            "Can't downgrade the version of this feature without setting the upgrade type to either safe or unsafe downgrade.",
+        ));
+    }
+    if level > current && upgrade_type != UpgradeType::Upgrade {
+        return Err(invalid("Can't downgrade to a newer version."));
+    }
+    if name == METADATA_VERSION && level < current {
+        let changed = (level + 1..=current).any(metadata_version_changed);
+        if changed {
+            let why = if upgrade_type == UpgradeType::UnsafeDowngrade {
+                "Unsafe metadata downgrade is not supported in this version."
+            } else {
+                "Refusing to perform the requested downgrade because it might delete metadata information."
+            };
+            return Err(InvalidUpdate(format!("Unsupported metadata.version downgrade from {current} to {level}. {why}")));
+        }
+    }
+    Ok(())
+}
+
+/// The finalized levels of an image, metadata.version included, without level-0 features.
+pub fn finalized(image: &MetadataImage) -> BTreeMap<String, i16> {
+    image.features.iter().filter(|(_, l)| **l > 0).map(|(n, l)| (n.clone(), *l)).collect()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn bootstrapped() -> MetadataImage {
+        let mut image = MetadataImage::default();
+        for r in bootstrap_records() {
+            image.replay(&r);
+        }
+        image
+    }
+
+    fn one(image: &MetadataImage, name: &str, level: i16, t: UpgradeType) -> Result<Vec<MetadataRecord>, InvalidUpdate> {
+        update(image, 1, &[(name.to_string(), level, t)])
+    }
+
+    #[test]
+    fn bootstrap_finalizes_metadata_version_and_group_version() {
+        let image = bootstrapped();
+        let f = finalized(&image);
+        assert_eq!(f.get(METADATA_VERSION), Some(&25));
+        assert_eq!(f.get("group.version"), Some(&1));
+        assert_eq!(f.get("transaction.version"), None);
+        assert_eq!(f.len(), 2);
+    }
+
+    #[test]
+    fn group_version_round_trip_and_disable_removes_it() {
+        let mut image = bootstrapped();
+        let err = one(&image, "group.version", 0, UpgradeType::Upgrade).unwrap_err();
+        assert!(err.0.ends_with("without setting the upgrade type to either safe or unsafe downgrade."), "{err:?}");
+        for r in one(&image, "group.version", 0, UpgradeType::SafeDowngrade).unwrap() {
+            image.replay(&r);
+        }
+        assert_eq!(image.feature_level("group.version"), 0);
+        assert!(!finalized(&image).contains_key("group.version"));
+        assert_eq!(one(&image, "group.version", 1, UpgradeType::SafeDowngrade).unwrap_err().0,
+            "Invalid update version 1 for feature group.version. Can't downgrade to a newer version.");
+        for r in one(&image, "group.version", 1, UpgradeType::Upgrade).unwrap() {
+            image.replay(&r);
+        }
+        assert_eq!(image.feature_level("group.version"), 1);
+    }
+
+    #[test]
+    fn out_of_range_and_unknown_features_get_kafkas_messages() {
+        let image = bootstrapped();
+        assert_eq!(one(&image, "group.version", 5, UpgradeType::Upgrade).unwrap_err().0,
+            "Invalid update version 5 for feature group.version. Local controller 1 only supports versions 0-1");
+        assert_eq!(one(&image, "foo.bar", 1, UpgradeType::Upgrade).unwrap_err().0,
+            "Invalid update version 1 for feature foo.bar. Local controller 1 does not support this feature.");
+        assert_eq!(one(&image, "transaction.version", 2, UpgradeType::Upgrade).unwrap_err().0,
+            "Invalid update version 2 for feature transaction.version. Local controller 1 does not support this feature.");
+        assert_eq!(one(&image, "group.version", -1, UpgradeType::SafeDowngrade).unwrap_err().0,
+            "Invalid update version -1 for feature group.version. A feature version cannot be less than 0.");
+        assert_eq!(one(&image, "group.version", 1, UpgradeType::Unknown).unwrap_err().0,
+            "Invalid update version 1 for feature group.version. The controller does not support the given upgrade type.");
+        assert_eq!(one(&image, METADATA_VERSION, 26, UpgradeType::Upgrade).unwrap_err().0,
+            "Invalid update version 26 for feature metadata.version. Local controller 1 only supports versions 7-25");
+        // Disabling a feature that is already at 0 is a no-op Kafka accepts.
+        assert!(one(&image, "share.version", 0, UpgradeType::SafeDowngrade).is_ok());
+    }
+
+    #[test]
+    fn metadata_version_downgrade_is_refused_across_a_metadata_change() {
+        let image = bootstrapped();
+        // 4.0-IV1 (23) changed the metadata format: 25 -> 22 crosses it.
+        assert_eq!(one(&image, METADATA_VERSION, 22, UpgradeType::SafeDowngrade).unwrap_err().0,
+            "Unsupported metadata.version downgrade from 25 to 22. Refusing to perform the requested downgrade because it might delete metadata information.");
+        assert_eq!(one(&image, METADATA_VERSION, 22, UpgradeType::UnsafeDowngrade).unwrap_err().0,
+            "Unsupported metadata.version downgrade from 25 to 22. Unsafe metadata downgrade is not supported in this version.");
+        // 24 and 25 changed nothing: 25 -> 23 is safe.
+        let mut image = image;
+        for r in one(&image, METADATA_VERSION, 23, UpgradeType::SafeDowngrade).unwrap() {
+            image.replay(&r);
+        }
+        assert_eq!(image.feature_level(METADATA_VERSION), 23);
+    }
+
+    #[test]
+    fn a_failing_update_applies_nothing() {
+        let image = bootstrapped();
+        let updates = vec![
+            ("group.version".to_string(), 0, UpgradeType::SafeDowngrade),
+            ("share.version".to_string(), 1, UpgradeType::Upgrade),
+        ];
+        assert!(update(&image, 1, &updates).is_err());
+    }
+}
