@@ -61,7 +61,7 @@ impl Log {
 
     /// Deletes every segment and starts an empty one at `offset`, which becomes both the
     /// log start and end offset.
-    pub(super) fn truncate_fully_and_start_at(
+    pub fn truncate_fully_and_start_at(
         &mut self,
         offset: i64,
         now_ms: i64,

@@ -73,7 +73,9 @@ pub mod config;
 pub mod core;
 mod fetch;
 pub mod log;
+pub mod file_log;
 pub mod message;
+pub mod quorum_state_file;
 #[cfg(test)]
 mod sim;
 pub mod state;
@@ -83,6 +85,8 @@ pub mod wire;
 
 pub use self::config::{PlantedBug, RaftConfig};
 pub use self::core::{Action, Event, RaftCore, RaftError};
+pub use self::file_log::FileRaftLog;
 pub use self::log::{MemoryLog, RaftLog};
+pub use self::quorum_state_file::QuorumStateFile;
 pub use self::message::{Entry, EntryData, Message, OffsetAndEpoch, RaftErrorCode, SnapshotId};
 pub use self::state::{QuorumDescription, QuorumState, ReplicaDescription, RoleKind};
