@@ -51,6 +51,8 @@ pub struct KeyDef {
     pub doc: &'static str,
 }
 
+/// Security protocols a listener named after them would use (not served yet).
+const SECURE_PROTOCOLS: &[&str] = &["SSL", "SASL_SSL", "SASL_PLAINTEXT"];
 const LONG_MAX: &str = "9223372036854775807";
 const TIMESTAMP_TYPES: &[&str] = &["CreateTime", "LogAppendTime"];
 /// `cleanup.policy` items. Kafka 4.x accepts any subset, the empty list included.
@@ -130,7 +132,12 @@ pub const BROKER_KEYS: &[KeyDef] = &[
     key!("group.consumer.min.heartbeat.interval.ms", Kind::Int, Some("5000"), "Shortest consumer.heartbeat.interval.ms a group config may set"),
     key!("group.consumer.max.heartbeat.interval.ms", Kind::Int, Some("15000"), "Longest consumer.heartbeat.interval.ms a group config may set"),
     key!("offsets.retention.minutes", Kind::Int, Some("10080"), "Keep offsets of an empty group this long"),
-    key!("controller.quorum.voters", Kind::List, None, "Raft voters (not used by a single node yet)"),
+    key!("controller.quorum.voters", Kind::List, None, "Raft voters as id@host:port; with more than this node, the metadata quorum runs on the controller listener"),
+    key!("controller.quorum.election.timeout.ms", Kind::Int, Some("1000"), "Base of the randomized wait before standing for election"),
+    key!("controller.quorum.fetch.timeout.ms", Kind::Int, Some("2000"), "A follower that hears nothing from the leader this long stands for election"),
+    key!("controller.quorum.election.backoff.max.ms", Kind::Int, Some("1000"), "Longest wait after a lost election"),
+    key!("controller.quorum.request.timeout.ms", Kind::Int, Some("2000"), "An unanswered quorum request is resent after this"),
+    key!("controller.quorum.retry.backoff.ms", Kind::Int, Some("20"), "Pause before retrying a failed quorum request"),
     key!("controller.listener.names", Kind::List, None, "Listener names of the controller"),
     key!("inter.broker.listener.name", Kind::Str, None, "Listener used between brokers"),
     key!("listener.security.protocol.map", Kind::Str, None, "Listener name to protocol (only PLAINTEXT is supported)"),
@@ -492,8 +499,14 @@ impl BrokerConfig {
         };
         match key {
             "listeners" | "advertised.listeners" => {
+                // The address here; the name's protocol once the whole config is read
+                // (`named_listeners`: `listener.security.protocol.map` may come later).
                 for l in self.list(key) {
-                    parse_listener(&l).map_err(|r| bad(&r))?;
+                    let (name, rest) = l.split_once("://").unwrap_or(("PLAINTEXT", l.as_str()));
+                    if SECURE_PROTOCOLS.iter().any(|p| name.eq_ignore_ascii_case(p)) {
+                        return Err(bad(&format!("only PLAINTEXT listeners are supported, not {name}")));
+                    }
+                    parse_listener(rest).map_err(|r| bad(&r))?;
                 }
             }
             "num.partitions" if self.int(key) < 1 => return Err(bad("must be at least 1")),
@@ -545,15 +558,83 @@ impl BrokerConfig {
             .unwrap_or_else(|| PathBuf::from("./blumfeld-data"))
     }
 
-    /// The first PLAINTEXT listener's address.
+    /// The client listener: the first one not named in `controller.listener.names` (the
+    /// first listener of a controller-only node).
     pub fn listener(&self) -> Result<SocketAddr, ConfigError> {
-        let l = self.list("listeners").into_iter().next().unwrap_or_default();
-        parse_listener(&l).map_err(|reason| ConfigError::InvalidValue {
+        let listeners = self.named_listeners()?;
+        let controller = self.controller_listener_names();
+        listeners
+            .iter()
+            .find(|(name, _)| !controller.contains(name))
+            .or(listeners.first())
+            .map(|(_, addr)| *addr)
+            .ok_or_else(|| ConfigError::InvalidValue {
+                key: "listeners".into(),
+                value: String::new(),
+                reason: "no listener".into(),
+                origin: "configuration".into(),
+            })
+    }
+
+    /// The controller listener, when `controller.listener.names` names one of `listeners` other
+    /// than the client listener.
+    pub fn controller_listener(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        let client = self.listener()?;
+        let controller = self.controller_listener_names();
+        Ok(self.named_listeners()?.into_iter().find(|(n, a)| controller.contains(n) && *a != client).map(|(_, a)| a))
+    }
+
+    fn controller_listener_names(&self) -> Vec<String> {
+        let names: Vec<String> = self.list("controller.listener.names").iter().map(|n| n.to_ascii_uppercase()).collect();
+        if names.is_empty() { vec!["CONTROLLER".into()] } else { names }
+    }
+
+    /// Every listener as (name, address): `NAME://host:port`, the name mapped to a protocol by
+    /// `listener.security.protocol.map` (only PLAINTEXT is served).
+    pub fn named_listeners(&self) -> Result<Vec<(String, SocketAddr)>, ConfigError> {
+        let map: Vec<(String, String)> = self
+            .get("listener.security.protocol.map")
+            .map(|m| {
+                m.split(',')
+                    .filter_map(|kv| kv.split_once(':'))
+                    .map(|(k, v)| (k.trim().to_ascii_uppercase(), v.trim().to_ascii_uppercase()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let invalid = |value: &str, reason: String| ConfigError::InvalidValue {
             key: "listeners".into(),
-            value: l.clone(),
+            value: value.to_string(),
             reason,
             origin: "configuration".into(),
-        })
+        };
+        let mut out = Vec::new();
+        for l in self.list("listeners") {
+            let (name, rest) = l.split_once("://").unwrap_or(("PLAINTEXT", l.as_str()));
+            let name = name.to_ascii_uppercase();
+            let protocol = map.iter().find(|(k, _)| *k == name).map(|(_, v)| v.as_str()).unwrap_or(name.as_str());
+            if protocol != "PLAINTEXT" {
+                return Err(invalid(&l, format!("listener {name} uses {protocol}; only PLAINTEXT is supported")));
+            }
+            let addr = parse_listener(rest).map_err(|reason| invalid(&l, reason))?;
+            out.push((name, addr));
+        }
+        Ok(out)
+    }
+
+    /// `controller.quorum.voters` as (id, host:port).
+    pub fn quorum_voters(&self) -> Result<Vec<(i32, String)>, ConfigError> {
+        self.list("controller.quorum.voters")
+            .into_iter()
+            .map(|v| {
+                let parsed = v.split_once('@').and_then(|(id, addr)| Some((id.trim().parse::<i32>().ok()?, addr.trim().to_string())));
+                parsed.filter(|(id, addr)| *id >= 0 && addr.contains(':')).ok_or_else(|| ConfigError::InvalidValue {
+                    key: "controller.quorum.voters".into(),
+                    value: v.clone(),
+                    reason: "expected id@host:port".into(),
+                    origin: "configuration".into(),
+                })
+            })
+            .collect()
     }
 
     /// The advertised host and port, if configured.

@@ -85,6 +85,11 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     let server = Server::bind(addr, api.clone()).await.with_context(|| format!("binding {addr}"))?;
     let local = server.local_addr()?;
     broker.set_advertised(local.ip().to_string(), local.port() as i32);
+    let controller_server = match broker.config.controller_listener()? {
+        Some(caddr) => Some(Server::bind(caddr, api.clone()).await.with_context(|| format!("binding {caddr}"))?),
+        None => None,
+    };
+    let raft = start_quorum(&broker, &api)?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let background = spawn_background(broker.clone(), shutdown_rx.clone());
     let groups = api.groups.clone();
@@ -104,6 +109,13 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     say(&format!("blumfeld listening on {}:{}", local.ip(), local.port()));
     let accepting = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let metrics_server = start_metrics(&broker, &api.groups, accepting.clone(), shutdown_rx.clone()).await?;
+    let controller_serving = match controller_server {
+        Some(cs) => {
+            say(&format!("controller listening on {}", cs.local_addr()?));
+            Some(tokio::spawn(cs.run(shutdown_rx.clone())))
+        }
+        None => None,
+    };
     let serving = tokio::spawn(server.run(shutdown_rx));
     accepting.store(true, std::sync::atomic::Ordering::Release);
     // After the broker's line: harnesses match the first "listening on".
@@ -111,8 +123,15 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     wait_for_signal().await;
     tracing::info!("shutting down");
     accepting.store(false, std::sync::atomic::Ordering::Release);
+    if let Some(raft) = &raft {
+        // A leader resigns (EndQuorumEpoch) so the other voters elect without waiting.
+        raft.stop().await;
+    }
     let _ = shutdown_tx.send(true);
     let _ = serving.await;
+    if let Some(cs) = controller_serving {
+        let _ = cs.await;
+    }
     metrics_server.join().await;
     background.abort();
     group_ticker.abort();
@@ -123,6 +142,38 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
 }
 
 /// How often group sessions and rebalance deadlines are checked.
+/// Starts the metadata quorum when `controller.quorum.voters` names other nodes than this
+/// one: the Raft core over `__cluster_metadata-0` and `quorum-state` in the data directory,
+/// reachable through the KRaft APIs of this node's listeners. A single node (no voters, or
+/// only itself) runs without one, as before. The quorum does not yet carry the broker's
+/// metadata (the next slices of the cluster work move topics and registrations onto it).
+fn start_quorum(broker: &Arc<Broker>, api: &Arc<Api>) -> anyhow::Result<Option<blumfeld::raft::driver::RaftHandle>> {
+    use blumfeld::raft::{FileRaftLog, QuorumStateFile, RaftConfig, driver, file_log};
+    use blumfeld::types::NodeId;
+    let config = &broker.config;
+    let voters = config.quorum_voters()?;
+    let node = config.node_id();
+    if voters.is_empty() || voters.iter().all(|(id, _)| *id == node) {
+        return Ok(None);
+    }
+    let mut rc = RaftConfig::new(NodeId(node), voters.iter().map(|(id, _)| NodeId(*id)).collect());
+    let ms = |key: &str| config.int(key).max(1) as u64;
+    rc.election_timeout_ms = ms("controller.quorum.election.timeout.ms");
+    rc.fetch_timeout_ms = ms("controller.quorum.fetch.timeout.ms");
+    rc.election_backoff_max_ms = ms("controller.quorum.election.backoff.max.ms");
+    rc.request_timeout_ms = ms("controller.quorum.request.timeout.ms");
+    rc.retry_backoff_ms = ms("controller.quorum.retry.backoff.ms");
+    let log_config = blumfeld::log::LogConfig { retention_ms: -1, retention_bytes: -1, ..Default::default() };
+    let log = FileRaftLog::open(broker.data_dir(), log_config, broker.clock.clone()).map_err(anyhow::Error::msg)?;
+    let state = QuorumStateFile::new(&broker.data_dir().join(file_log::DIR_NAME));
+    let peers = voters.into_iter().map(|(id, addr)| (NodeId(id), addr)).collect();
+    let handle = driver::start(rc, log, state, peers, broker.clock.clone(), tokio::runtime::Handle::current())
+        .map_err(anyhow::Error::msg)
+        .context("starting the metadata quorum")?;
+    api.set_raft(handle.clone());
+    Ok(Some(handle))
+}
+
 const GROUP_TICK: Duration = Duration::from_millis(100);
 
 /// Longest period of a background task (a year); longer settings mean "practically never".

@@ -3,8 +3,10 @@ run the way `bin/kafka-*.sh` runs them: `java -cp <jars> <main class> args...`."
 
 from __future__ import annotations
 
+import functools
 import re
 import subprocess
+import tempfile
 
 from .clients import COMPAT_DIR
 
@@ -32,9 +34,20 @@ def run_tool(main_class: str, *args: str, timeout_s: float = TOOL_TIMEOUT_S, che
     return proc.stdout
 
 
-def quorum_status(*bootstrap_args: str) -> dict[str, str]:
+@functools.cache
+def admin_config(api_timeout_ms: int) -> str:
+    """A `--command-config` file bounding the tool's AdminClient calls: a call made before the
+    quorum has a leader then fails fast instead of waiting out the 60 s default."""
+    f = tempfile.NamedTemporaryFile("w", suffix=".properties", delete=False)
+    f.write(f"default.api.timeout.ms={api_timeout_ms}\nrequest.timeout.ms={min(api_timeout_ms, 30000)}\n")
+    f.close()
+    return f.name
+
+
+def quorum_status(*bootstrap_args: str, api_timeout_ms: int = 10_000) -> dict[str, str]:
     """`kafka-metadata-quorum describe --status` as a dict of its `Key: value` lines."""
-    out = run_tool(METADATA_QUORUM, *bootstrap_args, "describe", "--status")
+    out = run_tool(METADATA_QUORUM, *bootstrap_args, "--command-config", admin_config(api_timeout_ms),
+                   "describe", "--status")
     status = {}
     for line in out.splitlines():
         key, sep, value = line.partition(":")
@@ -43,9 +56,10 @@ def quorum_status(*bootstrap_args: str) -> dict[str, str]:
     return status
 
 
-def quorum_replication(*bootstrap_args: str) -> list[dict[str, str]]:
+def quorum_replication(*bootstrap_args: str, api_timeout_ms: int = 10_000) -> list[dict[str, str]]:
     """`kafka-metadata-quorum describe --replication` as one dict per row, keyed by the header."""
-    out = run_tool(METADATA_QUORUM, *bootstrap_args, "describe", "--replication")
+    out = run_tool(METADATA_QUORUM, *bootstrap_args, "--command-config", admin_config(api_timeout_ms),
+                   "describe", "--replication")
     lines = [line for line in out.splitlines() if line.strip()]
     if not lines:
         return []

@@ -1,4 +1,6 @@
-//! DescribeCluster: this broker, the controller (also this broker) and the cluster id.
+//! DescribeCluster: this broker, the controller (also this broker) and the cluster id; with
+//! endpoint type 2 (`--bootstrap-controller`, KIP-919) on a node of a multi-node quorum, the
+//! controllers (`controller.quorum.voters`) and the quorum's leader.
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
@@ -8,11 +10,28 @@ use super::{Api, authorized_operations, str_bytes};
 
 /// Endpoint types of DescribeCluster v1+.
 const ENDPOINT_TYPE_BROKER: i8 = 1;
+const ENDPOINT_TYPE_CONTROLLER: i8 = 2;
 
 pub fn handle(api: &Api, req: DescribeClusterRequest) -> DescribeClusterResponse {
     let broker = &api.broker;
     let mut r = DescribeClusterResponse::default();
     r.endpoint_type = req.endpoint_type;
+    if req.endpoint_type == ENDPOINT_TYPE_CONTROLLER
+        && let Some(raft) = api.raft()
+    {
+        r.cluster_id = str_bytes(&broker.image().cluster_id);
+        r.controller_id = BrokerId(raft.status().leader.map_or(-1, |l| l.0));
+        r.cluster_authorized_operations = authorized_operations::cluster(req.include_cluster_authorized_operations);
+        for (id, addr) in broker.config.quorum_voters().unwrap_or_default() {
+            let Some((host, port)) = addr.rsplit_once(':') else { continue };
+            let mut b = DescribeClusterBroker::default();
+            b.broker_id = BrokerId(id);
+            b.host = str_bytes(host);
+            b.port = port.parse().unwrap_or(-1);
+            r.brokers.push(b);
+        }
+        return r;
+    }
     if req.endpoint_type != ENDPOINT_TYPE_BROKER {
         r.error_code = ResponseError::UnsupportedEndpointType.code();
         return r;

@@ -41,6 +41,26 @@ pub fn for_each(response: &ResponseKind, mut f: impl FnMut(i16)) -> Listed {
         S::IncrementalAlterConfigs(r) => r.responses.iter().for_each(|x| f(x.error_code)),
         S::AlterConfigs(r) => r.responses.iter().for_each(|x| f(x.error_code)),
         S::DescribeCluster(r) => f(r.error_code),
+        S::Vote(r) => {
+            f(r.error_code);
+            r.topics.iter().flat_map(|t| &t.partitions).for_each(|p| f(p.error_code));
+        }
+        S::BeginQuorumEpoch(r) => {
+            f(r.error_code);
+            r.topics.iter().flat_map(|t| &t.partitions).for_each(|p| f(p.error_code));
+        }
+        S::EndQuorumEpoch(r) => {
+            f(r.error_code);
+            r.topics.iter().flat_map(|t| &t.partitions).for_each(|p| f(p.error_code));
+        }
+        S::FetchSnapshot(r) => {
+            f(r.error_code);
+            r.topics.iter().flat_map(|t| &t.partitions).for_each(|p| f(p.error_code));
+        }
+        S::DescribeQuorum(r) => {
+            f(r.error_code);
+            r.topics.iter().flat_map(|t| &t.partitions).for_each(|p| f(p.error_code));
+        }
         S::UpdateFeatures(r) => {
             f(r.error_code);
             r.results.iter().for_each(|x| f(x.error_code));

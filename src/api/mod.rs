@@ -37,6 +37,7 @@ pub mod offset_delete;
 pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
+pub mod quorum;
 pub mod response_frame;
 pub mod sync_group;
 pub mod update_features;
@@ -85,6 +86,8 @@ pub struct Api {
     pub broker: Arc<Broker>,
     pub fetch_sessions: Mutex<FetchSessionCache>,
     pub groups: Arc<GroupCoordinator>,
+    /// The metadata quorum on a controller of a multi-node quorum; none on a single node.
+    raft: std::sync::OnceLock<crate::raft::driver::RaftHandle>,
 }
 
 /// A handler's answer: a response, or nothing at all (acks=0). Responses are large and
@@ -107,7 +110,16 @@ impl Api {
         let slots = broker.config.int("max.incremental.fetch.session.cache.slots").max(0) as usize;
         let groups = GroupCoordinator::new(broker.clone());
         groups.start()?;
-        Ok(Self { broker, fetch_sessions: Mutex::new(FetchSessionCache::new(slots)), groups })
+        Ok(Self { broker, fetch_sessions: Mutex::new(FetchSessionCache::new(slots)), groups, raft: std::sync::OnceLock::new() })
+    }
+
+    /// Attaches the metadata quorum (once, at start-up) so the KRaft APIs reach it.
+    pub fn set_raft(&self, raft: crate::raft::driver::RaftHandle) {
+        let _ = self.raft.set(raft);
+    }
+
+    pub fn raft(&self) -> Option<&crate::raft::driver::RaftHandle> {
+        self.raft.get()
     }
 
     /// Decodes, handles and encodes one request frame.
@@ -156,6 +168,7 @@ impl Api {
             R::ApiVersions(req) => S::ApiVersions(versions::handle(self, ctx, req)),
             R::Metadata(req) => S::Metadata(metadata::handle(self, ctx, req)),
             R::Produce(req) => return produce::handle(self, ctx, req).await,
+            R::Fetch(req) if quorum::is_metadata_fetch(&req) => S::Fetch(quorum::fetch(self, v, req).await),
             R::Fetch(req) => {
                 let (response, by_reference) = fetch::handle(self, ctx, req).await;
                 return Reply::WithRecords(S::Fetch(response), by_reference);
@@ -187,6 +200,11 @@ impl Api {
             R::InitProducerId(req) => S::InitProducerId(init_producer_id::handle(self, req)),
             R::OffsetForLeaderEpoch(req) => S::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(self, req)),
             R::UpdateFeatures(req) => S::UpdateFeatures(update_features::handle(self, v, req)),
+            R::Vote(req) => S::Vote(quorum::vote(self, req).await),
+            R::BeginQuorumEpoch(req) => S::BeginQuorumEpoch(quorum::begin_quorum_epoch(self, req).await),
+            R::EndQuorumEpoch(req) => S::EndQuorumEpoch(quorum::end_quorum_epoch(self, req).await),
+            R::FetchSnapshot(req) => S::FetchSnapshot(quorum::fetch_snapshot(self, req).await),
+            R::DescribeQuorum(req) => S::DescribeQuorum(quorum::describe_quorum(self, req).await),
             // The version table admits only the APIs above, so nothing else gets this far.
             _ => return Reply::Close,
         };
@@ -355,6 +373,12 @@ mod tests {
                 vec![RequestKind::Metadata(MetadataRequest::default()), RequestKind::Metadata(r), RequestKind::Metadata(asking)]
             }
             ApiKey::ApiVersions => vec![RequestKind::ApiVersions(ApiVersionsRequest::default())],
+            // With no quorum on this node every KRaft request gets a top-level error.
+            ApiKey::Vote => vec![RequestKind::Vote(VoteRequest::default())],
+            ApiKey::BeginQuorumEpoch => vec![RequestKind::BeginQuorumEpoch(BeginQuorumEpochRequest::default())],
+            ApiKey::EndQuorumEpoch => vec![RequestKind::EndQuorumEpoch(EndQuorumEpochRequest::default())],
+            ApiKey::FetchSnapshot => vec![RequestKind::FetchSnapshot(FetchSnapshotRequest::default())],
+            ApiKey::DescribeQuorum => vec![RequestKind::DescribeQuorum(DescribeQuorumRequest::default())],
             ApiKey::UpdateFeatures => {
                 let mut u = update_features_request::FeatureUpdateKey::default();
                 u.feature = StrBytes::from_static_str("group.version");
@@ -781,6 +805,8 @@ mod tests {
         (ApiKey::DescribeConfigs, "results.error_message", 0..=i16::MAX),
         // Documentation exists from v3: before, it is the decoder's default.
         (ApiKey::DescribeConfigs, "results.configs.documentation", 0..=2),
+        // DescribeQuorum's top-level message exists from v2: before, the decoder's default.
+        (ApiKey::DescribeQuorum, "error_message", 0..=1),
         // Nullable from v7 only; JoinGroupResponse writes "" for older versions.
         (ApiKey::JoinGroup, "protocol_name", 0..=6),
         // The top-level message exists in v1-3 only: elsewhere it is the decoder's default.

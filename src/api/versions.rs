@@ -57,6 +57,12 @@ pub const SERVED: &[Served] = &[
     served(ApiKey::ConsumerGroupHeartbeat, 0, 1),
     served(ApiKey::ConsumerGroupDescribe, 0, 1),
     served(ApiKey::UpdateFeatures, 0, 2),
+    // The metadata quorum (KRaft); a node without one answers them with an error.
+    served(ApiKey::Vote, 0, 2),
+    served(ApiKey::BeginQuorumEpoch, 0, 1),
+    served(ApiKey::EndQuorumEpoch, 0, 1),
+    served(ApiKey::DescribeQuorum, 0, 2),
+    served(ApiKey::FetchSnapshot, 0, 1),
 ];
 
 pub fn is_supported(api: ApiKey, version: i16) -> bool {
@@ -128,6 +134,11 @@ pub fn default_request(api: ApiKey) -> Option<RequestKind> {
     Some(match api {
         ApiKey::Produce => RequestKind::Produce(ProduceRequest::default()),
         ApiKey::Fetch => RequestKind::Fetch(FetchRequest::default()),
+        ApiKey::Vote => RequestKind::Vote(VoteRequest::default()),
+        ApiKey::BeginQuorumEpoch => RequestKind::BeginQuorumEpoch(BeginQuorumEpochRequest::default()),
+        ApiKey::EndQuorumEpoch => RequestKind::EndQuorumEpoch(EndQuorumEpochRequest::default()),
+        ApiKey::DescribeQuorum => RequestKind::DescribeQuorum(DescribeQuorumRequest::default()),
+        ApiKey::FetchSnapshot => RequestKind::FetchSnapshot(FetchSnapshotRequest::default()),
         ApiKey::ListOffsets => RequestKind::ListOffsets(ListOffsetsRequest::default()),
         ApiKey::Metadata => RequestKind::Metadata(MetadataRequest::default()),
         ApiKey::ApiVersions => RequestKind::ApiVersions(ApiVersionsRequest::default()),
@@ -217,6 +228,11 @@ mod tests {
         match api {
             ApiKey::Produce => ResponseKind::Produce(ProduceResponse::default()),
             ApiKey::Fetch => ResponseKind::Fetch(FetchResponse::default()),
+            ApiKey::Vote => ResponseKind::Vote(VoteResponse::default()),
+            ApiKey::BeginQuorumEpoch => ResponseKind::BeginQuorumEpoch(BeginQuorumEpochResponse::default()),
+            ApiKey::EndQuorumEpoch => ResponseKind::EndQuorumEpoch(EndQuorumEpochResponse::default()),
+            ApiKey::DescribeQuorum => ResponseKind::DescribeQuorum(DescribeQuorumResponse::default()),
+            ApiKey::FetchSnapshot => ResponseKind::FetchSnapshot(FetchSnapshotResponse::default()),
             ApiKey::ListOffsets => ResponseKind::ListOffsets(ListOffsetsResponse::default()),
             ApiKey::Metadata => ResponseKind::Metadata(MetadataResponse::default()),
             ApiKey::ApiVersions => ResponseKind::ApiVersions(ApiVersionsResponse::default()),

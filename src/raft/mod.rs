@@ -73,6 +73,7 @@ pub mod config;
 pub mod core;
 mod fetch;
 pub mod log;
+pub mod driver;
 pub mod file_log;
 pub mod message;
 pub mod quorum_state_file;
