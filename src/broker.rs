@@ -22,7 +22,7 @@ use crate::metadata::store::StoreError;
 use crate::metadata::{MetadataImage, MetadataRecord, MetadataStore, TopicImage};
 use crate::metrics::{Metrics, MetricsConfig};
 use crate::partition::{Partition, PartitionError};
-use crate::types::TopicPartition;
+use crate::types::{NodeId, TopicPartition};
 
 /// Producer ids are taken from the metadata log in blocks of this size, so handing one out
 /// does not cost an fsync.
@@ -74,7 +74,7 @@ impl Broker {
     pub fn open(config: BrokerConfig, clock: Arc<dyn Clock>) -> Result<Arc<Self>, BrokerError> {
         let data_dir = config.data_dir();
         std::fs::create_dir_all(&data_dir).map_err(|source| BrokerError::Io { path: data_dir.clone(), source })?;
-        let metadata = MetadataStore::open(&data_dir)?;
+        let metadata = MetadataStore::open(&data_dir, NodeId(config.node_id()))?;
         if metadata.image().cluster_id.is_empty() {
             let cluster_id = config.get("cluster.id").map(str::to_string).unwrap_or_else(new_cluster_id);
             metadata.update(|_| Ok::<_, StoreError>((vec![MetadataRecord::Cluster { cluster_id }], ())))?;
@@ -180,12 +180,13 @@ impl Broker {
             partitions: -1,
             replication_factor: -1,
             configs: Default::default(),
+            assignment: None,
         };
         self.apply_metadata(|image| {
             if image.topic(name).is_some() {
                 return Ok((vec![], ()));
             }
-            Ok((vec![controller::create_topic(image, &self.config, &spec)?], ()))
+            Ok((controller::create_topic(image, &self.config, &spec)?, ()))
         })
     }
 
@@ -223,8 +224,10 @@ impl Broker {
         c
     }
 
-    /// Makes the hosted partitions match `image`.
+    /// Makes the hosted partitions match `image`: this node hosts a partition iff it is one
+    /// of the partition's replicas.
     pub fn reconcile(&self, image: &MetadataImage) -> Result<(), BrokerError> {
+        let node = NodeId(self.node_id);
         let _one_at_a_time = lock(&self.reconciling);
         let now = self.clock.now_ms();
         let mut removed = Vec::new();
@@ -234,7 +237,7 @@ impl Broker {
             let stale: Vec<TopicPartition> = parts
                 .iter()
                 .filter(|(tp, p)| match image.topic(&tp.topic) {
-                    Some(t) => t.id != p.topic_id || tp.partition.0 >= t.partitions,
+                    Some(t) => t.id != p.topic_id || !t.partitions.get(&tp.partition).is_some_and(|r| r.has_replica(node)),
                     None => true,
                 })
                 .map(|(tp, _)| tp.clone())
@@ -246,8 +249,11 @@ impl Broker {
             }
             for topic in image.topics.values() {
                 let config = self.log_config(topic);
-                for i in 0..topic.partitions {
-                    let tp = TopicPartition::new(topic.name.clone(), i);
+                for (i, r) in &topic.partitions {
+                    if !r.has_replica(node) {
+                        continue;
+                    }
+                    let tp = TopicPartition::new(topic.name.clone(), i.0);
                     if let Some(p) = parts.get(&tp) {
                         p.set_config(config.clone());
                         continue;
@@ -321,7 +327,7 @@ impl Broker {
             let keep = match name.rsplit_once('-') {
                 _ if name.ends_with("-delete") => false,
                 Some((topic, p)) => match (image.topic(topic), p.parse::<i32>()) {
-                    (Some(t), Ok(i)) => i < t.partitions,
+                    (Some(t), Ok(i)) => t.partition(i).is_some_and(|r| r.has_replica(NodeId(self.node_id))),
                     _ => false,
                 },
                 None => false,

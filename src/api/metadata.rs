@@ -11,6 +11,7 @@ use uuid::Uuid;
 use super::{Api, RequestContext, authorized_operations, errors, str_bytes};
 use crate::metadata::TopicImage;
 use crate::metadata::controller::validate_topic_name;
+use crate::types::NodeId;
 
 /// Metadata versions whose response has `cluster_authorized_operations` (v11 moved it to
 /// DescribeCluster).
@@ -21,13 +22,7 @@ const TOPIC_OPERATIONS_MIN_VERSION: i16 = 8;
 pub fn handle(api: &Api, ctx: &RequestContext, req: MetadataRequest) -> MetadataResponse {
     let broker = &api.broker;
     let mut r = MetadataResponse::default();
-    let advertised = broker.advertised();
-    let mut b = MetadataResponseBroker::default();
-    b.node_id = BrokerId(broker.node_id);
-    b.host = str_bytes(&advertised.host);
-    b.port = advertised.port;
-    b.rack = broker.config.get("broker.rack").map(str_bytes);
-    r.brokers = vec![b];
+    r.brokers = brokers(api);
     r.cluster_id = Some(str_bytes(&broker.image().cluster_id));
     // The Java AdminClient sends CreateTopics/DeleteTopics to the controller: it must be us.
     r.controller_id = BrokerId(broker.node_id);
@@ -44,6 +39,48 @@ pub fn handle(api: &Api, ctx: &RequestContext, req: MetadataRequest) -> Metadata
     r
 }
 
+/// The unfenced registered brokers, as Kafka's Metadata lists them. This node answers with
+/// its live advertised listener and configured rack (its registration may predate the bound
+/// port); others with their registered endpoint of this node's listener name, else the first.
+/// Before any registration exists, this node alone.
+fn brokers(api: &Api) -> Vec<MetadataResponseBroker> {
+    let broker = &api.broker;
+    let local = || {
+        let advertised = broker.advertised();
+        let mut b = MetadataResponseBroker::default();
+        b.node_id = BrokerId(broker.node_id);
+        b.host = str_bytes(&advertised.host);
+        b.port = advertised.port;
+        b.rack = broker.config.get("broker.rack").map(str_bytes);
+        b
+    };
+    let image = broker.image();
+    let mut out: Vec<MetadataResponseBroker> = image
+        .brokers
+        .values()
+        .filter(|b| !b.fenced)
+        .filter_map(|reg| {
+            if reg.id == NodeId(broker.node_id) {
+                return Some(local());
+            }
+            let e = reg.endpoint(LOCAL_LISTENER_NAME).or(reg.endpoints.first())?;
+            let mut b = MetadataResponseBroker::default();
+            b.node_id = BrokerId(reg.id.0);
+            b.host = str_bytes(&e.host);
+            b.port = i32::from(e.port);
+            b.rack = reg.rack.as_deref().map(str_bytes);
+            Some(b)
+        })
+        .collect();
+    if !out.iter().any(|b| b.node_id.0 == broker.node_id) {
+        out.insert(0, local());
+    }
+    out
+}
+
+/// The listener name clients reach this node on; others are looked up by the same name.
+const LOCAL_LISTENER_NAME: &str = "PLAINTEXT";
+
 fn handle_topics(api: &Api, ctx: &RequestContext, req: MetadataRequest, mut r: MetadataResponse) -> MetadataResponse {
     let broker = &api.broker;
     let all = match &req.topics {
@@ -52,7 +89,7 @@ fn handle_topics(api: &Api, ctx: &RequestContext, req: MetadataRequest, mut r: M
     };
     if all {
         let image = broker.image();
-        r.topics = image.topics.values().map(|t| topic_response(api, t)).collect();
+        r.topics = image.topics.values().map(|t| topic_response(t)).collect();
         return r;
     }
     let auto_create = broker.config.bool("auto.create.topics.enable")
@@ -70,14 +107,14 @@ fn handle_topics(api: &Api, ctx: &RequestContext, req: MetadataRequest, mut r: M
 fn by_name(api: &Api, name: TopicName, auto_create: bool) -> MetadataResponseTopic {
     let broker = &api.broker;
     if let Some(t) = broker.image().topic(name.as_str()) {
-        return topic_response(api, t);
+        return topic_response(t);
     }
     let error = if let Err(e) = validate_topic_name(name.as_str()) {
         errors::controller_error(&e)
     } else if auto_create {
         match broker.auto_create_topic(name.as_str()) {
             Ok(()) => match broker.image().topic(name.as_str()) {
-                Some(t) => return topic_response(api, t),
+                Some(t) => return topic_response(t),
                 None => ResponseError::LeaderNotAvailable,
             },
             Err(e) => {
@@ -96,7 +133,7 @@ fn by_name(api: &Api, name: TopicName, auto_create: bool) -> MetadataResponseTop
 
 fn by_id(api: &Api, id: Uuid) -> MetadataResponseTopic {
     if let Some(t) = api.broker.image().topic_by_id(&id) {
-        return topic_response(api, t);
+        return topic_response(t);
     }
     let mut r = MetadataResponseTopic::default();
     r.error_code = ResponseError::UnknownTopicId.code();
@@ -104,20 +141,28 @@ fn by_id(api: &Api, id: Uuid) -> MetadataResponseTopic {
     r
 }
 
-fn topic_response(api: &Api, t: &TopicImage) -> MetadataResponseTopic {
-    let node = BrokerId(api.broker.node_id);
+/// A topic's partitions as their registrations say. A partition without a leader answers
+/// LEADER_NOT_AVAILABLE, as Kafka does.
+fn topic_response(t: &TopicImage) -> MetadataResponseTopic {
+    let ids = |nodes: &[NodeId]| nodes.iter().map(|n| BrokerId(n.0)).collect::<Vec<_>>();
     let mut r = MetadataResponseTopic::default();
     r.name = Some(TopicName(str_bytes(&t.name)));
     r.topic_id = t.id;
     r.is_internal = t.name.starts_with("__");
-    r.partitions = (0..t.partitions)
-        .map(|i| {
+    r.partitions = t
+        .partitions
+        .iter()
+        .map(|(i, reg)| {
             let mut p = MetadataResponsePartition::default();
-            p.partition_index = i;
-            p.leader_id = node;
-            p.leader_epoch = 0;
-            p.replica_nodes = vec![node];
-            p.isr_nodes = vec![node];
+            p.partition_index = i.0;
+            p.leader_id = BrokerId(reg.leader.map_or(-1, |l| l.0));
+            p.leader_epoch = reg.leader_epoch.0;
+            p.replica_nodes = ids(&reg.replicas);
+            p.isr_nodes = ids(&reg.isr);
+            p.offline_replicas = vec![];
+            if reg.leader.is_none() {
+                p.error_code = ResponseError::LeaderNotAvailable.code();
+            }
             p
         })
         .collect();
