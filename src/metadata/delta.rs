@@ -225,4 +225,20 @@ mod tests {
         assert!(!Arc::ptr_eq(next.topic("b").unwrap(), base.topic("b").unwrap()));
         assert_eq!(next.topic("b").unwrap().partition(0).unwrap().leader, None);
     }
+
+    #[test]
+    fn config_changes_name_only_topics_hosted_here() {
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let mut base = MetadataImage::default();
+        for r in [topic("a", a, 1), partition(a, 0, &[1]), topic("b", b, 1), partition(b, 0, &[2])] {
+            base.replay(&r);
+        }
+        let mut delta = MetadataDelta::new(Arc::new(base));
+        for id in [a, b] {
+            delta.replay(&MetadataRecord::TopicConfig { id, key: "retention.ms".into(), value: Some("1".into()) });
+        }
+        let changes = delta.local_changes(NodeId(1));
+        assert_eq!(changes.config_changed.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["a"]);
+        assert!(changes.leaders.is_empty() && changes.followers.is_empty() && changes.deletes.is_empty());
+    }
 }
