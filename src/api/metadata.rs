@@ -168,3 +168,65 @@ fn topic_response(t: &TopicImage) -> MetadataResponseTopic {
         .collect();
     r
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+    use kafka_protocol::messages::ApiKey;
+
+    use super::*;
+    use crate::metadata::MetadataRecord;
+    use crate::metadata::records::{Endpoint, LeaderChange};
+    use crate::types::{BrokerEpoch, PartitionId};
+
+    fn request(topic: &str) -> MetadataRequest {
+        let mut t = MetadataRequestTopic::default();
+        t.name = Some(TopicName(str_bytes(topic)));
+        let mut req = MetadataRequest::default();
+        req.topics = Some(vec![t]);
+        req
+    }
+
+    #[test]
+    fn partitions_and_brokers_come_from_the_registrations() {
+        let dir = tempfile::tempdir().unwrap();
+        let api = super::super::test_api(dir.path(), &["node.id=1"]);
+        let ctx = RequestContext { api_key: ApiKey::Metadata, version: 12, correlation_id: 1, client_id: None, client_host: String::new() };
+        api.broker.auto_create_topic("t").unwrap();
+        let id = api.broker.topic_id("t").unwrap();
+        let endpoint = Endpoint { name: "PLAINTEXT".into(), host: "10.0.0.2".into(), port: 9093, security_protocol: "PLAINTEXT".into() };
+        api.broker
+            .apply_metadata(|image| {
+                let epoch = BrokerEpoch(image.offset);
+                Ok((
+                    vec![
+                        MetadataRecord::RegisterBroker { id: NodeId(2), incarnation_id: Uuid::new_v4(), epoch, endpoints: vec![endpoint.clone()], rack: Some("b".into()), fenced: false, in_controlled_shutdown: false },
+                        MetadataRecord::RegisterBroker { id: NodeId(3), incarnation_id: Uuid::new_v4(), epoch, endpoints: vec![endpoint.clone()], rack: None, fenced: true, in_controlled_shutdown: false },
+                        MetadataRecord::PartitionChange { topic_id: id, partition: PartitionId(0), isr: Some(vec![NodeId(2)]), leader: Some(LeaderChange::Elected(NodeId(2))), replicas: Some(vec![NodeId(1), NodeId(2)]), elr: None, last_known_elr: None },
+                    ],
+                    (),
+                ))
+            })
+            .unwrap();
+        let r = handle(&api, &ctx, request("t"));
+        let brokers: Vec<(i32, String, i32)> = r.brokers.iter().map(|b| (b.node_id.0, b.host.to_string(), b.port)).collect();
+        assert_eq!(brokers.len(), 2, "the fenced broker is not listed: {brokers:?}");
+        assert_eq!(brokers[1], (2, "10.0.0.2".to_string(), 9093));
+        assert_eq!(r.brokers[1].rack.as_ref().map(|r| r.to_string()), Some("b".to_string()));
+        let p = &r.topics[0].partitions[0];
+        assert_eq!((p.leader_id.0, p.leader_epoch, p.error_code), (2, 1, 0));
+        assert_eq!(p.replica_nodes.iter().map(|b| b.0).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(p.isr_nodes.iter().map(|b| b.0).collect::<Vec<_>>(), [2]);
+
+        api.broker
+            .apply_metadata(|_| {
+                let change = MetadataRecord::PartitionChange { topic_id: id, partition: PartitionId(0), isr: None, leader: Some(LeaderChange::NoLeader), replicas: None, elr: None, last_known_elr: None };
+                Ok((vec![change], ()))
+            })
+            .unwrap();
+        let r = handle(&api, &ctx, request("t"));
+        let p = &r.topics[0].partitions[0];
+        assert_eq!((p.leader_id.0, p.leader_epoch, p.error_code), (-1, 2, ResponseError::LeaderNotAvailable.code()));
+    }
+}
