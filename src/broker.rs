@@ -635,6 +635,41 @@ mod tests {
         broker.shutdown();
     }
 
+    /// A data directory from before registrations: its records.jsonl holds no registration
+    /// records. It must reopen with every partition and every record in it.
+    #[test]
+    fn a_legacy_data_directory_reopens_with_its_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = || BrokerConfig::load(None, &[format!("log.dirs={}", dir.path().display()), "num.partitions=2".into()]).unwrap();
+        let broker = Broker::open(config(), Arc::new(crate::clock::SystemClock)).unwrap();
+        broker.auto_create_topic("a").unwrap();
+        let batch = crate::record::BatchBuilder::new(0).timestamps(1).records(3, 8).build();
+        broker.partition(&TopicPartition::new("a", 1)).unwrap().append(&batch, 1).unwrap();
+        let id = broker.topic_id("a").unwrap();
+        broker.shutdown();
+        drop(broker);
+        // Strip what this change writes, leaving the log as the code before it wrote it.
+        let log = dir.path().join("__cluster_metadata/records.jsonl");
+        let legacy: String = std::fs::read_to_string(&log)
+            .unwrap()
+            .lines()
+            .filter(|l| !["\"Partition\"", "\"RegisterBroker\"", "\"UnfenceBroker\""].iter().any(|t| l.contains(&format!("\"type\":{t}"))))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert!(!legacy.contains("Partition\"") && legacy.contains("\"type\":\"Topic\""), "{legacy}");
+        std::fs::write(&log, legacy).unwrap();
+
+        let broker = Broker::open(config(), Arc::new(crate::clock::SystemClock)).unwrap();
+        assert_eq!(broker.topic_id("a"), Some(id));
+        assert_eq!(hosted(&broker), ["a-0", "a-1"]);
+        assert_eq!(broker.partition(&TopicPartition::new("a", 1)).unwrap().log_end_offset(), 3);
+        let node = NodeId(broker.node_id);
+        let t = broker.image().topic("a").unwrap().clone();
+        assert!(t.partitions.values().all(|r| r.replicas == [node] && r.leader == Some(node)));
+        assert!(broker.image().brokers.get(&node).is_some_and(|b| !b.fenced));
+        broker.shutdown();
+    }
+
     #[test]
     fn cluster_ids_look_like_kafkas() {
         let id = new_cluster_id();
