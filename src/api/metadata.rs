@@ -16,6 +16,8 @@ use crate::types::NodeId;
 /// Metadata versions whose response has `cluster_authorized_operations` (v11 moved it to
 /// DescribeCluster).
 const CLUSTER_OPERATIONS_VERSIONS: std::ops::RangeInclusive<i16> = 8..=10;
+/// First version with a partition's `offline_replicas`.
+const OFFLINE_REPLICAS_MIN_VERSION: i16 = 5;
 /// First version with `include_topic_authorized_operations`.
 const TOPIC_OPERATIONS_MIN_VERSION: i16 = 8;
 
@@ -35,6 +37,9 @@ pub fn handle(api: &Api, ctx: &RequestContext, req: MetadataRequest) -> Metadata
     // With no authorizer every topic in the answer, known or not, gets the same set (Kafka too).
     for t in &mut r.topics {
         t.topic_authorized_operations = topic_operations;
+        if ctx.version < OFFLINE_REPLICAS_MIN_VERSION {
+            t.partitions.iter_mut().for_each(|p| p.offline_replicas.clear());
+        }
     }
     r
 }
@@ -89,7 +94,7 @@ fn handle_topics(api: &Api, ctx: &RequestContext, req: MetadataRequest, mut r: M
     };
     if all {
         let image = broker.image();
-        r.topics = image.topics.values().map(|t| topic_response(t)).collect();
+        r.topics = image.topics.values().map(|t| topic_response(api, t)).collect();
         return r;
     }
     let auto_create = broker.config.bool("auto.create.topics.enable")
@@ -107,14 +112,14 @@ fn handle_topics(api: &Api, ctx: &RequestContext, req: MetadataRequest, mut r: M
 fn by_name(api: &Api, name: TopicName, auto_create: bool) -> MetadataResponseTopic {
     let broker = &api.broker;
     if let Some(t) = broker.image().topic(name.as_str()) {
-        return topic_response(t);
+        return topic_response(api, t);
     }
     let error = if let Err(e) = validate_topic_name(name.as_str()) {
         errors::controller_error(&e)
     } else if auto_create {
         match broker.auto_create_topic(name.as_str()) {
             Ok(()) => match broker.image().topic(name.as_str()) {
-                Some(t) => return topic_response(t),
+                Some(t) => return topic_response(api, t),
                 None => ResponseError::LeaderNotAvailable,
             },
             Err(e) => {
@@ -133,7 +138,7 @@ fn by_name(api: &Api, name: TopicName, auto_create: bool) -> MetadataResponseTop
 
 fn by_id(api: &Api, id: Uuid) -> MetadataResponseTopic {
     if let Some(t) = api.broker.image().topic_by_id(&id) {
-        return topic_response(t);
+        return topic_response(api, t);
     }
     let mut r = MetadataResponseTopic::default();
     r.error_code = ResponseError::UnknownTopicId.code();
@@ -143,7 +148,17 @@ fn by_id(api: &Api, id: Uuid) -> MetadataResponseTopic {
 
 /// A topic's partitions as their registrations say. A partition without a leader answers
 /// LEADER_NOT_AVAILABLE, as Kafka does.
-fn topic_response(t: &TopicImage) -> MetadataResponseTopic {
+fn topic_response(api: &Api, t: &TopicImage) -> MetadataResponseTopic {
+    let image = api.broker.image();
+    let local = NodeId(api.broker.node_id);
+    // Kafka's offline replicas: on a broker that is not registered, fenced, or unreachable.
+    let offline = |nodes: &[NodeId]| {
+        nodes
+            .iter()
+            .filter(|n| image.brokers.get(n).is_none_or(|b| b.fenced || (b.id != local && b.endpoints.is_empty())))
+            .map(|n| BrokerId(n.0))
+            .collect::<Vec<_>>()
+    };
     let ids = |nodes: &[NodeId]| nodes.iter().map(|n| BrokerId(n.0)).collect::<Vec<_>>();
     let mut r = MetadataResponseTopic::default();
     r.name = Some(TopicName(str_bytes(&t.name)));
@@ -159,7 +174,7 @@ fn topic_response(t: &TopicImage) -> MetadataResponseTopic {
             p.leader_epoch = reg.leader_epoch.0;
             p.replica_nodes = ids(&reg.replicas);
             p.isr_nodes = ids(&reg.isr);
-            p.offline_replicas = vec![];
+            p.offline_replicas = offline(&reg.replicas);
             if reg.leader.is_none() {
                 p.error_code = ResponseError::LeaderNotAvailable.code();
             }
@@ -203,7 +218,7 @@ mod tests {
                     vec![
                         MetadataRecord::RegisterBroker { id: NodeId(2), incarnation_id: Uuid::new_v4(), epoch, endpoints: vec![endpoint.clone()], rack: Some("b".into()), fenced: false, in_controlled_shutdown: false },
                         MetadataRecord::RegisterBroker { id: NodeId(3), incarnation_id: Uuid::new_v4(), epoch, endpoints: vec![endpoint.clone()], rack: None, fenced: true, in_controlled_shutdown: false },
-                        MetadataRecord::PartitionChange { topic_id: id, partition: PartitionId(0), isr: Some(vec![NodeId(2)]), leader: Some(LeaderChange::Elected(NodeId(2))), replicas: Some(vec![NodeId(1), NodeId(2)]), elr: None, last_known_elr: None },
+                        MetadataRecord::PartitionChange { topic_id: id, partition: PartitionId(0), isr: Some(vec![NodeId(2)]), leader: Some(LeaderChange::Elected(NodeId(2))), replicas: Some(vec![NodeId(1), NodeId(2), NodeId(3)]), elr: None, last_known_elr: None },
                     ],
                     (),
                 ))
@@ -216,7 +231,8 @@ mod tests {
         assert_eq!(r.brokers[1].rack.as_ref().map(|r| r.to_string()), Some("b".to_string()));
         let p = &r.topics[0].partitions[0];
         assert_eq!((p.leader_id.0, p.leader_epoch, p.error_code), (2, 1, 0));
-        assert_eq!(p.replica_nodes.iter().map(|b| b.0).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(p.replica_nodes.iter().map(|b| b.0).collect::<Vec<_>>(), [1, 2, 3]);
+        assert_eq!(p.offline_replicas.iter().map(|b| b.0).collect::<Vec<_>>(), [3], "broker 3 is fenced");
         assert_eq!(p.isr_nodes.iter().map(|b| b.0).collect::<Vec<_>>(), [2]);
 
         api.broker
