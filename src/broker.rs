@@ -1,8 +1,9 @@
 //! The replica manager: the partitions this broker hosts, kept in step with the metadata image.
 //!
 //! Every metadata change goes through [`Broker::apply_metadata`]: the controller computes
-//! records, the store makes them durable, then [`Broker::reconcile`] opens partitions of new
-//! topics and closes and deletes those of removed ones. Appends wake waiting fetches through
+//! records, the store makes them durable, then [`Broker::apply_local_changes`] acts on what
+//! the delta changed for this node: opens partitions it now hosts, closes and deletes those it
+//! no longer does. At startup [`Broker::reconcile`] scans the whole image once. Appends wake waiting fetches through
 //! one [`tokio::sync::Notify`].
 
 use std::collections::HashMap;
@@ -19,10 +20,10 @@ use crate::log::{CleanupPolicy, DirtyRatio, LogConfig, MessageTimestampType, Rec
 use crate::metadata::controller::{self, ControllerError};
 use crate::metadata::features::{self, InvalidUpdate, UpgradeType};
 use crate::metadata::store::StoreError;
-use crate::metadata::{MetadataImage, MetadataRecord, MetadataStore, TopicImage};
+use crate::metadata::{LocalChanges, MetadataImage, MetadataRecord, MetadataStore, TopicImage};
 use crate::metrics::{Metrics, MetricsConfig};
 use crate::partition::{Partition, PartitionError};
-use crate::types::TopicPartition;
+use crate::types::{NodeId, TopicPartition};
 
 /// Producer ids are taken from the metadata log in blocks of this size, so handing one out
 /// does not cost an fsync.
@@ -74,7 +75,7 @@ impl Broker {
     pub fn open(config: BrokerConfig, clock: Arc<dyn Clock>) -> Result<Arc<Self>, BrokerError> {
         let data_dir = config.data_dir();
         std::fs::create_dir_all(&data_dir).map_err(|source| BrokerError::Io { path: data_dir.clone(), source })?;
-        let metadata = MetadataStore::open(&data_dir)?;
+        let metadata = MetadataStore::open(&data_dir, NodeId(config.node_id()))?;
         if metadata.image().cluster_id.is_empty() {
             let cluster_id = config.get("cluster.id").map(str::to_string).unwrap_or_else(new_cluster_id);
             metadata.update(|_| Ok::<_, StoreError>((vec![MetadataRecord::Cluster { cluster_id }], ())))?;
@@ -150,8 +151,8 @@ impl Broker {
         &self,
         f: impl FnOnce(&MetadataImage) -> Result<(Vec<MetadataRecord>, T), ControllerError>,
     ) -> Result<T, BrokerError> {
-        let (image, out) = self.metadata.update(f)?;
-        self.reconcile(&image)?;
+        let (image, changes, out) = self.metadata.update_local(f)?;
+        self.apply_local_changes(&image, &changes)?;
         Ok(out)
     }
 
@@ -180,12 +181,13 @@ impl Broker {
             partitions: -1,
             replication_factor: -1,
             configs: Default::default(),
+            assignment: None,
         };
         self.apply_metadata(|image| {
             if image.topic(name).is_some() {
                 return Ok((vec![], ()));
             }
-            Ok((vec![controller::create_topic(image, &self.config, &spec)?], ()))
+            Ok((controller::create_topic(image, &self.config, &spec)?, ()))
         })
     }
 
@@ -223,10 +225,12 @@ impl Broker {
         c
     }
 
-    /// Makes the hosted partitions match `image`.
+    /// Makes the hosted partitions match `image`: this node hosts a partition iff it is one
+    /// of the partition's replicas. A full scan, for startup; changes after that go through
+    /// [`Broker::apply_local_changes`].
     pub fn reconcile(&self, image: &MetadataImage) -> Result<(), BrokerError> {
         let _one_at_a_time = lock(&self.reconciling);
-        let now = self.clock.now_ms();
+        let node = NodeId(self.node_id);
         let mut removed = Vec::new();
         let mut to_open = Vec::new();
         {
@@ -234,7 +238,7 @@ impl Broker {
             let stale: Vec<TopicPartition> = parts
                 .iter()
                 .filter(|(tp, p)| match image.topic(&tp.topic) {
-                    Some(t) => t.id != p.topic_id || tp.partition.0 >= t.partitions,
+                    Some(t) => t.id != p.topic_id || !t.partitions.get(&tp.partition).is_some_and(|r| r.has_replica(node)),
                     None => true,
                 })
                 .map(|(tp, _)| tp.clone())
@@ -246,19 +250,88 @@ impl Broker {
             }
             for topic in image.topics.values() {
                 let config = self.log_config(topic);
-                for i in 0..topic.partitions {
-                    let tp = TopicPartition::new(topic.name.clone(), i);
+                for (i, r) in &topic.partitions {
+                    if !r.has_replica(node) {
+                        continue;
+                    }
+                    let tp = TopicPartition::new(topic.name.clone(), i.0);
                     if let Some(p) = parts.get(&tp) {
                         p.set_config(config.clone());
                         continue;
                     }
-                    to_open.push((tp, topic.id, config.clone(), self.metrics.topic(&topic.name)));
+                    to_open.push((tp, topic.id, config.clone()));
                 }
             }
         }
-        // Opening is fsync-bound (and recovery read-bound): in parallel, outside the lock.
-        let opened = parallel_map(to_open, |(tp, topic_id, config, metrics)| {
+        self.open_and_remove(image, to_open, removed)
+    }
+
+    /// Acts on what a metadata delta changed for this node: opens the partitions it now leads
+    /// or follows, deletes those it no longer hosts, reloads the log config of topics whose
+    /// configs changed. Nothing else is looked at.
+    ///
+    /// Followers are opened like leaders: until replication lands, a partition's replicas
+    /// are this node alone, and leading and following differ only in the partition layer.
+    pub fn apply_local_changes(&self, image: &MetadataImage, changes: &LocalChanges) -> Result<(), BrokerError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let _one_at_a_time = lock(&self.reconciling);
+        let mut removed = Vec::new();
+        let mut to_open = Vec::new();
+        {
+            let mut parts = write_lock(&self.partitions);
+            for (tp, topic_id) in &changes.deletes {
+                if parts.get(tp).is_some_and(|p| p.topic_id == *topic_id)
+                    && let Some(p) = parts.remove(tp)
+                {
+                    removed.push(p);
+                }
+            }
+            for local in changes.leaders.iter().chain(&changes.followers) {
+                let Some(topic) = image.topic_by_id(&local.topic_id) else { continue };
+                match parts.get(&local.tp) {
+                    Some(p) if p.topic_id == local.topic_id => {}
+                    Some(_) => {
+                        // A partition of an older topic of the same name whose deletion this
+                        // delta did not carry: replaced.
+                        if let Some(p) = parts.remove(&local.tp) {
+                            removed.push(p);
+                        }
+                        to_open.push((local.tp.clone(), local.topic_id, self.log_config(topic)));
+                    }
+                    None => to_open.push((local.tp.clone(), local.topic_id, self.log_config(topic))),
+                }
+            }
+            for topic in &changes.config_changed {
+                let config = self.log_config(topic);
+                for p in parts.values().filter(|p| p.topic_id == topic.id) {
+                    p.set_config(config.clone());
+                }
+            }
+        }
+        self.open_and_remove(image, to_open, removed)
+    }
+
+    /// Deletes the directories of `removed`, then opens `to_open` (in parallel, outside the
+    /// partitions lock: opening is fsync-bound and recovery read-bound). Removal goes first so
+    /// that a partition replacing one of the same name never opens the old one's directory.
+    fn open_and_remove(
+        &self,
+        image: &MetadataImage,
+        to_open: Vec<(TopicPartition, Uuid, LogConfig)>,
+        removed: Vec<Arc<Partition>>,
+    ) -> Result<(), BrokerError> {
+        for p in removed {
+            if image.topic(&p.tp.topic).is_none_or(|t| t.id != p.topic_id) {
+                self.metrics.remove_topic(&p.tp.topic);
+            }
+            self.delete_partition_dir(p);
+        }
+        let now = self.clock.now_ms();
+        let opened = parallel_map(to_open, |(tp, topic_id, config)| {
             let dir = self.data_dir.join(tp.to_string());
+            let metrics = self.metrics.topic(&tp.topic);
             Partition::open(tp.clone(), topic_id, &dir, config, now, metrics, self.recovery_mode).map(|p| (tp, p))
         });
         let mut first_error = None;
@@ -275,16 +348,10 @@ impl Broker {
                 }
             }
         }
-        if let Some(e) = first_error {
-            return Err(e.into());
+        match first_error {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
         }
-        for p in removed {
-            if image.topic(&p.tp.topic).is_none_or(|t| t.id != p.topic_id) {
-                self.metrics.remove_topic(&p.tp.topic);
-            }
-            self.delete_partition_dir(p);
-        }
-        Ok(())
     }
 
     /// A removed partition's directory is renamed out of the way at once (so a topic of the
@@ -321,7 +388,7 @@ impl Broker {
             let keep = match name.rsplit_once('-') {
                 _ if name.ends_with("-delete") => false,
                 Some((topic, p)) => match (image.topic(topic), p.parse::<i32>()) {
-                    (Some(t), Ok(i)) => i < t.partitions,
+                    (Some(t), Ok(i)) => t.partition(i).is_some_and(|r| r.has_replica(NodeId(self.node_id))),
                     _ => false,
                 },
                 None => false,
@@ -510,6 +577,98 @@ fn recovery_mode(data_dir: &Path) -> RecoveryMode {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    fn hosted(broker: &Broker) -> Vec<String> {
+        let mut v: Vec<String> = broker.partitions().iter().map(|p| p.tp.to_string()).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn local_changes_open_and_delete_only_what_this_node_hosts() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = BrokerConfig::load(None, &[format!("log.dirs={}", dir.path().display()), "node.id=1".into()]).unwrap();
+        let broker = Broker::open(config, Arc::new(crate::clock::SystemClock)).unwrap();
+        let spec = |name: &str, partitions| controller::TopicSpec {
+            name: name.into(),
+            partitions,
+            replication_factor: 1,
+            configs: Default::default(),
+            assignment: None,
+        };
+        broker.apply_metadata(|image| Ok((controller::create_topic(image, &broker.config, &spec("a", 2))?, ()))).unwrap();
+        broker.apply_metadata(|image| Ok((controller::create_partitions(image, "a", 3)?, ()))).unwrap();
+        assert_eq!(hosted(&broker), ["a-0", "a-1", "a-2"]);
+
+        // A second broker registers and a-1 moves to it: this node deletes its copy.
+        let other = NodeId(2);
+        let id = broker.topic_id("a").unwrap();
+        broker
+            .apply_metadata(|image| {
+                let epoch = crate::types::BrokerEpoch(image.offset);
+                Ok((
+                    vec![
+                        MetadataRecord::RegisterBroker { id: other, incarnation_id: Uuid::new_v4(), epoch, endpoints: vec![], rack: None, fenced: false, in_controlled_shutdown: false },
+                        MetadataRecord::PartitionChange {
+                            topic_id: id,
+                            partition: crate::types::PartitionId(1),
+                            isr: Some(vec![other]),
+                            leader: Some(crate::metadata::records::LeaderChange::Elected(other)),
+                            replicas: Some(vec![other]),
+                            elr: None,
+                            last_known_elr: None,
+                        },
+                    ],
+                    (),
+                ))
+            })
+            .unwrap();
+        assert_eq!(hosted(&broker), ["a-0", "a-2"]);
+        assert!(!dir.path().join("a-1").exists());
+        let led = broker.image().topic("a").unwrap().partition(1).unwrap().clone();
+        assert_eq!((led.leader, led.leader_epoch.0, led.partition_epoch.0), (Some(other), 1, 1));
+
+        // A config-only delta names the hosted topic; a deletion removes its partitions.
+        broker.apply_metadata(|image| Ok((controller::set_topic_configs(image, "a", &[("retention.ms".to_string(), "1234".to_string())].into())?, ()))).unwrap();
+        broker.apply_metadata(|image| Ok((vec![controller::delete_topic(image, &broker.config, "a")?], ()))).unwrap();
+        assert!(hosted(&broker).is_empty());
+        broker.shutdown();
+    }
+
+    /// A data directory from before registrations: its records.jsonl holds no registration
+    /// records. It must reopen with every partition and every record in it.
+    #[test]
+    fn a_legacy_data_directory_reopens_with_its_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = || BrokerConfig::load(None, &[format!("log.dirs={}", dir.path().display()), "num.partitions=2".into()]).unwrap();
+        let broker = Broker::open(config(), Arc::new(crate::clock::SystemClock)).unwrap();
+        broker.auto_create_topic("a").unwrap();
+        let batch = crate::record::BatchBuilder::new(0).timestamps(1).records(3, 8).build();
+        broker.partition(&TopicPartition::new("a", 1)).unwrap().append(&batch, 1).unwrap();
+        let id = broker.topic_id("a").unwrap();
+        broker.shutdown();
+        drop(broker);
+        // Strip what this change writes, leaving the log as the code before it wrote it.
+        let log = dir.path().join("__cluster_metadata/records.jsonl");
+        let legacy: String = std::fs::read_to_string(&log)
+            .unwrap()
+            .lines()
+            .filter(|l| !["\"Partition\"", "\"RegisterBroker\"", "\"UnfenceBroker\""].iter().any(|t| l.contains(&format!("\"type\":{t}"))))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert!(!legacy.contains("Partition\"") && legacy.contains("\"type\":\"Topic\""), "{legacy}");
+        std::fs::write(&log, legacy).unwrap();
+
+        let broker = Broker::open(config(), Arc::new(crate::clock::SystemClock)).unwrap();
+        assert_eq!(broker.topic_id("a"), Some(id));
+        assert_eq!(hosted(&broker), ["a-0", "a-1"]);
+        assert_eq!(broker.partition(&TopicPartition::new("a", 1)).unwrap().log_end_offset(), 3);
+        let node = NodeId(broker.node_id);
+        let t = broker.image().topic("a").unwrap().clone();
+        assert!(t.partitions.values().all(|r| r.replicas == [node] && r.leader == Some(node)));
+        assert!(broker.image().brokers.get(&node).is_some_and(|b| !b.fenced));
+        broker.shutdown();
+    }
 
     #[test]
     fn cluster_ids_look_like_kafkas() {

@@ -10,7 +10,8 @@
 //!        │             durable in the internal topic `__consumer_offsets`
 //!        └─ broker     the replica manager: the partitions this node hosts, topic lifecycle
 //!             ├─ partition  leadership, high watermark, leader epoch, waits for appends
-//!             └─ metadata   the immutable cluster image (topics, ids, partitions, configs)
+//!             └─ metadata   the immutable cluster image (topics, ids, partition and broker
+//!                           registrations, configs), deltas, replica placement
 //!                  └─ log       bytes on disk: segments, indexes, recovery, retention,
 //!                               producer state (idempotence), leader-epoch cache
 //!                       └─ record    record batches as raw bytes: parse, validate, patch

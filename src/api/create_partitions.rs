@@ -12,8 +12,8 @@ pub fn handle(api: &Api, req: CreatePartitionsRequest) -> CreatePartitionsRespon
         let mut tr = CreatePartitionsTopicResult::default();
         tr.name = t.name.clone();
         let res = api.broker.apply_metadata(|image| {
-            let record = controller::create_partitions(image, t.name.as_str(), t.count)?;
-            Ok((if req.validate_only { vec![] } else { vec![record] }, ()))
+            let records = controller::create_partitions(image, t.name.as_str(), t.count)?;
+            Ok((if req.validate_only { vec![] } else { records }, ()))
         });
         if let Err(e) = res {
             tr.error_code = errors::broker_error(&e).code();

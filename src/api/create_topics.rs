@@ -9,6 +9,7 @@ use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use super::describe_configs::topic_configs;
 use super::{Api, errors, str_bytes};
 use crate::metadata::controller::{self, TopicSpec};
+use crate::types::NodeId;
 
 pub fn handle(api: &Api, version: i16, req: CreateTopicsRequest) -> CreateTopicsResponse {
     let broker = &api.broker;
@@ -28,17 +29,18 @@ pub fn handle(api: &Api, version: i16, req: CreateTopicsRequest) -> CreateTopics
         let outcome = if counts.get(&name).copied().unwrap_or(0) > 1 {
             Err((ResponseError::InvalidRequest, format!("Create topics request from client contains multiple entries for the topic {name}")))
         } else {
-            spec_of(api, &t).and_then(|spec| {
+            spec_of(&t).and_then(|spec| {
                 broker
                     .apply_metadata(|image| {
-                        let record = controller::create_topic(image, &broker.config, &spec)?;
-                        Ok((if req.validate_only { vec![] } else { vec![record.clone()] }, record))
+                        let records = controller::create_topic(image, &broker.config, &spec)?;
+                        let topic = records.first().cloned();
+                        Ok((if req.validate_only { vec![] } else { records }, topic))
                     })
                     .map_err(|e| (errors::broker_error(&e), e.to_string()))
             })
         };
         match outcome {
-            Ok(crate::metadata::MetadataRecord::Topic { id, partitions, replication_factor, configs, .. }) => {
+            Ok(Some(crate::metadata::MetadataRecord::Topic { id, partitions, replication_factor, configs, .. })) => {
                 tr.topic_id = if req.validate_only { uuid::Uuid::nil() } else { id };
                 tr.num_partitions = partitions;
                 tr.replication_factor = replication_factor;
@@ -71,7 +73,6 @@ pub fn handle(api: &Api, version: i16, req: CreateTopicsRequest) -> CreateTopics
 }
 
 fn spec_of(
-    api: &Api,
     t: &kafka_protocol::messages::create_topics_request::CreatableTopic,
 ) -> Result<TopicSpec, (ResponseError, String)> {
     let mut configs = BTreeMap::new();
@@ -83,6 +84,7 @@ fn spec_of(
     }
     let mut partitions = t.num_partitions;
     let mut replication_factor = t.replication_factor;
+    let mut assignment = None;
     if !t.assignments.is_empty() {
         if partitions != -1 || replication_factor != -1 {
             return Err((
@@ -90,14 +92,16 @@ fn spec_of(
                 "Both numPartitions or replicationFactor and replicasAssignments were set. Both cannot be used at the same time.".into(),
             ));
         }
-        let node = api.broker.node_id;
+        // The controller checks that the brokers are registered; the shape is checked here.
+        let rf = t.assignments[0].broker_ids.len();
         for (i, a) in t.assignments.iter().enumerate() {
-            if a.partition_index != i as i32 || a.broker_ids.is_empty() || a.broker_ids.iter().any(|b| b.0 != node) {
+            if a.partition_index != i as i32 || a.broker_ids.is_empty() || a.broker_ids.len() != rf {
                 return Err((ResponseError::InvalidReplicaAssignment, format!("Invalid replica assignment for partition {}", a.partition_index)));
             }
         }
         partitions = t.assignments.len() as i32;
-        replication_factor = t.assignments[0].broker_ids.len() as i16;
+        replication_factor = rf as i16;
+        assignment = Some(t.assignments.iter().map(|a| a.broker_ids.iter().map(|b| NodeId(b.0)).collect()).collect());
     }
-    Ok(TopicSpec { name: t.name.as_str().to_string(), partitions, replication_factor, configs })
+    Ok(TopicSpec { name: t.name.as_str().to_string(), partitions, replication_factor, configs, assignment })
 }

@@ -41,6 +41,7 @@ pub fn controller_error(e: &ControllerError) -> ResponseError {
         ControllerError::UnknownTopic => ResponseError::UnknownTopicOrPartition,
         ControllerError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
         ControllerError::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor,
+        ControllerError::InvalidReplicaAssignment(_) => ResponseError::InvalidReplicaAssignment,
         ControllerError::InvalidConfig(_) => ResponseError::InvalidConfig,
         ControllerError::TopicDeletionDisabled => ResponseError::TopicDeletionDisabled,
         ControllerError::Store(_) => ResponseError::KafkaStorageError,

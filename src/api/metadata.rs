@@ -11,23 +11,20 @@ use uuid::Uuid;
 use super::{Api, RequestContext, authorized_operations, errors, str_bytes};
 use crate::metadata::TopicImage;
 use crate::metadata::controller::validate_topic_name;
+use crate::types::NodeId;
 
 /// Metadata versions whose response has `cluster_authorized_operations` (v11 moved it to
 /// DescribeCluster).
 const CLUSTER_OPERATIONS_VERSIONS: std::ops::RangeInclusive<i16> = 8..=10;
+/// First version with a partition's `offline_replicas`.
+const OFFLINE_REPLICAS_MIN_VERSION: i16 = 5;
 /// First version with `include_topic_authorized_operations`.
 const TOPIC_OPERATIONS_MIN_VERSION: i16 = 8;
 
 pub fn handle(api: &Api, ctx: &RequestContext, req: MetadataRequest) -> MetadataResponse {
     let broker = &api.broker;
     let mut r = MetadataResponse::default();
-    let advertised = broker.advertised();
-    let mut b = MetadataResponseBroker::default();
-    b.node_id = BrokerId(broker.node_id);
-    b.host = str_bytes(&advertised.host);
-    b.port = advertised.port;
-    b.rack = broker.config.get("broker.rack").map(str_bytes);
-    r.brokers = vec![b];
+    r.brokers = brokers(api);
     r.cluster_id = Some(str_bytes(&broker.image().cluster_id));
     // The Java AdminClient sends CreateTopics/DeleteTopics to the controller: it must be us.
     r.controller_id = BrokerId(broker.node_id);
@@ -40,9 +37,54 @@ pub fn handle(api: &Api, ctx: &RequestContext, req: MetadataRequest) -> Metadata
     // With no authorizer every topic in the answer, known or not, gets the same set (Kafka too).
     for t in &mut r.topics {
         t.topic_authorized_operations = topic_operations;
+        if ctx.version < OFFLINE_REPLICAS_MIN_VERSION {
+            t.partitions.iter_mut().for_each(|p| p.offline_replicas.clear());
+        }
     }
     r
 }
+
+/// The unfenced registered brokers, as Kafka's Metadata lists them. This node answers with
+/// its live advertised listener and configured rack (its registration may predate the bound
+/// port); others with their registered endpoint of this node's listener name, else the first.
+/// Before any registration exists, this node alone.
+fn brokers(api: &Api) -> Vec<MetadataResponseBroker> {
+    let broker = &api.broker;
+    let local = || {
+        let advertised = broker.advertised();
+        let mut b = MetadataResponseBroker::default();
+        b.node_id = BrokerId(broker.node_id);
+        b.host = str_bytes(&advertised.host);
+        b.port = advertised.port;
+        b.rack = broker.config.get("broker.rack").map(str_bytes);
+        b
+    };
+    let image = broker.image();
+    let mut out: Vec<MetadataResponseBroker> = image
+        .brokers
+        .values()
+        .filter(|b| !b.fenced)
+        .filter_map(|reg| {
+            if reg.id == NodeId(broker.node_id) {
+                return Some(local());
+            }
+            let e = reg.endpoint(LOCAL_LISTENER_NAME).or(reg.endpoints.first())?;
+            let mut b = MetadataResponseBroker::default();
+            b.node_id = BrokerId(reg.id.0);
+            b.host = str_bytes(&e.host);
+            b.port = i32::from(e.port);
+            b.rack = reg.rack.as_deref().map(str_bytes);
+            Some(b)
+        })
+        .collect();
+    if !out.iter().any(|b| b.node_id.0 == broker.node_id) {
+        out.insert(0, local());
+    }
+    out
+}
+
+/// The listener name clients reach this node on; others are looked up by the same name.
+const LOCAL_LISTENER_NAME: &str = "PLAINTEXT";
 
 fn handle_topics(api: &Api, ctx: &RequestContext, req: MetadataRequest, mut r: MetadataResponse) -> MetadataResponse {
     let broker = &api.broker;
@@ -104,22 +146,103 @@ fn by_id(api: &Api, id: Uuid) -> MetadataResponseTopic {
     r
 }
 
+/// A topic's partitions as their registrations say. A partition without a leader answers
+/// LEADER_NOT_AVAILABLE, as Kafka does.
 fn topic_response(api: &Api, t: &TopicImage) -> MetadataResponseTopic {
-    let node = BrokerId(api.broker.node_id);
+    let image = api.broker.image();
+    let local = NodeId(api.broker.node_id);
+    // Kafka's offline replicas: on a broker that is not registered, fenced, or unreachable.
+    let offline = |nodes: &[NodeId]| {
+        nodes
+            .iter()
+            .filter(|n| image.brokers.get(n).is_none_or(|b| b.fenced || (b.id != local && b.endpoints.is_empty())))
+            .map(|n| BrokerId(n.0))
+            .collect::<Vec<_>>()
+    };
+    let ids = |nodes: &[NodeId]| nodes.iter().map(|n| BrokerId(n.0)).collect::<Vec<_>>();
     let mut r = MetadataResponseTopic::default();
     r.name = Some(TopicName(str_bytes(&t.name)));
     r.topic_id = t.id;
     r.is_internal = t.name.starts_with("__");
-    r.partitions = (0..t.partitions)
-        .map(|i| {
+    r.partitions = t
+        .partitions
+        .iter()
+        .map(|(i, reg)| {
             let mut p = MetadataResponsePartition::default();
-            p.partition_index = i;
-            p.leader_id = node;
-            p.leader_epoch = 0;
-            p.replica_nodes = vec![node];
-            p.isr_nodes = vec![node];
+            p.partition_index = i.0;
+            p.leader_id = BrokerId(reg.leader.map_or(-1, |l| l.0));
+            p.leader_epoch = reg.leader_epoch.0;
+            p.replica_nodes = ids(&reg.replicas);
+            p.isr_nodes = ids(&reg.isr);
+            p.offline_replicas = offline(&reg.replicas);
+            if reg.leader.is_none() {
+                p.error_code = ResponseError::LeaderNotAvailable.code();
+            }
             p
         })
         .collect();
     r
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+    use kafka_protocol::messages::ApiKey;
+
+    use super::*;
+    use crate::metadata::MetadataRecord;
+    use crate::metadata::records::{Endpoint, LeaderChange};
+    use crate::types::{BrokerEpoch, PartitionId};
+
+    fn request(topic: &str) -> MetadataRequest {
+        let mut t = MetadataRequestTopic::default();
+        t.name = Some(TopicName(str_bytes(topic)));
+        let mut req = MetadataRequest::default();
+        req.topics = Some(vec![t]);
+        req
+    }
+
+    #[test]
+    fn partitions_and_brokers_come_from_the_registrations() {
+        let dir = tempfile::tempdir().unwrap();
+        let api = super::super::test_api(dir.path(), &["node.id=1"]);
+        let ctx = RequestContext { api_key: ApiKey::Metadata, version: 12, correlation_id: 1, client_id: None, client_host: String::new() };
+        api.broker.auto_create_topic("t").unwrap();
+        let id = api.broker.topic_id("t").unwrap();
+        let endpoint = Endpoint { name: "PLAINTEXT".into(), host: "10.0.0.2".into(), port: 9093, security_protocol: "PLAINTEXT".into() };
+        api.broker
+            .apply_metadata(|image| {
+                let epoch = BrokerEpoch(image.offset);
+                Ok((
+                    vec![
+                        MetadataRecord::RegisterBroker { id: NodeId(2), incarnation_id: Uuid::new_v4(), epoch, endpoints: vec![endpoint.clone()], rack: Some("b".into()), fenced: false, in_controlled_shutdown: false },
+                        MetadataRecord::RegisterBroker { id: NodeId(3), incarnation_id: Uuid::new_v4(), epoch, endpoints: vec![endpoint.clone()], rack: None, fenced: true, in_controlled_shutdown: false },
+                        MetadataRecord::PartitionChange { topic_id: id, partition: PartitionId(0), isr: Some(vec![NodeId(2)]), leader: Some(LeaderChange::Elected(NodeId(2))), replicas: Some(vec![NodeId(1), NodeId(2), NodeId(3)]), elr: None, last_known_elr: None },
+                    ],
+                    (),
+                ))
+            })
+            .unwrap();
+        let r = handle(&api, &ctx, request("t"));
+        let brokers: Vec<(i32, String, i32)> = r.brokers.iter().map(|b| (b.node_id.0, b.host.to_string(), b.port)).collect();
+        assert_eq!(brokers.len(), 2, "the fenced broker is not listed: {brokers:?}");
+        assert_eq!(brokers[1], (2, "10.0.0.2".to_string(), 9093));
+        assert_eq!(r.brokers[1].rack.as_ref().map(|r| r.to_string()), Some("b".to_string()));
+        let p = &r.topics[0].partitions[0];
+        assert_eq!((p.leader_id.0, p.leader_epoch, p.error_code), (2, 1, 0));
+        assert_eq!(p.replica_nodes.iter().map(|b| b.0).collect::<Vec<_>>(), [1, 2, 3]);
+        assert_eq!(p.offline_replicas.iter().map(|b| b.0).collect::<Vec<_>>(), [3], "broker 3 is fenced");
+        assert_eq!(p.isr_nodes.iter().map(|b| b.0).collect::<Vec<_>>(), [2]);
+
+        api.broker
+            .apply_metadata(|_| {
+                let change = MetadataRecord::PartitionChange { topic_id: id, partition: PartitionId(0), isr: None, leader: Some(LeaderChange::NoLeader), replicas: None, elr: None, last_known_elr: None };
+                Ok((vec![change], ()))
+            })
+            .unwrap();
+        let r = handle(&api, &ctx, request("t"));
+        let p = &r.topics[0].partitions[0];
+        assert_eq!((p.leader_id.0, p.leader_epoch, p.error_code), (-1, 2, ResponseError::LeaderNotAvailable.code()));
+    }
 }

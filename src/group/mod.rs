@@ -170,17 +170,17 @@ impl GroupCoordinator {
         let mut configs = BTreeMap::new();
         configs.insert("cleanup.policy".to_string(), "compact".to_string());
         configs.insert("segment.bytes".to_string(), OFFSETS_SEGMENT_BYTES.to_string());
-        let spec = TopicSpec { name: OFFSETS_TOPIC.to_string(), partitions, replication_factor: 1, configs };
+        let spec = TopicSpec { name: OFFSETS_TOPIC.to_string(), partitions, replication_factor: 1, configs, assignment: None };
         self.broker.apply_metadata(|image| {
             if image.topic(OFFSETS_TOPIC).is_some() {
                 return Ok((vec![], ()));
             }
-            Ok((vec![controller::create_topic(image, &self.broker.config, &spec)?], ()))
+            Ok((controller::create_topic(image, &self.broker.config, &spec)?, ()))
         })
     }
 
     fn partition_for(&self, group: &str) -> i32 {
-        let n = self.broker.image().topic(OFFSETS_TOPIC).map(|t| t.partitions).unwrap_or(1).max(1);
+        let n = self.broker.image().topic(OFFSETS_TOPIC).map(|t| t.partition_count()).unwrap_or(1).max(1);
         // Kafka's Utils.abs: MIN_VALUE maps to 0, everything else to its absolute value.
         let h = java_hash(group);
         (if h == i32::MIN { 0 } else { h.abs() }) % n
@@ -191,7 +191,7 @@ impl GroupCoordinator {
         let Some(topic) = self.broker.image().topic(OFFSETS_TOPIC).cloned() else { return };
         let now = self.now();
         let mut groups = self.groups();
-        for i in 0..topic.partitions {
+        for i in 0..topic.partition_count() {
             let Some(p) = self.broker.partition(&crate::types::TopicPartition::new(OFFSETS_TOPIC, i)) else { continue };
             let mut offset = p.log_start_offset();
             while offset < p.high_watermark() {
@@ -377,7 +377,7 @@ impl GroupCoordinator {
         let mut writes = Vec::new();
         let mut accepted = Vec::new();
         for c in commits {
-            let known = image.topic(&c.topic).is_some_and(|t| c.partition >= 0 && c.partition < t.partitions);
+            let known = image.topic(&c.topic).is_some_and(|t| t.partition(c.partition).is_some());
             let metadata = c.metadata.unwrap_or_default();
             let owned = match &check {
                 consumer::CommitCheck::All => true,
@@ -476,7 +476,7 @@ impl GroupCoordinator {
             .topics
             .values()
             .filter(|t| !t.name.starts_with("__"))
-            .map(|t| (t.id, (t.name.clone(), t.partitions)))
+            .map(|t| (t.id, (t.name.clone(), t.partition_count())))
             .collect()
     }
 

@@ -7,9 +7,12 @@ use thiserror::Error;
 use uuid::Uuid;
 
 use super::image::MetadataImage;
+use super::placement::{PlacementError, place_replicas};
 use super::records::MetadataRecord;
+use super::registration::{BrokerRegistration, PartitionRegistration};
 use super::store::StoreError;
 use crate::config::{BrokerConfig, check_topic_config};
+use crate::types::{NodeId, PartitionId};
 
 /// Kafka's limit on topic name length.
 pub const TOPIC_NAME_LEN_MAX: usize = 249;
@@ -29,6 +32,8 @@ pub enum ControllerError {
     #[error("{0}")]
     InvalidReplicationFactor(String),
     #[error("{0}")]
+    InvalidReplicaAssignment(String),
+    #[error("{0}")]
     InvalidConfig(String),
     #[error("Topic deletion is disabled.")]
     TopicDeletionDisabled,
@@ -43,6 +48,15 @@ pub struct TopicSpec {
     pub partitions: i32,
     pub replication_factor: i16,
     pub configs: BTreeMap<String, String>,
+    /// Replicas per partition, when the request gave them (then `partitions` and
+    /// `replication_factor` are taken from it).
+    pub assignment: Option<Vec<Vec<NodeId>>>,
+}
+
+impl From<PlacementError> for ControllerError {
+    fn from(e: PlacementError) -> Self {
+        ControllerError::InvalidReplicationFactor(e.to_string())
+    }
 }
 
 /// Kafka's topic name rules: 1..=249 chars of `[a-zA-Z0-9._-]`, not `.` or `..`.
@@ -82,11 +96,14 @@ fn new_topic_id(image: &MetadataImage) -> Uuid {
     }
 }
 
+/// The records that create a topic: the `Topic` record (the one the log has always had, so a
+/// topic is still one record to read), then a `Partition` record per partition with its
+/// replicas, placed by [`place_replicas`] unless the request assigned them.
 pub fn create_topic(
     image: &MetadataImage,
     config: &BrokerConfig,
     spec: &TopicSpec,
-) -> Result<MetadataRecord, ControllerError> {
+) -> Result<Vec<MetadataRecord>, ControllerError> {
     validate_topic_name(&spec.name)?;
     if image.topic(&spec.name).is_some() {
         return Err(ControllerError::TopicAlreadyExists(spec.name.clone()));
@@ -114,18 +131,67 @@ pub fn create_topic(
             "Replication factor must be larger than 0, or -1 to use the default value.".into(),
         ));
     }
-    if rf > 1 {
-        return Err(ControllerError::InvalidReplicationFactor(format!(
-            "Unable to replicate the partition {rf} time(s): The target replication factor of {rf} cannot be reached because only 1 broker(s) are registered."
-        )));
-    }
+    let replicas = match &spec.assignment {
+        Some(assignment) => {
+            check_assignment(image, assignment)?;
+            assignment.clone()
+        }
+        None => place_replicas(&brokers(image), partitions as usize, rf, image.topics.len())?,
+    };
     let mut configs = BTreeMap::new();
     for (k, v) in &spec.configs {
         let v = check_topic_config(k, v)
             .map_err(|why| ControllerError::InvalidConfig(format!("Invalid value {v} for configuration {k}: {why}")))?;
         configs.insert(k.clone(), v);
     }
-    Ok(MetadataRecord::Topic { name: spec.name.clone(), id: new_topic_id(image), partitions, replication_factor: rf, configs })
+    let id = new_topic_id(image);
+    let mut records = vec![MetadataRecord::Topic { name: spec.name.clone(), id, partitions, replication_factor: rf, configs }];
+    records.extend(replicas.into_iter().enumerate().map(|(i, r)| partition_record(id, i as i32, r)));
+    Ok(records)
+}
+
+/// The registered brokers, for placement.
+fn brokers(image: &MetadataImage) -> Vec<BrokerRegistration> {
+    image.brokers.values().cloned().collect()
+}
+
+/// A manual assignment names registered brokers, each at most once per partition.
+fn check_assignment(image: &MetadataImage, assignment: &[Vec<NodeId>]) -> Result<(), ControllerError> {
+    for (i, replicas) in assignment.iter().enumerate() {
+        if replicas.is_empty() {
+            return Err(ControllerError::InvalidReplicaAssignment(format!("Invalid replica assignment for partition {i}")));
+        }
+        if let Some(b) = replicas.iter().find(|b| !image.brokers.contains_key(b)) {
+            return Err(ControllerError::InvalidReplicaAssignment(format!(
+                "The manual partition assignment includes broker {b}, but no such broker is registered."
+            )));
+        }
+        let mut seen = replicas.clone();
+        seen.sort();
+        seen.dedup();
+        if seen.len() != replicas.len() {
+            return Err(ControllerError::InvalidReplicaAssignment(format!(
+                "The manual partition assignment includes the broker more than once for partition {i}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A new partition: all replicas in sync, the first one leading at epoch 0.
+fn partition_record(topic_id: Uuid, partition: i32, replicas: Vec<NodeId>) -> MetadataRecord {
+    let r = PartitionRegistration::new_online(replicas);
+    MetadataRecord::Partition {
+        topic_id,
+        partition: PartitionId(partition),
+        replicas: r.replicas,
+        isr: r.isr,
+        elr: r.elr,
+        last_known_elr: r.last_known_elr,
+        leader: r.leader,
+        leader_epoch: r.leader_epoch,
+        partition_epoch: r.partition_epoch,
+    }
 }
 
 pub fn delete_topic(image: &MetadataImage, config: &BrokerConfig, name: &str) -> Result<MetadataRecord, ControllerError> {
@@ -136,21 +202,26 @@ pub fn delete_topic(image: &MetadataImage, config: &BrokerConfig, name: &str) ->
     Ok(MetadataRecord::RemoveTopic { id: t.id })
 }
 
-pub fn create_partitions(image: &MetadataImage, name: &str, count: i32) -> Result<MetadataRecord, ControllerError> {
+/// A `Partition` record for each partition from the current count up to `count`, with as
+/// many replicas as the topic's first partition has.
+pub fn create_partitions(image: &MetadataImage, name: &str, count: i32) -> Result<Vec<MetadataRecord>, ControllerError> {
     let t = image.topic(name).ok_or(ControllerError::UnknownTopic)?;
-    if count < t.partitions {
+    let current = t.partition_count();
+    if count < current {
         return Err(ControllerError::InvalidPartitions(format!(
-            "The topic {name} currently has {} partition(s); {count} would not be an increase.",
-            t.partitions
+            "The topic {name} currently has {current} partition(s); {count} would not be an increase."
         )));
     }
-    if count == t.partitions {
+    if count == current {
         return Err(ControllerError::InvalidPartitions(format!("Topic already has {count} partition(s).")));
     }
     if count > PARTITIONS_PER_TOPIC_MAX {
         return Err(ControllerError::InvalidPartitions(format!("{count} partitions are too many.")));
     }
-    Ok(MetadataRecord::PartitionCount { id: t.id, partitions: count })
+    let rf = t.partition(0).map_or(t.replication_factor, |r| r.replicas.len() as i16).max(1);
+    let start = image.topics.len() + current as usize;
+    let replicas = place_replicas(&brokers(image), (count - current) as usize, rf, start)?;
+    Ok(replicas.into_iter().zip(current..).map(|(r, i)| partition_record(t.id, i, r)).collect())
 }
 
 /// Replaces a topic's overrides with `configs` (keys absent revert to the broker default):
@@ -217,7 +288,31 @@ mod tests {
     use super::*;
 
     fn spec(name: &str, partitions: i32) -> TopicSpec {
-        TopicSpec { name: name.into(), partitions, replication_factor: -1, configs: BTreeMap::new() }
+        TopicSpec { name: name.into(), partitions, replication_factor: -1, configs: BTreeMap::new(), assignment: None }
+    }
+
+    /// An image with brokers `ids` registered and unfenced.
+    fn image_with_brokers(ids: &[i32]) -> MetadataImage {
+        let mut image = MetadataImage::default();
+        for &id in ids {
+            let epoch = crate::types::BrokerEpoch(image.offset);
+            image.replay(&MetadataRecord::RegisterBroker {
+                id: NodeId(id),
+                incarnation_id: Uuid::new_v4(),
+                epoch,
+                endpoints: vec![],
+                rack: None,
+                fenced: false,
+                in_controlled_shutdown: false,
+            });
+        }
+        image
+    }
+
+    fn replay_all(image: &mut MetadataImage, records: &[MetadataRecord]) {
+        for r in records {
+            image.replay(r);
+        }
     }
 
     #[test]
@@ -231,10 +326,10 @@ mod tests {
     #[test]
     fn create_then_duplicate_and_collision() {
         let config = BrokerConfig::default();
-        let mut image = MetadataImage::default();
+        let mut image = image_with_brokers(&[1]);
         let r = create_topic(&image, &config, &spec("a.b", 3)).unwrap();
-        image.replay(&r);
-        assert_eq!(image.topic("a.b").unwrap().partitions, 3);
+        replay_all(&mut image, &r);
+        assert_eq!(image.topic("a.b").unwrap().partition_count(), 3);
         assert!(matches!(create_topic(&image, &config, &spec("a.b", 1)), Err(ControllerError::TopicAlreadyExists(_))));
         assert!(matches!(create_topic(&image, &config, &spec("a_b", 1)), Err(ControllerError::InvalidTopic(_))));
         assert!(matches!(create_topic(&image, &config, &spec("c", 0)), Err(ControllerError::InvalidPartitions(_))));
@@ -242,5 +337,56 @@ mod tests {
         let mut bad = spec("d", 1);
         bad.configs.insert("retention.ms".into(), "soon".into());
         assert!(matches!(create_topic(&image, &config, &bad), Err(ControllerError::InvalidConfig(_))));
+    }
+
+    #[test]
+    fn topics_and_new_partitions_get_registrations() {
+        let config = BrokerConfig::default();
+        let mut image = image_with_brokers(&[1, 2, 3]);
+        let mut s = spec("t", 6);
+        s.replication_factor = 3;
+        let records = create_topic(&image, &config, &s).unwrap();
+        replay_all(&mut image, &records);
+        let t = image.topic("t").unwrap().clone();
+        for r in t.partitions.values() {
+            assert_eq!(r.replicas.len(), 3);
+            assert_eq!(r.isr, r.replicas);
+            assert_eq!(r.leader, r.replicas.first().copied());
+        }
+        let leaders: std::collections::BTreeSet<_> = t.partitions.values().map(|r| r.leader).collect();
+        assert_eq!(leaders.len(), 3, "leadership spreads over the brokers");
+        let records = create_partitions(&image, "t", 8).unwrap();
+        replay_all(&mut image, &records);
+        let t = image.topic("t").unwrap();
+        assert_eq!(t.partition_count(), 8);
+        assert_eq!(t.partition(7).unwrap().replicas.len(), 3);
+    }
+
+    #[test]
+    fn replication_factor_beyond_the_brokers_is_refused_with_kafkas_message() {
+        let image = image_with_brokers(&[1]);
+        let mut s = spec("t", 1);
+        s.replication_factor = 2;
+        let err = create_topic(&image, &BrokerConfig::default(), &s).unwrap_err();
+        assert!(matches!(err, ControllerError::InvalidReplicationFactor(_)));
+        assert_eq!(
+            err.to_string(),
+            "Unable to replicate the partition 2 time(s): The target replication factor of 2 cannot be reached because only 1 broker(s) are registered."
+        );
+    }
+
+    #[test]
+    fn manual_assignments_name_registered_brokers() {
+        let image = image_with_brokers(&[1, 2]);
+        let mut s = spec("t", -1);
+        s.assignment = Some(vec![vec![NodeId(2), NodeId(1)], vec![NodeId(1)]]);
+        let records = create_topic(&image, &BrokerConfig::default(), &s).unwrap();
+        let mut next = image.clone();
+        replay_all(&mut next, &records);
+        assert_eq!(next.topic("t").unwrap().partition(0).unwrap().leader, Some(NodeId(2)));
+        s.assignment = Some(vec![vec![NodeId(3)]]);
+        assert!(matches!(create_topic(&image, &BrokerConfig::default(), &s), Err(ControllerError::InvalidReplicaAssignment(_))));
+        s.assignment = Some(vec![vec![NodeId(1), NodeId(1)]]);
+        assert!(matches!(create_topic(&image, &BrokerConfig::default(), &s), Err(ControllerError::InvalidReplicaAssignment(_))));
     }
 }

@@ -1,4 +1,8 @@
-//! The immutable view of cluster metadata that every broker component reads.
+//! The immutable view of cluster metadata that every broker component reads: topics with
+//! their partitions' registrations, brokers' registrations, configs, features.
+//!
+//! Topics are behind `Arc`s so that an image made from another by a delta shares every topic
+//! the delta did not touch.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -6,15 +10,35 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use super::records::MetadataRecord;
+use super::registration::{BrokerRegistration, PartitionChange, PartitionRegistration};
+use crate::types::{BrokerEpoch, NodeId, PartitionId};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct TopicImage {
     pub name: String,
     pub id: Uuid,
-    pub partitions: i32,
+    /// Partition index → registration; indexes are always `0..partition_count()`.
+    pub partitions: BTreeMap<PartitionId, PartitionRegistration>,
     pub replication_factor: i16,
     /// Topic-level overrides only; defaults come from the broker config.
     pub configs: BTreeMap<String, String>,
+}
+
+impl TopicImage {
+    pub fn partition_count(&self) -> i32 {
+        self.partitions.len() as i32
+    }
+
+    pub fn partition(&self, index: i32) -> Option<&PartitionRegistration> {
+        self.partitions.get(&PartitionId(index))
+    }
+
+    /// Unknown registrations for partitions `partition_count()..count` (legacy records).
+    fn grow_unknown(&mut self, count: i32) {
+        for i in self.partition_count()..count {
+            self.partitions.insert(PartitionId(i), PartitionRegistration::unknown());
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -22,6 +46,8 @@ pub struct MetadataImage {
     pub cluster_id: String,
     pub topics: BTreeMap<String, Arc<TopicImage>>,
     pub names_by_id: HashMap<Uuid, String>,
+    /// Registered brokers, fenced or not.
+    pub brokers: BTreeMap<NodeId, BrokerRegistration>,
     /// Group id → its config overrides; groups without overrides are absent.
     pub group_configs: BTreeMap<String, BTreeMap<String, String>>,
     /// The next producer id to hand out.
@@ -53,19 +79,26 @@ impl MetadataImage {
         match record {
             MetadataRecord::Cluster { cluster_id } => self.cluster_id = cluster_id.clone(),
             MetadataRecord::Topic { name, id, partitions, replication_factor, configs } => {
-                let t = TopicImage {
+                let mut t = TopicImage {
                     name: name.clone(),
                     id: *id,
-                    partitions: *partitions,
+                    partitions: BTreeMap::new(),
                     replication_factor: *replication_factor,
                     configs: configs.clone(),
                 };
+                t.grow_unknown(*partitions);
                 self.names_by_id.insert(*id, name.clone());
                 self.topics.insert(name.clone(), Arc::new(t));
             }
             MetadataRecord::PartitionCount { id, partitions } => {
-                self.update_topic(id, |t| t.partitions = *partitions);
+                self.update_topic(id, |t| t.grow_unknown(*partitions));
             }
+            MetadataRecord::Partition { .. } | MetadataRecord::PartitionChange { .. } => self.replay_partition(record),
+            MetadataRecord::RegisterBroker { .. }
+            | MetadataRecord::UnregisterBroker { .. }
+            | MetadataRecord::FenceBroker { .. }
+            | MetadataRecord::UnfenceBroker { .. }
+            | MetadataRecord::BrokerRegistrationChange { .. } => self.replay_broker(record),
             MetadataRecord::TopicConfig { id, key, value } => self.update_topic(id, |t| match value {
                 Some(v) => {
                     t.configs.insert(key.clone(), v.clone());
@@ -101,6 +134,96 @@ impl MetadataImage {
                     self.features.insert(name.clone(), *level);
                 }
             }
+        }
+    }
+
+    fn replay_partition(&mut self, record: &MetadataRecord) {
+        match record {
+            MetadataRecord::Partition {
+                topic_id,
+                partition,
+                replicas,
+                isr,
+                elr,
+                last_known_elr,
+                leader,
+                leader_epoch,
+                partition_epoch,
+            } => self.update_topic(topic_id, |t| {
+                // Indexes stay contiguous even if a record skipped one (the controller never does).
+                t.grow_unknown(partition.0);
+                let r = PartitionRegistration {
+                    replicas: replicas.clone(),
+                    isr: isr.clone(),
+                    elr: elr.clone(),
+                    last_known_elr: last_known_elr.clone(),
+                    leader: *leader,
+                    leader_epoch: *leader_epoch,
+                    partition_epoch: *partition_epoch,
+                };
+                t.partitions.insert(*partition, r);
+            }),
+            MetadataRecord::PartitionChange { topic_id, partition, isr, leader, replicas, elr, last_known_elr } => {
+                let change = PartitionChange {
+                    isr: isr.clone(),
+                    leader: *leader,
+                    replicas: replicas.clone(),
+                    elr: elr.clone(),
+                    last_known_elr: last_known_elr.clone(),
+                };
+                self.update_topic(topic_id, |t| {
+                    if let Some(r) = t.partitions.get_mut(partition) {
+                        *r = r.merge(&change);
+                    }
+                });
+            }
+            _ => {}
+        }
+    }
+
+    /// Broker records naming an epoch other than the registration's are stale (an earlier
+    /// incarnation's) and change nothing.
+    fn replay_broker(&mut self, record: &MetadataRecord) {
+        fn current<'a>(
+            brokers: &'a mut BTreeMap<NodeId, BrokerRegistration>,
+            id: &NodeId,
+            epoch: BrokerEpoch,
+        ) -> Option<&'a mut BrokerRegistration> {
+            brokers.get_mut(id).filter(|b| b.epoch == epoch)
+        }
+        match record {
+            MetadataRecord::RegisterBroker { id, incarnation_id, epoch, endpoints, rack, fenced, in_controlled_shutdown } => {
+                let b = BrokerRegistration {
+                    id: *id,
+                    incarnation_id: *incarnation_id,
+                    epoch: *epoch,
+                    endpoints: endpoints.clone(),
+                    rack: rack.clone(),
+                    fenced: *fenced,
+                    in_controlled_shutdown: *in_controlled_shutdown,
+                };
+                self.brokers.insert(*id, b);
+            }
+            MetadataRecord::UnregisterBroker { id, epoch } if current(&mut self.brokers, id, *epoch).is_some() => {
+                self.brokers.remove(id);
+            }
+            MetadataRecord::FenceBroker { id, epoch } => {
+                if let Some(b) = current(&mut self.brokers, id, *epoch) {
+                    b.fenced = true;
+                }
+            }
+            MetadataRecord::UnfenceBroker { id, epoch } => {
+                if let Some(b) = current(&mut self.brokers, id, *epoch) {
+                    b.fenced = false;
+                }
+            }
+            MetadataRecord::BrokerRegistrationChange { id, epoch, fenced, in_controlled_shutdown } => {
+                if let Some(b) = current(&mut self.brokers, id, *epoch) {
+                    b.fenced = fenced.unwrap_or(b.fenced);
+                    b.in_controlled_shutdown = in_controlled_shutdown.unwrap_or(b.in_controlled_shutdown);
+                }
+            }
+            _ => {}
         }
     }
 

@@ -1,19 +1,25 @@
-//! Cluster metadata: topics, their ids, partition counts and configs, the cluster id, the
-//! finalized feature levels.
+//! Cluster metadata: topics, their ids, partition registrations (replicas, ISR, leader and
+//! epochs) and configs, broker registrations, the cluster id, the finalized feature levels.
 //!
 //! Brokers read an immutable [`MetadataImage`]; the only way it changes is [`MetadataImage::replay`]
-//! of a [`MetadataRecord`]. The [`controller`] validates requests and computes records without
+//! of a [`MetadataRecord`], batched in a [`MetadataDelta`] that also says what changed for
+//! this broker. The [`controller`] validates requests and computes records without
 //! mutating anything; the [`store`] appends them durably to the metadata log, then publishes the
 //! image that results. On a single node the metadata log is a local file; a Raft quorum will
 //! replace it without changing this contract.
 
 pub mod controller;
+pub mod delta;
 pub mod features;
 pub mod image;
+pub mod placement;
 pub mod records;
+pub mod registration;
 pub mod store;
 
 pub use controller::{ControllerError, TopicSpec};
+pub use delta::{LocalChanges, MetadataDelta};
 pub use image::{MetadataImage, TopicImage};
+pub use registration::{BrokerRegistration, PartitionRegistration};
 pub use records::MetadataRecord;
 pub use store::MetadataStore;
