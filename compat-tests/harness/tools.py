@@ -17,15 +17,22 @@ METADATA_QUORUM = "org.apache.kafka.tools.MetadataQuorumCommand"
 TOPICS = "org.apache.kafka.tools.TopicCommand"
 
 
-def run_tool(main_class: str, *args: str, timeout_s: float = TOOL_TIMEOUT_S, check: bool = True) -> str:
-    """Runs one tool to completion; returns stdout. With `check`, a non-zero exit or an
-    `Error` line (some tools report failures on stdout with exit 0) fails the test."""
-    if not any(TOOL_LIB.glob("kafka-tools-*.jar")):
-        raise AssertionError(f"no kafka-tools jar in {TOOL_LIB}: run compat-tests/run-all (or mvn -q -f "
+def tool_process(main_class: str, *args: str, timeout_s: float = TOOL_TIMEOUT_S,
+                 jar: str = "kafka-tools-*.jar") -> subprocess.CompletedProcess:
+    """Runs one tool to completion and returns the finished process (text output captured).
+    `jar` names the jar the main class lives in (kafka-configs' is in Kafka's core jar)."""
+    if not any(TOOL_LIB.glob(jar)):
+        raise AssertionError(f"no {jar} in {TOOL_LIB}: run compat-tests/run-all (or mvn -q -f "
                              "compat-tests/kafka-tools/pom.xml dependency:copy-dependencies)")
     cmd = ["java", "-Xmx256m", "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn", "-cp", f"{TOOL_LIB}/*",
            main_class, *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+
+
+def run_tool(main_class: str, *args: str, timeout_s: float = TOOL_TIMEOUT_S, check: bool = True) -> str:
+    """Runs one tool to completion; returns stdout. With `check`, a non-zero exit or an
+    `Error` line (some tools report failures on stdout with exit 0) fails the test."""
+    proc = tool_process(main_class, *args, timeout_s=timeout_s)
     out = proc.stdout + proc.stderr
     name = main_class.rsplit(".", 1)[-1]
     if check:

@@ -8,31 +8,23 @@ the broker's bounds; broker loggers listed and changed live; the legacy AlterCon
 from __future__ import annotations
 
 import re
-import subprocess
 
 from confluent_kafka import Producer
 from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, ConfigSource,
                                    NewTopic)
 
 from harness.broker import broker_kind
-from harness.clients import COMPAT_DIR
+from harness.tools import tool_process
 from harness.wait import wait_until
 
-TOOL_LIB = COMPAT_DIR / "kafka-tools" / "target" / "lib"
 TOOL_MAIN = "kafka.admin.ConfigCommand"
-TOOL_TIMEOUT_S = 120
 STATIC_RETENTION_MS = "7200000"
 BROKER_OVERRIDES = {"log.retention.ms": STATIC_RETENTION_MS, "group.initial.rebalance.delay.ms": "0"}
 IS_KAFKA = broker_kind() == "kafka"
 
 
 def kafka_configs(bootstrap: str, *args: str, ok: bool = True) -> str:
-    if not any(TOOL_LIB.glob("kafka_2.13-*.jar")):
-        raise AssertionError(f"no kafka_2.13 jar in {TOOL_LIB}: run compat-tests/run-all (or mvn -q -f "
-                             "compat-tests/kafka-tools/pom.xml dependency:copy-dependencies)")
-    cmd = ["java", "-Xmx256m", "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn", "-cp", f"{TOOL_LIB}/*", TOOL_MAIN,
-           "--bootstrap-server", bootstrap, *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=TOOL_TIMEOUT_S)
+    proc = tool_process(TOOL_MAIN, "--bootstrap-server", bootstrap, *args, jar="kafka_2.13-*.jar")
     out = proc.stdout + proc.stderr
     if ok:
         assert proc.returncode == 0, f"kafka-configs {' '.join(args)} exited {proc.returncode}:\n{out[-4000:]}"

@@ -6,18 +6,15 @@ of the Java driver): --list, --describe with lag (100 produced, 60 consumed and 
 from __future__ import annotations
 
 import re
-import subprocess
 import time
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-from harness.clients import COMPAT_DIR
+from harness.tools import TOOL_TIMEOUT_S, tool_process
 from harness.groups import PacedProducer
 from tests.test_confluent_kafka import create_topic
 
-TOOL_LIB = COMPAT_DIR / "kafka-tools" / "target" / "lib"
 TOOL_MAIN = "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand"
-TOOL_TIMEOUT_S = 120
 PARTITIONS = 4
 MESSAGES = 100
 CONSUMED = 60
@@ -25,12 +22,7 @@ BROKER_OVERRIDES = {"group.initial.rebalance.delay.ms": "0"}
 
 
 def consumer_groups(bootstrap: str, *args: str) -> str:
-    if not any(TOOL_LIB.glob("kafka-tools-*.jar")):
-        raise AssertionError(f"no kafka-tools jar in {TOOL_LIB}: run compat-tests/run-all (or mvn -q -f "
-                             "compat-tests/kafka-tools/pom.xml dependency:copy-dependencies)")
-    cmd = ["java", "-Xmx256m", "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn", "-cp", f"{TOOL_LIB}/*", TOOL_MAIN,
-           "--bootstrap-server", bootstrap, "--timeout", "30000", *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=TOOL_TIMEOUT_S)
+    proc = tool_process(TOOL_MAIN, "--bootstrap-server", bootstrap, "--timeout", "30000", *args)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, f"kafka-consumer-groups {' '.join(args)} exited {proc.returncode}:\n{out[-4000:]}"
     # The tool reports some failures on stdout with exit 0.

@@ -11,24 +11,16 @@ transaction/share/streams/ELR are 0..0 on Blumfeld), so the assertions check wha
 from __future__ import annotations
 
 import re
-import subprocess
 
-from harness.clients import COMPAT_DIR
+from harness.tools import tool_process
 
-TOOL_LIB = COMPAT_DIR / "kafka-tools" / "target" / "lib"
 TOOL_MAIN = "org.apache.kafka.tools.FeatureCommand"
-TOOL_TIMEOUT_S = 120
 LINE = re.compile(r"^Feature: (\S+)\s+SupportedMinVersion: (\S+)\s+SupportedMaxVersion: (\S+)\s+"
                   r"FinalizedVersionLevel: (\S+)\s+Epoch: (\S+)\s*$")
 
 
 def features(bootstrap: str, *args: str, expect_rc: int = 0) -> str:
-    if not any(TOOL_LIB.glob("kafka-tools-*.jar")):
-        raise AssertionError(f"no kafka-tools jar in {TOOL_LIB}: run compat-tests/run-all (or mvn -q -f "
-                             "compat-tests/kafka-tools/pom.xml dependency:copy-dependencies)")
-    cmd = ["java", "-Xmx256m", "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn", "-cp", f"{TOOL_LIB}/*", TOOL_MAIN,
-           "--bootstrap-server", bootstrap, *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=TOOL_TIMEOUT_S)
+    proc = tool_process(TOOL_MAIN, "--bootstrap-server", bootstrap, *args)
     out = proc.stdout + proc.stderr
     assert proc.returncode == expect_rc, f"kafka-features {' '.join(args)} exited {proc.returncode}:\n{out[-4000:]}"
     return out

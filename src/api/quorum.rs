@@ -15,6 +15,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::Api;
 use crate::raft::Message;
+use crate::types::NodeId;
 use crate::raft::wire::{self, METADATA_TOPIC};
 
 /// Kafka's answer where no quorum runs: the request reached a node that is not a controller.
@@ -28,117 +29,102 @@ pub fn is_metadata_fetch(req: &FetchRequest) -> bool {
         && req.topics.iter().all(|t| t.topic_id == wire::metadata_topic_id() || t.topic.as_str() == METADATA_TOPIC)
 }
 
-pub async fn vote(api: &Api, req: VoteRequest) -> VoteResponse {
-    let mut out = VoteResponse::default();
-    let Some(raft) = api.raft() else {
-        out.error_code = no_quorum();
-        return out;
-    };
-    let r = match wire::vote_request_from_wire(&req) {
+/// The one path of every quorum request: convert, hand to the driver as a message from the
+/// node the request names, convert the answer back; `error` builds the top-level error
+/// response for a node without a quorum, a request that does not convert, or no answer.
+async fn exchange<Resp, M>(
+    api: &Api,
+    req: Result<M, wire::WireError>,
+    from: impl FnOnce(&M) -> NodeId,
+    into_message: impl FnOnce(M) -> Message,
+    answer: impl FnOnce(Message) -> Option<Resp>,
+    error: impl Fn(i16) -> Resp,
+) -> Resp {
+    let Some(raft) = api.raft() else { return error(no_quorum()) };
+    let r = match req {
         Ok(r) => r,
-        Err(e) => {
-            out.error_code = e.error_code().code();
-            return out;
-        }
+        Err(e) => return error(e.error_code().code()),
     };
-    match raft.request(r.candidate, Message::VoteRequest(r)).await {
-        Some(Message::VoteResponse(resp)) => wire::vote_response_to_wire(&resp),
-        _ => {
-            out.error_code = no_quorum();
-            out
-        }
-    }
+    let node = from(&r);
+    raft.request(node, into_message(r)).await.and_then(answer).unwrap_or_else(|| error(no_quorum()))
+}
+
+pub async fn vote(api: &Api, req: VoteRequest) -> VoteResponse {
+    exchange(
+        api,
+        wire::vote_request_from_wire(&req),
+        |r| r.candidate,
+        Message::VoteRequest,
+        |m| match m {
+            Message::VoteResponse(resp) => Some(wire::vote_response_to_wire(&resp)),
+            _ => None,
+        },
+        |code| VoteResponse::default().with_error_code(code),
+    )
+    .await
 }
 
 pub async fn begin_quorum_epoch(api: &Api, req: BeginQuorumEpochRequest) -> BeginQuorumEpochResponse {
-    let mut out = BeginQuorumEpochResponse::default();
-    let Some(raft) = api.raft() else {
-        out.error_code = no_quorum();
-        return out;
-    };
-    let r = match wire::begin_quorum_epoch_request_from_wire(&req) {
-        Ok(r) => r,
-        Err(e) => {
-            out.error_code = e.error_code().code();
-            return out;
-        }
-    };
-    match raft.request(r.leader, Message::BeginQuorumEpochRequest(r)).await {
-        Some(Message::BeginQuorumEpochResponse(resp)) => wire::begin_quorum_epoch_response_to_wire(&resp),
-        _ => {
-            out.error_code = no_quorum();
-            out
-        }
-    }
+    exchange(
+        api,
+        wire::begin_quorum_epoch_request_from_wire(&req),
+        |r| r.leader,
+        Message::BeginQuorumEpochRequest,
+        |m| match m {
+            Message::BeginQuorumEpochResponse(resp) => Some(wire::begin_quorum_epoch_response_to_wire(&resp)),
+            _ => None,
+        },
+        |code| BeginQuorumEpochResponse::default().with_error_code(code),
+    )
+    .await
 }
 
 pub async fn end_quorum_epoch(api: &Api, req: EndQuorumEpochRequest) -> EndQuorumEpochResponse {
-    let mut out = EndQuorumEpochResponse::default();
-    let Some(raft) = api.raft() else {
-        out.error_code = no_quorum();
-        return out;
-    };
-    let r = match wire::end_quorum_epoch_request_from_wire(&req) {
-        Ok(r) => r,
-        Err(e) => {
-            out.error_code = e.error_code().code();
-            return out;
-        }
-    };
-    match raft.request(r.leader, Message::EndQuorumEpochRequest(r)).await {
-        Some(Message::EndQuorumEpochResponse(resp)) => wire::end_quorum_epoch_response_to_wire(&resp),
-        _ => {
-            out.error_code = no_quorum();
-            out
-        }
-    }
+    exchange(
+        api,
+        wire::end_quorum_epoch_request_from_wire(&req),
+        |r| r.leader,
+        Message::EndQuorumEpochRequest,
+        |m| match m {
+            Message::EndQuorumEpochResponse(resp) => Some(wire::end_quorum_epoch_response_to_wire(&resp)),
+            _ => None,
+        },
+        |code| EndQuorumEpochResponse::default().with_error_code(code),
+    )
+    .await
 }
 
 pub async fn fetch(api: &Api, version: i16, req: FetchRequest) -> FetchResponse {
-    let mut out = FetchResponse::default();
-    let Some(raft) = api.raft() else {
-        out.error_code = no_quorum();
-        return out;
-    };
-    let r = match wire::fetch_request_from_wire(&req, version) {
-        Ok(r) => r,
-        Err(e) => {
-            out.error_code = e.error_code().code();
-            return out;
-        }
-    };
-    match raft.request(r.replica_id, Message::FetchRequest(r)).await {
-        Some(Message::FetchResponse(resp)) => wire::fetch_response_to_wire(&resp, version).unwrap_or_else(|_| {
-            out.error_code = ResponseError::UnknownServerError.code();
-            out
-        }),
-        _ => {
-            out.error_code = no_quorum();
-            out
-        }
-    }
+    exchange(
+        api,
+        wire::fetch_request_from_wire(&req, version),
+        |r| r.replica_id,
+        Message::FetchRequest,
+        |m| match m {
+            Message::FetchResponse(resp) => Some(
+                wire::fetch_response_to_wire(&resp, version)
+                    .unwrap_or_else(|_| FetchResponse::default().with_error_code(ResponseError::UnknownServerError.code())),
+            ),
+            _ => None,
+        },
+        |code| FetchResponse::default().with_error_code(code),
+    )
+    .await
 }
 
 pub async fn fetch_snapshot(api: &Api, req: FetchSnapshotRequest) -> FetchSnapshotResponse {
-    let mut out = FetchSnapshotResponse::default();
-    let Some(raft) = api.raft() else {
-        out.error_code = no_quorum();
-        return out;
-    };
-    let r = match wire::fetch_snapshot_request_from_wire(&req) {
-        Ok(r) => r,
-        Err(e) => {
-            out.error_code = e.error_code().code();
-            return out;
-        }
-    };
-    match raft.request(r.replica_id, Message::FetchSnapshotRequest(r)).await {
-        Some(Message::FetchSnapshotResponse(resp)) => wire::fetch_snapshot_response_to_wire(&resp),
-        _ => {
-            out.error_code = no_quorum();
-            out
-        }
-    }
+    exchange(
+        api,
+        wire::fetch_snapshot_request_from_wire(&req),
+        |r| r.replica_id,
+        Message::FetchSnapshotRequest,
+        |m| match m {
+            Message::FetchSnapshotResponse(resp) => Some(wire::fetch_snapshot_response_to_wire(&resp)),
+            _ => None,
+        },
+        |code| FetchSnapshotResponse::default().with_error_code(code),
+    )
+    .await
 }
 
 pub async fn describe_quorum(api: &Api, _req: DescribeQuorumRequest) -> DescribeQuorumResponse {
