@@ -57,7 +57,9 @@ pub struct Broker {
     pub node_id: i32,
     pub clock: Arc<dyn Clock>,
     data_dir: PathBuf,
-    metadata: MetadataStore,
+    metadata: Arc<MetadataStore>,
+    /// Set at start-up on a node of a multi-node cluster.
+    cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
     partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
     /// Held by `reconcile`, which opens partitions outside the `partitions` lock.
     reconciling: Mutex<()>,
@@ -75,15 +77,23 @@ impl Broker {
     pub fn open(config: BrokerConfig, clock: Arc<dyn Clock>) -> Result<Arc<Self>, BrokerError> {
         let data_dir = config.data_dir();
         std::fs::create_dir_all(&data_dir).map_err(|source| BrokerError::Io { path: data_dir.clone(), source })?;
-        let metadata = MetadataStore::open(&data_dir, NodeId(config.node_id()))?;
-        if metadata.image().cluster_id.is_empty() {
-            let cluster_id = config.get("cluster.id").map(str::to_string).unwrap_or_else(new_cluster_id);
-            metadata.update(|_| Ok::<_, StoreError>((vec![MetadataRecord::Cluster { cluster_id }], ())))?;
-        }
-        // A data directory from before feature flags gets the levels a new one starts at.
-        if !metadata.image().features.contains_key(features::METADATA_VERSION) {
-            metadata.update(|_| Ok::<_, StoreError>((features::bootstrap_records(), ())))?;
-        }
+        let quorum = config.runs_quorum();
+        let metadata = if quorum {
+            // The image comes from the quorum once it runs; the active controller writes the
+            // cluster id and feature levels of a new cluster.
+            Arc::new(MetadataStore::open_quorum(NodeId(config.node_id())))
+        } else {
+            let metadata = MetadataStore::open(&data_dir, NodeId(config.node_id()))?;
+            if metadata.image().cluster_id.is_empty() {
+                let cluster_id = config.get("cluster.id").map(str::to_string).unwrap_or_else(new_cluster_id);
+                metadata.update(|_| Ok::<_, StoreError>((vec![MetadataRecord::Cluster { cluster_id }], ())))?;
+            }
+            // A data directory from before feature flags gets the levels a new one starts at.
+            if !metadata.image().features.contains_key(features::METADATA_VERSION) {
+                metadata.update(|_| Ok::<_, StoreError>((features::bootstrap_records(), ())))?;
+            }
+            Arc::new(metadata)
+        };
         let listener = config.listener().ok();
         let advertised = Advertised {
             host: listener.map(|l| l.ip().to_string()).unwrap_or_else(|| "127.0.0.1".into()),
@@ -99,6 +109,7 @@ impl Broker {
             clock,
             data_dir,
             metadata,
+            cluster: std::sync::OnceLock::new(),
             partitions: RwLock::new(HashMap::new()),
             reconciling: Mutex::new(()),
             recovery_mode,
@@ -107,9 +118,56 @@ impl Broker {
             started_at_ms: AtomicI64::new(now),
             metrics,
         });
-        broker.remove_stray_dirs();
-        broker.reconcile(&broker.metadata.image())?;
+        if quorum {
+            // Directories are kept until the image says otherwise: it is empty until the
+            // quorum has replayed the log. (Stray directories are not removed in a cluster.)
+            let weak = Arc::downgrade(&broker);
+            broker.metadata.set_listener(Box::new(move |image, changes| {
+                let Some(b) = weak.upgrade() else { return };
+                if !b.config.has_role("broker") {
+                    return;
+                }
+                let out = match changes {
+                    Some(c) => b.apply_local_changes(image, c),
+                    None => b.reconcile(image),
+                };
+                if let Err(e) = out {
+                    tracing::error!(error = %e, "applying metadata to the hosted partitions failed");
+                }
+            }));
+        } else {
+            broker.remove_stray_dirs();
+            broker.reconcile(&broker.metadata.image())?;
+        }
         Ok(broker)
+    }
+
+    pub fn metadata_store(&self) -> &Arc<MetadataStore> {
+        &self.metadata
+    }
+
+    /// The offset of the next metadata entry to apply: everything before it is in the image.
+    pub fn metadata_applied_offset(&self) -> i64 {
+        self.metadata.applied_offset()
+    }
+
+    /// Joins this node to its cluster (once, at start-up).
+    pub fn set_cluster(&self, cluster: Arc<crate::cluster::Cluster>) {
+        let _ = self.cluster.set(cluster);
+    }
+
+    /// The cluster this node is part of; `None` on a single node.
+    pub fn cluster(&self) -> Option<&Arc<crate::cluster::Cluster>> {
+        self.cluster.get()
+    }
+
+    /// Whether metadata changes are made here: on a single node always, in a cluster only on
+    /// the active controller (other nodes forward them).
+    pub fn is_metadata_writer(&self) -> bool {
+        match self.cluster() {
+            Some(c) => c.is_active_controller(),
+            None => !self.metadata.is_quorum(),
+        }
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -183,12 +241,28 @@ impl Broker {
             configs: Default::default(),
             assignment: None,
         };
-        self.apply_metadata(|image| {
-            if image.topic(name).is_some() {
-                return Ok((vec![], ()));
+        self.create_topic_if_absent(&spec)
+    }
+
+    /// Creates `spec` unless a topic of that name exists: here when this node writes metadata,
+    /// else through a CreateTopics request to the active controller (as Kafka's brokers
+    /// auto-create topics). Returns once the topic is in this node's image, or with the
+    /// controller's refusal.
+    pub fn create_topic_if_absent(&self, spec: &controller::TopicSpec) -> Result<(), BrokerError> {
+        if self.image().topic(&spec.name).is_some() {
+            return Ok(());
+        }
+        match self.cluster() {
+            Some(cluster) if !cluster.is_active_controller() => {
+                crate::runtime::block_on(crate::cluster::forward_create_topic(self, cluster, spec))
             }
-            Ok((controller::create_topic(image, &self.config, &spec)?, ()))
-        })
+            _ => self.apply_metadata(|image| {
+                if image.topic(&spec.name).is_some() {
+                    return Ok((vec![], ()));
+                }
+                Ok((controller::create_topic(image, &self.config, spec)?, ()))
+            }),
+        }
     }
 
     /// The log configuration of a topic: its overrides over the broker defaults.
@@ -400,18 +474,24 @@ impl Broker {
         }
     }
 
-    /// Hands out a producer id; reserves a new block in the metadata log when needed.
+    /// Hands out a producer id; reserves a new block in the metadata log when needed (in a
+    /// cluster, from the active controller with AllocateProducerIds).
     pub fn allocate_producer_id(&self) -> Result<i64, BrokerError> {
         let mut ids = match self.producer_ids.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
         if ids.0 >= ids.1 {
-            let (start, end) = self.apply_metadata(|image| {
-                let start = image.next_producer_id;
-                let end = start + PRODUCER_ID_BLOCK_SIZE;
-                Ok((vec![MetadataRecord::ProducerIds { next: end }], (start, end)))
-            })?;
+            let (start, end) = match self.cluster() {
+                Some(cluster) if !cluster.is_active_controller() => {
+                    crate::runtime::block_on(crate::cluster::allocate_producer_ids(self, cluster))?
+                }
+                _ => self.apply_metadata(|image| {
+                    let start = image.next_producer_id;
+                    let end = start + PRODUCER_ID_BLOCK_SIZE;
+                    Ok((vec![MetadataRecord::ProducerIds { next: end }], (start, end)))
+                })?,
+            };
             *ids = (start, end);
         }
         let id = ids.0;
@@ -485,7 +565,8 @@ impl Broker {
 }
 
 /// A cluster id in Kafka's form: 16 random bytes, URL-safe base64 without padding.
-fn new_cluster_id() -> String {
+/// A new cluster id: 22 characters of URL-safe base64 from a random UUID, as Kafka's.
+pub fn new_cluster_id() -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let bytes = Uuid::new_v4().into_bytes();
     let mut bits: u128 = u128::from_be_bytes(bytes);

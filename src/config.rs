@@ -142,6 +142,11 @@ pub const BROKER_KEYS: &[KeyDef] = &[
     key!("inter.broker.listener.name", Kind::Str, None, "Listener used between brokers"),
     key!("listener.security.protocol.map", Kind::Str, None, "Listener name to protocol (only PLAINTEXT is supported)"),
     key!("broker.rack", Kind::Str, None, "Rack of this broker"),
+    key!("request.timeout.ms", Kind::Int, Some("30000"), "How long a request forwarded to the active controller may wait for its answer"),
+    key!("broker.heartbeat.interval.ms", Kind::Int, Some("2000"), "How often a broker heartbeats to the active controller"),
+    key!("broker.session.timeout.ms", Kind::Int, Some("9000"), "A broker that has not heartbeated this long is fenced"),
+    key!("metadata.log.max.record.bytes.between.snapshots", Kind::Long, Some("20971520"), "Bytes of metadata records after which a controller takes a snapshot"),
+    key!("metadata.snapshot.max.interval.ms", Kind::Long, Some("3600000"), "Longest time between metadata snapshots while records arrive"),
     key!("cluster.id", Kind::Str, None, "Cluster id (default: generated on first start and kept in meta.properties)"),
     key!("metrics.listener", Kind::Str, Some("127.0.0.1:9644"), "Address of the Prometheus endpoint (/metrics, /health, /ready); port 0 picks a free port"),
     key!("metrics.partition.detail", Kind::Bool, Some("false"), "Export log size and offsets per partition, not only per topic"),
@@ -548,6 +553,19 @@ impl BrokerConfig {
         self.int("node.id")
     }
 
+    /// Whether `process.roles` names `role` (`broker` or `controller`).
+    pub fn has_role(&self, role: &str) -> bool {
+        self.list("process.roles").iter().any(|r| r.eq_ignore_ascii_case(role))
+    }
+
+    /// Whether this node is part of a multi-node cluster: `controller.quorum.voters` names a
+    /// node other than this one. Otherwise it is a single node with its metadata in a local
+    /// file, as before the quorum existed.
+    pub fn runs_quorum(&self) -> bool {
+        let node = self.node_id();
+        self.quorum_voters().is_ok_and(|v| v.iter().any(|(id, _)| *id != node))
+    }
+
     /// The data directory: the first of `log.dirs`, else `log.dir`.
     pub fn data_dir(&self) -> PathBuf {
         self.list("log.dirs")
@@ -579,8 +597,12 @@ impl BrokerConfig {
     /// The controller listener, when `controller.listener.names` names one of `listeners` other
     /// than the client listener.
     pub fn controller_listener(&self) -> Result<Option<SocketAddr>, ConfigError> {
-        let client = self.listener()?;
         let controller = self.controller_listener_names();
+        if self.runs_quorum() && !self.has_role("broker") {
+            // A controller-only node: its controller listener is all it has.
+            return Ok(self.named_listeners()?.into_iter().find(|(n, _)| controller.contains(n)).map(|(_, a)| a));
+        }
+        let client = self.listener()?;
         Ok(self.named_listeners()?.into_iter().find(|(n, a)| controller.contains(n) && *a != client).map(|(_, a)| a))
     }
 

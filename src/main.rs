@@ -78,6 +78,9 @@ fn init_tracing() {
 }
 
 async fn run(config: BrokerConfig) -> anyhow::Result<()> {
+    if config.runs_quorum() {
+        return run_cluster_node(config).await;
+    }
     let started = std::time::Instant::now();
     let addr = config.listener()?;
     let broker = Broker::open(config, Arc::new(SystemClock)).context("opening the data directory")?;
@@ -85,37 +88,15 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     let server = Server::bind(addr, api.clone()).await.with_context(|| format!("binding {addr}"))?;
     let local = server.local_addr()?;
     broker.set_advertised(local.ip().to_string(), local.port() as i32);
-    let controller_server = match broker.config.controller_listener()? {
-        Some(caddr) => Some(Server::bind(caddr, api.clone()).await.with_context(|| format!("binding {caddr}"))?),
-        None => None,
-    };
-    let raft = start_quorum(&broker, &api)?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let background = spawn_background(broker.clone(), shutdown_rx.clone());
-    let groups = api.groups.clone();
-    let mut group_shutdown = shutdown_rx.clone();
-    let group_ticker = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(GROUP_TICK);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => groups.tick(),
-                _ = group_shutdown.changed() => return,
-            }
-        }
-    });
+    let group_ticker = spawn_group_ticker(&api, shutdown_rx.clone());
     tracing::info!(listener = %local, elapsed_ms = started.elapsed().as_millis() as u64, "ready");
     // Test harnesses wait for this line on stdout; they may close the pipe after reading it,
     // so no println! (which panics on a closed stdout).
     say(&format!("blumfeld listening on {}:{}", local.ip(), local.port()));
     let accepting = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let metrics_server = start_metrics(&broker, &api.groups, accepting.clone(), shutdown_rx.clone()).await?;
-    let controller_serving = match controller_server {
-        Some(cs) => {
-            say(&format!("controller listening on {}", cs.local_addr()?));
-            Some(tokio::spawn(cs.run(shutdown_rx.clone())))
-        }
-        None => None,
-    };
     let serving = tokio::spawn(server.run(shutdown_rx));
     accepting.store(true, std::sync::atomic::Ordering::Release);
     // After the broker's line: harnesses match the first "listening on".
@@ -123,15 +104,8 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     wait_for_signal().await;
     tracing::info!("shutting down");
     accepting.store(false, std::sync::atomic::Ordering::Release);
-    if let Some(raft) = &raft {
-        // A leader resigns (EndQuorumEpoch) so the other voters elect without waiting.
-        raft.stop().await;
-    }
     let _ = shutdown_tx.send(true);
     let _ = serving.await;
-    if let Some(cs) = controller_serving {
-        let _ = cs.await;
-    }
     metrics_server.join().await;
     background.abort();
     group_ticker.abort();
@@ -141,21 +115,175 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// How often group sessions and rebalance deadlines are checked.
-/// Starts the metadata quorum when `controller.quorum.voters` names other nodes than this
-/// one: the Raft core over `__cluster_metadata-0` and `quorum-state` in the data directory,
-/// reachable through the KRaft APIs of this node's listeners. A single node (no voters, or
-/// only itself) runs without one, as before. The quorum does not yet carry the broker's
-/// metadata (the next slices of the cluster work move topics and registrations onto it).
-fn start_quorum(broker: &Arc<Broker>, api: &Arc<Api>) -> anyhow::Result<Option<blumfeld::raft::driver::RaftHandle>> {
+fn spawn_group_ticker(api: &Arc<Api>, mut shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+    let groups = api.groups.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(GROUP_TICK);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => groups.tick(),
+                _ = shutdown.changed() => return,
+            }
+        }
+    })
+}
+
+/// Longest a SIGTERM waits for the controller to move this broker's leaderships away.
+const CONTROLLED_SHUTDOWN_MAX: Duration = Duration::from_secs(30);
+
+/// A node of a multi-node cluster (`controller.quorum.voters` names other nodes): with the
+/// controller role it serves the quorum on its controller listener; with the broker role it
+/// waits until its metadata caught up with the quorum, then registers, serves clients and
+/// heartbeats; SIGTERM is a controlled shutdown.
+async fn run_cluster_node(config: BrokerConfig) -> anyhow::Result<()> {
+    use blumfeld::cluster::{self, Cluster};
+    let started = std::time::Instant::now();
+    let is_broker = config.has_role("broker");
+    let is_controller = config.has_role("controller");
+    let client_addr = if is_broker { Some(config.listener()?) } else { None };
+    let controller_addr = if is_controller {
+        Some(config.controller_listener()?.context("the controller role needs a listener named in controller.listener.names")?)
+    } else {
+        None
+    };
+    let broker = Broker::open(config, Arc::new(SystemClock)).context("opening the data directory")?;
+    let api = Arc::new(Api::unloaded(broker.clone()));
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let client_server = match client_addr {
+        Some(addr) => {
+            let server = Server::bind(addr, api.clone()).await.with_context(|| format!("binding {addr}"))?;
+            let local = server.local_addr()?;
+            broker.set_advertised(local.ip().to_string(), local.port() as i32);
+            Some(server)
+        }
+        None => None,
+    };
+    let controller_serving = match controller_addr {
+        Some(addr) => {
+            let server = Server::bind(addr, api.clone()).await.with_context(|| format!("binding {addr}"))?;
+            let local = server.local_addr()?;
+            if !is_broker {
+                // A controller-only node's readiness line (harnesses match "listening on").
+                say(&format!("blumfeld controller listening on {}:{}", local.ip(), local.port()));
+            }
+            Some(tokio::spawn(server.run(shutdown_rx.clone())))
+        }
+        None => None,
+    };
+    let raft = start_quorum(&broker, &api)?;
+    let cluster = Arc::new(Cluster::new(&broker.config, raft.clone())?);
+    broker.set_cluster(cluster.clone());
+    let timeout = Duration::from_millis(broker.config.long("request.timeout.ms").clamp(1000, 300_000) as u64);
+    broker.metadata_store().attach_quorum(raft.clone(), timeout);
+    let cluster_id_task = spawn_cluster_id_follower(&broker, raft.clone());
+    let active = tokio::spawn(cluster::active::run(broker.clone(), cluster.clone()));
+    let background = spawn_background(broker.clone(), shutdown_rx.clone());
+    let accepting = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let metrics_server = start_metrics(&broker, &api.groups, accepting.clone(), shutdown_rx.clone()).await?;
+    let mut lifecycle = None;
+    let mut serving = None;
+    let mut group_ticker = None;
+    if let Some(server) = client_server {
+        wait_for_metadata(&broker, &raft).await;
+        let a = api.clone();
+        tokio::task::spawn_blocking(move || a.groups.start()).await?.context("loading the group coordinator")?;
+        group_ticker = Some(spawn_group_ticker(&api, shutdown_rx.clone()));
+        lifecycle = Some(tokio::spawn(cluster::lifecycle::run(broker.clone(), cluster.clone())));
+        let local = server.local_addr()?;
+        serving = Some(tokio::spawn(server.run(shutdown_rx.clone())));
+        cluster.wait_unfenced().await;
+        tracing::info!(listener = %local, elapsed_ms = started.elapsed().as_millis() as u64, "ready");
+        say(&format!("blumfeld listening on {}:{}", local.ip(), local.port()));
+    }
+    accepting.store(true, std::sync::atomic::Ordering::Release);
+    say(&format!("metrics listening on {}", metrics_server.local_addr()));
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    if is_broker {
+        cluster::lifecycle::controlled_shutdown(&broker, &cluster, CONTROLLED_SHUTDOWN_MAX).await;
+    }
+    if let Some(l) = lifecycle {
+        l.abort();
+    }
+    accepting.store(false, std::sync::atomic::Ordering::Release);
+    // A leader resigns (EndQuorumEpoch) so the other voters elect without waiting.
+    raft.stop().await;
+    active.abort();
+    cluster_id_task.abort();
+    let _ = shutdown_tx.send(true);
+    if let Some(s) = serving {
+        let _ = s.await;
+    }
+    if let Some(cs) = controller_serving {
+        let _ = cs.await;
+    }
+    metrics_server.join().await;
+    background.abort();
+    if let Some(g) = group_ticker {
+        g.abort();
+    }
+    let b = broker.clone();
+    tokio::task::spawn_blocking(move || b.shutdown()).await?;
+    tracing::info!("clean shutdown complete");
+    Ok(())
+}
+
+/// Waits until this node's image holds everything the quorum had committed when it learnt of
+/// it, and the cluster's first records (its id): a broker serves clients only from a current
+/// image, as Kafka's brokers wait to catch up before they unfence.
+async fn wait_for_metadata(broker: &Arc<Broker>, raft: &blumfeld::raft::driver::RaftHandle) {
+    let mut status = raft.watch();
+    let mut applied = broker.metadata_store().watch_applied();
+    let started = std::time::Instant::now();
+    let mut warned = false;
+    loop {
+        let hw = status.borrow_and_update().high_watermark.0;
+        let at = *applied.borrow_and_update();
+        if hw > 0 && at >= hw && !broker.image().cluster_id.is_empty() {
+            tracing::info!(offset = at, elapsed_ms = started.elapsed().as_millis() as u64, "metadata caught up");
+            return;
+        }
+        if !warned && started.elapsed() > Duration::from_secs(10) {
+            warned = true;
+            tracing::warn!(applied = at, high_watermark = hw, "still waiting for the metadata quorum");
+        }
+        tokio::select! {
+            _ = status.changed() => {}
+            _ = applied.changed() => {}
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+    }
+}
+
+/// Quorum requests carry the cluster id once the metadata log has one.
+fn spawn_cluster_id_follower(broker: &Arc<Broker>, raft: blumfeld::raft::driver::RaftHandle) -> tokio::task::JoinHandle<()> {
+    let mut applied = broker.metadata_store().watch_applied();
+    let broker = broker.clone();
+    tokio::spawn(async move {
+        let mut known = String::new();
+        loop {
+            let id = broker.image().cluster_id.clone();
+            if id != known && !id.is_empty() {
+                raft.set_cluster_id(Some(id.clone()));
+                known = id;
+            }
+            if applied.changed().await.is_err() {
+                return;
+            }
+        }
+    })
+}
+
+/// Starts the metadata quorum: the Raft core over `__cluster_metadata-0` and `quorum-state`
+/// in the data directory, reachable through the KRaft APIs of this node's listeners, handing
+/// what it commits to the metadata store. A node that is not one of
+/// `controller.quorum.voters` follows the log as an observer.
+fn start_quorum(broker: &Arc<Broker>, api: &Arc<Api>) -> anyhow::Result<blumfeld::raft::driver::RaftHandle> {
     use blumfeld::raft::{FileRaftLog, QuorumStateFile, RaftConfig, driver, file_log};
     use blumfeld::types::NodeId;
     let config = &broker.config;
     let voters = config.quorum_voters()?;
     let node = config.node_id();
-    if voters.is_empty() || voters.iter().all(|(id, _)| *id == node) {
-        return Ok(None);
-    }
     let mut rc = RaftConfig::new(NodeId(node), voters.iter().map(|(id, _)| NodeId(*id)).collect());
     let ms = |key: &str| config.int(key).max(1) as u64;
     rc.election_timeout_ms = ms("controller.quorum.election.timeout.ms");
@@ -167,13 +295,15 @@ fn start_quorum(broker: &Arc<Broker>, api: &Arc<Api>) -> anyhow::Result<Option<b
     let log = FileRaftLog::open(broker.data_dir(), log_config, broker.clock.clone()).map_err(anyhow::Error::msg)?;
     let state = QuorumStateFile::new(&broker.data_dir().join(file_log::DIR_NAME));
     let peers = voters.into_iter().map(|(id, addr)| (NodeId(id), addr)).collect();
-    let handle = driver::start(rc, log, state, peers, broker.clock.clone(), tokio::runtime::Handle::current())
+    let sink = broker.metadata_store().applier().context("starting the metadata applier")?;
+    let handle = driver::start(rc, log, state, peers, broker.clock.clone(), tokio::runtime::Handle::current(), sink)
         .map_err(anyhow::Error::msg)
         .context("starting the metadata quorum")?;
     api.set_raft(handle.clone());
-    Ok(Some(handle))
+    Ok(handle)
 }
 
+/// How often group sessions and rebalance deadlines are checked.
 const GROUP_TICK: Duration = Duration::from_millis(100);
 
 /// Longest period of a background task (a year); longer settings mean "practically never".

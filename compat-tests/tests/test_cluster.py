@@ -9,8 +9,8 @@ Kafka's own tools (kafka-metadata-quorum, kafka-topics, both on the Java AdminCl
   catches up (the time is printed);
 - the dedicated layout (3 controllers + 2 brokers) forms a quorum and creates a topic.
 
-Blumfeld is one node until issue 9 lands: these run against Apache Kafka (BROKER=kafka) and are
-skipped for Blumfeld, so the harness and the expectations are proven on the reference first.
+The same tests run against Apache Kafka (BROKER=kafka), which proves the harness and the
+expectations on the reference.
 """
 
 from __future__ import annotations
@@ -20,13 +20,10 @@ import time
 
 import pytest
 
-from harness.broker import broker_kind
 from harness.cluster import Cluster
 from harness.tools import TOPICS, quorum_replication, quorum_status, run_tool
 from harness.wait import wait_until
 
-pytestmark = pytest.mark.skipif(broker_kind() == "blumfeld",
-                                reason="issue 9: Blumfeld has no multi-node cluster yet (BROKER=kafka runs these)")
 
 FAILOVER_TIMEOUT_S = 60
 CATCH_UP_TIMEOUT_S = 120

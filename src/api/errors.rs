@@ -44,7 +44,17 @@ pub fn controller_error(e: &ControllerError) -> ResponseError {
         ControllerError::InvalidReplicaAssignment(_) => ResponseError::InvalidReplicaAssignment,
         ControllerError::InvalidConfig(_) => ResponseError::InvalidConfig,
         ControllerError::TopicDeletionDisabled => ResponseError::TopicDeletionDisabled,
-        ControllerError::Store(_) => ResponseError::KafkaStorageError,
+        ControllerError::Store(s) => store_error(s),
+        ControllerError::Forwarded { code, .. } => ResponseError::try_from_code(*code).unwrap_or(ResponseError::UnknownServerError),
+    }
+}
+
+pub fn store_error(e: &crate::metadata::store::StoreError) -> ResponseError {
+    use crate::metadata::store::StoreError;
+    match e {
+        StoreError::NotController { .. } => ResponseError::NotController,
+        StoreError::Timeout(_) => ResponseError::RequestTimedOut,
+        StoreError::Io { .. } | StoreError::Encode(_) => ResponseError::KafkaStorageError,
     }
 }
 

@@ -8,6 +8,7 @@
 
 pub mod alter_configs;
 pub mod authorized_operations;
+pub mod cluster_membership;
 pub mod config_change;
 pub mod consumer_group_describe;
 pub mod consumer_group_heartbeat;
@@ -106,11 +107,18 @@ impl Api {
     /// Sets up the API of `broker`, including the group coordinator (which loads
     /// `__consumer_offsets`).
     pub fn new(broker: Arc<Broker>) -> Result<Self, BrokerError> {
+        let api = Self::unloaded(broker);
+        api.groups.start()?;
+        Ok(api)
+    }
+
+    /// As [`Api::new`] but the group coordinator has not loaded `__consumer_offsets` yet (a
+    /// cluster node loads it once its metadata caught up: `self.groups.start()`).
+    pub fn unloaded(broker: Arc<Broker>) -> Self {
         broker.metrics.register_apis(versions::SERVED.iter().map(|s| s.api));
         let slots = broker.config.int("max.incremental.fetch.session.cache.slots").max(0) as usize;
         let groups = GroupCoordinator::new(broker.clone());
-        groups.start()?;
-        Ok(Self { broker, fetch_sessions: Mutex::new(FetchSessionCache::new(slots)), groups, raft: std::sync::OnceLock::new() })
+        Self { broker, fetch_sessions: Mutex::new(FetchSessionCache::new(slots)), groups, raft: std::sync::OnceLock::new() }
     }
 
     /// Attaches the metadata quorum (once, at start-up) so the KRaft APIs reach it.
@@ -120,6 +128,29 @@ impl Api {
 
     pub fn raft(&self) -> Option<&crate::raft::driver::RaftHandle> {
         self.raft.get()
+    }
+
+    /// In a cluster, a metadata change reaching a node that is not the active controller goes
+    /// to the active controller, and its answer back to the client, as Kafka's brokers forward
+    /// them. `None`: handle it here (this node is the active controller or a single node, or
+    /// the controller could not be reached, in which case the local handler answers
+    /// NOT_CONTROLLER and the client retries).
+    async fn forward<R>(&self, req: &R, version: i16) -> Option<R::Response>
+    where
+        R: kafka_protocol::protocol::Request + kafka_protocol::protocol::Encodable + kafka_protocol::protocol::HeaderVersion,
+        R::Response: kafka_protocol::protocol::Decodable + kafka_protocol::protocol::HeaderVersion,
+    {
+        let cluster = self.broker.cluster()?;
+        if cluster.is_active_controller() {
+            return None;
+        }
+        match cluster.call_controller(req, version).await {
+            Ok((_, r)) => Some(r),
+            Err(e) => {
+                tracing::warn!(error = %e, "forwarding to the active controller failed");
+                None
+            }
+        }
     }
 
     /// Decodes, handles and encodes one request frame.
@@ -174,14 +205,28 @@ impl Api {
                 return Reply::WithRecords(S::Fetch(response), by_reference);
             }
             R::ListOffsets(req) => S::ListOffsets(list_offsets::handle(self, v, req)),
-            R::CreateTopics(req) => S::CreateTopics(create_topics::handle(self, v, req)),
-            R::DeleteTopics(req) => S::DeleteTopics(delete_topics::handle(self, v, req)),
-            R::CreatePartitions(req) => S::CreatePartitions(create_partitions::handle(self, req)),
+            // Metadata changes: made by the active controller; another node forwards them.
+            R::CreateTopics(req) => match self.forward(&req, v).await {
+                Some(r) => S::CreateTopics(r),
+                None => S::CreateTopics(create_topics::handle(self, v, req)),
+            },
+            R::DeleteTopics(req) => match self.forward(&req, v).await {
+                Some(r) => S::DeleteTopics(r),
+                None => S::DeleteTopics(delete_topics::handle(self, v, req)),
+            },
+            R::CreatePartitions(req) => match self.forward(&req, v).await {
+                Some(r) => S::CreatePartitions(r),
+                None => S::CreatePartitions(create_partitions::handle(self, req)),
+            },
             R::DescribeConfigs(req) => S::DescribeConfigs(describe_configs::handle(self, v, req)),
-            R::IncrementalAlterConfigs(req) => {
-                S::IncrementalAlterConfigs(incremental_alter_configs::handle(self, req))
-            }
-            R::AlterConfigs(req) => S::AlterConfigs(alter_configs::handle(self, req)),
+            R::IncrementalAlterConfigs(req) => match self.forward(&req, v).await {
+                Some(r) => S::IncrementalAlterConfigs(r),
+                None => S::IncrementalAlterConfigs(incremental_alter_configs::handle(self, req)),
+            },
+            R::AlterConfigs(req) => match self.forward(&req, v).await {
+                Some(r) => S::AlterConfigs(r),
+                None => S::AlterConfigs(alter_configs::handle(self, req)),
+            },
             R::JoinGroup(req) => S::JoinGroup(join_group::handle(self, ctx, req).await),
             R::SyncGroup(req) => S::SyncGroup(sync_group::handle(self, ctx, req).await),
             R::Heartbeat(req) => S::Heartbeat(heartbeat::handle(self, req)),
@@ -199,12 +244,18 @@ impl Api {
             R::DeleteRecords(req) => S::DeleteRecords(delete_records::handle(self, req)),
             R::InitProducerId(req) => S::InitProducerId(init_producer_id::handle(self, req)),
             R::OffsetForLeaderEpoch(req) => S::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(self, req)),
-            R::UpdateFeatures(req) => S::UpdateFeatures(update_features::handle(self, v, req)),
+            R::UpdateFeatures(req) => match self.forward(&req, v).await {
+                Some(r) => S::UpdateFeatures(r),
+                None => S::UpdateFeatures(update_features::handle(self, v, req)),
+            },
+            R::BrokerRegistration(req) => S::BrokerRegistration(cluster_membership::broker_registration(self, req)),
+            R::BrokerHeartbeat(req) => S::BrokerHeartbeat(cluster_membership::broker_heartbeat(self, req)),
+            R::AllocateProducerIds(req) => S::AllocateProducerIds(cluster_membership::allocate_producer_ids(self, req)),
             R::Vote(req) => S::Vote(quorum::vote(self, req).await),
             R::BeginQuorumEpoch(req) => S::BeginQuorumEpoch(quorum::begin_quorum_epoch(self, req).await),
             R::EndQuorumEpoch(req) => S::EndQuorumEpoch(quorum::end_quorum_epoch(self, req).await),
             R::FetchSnapshot(req) => S::FetchSnapshot(quorum::fetch_snapshot(self, req).await),
-            R::DescribeQuorum(req) => S::DescribeQuorum(quorum::describe_quorum(self, req).await),
+            R::DescribeQuorum(req) => S::DescribeQuorum(quorum::describe_quorum(self, v, req).await),
             // The version table admits only the APIs above, so nothing else gets this far.
             _ => return Reply::Close,
         };
@@ -379,6 +430,9 @@ mod tests {
             ApiKey::EndQuorumEpoch => vec![RequestKind::EndQuorumEpoch(EndQuorumEpochRequest::default())],
             ApiKey::FetchSnapshot => vec![RequestKind::FetchSnapshot(FetchSnapshotRequest::default())],
             ApiKey::DescribeQuorum => vec![RequestKind::DescribeQuorum(DescribeQuorumRequest::default())],
+            ApiKey::BrokerRegistration => vec![RequestKind::BrokerRegistration(BrokerRegistrationRequest::default())],
+            ApiKey::BrokerHeartbeat => vec![RequestKind::BrokerHeartbeat(BrokerHeartbeatRequest::default())],
+            ApiKey::AllocateProducerIds => vec![RequestKind::AllocateProducerIds(AllocateProducerIdsRequest::default())],
             ApiKey::UpdateFeatures => {
                 let mut u = update_features_request::FeatureUpdateKey::default();
                 u.feature = StrBytes::from_static_str("group.version");

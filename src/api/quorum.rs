@@ -127,7 +127,9 @@ pub async fn fetch_snapshot(api: &Api, req: FetchSnapshotRequest) -> FetchSnapsh
     .await
 }
 
-pub async fn describe_quorum(api: &Api, _req: DescribeQuorumRequest) -> DescribeQuorumResponse {
+/// Answered by the quorum leader; another node of the cluster asks the leader, as Kafka's
+/// brokers forward DescribeQuorum to the active controller.
+pub async fn describe_quorum(api: &Api, version: i16, req: DescribeQuorumRequest) -> DescribeQuorumResponse {
     let Some(raft) = api.raft() else {
         let mut out = DescribeQuorumResponse::default();
         out.error_code = no_quorum();
@@ -136,7 +138,13 @@ pub async fn describe_quorum(api: &Api, _req: DescribeQuorumRequest) -> Describe
     };
     let mut out = match raft.describe().await {
         Some(d) => wire::describe_quorum_response_to_wire(&d),
-        None => wire::describe_quorum_not_leader(),
+        None => match api.broker.cluster() {
+            Some(cluster) => match cluster.call_controller(&req, version).await {
+                Ok((_, r)) => r,
+                Err(_) => wire::describe_quorum_not_leader(),
+            },
+            None => wire::describe_quorum_not_leader(),
+        },
     };
     // Null on success (v2+), as Kafka sends.
     if out.error_code == 0 {

@@ -63,6 +63,10 @@ pub const SERVED: &[Served] = &[
     served(ApiKey::EndQuorumEpoch, 0, 1),
     served(ApiKey::DescribeQuorum, 0, 2),
     served(ApiKey::FetchSnapshot, 0, 1),
+    // Broker membership, answered by the active controller.
+    served(ApiKey::BrokerRegistration, 0, 4),
+    served(ApiKey::BrokerHeartbeat, 0, 1),
+    served(ApiKey::AllocateProducerIds, 0, 0),
 ];
 
 pub fn is_supported(api: ApiKey, version: i16) -> bool {
@@ -139,6 +143,9 @@ pub fn default_request(api: ApiKey) -> Option<RequestKind> {
         ApiKey::EndQuorumEpoch => RequestKind::EndQuorumEpoch(EndQuorumEpochRequest::default()),
         ApiKey::DescribeQuorum => RequestKind::DescribeQuorum(DescribeQuorumRequest::default()),
         ApiKey::FetchSnapshot => RequestKind::FetchSnapshot(FetchSnapshotRequest::default()),
+        ApiKey::BrokerRegistration => RequestKind::BrokerRegistration(BrokerRegistrationRequest::default()),
+        ApiKey::BrokerHeartbeat => RequestKind::BrokerHeartbeat(BrokerHeartbeatRequest::default()),
+        ApiKey::AllocateProducerIds => RequestKind::AllocateProducerIds(AllocateProducerIdsRequest::default()),
         ApiKey::ListOffsets => RequestKind::ListOffsets(ListOffsetsRequest::default()),
         ApiKey::Metadata => RequestKind::Metadata(MetadataRequest::default()),
         ApiKey::ApiVersions => RequestKind::ApiVersions(ApiVersionsRequest::default()),
@@ -233,6 +240,9 @@ mod tests {
             ApiKey::EndQuorumEpoch => ResponseKind::EndQuorumEpoch(EndQuorumEpochResponse::default()),
             ApiKey::DescribeQuorum => ResponseKind::DescribeQuorum(DescribeQuorumResponse::default()),
             ApiKey::FetchSnapshot => ResponseKind::FetchSnapshot(FetchSnapshotResponse::default()),
+            ApiKey::BrokerRegistration => ResponseKind::BrokerRegistration(BrokerRegistrationResponse::default()),
+            ApiKey::BrokerHeartbeat => ResponseKind::BrokerHeartbeat(BrokerHeartbeatResponse::default()),
+            ApiKey::AllocateProducerIds => ResponseKind::AllocateProducerIds(AllocateProducerIdsResponse::default()),
             ApiKey::ListOffsets => ResponseKind::ListOffsets(ListOffsetsResponse::default()),
             ApiKey::Metadata => ResponseKind::Metadata(MetadataResponse::default()),
             ApiKey::ApiVersions => ResponseKind::ApiVersions(ApiVersionsResponse::default()),

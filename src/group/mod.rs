@@ -22,7 +22,7 @@ use kafka_protocol::records::{Record, RecordBatchDecoder};
 
 use crate::broker::{Broker, BrokerError};
 use crate::record::BatchBuilder;
-use crate::metadata::controller::{self, TopicSpec};
+use crate::metadata::controller::TopicSpec;
 use classic::{ClassicGroup, GroupLimits, GroupState, JoinRequest, JoinResult, Reply, SyncResult};
 use consumer::{ConsumerGroup, ConsumerLimits, ConsumerMember, HeartbeatRequest, HeartbeatResult, TopicsView};
 
@@ -171,12 +171,7 @@ impl GroupCoordinator {
         configs.insert("cleanup.policy".to_string(), "compact".to_string());
         configs.insert("segment.bytes".to_string(), OFFSETS_SEGMENT_BYTES.to_string());
         let spec = TopicSpec { name: OFFSETS_TOPIC.to_string(), partitions, replication_factor: 1, configs, assignment: None };
-        self.broker.apply_metadata(|image| {
-            if image.topic(OFFSETS_TOPIC).is_some() {
-                return Ok((vec![], ()));
-            }
-            Ok((controller::create_topic(image, &self.broker.config, &spec)?, ()))
-        })
+        self.broker.create_topic_if_absent(&spec)
     }
 
     fn partition_for(&self, group: &str) -> i32 {
@@ -796,6 +791,7 @@ mod tests {
 mod group_config_tests {
     use super::*;
     use crate::clock::ManualClock;
+    use crate::metadata::controller;
 
     /// A group's `consumer.heartbeat.interval.ms` and `consumer.session.timeout.ms` configs
     /// (GROUP resources of IncrementalAlterConfigs) replace the broker defaults for it alone.

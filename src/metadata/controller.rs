@@ -39,6 +39,9 @@ pub enum ControllerError {
     TopicDeletionDisabled,
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The active controller refused a request this node forwarded: its code and message.
+    #[error("{message}")]
+    Forwarded { code: i16, message: String },
 }
 
 /// What a CreateTopics entry (or auto-creation) asks for; -1 means "the broker default".

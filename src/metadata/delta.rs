@@ -65,6 +65,12 @@ impl MetadataDelta {
         &self.next
     }
 
+    /// An entry of the metadata log that is not a record (the quorum's leader-change entry):
+    /// it moves the offset only.
+    pub fn skip(&mut self) {
+        self.next.offset += 1;
+    }
+
     pub fn replay(&mut self, record: &MetadataRecord) {
         match record {
             MetadataRecord::Topic { id, partitions, .. } => {

@@ -72,6 +72,63 @@ impl MetadataImage {
         self.names_by_id.get(id).and_then(|n| self.topics.get(n))
     }
 
+    /// Records whose replay gives this image back (all but `offset`): the contents of a
+    /// metadata snapshot.
+    pub fn to_records(&self) -> Vec<MetadataRecord> {
+        let mut out = Vec::new();
+        if !self.cluster_id.is_empty() {
+            out.push(MetadataRecord::Cluster { cluster_id: self.cluster_id.clone() });
+        }
+        for (name, level) in &self.features {
+            out.push(MetadataRecord::FeatureLevel { name: name.clone(), level: *level });
+        }
+        for b in self.brokers.values() {
+            out.push(MetadataRecord::RegisterBroker {
+                id: b.id,
+                incarnation_id: b.incarnation_id,
+                epoch: b.epoch,
+                endpoints: b.endpoints.clone(),
+                rack: b.rack.clone(),
+                fenced: b.fenced,
+                in_controlled_shutdown: b.in_controlled_shutdown,
+            });
+        }
+        for t in self.topics.values() {
+            out.push(MetadataRecord::Topic {
+                name: t.name.clone(),
+                id: t.id,
+                partitions: t.partition_count(),
+                replication_factor: t.replication_factor,
+                configs: t.configs.clone(),
+            });
+            for (p, r) in &t.partitions {
+                if r.is_unknown() {
+                    continue;
+                }
+                out.push(MetadataRecord::Partition {
+                    topic_id: t.id,
+                    partition: *p,
+                    replicas: r.replicas.clone(),
+                    isr: r.isr.clone(),
+                    elr: r.elr.clone(),
+                    last_known_elr: r.last_known_elr.clone(),
+                    leader: r.leader,
+                    leader_epoch: r.leader_epoch,
+                    partition_epoch: r.partition_epoch,
+                });
+            }
+        }
+        for (group, configs) in &self.group_configs {
+            for (key, value) in configs {
+                out.push(MetadataRecord::GroupConfig { group: group.clone(), key: key.clone(), value: Some(value.clone()) });
+            }
+        }
+        if self.next_producer_id != 0 {
+            out.push(MetadataRecord::ProducerIds { next: self.next_producer_id });
+        }
+        out
+    }
+
     /// The image after `record`. Records that refer to unknown topics are ignored: the
     /// controller never writes them, and a replay must not fail on a log it wrote itself.
     pub fn replay(&mut self, record: &MetadataRecord) {

@@ -5,9 +5,11 @@
 //! of a [`MetadataRecord`], batched in a [`MetadataDelta`] that also says what changed for
 //! this broker. The [`controller`] validates requests and computes records without
 //! mutating anything; the [`store`] appends them durably to the metadata log, then publishes the
-//! image that results. On a single node the metadata log is a local file; a Raft quorum will
-//! replace it without changing this contract.
+//! image that results. On a single node the metadata log is a local file; in a cluster it is the
+//! Raft log of the metadata quorum, and [`cluster_control`] adds the active controller's rules
+//! for broker membership (registration, heartbeats, fencing, controlled shutdown).
 
+pub mod cluster_control;
 pub mod controller;
 pub mod delta;
 pub mod features;

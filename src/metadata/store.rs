@@ -1,8 +1,21 @@
-//! The metadata log on a single node: one JSON record per line in `__cluster_metadata/`,
-//! fsynced before the image that includes it is published.
+//! The metadata log and the image it produces, in one of two modes.
 //!
-//! Invariant: the published image is exactly the replay of the records on disk. A torn last
-//! line (crash mid-write) is cut off on open; it was never acknowledged.
+//! **Single node** ([`MetadataStore::open`]): one JSON record per line in
+//! `__cluster_metadata/records.jsonl`, fsynced before the image that includes it is published.
+//! The published image is exactly the replay of the records on disk. A torn last line (crash
+//! mid-write) is cut off on open; it was never acknowledged.
+//!
+//! **Quorum** ([`MetadataStore::open_quorum`], then [`MetadataStore::attach_quorum`]): the
+//! records are entries of the Raft log `__cluster_metadata-0`. The image is built only from
+//! *committed* entries, which the quorum driver hands to [`MetadataStore::applier`] in log
+//! order on every node (voters and observers alike); the applier replays them, publishes the
+//! image and tells the broker what changed for it. On the active controller (the quorum
+//! leader), [`MetadataStore::update`] first waits until everything in its log is applied, so
+//! the image it computes from is the latest, then proposes the records and returns once they
+//! are committed and applied here. Changes are serialised, so the broker epoch of a
+//! registration can be the offset its record lands at. `image.offset` is the offset of the
+//! next entry (the quorum's own leader-change entries count too), so in both modes it is the
+//! metadata log end the image reflects.
 //!
 //! Migration. Data directories written before partition registrations existed hold `Topic`
 //! and `PartitionCount` records with a count and no replicas; the image replays those
@@ -16,15 +29,20 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::Duration;
 
+use bytes::Bytes;
 use thiserror::Error;
+use tokio::sync::watch;
 
 use uuid::Uuid;
 
 use super::delta::{LocalChanges, MetadataDelta};
 use super::image::MetadataImage;
 use super::records::MetadataRecord;
+use crate::raft::driver::{Committed, RaftHandle};
+use crate::raft::{EntryData, RoleKind};
 use crate::types::{BrokerEpoch, LeaderEpoch, NodeId, PartitionEpoch, PartitionId};
 
 #[derive(Debug, Error)]
@@ -33,20 +51,48 @@ pub enum StoreError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("metadata record could not be encoded: {0}")]
     Encode(#[from] serde_json::Error),
+    /// This node is not the active controller (quorum mode); `leader` is the one it knows.
+    #[error("This is not the correct controller for this cluster.")]
+    NotController { leader: Option<NodeId> },
+    #[error("The metadata change was not committed within {0} ms.")]
+    Timeout(u64),
+}
+
+/// Told about every image the store publishes: `Some(changes)` after a delta, `None` after a
+/// snapshot (the broker then rescans the whole image).
+pub type ImageListener = Box<dyn Fn(&Arc<MetadataImage>, Option<&LocalChanges>) + Send + Sync>;
+
+/// The single-node log file.
+struct LocalLog {
+    path: PathBuf,
+    /// Held while a change is computed and appended, so changes apply one at a time.
+    writer: Mutex<File>,
+}
+
+struct QuorumLink {
+    raft: RaftHandle,
+    /// How long a controller change may wait to be committed.
+    timeout: Duration,
 }
 
 pub struct MetadataStore {
-    path: PathBuf,
-    /// This node: the broker whose local changes [`MetadataStore::update_local`] reports.
+    /// This node: the broker whose local changes are reported.
     node_id: NodeId,
-    /// Held while a change is computed and appended, so changes apply one at a time.
-    writer: Mutex<File>,
+    local: Option<LocalLog>,
+    quorum: OnceLock<QuorumLink>,
+    /// Serialises the active controller's changes (quorum mode).
+    controller: tokio::sync::Mutex<()>,
     image: RwLock<Arc<MetadataImage>>,
+    /// `image.offset` of the published image (quorum mode: what is applied).
+    applied: watch::Sender<i64>,
+    listener: OnceLock<ImageListener>,
+    /// Bytes of records applied since the last snapshot (quorum mode).
+    since_snapshot: std::sync::atomic::AtomicU64,
 }
 
 impl MetadataStore {
-    /// Opens (or creates) the metadata log under `data_dir`, replays it and migrates a legacy
-    /// log for node `node_id` (see the module doc).
+    /// Opens (or creates) the single-node metadata log under `data_dir`, replays it and
+    /// migrates a legacy log for node `node_id` (see the module doc).
     pub fn open(data_dir: &Path, node_id: NodeId) -> Result<Self, StoreError> {
         let dir = data_dir.join("__cluster_metadata");
         let path = dir.join("records.jsonl");
@@ -78,9 +124,68 @@ impl MetadataStore {
             file.sync_all().map_err(io)?;
         }
         file.seek(SeekFrom::End(0)).map_err(io)?;
-        let store = Self { path, node_id, writer: Mutex::new(file), image: RwLock::new(Arc::new(image)) };
+        let offset = image.offset;
+        let store = Self {
+            node_id,
+            local: Some(LocalLog { path, writer: Mutex::new(file) }),
+            quorum: OnceLock::new(),
+            controller: tokio::sync::Mutex::new(()),
+            image: RwLock::new(Arc::new(image)),
+            applied: watch::channel(offset).0,
+            listener: OnceLock::new(),
+            since_snapshot: Default::default(),
+        };
         store.update(|image| Ok::<_, StoreError>((migration_records(image, node_id), ())))?;
         Ok(store)
+    }
+
+    /// A store whose records come from the metadata quorum: empty until the quorum is
+    /// attached and hands it committed entries.
+    pub fn open_quorum(node_id: NodeId) -> Self {
+        Self {
+            node_id,
+            local: None,
+            quorum: OnceLock::new(),
+            controller: tokio::sync::Mutex::new(()),
+            image: RwLock::new(Arc::new(MetadataImage::default())),
+            applied: watch::channel(0).0,
+            listener: OnceLock::new(),
+            since_snapshot: Default::default(),
+        }
+    }
+
+    pub fn is_quorum(&self) -> bool {
+        self.local.is_none()
+    }
+
+    /// Connects a quorum-mode store to the quorum it proposes through.
+    pub fn attach_quorum(&self, raft: RaftHandle, timeout: Duration) {
+        let _ = self.quorum.set(QuorumLink { raft, timeout });
+    }
+
+    /// Sets the one listener of published images (the broker).
+    pub fn set_listener(&self, listener: ImageListener) {
+        let _ = self.listener.set(listener);
+    }
+
+    /// The offset of the next entry to apply (quorum mode: everything before it is applied).
+    pub fn applied_offset(&self) -> i64 {
+        *self.applied.borrow()
+    }
+
+    /// Bytes of records applied since the last snapshot.
+    pub fn bytes_since_snapshot(&self) -> u64 {
+        self.since_snapshot.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// A snapshot covering `bytes` of the records counted so far was written.
+    pub fn snapshot_taken(&self, bytes: u64) {
+        let _ = self.since_snapshot.fetch_update(std::sync::atomic::Ordering::Relaxed, std::sync::atomic::Ordering::Relaxed, |b| Some(b.saturating_sub(bytes)));
+    }
+
+    /// Changes of [`MetadataStore::applied_offset`].
+    pub fn watch_applied(&self) -> watch::Receiver<i64> {
+        self.applied.subscribe()
     }
 
     /// The current image.
@@ -91,8 +196,26 @@ impl MetadataStore {
         }
     }
 
-    /// Computes records from the current image with `f`, appends them durably and publishes
-    /// the new image. Changes are serialised: `f` always sees the latest image.
+    fn set_image(&self, next: &Arc<MetadataImage>) {
+        match self.image.write() {
+            Ok(mut g) => *g = next.clone(),
+            Err(poisoned) => *poisoned.into_inner() = next.clone(),
+        }
+    }
+
+    /// Quorum mode: the image, then the listener (the broker opens and closes partitions),
+    /// then the applied offset, so that a change's waiter returns only once it took effect.
+    fn publish(&self, next: Arc<MetadataImage>, changes: Option<&LocalChanges>) {
+        self.set_image(&next);
+        if let Some(l) = self.listener.get() {
+            l(&next, changes);
+        }
+        self.applied.send_replace(next.offset);
+    }
+
+    /// Computes records from the current image with `f`, makes them durable (single node) or
+    /// committed (quorum) and publishes the new image. Changes are serialised: `f` always sees
+    /// the latest image.
     pub fn update<T, E>(
         &self,
         f: impl FnOnce(&MetadataImage) -> Result<(Vec<MetadataRecord>, T), E>,
@@ -104,6 +227,8 @@ impl MetadataStore {
     }
 
     /// As [`MetadataStore::update`], also returning what the records changed for this node.
+    /// In quorum mode the listener has already been told (the applier tells it about every
+    /// delta, this node's own included), and the changes returned are empty.
     pub fn update_local<T, E>(
         &self,
         f: impl FnOnce(&MetadataImage) -> Result<(Vec<MetadataRecord>, T), E>,
@@ -111,7 +236,12 @@ impl MetadataStore {
     where
         E: From<StoreError>,
     {
-        let mut file = match self.writer.lock() {
+        let Some(local) = &self.local else {
+            let Some(q) = self.quorum.get() else { return Err(StoreError::NotController { leader: None }.into()) };
+            let (image, out) = crate::runtime::block_on(self.propose(q, f))?;
+            return Ok((image, LocalChanges::default(), out));
+        };
+        let mut file = match local.writer.lock() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
         };
@@ -125,7 +255,7 @@ impl MetadataStore {
             serde_json::to_writer(&mut buf, r).map_err(StoreError::from)?;
             buf.push(b'\n');
         }
-        let io = |source| StoreError::Io { path: self.path.clone(), source };
+        let io = |source| StoreError::Io { path: local.path.clone(), source };
         file.write_all(&buf).map_err(io)?;
         file.sync_data().map_err(io)?;
         let mut delta = MetadataDelta::new(current);
@@ -134,12 +264,150 @@ impl MetadataStore {
         }
         let changes = delta.local_changes(self.node_id);
         let next = Arc::new(delta.apply());
-        match self.image.write() {
-            Ok(mut g) => *g = next.clone(),
-            Err(poisoned) => *poisoned.into_inner() = next.clone(),
-        }
+        self.set_image(&next);
+        self.applied.send_replace(next.offset);
         Ok((next, changes, out))
     }
+
+    /// The active controller's change (see the module doc): wait until this leader has applied
+    /// its whole log, compute, propose, wait until committed and applied.
+    async fn propose<T, E>(
+        &self,
+        q: &QuorumLink,
+        f: impl FnOnce(&MetadataImage) -> Result<(Vec<MetadataRecord>, T), E>,
+    ) -> Result<(Arc<MetadataImage>, T), E>
+    where
+        E: From<StoreError>,
+    {
+        let deadline = tokio::time::Instant::now() + q.timeout;
+        let timeout = || StoreError::Timeout(q.timeout.as_millis() as u64);
+        let _one_at_a_time = match tokio::time::timeout_at(deadline, self.controller.lock()).await {
+            Ok(g) => g,
+            Err(_) => return Err(timeout().into()),
+        };
+        let mut status_rx = q.raft.watch();
+        let mut applied_rx = self.applied.subscribe();
+        let epoch = loop {
+            let s = *status_rx.borrow_and_update();
+            if s.role != RoleKind::Leader || s.failed {
+                return Err(StoreError::NotController { leader: s.leader.filter(|l| *l != self.node_id) }.into());
+            }
+            if *applied_rx.borrow_and_update() >= s.log_end_offset.0 {
+                break s.epoch;
+            }
+            tokio::select! {
+                _ = status_rx.changed() => {}
+                _ = applied_rx.changed() => {}
+                _ = tokio::time::sleep_until(deadline) => return Err(timeout().into()),
+            }
+        };
+        let current = self.image();
+        let (records, out) = f(&current)?;
+        if records.is_empty() {
+            return Ok((current, out));
+        }
+        let mut entries = Vec::with_capacity(records.len());
+        for r in &records {
+            entries.push(Bytes::from(serde_json::to_vec(r).map_err(StoreError::from)?));
+        }
+        let n = entries.len() as i64;
+        let first = q.raft.propose(entries).await.map_err(|_| StoreError::NotController { leader: None })?;
+        let target = first.0 + n;
+        loop {
+            if *applied_rx.borrow_and_update() >= target {
+                return Ok((self.image(), out));
+            }
+            let s = *status_rx.borrow_and_update();
+            if s.epoch != epoch || s.role != RoleKind::Leader || s.failed {
+                return Err(StoreError::NotController { leader: s.leader.filter(|l| *l != self.node_id) }.into());
+            }
+            tokio::select! {
+                _ = status_rx.changed() => {}
+                _ = applied_rx.changed() => {}
+                _ = tokio::time::sleep_until(deadline) => return Err(timeout().into()),
+            }
+        }
+    }
+
+    /// Applies what the quorum committed (quorum mode), in order; runs on the applier thread.
+    pub fn apply_committed(&self, committed: Committed) {
+        match committed {
+            Committed::Entries { base, entries } => {
+                let current = self.image();
+                if base.0 != current.offset {
+                    // Entries already applied (or a gap, which the driver never produces).
+                    tracing::warn!(base = base.0, applied = current.offset, "metadata entries out of order; skipped");
+                    return;
+                }
+                let mut delta = MetadataDelta::new(current);
+                let mut bytes = 0u64;
+                for e in &entries {
+                    if let EntryData::Records(b) = &e.data {
+                        bytes += b.len() as u64;
+                    }
+                    match &e.data {
+                        EntryData::LeaderChange { .. } => delta.skip(),
+                        EntryData::Records(bytes) => match serde_json::from_slice::<MetadataRecord>(bytes) {
+                            Ok(r) => delta.replay(&r),
+                            Err(err) => {
+                                // Written by a newer version: skipping keeps the offsets right.
+                                tracing::error!(error = %err, "unreadable metadata record skipped");
+                                delta.skip();
+                            }
+                        },
+                    }
+                }
+                let changes = delta.local_changes(self.node_id);
+                let next = Arc::new(delta.apply());
+                self.since_snapshot.fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
+                self.publish(next, Some(&changes));
+            }
+            Committed::Snapshot { end, data } => match image_from_snapshot(&data) {
+                Ok(mut image) => {
+                    image.offset = end.0;
+                    self.since_snapshot.store(0, std::sync::atomic::Ordering::Relaxed);
+                    self.publish(Arc::new(image), None);
+                }
+                Err(e) => tracing::error!(error = %e, end = end.0, "the metadata snapshot cannot be decoded"),
+            },
+        }
+    }
+
+    /// A thread that applies what the quorum commits; the returned sink feeds it.
+    pub fn applier(self: &Arc<Self>) -> std::io::Result<crate::raft::driver::CommitSink> {
+        let (tx, rx) = std::sync::mpsc::channel::<Committed>();
+        let weak = Arc::downgrade(self);
+        std::thread::Builder::new().name("metadata-apply".into()).spawn(move || {
+            while let Ok(c) = rx.recv() {
+                let Some(store) = weak.upgrade() else { return };
+                store.apply_committed(c);
+            }
+        })?;
+        let tx = Mutex::new(tx);
+        Ok(Box::new(move |c| {
+            if let Ok(tx) = tx.lock() {
+                let _ = tx.send(c);
+            }
+        }))
+    }
+}
+
+/// A snapshot's bytes: the image as records, one JSON record per line.
+pub fn snapshot_bytes(image: &MetadataImage) -> Result<Bytes, StoreError> {
+    let mut buf = Vec::new();
+    for r in image.to_records() {
+        serde_json::to_writer(&mut buf, &r)?;
+        buf.push(b'\n');
+    }
+    Ok(Bytes::from(buf))
+}
+
+fn image_from_snapshot(data: &[u8]) -> Result<MetadataImage, serde_json::Error> {
+    let mut image = MetadataImage::default();
+    for line in data.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        image.replay(&serde_json::from_slice::<MetadataRecord>(line)?);
+    }
+    Ok(image)
 }
 
 /// The records that give a legacy image registrations (see the module doc); none for an

@@ -26,7 +26,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::core::{Action, Event, RaftCore, RaftError};
 use super::file_log::FileRaftLog;
-use super::message::{Message, RaftErrorCode};
+use super::log::RaftLog;
+use super::message::{Entry, Message, RaftErrorCode};
 use super::quorum_state_file::QuorumStateFile;
 use super::state::{QuorumDescription, RoleKind};
 use super::wire;
@@ -46,9 +47,28 @@ pub struct QuorumStatus {
     pub epoch: LeaderEpoch,
     pub leader: Option<NodeId>,
     pub high_watermark: Offset,
+    /// The end of this node's metadata log (written, not necessarily committed).
+    pub log_end_offset: Offset,
     /// Set once the metadata log failed and the quorum stopped on this node.
     pub failed: bool,
 }
+
+/// What the driver hands the state machine, in log order: committed entries, or a snapshot
+/// to start again from (after a restart with one on disk, or one fetched from the leader).
+#[derive(Debug, Clone)]
+pub enum Committed {
+    /// Entries `base..base + entries.len()`, all committed.
+    Entries { base: Offset, entries: Vec<Entry> },
+    /// The state up to `end` (exclusive) as the snapshot's bytes.
+    Snapshot { end: Offset, data: Bytes },
+}
+
+/// Where committed entries go (the metadata store's applier). Called on the quorum thread, so
+/// it must only hand them on.
+pub type CommitSink = Box<dyn Fn(Committed) + Send>;
+
+/// Entries read from the log per hand-over.
+const DELIVER_BATCH: usize = 4096;
 
 enum Command {
     /// A request from `from`; the core's answer goes to `reply`.
@@ -57,6 +77,8 @@ enum Command {
     Response { from: NodeId, msg: Message },
     Propose { records: Vec<Bytes>, reply: oneshot::Sender<Result<Offset, RaftError>> },
     Describe { reply: oneshot::Sender<Option<QuorumDescription>> },
+    /// The state machine's state up to `end` (committed, applied): keep it as the snapshot.
+    Snapshot { end: Offset, data: Bytes, reply: oneshot::Sender<Result<(), RaftError>> },
     /// Leave the quorum: a leader resigns first (EndQuorumEpoch).
     Stop { done: oneshot::Sender<()> },
 }
@@ -129,6 +151,15 @@ impl RaftHandle {
         rx.await.ok().flatten()
     }
 
+    /// Hands the quorum a snapshot of the state machine at `end` (exclusive, committed and
+    /// applied); the log prefix behind it is deleted (KIP-630).
+    pub async fn snapshot(&self, end: Offset, data: Bytes) -> Result<(), RaftError> {
+        let (reply, rx) = oneshot::channel();
+        let refused = || RaftError::InvalidSnapshot { end };
+        self.commands.send(Command::Snapshot { end, data, reply }).map_err(|_| refused())?;
+        rx.await.map_err(|_| refused())?
+    }
+
     /// Stops the quorum on this node; a leader resigns first so the others elect at once.
     pub async fn stop(&self) {
         let (done, rx) = oneshot::channel();
@@ -158,10 +189,15 @@ struct Driver {
     status: watch::Sender<QuorumStatus>,
     cluster_id: Arc<Mutex<Option<String>>>,
     failed: bool,
+    sink: CommitSink,
+    /// The next offset to hand to `sink`.
+    delivered: Offset,
 }
 
 /// Starts the quorum on its own thread. `voters` maps every voter's id to its controller
-/// listener (`host:port`); `runtime` runs the outbound calls.
+/// listener (`host:port`); `runtime` runs the outbound calls; `sink` receives what is
+/// committed, starting with the snapshot on disk if there is one.
+#[allow(clippy::too_many_arguments)]
 pub fn start(
     config: RaftConfig,
     log: FileRaftLog,
@@ -169,6 +205,7 @@ pub fn start(
     voters: HashMap<NodeId, String>,
     clock: Arc<dyn Clock>,
     runtime: tokio::runtime::Handle,
+    sink: CommitSink,
 ) -> Result<RaftHandle, String> {
     let persisted = state_file.load().map_err(|e| e.to_string())?;
     let now = clock.now_ms().max(0) as u64;
@@ -188,6 +225,7 @@ pub fn start(
         epoch: core.epoch(),
         leader: core.leader(),
         high_watermark: core.high_watermark(),
+        log_end_offset: core.log().end_offset(),
         failed: false,
     };
     let (status, status_rx) = watch::channel(initial);
@@ -203,6 +241,8 @@ pub fn start(
         status,
         cluster_id: cluster_id.clone(),
         failed: false,
+        sink,
+        delivered: Offset(0),
     };
     std::thread::Builder::new()
         .name(format!("raft-{}", local.0))
@@ -225,6 +265,12 @@ impl Driver {
             }
         };
         let node = self.core.local().0;
+        // A snapshot on disk holds only committed state: the state machine starts from it.
+        if let Some(id) = self.core.log().latest_snapshot() {
+            self.deliver_snapshot(id);
+        } else {
+            self.delivered = self.core.log().start_offset();
+        }
         rt.block_on(async move {
             loop {
                 let wait_ms = self.core.next_deadline_ms().saturating_sub(self.now_ms());
@@ -278,6 +324,16 @@ impl Driver {
             Command::Describe { reply } => {
                 let _ = reply.send(self.core.describe_quorum());
             }
+            Command::Snapshot { end, data, reply } => {
+                let out = self.core.snapshot_taken(end, data).map(|id| {
+                    tracing::info!(end = id.offset.0, epoch = id.epoch.0, "metadata snapshot taken");
+                });
+                let _ = reply.send(out);
+                if let Some(f) = self.core.log().failure() {
+                    let f = f.to_string();
+                    self.fail(&f);
+                }
+            }
             Command::Stop { done } => {
                 if self.core.role() == RoleKind::Leader {
                     let actions = self.core.step(now, Event::Resign);
@@ -324,7 +380,9 @@ impl Driver {
                     tracing::info!(to = to.0, "metadata log truncated to the leader's");
                 }
                 Action::Send { to, msg } => self.send(to, msg),
-                Action::Commit { .. } | Action::SnapshotLoaded { .. } | Action::RoleChanged { .. } => {}
+                Action::Commit { up_to } => self.deliver(up_to),
+                Action::SnapshotLoaded { id } => self.deliver_snapshot(id),
+                Action::RoleChanged { .. } => {}
             }
             if let Some(f) = self.core.log().failure() {
                 let f = f.to_string();
@@ -332,6 +390,36 @@ impl Driver {
             }
         }
         self.publish();
+    }
+
+    /// Hands the committed entries below `up_to` that the sink has not seen to it.
+    fn deliver(&mut self, up_to: Offset) {
+        if self.delivered < self.core.log().start_offset()
+            && let Some(id) = self.core.log().latest_snapshot()
+        {
+            self.deliver_snapshot(id);
+        }
+        while self.delivered < up_to {
+            let want = ((up_to.0 - self.delivered.0) as usize).min(DELIVER_BATCH);
+            let entries = self.core.log().read(self.delivered, want);
+            if entries.is_empty() {
+                tracing::warn!(from = self.delivered.0, up_to = up_to.0, "committed entries missing from the metadata log");
+                return;
+            }
+            let base = self.delivered;
+            self.delivered = Offset(base.0 + entries.len() as i64);
+            (self.sink)(Committed::Entries { base, entries });
+        }
+    }
+
+    fn deliver_snapshot(&mut self, id: super::message::SnapshotId) {
+        match self.core.log().read_snapshot(id, 0, u32::MAX) {
+            Some((data, _)) => {
+                self.delivered = id.offset;
+                (self.sink)(Committed::Snapshot { end: id.offset, data });
+            }
+            None => tracing::error!(end = id.offset.0, "the metadata snapshot cannot be read"),
+        }
     }
 
     fn fail(&mut self, why: &str) {
@@ -346,6 +434,7 @@ impl Driver {
             epoch: self.core.epoch(),
             leader: self.core.leader(),
             high_watermark: self.core.high_watermark(),
+            log_end_offset: self.core.log().end_offset(),
             failed: self.failed,
         };
         self.status.send_if_modified(|s| {

@@ -1,0 +1,113 @@
+//! What the active controller does on its own, every [`TICK`]:
+//!
+//! - on a new cluster, write its first records: the cluster id (`cluster.id` if configured,
+//!   else a new one) and the bootstrap feature levels, so that every node shares them;
+//! - fence the brokers whose sessions expired (`broker.session.timeout.ms`) and move their
+//!   leaderships away;
+//!
+//! and what every node of the quorum does, leader or not: take a snapshot of the applied
+//! image once `metadata.log.max.record.bytes.between.snapshots` bytes of records arrived
+//! since the last one (or `metadata.snapshot.max.interval.ms` passed with records pending),
+//! so the log behind it can be deleted (KIP-630).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::broker::Broker;
+use crate::metadata::cluster_control;
+use crate::metadata::features;
+use crate::metadata::store::{self, StoreError};
+use crate::metadata::MetadataRecord;
+use crate::raft::RoleKind;
+use crate::types::Offset;
+
+use super::Cluster;
+
+pub const TICK: Duration = Duration::from_millis(250);
+
+pub async fn run(broker: Arc<Broker>, cluster: Arc<Cluster>) {
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let snapshot_bytes = broker.config.long("metadata.log.max.record.bytes.between.snapshots").max(1) as u64;
+    let snapshot_interval_ms = broker.config.long("metadata.snapshot.max.interval.ms").max(1);
+    let mut last_snapshot_ms = broker.clock.now_ms();
+    let mut was_leader = false;
+    loop {
+        tick.tick().await;
+        let status = cluster.raft.status();
+        if status.failed {
+            return;
+        }
+        let leader = status.role == RoleKind::Leader && cluster.is_controller;
+        if leader && !was_leader
+            && let Ok(mut s) = cluster.sessions.lock()
+        {
+            // Brokers alive under the previous controller get a full session with this one.
+            s.restart_all(&broker.image(), broker.clock.now_ms());
+        }
+        was_leader = leader;
+        if leader {
+            let b = broker.clone();
+            let c = cluster.clone();
+            // Store updates block while they wait for the quorum.
+            let _ = tokio::task::spawn_blocking(move || leader_duties(&b, &c)).await;
+        }
+        let store = broker.metadata_store();
+        let pending = store.bytes_since_snapshot();
+        let now = broker.clock.now_ms();
+        if pending >= snapshot_bytes || (pending > 0 && now - last_snapshot_ms >= snapshot_interval_ms) {
+            let image = store.image();
+            match store::snapshot_bytes(&image) {
+                Ok(data) => {
+                    let size = data.len();
+                    match cluster.raft.snapshot(Offset(image.offset), data).await {
+                        Ok(()) => {
+                            store.snapshot_taken(pending);
+                            last_snapshot_ms = now;
+                            tracing::info!(end = image.offset, bytes = size, "metadata snapshot written");
+                        }
+                        // Not yet flushed or committed here: the next tick tries again.
+                        Err(e) => tracing::debug!(error = %e, "metadata snapshot deferred"),
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "metadata snapshot failed"),
+            }
+        }
+    }
+}
+
+fn leader_duties(broker: &Broker, cluster: &Cluster) {
+    let store = broker.metadata_store();
+    if store.image().cluster_id.is_empty() {
+        let configured = broker.config.get("cluster.id").map(str::to_string);
+        let out = store.update(|image| {
+            if !image.cluster_id.is_empty() {
+                return Ok::<_, StoreError>((vec![], ()));
+            }
+            let cluster_id = configured.clone().unwrap_or_else(crate::broker::new_cluster_id);
+            tracing::info!(cluster_id, "writing the new cluster's first records");
+            let mut records = vec![MetadataRecord::Cluster { cluster_id }];
+            if !image.features.contains_key(features::METADATA_VERSION) {
+                records.extend(features::bootstrap_records());
+            }
+            Ok((records, ()))
+        });
+        if let Err(e) = out {
+            tracing::debug!(error = %e, "bootstrap records not written yet");
+            return;
+        }
+    }
+    let now = broker.clock.now_ms();
+    let expired = match cluster.sessions.lock() {
+        Ok(mut s) => s.expired(&store.image(), now, cluster.session_timeout_ms),
+        Err(_) => return,
+    };
+    if expired.is_empty() {
+        return;
+    }
+    let out = store.update(|image| Ok::<_, StoreError>((cluster_control::fence(image, &expired), ())));
+    match out {
+        Ok(_) => tracing::info!(brokers = ?expired.iter().map(|b| b.0).collect::<Vec<_>>(), "fenced brokers whose sessions expired"),
+        Err(e) => tracing::warn!(error = %e, "fencing expired brokers failed"),
+    }
+}

@@ -1,0 +1,429 @@
+//! The active controller's rules for broker membership, as Kafka's `ClusterControlManager`,
+//! `BrokerHeartbeatManager` and the leadership parts of `ReplicationControlManager` apply them:
+//! registration, heartbeats, fencing after the session timeout, unfencing once a broker has
+//! caught up with the metadata log, controlled shutdown, and the producer-id blocks brokers
+//! take. Everything here computes records from an image; nothing mutates state or does I/O.
+//!
+//! Broker sessions (when each broker last heartbeated) are not metadata: they live only in the
+//! active controller's memory ([`BrokerSessions`]). A controller that becomes active starts
+//! every registered broker's session afresh, so a broker that was alive under the previous
+//! controller is not fenced for the time the election took.
+
+use std::collections::HashMap;
+
+use uuid::Uuid;
+
+use super::image::MetadataImage;
+use super::records::{Endpoint, LeaderChange, MetadataRecord};
+use crate::types::{BrokerEpoch, NodeId};
+
+/// Producer ids handed to a broker per AllocateProducerIds, as Kafka's controller does.
+pub const PRODUCER_ID_BLOCK_LEN: i32 = 1000;
+
+/// Why the controller refuses a registration or heartbeat; each maps to Kafka's error code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MembershipError {
+    #[error("Another broker is registered with that broker id.")]
+    DuplicateRegistration,
+    #[error("The broker has not registered.")]
+    NotRegistered,
+    #[error("Broker epoch {got} does not match the registered epoch {expected}.")]
+    StaleEpoch { got: i64, expected: i64 },
+    #[error("Broker {0} is not an allowed broker id.")]
+    InvalidId(i32),
+    #[error("The cluster id {got} does not match {expected}.")]
+    InconsistentClusterId { got: String, expected: String },
+}
+
+/// What a BrokerRegistration request asks for.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    pub id: NodeId,
+    pub cluster_id: String,
+    pub incarnation_id: Uuid,
+    pub endpoints: Vec<Endpoint>,
+    pub rack: Option<String>,
+}
+
+/// What a BrokerHeartbeat request says.
+#[derive(Debug, Clone, Copy)]
+pub struct Heartbeat {
+    pub id: NodeId,
+    pub epoch: BrokerEpoch,
+    pub metadata_offset: i64,
+    pub want_fence: bool,
+    pub want_shut_down: bool,
+}
+
+/// The heartbeat's answer, once the records it caused are applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct HeartbeatReply {
+    pub is_caught_up: bool,
+    pub is_fenced: bool,
+    pub should_shut_down: bool,
+}
+
+/// When each broker last heartbeated, on the active controller.
+#[derive(Debug, Default)]
+pub struct BrokerSessions {
+    /// Broker → (the epoch it heartbeats with, the time of its last heartbeat).
+    last: HashMap<NodeId, (BrokerEpoch, i64)>,
+}
+
+impl BrokerSessions {
+    /// Every registered broker's session starts at `now_ms` (a controller just became active).
+    pub fn restart_all(&mut self, image: &MetadataImage, now_ms: i64) {
+        self.last = image.brokers.values().map(|b| (b.id, (b.epoch, now_ms))).collect();
+    }
+
+    pub fn touch(&mut self, id: NodeId, epoch: BrokerEpoch, now_ms: i64) {
+        self.last.insert(id, (epoch, now_ms));
+    }
+
+    /// Whether `id` heartbeated with another incarnation's epoch within the session timeout.
+    pub fn alive(&self, id: NodeId, now_ms: i64, session_timeout_ms: i64) -> bool {
+        self.last.get(&id).is_some_and(|(_, at)| now_ms - at < session_timeout_ms)
+    }
+
+    /// Unfenced brokers whose session expired. A broker this controller has no session for
+    /// (registered under an earlier controller, or before this one caught up) starts one now.
+    pub fn expired(&mut self, image: &MetadataImage, now_ms: i64, session_timeout_ms: i64) -> Vec<NodeId> {
+        let mut out = Vec::new();
+        for b in image.brokers.values().filter(|b| !b.fenced) {
+            match self.last.get(&b.id) {
+                Some((epoch, at)) if *epoch == b.epoch => {
+                    if now_ms - at >= session_timeout_ms {
+                        out.push(b.id);
+                    }
+                }
+                _ => {
+                    self.last.insert(b.id, (b.epoch, now_ms));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The records that register a broker: a new incarnation (fenced until it catches up), with
+/// the broker epoch Kafka gives it, the offset of its registration record (`image.offset`, as
+/// the caller proposes these records next). Returns the records and that epoch.
+///
+/// A second incarnation of an id whose session is still alive is refused, as Kafka does, so
+/// that two processes configured with one `node.id` cannot take turns.
+pub fn register(
+    image: &MetadataImage,
+    sessions: &BrokerSessions,
+    req: &Registration,
+    now_ms: i64,
+    session_timeout_ms: i64,
+) -> Result<(Vec<MetadataRecord>, BrokerEpoch), MembershipError> {
+    if req.id.0 < 0 {
+        return Err(MembershipError::InvalidId(req.id.0));
+    }
+    if !image.cluster_id.is_empty() && !req.cluster_id.is_empty() && req.cluster_id != image.cluster_id {
+        return Err(MembershipError::InconsistentClusterId { got: req.cluster_id.clone(), expected: image.cluster_id.clone() });
+    }
+    if let Some(existing) = image.brokers.get(&req.id)
+        && existing.incarnation_id != req.incarnation_id
+        && !existing.fenced
+        && sessions.alive(req.id, now_ms, session_timeout_ms)
+    {
+        return Err(MembershipError::DuplicateRegistration);
+    }
+    let epoch = BrokerEpoch(image.offset);
+    let mut records = Vec::new();
+    // The old incarnation's leaderships go first: it is gone.
+    if image.brokers.contains_key(&req.id) {
+        records.extend(move_leadership(image, req.id, false));
+    }
+    records.push(MetadataRecord::RegisterBroker {
+        id: req.id,
+        incarnation_id: req.incarnation_id,
+        epoch,
+        endpoints: req.endpoints.clone(),
+        rack: req.rack.clone(),
+        fenced: true,
+        in_controlled_shutdown: false,
+    });
+    Ok((records, epoch))
+}
+
+/// A heartbeat's records and answer. The broker is caught up once it has applied its own
+/// registration (Kafka's rule); then it is unfenced unless it asks to stay fenced, and the
+/// partitions it can lead that have no leader elect it. A broker that wants to shut down
+/// gives up its leaderships and ISR memberships (controlled shutdown); once it leads nothing
+/// it is fenced and told it may stop.
+pub fn heartbeat(image: &MetadataImage, hb: &Heartbeat) -> Result<(Vec<MetadataRecord>, HeartbeatReply), MembershipError> {
+    let b = image.brokers.get(&hb.id).ok_or(MembershipError::NotRegistered)?;
+    if b.epoch != hb.epoch {
+        return Err(MembershipError::StaleEpoch { got: hb.epoch.0, expected: b.epoch.0 });
+    }
+    let caught_up = hb.metadata_offset >= b.epoch.0;
+    let mut records = Vec::new();
+    let mut reply = HeartbeatReply { is_caught_up: caught_up, is_fenced: b.fenced, should_shut_down: false };
+    if hb.want_shut_down {
+        if !b.in_controlled_shutdown && !b.fenced {
+            records.push(MetadataRecord::BrokerRegistrationChange {
+                id: hb.id,
+                epoch: b.epoch,
+                fenced: None,
+                in_controlled_shutdown: Some(true),
+            });
+        }
+        let moves = move_leadership(image, hb.id, true);
+        if moves.is_empty() {
+            if !b.fenced {
+                records.push(MetadataRecord::FenceBroker { id: hb.id, epoch: b.epoch });
+            }
+            reply.is_fenced = true;
+            reply.should_shut_down = true;
+        }
+        records.extend(moves);
+        return Ok((records, reply));
+    }
+    if b.fenced && caught_up && !hb.want_fence && !b.in_controlled_shutdown {
+        records.push(MetadataRecord::UnfenceBroker { id: hb.id, epoch: b.epoch });
+        records.extend(elect_leaderless(image, hb.id));
+        reply.is_fenced = false;
+    } else if !b.fenced && hb.want_fence {
+        records.push(MetadataRecord::FenceBroker { id: hb.id, epoch: b.epoch });
+        records.extend(move_leadership(image, hb.id, false));
+        reply.is_fenced = true;
+    }
+    Ok((records, reply))
+}
+
+/// The records that fence `ids` (their sessions expired) and move their leaderships away.
+/// Each broker's changes are computed on the image after the previous ones', so a partition
+/// never moves to a broker fenced in the same batch.
+pub fn fence(image: &MetadataImage, ids: &[NodeId]) -> Vec<MetadataRecord> {
+    let mut work = image.clone();
+    let mut records = Vec::new();
+    for id in ids {
+        let Some(b) = work.brokers.get(id) else { continue };
+        if b.fenced {
+            continue;
+        }
+        let mut these = vec![MetadataRecord::FenceBroker { id: *id, epoch: b.epoch }];
+        for r in &these {
+            work.replay(r);
+        }
+        let moves = move_leadership(&work, *id, false);
+        for r in &moves {
+            work.replay(r);
+        }
+        these.extend(moves);
+        records.extend(these);
+    }
+    records
+}
+
+/// Whether `id` may lead: registered, unfenced, not shutting down.
+fn can_lead(image: &MetadataImage, id: NodeId) -> bool {
+    image.brokers.get(&id).is_some_and(|b| !b.fenced && !b.in_controlled_shutdown)
+}
+
+/// Partition changes that take leadership away from `id`: each partition it leads moves to
+/// the first other ISR member that can lead, or to no leader when none can (the ISR keeps
+/// `id` then, so that the last in-sync replica is not forgotten). With `leave_isr` (controlled
+/// shutdown) `id` also leaves every ISR it is not the last member of.
+fn move_leadership(image: &MetadataImage, id: NodeId, leave_isr: bool) -> Vec<MetadataRecord> {
+    let mut records = Vec::new();
+    for t in image.topics.values() {
+        for (p, r) in &t.partitions {
+            let leads = r.leader == Some(id);
+            let in_isr = r.isr.contains(&id);
+            let leaves_isr = leave_isr && in_isr && r.isr.len() > 1;
+            if !leads && !leaves_isr {
+                continue;
+            }
+            let others: Vec<NodeId> = r.isr.iter().copied().filter(|n| *n != id).collect();
+            let successor = others.iter().copied().find(|n| can_lead(image, *n));
+            let isr = if others.is_empty() { None } else { Some(others) };
+            let leader = if leads {
+                Some(match successor {
+                    Some(n) => LeaderChange::Elected(n),
+                    None => LeaderChange::NoLeader,
+                })
+            } else {
+                None
+            };
+            // No one to take over: the partition goes offline but keeps `id` as its last ISR.
+            let isr = if leads && successor.is_none() { None } else { isr };
+            if leader.is_none() && isr.is_none() {
+                continue;
+            }
+            if leader == Some(LeaderChange::NoLeader) && r.leader.is_none() {
+                continue;
+            }
+            records.push(MetadataRecord::PartitionChange {
+                topic_id: t.id,
+                partition: *p,
+                isr,
+                leader,
+                replicas: None,
+                elr: None,
+                last_known_elr: None,
+            });
+        }
+    }
+    records
+}
+
+/// Partitions without a leader whose ISR holds `id` (which just became able to lead) elect it.
+fn elect_leaderless(image: &MetadataImage, id: NodeId) -> Vec<MetadataRecord> {
+    let mut records = Vec::new();
+    for t in image.topics.values() {
+        for (p, r) in &t.partitions {
+            if r.leader.is_none() && r.isr.contains(&id) {
+                records.push(MetadataRecord::PartitionChange {
+                    topic_id: t.id,
+                    partition: *p,
+                    isr: None,
+                    leader: Some(LeaderChange::Elected(id)),
+                    replicas: None,
+                    elr: None,
+                    last_known_elr: None,
+                });
+            }
+        }
+    }
+    records
+}
+
+/// The next block of producer ids: its first id and the record that reserves it.
+pub fn allocate_producer_ids(image: &MetadataImage) -> (i64, MetadataRecord) {
+    let start = image.next_producer_id;
+    (start, MetadataRecord::ProducerIds { next: start + i64::from(PRODUCER_ID_BLOCK_LEN) })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::metadata::delta::MetadataDelta;
+    use crate::types::{LeaderEpoch, PartitionEpoch, PartitionId};
+    use std::sync::Arc;
+
+    fn apply(image: &MetadataImage, records: &[MetadataRecord]) -> MetadataImage {
+        let mut d = MetadataDelta::new(Arc::new(image.clone()));
+        for r in records {
+            d.replay(r);
+        }
+        d.apply()
+    }
+
+    fn registered(ids: &[i32]) -> (MetadataImage, BrokerSessions) {
+        let mut image = MetadataImage { cluster_id: "c".into(), ..Default::default() };
+        let mut sessions = BrokerSessions::default();
+        for id in ids {
+            let req = Registration { id: NodeId(*id), cluster_id: "c".into(), incarnation_id: Uuid::new_v4(), endpoints: vec![], rack: None };
+            let (records, epoch) = register(&image, &sessions, &req, 0, 9000).unwrap();
+            image = apply(&image, &records);
+            let hb = Heartbeat { id: NodeId(*id), epoch, metadata_offset: image.offset, want_fence: false, want_shut_down: false };
+            let (records, reply) = heartbeat(&image, &hb).unwrap();
+            assert!(!reply.is_fenced && reply.is_caught_up);
+            image = apply(&image, &records);
+            sessions.touch(NodeId(*id), epoch, 0);
+        }
+        (image, sessions)
+    }
+
+    fn with_partition(image: &MetadataImage, replicas: &[i32]) -> MetadataImage {
+        let id = Uuid::new_v4();
+        let replicas: Vec<NodeId> = replicas.iter().map(|r| NodeId(*r)).collect();
+        apply(
+            image,
+            &[
+                MetadataRecord::Topic { name: "t".into(), id, partitions: 1, replication_factor: replicas.len() as i16, configs: Default::default() },
+                MetadataRecord::Partition {
+                    topic_id: id,
+                    partition: PartitionId(0),
+                    isr: replicas.clone(),
+                    leader: replicas.first().copied(),
+                    replicas,
+                    elr: vec![],
+                    last_known_elr: vec![],
+                    leader_epoch: LeaderEpoch(0),
+                    partition_epoch: PartitionEpoch(0),
+                },
+            ],
+        )
+    }
+
+    #[test]
+    fn a_registered_broker_is_unfenced_once_caught_up() {
+        let (image, sessions) = registered(&[1]);
+        let req = Registration { id: NodeId(2), cluster_id: "c".into(), incarnation_id: Uuid::new_v4(), endpoints: vec![], rack: None };
+        let (records, epoch) = register(&image, &sessions, &req, 0, 9000).unwrap();
+        assert_eq!(epoch.0, image.offset, "the broker epoch is the registration's offset");
+        let image = apply(&image, &records);
+        assert!(image.brokers[&NodeId(2)].fenced);
+        let behind = Heartbeat { id: NodeId(2), epoch, metadata_offset: epoch.0 - 1, want_fence: false, want_shut_down: false };
+        let (records, reply) = heartbeat(&image, &behind).unwrap();
+        assert!(records.is_empty() && reply.is_fenced && !reply.is_caught_up);
+        let stale = Heartbeat { epoch: BrokerEpoch(epoch.0 - 1), ..behind };
+        assert!(matches!(heartbeat(&image, &stale), Err(MembershipError::StaleEpoch { .. })));
+        let (records, reply) = heartbeat(&image, &Heartbeat { metadata_offset: epoch.0, ..behind }).unwrap();
+        assert!(!reply.is_fenced);
+        assert!(!apply(&image, &records).brokers[&NodeId(2)].fenced);
+    }
+
+    #[test]
+    fn a_live_duplicate_id_is_refused_and_a_dead_one_replaced() {
+        let (image, sessions) = registered(&[1]);
+        let req = Registration { id: NodeId(1), cluster_id: "c".into(), incarnation_id: Uuid::new_v4(), endpoints: vec![], rack: None };
+        assert_eq!(register(&image, &sessions, &req, 1000, 9000).unwrap_err(), MembershipError::DuplicateRegistration);
+        assert!(register(&image, &sessions, &req, 9000, 9000).is_ok(), "the old session expired");
+        let other = Registration { cluster_id: "other".into(), ..req };
+        assert!(matches!(register(&image, &sessions, &other, 9000, 9000), Err(MembershipError::InconsistentClusterId { .. })));
+    }
+
+    #[test]
+    fn fencing_moves_leadership_to_an_in_sync_replica_or_takes_the_partition_offline() {
+        let (image, mut sessions) = registered(&[1, 2, 3]);
+        let image = with_partition(&image, &[1, 2, 3]);
+        assert!(sessions.expired(&image, 8999, 9000).is_empty());
+        assert_eq!(sessions.expired(&image, 9000, 9000).len(), 3);
+        let image = apply(&image, &fence(&image, &[NodeId(1)]));
+        let p = image.topic("t").unwrap().partitions[&PartitionId(0)].clone();
+        assert_eq!((p.leader, p.isr.clone(), p.leader_epoch), (Some(NodeId(2)), vec![NodeId(2), NodeId(3)], LeaderEpoch(1)));
+        let image = apply(&image, &fence(&image, &[NodeId(2), NodeId(3)]));
+        let p = image.topic("t").unwrap().partitions[&PartitionId(0)].clone();
+        assert_eq!(p.leader, None);
+        assert_eq!(p.isr, vec![NodeId(3)], "the last in-sync replica is kept");
+        assert!(image.brokers.values().all(|b| b.fenced));
+        // Broker 3 comes back: it is the one replica that may lead.
+        let b3 = image.brokers[&NodeId(3)].clone();
+        let (records, _) = heartbeat(&image, &Heartbeat { id: NodeId(3), epoch: b3.epoch, metadata_offset: image.offset, want_fence: false, want_shut_down: false }).unwrap();
+        let image = apply(&image, &records);
+        assert_eq!(image.topic("t").unwrap().partitions[&PartitionId(0)].leader, Some(NodeId(3)));
+    }
+
+    #[test]
+    fn controlled_shutdown_gives_up_leadership_before_it_may_stop() {
+        let (image, _) = registered(&[1, 2]);
+        let image = with_partition(&image, &[1, 2]);
+        let b1 = image.brokers[&NodeId(1)].clone();
+        let hb = Heartbeat { id: NodeId(1), epoch: b1.epoch, metadata_offset: image.offset, want_fence: false, want_shut_down: true };
+        let (records, reply) = heartbeat(&image, &hb).unwrap();
+        assert!(!reply.should_shut_down, "it still leads");
+        let image = apply(&image, &records);
+        let p = image.topic("t").unwrap().partitions[&PartitionId(0)].clone();
+        assert_eq!((p.leader, p.isr.clone()), (Some(NodeId(2)), vec![NodeId(2)]));
+        assert!(image.brokers[&NodeId(1)].in_controlled_shutdown);
+        let (records, reply) = heartbeat(&image, &Heartbeat { metadata_offset: image.offset, ..hb }).unwrap();
+        assert!(reply.should_shut_down && reply.is_fenced);
+        assert!(apply(&image, &records).brokers[&NodeId(1)].fenced);
+    }
+
+    #[test]
+    fn producer_id_blocks_do_not_overlap() {
+        let image = MetadataImage::default();
+        let (a, r) = allocate_producer_ids(&image);
+        let image = apply(&image, &[r]);
+        let (b, _) = allocate_producer_ids(&image);
+        assert_eq!(b - a, i64::from(PRODUCER_ID_BLOCK_LEN));
+    }
+}
