@@ -15,6 +15,7 @@ TOOL_TIMEOUT_S = 120
 
 METADATA_QUORUM = "org.apache.kafka.tools.MetadataQuorumCommand"
 TOPICS = "org.apache.kafka.tools.TopicCommand"
+CLUSTER = "org.apache.kafka.tools.ClusterTool"
 
 
 def tool_process(main_class: str, *args: str, timeout_s: float = TOOL_TIMEOUT_S,

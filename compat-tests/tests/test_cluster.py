@@ -7,7 +7,11 @@ Kafka's own tools (kafka-metadata-quorum, kafka-topics, both on the Java AdminCl
 - kill -9 of the active controller: a new leader is elected (the time is printed), topic
   creation works again through a surviving broker; the killed node restarts, rejoins and
   catches up (the time is printed);
-- the dedicated layout (3 controllers + 2 brokers) forms a quorum and creates a topic.
+- the dedicated layout (3 controllers + 2 brokers) forms a quorum and creates a topic;
+- a broker killed -9 is fenced after the session timeout (`kafka-cluster list-endpoints
+  --include-fenced-brokers` shows it), its leaderships move, and it is unfenced after a
+  restart; SIGTERM on a broker is a controlled shutdown: its leaderships have moved by the
+  time the process exits.
 
 The same tests run against Apache Kafka (BROKER=kafka), which proves the harness and the
 expectations on the reference.
@@ -21,7 +25,7 @@ import time
 import pytest
 
 from harness.cluster import Cluster
-from harness.tools import TOPICS, quorum_replication, quorum_status, run_tool
+from harness.tools import CLUSTER, TOPICS, quorum_replication, quorum_status, run_tool
 from harness.wait import wait_until
 
 
@@ -53,6 +57,17 @@ def voter_ids(status: dict[str, str]) -> list[int]:
 def create_topic(bootstrap: str, name: str, partitions: int, rf: int) -> None:
     run_tool(TOPICS, "--bootstrap-server", bootstrap, "--create", "--topic", name,
              "--partitions", str(partitions), "--replication-factor", str(rf))
+
+
+def broker_states(bootstrap: str) -> dict[int, str]:
+    """kafka-cluster list-endpoints --include-fenced-brokers: broker id -> fenced/unfenced."""
+    out = run_tool(CLUSTER, "list-endpoints", "--bootstrap-server", bootstrap, "--include-fenced-brokers")
+    lines = [line.split() for line in out.splitlines() if line.strip()]
+    header = next((cols for cols in lines if cols and cols[0] == "ID"), None)
+    if header is None or "STATE" not in header:
+        raise AssertionError(f"unexpected list-endpoints output:\n{out}")
+    state = header.index("STATE")
+    return {int(cols[0]): cols[state] for cols in lines if cols and cols[0].isdigit() and len(cols) > state}
 
 
 def describe_topic(bootstrap: str, name: str) -> list[dict[str, str]]:
@@ -132,3 +147,46 @@ def test_dedicated_controllers_and_brokers(cluster_factory):
                        "4 described partitions")
     for p in parts:
         assert set(p["Replicas"].split(",")) <= {str(i) for i in c.broker_ids}, p
+
+
+SESSION_TIMEOUT_S = 9  # broker.session.timeout.ms's default, on both brokers
+
+
+def test_broker_fencing_and_controlled_shutdown(cluster_factory):
+    c = cluster_factory(layout="combined", controllers=3)
+    c.start()
+    status = wait_until(lambda: (s := quorum_status("--bootstrap-server", c.bootstrap()))
+                        and s.get("LeaderId", "-1") != "-1" and s, 60, "a quorum leader")
+    controller = int(status["LeaderId"])
+    wait_until(lambda: broker_states(c.bootstrap()) == {1: "unfenced", 2: "unfenced", 3: "unfenced"}, 60,
+               "three unfenced brokers")
+    create_topic(c.bootstrap(), "moves", 6, 3)
+    wait_until(lambda: len(describe_topic(c.bootstrap(), "moves")) == 6, 30, "6 described partitions")
+
+    # kill -9 a broker that is not the active controller: fenced after the session timeout.
+    victim, other = [n for n in (1, 2, 3) if n != controller]
+    t0 = time.monotonic()
+    c.nodes[victim].kill9()
+    survivors = c.bootstrap(exclude=(victim,))
+    wait_until(lambda: broker_states(survivors).get(victim) == "fenced", 60, f"broker {victim} fenced")
+    fenced_s = time.monotonic() - t0
+    print(f"\nbroker {victim} fenced {fenced_s:.2f} s after kill -9 (session timeout {SESSION_TIMEOUT_S} s)")
+    assert fenced_s >= SESSION_TIMEOUT_S / 2, "fenced before its session could have expired"
+    parts = describe_topic(survivors, "moves")
+    assert all(p["Leader"] != str(victim) for p in parts), parts
+
+    t1 = time.monotonic()
+    c.nodes[victim].start()
+    wait_until(lambda: broker_states(c.bootstrap()).get(victim) == "unfenced", 60, f"broker {victim} unfenced")
+    print(f"broker {victim} restarted and unfenced in {time.monotonic() - t1:.2f} s")
+
+    # SIGTERM: a controlled shutdown moves the broker's leaderships before it exits.
+    led = [p for p in describe_topic(c.bootstrap(), "moves") if p["Leader"] == str(other)]
+    assert led, f"broker {other} should lead some partitions"
+    t2 = time.monotonic()
+    code = c.nodes[other].stop()
+    stop_s = time.monotonic() - t2
+    assert code == 0, f"broker {other} exited {code}"
+    print(f"broker {other} shut down in {stop_s:.2f} s, leading {len(led)} partitions before")
+    parts = describe_topic(c.bootstrap(exclude=(other,)), "moves")
+    assert all(p["Leader"] != str(other) for p in parts), f"leaderships left on the stopped broker: {parts}"

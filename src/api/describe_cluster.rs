@@ -1,4 +1,5 @@
-//! DescribeCluster: this broker, the controller (also this broker) and the cluster id; with
+//! DescribeCluster: the registered brokers (as Metadata lists them), a live broker as the
+//! controller clients talk to, and the cluster id; with
 //! endpoint type 2 (`--bootstrap-controller`, KIP-919) on a node of a multi-node quorum, the
 //! controllers (`controller.quorum.voters`) and the quorum's leader.
 
@@ -6,7 +7,7 @@ use kafka_protocol::ResponseError;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
 
-use super::{Api, authorized_operations, str_bytes};
+use super::{Api, authorized_operations, metadata, str_bytes};
 
 /// Endpoint types of DescribeCluster v1+.
 const ENDPOINT_TYPE_BROKER: i8 = 1;
@@ -37,14 +38,21 @@ pub fn handle(api: &Api, req: DescribeClusterRequest) -> DescribeClusterResponse
         return r;
     }
     r.cluster_id = str_bytes(&broker.image().cluster_id);
-    r.controller_id = BrokerId(broker.node_id);
     r.cluster_authorized_operations = authorized_operations::cluster(req.include_cluster_authorized_operations);
-    let advertised = broker.advertised();
-    let mut b = DescribeClusterBroker::default();
-    b.broker_id = BrokerId(broker.node_id);
-    b.host = str_bytes(&advertised.host);
-    b.port = advertised.port;
-    b.rack = broker.config.get("broker.rack").map(str_bytes);
-    r.brokers = vec![b];
+    // v2 (KIP-1073): fenced brokers too when asked for, flagged.
+    let listed = metadata::listed_brokers(api, req.include_fenced_brokers);
+    r.controller_id = BrokerId(metadata::controller_id_for_clients(api, &listed));
+    r.brokers = listed
+        .into_iter()
+        .map(|l| {
+            let mut b = DescribeClusterBroker::default();
+            b.broker_id = BrokerId(l.id.0);
+            b.host = str_bytes(&l.host);
+            b.port = l.port;
+            b.rack = l.rack.as_deref().map(str_bytes);
+            b.is_fenced = l.fenced;
+            b
+        })
+        .collect();
     r
 }

@@ -26,8 +26,8 @@ pub fn handle(api: &Api, ctx: &RequestContext, req: MetadataRequest) -> Metadata
     let mut r = MetadataResponse::default();
     r.brokers = brokers(api);
     r.cluster_id = Some(str_bytes(&broker.image().cluster_id));
-    // The Java AdminClient sends CreateTopics/DeleteTopics to the controller: it must be us.
-    r.controller_id = BrokerId(broker.node_id);
+    // The Java AdminClient sends CreateTopics/DeleteTopics to the controller it is told of.
+    r.controller_id = BrokerId(controller_id_for_clients(api, &listed_brokers(api, false)));
     r.cluster_authorized_operations = authorized_operations::cluster(
         CLUSTER_OPERATIONS_VERSIONS.contains(&ctx.version) && req.include_cluster_authorized_operations,
     );
@@ -44,43 +44,69 @@ pub fn handle(api: &Api, ctx: &RequestContext, req: MetadataRequest) -> Metadata
     r
 }
 
-/// The unfenced registered brokers, as Kafka's Metadata lists them. This node answers with
-/// its live advertised listener and configured rack (its registration may predate the bound
-/// port); others with their registered endpoint of this node's listener name, else the first.
-/// Before any registration exists, this node alone.
-fn brokers(api: &Api) -> Vec<MetadataResponseBroker> {
+/// A broker as Metadata and DescribeCluster list it.
+pub struct ListedBroker {
+    pub id: NodeId,
+    pub host: String,
+    pub port: i32,
+    pub rack: Option<String>,
+    pub fenced: bool,
+}
+
+/// The registered brokers (unfenced ones only, as Kafka's Metadata lists them, unless
+/// `include_fenced`). This node answers with its live advertised listener and configured rack
+/// (its registration may predate the bound port); others with their registered endpoint of
+/// this node's listener name, else the first. A broker-role node always lists itself.
+pub fn listed_brokers(api: &Api, include_fenced: bool) -> Vec<ListedBroker> {
     let broker = &api.broker;
-    let local = || {
+    let me = NodeId(broker.node_id);
+    let local = |fenced: bool| {
         let advertised = broker.advertised();
-        let mut b = MetadataResponseBroker::default();
-        b.node_id = BrokerId(broker.node_id);
-        b.host = str_bytes(&advertised.host);
-        b.port = advertised.port;
-        b.rack = broker.config.get("broker.rack").map(str_bytes);
-        b
+        ListedBroker { id: me, host: advertised.host, port: advertised.port, rack: broker.config.get("broker.rack").map(str::to_string), fenced }
     };
     let image = broker.image();
-    let mut out: Vec<MetadataResponseBroker> = image
+    let mut out: Vec<ListedBroker> = image
         .brokers
         .values()
-        .filter(|b| !b.fenced)
+        .filter(|b| include_fenced || !b.fenced)
         .filter_map(|reg| {
-            if reg.id == NodeId(broker.node_id) {
-                return Some(local());
+            if reg.id == me {
+                return Some(local(reg.fenced));
             }
             let e = reg.endpoint(LOCAL_LISTENER_NAME).or(reg.endpoints.first())?;
-            let mut b = MetadataResponseBroker::default();
-            b.node_id = BrokerId(reg.id.0);
-            b.host = str_bytes(&e.host);
-            b.port = i32::from(e.port);
-            b.rack = reg.rack.as_deref().map(str_bytes);
-            Some(b)
+            Some(ListedBroker { id: reg.id, host: e.host.clone(), port: i32::from(e.port), rack: reg.rack.clone(), fenced: reg.fenced })
         })
         .collect();
-    if !out.iter().any(|b| b.node_id.0 == broker.node_id) {
-        out.insert(0, local());
+    let is_broker = broker.cluster().is_none_or(|c| c.is_broker);
+    if is_broker && !out.iter().any(|b| b.id == me) {
+        out.insert(0, local(image.brokers.get(&me).is_some_and(|b| b.fenced)));
     }
     out
+}
+
+/// The `controller_id` clients are told. A single node is its own controller. In a cluster
+/// Kafka 4 names a live broker (clients send admin requests there and it forwards them):
+/// this one when it is listed, else the first listed.
+pub fn controller_id_for_clients(api: &Api, listed: &[ListedBroker]) -> i32 {
+    let me = api.broker.node_id;
+    if api.broker.cluster().is_none() || listed.iter().any(|b| b.id.0 == me) {
+        return me;
+    }
+    listed.first().map_or(-1, |b| b.id.0)
+}
+
+fn brokers(api: &Api) -> Vec<MetadataResponseBroker> {
+    listed_brokers(api, false)
+        .into_iter()
+        .map(|l| {
+            let mut b = MetadataResponseBroker::default();
+            b.node_id = BrokerId(l.id.0);
+            b.host = str_bytes(&l.host);
+            b.port = l.port;
+            b.rack = l.rack.as_deref().map(str_bytes);
+            b
+        })
+        .collect()
 }
 
 /// The listener name clients reach this node on; others are looked up by the same name.
