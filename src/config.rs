@@ -146,6 +146,7 @@ pub const BROKER_KEYS: &[KeyDef] = &[
     key!("broker.heartbeat.interval.ms", Kind::Int, Some("2000"), "How often a broker heartbeats to the active controller"),
     key!("broker.session.timeout.ms", Kind::Int, Some("9000"), "A broker that has not heartbeated this long is fenced"),
     key!("metadata.log.max.record.bytes.between.snapshots", Kind::Long, Some("20971520"), "Bytes of metadata records after which a controller takes a snapshot"),
+    key!("metadata.log.segment.bytes", Kind::Int, Some("1073741824"), "Segment size of the metadata log; segments behind a snapshot are deleted"),
     key!("metadata.snapshot.max.interval.ms", Kind::Long, Some("3600000"), "Longest time between metadata snapshots while records arrive"),
     key!("cluster.id", Kind::Str, None, "Cluster id (default: generated on first start and kept in meta.properties)"),
     key!("metrics.listener", Kind::Str, Some("127.0.0.1:9644"), "Address of the Prometheus endpoint (/metrics, /health, /ready); port 0 picks a free port"),

@@ -291,7 +291,12 @@ fn start_quorum(broker: &Arc<Broker>, api: &Arc<Api>) -> anyhow::Result<blumfeld
     rc.election_backoff_max_ms = ms("controller.quorum.election.backoff.max.ms");
     rc.request_timeout_ms = ms("controller.quorum.request.timeout.ms");
     rc.retry_backoff_ms = ms("controller.quorum.retry.backoff.ms");
-    let log_config = blumfeld::log::LogConfig { retention_ms: -1, retention_bytes: -1, ..Default::default() };
+    let log_config = blumfeld::log::LogConfig {
+        retention_ms: -1,
+        retention_bytes: -1,
+        segment_bytes: config.long("metadata.log.segment.bytes").max(4096) as u64,
+        ..Default::default()
+    };
     let log = FileRaftLog::open(broker.data_dir(), log_config, broker.clock.clone()).map_err(anyhow::Error::msg)?;
     let state = QuorumStateFile::new(&broker.data_dir().join(file_log::DIR_NAME));
     let peers = voters.into_iter().map(|(id, addr)| (NodeId(id), addr)).collect();

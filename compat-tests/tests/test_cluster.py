@@ -24,6 +24,7 @@ import time
 
 import pytest
 
+from harness.broker import broker_kind
 from harness.cluster import Cluster
 from harness.tools import CLUSTER, TOPICS, quorum_replication, quorum_status, run_tool
 from harness.wait import wait_until
@@ -190,3 +191,97 @@ def test_broker_fencing_and_controlled_shutdown(cluster_factory):
     print(f"broker {other} shut down in {stop_s:.2f} s, leading {len(led)} partitions before")
     parts = describe_topic(c.bootstrap(exclude=(other,)), "moves")
     assert all(p["Leader"] != str(other) for p in parts), f"leaderships left on the stopped broker: {parts}"
+
+
+SNAPSHOT_TOPICS = 1000
+SNAPSHOT_ROUNDS = 98  # 1000 topics x (2 creation records + 98 config changes) = 100,000 records
+
+
+def metadata_dir(c: Cluster, node: int):
+    return c.nodes[node].data_dir / "__cluster_metadata-0"
+
+
+def snapshot_ends(c: Cluster, node: int) -> list[int]:
+    """End offsets of the metadata snapshots (`<offset>-<epoch>.checkpoint`) on a node."""
+    return sorted(int(p.name.split("-")[0]) for p in metadata_dir(c, node).glob("*.checkpoint"))
+
+
+def dir_bytes(path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def test_a_hundred_thousand_records_end_in_a_snapshot_that_a_restarted_node_loads(cluster_factory):
+    from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic
+
+    overrides = {"metadata.log.max.record.bytes.between.snapshots": str(1 << 20)}
+    if broker_kind() == "blumfeld":
+        # Small segments so that the log behind a snapshot is deleted (Kafka's minimum is
+        # 8 MiB, and Kafka keeps the log behind snapshots for metadata.max.retention.ms).
+        overrides["metadata.log.segment.bytes"] = str(1 << 20)
+    c = cluster_factory(layout="combined", controllers=3, overrides=overrides)
+    c.start()
+    status = wait_until(lambda: (s := quorum_status("--bootstrap-server", c.bootstrap()))
+                        and s.get("LeaderId", "-1") != "-1" and s, 60, "a quorum leader")
+    leader = int(status["LeaderId"])
+    down = next(n for n in (1, 2, 3) if n != leader)
+    c.nodes[down].kill9()
+    survivors = c.bootstrap(exclude=(down,))
+    # Until it is fenced, Kafka may still name the dead broker as the controller to talk to.
+    wait_until(lambda: broker_states(survivors).get(down) == "fenced", 60, f"broker {down} fenced")
+    admin = AdminClient({"bootstrap.servers": survivors})
+    names = [f"s{i:04d}" for i in range(SNAPSHOT_TOPICS)]
+    t0 = time.monotonic()
+    futures = admin.create_topics([NewTopic(n, num_partitions=1, replication_factor=1) for n in names],
+                                  operation_timeout=60, request_timeout=120)
+    for f in futures.values():
+        f.result(timeout=120)
+    def set_all(r: int) -> None:
+        resources = [ConfigResource("topic", n, incremental_configs=[
+            ConfigEntry("retention.ms", str(1_000_000 + r), incremental_operation=AlterConfigOpType.SET)])
+            for n in names]
+        for f in admin.incremental_alter_configs(resources, request_timeout=120).values():
+            f.result(timeout=120)
+
+    for r in range(SNAPSHOT_ROUNDS):
+        set_all(r)
+    written_s = time.monotonic() - t0
+    print(f"\n{SNAPSHOT_TOPICS * (2 + SNAPSHOT_ROUNDS)} metadata records written in {written_s:.1f} s")
+    # A snapshot is taken per metadata.log.max.record.bytes.between.snapshots of records, so
+    # the last records may wait for more: write rounds until one covers all 100,000.
+    last = SNAPSHOT_ROUNDS - 1
+
+    def snapshot_past_100k() -> bool:
+        nonlocal last
+        if (s := snapshot_ends(c, leader)) and s[-1] >= 100_000:
+            return True
+        last += 1
+        set_all(last)
+        return False
+
+    wait_until(snapshot_past_100k, 120, "a snapshot past 100,000 records")
+    if broker_kind() == "blumfeld":
+        segments = sorted(int(p.stem) for p in metadata_dir(c, leader).glob("*.log"))
+        assert segments and segments[0] > 0, f"the log behind the snapshot is still there: {segments}"
+    print(f"leader {leader}: snapshot at {snapshot_ends(c, leader)[-1]}, "
+          f"metadata on disk {dir_bytes(metadata_dir(c, leader)) / 1e6:.1f} MB")
+
+    t1 = time.monotonic()
+    c.nodes[down].start()
+
+    def caught_up():
+        rows = quorum_replication("--bootstrap-server", c.bootstrap())
+        row = next((r for r in rows if int(r["NodeId"]) == down), None)
+        return row is not None and row.get("Lag") == "0"
+
+    wait_until(caught_up, CATCH_UP_TIMEOUT_S, f"node {down} caught up")
+    print(f"node {down} restarted from the snapshot and caught up in {time.monotonic() - t1:.2f} s; "
+          f"its metadata on disk {dir_bytes(metadata_dir(c, down)) / 1e6:.1f} MB")
+    if broker_kind() == "blumfeld":
+        # The leader's log starts at its snapshot, so the node could only catch up by fetching
+        # the snapshot. (Kafka keeps its log for metadata.max.retention.ms and replays it.)
+        assert snapshot_ends(c, down), "the restarted node holds no snapshot"
+    # The restarted node serves what the records made.
+    own = AdminClient({"bootstrap.servers": f"127.0.0.1:{c.spec(down).broker_port}"})
+    res = ConfigResource("topic", names[-1])
+    configs = own.describe_configs([res])[res].result(timeout=60)
+    assert configs["retention.ms"].value == str(1_000_000 + last)

@@ -17,6 +17,7 @@ use super::{Api, errors};
 use crate::config::{Kind, TOPIC_KEYS, is_dynamic_broker_key};
 use crate::logging;
 use crate::metadata::controller::{self, ControllerError};
+use crate::metadata::{MetadataImage, MetadataRecord};
 
 pub const RESOURCE_TOPIC: i8 = 2;
 pub const RESOURCE_BROKER: i8 = 4;
@@ -59,22 +60,59 @@ pub fn apply(api: &Api, changes: &[ResourceChange], validate_only: bool) -> Vec<
     for c in changes {
         *seen.entry((c.resource_type, c.name.as_str())).or_default() += 1;
     }
-    changes
+    // Topic changes are decided below in one metadata change (one commit in a cluster).
+    let mut results: Vec<Option<Result<(), Failure>>> = changes
         .iter()
         .map(|c| {
             if seen.get(&(c.resource_type, c.name.as_str())).copied().unwrap_or(0) > 1 {
-                return Err(invalid_request("Each resource must appear at most once."));
+                return Some(Err(invalid_request("Each resource must appear at most once.")));
             }
-            check_keys(c)?;
+            if let Err(e) = check_keys(c) {
+                return Some(Err(e));
+            }
             match c.resource_type {
-                RESOURCE_TOPIC => apply_topic(api, c, validate_only),
-                RESOURCE_GROUP => apply_group(api, c, validate_only),
-                RESOURCE_BROKER => check_broker(api, c),
-                RESOURCE_BROKER_LOGGER if matches!(c.change, Change::Incremental(_)) => apply_loggers(api, c, validate_only),
-                other => Err(invalid_request(format!("Unknown resource type {other}"))),
+                RESOURCE_TOPIC if c.name.is_empty() => Some(Err(invalid_request("Default topic resources are not allowed."))),
+                RESOURCE_TOPIC => None,
+                RESOURCE_GROUP => Some(apply_group(api, c, validate_only)),
+                RESOURCE_BROKER => Some(check_broker(api, c)),
+                RESOURCE_BROKER_LOGGER if matches!(c.change, Change::Incremental(_)) => Some(apply_loggers(api, c, validate_only)),
+                other => Some(Err(invalid_request(format!("Unknown resource type {other}")))),
             }
         })
-        .collect()
+        .collect();
+    let topics: Vec<usize> = results.iter().enumerate().filter(|(_, r)| r.is_none()).map(|(i, _)| i).collect();
+    if !topics.is_empty() {
+        let broker = &api.broker;
+        let out = broker.apply_metadata(|image| {
+            let mut records = Vec::new();
+            let mut each = Vec::with_capacity(topics.len());
+            for i in &topics {
+                match topic_records(api, image, &changes[*i]) {
+                    Ok(r) => {
+                        if !validate_only {
+                            records.extend(r);
+                        }
+                        each.push(Ok(()));
+                    }
+                    Err(e) => each.push(Err((errors::controller_error(&e), e.to_string()))),
+                }
+            }
+            Ok((records, each))
+        });
+        match out {
+            Ok(each) => {
+                for (i, r) in topics.iter().zip(each) {
+                    results[*i] = Some(r);
+                }
+            }
+            Err(e) => {
+                for i in &topics {
+                    results[*i] = Some(Err((errors::broker_error(&e), e.to_string())));
+                }
+            }
+        }
+    }
+    results.into_iter().map(|r| r.unwrap_or_else(|| Err(invalid_request("not decided")))).collect()
 }
 
 /// Duplicate keys and null values, refused before anything else as Kafka does.
@@ -135,21 +173,14 @@ fn next_configs(
     Ok(next)
 }
 
-fn apply_topic(api: &Api, c: &ResourceChange, validate_only: bool) -> Result<(), Failure> {
+/// The records that change one topic's configs as `c` says.
+fn topic_records(api: &Api, image: &MetadataImage, c: &ResourceChange) -> Result<Vec<MetadataRecord>, ControllerError> {
     let broker = &api.broker;
-    if c.name.is_empty() {
-        return Err(invalid_request("Default topic resources are not allowed."));
-    }
     let is_list = |key: &str| TOPIC_KEYS.iter().any(|k| k.name == key && matches!(k.kind, Kind::List | Kind::ListOf(_)));
-    broker
-        .apply_metadata(|image| {
-            let current = image.topic(&c.name).ok_or(ControllerError::UnknownTopic)?;
-            let next = next_configs(&current.configs, &c.change, |k| broker.config.topic_default(k), is_list)
-                .map_err(|(_, m)| ControllerError::InvalidConfig(m))?;
-            let records = controller::set_topic_configs(image, &c.name, &next)?;
-            Ok((if validate_only { Vec::new() } else { records }, ()))
-        })
-        .map_err(|e| (errors::broker_error(&e), e.to_string()))
+    let current = image.topic(&c.name).ok_or(ControllerError::UnknownTopic)?;
+    let next = next_configs(&current.configs, &c.change, |k| broker.config.topic_default(k), is_list)
+        .map_err(|(_, m)| ControllerError::InvalidConfig(m))?;
+    controller::set_topic_configs(image, &c.name, &next)
 }
 
 fn apply_group(api: &Api, c: &ResourceChange, validate_only: bool) -> Result<(), Failure> {

@@ -17,28 +17,63 @@ pub fn handle(api: &Api, version: i16, req: CreateTopicsRequest) -> CreateTopics
     for t in &req.topics {
         *counts.entry(t.name.as_str().to_string()).or_default() += 1;
     }
+    // Every topic of the request is decided in one metadata change (one commit in a cluster),
+    // each against the image after the ones before it.
+    let specs: Vec<Result<TopicSpec, (ResponseError, String)>> = req
+        .topics
+        .iter()
+        .map(|t| {
+            let name = t.name.as_str().to_string();
+            if counts.get(&name).copied().unwrap_or(0) > 1 {
+                Err((ResponseError::InvalidRequest, format!("Create topics request from client contains multiple entries for the topic {name}")))
+            } else {
+                spec_of(t)
+            }
+        })
+        .collect();
+    type Outcome = Result<Option<crate::metadata::MetadataRecord>, (ResponseError, String)>;
+    let decided = broker.apply_metadata(|image| {
+        let mut work = image.clone();
+        let mut records = Vec::new();
+        let mut each: Vec<Outcome> = Vec::with_capacity(specs.len());
+        for spec in &specs {
+            let spec = match spec {
+                Ok(s) => s,
+                Err(e) => {
+                    each.push(Err(e.clone()));
+                    continue;
+                }
+            };
+            match controller::create_topic(&work, &broker.config, spec) {
+                Ok(recs) => {
+                    for r in &recs {
+                        work.replay(r);
+                    }
+                    each.push(Ok(recs.first().cloned()));
+                    if !req.validate_only {
+                        records.extend(recs);
+                    }
+                }
+                Err(e) => each.push(Err((errors::controller_error(&e), e.to_string()))),
+            }
+        }
+        Ok((records, each))
+    });
+    let outcomes: Vec<Outcome> = match decided {
+        Ok(each) => each,
+        Err(e) => {
+            let failure = (errors::broker_error(&e), e.to_string());
+            specs.iter().map(|_| Err(failure.clone())).collect()
+        }
+    };
     let mut r = CreateTopicsResponse::default();
-    for t in req.topics {
-        let name = t.name.as_str().to_string();
+    for (t, outcome) in req.topics.into_iter().zip(outcomes) {
         let mut tr = CreatableTopicResult::default();
         tr.name = t.name.clone();
         tr.num_partitions = -1;
         tr.replication_factor = -1;
         // Null on success, as Kafka's controller answers (the generated default is "").
         tr.error_message = None;
-        let outcome = if counts.get(&name).copied().unwrap_or(0) > 1 {
-            Err((ResponseError::InvalidRequest, format!("Create topics request from client contains multiple entries for the topic {name}")))
-        } else {
-            spec_of(&t).and_then(|spec| {
-                broker
-                    .apply_metadata(|image| {
-                        let records = controller::create_topic(image, &broker.config, &spec)?;
-                        let topic = records.first().cloned();
-                        Ok((if req.validate_only { vec![] } else { records }, topic))
-                    })
-                    .map_err(|e| (errors::broker_error(&e), e.to_string()))
-            })
-        };
         match outcome {
             Ok(Some(crate::metadata::MetadataRecord::Topic { id, partitions, replication_factor, configs, .. })) => {
                 tr.topic_id = if req.validate_only { uuid::Uuid::nil() } else { id };
