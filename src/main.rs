@@ -128,8 +128,6 @@ fn spawn_group_ticker(api: &Arc<Api>, mut shutdown: watch::Receiver<bool>) -> to
     })
 }
 
-/// Longest a SIGTERM waits for the controller to move this broker's leaderships away.
-const CONTROLLED_SHUTDOWN_MAX: Duration = Duration::from_secs(30);
 
 /// A node of a multi-node cluster (`controller.quorum.voters` names other nodes): with the
 /// controller role it serves the quorum on its controller listener; with the broker role it
@@ -200,7 +198,9 @@ async fn run_cluster_node(config: BrokerConfig) -> anyhow::Result<()> {
     wait_for_signal().await;
     tracing::info!("shutting down");
     if is_broker {
-        cluster::lifecycle::controlled_shutdown(&broker, &cluster, CONTROLLED_SHUTDOWN_MAX).await;
+        // At most the session timeout: after it the controller fences this broker anyway.
+        let limit = Duration::from_millis(cluster.session_timeout_ms.max(1) as u64);
+        cluster::lifecycle::controlled_shutdown(&broker, &cluster, limit).await;
     }
     if let Some(l) = lifecycle {
         l.abort();
