@@ -71,6 +71,20 @@ def broker_states(bootstrap: str) -> dict[int, str]:
     return {int(cols[0]): cols[state] for cols in lines if cols and cols[0].isdigit() and len(cols) > state}
 
 
+def scrape(node) -> dict[str, float]:
+    """A Blumfeld node's /metrics as series -> value."""
+    from harness.prometheus import http_get, metrics_address
+    host, port = metrics_address(node)
+    status, body = http_get(f"http://{host}:{port}/metrics")
+    assert status == 200, body
+    out = {}
+    for line in body.splitlines():
+        if line and not line.startswith("#"):
+            series, _, value = line.rpartition(" ")
+            out[series] = float(value)
+    return out
+
+
 def describe_topic(bootstrap: str, name: str) -> list[dict[str, str]]:
     """kafka-topics --describe: one dict per partition line (Partition, Leader, Replicas, Isr)."""
     out = run_tool(TOPICS, "--bootstrap-server", bootstrap, "--describe", "--topic", name)
@@ -175,6 +189,15 @@ def test_broker_fencing_and_controlled_shutdown(cluster_factory):
     assert fenced_s >= SESSION_TIMEOUT_S / 2, "fenced before its session could have expired"
     parts = describe_topic(survivors, "moves")
     assert all(p["Leader"] != str(victim) for p in parts), parts
+    if broker_kind() == "blumfeld":
+        m = wait_until(lambda: (m := scrape(c.nodes[controller])) and m.get("blumfeld_fenced_brokers") == 1 and m, 30,
+                       "the fenced broker in the controller's metrics")
+        assert m["blumfeld_active_controller_count"] == 1
+        assert m["blumfeld_registered_brokers"] == 3
+        assert m["blumfeld_quorum_leader_id"] == controller
+        assert m["blumfeld_quorum_elections_total"] >= 1
+        assert f'blumfeld_quorum_replica_lag_records{{node="{victim}",role="voter"}}' in m, m
+        assert scrape(c.nodes[other])["blumfeld_active_controller_count"] == 0
 
     t1 = time.monotonic()
     c.nodes[victim].start()
