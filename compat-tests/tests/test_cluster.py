@@ -308,3 +308,41 @@ def test_a_hundred_thousand_records_end_in_a_snapshot_that_a_restarted_node_load
     res = ConfigResource("topic", names[-1])
     configs = own.describe_configs([res])[res].result(timeout=60)
     assert configs["retention.ms"].value == str(1_000_000 + last)
+
+
+def test_a_consumer_group_commits_through_its_coordinator(cluster_factory):
+    """Produce to a 6-partition topic on 3 nodes, consume it in a group, commit; the group's
+    coordinator is the leader of its __consumer_offsets partition, and the committed offsets
+    are the partitions' ends."""
+    from confluent_kafka import Consumer, Producer, TopicPartition
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    c = cluster_factory(layout="combined", controllers=3)
+    c.start()
+    bootstrap = c.bootstrap()
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for f in admin.create_topics([NewTopic("grouped", num_partitions=6, replication_factor=3)]).values():
+        f.result(timeout=60)
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all"})
+    for i in range(300):
+        producer.produce("grouped", key=str(i).encode(), value=f"v{i}".encode())
+    assert producer.flush(60) == 0
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "g", "auto.offset.reset": "earliest",
+                         "enable.auto.commit": False})
+    consumer.subscribe(["grouped"])
+    seen = set()
+
+    def consumed_all():
+        msg = consumer.poll(1.0)
+        if msg is not None and msg.error() is None:
+            seen.add(msg.value())
+        return len(seen) == 300
+
+    wait_until(consumed_all, 120, "300 records consumed in the group")
+    consumer.commit(asynchronous=False)
+    ends = {p: consumer.get_watermark_offsets(TopicPartition("grouped", p), timeout=10)[1] for p in range(6)}
+    consumer.close()
+    committed = admin.list_consumer_group_offsets(
+        [__import__("confluent_kafka").ConsumerGroupTopicPartitions("g")])["g"].result(timeout=60)
+    got = {tp.partition: tp.offset for tp in committed.topic_partitions if tp.topic == "grouped"}
+    assert got == ends, (got, ends)
