@@ -10,6 +10,8 @@
 //! for broker membership (registration, heartbeats, fencing, controlled shutdown).
 
 pub mod cluster_control;
+#[cfg(test)]
+mod cluster_sim;
 pub mod controller;
 pub mod delta;
 pub mod features;
