@@ -194,6 +194,12 @@ pub fn heartbeat(image: &MetadataImage, hb: &Heartbeat) -> Result<(Vec<MetadataR
         records.extend(move_leadership(image, hb.id, false));
         records.push(MetadataRecord::FenceBroker { id: hb.id, epoch: b.epoch });
         reply.is_fenced = true;
+    } else if !b.fenced && !b.in_controlled_shutdown {
+        // An unfenced broker in the ISR of a partition without a leader should lead it. This
+        // is what its unfencing did; but each record is a quorum entry of its own, and an
+        // unfencing whose elections were lost in a failover (the change committed in part)
+        // would leave the partition offline for good. Every heartbeat repairs that.
+        records.extend(elect_leaderless(image, hb.id));
     }
     Ok((records, reply))
 }
@@ -482,6 +488,27 @@ mod tests {
         assert!(records.is_empty() && reply.is_fenced && !reply.is_caught_up);
         let (_, reply) = heartbeat(&next, &Heartbeat { metadata_offset: epoch.0, ..behind }).unwrap();
         assert!(!reply.is_fenced && reply.is_caught_up);
+    }
+
+    #[test]
+    fn a_heartbeat_elects_its_broker_where_a_lost_election_left_no_leader() {
+        let (image, _) = registered(&[1, 2]);
+        let image = with_partition(&image, &[1, 2]);
+        let t = image.topic("t").unwrap().id;
+        // Both fenced, the partition offline keeping its ISR; then broker 2's unfencing
+        // committed without the election that came with it.
+        let image = apply(&image, &fence(&image, &[NodeId(1), NodeId(2)]));
+        assert_eq!(image.topic("t").unwrap().partitions[&PartitionId(0)].leader, None);
+        let b2 = image.brokers[&NodeId(2)].clone();
+        let image = apply(&image, &[MetadataRecord::UnfenceBroker { id: NodeId(2), epoch: b2.epoch }]);
+        let hb = Heartbeat { id: NodeId(2), epoch: b2.epoch, metadata_offset: image.offset, want_fence: false, want_shut_down: false };
+        let (records, reply) = heartbeat(&image, &hb).unwrap();
+        assert!(!reply.is_fenced);
+        assert!(matches!(&records[..], [MetadataRecord::PartitionChange { topic_id, leader: Some(LeaderChange::Elected(NodeId(2))), .. }] if *topic_id == t));
+        let image = apply(&image, &records);
+        assert_eq!(image.topic("t").unwrap().partitions[&PartitionId(0)].leader, Some(NodeId(2)));
+        let (records, _) = heartbeat(&image, &hb).unwrap();
+        assert!(records.is_empty(), "nothing to repair: a heartbeat writes nothing");
     }
 
     #[test]

