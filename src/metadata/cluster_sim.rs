@@ -100,6 +100,7 @@ enum SimEvent {
     BrokerTimer { node: usize, run: u32, slot: Slot, generation: u64 },
     Restart { node: usize },
     CrashSomeone,
+    Sigterm { node: usize },
     Partition,
     Heal { generation: u32 },
     Admin,
@@ -163,6 +164,7 @@ pub struct RunStats {
     pub unfencings: u64,
     pub admin_changes: u64,
     pub snapshots_loaded: u64,
+    pub controlled_shutdowns: u64,
     /// Runs that ended with a topic whose creation committed in part (see `Sim::strict_atomicity`).
     pub incomplete_topics: u64,
 }
@@ -178,6 +180,7 @@ impl RunStats {
         self.admin_changes += o.admin_changes;
         self.snapshots_loaded += o.snapshots_loaded;
         self.incomplete_topics += o.incomplete_topics;
+        self.controlled_shutdowns += o.controlled_shutdowns;
     }
 }
 
@@ -485,6 +488,14 @@ impl Sim {
                 }
             }
             SimEvent::CrashSomeone => self.crash_someone(),
+            SimEvent::Sigterm { node } => {
+                if self.nodes[node].core.is_some() && self.chaos_on {
+                    match self.nodes[node].broker {
+                        Some(_) => self.broker_sigterm(node),
+                        None => self.stop_gracefully(node, false),
+                    }
+                }
+            }
             SimEvent::Partition => self.partition(),
             SimEvent::Heal { generation } => {
                 if generation == self.partition_generation {
@@ -993,9 +1004,38 @@ impl Sim {
             Some(l) if self.rng.below(3) == 0 => l,
             _ => self.rng.below(self.nodes.len() as u64) as usize,
         };
-        self.crash(node);
+        if self.rng.below(4) == 0 {
+            self.schedule(self.now_ms, SimEvent::Sigterm { node });
+        } else {
+            self.crash(node);
+        }
         let at = self.now_ms + self.range(interval);
         self.schedule(at, SimEvent::CrashSomeone);
+    }
+
+    /// A process exits after SIGTERM: once its controlled shutdown is done (`handed_over`:
+    /// the controller said it may stop) it must lead nothing in the latest image. A leader
+    /// resigns; what it wrote survives (a process exit, not a power cut).
+    fn stop_gracefully(&mut self, i: usize, handed_over: bool) {
+        let id = self.nodes[i].id;
+        self.log_line(|| format!("{id:?} stops (controlled shutdown complete: {handed_over})"));
+        if handed_over {
+            let latest = self.nodes.iter().filter(|n| n.core.is_some()).max_by_key(|n| n.image.offset).map(|n| &n.image);
+            let led = latest.and_then(|image| {
+                image.topics.values().find_map(|t| t.partitions.iter().find(|(_, r)| r.leader == Some(id)).map(|(p, _)| format!("{}-{} at offset {}", t.name, p.0, image.offset)))
+            });
+            if let Some(p) = led {
+                return self.fail(format!("broker {id:?} stopped after its controlled shutdown while it still leads {p}"));
+            }
+            self.stats.controlled_shutdowns += 1;
+        }
+        if self.nodes[i].view().is_leader {
+            self.step(i, Event::Resign);
+        }
+        if let Some(core) = self.nodes[i].core.as_mut() {
+            core.log_mut().flush();
+        }
+        self.crash(i);
     }
 
     fn crash(&mut self, i: usize) {
@@ -1218,7 +1258,7 @@ mod tests {
             Ok(s) => {
                 let secs = started.elapsed().as_secs_f64();
                 println!(
-                    "cluster sim: {count} seeds in {secs:.1} s ({:.0} seeds/s): {} events, {} elections, {} records, {} registrations, {} fencings, {} unfencings, {} admin changes, {} snapshots loaded, {} runs with a topic created in part",
+                    "cluster sim: {count} seeds in {secs:.1} s ({:.0} seeds/s): {} events, {} elections, {} records, {} registrations, {} fencings, {} unfencings, {} admin changes, {} controlled shutdowns, {} snapshots loaded, {} runs with a topic created in part",
                     count as f64 / secs,
                     s.events,
                     s.elections,
@@ -1227,6 +1267,7 @@ mod tests {
                     s.fencings,
                     s.unfencings,
                     s.admin_changes,
+                    s.controlled_shutdowns,
                     s.snapshots_loaded,
                     s.incomplete_topics
                 );
@@ -1303,6 +1344,16 @@ mod tests {
     #[test]
     fn planted_unfence_ignores_catch_up_is_found() {
         planted_bug_is_found(ClusterBug::UnfenceIgnoresCatchUp);
+    }
+
+    #[test]
+    fn planted_stale_epoch_accepted_is_found() {
+        planted_bug_is_found(ClusterBug::StaleEpochAccepted);
+    }
+
+    #[test]
+    fn planted_answer_before_commit_is_found() {
+        planted_bug_is_found(ClusterBug::AnswerBeforeCommit);
     }
 
     /// The store's known bug (see `Sim::strict_atomicity`): with the check on, the simulation

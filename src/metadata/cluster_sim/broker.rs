@@ -21,6 +21,10 @@ const REGISTER_BACKOFF_MS: u64 = 500;
 const RETRY_BACKOFF_MS: u64 = 100;
 /// `request.timeout.ms` (`Cluster::call_controller` and `NodeClient`).
 const REQUEST_TIMEOUT_MS: u64 = 30_000;
+/// `lifecycle::controlled_shutdown`'s pause between heartbeats.
+const SHUTDOWN_HEARTBEAT_MS: u64 = 200;
+/// `main::CONTROLLED_SHUTDOWN_MAX`.
+const CONTROLLED_SHUTDOWN_MAX_MS: u64 = 30_000;
 
 /// The two things a broker calls the controller for, each one call at a time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,12 +61,15 @@ pub struct BrokerProc {
     pub epoch: Option<BrokerEpoch>,
     /// The last heartbeat answer's `is_fenced` (`Cluster::set_unfenced`).
     pub fenced: bool,
+    /// SIGTERM arrived: heartbeats ask to shut down until the controller agrees or this
+    /// deadline passes, then the process stops.
+    pub shutdown_deadline_ms: Option<u64>,
     slots: [SlotState; 2],
 }
 
 impl BrokerProc {
     pub fn new(incarnation: Uuid) -> Self {
-        Self { incarnation, epoch: None, fenced: true, slots: [SlotState::new(), SlotState::new()] }
+        Self { incarnation, epoch: None, fenced: true, shutdown_deadline_ms: None, slots: [SlotState::new(), SlotState::new()] }
     }
 
     fn slot(&mut self, slot: Slot) -> &mut SlotState {
@@ -112,6 +119,24 @@ impl Sim {
         }
     }
 
+    /// SIGTERM (`lifecycle::controlled_shutdown`): heartbeat at once, asking to shut down.
+    pub(super) fn broker_sigterm(&mut self, i: usize) {
+        let Some(b) = self.nodes[i].broker.as_mut() else { return };
+        if b.shutdown_deadline_ms.is_some() {
+            return;
+        }
+        b.shutdown_deadline_ms = Some(self.now_ms + CONTROLLED_SHUTDOWN_MAX_MS);
+        let id = self.nodes[i].id;
+        self.log_line(|| format!("{id:?} gets SIGTERM"));
+        let Some(b) = self.nodes[i].broker.as_mut() else { return };
+        if b.epoch.is_none() {
+            return self.stop_gracefully(i, false); // never registered: nothing to hand over
+        }
+        if b.slot(Slot::Membership).phase == Phase::Sleeping {
+            self.broker_next_call(i, Slot::Membership);
+        }
+    }
+
     /// What the lifecycle (or the producer-id manager) asks next.
     fn broker_next_call(&mut self, i: usize, slot: Slot) {
         let id = self.nodes[i].id;
@@ -119,6 +144,10 @@ impl Sim {
         let cluster_id = self.nodes[i].image.cluster_id.clone();
         let rack = self.nodes[i].rack.clone();
         let Some(b) = self.nodes[i].broker.as_ref() else { return };
+        let shutting_down = b.shutdown_deadline_ms.is_some();
+        if shutting_down && slot == Slot::Membership && (b.epoch.is_none() || b.shutdown_deadline_ms.is_some_and(|d| self.now_ms >= d)) {
+            return self.stop_gracefully(i, false);
+        }
         let req = match (slot, b.epoch) {
             (Slot::Membership, None) => BrokerRequest::Register(Registration {
                 id,
@@ -133,7 +162,7 @@ impl Sim {
                 epoch,
                 metadata_offset: applied - 1,
                 want_fence: false,
-                want_shut_down: false,
+                want_shut_down: shutting_down,
             }),
             // Producers stop with the chaos, so that the log comes to rest.
             (Slot::ProducerIds, Some(epoch)) if !b.fenced && self.chaos_on => BrokerRequest::AllocateProducerIds { broker: id, epoch },
@@ -209,6 +238,13 @@ impl Sim {
         self.log_line(|| format!("{id:?} call ends: {answer:?}"));
         let Some(b) = self.nodes[i].broker.as_mut() else { return };
         let heartbeat_wait = |fenced: bool| if fenced { HEARTBEAT_INTERVAL_MS.min(FENCED_HEARTBEAT_MS) } else { HEARTBEAT_INTERVAL_MS };
+        if b.shutdown_deadline_ms.is_some() && slot == Slot::Membership {
+            return match answer {
+                Some(Answer::Heartbeat(reply)) if reply.should_shut_down => self.stop_gracefully(i, true),
+                Some(Answer::Refused(_)) => self.stop_gracefully(i, false),
+                _ => self.broker_sleep(i, slot, SHUTDOWN_HEARTBEAT_MS),
+            };
+        }
         match (req, answer) {
             (BrokerRequest::Register(_), Some(Answer::Registered(epoch))) => {
                 b.epoch = Some(epoch);

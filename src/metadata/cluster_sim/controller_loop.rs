@@ -45,6 +45,12 @@ pub enum ClusterBug {
     /// A heartbeat unfences its broker without checking that the broker applied its own
     /// registration.
     UnfenceIgnoresCatchUp,
+    /// A heartbeat naming an older incarnation's epoch is taken for the current one (a late
+    /// heartbeat of a crashed process speaks for its successor).
+    StaleEpochAccepted,
+    /// A change is answered once proposed, not once committed and applied: an answer can
+    /// describe records that a failover then loses.
+    AnswerBeforeCommit,
 }
 
 /// A request a broker sends the active controller.
@@ -286,6 +292,7 @@ impl ControllerLoop {
     pub fn proposed(&mut self, now_ms: u64, image: &MetadataImage, first: Option<Offset>) {
         let Some((pending, answer, epoch, n)) = self.proposing.take() else { return };
         match first {
+            Some(_) if self.planted == Some(ClusterBug::AnswerBeforeCommit) => self.finish(now_ms, image, pending, answer),
             Some(first) => self.in_flight = Some(InFlight { pending, target: first.0 + n as i64, epoch, answer }),
             None => self.finish(now_ms, image, pending, Answer::NotController),
         }
@@ -327,6 +334,11 @@ impl ControllerLoop {
                 let mut hb = *hb;
                 if self.planted == Some(ClusterBug::UnfenceIgnoresCatchUp) {
                     hb.metadata_offset = i64::MAX;
+                }
+                if self.planted == Some(ClusterBug::StaleEpochAccepted)
+                    && let Some(b) = image.brokers.get(&hb.id)
+                {
+                    hb.epoch = b.epoch;
                 }
                 let (records, reply) = cluster_control::heartbeat(image, &hb).map_err(Answer::Refused)?;
                 Ok((records, Answer::Heartbeat(reply)))
