@@ -1242,7 +1242,7 @@ mod tests {
     use super::*;
     use std::time::Instant;
 
-    const CI_SEEDS: u64 = 500;
+    const CI_SEEDS: u64 = 3_000;
 
     fn env_u64(name: &str) -> Option<u64> {
         std::env::var(name).ok().and_then(|v| v.trim().parse().ok())

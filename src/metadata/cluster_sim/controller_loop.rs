@@ -214,11 +214,14 @@ impl ControllerLoop {
     /// leader restarts every session; the leader runs its duties unless a run is unfinished.
     /// The duties read the *published* image, as `leader_duties` does.
     pub fn tick(&mut self, now_ms: u64, view: &LeaderView, image: &MetadataImage) {
+        if self.duties_running {
+            return; // the tick loop awaits the duties: no tick while they run
+        }
         if view.is_leader && !self.was_leader {
             self.sessions.restart_all(image, now_ms as i64);
         }
         self.was_leader = view.is_leader;
-        if view.is_leader && !self.duties_running {
+        if view.is_leader {
             self.start_duties(now_ms, image);
         }
     }
