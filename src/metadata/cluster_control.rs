@@ -106,8 +106,9 @@ impl BrokerSessions {
 }
 
 /// The records that register a broker: a new incarnation (fenced until it catches up), with
-/// the broker epoch Kafka gives it, the offset of its registration record (`image.offset`, as
-/// the caller proposes these records next). Returns the records and that epoch.
+/// the broker epoch Kafka gives it, the offset of its registration record. The caller
+/// proposes these records next, so the first lands at `image.offset` and the registration
+/// after the leadership moves that precede it. Returns the records and that epoch.
 ///
 /// A second incarnation of an id whose session is still alive is refused, as Kafka does, so
 /// that two processes configured with one `node.id` cannot take turns.
@@ -131,12 +132,15 @@ pub fn register(
     {
         return Err(MembershipError::DuplicateRegistration);
     }
-    let epoch = BrokerEpoch(image.offset);
     let mut records = Vec::new();
-    // The old incarnation's leaderships go first: it is gone.
+    // The old incarnation's leaderships go first: it is gone. (First, so that a prefix of
+    // these records that commits alone never shows the new, fenced incarnation leading.)
     if image.brokers.contains_key(&req.id) {
         records.extend(move_leadership(image, req.id, false));
     }
+    // The epoch is the offset the registration record itself lands at, behind the moves:
+    // the broker is caught up once it has applied that record, not merely the first move.
+    let epoch = BrokerEpoch(image.offset + records.len() as i64);
     records.push(MetadataRecord::RegisterBroker {
         id: req.id,
         incarnation_id: req.incarnation_id,
@@ -187,9 +191,15 @@ pub fn heartbeat(image: &MetadataImage, hb: &Heartbeat) -> Result<(Vec<MetadataR
         records.extend(elect_leaderless(image, hb.id));
         reply.is_fenced = false;
     } else if !b.fenced && hb.want_fence {
-        records.push(MetadataRecord::FenceBroker { id: hb.id, epoch: b.epoch });
         records.extend(move_leadership(image, hb.id, false));
+        records.push(MetadataRecord::FenceBroker { id: hb.id, epoch: b.epoch });
         reply.is_fenced = true;
+    } else if !b.fenced && !b.in_controlled_shutdown {
+        // An unfenced broker in the ISR of a partition without a leader should lead it. This
+        // is what its unfencing did; but each record is a quorum entry of its own, and an
+        // unfencing whose elections were lost in a failover (the change committed in part)
+        // would leave the partition offline for good. Every heartbeat repairs that.
+        records.extend(elect_leaderless(image, hb.id));
     }
     Ok((records, reply))
 }
@@ -197,6 +207,11 @@ pub fn heartbeat(image: &MetadataImage, hb: &Heartbeat) -> Result<(Vec<MetadataR
 /// The records that fence `ids` (their sessions expired) and move their leaderships away.
 /// Each broker's changes are computed on the image after the previous ones', so a partition
 /// never moves to a broker fenced in the same batch.
+///
+/// A broker's leaderships move *before* its fence record: in a quorum each record is an
+/// entry of its own, and a prefix of a change may commit (and be applied, or survive a
+/// failover) without the rest; every prefix of these records leaves no partition led by a
+/// fenced broker.
 pub fn fence(image: &MetadataImage, ids: &[NodeId]) -> Vec<MetadataRecord> {
     let mut work = image.clone();
     let mut records = Vec::new();
@@ -205,15 +220,12 @@ pub fn fence(image: &MetadataImage, ids: &[NodeId]) -> Vec<MetadataRecord> {
         if b.fenced {
             continue;
         }
-        let mut these = vec![MetadataRecord::FenceBroker { id: *id, epoch: b.epoch }];
+        let fence = MetadataRecord::FenceBroker { id: *id, epoch: b.epoch };
+        let mut these = move_leadership(&work, *id, false);
+        these.push(fence);
         for r in &these {
             work.replay(r);
         }
-        let moves = move_leadership(&work, *id, false);
-        for r in &moves {
-            work.replay(r);
-        }
-        these.extend(moves);
         records.extend(these);
     }
     records
@@ -331,12 +343,16 @@ mod tests {
     }
 
     fn with_partition(image: &MetadataImage, replicas: &[i32]) -> MetadataImage {
+        with_named_partition(image, "t", replicas)
+    }
+
+    fn with_named_partition(image: &MetadataImage, name: &str, replicas: &[i32]) -> MetadataImage {
         let id = Uuid::new_v4();
         let replicas: Vec<NodeId> = replicas.iter().map(|r| NodeId(*r)).collect();
         apply(
             image,
             &[
-                MetadataRecord::Topic { name: "t".into(), id, partitions: 1, replication_factor: replicas.len() as i16, configs: Default::default() },
+                MetadataRecord::Topic { name: name.into(), id, partitions: 1, replication_factor: replicas.len() as i16, configs: Default::default() },
                 MetadataRecord::Partition {
                     topic_id: id,
                     partition: PartitionId(0),
@@ -416,6 +432,83 @@ mod tests {
         let (records, reply) = heartbeat(&image, &Heartbeat { metadata_offset: image.offset, ..hb }).unwrap();
         assert!(reply.should_shut_down && reply.is_fenced);
         assert!(apply(&image, &records).brokers[&NodeId(1)].fenced);
+    }
+
+    /// Replays `records` one by one and checks, after each, that no partition is led by a
+    /// fenced broker: in a quorum a prefix of a change can commit without the rest.
+    fn replay_checking_every_prefix(image: &MetadataImage, records: &[MetadataRecord]) -> MetadataImage {
+        let mut image = image.clone();
+        for (k, record) in records.iter().enumerate() {
+            image.replay(record);
+            for t in image.topics.values() {
+                for r in t.partitions.values() {
+                    if let Some(leader) = r.leader {
+                        assert!(!image.brokers[&leader].fenced, "after record {k} ({record:?}) fenced broker {leader:?} leads {}", t.name);
+                    }
+                }
+            }
+        }
+        image
+    }
+
+    #[test]
+    fn every_prefix_of_a_fencing_leaves_no_fenced_leader() {
+        let (image, _) = registered(&[1, 2, 3]);
+        let image = with_named_partition(&image, "a", &[1, 2, 3]);
+        let image = with_named_partition(&image, "b", &[2, 3]);
+        let records = fence(&image, &[NodeId(1), NodeId(2)]);
+        let after = replay_checking_every_prefix(&image, &records);
+        assert_eq!(after.topic("a").unwrap().partitions[&PartitionId(0)].leader, Some(NodeId(3)));
+        assert_eq!(after.topic("b").unwrap().partitions[&PartitionId(0)].leader, Some(NodeId(3)));
+        assert!(after.brokers[&NodeId(1)].fenced && after.brokers[&NodeId(2)].fenced);
+
+        let b3 = after.brokers[&NodeId(3)].clone();
+        let want_fence = Heartbeat { id: NodeId(3), epoch: b3.epoch, metadata_offset: after.offset, want_fence: true, want_shut_down: false };
+        let (records, reply) = heartbeat(&after, &want_fence).unwrap();
+        assert!(reply.is_fenced);
+        let offline = replay_checking_every_prefix(&after, &records);
+        assert_eq!(offline.topic("a").unwrap().partitions[&PartitionId(0)].leader, None);
+    }
+
+    #[test]
+    fn a_re_registration_epoch_is_the_offset_of_its_own_record() {
+        let (image, sessions) = registered(&[1, 2]);
+        let image = with_partition(&image, &[1, 2]);
+        // Broker 1 restarted as a new incarnation after its session expired, still leading.
+        let req = Registration { id: NodeId(1), cluster_id: "c".into(), incarnation_id: Uuid::new_v4(), endpoints: vec![], rack: None };
+        let (records, epoch) = register(&image, &sessions, &req, 9000, 9000).unwrap();
+        let at = records.iter().position(|r| matches!(r, MetadataRecord::RegisterBroker { .. })).unwrap();
+        assert!(at > 0, "the old incarnation's leadership moves first");
+        assert_eq!(epoch.0, image.offset + at as i64, "the epoch is the registration record's offset");
+        let next = replay_checking_every_prefix(&image, &records);
+        assert_eq!(next.brokers[&NodeId(1)].epoch, epoch);
+        // Having applied only the moves, the new incarnation is not caught up.
+        let behind = Heartbeat { id: NodeId(1), epoch, metadata_offset: epoch.0 - 1, want_fence: false, want_shut_down: false };
+        let (records, reply) = heartbeat(&next, &behind).unwrap();
+        assert!(records.is_empty() && reply.is_fenced && !reply.is_caught_up);
+        let (_, reply) = heartbeat(&next, &Heartbeat { metadata_offset: epoch.0, ..behind }).unwrap();
+        assert!(!reply.is_fenced && reply.is_caught_up);
+    }
+
+    #[test]
+    fn a_heartbeat_elects_its_broker_where_a_lost_election_left_no_leader() {
+        let (image, _) = registered(&[1, 2]);
+        let image = with_partition(&image, &[1, 2]);
+        let t = image.topic("t").unwrap().id;
+        // Both fenced, the partition offline keeping its ISR; then broker 2's unfencing
+        // committed without the election that came with it.
+        let image = apply(&image, &fence(&image, &[NodeId(1), NodeId(2)]));
+        assert_eq!(image.topic("t").unwrap().partitions[&PartitionId(0)].leader, None);
+        let b2 = image.brokers[&NodeId(2)].clone();
+        let image = apply(&image, &[MetadataRecord::UnfenceBroker { id: NodeId(2), epoch: b2.epoch }]);
+        let hb = Heartbeat { id: NodeId(2), epoch: b2.epoch, metadata_offset: image.offset, want_fence: false, want_shut_down: false };
+        let (records, reply) = heartbeat(&image, &hb).unwrap();
+        assert!(!reply.is_fenced);
+        assert!(matches!(&records[..], [MetadataRecord::PartitionChange { topic_id, leader: Some(LeaderChange::Elected(NodeId(2))), .. }] if *topic_id == t));
+        let image = apply(&image, &records);
+        assert_eq!(image.topic("t").unwrap().partitions[&PartitionId(0)].leader, Some(NodeId(2)));
+        let (records, _) = heartbeat(&image, &hb).unwrap();
+        assert!(records.is_empty(), "nothing to repair: a heartbeat writes nothing");
     }
 
     #[test]

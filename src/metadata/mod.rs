@@ -8,8 +8,18 @@
 //! image that results. On a single node the metadata log is a local file; in a cluster it is the
 //! Raft log of the metadata quorum, and [`cluster_control`] adds the active controller's rules
 //! for broker membership (registration, heartbeats, fencing, controlled shutdown).
+//!
+//! `cluster_sim` (tests only) runs the controller layer and the brokers of a whole cluster
+//! under a seeded simulation over `raft::sim`'s network, crashes and slow disks: every node
+//! applies what its quorum commits, the active controller follows the store's rule with the
+//! functions of [`cluster_control`] and [`controller`], and its invariants (one applied
+//! history, no fenced leader in any image, broker epochs, unfencing only after catch-up,
+//! disjoint producer-id blocks, a cluster that settles once healed) are checked after every
+//! event. Its module doc has the commands.
 
 pub mod cluster_control;
+#[cfg(test)]
+mod cluster_sim;
 pub mod controller;
 pub mod delta;
 pub mod features;

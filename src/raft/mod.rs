@@ -78,7 +78,7 @@ pub mod file_log;
 pub mod message;
 pub mod quorum_state_file;
 #[cfg(test)]
-mod sim;
+pub(crate) mod sim;
 pub mod state;
 #[cfg(test)]
 mod tests;

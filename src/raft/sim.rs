@@ -68,24 +68,26 @@ enum SimEvent {
     EndChaos,
 }
 
-struct Scheduled {
-    at_ms: u64,
-    seq: u64,
-    event: SimEvent,
+/// An event due at `at_ms`; `seq` orders events due at the same time by when they were
+/// scheduled, so that a seed replays exactly. (Shared with `metadata::cluster_sim`.)
+pub(crate) struct Scheduled<E> {
+    pub(crate) at_ms: u64,
+    pub(crate) seq: u64,
+    pub(crate) event: E,
 }
 
-impl PartialEq for Scheduled {
+impl<E> PartialEq for Scheduled<E> {
     fn eq(&self, other: &Self) -> bool {
         (self.at_ms, self.seq) == (other.at_ms, other.seq)
     }
 }
-impl Eq for Scheduled {}
-impl PartialOrd for Scheduled {
+impl<E> Eq for Scheduled<E> {}
+impl<E> PartialOrd for Scheduled<E> {
     fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
         Some(self.cmp(other))
     }
 }
-impl Ord for Scheduled {
+impl<E> Ord for Scheduled<E> {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         (self.at_ms, self.seq).cmp(&(other.at_ms, other.seq))
     }
@@ -140,7 +142,7 @@ pub struct Sim {
     rng: SplitMix64,
     now_ms: u64,
     seq: u64,
-    queue: BinaryHeap<Reverse<Scheduled>>,
+    queue: BinaryHeap<Reverse<Scheduled<SimEvent>>>,
     nodes: Vec<Node>,
     config: RaftConfig,
     chaos: Chaos,
@@ -169,7 +171,7 @@ fn payload_id(entry: &Entry) -> Option<u64> {
     }
 }
 
-fn entry_hash(entry: &Entry) -> u64 {
+pub(crate) fn entry_hash(entry: &Entry) -> u64 {
     let tail = match &entry.data {
         EntryData::LeaderChange { leader, .. } => 0x1000_0000_0000 ^ leader.0 as u64,
         EntryData::Records(b) => b.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, x| (h ^ *x as u64).wrapping_mul(0x100_0000_01b3)),
@@ -177,7 +179,8 @@ fn entry_hash(entry: &Entry) -> u64 {
     (entry.epoch.0 as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ tail
 }
 
-fn mix(digest: u64, entry: &Entry) -> u64 {
+/// The digest of a history extended by `entry` (shared with `metadata::cluster_sim`).
+pub(crate) fn mix(digest: u64, entry: &Entry) -> u64 {
     (digest.rotate_left(5) ^ entry_hash(entry)).wrapping_mul(0x2545_F491_4F6C_DD1D)
 }
 
