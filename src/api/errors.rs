@@ -22,6 +22,8 @@ pub fn log_error(e: &LogError) -> ResponseError {
         LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
         LogError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
         LogError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
+        LogError::InvalidTxnState { .. } => ResponseError::InvalidTxnState,
+        LogError::CoordinatorFenced { .. } => ResponseError::TransactionCoordinatorFenced,
         LogError::InvalidRecords(r) => record_error(r),
         _ => ResponseError::KafkaStorageError,
     }

@@ -347,6 +347,14 @@ impl Log {
             return Ok(horizon);
         }
         writer.finish()?;
+        // Aborted transactions keep their index entries: their markers stay in the group.
+        let mut txn_index = super::txn_index::TxnIndex::default();
+        for segment in bases.iter().filter_map(|b| self.segments.get(b)) {
+            for entry in segment.txn_index().entries() {
+                txn_index.append(*entry);
+            }
+        }
+        swap::write_cleaned_txn_index(&self.dir, base, &txn_index)?;
         swap::swap_in(&self.dir, bases)?;
         for b in bases {
             self.segments.remove(b);
