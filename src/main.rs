@@ -93,12 +93,17 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let background = spawn_background(broker.clone(), shutdown_rx.clone());
     let groups = api.groups.clone();
+    let txns = api.txns.clone();
     let mut group_shutdown = shutdown_rx.clone();
     let group_ticker = tokio::spawn(async move {
         let mut tick = tokio::time::interval(GROUP_TICK);
         loop {
             tokio::select! {
-                _ = tick.tick() => groups.tick(),
+                // The transaction coordinator acts on its own intervals (timeouts, expiry).
+                _ = tick.tick() => {
+                    groups.tick();
+                    txns.tick();
+                }
                 _ = group_shutdown.changed() => return,
             }
         }

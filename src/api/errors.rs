@@ -7,6 +7,7 @@ use crate::log::LogError;
 use crate::metadata::ControllerError;
 use crate::partition::PartitionError;
 use crate::record::RecordError;
+use crate::txn::markers::MarkerError;
 
 pub fn record_error(e: &RecordError) -> ResponseError {
     match e {
@@ -55,6 +56,21 @@ pub fn broker_error(e: &BrokerError) -> ResponseError {
         BrokerError::Controller(c) => controller_error(c),
         BrokerError::Partition(p) => partition_error(p),
         BrokerError::Io { .. } => ResponseError::KafkaStorageError,
+    }
+}
+
+/// PRODUCER_FENCED for a client older than `min_version` of the API is INVALID_PRODUCER_EPOCH,
+/// the code it knows (KIP-588), as Kafka answers it.
+pub fn fenced_for_version(e: ResponseError, version: i16, min_version: i16) -> ResponseError {
+    if e == ResponseError::ProducerFenced && version < min_version { ResponseError::InvalidProducerEpoch } else { e }
+}
+
+/// Why a marker was not written, for WriteTxnMarkers.
+pub fn marker_error(e: &MarkerError) -> ResponseError {
+    match e {
+        MarkerError::UnknownPartition => ResponseError::UnknownTopicOrPartition,
+        MarkerError::Partition(p) => partition_error(p),
+        MarkerError::Group(g) => *g,
     }
 }
 

@@ -6,6 +6,8 @@
 //! error when the connection must be closed (unparseable header, unknown API, version we do
 //! not serve), as Kafka does.
 
+pub mod add_offsets_to_txn;
+pub mod add_partitions_to_txn;
 pub mod alter_configs;
 pub mod authorized_operations;
 pub mod config_change;
@@ -19,6 +21,7 @@ pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
+pub mod end_txn;
 pub mod error_codes;
 pub mod errors;
 pub mod fetch;
@@ -40,8 +43,10 @@ pub mod produce;
 pub mod quorum;
 pub mod response_frame;
 pub mod sync_group;
+pub mod txn_offset_commit;
 pub mod update_features;
 pub mod versions;
+pub mod write_txn_markers;
 
 use std::sync::{Arc, Mutex};
 
@@ -52,6 +57,8 @@ use thiserror::Error;
 
 use crate::broker::{Broker, BrokerError};
 use crate::group::GroupCoordinator;
+use crate::txn::TransactionCoordinator;
+use crate::txn::markers::LocalMarkerWriter;
 use fetch_session::FetchSessionCache;
 use response_frame::{ByReference, ChunkedBuf, ResponseFrame};
 
@@ -86,6 +93,9 @@ pub struct Api {
     pub broker: Arc<Broker>,
     pub fetch_sessions: Mutex<FetchSessionCache>,
     pub groups: Arc<GroupCoordinator>,
+    pub txns: Arc<TransactionCoordinator>,
+    /// Writes transaction markers into local partitions: for the coordinator and WriteTxnMarkers.
+    pub markers: Arc<LocalMarkerWriter>,
     /// The metadata quorum on a controller of a multi-node quorum; none on a single node.
     raft: std::sync::OnceLock<crate::raft::driver::RaftHandle>,
 }
@@ -104,13 +114,17 @@ pub enum Reply {
 
 impl Api {
     /// Sets up the API of `broker`, including the group coordinator (which loads
-    /// `__consumer_offsets`).
+    /// `__consumer_offsets`) and then the transaction coordinator (which loads
+    /// `__transaction_state` and completes what it left preparing, markers for offsets included).
     pub fn new(broker: Arc<Broker>) -> Result<Self, BrokerError> {
         broker.metrics.register_apis(versions::SERVED.iter().map(|s| s.api));
         let slots = broker.config.int("max.incremental.fetch.session.cache.slots").max(0) as usize;
         let groups = GroupCoordinator::new(broker.clone());
         groups.start()?;
-        Ok(Self { broker, fetch_sessions: Mutex::new(FetchSessionCache::new(slots)), groups, raft: std::sync::OnceLock::new() })
+        let markers = Arc::new(LocalMarkerWriter::new(broker.clone(), groups.clone()));
+        let txns = TransactionCoordinator::new(broker.clone(), markers.clone());
+        txns.start();
+        Ok(Self { broker, fetch_sessions: Mutex::new(FetchSessionCache::new(slots)), groups, txns, markers, raft: std::sync::OnceLock::new() })
     }
 
     /// Attaches the metadata quorum (once, at start-up) so the KRaft APIs reach it.
@@ -197,7 +211,12 @@ impl Api {
             R::FindCoordinator(req) => S::FindCoordinator(find_coordinator::handle(self, v, req)),
             R::DescribeCluster(req) => S::DescribeCluster(describe_cluster::handle(self, req)),
             R::DeleteRecords(req) => S::DeleteRecords(delete_records::handle(self, req)),
-            R::InitProducerId(req) => S::InitProducerId(init_producer_id::handle(self, req)),
+            R::InitProducerId(req) => S::InitProducerId(init_producer_id::handle(self, v, req)),
+            R::AddPartitionsToTxn(req) => S::AddPartitionsToTxn(add_partitions_to_txn::handle(self, v, req)),
+            R::AddOffsetsToTxn(req) => S::AddOffsetsToTxn(add_offsets_to_txn::handle(self, v, req)),
+            R::EndTxn(req) => S::EndTxn(end_txn::handle(self, v, req)),
+            R::TxnOffsetCommit(req) => S::TxnOffsetCommit(txn_offset_commit::handle(self, req)),
+            R::WriteTxnMarkers(req) => S::WriteTxnMarkers(write_txn_markers::handle(self, req)),
             R::OffsetForLeaderEpoch(req) => S::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(self, req)),
             R::UpdateFeatures(req) => S::UpdateFeatures(update_features::handle(self, v, req)),
             R::Vote(req) => S::Vote(quorum::vote(self, req).await),
@@ -280,7 +299,11 @@ pub(crate) fn str_bytes(s: &str) -> StrBytes {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 pub(crate) fn test_api(dir: &std::path::Path, overrides: &[&str]) -> Api {
-    let mut all = vec![format!("log.dirs={}", dir.display()), "offsets.topic.num.partitions=1".to_string()];
+    let mut all = vec![
+        format!("log.dirs={}", dir.display()),
+        "offsets.topic.num.partitions=1".to_string(),
+        "transaction.state.log.num.partitions=1".to_string(),
+    ];
     all.extend(overrides.iter().map(|o| o.to_string()));
     let config = crate::config::BrokerConfig::load(None, &all).unwrap();
     let broker = Broker::open(config, Arc::new(crate::clock::SystemClock)).unwrap();
@@ -428,7 +451,70 @@ mod tests {
             ApiKey::InitProducerId => {
                 let mut r = InitProducerIdRequest::default();
                 r.transactional_id = None;
-                vec![RequestKind::InitProducerId(r)]
+                let mut txn = InitProducerIdRequest::default();
+                txn.transactional_id = Some(TransactionalId(StrBytes::from_static_str("tx")));
+                txn.transaction_timeout_ms = 60_000;
+                let mut bad_timeout = txn.clone();
+                bad_timeout.transaction_timeout_ms = i32::MAX;
+                vec![RequestKind::InitProducerId(r), RequestKind::InitProducerId(txn), RequestKind::InitProducerId(bad_timeout)]
+            }
+            ApiKey::AddPartitionsToTxn => {
+                let mut t = add_partitions_to_txn_request::AddPartitionsToTxnTopic::default();
+                t.name = name("t");
+                t.partitions = vec![0];
+                let mut unknown = t.clone();
+                unknown.name = name("nope");
+                let mut r = AddPartitionsToTxnRequest::default();
+                if version >= 4 {
+                    let mut x = add_partitions_to_txn_request::AddPartitionsToTxnTransaction::default();
+                    x.transactional_id = TransactionalId(StrBytes::from_static_str("tx"));
+                    x.producer_id = ProducerId(-1);
+                    x.topics = vec![t, unknown];
+                    let mut verify = x.clone();
+                    verify.verify_only = true;
+                    r.transactions = vec![x, verify];
+                } else {
+                    r.v3_and_below_transactional_id = TransactionalId(StrBytes::from_static_str("tx"));
+                    r.v3_and_below_producer_id = ProducerId(-1);
+                    r.v3_and_below_topics = vec![t, unknown];
+                }
+                vec![RequestKind::AddPartitionsToTxn(r)]
+            }
+            ApiKey::AddOffsetsToTxn => {
+                let mut r = AddOffsetsToTxnRequest::default();
+                r.transactional_id = TransactionalId(StrBytes::from_static_str("tx"));
+                r.group_id = GroupId(StrBytes::from_static_str("g"));
+                vec![RequestKind::AddOffsetsToTxn(r)]
+            }
+            ApiKey::EndTxn => {
+                let mut r = EndTxnRequest::default();
+                r.transactional_id = TransactionalId(StrBytes::from_static_str("tx"));
+                r.committed = true;
+                vec![RequestKind::EndTxn(r)]
+            }
+            ApiKey::TxnOffsetCommit => {
+                let mut p = txn_offset_commit_request::TxnOffsetCommitRequestPartition::default();
+                p.committed_offset = 1;
+                let mut t = txn_offset_commit_request::TxnOffsetCommitRequestTopic::default();
+                t.name = name("t");
+                t.partitions = vec![p.clone(), { let mut q = p; q.partition_index = 9; q }];
+                let mut r = TxnOffsetCommitRequest::default();
+                r.transactional_id = TransactionalId(StrBytes::from_static_str("tx"));
+                r.group_id = GroupId(StrBytes::from_static_str("g"));
+                r.generation_id = -1;
+                r.topics = vec![t];
+                vec![RequestKind::TxnOffsetCommit(r)]
+            }
+            ApiKey::WriteTxnMarkers => {
+                let mut t = write_txn_markers_request::WritableTxnMarkerTopic::default();
+                t.name = name("t");
+                t.partition_indexes = vec![0, 7];
+                let mut m = write_txn_markers_request::WritableTxnMarker::default();
+                m.producer_id = ProducerId(5);
+                m.topics = vec![t];
+                let mut r = WriteTxnMarkersRequest::default();
+                r.markers = vec![m];
+                vec![RequestKind::WriteTxnMarkers(r)]
             }
             ApiKey::OffsetForLeaderEpoch => {
                 let mut p = offset_for_leader_epoch_request::OffsetForLeaderPartition::default();
@@ -708,7 +794,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let config = BrokerConfig::load(
             None,
-            &[format!("log.dirs={}", dir.path().display()), "group.initial.rebalance.delay.ms=0".into(), "offsets.topic.num.partitions=3".into()],
+            &[
+                format!("log.dirs={}", dir.path().display()),
+                "group.initial.rebalance.delay.ms=0".into(),
+                "offsets.topic.num.partitions=3".into(),
+                "transaction.state.log.num.partitions=2".into(),
+            ],
         )
         .unwrap();
         let broker = crate::broker::Broker::open(config, Arc::new(SystemClock)).unwrap();
