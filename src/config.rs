@@ -127,7 +127,7 @@ pub const BROKER_KEYS: &[KeyDef] = &[
     key!("transactional.id.expiration.ms", Kind::Int, Some("604800000"), "Forget a transactional id unused this long"),
     key!("transaction.abort.timed.out.transaction.cleanup.interval.ms", Kind::Int, Some("10000"), "How often transactions past their timeout are aborted"),
     key!("transaction.remove.expired.transaction.cleanup.interval.ms", Kind::Int, Some("3600000"), "How often expired transactional ids are removed"),
-    key!("transaction.partition.verification.enable", Kind::Bool, Some("true"), "Check that a partition was added to the transaction before transactional writes (not enforced yet)"),
+    key!("transaction.partition.verification.enable", Kind::Bool, Some("true"), "Check with the coordinator that a partition is in the transaction before its first transactional write"),
     key!("producer.id.expiration.ms", Kind::Int, Some("86400000"), "Forget an idle producer's state in a partition after this long"),
     key!("group.initial.rebalance.delay.ms", Kind::Int, Some("3000"), "Delay before the first rebalance of a new group"),
     key!("group.min.session.timeout.ms", Kind::Int, Some("6000"), "Shortest session timeout a member may ask for"),

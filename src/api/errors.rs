@@ -65,6 +65,18 @@ pub fn fenced_for_version(e: ResponseError, version: i16, min_version: i16) -> R
     if e == ResponseError::ProducerFenced && version < min_version { ResponseError::InvalidProducerEpoch } else { e }
 }
 
+/// A failed KIP-890 verification as the producer must see it (Kafka's
+/// `AddPartitionsToTxnManager`): PRODUCER_FENCED is INVALID_PRODUCER_EPOCH, and a partition
+/// not in the transaction is TRANSACTION_ABORTABLE only for clients that know it, else
+/// INVALID_TXN_STATE.
+pub fn verification_error(e: ResponseError, knows_abortable: bool) -> ResponseError {
+    match e {
+        ResponseError::ProducerFenced => ResponseError::InvalidProducerEpoch,
+        ResponseError::TransactionAbortable if !knows_abortable => ResponseError::InvalidTxnState,
+        other => other,
+    }
+}
+
 /// Why a marker was not written, for WriteTxnMarkers.
 pub fn marker_error(e: &MarkerError) -> ResponseError {
     match e {

@@ -215,7 +215,7 @@ impl Api {
             R::AddPartitionsToTxn(req) => S::AddPartitionsToTxn(add_partitions_to_txn::handle(self, v, req)),
             R::AddOffsetsToTxn(req) => S::AddOffsetsToTxn(add_offsets_to_txn::handle(self, v, req)),
             R::EndTxn(req) => S::EndTxn(end_txn::handle(self, v, req)),
-            R::TxnOffsetCommit(req) => S::TxnOffsetCommit(txn_offset_commit::handle(self, req)),
+            R::TxnOffsetCommit(req) => S::TxnOffsetCommit(txn_offset_commit::handle(self, v, req)),
             R::WriteTxnMarkers(req) => S::WriteTxnMarkers(write_txn_markers::handle(self, req)),
             R::OffsetForLeaderEpoch(req) => S::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(self, req)),
             R::UpdateFeatures(req) => S::UpdateFeatures(update_features::handle(self, v, req)),
@@ -309,6 +309,9 @@ pub(crate) fn test_api(dir: &std::path::Path, overrides: &[&str]) -> Api {
     let broker = Broker::open(config, Arc::new(crate::clock::SystemClock)).unwrap();
     Api::new(broker).unwrap()
 }
+
+#[cfg(test)]
+mod tests_txn;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]

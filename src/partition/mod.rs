@@ -282,8 +282,13 @@ impl Partition {
         Ok(result)
     }
 
-    /// Open transactions as (producer id, first offset), and every producer's entry, for
-    /// DescribeProducers.
+    /// Whether `producer_id` has an open transaction here (its next transactional batch then
+    /// needs no verification).
+    pub fn has_open_transaction(&self, producer_id: i64) -> bool {
+        self.log().producer_state().entry(producer_id).is_some_and(|e| e.current_txn_first_offset.is_some())
+    }
+
+    /// Every producer's entry, for DescribeProducers.
     pub fn producers(&self) -> Vec<(i64, crate::log::ProducerEntry)> {
         self.log().producer_state().entries().map(|(pid, e)| (pid, e.clone())).collect()
     }

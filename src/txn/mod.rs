@@ -499,3 +499,6 @@ fn describe(m: &TxnMetadata) -> TxnDescription {
         partitions: m.partitions_by_topic(),
     }
 }
+
+#[cfg(test)]
+mod tests;
