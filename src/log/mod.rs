@@ -29,9 +29,9 @@
 //!   `recovery_point`, the flushed offset, may be lost; data below never is);
 //! - producer state and the epoch cache describe exactly the batches in
 //!   `[log_start_offset, log_end_offset)` (producer state may remember older producers too);
-//! - every transaction aborted by a marker in a segment is in that segment's txn index, and
-//!   nothing at or above the first unstable offset (the oldest open transaction's first
-//!   offset) is stable.
+//! - every aborted transaction with data still in the log is in the txn index of its marker's
+//!   segment (the cleaner drops entries whose data it removed), and nothing at or above the
+//!   first unstable offset (the oldest open transaction's first offset) is stable.
 
 mod checkpoint;
 mod cleaner;
