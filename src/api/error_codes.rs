@@ -118,6 +118,9 @@ pub fn for_each(response: &ResponseKind, mut f: impl FnMut(i16)) -> Listed {
         S::WriteTxnMarkers(r) => {
             r.markers.iter().flat_map(|m| &m.topics).flat_map(|t| &t.partitions).for_each(|p| f(p.error_code))
         }
+        S::DescribeTransactions(r) => r.transaction_states.iter().for_each(|t| f(t.error_code)),
+        S::ListTransactions(r) => f(r.error_code),
+        S::DescribeProducers(r) => r.topics.iter().flat_map(|t| &t.partitions).for_each(|p| f(p.error_code)),
         _ => return Listed::No,
     }
     Listed::Yes

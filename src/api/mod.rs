@@ -21,6 +21,8 @@ pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
+pub mod describe_producers;
+pub mod describe_transactions;
 pub mod end_txn;
 pub mod error_codes;
 pub mod errors;
@@ -34,6 +36,7 @@ pub mod join_group;
 pub mod leave_group;
 pub mod list_groups;
 pub mod list_offsets;
+pub mod list_transactions;
 pub mod metadata;
 pub mod offset_commit;
 pub mod offset_delete;
@@ -217,6 +220,9 @@ impl Api {
             R::EndTxn(req) => S::EndTxn(end_txn::handle(self, v, req)),
             R::TxnOffsetCommit(req) => S::TxnOffsetCommit(txn_offset_commit::handle(self, v, req)),
             R::WriteTxnMarkers(req) => S::WriteTxnMarkers(write_txn_markers::handle(self, req)),
+            R::DescribeTransactions(req) => S::DescribeTransactions(describe_transactions::handle(self, req)),
+            R::ListTransactions(req) => S::ListTransactions(list_transactions::handle(self, req)),
+            R::DescribeProducers(req) => S::DescribeProducers(describe_producers::handle(self, req)),
             R::OffsetForLeaderEpoch(req) => S::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(self, req)),
             R::UpdateFeatures(req) => S::UpdateFeatures(update_features::handle(self, v, req)),
             R::Vote(req) => S::Vote(quorum::vote(self, req).await),
@@ -507,6 +513,30 @@ mod tests {
                 r.generation_id = -1;
                 r.topics = vec![t];
                 vec![RequestKind::TxnOffsetCommit(r)]
+            }
+            ApiKey::DescribeTransactions => {
+                let mut r = DescribeTransactionsRequest::default();
+                r.transactional_ids = vec![TransactionalId(StrBytes::from_static_str("tx")), TransactionalId(StrBytes::from_static_str("nope"))];
+                vec![RequestKind::DescribeTransactions(r)]
+            }
+            ApiKey::ListTransactions => {
+                let mut r = ListTransactionsRequest::default();
+                r.duration_filter = -1;
+                let mut filtered = r.clone();
+                filtered.state_filters = vec![StrBytes::from_static_str("Ongoing"), StrBytes::from_static_str("Bogus")];
+                filtered.producer_id_filters = vec![ProducerId(0)];
+                if version >= 2 {
+                    filtered.transactional_id_pattern = Some(StrBytes::from_static_str("t.*"));
+                }
+                vec![RequestKind::ListTransactions(r), RequestKind::ListTransactions(filtered)]
+            }
+            ApiKey::DescribeProducers => {
+                let mut t = describe_producers_request::TopicRequest::default();
+                t.name = name("t");
+                t.partition_indexes = vec![0, 9];
+                let mut r = DescribeProducersRequest::default();
+                r.topics = vec![t];
+                vec![RequestKind::DescribeProducers(r)]
             }
             ApiKey::WriteTxnMarkers => {
                 let mut t = write_txn_markers_request::WritableTxnMarkerTopic::default();

@@ -44,6 +44,9 @@ pub const SERVED: &[Served] = &[
     served(ApiKey::EndTxn, 0, 4),
     served(ApiKey::WriteTxnMarkers, 1, 1),
     served(ApiKey::TxnOffsetCommit, 0, 4),
+    served(ApiKey::DescribeProducers, 0, 0),
+    served(ApiKey::DescribeTransactions, 0, 0),
+    served(ApiKey::ListTransactions, 0, 2),
     served(ApiKey::OffsetForLeaderEpoch, 2, 4),
     served(ApiKey::DescribeConfigs, 1, 4),
     served(ApiKey::CreatePartitions, 0, 3),
@@ -180,6 +183,9 @@ pub fn default_request(api: ApiKey) -> Option<RequestKind> {
         ApiKey::EndTxn => RequestKind::EndTxn(EndTxnRequest::default()),
         ApiKey::WriteTxnMarkers => RequestKind::WriteTxnMarkers(WriteTxnMarkersRequest::default()),
         ApiKey::TxnOffsetCommit => RequestKind::TxnOffsetCommit(TxnOffsetCommitRequest::default()),
+        ApiKey::DescribeProducers => RequestKind::DescribeProducers(DescribeProducersRequest::default()),
+        ApiKey::DescribeTransactions => RequestKind::DescribeTransactions(DescribeTransactionsRequest::default()),
+        ApiKey::ListTransactions => RequestKind::ListTransactions(ListTransactionsRequest::default()),
         _ => return None,
     })
 }
@@ -281,6 +287,9 @@ mod tests {
             ApiKey::EndTxn => ResponseKind::EndTxn(EndTxnResponse::default()),
             ApiKey::WriteTxnMarkers => ResponseKind::WriteTxnMarkers(WriteTxnMarkersResponse::default()),
             ApiKey::TxnOffsetCommit => ResponseKind::TxnOffsetCommit(TxnOffsetCommitResponse::default()),
+            ApiKey::DescribeProducers => ResponseKind::DescribeProducers(DescribeProducersResponse::default()),
+            ApiKey::DescribeTransactions => ResponseKind::DescribeTransactions(DescribeTransactionsResponse::default()),
+            ApiKey::ListTransactions => ResponseKind::ListTransactions(ListTransactionsResponse::default()),
             other => panic!("add {other:?} to the round-trip test"),
         }
     }

@@ -83,9 +83,9 @@ pub struct TxnDescription {
 /// ListTransactions' filters (empty: any).
 #[derive(Debug, Clone, Default)]
 pub struct ListFilter {
-    pub states: Vec<String>,
+    pub states: Vec<TxnState>,
     pub producer_ids: Vec<i64>,
-    /// Only transactions open longer than this (v1+); -1: any.
+    /// Only transactions started longer ago than this (v1+); negative: any.
     pub duration_ms: i64,
     pub transactional_id_pattern: Option<regex::Regex>,
 }
@@ -468,9 +468,10 @@ impl TransactionCoordinator {
         let mut out: Vec<TxnDescription> = lock(&self.txns)
             .values()
             .filter(|m| m.state != TxnState::Dead)
-            .filter(|m| filter.states.is_empty() || filter.states.iter().any(|s| s == m.state.name()))
+            .filter(|m| filter.states.is_empty() || filter.states.contains(&m.state))
             .filter(|m| filter.producer_ids.is_empty() || filter.producer_ids.contains(&m.producer_id))
-            .filter(|m| filter.duration_ms < 0 || (m.state == TxnState::Ongoing && now - m.start_ms > filter.duration_ms))
+            // As Kafka: by the start time, whatever the state.
+            .filter(|m| filter.duration_ms < 0 || now - m.start_ms > filter.duration_ms)
             .filter(|m| filter.transactional_id_pattern.as_ref().is_none_or(|re| re.is_match(&m.transactional_id)))
             .map(describe)
             .collect();

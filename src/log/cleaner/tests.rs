@@ -532,7 +532,7 @@ fn aborted_data_goes_and_markers_go_after_their_delete_horizon() {
     assert_eq!(log.collect_aborted(0, 5).len(), 1, "the abort's entry stays with its marker");
 
     // Nothing new is dirty, so force passes with new data in a later segment.
-    let mut pass = |log: &mut Log, now: i64| {
+    let pass = |log: &mut Log, now: i64| {
         log.append(&keyed_batch(&[("other", Some("x"))], now), 0, now).unwrap();
         log.roll(now).unwrap();
         log.clean(now, i64::MAX).unwrap().unwrap()
