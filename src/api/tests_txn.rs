@@ -13,6 +13,108 @@ use kafka_protocol::protocol::StrBytes;
 use super::*;
 use crate::record::BatchBuilder;
 
+fn name(s: &'static str) -> TopicName {
+    TopicName(StrBytes::from_static_str(s))
+}
+
+/// Requests of the transaction APIs for `api::tests::every_served_version_of_every_handler_encodes`
+/// and friends (the transactional InitProducerId ones too); `None` for another API.
+pub(super) fn requests(api: ApiKey, version: i16) -> Option<Vec<RequestKind>> {
+    Some(match api {
+        ApiKey::InitProducerId => {
+            let mut txn = InitProducerIdRequest::default();
+            txn.transactional_id = Some(TransactionalId(StrBytes::from_static_str("tx")));
+            txn.transaction_timeout_ms = 60_000;
+            let mut bad_timeout = txn.clone();
+            bad_timeout.transaction_timeout_ms = i32::MAX;
+            vec![RequestKind::InitProducerId(txn), RequestKind::InitProducerId(bad_timeout)]
+        }
+        ApiKey::AddPartitionsToTxn => {
+            let mut t = add_partitions_to_txn_request::AddPartitionsToTxnTopic::default();
+            t.name = name("t");
+            t.partitions = vec![0];
+            let mut unknown = t.clone();
+            unknown.name = name("nope");
+            let mut r = AddPartitionsToTxnRequest::default();
+            if version >= 4 {
+                let mut x = add_partitions_to_txn_request::AddPartitionsToTxnTransaction::default();
+                x.transactional_id = TransactionalId(StrBytes::from_static_str("tx"));
+                x.producer_id = ProducerId(-1);
+                x.topics = vec![t, unknown];
+                let mut verify = x.clone();
+                verify.verify_only = true;
+                r.transactions = vec![x, verify];
+            } else {
+                r.v3_and_below_transactional_id = TransactionalId(StrBytes::from_static_str("tx"));
+                r.v3_and_below_producer_id = ProducerId(-1);
+                r.v3_and_below_topics = vec![t, unknown];
+            }
+            vec![RequestKind::AddPartitionsToTxn(r)]
+        }
+        ApiKey::AddOffsetsToTxn => {
+            let mut r = AddOffsetsToTxnRequest::default();
+            r.transactional_id = TransactionalId(StrBytes::from_static_str("tx"));
+            r.group_id = GroupId(StrBytes::from_static_str("g"));
+            vec![RequestKind::AddOffsetsToTxn(r)]
+        }
+        ApiKey::EndTxn => {
+            let mut r = EndTxnRequest::default();
+            r.transactional_id = TransactionalId(StrBytes::from_static_str("tx"));
+            r.committed = true;
+            vec![RequestKind::EndTxn(r)]
+        }
+        ApiKey::TxnOffsetCommit => {
+            let mut p = txn_offset_commit_request::TxnOffsetCommitRequestPartition::default();
+            p.committed_offset = 1;
+            let mut t = txn_offset_commit_request::TxnOffsetCommitRequestTopic::default();
+            t.name = name("t");
+            t.partitions = vec![p.clone(), { let mut q = p; q.partition_index = 9; q }];
+            let mut r = TxnOffsetCommitRequest::default();
+            r.transactional_id = TransactionalId(StrBytes::from_static_str("tx"));
+            r.group_id = GroupId(StrBytes::from_static_str("g"));
+            r.generation_id = -1;
+            r.topics = vec![t];
+            vec![RequestKind::TxnOffsetCommit(r)]
+        }
+        ApiKey::DescribeTransactions => {
+            let mut r = DescribeTransactionsRequest::default();
+            r.transactional_ids = vec![TransactionalId(StrBytes::from_static_str("tx")), TransactionalId(StrBytes::from_static_str("nope"))];
+            vec![RequestKind::DescribeTransactions(r)]
+        }
+        ApiKey::ListTransactions => {
+            let mut r = ListTransactionsRequest::default();
+            r.duration_filter = -1;
+            let mut filtered = r.clone();
+            filtered.state_filters = vec![StrBytes::from_static_str("Ongoing"), StrBytes::from_static_str("Bogus")];
+            filtered.producer_id_filters = vec![ProducerId(0)];
+            if version >= 2 {
+                filtered.transactional_id_pattern = Some(StrBytes::from_static_str("t.*"));
+            }
+            vec![RequestKind::ListTransactions(r), RequestKind::ListTransactions(filtered)]
+        }
+        ApiKey::DescribeProducers => {
+            let mut t = describe_producers_request::TopicRequest::default();
+            t.name = name("t");
+            t.partition_indexes = vec![0, 9];
+            let mut r = DescribeProducersRequest::default();
+            r.topics = vec![t];
+            vec![RequestKind::DescribeProducers(r)]
+        }
+        ApiKey::WriteTxnMarkers => {
+            let mut t = write_txn_markers_request::WritableTxnMarkerTopic::default();
+            t.name = name("t");
+            t.partition_indexes = vec![0, 7];
+            let mut m = write_txn_markers_request::WritableTxnMarker::default();
+            m.producer_id = ProducerId(5);
+            m.topics = vec![t];
+            let mut r = WriteTxnMarkersRequest::default();
+            r.markers = vec![m];
+            vec![RequestKind::WriteTxnMarkers(r)]
+        }
+        _ => return None,
+    })
+}
+
 struct H {
     _dir: tempfile::TempDir,
     api: Api,
