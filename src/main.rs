@@ -113,7 +113,7 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     // so no println! (which panics on a closed stdout).
     say(&format!("blumfeld listening on {}:{}", local.ip(), local.port()));
     let accepting = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let metrics_server = start_metrics(&broker, &api.groups, accepting.clone(), shutdown_rx.clone()).await?;
+    let metrics_server = start_metrics(&broker, &api.groups, &api.txns, accepting.clone(), shutdown_rx.clone()).await?;
     let controller_serving = match controller_server {
         Some(cs) => {
             say(&format!("controller listening on {}", cs.local_addr()?));
@@ -254,6 +254,7 @@ fn say(line: &str) {
 async fn start_metrics(
     broker: &Arc<Broker>,
     groups: &Arc<GroupCoordinator>,
+    txns: &Arc<blumfeld::txn::TransactionCoordinator>,
     accepting: Arc<std::sync::atomic::AtomicBool>,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<metrics::MetricsServer> {
@@ -265,6 +266,7 @@ async fn start_metrics(
         .context("metrics.listener is not host:port")?;
     let weak = Arc::downgrade(broker);
     let weak_groups = Arc::downgrade(groups);
+    let weak_txns = Arc::downgrade(txns);
     broker.metrics.set_snapshot_source(Box::new(move || {
         let Some(b) = weak.upgrade() else { return metrics::BrokerSnapshot::default() };
         let image = b.image();
@@ -302,11 +304,16 @@ async fn start_metrics(
             ),
             None => (vec![], None),
         };
+        let transactions_by_state = weak_txns
+            .upgrade()
+            .map(|t| t.counts_by_state().into_iter().map(|(s, n)| (s.to_string(), n as u64)).collect())
+            .unwrap_or_default();
         metrics::BrokerSnapshot {
             partitions,
             metadata: metrics::MetadataSnapshot { active_controller: true, log_end_offset: offset, last_applied_offset: offset, leader_epoch: 0 },
             log_dirs,
             groups_by_state,
+            transactions_by_state,
             group_offsets,
             ..Default::default()
         }
