@@ -1,5 +1,6 @@
 """Transactions (exactly-once) with real clients: the Java client's transactional producer and
-read_committed consumer (compat-java txn-*), and confluent-kafka's (librdkafka).
+read_committed consumer (compat-java txn-*), confluent-kafka's (librdkafka) and franz-go's
+GroupTransactSession (compat-go txn-ctp).
 
 (a) a commit across 3 topics becomes visible atomically to read_committed (the LSO holds while
     the transaction is open), an abort hides it, read_uncommitted sees both and no markers;
@@ -19,7 +20,7 @@ import time
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
-from harness.clients import java_cmd, run_driver
+from harness.clients import go_cmd, java_cmd, run_driver
 from harness.wait import wait_until
 from tests.test_confluent_kafka import create_topic
 
@@ -48,6 +49,14 @@ def test_consume_transform_produce_with_offsets_in_the_transaction(broker):
     out = run_driver(java_cmd("txn-ctp", "--bootstrap", broker.bootstrap, "--input", "ctp-in", "--output", "ctp-out",
                               "--group", "ctp", "--count", "3000", "--abort-every", "4", "--max-poll-records", "100"),
                      timeout_s=300)
+    print(out[-2000:])
+    assert "ok ctp" in out, out
+
+
+def test_franz_go_group_transact_session(broker):
+    """franz-go's GroupTransactSession: consume-transform-produce with aborts, exactly once."""
+    out = run_driver(go_cmd("txn-ctp", "--bootstrap", broker.bootstrap, "--input", "go-ctp-in", "--output", "go-ctp-out",
+                            "--group", "go-ctp", "--count", "3000", "--abort-every", "4"), timeout_s=300)
     print(out[-2000:])
     assert "ok ctp" in out, out
 
