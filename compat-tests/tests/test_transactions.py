@@ -161,3 +161,46 @@ def test_librdkafka_commit_and_abort(broker):
         producer.abort_transaction(10)
     except KafkaException as e:
         raise AssertionError(f"an empty abort failed: {e}") from e
+
+
+def test_kafka_python_commit_and_abort(broker):
+    """kafka-python's transactional producer and read_committed consumer."""
+    from kafka import KafkaConsumer, KafkaProducer
+    from kafka import TopicPartition as KTopicPartition
+
+    topic = "kpy-txn"
+    create_topic(broker.bootstrap, topic, 1)
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, transactional_id="kpy-tx")
+    producer.init_transactions()
+    for name, commit in (("c1", True), ("a2", False), ("c3", True)):
+        producer.begin_transaction()
+        for i in range(100):
+            producer.send(topic, value=f"{name}-{i}".encode(), partition=0)
+        producer.flush()
+        if commit:
+            producer.commit_transaction()
+        else:
+            producer.abort_transaction()
+    producer.close()
+
+    def read(isolation: str) -> list[str]:
+        c = KafkaConsumer(bootstrap_servers=broker.bootstrap, isolation_level=isolation, enable_auto_commit=False,
+                          auto_offset_reset="earliest")
+        try:
+            tp = KTopicPartition(topic, 0)
+            c.assign([tp])
+            c.seek_to_beginning(tp)
+            end = c.end_offsets([tp])[tp]
+            got: list[str] = []
+            deadline = time.monotonic() + 60
+            while c.position(tp) < end:
+                assert time.monotonic() < deadline, f"{isolation} read stuck at {c.position(tp)} of {end}"
+                for records in c.poll(timeout_ms=200).values():
+                    got.extend(r.value.decode() for r in records)
+            return got
+        finally:
+            c.close()
+
+    committed = read("read_committed")
+    assert committed == [f"c1-{i}" for i in range(100)] + [f"c3-{i}" for i in range(100)], len(committed)
+    assert len(read("read_uncommitted")) == 300
