@@ -9,7 +9,8 @@ GroupTransactSession (compat-go txn-ctp).
 (c) consume-transform-produce with sendOffsetsToTransaction, every fourth transaction aborted:
     the output holds each input's result once and the group's offsets are at the input's end;
 (d) kill -9 of the broker while a transaction is open: after the restart the coordinator aborts
-    it once transaction.timeout.ms has passed and the LSO moves on to the high watermark.
+    it once transaction.timeout.ms has passed and the LSO moves on to the high watermark;
+(e) kill -9 of the broker in the middle of (c): the run finishes exactly once.
 """
 
 from __future__ import annotations
