@@ -315,7 +315,6 @@ async fn start_metrics(
             groups_by_state,
             transactions_by_state,
             group_offsets,
-            ..Default::default()
         }
     }));
     // Single node: metadata is local, so ready means accepting clients.
