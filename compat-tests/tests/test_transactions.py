@@ -9,7 +9,8 @@ GroupTransactSession (compat-go txn-ctp).
 (c) consume-transform-produce with sendOffsetsToTransaction, every fourth transaction aborted:
     the output holds each input's result once and the group's offsets are at the input's end;
 (d) kill -9 of the broker while a transaction is open: after the restart the coordinator aborts
-    it once transaction.timeout.ms has passed and the LSO moves on to the high watermark.
+    it once transaction.timeout.ms has passed and the LSO moves on to the high watermark;
+(e) kill -9 of the broker in the middle of (c): the run finishes exactly once.
 """
 
 from __future__ import annotations
@@ -59,6 +60,37 @@ def test_franz_go_group_transact_session(broker):
                             "--group", "go-ctp", "--count", "3000", "--abort-every", "4"), timeout_s=300)
     print(out[-2000:])
     assert "ok ctp" in out, out
+
+
+def test_consume_transform_produce_survives_a_broker_kill9(broker_factory):
+    """kill -9 of the broker in the middle of a consume-transform-produce run, then a restart
+    on the same data: the run finishes, each input's result is in the output exactly once and
+    the group's offsets are at the input's end (the driver checks both)."""
+    broker = broker_factory.start(BROKER_OVERRIDES)
+    proc = subprocess.Popen(java_cmd("txn-ctp", "--bootstrap", broker.bootstrap, "--input", "kill-in", "--output", "kill-out",
+                                     "--group", "kill", "--count", "20000", "--abort-every", "7", "--max-poll-records", "50"),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    try:
+        committed = 0
+        for line in proc.stdout:
+            lines.append(line)
+            committed += line.startswith("COMMITTED ")
+            if committed >= 30:
+                break
+        assert committed >= 30, "".join(lines[-40:])
+        broker.kill9()
+        # Back on the same port: the running clients only know that address.
+        broker.overrides["listeners"] = f"PLAINTEXT://127.0.0.1:{broker.port}"
+        broker.restart()
+        broker.wait_metadata()
+        lines.extend(proc.stdout)
+        rc = proc.wait(timeout=300)
+    finally:
+        proc.kill()
+    out = "".join(lines)
+    print("".join(l for l in lines if not l.startswith("COMMITTED"))[-3000:])
+    assert rc == 0 and "ok ctp records=20000" in out, out[-6000:]
 
 
 def offsets(bootstrap: str, topic: str) -> tuple[int, int]:

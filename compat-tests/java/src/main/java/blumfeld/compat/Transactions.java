@@ -378,54 +378,62 @@ final class Transactions {
             plain.flush();
         }
         List<TopicPartition> in = partitions(List.of(input), parts);
+        Map<TopicPartition, Long> inputEnds;
+        try (Admin admin = admin(bootstrap)) {
+            inputEnds = latest(admin, in, IsolationLevel.READ_UNCOMMITTED);
+        }
         int batches = 0;
         int aborted = 0;
-        Set<Integer> committedInputs = new HashSet<>();
+        int failed = 0;
         long deadline = System.nanoTime() + DEADLINE.toNanos();
         int maxPollRecords = Integer.parseInt(opts.getOrDefault("max-poll-records", "500"));
         try (KafkaConsumer<byte[], byte[]> c = consumer(bootstrap, "read_committed", group, maxPollRecords);
              KafkaProducer<byte[], byte[]> p = txnProducer(bootstrap, group + "-tx", 60_000)) {
             p.initTransactions();
             c.subscribe(List.of(input));
-            while (committedInputs.size() < count) {
+            while (true) {
                 if (System.nanoTime() > deadline) {
-                    throw new Main.Mismatch("processed only " + committedInputs.size() + " of " + count);
+                    throw new Main.Mismatch("the group's offsets never reached the input's end " + inputEnds);
                 }
                 ConsumerRecords<byte[], byte[]> records = c.poll(POLL);
                 if (records.isEmpty()) {
+                    if (reached(c, inputEnds)) {
+                        break;
+                    }
                     continue;
                 }
-                p.beginTransaction();
-                Map<TopicPartition, OffsetAndMetadata> next = new HashMap<>();
-                List<Integer> values = new ArrayList<>();
-                for (ConsumerRecord<byte[], byte[]> r : records) {
-                    int v = Integer.parseInt(text(r.value()));
-                    values.add(v);
-                    p.send(new ProducerRecord<>(output, r.partition(), r.key(), bytes("out-" + v)));
-                    next.put(new TopicPartition(r.topic(), r.partition()), new OffsetAndMetadata(r.offset() + 1));
-                }
-                p.sendOffsetsToTransaction(next, c.groupMetadata());
                 batches++;
-                if (abortEvery > 0 && batches % abortEvery == 0) {
-                    p.abortTransaction();
-                    aborted++;
-                    // The aborted batch is consumed again from the last committed offsets.
-                    Map<TopicPartition, OffsetAndMetadata> committed = c.committed(new HashSet<>(next.keySet()));
-                    for (TopicPartition tp : next.keySet()) {
-                        OffsetAndMetadata om = committed.get(tp);
-                        if (om == null) {
-                            c.seekToBeginning(List.of(tp));
-                        } else {
-                            c.seek(tp, om.offset());
-                        }
+                boolean abort = abortEvery > 0 && batches % abortEvery == 0;
+                try {
+                    p.beginTransaction();
+                    Map<TopicPartition, OffsetAndMetadata> next = new HashMap<>();
+                    for (ConsumerRecord<byte[], byte[]> r : records) {
+                        p.send(new ProducerRecord<>(output, r.partition(), r.key(), bytes("out-" + text(r.value()))));
+                        next.put(new TopicPartition(r.topic(), r.partition()), new OffsetAndMetadata(r.offset() + 1));
                     }
-                } else {
-                    p.commitTransaction();
-                    committedInputs.addAll(values);
+                    p.sendOffsetsToTransaction(next, c.groupMetadata());
+                    if (abort) {
+                        p.abortTransaction();
+                        aborted++;
+                        // The aborted batch is consumed again from the last committed offsets.
+                        rewind(c);
+                    } else {
+                        commitRetryingTimeouts(p);
+                        System.out.println("COMMITTED " + batches);
+                    }
+                } catch (ProducerFencedException e) {
+                    throw e;
+                } catch (org.apache.kafka.common.KafkaException e) {
+                    // A broker restart or a rebalance: abort, then go on from the committed offsets.
+                    failed++;
+                    System.out.println("TXN-FAILED " + e);
+                    p.abortTransaction();
+                    rewind(c);
                 }
+                System.out.flush();
             }
         }
-        System.out.println("processed batches=" + batches + " aborted=" + aborted);
+        System.out.println("processed batches=" + batches + " aborted=" + aborted + " failed=" + failed);
         try (Admin admin = admin(bootstrap)) {
             List<TopicPartition> out = partitions(List.of(output), parts);
             Map<TopicPartition, Long> ends = stableEnds(admin, out);
@@ -452,6 +460,48 @@ final class Transactions {
             }
         }
         System.out.println("ok ctp records=" + count);
+    }
+
+    /** commitTransaction may time out while the broker restarts; it must then be retried. */
+    private static void commitRetryingTimeouts(KafkaProducer<byte[], byte[]> p) {
+        for (int attempt = 0; ; attempt++) {
+            try {
+                p.commitTransaction();
+                return;
+            } catch (org.apache.kafka.common.errors.TimeoutException e) {
+                if (attempt >= 5) {
+                    throw e;
+                }
+                System.out.println("COMMIT-TIMEOUT retrying");
+            }
+        }
+    }
+
+    /** Seeks every assigned partition back to its committed offset (or the beginning). */
+    private static void rewind(KafkaConsumer<byte[], byte[]> c) {
+        Set<TopicPartition> assigned = c.assignment();
+        Map<TopicPartition, OffsetAndMetadata> committed = c.committed(assigned);
+        for (TopicPartition tp : assigned) {
+            OffsetAndMetadata om = committed.get(tp);
+            if (om == null) {
+                c.seekToBeginning(List.of(tp));
+            } else {
+                c.seek(tp, om.offset());
+            }
+        }
+    }
+
+    /** Whether the group's committed offsets reached `ends` on every partition. */
+    private static boolean reached(KafkaConsumer<byte[], byte[]> c, Map<TopicPartition, Long> ends) {
+        Map<TopicPartition, OffsetAndMetadata> committed = c.committed(ends.keySet());
+        for (var e : ends.entrySet()) {
+            OffsetAndMetadata om = committed.get(e.getKey());
+            long at = om == null ? 0 : om.offset();
+            if (at < e.getValue()) {
+                return false;
+            }
+        }
+        return true;
     }
 
     // ------------------------------------------------------------------ helpers for the harness
