@@ -53,7 +53,10 @@
 //! - Replay one seed with its trace: `BLUMFELD_CLUSTER_SIM_SEED=N cargo test --release --lib
 //!   metadata::cluster_sim::tests::many_seeds -- --nocapture`.
 //! - More seeds: `BLUMFELD_CLUSTER_SIM_SEEDS=100000 cargo test --release --lib
-//!   metadata::cluster_sim::tests::many_seeds -- --nocapture`; a million:
+//!   metadata::cluster_sim::tests::many_seeds -- --nocapture` (stops at the first failure);
+//!   every failing seed of a range, on every core: `BLUMFELD_CLUSTER_SIM_SURVEY=100000
+//!   [BLUMFELD_CLUSTER_SIM_FIRST=N] [BLUMFELD_CLUSTER_SIM_THREADS=T]` with the same command.
+//! - A million (a survey of seeds 1,000,000..2,000,000; about 30 minutes on 2 cores):
 //!   `cargo test --release --lib metadata::cluster_sim::tests::a_million_seeds -- --ignored --nocapture`.
 
 mod broker;
@@ -1310,22 +1313,46 @@ mod tests {
             return;
         }
         if let Some(count) = env_u64("BLUMFELD_CLUSTER_SIM_SURVEY") {
-            // Every failing seed of `0..count`, not only the first.
-            let failures: Vec<Violation> = (0..count).filter_map(|seed| Sim::new(seed, None, false).run().err().map(|(v, _)| v)).collect();
-            for v in &failures {
-                println!("seed {}: at {} ms: {}", v.seed, v.at_ms, v.message);
-            }
-            assert!(failures.is_empty(), "{} of {count} seeds failed", failures.len());
-            return;
+            return survey(env_u64("BLUMFELD_CLUSTER_SIM_FIRST").unwrap_or(0), count);
         }
         let count = env_u64("BLUMFELD_CLUSTER_SIM_SEEDS").unwrap_or(CI_SEEDS);
         run_or_report(0, count);
     }
 
+    /// Every failing seed of `first..first + count`, not only the first, on every core.
+    fn survey(first: u64, count: u64) {
+        let started = Instant::now();
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+        let threads = env_u64("BLUMFELD_CLUSTER_SIM_THREADS").unwrap_or(cores).max(1);
+        let mut failures: Vec<Violation> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads)
+                .map(|t| {
+                    scope.spawn(move || {
+                        (first + t..first + count)
+                            .step_by(threads as usize)
+                            .filter_map(|seed| Sim::new(seed, None, false).run().err().map(|(v, _)| v))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            workers.into_iter().flat_map(|w| w.join().unwrap()).collect()
+        });
+        failures.sort_by_key(|v| v.seed);
+        for v in &failures {
+            println!("seed {}: at {} ms: {}", v.seed, v.at_ms, v.message);
+        }
+        let secs = started.elapsed().as_secs_f64();
+        println!("cluster sim survey: {count} seeds in {secs:.0} s on {threads} threads, {} failed", failures.len());
+        if let Some(v) = failures.first() {
+            panic!("{} of {count} seeds failed; {}", failures.len(), replay_hint(v.seed));
+        }
+    }
+
+    /// A million seeds on every core, reporting every failing seed (about 30 minutes on 2 cores).
     #[test]
     #[ignore = "a million seeds: run on purpose"]
     fn a_million_seeds() {
-        run_or_report(1_000_000, 1_000_000);
+        survey(1_000_000, 1_000_000);
     }
 
     fn planted_bug_is_found(bug: ClusterBug) {
