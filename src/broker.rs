@@ -161,6 +161,17 @@ impl Broker {
         self.cluster.get()
     }
 
+    /// Whether this node leads the partition, so may take its produce and consumer fetches:
+    /// always on a single node; in a cluster when the image names it the leader (a follower's
+    /// copy is not served to clients: NOT_LEADER_OR_FOLLOWER sends them to the leader).
+    pub fn leads(&self, topic: &str, partition: i32) -> bool {
+        if self.cluster().is_none() {
+            return true;
+        }
+        let me = NodeId(self.node_id);
+        self.image().topic(topic).and_then(|t| t.partition(partition)).is_some_and(|r| r.leader == Some(me))
+    }
+
     /// Whether metadata changes are made here: on a single node always, in a cluster only on
     /// the active controller (other nodes forward them).
     pub fn is_metadata_writer(&self) -> bool {

@@ -858,6 +858,40 @@ mod tests {
         }
     }
 
+    /// The shipped cluster configurations parse, and each names a quorum its controllers serve:
+    /// every voter's address is the controller listener of the file with that node id, and no
+    /// two nodes share a port or a data directory.
+    #[test]
+    fn shipped_cluster_configs_form_one_cluster_each() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/cluster");
+        for (dir, files) in [
+            (root.clone(), vec!["node-1.yaml", "node-2.yaml", "node-3.yaml"]),
+            (root.join("dedicated"), vec!["controller-1.yaml", "controller-2.yaml", "controller-3.yaml", "broker-101.yaml", "broker-102.yaml"]),
+        ] {
+            let configs: Vec<BrokerConfig> = files.iter().map(|f| BrokerConfig::load(Some(&dir.join(f)), &[]).unwrap()).collect();
+            let voters = configs[0].quorum_voters().unwrap();
+            let mut ports = std::collections::HashSet::new();
+            let mut dirs = std::collections::HashSet::new();
+            for c in &configs {
+                assert!(c.runs_quorum(), "{dir:?}: node {} runs no quorum", c.node_id());
+                assert_eq!(c.quorum_voters().unwrap(), voters, "{dir:?}: one voter set");
+                assert!(dirs.insert(c.data_dir()), "{dir:?}: shared data dir");
+                for (_, addr) in c.named_listeners().unwrap() {
+                    assert!(ports.insert(addr.port()), "{dir:?}: port {} twice", addr.port());
+                }
+                if c.has_role("controller") {
+                    let addr = c.controller_listener().unwrap().unwrap().to_string();
+                    assert!(voters.contains(&(c.node_id(), addr.clone())), "{dir:?}: {addr} is not node {}'s voter address", c.node_id());
+                }
+                if c.has_role("broker") {
+                    assert!(c.listener().is_ok());
+                }
+            }
+            let controllers = configs.iter().filter(|c| c.has_role("controller")).count();
+            assert_eq!(controllers, voters.len(), "{dir:?}: every voter has a file");
+        }
+    }
+
     #[test]
     fn overrides_win() {
         let c = BrokerConfig::load(None, &["log.retention.ms=5".into(), "listeners=PLAINTEXT://127.0.0.1:0".into()])

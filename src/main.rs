@@ -128,8 +128,6 @@ fn spawn_group_ticker(api: &Arc<Api>, mut shutdown: watch::Receiver<bool>) -> to
     })
 }
 
-/// Longest a SIGTERM waits for the controller to move this broker's leaderships away.
-const CONTROLLED_SHUTDOWN_MAX: Duration = Duration::from_secs(30);
 
 /// A node of a multi-node cluster (`controller.quorum.voters` names other nodes): with the
 /// controller role it serves the quorum on its controller listener; with the broker role it
@@ -200,7 +198,9 @@ async fn run_cluster_node(config: BrokerConfig) -> anyhow::Result<()> {
     wait_for_signal().await;
     tracing::info!("shutting down");
     if is_broker {
-        cluster::lifecycle::controlled_shutdown(&broker, &cluster, CONTROLLED_SHUTDOWN_MAX).await;
+        // At most the session timeout: after it the controller fences this broker anyway.
+        let limit = Duration::from_millis(cluster.session_timeout_ms.max(1) as u64);
+        cluster::lifecycle::controlled_shutdown(&broker, &cluster, limit).await;
     }
     if let Some(l) = lifecycle {
         l.abort();
@@ -352,6 +352,54 @@ fn spawn_background(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) ->
     })
 }
 
+/// The metadata gauges: on a single node the local log; in a cluster the quorum as this node
+/// sees it.
+fn metadata_snapshot(b: &Broker, applied: i64) -> metrics::MetadataSnapshot {
+    let image = b.image();
+    let registered_brokers = image.brokers.len() as i64;
+    let fenced_brokers = image.brokers.values().filter(|r| r.fenced).count() as i64;
+    let Some(cluster) = b.cluster() else {
+        return metrics::MetadataSnapshot {
+            active_controller: true,
+            log_end_offset: applied,
+            last_applied_offset: applied,
+            leader_epoch: 0,
+            quorum_leader: i64::from(b.node_id),
+            high_watermark: applied,
+            registered_brokers,
+            fenced_brokers,
+            ..Default::default()
+        };
+    };
+    let status = cluster.raft.status();
+    let replica_lag = cluster
+        .described
+        .lock()
+        .ok()
+        .and_then(|d| d.clone())
+        .map(|d| {
+            let end = d.voters.iter().find(|r| r.replica_id == d.leader_id).and_then(|r| r.log_end_offset).map_or(0, |o| o.0);
+            let lag = |r: &blumfeld::raft::ReplicaDescription| (end - r.log_end_offset.map_or(0, |o| o.0)).max(0);
+            let voters = d.voters.iter().filter(|r| r.replica_id != d.leader_id).map(|r| metrics::QuorumReplicaLag { node: r.replica_id.0, role: "voter", lag_records: lag(r) });
+            let observers = d.observers.iter().map(|r| metrics::QuorumReplicaLag { node: r.replica_id.0, role: "observer", lag_records: lag(r) });
+            voters.chain(observers).collect()
+        })
+        .unwrap_or_default();
+    metrics::MetadataSnapshot {
+        active_controller: cluster.is_controller && cluster.is_active_controller(),
+        // The records this node could apply: the committed end it knows.
+        log_end_offset: status.high_watermark.0.max(applied),
+        last_applied_offset: applied,
+        leader_epoch: i64::from(status.epoch.0),
+        quorum_leader: status.leader.map_or(-1, |l| i64::from(l.0)),
+        high_watermark: status.high_watermark.0,
+        elections: status.elections,
+        registered_brokers,
+        fenced_brokers,
+        replica_lag,
+    }
+}
+
 async fn wait_for_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
@@ -434,7 +482,7 @@ async fn start_metrics(
         };
         metrics::BrokerSnapshot {
             partitions,
-            metadata: metrics::MetadataSnapshot { active_controller: true, log_end_offset: offset, last_applied_offset: offset, leader_epoch: 0 },
+            metadata: metadata_snapshot(&b, offset),
             log_dirs,
             groups_by_state,
             group_offsets,

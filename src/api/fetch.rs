@@ -214,6 +214,9 @@ fn read_one(
         let e = if key.0.is_empty() { ResponseError::UnknownTopicId } else { ResponseError::UnknownTopicOrPartition };
         return fail(r, e);
     };
+    if !api.broker.leads(&key.0, key.1) {
+        return fail(r, ResponseError::NotLeaderOrFollower);
+    }
     if let Some(w) = waiter {
         partition.watch_high_watermark(w);
     }

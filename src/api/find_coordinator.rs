@@ -1,6 +1,7 @@
 //! FindCoordinator: on a single node every group and transactional id is coordinated here.
-//! Served now because librdkafka enables LZ4 only when FindCoordinator v0 is listed; the
-//! group and transaction APIs themselves are separate work.
+//! In a cluster a group's coordinator is the leader of its `__consumer_offsets` partition, as
+//! in Kafka (the topic is created on first use; COORDINATOR_NOT_AVAILABLE until it has a
+//! leader).
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
@@ -22,21 +23,48 @@ fn error_message(error: Option<ResponseError>) -> StrBytes {
     }
 }
 
-pub fn handle(api: &Api, version: i16, req: FindCoordinatorRequest) -> FindCoordinatorResponse {
+/// The node coordinating `key` of `key_type`, as (id, host, port).
+fn coordinator(api: &Api, key_type: i8, key: &str) -> Result<(BrokerId, String, i32), ResponseError> {
     let advertised = api.broker.advertised();
-    let node = BrokerId(api.broker.node_id);
+    let local = (BrokerId(api.broker.node_id), advertised.host, advertised.port);
+    if key_type != KEY_TYPE_GROUP || api.broker.cluster().is_none() {
+        return Ok(local);
+    }
+    if let Err(e) = api.groups.ensure_offsets_topic() {
+        tracing::debug!(error = %e, "the group metadata topic is not available yet");
+        return Err(ResponseError::CoordinatorNotAvailable);
+    }
+    let partition = api.groups.partition_for(key);
+    let image = api.broker.image();
+    let leader = image
+        .topic(crate::group::OFFSETS_TOPIC)
+        .and_then(|t| t.partition(partition))
+        .and_then(|r| r.leader)
+        .ok_or(ResponseError::CoordinatorNotAvailable)?;
+    super::metadata::listed_brokers(api, false)
+        .into_iter()
+        .find(|b| b.id == leader)
+        .map(|b| (BrokerId(b.id.0), b.host, b.port))
+        .ok_or(ResponseError::CoordinatorNotAvailable)
+}
+
+pub fn handle(api: &Api, version: i16, req: FindCoordinatorRequest) -> FindCoordinatorResponse {
     let mut r = FindCoordinatorResponse::default();
     let known_type = matches!(req.key_type, KEY_TYPE_GROUP | KEY_TYPE_TRANSACTION);
     if version <= 3 {
-        let error = if known_type {
-            r.node_id = node;
-            r.host = str_bytes(&advertised.host);
-            r.port = advertised.port;
-            None
-        } else {
-            r.error_code = ResponseError::InvalidRequest.code();
-            r.node_id = BrokerId(-1);
-            Some(ResponseError::InvalidRequest)
+        let found = if known_type { coordinator(api, req.key_type, req.key.as_str()) } else { Err(ResponseError::InvalidRequest) };
+        let error = match found {
+            Ok((node, host, port)) => {
+                r.node_id = node;
+                r.host = str_bytes(&host);
+                r.port = port;
+                None
+            }
+            Err(e) => {
+                r.error_code = e.code();
+                r.node_id = BrokerId(-1);
+                Some(e)
+            }
         };
         if version >= 1 {
             r.error_message = Some(error_message(error));
@@ -49,16 +77,20 @@ pub fn handle(api: &Api, version: i16, req: FindCoordinatorRequest) -> FindCoord
         .map(|key: StrBytes| {
             let mut c = Coordinator::default();
             c.key = key;
-            let error = if known_type {
-                c.node_id = node;
-                c.host = str_bytes(&advertised.host);
-                c.port = advertised.port;
-                None
-            } else {
-                c.node_id = BrokerId(-1);
-                c.port = -1;
-                c.error_code = ResponseError::InvalidRequest.code();
-                Some(ResponseError::InvalidRequest)
+            let found = if known_type { coordinator(api, req.key_type, c.key.as_str()) } else { Err(ResponseError::InvalidRequest) };
+            let error = match found {
+                Ok((node, host, port)) => {
+                    c.node_id = node;
+                    c.host = str_bytes(&host);
+                    c.port = port;
+                    None
+                }
+                Err(e) => {
+                    c.node_id = BrokerId(-1);
+                    c.port = -1;
+                    c.error_code = e.code();
+                    Some(e)
+                }
             };
             c.error_message = Some(error_message(error));
             c

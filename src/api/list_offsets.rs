@@ -57,6 +57,9 @@ fn lookup(
         .broker
         .partition(&TopicPartition::new(topic, index))
         .ok_or(ResponseError::UnknownTopicOrPartition)?;
+    if !api.broker.leads(topic, index) {
+        return Err(ResponseError::NotLeaderOrFollower);
+    }
     let epoch = partition.leader_epoch().0;
     if current_leader_epoch > epoch {
         return Err(ResponseError::UnknownLeaderEpoch);

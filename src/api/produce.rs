@@ -174,6 +174,9 @@ fn append_partition(
     let Some(partition) = broker.partition(&TopicPartition::new(topic, index)) else {
         return Err(Rejection::new(ResponseError::UnknownTopicOrPartition, None));
     };
+    if !broker.leads(topic, index) {
+        return Err(Rejection::new(ResponseError::NotLeaderOrFollower, None));
+    }
     let Some(records) = records else {
         return Err(Rejection::new(ResponseError::InvalidRecord, Some("null record set".into())));
     };

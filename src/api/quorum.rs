@@ -23,6 +23,12 @@ fn no_quorum() -> i16 {
     ResponseError::UnknownServerError.code()
 }
 
+/// Kafka's rule: a request without a cluster id (older senders), or a node that does not know
+/// its own yet, passes; otherwise the two must be equal.
+fn cluster_id_matches(ours: &str, theirs: Option<&StrBytes>) -> bool {
+    theirs.is_none_or(|t| ours.is_empty() || t.as_str() == ours)
+}
+
 /// Whether a Fetch is for the metadata log (by name up to v12, by topic id from v13).
 pub fn is_metadata_fetch(req: &FetchRequest) -> bool {
     req.topics.len() == 1
@@ -32,8 +38,13 @@ pub fn is_metadata_fetch(req: &FetchRequest) -> bool {
 /// The one path of every quorum request: convert, hand to the driver as a message from the
 /// node the request names, convert the answer back; `error` builds the top-level error
 /// response for a node without a quorum, a request that does not convert, or no answer.
+///
+/// A request naming another cluster id than this node's metadata answers
+/// INCONSISTENT_CLUSTER_ID, as Kafka's quorum does (a request without one, or a node that
+/// does not know its own yet, passes).
 async fn exchange<Resp, M>(
     api: &Api,
+    cluster_id: Option<&StrBytes>,
     req: Result<M, wire::WireError>,
     from: impl FnOnce(&M) -> NodeId,
     into_message: impl FnOnce(M) -> Message,
@@ -41,6 +52,9 @@ async fn exchange<Resp, M>(
     error: impl Fn(i16) -> Resp,
 ) -> Resp {
     let Some(raft) = api.raft() else { return error(no_quorum()) };
+    if !cluster_id_matches(&api.broker.image().cluster_id, cluster_id) {
+        return error(ResponseError::InconsistentClusterId.code());
+    }
     let r = match req {
         Ok(r) => r,
         Err(e) => return error(e.error_code().code()),
@@ -52,6 +66,7 @@ async fn exchange<Resp, M>(
 pub async fn vote(api: &Api, req: VoteRequest) -> VoteResponse {
     exchange(
         api,
+        req.cluster_id.as_ref(),
         wire::vote_request_from_wire(&req),
         |r| r.candidate,
         Message::VoteRequest,
@@ -67,6 +82,7 @@ pub async fn vote(api: &Api, req: VoteRequest) -> VoteResponse {
 pub async fn begin_quorum_epoch(api: &Api, req: BeginQuorumEpochRequest) -> BeginQuorumEpochResponse {
     exchange(
         api,
+        req.cluster_id.as_ref(),
         wire::begin_quorum_epoch_request_from_wire(&req),
         |r| r.leader,
         Message::BeginQuorumEpochRequest,
@@ -82,6 +98,7 @@ pub async fn begin_quorum_epoch(api: &Api, req: BeginQuorumEpochRequest) -> Begi
 pub async fn end_quorum_epoch(api: &Api, req: EndQuorumEpochRequest) -> EndQuorumEpochResponse {
     exchange(
         api,
+        req.cluster_id.as_ref(),
         wire::end_quorum_epoch_request_from_wire(&req),
         |r| r.leader,
         Message::EndQuorumEpochRequest,
@@ -97,6 +114,7 @@ pub async fn end_quorum_epoch(api: &Api, req: EndQuorumEpochRequest) -> EndQuoru
 pub async fn fetch(api: &Api, version: i16, req: FetchRequest) -> FetchResponse {
     exchange(
         api,
+        req.cluster_id.as_ref(),
         wire::fetch_request_from_wire(&req, version),
         |r| r.replica_id,
         Message::FetchRequest,
@@ -115,6 +133,7 @@ pub async fn fetch(api: &Api, version: i16, req: FetchRequest) -> FetchResponse 
 pub async fn fetch_snapshot(api: &Api, req: FetchSnapshotRequest) -> FetchSnapshotResponse {
     exchange(
         api,
+        req.cluster_id.as_ref(),
         wire::fetch_snapshot_request_from_wire(&req),
         |r| r.replica_id,
         Message::FetchSnapshotRequest,
@@ -151,4 +170,19 @@ pub async fn describe_quorum(api: &Api, version: i16, req: DescribeQuorumRequest
         out.error_message = None;
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_from_another_cluster_is_refused() {
+        let other = StrBytes::from_static_str("other");
+        let same = StrBytes::from_static_str("abc");
+        assert!(cluster_id_matches("abc", None));
+        assert!(cluster_id_matches("abc", Some(&same)));
+        assert!(!cluster_id_matches("abc", Some(&other)));
+        assert!(cluster_id_matches("", Some(&other)), "this node does not know its cluster id yet");
+    }
 }

@@ -5,7 +5,8 @@
 //! - fence the brokers whose sessions expired (`broker.session.timeout.ms`) and move their
 //!   leaderships away;
 //!
-//! and what every node of the quorum does, leader or not: take a snapshot of the applied
+//! and what every node of the quorum does, leader or not: keep the quorum's description
+//! (replica lags, for the metrics) while it leads, and take a snapshot of the applied
 //! image once `metadata.log.max.record.bytes.between.snapshots` bytes of records arrived
 //! since the last one (or `metadata.snapshot.max.interval.ms` passed with records pending),
 //! so the log behind it can be deleted (KIP-630).
@@ -46,6 +47,10 @@ pub async fn run(broker: Arc<Broker>, cluster: Arc<Cluster>) {
             s.restart_all(&broker.image(), broker.clock.now_ms());
         }
         was_leader = leader;
+        let described = if status.role == RoleKind::Leader { cluster.raft.describe().await } else { None };
+        if let Ok(mut d) = cluster.described.lock() {
+            *d = described;
+        }
         if leader {
             let b = broker.clone();
             let c = cluster.clone();

@@ -129,8 +129,9 @@ async fn heartbeat(broker: &Broker, cluster: &Cluster, epoch: i64, want_shut_dow
 }
 
 /// Asks the active controller to move this broker's leaderships away and waits until it
-/// says the broker may stop, or until `limit` passes (a controller that cannot be reached
-/// must not keep the process from exiting).
+/// says the broker may stop, or until `limit` passes (a controller that cannot be reached,
+/// or a quorum that lost its majority, must not keep the process from exiting; after the
+/// session timeout the controller fences the broker anyway).
 pub async fn controlled_shutdown(broker: &Broker, cluster: &Cluster, limit: Duration) {
     let deadline = tokio::time::Instant::now() + limit;
     let started = std::time::Instant::now();
@@ -140,7 +141,8 @@ pub async fn controlled_shutdown(broker: &Broker, cluster: &Cluster, limit: Dura
         if epoch < 0 {
             return; // never registered: nothing to hand over
         }
-        if let Some(Ok(reply)) = heartbeat(broker, cluster, epoch, true).await
+        let answer = tokio::time::timeout_at(deadline, heartbeat(broker, cluster, epoch, true)).await;
+        if let Ok(Some(Ok(reply))) = answer
             && reply.should_shut_down
         {
             tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "controlled shutdown complete");

@@ -61,6 +61,8 @@ pub struct Cluster {
     shutting_down: AtomicBool,
     /// Whether the controller has this broker unfenced (its last heartbeat's answer).
     unfenced: tokio::sync::watch::Sender<bool>,
+    /// The quorum as last described while this node led it (for the metrics).
+    pub described: Mutex<Option<crate::raft::QuorumDescription>>,
 }
 
 impl Cluster {
@@ -85,6 +87,7 @@ impl Cluster {
             broker_epoch: AtomicI64::new(-1),
             shutting_down: AtomicBool::new(false),
             unfenced: tokio::sync::watch::channel(false).0,
+            described: Mutex::new(None),
         })
     }
 

@@ -165,7 +165,7 @@ impl GroupCoordinator {
         Ok(())
     }
 
-    fn ensure_offsets_topic(&self) -> Result<(), BrokerError> {
+    pub(crate) fn ensure_offsets_topic(&self) -> Result<(), BrokerError> {
         let partitions = self.broker.config.int("offsets.topic.num.partitions").max(1);
         let mut configs = BTreeMap::new();
         configs.insert("cleanup.policy".to_string(), "compact".to_string());
@@ -174,7 +174,8 @@ impl GroupCoordinator {
         self.broker.create_topic_if_absent(&spec)
     }
 
-    fn partition_for(&self, group: &str) -> i32 {
+    /// The `__consumer_offsets` partition that holds `group` (Kafka's hash of the group id).
+    pub(crate) fn partition_for(&self, group: &str) -> i32 {
         let n = self.broker.image().topic(OFFSETS_TOPIC).map(|t| t.partition_count()).unwrap_or(1).max(1);
         // Kafka's Utils.abs: MIN_VALUE maps to 0, everything else to its absolute value.
         let h = java_hash(group);

@@ -106,9 +106,9 @@ impl BrokerSessions {
 }
 
 /// The records that register a broker: a new incarnation (fenced until it catches up), with
-/// the broker epoch Kafka gives it, the offset of its registration record. The caller
-/// proposes these records next, so the first lands at `image.offset` and the registration
-/// after the leadership moves that precede it. Returns the records and that epoch.
+/// the broker epoch Kafka gives it, the offset of its registration. The caller proposes these
+/// records next as one entry of the metadata log, at `image.offset`. Returns the records and
+/// that epoch.
 ///
 /// A second incarnation of an id whose session is still alive is refused, as Kafka does, so
 /// that two processes configured with one `node.id` cannot take turns.
@@ -138,9 +138,9 @@ pub fn register(
     if image.brokers.contains_key(&req.id) {
         records.extend(move_leadership(image, req.id, false));
     }
-    // The epoch is the offset the registration record itself lands at, behind the moves:
-    // the broker is caught up once it has applied that record, not merely the first move.
-    let epoch = BrokerEpoch(image.offset + records.len() as i64);
+    // The epoch is the offset of the metadata log entry that carries the registration (a
+    // change is one entry): the broker is caught up once it has applied it.
+    let epoch = BrokerEpoch(image.offset);
     records.push(MetadataRecord::RegisterBroker {
         id: req.id,
         incarnation_id: req.incarnation_id,
@@ -318,11 +318,10 @@ mod tests {
     use crate::types::{LeaderEpoch, PartitionEpoch, PartitionId};
     use std::sync::Arc;
 
+    /// A change applied as the quorum applies it: one entry.
     fn apply(image: &MetadataImage, records: &[MetadataRecord]) -> MetadataImage {
         let mut d = MetadataDelta::new(Arc::new(image.clone()));
-        for r in records {
-            d.replay(r);
-        }
+        d.replay_change(records);
         d.apply()
     }
 
@@ -471,7 +470,7 @@ mod tests {
     }
 
     #[test]
-    fn a_re_registration_epoch_is_the_offset_of_its_own_record() {
+    fn a_re_registration_epoch_is_the_offset_of_its_entry() {
         let (image, sessions) = registered(&[1, 2]);
         let image = with_partition(&image, &[1, 2]);
         // Broker 1 restarted as a new incarnation after its session expired, still leading.
@@ -479,7 +478,7 @@ mod tests {
         let (records, epoch) = register(&image, &sessions, &req, 9000, 9000).unwrap();
         let at = records.iter().position(|r| matches!(r, MetadataRecord::RegisterBroker { .. })).unwrap();
         assert!(at > 0, "the old incarnation's leadership moves first");
-        assert_eq!(epoch.0, image.offset + at as i64, "the epoch is the registration record's offset");
+        assert_eq!(epoch.0, image.offset, "the epoch is the offset of the entry carrying the registration");
         let next = replay_checking_every_prefix(&image, &records);
         assert_eq!(next.brokers[&NodeId(1)].epoch, epoch);
         // Having applied only the moves, the new incarnation is not caught up.

@@ -38,14 +38,11 @@
 //! catch-up rule, accepting a stale broker epoch, answering before the commit. Each is found
 //! within the CI seeds.
 //!
-//! Known bug (of the store, not simulated away): `MetadataStore::propose` writes a change as
-//! one Raft entry per record, and the quorum commits entries, not changes. A prefix of a
-//! change can be committed (and applied, and published) while the rest is lost in a failover.
-//! `cluster_control` orders its records so that every prefix is safe and repairs elections
-//! such a loss leaves undone, but a topic whose `Topic` record committed without all its
-//! `Partition` records keeps partitions with no registration. Runs that end so are counted,
-//! not failed (`Sim::strict_atomicity`); `known_bug_a_topic_created_in_part_is_found` shows
-//! the simulation finds them. The fix belongs in the store: one entry per change.
+//! Atomic changes: `MetadataStore::propose` writes a change as one Raft entry (its records as
+//! a JSON array), so a failover cannot commit part of it; the simulation proposes the same way
+//! and requires, at the end, that every partition has a registration (a topic created in part
+//! would leave partitions without one). It found this bug when changes were one entry per
+//! record.
 //!
 //! Commands:
 //! - CI: `cargo test --release --lib metadata::cluster_sim` runs the default seeds and the
@@ -335,7 +332,7 @@ impl Sim {
             raft_config,
             broker_config: BrokerConfig::default(),
             planted,
-            strict_atomicity: false,
+            strict_atomicity: true,
             chaos,
             chaos_on: true,
             blocked: vec![vec![false; n]; n],
@@ -712,13 +709,11 @@ impl Sim {
             let view = n.view();
             let (Some(c), Some(core)) = (n.control.as_mut(), n.core.as_mut()) else { return };
             let Some(records) = c.poll(self.now_ms, &view, &n.image) else { break };
-            let mut entries = Vec::with_capacity(records.len());
-            for r in &records {
-                match serde_json::to_vec(r) {
-                    Ok(b) => entries.push(Bytes::from(b)),
-                    Err(e) => return self.fail(format!("a record does not encode: {e}")),
-                }
-            }
+            // One entry per change, as MetadataStore::propose writes it.
+            let entries = match crate::metadata::store::encode_change(&records) {
+                Ok(b) => vec![b],
+                Err(e) => return self.fail(format!("a change does not encode: {e}")),
+            };
             let proposed = core.propose(self.now_ms, entries);
             let first = proposed.as_ref().ok().map(|(first, _)| *first);
             c.proposed(self.now_ms, &n.image, first);
@@ -876,8 +871,13 @@ impl Sim {
             digest = mix(digest, &entry);
             match &entry.data {
                 EntryData::LeaderChange { .. } => image.offset += 1,
-                EntryData::Records(bytes) => match serde_json::from_slice::<MetadataRecord>(bytes) {
-                    Ok(r) => image.replay(&r),
+                EntryData::Records(bytes) => match crate::metadata::store::decode_entry(bytes) {
+                    Ok(records) => {
+                        for r in &records {
+                            image.replay(r);
+                        }
+                        image.offset = o as i64 + 1;
+                    }
                     Err(_) => {
                         self.nodes[i].image = image;
                         return self.fail(format!("an unreadable record at {o}"));
@@ -903,7 +903,13 @@ impl Sim {
         self.history_digest.push(d);
         self.history.push(entry.clone());
         let EntryData::Records(bytes) = &entry.data else { return };
-        let Ok(record) = serde_json::from_slice::<MetadataRecord>(bytes) else { return };
+        let Ok(records) = crate::metadata::store::decode_entry(bytes) else { return };
+        for record in records {
+            self.record_seen(o, record);
+        }
+    }
+
+    fn record_seen(&mut self, o: i64, record: MetadataRecord) {
         match record {
             MetadataRecord::RegisterBroker { id, epoch, .. } => {
                 self.stats.registrations += 1;
@@ -1395,23 +1401,6 @@ mod tests {
     #[test]
     fn planted_answer_before_commit_is_found() {
         planted_bug_is_found(ClusterBug::AnswerBeforeCommit);
-    }
-
-    /// The store's known bug (see `Sim::strict_atomicity`): with the check on, the simulation
-    /// finds a topic whose creation committed in part. When the store proposes a change as one
-    /// entry, this test fails: then make `strict_atomicity` the default.
-    #[test]
-    fn known_bug_a_topic_created_in_part_is_found() {
-        for seed in 0..5_000 {
-            let mut sim = Sim::new(seed, None, false);
-            sim.strict_atomicity = true;
-            if let Err((v, _)) = sim.run() {
-                assert!(v.message.contains("has no registration"), "seed {seed}: {}\n{}", v.message, replay_hint(seed));
-                println!("a topic created in part: seed {seed}: {}", v.message);
-                return;
-            }
-        }
-        panic!("no topic was left half-created in 5,000 seeds: has the store's change atomicity been fixed?");
     }
 
     #[test]

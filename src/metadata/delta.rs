@@ -71,6 +71,15 @@ impl MetadataDelta {
         self.next.offset += 1;
     }
 
+    /// One entry of the quorum's metadata log: a change's records, at one offset.
+    pub fn replay_change(&mut self, records: &[MetadataRecord]) {
+        let at = self.next.offset;
+        for r in records {
+            self.replay(r);
+        }
+        self.next.offset = at + 1;
+    }
+
     pub fn replay(&mut self, record: &MetadataRecord) {
         match record {
             MetadataRecord::Topic { id, partitions, .. } => {

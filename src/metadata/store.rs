@@ -12,10 +12,11 @@
 //! image and tells the broker what changed for it. On the active controller (the quorum
 //! leader), [`MetadataStore::update`] first waits until everything in its log is applied, so
 //! the image it computes from is the latest, then proposes the records and returns once they
-//! are committed and applied here. Changes are serialised, so the broker epoch of a
-//! registration can be the offset its record lands at. `image.offset` is the offset of the
-//! next entry (the quorum's own leader-change entries count too), so in both modes it is the
-//! metadata log end the image reflects.
+//! are committed and applied here. A change is one entry (its records as a JSON array), so
+//! it commits whole or not at all. Changes are serialised, so the broker epoch of a
+//! registration can be the offset of the entry that carries it. In quorum mode `image.offset`
+//! is the offset of the next entry (the quorum's own leader-change entries count too); on a
+//! single node, the number of records. In both it is the metadata log end the image reflects.
 //!
 //! Migration. Data directories written before partition registrations existed hold `Topic`
 //! and `PartitionCount` records with a count and no replicas; the image replays those
@@ -306,13 +307,11 @@ impl MetadataStore {
         if records.is_empty() {
             return Ok((current, out));
         }
-        let mut entries = Vec::with_capacity(records.len());
-        for r in &records {
-            entries.push(Bytes::from(serde_json::to_vec(r).map_err(StoreError::from)?));
-        }
-        let n = entries.len() as i64;
-        let first = q.raft.propose(entries).await.map_err(|_| StoreError::NotController { leader: None })?;
-        let target = first.0 + n;
+        // One entry per change: the quorum commits entries, so a change commits whole or not
+        // at all (a failover cannot leave, say, a topic without its partitions).
+        let entry = encode_change(&records).map_err(StoreError::from)?;
+        let first = q.raft.propose(vec![entry]).await.map_err(|_| StoreError::NotController { leader: None })?;
+        let target = first.0 + 1;
         loop {
             if *applied_rx.borrow_and_update() >= target {
                 return Ok((self.image(), out));
@@ -347,8 +346,8 @@ impl MetadataStore {
                     }
                     match &e.data {
                         EntryData::LeaderChange { .. } => delta.skip(),
-                        EntryData::Records(bytes) => match serde_json::from_slice::<MetadataRecord>(bytes) {
-                            Ok(r) => delta.replay(&r),
+                        EntryData::Records(bytes) => match decode_entry(bytes) {
+                            Ok(records) => delta.replay_change(&records),
                             Err(err) => {
                                 // Written by a newer version: skipping keeps the offsets right.
                                 tracing::error!(error = %err, "unreadable metadata record skipped");
@@ -389,6 +388,19 @@ impl MetadataStore {
                 let _ = tx.send(c);
             }
         }))
+    }
+}
+
+/// A change as one entry of the metadata log: its records as a JSON array.
+pub fn encode_change(records: &[MetadataRecord]) -> Result<Bytes, serde_json::Error> {
+    serde_json::to_vec(records).map(Bytes::from)
+}
+
+/// The records of one entry: a JSON array (a change), or a single record.
+pub fn decode_entry(bytes: &[u8]) -> Result<Vec<MetadataRecord>, serde_json::Error> {
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'[') => serde_json::from_slice(bytes),
+        _ => serde_json::from_slice::<MetadataRecord>(bytes).map(|r| vec![r]),
     }
 }
 

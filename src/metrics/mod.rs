@@ -49,7 +49,7 @@ pub use connections::ConnectionGuard;
 pub use disk::{LogDirSpace, log_dir_space};
 pub use http::{Health, HealthCheck, MetricsServer, serve};
 pub use snapshot::{
-    BrokerSnapshot, GROUP_STATES, GroupOffset, LogDirSnapshot, LogPositions, MetadataSnapshot, PartitionSnapshot, SnapshotSource,
+    BrokerSnapshot, GROUP_STATES, GroupOffset, LogDirSnapshot, LogPositions, MetadataSnapshot, PartitionSnapshot, QuorumReplicaLag, SnapshotSource,
     TRANSACTION_STATES,
 };
 pub use topic::TopicMetrics;

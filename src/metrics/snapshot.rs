@@ -85,7 +85,7 @@ pub struct LogPositions {
 }
 
 /// The cluster metadata log as this broker sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct MetadataSnapshot {
     /// This node is the active controller.
     pub active_controller: bool,
@@ -95,6 +95,27 @@ pub struct MetadataSnapshot {
     pub last_applied_offset: i64,
     /// The quorum's leader epoch (Raft term); 0 on a single node.
     pub leader_epoch: i64,
+    /// The quorum leader's node id (-1: none known); on a single node, itself.
+    pub quorum_leader: i64,
+    /// The quorum's high watermark as this node knows it.
+    pub high_watermark: i64,
+    /// Epochs this node has seen begin since it started (elections).
+    pub elections: u64,
+    /// Registered brokers, and those of them fenced.
+    pub registered_brokers: i64,
+    pub fenced_brokers: i64,
+    /// On the quorum leader: each other voter's and observer's lag behind its log end.
+    pub replica_lag: Vec<QuorumReplicaLag>,
+}
+
+/// One replica of the metadata log as the quorum leader sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuorumReplicaLag {
+    pub node: i32,
+    /// `voter` or `observer`.
+    pub role: &'static str,
+    /// Records behind the leader's log end (its end offset unknown: the whole log).
+    pub lag_records: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,6 +146,12 @@ pub(super) struct SnapshotGauges {
     metadata_last_applied_offset: IntGauge,
     metadata_lag_records: IntGauge,
     quorum_leader_epoch: IntGauge,
+    quorum_leader: IntGauge,
+    quorum_high_watermark: IntGauge,
+    quorum_elections: IntGauge,
+    registered_brokers: IntGauge,
+    fenced_brokers: IntGauge,
+    quorum_replica_lag: IntGaugeVec,
     topic_partitions: IntGaugeVec,
     topic_log_size_bytes: IntGaugeVec,
     log_size_bytes: IntGaugeVec,
@@ -160,6 +187,12 @@ impl SnapshotGauges {
             metadata_last_applied_offset: gauge(d, "blumfeld_metadata_last_applied_offset", "Last metadata record applied to this broker's image (Kafka: broker-metadata-metrics last-applied-record-offset)")?,
             metadata_lag_records: gauge(d, "blumfeld_metadata_lag_records", "Metadata records not yet applied to this broker's image")?,
             quorum_leader_epoch: gauge(d, "blumfeld_quorum_leader_epoch", "Leader epoch of the metadata quorum (Kafka: raft-metrics current-epoch)")?,
+            quorum_leader: gauge(d, "blumfeld_quorum_leader_id", "Node id of the metadata quorum's leader, -1 when none is known (Kafka: raft-metrics current-leader)")?,
+            quorum_high_watermark: gauge(d, "blumfeld_quorum_high_watermark", "High watermark of the metadata log as this node knows it (Kafka: raft-metrics high-watermark)")?,
+            quorum_elections: gauge(d, "blumfeld_quorum_elections_total", "Quorum epochs this node has seen begin since it started (Kafka: raft-metrics election-latency count)")?,
+            registered_brokers: gauge(d, "blumfeld_registered_brokers", "Brokers registered in the metadata, fenced or not (Kafka: KafkaController ActiveBrokerCount + FencedBrokerCount)")?,
+            fenced_brokers: gauge(d, "blumfeld_fenced_brokers", "Registered brokers that are fenced (Kafka: KafkaController FencedBrokerCount)")?,
+            quorum_replica_lag: gauges(d, "blumfeld_quorum_replica_lag_records", "On the quorum leader: a voter's or observer's records behind the leader's log end", &["node", "role"])?,
             topic_partitions: gauges(d, "blumfeld_topic_partitions", "Partitions of a topic hosted here", &["topic"])?,
             topic_log_size_bytes: gauges(d, "blumfeld_topic_log_size_bytes", "Bytes on disk of a topic's hosted partitions (sum of Kafka's Log Size)", &["topic"])?,
             log_size_bytes: gauges(d, "blumfeld_log_size_bytes", "Bytes on disk of one partition; only with metrics.partition.detail (Kafka: Log Size)", tp)?,
@@ -184,6 +217,15 @@ impl SnapshotGauges {
         self.metadata_last_applied_offset.set(m.last_applied_offset);
         self.metadata_lag_records.set(m.log_end_offset.saturating_sub(m.last_applied_offset).max(0));
         self.quorum_leader_epoch.set(m.leader_epoch);
+        self.quorum_leader.set(m.quorum_leader);
+        self.quorum_high_watermark.set(m.high_watermark);
+        self.quorum_elections.set(gauge_value(m.elections));
+        self.registered_brokers.set(m.registered_brokers);
+        self.fenced_brokers.set(m.fenced_brokers);
+        self.quorum_replica_lag.reset();
+        for r in &m.replica_lag {
+            self.quorum_replica_lag.with_label_values(&[r.node.to_string().as_str(), r.role]).set(r.lag_records);
+        }
         self.log_dir_total_bytes.reset();
         self.log_dir_free_bytes.reset();
         for dir in &snapshot.log_dirs {

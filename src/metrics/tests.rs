@@ -144,7 +144,7 @@ fn connection_guards_count_open_and_closed() {
 fn snapshot(partitions: Vec<PartitionSnapshot>) -> BrokerSnapshot {
     BrokerSnapshot {
         partitions,
-        metadata: MetadataSnapshot { active_controller: true, log_end_offset: 12, last_applied_offset: 10, leader_epoch: 0 },
+        metadata: MetadataSnapshot { active_controller: true, log_end_offset: 12, last_applied_offset: 10, leader_epoch: 0, ..Default::default() },
         log_dirs: vec![LogDirSnapshot { dir: "/data".into(), total_bytes: 1000, free_bytes: 250 }],
         groups_by_state: vec![("Stable".into(), 2)],
         ..Default::default()

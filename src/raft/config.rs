@@ -27,6 +27,9 @@ pub struct RaftConfig {
     pub fetch_max_wait_ms: u64,
     /// The most entries one Fetch response carries.
     pub fetch_max_entries: usize,
+    /// The most record bytes one Fetch response carries, at least one entry (Kafka's quorum
+    /// fetches 8 MiB at most).
+    pub fetch_max_bytes: usize,
     /// The most bytes one FetchSnapshot response carries.
     pub snapshot_chunk_bytes: u32,
     /// The most observers the leader tracks for DescribeQuorum.
@@ -56,6 +59,7 @@ impl RaftConfig {
             retry_backoff_ms: Self::RETRY_BACKOFF_MS_DEFAULT,
             fetch_max_wait_ms: Self::FETCH_MAX_WAIT_MS_DEFAULT,
             fetch_max_entries: 512,
+            fetch_max_bytes: 8 << 20,
             snapshot_chunk_bytes: 1 << 20,
             observers_tracked_max: 1024,
             planted: None,

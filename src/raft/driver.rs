@@ -51,6 +51,8 @@ pub struct QuorumStatus {
     pub log_end_offset: Offset,
     /// Set once the metadata log failed and the quorum stopped on this node.
     pub failed: bool,
+    /// Epochs this node has seen begin since it started.
+    pub elections: u64,
 }
 
 /// What the driver hands the state machine, in log order: committed entries, or a snapshot
@@ -227,6 +229,7 @@ pub fn start(
         high_watermark: core.high_watermark(),
         log_end_offset: core.log().end_offset(),
         failed: false,
+        elections: 0,
     };
     let (status, status_rx) = watch::channel(initial);
     let cluster_id = Arc::new(Mutex::new(None));
@@ -436,8 +439,10 @@ impl Driver {
             high_watermark: self.core.high_watermark(),
             log_end_offset: self.core.log().end_offset(),
             failed: self.failed,
+            elections: 0,
         };
         self.status.send_if_modified(|s| {
+            let status = QuorumStatus { elections: s.elections + u64::from(status.epoch > s.epoch), ..status };
             let changed = *s != status;
             if changed && (s.leader != status.leader || s.epoch != status.epoch) {
                 tracing::info!(role = ?status.role, epoch = status.epoch.0, leader = ?status.leader.map(|l| l.0), "quorum state");

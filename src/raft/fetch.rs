@@ -115,7 +115,20 @@ impl<L: RaftLog> RaftCore<L> {
         let mut response = self.fetch_response(position, RaftErrorCode::None);
         match self.check_position(position) {
             PositionCheck::Valid => {
-                response.entries = self.log.read(position.fetch_offset, self.config.fetch_max_entries);
+                let mut entries = self.log.read(position.fetch_offset, self.config.fetch_max_entries);
+                let mut bytes = 0usize;
+                let within = entries
+                    .iter()
+                    .position(|e| {
+                        bytes += match &e.data {
+                            super::message::EntryData::Records(b) => b.len(),
+                            super::message::EntryData::LeaderChange { .. } => 0,
+                        };
+                        bytes > self.config.fetch_max_bytes
+                    })
+                    .map_or(entries.len(), |i| i.max(1));
+                entries.truncate(within);
+                response.entries = entries;
             }
             PositionCheck::Diverging(end) => response.diverging_epoch = Some(end),
             PositionCheck::Snapshot(id) => response.snapshot_id = Some(id),

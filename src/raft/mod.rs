@@ -62,7 +62,8 @@
 //! - Candidates send their vote requests once per election; a lost request costs an election
 //!   timeout (Kafka retries after the request timeout, which is longer than that anyway).
 //! - An observer without a leader probes a random voter with Fetch; any answer names the leader.
-//! - Fetch responses are bounded by an entry count (`fetch_max_entries`), not by bytes.
+//! - Fetch responses are bounded by an entry count (`fetch_max_entries`) and by record bytes
+//!   (`fetch_max_bytes`, at least one entry).
 //!
 //! # The simulator
 //! `sim` runs 3 or 5 voters and 1–2 observers under loss, delay, duplication, partitions,

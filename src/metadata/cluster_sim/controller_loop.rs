@@ -283,7 +283,8 @@ impl ControllerLoop {
                 Err(answer) => self.finish(now_ms, image, p, answer),
                 Ok((records, answer)) if records.is_empty() => self.finish(now_ms, image, p, answer),
                 Ok((records, answer)) => {
-                    self.proposing = Some((p, answer, view.epoch, records.len()));
+                    // One entry per change (MetadataStore::propose): committed once past it.
+                    self.proposing = Some((p, answer, view.epoch, 1));
                     return Some(records);
                 }
             }
