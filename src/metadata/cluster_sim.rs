@@ -24,7 +24,7 @@
 //! - in every node's applied image, every partition's leader is a registered, unfenced
 //!   broker in the partition's ISR (a fenced broker never leads), and the ISR lies within
 //!   the replicas;
-//! - a broker's epoch is the offset of its `RegisterBroker` record;
+//! - a broker's epoch is the offset of the log entry carrying its `RegisterBroker` record;
 //! - an `UnfenceBroker` is proposed only once that incarnation has applied its registration;
 //! - producer-id blocks handed out never overlap.
 //!
@@ -172,28 +172,26 @@ pub struct Violation {
 pub struct RunStats {
     pub events: u64,
     pub elections: u64,
-    pub records: u64,
+    /// Committed entries (changes and leader changes).
+    pub entries: u64,
     pub registrations: u64,
     pub fencings: u64,
     pub unfencings: u64,
     pub admin_changes: u64,
     pub snapshots_loaded: u64,
     pub controlled_shutdowns: u64,
-    /// Runs that ended with a topic whose creation committed in part (see `Sim::strict_atomicity`).
-    pub incomplete_topics: u64,
 }
 
 impl RunStats {
     fn add(&mut self, o: &RunStats) {
         self.events += o.events;
         self.elections += o.elections;
-        self.records += o.records;
+        self.entries += o.entries;
         self.registrations += o.registrations;
         self.fencings += o.fencings;
         self.unfencings += o.unfencings;
         self.admin_changes += o.admin_changes;
         self.snapshots_loaded += o.snapshots_loaded;
-        self.incomplete_topics += o.incomplete_topics;
         self.controlled_shutdowns += o.controlled_shutdowns;
     }
 }
@@ -224,11 +222,6 @@ pub struct Sim {
     raft_config: RaftConfig,
     broker_config: BrokerConfig,
     planted: Option<ClusterBug>,
-    /// Whether a topic left with partitions that have no registration fails the run. The
-    /// store proposes a change as one entry per record, and the quorum commits entries, not
-    /// changes: a prefix of a topic's records can commit and the rest be lost in a failover
-    /// (a known bug of the store, see the module doc). Off: such runs are only counted.
-    strict_atomicity: bool,
     chaos: Chaos,
     chaos_on: bool,
     blocked: Vec<Vec<bool>>,
@@ -238,7 +231,7 @@ pub struct Sim {
     /// The entries of the history, kept to tell a changed entry from a matching one.
     history: Vec<crate::raft::Entry>,
     leaders: HashMap<LeaderEpoch, NodeId>,
-    /// `(broker, epoch)` → the offset of its `RegisterBroker` record.
+    /// `(broker, epoch)` → the offset of the entry carrying its `RegisterBroker` record.
     registration_offsets: HashMap<(NodeId, i64), i64>,
     /// Incarnation → the largest offset its process applied.
     incarnation_applied: HashMap<Uuid, i64>,
@@ -285,7 +278,7 @@ impl Sim {
             raft_config.request_timeout_ms = 300;
             raft_config.fetch_max_wait_ms = 100;
         }
-        // Small fetches split one change's records over several commits.
+        // Small fetches: laggards catch up over many responses, so commits come in pieces.
         raft_config.fetch_max_entries = 2 + rng.below(30) as usize;
         raft_config.snapshot_chunk_bytes = 64 + rng.below(2048) as u32;
         let chaos = Self::draw_chaos(&mut rng, &raft_config);
@@ -332,7 +325,6 @@ impl Sim {
             raft_config,
             broker_config: BrokerConfig::default(),
             planted,
-            strict_atomicity: true,
             chaos,
             chaos_on: true,
             blocked: vec![vec![false; n]; n],
@@ -447,7 +439,7 @@ impl Sim {
             let why = self.unsettled().unwrap_or_else(|| "the event budget ran out".into());
             self.fail(format!("the cluster did not settle within {SETTLE_DEADLINE_MS} ms after healing: {why}"));
         }
-        self.stats.records = self.history.len() as u64;
+        self.stats.entries = self.history.len() as u64;
         match self.violation.take() {
             None => Ok((self.stats, self.trace)),
             Some(message) => Err((Violation { seed: self.seed, at_ms: self.now_ms, message }, self.trace)),
@@ -524,8 +516,6 @@ impl Sim {
                 if self.unsettled().is_none() {
                     self.log_line(|| "settled".into());
                     self.settled = true;
-                    let incomplete = self.nodes.iter().any(|n| n.image.topics.values().any(|t| t.partitions.values().any(|r| r.is_unknown())));
-                    self.stats.incomplete_topics += u64::from(incomplete);
                 } else {
                     self.schedule(self.now_ms + SETTLE_CHECK_MS, SimEvent::Settle);
                 }
@@ -914,7 +904,7 @@ impl Sim {
             MetadataRecord::RegisterBroker { id, epoch, .. } => {
                 self.stats.registrations += 1;
                 if epoch.0 != o {
-                    return self.fail(format!("broker {id:?} registered with epoch {} at offset {o}: the epoch must be the record's offset", epoch.0));
+                    return self.fail(format!("broker {id:?} registered with epoch {} at offset {o}: the epoch must be its entry's offset", epoch.0));
                 }
                 self.registration_offsets.insert((id, epoch.0), o);
             }
@@ -1220,10 +1210,7 @@ impl Sim {
         for t in image.topics.values() {
             for (p, r) in &t.partitions {
                 if r.is_unknown() {
-                    if self.strict_atomicity {
-                        return Some(format!("{}-{} has no registration", t.name, p.0));
-                    }
-                    continue;
+                    return Some(format!("{}-{} has no registration", t.name, p.0));
                 }
                 if r.leader.is_none() {
                     return Some(format!("{}-{} has no leader ({r:?})", t.name, p.0));
@@ -1281,18 +1268,17 @@ mod tests {
             Ok(s) => {
                 let secs = started.elapsed().as_secs_f64();
                 println!(
-                    "cluster sim: {count} seeds in {secs:.1} s ({:.0} seeds/s): {} events, {} elections, {} records, {} registrations, {} fencings, {} unfencings, {} admin changes, {} controlled shutdowns, {} snapshots loaded, {} runs with a topic created in part",
+                    "cluster sim: {count} seeds in {secs:.1} s ({:.0} seeds/s): {} events, {} elections, {} entries, {} registrations, {} fencings, {} unfencings, {} admin changes, {} controlled shutdowns, {} snapshots loaded",
                     count as f64 / secs,
                     s.events,
                     s.elections,
-                    s.records,
+                    s.entries,
                     s.registrations,
                     s.fencings,
                     s.unfencings,
                     s.admin_changes,
                     s.controlled_shutdowns,
-                    s.snapshots_loaded,
-                    s.incomplete_topics
+                    s.snapshots_loaded
                 );
             }
             Err(v) => {
