@@ -301,6 +301,7 @@ impl Broker {
         if let Some(ratio) = get("min.cleanable.dirty.ratio").and_then(|v| v.parse::<f64>().ok()) {
             c.min_cleanable_dirty_ratio = DirtyRatio(ratio.clamp(0.0, 1.0));
         }
+        c.producer_id_expiration_ms = i64::from(self.config.int("producer.id.expiration.ms").max(1));
         c.cleaner_dedupe_buffer_bytes =
             self.config.long("log.cleaner.dedupe.buffer.size").clamp(1 << 20, i64::from(i32::MAX)) as usize;
         c.message_timestamp_type = match get("message.timestamp.type").as_deref() {

@@ -6,14 +6,18 @@
 //! server     accepts connections, frames requests, enforces limits, answers in request order
 //!   └─ api       the only place that knows Kafka requests: one file per API, one dispatch
 //!                match, one version table, one map from internal errors to Kafka error codes
+//!        ├─ txn        the transaction coordinator: transactional ids, epochs, transactions,
+//!        │             durable in `__transaction_state`; markers through one writer
 //!        ├─ group      the group coordinator: classic consumer groups and committed offsets,
-//!        │             durable in the internal topic `__consumer_offsets`
+//!        │             durable in the internal topic `__consumer_offsets` (transactional
+//!        │             offsets pending until their marker)
 //!        └─ broker     the replica manager: the partitions this node hosts, topic lifecycle
 //!             ├─ partition  leadership, high watermark, leader epoch, waits for appends
 //!             └─ metadata   the immutable cluster image (topics, ids, partition and broker
 //!                           registrations, configs), deltas, replica placement
 //!                  └─ log       bytes on disk: segments, indexes, recovery, retention,
-//!                               producer state (idempotence), leader-epoch cache
+//!                               producer state (idempotence, open transactions), aborted-
+//!                               transaction indexes, leader-epoch cache
 //!                       └─ record    record batches as raw bytes: parse, validate, patch
 //!                            └─ types     newtypes shared by everything (Offset, NodeId, ...)
 //! raft       the metadata quorum's consensus core: KRaft as a sans-I/O state machine (uses types)
@@ -54,5 +58,6 @@ pub mod raft;
 pub mod record;
 pub mod runtime;
 pub mod server;
+pub mod txn;
 pub mod types;
 pub mod metrics;

@@ -96,7 +96,7 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     // so no println! (which panics on a closed stdout).
     say(&format!("blumfeld listening on {}:{}", local.ip(), local.port()));
     let accepting = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let metrics_server = start_metrics(&broker, &api.groups, accepting.clone(), shutdown_rx.clone()).await?;
+    let metrics_server = start_metrics(&broker, &api.groups, &api.txns, accepting.clone(), shutdown_rx.clone()).await?;
     let serving = tokio::spawn(server.run(shutdown_rx));
     accepting.store(true, std::sync::atomic::Ordering::Release);
     // After the broker's line: harnesses match the first "listening on".
@@ -115,19 +115,24 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Ticks the group coordinator (sessions, rebalance deadlines) and the transaction
+/// coordinator (timeouts, expiry).
 fn spawn_group_ticker(api: &Arc<Api>, mut shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
     let groups = api.groups.clone();
+    let txns = api.txns.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(GROUP_TICK);
         loop {
             tokio::select! {
-                _ = tick.tick() => groups.tick(),
+                _ = tick.tick() => {
+                    groups.tick();
+                    txns.tick();
+                }
                 _ = shutdown.changed() => return,
             }
         }
     })
 }
-
 
 /// A node of a multi-node cluster (`controller.quorum.voters` names other nodes): with the
 /// controller role it serves the quorum on its controller listener; with the broker role it
@@ -177,14 +182,14 @@ async fn run_cluster_node(config: BrokerConfig) -> anyhow::Result<()> {
     let active = tokio::spawn(cluster::active::run(broker.clone(), cluster.clone()));
     let background = spawn_background(broker.clone(), shutdown_rx.clone());
     let accepting = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let metrics_server = start_metrics(&broker, &api.groups, accepting.clone(), shutdown_rx.clone()).await?;
+    let metrics_server = start_metrics(&broker, &api.groups, &api.txns, accepting.clone(), shutdown_rx.clone()).await?;
     let mut lifecycle = None;
     let mut serving = None;
     let mut group_ticker = None;
     if let Some(server) = client_server {
         wait_for_metadata(&broker, &raft).await;
         let a = api.clone();
-        tokio::task::spawn_blocking(move || a.groups.start()).await?.context("loading the group coordinator")?;
+        tokio::task::spawn_blocking(move || a.start_coordinators()).await?.context("loading the coordinators")?;
         group_ticker = Some(spawn_group_ticker(&api, shutdown_rx.clone()));
         lifecycle = Some(tokio::spawn(cluster::lifecycle::run(broker.clone(), cluster.clone())));
         let local = server.local_addr()?;
@@ -432,6 +437,7 @@ fn say(line: &str) {
 async fn start_metrics(
     broker: &Arc<Broker>,
     groups: &Arc<GroupCoordinator>,
+    txns: &Arc<blumfeld::txn::TransactionCoordinator>,
     accepting: Arc<std::sync::atomic::AtomicBool>,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<metrics::MetricsServer> {
@@ -443,6 +449,7 @@ async fn start_metrics(
         .context("metrics.listener is not host:port")?;
     let weak = Arc::downgrade(broker);
     let weak_groups = Arc::downgrade(groups);
+    let weak_txns = Arc::downgrade(txns);
     broker.metrics.set_snapshot_source(Box::new(move || {
         let Some(b) = weak.upgrade() else { return metrics::BrokerSnapshot::default() };
         let image = b.image();
@@ -480,13 +487,17 @@ async fn start_metrics(
             ),
             None => (vec![], None),
         };
+        let transactions_by_state = weak_txns
+            .upgrade()
+            .map(|t| t.counts_by_state().into_iter().map(|(s, n)| (s.to_string(), n as u64)).collect())
+            .unwrap_or_default();
         metrics::BrokerSnapshot {
             partitions,
             metadata: metadata_snapshot(&b, offset),
             log_dirs,
             groups_by_state,
+            transactions_by_state,
             group_offsets,
-            ..Default::default()
         }
     }));
     // Single node: metadata is local, so ready means accepting clients.

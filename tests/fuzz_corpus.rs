@@ -71,11 +71,12 @@ fn recover_from(data: &[u8]) -> Option<i64> {
     let log = if mode & 1 == 0 { rest } else { log };
     std::fs::write(dir.path().join("00000000000000000000.log"), log).ok()?;
     if mode & 1 == 1 {
-        let name = match (mode >> 1) % 5 {
+        let name = match (mode >> 1) % 6 {
             0 => "00000000000000000000.index",
             1 => "00000000000000000000.timeindex",
             2 => "leader-epoch-checkpoint",
             3 => "00000000000000000000.snapshot",
+            4 => "00000000000000000000.txnindex",
             _ => "clean-shutdown",
         };
         std::fs::write(dir.path().join(name), other).ok()?;

@@ -12,7 +12,7 @@ use kafka_protocol::messages::ApiKey;
 
 use blumfeld::metrics;
 
-use metrics::{BrokerSnapshot, LogDirSnapshot, LogPositions, Metrics, MetricsConfig, PartitionSnapshot};
+use metrics::{BrokerSnapshot, LogDirSnapshot, LogPositions, MetadataSnapshot, Metrics, MetricsConfig, PartitionSnapshot, QuorumReplicaLag};
 
 const HISTOGRAM_SUFFIXES: &[&str] = &["_bucket", "_sum", "_count"];
 
@@ -37,6 +37,10 @@ fn exported_names() -> (BTreeSet<String>, Metrics) {
             10,
         )],
         log_dirs: vec![LogDirSnapshot { dir: "/data".into(), total_bytes: 10, free_bytes: 5 }],
+        metadata: MetadataSnapshot {
+            replica_lag: vec![QuorumReplicaLag { node: 2, role: "voter", lag_records: 0 }],
+            ..Default::default()
+        },
         ..Default::default()
     }));
     let names = m.gather().iter().map(|f| f.name().to_string()).collect();

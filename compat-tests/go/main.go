@@ -1,6 +1,7 @@
 // Command compat-go is the franz-go compatibility driver of Blumfeld's compat-tests.
 //
-// Subcommands mirror the Java driver: roundtrip, create-topic, idempotent-produce, group-consume.
+// Subcommands mirror the Java driver: roundtrip, create-topic, idempotent-produce, group-consume,
+// txn-ctp (consume-transform-produce in a GroupTransactSession, txn.go).
 // Each exits 0 on success and non-zero with a "MISMATCH:" or "ERROR:" line on stderr otherwise.
 // The roundtrip consumer uses direct partition assignment; group-consume (group.go) is a member
 // of a consumer group.
@@ -50,6 +51,9 @@ func main() {
 	group := fs.String("group", "", "group-consume: group id")
 	clientID := fs.String("client-id", "compat-go-group", "group-consume: client id")
 	sessionMs := fs.Int("session-timeout-ms", 6000, "group-consume: session timeout")
+	input := fs.String("input", "", "txn-ctp: input topic")
+	output := fs.String("output", "", "txn-ctp: output topic")
+	abortEvery := fs.Int("abort-every", 4, "txn-ctp: abort every Nth transaction (0: never)")
 	_ = fs.Parse(os.Args[2:])
 	if *bootstrap == "" {
 		usage()
@@ -64,6 +68,8 @@ func main() {
 		err = idempotentProduce(*bootstrap, *topic, int32(*partitions), *count, *rate)
 	case "group-consume":
 		err = groupConsume(*bootstrap, *topic, *group, *clientID, time.Duration(*sessionMs)*time.Millisecond)
+	case "txn-ctp":
+		err = txnCTP(*bootstrap, *input, *output, *group, *count, *abortEvery)
 	default:
 		usage()
 	}
@@ -79,9 +85,9 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: compat-go roundtrip|create-topic|idempotent-produce|group-consume --bootstrap HOST:PORT "+
+	fmt.Fprintln(os.Stderr, "usage: compat-go roundtrip|create-topic|idempotent-produce|group-consume|txn-ctp --bootstrap HOST:PORT "+
 		"[--topic T] [--topic-prefix P] [--partitions N] [--count N] [--codecs none,gzip,snappy,lz4,zstd] "+
-		"[--group G] [--client-id ID] [--session-timeout-ms N]")
+		"[--group G] [--client-id ID] [--session-timeout-ms N] [--input I --output O --abort-every N]")
 	os.Exit(64)
 }
 

@@ -6,7 +6,8 @@ messages (metadata.version downgrade across a metadata change, a level out of ra
 feature).
 
 Blumfeld and Kafka 4.3 legitimately differ in levels (metadata.version 4.0-IV3 vs 4.3-IV0;
-transaction/share/streams/ELR are 0..0 on Blumfeld), so the assertions check what both must do."""
+transaction.version 0..1 finalized 1 vs 0..2 finalized 2; share/streams/ELR are 0..0 on Blumfeld),
+so the assertions check what both must do."""
 
 from __future__ import annotations
 

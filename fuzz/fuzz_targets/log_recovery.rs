@@ -12,11 +12,12 @@ fuzz_target!(|data: &[u8]| {
     let log = if mode & 1 == 0 { rest } else { log };
     let _ = std::fs::write(dir.path().join("00000000000000000000.log"), log);
     if mode & 1 == 1 {
-        let name = match (mode >> 1) % 5 {
+        let name = match (mode >> 1) % 6 {
             0 => "00000000000000000000.index",
             1 => "00000000000000000000.timeindex",
             2 => "leader-epoch-checkpoint",
             3 => "00000000000000000000.snapshot",
+            4 => "00000000000000000000.txnindex",
             _ => "clean-shutdown",
         };
         let _ = std::fs::write(dir.path().join(name), other);

@@ -102,6 +102,28 @@ pub fn for_each(response: &ResponseKind, mut f: impl FnMut(i16)) -> Listed {
             r.topics.iter().flat_map(|t| &t.partitions).for_each(|p| f(p.error_code));
         }
         S::ConsumerGroupDescribe(r) => r.groups.iter().for_each(|g| f(g.error_code)),
+        S::AddPartitionsToTxn(r) => {
+            // v4+ answers per transaction; older versions per partition.
+            if r.results_by_transaction.is_empty() {
+                r.results_by_topic_v3_and_below.iter().flat_map(|t| &t.results_by_partition).for_each(|p| f(p.partition_error_code));
+            } else {
+                f(r.error_code);
+                r.results_by_transaction
+                    .iter()
+                    .flat_map(|t| &t.topic_results)
+                    .flat_map(|t| &t.results_by_partition)
+                    .for_each(|p| f(p.partition_error_code));
+            }
+        }
+        S::AddOffsetsToTxn(r) => f(r.error_code),
+        S::EndTxn(r) => f(r.error_code),
+        S::TxnOffsetCommit(r) => r.topics.iter().flat_map(|t| &t.partitions).for_each(|p| f(p.error_code)),
+        S::WriteTxnMarkers(r) => {
+            r.markers.iter().flat_map(|m| &m.topics).flat_map(|t| &t.partitions).for_each(|p| f(p.error_code))
+        }
+        S::DescribeTransactions(r) => r.transaction_states.iter().for_each(|t| f(t.error_code)),
+        S::ListTransactions(r) => f(r.error_code),
+        S::DescribeProducers(r) => r.topics.iter().flat_map(|t| &t.partitions).for_each(|p| f(p.error_code)),
         _ => return Listed::No,
     }
     Listed::Yes

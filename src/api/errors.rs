@@ -7,6 +7,7 @@ use crate::log::LogError;
 use crate::metadata::ControllerError;
 use crate::partition::PartitionError;
 use crate::record::RecordError;
+use crate::txn::markers::MarkerError;
 
 pub fn record_error(e: &RecordError) -> ResponseError {
     match e {
@@ -22,6 +23,8 @@ pub fn log_error(e: &LogError) -> ResponseError {
         LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
         LogError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
         LogError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
+        LogError::InvalidTxnState { .. } => ResponseError::InvalidTxnState,
+        LogError::CoordinatorFenced { .. } => ResponseError::TransactionCoordinatorFenced,
         LogError::InvalidRecords(r) => record_error(r),
         _ => ResponseError::KafkaStorageError,
     }
@@ -63,6 +66,33 @@ pub fn broker_error(e: &BrokerError) -> ResponseError {
         BrokerError::Controller(c) => controller_error(c),
         BrokerError::Partition(p) => partition_error(p),
         BrokerError::Io { .. } => ResponseError::KafkaStorageError,
+    }
+}
+
+/// PRODUCER_FENCED for a client older than `min_version` of the API is INVALID_PRODUCER_EPOCH,
+/// the code it knows (KIP-588), as Kafka answers it.
+pub fn fenced_for_version(e: ResponseError, version: i16, min_version: i16) -> ResponseError {
+    if e == ResponseError::ProducerFenced && version < min_version { ResponseError::InvalidProducerEpoch } else { e }
+}
+
+/// A failed KIP-890 verification as the producer must see it (Kafka's
+/// `AddPartitionsToTxnManager`): PRODUCER_FENCED is INVALID_PRODUCER_EPOCH, and a partition
+/// not in the transaction is TRANSACTION_ABORTABLE only for clients that know it, else
+/// INVALID_TXN_STATE.
+pub fn verification_error(e: ResponseError, knows_abortable: bool) -> ResponseError {
+    match e {
+        ResponseError::ProducerFenced => ResponseError::InvalidProducerEpoch,
+        ResponseError::TransactionAbortable if !knows_abortable => ResponseError::InvalidTxnState,
+        other => other,
+    }
+}
+
+/// Why a marker was not written, for WriteTxnMarkers.
+pub fn marker_error(e: &MarkerError) -> ResponseError {
+    match e {
+        MarkerError::UnknownPartition => ResponseError::UnknownTopicOrPartition,
+        MarkerError::Partition(p) => partition_error(p),
+        MarkerError::Group(g) => *g,
     }
 }
 

@@ -1,5 +1,6 @@
 //! Fetch: read stored batches from each partition, unmodified, bounded by the high watermark
-//! and the request's byte limits; long-poll until `min_bytes` arrive or `max_wait_ms` passes,
+//! (read_uncommitted) or the last stable offset (read_committed, which also lists the aborted
+//! transactions from the transaction indexes) and the request's byte limits; long-poll until `min_bytes` arrive or `max_wait_ms` passes,
 //! woken by appends to the partitions it reads. Full and incremental fetch sessions (KIP-227)
 //! decide which partitions the request covers and which the response carries. Record sets
 //! go to the socket by reference, not through the encoder (`response_frame`).
@@ -18,7 +19,8 @@ use uuid::Uuid;
 use super::fetch_session::{FINAL_EPOCH, INITIAL_EPOCH, PartitionKey, SessionPartition};
 use super::{Api, RequestContext, errors, str_bytes};
 use super::response_frame::ByReference;
-use crate::partition::{PartitionError, RecordSet};
+use crate::log::AbortedTxn;
+use crate::partition::{Isolation, PartitionError, RecordSet};
 use crate::types::TopicPartition;
 
 /// Longest long poll we honour, whatever the client asks.
@@ -41,6 +43,7 @@ struct PartitionResult {
     high_watermark: i64,
     last_stable_offset: i64,
     log_start_offset: i64,
+    aborted: Option<Vec<AbortedTxn>>,
 }
 
 /// The response and its record sets to send by reference, in encoding order.
@@ -173,11 +176,12 @@ fn read_all(
 ) -> Vec<PartitionResult> {
     let broker_max = api.broker.config.int("fetch.max.bytes").max(0) as usize;
     let mut budget = (req.max_bytes.max(0) as usize).min(broker_max.max(1));
+    let isolation = if req.isolation_level == 1 { Isolation::ReadCommitted } else { Isolation::ReadUncommitted };
     let mut first = true;
     targets
         .iter()
         .map(|(key, s)| {
-            let r = read_one(api, key, s, budget, first, waiter);
+            let r = read_one(api, isolation, key, s, budget, first, waiter);
             if !r.records.is_empty() {
                 first = false;
                 budget = budget.saturating_sub(r.records.len());
@@ -189,6 +193,7 @@ fn read_all(
 
 fn read_one(
     api: &Api,
+    isolation: Isolation,
     key: &PartitionKey,
     s: &SessionPartition,
     budget: usize,
@@ -204,6 +209,7 @@ fn read_one(
         high_watermark: -1,
         last_stable_offset: -1,
         log_start_offset: -1,
+        aborted: None,
     };
     let fail = |mut r: PartitionResult, e: ResponseError| {
         r.error = e;
@@ -228,9 +234,10 @@ fn read_one(
         return fail(r, ResponseError::FencedLeaderEpoch);
     }
     let max_bytes = (s.max_bytes.max(0) as usize).min(budget);
-    match partition.read_for_fetch(s.fetch_offset, max_bytes, first) {
+    match partition.read_for_fetch(s.fetch_offset, max_bytes, first, isolation) {
         Ok(read) => {
             r.records = read.records;
+            r.aborted = read.aborted;
             r.high_watermark = read.high_watermark;
             r.last_stable_offset = read.last_stable_offset;
             r.log_start_offset = read.log_start_offset;
@@ -325,7 +332,20 @@ fn push_partition(
     p.high_watermark = r.high_watermark;
     p.last_stable_offset = r.last_stable_offset;
     p.log_start_offset = r.log_start_offset;
-    p.aborted_transactions = if read_committed { Some(vec![]) } else { None };
+    p.aborted_transactions = match r.aborted {
+        Some(list) => Some(
+            list.into_iter()
+                .map(|a| {
+                    let mut t = kafka_protocol::messages::fetch_response::AbortedTransaction::default();
+                    t.producer_id = kafka_protocol::messages::ProducerId(a.producer_id);
+                    t.first_offset = a.first_offset;
+                    t
+                })
+                .collect(),
+        ),
+        None if read_committed => Some(vec![]),
+        None => None,
+    };
     p.preferred_read_replica = kafka_protocol::messages::BrokerId(-1);
     // librdkafka mis-parses null records: always send an empty set instead.
     p.records = Some(records);
@@ -399,6 +419,7 @@ mod tests {
                     high_watermark: 1000 + i as i64,
                     last_stable_offset: 1000 + i as i64,
                     log_start_offset: 0,
+                    aborted: None,
                 };
                 push_partition(&mut with_refs, &mut by_reference, by_id, false, result(set));
                 push_partition(&mut plain, &mut Vec::new(), by_id, false, result(RecordSet::Memory(bytes)));

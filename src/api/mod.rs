@@ -6,6 +6,8 @@
 //! error when the connection must be closed (unparseable header, unknown API, version we do
 //! not serve), as Kafka does.
 
+pub mod add_offsets_to_txn;
+pub mod add_partitions_to_txn;
 pub mod alter_configs;
 pub mod authorized_operations;
 pub mod cluster_membership;
@@ -20,6 +22,9 @@ pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
+pub mod describe_producers;
+pub mod describe_transactions;
+pub mod end_txn;
 pub mod error_codes;
 pub mod errors;
 pub mod fetch;
@@ -32,6 +37,7 @@ pub mod join_group;
 pub mod leave_group;
 pub mod list_groups;
 pub mod list_offsets;
+pub mod list_transactions;
 pub mod metadata;
 pub mod offset_commit;
 pub mod offset_delete;
@@ -41,8 +47,10 @@ pub mod produce;
 pub mod quorum;
 pub mod response_frame;
 pub mod sync_group;
+pub mod txn_offset_commit;
 pub mod update_features;
 pub mod versions;
+pub mod write_txn_markers;
 
 use std::sync::{Arc, Mutex};
 
@@ -53,6 +61,8 @@ use thiserror::Error;
 
 use crate::broker::{Broker, BrokerError};
 use crate::group::GroupCoordinator;
+use crate::txn::TransactionCoordinator;
+use crate::txn::markers::LocalMarkerWriter;
 use fetch_session::FetchSessionCache;
 use response_frame::{ByReference, ChunkedBuf, ResponseFrame};
 
@@ -87,6 +97,9 @@ pub struct Api {
     pub broker: Arc<Broker>,
     pub fetch_sessions: Mutex<FetchSessionCache>,
     pub groups: Arc<GroupCoordinator>,
+    pub txns: Arc<TransactionCoordinator>,
+    /// Writes transaction markers into local partitions: for the coordinator and WriteTxnMarkers.
+    pub markers: Arc<LocalMarkerWriter>,
     /// The metadata quorum on a controller of a multi-node quorum; none on a single node.
     raft: std::sync::OnceLock<crate::raft::driver::RaftHandle>,
 }
@@ -105,20 +118,31 @@ pub enum Reply {
 
 impl Api {
     /// Sets up the API of `broker`, including the group coordinator (which loads
-    /// `__consumer_offsets`).
+    /// `__consumer_offsets`) and then the transaction coordinator (which loads
+    /// `__transaction_state` and completes what it left preparing, markers for offsets included).
     pub fn new(broker: Arc<Broker>) -> Result<Self, BrokerError> {
         let api = Self::unloaded(broker);
-        api.groups.start()?;
+        api.start_coordinators()?;
         Ok(api)
     }
 
-    /// As [`Api::new`] but the group coordinator has not loaded `__consumer_offsets` yet (a
-    /// cluster node loads it once its metadata caught up: `self.groups.start()`).
+    /// Loads the group coordinator, then the transaction coordinator (which completes what
+    /// it left preparing, offsets included).
+    pub fn start_coordinators(&self) -> Result<(), BrokerError> {
+        self.groups.start()?;
+        self.txns.start();
+        Ok(())
+    }
+
+    /// As [`Api::new`] but the coordinators have not loaded their topics yet (a cluster node
+    /// loads them once its metadata caught up: [`Api::start_coordinators`]).
     pub fn unloaded(broker: Arc<Broker>) -> Self {
         broker.metrics.register_apis(versions::SERVED.iter().map(|s| s.api));
         let slots = broker.config.int("max.incremental.fetch.session.cache.slots").max(0) as usize;
         let groups = GroupCoordinator::new(broker.clone());
-        Self { broker, fetch_sessions: Mutex::new(FetchSessionCache::new(slots)), groups, raft: std::sync::OnceLock::new() }
+        let markers = Arc::new(LocalMarkerWriter::new(broker.clone(), groups.clone()));
+        let txns = TransactionCoordinator::new(broker.clone(), markers.clone());
+        Self { broker, fetch_sessions: Mutex::new(FetchSessionCache::new(slots)), groups, txns, markers, raft: std::sync::OnceLock::new() }
     }
 
     /// Attaches the metadata quorum (once, at start-up) so the KRaft APIs reach it.
@@ -242,7 +266,15 @@ impl Api {
             R::FindCoordinator(req) => S::FindCoordinator(find_coordinator::handle(self, v, req)),
             R::DescribeCluster(req) => S::DescribeCluster(describe_cluster::handle(self, req)),
             R::DeleteRecords(req) => S::DeleteRecords(delete_records::handle(self, req)),
-            R::InitProducerId(req) => S::InitProducerId(init_producer_id::handle(self, req)),
+            R::InitProducerId(req) => S::InitProducerId(init_producer_id::handle(self, v, req)),
+            R::AddPartitionsToTxn(req) => S::AddPartitionsToTxn(add_partitions_to_txn::handle(self, v, req)),
+            R::AddOffsetsToTxn(req) => S::AddOffsetsToTxn(add_offsets_to_txn::handle(self, v, req)),
+            R::EndTxn(req) => S::EndTxn(end_txn::handle(self, v, req)),
+            R::TxnOffsetCommit(req) => S::TxnOffsetCommit(txn_offset_commit::handle(self, v, req)),
+            R::WriteTxnMarkers(req) => S::WriteTxnMarkers(write_txn_markers::handle(self, req)),
+            R::DescribeTransactions(req) => S::DescribeTransactions(describe_transactions::handle(self, req)),
+            R::ListTransactions(req) => S::ListTransactions(list_transactions::handle(self, req)),
+            R::DescribeProducers(req) => S::DescribeProducers(describe_producers::handle(self, req)),
             R::OffsetForLeaderEpoch(req) => S::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(self, req)),
             R::UpdateFeatures(req) => match self.forward(&req, v).await {
                 Some(r) => S::UpdateFeatures(r),
@@ -331,12 +363,19 @@ pub(crate) fn str_bytes(s: &str) -> StrBytes {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 pub(crate) fn test_api(dir: &std::path::Path, overrides: &[&str]) -> Api {
-    let mut all = vec![format!("log.dirs={}", dir.display()), "offsets.topic.num.partitions=1".to_string()];
+    let mut all = vec![
+        format!("log.dirs={}", dir.display()),
+        "offsets.topic.num.partitions=1".to_string(),
+        "transaction.state.log.num.partitions=1".to_string(),
+    ];
     all.extend(overrides.iter().map(|o| o.to_string()));
     let config = crate::config::BrokerConfig::load(None, &all).unwrap();
     let broker = Broker::open(config, Arc::new(crate::clock::SystemClock)).unwrap();
     Api::new(broker).unwrap()
 }
+
+#[cfg(test)]
+mod tests_txn;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
@@ -482,7 +521,9 @@ mod tests {
             ApiKey::InitProducerId => {
                 let mut r = InitProducerIdRequest::default();
                 r.transactional_id = None;
-                vec![RequestKind::InitProducerId(r)]
+                let mut txn = tests_txn::requests(api, version).unwrap_or_default();
+                txn.insert(0, RequestKind::InitProducerId(r));
+                txn
             }
             ApiKey::OffsetForLeaderEpoch => {
                 let mut p = offset_for_leader_epoch_request::OffsetForLeaderPartition::default();
@@ -670,7 +711,7 @@ mod tests {
                 bad.key_type = 9;
                 vec![RequestKind::FindCoordinator(r), RequestKind::FindCoordinator(bad)]
             }
-            other => panic!("add {other:?} to this test"),
+            other => tests_txn::requests(other, version).unwrap_or_else(|| panic!("add {other:?} to this test")),
         }
     }
 
@@ -762,7 +803,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let config = BrokerConfig::load(
             None,
-            &[format!("log.dirs={}", dir.path().display()), "group.initial.rebalance.delay.ms=0".into(), "offsets.topic.num.partitions=3".into()],
+            &[
+                format!("log.dirs={}", dir.path().display()),
+                "group.initial.rebalance.delay.ms=0".into(),
+                "offsets.topic.num.partitions=3".into(),
+                "transaction.state.log.num.partitions=2".into(),
+            ],
         )
         .unwrap();
         let broker = crate::broker::Broker::open(config, Arc::new(SystemClock)).unwrap();

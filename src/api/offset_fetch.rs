@@ -1,4 +1,7 @@
 //! OffsetFetch: committed offsets of one group (v1-7) or several (v8+); -1 where none.
+//! Offsets of an open transaction are not visible; with `require_stable` (v7+, what a
+//! read_committed consumer sends) such a partition answers UNSTABLE_OFFSET_COMMIT, so the
+//! consumer retries once the transaction is decided.
 
 use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions, OffsetFetchResponseTopic,
@@ -6,18 +9,30 @@ use kafka_protocol::messages::offset_fetch_response::{
 };
 use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse, TopicName};
 
+use kafka_protocol::ResponseError;
+
 use super::{Api, str_bytes};
 use crate::group::CommittedOffset;
 
-type Rows = Vec<(String, i32, Option<CommittedOffset>)>;
+/// A partition's answer: its committed offset (if any), or UNSTABLE_OFFSET_COMMIT.
+type Answer = Result<Option<CommittedOffset>, ResponseError>;
+type Rows = Vec<(String, i32, Answer)>;
 
-fn rows(api: &Api, group: &str, topics: Option<Vec<(String, Vec<i32>)>>) -> Rows {
+fn rows(api: &Api, group: &str, topics: Option<Vec<(String, Vec<i32>)>>, require_stable: bool) -> Rows {
     let partitions =
         topics.map(|ts| ts.into_iter().flat_map(|(t, ps)| ps.into_iter().map(move |p| (t.clone(), p))).collect());
-    api.groups.fetch_offsets(group, partitions)
+    let pending = if require_stable { api.groups.pending_offsets(group) } else { Default::default() };
+    api.groups
+        .fetch_offsets(group, partitions)
+        .into_iter()
+        .map(|(t, p, c)| {
+            let answer = if pending.contains(&(t.clone(), p)) { Err(ResponseError::UnstableOffsetCommit) } else { Ok(c) };
+            (t, p, answer)
+        })
+        .collect()
 }
 
-type TopicRows = Vec<(String, Vec<(i32, Option<CommittedOffset>)>)>;
+type TopicRows = Vec<(String, Vec<(i32, Answer)>)>;
 
 /// Rows grouped by topic, in first-seen order.
 fn by_topic(rows: Rows) -> TopicRows {
@@ -38,7 +53,7 @@ pub fn handle(api: &Api, version: i16, req: OffsetFetchRequest) -> OffsetFetchRe
             let topics = g.topics.map(|ts| ts.into_iter().map(|t| (t.name.to_string(), t.partition_indexes)).collect());
             let mut gr = OffsetFetchResponseGroup::default();
             gr.group_id = g.group_id.clone();
-            for (topic, parts) in by_topic(rows(api, g.group_id.as_str(), topics)) {
+            for (topic, parts) in by_topic(rows(api, g.group_id.as_str(), topics, req.require_stable)) {
                 let mut tr = OffsetFetchResponseTopics::default();
                 tr.name = TopicName(str_bytes(&topic));
                 tr.partitions = parts
@@ -46,7 +61,8 @@ pub fn handle(api: &Api, version: i16, req: OffsetFetchRequest) -> OffsetFetchRe
                     .map(|(p, c)| {
                         let mut pr = OffsetFetchResponsePartitions::default();
                         pr.partition_index = p;
-                        fill(&mut pr.committed_offset, &mut pr.committed_leader_epoch, &mut pr.metadata, c);
+                        pr.error_code = c.as_ref().err().map_or(0, |e| e.code());
+                        fill(&mut pr.committed_offset, &mut pr.committed_leader_epoch, &mut pr.metadata, c.unwrap_or(None));
                         pr
                     })
                     .collect();
@@ -57,7 +73,8 @@ pub fn handle(api: &Api, version: i16, req: OffsetFetchRequest) -> OffsetFetchRe
         return r;
     }
     let topics = req.topics.map(|ts| ts.into_iter().map(|t| (t.name.to_string(), t.partition_indexes)).collect());
-    for (topic, parts) in by_topic(rows(api, req.group_id.as_str(), topics)) {
+    let require_stable = version >= 7 && req.require_stable;
+    for (topic, parts) in by_topic(rows(api, req.group_id.as_str(), topics, require_stable)) {
         let mut tr = OffsetFetchResponseTopic::default();
         tr.name = TopicName(str_bytes(&topic));
         tr.partitions = parts
@@ -65,7 +82,8 @@ pub fn handle(api: &Api, version: i16, req: OffsetFetchRequest) -> OffsetFetchRe
             .map(|(p, c)| {
                 let mut pr = OffsetFetchResponsePartition::default();
                 pr.partition_index = p;
-                fill(&mut pr.committed_offset, &mut pr.committed_leader_epoch, &mut pr.metadata, c);
+                pr.error_code = c.as_ref().err().map_or(0, |e| e.code());
+                fill(&mut pr.committed_offset, &mut pr.committed_leader_epoch, &mut pr.metadata, c.unwrap_or(None));
                 if version < 5 {
                     pr.committed_leader_epoch = -1;
                 }

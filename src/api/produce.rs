@@ -3,6 +3,10 @@
 //! acks=0 request closes the connection, as Kafka does. Records are decoded only where a rule
 //! needs them (keys for a compacted topic, timestamps the batch header cannot vouch for); each
 //! refused record is then named in `record_errors` (v8+), as Kafka's `LogValidator` does.
+//! A transactional batch that would open a transaction in its partition is first checked with
+//! the transaction coordinator (KIP-890 part 1, `transaction.partition.verification.enable`):
+//! the partition must be in the producer's open transaction, so a zombie cannot start a
+//! transaction nobody will ever end.
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::produce_response::{
@@ -24,6 +28,7 @@ pub async fn handle(api: &Api, ctx: &RequestContext, req: ProduceRequest) -> Rep
     let image = broker.image();
     // Partitions whose flush policy wants an fsync before the answer, by response position.
     let mut to_sync: Vec<(usize, usize, TopicPartition)> = Vec::new();
+    let txn = Txn { id: req.transactional_id.as_ref().map(|t| t.as_str()), version: ctx.version };
     for topic in req.topic_data {
         let by_id = ctx.version >= 13;
         let topic_image = if by_id { image.topic_by_id(&topic.topic_id) } else { image.topic(topic.name.as_str()) };
@@ -40,7 +45,7 @@ pub async fn handle(api: &Api, ctx: &RequestContext, req: ProduceRequest) -> Rep
                 None if by_id => Err(Rejection::new(ResponseError::UnknownTopicId, None)),
                 None => Err(Rejection::new(ResponseError::UnknownTopicOrPartition, None)),
                 Some(_) if !matches!(acks, -1..=1) => Err(Rejection::new(ResponseError::InvalidRequiredAcks, None)),
-                Some(t) => append_partition(api, &t.name, pd.index, pd.records.as_deref(), acks, t),
+                Some(t) => append_partition(api, &t.name, pd.index, pd.records.as_deref(), acks, t, txn),
             };
             match outcome {
                 Ok(a) => {
@@ -162,6 +167,37 @@ fn timestamps_need_records(summary: &record::BatchesSummary, bounds: &TimestampB
 
 type PartitionOutcome = Result<AppendResult, Rejection>;
 
+/// The request's transactional id and version, for verification.
+#[derive(Clone, Copy)]
+struct Txn<'a> {
+    id: Option<&'a str>,
+    version: i16,
+}
+
+/// First Produce version whose clients handle TRANSACTION_ABORTABLE (older ones get
+/// INVALID_TXN_STATE for a partition not in the transaction, as Kafka answers them).
+const TRANSACTION_ABORTABLE_MIN_VERSION: i16 = 11;
+
+/// KIP-890 part 1: a transactional batch that opens a transaction in `tp` must belong to the
+/// producer's open transaction at the coordinator.
+fn verify_transaction(api: &Api, tp: &TopicPartition, header: &record::BatchHeader, txn: Txn<'_>) -> Result<(), Rejection> {
+    if !header.is_transactional() || !api.broker.config.bool("transaction.partition.verification.enable") {
+        return Ok(());
+    }
+    let Some(partition) = api.broker.partition(tp) else { return Ok(()) };
+    if partition.has_open_transaction(header.producer_id) {
+        return Ok(());
+    }
+    let Some(id) = txn.id else {
+        return Err(Rejection::new(ResponseError::InvalidTxnState, Some("transactional batch without a transactional id".into())));
+    };
+    let verified = api.txns.verify_partitions(id, header.producer_id, header.producer_epoch, std::slice::from_ref(tp));
+    match verified.into_iter().next().unwrap_or(Ok(())) {
+        Ok(()) => Ok(()),
+        Err(e) => Err(Rejection::new(errors::verification_error(e, txn.version >= TRANSACTION_ABORTABLE_MIN_VERSION), None)),
+    }
+}
+
 fn append_partition(
     api: &Api,
     topic: &str,
@@ -169,6 +205,7 @@ fn append_partition(
     records: Option<&[u8]>,
     acks: i16,
     t: &crate::metadata::TopicImage,
+    txn: Txn<'_>,
 ) -> PartitionOutcome {
     let broker = &api.broker;
     let Some(partition) = broker.partition(&TopicPartition::new(topic, index)) else {
@@ -225,6 +262,9 @@ fn append_partition(
     })?;
     if !faults.is_empty() {
         return Err(Rejection::of_records(&faults, &topic_partition, checks.timestamps));
+    }
+    if let Some(header) = summary.first() {
+        verify_transaction(api, &TopicPartition::new(topic, index), header, txn)?;
     }
     // Written straight from the request frame: the log patches copies of the headers.
     partition

@@ -506,6 +506,23 @@ impl ClassicGroup {
         Ok(())
     }
 
+    /// TxnOffsetCommit's check (KIP-447, Kafka's `validateOffsetCommit` with
+    /// `isTransactional`): the member id, generation and instance id are optional, but
+    /// whichever is given must name a member of the current generation; a rebalance in
+    /// progress does not refuse a transactional commit.
+    pub fn validate_txn_offset_commit(&self, member_id: &str, instance: Option<&str>, generation_id: i32) -> Result<(), ResponseError> {
+        if self.state == GroupState::Dead {
+            return Err(ResponseError::CoordinatorNotAvailable);
+        }
+        if generation_id < 0 && self.state == GroupState::Empty {
+            return Ok(());
+        }
+        if generation_id >= 0 || !member_id.is_empty() || instance.is_some() {
+            self.validate_member(member_id, instance, generation_id)?;
+        }
+        Ok(())
+    }
+
     /// SyncGroup.
     pub fn sync(
         &mut self,

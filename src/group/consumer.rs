@@ -453,6 +453,23 @@ impl ConsumerGroup {
         ))
     }
 
+    /// TxnOffsetCommit's check for a KIP-848 group: member id and epoch are optional (an
+    /// unknown generation and no member id is accepted), a given member must exist and be at
+    /// its current epoch (ILLEGAL_GENERATION otherwise, as Kafka answers TxnOffsetCommit).
+    pub fn validate_txn_commit(&self, member_id: &str, instance: Option<&str>, epoch: i32) -> Result<(), ResponseError> {
+        if epoch < 0 && self.members.is_empty() {
+            return Ok(());
+        }
+        if epoch < 0 && member_id.is_empty() && instance.is_none() {
+            return Ok(());
+        }
+        let m = self.members.get(member_id).ok_or(ResponseError::UnknownMemberId)?;
+        if epoch != m.member_epoch {
+            return Err(ResponseError::IllegalGeneration);
+        }
+        Ok(())
+    }
+
     /// Topic names any member subscribes to (for OffsetDelete).
     pub fn subscribed_topic_names(&self, topics: &TopicsView) -> BTreeSet<String> {
         self.members

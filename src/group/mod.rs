@@ -7,11 +7,19 @@
 //! empties. On start-up the topic is replayed to rebuild offsets and generations.
 //! Membership itself is not restored: after a coordinator restart members rejoin, as they do
 //! after a Kafka coordinator failover.
+//!
+//! Transactional offsets (TxnOffsetCommit, KIP-447) are written as a transactional batch of
+//! the producer and kept pending, invisible to OffsetFetch, until the transaction's marker
+//! reaches the group's `__consumer_offsets` partition ([`GroupCoordinator::complete_transaction`],
+//! called by the marker writer): a COMMIT makes them the committed offsets, an ABORT drops
+//! them. Replay does the same from the stored batches and markers. OffsetFetch with
+//! `require_stable` answers UNSTABLE_OFFSET_COMMIT for a partition with pending offsets.
 
 pub mod assignor;
 pub mod classic;
 pub mod consumer;
 pub mod records;
+mod txn_offsets;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -43,16 +51,29 @@ pub struct CommittedOffset {
     pub commit_timestamp_ms: i64,
 }
 
+type OffsetMap = BTreeMap<(String, i32), CommittedOffset>;
+
 struct GroupEntry {
     group: ClassicGroup,
     /// Set when the group uses the KIP-848 protocol; `group` then stays empty.
     consumer: Option<ConsumerGroup>,
-    offsets: BTreeMap<(String, i32), CommittedOffset>,
+    offsets: OffsetMap,
+    /// Offsets of open transactions, by producer id, until their marker.
+    pending: HashMap<i64, OffsetMap>,
 }
 
 impl GroupEntry {
     fn new(id: &str, now_ms: i64) -> Self {
-        Self { group: ClassicGroup::new(id.to_string(), now_ms), consumer: None, offsets: BTreeMap::new() }
+        Self { group: ClassicGroup::new(id.to_string(), now_ms), consumer: None, offsets: BTreeMap::new(), pending: HashMap::new() }
+    }
+
+    /// Applies a marker of `producer_id` to its pending offsets.
+    fn complete_transaction(&mut self, producer_id: i64, commit: bool) {
+        if let Some(pending) = self.pending.remove(&producer_id)
+            && commit
+        {
+            self.offsets.extend(pending);
+        }
     }
 
     /// ListGroups' (protocol type, state, group type).
@@ -107,9 +128,12 @@ pub struct GroupCoordinator {
     groups: Mutex<HashMap<String, GroupEntry>>,
 }
 
-/// Java's `String.hashCode`, so a group lands on the same `__consumer_offsets` partition as
-/// in Kafka.
-fn java_hash(s: &str) -> i32 {
+/// One partition of a TxnOffsetCommit.
+pub type TxnOffsetCommit = OffsetCommit;
+
+/// Java's `String.hashCode`, so a group (or transactional id) lands on the same partition of
+/// its internal topic as in Kafka.
+pub(crate) fn java_hash(s: &str) -> i32 {
     s.encode_utf16().fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)))
 }
 
@@ -165,7 +189,8 @@ impl GroupCoordinator {
         Ok(())
     }
 
-    pub(crate) fn ensure_offsets_topic(&self) -> Result<(), BrokerError> {
+    /// Creates `__consumer_offsets` if it does not exist yet (first use).
+    pub fn ensure_offsets_topic(&self) -> Result<(), BrokerError> {
         let partitions = self.broker.config.int("offsets.topic.num.partitions").max(1);
         let mut configs = BTreeMap::new();
         configs.insert("cleanup.policy".to_string(), "compact".to_string());
@@ -174,9 +199,10 @@ impl GroupCoordinator {
         self.broker.create_topic_if_absent(&spec)
     }
 
-    /// The `__consumer_offsets` partition that holds `group` (Kafka's hash of the group id).
-    pub(crate) fn partition_for(&self, group: &str) -> i32 {
-        let n = self.broker.image().topic(OFFSETS_TOPIC).map(|t| t.partition_count()).unwrap_or(1).max(1);
+    /// The `__consumer_offsets` partition of `group` (Kafka's `partitionFor`).
+    pub fn partition_for(&self, group: &str) -> i32 {
+        let configured = self.broker.config.int("offsets.topic.num.partitions").max(1);
+        let n = self.broker.image().topic(OFFSETS_TOPIC).map(|t| t.partition_count()).unwrap_or(configured).max(1);
         // Kafka's Utils.abs: MIN_VALUE maps to 0, everything else to its absolute value.
         let h = java_hash(group);
         (if h == i32::MIN { 0 } else { h.abs() }) % n
@@ -203,6 +229,17 @@ impl GroupCoordinator {
                 let mut next = offset;
                 for record in sets.iter().flat_map(|s| s.records.iter()) {
                     next = next.max(record.offset + 1);
+                    if record.control {
+                        let commit = record.key.as_deref().and_then(crate::record::control::parse_control_key);
+                        if let Some(commit) = commit {
+                            for (id, e) in groups.iter_mut() {
+                                if self.partition_for(id) == i {
+                                    e.complete_transaction(record.producer_id, commit);
+                                }
+                            }
+                        }
+                        continue;
+                    }
                     apply_record(&mut groups, record, now);
                 }
                 if next <= offset {
@@ -216,6 +253,12 @@ impl GroupCoordinator {
 
     /// Appends records for `group` to its `__consumer_offsets` partition.
     fn append(&self, group: &str, entries: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<(), ResponseError> {
+        self.append_batch(group, entries, None)
+    }
+
+    /// [`GroupCoordinator::append`] as one batch of `producer` (id, epoch) when given: a
+    /// transactional batch, as Kafka writes a TxnOffsetCommit.
+    fn append_batch(&self, group: &str, entries: Vec<(Vec<u8>, Option<Vec<u8>>)>, producer: Option<(i64, i16)>) -> Result<(), ResponseError> {
         if self.broker.image().topic(OFFSETS_TOPIC).is_none() {
             self.ensure_offsets_topic().map_err(|e| {
                 tracing::error!(error = %e, "cannot create __consumer_offsets");
@@ -225,16 +268,24 @@ impl GroupCoordinator {
         let tp = crate::types::TopicPartition::new(OFFSETS_TOPIC, self.partition_for(group));
         let partition = self.broker.partition(&tp).ok_or(ResponseError::CoordinatorNotAvailable)?;
         let now = self.now();
-        // One uncompressed batch without a producer, as Kafka's coordinator writes.
+        // One uncompressed batch, without a producer unless transactional, as Kafka's
+        // coordinator writes.
+        let builder = match producer {
+            Some((id, epoch)) => BatchBuilder::new(0).producer(id, epoch, 0).attributes(0x10),
+            None => BatchBuilder::new(0),
+        };
         let buf = entries
             .into_iter()
-            .fold(BatchBuilder::new(0).timestamps(now), |b, (key, value)| {
+            .fold(builder.timestamps(now), |b, (key, value)| {
                 b.record(crate::record::Record { timestamp_delta_ms: 0, key: Some(key), value })
             })
             .build();
-        let appended = partition.append(&buf, now).map_err(|e| {
+        let appended = partition.append_as_coordinator(&buf, now).map_err(|e| {
             tracing::error!(error = %e, "cannot write to __consumer_offsets");
-            ResponseError::CoordinatorNotAvailable
+            match e {
+                crate::partition::PartitionError::Log(crate::log::LogError::InvalidProducerEpoch { .. }) => ResponseError::InvalidProducerEpoch,
+                _ => ResponseError::CoordinatorNotAvailable,
+            }
         })?;
         if appended.flush_due {
             // Commits are small and rare next to produce traffic: fsync in place.
@@ -655,10 +706,12 @@ fn apply_record(groups: &mut HashMap<String, GroupEntry>, record: &Record, now_m
                 let e = groups
                     .entry(group.clone())
                     .or_insert_with(|| GroupEntry::new(&group, now_ms));
-                e.offsets.insert(
-                    (topic, partition),
-                    CommittedOffset { offset: v.offset, leader_epoch: v.leader_epoch, metadata: v.metadata, commit_timestamp_ms: v.commit_timestamp_ms },
-                );
+                let committed = CommittedOffset { offset: v.offset, leader_epoch: v.leader_epoch, metadata: v.metadata, commit_timestamp_ms: v.commit_timestamp_ms };
+                if record.transactional {
+                    e.pending.entry(record.producer_id).or_default().insert((topic, partition), committed);
+                } else {
+                    e.offsets.insert((topic, partition), committed);
+                }
             }
             None => {
                 if let Some(e) = groups.get_mut(&group) {
@@ -668,9 +721,9 @@ fn apply_record(groups: &mut HashMap<String, GroupEntry>, record: &Record, now_m
         },
         records::Key::Group { group } => match record.value.as_deref().and_then(records::parse_group_value_with_members) {
             Some((v, members)) => {
-                let offsets = groups.remove(&group).map(|e| e.offsets).unwrap_or_default();
+                let (offsets, pending) = groups.remove(&group).map(|e| (e.offsets, e.pending)).unwrap_or_default();
                 let g = ClassicGroup::restore(v, group.clone(), members, now_ms);
-                groups.insert(group, GroupEntry { group: g, consumer: None, offsets });
+                groups.insert(group, GroupEntry { group: g, consumer: None, offsets, pending });
             }
             None => {
                 groups.remove(&group);

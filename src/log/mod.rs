@@ -9,6 +9,7 @@
 //! 00000000000000000000.log        batches as received, offsets patched (segment.rs)
 //! 00000000000000000000.index      sparse offset index, written on roll/close (offset_index.rs)
 //! 00000000000000000000.timeindex  sparse time index, written on roll/close (time_index.rs)
+//! 00000000000000000000.txnindex   aborted transactions, written on roll/close (txn_index.rs)
 //! 00000000000000001234.snapshot   producer state as of offset 1234 (producer_state.rs)
 //! leader-epoch-checkpoint         epoch → start offset (epoch_cache.rs)
 //! log-start-offset-checkpoint     the log start offset, so DeleteRecords survives restarts
@@ -27,7 +28,10 @@
 //!   a crash only the active segment can be torn, and only it is recovered (its data above
 //!   `recovery_point`, the flushed offset, may be lost; data below never is);
 //! - producer state and the epoch cache describe exactly the batches in
-//!   `[log_start_offset, log_end_offset)` (producer state may remember older producers too).
+//!   `[log_start_offset, log_end_offset)` (producer state may remember older producers too);
+//! - every aborted transaction with data still in the log is in the txn index of its marker's
+//!   segment (the cleaner drops entries whose data it removed), and nothing at or above the
+//!   first unstable offset (the oldest open transaction's first offset) is stable.
 
 mod checkpoint;
 mod cleaner;
@@ -41,11 +45,14 @@ mod retention;
 mod segment;
 mod time_index;
 mod truncate;
+pub mod txn_index;
 
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_fuzz;
+#[cfg(test)]
+mod tests_txn;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -61,7 +68,9 @@ pub use cleaner::{
 pub use config::{CleanupPolicy, DirtyRatio, LogConfig, MessageTimestampType};
 pub use epoch_cache::{EpochEntry, LeaderEpochCache};
 use producer_state::StagedProducers;
-pub use producer_state::{BatchMetadata, ProducerStateManager};
+pub use producer_state::{AppendOrigin, BatchMetadata, CompletedTxn, ProducerEntry, ProducerStateManager};
+pub use txn_index::AbortedTxn;
+use crate::record::control::Marker;
 pub use read::RegionRead;
 pub use segment::{FileRegion, RecoveryMode};
 use segment::{IndexLimits, Segment};
@@ -100,6 +109,12 @@ pub enum LogError {
         epoch: i16,
         current_epoch: i16,
     },
+    /// A non-transactional batch from a producer with an open transaction: INVALID_TXN_STATE.
+    #[error("producer {producer_id} has an open transaction: its batches must be transactional")]
+    InvalidTxnState { producer_id: i64 },
+    /// A marker from an older coordinator than the last one: TRANSACTION_COORDINATOR_FENCED.
+    #[error("marker of producer {producer_id} has coordinator epoch {coordinator_epoch}, older than {current_coordinator_epoch}")]
+    CoordinatorFenced { producer_id: i64, coordinator_epoch: i32, current_coordinator_epoch: i32 },
     #[error("corrupt index {path}: {reason}")]
     CorruptIndex { path: PathBuf, reason: &'static str },
     #[error("corrupt checkpoint {path}: {reason}")]
@@ -271,6 +286,18 @@ impl Log {
         leader_epoch: i32,
         now_ms: i64,
     ) -> Result<AppendOutcome, LogError> {
+        self.append_with_origin(records, leader_epoch, now_ms, AppendOrigin::Client)
+    }
+
+    /// [`Log::append_unflushed`] for `origin`: the broker's own batches (the group
+    /// coordinator's transactional offsets) skip the sequence checks and duplicate detection.
+    pub fn append_with_origin(
+        &mut self,
+        records: &[u8],
+        leader_epoch: i32,
+        now_ms: i64,
+        origin: AppendOrigin,
+    ) -> Result<AppendOutcome, LogError> {
         whole_batches(records)?;
         // The records are written as received; only copies of the batch headers change.
         let mut batches = PatchedBatches::new(records);
@@ -286,7 +313,7 @@ impl Log {
         let mut staged = StagedProducers::default();
         let mut next = first_offset;
         for header in &headers {
-            if let Some(original) = self.producers.check_and_stage(&mut staged, header, next)? {
+            if let Some(original) = self.producers.check_and_stage(&mut staged, header, next, origin)? {
                 return Ok(AppendOutcome::Duplicate(self.duplicate_info(&original)));
             }
             next += i64::from(header.last_offset_delta) + 1;
@@ -350,13 +377,102 @@ impl Log {
             expected = header.next_offset();
         }
         self.write_batches(&PatchedBatches::new(records), first.base_offset, last.last_offset(), now_ms)?;
+        let mut at = 0usize;
         for header in &headers {
             self.epoch_cache
                 .assign(header.partition_leader_epoch, header.base_offset)?;
-            self.producers.replay(header);
+            let batch = records.get(at..at + header.total_len()).unwrap_or_default();
+            at += header.total_len();
+            if header.is_control() {
+                if let Some(marker) = crate::record::control::parse_marker(batch) {
+                    self.replay_marker_into_active(header, marker);
+                }
+            } else {
+                self.producers.replay(header);
+            }
         }
         self.maybe_flush(now_ms)?;
         Ok(Some((first.base_offset, last.last_offset())))
+    }
+
+    /// Appends a transaction marker of `producer_id` as leader (the coordinator's
+    /// WriteTxnMarkers): the epoch and coordinator-epoch checks, one control batch, and for
+    /// an abort an entry in the active segment's transaction index. Does not fsync.
+    pub fn append_marker(
+        &mut self,
+        producer_id: i64,
+        producer_epoch: i16,
+        marker: Marker,
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendInfo, LogError> {
+        let offset = self.log_end_offset();
+        let staged = self.producers.stage_marker(producer_id, producer_epoch, marker, offset, now_ms)?;
+        let bytes = crate::record::control::marker_batch(producer_id, producer_epoch, marker, now_ms);
+        let mut batches = PatchedBatches::new(&bytes);
+        if self.config.message_timestamp_type == MessageTimestampType::LogAppendTime {
+            batches.set_log_append_time(now_ms);
+        }
+        let next_offset = batches.assign_offsets(offset, leader_epoch);
+        assert_eq!(next_offset, offset + 1, "a marker batch holds one record");
+        self.write_batches(&batches, offset, offset, now_ms)?;
+        self.epoch_cache.assign(leader_epoch, offset)?;
+        let completed = staged.completed;
+        self.producers.commit_marker(staged);
+        if let Some(completed) = completed.filter(|c| c.aborted) {
+            self.index_abort(&completed);
+        }
+        Ok(AppendInfo {
+            first_offset: offset,
+            last_offset: offset,
+            log_append_time: -1,
+            max_timestamp: now_ms,
+            offset_of_max_timestamp: offset,
+            log_start_offset: self.log_start_offset,
+        })
+    }
+
+    /// Applies a stored marker (a follower's copy) to producer state and the active
+    /// segment's transaction index.
+    fn replay_marker_into_active(&mut self, header: &BatchHeader, marker: Marker) {
+        if let Some(completed) = self.producers.replay_marker(header, marker).filter(|c| c.aborted) {
+            self.index_abort(&completed);
+        }
+    }
+
+    /// Records an aborted transaction whose marker was just appended to the active segment.
+    fn index_abort(&mut self, completed: &CompletedTxn) {
+        let entry = AbortedTxn {
+            producer_id: completed.producer_id,
+            first_offset: completed.first_offset,
+            last_offset: completed.last_offset,
+            last_stable_offset: self.producers.last_stable_offset_after(completed),
+        };
+        self.active_mut().txn_index_mut().append(entry);
+    }
+
+    /// First offset of the oldest open transaction, if any: the last stable offset is at
+    /// most this.
+    pub fn first_unstable_offset(&self) -> Option<i64> {
+        self.producers.first_unstable_offset()
+    }
+
+    /// The aborted transactions a read_committed fetch of `[fetch_offset, upper_bound)` must
+    /// report (Kafka's `collectAbortedTransactions`): from the segment holding `fetch_offset`
+    /// on, until an entry's last stable offset shows no later segment can add one.
+    pub fn collect_aborted(&self, fetch_offset: i64, upper_bound: i64) -> Vec<AbortedTxn> {
+        let first_base = self
+            .segments
+            .range(..=fetch_offset)
+            .next_back()
+            .map_or(fetch_offset, |(b, _)| *b);
+        let mut out = Vec::new();
+        for segment in self.segments.range(first_base..).map(|(_, s)| s) {
+            if segment.txn_index().collect(fetch_offset, upper_bound, &mut out) {
+                break;
+            }
+        }
+        out
     }
 
     /// Rolls if due, then writes `bytes` (whole batches holding `first_offset..=last_offset`)

@@ -1,5 +1,7 @@
-//! Idempotent-producer state: per producer id, its epoch and its last five batches, with
-//! Kafka 4's `ProducerStateManager` rules for a client append (batches with producerId >= 0):
+//! Idempotent- and transactional-producer state: per producer id, its epoch, its last five
+//! batches, the coordinator epoch of its last marker and the first offset of its open
+//! transaction, with Kafka 4's `ProducerStateManager` rules for a client append (batches with
+//! producerId >= 0):
 //!
 //! 1. a batch equal (same epoch, same first and last sequence) to one of the five cached ones
 //!    is a duplicate retry: answer with the original offsets, write nothing;
@@ -8,23 +10,33 @@
 //!    (wrapping from `i32::MAX` to 0), else `OutOfOrderSequence`;
 //! 4. an unknown producer id may start at any sequence: Kafka 4 no longer answers
 //!    `UNKNOWN_PRODUCER_ID`, it accepts, since the state may have been removed by retention,
-//!    DeleteRecords or expiry.
+//!    DeleteRecords or expiry;
+//! 5. a transactional batch opens a transaction if none is open (its first offset is the
+//!    transaction's); a non-transactional batch while one is open is `InvalidTxnState`.
 //!
-//! Control batches carry no sequence and are skipped; transactional batches are checked like
-//! idempotent ones (transaction state, LSO and aborted-transaction indexes are a gap).
+//! Coordinator appends (offsets written by the group coordinator inside a transaction) skip
+//! rules 1, 3 and 4, as Kafka skips sequence checks for non-client origins. A marker (a
+//! control batch, [`ProducerStateManager::stage_marker`]) needs an epoch at least the current
+//! one and a coordinator epoch at least the last marker's (else
+//! `TransactionCoordinatorFenced`); it closes the open transaction and, if the epoch is new,
+//! forgets the cached batches. The open transactions, by first offset, give the log's first
+//! unstable offset, from which the partition's last stable offset follows.
 //!
-//! The state is rebuilt from batch headers alone ([`ProducerStateManager::replay`]), so the
-//! log can always regenerate it. To bound that work a snapshot `<offset, 20 digits>.snapshot`
-//! holds the state as of `offset` (all batches below it); one is taken at every roll and at
-//! close, and loading starts from the newest snapshot not beyond the log end. Our own format:
-//! `b"BFPS"`, version u16, CRC32C u32 of the rest, producer count u32, then per producer
-//! id i64, epoch i16, last timestamp i64, batch count u8 and per batch first/last sequence
-//! (i32, i32), first/last offset (i64, i64), timestamp i64; all big-endian.
+//! The state is rebuilt from batch headers and markers ([`ProducerStateManager::replay`],
+//! [`ProducerStateManager::replay_marker`]), so the log can always regenerate it. To bound
+//! that work a snapshot `<offset, 20 digits>.snapshot` holds the state as of `offset` (all
+//! batches below it); one is taken at every roll and at close, and loading starts from the
+//! newest snapshot not beyond the log end. Our own format: `b"BFPS"`, version u16 (2; version
+//! 1, without the transaction fields, is still read), CRC32C u32 of the rest, producer count
+//! u32, then per producer id i64, epoch i16, last timestamp i64, [v2: coordinator epoch i32,
+//! open transaction's first offset i64 or -1,] batch count u8 and per batch first/last
+//! sequence (i32, i32), first/last offset (i64, i64), timestamp i64; all big-endian.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 
 use crate::record::BatchHeader;
+use crate::record::control::Marker;
 
 use super::LogError;
 use super::checkpoint::write_file_atomically;
@@ -34,7 +46,9 @@ use super::checkpoint::write_file_atomically;
 pub const BATCHES_TO_RETAIN: usize = 5;
 pub const SNAPSHOT_SUFFIX: &str = ".snapshot";
 const SNAPSHOT_MAGIC: &[u8; 4] = b"BFPS";
-const SNAPSHOT_VERSION: u16 = 1;
+const SNAPSHOT_VERSION: u16 = 2;
+/// Snapshots written before transactions: no coordinator epoch or open transaction.
+const SNAPSHOT_VERSION_V1: u16 = 1;
 /// Kafka's `NO_PRODUCER_EPOCH`: the state knows the id but no epoch.
 const NO_PRODUCER_EPOCH: i16 = -1;
 
@@ -55,6 +69,36 @@ pub struct ProducerEntry {
     pub epoch: i16,
     pub batches: VecDeque<BatchMetadata>,
     pub last_timestamp: i64,
+    /// Coordinator epoch of the last marker (-1 before any).
+    pub coordinator_epoch: i32,
+    /// First offset of the producer's open transaction.
+    pub current_txn_first_offset: Option<i64>,
+}
+
+/// Who is appending: a client's batches get every check, the broker's own (coordinator)
+/// batches only the epoch check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppendOrigin {
+    Client,
+    Coordinator,
+}
+
+/// A transaction a marker closed (Kafka's `CompletedTxn`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompletedTxn {
+    pub producer_id: i64,
+    pub first_offset: i64,
+    /// The marker's offset.
+    pub last_offset: i64,
+    pub aborted: bool,
+}
+
+/// A checked marker, applied with [`ProducerStateManager::commit_marker`] once written.
+#[derive(Debug, Clone)]
+pub struct StagedMarker {
+    producer_id: i64,
+    entry: ProducerEntry,
+    pub completed: Option<CompletedTxn>,
 }
 
 impl ProducerEntry {
@@ -85,6 +129,8 @@ pub struct StagedProducers {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ProducerStateManager {
     producers: BTreeMap<i64, ProducerEntry>,
+    /// Open transactions: first offset → producer id (derived from `producers`).
+    ongoing: BTreeMap<i64, i64>,
 }
 
 impl ProducerStateManager {
@@ -111,6 +157,7 @@ impl ProducerStateManager {
         staged: &mut StagedProducers,
         header: &BatchHeader,
         first_offset: i64,
+        origin: AppendOrigin,
     ) -> Result<Option<BatchMetadata>, LogError> {
         if !header.has_producer_id() || header.is_control() {
             return Ok(None);
@@ -121,10 +168,18 @@ impl ProducerStateManager {
             .get(&pid)
             .or_else(|| self.producers.get(&pid));
         if let Some(entry) = current {
-            if let Some(original) = entry.find_duplicate(header) {
-                return Ok(Some(original));
+            match origin {
+                AppendOrigin::Client => {
+                    if let Some(original) = entry.find_duplicate(header) {
+                        return Ok(Some(original));
+                    }
+                    check_epoch_and_sequence(entry, header)?;
+                }
+                AppendOrigin::Coordinator => check_epoch(pid, entry, header.producer_epoch)?,
             }
-            check_epoch_and_sequence(entry, header)?;
+            if entry.current_txn_first_offset.is_some() && !header.is_transactional() {
+                return Err(LogError::InvalidTxnState { producer_id: pid });
+            }
         }
         let updated = apply(current.cloned(), header, first_offset);
         staged.entries.insert(pid, updated);
@@ -132,28 +187,108 @@ impl ProducerStateManager {
     }
 
     pub fn commit(&mut self, staged: StagedProducers) {
-        self.producers.extend(staged.entries);
+        for (pid, entry) in staged.entries {
+            self.insert(pid, entry);
+        }
     }
 
-    /// Applies a stored batch without checks (loading, follower appends), as Kafka does for
-    /// non-client origins.
+    /// Replaces `pid`'s entry, keeping the index of open transactions in step.
+    fn insert(&mut self, pid: i64, entry: ProducerEntry) {
+        let before = self.producers.get(&pid).and_then(|e| e.current_txn_first_offset);
+        if before != entry.current_txn_first_offset {
+            if let Some(first) = before {
+                self.ongoing.remove(&first);
+            }
+            if let Some(first) = entry.current_txn_first_offset {
+                self.ongoing.insert(first, pid);
+            }
+        }
+        self.producers.insert(pid, entry);
+    }
+
+    /// Applies a stored data batch without checks (loading, follower appends), as Kafka does
+    /// for non-client origins.
     pub fn replay(&mut self, header: &BatchHeader) {
         if !header.has_producer_id() || header.is_control() {
             return;
         }
-        let current = self.producers.remove(&header.producer_id);
+        let current = self.producers.get(&header.producer_id).cloned();
         let updated = apply(current, header, header.base_offset);
-        self.producers.insert(header.producer_id, updated);
+        self.insert(header.producer_id, updated);
     }
 
-    /// Forgets producers idle for `expiration_ms` (`producer.id.expiration.ms`).
+    /// Checks a marker of `producer_id` at `offset` (see the module docs) without applying it.
+    pub fn stage_marker(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        marker: Marker,
+        offset: i64,
+        timestamp: i64,
+    ) -> Result<StagedMarker, LogError> {
+        let current = self.producers.get(&producer_id);
+        if let Some(entry) = current {
+            check_epoch(producer_id, entry, producer_epoch)?;
+            if entry.coordinator_epoch > marker.coordinator_epoch {
+                return Err(LogError::CoordinatorFenced {
+                    producer_id,
+                    coordinator_epoch: marker.coordinator_epoch,
+                    current_coordinator_epoch: entry.coordinator_epoch,
+                });
+            }
+        }
+        Ok(close_transaction(producer_id, current.cloned(), producer_epoch, marker, offset, timestamp))
+    }
+
+    pub fn commit_marker(&mut self, staged: StagedMarker) {
+        self.insert(staged.producer_id, staged.entry);
+    }
+
+    /// Applies a stored marker without checks; returns the transaction it closed.
+    pub fn replay_marker(&mut self, header: &BatchHeader, marker: Marker) -> Option<CompletedTxn> {
+        if !header.has_producer_id() {
+            return None;
+        }
+        let current = self.producers.get(&header.producer_id).cloned();
+        let staged = close_transaction(header.producer_id, current, header.producer_epoch, marker, header.base_offset, header.max_timestamp);
+        let completed = staged.completed;
+        self.commit_marker(staged);
+        completed
+    }
+
+    /// First offset of the oldest open transaction: nothing at or above it is stable.
+    pub fn first_unstable_offset(&self) -> Option<i64> {
+        self.ongoing.keys().next().copied()
+    }
+
+    /// Open transactions as (producer id, first offset), oldest first.
+    pub fn open_transactions(&self) -> impl Iterator<Item = (i64, i64)> + '_ {
+        self.ongoing.iter().map(|(&first, &pid)| (pid, first))
+    }
+
+    /// Every producer with its entry, by id (DescribeProducers).
+    pub fn entries(&self) -> impl Iterator<Item = (i64, &ProducerEntry)> + '_ {
+        self.producers.iter().map(|(&pid, e)| (pid, e))
+    }
+
+    /// The last stable offset right after `completed` was applied: the first offset of the
+    /// oldest transaction still open, or the offset after its marker (Kafka's
+    /// `lastStableOffset(completedTxn)`, stored in the aborted-transaction index).
+    pub fn last_stable_offset_after(&self, completed: &CompletedTxn) -> i64 {
+        self.first_unstable_offset().unwrap_or(completed.last_offset + 1)
+    }
+
+    /// Forgets producers idle for `expiration_ms` (`producer.id.expiration.ms`), except those
+    /// with an open transaction, as Kafka keeps them.
     pub fn remove_expired(&mut self, now_ms: i64, expiration_ms: i64) {
-        self.producers
-            .retain(|_, e| now_ms.saturating_sub(e.last_timestamp) < expiration_ms);
+        self.producers.retain(|_, e| {
+            e.current_txn_first_offset.is_some() || now_ms.saturating_sub(e.last_timestamp) < expiration_ms
+        });
     }
 
     pub fn clear(&mut self) {
         self.producers.clear();
+        self.ongoing.clear();
     }
 
     /// Writes `dir/<offset>.snapshot` (atomically) holding the current state.
@@ -164,6 +299,8 @@ impl ProducerStateManager {
             body.extend_from_slice(&pid.to_be_bytes());
             body.extend_from_slice(&entry.epoch.to_be_bytes());
             body.extend_from_slice(&entry.last_timestamp.to_be_bytes());
+            body.extend_from_slice(&entry.coordinator_epoch.to_be_bytes());
+            body.extend_from_slice(&entry.current_txn_first_offset.unwrap_or(-1).to_be_bytes());
             body.push(entry.batches.len() as u8);
             for b in &entry.batches {
                 body.extend_from_slice(&b.first_seq.to_be_bytes());
@@ -193,24 +330,35 @@ impl ProducerStateManager {
             bytes: &bytes,
             at: 0,
         };
-        if r.take(4) != Some(SNAPSHOT_MAGIC.as_slice()) || r.u16() != Some(SNAPSHOT_VERSION) {
+        if r.take(4) != Some(SNAPSHOT_MAGIC.as_slice()) {
+            return Err(corrupt("bad magic or version"));
+        }
+        let version = r.u16();
+        if version != Some(SNAPSHOT_VERSION) && version != Some(SNAPSHOT_VERSION_V1) {
             return Err(corrupt("bad magic or version"));
         }
         let crc = r.u32().ok_or(corrupt("truncated"))?;
         if crc32c::crc32c(&bytes[r.at..]) != crc {
             return Err(corrupt("CRC32C mismatch"));
         }
-        read_producers(&mut r).ok_or(corrupt("truncated or malformed"))
+        read_producers(&mut r, version == Some(SNAPSHOT_VERSION)).ok_or(corrupt("truncated or malformed"))
     }
 }
 
-fn read_producers(r: &mut Reader<'_>) -> Option<ProducerStateManager> {
+fn read_producers(r: &mut Reader<'_>, with_txn: bool) -> Option<ProducerStateManager> {
     let count = r.u32()?;
-    let mut producers = BTreeMap::new();
+    let mut state = ProducerStateManager::default();
     for _ in 0..count {
         let pid = r.i64()?;
         let epoch = r.u16()? as i16;
         let last_timestamp = r.i64()?;
+        let (coordinator_epoch, current_txn_first_offset) = if with_txn {
+            let coordinator_epoch = r.u32()? as i32;
+            let first = r.i64()?;
+            (coordinator_epoch, (first >= 0).then_some(first))
+        } else {
+            (-1, None)
+        };
         let n = *r.take(1)?.first()?;
         let mut batches = VecDeque::with_capacity(usize::from(n));
         for _ in 0..n {
@@ -224,16 +372,18 @@ fn read_producers(r: &mut Reader<'_>) -> Option<ProducerStateManager> {
                 timestamp,
             });
         }
-        producers.insert(
+        state.insert(
             pid,
             ProducerEntry {
                 epoch,
                 batches,
                 last_timestamp,
+                coordinator_epoch,
+                current_txn_first_offset,
             },
         );
     }
-    (r.at == r.bytes.len()).then_some(ProducerStateManager { producers })
+    (r.at == r.bytes.len()).then_some(state)
 }
 
 /// Bounds-checked big-endian reader for snapshot bytes (a file is input, never trusted).
@@ -261,6 +411,17 @@ impl<'a> Reader<'a> {
         a.copy_from_slice(b);
         Some(i64::from_be_bytes(a))
     }
+}
+
+fn check_epoch(producer_id: i64, entry: &ProducerEntry, epoch: i16) -> Result<(), LogError> {
+    if epoch < entry.epoch {
+        return Err(LogError::InvalidProducerEpoch {
+            producer_id,
+            epoch,
+            current_epoch: entry.epoch,
+        });
+    }
+    Ok(())
 }
 
 fn check_epoch_and_sequence(entry: &ProducerEntry, header: &BatchHeader) -> Result<(), LogError> {
@@ -295,13 +456,13 @@ fn check_epoch_and_sequence(entry: &ProducerEntry, header: &BatchHeader) -> Resu
     Ok(())
 }
 
-/// The entry after a batch at `first_offset`: a new epoch forgets the old epoch's batches.
+/// The entry after a batch at `first_offset`: a new epoch forgets the old epoch's batches;
+/// a transactional batch opens a transaction if none is open.
 fn apply(current: Option<ProducerEntry>, header: &BatchHeader, first_offset: i64) -> ProducerEntry {
-    let mut entry = current.unwrap_or(ProducerEntry {
-        epoch: header.producer_epoch,
-        batches: VecDeque::new(),
-        last_timestamp: -1,
-    });
+    let mut entry = current.unwrap_or_else(|| new_entry(header.producer_epoch));
+    if header.is_transactional() && entry.current_txn_first_offset.is_none() {
+        entry.current_txn_first_offset = Some(first_offset);
+    }
     if entry.epoch != header.producer_epoch {
         entry.epoch = header.producer_epoch;
         entry.batches.clear();
@@ -318,6 +479,42 @@ fn apply(current: Option<ProducerEntry>, header: &BatchHeader, first_offset: i64
     });
     entry.last_timestamp = header.max_timestamp;
     entry
+}
+
+fn new_entry(epoch: i16) -> ProducerEntry {
+    ProducerEntry {
+        epoch,
+        batches: VecDeque::new(),
+        last_timestamp: -1,
+        coordinator_epoch: -1,
+        current_txn_first_offset: None,
+    }
+}
+
+/// The entry after a marker at `offset` (Kafka's `appendEndTxnMarker`): the open transaction
+/// closes (an empty one completes nothing), a new epoch forgets the old epoch's batches.
+fn close_transaction(
+    producer_id: i64,
+    current: Option<ProducerEntry>,
+    producer_epoch: i16,
+    marker: Marker,
+    offset: i64,
+    timestamp: i64,
+) -> StagedMarker {
+    let mut entry = current.unwrap_or_else(|| new_entry(producer_epoch));
+    let completed = entry.current_txn_first_offset.take().map(|first_offset| CompletedTxn {
+        producer_id,
+        first_offset,
+        last_offset: offset,
+        aborted: !marker.commit,
+    });
+    if entry.epoch != producer_epoch {
+        entry.epoch = producer_epoch;
+        entry.batches.clear();
+    }
+    entry.coordinator_epoch = marker.coordinator_epoch;
+    entry.last_timestamp = timestamp;
+    StagedMarker { producer_id, entry, completed }
 }
 
 pub fn snapshot_path(dir: &Path, offset: i64) -> PathBuf {
@@ -373,7 +570,7 @@ mod tests {
         h: &BatchHeader,
     ) -> Result<Option<BatchMetadata>, LogError> {
         let mut staged = StagedProducers::default();
-        let dup = m.check_and_stage(&mut staged, h, h.base_offset)?;
+        let dup = m.check_and_stage(&mut staged, h, h.base_offset, AppendOrigin::Client)?;
         if dup.is_none() {
             m.commit(staged);
         }

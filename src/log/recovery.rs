@@ -198,23 +198,69 @@ impl Log {
 
     /// Replays every batch holding an offset `>= from_offset`, including one straddling it
     /// (the log start may sit mid-batch). Snapshots sit at batch boundaries, so a batch a
-    /// snapshot already covers is never replayed twice.
+    /// snapshot already covers is never replayed twice. Markers close transactions again, and
+    /// the transaction indexes of the replayed range are rebuilt from them: entries at or above
+    /// `from_offset` are dropped and every abort met is indexed in its marker's segment (a
+    /// sealed segment whose index changed is rewritten).
     fn replay_producers_from(&mut self, from_offset: i64) -> Result<(), LogError> {
-        let producers = &mut self.producers;
-        for segment in self
+        let bases: Vec<i64> = self
             .segments
-            .values()
-            .filter(|s| s.next_offset() > from_offset)
-        {
+            .iter()
+            .filter(|(_, s)| s.next_offset() > from_offset)
+            .map(|(b, _)| *b)
+            .collect();
+        let active_base = self.active().base_offset();
+        for base in bases {
+            let Some(segment) = self.segments.get(&base) else { continue };
             let Some(first) = segment.find_batch(from_offset)? else {
                 continue;
             };
+            let before = segment.txn_index().clone();
+            let mut aborts = Vec::new();
+            let producers = &mut self.producers;
+            let mut read_error = None;
             segment.scan_headers(first.position, |location| {
-                if location.header.last_offset() >= from_offset {
-                    producers.replay(&location.header);
+                let header = location.header;
+                if header.last_offset() < from_offset {
+                    return ControlFlow::Continue(());
                 }
-                ControlFlow::Continue(())
+                if !header.is_control() {
+                    producers.replay(&header);
+                    return ControlFlow::Continue(());
+                }
+                match segment.read_batch_at(location.position, header.total_len()) {
+                    Ok(batch) => {
+                        if let Some(marker) = crate::record::control::parse_marker(&batch) {
+                            if let Some(completed) = producers.replay_marker(&header, marker).filter(|c| c.aborted) {
+                                let last_stable_offset = producers.last_stable_offset_after(&completed);
+                                aborts.push(super::AbortedTxn {
+                                    producer_id: completed.producer_id,
+                                    first_offset: completed.first_offset,
+                                    last_offset: completed.last_offset,
+                                    last_stable_offset,
+                                });
+                            }
+                        }
+                        ControlFlow::Continue(())
+                    }
+                    Err(e) => {
+                        read_error = Some(e);
+                        ControlFlow::Break(())
+                    }
+                }
             })?;
+            if let Some(e) = read_error {
+                return Err(e);
+            }
+            let Some(segment) = self.segments.get_mut(&base) else { continue };
+            let index = segment.txn_index_mut();
+            index.truncate_to(from_offset);
+            for abort in aborts {
+                index.append(abort);
+            }
+            if base != active_base && *segment.txn_index() != before {
+                segment.write_txn_index()?;
+            }
         }
         Ok(())
     }

@@ -1,7 +1,8 @@
-//! One segment: a `.log` file of whole batches and its offset and time indexes.
+//! One segment: a `.log` file of whole batches, its offset and time indexes and its
+//! aborted-transaction index.
 //!
 //! Files are named by the segment's base offset, 20 digits, as Kafka does
-//! (`00000000000000000000.log`, `.index`, `.timeindex`). Writes go to the end of the `.log`
+//! (`00000000000000000000.log`, `.index`, `.timeindex`, `.txnindex`). Writes go to the end of the `.log`
 //! file in one `write_all_at` per append; reads use positioned reads, so `&self` suffices.
 //!
 //! Invariants:
@@ -24,6 +25,7 @@ use crate::record::{BATCH_HEADER_LEN, BatchHeader, BatchIter, IterStop, LOG_OVER
 use super::LogError;
 use super::offset_index::OffsetIndex;
 use super::time_index::{TimeIndex, TimestampOffset};
+use super::txn_index::{TXN_INDEX_SUFFIX, TxnIndex};
 
 pub const LOG_SUFFIX: &str = ".log";
 pub const INDEX_SUFFIX: &str = ".index";
@@ -139,6 +141,8 @@ pub struct Segment {
     next_offset: i64,
     offset_index: OffsetIndex,
     time_index: TimeIndex,
+    /// Transactions whose ABORT marker is in this segment.
+    txn_index: TxnIndex,
     limits: IndexLimits,
     bytes_since_last_index_entry: u64,
     max_timestamp_so_far: Option<TimestampOffset>,
@@ -163,7 +167,7 @@ impl Segment {
             .create(true)
             .truncate(true)
             .open(&path)?;
-        for suffix in [INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+        for suffix in [INDEX_SUFFIX, TIME_INDEX_SUFFIX, TXN_INDEX_SUFFIX] {
             remove_if_exists(&segment_file(dir, base_offset, suffix))?;
         }
         super::checkpoint::sync_dir(&path)?;
@@ -185,6 +189,7 @@ impl Segment {
             next_offset: base_offset,
             offset_index: OffsetIndex::new(base_offset, limits.max_index_bytes),
             time_index: TimeIndex::new(base_offset, limits.max_index_bytes),
+            txn_index: TxnIndex::default(),
             limits,
             bytes_since_last_index_entry: 0,
             max_timestamp_so_far: None,
@@ -213,6 +218,7 @@ impl Segment {
         let time_path = segment_file(dir, base_offset, TIME_INDEX_SUFFIX);
         segment.offset_index = OffsetIndex::load(&index_path, base_offset, limits.max_index_bytes)?;
         segment.time_index = TimeIndex::load(&time_path, base_offset, limits.max_index_bytes)?;
+        segment.txn_index = TxnIndex::load(&segment_file(dir, base_offset, TXN_INDEX_SUFFIX))?;
         segment.size_bytes = size_bytes;
         segment.next_offset = next_offset;
         segment.max_timestamp_so_far = segment.time_index.last_entry();
@@ -275,6 +281,12 @@ impl Segment {
         let file = OpenOptions::new().read(true).write(true).open(&path)?;
         let file_len = file.metadata()?.len();
         let mut segment = Segment::assemble(dir, base_offset, file, limits, now_ms);
+        // Aborts are not in the batch data alone (they need producer state): the file is kept
+        // and the log's producer-state replay corrects the entries of the part it replays.
+        segment.txn_index = TxnIndex::load(&segment_file(dir, base_offset, TXN_INDEX_SUFFIX)).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "ignoring unreadable transaction index");
+            TxnIndex::default()
+        });
         let valid_end = match mode {
             RecoveryMode::Full => segment.recover_batches(file_len)?,
             RecoveryMode::PageCacheIntact => segment.recover_headers(file_len)?,
@@ -612,6 +624,7 @@ impl Segment {
         self.next_offset = cut.header.base_offset;
         self.offset_index.truncate_to_position(cut.position as u32);
         self.time_index.truncate_to(cut.header.base_offset);
+        self.txn_index.truncate_to(cut.header.base_offset);
         self.rederive_tail_state()?;
         Ok(removed)
     }
@@ -678,7 +691,7 @@ impl Segment {
         Ok(())
     }
 
-    /// Writes both index files as they are in memory.
+    /// Writes the index files as they are in memory.
     pub fn write_indexes(&self) -> Result<(), LogError> {
         self.offset_index
             .write(&segment_file(&self.dir, self.base_offset, INDEX_SUFFIX))?;
@@ -686,7 +699,27 @@ impl Segment {
             &self.dir,
             self.base_offset,
             TIME_INDEX_SUFFIX,
-        ))
+        ))?;
+        self.write_txn_index()
+    }
+
+    pub fn write_txn_index(&self) -> Result<(), LogError> {
+        self.txn_index.write(&segment_file(&self.dir, self.base_offset, TXN_INDEX_SUFFIX))
+    }
+
+    pub fn txn_index(&self) -> &TxnIndex {
+        &self.txn_index
+    }
+
+    pub fn txn_index_mut(&mut self) -> &mut TxnIndex {
+        &mut self.txn_index
+    }
+
+    /// The whole batch of `len` bytes at `position` (a control batch to read its marker).
+    pub fn read_batch_at(&self, position: u64, len: usize) -> Result<Vec<u8>, LogError> {
+        let mut bytes = vec![0u8; len];
+        self.file.read_exact_at(&mut bytes, position)?;
+        Ok(bytes)
     }
 
     /// The data file, to fsync it without holding the log.
@@ -703,7 +736,7 @@ impl Segment {
     /// Deletes the segment's files (Kafka renames to `.deleted` and waits
     /// `file.delete.delay.ms`; reads here copy bytes out, so deleting at once is safe).
     pub fn delete(self) -> Result<(), LogError> {
-        for suffix in [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+        for suffix in [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX, TXN_INDEX_SUFFIX] {
             remove_if_exists(&segment_file(&self.dir, self.base_offset, suffix))?;
         }
         Ok(())

@@ -13,11 +13,16 @@
 //! highest level whose RPCs we speak. 4.1-IV1 would promise Fetch v18, which we do not serve.
 //!
 //! The other features: `group.version` 1 (KIP-848 is served); `kraft.version` 0 (static
-//! voters, no KIP-853); `transaction.version`, `eligible.leader.replicas.version`,
-//! `share.version` and `streams.version` are listed with the supported range 0..0 because
-//! transactions, ELR, share groups and streams groups are not implemented. Kafka itself does
-//! not list a feature it cannot enable; we list them so `kafka-features describe` shows the
-//! whole picture, and level 0 keeps Java clients off TV2 and share/streams groups.
+//! voters, no KIP-853); `transaction.version` 0..1, finalized 1 on a new cluster: transactions
+//! are served with the version 1 protocol (and its flexible `__transaction_state` values), and
+//! version 2 (KIP-890 part 2) is not offered, because a Java 4.x client switches to it as soon
+//! as ApiVersions finalizes level 2 (`TransactionManager.isTransactionV2Enabled`), and then
+//! expects an epoch bump per transaction and implicit partition adds. At level 0 transactions
+//! still work, with version 0 values. `eligible.leader.replicas.version`, `share.version` and
+//! `streams.version` are listed with the supported range 0..0 because ELR, share groups and
+//! streams groups are not implemented. Kafka itself does not list a feature it cannot enable;
+//! we list them so `kafka-features describe` shows the whole picture, and level 0 keeps Java
+//! clients off share/streams groups.
 
 use std::collections::BTreeMap;
 
@@ -26,6 +31,7 @@ use super::records::MetadataRecord;
 
 pub const METADATA_VERSION: &str = "metadata.version";
 pub const GROUP_VERSION: &str = "group.version";
+pub const TRANSACTION_VERSION: &str = "transaction.version";
 
 /// Whether the consumer rebalance protocol (KIP-848) is on: Kafka turns ConsumerGroupHeartbeat
 /// and ConsumerGroupDescribe away with UNSUPPORTED_VERSION while `group.version` is below 1.
@@ -51,7 +57,7 @@ pub const FEATURES: &[FeatureSpec] = &[
     FeatureSpec { name: METADATA_VERSION, min: METADATA_VERSION_MIN, max: METADATA_VERSION_CURRENT, bootstrap: METADATA_VERSION_CURRENT },
     FeatureSpec { name: "kraft.version", min: 0, max: 0, bootstrap: 0 },
     FeatureSpec { name: GROUP_VERSION, min: 0, max: 1, bootstrap: 1 },
-    FeatureSpec { name: "transaction.version", min: 0, max: 0, bootstrap: 0 },
+    FeatureSpec { name: TRANSACTION_VERSION, min: 0, max: 1, bootstrap: 1 },
     FeatureSpec { name: "eligible.leader.replicas.version", min: 0, max: 0, bootstrap: 0 },
     FeatureSpec { name: "share.version", min: 0, max: 0, bootstrap: 0 },
     FeatureSpec { name: "streams.version", min: 0, max: 0, bootstrap: 0 },
@@ -192,13 +198,13 @@ mod tests {
     }
 
     #[test]
-    fn bootstrap_finalizes_metadata_version_and_group_version() {
+    fn bootstrap_finalizes_metadata_version_group_version_and_transaction_version_1() {
         let image = bootstrapped();
         let f = finalized(&image);
         assert_eq!(f.get(METADATA_VERSION), Some(&25));
         assert_eq!(f.get("group.version"), Some(&1));
-        assert_eq!(f.get("transaction.version"), None);
-        assert_eq!(f.len(), 2);
+        assert_eq!(f.get("transaction.version"), Some(&1), "transactions version 1, never 2");
+        assert_eq!(f.len(), 3);
     }
 
     #[test]
@@ -227,7 +233,7 @@ mod tests {
         assert_eq!(one(&image, "foo.bar", 1, UpgradeType::Upgrade).unwrap_err().0,
             "Invalid update version 1 for feature foo.bar. Local controller 1 does not support this feature.");
         assert_eq!(one(&image, "transaction.version", 2, UpgradeType::Upgrade).unwrap_err().0,
-            "Invalid update version 2 for feature transaction.version. Local controller 1 does not support this feature.");
+            "Invalid update version 2 for feature transaction.version. Local controller 1 only supports versions 0-1");
         assert_eq!(one(&image, "group.version", -1, UpgradeType::SafeDowngrade).unwrap_err().0,
             "Invalid update version -1 for feature group.version. A feature version cannot be less than 0.");
         assert_eq!(one(&image, "group.version", 1, UpgradeType::Unknown).unwrap_err().0,

@@ -5,7 +5,9 @@
 //! after every append; replication will make the high watermark the minimum log end over the
 //! ISR without changing callers.
 //!
-//! Invariant: `log_start_offset <= high_watermark <= log_end_offset`.
+//! Invariants: `log_start_offset <= high_watermark <= log_end_offset` and
+//! `last_stable_offset <= high_watermark`: the LSO is the first offset of the oldest open
+//! transaction, or the high watermark when none is open.
 //!
 //! Long-polling fetches register a waiter here and are woken when this partition's high
 //! watermark moves (Kafka's fetch purgatory keyed by partition), so an append wakes only the
@@ -20,7 +22,8 @@ use thiserror::Error;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use crate::log::{AppendOutcome, FileRegion, Log, LogConfig, LogError, RecoveryMode};
+use crate::log::{AbortedTxn, AppendOrigin, AppendOutcome, FileRegion, Log, LogConfig, LogError, RecoveryMode};
+use crate::record::control::Marker;
 use crate::metrics::TopicMetrics;
 use crate::types::{LeaderEpoch, TopicPartition};
 
@@ -83,6 +86,17 @@ pub struct FetchRead {
     pub high_watermark: i64,
     pub last_stable_offset: i64,
     pub log_start_offset: i64,
+    /// For read_committed: the aborted transactions overlapping what was read.
+    pub aborted: Option<Vec<AbortedTxn>>,
+}
+
+/// A Fetch's isolation level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    /// Everything below the high watermark.
+    ReadUncommitted,
+    /// Only below the last stable offset, with the aborted transactions listed.
+    ReadCommitted,
 }
 
 /// Bytes read, with the partition's positions at the time of the read.
@@ -100,6 +114,7 @@ pub struct Partition {
     dir: PathBuf,
     log: Mutex<Log>,
     high_watermark: AtomicI64,
+    last_stable_offset: AtomicI64,
     log_start_offset: AtomicI64,
     log_end_offset: AtomicI64,
     leader_epoch: LeaderEpoch,
@@ -134,12 +149,14 @@ impl Partition {
     ) -> Result<Self, PartitionError> {
         let log = Log::open_with(dir, config, now_ms, recovery)?;
         let (start, end) = (log.log_start_offset(), log.log_end_offset());
+        let lso = log.first_unstable_offset().map_or(end, |first| first.min(end));
         Ok(Self {
             tp,
             topic_id,
             dir: dir.to_path_buf(),
             log: Mutex::new(log),
             high_watermark: AtomicI64::new(end),
+            last_stable_offset: AtomicI64::new(lso),
             log_start_offset: AtomicI64::new(start),
             log_end_offset: AtomicI64::new(end),
             leader_epoch: LeaderEpoch(0),
@@ -202,9 +219,10 @@ impl Partition {
         self.log_end_offset.load(Ordering::Acquire)
     }
 
-    /// Without transactions, nothing is unstable: the LSO is the high watermark.
+    /// The first offset a read_committed consumer may not see yet: the oldest open
+    /// transaction's first offset, or the high watermark.
     pub fn last_stable_offset(&self) -> i64 {
-        self.high_watermark()
+        self.last_stable_offset.load(Ordering::Acquire)
     }
 
     pub fn size_bytes(&self) -> u64 {
@@ -214,8 +232,18 @@ impl Partition {
     /// Appends validated record batches as the leader; offsets are assigned in place. Does
     /// not fsync: see [`AppendResult::flush_due`].
     pub fn append(&self, records: &[u8], now_ms: i64) -> Result<AppendResult, PartitionError> {
+        self.append_with_origin(records, now_ms, AppendOrigin::Client)
+    }
+
+    /// [`Partition::append`] of the broker's own batches (a coordinator's), which skip the
+    /// client sequence checks.
+    pub fn append_as_coordinator(&self, records: &[u8], now_ms: i64) -> Result<AppendResult, PartitionError> {
+        self.append_with_origin(records, now_ms, AppendOrigin::Coordinator)
+    }
+
+    fn append_with_origin(&self, records: &[u8], now_ms: i64, origin: AppendOrigin) -> Result<AppendResult, PartitionError> {
         let mut log = self.log();
-        let outcome = log.append_unflushed(records, self.leader_epoch.0, now_ms)?;
+        let outcome = log.append_with_origin(records, self.leader_epoch.0, now_ms, origin)?;
         let (info, duplicate) = match outcome {
             AppendOutcome::Appended(info) => {
                 let records_count = (info.last_offset - info.first_offset + 1).max(0) as u64;
@@ -234,6 +262,35 @@ impl Partition {
         };
         self.publish_positions(&log);
         Ok(result)
+    }
+
+    /// Appends a COMMIT or ABORT marker of `producer_id` (WriteTxnMarkers). Does not fsync:
+    /// see [`AppendResult::flush_due`].
+    pub fn append_marker(&self, producer_id: i64, producer_epoch: i16, marker: Marker, now_ms: i64) -> Result<AppendResult, PartitionError> {
+        let mut log = self.log();
+        let info = log.append_marker(producer_id, producer_epoch, marker, self.leader_epoch.0, now_ms)?;
+        self.metrics.record_produce(0, 1);
+        let result = AppendResult {
+            first_offset: info.first_offset,
+            last_offset: info.last_offset,
+            log_append_time_ms: -1,
+            log_start_offset: log.log_start_offset(),
+            duplicate: false,
+            flush_due: log.flush_due(now_ms),
+        };
+        self.publish_positions(&log);
+        Ok(result)
+    }
+
+    /// Whether `producer_id` has an open transaction here (its next transactional batch then
+    /// needs no verification).
+    pub fn has_open_transaction(&self, producer_id: i64) -> bool {
+        self.log().producer_state().entry(producer_id).is_some_and(|e| e.current_txn_first_offset.is_some())
+    }
+
+    /// Every producer's entry, for DescribeProducers.
+    pub fn producers(&self) -> Vec<(i64, crate::log::ProducerEntry)> {
+        self.log().producer_state().entries().map(|(pid, e)| (pid, e.clone())).collect()
     }
 
     /// fsyncs everything appended so far, unless a concurrent call already did; blocking.
@@ -261,6 +318,8 @@ impl Partition {
         self.log_end_offset.store(end, Ordering::Release);
         self.log_start_offset.store(log.log_start_offset(), Ordering::Release);
         // Single node: the ISR is this replica alone, so everything written is replicated.
+        let lso = log.first_unstable_offset().map_or(end, |first| first.min(end));
+        self.last_stable_offset.store(lso, Ordering::Release);
         let before = self.high_watermark.swap(end, Ordering::AcqRel);
         if before != end {
             self.wake_waiters();
@@ -277,16 +336,27 @@ impl Partition {
         Ok(ReadResult {
             records: read.bytes,
             high_watermark,
-            last_stable_offset: high_watermark,
+            last_stable_offset: self.last_stable_offset(),
             log_start_offset: log.log_start_offset(),
         })
     }
 
     /// [`Partition::read`] for a fetch: large sets come back as file regions, not read.
-    pub fn read_for_fetch(&self, offset: i64, max_bytes: usize, min_one_batch: bool) -> Result<FetchRead, PartitionError> {
+    /// read_committed stops at the last stable offset and lists the aborted transactions
+    /// (from the transaction indexes: the record bytes are still not read).
+    pub fn read_for_fetch(&self, offset: i64, max_bytes: usize, min_one_batch: bool, isolation: Isolation) -> Result<FetchRead, PartitionError> {
         let log = self.log();
         let high_watermark = self.high_watermark();
-        let located = log.read_regions(offset, max_bytes, high_watermark, min_one_batch)?;
+        let last_stable_offset = self.last_stable_offset();
+        let bound = match isolation {
+            Isolation::ReadUncommitted => high_watermark,
+            Isolation::ReadCommitted => last_stable_offset,
+        };
+        let located = log.read_regions(offset, max_bytes, bound, min_one_batch)?;
+        let aborted = match isolation {
+            Isolation::ReadUncommitted => None,
+            Isolation::ReadCommitted => Some(log.collect_aborted(offset, located.next_offset)),
+        };
         let log_start_offset = log.log_start_offset();
         // The regions stay valid without the lock: the data below the end is immutable.
         drop(log);
@@ -301,7 +371,7 @@ impl Partition {
             }
             RecordSet::Memory(Bytes::from(bytes))
         };
-        Ok(FetchRead { records, high_watermark, last_stable_offset: high_watermark, log_start_offset })
+        Ok(FetchRead { records, high_watermark, last_stable_offset, log_start_offset, aborted })
     }
 
     /// ListOffsets by timestamp: the first offset whose timestamp is at least `timestamp_ms`.
@@ -341,7 +411,8 @@ impl Partition {
         if !log.config().cleanup_policy.compacts() {
             return Ok(None);
         }
-        let stats = log.clean(now_ms, self.high_watermark())?;
+        // Kafka cleans below the first unstable offset only.
+        let stats = log.clean(now_ms, self.last_stable_offset())?;
         self.publish_positions(&log);
         Ok(stats)
     }

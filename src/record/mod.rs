@@ -15,10 +15,11 @@
 //! Submodules: [`batch`] (the 61-byte header), [`validate`] (Produce-side checks),
 //! [`patch`] (in-place edits), [`iter`] (walking a byte range), [`records`] (per-record
 //! offsets and timestamps of uncompressed batches), [`builder`] (writing batches, for tests
-//! and for broker-written control batches later).
+//! and for broker-written batches), [`control`] (transaction markers).
 
 pub mod batch;
 pub mod builder;
+pub mod control;
 pub mod iter;
 pub mod patch;
 pub mod records;

@@ -34,10 +34,13 @@
 //!   survives a truncation of the unreplicated tail), or the last batch of the group (kept
 //!   so a cleaned segment covers exactly the offsets of the segments it replaces and is
 //!   never empty);
-//! - control batches and transactional batches are kept whole and their keys are not mapped:
-//!   without transaction indexes we cannot tell aborted data from committed data, so we
-//!   neither remove it nor let it shadow older values (Kafka removes aborted data and old
-//!   markers; a documented gap here).
+//! - transactions (Kafka's rules, [`txn`]): the cleaner stays below the last stable offset, so
+//!   every transaction it meets is decided. Batches of aborted transactions (as the
+//!   aborted-transaction indexes list them) lose all their records and their keys are not
+//!   mapped; committed transactional data is treated like any other. A marker stays while
+//!   the pass still met data of its transaction (an abort's index entry then stays with it);
+//!   once none is left the marker is stamped with a delete horizon like a tombstone and a
+//!   pass after `delete.retention.ms` removes it.
 //!
 //! The read path, indexes and producer state need nothing special afterwards: cleaned
 //! segments are rebuilt like recovered ones. The leader-epoch cache is not changed (as in
@@ -48,6 +51,7 @@ mod offset_map;
 mod record_checks;
 mod records;
 mod swap;
+mod txn;
 
 #[cfg(test)]
 mod proptests;
@@ -65,6 +69,7 @@ use super::{Log, LogError};
 use offset_map::OffsetMap;
 pub use record_checks::{FaultyRecord, RecordChecks, RecordFault, TimestampBounds, check_records};
 use records::{RawRecord, Rewrite, decompressed_payload, parse_records, rewrite_batch};
+use txn::TxnTracker;
 
 pub(super) use swap::complete_interrupted_swaps;
 
@@ -96,6 +101,10 @@ pub struct CleanStats {
     pub records_read: u64,
     pub records_retained: u64,
     pub tombstones_removed: u64,
+    /// Records of aborted transactions removed.
+    pub aborted_records_removed: u64,
+    /// Markers removed after their delete horizon.
+    pub markers_removed: u64,
 }
 
 /// The persisted cleaner state of one partition.
@@ -255,6 +264,7 @@ impl Log {
         let mut map = OffsetMap::new(self.config.cleaner_dedupe_buffer_bytes);
         let first_dirty = plan.first_dirty_offset;
         let mut mapped_any = false;
+        let mut txns = TxnTracker::new(self.aborted_overlapping(first_dirty, plan.cleanable_end));
         for (&base, segment) in self.segments.range(..plan.cleanable_end) {
             if segment.next_offset() <= first_dirty {
                 continue;
@@ -263,12 +273,25 @@ impl Log {
                 return Ok((map, base));
             }
             for_each_batch(&self.dir, segment, |header, batch| {
+                if header.is_control() || txns.on_batch(header) {
+                    return Ok(());
+                }
                 map_batch(&mut map, header, batch, first_dirty)
                     .map_err(|_| corrupt(&self.dir, base, header.base_offset))
             })?;
             mapped_any = true;
         }
         Ok((map, plan.cleanable_end))
+    }
+
+    /// Aborted transactions overlapping `[start, end)`, from every segment's index (a marker
+    /// may lie beyond the range its data is in).
+    fn aborted_overlapping(&self, start: i64, end: i64) -> Vec<super::AbortedTxn> {
+        self.segments
+            .values()
+            .flat_map(|s| s.txn_index().entries().iter().copied())
+            .filter(|a| a.first_offset < end && a.last_offset >= start)
+            .collect()
     }
 
     /// For each producer that producer state knows, the last offset of its last batch below
@@ -335,7 +358,13 @@ impl Log {
         );
         let mut writer = swap::CleanedWriter::create(&self.dir, base)?;
         let mut horizon = NO_HORIZON;
-        let written = self.write_cleaned(bases, context, stats, &mut writer, &mut horizon);
+        let group_end = self
+            .segments
+            .range(last_base + 1..)
+            .next()
+            .map_or_else(|| self.log_end_offset(), |(b, _)| *b);
+        let mut txns = TxnTracker::new(self.aborted_overlapping(base, group_end));
+        let written = self.write_cleaned(bases, context, stats, &mut writer, &mut horizon, &mut txns);
         if let Err(e) = written {
             writer.abandon()?;
             return Err(e);
@@ -347,6 +376,8 @@ impl Log {
             return Ok(horizon);
         }
         writer.finish()?;
+        // The aborts whose markers stay with data behind them.
+        swap::write_cleaned_txn_index(&self.dir, base, &txns.into_index())?;
         swap::swap_in(&self.dir, bases)?;
         for b in bases {
             self.segments.remove(b);
@@ -368,6 +399,7 @@ impl Log {
         stats: &mut CleanStats,
         writer: &mut swap::CleanedWriter,
         horizon: &mut i64,
+        txns: &mut TxnTracker,
     ) -> Result<(), LogError> {
         let last_base = bases.last().copied();
         for &base in bases {
@@ -377,7 +409,7 @@ impl Log {
             let segment_end = segment.next_offset();
             for_each_batch(&self.dir, segment, |header, batch| {
                 let group_last = Some(base) == last_base && header.next_offset() == segment_end;
-                let filtered = filter_batch(header, batch, context, group_last, stats, horizon)
+                let filtered = filter_batch(header, batch, context, group_last, stats, horizon, txns)
                     .map_err(|_| corrupt(&self.dir, base, header.base_offset))?;
                 match filtered {
                     Some(bytes) => writer.append(&bytes),
@@ -500,7 +532,7 @@ fn map_batch(
     batch: &[u8],
     first_dirty: i64,
 ) -> Result<(), records::RecordsError> {
-    if header.last_offset() < first_dirty || header.is_control() || header.is_transactional() {
+    if header.last_offset() < first_dirty || header.is_control() {
         return Ok(());
     }
     let Some(payload) = decompressed_payload(batch, header)? else {
@@ -517,6 +549,7 @@ fn map_batch(
 
 /// The batch as it goes into the cleaned segment, or `None` if it disappears (see the module
 /// docs for the rules). Lowers `horizon` to the delete horizon of any tombstone kept.
+#[allow(clippy::too_many_arguments)]
 fn filter_batch<'b>(
     header: &BatchHeader,
     batch: &'b [u8],
@@ -524,19 +557,25 @@ fn filter_batch<'b>(
     group_last: bool,
     stats: &mut CleanStats,
     horizon: &mut i64,
+    txns: &mut TxnTracker,
 ) -> Result<Option<Cow<'b, [u8]>>, records::RecordsError> {
     let count = u64::try_from(header.records_count).unwrap_or(0);
     stats.records_read += count;
-    let payload = if header.is_control() || header.is_transactional() {
-        None
-    } else {
-        decompressed_payload(batch, header)?
-    };
+    if header.is_control() {
+        let commit = crate::record::control::parse_marker(batch).map(|m| m.commit);
+        let orphaned = txns.on_marker(header, commit);
+        return filter_marker(header, batch, orphaned, context, group_last, stats, horizon);
+    }
+    let aborted = txns.on_batch(header);
+    let payload = if aborted { Some(Vec::new()) } else { decompressed_payload(batch, header)? };
     let Some(payload) = payload else {
         stats.records_retained += count;
         return Ok(Some(Cow::Borrowed(batch)));
     };
-    let records = parse_records(&payload, header)?;
+    let records = if aborted { Vec::new() } else { parse_records(&payload, header)? };
+    if aborted {
+        stats.aborted_records_removed += count;
+    }
     let kept: Vec<RawRecord<'_>> = records
         .iter()
         .filter(|r| retain_record(header, r, context, stats))
@@ -556,13 +595,51 @@ fn filter_batch<'b>(
     if kept.is_empty() && !group_last && !last_of_producer {
         return Ok(None);
     }
-    if kept.len() == records.len() && new_horizon.is_none() {
+    if !aborted && kept.len() == records.len() && new_horizon.is_none() {
         return Ok(Some(Cow::Borrowed(batch)));
     }
     let rewrite = Rewrite {
         delete_horizon_ms: new_horizon,
     };
     Ok(Some(Cow::Owned(rewrite_batch(header, &kept, rewrite)?)))
+}
+
+/// A marker: kept whole while its transaction still has data in the log; without data it
+/// is stamped with a delete horizon and removed by a pass after it (only an empty header stays
+/// when it ends the group), as Kafka treats transaction markers like tombstones.
+fn filter_marker<'b>(
+    header: &BatchHeader,
+    batch: &'b [u8],
+    orphaned: bool,
+    context: &FilterContext<'_>,
+    group_last: bool,
+    stats: &mut CleanStats,
+    horizon: &mut i64,
+) -> Result<Option<Cow<'b, [u8]>>, records::RecordsError> {
+    let count = u64::try_from(header.records_count).unwrap_or(0);
+    if !orphaned {
+        stats.records_retained += count;
+        return Ok(Some(Cow::Borrowed(batch)));
+    }
+    if header.has_delete_horizon() && context.now_ms >= header.base_timestamp {
+        stats.markers_removed += 1;
+        if group_last {
+            return Ok(Some(Cow::Owned(rewrite_batch(header, &[], Rewrite { delete_horizon_ms: None })?)));
+        }
+        return Ok(None);
+    }
+    stats.records_retained += count;
+    if header.has_delete_horizon() {
+        *horizon = (*horizon).min(header.base_timestamp);
+        return Ok(Some(Cow::Borrowed(batch)));
+    }
+    let Some(payload) = decompressed_payload(batch, header)? else {
+        return Ok(Some(Cow::Borrowed(batch)));
+    };
+    let records = parse_records(&payload, header)?;
+    let delete_horizon_ms = context.now_ms.saturating_add(context.delete_retention_ms);
+    *horizon = (*horizon).min(delete_horizon_ms);
+    Ok(Some(Cow::Owned(rewrite_batch(header, &records, Rewrite { delete_horizon_ms: Some(delete_horizon_ms) })?)))
 }
 
 /// Kafka's `shouldRetainRecord`: keyed, not superseded by a later offset of the same key, and

@@ -3,12 +3,14 @@
 //!
 //! The protocol, for a group of segments `b0 < b1 < ... < bn` cleaned into one segment `b0`:
 //!
-//! 1. write `b0.log.cleaned` and fsync it (a crash leaves a stray `.cleaned`: deleted at open,
-//!    the old segments are untouched);
+//! 1. write `b0.log.cleaned` and fsync it, and the group's aborted transactions as
+//!    `b0.txnindex.cleaned` (a crash leaves stray `.cleaned` files: deleted at open, the old
+//!    segments are untouched);
 //! 2. rename it to `b0.log.swap` and fsync the directory: the commit point. From here on the
 //!    cleaned data is complete and durable;
 //! 3. delete the old segments' index files and the `.log` files of `b1..bn`;
-//! 4. rename `b0.log.swap` over `b0.log`, fsync the directory;
+//! 4. rename `b0.txnindex.cleaned` (if any) to `b0.txnindex`, then `b0.log.swap` over
+//!    `b0.log`, fsync the directory;
 //! 5. (the caller) rebuild and write the new segment's indexes.
 //!
 //! At open, [`complete_interrupted_swaps`] finishes any swap found after step 2: it reads the
@@ -30,8 +32,21 @@ use super::super::checkpoint::sync_dir;
 use super::super::segment::{
     INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX, remove_if_exists, segment_file,
 };
+use super::super::txn_index::{TXN_INDEX_SUFFIX, TxnIndex};
 
 pub const CLEANED_SUFFIX: &str = ".log.cleaned";
+/// The cleaned group's aborted-transaction index, committed with the swap.
+pub const CLEANED_TXN_INDEX_SUFFIX: &str = ".txnindex.cleaned";
+
+/// Writes the aborted transactions of a cleaned group (step 1); none writes nothing.
+pub fn write_cleaned_txn_index(dir: &Path, base_offset: i64, index: &TxnIndex) -> Result<(), LogError> {
+    let path = segment_file(dir, base_offset, CLEANED_TXN_INDEX_SUFFIX);
+    remove_if_exists(&path)?;
+    if index.is_empty() {
+        return Ok(());
+    }
+    super::super::checkpoint::write_file_atomically(&path, &index.to_bytes())
+}
 pub const SWAP_SUFFIX: &str = ".log.swap";
 
 /// A `.cleaned` file being written (step 1).
@@ -160,6 +175,7 @@ fn remove_replaced(
     for b in replaced {
         remove_if_exists(&segment_file(dir, b, INDEX_SUFFIX))?;
         remove_if_exists(&segment_file(dir, b, TIME_INDEX_SUFFIX))?;
+        remove_if_exists(&segment_file(dir, b, TXN_INDEX_SUFFIX))?;
         if b != base {
             remove_if_exists(&segment_file(dir, b, LOG_SUFFIX))?;
         }
@@ -169,6 +185,10 @@ fn remove_replaced(
 
 /// Step 4.
 fn finish_swap(dir: &Path, base: i64) -> Result<(), LogError> {
+    let txn_index = segment_file(dir, base, CLEANED_TXN_INDEX_SUFFIX);
+    if txn_index.exists() {
+        std::fs::rename(&txn_index, segment_file(dir, base, TXN_INDEX_SUFFIX))?;
+    }
     let swap = segment_file(dir, base, SWAP_SUFFIX);
     let log = segment_file(dir, base, LOG_SUFFIX);
     std::fs::rename(&swap, &log)?;

@@ -459,7 +459,7 @@ fn empty_headers_kept_by_one_pass_go_when_no_longer_needed() {
 }
 
 #[test]
-fn transactional_and_control_batches_stay_whole_and_keyless_records_go() {
+fn committed_transactional_data_compacts_like_any_other_and_keyless_records_go() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = Log::open(dir.path(), compact_config(), 0).unwrap();
     let record = |key: &[u8], value: &[u8]| Record {
@@ -491,10 +491,82 @@ fn transactional_and_control_batches_stay_whole_and_keyless_records_go() {
     log.roll(0).unwrap();
     log.clean(0, i64::MAX).unwrap().unwrap();
     let offsets: Vec<i64> = read_records(&log).keys().copied().collect();
-    // 0: not shadowed by the transactional "c"; 1, 2: transactional, kept whole; 3: the
-    // marker; 4: latest "a"; 5 (keyless) dropped.
-    assert_eq!(offsets, vec![0, 1, 2, 3, 4]);
+    // 0: shadowed by the committed transactional "c" at 2; 1: "a" shadowed by 4; 3: the
+    // marker stays, its transaction still has data; 4: latest "a"; 5 (keyless) dropped.
+    assert_eq!(offsets, vec![2, 3, 4]);
     assert_eq!(log.log_end_offset(), 6);
+}
+
+/// Kafka's rules for transactions: aborted data goes in the first pass (its marker and index
+/// entry stay with it); the next pass finds the abort without data and stamps the marker with
+/// a delete horizon; a pass after `delete.retention.ms` removes it. A committed transaction's
+/// marker follows its data the same way once compaction removed all of it.
+#[test]
+fn aborted_data_goes_and_markers_go_after_their_delete_horizon() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig { min_cleanable_dirty_ratio: DirtyRatio(0.0), ..compact_config() };
+    let mut log = Log::open(dir.path(), config, 0).unwrap();
+    let txn = |pid: i64, seq: i32, key: &str, value: &str| {
+        BatchBuilder::new(0).producer(pid, 0, seq).attributes(0x10).record(Record {
+            timestamp_delta_ms: 0,
+            key: Some(key.as_bytes().to_vec()),
+            value: Some(value.as_bytes().to_vec()),
+        })
+        .build()
+    };
+    let marker = |log: &mut Log, pid: i64, commit: bool| {
+        log.append_marker(pid, 0, crate::record::control::Marker { commit, coordinator_epoch: 0 }, 0, 0).unwrap().first_offset
+    };
+    log.append(&txn(1, 0, "k", "aborted"), 0, 0).unwrap(); // 0
+    log.append(&txn(2, 0, "k", "committed"), 0, 0).unwrap(); // 1
+    let abort_at = marker(&mut log, 1, false); // 2
+    let commit_at = marker(&mut log, 2, true); // 3
+    log.append(&keyed_batch(&[("k", Some("plain"))], 0), 0, 0).unwrap(); // 4: shadows 1
+    log.roll(0).unwrap();
+    assert_eq!(log.collect_aborted(0, 5).len(), 1);
+
+    let stats = log.clean(1_000, i64::MAX).unwrap().unwrap();
+    assert_eq!((stats.aborted_records_removed, stats.markers_removed), (1, 0));
+    let offsets: Vec<i64> = read_records(&log).keys().copied().collect();
+    assert_eq!(offsets, vec![abort_at, commit_at, 4], "aborted and shadowed data gone, markers stay");
+    assert_eq!(log.collect_aborted(0, 5).len(), 1, "the abort's entry stays with its marker");
+
+    // Nothing new is dirty, so force passes with new data in a later segment.
+    let pass = |log: &mut Log, now: i64| {
+        log.append(&keyed_batch(&[("other", Some("x"))], now), 0, now).unwrap();
+        log.roll(now).unwrap();
+        log.clean(now, i64::MAX).unwrap().unwrap()
+    };
+    let second = pass(&mut log, 2_000);
+    assert_eq!(second.markers_removed, 0);
+    assert!(read_records(&log).contains_key(&abort_at), "stamped, not yet removed");
+    assert_eq!(log.collect_aborted(0, 5), vec![], "an abort without data needs no entry");
+    let third = pass(&mut log, 2_000 + 5_000);
+    assert_eq!(third.markers_removed, 2);
+    let offsets: Vec<i64> = read_records(&log).keys().copied().collect();
+    assert!(!offsets.contains(&abort_at) && !offsets.contains(&commit_at), "{offsets:?}");
+    assert!(offsets.contains(&4));
+}
+
+/// An open transaction holds the cleaner below its first offset (the partition passes the
+/// LSO as the bound): its data is neither mapped nor cleaned.
+#[test]
+fn the_cleaner_stays_below_an_open_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig { min_cleanable_dirty_ratio: DirtyRatio(0.0), ..compact_config() };
+    let mut log = Log::open(dir.path(), config, 0).unwrap();
+    let open = BatchBuilder::new(0).producer(1, 0, 0).attributes(0x10).record(Record {
+        timestamp_delta_ms: 0,
+        key: Some(b"k".to_vec()),
+        value: Some(b"open".to_vec()),
+    });
+    log.append(&open.build(), 0, 0).unwrap();
+    log.roll(0).unwrap();
+    log.append(&keyed_batch(&[("k", Some("later"))], 0), 0, 0).unwrap();
+    log.roll(0).unwrap();
+    let lso = log.first_unstable_offset().unwrap();
+    assert!(log.clean(0, lso).unwrap().is_none(), "nothing below the LSO to clean");
+    assert!(read_records(&log).contains_key(&0));
 }
 
 #[test]

@@ -1,0 +1,75 @@
+//! TxnOffsetCommit: offsets committed inside a transaction (KIP-447: the consumer's
+//! generation, member id and instance id are checked when given), pending until the
+//! transaction's marker reaches the group's `__consumer_offsets` partition. As for Produce,
+//! the first write of a transaction to that partition is verified with the transaction
+//! coordinator (KIP-890 part 1): the partition must be in the producer's transaction.
+
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::txn_offset_commit_response::{TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic};
+use kafka_protocol::messages::{TxnOffsetCommitRequest, TxnOffsetCommitResponse};
+
+use super::{Api, errors};
+use crate::group::{OFFSETS_TOPIC, TxnOffsetCommit};
+use crate::types::TopicPartition;
+
+/// First TxnOffsetCommit version whose clients handle TRANSACTION_ABORTABLE.
+const TRANSACTION_ABORTABLE_MIN_VERSION: i16 = 4;
+
+fn verify(api: &Api, version: i16, req: &TxnOffsetCommitRequest) -> Result<(), ResponseError> {
+    if !api.broker.config.bool("transaction.partition.verification.enable") {
+        return Ok(());
+    }
+    let tp = TopicPartition::new(OFFSETS_TOPIC, api.groups.partition_for(req.group_id.as_str()));
+    if api.broker.partition(&tp).is_some_and(|p| p.has_open_transaction(req.producer_id.0)) {
+        return Ok(());
+    }
+    let verified = api.txns.verify_partitions(req.transactional_id.as_str(), req.producer_id.0, req.producer_epoch, &[tp]);
+    match verified.into_iter().next().unwrap_or(Ok(())) {
+        Ok(()) => Ok(()),
+        Err(e) => Err(errors::verification_error(e, version >= TRANSACTION_ABORTABLE_MIN_VERSION)),
+    }
+}
+
+pub fn handle(api: &Api, version: i16, req: TxnOffsetCommitRequest) -> TxnOffsetCommitResponse {
+    let mut commits = Vec::new();
+    for t in &req.topics {
+        for p in &t.partitions {
+            commits.push(TxnOffsetCommit {
+                topic: t.name.to_string(),
+                partition: p.partition_index,
+                offset: p.committed_offset,
+                leader_epoch: p.committed_leader_epoch,
+                metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
+            });
+        }
+    }
+    let committed = verify(api, version, &req).and_then(|()| {
+        api.groups.txn_commit_offsets(
+        req.group_id.as_str(),
+        req.producer_id.0,
+        req.producer_epoch,
+        req.member_id.as_str(),
+        req.group_instance_id.as_deref(),
+        req.generation_id,
+        commits,
+        )
+    });
+    let results: Vec<Result<(), ResponseError>> = match committed {
+        Ok(results) => results,
+        Err(e) => req.topics.iter().flat_map(|t| t.partitions.iter().map(move |_| Err(e))).collect(),
+    };
+    let mut r = TxnOffsetCommitResponse::default();
+    let mut results = results.into_iter();
+    for t in req.topics {
+        let mut tr = TxnOffsetCommitResponseTopic::default();
+        tr.name = t.name;
+        for p in t.partitions {
+            let mut pr = TxnOffsetCommitResponsePartition::default();
+            pr.partition_index = p.partition_index;
+            pr.error_code = results.next().and_then(|r| r.err()).map_or(0, |e| e.code());
+            tr.partitions.push(pr);
+        }
+        r.topics.push(tr);
+    }
+    r
+}

@@ -1,0 +1,505 @@
+//! The transaction coordinator: transactional ids, their producer ids and epochs, and the
+//! transactions they run (transactions version 1; see [`state`] for the state machine).
+//!
+//! State lives in memory behind one lock and is durable in the compacted internal topic
+//! `__transaction_state` (partition = Kafka's hash of the transactional id, created on first
+//! use with `transaction.state.log.num.partitions` partitions), in Kafka's record formats
+//! ([`records`]). Every transition is appended before it becomes current and before the
+//! client hears of it; at start-up the topic is replayed, and a transaction found preparing
+//! (its decision durable, its markers perhaps not all written) is completed: markers again
+//! (a duplicate marker changes nothing), then the Complete state. An open transaction found
+//! at start-up is aborted once its `transaction.timeout.ms` has passed, like any other.
+//!
+//! Ending a transaction: PrepareCommit/PrepareAbort is written, the markers go out through
+//! [`markers::MarkerWriter`] (on one node straight into the local partitions), and once every
+//! partition has its marker CompleteCommit/CompleteAbort is written. The EndTxn answer waits
+//! for the markers when they succeed at once, which spares the producer CONCURRENT_TRANSACTIONS
+//! retries; partitions whose marker failed are retried by [`TransactionCoordinator::tick`].
+//!
+//! Lock order: the coordinator's lock is never held while markers are written (they take the
+//! group coordinator's lock for `__consumer_offsets`); appends to `__transaction_state` happen
+//! under it, as the group coordinator appends under its own.
+
+pub mod markers;
+pub mod records;
+pub mod state;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use kafka_protocol::ResponseError;
+use kafka_protocol::records::RecordBatchDecoder;
+
+use crate::broker::Broker;
+use crate::metadata::controller::{self, TopicSpec};
+use crate::metadata::features::TRANSACTION_VERSION;
+use crate::record::BatchBuilder;
+use crate::types::TopicPartition;
+use markers::{MarkerError, MarkerWriter, TxnMarker};
+use state::{InitAction, ProducerIdAndEpoch, TxnMetadata, TxnState};
+
+/// The internal topic holding transaction state.
+pub const TRANSACTION_STATE_TOPIC: &str = "__transaction_state";
+/// Bytes read per step while loading `__transaction_state`.
+const LOAD_READ_BYTES: usize = 1 << 20;
+
+/// The coordinator's settings, Kafka's keys.
+#[derive(Debug, Clone, Copy)]
+pub struct TxnConfig {
+    pub num_partitions: i32,
+    pub segment_bytes: i32,
+    pub max_timeout_ms: i32,
+    pub abort_check_interval_ms: i64,
+    pub expiration_ms: i64,
+    pub expiration_check_interval_ms: i64,
+}
+
+impl TxnConfig {
+    pub fn from_broker(c: &crate::config::BrokerConfig) -> Self {
+        TxnConfig {
+            num_partitions: c.int("transaction.state.log.num.partitions").max(1),
+            segment_bytes: c.int("transaction.state.log.segment.bytes").max(1),
+            max_timeout_ms: c.int("transaction.max.timeout.ms"),
+            abort_check_interval_ms: i64::from(c.int("transaction.abort.timed.out.transaction.cleanup.interval.ms").max(1)),
+            expiration_ms: i64::from(c.int("transactional.id.expiration.ms").max(1)),
+            expiration_check_interval_ms: i64::from(c.int("transaction.remove.expired.transaction.cleanup.interval.ms").max(1)),
+        }
+    }
+}
+
+/// A transaction as DescribeTransactions and ListTransactions show it.
+#[derive(Debug, Clone)]
+pub struct TxnDescription {
+    pub transactional_id: String,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub state: TxnState,
+    pub timeout_ms: i32,
+    pub start_ms: i64,
+    pub partitions: Vec<(String, Vec<i32>)>,
+}
+
+/// ListTransactions' filters (empty: any).
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    pub states: Vec<TxnState>,
+    pub producer_ids: Vec<i64>,
+    /// Only transactions started longer ago than this (v1+); negative: any.
+    pub duration_ms: i64,
+    pub transactional_id_pattern: Option<regex::Regex>,
+}
+
+pub struct TransactionCoordinator {
+    broker: Arc<Broker>,
+    markers: Arc<dyn MarkerWriter>,
+    config: TxnConfig,
+    txns: Mutex<HashMap<String, TxnMetadata>>,
+    /// Transactional ids whose markers some thread is writing right now.
+    completing: Mutex<HashSet<String>>,
+    last_abort_check_ms: AtomicI64,
+    last_expiration_check_ms: AtomicI64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+impl TransactionCoordinator {
+    pub fn new(broker: Arc<Broker>, markers: Arc<dyn MarkerWriter>) -> Arc<Self> {
+        let config = TxnConfig::from_broker(&broker.config);
+        let now = broker.clock.now_ms();
+        Arc::new(Self {
+            broker,
+            markers,
+            config,
+            txns: Mutex::new(HashMap::new()),
+            completing: Mutex::new(HashSet::new()),
+            last_abort_check_ms: AtomicI64::new(now),
+            last_expiration_check_ms: AtomicI64::new(now),
+        })
+    }
+
+    fn now(&self) -> i64 {
+        self.broker.clock.now_ms()
+    }
+
+    /// Replays `__transaction_state` (if it exists) and completes the transactions it left
+    /// preparing.
+    pub fn start(&self) {
+        self.load();
+        let preparing: Vec<String> =
+            lock(&self.txns).values().filter(|m| m.state.is_preparing()).map(|m| m.transactional_id.clone()).collect();
+        for id in preparing {
+            self.complete_transaction(&id);
+        }
+    }
+
+    fn load(&self) {
+        let Some(topic) = self.broker.image().topic(TRANSACTION_STATE_TOPIC).cloned() else { return };
+        let mut txns = lock(&self.txns);
+        for i in 0..topic.partition_count() {
+            let Some(p) = self.broker.partition(&TopicPartition::new(TRANSACTION_STATE_TOPIC, i)) else { continue };
+            let mut offset = p.log_start_offset();
+            while offset < p.high_watermark() {
+                let Ok(read) = p.read(offset, LOAD_READ_BYTES, true) else { break };
+                let mut buf = read.records.clone();
+                let Ok(sets) = RecordBatchDecoder::decode_all(&mut buf) else {
+                    tracing::warn!(partition = i, offset, "undecodable batch in __transaction_state; stopping load of this partition");
+                    break;
+                };
+                let mut next = offset;
+                for record in sets.iter().flat_map(|s| s.records.iter()) {
+                    next = next.max(record.offset + 1);
+                    let Some(id) = record.key.as_deref().and_then(records::parse_key) else { continue };
+                    match record.value.as_deref().map(records::parse_value) {
+                        None => {
+                            txns.remove(&id);
+                        }
+                        Some(Some(v)) => {
+                            txns.insert(id.clone(), TxnMetadata::from_value(&id, &v));
+                        }
+                        Some(None) => tracing::warn!(transactional_id = %id, "unreadable transaction state record; skipped"),
+                    }
+                }
+                if next <= offset {
+                    break;
+                }
+                offset = next;
+            }
+        }
+        tracing::info!(transactional_ids = txns.len(), "loaded transaction state");
+    }
+
+    /// Creates `__transaction_state` on first use, as Kafka does.
+    fn ensure_topic(&self) -> Result<(), ResponseError> {
+        if self.broker.image().topic(TRANSACTION_STATE_TOPIC).is_some() {
+            return Ok(());
+        }
+        let mut configs = BTreeMap::new();
+        configs.insert("cleanup.policy".to_string(), "compact".to_string());
+        configs.insert("segment.bytes".to_string(), self.config.segment_bytes.to_string());
+        let spec = TopicSpec {
+            name: TRANSACTION_STATE_TOPIC.to_string(),
+            partitions: self.config.num_partitions,
+            replication_factor: 1,
+            configs,
+            assignment: None,
+        };
+        self.broker
+            .apply_metadata(|image| {
+                if image.topic(TRANSACTION_STATE_TOPIC).is_some() {
+                    return Ok((vec![], ()));
+                }
+                Ok((controller::create_topic(image, &self.broker.config, &spec)?, ()))
+            })
+            .map_err(|e| {
+                tracing::error!(error = %e, "cannot create __transaction_state");
+                ResponseError::CoordinatorNotAvailable
+            })
+    }
+
+    /// The `__transaction_state` partition of `transactional_id` (Kafka's `partitionFor`).
+    pub fn partition_for(&self, transactional_id: &str) -> i32 {
+        let n = self
+            .broker
+            .image()
+            .topic(TRANSACTION_STATE_TOPIC)
+            .map(|t| t.partition_count())
+            .unwrap_or(self.config.num_partitions)
+            .max(1);
+        let h = crate::group::java_hash(transactional_id);
+        (if h == i32::MIN { 0 } else { h.abs() }) % n
+    }
+
+    /// The epoch of this coordinator for `transactional_id`: its partition's leader epoch.
+    fn coordinator_epoch(&self, transactional_id: &str) -> i32 {
+        let tp = TopicPartition::new(TRANSACTION_STATE_TOPIC, self.partition_for(transactional_id));
+        self.broker.partition(&tp).map_or(0, |p| p.leader_epoch().0)
+    }
+
+    /// Appends `value` (None: a tombstone) for `transactional_id`, fsynced if the topic's
+    /// flush policy says so, before anything depends on it.
+    fn persist(&self, transactional_id: &str, value: Option<&TxnMetadata>) -> Result<(), ResponseError> {
+        self.ensure_topic()?;
+        let tp = TopicPartition::new(TRANSACTION_STATE_TOPIC, self.partition_for(transactional_id));
+        let partition = self.broker.partition(&tp).ok_or(ResponseError::CoordinatorNotAvailable)?;
+        let version = self.broker.image().feature_level(TRANSACTION_VERSION);
+        let now = self.now();
+        let record = crate::record::Record {
+            timestamp_delta_ms: 0,
+            key: Some(records::key(transactional_id)),
+            value: value.map(|m| records::value(&m.to_value(), version)),
+        };
+        let batch = BatchBuilder::new(0).timestamps(now).record(record).build();
+        let failed = |e: crate::partition::PartitionError| {
+            tracing::error!(error = %e, "cannot write to __transaction_state");
+            ResponseError::CoordinatorNotAvailable
+        };
+        let appended = partition.append(&batch, now).map_err(failed)?;
+        if appended.flush_due {
+            partition.sync(now).map_err(failed)?;
+        }
+        Ok(())
+    }
+
+    /// Writes `next` and makes it current.
+    fn transition(&self, txns: &mut HashMap<String, TxnMetadata>, next: TxnMetadata) -> Result<(), ResponseError> {
+        self.persist(&next.transactional_id, Some(&next))?;
+        txns.insert(next.transactional_id.clone(), next);
+        Ok(())
+    }
+
+    fn allocate_producer_id(&self) -> Result<i64, ResponseError> {
+        self.broker.allocate_producer_id().map_err(|e| {
+            tracing::error!(error = %e, "cannot allocate a producer id");
+            ResponseError::CoordinatorNotAvailable
+        })
+    }
+
+    /// InitProducerId with a transactional id: the producer id and epoch to use, or the
+    /// error to answer (CONCURRENT_TRANSACTIONS after fencing an open transaction).
+    pub fn init_producer_id(&self, transactional_id: &str, timeout_ms: i32, expected: Option<ProducerIdAndEpoch>) -> Result<(i64, i16), ResponseError> {
+        if transactional_id.is_empty() {
+            return Err(ResponseError::InvalidRequest);
+        }
+        if timeout_ms <= 0 || timeout_ms > self.config.max_timeout_ms {
+            return Err(ResponseError::InvalidTransactionTimeout);
+        }
+        self.ensure_topic()?;
+        let now = self.now();
+        let mut txns = lock(&self.txns);
+        if !txns.contains_key(transactional_id) {
+            let producer_id = self.allocate_producer_id()?;
+            txns.insert(transactional_id.to_string(), TxnMetadata::new(transactional_id, producer_id, timeout_ms, now));
+        }
+        let Some(current) = txns.get(transactional_id).cloned() else { return Err(ResponseError::UnknownServerError) };
+        let next = match current.init_producer_id(timeout_ms, expected, now)? {
+            InitAction::Write(next) => next,
+            InitAction::RotateProducerId => current.rotate_producer_id(self.allocate_producer_id()?, timeout_ms, expected.is_some(), now),
+            InitAction::FenceAndAbort(next) => {
+                if let Err(e) = self.transition(&mut txns, next) {
+                    if let Some(m) = txns.get_mut(transactional_id) {
+                        m.has_failed_epoch_fence = true;
+                    }
+                    return Err(e);
+                }
+                drop(txns);
+                self.complete_transaction(transactional_id);
+                return Err(ResponseError::ConcurrentTransactions);
+            }
+        };
+        let answer = (next.producer_id, next.producer_epoch);
+        self.transition(&mut txns, next)?;
+        tracing::info!(transactional_id, producer_id = answer.0, epoch = answer.1, "initialized transactional id");
+        Ok(answer)
+    }
+
+    /// AddPartitionsToTxn and AddOffsetsToTxn.
+    pub fn add_partitions(&self, transactional_id: &str, producer_id: i64, epoch: i16, partitions: &BTreeSet<TopicPartition>) -> Result<(), ResponseError> {
+        if transactional_id.is_empty() {
+            return Err(ResponseError::InvalidRequest);
+        }
+        let now = self.now();
+        let mut txns = lock(&self.txns);
+        let current = txns.get(transactional_id).ok_or(ResponseError::InvalidProducerIdMapping)?;
+        match current.add_partitions(producer_id, epoch, partitions, now)? {
+            None => Ok(()),
+            Some(next) => self.transition(&mut txns, next),
+        }
+    }
+
+    /// AddPartitionsToTxn v4+ with `verify_only`: whether each partition is in the open
+    /// transaction (TRANSACTION_ABORTABLE if not), without changing anything.
+    pub fn verify_partitions(&self, transactional_id: &str, producer_id: i64, epoch: i16, partitions: &[TopicPartition]) -> Vec<Result<(), ResponseError>> {
+        let txns = lock(&self.txns);
+        let check = || -> Result<&TxnMetadata, ResponseError> {
+            let m = txns.get(transactional_id).ok_or(ResponseError::InvalidProducerIdMapping)?;
+            m.check_producer(producer_id, epoch)?;
+            if m.state.is_preparing() {
+                return Err(ResponseError::ConcurrentTransactions);
+            }
+            Ok(m)
+        };
+        match check() {
+            Err(e) => partitions.iter().map(|_| Err(e)).collect(),
+            Ok(m) => partitions.iter().map(|tp| if m.partitions.contains(tp) { Ok(()) } else { Err(ResponseError::TransactionAbortable) }).collect(),
+        }
+    }
+
+    /// EndTxn: the decision is durable when this returns Ok; its markers are written too
+    /// unless a partition refused (then [`TransactionCoordinator::tick`] retries).
+    pub fn end_txn(&self, transactional_id: &str, producer_id: i64, epoch: i16, commit: bool) -> Result<(), ResponseError> {
+        if transactional_id.is_empty() {
+            return Err(ResponseError::InvalidRequest);
+        }
+        let now = self.now();
+        let mut txns = lock(&self.txns);
+        let current = txns.get(transactional_id).ok_or(ResponseError::InvalidProducerIdMapping)?;
+        let Some(next) = current.end_txn(producer_id, epoch, commit, true, now)? else { return Ok(()) };
+        self.transition(&mut txns, next)?;
+        drop(txns);
+        self.complete_transaction(transactional_id);
+        Ok(())
+    }
+
+    /// Writes the markers of a preparing transaction and, once every partition has one, its
+    /// Complete state. Partitions that do not exist are given up (a deleted topic), as Kafka
+    /// does; other failures leave the transaction preparing for the next tick.
+    fn complete_transaction(&self, transactional_id: &str) {
+        if !lock(&self.completing).insert(transactional_id.to_string()) {
+            return;
+        }
+        self.write_markers_and_complete(transactional_id);
+        lock(&self.completing).remove(transactional_id);
+    }
+
+    fn write_markers_and_complete(&self, transactional_id: &str) {
+        let Some(m) = lock(&self.txns).get(transactional_id).filter(|m| m.state.is_preparing()).cloned() else { return };
+        let marker = TxnMarker {
+            producer_id: m.producer_id,
+            producer_epoch: m.producer_epoch,
+            coordinator_epoch: self.coordinator_epoch(transactional_id),
+            commit: m.state == TxnState::PrepareCommit,
+            partitions: m.partitions.iter().cloned().collect(),
+        };
+        let results = self.markers.write_markers(&marker);
+        let mut done = BTreeSet::new();
+        for (tp, result) in results {
+            match result {
+                Ok(()) => {
+                    done.insert(tp);
+                }
+                Err(MarkerError::UnknownPartition) => {
+                    tracing::warn!(transactional_id, partition = %tp, "partition gone; no marker written there");
+                    done.insert(tp);
+                }
+                Err(e) => tracing::warn!(transactional_id, partition = %tp, error = ?e, "marker not written; will retry"),
+            }
+        }
+        let now = self.now();
+        let mut txns = lock(&self.txns);
+        let Some(current) = txns.get_mut(transactional_id) else { return };
+        if current.producer_id != m.producer_id || current.producer_epoch != m.producer_epoch || current.state != m.state {
+            return;
+        }
+        current.partitions.retain(|tp| !done.contains(tp));
+        if !current.partitions.is_empty() {
+            return;
+        }
+        let next = current.complete(now);
+        if let Err(e) = self.transition(&mut txns, next) {
+            tracing::warn!(transactional_id, error = ?e, "cannot write the completed transaction; will retry");
+        }
+    }
+
+    /// Aborts transactions past their timeout, retries unfinished markers, and expires idle
+    /// transactional ids, each on its Kafka interval.
+    pub fn tick(&self) {
+        let now = self.now();
+        if now - self.last_abort_check_ms.load(Ordering::Relaxed) >= self.config.abort_check_interval_ms {
+            self.last_abort_check_ms.store(now, Ordering::Relaxed);
+            self.abort_timed_out(now);
+            let preparing: Vec<String> =
+                lock(&self.txns).values().filter(|m| m.state.is_preparing()).map(|m| m.transactional_id.clone()).collect();
+            for id in preparing {
+                self.complete_transaction(&id);
+            }
+        }
+        if now - self.last_expiration_check_ms.load(Ordering::Relaxed) >= self.config.expiration_check_interval_ms {
+            self.last_expiration_check_ms.store(now, Ordering::Relaxed);
+            self.expire(now);
+        }
+    }
+
+    fn abort_timed_out(&self, now: i64) {
+        let mut aborted = Vec::new();
+        {
+            let mut txns = lock(&self.txns);
+            let due: Vec<TxnMetadata> = txns.values().filter(|m| m.timed_out(now)).cloned().collect();
+            for m in due {
+                let Ok(next) = m.fence_and_abort(now) else { continue };
+                let id = m.transactional_id.clone();
+                tracing::info!(transactional_id = %id, producer_id = m.producer_id, open_ms = now - m.start_ms, timeout_ms = m.timeout_ms, "aborting a transaction past its timeout");
+                match self.transition(&mut txns, next) {
+                    Ok(()) => aborted.push(id),
+                    Err(_) => {
+                        if let Some(m) = txns.get_mut(&id) {
+                            m.has_failed_epoch_fence = true;
+                        }
+                    }
+                }
+            }
+        }
+        for id in aborted {
+            self.complete_transaction(&id);
+        }
+    }
+
+    fn expire(&self, now: i64) {
+        let mut txns = lock(&self.txns);
+        let expired: Vec<String> = txns.values().filter(|m| m.expired(now, self.config.expiration_ms)).map(|m| m.transactional_id.clone()).collect();
+        for id in expired {
+            if self.persist(&id, None).is_ok() {
+                tracing::info!(transactional_id = %id, "transactional id expired");
+                txns.remove(&id);
+            }
+        }
+    }
+
+    /// DescribeTransactions of one id.
+    pub fn describe(&self, transactional_id: &str) -> Result<TxnDescription, ResponseError> {
+        if transactional_id.is_empty() {
+            return Err(ResponseError::InvalidRequest);
+        }
+        lock(&self.txns)
+            .get(transactional_id)
+            .filter(|m| m.state != TxnState::Dead)
+            .map(describe)
+            .ok_or(ResponseError::TransactionalIdNotFound)
+    }
+
+    /// ListTransactions.
+    pub fn list(&self, filter: &ListFilter) -> Vec<TxnDescription> {
+        let now = self.now();
+        let mut out: Vec<TxnDescription> = lock(&self.txns)
+            .values()
+            .filter(|m| m.state != TxnState::Dead)
+            .filter(|m| filter.states.is_empty() || filter.states.contains(&m.state))
+            .filter(|m| filter.producer_ids.is_empty() || filter.producer_ids.contains(&m.producer_id))
+            // As Kafka: by the start time, whatever the state.
+            .filter(|m| filter.duration_ms < 0 || now - m.start_ms > filter.duration_ms)
+            .filter(|m| filter.transactional_id_pattern.as_ref().is_none_or(|re| re.is_match(&m.transactional_id)))
+            .map(describe)
+            .collect();
+        out.sort_by(|a, b| a.transactional_id.cmp(&b.transactional_id));
+        out
+    }
+
+    /// Transactional ids by state, for metrics.
+    pub fn counts_by_state(&self) -> BTreeMap<&'static str, usize> {
+        let mut out = BTreeMap::new();
+        for m in lock(&self.txns).values() {
+            *out.entry(m.state.name()).or_default() += 1;
+        }
+        out
+    }
+}
+
+fn describe(m: &TxnMetadata) -> TxnDescription {
+    TxnDescription {
+        transactional_id: m.transactional_id.clone(),
+        producer_id: m.producer_id,
+        producer_epoch: m.producer_epoch,
+        state: m.state,
+        timeout_ms: m.timeout_ms,
+        start_ms: m.start_ms,
+        partitions: m.partitions_by_topic(),
+    }
+}
+
+#[cfg(test)]
+mod tests;
