@@ -24,7 +24,7 @@
 //! - in every node's applied image, every partition's leader is a registered, unfenced
 //!   broker in the partition's ISR (a fenced broker never leads), and the ISR lies within
 //!   the replicas;
-//! - a broker's epoch is the offset of its `RegisterBroker` record;
+//! - a broker's epoch is the offset of the log entry carrying its `RegisterBroker` record;
 //! - an `UnfenceBroker` is proposed only once that incarnation has applied its registration;
 //! - producer-id blocks handed out never overlap.
 //!
@@ -44,13 +44,24 @@
 //! would leave partitions without one). It found this bug when changes were one entry per
 //! record.
 //!
+//! Known bug (of the quorum, found by surveys, not by the CI seeds): a candidate whose vote
+//! requests are all lost stays in its new epoch; once it times out its pre-votes are refused
+//! by voters that follow a leader of the older epoch, whose answers it ignores as stale, and
+//! nothing ever tells that leader of the newer epoch. The voter never rejoins (the quorum runs
+//! on the others). Seeds 15878, 16770, 35637 and 51902 of the first 100,000 end so ("node N
+//! applied x of y"); `raft::sim` does not see it because its liveness check needs only a
+//! commit, not every voter caught up.
+//!
 //! Commands:
 //! - CI: `cargo test --release --lib metadata::cluster_sim` runs the default seeds and the
 //!   planted-bug tests.
 //! - Replay one seed with its trace: `BLUMFELD_CLUSTER_SIM_SEED=N cargo test --release --lib
 //!   metadata::cluster_sim::tests::many_seeds -- --nocapture`.
 //! - More seeds: `BLUMFELD_CLUSTER_SIM_SEEDS=100000 cargo test --release --lib
-//!   metadata::cluster_sim::tests::many_seeds -- --nocapture`; a million:
+//!   metadata::cluster_sim::tests::many_seeds -- --nocapture` (stops at the first failure);
+//!   every failing seed of a range, on every core: `BLUMFELD_CLUSTER_SIM_SURVEY=100000
+//!   [BLUMFELD_CLUSTER_SIM_FIRST=N] [BLUMFELD_CLUSTER_SIM_THREADS=T]` with the same command.
+//! - A million (a survey of seeds 1,000,000..2,000,000; about 30 minutes on 2 cores):
 //!   `cargo test --release --lib metadata::cluster_sim::tests::a_million_seeds -- --ignored --nocapture`.
 
 mod broker;
@@ -169,28 +180,26 @@ pub struct Violation {
 pub struct RunStats {
     pub events: u64,
     pub elections: u64,
-    pub records: u64,
+    /// Committed entries (changes and leader changes).
+    pub entries: u64,
     pub registrations: u64,
     pub fencings: u64,
     pub unfencings: u64,
     pub admin_changes: u64,
     pub snapshots_loaded: u64,
     pub controlled_shutdowns: u64,
-    /// Runs that ended with a topic whose creation committed in part (see `Sim::strict_atomicity`).
-    pub incomplete_topics: u64,
 }
 
 impl RunStats {
     fn add(&mut self, o: &RunStats) {
         self.events += o.events;
         self.elections += o.elections;
-        self.records += o.records;
+        self.entries += o.entries;
         self.registrations += o.registrations;
         self.fencings += o.fencings;
         self.unfencings += o.unfencings;
         self.admin_changes += o.admin_changes;
         self.snapshots_loaded += o.snapshots_loaded;
-        self.incomplete_topics += o.incomplete_topics;
         self.controlled_shutdowns += o.controlled_shutdowns;
     }
 }
@@ -221,11 +230,6 @@ pub struct Sim {
     raft_config: RaftConfig,
     broker_config: BrokerConfig,
     planted: Option<ClusterBug>,
-    /// Whether a topic left with partitions that have no registration fails the run. The
-    /// store proposes a change as one entry per record, and the quorum commits entries, not
-    /// changes: a prefix of a topic's records can commit and the rest be lost in a failover
-    /// (a known bug of the store, see the module doc). Off: such runs are only counted.
-    strict_atomicity: bool,
     chaos: Chaos,
     chaos_on: bool,
     blocked: Vec<Vec<bool>>,
@@ -235,7 +239,7 @@ pub struct Sim {
     /// The entries of the history, kept to tell a changed entry from a matching one.
     history: Vec<crate::raft::Entry>,
     leaders: HashMap<LeaderEpoch, NodeId>,
-    /// `(broker, epoch)` → the offset of its `RegisterBroker` record.
+    /// `(broker, epoch)` → the offset of the entry carrying its `RegisterBroker` record.
     registration_offsets: HashMap<(NodeId, i64), i64>,
     /// Incarnation → the largest offset its process applied.
     incarnation_applied: HashMap<Uuid, i64>,
@@ -282,7 +286,7 @@ impl Sim {
             raft_config.request_timeout_ms = 300;
             raft_config.fetch_max_wait_ms = 100;
         }
-        // Small fetches split one change's records over several commits.
+        // Small fetches: laggards catch up over many responses, so commits come in pieces.
         raft_config.fetch_max_entries = 2 + rng.below(30) as usize;
         raft_config.snapshot_chunk_bytes = 64 + rng.below(2048) as u32;
         let chaos = Self::draw_chaos(&mut rng, &raft_config);
@@ -329,7 +333,6 @@ impl Sim {
             raft_config,
             broker_config: BrokerConfig::default(),
             planted,
-            strict_atomicity: true,
             chaos,
             chaos_on: true,
             blocked: vec![vec![false; n]; n],
@@ -444,7 +447,7 @@ impl Sim {
             let why = self.unsettled().unwrap_or_else(|| "the event budget ran out".into());
             self.fail(format!("the cluster did not settle within {SETTLE_DEADLINE_MS} ms after healing: {why}"));
         }
-        self.stats.records = self.history.len() as u64;
+        self.stats.entries = self.history.len() as u64;
         match self.violation.take() {
             None => Ok((self.stats, self.trace)),
             Some(message) => Err((Violation { seed: self.seed, at_ms: self.now_ms, message }, self.trace)),
@@ -521,8 +524,6 @@ impl Sim {
                 if self.unsettled().is_none() {
                     self.log_line(|| "settled".into());
                     self.settled = true;
-                    let incomplete = self.nodes.iter().any(|n| n.image.topics.values().any(|t| t.partitions.values().any(|r| r.is_unknown())));
-                    self.stats.incomplete_topics += u64::from(incomplete);
                 } else {
                     self.schedule(self.now_ms + SETTLE_CHECK_MS, SimEvent::Settle);
                 }
@@ -911,7 +912,7 @@ impl Sim {
             MetadataRecord::RegisterBroker { id, epoch, .. } => {
                 self.stats.registrations += 1;
                 if epoch.0 != o {
-                    return self.fail(format!("broker {id:?} registered with epoch {} at offset {o}: the epoch must be the record's offset", epoch.0));
+                    return self.fail(format!("broker {id:?} registered with epoch {} at offset {o}: the epoch must be its entry's offset", epoch.0));
                 }
                 self.registration_offsets.insert((id, epoch.0), o);
             }
@@ -1217,10 +1218,7 @@ impl Sim {
         for t in image.topics.values() {
             for (p, r) in &t.partitions {
                 if r.is_unknown() {
-                    if self.strict_atomicity {
-                        return Some(format!("{}-{} has no registration", t.name, p.0));
-                    }
-                    continue;
+                    return Some(format!("{}-{} has no registration", t.name, p.0));
                 }
                 if r.leader.is_none() {
                     return Some(format!("{}-{} has no leader ({r:?})", t.name, p.0));
@@ -1278,18 +1276,17 @@ mod tests {
             Ok(s) => {
                 let secs = started.elapsed().as_secs_f64();
                 println!(
-                    "cluster sim: {count} seeds in {secs:.1} s ({:.0} seeds/s): {} events, {} elections, {} records, {} registrations, {} fencings, {} unfencings, {} admin changes, {} controlled shutdowns, {} snapshots loaded, {} runs with a topic created in part",
+                    "cluster sim: {count} seeds in {secs:.1} s ({:.0} seeds/s): {} events, {} elections, {} entries, {} registrations, {} fencings, {} unfencings, {} admin changes, {} controlled shutdowns, {} snapshots loaded",
                     count as f64 / secs,
                     s.events,
                     s.elections,
-                    s.records,
+                    s.entries,
                     s.registrations,
                     s.fencings,
                     s.unfencings,
                     s.admin_changes,
                     s.controlled_shutdowns,
-                    s.snapshots_loaded,
-                    s.incomplete_topics
+                    s.snapshots_loaded
                 );
             }
             Err(v) => {
@@ -1316,22 +1313,46 @@ mod tests {
             return;
         }
         if let Some(count) = env_u64("BLUMFELD_CLUSTER_SIM_SURVEY") {
-            // Every failing seed of `0..count`, not only the first.
-            let failures: Vec<Violation> = (0..count).filter_map(|seed| Sim::new(seed, None, false).run().err().map(|(v, _)| v)).collect();
-            for v in &failures {
-                println!("seed {}: at {} ms: {}", v.seed, v.at_ms, v.message);
-            }
-            assert!(failures.is_empty(), "{} of {count} seeds failed", failures.len());
-            return;
+            return survey(env_u64("BLUMFELD_CLUSTER_SIM_FIRST").unwrap_or(0), count);
         }
         let count = env_u64("BLUMFELD_CLUSTER_SIM_SEEDS").unwrap_or(CI_SEEDS);
         run_or_report(0, count);
     }
 
+    /// Every failing seed of `first..first + count`, not only the first, on every core.
+    fn survey(first: u64, count: u64) {
+        let started = Instant::now();
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+        let threads = env_u64("BLUMFELD_CLUSTER_SIM_THREADS").unwrap_or(cores).max(1);
+        let mut failures: Vec<Violation> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads)
+                .map(|t| {
+                    scope.spawn(move || {
+                        (first + t..first + count)
+                            .step_by(threads as usize)
+                            .filter_map(|seed| Sim::new(seed, None, false).run().err().map(|(v, _)| v))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            workers.into_iter().flat_map(|w| w.join().unwrap()).collect()
+        });
+        failures.sort_by_key(|v| v.seed);
+        for v in &failures {
+            println!("seed {}: at {} ms: {}", v.seed, v.at_ms, v.message);
+        }
+        let secs = started.elapsed().as_secs_f64();
+        println!("cluster sim survey: {count} seeds in {secs:.0} s on {threads} threads, {} failed", failures.len());
+        if let Some(v) = failures.first() {
+            panic!("{} of {count} seeds failed; {}", failures.len(), replay_hint(v.seed));
+        }
+    }
+
+    /// A million seeds on every core, reporting every failing seed (about 30 minutes on 2 cores).
     #[test]
     #[ignore = "a million seeds: run on purpose"]
     fn a_million_seeds() {
-        run_or_report(1_000_000, 1_000_000);
+        survey(1_000_000, 1_000_000);
     }
 
     fn planted_bug_is_found(bug: ClusterBug) {
