@@ -55,6 +55,7 @@ pub mod logging;
 pub mod metadata;
 pub mod partition;
 pub mod raft;
+pub mod replication;
 pub mod record;
 pub mod runtime;
 pub mod server;
