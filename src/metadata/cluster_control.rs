@@ -15,7 +15,8 @@ use uuid::Uuid;
 
 use super::image::MetadataImage;
 use super::records::{Endpoint, LeaderChange, MetadataRecord};
-use crate::types::{BrokerEpoch, NodeId};
+use super::registration::PartitionRegistration;
+use crate::types::{BrokerEpoch, LeaderEpoch, NodeId, PartitionEpoch, PartitionId};
 
 /// Producer ids handed to a broker per AllocateProducerIds, as Kafka's controller does.
 pub const PRODUCER_ID_BLOCK_LEN: i32 = 1000;
@@ -136,7 +137,7 @@ pub fn register(
     // The old incarnation's leaderships go first: it is gone. (First, so that a prefix of
     // these records that commits alone never shows the new, fenced incarnation leading.)
     if image.brokers.contains_key(&req.id) {
-        records.extend(move_leadership(image, req.id, false));
+        records.extend(move_leadership(image, req.id));
     }
     // The epoch is the offset of the metadata log entry that carries the registration (a
     // change is one entry): the broker is caught up once it has applied it.
@@ -175,7 +176,7 @@ pub fn heartbeat(image: &MetadataImage, hb: &Heartbeat) -> Result<(Vec<MetadataR
                 in_controlled_shutdown: Some(true),
             });
         }
-        let moves = move_leadership(image, hb.id, true);
+        let moves = move_leadership(image, hb.id);
         if moves.is_empty() {
             if !b.fenced {
                 records.push(MetadataRecord::FenceBroker { id: hb.id, epoch: b.epoch });
@@ -191,7 +192,7 @@ pub fn heartbeat(image: &MetadataImage, hb: &Heartbeat) -> Result<(Vec<MetadataR
         records.extend(elect_leaderless(image, hb.id));
         reply.is_fenced = false;
     } else if !b.fenced && hb.want_fence {
-        records.extend(move_leadership(image, hb.id, false));
+        records.extend(move_leadership(image, hb.id));
         records.push(MetadataRecord::FenceBroker { id: hb.id, epoch: b.epoch });
         reply.is_fenced = true;
     } else if !b.fenced && !b.in_controlled_shutdown {
@@ -221,7 +222,7 @@ pub fn fence(image: &MetadataImage, ids: &[NodeId]) -> Vec<MetadataRecord> {
             continue;
         }
         let fence = MetadataRecord::FenceBroker { id: *id, epoch: b.epoch };
-        let mut these = move_leadership(&work, *id, false);
+        let mut these = move_leadership(&work, *id);
         these.push(fence);
         for r in &these {
             work.replay(r);
@@ -236,17 +237,20 @@ fn can_lead(image: &MetadataImage, id: NodeId) -> bool {
     image.brokers.get(&id).is_some_and(|b| !b.fenced && !b.in_controlled_shutdown)
 }
 
-/// Partition changes that take leadership away from `id`: each partition it leads moves to
+/// Partition changes that take `id` out of service (fenced, shutting down, or replaced by a
+/// new incarnation), as Kafka's `generateLeaderAndIsrUpdates`: each partition it leads moves to
 /// the first other ISR member that can lead, or to no leader when none can (the ISR keeps
-/// `id` then, so that the last in-sync replica is not forgotten). With `leave_isr` (controlled
-/// shutdown) `id` also leaves every ISR it is not the last member of.
-fn move_leadership(image: &MetadataImage, id: NodeId, leave_isr: bool) -> Vec<MetadataRecord> {
+/// `id` then, so that the last in-sync replica is not forgotten), and `id` leaves every ISR it
+/// is not the last member of. Leaving the ISR at once matters: a leader's high watermark
+/// waits for every ISR member, so a dead one kept there would stall writes with `acks=all`
+/// until the leader's own lag check removed it, `replica.lag.time.max.ms` later.
+fn move_leadership(image: &MetadataImage, id: NodeId) -> Vec<MetadataRecord> {
     let mut records = Vec::new();
     for t in image.topics.values() {
         for (p, r) in &t.partitions {
             let leads = r.leader == Some(id);
             let in_isr = r.isr.contains(&id);
-            let leaves_isr = leave_isr && in_isr && r.isr.len() > 1;
+            let leaves_isr = in_isr && r.isr.len() > 1;
             if !leads && !leaves_isr {
                 continue;
             }
@@ -310,12 +314,127 @@ pub fn allocate_producer_ids(image: &MetadataImage) -> (i64, MetadataRecord) {
     (start, MetadataRecord::ProducerIds { next: start + i64::from(PRODUCER_ID_BLOCK_LEN) })
 }
 
+/// One partition of an AlterPartition request, as the leader sends it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlterIsrItem {
+    pub topic_id: Uuid,
+    pub partition: PartitionId,
+    pub leader_epoch: LeaderEpoch,
+    pub partition_epoch: PartitionEpoch,
+    /// The proposed ISR; a broker epoch of `None` (-1 on the wire, or a v0-2 request) skips
+    /// the epoch check for that member.
+    pub new_isr: Vec<(NodeId, Option<BrokerEpoch>)>,
+}
+
+/// Why the controller refuses one partition's ISR change; each is Kafka's error code of the
+/// same name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlterIsrError {
+    UnknownTopicId,
+    UnknownTopicOrPartition,
+    /// The request names a newer epoch than this controller has applied: it is behind (a new
+    /// active controller has not caught up, or this one lost its role).
+    NotController,
+    FencedLeaderEpoch,
+    InvalidRequest,
+    InvalidUpdateVersion,
+    /// A proposed member is not registered, fenced, shutting down, or of another incarnation
+    /// (OPERATION_NOT_ATTEMPTED before version 2).
+    IneligibleReplica,
+}
+
+/// An AlterPartition's effect: the records to commit, and per partition either its
+/// registration once they are applied or the error.
+pub type AlterIsrOutcome = (Vec<MetadataRecord>, Vec<Result<PartitionRegistration, AlterIsrError>>);
+
+/// Kafka's `ReplicationControlManager.alterPartition` without reassignments or leader recovery:
+/// a partition leader's request to change its ISR, checked against the image in the order
+/// Kafka checks (so the leader learns the same thing from the same error). An ISR equal to the
+/// current one is a success without a record.
+pub fn alter_partition(
+    image: &MetadataImage,
+    broker: NodeId,
+    broker_epoch: BrokerEpoch,
+    items: &[AlterIsrItem],
+) -> Result<AlterIsrOutcome, MembershipError> {
+    let b = image.brokers.get(&broker).ok_or(MembershipError::NotRegistered)?;
+    if b.epoch != broker_epoch {
+        return Err(MembershipError::StaleEpoch { got: broker_epoch.0, expected: b.epoch.0 });
+    }
+    let mut work = image.clone();
+    let mut records = Vec::new();
+    let mut results = Vec::with_capacity(items.len());
+    for item in items {
+        let result = alter_one(&work, broker, item);
+        match result {
+            Ok(Some(record)) => {
+                work.replay(&record);
+                records.push(record);
+                results.push(registration_of(&work, item).ok_or(AlterIsrError::UnknownTopicOrPartition));
+            }
+            Ok(None) => results.push(registration_of(&work, item).ok_or(AlterIsrError::UnknownTopicOrPartition)),
+            Err(e) => results.push(Err(e)),
+        }
+    }
+    Ok((records, results))
+}
+
+fn registration_of(image: &MetadataImage, item: &AlterIsrItem) -> Option<PartitionRegistration> {
+    image.topic_by_id(&item.topic_id)?.partitions.get(&item.partition).cloned()
+}
+
+fn alter_one(image: &MetadataImage, broker: NodeId, item: &AlterIsrItem) -> Result<Option<MetadataRecord>, AlterIsrError> {
+    let topic = image.topic_by_id(&item.topic_id).ok_or(AlterIsrError::UnknownTopicId)?;
+    let current = topic.partitions.get(&item.partition).ok_or(AlterIsrError::UnknownTopicOrPartition)?;
+    if item.leader_epoch > current.leader_epoch || item.partition_epoch > current.partition_epoch {
+        return Err(AlterIsrError::NotController);
+    }
+    if item.leader_epoch < current.leader_epoch {
+        return Err(AlterIsrError::FencedLeaderEpoch);
+    }
+    if current.leader != Some(broker) {
+        return Err(AlterIsrError::InvalidRequest);
+    }
+    if item.partition_epoch < current.partition_epoch {
+        return Err(AlterIsrError::InvalidUpdateVersion);
+    }
+    let mut isr: Vec<NodeId> = item.new_isr.iter().map(|(id, _)| *id).collect();
+    let distinct: std::collections::BTreeSet<NodeId> = isr.iter().copied().collect();
+    if isr.is_empty() || distinct.len() != isr.len() || !isr.iter().all(|id| current.replicas.contains(id)) {
+        return Err(AlterIsrError::InvalidRequest);
+    }
+    if !isr.contains(&broker) {
+        return Err(AlterIsrError::InvalidRequest);
+    }
+    let eligible = |id: &NodeId, epoch: &Option<BrokerEpoch>| {
+        image.brokers.get(id).is_some_and(|b| {
+            !b.fenced && !b.in_controlled_shutdown && epoch.is_none_or(|e| e == b.epoch)
+        })
+    };
+    if !item.new_isr.iter().all(|(id, epoch)| eligible(id, epoch)) {
+        return Err(AlterIsrError::IneligibleReplica);
+    }
+    // Kafka keeps the ISR in replica order.
+    isr.sort_by_key(|id| current.replicas.iter().position(|r| r == id));
+    if isr == current.isr {
+        return Ok(None);
+    }
+    Ok(Some(MetadataRecord::PartitionChange {
+        topic_id: item.topic_id,
+        partition: item.partition,
+        isr: Some(isr),
+        leader: None,
+        replicas: None,
+        elr: None,
+        last_known_elr: None,
+    }))
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use crate::metadata::delta::MetadataDelta;
-    use crate::types::{LeaderEpoch, PartitionEpoch, PartitionId};
     use std::sync::Arc;
 
     /// A change applied as the quorum applies it: one entry.
@@ -508,6 +627,85 @@ mod tests {
         assert_eq!(image.topic("t").unwrap().partitions[&PartitionId(0)].leader, Some(NodeId(2)));
         let (records, _) = heartbeat(&image, &hb).unwrap();
         assert!(records.is_empty(), "nothing to repair: a heartbeat writes nothing");
+    }
+
+    fn alter_item(image: &MetadataImage, isr: &[i32]) -> AlterIsrItem {
+        let t = image.topic("t").unwrap();
+        let r = &t.partitions[&PartitionId(0)];
+        AlterIsrItem {
+            topic_id: t.id,
+            partition: PartitionId(0),
+            leader_epoch: r.leader_epoch,
+            partition_epoch: r.partition_epoch,
+            new_isr: isr.iter().map(|i| (NodeId(*i), Some(image.brokers[&NodeId(*i)].epoch))).collect(),
+        }
+    }
+
+    #[test]
+    fn the_leader_shrinks_and_expands_its_isr_one_partition_epoch_at_a_time() {
+        let (image, _) = registered(&[1, 2, 3]);
+        let image = with_partition(&image, &[1, 2, 3]);
+        let e1 = image.brokers[&NodeId(1)].epoch;
+        let shrink = alter_item(&image, &[1, 2]);
+        let (records, results) = alter_partition(&image, NodeId(1), e1, std::slice::from_ref(&shrink)).unwrap();
+        let after = results[0].clone().unwrap();
+        assert_eq!(after.isr, vec![NodeId(1), NodeId(2)]);
+        assert_eq!(after.partition_epoch.0, shrink.partition_epoch.0 + 1);
+        assert_eq!(after.leader_epoch, shrink.leader_epoch, "an ISR change keeps the leader epoch");
+        let image = apply(&image, &records);
+        assert_eq!(image.topic("t").unwrap().partitions[&PartitionId(0)], after);
+        // The same request again is stale now.
+        let (records, results) = alter_partition(&image, NodeId(1), e1, &[shrink]).unwrap();
+        assert!(records.is_empty());
+        assert_eq!(results[0], Err(AlterIsrError::InvalidUpdateVersion));
+        // Expansion, members in any order: the ISR comes back in replica order.
+        let mut expand = alter_item(&image, &[3, 1, 2]);
+        expand.new_isr.rotate_left(1);
+        let (records, results) = alter_partition(&image, NodeId(1), e1, &[expand.clone()]).unwrap();
+        assert_eq!(results[0].clone().unwrap().isr, vec![NodeId(1), NodeId(2), NodeId(3)]);
+        let image = apply(&image, &records);
+        // No change is a success without a record.
+        let same = alter_item(&image, &[1, 2, 3]);
+        let (records, results) = alter_partition(&image, NodeId(1), e1, &[same]).unwrap();
+        assert!(records.is_empty() && results[0].is_ok());
+    }
+
+    #[test]
+    fn alter_partition_errors_are_kafkas_in_kafkas_order() {
+        let (image, _) = registered(&[1, 2, 3]);
+        let image = with_partition(&image, &[1, 2, 3]);
+        let e1 = image.brokers[&NodeId(1)].epoch;
+        let e2 = image.brokers[&NodeId(2)].epoch;
+        let ok = alter_item(&image, &[1, 2]);
+        let one = |broker: i32, epoch: BrokerEpoch, item: AlterIsrItem| {
+            alter_partition(&image, NodeId(broker), epoch, &[item]).map(|(_, r)| r[0].clone())
+        };
+        assert!(matches!(one(1, BrokerEpoch(e1.0 + 100), ok.clone()), Err(MembershipError::StaleEpoch { .. })));
+        assert_eq!(one(1, e1, AlterIsrItem { topic_id: Uuid::new_v4(), ..ok.clone() }).unwrap(), Err(AlterIsrError::UnknownTopicId));
+        assert_eq!(one(1, e1, AlterIsrItem { partition: PartitionId(5), ..ok.clone() }).unwrap(), Err(AlterIsrError::UnknownTopicOrPartition));
+        let newer = AlterIsrItem { leader_epoch: LeaderEpoch(ok.leader_epoch.0 + 1), ..ok.clone() };
+        assert_eq!(one(1, e1, newer).unwrap(), Err(AlterIsrError::NotController));
+        assert_eq!(one(2, e2, ok.clone()).unwrap(), Err(AlterIsrError::InvalidRequest), "only the leader alters");
+        let without_leader = AlterIsrItem { new_isr: vec![(NodeId(2), None)], ..ok.clone() };
+        assert_eq!(one(1, e1, without_leader).unwrap(), Err(AlterIsrError::InvalidRequest));
+        let stranger = AlterIsrItem { new_isr: vec![(NodeId(1), None), (NodeId(9), None)], ..ok.clone() };
+        assert_eq!(one(1, e1, stranger).unwrap(), Err(AlterIsrError::InvalidRequest));
+        let twice = AlterIsrItem { new_isr: vec![(NodeId(1), None), (NodeId(1), None)], ..ok.clone() };
+        assert_eq!(one(1, e1, twice).unwrap(), Err(AlterIsrError::InvalidRequest));
+        let old_incarnation = AlterIsrItem { new_isr: vec![(NodeId(1), None), (NodeId(2), Some(BrokerEpoch(e2.0 - 1)))], ..ok.clone() };
+        assert_eq!(one(1, e1, old_incarnation).unwrap(), Err(AlterIsrError::IneligibleReplica));
+        // A fenced member is ineligible; the fence itself moved 3 out of the ISR already.
+        let fenced = apply(&image, &fence(&image, &[NodeId(3)]));
+        assert_eq!(fenced.topic("t").unwrap().partitions[&PartitionId(0)].isr, vec![NodeId(1), NodeId(2)]);
+        let add_back = alter_item(&fenced, &[1, 2]);
+        let add_back = AlterIsrItem { new_isr: vec![(NodeId(1), None), (NodeId(2), None), (NodeId(3), None)], ..add_back };
+        let (_, r) = alter_partition(&fenced, NodeId(1), e1, &[add_back]).unwrap();
+        assert_eq!(r[0], Err(AlterIsrError::IneligibleReplica));
+        // After a leader change the old leader's epoch is fenced.
+        let moved = apply(&image, &fence(&image, &[NodeId(1)]));
+        let e2 = moved.brokers[&NodeId(2)].epoch;
+        let (_, r) = alter_partition(&moved, NodeId(2), e2, &[ok]).unwrap();
+        assert_eq!(r[0], Err(AlterIsrError::FencedLeaderEpoch));
     }
 
     #[test]
