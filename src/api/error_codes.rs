@@ -64,6 +64,10 @@ pub fn for_each(response: &ResponseKind, mut f: impl FnMut(i16)) -> Listed {
         S::BrokerRegistration(r) => f(r.error_code),
         S::BrokerHeartbeat(r) => f(r.error_code),
         S::AllocateProducerIds(r) => f(r.error_code),
+        S::AlterPartition(r) => {
+            f(r.error_code);
+            r.topics.iter().flat_map(|t| &t.partitions).for_each(|p| f(p.error_code));
+        }
         S::UpdateFeatures(r) => {
             f(r.error_code);
             r.results.iter().for_each(|x| f(x.error_code));

@@ -9,6 +9,7 @@
 pub mod add_offsets_to_txn;
 pub mod add_partitions_to_txn;
 pub mod alter_configs;
+pub mod alter_partition;
 pub mod authorized_operations;
 pub mod cluster_membership;
 pub mod config_change;
@@ -283,6 +284,7 @@ impl Api {
             R::BrokerRegistration(req) => S::BrokerRegistration(cluster_membership::broker_registration(self, req)),
             R::BrokerHeartbeat(req) => S::BrokerHeartbeat(cluster_membership::broker_heartbeat(self, req)),
             R::AllocateProducerIds(req) => S::AllocateProducerIds(cluster_membership::allocate_producer_ids(self, req)),
+            R::AlterPartition(req) => S::AlterPartition(alter_partition::handle(self, v, req)),
             R::Vote(req) => S::Vote(quorum::vote(self, req).await),
             R::BeginQuorumEpoch(req) => S::BeginQuorumEpoch(quorum::begin_quorum_epoch(self, req).await),
             R::EndQuorumEpoch(req) => S::EndQuorumEpoch(quorum::end_quorum_epoch(self, req).await),
@@ -472,6 +474,7 @@ mod tests {
             ApiKey::BrokerRegistration => vec![RequestKind::BrokerRegistration(BrokerRegistrationRequest::default())],
             ApiKey::BrokerHeartbeat => vec![RequestKind::BrokerHeartbeat(BrokerHeartbeatRequest::default())],
             ApiKey::AllocateProducerIds => vec![RequestKind::AllocateProducerIds(AllocateProducerIdsRequest::default())],
+            ApiKey::AlterPartition => vec![RequestKind::AlterPartition(AlterPartitionRequest::default())],
             ApiKey::UpdateFeatures => {
                 let mut u = update_features_request::FeatureUpdateKey::default();
                 u.feature = StrBytes::from_static_str("group.version");

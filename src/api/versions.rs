@@ -77,6 +77,8 @@ pub const SERVED: &[Served] = &[
     served(ApiKey::BrokerRegistration, 0, 4),
     served(ApiKey::BrokerHeartbeat, 0, 1),
     served(ApiKey::AllocateProducerIds, 0, 0),
+    // Partition leaders' ISR changes, answered by the active controller.
+    served(ApiKey::AlterPartition, 2, 3),
 ];
 
 pub fn is_supported(api: ApiKey, version: i16) -> bool {
@@ -156,6 +158,7 @@ pub fn default_request(api: ApiKey) -> Option<RequestKind> {
         ApiKey::BrokerRegistration => RequestKind::BrokerRegistration(BrokerRegistrationRequest::default()),
         ApiKey::BrokerHeartbeat => RequestKind::BrokerHeartbeat(BrokerHeartbeatRequest::default()),
         ApiKey::AllocateProducerIds => RequestKind::AllocateProducerIds(AllocateProducerIdsRequest::default()),
+        ApiKey::AlterPartition => RequestKind::AlterPartition(AlterPartitionRequest::default()),
         ApiKey::ListOffsets => RequestKind::ListOffsets(ListOffsetsRequest::default()),
         ApiKey::Metadata => RequestKind::Metadata(MetadataRequest::default()),
         ApiKey::ApiVersions => RequestKind::ApiVersions(ApiVersionsRequest::default()),
@@ -261,6 +264,7 @@ mod tests {
             ApiKey::BrokerRegistration => ResponseKind::BrokerRegistration(BrokerRegistrationResponse::default()),
             ApiKey::BrokerHeartbeat => ResponseKind::BrokerHeartbeat(BrokerHeartbeatResponse::default()),
             ApiKey::AllocateProducerIds => ResponseKind::AllocateProducerIds(AllocateProducerIdsResponse::default()),
+            ApiKey::AlterPartition => ResponseKind::AlterPartition(AlterPartitionResponse::default()),
             ApiKey::ListOffsets => ResponseKind::ListOffsets(ListOffsetsResponse::default()),
             ApiKey::Metadata => ResponseKind::Metadata(MetadataResponse::default()),
             ApiKey::ApiVersions => ResponseKind::ApiVersions(ApiVersionsResponse::default()),
