@@ -22,7 +22,7 @@ pub fn handle(api: &Api, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
                     let _ = part;
                     pr.error_code = ResponseError::OffsetOutOfRange.code();
                 }
-                Some(part) => match part.delete_records_before(p.offset) {
+                Some(part) => match part.delete_records_before(p.offset, api.broker.clock.now_ms()) {
                     Ok(low) => pr.low_watermark = low,
                     Err(e) => pr.error_code = errors::partition_error(&e).code(),
                 },

@@ -34,6 +34,7 @@ pub fn partition_error(e: &PartitionError) -> ResponseError {
     match e {
         PartitionError::Log(l) => log_error(l),
         PartitionError::OffsetBeyondHighWatermark { .. } => ResponseError::OffsetOutOfRange,
+        PartitionError::NotLeader | PartitionError::NotAReplica(_) => ResponseError::NotLeaderOrFollower,
     }
 }
 

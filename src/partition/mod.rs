@@ -1,20 +1,30 @@
-//! One hosted partition: its log, its high watermark and its leader epoch.
+//! One hosted partition: its log, its high watermark, its leader epoch and its part in
+//! replication.
 //!
-//! The Kafka layer sees a partition only through this narrow interface. On a single node the
-//! leader is this broker, the ISR is `{self}` and the high watermark equals the log end offset
-//! after every append; replication will make the high watermark the minimum log end over the
-//! ISR without changing callers.
+//! The Kafka layer sees a partition only through this narrow interface. A partition is led or
+//! followed by this replica ([`Role`]). As leader it runs the ISR and high-watermark rules of
+//! [`crate::replication::leader`] (alone, on a single node or with replication factor 1, the
+//! high watermark is the log end after every append); as follower it appends what its leader
+//! sent, takes the high watermark from the leader's answers and truncates where its log
+//! diverged ([`crate::replication::follower`]).
 //!
 //! Invariants: `log_start_offset <= high_watermark <= log_end_offset` and
 //! `last_stable_offset <= high_watermark`: the LSO is the first offset of the oldest open
 //! transaction, or the high watermark when none is open.
 //!
 //! Long-polling fetches register a waiter here and are woken when this partition's high
-//! watermark moves (Kafka's fetch purgatory keyed by partition), so an append wakes only the
-//! fetches that read this partition.
+//! watermark or log end moves (Kafka's fetch purgatory keyed by partition), so an append
+//! wakes only the fetches that read this partition. Consumers wait for the high watermark,
+//! followers for the log end, producers with `acks=all` for the high watermark.
+//!
+//! Truncation and `sendfile`: a truncated segment that was queued for sending as a file region
+//! fails the connection (the file ends early, see `server::connection`); one re-written after
+//! the truncation could send other bytes for the same region, which only a follower can have
+//! asked for (consumers read below the high watermark, which a leader never truncates), and a
+//! follower checks every batch's CRC before appending it.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use bytes::Bytes;
@@ -25,7 +35,9 @@ use uuid::Uuid;
 use crate::log::{AbortedTxn, AppendOrigin, AppendOutcome, FileRegion, Log, LogConfig, LogError, RecoveryMode};
 use crate::record::control::Marker;
 use crate::metrics::TopicMetrics;
-use crate::types::{LeaderEpoch, TopicPartition};
+use crate::replication::leader::{LeaderRegistration, LeaderReplicas, ReplicationConfig};
+use crate::replication::{AlterIsrRequest, AlterIsrResult};
+use crate::types::{BrokerEpoch, LeaderEpoch, NodeId, Offset, TopicPartition};
 
 #[derive(Debug, Error)]
 pub enum PartitionError {
@@ -33,6 +45,28 @@ pub enum PartitionError {
     Log(#[from] LogError),
     #[error("offset {requested} is beyond the high watermark {high_watermark}")]
     OffsetBeyondHighWatermark { requested: i64, high_watermark: i64 },
+    /// This replica does not lead the partition (it follows, or has no role yet).
+    #[error("this replica is not the leader")]
+    NotLeader,
+    /// A replica that is not among the partition's replicas fetched as a follower.
+    #[error("node {0} is not a replica of this partition")]
+    NotAReplica(NodeId),
+}
+
+/// This replica's part in the partition.
+#[derive(Debug)]
+pub enum Role {
+    /// It leads: the ISR and high-watermark rules run here.
+    Leader(Box<LeaderReplicas>),
+    /// It follows `leader`; appends come from the leader's fetch answers only.
+    Follower { leader: Option<NodeId> },
+}
+
+/// What a leader's answer to a follower fetch needs besides the records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DivergingEpoch {
+    pub epoch: LeaderEpoch,
+    pub end_offset: Offset,
 }
 
 /// What an append did.
@@ -115,9 +149,13 @@ pub struct Partition {
     log: Mutex<Log>,
     high_watermark: AtomicI64,
     last_stable_offset: AtomicI64,
+    /// The first offset of the oldest open transaction (`i64::MAX`: none); the LSO is this
+    /// bounded by the high watermark.
+    first_unstable: AtomicI64,
     log_start_offset: AtomicI64,
     log_end_offset: AtomicI64,
-    leader_epoch: LeaderEpoch,
+    leader_epoch: AtomicI32,
+    role: Mutex<Role>,
     pub metrics: TopicMetrics,
     waiters: Mutex<Waiters>,
     /// Held for one fsync at a time; whoever waited behind it usually finds its appends
@@ -138,6 +176,8 @@ const WAITERS_PRUNE_MIN: usize = 64;
 
 impl Partition {
     /// Opens the partition's log in `dir`, recovering it if the last shutdown was not clean.
+    /// It leads alone until told otherwise ([`Partition::become_leader`],
+    /// [`Partition::become_follower`]): the high watermark is the log end, as a single node's.
     pub fn open(
         tp: TopicPartition,
         topic_id: Uuid,
@@ -150,6 +190,7 @@ impl Partition {
         let log = Log::open_with(dir, config, now_ms, recovery)?;
         let (start, end) = (log.log_start_offset(), log.log_end_offset());
         let lso = log.first_unstable_offset().map_or(end, |first| first.min(end));
+        let first_unstable = log.first_unstable_offset().unwrap_or(i64::MAX);
         Ok(Self {
             tp,
             topic_id,
@@ -157,9 +198,11 @@ impl Partition {
             log: Mutex::new(log),
             high_watermark: AtomicI64::new(end),
             last_stable_offset: AtomicI64::new(lso),
+            first_unstable: AtomicI64::new(first_unstable),
             log_start_offset: AtomicI64::new(start),
             log_end_offset: AtomicI64::new(end),
-            leader_epoch: LeaderEpoch(0),
+            leader_epoch: AtomicI32::new(0),
+            role: Mutex::new(Role::Leader(Box::new(LeaderReplicas::alone(Offset(end))))),
             metrics,
             waiters: Mutex::new(Waiters::default()),
             sync_lock: Mutex::new(()),
@@ -204,7 +247,202 @@ impl Partition {
     }
 
     pub fn leader_epoch(&self) -> LeaderEpoch {
-        self.leader_epoch
+        LeaderEpoch(self.leader_epoch.load(Ordering::Acquire))
+    }
+
+    fn role(&self) -> MutexGuard<'_, Role> {
+        match self.role.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    pub fn is_leader(&self) -> bool {
+        matches!(*self.role(), Role::Leader(_))
+    }
+
+    /// The leader this replica follows (`None` when it leads, or knows no leader).
+    pub fn follows(&self) -> Option<NodeId> {
+        match &*self.role() {
+            Role::Follower { leader } => *leader,
+            Role::Leader(_) => None,
+        }
+    }
+
+    /// The committed ISR is smaller than `min.insync.replicas` (a leader only).
+    pub fn under_min_isr(&self) -> bool {
+        matches!(&*self.role(), Role::Leader(l) if l.under_min_isr())
+    }
+
+    /// The committed ISR and the replicas, as the leader knows them (`None` on a follower).
+    pub fn isr(&self) -> Option<(Vec<NodeId>, Vec<NodeId>)> {
+        match &*self.role() {
+            Role::Leader(l) => Some((l.isr_state().isr().iter().copied().collect(), l.replicas().to_vec())),
+            Role::Follower { .. } => None,
+        }
+    }
+
+    /// With the role's lock held, runs `f` on the leader state and publishes the high
+    /// watermark it computed; wakes the waiters when it moved.
+    fn with_leader<T>(&self, f: impl FnOnce(&mut LeaderReplicas) -> T) -> Result<T, PartitionError> {
+        let mut role = self.role();
+        let Role::Leader(leader) = &mut *role else { return Err(PartitionError::NotLeader) };
+        let out = f(leader);
+        let hw = leader.high_watermark();
+        drop(role);
+        self.publish_high_watermark(hw.0);
+        Ok(out)
+    }
+
+    /// This replica leads in `registration.leader_epoch` (new leadership, or a newer
+    /// registration of the same one). A new epoch is recorded in the epoch cache at the
+    /// current log end before anything is appended in it.
+    pub fn become_leader(
+        &self,
+        local: NodeId,
+        config: ReplicationConfig,
+        registration: &LeaderRegistration,
+        now_ms: u64,
+    ) -> Result<Option<AlterIsrRequest>, PartitionError> {
+        let mut role = self.role();
+        if let Role::Leader(l) = &mut *role
+            && l.leader_epoch() == registration.leader_epoch
+            && l.local() == local
+        {
+            let effect = l.set_config(config, now_ms);
+            let effect = l.on_registration(registration, now_ms).unwrap_or(effect);
+            let hw = l.high_watermark();
+            drop(role);
+            self.publish_high_watermark(hw.0);
+            return Ok(effect.alter_isr);
+        }
+        let (end, hw) = {
+            let mut log = self.log();
+            if log.epoch_cache().latest_epoch().is_none_or(|e| e < registration.leader_epoch.0) {
+                log.assign_epoch_start(registration.leader_epoch.0)?;
+            }
+            (log.log_end_offset(), self.high_watermark())
+        };
+        let leader = LeaderReplicas::new(local, config, registration, Offset(end), Offset(hw), now_ms);
+        let hw = leader.high_watermark();
+        *role = Role::Leader(Box::new(leader));
+        self.leader_epoch.store(registration.leader_epoch.0, Ordering::Release);
+        drop(role);
+        self.publish_high_watermark(hw.0);
+        // Waiting fetches re-check who leads.
+        self.wake_waiters();
+        Ok(None)
+    }
+
+    /// This replica follows `leader` in `leader_epoch` (`None`: the partition has no leader).
+    pub fn become_follower(&self, leader: Option<NodeId>, leader_epoch: LeaderEpoch) {
+        *self.role() = Role::Follower { leader };
+        self.leader_epoch.store(leader_epoch.0, Ordering::Release);
+        self.wake_waiters();
+    }
+
+    /// A follower fetched at `fetch_offset` (the leader's side of replication). Returns the
+    /// ISR change it caused, if any.
+    pub fn record_follower_fetch(
+        &self,
+        follower: NodeId,
+        fetch_offset: Offset,
+        log_start_offset: Offset,
+        broker_epoch: Option<BrokerEpoch>,
+        now_ms: u64,
+    ) -> Result<Option<AlterIsrRequest>, PartitionError> {
+        let effect = self.with_leader(|l| l.on_follower_fetch(follower, fetch_offset, log_start_offset, broker_epoch, now_ms))?;
+        effect.map(|e| e.alter_isr).ok_or(PartitionError::NotAReplica(follower))
+    }
+
+    /// The periodic ISR check of a leader (shrinks lagging members).
+    pub fn isr_tick(&self, now_ms: u64) -> Option<AlterIsrRequest> {
+        self.with_leader(|l| l.on_tick(now_ms).alter_isr).ok().flatten()
+    }
+
+    /// The answer to this partition's AlterPartition.
+    pub fn on_alter_result(&self, result: AlterIsrResult, now_ms: u64) {
+        let _ = self.with_leader(|l| l.on_alter_result(result, now_ms));
+    }
+
+    /// The brokers that may join the ISR changed.
+    pub fn set_isr_eligible(&self, eligible: std::collections::BTreeSet<NodeId>, now_ms: u64) -> Option<AlterIsrRequest> {
+        self.with_leader(|l| l.set_eligible(eligible, now_ms).alter_isr).ok().flatten()
+    }
+
+    /// KIP-320 on the leader: when a follower's last fetched epoch ends earlier in this log
+    /// than its fetch offset (or is unknown here), where its log diverged.
+    pub fn diverging_epoch(&self, last_fetched_epoch: LeaderEpoch, fetch_offset: Offset) -> Option<DivergingEpoch> {
+        let (epoch, end) = self.end_offset_for_epoch(last_fetched_epoch.0);
+        (end < fetch_offset.0 || epoch < last_fetched_epoch.0)
+            .then_some(DivergingEpoch { epoch: LeaderEpoch(epoch), end_offset: Offset(end) })
+    }
+
+    /// The largest epoch of the local log, sent as a follower's `last_fetched_epoch`.
+    pub fn latest_epoch(&self) -> Option<LeaderEpoch> {
+        self.log().epoch_cache().latest_epoch().map(LeaderEpoch)
+    }
+
+    /// The local epoch cache's `(largest epoch ≤ epoch, its end offset)`, or `None` when it
+    /// has no epoch at or below.
+    pub fn local_end_for_epoch(&self, epoch: LeaderEpoch) -> Option<(LeaderEpoch, Offset)> {
+        let log = self.log();
+        let (e, end) = log.epoch_cache().end_offset_for_epoch(epoch.0, log.log_end_offset());
+        (e >= 0).then_some((LeaderEpoch(e), Offset(end)))
+    }
+
+    /// A follower appends what its leader sent: offsets as the leader assigned them.
+    pub fn append_as_follower(&self, records: &[u8], now_ms: i64) -> Result<Option<(i64, i64)>, PartitionError> {
+        let mut log = self.log();
+        let appended = log.append_as_follower(records, now_ms)?;
+        self.publish_positions(&log, now_ms);
+        Ok(appended)
+    }
+
+    /// A follower takes the leader's high watermark (bounded by its own log end) and log
+    /// start offset.
+    pub fn follower_update(&self, leader_high_watermark: Offset, leader_log_start: Offset, now_ms: i64) -> Result<(), PartitionError> {
+        if self.is_leader() {
+            return Err(PartitionError::NotLeader);
+        }
+        let mut log = self.log();
+        if leader_log_start.0 > log.log_start_offset() && leader_log_start.0 <= log.log_end_offset() {
+            log.delete_records_before(leader_log_start.0)?;
+        }
+        let hw = crate::replication::follower_high_watermark(
+            Offset(self.high_watermark()),
+            leader_high_watermark,
+            Offset(log.log_end_offset()),
+        );
+        self.publish_positions(&log, now_ms);
+        drop(log);
+        self.publish_high_watermark(hw.0);
+        Ok(())
+    }
+
+    /// A follower removes everything from `offset` on (its log diverged from the leader's).
+    pub fn truncate_to(&self, offset: Offset, now_ms: i64) -> Result<(), PartitionError> {
+        let mut log = self.log();
+        log.truncate_to(offset.0, now_ms)?;
+        let end = log.log_end_offset();
+        self.publish_positions(&log, now_ms);
+        drop(log);
+        let hw = self.high_watermark().min(end);
+        self.high_watermark.store(hw, Ordering::Release);
+        self.wake_waiters();
+        Ok(())
+    }
+
+    /// A follower whose fetch offset the leader no longer has (below its log start) restarts
+    /// its log empty at `offset`.
+    pub fn truncate_fully_and_start_at(&self, offset: Offset, now_ms: i64) -> Result<(), PartitionError> {
+        let mut log = self.log();
+        log.truncate_fully_and_start_at(offset.0, now_ms)?;
+        self.publish_positions(&log, now_ms);
+        drop(log);
+        self.high_watermark.store(offset.0, Ordering::Release);
+        self.wake_waiters();
+        Ok(())
     }
 
     pub fn high_watermark(&self) -> i64 {
@@ -242,8 +480,11 @@ impl Partition {
     }
 
     fn append_with_origin(&self, records: &[u8], now_ms: i64, origin: AppendOrigin) -> Result<AppendResult, PartitionError> {
+        if !self.is_leader() {
+            return Err(PartitionError::NotLeader);
+        }
         let mut log = self.log();
-        let outcome = log.append_with_origin(records, self.leader_epoch.0, now_ms, origin)?;
+        let outcome = log.append_with_origin(records, self.leader_epoch().0, now_ms, origin)?;
         let (info, duplicate) = match outcome {
             AppendOutcome::Appended(info) => {
                 let records_count = (info.last_offset - info.first_offset + 1).max(0) as u64;
@@ -260,15 +501,18 @@ impl Partition {
             duplicate,
             flush_due: log.flush_due(now_ms),
         };
-        self.publish_positions(&log);
+        self.publish_positions(&log, now_ms);
         Ok(result)
     }
 
     /// Appends a COMMIT or ABORT marker of `producer_id` (WriteTxnMarkers). Does not fsync:
     /// see [`AppendResult::flush_due`].
     pub fn append_marker(&self, producer_id: i64, producer_epoch: i16, marker: Marker, now_ms: i64) -> Result<AppendResult, PartitionError> {
+        if !self.is_leader() {
+            return Err(PartitionError::NotLeader);
+        }
         let mut log = self.log();
-        let info = log.append_marker(producer_id, producer_epoch, marker, self.leader_epoch.0, now_ms)?;
+        let info = log.append_marker(producer_id, producer_epoch, marker, self.leader_epoch().0, now_ms)?;
         self.metrics.record_produce(0, 1);
         let result = AppendResult {
             first_offset: info.first_offset,
@@ -278,7 +522,7 @@ impl Partition {
             duplicate: false,
             flush_due: log.flush_due(now_ms),
         };
-        self.publish_positions(&log);
+        self.publish_positions(&log, now_ms);
         Ok(result)
     }
 
@@ -313,17 +557,44 @@ impl Partition {
         Ok(())
     }
 
-    fn publish_positions(&self, log: &Log) {
+    /// Publishes the log's positions after a change; on a leader the append may move the
+    /// high watermark (at once when it leads alone).
+    fn publish_positions(&self, log: &Log, now_ms: i64) {
         let end = log.log_end_offset();
-        self.log_end_offset.store(end, Ordering::Release);
+        let before_end = self.log_end_offset.swap(end, Ordering::AcqRel);
         self.log_start_offset.store(log.log_start_offset(), Ordering::Release);
-        // Single node: the ISR is this replica alone, so everything written is replicated.
-        let lso = log.first_unstable_offset().map_or(end, |first| first.min(end));
-        self.last_stable_offset.store(lso, Ordering::Release);
-        let before = self.high_watermark.swap(end, Ordering::AcqRel);
-        if before != end {
+        self.first_unstable.store(log.first_unstable_offset().unwrap_or(i64::MAX), Ordering::Release);
+        let hw = match &mut *self.role() {
+            Role::Leader(l) => l.on_append(Offset(end), now_ms.max(0) as u64).high_watermark_advanced.then(|| l.high_watermark().0),
+            Role::Follower { .. } => None,
+        };
+        match hw {
+            Some(hw) => self.publish_high_watermark(hw),
+            None => {
+                self.publish_lso();
+                if before_end != end {
+                    // Followers' fetches wait for the log end.
+                    self.wake_waiters();
+                }
+            }
+        }
+    }
+
+    /// Stores a new high watermark (never above the log end) and the LSO it bounds; wakes
+    /// the waiters when it moved.
+    fn publish_high_watermark(&self, hw: i64) {
+        let hw = hw.min(self.log_end_offset()).max(0);
+        let before = self.high_watermark.swap(hw, Ordering::AcqRel);
+        self.publish_lso();
+        if before != hw {
             self.wake_waiters();
         }
+    }
+
+    fn publish_lso(&self) {
+        let hw = self.high_watermark();
+        let lso = self.first_unstable.load(Ordering::Acquire).min(hw);
+        self.last_stable_offset.store(lso, Ordering::Release);
     }
 
     /// Reads whole batches from `offset`, at most `max_bytes` unless `min_one_batch` and the
@@ -392,7 +663,7 @@ impl Partition {
     }
 
     /// DeleteRecords: moves the log start offset to `offset` (-1: the high watermark).
-    pub fn delete_records_before(&self, offset: i64) -> Result<i64, PartitionError> {
+    pub fn delete_records_before(&self, offset: i64, now_ms: i64) -> Result<i64, PartitionError> {
         let high_watermark = self.high_watermark();
         let target = if offset == -1 { high_watermark } else { offset };
         if target > high_watermark {
@@ -400,7 +671,7 @@ impl Partition {
         }
         let mut log = self.log();
         let start = if target > log.log_start_offset() { log.delete_records_before(target)? } else { log.log_start_offset() };
-        self.publish_positions(&log);
+        self.publish_positions(&log, now_ms);
         Ok(start)
     }
 
@@ -413,7 +684,7 @@ impl Partition {
         }
         // Kafka cleans below the first unstable offset only.
         let stats = log.clean(now_ms, self.last_stable_offset())?;
-        self.publish_positions(&log);
+        self.publish_positions(&log, now_ms);
         Ok(stats)
     }
 
@@ -421,7 +692,7 @@ impl Partition {
     pub fn enforce_retention(&self, now_ms: i64) -> Result<u64, PartitionError> {
         let mut log = self.log();
         let freed = log.enforce_retention(now_ms)?;
-        self.publish_positions(&log);
+        self.publish_positions(&log, now_ms);
         Ok(freed)
     }
 

@@ -229,6 +229,23 @@ impl LeaderReplicas {
         state
     }
 
+    /// A partition opened before this node learnt its registration leads alone, as a
+    /// single node's partitions do: its high watermark is its log end.
+    pub fn alone(log_end_offset: Offset) -> Self {
+        let nobody = NodeId(-1);
+        let registration = LeaderRegistration {
+            replicas: vec![nobody],
+            isr: vec![nobody],
+            leader_epoch: LeaderEpoch(0),
+            partition_epoch: PartitionEpoch(0),
+        };
+        Self::new(nobody, ReplicationConfig::default(), &registration, log_end_offset, log_end_offset, 0)
+    }
+
+    pub fn local(&self) -> NodeId {
+        self.local
+    }
+
     pub fn leader_epoch(&self) -> LeaderEpoch {
         self.leader_epoch
     }
