@@ -15,7 +15,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 
 use bytes::Bytes;
 use thiserror::Error;
@@ -113,6 +113,9 @@ pub struct Partition {
     pub topic_id: Uuid,
     dir: PathBuf,
     log: Mutex<Log>,
+    /// The topic's log configuration, shared with its other partitions; what produce checks
+    /// batches against, without taking the log's lock. The log holds a copy.
+    config: RwLock<Arc<LogConfig>>,
     high_watermark: AtomicI64,
     last_stable_offset: AtomicI64,
     log_start_offset: AtomicI64,
@@ -142,12 +145,13 @@ impl Partition {
         tp: TopicPartition,
         topic_id: Uuid,
         dir: &Path,
-        config: LogConfig,
+        config: impl Into<Arc<LogConfig>>,
         now_ms: i64,
         metrics: TopicMetrics,
         recovery: RecoveryMode,
     ) -> Result<Self, PartitionError> {
-        let log = Log::open_with(dir, config, now_ms, recovery)?;
+        let config = config.into();
+        let log = Log::open_with(dir, LogConfig::clone(&config), now_ms, recovery)?;
         let (start, end) = (log.log_start_offset(), log.log_end_offset());
         let lso = log.first_unstable_offset().map_or(end, |first| first.min(end));
         Ok(Self {
@@ -155,6 +159,7 @@ impl Partition {
             topic_id,
             dir: dir.to_path_buf(),
             log: Mutex::new(log),
+            config: RwLock::new(config),
             high_watermark: AtomicI64::new(end),
             last_stable_offset: AtomicI64::new(lso),
             log_start_offset: AtomicI64::new(start),
@@ -435,11 +440,26 @@ impl Partition {
         if due { self.sync(now_ms) } else { Ok(()) }
     }
 
+    /// The topic's log configuration in force.
+    pub fn config(&self) -> Arc<LogConfig> {
+        match self.config.read() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
     /// Replaces the log's configuration (topic config changed).
-    pub fn set_config(&self, config: LogConfig) {
-        let mut log = self.log();
-        if log.config() != &config {
-            log.set_config(config);
+    pub fn set_config(&self, config: impl Into<Arc<LogConfig>>) {
+        let config = config.into();
+        {
+            let mut log = self.log();
+            if log.config() != &*config {
+                log.set_config(LogConfig::clone(&config));
+            }
+        }
+        match self.config.write() {
+            Ok(mut g) => *g = config,
+            Err(poisoned) => *poisoned.into_inner() = config,
         }
     }
 
