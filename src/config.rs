@@ -844,6 +844,83 @@ mod tests {
         }
     }
 
+    /// The typed defaults are Kafka's, and the two sources of log defaults (the key table and
+    /// `LogConfig::default`) agree.
+    #[test]
+    fn typed_defaults_are_kafkas() {
+        let s = BrokerConfig::default().settings().clone();
+        assert_eq!(s.node_id, crate::types::NodeId(1));
+        assert_eq!(s.roles, Roles { broker: true, controller: true });
+        assert!(!s.runs_quorum());
+        assert_eq!(s.request_timeout, std::time::Duration::from_secs(30));
+        assert_eq!((s.quorum.election_timeout_ms, s.quorum.fetch_timeout_ms), (1000, 2000));
+        assert_eq!((s.quorum.broker_heartbeat_interval_ms, s.quorum.broker_session_timeout_ms), (2000, 9000));
+        assert_eq!(s.quorum.snapshot_record_bytes_max, 20 * 1024 * 1024);
+        assert_eq!((s.socket.request_bytes_max, s.socket.fetch_bytes_max), (104_857_600, 57_671_680));
+        assert_eq!(s.socket.connections_idle_max, std::time::Duration::from_secs(600));
+        assert_eq!(s.topics, TopicSettings { num_partitions: 1, default_replication_factor: 1, auto_create: true, delete_enable: true });
+        assert_eq!((s.group.min_session_timeout_ms, s.group.max_session_timeout_ms, s.group.initial_rebalance_delay_ms), (6000, 1_800_000, 3000));
+        assert_eq!((s.group.offsets_topic_num_partitions, s.group.offsets_retention_ms), (50, 7 * 24 * 3_600_000));
+        assert_eq!((s.txn.num_partitions, s.txn.max_timeout_ms, s.txn.partition_verification), (50, 900_000, true));
+        assert_eq!(s.log.defaults, crate::log::LogConfig::default());
+        assert!(s.log.cleaner_enable);
+        assert_eq!(s.log.flush_scheduler_interval_ms, i64::MAX);
+        assert_eq!(s.cluster_id, None);
+    }
+
+    /// A key the parse needs that has neither a value nor a default stops the load with its
+    /// name; so does a key the parse misspells (it is not in the table).
+    #[test]
+    fn a_key_without_value_or_default_is_an_error() {
+        let c = BrokerConfig::default();
+        let mut values = c.values.clone();
+        values.remove("socket.request.max.bytes");
+        let err = Settings::parse(&settings::Source { values: &values, origins: &c.origins }).unwrap_err();
+        assert!(matches!(&err, ConfigError::Missing { key, .. } if key == "socket.request.max.bytes"), "{err}");
+        assert!(err.to_string().contains("socket.request.max.bytes"), "{err}");
+    }
+
+    /// Errors found while parsing the settings (after every key was read) still name the key
+    /// and the line it came from.
+    #[test]
+    fn settings_errors_name_the_key_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.yaml");
+        std::fs::write(&p, "node.id: 3\nlisteners: \"FOO://127.0.0.1:9092\"\n").unwrap();
+        let err = BrokerConfig::load(Some(&p), &[]).unwrap_err().to_string();
+        assert!(err.contains("`listeners`") && err.contains("c.yaml:2") && err.contains("FOO"), "{err}");
+        std::fs::write(&p, "node.id: 3\n\ncontroller.quorum.voters: \"1@127.0.0.1:9093,two@127.0.0.1:9094\"\n").unwrap();
+        let err = BrokerConfig::load(Some(&p), &[]).unwrap_err().to_string();
+        assert!(err.contains("controller.quorum.voters") && err.contains("c.yaml:3"), "{err}");
+        let err = BrokerConfig::load(None, &["default.replication.factor=40000".into()]).unwrap_err().to_string();
+        assert!(err.contains("default.replication.factor") && err.contains("--override"), "{err}");
+    }
+
+    /// A dynamic key's change parses the settings again (the topic log defaults with it); a
+    /// static key, or a value that does not parse, changes nothing.
+    #[test]
+    fn dynamic_changes_rederive_the_settings() {
+        let mut c = BrokerConfig::load(None, &["log.retention.ms=5".into()]).unwrap();
+        c.set_dynamic("message.max.bytes", Some("2000")).unwrap();
+        c.set_dynamic("log.retention.ms", Some("7")).unwrap();
+        c.set_dynamic("max.connections", Some("3")).unwrap();
+        assert_eq!(c.settings().log.defaults.max_message_bytes, 2000);
+        assert_eq!((c.retention_ms(), c.settings().socket.connections_max), (7, 3));
+        assert_eq!(c.topic_default("max.message.bytes").as_deref(), Some("2000"));
+        assert_eq!(c.static_value("log.retention.ms"), Some("5"), "the static layer is kept");
+
+        c.set_dynamic("log.retention.ms", None).unwrap();
+        c.set_dynamic("message.max.bytes", None).unwrap();
+        assert_eq!((c.retention_ms(), c.settings().log.defaults.max_message_bytes), (5, 1_048_588));
+
+        let before = c.settings().clone();
+        assert!(matches!(c.set_dynamic("num.partitions", Some("4")), Err(ConfigError::NotDynamic(_))));
+        assert!(c.set_dynamic("max.connections", Some("many")).is_err());
+        assert!(c.set_dynamic("listeners", Some("FOO://127.0.0.1:1")).is_err());
+        assert_eq!(c.settings(), &before);
+        assert_eq!(c.get("max.connections"), Some("3"));
+    }
+
     #[test]
     fn overrides_win() {
         let c = BrokerConfig::load(None, &["log.retention.ms=5".into(), "listeners=PLAINTEXT://127.0.0.1:0".into()])

@@ -206,7 +206,10 @@ impl Source<'_> {
     }
 
     fn required(&self, key: &str, kind: Kind) -> Result<&str, ConfigError> {
-        self.optional(key, kind)?.ok_or_else(|| ConfigError::Missing { key: key.into(), origin: self.origin(key) })
+        self.optional(key, kind)?.ok_or_else(|| {
+            let origin = self.origins.get(key).cloned().unwrap_or_else(|| "configuration".into());
+            ConfigError::Missing { key: key.into(), origin }
+        })
     }
 
     fn number<T: std::str::FromStr>(&self, key: &str, kind: Kind, text: &str) -> Result<T, ConfigError> {
