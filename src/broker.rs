@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use crate::clock::Clock;
 use crate::config::BrokerConfig;
-use crate::log::{CleanupPolicy, DirtyRatio, LogConfig, MessageTimestampType, RecoveryMode};
+use crate::log::{LogConfig, RecoveryMode};
 use crate::metadata::controller::{self, ControllerError};
 use crate::metadata::features::{self, InvalidUpdate, UpgradeType};
 use crate::metadata::store::StoreError;
@@ -75,17 +75,18 @@ pub struct Broker {
 impl Broker {
     /// Opens the data directory: replays metadata, then opens every partition's log.
     pub fn open(config: BrokerConfig, clock: Arc<dyn Clock>) -> Result<Arc<Self>, BrokerError> {
-        let data_dir = config.data_dir();
+        let settings = config.settings();
+        let data_dir = settings.data_dir.clone();
         std::fs::create_dir_all(&data_dir).map_err(|source| BrokerError::Io { path: data_dir.clone(), source })?;
-        let quorum = config.runs_quorum();
+        let quorum = settings.runs_quorum();
         let metadata = if quorum {
             // The image comes from the quorum once it runs; the active controller writes the
             // cluster id and feature levels of a new cluster.
-            Arc::new(MetadataStore::open_quorum(NodeId(config.node_id())))
+            Arc::new(MetadataStore::open_quorum(settings.node_id))
         } else {
-            let metadata = MetadataStore::open(&data_dir, NodeId(config.node_id()))?;
+            let metadata = MetadataStore::open(&data_dir, settings.node_id)?;
             if metadata.image().cluster_id.is_empty() {
-                let cluster_id = config.get("cluster.id").map(str::to_string).unwrap_or_else(new_cluster_id);
+                let cluster_id = settings.cluster_id.clone().unwrap_or_else(new_cluster_id);
                 metadata.update(|_| Ok::<_, StoreError>((vec![MetadataRecord::Cluster { cluster_id }], ())))?;
             }
             // A data directory from before feature flags gets the levels a new one starts at.
@@ -94,17 +95,17 @@ impl Broker {
             }
             Arc::new(metadata)
         };
-        let listener = config.listener().ok();
+        let listener = settings.listener().ok();
         let advertised = Advertised {
             host: listener.map(|l| l.ip().to_string()).unwrap_or_else(|| "127.0.0.1".into()),
             port: listener.map(|l| l.port() as i32).unwrap_or(9092),
         };
-        let metrics_config = MetricsConfig { partition_detail: config.bool("metrics.partition.detail") };
+        let metrics_config = MetricsConfig { partition_detail: settings.metrics_partition_detail };
         let metrics = Arc::new(Metrics::new(metrics_config).map_err(|e| BrokerError::Io { path: data_dir.clone(), source: std::io::Error::other(e.to_string()) })?);
         let now = clock.now_ms();
         let recovery_mode = recovery_mode(&data_dir);
         let broker = Arc::new(Self {
-            node_id: config.node_id(),
+            node_id: settings.node_id.0,
             config,
             clock,
             data_dir,
@@ -124,7 +125,7 @@ impl Broker {
             let weak = Arc::downgrade(&broker);
             broker.metadata.set_listener(Box::new(move |image, changes| {
                 let Some(b) = weak.upgrade() else { return };
-                if !b.config.has_role("broker") {
+                if !b.config.settings().roles.broker {
                     return;
                 }
                 let out = match changes {
@@ -196,8 +197,8 @@ impl Broker {
     /// Called once the listener is bound: the real port replaces port 0, and an explicit
     /// `advertised.listeners` wins over both.
     pub fn set_advertised(&self, host: String, port: i32) {
-        let a = match self.config.advertised() {
-            Some((h, p)) => Advertised { host: h, port: p },
+        let a = match &self.config.settings().listeners.advertised {
+            Some((h, p)) => Advertised { host: h.clone(), port: *p },
             None => Advertised { host, port },
         };
         match self.advertised.write() {
@@ -276,39 +277,10 @@ impl Broker {
         }
     }
 
-    /// The log configuration of a topic: its overrides over the broker defaults.
+    /// The log configuration of a topic: its overrides over the broker defaults. Computed
+    /// when the topic's configs change, once per topic; its partitions keep the result.
     pub fn log_config(&self, topic: &TopicImage) -> LogConfig {
-        let get = |key: &str| -> Option<String> {
-            topic.configs.get(key).cloned().or_else(|| self.config.topic_default(key))
-        };
-        let long = |key: &str, default: i64| get(key).and_then(|v| v.parse::<i64>().ok()).unwrap_or(default);
-        let mut c = LogConfig::default();
-        c.segment_bytes = long("segment.bytes", c.segment_bytes as i64).max(14) as u64;
-        c.segment_ms = long("segment.ms", c.segment_ms);
-        c.retention_ms = long("retention.ms", c.retention_ms);
-        c.retention_bytes = long("retention.bytes", c.retention_bytes);
-        c.index_interval_bytes = long("index.interval.bytes", c.index_interval_bytes as i64).max(0) as u64;
-        c.segment_index_bytes = long("segment.index.bytes", c.segment_index_bytes as i64).max(8) as u64;
-        c.flush_interval_messages = long("flush.messages", c.flush_interval_messages);
-        c.flush_interval_ms = long("flush.ms", c.flush_interval_ms);
-        c.max_message_bytes = long("max.message.bytes", c.max_message_bytes as i64).max(0) as usize;
-        if let Some(policy) = get("cleanup.policy").as_deref().and_then(CleanupPolicy::parse) {
-            c.cleanup_policy = policy;
-        }
-        c.delete_retention_ms = long("delete.retention.ms", c.delete_retention_ms);
-        c.min_compaction_lag_ms = long("min.compaction.lag.ms", c.min_compaction_lag_ms);
-        c.max_compaction_lag_ms = long("max.compaction.lag.ms", c.max_compaction_lag_ms);
-        if let Some(ratio) = get("min.cleanable.dirty.ratio").and_then(|v| v.parse::<f64>().ok()) {
-            c.min_cleanable_dirty_ratio = DirtyRatio(ratio.clamp(0.0, 1.0));
-        }
-        c.producer_id_expiration_ms = i64::from(self.config.int("producer.id.expiration.ms").max(1));
-        c.cleaner_dedupe_buffer_bytes =
-            self.config.long("log.cleaner.dedupe.buffer.size").clamp(1 << 20, i64::from(i32::MAX)) as usize;
-        c.message_timestamp_type = match get("message.timestamp.type").as_deref() {
-            Some("LogAppendTime") => MessageTimestampType::LogAppendTime,
-            _ => MessageTimestampType::CreateTime,
-        };
-        c
+        crate::config::topic::log_config(&self.config.settings().log.defaults, &topic.configs)
     }
 
     /// Makes the hosted partitions match `image`: this node hosts a partition iff it is one
@@ -335,7 +307,7 @@ impl Broker {
                 }
             }
             for topic in image.topics.values() {
-                let config = self.log_config(topic);
+                let config = Arc::new(self.log_config(topic));
                 for (i, r) in &topic.partitions {
                     if !r.has_replica(node) {
                         continue;
@@ -365,6 +337,9 @@ impl Broker {
         let _one_at_a_time = lock(&self.reconciling);
         let mut removed = Vec::new();
         let mut to_open = Vec::new();
+        // One log config per topic, however many of its partitions the delta names.
+        let mut configs: HashMap<Uuid, Arc<LogConfig>> = HashMap::new();
+        let mut config_of = |topic: &TopicImage| configs.entry(topic.id).or_insert_with(|| Arc::new(self.log_config(topic))).clone();
         {
             let mut parts = write_lock(&self.partitions);
             for (tp, topic_id) in &changes.deletes {
@@ -384,13 +359,13 @@ impl Broker {
                         if let Some(p) = parts.remove(&local.tp) {
                             removed.push(p);
                         }
-                        to_open.push((local.tp.clone(), local.topic_id, self.log_config(topic)));
+                        to_open.push((local.tp.clone(), local.topic_id, config_of(topic)));
                     }
-                    None => to_open.push((local.tp.clone(), local.topic_id, self.log_config(topic))),
+                    None => to_open.push((local.tp.clone(), local.topic_id, config_of(topic))),
                 }
             }
             for topic in &changes.config_changed {
-                let config = self.log_config(topic);
+                let config = config_of(topic);
                 for p in parts.values().filter(|p| p.topic_id == topic.id) {
                     p.set_config(config.clone());
                 }
@@ -405,7 +380,7 @@ impl Broker {
     fn open_and_remove(
         &self,
         image: &MetadataImage,
-        to_open: Vec<(TopicPartition, Uuid, LogConfig)>,
+        to_open: Vec<(TopicPartition, Uuid, Arc<LogConfig>)>,
         removed: Vec<Arc<Partition>>,
     ) -> Result<(), BrokerError> {
         for p in removed {
@@ -526,7 +501,7 @@ impl Broker {
     /// Compacts the partitions of compacted topics that are due (dirty ratio, lags, delete
     /// horizons); `log.cleaner.enable=false` turns it off.
     pub fn clean_logs(&self) {
-        if !self.config.bool("log.cleaner.enable") {
+        if !self.config.settings().log.cleaner_enable {
             return;
         }
         let now = self.clock.now_ms();

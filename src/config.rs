@@ -3,14 +3,21 @@
 //! A YAML file is a flat mapping `key: value` using Kafka's property names, so every Kafka
 //! document applies. `--override key=value` replaces one key after the file is read. An unknown
 //! key or a value of the wrong type stops start-up with a message naming the key (and the file
-//! line when it came from a file). Every key has a typed accessor on [`BrokerConfig`];
-//! topic-level configs ([`TopicConfig`]) default to their broker-level counterparts.
+//! line when it came from a file). Once read, the values are parsed into typed
+//! [`Settings`] (`BrokerConfig::settings`), which is what the code acts on; the text layers
+//! stay for DescribeConfigs. Topic-level configs default to their broker-level counterparts;
+//! [`topic::log_config`] turns a topic's overrides into its typed `LogConfig`.
+
+mod settings;
+pub mod topic;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;
+
+pub use settings::{GroupSettings, Listeners, LogSettings, QuorumSettings, Roles, Settings, SocketSettings, TopicSettings, TxnSettings};
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -24,6 +31,10 @@ pub enum ConfigError {
     Syntax { path: PathBuf, reason: String },
     #[error("override `{0}` is not of the form key=value")]
     BadOverride(String),
+    #[error("{origin}: `{key}` has no value and no default")]
+    Missing { key: String, origin: String },
+    #[error("`{0}` cannot be changed at run time")]
+    NotDynamic(String),
 }
 
 /// The type a key's value must have.
@@ -361,16 +372,24 @@ pub fn check_value(kind: Kind, value: &str) -> Result<String, String> {
     }
 }
 
-/// The effective broker configuration: every key's value as text, typed accessors on top.
+/// The effective broker configuration: every key's value as text, and the typed
+/// [`Settings`] parsed from it.
 ///
 /// It also keeps the layers a value comes from, for DescribeConfigs: `statics` holds what
 /// the file and `--override` set (Kafka's STATIC_BROKER_CONFIG), `defaults` the built-in
 /// defaults (DEFAULT_CONFIG). Dynamic layers will sit above `statics` when they exist.
+///
+/// Invariant: `settings` is parsed from `values`; every change to `values` after loading goes
+/// through [`BrokerConfig::set_dynamic`], which parses them again.
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
     values: BTreeMap<String, String>,
     statics: BTreeMap<String, String>,
     defaults: BTreeMap<String, String>,
+    /// Where each value that is not a default came from (`file:line`, `--override`), for
+    /// errors found while parsing `settings`.
+    origins: BTreeMap<String, String>,
+    settings: Settings,
 }
 
 /// Brokers in the cluster: Blumfeld runs one node.
@@ -385,7 +404,14 @@ impl Default for BrokerConfig {
             .iter()
             .filter_map(|k| k.default.map(|d| (k.name.to_string(), d.to_string())))
             .collect();
-        let mut config = Self { values: defaults.clone(), statics: BTreeMap::new(), defaults };
+        let values = defaults.clone();
+        let origins = BTreeMap::new();
+        // The built-in table is code, not input: `defaults_are_kafkas` proves it parses.
+        let settings = match Settings::parse(&settings::Source { values: &values, origins: &origins }) {
+            Ok(s) => s,
+            Err(e) => panic!("the built-in configuration defaults do not parse: {e}"),
+        };
+        let mut config = Self { values, statics: BTreeMap::new(), defaults, origins, settings };
         config.cap_replication_factors(CLUSTER_BROKERS);
         config
     }
@@ -409,7 +435,40 @@ impl BrokerConfig {
             config.set(k.trim(), v, "--override")?;
         }
         config.cap_replication_factors(CLUSTER_BROKERS);
+        config.settings = config.parse_settings()?;
         Ok(config)
+    }
+
+    /// The typed settings, parsed from the values in force.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    fn parse_settings(&self) -> Result<Settings, ConfigError> {
+        Settings::parse(&settings::Source { values: &self.values, origins: &self.origins })
+    }
+
+    /// Changes dynamic broker key `key` at run time (`None` restores its static or default
+    /// value) and parses the settings again; all or nothing. The caller re-derives what it
+    /// built from the old settings (the log configs of hosted partitions).
+    pub fn set_dynamic(&mut self, key: &str, value: Option<&str>) -> Result<(), ConfigError> {
+        if !is_dynamic_broker_key(key) {
+            return Err(ConfigError::NotDynamic(key.to_string()));
+        }
+        let mut next = self.clone();
+        match value {
+            Some(v) => next.set_value(key, v, "dynamic broker config", false)?,
+            None => {
+                match self.statics.get(key).or(self.defaults.get(key)) {
+                    Some(v) => next.values.insert(key.to_string(), v.clone()),
+                    None => next.values.remove(key),
+                };
+                next.origins.remove(key);
+            }
+        }
+        next.settings = next.parse_settings()?;
+        *self = next;
+        Ok(())
     }
 
     /// Caps the replication factors of internal topics at `brokers`, in every layer.
@@ -485,13 +544,22 @@ impl BrokerConfig {
         Ok(())
     }
 
-    /// Sets one key after checking its name and type; `origin` says where it came from.
-    pub fn set(&mut self, key: &str, value: &str, origin: &str) -> Result<(), ConfigError> {
+    /// Sets one key of the file or `--override` after checking its name and type; `origin`
+    /// says where it came from. The settings are parsed once all are set.
+    fn set(&mut self, key: &str, value: &str, origin: &str) -> Result<(), ConfigError> {
+        self.set_value(key, value, origin, true)
+    }
+
+    /// Sets the value in force of one key (and its static layer, if `is_static`).
+    fn set_value(&mut self, key: &str, value: &str, origin: &str, is_static: bool) -> Result<(), ConfigError> {
         let def = key_def(key)
             .ok_or_else(|| ConfigError::UnknownKey { key: key.to_string(), origin: origin.to_string() })?;
+        self.origins.insert(key.to_string(), origin.to_string());
         if value.trim().is_empty() && def.default.is_none() {
             self.values.remove(key);
-            self.statics.remove(key);
+            if is_static {
+                self.statics.remove(key);
+            }
             return Ok(());
         }
         let norm = check_value(def.kind, value).map_err(|reason| ConfigError::InvalidValue {
@@ -501,7 +569,9 @@ impl BrokerConfig {
             origin: origin.to_string(),
         })?;
         self.values.insert(key.to_string(), norm.clone());
-        self.statics.insert(key.to_string(), norm);
+        if is_static {
+            self.statics.insert(key.to_string(), norm);
+        }
         self.validate_semantics(key, origin)
     }
 
@@ -535,163 +605,36 @@ impl BrokerConfig {
         Ok(())
     }
 
+    /// The text value in force of `key` (DescribeConfigs and the layers it shows).
     pub fn get(&self, key: &str) -> Option<&str> {
         self.values.get(key).map(String::as_str)
     }
 
-    /// Values were type-checked on the way in, so a parse failure here means a key missing
-    /// a default; fall back to 0 rather than panic.
-    pub fn int(&self, key: &str) -> i32 {
+    /// Text lookups for the key checks above and the group bounds below, and for code not yet
+    /// moved to [`Settings`] (the cluster simulation's controller loop); everything else reads
+    /// typed fields. Values were type-checked on the way in.
+    pub(crate) fn int(&self, key: &str) -> i32 {
         self.get(key).and_then(|v| v.parse().ok()).unwrap_or(0)
     }
 
-    pub fn long(&self, key: &str) -> i64 {
+    pub(crate) fn long(&self, key: &str) -> i64 {
         self.get(key).and_then(|v| v.parse().ok()).unwrap_or(0)
     }
 
-    pub fn bool(&self, key: &str) -> bool {
-        self.get(key) == Some("true")
-    }
-
-    pub fn list(&self, key: &str) -> Vec<String> {
+    fn list(&self, key: &str) -> Vec<String> {
         self.get(key)
             .map(|v| v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
             .unwrap_or_default()
     }
 
-    pub fn node_id(&self) -> i32 {
-        self.int("node.id")
-    }
-
-    /// Whether `process.roles` names `role` (`broker` or `controller`).
-    pub fn has_role(&self, role: &str) -> bool {
-        self.list("process.roles").iter().any(|r| r.eq_ignore_ascii_case(role))
-    }
-
-    /// Whether this node is part of a multi-node cluster: `controller.quorum.voters` names a
-    /// node other than this one. Otherwise it is a single node with its metadata in a local
-    /// file, as before the quorum existed.
-    pub fn runs_quorum(&self) -> bool {
-        let node = self.node_id();
-        self.quorum_voters().is_ok_and(|v| v.iter().any(|(id, _)| *id != node))
-    }
-
-    /// The data directory: the first of `log.dirs`, else `log.dir`.
-    pub fn data_dir(&self) -> PathBuf {
-        self.list("log.dirs")
-            .into_iter()
-            .next()
-            .or_else(|| self.get("log.dir").map(str::to_string))
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("./blumfeld-data"))
-    }
-
-    /// The client listener: the first one not named in `controller.listener.names` (the
-    /// first listener of a controller-only node).
-    pub fn listener(&self) -> Result<SocketAddr, ConfigError> {
-        let listeners = self.named_listeners()?;
-        let controller = self.controller_listener_names();
-        listeners
-            .iter()
-            .find(|(name, _)| !controller.contains(name))
-            .or(listeners.first())
-            .map(|(_, addr)| *addr)
-            .ok_or_else(|| ConfigError::InvalidValue {
-                key: "listeners".into(),
-                value: String::new(),
-                reason: "no listener".into(),
-                origin: "configuration".into(),
-            })
-    }
-
-    /// The controller listener, when `controller.listener.names` names one of `listeners` other
-    /// than the client listener.
-    pub fn controller_listener(&self) -> Result<Option<SocketAddr>, ConfigError> {
-        let controller = self.controller_listener_names();
-        if self.runs_quorum() && !self.has_role("broker") {
-            // A controller-only node: its controller listener is all it has.
-            return Ok(self.named_listeners()?.into_iter().find(|(n, _)| controller.contains(n)).map(|(_, a)| a));
-        }
-        let client = self.listener()?;
-        Ok(self.named_listeners()?.into_iter().find(|(n, a)| controller.contains(n) && *a != client).map(|(_, a)| a))
-    }
-
-    fn controller_listener_names(&self) -> Vec<String> {
-        let names: Vec<String> = self.list("controller.listener.names").iter().map(|n| n.to_ascii_uppercase()).collect();
-        if names.is_empty() { vec!["CONTROLLER".into()] } else { names }
-    }
-
-    /// Every listener as (name, address): `NAME://host:port`, the name mapped to a protocol by
-    /// `listener.security.protocol.map` (only PLAINTEXT is served).
-    pub fn named_listeners(&self) -> Result<Vec<(String, SocketAddr)>, ConfigError> {
-        let map: Vec<(String, String)> = self
-            .get("listener.security.protocol.map")
-            .map(|m| {
-                m.split(',')
-                    .filter_map(|kv| kv.split_once(':'))
-                    .map(|(k, v)| (k.trim().to_ascii_uppercase(), v.trim().to_ascii_uppercase()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let invalid = |value: &str, reason: String| ConfigError::InvalidValue {
-            key: "listeners".into(),
-            value: value.to_string(),
-            reason,
-            origin: "configuration".into(),
-        };
-        let mut out = Vec::new();
-        for l in self.list("listeners") {
-            let (name, rest) = l.split_once("://").unwrap_or(("PLAINTEXT", l.as_str()));
-            let name = name.to_ascii_uppercase();
-            let protocol = map.iter().find(|(k, _)| *k == name).map(|(_, v)| v.as_str()).unwrap_or(name.as_str());
-            if protocol != "PLAINTEXT" {
-                return Err(invalid(&l, format!("listener {name} uses {protocol}; only PLAINTEXT is supported")));
-            }
-            let addr = parse_listener(rest).map_err(|reason| invalid(&l, reason))?;
-            out.push((name, addr));
-        }
-        Ok(out)
-    }
-
-    /// `controller.quorum.voters` as (id, host:port).
-    pub fn quorum_voters(&self) -> Result<Vec<(i32, String)>, ConfigError> {
-        self.list("controller.quorum.voters")
-            .into_iter()
-            .map(|v| {
-                let parsed = v.split_once('@').and_then(|(id, addr)| Some((id.trim().parse::<i32>().ok()?, addr.trim().to_string())));
-                parsed.filter(|(id, addr)| *id >= 0 && addr.contains(':')).ok_or_else(|| ConfigError::InvalidValue {
-                    key: "controller.quorum.voters".into(),
-                    value: v.clone(),
-                    reason: "expected id@host:port".into(),
-                    origin: "configuration".into(),
-                })
-            })
-            .collect()
-    }
-
-    /// The advertised host and port, if configured.
-    pub fn advertised(&self) -> Option<(String, i32)> {
-        let l = self.list("advertised.listeners").into_iter().next()?;
-        let hostport = l.split_once("://").map(|(_, r)| r).unwrap_or(&l);
-        let (host, port) = hostport.rsplit_once(':')?;
-        Some((host.to_string(), port.parse().ok()?))
-    }
-
+    /// `log.retention.ms` over `.minutes` over `.hours`.
     pub fn retention_ms(&self) -> i64 {
-        if let Some(ms) = self.get("log.retention.ms") {
-            return ms.parse().unwrap_or(-1);
-        }
-        if let Some(m) = self.get("log.retention.minutes") {
-            return m.parse::<i64>().map(|m| m * 60_000).unwrap_or(-1);
-        }
-        self.long("log.retention.hours") * 3_600_000
+        self.settings.log.defaults.retention_ms
     }
 
+    /// `log.roll.ms` over `log.roll.hours`.
     pub fn roll_ms(&self) -> i64 {
-        match self.get("log.roll.ms") {
-            Some(ms) => ms.parse().unwrap_or(i64::MAX),
-            None => self.long("log.roll.hours") * 3_600_000,
-        }
+        self.settings.log.defaults.segment_ms
     }
 
     /// The broker-level value that a topic key defaults to, as text.
@@ -807,10 +750,10 @@ mod tests {
     #[test]
     fn defaults_are_kafkas() {
         let c = BrokerConfig::default();
-        assert_eq!(c.int("num.partitions"), 1);
+        assert_eq!(c.settings().topics.num_partitions, 1);
         assert_eq!(c.retention_ms(), 168 * 3_600_000);
-        assert_eq!(c.listener().ok(), "127.0.0.1:9092".parse().ok());
-        assert!(c.bool("auto.create.topics.enable"));
+        assert_eq!(c.settings().listener().ok(), "127.0.0.1:9092".parse().ok());
+        assert!(c.settings().topics.auto_create);
     }
 
     #[test]
@@ -878,27 +821,104 @@ mod tests {
             (root.join("dedicated"), vec!["controller-1.yaml", "controller-2.yaml", "controller-3.yaml", "broker-101.yaml", "broker-102.yaml"]),
         ] {
             let configs: Vec<BrokerConfig> = files.iter().map(|f| BrokerConfig::load(Some(&dir.join(f)), &[]).unwrap()).collect();
-            let voters = configs[0].quorum_voters().unwrap();
+            let voters = configs[0].settings().quorum.voters.clone();
             let mut ports = std::collections::HashSet::new();
             let mut dirs = std::collections::HashSet::new();
-            for c in &configs {
-                assert!(c.runs_quorum(), "{dir:?}: node {} runs no quorum", c.node_id());
-                assert_eq!(c.quorum_voters().unwrap(), voters, "{dir:?}: one voter set");
-                assert!(dirs.insert(c.data_dir()), "{dir:?}: shared data dir");
-                for (_, addr) in c.named_listeners().unwrap() {
+            for c in configs.iter().map(BrokerConfig::settings) {
+                assert!(c.runs_quorum(), "{dir:?}: node {} runs no quorum", c.node_id);
+                assert_eq!(c.quorum.voters, voters, "{dir:?}: one voter set");
+                assert!(dirs.insert(c.data_dir.clone()), "{dir:?}: shared data dir");
+                for (_, addr) in &c.listeners.named {
                     assert!(ports.insert(addr.port()), "{dir:?}: port {} twice", addr.port());
                 }
-                if c.has_role("controller") {
+                if c.roles.controller {
                     let addr = c.controller_listener().unwrap().unwrap().to_string();
-                    assert!(voters.contains(&(c.node_id(), addr.clone())), "{dir:?}: {addr} is not node {}'s voter address", c.node_id());
+                    assert!(voters.contains(&(c.node_id, addr.clone())), "{dir:?}: {addr} is not node {}'s voter address", c.node_id);
                 }
-                if c.has_role("broker") {
+                if c.roles.broker {
                     assert!(c.listener().is_ok());
                 }
             }
-            let controllers = configs.iter().filter(|c| c.has_role("controller")).count();
+            let controllers = configs.iter().filter(|c| c.settings().roles.controller).count();
             assert_eq!(controllers, voters.len(), "{dir:?}: every voter has a file");
         }
+    }
+
+    /// The typed defaults are Kafka's, and the two sources of log defaults (the key table and
+    /// `LogConfig::default`) agree.
+    #[test]
+    fn typed_defaults_are_kafkas() {
+        let s = BrokerConfig::default().settings().clone();
+        assert_eq!(s.node_id, crate::types::NodeId(1));
+        assert_eq!(s.roles, Roles { broker: true, controller: true });
+        assert!(!s.runs_quorum());
+        assert_eq!(s.request_timeout, std::time::Duration::from_secs(30));
+        assert_eq!((s.quorum.election_timeout_ms, s.quorum.fetch_timeout_ms), (1000, 2000));
+        assert_eq!((s.quorum.broker_heartbeat_interval_ms, s.quorum.broker_session_timeout_ms), (2000, 9000));
+        assert_eq!(s.quorum.snapshot_record_bytes_max, 20 * 1024 * 1024);
+        assert_eq!((s.socket.request_bytes_max, s.socket.fetch_bytes_max), (104_857_600, 57_671_680));
+        assert_eq!(s.socket.connections_idle_max, std::time::Duration::from_secs(600));
+        assert_eq!(s.topics, TopicSettings { num_partitions: 1, default_replication_factor: 1, auto_create: true, delete_enable: true });
+        assert_eq!((s.group.min_session_timeout_ms, s.group.max_session_timeout_ms, s.group.initial_rebalance_delay_ms), (6000, 1_800_000, 3000));
+        assert_eq!((s.group.offsets_topic_num_partitions, s.group.offsets_retention_ms), (50, 7 * 24 * 3_600_000));
+        assert_eq!((s.txn.num_partitions, s.txn.max_timeout_ms, s.txn.partition_verification), (50, 900_000, true));
+        assert_eq!(s.log.defaults, crate::log::LogConfig::default());
+        assert!(s.log.cleaner_enable);
+        assert_eq!(s.log.flush_scheduler_interval_ms, i64::MAX);
+        assert_eq!(s.cluster_id, None);
+    }
+
+    /// A key the parse needs that has neither a value nor a default stops the load with its
+    /// name; so does a key the parse misspells (it is not in the table).
+    #[test]
+    fn a_key_without_value_or_default_is_an_error() {
+        let c = BrokerConfig::default();
+        let mut values = c.values.clone();
+        values.remove("socket.request.max.bytes");
+        let err = Settings::parse(&settings::Source { values: &values, origins: &c.origins }).unwrap_err();
+        assert!(matches!(&err, ConfigError::Missing { key, .. } if key == "socket.request.max.bytes"), "{err}");
+        assert!(err.to_string().contains("socket.request.max.bytes"), "{err}");
+    }
+
+    /// Errors found while parsing the settings (after every key was read) still name the key
+    /// and the line it came from.
+    #[test]
+    fn settings_errors_name_the_key_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.yaml");
+        std::fs::write(&p, "node.id: 3\nlisteners: \"FOO://127.0.0.1:9092\"\n").unwrap();
+        let err = BrokerConfig::load(Some(&p), &[]).unwrap_err().to_string();
+        assert!(err.contains("`listeners`") && err.contains("c.yaml:2") && err.contains("FOO"), "{err}");
+        std::fs::write(&p, "node.id: 3\n\ncontroller.quorum.voters: \"1@127.0.0.1:9093,two@127.0.0.1:9094\"\n").unwrap();
+        let err = BrokerConfig::load(Some(&p), &[]).unwrap_err().to_string();
+        assert!(err.contains("controller.quorum.voters") && err.contains("c.yaml:3"), "{err}");
+        let err = BrokerConfig::load(None, &["default.replication.factor=40000".into()]).unwrap_err().to_string();
+        assert!(err.contains("default.replication.factor") && err.contains("--override"), "{err}");
+    }
+
+    /// A dynamic key's change parses the settings again (the topic log defaults with it); a
+    /// static key, or a value that does not parse, changes nothing.
+    #[test]
+    fn dynamic_changes_rederive_the_settings() {
+        let mut c = BrokerConfig::load(None, &["log.retention.ms=5".into()]).unwrap();
+        c.set_dynamic("message.max.bytes", Some("2000")).unwrap();
+        c.set_dynamic("log.retention.ms", Some("7")).unwrap();
+        c.set_dynamic("max.connections", Some("3")).unwrap();
+        assert_eq!(c.settings().log.defaults.max_message_bytes, 2000);
+        assert_eq!((c.retention_ms(), c.settings().socket.connections_max), (7, 3));
+        assert_eq!(c.topic_default("max.message.bytes").as_deref(), Some("2000"));
+        assert_eq!(c.static_value("log.retention.ms"), Some("5"), "the static layer is kept");
+
+        c.set_dynamic("log.retention.ms", None).unwrap();
+        c.set_dynamic("message.max.bytes", None).unwrap();
+        assert_eq!((c.retention_ms(), c.settings().log.defaults.max_message_bytes), (5, 1_048_588));
+
+        let before = c.settings().clone();
+        assert!(matches!(c.set_dynamic("num.partitions", Some("4")), Err(ConfigError::NotDynamic(_))));
+        assert!(c.set_dynamic("max.connections", Some("many")).is_err());
+        assert!(c.set_dynamic("listeners", Some("FOO://127.0.0.1:1")).is_err());
+        assert_eq!(c.settings(), &before);
+        assert_eq!(c.get("max.connections"), Some("3"));
     }
 
     #[test]
@@ -906,7 +926,7 @@ mod tests {
         let c = BrokerConfig::load(None, &["log.retention.ms=5".into(), "listeners=PLAINTEXT://127.0.0.1:0".into()])
             .unwrap();
         assert_eq!(c.retention_ms(), 5);
-        assert_eq!(c.listener().unwrap().port(), 0);
+        assert_eq!(c.settings().listener().unwrap().port(), 0);
         assert_eq!(c.topic_default("retention.ms").as_deref(), Some("5"));
     }
 }

@@ -22,7 +22,8 @@
 //!                            └─ types     newtypes shared by everything (Offset, NodeId, ...)
 //! raft       the metadata quorum's consensus core: KRaft as a sans-I/O state machine (uses types)
 //! client     outbound Kafka requests to another node (Raft, registration, forwarding, fetchers)
-//! config     the YAML configuration with Kafka's property names and defaults (a leaf)
+//! config     the YAML configuration with Kafka's property names and defaults, parsed once
+//!            into typed settings and per-topic log configs (uses log's LogConfig, types)
 //! clock      injected time (a leaf)
 //! logging    log levels changed at run time (Kafka's BROKER_LOGGER resource)
 //! alloc      the global allocator: lazy mappings for huge allocations (see its docs)

@@ -78,11 +78,11 @@ fn init_tracing() {
 }
 
 async fn run(config: BrokerConfig) -> anyhow::Result<()> {
-    if config.runs_quorum() {
+    if config.settings().runs_quorum() {
         return run_cluster_node(config).await;
     }
     let started = std::time::Instant::now();
-    let addr = config.listener()?;
+    let addr = config.settings().listener()?;
     let broker = Broker::open(config, Arc::new(SystemClock)).context("opening the data directory")?;
     let api = Arc::new(Api::new(broker.clone()).context("starting the group coordinator")?);
     let server = Server::bind(addr, api.clone()).await.with_context(|| format!("binding {addr}"))?;
@@ -141,11 +141,11 @@ fn spawn_group_ticker(api: &Arc<Api>, mut shutdown: watch::Receiver<bool>) -> to
 async fn run_cluster_node(config: BrokerConfig) -> anyhow::Result<()> {
     use blumfeld::cluster::{self, Cluster};
     let started = std::time::Instant::now();
-    let is_broker = config.has_role("broker");
-    let is_controller = config.has_role("controller");
-    let client_addr = if is_broker { Some(config.listener()?) } else { None };
+    let settings = config.settings();
+    let (is_broker, is_controller) = (settings.roles.broker, settings.roles.controller);
+    let client_addr = if is_broker { Some(settings.listener()?) } else { None };
     let controller_addr = if is_controller {
-        Some(config.controller_listener()?.context("the controller role needs a listener named in controller.listener.names")?)
+        Some(settings.controller_listener()?.context("the controller role needs a listener named in controller.listener.names")?)
     } else {
         None
     };
@@ -174,10 +174,9 @@ async fn run_cluster_node(config: BrokerConfig) -> anyhow::Result<()> {
         None => None,
     };
     let raft = start_quorum(&broker, &api)?;
-    let cluster = Arc::new(Cluster::new(&broker.config, raft.clone())?);
+    let cluster = Arc::new(Cluster::new(&broker.config, raft.clone()));
     broker.set_cluster(cluster.clone());
-    let timeout = Duration::from_millis(broker.config.long("request.timeout.ms").clamp(1000, 300_000) as u64);
-    broker.metadata_store().attach_quorum(raft.clone(), timeout);
+    broker.metadata_store().attach_quorum(raft.clone(), broker.config.settings().request_timeout);
     let cluster_id_task = spawn_cluster_id_follower(&broker, raft.clone());
     let active = tokio::spawn(cluster::active::run(broker.clone(), cluster.clone()));
     let background = spawn_background(broker.clone(), shutdown_rx.clone());
@@ -285,26 +284,24 @@ fn spawn_cluster_id_follower(broker: &Arc<Broker>, raft: blumfeld::raft::driver:
 /// `controller.quorum.voters` follows the log as an observer.
 fn start_quorum(broker: &Arc<Broker>, api: &Arc<Api>) -> anyhow::Result<blumfeld::raft::driver::RaftHandle> {
     use blumfeld::raft::{FileRaftLog, QuorumStateFile, RaftConfig, driver, file_log};
-    use blumfeld::types::NodeId;
-    let config = &broker.config;
-    let voters = config.quorum_voters()?;
-    let node = config.node_id();
-    let mut rc = RaftConfig::new(NodeId(node), voters.iter().map(|(id, _)| NodeId(*id)).collect());
-    let ms = |key: &str| config.int(key).max(1) as u64;
-    rc.election_timeout_ms = ms("controller.quorum.election.timeout.ms");
-    rc.fetch_timeout_ms = ms("controller.quorum.fetch.timeout.ms");
-    rc.election_backoff_max_ms = ms("controller.quorum.election.backoff.max.ms");
-    rc.request_timeout_ms = ms("controller.quorum.request.timeout.ms");
-    rc.retry_backoff_ms = ms("controller.quorum.retry.backoff.ms");
+    let settings = broker.config.settings();
+    let quorum = &settings.quorum;
+    let voters = quorum.voters.clone();
+    let mut rc = RaftConfig::new(settings.node_id, voters.iter().map(|(id, _)| *id).collect());
+    rc.election_timeout_ms = quorum.election_timeout_ms;
+    rc.fetch_timeout_ms = quorum.fetch_timeout_ms;
+    rc.election_backoff_max_ms = quorum.election_backoff_max_ms;
+    rc.request_timeout_ms = quorum.request_timeout_ms;
+    rc.retry_backoff_ms = quorum.retry_backoff_ms;
     let log_config = blumfeld::log::LogConfig {
         retention_ms: -1,
         retention_bytes: -1,
-        segment_bytes: config.long("metadata.log.segment.bytes").max(4096) as u64,
+        segment_bytes: quorum.log_segment_bytes,
         ..Default::default()
     };
     let log = FileRaftLog::open(broker.data_dir(), log_config, broker.clock.clone()).map_err(anyhow::Error::msg)?;
     let state = QuorumStateFile::new(&broker.data_dir().join(file_log::DIR_NAME));
-    let peers = voters.into_iter().map(|(id, addr)| (NodeId(id), addr)).collect();
+    let peers = voters.into_iter().collect();
     let sink = broker.metadata_store().applier().context("starting the metadata applier")?;
     let handle = driver::start(rc, log, state, peers, broker.clock.clone(), tokio::runtime::Handle::current(), sink)
         .map_err(anyhow::Error::msg)
@@ -324,19 +321,20 @@ const INTERVAL_MS_MAX: i64 = 365 * 24 * 3_600_000;
 /// periodic flusher.
 fn spawn_background(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let initial_delay = Duration::from_millis(broker.config.long("log.initial.task.delay.ms").clamp(0, INTERVAL_MS_MAX) as u64);
-        let every = |key: &str| {
+        let log = broker.config.settings().log.clone();
+        let initial_delay = Duration::from_millis(log.initial_task_delay_ms.clamp(0, INTERVAL_MS_MAX) as u64);
+        let every = |ms: i64| {
             // Clamped: an "infinite" Kafka interval must not overflow the timer's arithmetic.
-            let ms = broker.config.long(key).clamp(1, INTERVAL_MS_MAX);
+            let ms = ms.clamp(1, INTERVAL_MS_MAX);
             let period = Duration::from_millis(ms as u64);
             let mut i = tokio::time::interval_at(tokio::time::Instant::now() + initial_delay, period);
             i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             i
         };
-        let mut retention = every("log.retention.check.interval.ms");
-        let mut cleaner = every("log.cleaner.backoff.ms");
-        let flush_enabled = broker.config.long("log.flush.scheduler.interval.ms") < i64::MAX;
-        let mut flush = every("log.flush.scheduler.interval.ms");
+        let mut retention = every(log.retention_check_interval_ms);
+        let mut cleaner = every(log.cleaner_backoff_ms);
+        let flush_enabled = log.flush_scheduler_interval_ms < i64::MAX;
+        let mut flush = every(log.flush_scheduler_interval_ms);
         loop {
             tokio::select! {
                 _ = retention.tick() => {

@@ -23,10 +23,10 @@ pub fn handle(api: &Api, req: DescribeClusterRequest) -> DescribeClusterResponse
         r.cluster_id = str_bytes(&broker.image().cluster_id);
         r.controller_id = BrokerId(raft.status().leader.map_or(-1, |l| l.0));
         r.cluster_authorized_operations = authorized_operations::cluster(req.include_cluster_authorized_operations);
-        for (id, addr) in broker.config.quorum_voters().unwrap_or_default() {
+        for (id, addr) in &broker.config.settings().quorum.voters {
             let Some((host, port)) = addr.rsplit_once(':') else { continue };
             let mut b = DescribeClusterBroker::default();
-            b.broker_id = BrokerId(id);
+            b.broker_id = BrokerId(id.0);
             b.host = str_bytes(host);
             b.port = port.parse().unwrap_or(-1);
             r.brokers.push(b);

@@ -174,7 +174,7 @@ fn read_all(
     targets: &IndexMap<PartitionKey, SessionPartition>,
     waiter: Option<&Arc<Notify>>,
 ) -> Vec<PartitionResult> {
-    let broker_max = api.broker.config.int("fetch.max.bytes").max(0) as usize;
+    let broker_max = api.broker.config.settings().socket.fetch_bytes_max;
     let mut budget = (req.max_bytes.max(0) as usize).min(broker_max.max(1));
     let isolation = if req.isolation_level == 1 { Isolation::ReadCommitted } else { Isolation::ReadUncommitted };
     let mut first = true;

@@ -93,6 +93,43 @@ mod tests {
         assert_eq!(code, ResponseError::InvalidConfig.code());
     }
 
+    /// A topic config change takes effect on the next produce: the partitions hold the
+    /// topic's parsed log config (one per topic, shared), replaced when the configs change.
+    #[test]
+    fn topic_config_changes_reach_produce() {
+        use kafka_protocol::messages::{ProduceRequest, ResponseKind, TopicName, produce_request};
+        let dir = tempfile::tempdir().unwrap();
+        let api = crate::api::test_api(dir.path(), &["num.partitions=2"]);
+        api.broker.auto_create_topic("t").unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let produce = |acks: i16| {
+            let batch = crate::record::BatchBuilder::new(0).timestamps(1).records(4, 500).build();
+            let mut p = produce_request::PartitionProduceData::default();
+            p.records = Some(bytes::Bytes::from(batch));
+            let mut t = produce_request::TopicProduceData::default();
+            t.name = TopicName(StrBytes::from_static_str("t"));
+            t.partition_data = vec![p];
+            let mut r = ProduceRequest::default();
+            r.acks = acks;
+            r.topic_data = vec![t];
+            let ctx = crate::api::RequestContext { api_key: kafka_protocol::messages::ApiKey::Produce, version: 9, correlation_id: 1, client_id: None, client_host: String::new() };
+            let crate::api::Reply::Response(ResponseKind::Produce(r)) = rt.block_on(crate::api::produce::handle(&api, &ctx, r)) else { panic!("no answer") };
+            r.responses[0].partition_responses[0].error_code
+        };
+        let partitions = || [0, 1].map(|i| api.broker.partition(&crate::types::TopicPartition::new("t", i)).unwrap().config());
+        assert_eq!(produce(1), 0);
+        assert_eq!(alter(&api, RESOURCE_TOPIC, "t", vec![op("max.message.bytes", OP_SET, Some("1000"))]), (0, None));
+        assert_eq!(produce(1), ResponseError::MessageTooLarge.code());
+        let [a, b] = partitions();
+        assert!(std::sync::Arc::ptr_eq(&a, &b), "one log config per topic");
+        assert_eq!(a.max_message_bytes, 1000);
+
+        assert_eq!(alter(&api, RESOURCE_TOPIC, "t", vec![op("max.message.bytes", OP_DELETE, None), op("min.insync.replicas", OP_SET, Some("2"))]), (0, None));
+        assert_eq!(produce(1), 0);
+        assert_eq!(produce(-1), ResponseError::NotEnoughReplicas.code());
+        assert_eq!(partitions()[0].max_message_bytes, api.broker.config.settings().log.defaults.max_message_bytes);
+    }
+
     /// GROUP resources: stored, validated against the broker's bounds with Kafka's messages.
     #[test]
     fn group_configs_are_set_validated_and_deleted() {

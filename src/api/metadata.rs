@@ -62,7 +62,7 @@ pub fn listed_brokers(api: &Api, include_fenced: bool) -> Vec<ListedBroker> {
     let me = NodeId(broker.node_id);
     let local = |fenced: bool| {
         let advertised = broker.advertised();
-        ListedBroker { id: me, host: advertised.host, port: advertised.port, rack: broker.config.get("broker.rack").map(str::to_string), fenced }
+        ListedBroker { id: me, host: advertised.host, port: advertised.port, rack: broker.config.settings().rack.clone(), fenced }
     };
     let image = broker.image();
     let mut out: Vec<ListedBroker> = image
@@ -123,7 +123,7 @@ fn handle_topics(api: &Api, ctx: &RequestContext, req: MetadataRequest, mut r: M
         r.topics = image.topics.values().map(|t| topic_response(api, t)).collect();
         return r;
     }
-    let auto_create = broker.config.bool("auto.create.topics.enable")
+    let auto_create = broker.config.settings().topics.auto_create
         && (ctx.version < 4 || req.allow_auto_topic_creation);
     for t in req.topics.unwrap_or_default() {
         let response = match t.name {

@@ -139,7 +139,7 @@ impl Api {
     /// loads them once its metadata caught up: [`Api::start_coordinators`]).
     pub fn unloaded(broker: Arc<Broker>) -> Self {
         broker.metrics.register_apis(versions::SERVED.iter().map(|s| s.api));
-        let slots = broker.config.int("max.incremental.fetch.session.cache.slots").max(0) as usize;
+        let slots = broker.config.settings().socket.fetch_session_slots_max;
         let groups = GroupCoordinator::new(broker.clone());
         let markers = Arc::new(LocalMarkerWriter::new(broker.clone(), groups.clone()));
         let txns = TransactionCoordinator::new(broker.clone(), markers.clone());

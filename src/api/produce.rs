@@ -45,7 +45,7 @@ pub async fn handle(api: &Api, ctx: &RequestContext, req: ProduceRequest) -> Rep
                 None if by_id => Err(Rejection::new(ResponseError::UnknownTopicId, None)),
                 None => Err(Rejection::new(ResponseError::UnknownTopicOrPartition, None)),
                 Some(_) if !matches!(acks, -1..=1) => Err(Rejection::new(ResponseError::InvalidRequiredAcks, None)),
-                Some(t) => append_partition(api, &t.name, pd.index, pd.records.as_deref(), acks, t, txn),
+                Some(t) => append_partition(api, &t.name, pd.index, pd.records.as_deref(), acks, txn),
             };
             match outcome {
                 Ok(a) => {
@@ -181,7 +181,7 @@ const TRANSACTION_ABORTABLE_MIN_VERSION: i16 = 11;
 /// KIP-890 part 1: a transactional batch that opens a transaction in `tp` must belong to the
 /// producer's open transaction at the coordinator.
 fn verify_transaction(api: &Api, tp: &TopicPartition, header: &record::BatchHeader, txn: Txn<'_>) -> Result<(), Rejection> {
-    if !header.is_transactional() || !api.broker.config.bool("transaction.partition.verification.enable") {
+    if !header.is_transactional() || !api.broker.config.settings().txn.partition_verification {
         return Ok(());
     }
     let Some(partition) = api.broker.partition(tp) else { return Ok(()) };
@@ -204,7 +204,6 @@ fn append_partition(
     index: i32,
     records: Option<&[u8]>,
     acks: i16,
-    t: &crate::metadata::TopicImage,
     txn: Txn<'_>,
 ) -> PartitionOutcome {
     let broker = &api.broker;
@@ -217,17 +216,11 @@ fn append_partition(
     let Some(records) = records else {
         return Err(Rejection::new(ResponseError::InvalidRecord, Some("null record set".into())));
     };
-    let config = broker.log_config(t);
+    // The topic's configs, parsed when they last changed.
+    let config = partition.config();
     if acks == -1 {
-        let min_isr = t
-            .configs
-            .get("min.insync.replicas")
-            .cloned()
-            .or_else(|| broker.config.topic_default("min.insync.replicas"))
-            .and_then(|v| v.parse::<i32>().ok())
-            .unwrap_or(1);
         // On one node the ISR is this broker alone.
-        if min_isr > 1 {
+        if config.min_insync_replicas > 1 {
             return Err(Rejection::new(ResponseError::NotEnoughReplicas, None));
         }
     }
@@ -242,15 +235,10 @@ fn append_partition(
             Some("Produce requests with version 3 and above must contain exactly one record batch per partition".into()),
         ));
     }
-    let bounds = (config.message_timestamp_type == crate::log::MessageTimestampType::CreateTime).then(|| {
-        let setting = |key: &str| {
-            t.configs.get(key).cloned().or_else(|| broker.config.topic_default(key)).and_then(|v| v.parse::<i64>().ok())
-        };
-        TimestampBounds {
-            now_ms: broker.clock.now_ms(),
-            before_max_ms: setting("message.timestamp.before.max.ms").unwrap_or(i64::MAX),
-            after_max_ms: setting("message.timestamp.after.max.ms").unwrap_or(i64::MAX),
-        }
+    let bounds = (config.message_timestamp_type == crate::log::MessageTimestampType::CreateTime).then(|| TimestampBounds {
+        now_ms: broker.clock.now_ms(),
+        before_max_ms: config.message_timestamp_before_max_ms,
+        after_max_ms: config.message_timestamp_after_max_ms,
     });
     let checks = RecordChecks {
         require_key: config.cleanup_policy.compacts(),

@@ -16,7 +16,7 @@ use crate::types::TopicPartition;
 const TRANSACTION_ABORTABLE_MIN_VERSION: i16 = 4;
 
 fn verify(api: &Api, version: i16, req: &TxnOffsetCommitRequest) -> Result<(), ResponseError> {
-    if !api.broker.config.bool("transaction.partition.verification.enable") {
+    if !api.broker.config.settings().txn.partition_verification {
         return Ok(());
     }
     let tp = TopicPartition::new(OFFSETS_TOPIC, api.groups.partition_for(req.group_id.as_str()));

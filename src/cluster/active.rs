@@ -29,8 +29,8 @@ pub const TICK: Duration = Duration::from_millis(250);
 pub async fn run(broker: Arc<Broker>, cluster: Arc<Cluster>) {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let snapshot_bytes = broker.config.long("metadata.log.max.record.bytes.between.snapshots").max(1) as u64;
-    let snapshot_interval_ms = broker.config.long("metadata.snapshot.max.interval.ms").max(1);
+    let quorum = &broker.config.settings().quorum;
+    let (snapshot_bytes, snapshot_interval_ms) = (quorum.snapshot_record_bytes_max, quorum.snapshot_interval_ms_max);
     let mut last_snapshot_ms = broker.clock.now_ms();
     let mut was_leader = false;
     loop {
@@ -84,7 +84,7 @@ pub async fn run(broker: Arc<Broker>, cluster: Arc<Cluster>) {
 fn leader_duties(broker: &Broker, cluster: &Cluster) {
     let store = broker.metadata_store();
     if store.image().cluster_id.is_empty() {
-        let configured = broker.config.get("cluster.id").map(str::to_string);
+        let configured = broker.config.settings().cluster_id.clone();
         let out = store.update(|image| {
             if !image.cluster_id.is_empty() {
                 return Ok::<_, StoreError>((vec![], ()));

@@ -87,7 +87,7 @@ async fn register(broker: &Broker, cluster: &Cluster, incarnation: Uuid) -> Opti
             x
         })
         .collect();
-    req.rack = broker.config.get("broker.rack").map(|r| StrBytes::from_string(r.to_string()));
+    req.rack = broker.config.settings().rack.clone().map(StrBytes::from_string);
     req.previous_broker_epoch = -1;
     match cluster.call_controller(&req, REGISTRATION_VERSION_MAX).await {
         Ok((_, r)) if r.error_code == 0 => Some(r.broker_epoch),

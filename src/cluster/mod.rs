@@ -66,29 +66,31 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    pub fn new(config: &BrokerConfig, raft: RaftHandle) -> Result<Self, crate::config::ConfigError> {
-        let node_id = NodeId(config.node_id());
-        let request_timeout = Duration::from_millis(config.long("request.timeout.ms").clamp(1000, 300_000) as u64);
-        let controllers = config
-            .quorum_voters()?
-            .into_iter()
-            .map(|(id, addr)| (NodeId(id), Arc::new(NodeClient::new(addr, format!("broker-{}-to-controller", node_id.0), request_timeout))))
+    pub fn new(config: &BrokerConfig, raft: RaftHandle) -> Self {
+        let s = config.settings();
+        let node_id = s.node_id;
+        let request_timeout = s.request_timeout;
+        let controllers = s
+            .quorum
+            .voters
+            .iter()
+            .map(|(id, addr)| (*id, Arc::new(NodeClient::new(addr.clone(), format!("broker-{}-to-controller", node_id.0), request_timeout))))
             .collect();
-        Ok(Self {
+        Self {
             raft,
             node_id,
             controllers,
             sessions: Mutex::new(BrokerSessions::default()),
-            session_timeout_ms: i64::from(config.int("broker.session.timeout.ms").max(1)),
-            heartbeat_interval_ms: config.int("broker.heartbeat.interval.ms").max(1) as u64,
+            session_timeout_ms: s.quorum.broker_session_timeout_ms,
+            heartbeat_interval_ms: s.quorum.broker_heartbeat_interval_ms,
             request_timeout,
-            is_broker: config.has_role("broker"),
-            is_controller: config.has_role("controller"),
+            is_broker: s.roles.broker,
+            is_controller: s.roles.controller,
             broker_epoch: AtomicI64::new(-1),
             shutting_down: AtomicBool::new(false),
             unfenced: tokio::sync::watch::channel(false).0,
             described: Mutex::new(None),
-        })
+        }
     }
 
     pub fn node_id(&self) -> NodeId {

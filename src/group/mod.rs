@@ -139,17 +139,17 @@ pub(crate) fn java_hash(s: &str) -> i32 {
 
 impl GroupCoordinator {
     pub fn new(broker: Arc<Broker>) -> Arc<Self> {
-        let c = &broker.config;
+        let c = &broker.config.settings().group;
         let limits = GroupLimits {
-            min_session_timeout_ms: c.int("group.min.session.timeout.ms"),
-            max_session_timeout_ms: c.int("group.max.session.timeout.ms"),
-            initial_rebalance_delay_ms: c.int("group.initial.rebalance.delay.ms"),
-            max_size: c.int("group.max.size").max(1) as usize,
+            min_session_timeout_ms: c.min_session_timeout_ms,
+            max_session_timeout_ms: c.max_session_timeout_ms,
+            initial_rebalance_delay_ms: c.initial_rebalance_delay_ms,
+            max_size: c.max_size,
         };
         let consumer_limits = ConsumerLimits {
-            session_timeout_ms: c.int("group.consumer.session.timeout.ms"),
-            heartbeat_interval_ms: c.int("group.consumer.heartbeat.interval.ms"),
-            max_size: c.int("group.consumer.max.size").max(1) as usize,
+            session_timeout_ms: c.consumer_session_timeout_ms,
+            heartbeat_interval_ms: c.consumer_heartbeat_interval_ms,
+            max_size: c.consumer_max_size,
         };
         Arc::new(Self { broker, limits, consumer_limits, groups: Mutex::new(HashMap::new()) })
     }
@@ -191,7 +191,7 @@ impl GroupCoordinator {
 
     /// Creates `__consumer_offsets` if it does not exist yet (first use).
     pub fn ensure_offsets_topic(&self) -> Result<(), BrokerError> {
-        let partitions = self.broker.config.int("offsets.topic.num.partitions").max(1);
+        let partitions = self.broker.config.settings().group.offsets_topic_num_partitions;
         let mut configs = BTreeMap::new();
         configs.insert("cleanup.policy".to_string(), "compact".to_string());
         configs.insert("segment.bytes".to_string(), OFFSETS_SEGMENT_BYTES.to_string());
@@ -201,7 +201,7 @@ impl GroupCoordinator {
 
     /// The `__consumer_offsets` partition of `group` (Kafka's `partitionFor`).
     pub fn partition_for(&self, group: &str) -> i32 {
-        let configured = self.broker.config.int("offsets.topic.num.partitions").max(1);
+        let configured = self.broker.config.settings().group.offsets_topic_num_partitions;
         let n = self.broker.image().topic(OFFSETS_TOPIC).map(|t| t.partition_count()).unwrap_or(configured).max(1);
         // Kafka's Utils.abs: MIN_VALUE maps to 0, everything else to its absolute value.
         let h = java_hash(group);
@@ -633,7 +633,7 @@ impl GroupCoordinator {
     /// (`offsets.retention.minutes`).
     pub fn tick(&self) {
         let now = self.now();
-        let retention_ms = i64::from(self.broker.config.int("offsets.retention.minutes")) * 60_000;
+        let retention_ms = self.broker.config.settings().group.offsets_retention_ms;
         let image = self.broker.image();
         let mut groups = self.groups();
         let mut expired_groups = Vec::new();

@@ -103,6 +103,13 @@ pub struct LogConfig {
     /// `max.message.bytes` / `message.max.bytes`: the largest batch a producer may send
     /// (pass it to `record::validate_batches`; the log itself does not re-check it).
     pub max_message_bytes: usize,
+    /// `message.timestamp.before.max.ms`: how far behind the broker clock a CreateTime
+    /// timestamp may be (checked by produce, not by the log).
+    pub message_timestamp_before_max_ms: i64,
+    /// `message.timestamp.after.max.ms`: how far ahead of the broker clock it may be.
+    pub message_timestamp_after_max_ms: i64,
+    /// `min.insync.replicas`: replicas that must hold an acks=all write (checked by produce).
+    pub min_insync_replicas: i32,
     /// `producer.id.expiration.ms`: forget idle producers' sequence state after this long.
     pub producer_id_expiration_ms: i64,
     /// `cleanup.policy` / `log.cleanup.policy`.
@@ -141,6 +148,9 @@ impl Default for LogConfig {
             file_delete_delay_ms: 60_000,
             message_timestamp_type: MessageTimestampType::CreateTime,
             max_message_bytes: 1_048_588,
+            message_timestamp_before_max_ms: i64::MAX,
+            message_timestamp_after_max_ms: 3_600_000,
+            min_insync_replicas: 1,
             producer_id_expiration_ms: DAY_MS,
             cleanup_policy: CleanupPolicy::Delete,
             delete_retention_ms: DAY_MS,

@@ -118,14 +118,14 @@ pub fn create_topic(
             spec.name
         )));
     }
-    let partitions = if spec.partitions == -1 { config.int("num.partitions") } else { spec.partitions };
+    let partitions = if spec.partitions == -1 { config.settings().topics.num_partitions } else { spec.partitions };
     if !(1..=PARTITIONS_PER_TOPIC_MAX).contains(&partitions) {
         return Err(ControllerError::InvalidPartitions(format!(
             "Number of partitions was set to an invalid non-positive value ({partitions})."
         )));
     }
     let rf = if spec.replication_factor == -1 {
-        config.int("default.replication.factor") as i16
+        config.settings().topics.default_replication_factor
     } else {
         spec.replication_factor
     };
@@ -198,7 +198,7 @@ fn partition_record(topic_id: Uuid, partition: i32, replicas: Vec<NodeId>) -> Me
 }
 
 pub fn delete_topic(image: &MetadataImage, config: &BrokerConfig, name: &str) -> Result<MetadataRecord, ControllerError> {
-    if !config.bool("delete.topic.enable") {
+    if !config.settings().topics.delete_enable {
         return Err(ControllerError::TopicDeletionDisabled);
     }
     let t = image.topic(name).ok_or(ControllerError::UnknownTopic)?;

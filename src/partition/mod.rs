@@ -25,7 +25,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 
 use bytes::Bytes;
 use thiserror::Error;
@@ -147,6 +147,9 @@ pub struct Partition {
     pub topic_id: Uuid,
     dir: PathBuf,
     log: Mutex<Log>,
+    /// The topic's log configuration, shared with its other partitions; what produce checks
+    /// batches against, without taking the log's lock. The log holds a copy.
+    config: RwLock<Arc<LogConfig>>,
     high_watermark: AtomicI64,
     last_stable_offset: AtomicI64,
     /// The first offset of the oldest open transaction (`i64::MAX`: none); the LSO is this
@@ -182,12 +185,13 @@ impl Partition {
         tp: TopicPartition,
         topic_id: Uuid,
         dir: &Path,
-        config: LogConfig,
+        config: impl Into<Arc<LogConfig>>,
         now_ms: i64,
         metrics: TopicMetrics,
         recovery: RecoveryMode,
     ) -> Result<Self, PartitionError> {
-        let log = Log::open_with(dir, config, now_ms, recovery)?;
+        let config = config.into();
+        let log = Log::open_with(dir, LogConfig::clone(&config), now_ms, recovery)?;
         let (start, end) = (log.log_start_offset(), log.log_end_offset());
         let lso = log.first_unstable_offset().map_or(end, |first| first.min(end));
         let first_unstable = log.first_unstable_offset().unwrap_or(i64::MAX);
@@ -196,6 +200,7 @@ impl Partition {
             topic_id,
             dir: dir.to_path_buf(),
             log: Mutex::new(log),
+            config: RwLock::new(config),
             high_watermark: AtomicI64::new(end),
             last_stable_offset: AtomicI64::new(lso),
             first_unstable: AtomicI64::new(first_unstable),
@@ -706,11 +711,26 @@ impl Partition {
         if due { self.sync(now_ms) } else { Ok(()) }
     }
 
+    /// The topic's log configuration in force.
+    pub fn config(&self) -> Arc<LogConfig> {
+        match self.config.read() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
     /// Replaces the log's configuration (topic config changed).
-    pub fn set_config(&self, config: LogConfig) {
-        let mut log = self.log();
-        if log.config() != &config {
-            log.set_config(config);
+    pub fn set_config(&self, config: impl Into<Arc<LogConfig>>) {
+        let config = config.into();
+        {
+            let mut log = self.log();
+            if log.config() != &*config {
+                log.set_config(LogConfig::clone(&config));
+            }
+        }
+        match self.config.write() {
+            Ok(mut g) => *g = config,
+            Err(poisoned) => *poisoned.into_inner() = config,
         }
     }
 

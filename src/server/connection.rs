@@ -2,7 +2,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
@@ -45,9 +44,8 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, api: Arc<Api>, shutdown:
 async fn serve_inner(stream: TcpStream, peer: SocketAddr, api: Arc<Api>, mut shutdown: watch::Receiver<bool>) {
     let client_host = format!("/{}", peer.ip());
     let _ = stream.set_nodelay(true);
-    let config = &api.broker.config;
-    let max_frame = config.int("socket.request.max.bytes").max(0) as usize;
-    let idle = Duration::from_millis(config.long("connections.max.idle.ms").max(1) as u64);
+    let socket = &api.broker.config.settings().socket;
+    let (max_frame, idle) = (socket.request_bytes_max, socket.connections_idle_max);
     let (read_half, write_half) = stream.into_split();
     let mut frames = FramedRead::new(read_half, codec(max_frame));
     let (tx, rx) = mpsc::channel::<ResponseFrame>(RESPONSES_QUEUED_MAX);

@@ -31,7 +31,7 @@ pub struct Server {
 impl Server {
     pub async fn bind(addr: SocketAddr, api: Arc<Api>) -> std::io::Result<Self> {
         let listener = TcpListener::bind(addr).await?;
-        let max = api.broker.config.int("max.connections").max(1) as usize;
+        let max = api.broker.config.settings().socket.connections_max;
         let connections = Arc::new(Semaphore::new(max.min(Semaphore::MAX_PERMITS)));
         Ok(Self { listener, api, connections })
     }

@@ -57,13 +57,14 @@ pub struct TxnConfig {
 
 impl TxnConfig {
     pub fn from_broker(c: &crate::config::BrokerConfig) -> Self {
+        let t = &c.settings().txn;
         TxnConfig {
-            num_partitions: c.int("transaction.state.log.num.partitions").max(1),
-            segment_bytes: c.int("transaction.state.log.segment.bytes").max(1),
-            max_timeout_ms: c.int("transaction.max.timeout.ms"),
-            abort_check_interval_ms: i64::from(c.int("transaction.abort.timed.out.transaction.cleanup.interval.ms").max(1)),
-            expiration_ms: i64::from(c.int("transactional.id.expiration.ms").max(1)),
-            expiration_check_interval_ms: i64::from(c.int("transaction.remove.expired.transaction.cleanup.interval.ms").max(1)),
+            num_partitions: t.num_partitions,
+            segment_bytes: t.segment_bytes,
+            max_timeout_ms: t.max_timeout_ms,
+            abort_check_interval_ms: t.abort_check_interval_ms,
+            expiration_ms: t.expiration_ms,
+            expiration_check_interval_ms: t.expiration_check_interval_ms,
         }
     }
 }
