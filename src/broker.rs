@@ -6,7 +6,7 @@
 //! no longer does. At startup [`Broker::reconcile`] scans the whole image once. Appends wake waiting fetches through
 //! one [`tokio::sync::Notify`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicI64;
 use std::sync::{Arc, Mutex, RwLock};
@@ -23,6 +23,7 @@ use crate::metadata::store::StoreError;
 use crate::metadata::{LocalChanges, MetadataImage, MetadataRecord, MetadataStore, TopicImage};
 use crate::metrics::{Metrics, MetricsConfig};
 use crate::partition::{Partition, PartitionError};
+use crate::replication::{AlterIsrRequest, LeaderRegistration, ReplicationConfig};
 use crate::types::{NodeId, TopicPartition};
 
 /// Producer ids are taken from the metadata log in blocks of this size, so handing one out
@@ -70,6 +71,23 @@ pub struct Broker {
     producer_ids: Mutex<(i64, i64)>,
     pub started_at_ms: AtomicI64,
     pub metrics: Arc<Metrics>,
+    /// ISR changes the hosted leaders want, for the AlterPartition sender (`cluster::replica`).
+    isr_changes: IsrChanges,
+}
+
+/// A partition leader's ISR change waiting to go to the controller.
+#[derive(Debug, Clone)]
+pub struct IsrChange {
+    pub tp: TopicPartition,
+    pub topic_id: Uuid,
+    pub request: AlterIsrRequest,
+}
+
+/// The queue of [`IsrChange`]s: leaders push, one sender drains.
+#[derive(Default)]
+struct IsrChanges {
+    pending: Mutex<Vec<IsrChange>>,
+    ready: tokio::sync::Notify,
 }
 
 impl Broker {
@@ -118,6 +136,7 @@ impl Broker {
             producer_ids: Mutex::new((0, 0)),
             started_at_ms: AtomicI64::new(now),
             metrics,
+            isr_changes: IsrChanges::default(),
         });
         if quorum {
             // Directories are kept until the image says otherwise: it is empty until the
@@ -132,6 +151,7 @@ impl Broker {
                     Some(c) => b.apply_local_changes(image, c),
                     None => b.reconcile(image),
                 };
+                b.refresh_isr_eligible(image);
                 if let Err(e) = out {
                     tracing::error!(error = %e, "applying metadata to the hosted partitions failed");
                 }
@@ -213,6 +233,93 @@ impl Broker {
 
     pub fn partitions(&self) -> Vec<Arc<Partition>> {
         read_lock(&self.partitions).values().cloned().collect()
+    }
+
+    /// Queues a leader's ISR change for the controller.
+    pub fn submit_isr_change(&self, partition: &Partition, request: AlterIsrRequest) {
+        let change = IsrChange { tp: partition.tp.clone(), topic_id: partition.topic_id, request };
+        lock(&self.isr_changes.pending).push(change);
+        self.isr_changes.ready.notify_one();
+    }
+
+    /// Waits for queued ISR changes and takes them all (a partition's latest wins).
+    pub async fn next_isr_changes(&self) -> Vec<IsrChange> {
+        loop {
+            let taken = std::mem::take(&mut *lock(&self.isr_changes.pending));
+            if !taken.is_empty() {
+                let mut latest: HashMap<TopicPartition, IsrChange> = HashMap::new();
+                for c in taken {
+                    latest.insert(c.tp.clone(), c);
+                }
+                return latest.into_values().collect();
+            }
+            self.isr_changes.ready.notified().await;
+        }
+    }
+
+    /// The replication settings a partition's leader runs with.
+    fn replication_config(&self, partition: &Partition) -> ReplicationConfig {
+        ReplicationConfig {
+            replica_lag_time_max_ms: self.config.settings().replica.lag_time_max_ms,
+            min_insync_replicas: usize::try_from(partition.config().min_insync_replicas.max(1)).unwrap_or(1),
+        }
+    }
+
+    /// Gives each of `tps` (hosted partitions) the role its registration names: leader (the
+    /// ISR rules start) or follower (the fetchers pick it up). A registration without
+    /// replicas (a legacy topic before migration) leaves the partition leading alone.
+    fn assign_roles<'a>(&self, image: &MetadataImage, tps: impl Iterator<Item = &'a TopicPartition>) {
+        let me = NodeId(self.node_id);
+        let now = self.clock.now_ms().max(0) as u64;
+        let eligible = self.isr_eligible(image);
+        for tp in tps {
+            let Some(partition) = self.partition(tp) else { continue };
+            let Some(reg) = image.topic(&tp.topic).and_then(|t| t.partition(tp.partition.0)) else { continue };
+            if reg.is_unknown() {
+                continue;
+            }
+            if reg.leader == Some(me) {
+                let registration = LeaderRegistration {
+                    replicas: reg.replicas.clone(),
+                    isr: reg.isr.clone(),
+                    leader_epoch: reg.leader_epoch,
+                    partition_epoch: reg.partition_epoch,
+                };
+                let config = self.replication_config(&partition);
+                match partition.become_leader(me, config, &registration, now) {
+                    Ok(Some(change)) => self.submit_isr_change(&partition, change),
+                    Ok(None) => {}
+                    Err(e) => tracing::error!(partition = %tp, error = %e, "cannot become leader"),
+                }
+                if let Some(eligible) = &eligible
+                    && let Some(change) = partition.set_isr_eligible(eligible.clone(), now)
+                {
+                    self.submit_isr_change(&partition, change);
+                }
+            } else {
+                partition.become_follower(reg.leader, reg.leader_epoch);
+            }
+        }
+    }
+
+    /// The brokers that may join an ISR: registered, unfenced, not shutting down. `None` on a
+    /// single node, whose image registers no brokers.
+    fn isr_eligible(&self, image: &MetadataImage) -> Option<BTreeSet<NodeId>> {
+        if image.brokers.is_empty() {
+            return None;
+        }
+        Some(image.brokers.values().filter(|b| !b.fenced && !b.in_controlled_shutdown).map(|b| b.id).collect())
+    }
+
+    /// Broker registrations changed: every hosted leader learns who may join its ISR.
+    pub fn refresh_isr_eligible(&self, image: &MetadataImage) {
+        let Some(eligible) = self.isr_eligible(image) else { return };
+        let now = self.clock.now_ms().max(0) as u64;
+        for partition in self.partitions() {
+            if let Some(change) = partition.set_isr_eligible(eligible.clone(), now) {
+                self.submit_isr_change(&partition, change);
+            }
+        }
     }
 
     /// Computes metadata records with `f`, makes them durable, then opens or removes
@@ -314,14 +421,17 @@ impl Broker {
                     }
                     let tp = TopicPartition::new(topic.name.clone(), i.0);
                     if let Some(p) = parts.get(&tp) {
-                        p.set_config(config.clone());
+                        p.set_config(config.clone(), self.clock.now_ms());
                         continue;
                     }
                     to_open.push((tp, topic.id, config.clone()));
                 }
             }
         }
-        self.open_and_remove(image, to_open, removed)
+        self.open_and_remove(image, to_open, removed)?;
+        let hosted: Vec<TopicPartition> = read_lock(&self.partitions).keys().cloned().collect();
+        self.assign_roles(image, hosted.iter());
+        Ok(())
     }
 
     /// Acts on what a metadata delta changed for this node: opens the partitions it now leads
@@ -367,11 +477,13 @@ impl Broker {
             for topic in &changes.config_changed {
                 let config = config_of(topic);
                 for p in parts.values().filter(|p| p.topic_id == topic.id) {
-                    p.set_config(config.clone());
+                    p.set_config(config.clone(), self.clock.now_ms());
                 }
             }
         }
-        self.open_and_remove(image, to_open, removed)
+        self.open_and_remove(image, to_open, removed)?;
+        self.assign_roles(image, changes.leaders.iter().chain(&changes.followers).map(|l| &l.tp));
+        Ok(())
     }
 
     /// Deletes the directories of `removed`, then opens `to_open` (in parallel, outside the

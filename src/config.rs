@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
-pub use settings::{GroupSettings, Listeners, LogSettings, QuorumSettings, Roles, Settings, SocketSettings, TopicSettings, TxnSettings};
+pub use settings::{GroupSettings, Listeners, LogSettings, QuorumSettings, ReplicaSettings, Roles, Settings, SocketSettings, TopicSettings, TxnSettings};
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -139,6 +139,14 @@ pub const BROKER_KEYS: &[KeyDef] = &[
     key!("transaction.abort.timed.out.transaction.cleanup.interval.ms", Kind::Int, Some("10000"), "How often transactions past their timeout are aborted"),
     key!("transaction.remove.expired.transaction.cleanup.interval.ms", Kind::Int, Some("3600000"), "How often expired transactional ids are removed"),
     key!("transaction.partition.verification.enable", Kind::Bool, Some("true"), "Check with the coordinator that a partition is in the transaction before its first transactional write"),
+    key!("replica.lag.time.max.ms", Kind::Long, Some("30000"), "A follower that has not caught up for this long leaves the ISR"),
+    key!("replica.fetch.wait.max.ms", Kind::Int, Some("500"), "Longest wait of a follower's fetch for new records"),
+    key!("replica.fetch.min.bytes", Kind::Int, Some("1"), "Bytes a follower's fetch waits for"),
+    key!("replica.fetch.max.bytes", Kind::Int, Some("1048576"), "Bytes a follower fetches per partition"),
+    key!("replica.fetch.response.max.bytes", Kind::Int, Some("10485760"), "Bytes a follower fetches per request"),
+    key!("replica.fetch.backoff.ms", Kind::Int, Some("1000"), "Pause of a follower's fetcher after a failed fetch"),
+    key!("replica.socket.timeout.ms", Kind::Int, Some("30000"), "Timeout of a follower's fetch requests"),
+    key!("num.replica.fetchers", Kind::Int, Some("1"), "Fetcher connections per source broker"),
     key!("producer.id.expiration.ms", Kind::Int, Some("86400000"), "Forget an idle producer's state in a partition after this long"),
     key!("group.initial.rebalance.delay.ms", Kind::Int, Some("3000"), "Delay before the first rebalance of a new group"),
     key!("group.min.session.timeout.ms", Kind::Int, Some("6000"), "Shortest session timeout a member may ask for"),

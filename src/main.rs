@@ -183,6 +183,7 @@ async fn run_cluster_node(config: BrokerConfig) -> anyhow::Result<()> {
     let accepting = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let metrics_server = start_metrics(&broker, &api.groups, &api.txns, accepting.clone(), shutdown_rx.clone()).await?;
     let mut lifecycle = None;
+    let mut replication: Option<tokio::task::JoinHandle<()>> = None;
     let mut serving = None;
     let mut group_ticker = None;
     if let Some(server) = client_server {
@@ -191,6 +192,7 @@ async fn run_cluster_node(config: BrokerConfig) -> anyhow::Result<()> {
         tokio::task::spawn_blocking(move || a.start_coordinators()).await?.context("loading the coordinators")?;
         group_ticker = Some(spawn_group_ticker(&api, shutdown_rx.clone()));
         lifecycle = Some(tokio::spawn(cluster::lifecycle::run(broker.clone(), cluster.clone())));
+        replication = Some(tokio::spawn(cluster::replica::run(broker.clone(), cluster.clone())));
         let local = server.local_addr()?;
         serving = Some(tokio::spawn(server.run(shutdown_rx.clone())));
         cluster.wait_unfenced().await;
@@ -208,6 +210,9 @@ async fn run_cluster_node(config: BrokerConfig) -> anyhow::Result<()> {
     }
     if let Some(l) = lifecycle {
         l.abort();
+    }
+    if let Some(r) = replication {
+        r.abort();
     }
     accepting.store(false, std::sync::atomic::Ordering::Release);
     // A leader resigns (EndQuorumEpoch) so the other voters elect without waiting.

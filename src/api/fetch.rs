@@ -20,8 +20,8 @@ use super::fetch_session::{FINAL_EPOCH, INITIAL_EPOCH, PartitionKey, SessionPart
 use super::{Api, RequestContext, errors, str_bytes};
 use super::response_frame::ByReference;
 use crate::log::AbortedTxn;
-use crate::partition::{Isolation, PartitionError, RecordSet};
-use crate::types::TopicPartition;
+use crate::partition::{DivergingEpoch, Isolation, PartitionError, RecordSet};
+use crate::types::{BrokerEpoch, LeaderEpoch, NodeId, Offset, TopicPartition};
 
 /// Longest long poll we honour, whatever the client asks.
 pub const MAX_WAIT_MS_MAX: i32 = 30_000;
@@ -31,6 +31,25 @@ enum Mode {
     /// Sessionless full fetch; `create` opens a session afterwards.
     Full { create: bool },
     Incremental { session_id: i32 },
+}
+
+/// Who is fetching: a consumer, or a follower replica (Kafka's `replica_id` before v15,
+/// `replica_state` since, KIP-903).
+#[derive(Debug, Clone, Copy)]
+struct Fetcher {
+    replica: Option<NodeId>,
+    broker_epoch: Option<BrokerEpoch>,
+}
+
+impl Fetcher {
+    fn of(req: &FetchRequest, version: i16) -> Self {
+        let (id, epoch) = if version >= 15 {
+            (req.replica_state.replica_id.0, req.replica_state.replica_epoch)
+        } else {
+            (req.replica_id.0, -1)
+        };
+        Fetcher { replica: (id >= 0).then_some(NodeId(id)), broker_epoch: (epoch >= 0).then_some(BrokerEpoch(epoch)) }
+    }
 }
 
 /// The outcome for one partition.
@@ -44,6 +63,7 @@ struct PartitionResult {
     last_stable_offset: i64,
     log_start_offset: i64,
     aborted: Option<Vec<AbortedTxn>>,
+    diverging: Option<DivergingEpoch>,
 }
 
 /// The response and its record sets to send by reference, in encoding order.
@@ -57,7 +77,8 @@ pub async fn handle(api: &Api, ctx: &RequestContext, req: FetchRequest) -> (Fetc
             return (r, Vec::new());
         }
     };
-    let results = read_with_wait(api, &req, &targets).await;
+    let fetcher = Fetcher::of(&req, ctx.version);
+    let results = read_with_wait(api, &req, fetcher, &targets).await;
     respond(api, &req, by_id, mode, targets, results)
 }
 
@@ -88,6 +109,8 @@ fn resolve(
                     fetch_offset: p.fetch_offset,
                     max_bytes: p.partition_max_bytes,
                     current_leader_epoch: p.current_leader_epoch,
+                    last_fetched_epoch: p.last_fetched_epoch,
+                    log_start_offset: p.log_start_offset,
                     sent_high_watermark: -1,
                     sent_log_start_offset: -1,
                 },
@@ -122,6 +145,8 @@ fn resolve(
                         s.fetch_offset = p.fetch_offset;
                         s.max_bytes = p.max_bytes;
                         s.current_leader_epoch = p.current_leader_epoch;
+                        s.last_fetched_epoch = p.last_fetched_epoch;
+                        s.log_start_offset = p.log_start_offset;
                     }
                     None => {
                         session.partitions.insert(key, p);
@@ -144,6 +169,7 @@ fn resolve(
 async fn read_with_wait(
     api: &Api,
     req: &FetchRequest,
+    fetcher: Fetcher,
     targets: &IndexMap<PartitionKey, SessionPartition>,
 ) -> Vec<PartitionResult> {
     let max_wait = Duration::from_millis(req.max_wait_ms.clamp(0, MAX_WAIT_MS_MAX) as u64);
@@ -152,7 +178,7 @@ async fn read_with_wait(
     // after the read still wakes us (`notify_one` keeps a permit).
     let waiter = Arc::new(Notify::new());
     loop {
-        let results = read_all(api, req, targets, Some(&waiter));
+        let results = read_all(api, req, fetcher, targets, Some(&waiter));
         let bytes: usize = results.iter().map(|r| r.records.len()).sum();
         let has_error = results.iter().any(|r| r.has_error);
         if bytes >= req.min_bytes.max(0) as usize || has_error || targets.is_empty() {
@@ -160,10 +186,10 @@ async fn read_with_wait(
         }
         tokio::select! {
             _ = waiter.notified() => {}
-            _ = tokio::time::sleep_until(deadline) => return read_all(api, req, targets, None),
+            _ = tokio::time::sleep_until(deadline) => return read_all(api, req, fetcher, targets, None),
         }
         if tokio::time::Instant::now() >= deadline {
-            return read_all(api, req, targets, None);
+            return read_all(api, req, fetcher, targets, None);
         }
     }
 }
@@ -171,6 +197,7 @@ async fn read_with_wait(
 fn read_all(
     api: &Api,
     req: &FetchRequest,
+    fetcher: Fetcher,
     targets: &IndexMap<PartitionKey, SessionPartition>,
     waiter: Option<&Arc<Notify>>,
 ) -> Vec<PartitionResult> {
@@ -181,7 +208,7 @@ fn read_all(
     targets
         .iter()
         .map(|(key, s)| {
-            let r = read_one(api, isolation, key, s, budget, first, waiter);
+            let r = read_one(api, isolation, fetcher, key, s, budget, first, waiter);
             if !r.records.is_empty() {
                 first = false;
                 budget = budget.saturating_sub(r.records.len());
@@ -191,9 +218,11 @@ fn read_all(
         .collect()
 }
 
+#[allow(clippy::too_many_arguments)]
 fn read_one(
     api: &Api,
     isolation: Isolation,
+    fetcher: Fetcher,
     key: &PartitionKey,
     s: &SessionPartition,
     budget: usize,
@@ -210,6 +239,7 @@ fn read_one(
         last_stable_offset: -1,
         log_start_offset: -1,
         aborted: None,
+        diverging: None,
     };
     let fail = |mut r: PartitionResult, e: ResponseError| {
         r.error = e;
@@ -220,7 +250,7 @@ fn read_one(
         let e = if key.0.is_empty() { ResponseError::UnknownTopicId } else { ResponseError::UnknownTopicOrPartition };
         return fail(r, e);
     };
-    if !api.broker.leads(&key.0, key.1) {
+    if !partition.is_leader() {
         return fail(r, ResponseError::NotLeaderOrFollower);
     }
     if let Some(w) = waiter {
@@ -234,6 +264,9 @@ fn read_one(
         return fail(r, ResponseError::FencedLeaderEpoch);
     }
     let max_bytes = (s.max_bytes.max(0) as usize).min(budget);
+    if let Some(follower) = fetcher.replica {
+        return read_for_follower(api, &partition, follower, fetcher.broker_epoch, s, max_bytes, first, r);
+    }
     match partition.read_for_fetch(s.fetch_offset, max_bytes, first, isolation) {
         Ok(read) => {
             r.records = read.records;
@@ -252,6 +285,61 @@ fn read_one(
                 other => errors::partition_error(other),
             };
             fail(r, code)
+        }
+    }
+}
+
+/// A follower's fetch: records up to the log end (not the high watermark), after the KIP-320
+/// divergence check; the fetch offset tells the leader what the follower holds, which may move
+/// the high watermark and the ISR (the change goes to the controller).
+#[allow(clippy::too_many_arguments)]
+fn read_for_follower(
+    api: &Api,
+    partition: &crate::partition::Partition,
+    follower: NodeId,
+    broker_epoch: Option<BrokerEpoch>,
+    s: &SessionPartition,
+    max_bytes: usize,
+    first: bool,
+    mut r: PartitionResult,
+) -> PartitionResult {
+    let positions = |r: &mut PartitionResult| {
+        r.high_watermark = partition.high_watermark();
+        r.last_stable_offset = partition.last_stable_offset();
+        r.log_start_offset = partition.log_start_offset();
+    };
+    if s.last_fetched_epoch >= 0
+        && let Some(d) = partition.diverging_epoch(LeaderEpoch(s.last_fetched_epoch), Offset(s.fetch_offset))
+    {
+        positions(&mut r);
+        r.diverging = Some(d);
+        return r;
+    }
+    let now = api.broker.clock.now_ms().max(0) as u64;
+    match partition.record_follower_fetch(follower, Offset(s.fetch_offset), Offset(s.log_start_offset), broker_epoch, now) {
+        Ok(Some(change)) => api.broker.submit_isr_change(partition, change),
+        Ok(None) => {}
+        Err(e) => {
+            positions(&mut r);
+            r.error = errors::partition_error(&e);
+            r.has_error = true;
+            return r;
+        }
+    }
+    match partition.read_for_follower(s.fetch_offset, max_bytes, first) {
+        Ok(read) => {
+            r.records = read.records;
+            positions(&mut r);
+            r
+        }
+        Err(e) => {
+            positions(&mut r);
+            r.error = match &e {
+                PartitionError::Log(l) => errors::log_error(l),
+                other => errors::partition_error(other),
+            };
+            r.has_error = true;
+            r
         }
     }
 }
@@ -346,6 +434,10 @@ fn push_partition(
         None if read_committed => Some(vec![]),
         None => None,
     };
+    if let Some(d) = r.diverging {
+        p.diverging_epoch.epoch = d.epoch.0;
+        p.diverging_epoch.end_offset = d.end_offset.0;
+    }
     p.preferred_read_replica = kafka_protocol::messages::BrokerId(-1);
     // librdkafka mis-parses null records: always send an empty set instead.
     p.records = Some(records);
@@ -420,6 +512,7 @@ mod tests {
                     last_stable_offset: 1000 + i as i64,
                     log_start_offset: 0,
                     aborted: None,
+                    diverging: None,
                 };
                 push_partition(&mut with_refs, &mut by_reference, by_id, false, result(set));
                 push_partition(&mut plain, &mut Vec::new(), by_id, false, result(RecordSet::Memory(bytes)));

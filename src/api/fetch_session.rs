@@ -22,6 +22,10 @@ pub struct SessionPartition {
     pub fetch_offset: i64,
     pub max_bytes: i32,
     pub current_leader_epoch: i32,
+    /// A follower's epoch of its last fetched batch (-1: none, or a consumer).
+    pub last_fetched_epoch: i32,
+    /// A follower's log start offset (-1 from consumers).
+    pub log_start_offset: i64,
     pub sent_high_watermark: i64,
     pub sent_log_start_offset: i64,
 }

@@ -110,7 +110,7 @@ fn brokers(api: &Api) -> Vec<MetadataResponseBroker> {
 }
 
 /// The listener name clients reach this node on; others are looked up by the same name.
-const LOCAL_LISTENER_NAME: &str = "PLAINTEXT";
+pub const LOCAL_LISTENER_NAME: &str = "PLAINTEXT";
 
 fn handle_topics(api: &Api, ctx: &RequestContext, req: MetadataRequest, mut r: MetadataResponse) -> MetadataResponse {
     let broker = &api.broker;

@@ -28,6 +28,8 @@ pub async fn handle(api: &Api, ctx: &RequestContext, req: ProduceRequest) -> Rep
     let image = broker.image();
     // Partitions whose flush policy wants an fsync before the answer, by response position.
     let mut to_sync: Vec<(usize, usize, TopicPartition)> = Vec::new();
+    // acks=all: partitions whose high watermark must pass an offset before the answer.
+    let mut to_replicate: Vec<(usize, usize, TopicPartition, i64)> = Vec::new();
     let txn = Txn { id: req.transactional_id.as_ref().map(|t| t.as_str()), version: ctx.version };
     for topic in req.topic_data {
         let by_id = ctx.version >= 13;
@@ -49,9 +51,12 @@ pub async fn handle(api: &Api, ctx: &RequestContext, req: ProduceRequest) -> Rep
             };
             match outcome {
                 Ok(a) => {
+                    let position = (response.responses.len(), tr.partition_responses.len());
                     if a.flush_due && let Some(t) = topic_image {
-                        let position = (response.responses.len(), tr.partition_responses.len());
                         to_sync.push((position.0, position.1, TopicPartition::new(t.name.clone(), pd.index)));
+                    }
+                    if acks == -1 && let Some(t) = topic_image {
+                        to_replicate.push((position.0, position.1, TopicPartition::new(t.name.clone(), pd.index), a.last_offset + 1));
                     }
                     pr.base_offset = a.first_offset;
                     pr.log_append_time_ms = a.log_append_time_ms;
@@ -78,6 +83,20 @@ pub async fn handle(api: &Api, ctx: &RequestContext, req: ProduceRequest) -> Rep
             }
         }
     }
+    if !to_replicate.is_empty() {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(req.timeout_ms.max(0) as u64);
+        for (t, p, tp, required) in to_replicate {
+            if let Err(code) = wait_for_replication(api, &tp, required, deadline).await {
+                any_error = true;
+                if let Some(pr) = response.responses.get_mut(t).and_then(|t| t.partition_responses.get_mut(p))
+                    && pr.error_code == 0
+                {
+                    pr.error_code = code.code();
+                    pr.base_offset = -1;
+                }
+            }
+        }
+    }
     if acks == 0 {
         return if any_error { Reply::Close } else { Reply::NoResponse };
     }
@@ -98,6 +117,31 @@ async fn sync_partition(api: &Api, tp: TopicPartition) -> Result<(), String> {
             Err(e.to_string())
         }
         Err(e) => Err(e.to_string()),
+    }
+}
+
+/// acks=all (Kafka's `DelayedProduce`): waits until the partition's high watermark reaches
+/// `required` (every in-sync replica holds the records), then checks the ISR still meets
+/// `min.insync.replicas`. Leadership lost meanwhile answers NOT_LEADER_OR_FOLLOWER, the
+/// deadline REQUEST_TIMED_OUT. Only this request waits: other connections go on.
+async fn wait_for_replication(api: &Api, tp: &TopicPartition, required: i64, deadline: tokio::time::Instant) -> Result<(), ResponseError> {
+    let Some(partition) = api.broker.partition(tp) else { return Err(ResponseError::NotLeaderOrFollower) };
+    let epoch = partition.leader_epoch();
+    let waiter = std::sync::Arc::new(tokio::sync::Notify::new());
+    loop {
+        partition.watch_high_watermark(&waiter);
+        if !partition.is_leader() || partition.leader_epoch() != epoch {
+            return Err(ResponseError::NotLeaderOrFollower);
+        }
+        if partition.high_watermark() >= required {
+            let min_isr = usize::try_from(partition.config().min_insync_replicas.max(1)).unwrap_or(1);
+            let isr = partition.isr().map_or(0, |(isr, _)| isr.len());
+            return if isr >= min_isr { Ok(()) } else { Err(ResponseError::NotEnoughReplicasAfterAppend) };
+        }
+        tokio::select! {
+            _ = waiter.notified() => {}
+            _ = tokio::time::sleep_until(deadline) => return Err(ResponseError::RequestTimedOut),
+        }
     }
 }
 
@@ -210,7 +254,7 @@ fn append_partition(
     let Some(partition) = broker.partition(&TopicPartition::new(topic, index)) else {
         return Err(Rejection::new(ResponseError::UnknownTopicOrPartition, None));
     };
-    if !broker.leads(topic, index) {
+    if !broker.leads(topic, index) || !partition.is_leader() {
         return Err(Rejection::new(ResponseError::NotLeaderOrFollower, None));
     }
     let Some(records) = records else {
@@ -219,8 +263,9 @@ fn append_partition(
     // The topic's configs, parsed when they last changed.
     let config = partition.config();
     if acks == -1 {
-        // On one node the ISR is this broker alone.
-        if config.min_insync_replicas > 1 {
+        // Kafka refuses before appending when the ISR is already too small.
+        let isr = partition.isr().map_or(0, |(isr, _)| isr.len());
+        if isr < usize::try_from(config.min_insync_replicas.max(1)).unwrap_or(1) {
             return Err(Rejection::new(ResponseError::NotEnoughReplicas, None));
         }
     }

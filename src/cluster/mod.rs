@@ -16,6 +16,7 @@
 
 pub mod active;
 pub mod lifecycle;
+pub mod replica;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};

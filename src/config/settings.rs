@@ -153,6 +153,25 @@ pub struct TxnSettings {
     pub partition_verification: bool,
 }
 
+/// Partition replication (followers' fetchers, the leaders' ISR checks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplicaSettings {
+    /// `replica.lag.time.max.ms`, at least 1.
+    pub lag_time_max_ms: u64,
+    /// `replica.fetch.wait.max.ms`.
+    pub fetch_wait_max_ms: i32,
+    /// `replica.fetch.min.bytes`.
+    pub fetch_min_bytes: i32,
+    /// `replica.fetch.max.bytes`.
+    pub fetch_max_bytes: i32,
+    /// `replica.fetch.response.max.bytes`.
+    pub fetch_response_max_bytes: i32,
+    /// `replica.fetch.backoff.ms`.
+    pub fetch_backoff: Duration,
+    /// `replica.socket.timeout.ms`, at least the fetch wait plus a second.
+    pub socket_timeout: Duration,
+}
+
 /// Every broker setting the code acts on; see the module doc.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
@@ -175,6 +194,7 @@ pub struct Settings {
     pub log: LogSettings,
     pub group: GroupSettings,
     pub txn: TxnSettings,
+    pub replica: ReplicaSettings,
     /// `metrics.partition.detail`.
     pub metrics_partition_detail: bool,
 }
@@ -283,6 +303,7 @@ impl Settings {
             log: LogSettings::parse(s)?,
             group: GroupSettings::parse(s)?,
             txn: TxnSettings::parse(s)?,
+            replica: ReplicaSettings::parse(s)?,
             metrics_partition_detail: s.bool("metrics.partition.detail")?,
         })
     }
@@ -496,6 +517,22 @@ impl GroupSettings {
             consumer_max_size: s.usize_at_least("group.consumer.max.size", 1)?,
             offsets_topic_num_partitions: s.int("offsets.topic.num.partitions")?.max(1),
             offsets_retention_ms: s.long_of_int("offsets.retention.minutes")? * 60_000,
+        })
+    }
+}
+
+impl ReplicaSettings {
+    fn parse(s: &Source<'_>) -> Result<Self, ConfigError> {
+        let fetch_wait_max_ms = s.int("replica.fetch.wait.max.ms")?.max(0);
+        let socket_timeout_ms = s.int("replica.socket.timeout.ms")?.max(fetch_wait_max_ms.saturating_add(1000));
+        Ok(ReplicaSettings {
+            lag_time_max_ms: s.long("replica.lag.time.max.ms")?.max(1).unsigned_abs(),
+            fetch_wait_max_ms,
+            fetch_min_bytes: s.int("replica.fetch.min.bytes")?.max(1),
+            fetch_max_bytes: s.int("replica.fetch.max.bytes")?.max(1),
+            fetch_response_max_bytes: s.int("replica.fetch.response.max.bytes")?.max(1),
+            fetch_backoff: Duration::from_millis(s.int("replica.fetch.backoff.ms")?.max(0).unsigned_abs().into()),
+            socket_timeout: Duration::from_millis(socket_timeout_ms.unsigned_abs().into()),
         })
     }
 }

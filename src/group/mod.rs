@@ -217,7 +217,7 @@ impl GroupCoordinator {
             let Some(p) = self.broker.partition(&crate::types::TopicPartition::new(OFFSETS_TOPIC, i)) else { continue };
             let mut offset = p.log_start_offset();
             while offset < p.high_watermark() {
-                let Ok(read) = p.read(offset, LOAD_READ_BYTES, true) else { break };
+                let Ok(read) = p.read_to_log_end(offset, LOAD_READ_BYTES, true) else { break };
                 if read.records.is_empty() {
                     break;
                 }

@@ -573,27 +573,29 @@ impl Partition {
             Role::Leader(l) => l.on_append(Offset(end), now_ms.max(0) as u64).high_watermark_advanced.then(|| l.high_watermark().0),
             Role::Follower { .. } => None,
         };
-        match hw {
+        let woken = match hw {
             Some(hw) => self.publish_high_watermark(hw),
             None => {
                 self.publish_lso();
-                if before_end != end {
-                    // Followers' fetches wait for the log end.
-                    self.wake_waiters();
-                }
+                false
             }
+        };
+        if before_end != end && !woken {
+            // Followers' fetches wait for the log end.
+            self.wake_waiters();
         }
     }
 
     /// Stores a new high watermark (never above the log end) and the LSO it bounds; wakes
     /// the waiters when it moved.
-    fn publish_high_watermark(&self, hw: i64) {
+    fn publish_high_watermark(&self, hw: i64) -> bool {
         let hw = hw.min(self.log_end_offset()).max(0);
         let before = self.high_watermark.swap(hw, Ordering::AcqRel);
         self.publish_lso();
         if before != hw {
             self.wake_waiters();
         }
+        before != hw
     }
 
     fn publish_lso(&self) {
@@ -605,9 +607,21 @@ impl Partition {
     /// Reads whole batches from `offset`, at most `max_bytes` unless `min_one_batch` and the
     /// first batch is larger (KIP-74). Only data below the high watermark is visible.
     pub fn read(&self, offset: i64, max_bytes: usize, min_one_batch: bool) -> Result<ReadResult, PartitionError> {
+        self.read_in_memory(offset, max_bytes, min_one_batch, false)
+    }
+
+    /// [`Partition::read`] up to the log end: a coordinator loading its state reads what its
+    /// leader's log holds, as Kafka's loaders do (this log is the truth now; what is not yet
+    /// replicated will be, or this leadership ends and the state is unloaded).
+    pub fn read_to_log_end(&self, offset: i64, max_bytes: usize, min_one_batch: bool) -> Result<ReadResult, PartitionError> {
+        self.read_in_memory(offset, max_bytes, min_one_batch, true)
+    }
+
+    fn read_in_memory(&self, offset: i64, max_bytes: usize, min_one_batch: bool, to_log_end: bool) -> Result<ReadResult, PartitionError> {
         let log = self.log();
         let high_watermark = self.high_watermark();
-        let read = log.read(offset, max_bytes, high_watermark, min_one_batch)?;
+        let bound = if to_log_end { log.log_end_offset() } else { high_watermark };
+        let read = log.read(offset, max_bytes, bound, min_one_batch)?;
         self.metrics.record_fetch(read.bytes.len() as u64);
         Ok(ReadResult {
             records: read.bytes,
@@ -621,17 +635,30 @@ impl Partition {
     /// read_committed stops at the last stable offset and lists the aborted transactions
     /// (from the transaction indexes: the record bytes are still not read).
     pub fn read_for_fetch(&self, offset: i64, max_bytes: usize, min_one_batch: bool, isolation: Isolation) -> Result<FetchRead, PartitionError> {
+        self.read_bounded(offset, max_bytes, min_one_batch, Some(isolation))
+    }
+
+    /// [`Partition::read_for_fetch`] for a follower: up to the log end, uncommitted records
+    /// included (the follower's fetch is what commits them).
+    pub fn read_for_follower(&self, offset: i64, max_bytes: usize, min_one_batch: bool) -> Result<FetchRead, PartitionError> {
+        self.read_bounded(offset, max_bytes, min_one_batch, None)
+    }
+
+    /// Reads below the high watermark (read_uncommitted), the LSO (read_committed) or the log
+    /// end (`None`: a follower).
+    fn read_bounded(&self, offset: i64, max_bytes: usize, min_one_batch: bool, isolation: Option<Isolation>) -> Result<FetchRead, PartitionError> {
         let log = self.log();
         let high_watermark = self.high_watermark();
         let last_stable_offset = self.last_stable_offset();
         let bound = match isolation {
-            Isolation::ReadUncommitted => high_watermark,
-            Isolation::ReadCommitted => last_stable_offset,
+            Some(Isolation::ReadUncommitted) => high_watermark,
+            Some(Isolation::ReadCommitted) => last_stable_offset,
+            None => log.log_end_offset(),
         };
         let located = log.read_regions(offset, max_bytes, bound, min_one_batch)?;
         let aborted = match isolation {
-            Isolation::ReadUncommitted => None,
-            Isolation::ReadCommitted => Some(log.collect_aborted(offset, located.next_offset)),
+            Some(Isolation::ReadCommitted) => Some(log.collect_aborted(offset, located.next_offset)),
+            _ => None,
         };
         let log_start_offset = log.log_start_offset();
         // The regions stay valid without the lock: the data below the end is immutable.
@@ -720,8 +747,14 @@ impl Partition {
     }
 
     /// Replaces the log's configuration (topic config changed).
-    pub fn set_config(&self, config: impl Into<Arc<LogConfig>>) {
+    pub fn set_config(&self, config: impl Into<Arc<LogConfig>>, now_ms: i64) {
         let config = config.into();
+        let min_isr = usize::try_from(config.min_insync_replicas.max(1)).unwrap_or(1);
+        let now = now_ms.max(0) as u64;
+        let _ = self.with_leader(|l| {
+            let replication = ReplicationConfig { min_insync_replicas: min_isr, ..l.config() };
+            l.set_config(replication, now)
+        });
         {
             let mut log = self.log();
             if log.config() != &*config {

@@ -146,7 +146,7 @@ impl TransactionCoordinator {
             let Some(p) = self.broker.partition(&TopicPartition::new(TRANSACTION_STATE_TOPIC, i)) else { continue };
             let mut offset = p.log_start_offset();
             while offset < p.high_watermark() {
-                let Ok(read) = p.read(offset, LOAD_READ_BYTES, true) else { break };
+                let Ok(read) = p.read_to_log_end(offset, LOAD_READ_BYTES, true) else { break };
                 let mut buf = read.records.clone();
                 let Ok(sets) = RecordBatchDecoder::decode_all(&mut buf) else {
                     tracing::warn!(partition = i, offset, "undecodable batch in __transaction_state; stopping load of this partition");

@@ -1,0 +1,308 @@
+//! Replication at run time, around the pure rules of [`crate::replication`]: the follower
+//! fetchers (Kafka's `ReplicaFetcherThread`, one per source broker), the leaders' periodic ISR
+//! check, and the AlterPartition sender (Kafka's `AlterPartitionManager`: one request in
+//! flight, carrying every pending change).
+//!
+//! A fetcher sends Fetch to its leader for every partition this node follows there, at each
+//! partition's log end and with the epoch of its last batch; the leader long-polls
+//! (`replica.fetch.wait.max.ms`), so idle replication costs a request every half second and
+//! no CPU in between. Each answer is appended as it came (offsets as the leader assigned
+//! them), the high watermark taken, a diverging epoch truncated (KIP-320). A partition that
+//! changes role leaves its fetcher at the next round; a fetcher with nothing to fetch ends,
+//! and the supervisor starts one when a partition needs it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::alter_partition_request::{BrokerState, PartitionData as AlterPartitionData, TopicData as AlterTopicData};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::{AlterPartitionRequest, BrokerId, FetchRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+
+use super::Cluster;
+use crate::broker::{Broker, IsrChange};
+use crate::client::NodeClient;
+use crate::partition::Partition;
+use crate::replication::{truncation_offset, AlterIsrResult, EpochEndOffset};
+use crate::types::{LeaderEpoch, NodeId, Offset, PartitionEpoch};
+
+/// Fetch v17 and AlterPartition v3: the newest whose fields we fill.
+const FETCH_VERSION_MAX: i16 = 17;
+const ALTER_PARTITION_VERSION_MAX: i16 = 3;
+/// How often the supervisor looks for followed partitions without a fetcher (it is also
+/// woken by every metadata change).
+const SUPERVISE_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Runs the AlterPartition sender, the ISR check and the fetcher supervisor until the
+/// process stops.
+pub async fn run(broker: Arc<Broker>, cluster: Arc<Cluster>) {
+    tokio::join!(
+        send_isr_changes(broker.clone(), cluster.clone()),
+        check_isr(broker.clone()),
+        supervise_fetchers(broker, cluster),
+    );
+}
+
+/// Every `replica.lag.time.max.ms / 2`, each leader drops members that stopped catching up.
+async fn check_isr(broker: Arc<Broker>) {
+    let every = Duration::from_millis((broker.config.settings().replica.lag_time_max_ms / 2).max(1));
+    let mut ticks = tokio::time::interval(every);
+    loop {
+        ticks.tick().await;
+        let now = broker.clock.now_ms().max(0) as u64;
+        for partition in broker.partitions() {
+            if let Some(change) = partition.isr_tick(now) {
+                broker.submit_isr_change(&partition, change);
+            }
+        }
+    }
+}
+
+/// Sends the queued ISR changes to the active controller, one request at a time, and hands
+/// each partition its answer.
+async fn send_isr_changes(broker: Arc<Broker>, cluster: Arc<Cluster>) {
+    loop {
+        let changes = broker.next_isr_changes().await;
+        let request = alter_partition_request(&cluster, &changes);
+        let answer = cluster.call_controller(&request, ALTER_PARTITION_VERSION_MAX).await;
+        let now = broker.clock.now_ms().max(0) as u64;
+        let mut results: HashMap<(uuid::Uuid, i32), AlterIsrResult> = HashMap::new();
+        match answer {
+            Ok((_, response)) if response.error_code == 0 => {
+                for t in &response.topics {
+                    for p in &t.partitions {
+                        results.insert((t.topic_id, p.partition_index), alter_result(p));
+                    }
+                }
+            }
+            Ok((_, response)) => {
+                tracing::debug!(error = response.error_code, "AlterPartition refused");
+            }
+            Err(e) => tracing::debug!(error = %e, "AlterPartition not delivered"),
+        }
+        for change in changes {
+            let Some(partition) = broker.partition(&change.tp) else { continue };
+            let result = results.remove(&(change.topic_id, change.tp.partition.0)).unwrap_or(AlterIsrResult::Rejected);
+            partition.on_alter_result(result, now);
+        }
+    }
+}
+
+fn alter_partition_request(cluster: &Cluster, changes: &[IsrChange]) -> AlterPartitionRequest {
+    let mut request = AlterPartitionRequest::default();
+    let me = cluster.node_id();
+    request.broker_id = BrokerId(me.0);
+    request.broker_epoch = cluster.broker_epoch();
+    let mut by_topic: Vec<AlterTopicData> = Vec::new();
+    for change in changes {
+        let mut p = AlterPartitionData::default();
+        p.partition_index = change.tp.partition.0;
+        p.leader_epoch = change.request.leader_epoch.0;
+        p.partition_epoch = change.request.partition_epoch.0;
+        for (id, epoch) in &change.request.new_isr {
+            let mut b = BrokerState::default();
+            b.broker_id = BrokerId(id.0);
+            b.broker_epoch = if *id == me { cluster.broker_epoch() } else { epoch.map_or(-1, |e| e.0) };
+            p.new_isr_with_epochs.push(b);
+            p.new_isr.push(BrokerId(id.0));
+        }
+        match by_topic.iter_mut().find(|t| t.topic_id == change.topic_id) {
+            Some(t) => t.partitions.push(p),
+            None => {
+                let mut t = AlterTopicData::default();
+                t.topic_id = change.topic_id;
+                t.partitions.push(p);
+                by_topic.push(t);
+            }
+        }
+    }
+    request.topics = by_topic;
+    request
+}
+
+fn alter_result(p: &kafka_protocol::messages::alter_partition_response::PartitionData) -> AlterIsrResult {
+    match ResponseError::try_from_code(p.error_code) {
+        None => AlterIsrResult::Committed {
+            isr: p.isr.iter().map(|b| NodeId(b.0)).collect(),
+            leader_epoch: LeaderEpoch(p.leader_epoch),
+            partition_epoch: PartitionEpoch(p.partition_epoch),
+        },
+        Some(
+            ResponseError::FencedLeaderEpoch
+            | ResponseError::InvalidUpdateVersion
+            | ResponseError::UnknownTopicOrPartition
+            | ResponseError::UnknownTopicId
+            | ResponseError::NewLeaderElected,
+        ) => AlterIsrResult::Superseded,
+        Some(_) => AlterIsrResult::Rejected,
+    }
+}
+
+/// Keeps one fetcher running per leader this node follows partitions of.
+async fn supervise_fetchers(broker: Arc<Broker>, cluster: Arc<Cluster>) {
+    let mut fetchers: HashMap<NodeId, tokio::task::JoinHandle<()>> = HashMap::new();
+    let mut ticks = tokio::time::interval(SUPERVISE_INTERVAL);
+    loop {
+        ticks.tick().await;
+        fetchers.retain(|_, task| !task.is_finished());
+        let me = cluster.node_id();
+        let mut leaders: Vec<NodeId> = broker.partitions().iter().filter_map(|p| p.follows()).filter(|l| *l != me).collect();
+        leaders.sort();
+        leaders.dedup();
+        for leader in leaders {
+            if fetchers.contains_key(&leader) {
+                continue;
+            }
+            let task = tokio::spawn(fetch_from(broker.clone(), cluster.clone(), leader));
+            fetchers.insert(leader, task);
+        }
+    }
+}
+
+/// The address of `leader`'s client listener, from its registration.
+fn leader_address(broker: &Broker, leader: NodeId) -> Option<String> {
+    let image = broker.image();
+    let reg = image.brokers.get(&leader)?;
+    let e = reg.endpoint(crate::api::metadata::LOCAL_LISTENER_NAME).or(reg.endpoints.first())?;
+    Some(format!("{}:{}", e.host, e.port))
+}
+
+/// One fetcher: fetches from `leader` for every partition this node follows there, until
+/// there is none left.
+async fn fetch_from(broker: Arc<Broker>, cluster: Arc<Cluster>, leader: NodeId) {
+    let settings = broker.config.settings().replica;
+    let Some(addr) = leader_address(&broker, leader) else {
+        tokio::time::sleep(settings.fetch_backoff).await;
+        return;
+    };
+    let me = cluster.node_id();
+    let client = NodeClient::new(addr, format!("broker-{}-fetcher-{}", me.0, leader.0), settings.socket_timeout);
+    tracing::info!(leader = leader.0, "replica fetcher started");
+    loop {
+        let partitions: Vec<Arc<Partition>> = broker.partitions().into_iter().filter(|p| p.follows() == Some(leader)).collect();
+        if partitions.is_empty() || cluster.shutting_down() && partitions.is_empty() {
+            tracing::info!(leader = leader.0, "replica fetcher stopped: nothing to fetch");
+            return;
+        }
+        if leader_address(&broker, leader).is_none_or(|a| a != client.addr()) {
+            // The leader re-registered elsewhere: a new fetcher will use its new address.
+            return;
+        }
+        let request = fetch_request(&cluster, &settings, &partitions);
+        match client.call(&request, FETCH_VERSION_MAX).await {
+            Ok((version, response)) if response.error_code == 0 => {
+                let failed = apply_fetch_response(&broker, &partitions, version, response);
+                if failed {
+                    tokio::time::sleep(settings.fetch_backoff).await;
+                }
+            }
+            Ok((_, response)) => {
+                tracing::debug!(leader = leader.0, error = response.error_code, "fetch refused");
+                tokio::time::sleep(settings.fetch_backoff).await;
+            }
+            Err(e) => {
+                tracing::debug!(leader = leader.0, error = %e, "fetch failed");
+                tokio::time::sleep(settings.fetch_backoff).await;
+            }
+        }
+    }
+}
+
+fn fetch_request(cluster: &Cluster, settings: &crate::config::ReplicaSettings, partitions: &[Arc<Partition>]) -> FetchRequest {
+    let me = cluster.node_id();
+    let mut request = FetchRequest::default();
+    request.replica_id = BrokerId(me.0);
+    request.replica_state.replica_id = BrokerId(me.0);
+    request.replica_state.replica_epoch = cluster.broker_epoch();
+    request.max_wait_ms = settings.fetch_wait_max_ms;
+    request.min_bytes = settings.fetch_min_bytes;
+    request.max_bytes = settings.fetch_response_max_bytes;
+    request.isolation_level = 0;
+    // Sessionless full fetches: every partition every time.
+    request.session_id = 0;
+    request.session_epoch = -1;
+    let mut topics: Vec<FetchTopic> = Vec::new();
+    for p in partitions {
+        let mut fp = FetchPartition::default();
+        fp.partition = p.tp.partition.0;
+        fp.current_leader_epoch = p.leader_epoch().0;
+        fp.fetch_offset = p.log_end_offset();
+        fp.last_fetched_epoch = p.latest_epoch().map_or(-1, |e| e.0);
+        fp.log_start_offset = p.log_start_offset();
+        fp.partition_max_bytes = settings.fetch_max_bytes;
+        match topics.iter_mut().find(|t| t.topic_id == p.topic_id) {
+            Some(t) => t.partitions.push(fp),
+            None => {
+                let mut t = FetchTopic::default();
+                t.topic = TopicName(StrBytes::from_string(p.tp.topic.clone()));
+                t.topic_id = p.topic_id;
+                t.partitions.push(fp);
+                topics.push(t);
+            }
+        }
+    }
+    request.topics = topics;
+    request
+}
+
+/// Applies a leader's answer; returns whether any partition failed (the fetcher backs off).
+fn apply_fetch_response(broker: &Broker, partitions: &[Arc<Partition>], version: i16, response: kafka_protocol::messages::FetchResponse) -> bool {
+    let now = broker.clock.now_ms();
+    let mut failed = false;
+    for t in response.responses {
+        for pd in t.partitions {
+            let Some(partition) = partitions.iter().find(|p| {
+                p.tp.partition.0 == pd.partition_index && if version >= 13 { p.topic_id == t.topic_id } else { p.tp.topic == t.topic.as_str() }
+            }) else {
+                continue;
+            };
+            if let Err(e) = apply_partition(partition, &pd, now) {
+                failed = true;
+                tracing::debug!(partition = %partition.tp, error = %e, "replication of a partition failed");
+            }
+        }
+    }
+    failed
+}
+
+fn apply_partition(
+    partition: &Partition,
+    pd: &kafka_protocol::messages::fetch_response::PartitionData,
+    now_ms: i64,
+) -> Result<(), String> {
+    let leader_hw = Offset(pd.high_watermark);
+    let leader_start = Offset(pd.log_start_offset);
+    match ResponseError::try_from_code(pd.error_code) {
+        None => {}
+        Some(ResponseError::OffsetOutOfRange) => {
+            // Below the leader's log start: start over there. Above its end (it lost a tail we
+            // hold that the diverging-epoch check did not catch): cut back to its high
+            // watermark, which it holds.
+            let end = partition.log_end_offset();
+            let result = if end < leader_start.0 {
+                partition.truncate_fully_and_start_at(leader_start, now_ms)
+            } else {
+                partition.truncate_to(leader_hw, now_ms)
+            };
+            return result.map_err(|e| e.to_string());
+        }
+        Some(e) => return Err(e.to_string()),
+    }
+    if pd.diverging_epoch.end_offset >= 0 {
+        let leader = EpochEndOffset {
+            epoch: (pd.diverging_epoch.epoch >= 0).then_some(LeaderEpoch(pd.diverging_epoch.epoch)),
+            end_offset: Offset(pd.diverging_epoch.end_offset),
+        };
+        let point = truncation_offset(leader, Offset(partition.log_end_offset()), |e| partition.local_end_for_epoch(e));
+        tracing::info!(partition = %partition.tp, to = point.offset.0, complete = point.complete, "follower truncates a diverged log");
+        return partition.truncate_to(point.offset, now_ms).map_err(|e| e.to_string());
+    }
+    let records: Bytes = pd.records.clone().unwrap_or_default();
+    if !records.is_empty() {
+        partition.append_as_follower(&records, now_ms).map_err(|e| e.to_string())?;
+    }
+    partition.follower_update(leader_hw, leader_start, now_ms).map_err(|e| e.to_string())
+}
