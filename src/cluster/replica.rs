@@ -82,9 +82,9 @@ async fn send_isr_changes(broker: Arc<Broker>, cluster: Arc<Cluster>) {
                 }
             }
             Ok((_, response)) => {
-                tracing::debug!(error = response.error_code, "AlterPartition refused");
+                tracing::warn!(error = response.error_code, "AlterPartition refused");
             }
-            Err(e) => tracing::debug!(error = %e, "AlterPartition not delivered"),
+            Err(e) => tracing::warn!(error = %e, "AlterPartition not delivered"),
         }
         for change in changes {
             let Some(partition) = broker.partition(&change.tp) else { continue };
@@ -109,8 +109,8 @@ fn alter_partition_request(cluster: &Cluster, changes: &[IsrChange]) -> AlterPar
             let mut b = BrokerState::default();
             b.broker_id = BrokerId(id.0);
             b.broker_epoch = if *id == me { cluster.broker_epoch() } else { epoch.map_or(-1, |e| e.0) };
+            // v3 carries members with epochs only (`new_isr` is v0-2's field).
             p.new_isr_with_epochs.push(b);
-            p.new_isr.push(BrokerId(id.0));
         }
         match by_topic.iter_mut().find(|t| t.topic_id == change.topic_id) {
             Some(t) => t.partitions.push(p),
