@@ -5,8 +5,9 @@ the partition and offset it was acknowledged with, once, in order.
 - the replicas of a topic with replication factor 3 hold the same records;
 - kill -9 of the leader of a partition under load: producers (librdkafka, idempotent) see only
   retriable errors, nothing acknowledged is lost, duplicated, moved or reordered; the longest
-  pause between acknowledgements is printed; the killed node restarts, catches up and every
-  ISR is whole again (the catch-up time is printed).
+  pause between acknowledgements is printed (Blumfeld detects the dead process by its refused
+  connections; Kafka waits for the broker session timeout); the killed node restarts, catches
+  up and every ISR is whole again (the catch-up time is printed).
 
 The same tests run against Apache Kafka (BROKER=kafka).
 """
@@ -158,6 +159,10 @@ def test_acks_all_survives_kill9_of_a_leader_and_the_restarted_replica_rejoins(c
     pause = checker.longest_pause_after(t_kill)
     print(f"\nlongest pause between acknowledgements after kill -9 of leader {victim}: {pause:.2f} s")
     assert not any("fatal" in e.lower() for e in checker.errors), checker.errors[:5]
+    if c.kind == "blumfeld":
+        # A dead process is detected by its refused connections, not the 9 s session
+        # timeout (Kafka waits for the timeout); well under it proves the fast path ran.
+        assert pause < 5, f"acknowledgements paused {pause:.2f} s: the dead leader was not detected early"
 
     t_restart = time.monotonic()
     c.nodes[victim].start()

@@ -96,7 +96,7 @@ pub fn broker_registration(api: &Api, req: BrokerRegistrationRequest) -> BrokerR
     r
 }
 
-pub fn broker_heartbeat(api: &Api, req: BrokerHeartbeatRequest) -> BrokerHeartbeatResponse {
+pub fn broker_heartbeat(api: &Api, peer: Option<std::net::SocketAddr>, req: BrokerHeartbeatRequest) -> BrokerHeartbeatResponse {
     let mut r = BrokerHeartbeatResponse::default();
     r.is_fenced = true;
     let cluster = match active(api) {
@@ -118,6 +118,9 @@ pub fn broker_heartbeat(api: &Api, req: BrokerHeartbeatRequest) -> BrokerHeartbe
     let registered = api.broker.image().brokers.get(&hb.id).is_some_and(|b| b.epoch == hb.epoch);
     if registered && let Ok(mut s) = cluster.sessions.lock() {
         s.touch(hb.id, hb.epoch, now);
+    }
+    if registered && let Some(peer) = peer {
+        cluster.heartbeat_connection(peer, hb.id, hb.epoch);
     }
     match api.broker.metadata_store().update(|image| cluster_control::heartbeat(image, &hb).map_err(Failure::Refused)) {
         Ok((_, reply)) => {

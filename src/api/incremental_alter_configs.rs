@@ -112,7 +112,7 @@ mod tests {
             let mut r = ProduceRequest::default();
             r.acks = acks;
             r.topic_data = vec![t];
-            let ctx = crate::api::RequestContext { api_key: kafka_protocol::messages::ApiKey::Produce, version: 9, correlation_id: 1, client_id: None, client_host: String::new() };
+            let ctx = crate::api::RequestContext { api_key: kafka_protocol::messages::ApiKey::Produce, version: 9, correlation_id: 1, client_id: None, client_host: String::new(), peer: None };
             let crate::api::Reply::Response(ResponseKind::Produce(r)) = rt.block_on(crate::api::produce::handle(&api, &ctx, r)) else { panic!("no answer") };
             r.responses[0].partition_responses[0].error_code
         };

@@ -233,7 +233,7 @@ mod tests {
     fn partitions_and_brokers_come_from_the_registrations() {
         let dir = tempfile::tempdir().unwrap();
         let api = super::super::test_api(dir.path(), &["node.id=1"]);
-        let ctx = RequestContext { api_key: ApiKey::Metadata, version: 12, correlation_id: 1, client_id: None, client_host: String::new() };
+        let ctx = RequestContext { api_key: ApiKey::Metadata, version: 12, correlation_id: 1, client_id: None, client_host: String::new(), peer: None };
         api.broker.auto_create_topic("t").unwrap();
         let id = api.broker.topic_id("t").unwrap();
         let endpoint = Endpoint { name: "PLAINTEXT".into(), host: "10.0.0.2".into(), port: 9093, security_protocol: "PLAINTEXT".into() };

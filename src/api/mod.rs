@@ -91,6 +91,8 @@ pub struct RequestContext {
     pub client_id: Option<StrBytes>,
     /// The client's address as Kafka shows it (`/127.0.0.1`).
     pub client_host: String,
+    /// The connection's peer, when it came over TCP.
+    pub peer: Option<std::net::SocketAddr>,
 }
 
 /// The Kafka API of one broker: shared by every connection.
@@ -146,6 +148,17 @@ impl Api {
         Self { broker, fetch_sessions: Mutex::new(FetchSessionCache::new(slots)), groups, txns, markers, raft: std::sync::OnceLock::new() }
     }
 
+    /// A client connection ended. When a broker heartbeated on it and this node is the active
+    /// controller, the broker's process may be gone: probe it (see
+    /// [`crate::cluster::active::probe_and_fence`]).
+    pub fn connection_closed(&self, peer: std::net::SocketAddr) {
+        let Some(cluster) = self.broker.cluster() else { return };
+        let Some((id, epoch)) = cluster.heartbeat_connection_closed(peer) else { return };
+        if cluster.is_active_controller() && !cluster.shutting_down() {
+            tokio::spawn(crate::cluster::active::probe_and_fence(self.broker.clone(), cluster.clone(), id, epoch));
+        }
+    }
+
     /// Attaches the metadata quorum (once, at start-up) so the KRaft APIs reach it.
     pub fn set_raft(&self, raft: crate::raft::driver::RaftHandle) {
         let _ = self.raft.set(raft);
@@ -180,6 +193,11 @@ impl Api {
 
     /// Decodes, handles and encodes one request frame.
     pub async fn handle_frame(&self, frame: Bytes, client_host: &str) -> Result<Option<ResponseFrame>, ApiError> {
+        self.handle_frame_from(frame, client_host, None).await
+    }
+
+    /// [`Api::handle_frame`] of a request that came from `peer`.
+    pub async fn handle_frame_from(&self, frame: Bytes, client_host: &str, peer: Option<std::net::SocketAddr>) -> Result<Option<ResponseFrame>, ApiError> {
         let received = std::time::Instant::now();
         let (mut ctx, request) = match decode_request(frame)? {
             Decoded::Request(ctx, request) => (ctx, request),
@@ -190,6 +208,7 @@ impl Api {
             }
         };
         ctx.client_host = client_host.to_string();
+        ctx.peer = peer;
         let span = tracing::debug_span!("request", api = ?ctx.api_key, version = ctx.version, correlation_id = ctx.correlation_id);
         let _enter = span.enter();
         let started = std::time::Instant::now();
@@ -282,7 +301,7 @@ impl Api {
                 None => S::UpdateFeatures(update_features::handle(self, v, req)),
             },
             R::BrokerRegistration(req) => S::BrokerRegistration(cluster_membership::broker_registration(self, req)),
-            R::BrokerHeartbeat(req) => S::BrokerHeartbeat(cluster_membership::broker_heartbeat(self, req)),
+            R::BrokerHeartbeat(req) => S::BrokerHeartbeat(cluster_membership::broker_heartbeat(self, ctx.peer, req)),
             R::AllocateProducerIds(req) => S::AllocateProducerIds(cluster_membership::allocate_producer_ids(self, req)),
             R::AlterPartition(req) => S::AlterPartition(alter_partition::handle(self, v, req)),
             R::Vote(req) => S::Vote(quorum::vote(self, req).await),
@@ -325,7 +344,7 @@ pub fn decode_request(frame: Bytes) -> Result<Decoded, ApiError> {
     let decode_err = |e: anyhow::Error| ApiError::Decode { api: api_key, version, reason: e.to_string() };
     let header = RequestHeader::decode(&mut buf, api_key.request_header_version(version)).map_err(decode_err)?;
     let request = RequestKind::decode(api_key, &mut buf, version).map_err(decode_err)?;
-    let ctx = RequestContext { api_key, version, correlation_id, client_id: header.client_id, client_host: String::new() };
+    let ctx = RequestContext { api_key, version, correlation_id, client_id: header.client_id, client_host: String::new(), peer: None };
     Ok(Decoded::Request(ctx, request))
 }
 
@@ -719,7 +738,7 @@ mod tests {
     }
 
     fn reply(rt: &tokio::runtime::Runtime, api: &Api, api_key: ApiKey, version: i16, req: RequestKind) -> ResponseKind {
-        let ctx = RequestContext { api_key, version, correlation_id: 1, client_id: None, client_host: "/127.0.0.1".into() };
+        let ctx = RequestContext { api_key, version, correlation_id: 1, client_id: None, client_host: "/127.0.0.1".into(), peer: None };
         match rt.block_on(api.dispatch(&ctx, req)) {
             Reply::Response(resp) | Reply::WithRecords(resp, _) => resp,
             _ => panic!("{api_key:?} v{version}: no response"),
@@ -829,7 +848,7 @@ mod tests {
         for s in versions::SERVED {
             for v in s.min..=s.max {
                 for req in requests(s.api, v, h.topic_id) {
-                    let ctx = RequestContext { api_key: s.api, version: v, correlation_id: 1, client_id: None, client_host: "/127.0.0.1".into() };
+                    let ctx = RequestContext { api_key: s.api, version: v, correlation_id: 1, client_id: None, client_host: "/127.0.0.1".into(), peer: None };
                     match h.rt.block_on(h.api.dispatch(&ctx, req)) {
                         Reply::Response(resp) | Reply::WithRecords(resp, _) => check(s.api, v, &resp),
                         Reply::NoResponse => panic!("{:?} v{v}: no response", s.api),

@@ -142,7 +142,7 @@ impl H {
             RequestKind::TxnOffsetCommit(_) => ApiKey::TxnOffsetCommit,
             other => panic!("{other:?}"),
         };
-        let ctx = RequestContext { api_key, version, correlation_id: 1, client_id: None, client_host: "/127.0.0.1".into() };
+        let ctx = RequestContext { api_key, version, correlation_id: 1, client_id: None, client_host: "/127.0.0.1".into(), peer: None };
         match self.rt.block_on(self.api.dispatch(&ctx, req)) {
             Reply::Response(r) | Reply::WithRecords(r, _) => r,
             _ => panic!("no response"),

@@ -94,7 +94,7 @@ mod tests {
     }
 
     fn api_versions(api: &Api, version: i16) -> ApiVersionsResponse {
-        let ctx = RequestContext { api_key: kafka_protocol::messages::ApiKey::ApiVersions, version, correlation_id: 1, client_id: None, client_host: String::new() };
+        let ctx = RequestContext { api_key: kafka_protocol::messages::ApiKey::ApiVersions, version, correlation_id: 1, client_id: None, client_host: String::new(), peer: None };
         versions::handle(api, &ctx, ApiVersionsRequest::default())
     }
 
@@ -141,7 +141,7 @@ mod tests {
             h.member_id = str_bytes("m1");
             h.rebalance_timeout_ms = 10_000;
             h.subscribed_topic_names = Some(vec![]);
-            let ctx = RequestContext { api_key: kafka_protocol::messages::ApiKey::ConsumerGroupHeartbeat, version: 1, correlation_id: 1, client_id: None, client_host: String::new() };
+            let ctx = RequestContext { api_key: kafka_protocol::messages::ApiKey::ConsumerGroupHeartbeat, version: 1, correlation_id: 1, client_id: None, client_host: String::new(), peer: None };
             crate::api::consumer_group_heartbeat::handle(&api, &ctx, h).error_code
         };
         let describe = || {

@@ -40,11 +40,16 @@ pub async fn run(broker: Arc<Broker>, cluster: Arc<Cluster>) {
             return;
         }
         let leader = status.role == RoleKind::Leader && cluster.is_controller;
-        if leader && !was_leader
-            && let Ok(mut s) = cluster.sessions.lock()
-        {
-            // Brokers alive under the previous controller get a full session with this one.
-            s.restart_all(&broker.image(), broker.clock.now_ms());
+        if leader && !was_leader {
+            if let Ok(mut s) = cluster.sessions.lock() {
+                // Brokers alive under the previous controller get a full session with this one.
+                s.restart_all(&broker.image(), broker.clock.now_ms());
+            }
+            // ...unless their process is gone: the previous controller may have died with one.
+            let me = cluster.node_id();
+            for b in broker.image().brokers.values().filter(|b| !b.fenced && b.id != me) {
+                tokio::spawn(probe_and_fence(broker.clone(), cluster.clone(), b.id, b.epoch));
+            }
         }
         was_leader = leader;
         let described = if status.role == RoleKind::Leader { cluster.raft.describe().await } else { None };
@@ -78,6 +83,55 @@ pub async fn run(broker: Arc<Broker>, cluster: Arc<Cluster>) {
                 Err(e) => tracing::warn!(error = %e, "metadata snapshot failed"),
             }
         }
+    }
+}
+
+/// Connection attempts of a probe, and the pause between them.
+const PROBE_ATTEMPTS: u32 = 2;
+const PROBE_PAUSE: Duration = Duration::from_millis(100);
+const PROBE_CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Failure detection beyond the session timeout. A broker process that dies closes its
+/// connections, among them the one it heartbeats on; when that happens (or when this node
+/// becomes the active controller) the controller connects to the broker's listener. Refused
+/// twice, nothing listens there: the process is gone, and the broker is fenced at once, its
+/// leaderships moving in a few hundred milliseconds instead of `broker.session.timeout.ms`.
+/// Anything else (the connection succeeds, or the attempt times out, as across a network
+/// partition) leaves the broker to its session, so a partition never fences a live broker
+/// early and a flapping link changes nothing.
+pub async fn probe_and_fence(broker: Arc<Broker>, cluster: Arc<Cluster>, id: crate::types::NodeId, epoch: crate::types::BrokerEpoch) {
+    let Some(addr) = broker.image().brokers.get(&id).and_then(|b| {
+        let e = b.endpoint(crate::api::metadata::LOCAL_LISTENER_NAME).or(b.endpoints.first())?;
+        Some(format!("{}:{}", e.host, e.port))
+    }) else {
+        return;
+    };
+    for attempt in 0..PROBE_ATTEMPTS {
+        if attempt > 0 {
+            tokio::time::sleep(PROBE_PAUSE).await;
+        }
+        match tokio::time::timeout(PROBE_CONNECT_TIMEOUT, tokio::net::TcpStream::connect(&addr)).await {
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
+            _ => return,
+        }
+    }
+    if !cluster.is_active_controller() || cluster.shutting_down() {
+        return;
+    }
+    let b = broker.clone();
+    let fenced = tokio::task::spawn_blocking(move || {
+        b.metadata_store().update(|image| {
+            let current = image.brokers.get(&id).is_some_and(|r| r.epoch == epoch && !r.fenced);
+            let records = if current { cluster_control::fence(image, &[id]) } else { vec![] };
+            Ok::<_, StoreError>((records, current))
+        })
+    })
+    .await;
+    match fenced {
+        Ok(Ok((_, true))) => tracing::info!(broker = id.0, addr, "broker process is gone (connection refused): fenced without waiting for its session to expire"),
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::warn!(broker = id.0, error = %e, "fencing a gone broker failed"),
+        Err(e) => tracing::warn!(broker = id.0, error = %e, "fencing a gone broker failed"),
     }
 }
 

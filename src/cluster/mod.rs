@@ -64,6 +64,8 @@ pub struct Cluster {
     unfenced: tokio::sync::watch::Sender<bool>,
     /// The quorum as last described while this node led it (for the metrics).
     pub described: Mutex<Option<crate::raft::QuorumDescription>>,
+    /// Connections brokers heartbeat on, by peer address (see [`active::probe_and_fence`]).
+    heartbeat_peers: Mutex<HashMap<std::net::SocketAddr, (NodeId, crate::types::BrokerEpoch)>>,
 }
 
 impl Cluster {
@@ -91,6 +93,7 @@ impl Cluster {
             shutting_down: AtomicBool::new(false),
             unfenced: tokio::sync::watch::channel(false).0,
             described: Mutex::new(None),
+            heartbeat_peers: Mutex::new(HashMap::new()),
         }
     }
 
@@ -134,6 +137,18 @@ impl Cluster {
 
     pub fn shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::Acquire)
+    }
+
+    /// A broker heartbeated on the connection from `peer`.
+    pub fn heartbeat_connection(&self, peer: std::net::SocketAddr, id: NodeId, epoch: crate::types::BrokerEpoch) {
+        if let Ok(mut m) = self.heartbeat_peers.lock() {
+            m.insert(peer, (id, epoch));
+        }
+    }
+
+    /// The connection from `peer` closed: the broker that heartbeated on it, if any.
+    pub fn heartbeat_connection_closed(&self, peer: std::net::SocketAddr) -> Option<(NodeId, crate::types::BrokerEpoch)> {
+        self.heartbeat_peers.lock().ok()?.remove(&peer)
     }
 
     pub fn request_timeout(&self) -> Duration {

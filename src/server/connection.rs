@@ -70,7 +70,7 @@ async fn serve_inner(stream: TcpStream, peer: SocketAddr, api: Arc<Api>, mut shu
         // Cancelling at shutdown is safe: handlers await only while long-polling, never in
         // the middle of an append.
         let handled = tokio::select! {
-            h = api.handle_frame(frame.freeze(), &client_host) => h,
+            h = api.handle_frame_from(frame.freeze(), &client_host, Some(peer)) => h,
             _ = shutdown.changed() => break,
         };
         match handled {
@@ -88,6 +88,7 @@ async fn serve_inner(stream: TcpStream, peer: SocketAddr, api: Arc<Api>, mut shu
     }
     drop(tx);
     let _ = writer.await;
+    api.connection_closed(peer);
 }
 
 /// Writes responses in order, each as its chunks, gathering whatever is ready: memory
