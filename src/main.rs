@@ -465,7 +465,25 @@ async fn start_metrics(
                     high_watermark: p.high_watermark(),
                     log_end_offset: p.log_end_offset(),
                 };
-                metrics::PartitionSnapshot::single_node(&p.tp.topic, p.tp.partition.0, positions, p.size_bytes())
+                let mut snapshot = metrics::PartitionSnapshot::single_node(&p.tp.topic, p.tp.partition.0, positions, p.size_bytes());
+                // Replication's view: the leader knows the ISR; a follower reports the
+                // registration's, and whether the partition has a live leader at all.
+                let registration = image.topic(&p.tp.topic).and_then(|t| t.partition(p.tp.partition.0)).filter(|r| !r.is_unknown());
+                snapshot.min_isr = u32::try_from(p.config().min_insync_replicas.max(1)).unwrap_or(1);
+                match (p.isr(), registration) {
+                    (Some((isr, replicas)), Some(_)) => {
+                        snapshot.replicas = u32::try_from(replicas.len()).unwrap_or(u32::MAX);
+                        snapshot.isr = u32::try_from(isr.len()).unwrap_or(u32::MAX);
+                    }
+                    (None, Some(r)) => {
+                        snapshot.is_leader = false;
+                        snapshot.replicas = u32::try_from(r.replicas.len()).unwrap_or(u32::MAX);
+                        snapshot.isr = u32::try_from(r.isr.len()).unwrap_or(u32::MAX);
+                        snapshot.offline = r.leader.is_none();
+                    }
+                    _ => {}
+                }
+                snapshot
             })
             .collect();
         let log_dirs = metrics::log_dir_space(b.data_dir())

@@ -79,7 +79,11 @@ pub async fn handle(api: &Api, ctx: &RequestContext, req: FetchRequest) -> (Fetc
     };
     let fetcher = Fetcher::of(&req, ctx.version);
     let results = read_with_wait(api, &req, fetcher, &targets).await;
-    respond(api, &req, by_id, mode, targets, results)
+    let (mut response, by_reference) = respond(api, &req, by_id, mode, targets, results);
+    if ctx.version >= super::leader_hint::FETCH_MIN_VERSION {
+        add_leader_hints(api, &mut response);
+    }
+    (response, by_reference)
 }
 
 /// Works out the partitions to read and their fetch positions from the request and session.
@@ -342,6 +346,23 @@ fn read_for_follower(
             r
         }
     }
+}
+
+/// KIP-951's hints on partitions answered NOT_LEADER_OR_FOLLOWER or FENCED_LEADER_EPOCH
+/// (Fetch v16+ names topics by id).
+fn add_leader_hints(api: &Api, response: &mut FetchResponse) {
+    let image = api.broker.image();
+    let mut hints = super::leader_hint::Hints::new(api);
+    for t in &mut response.responses {
+        let Some(name) = image.topic_by_id(&t.topic_id).map(|x| x.name.clone()) else { continue };
+        for p in t.partitions.iter_mut().filter(|p| super::leader_hint::wants_hint(p.error_code)) {
+            if let Some(h) = hints.hint(&name, p.partition_index) {
+                p.current_leader.leader_id = kafka_protocol::messages::BrokerId(h.leader);
+                p.current_leader.leader_epoch = h.epoch;
+            }
+        }
+    }
+    response.node_endpoints = hints.fetch_endpoints();
 }
 
 /// Builds the response; for incremental sessions keeps only partitions with news.

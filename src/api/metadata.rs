@@ -45,6 +45,7 @@ pub fn handle(api: &Api, ctx: &RequestContext, req: MetadataRequest) -> Metadata
 }
 
 /// A broker as Metadata and DescribeCluster list it.
+#[derive(Debug, Clone)]
 pub struct ListedBroker {
     pub id: NodeId,
     pub host: String,

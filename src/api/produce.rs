@@ -97,6 +97,23 @@ pub async fn handle(api: &Api, ctx: &RequestContext, req: ProduceRequest) -> Rep
             }
         }
     }
+    if any_error && ctx.version >= super::leader_hint::PRODUCE_MIN_VERSION {
+        let mut hints = super::leader_hint::Hints::new(api);
+        for t in &mut response.responses {
+            let name = if ctx.version >= 13 {
+                image.topic_by_id(&t.topic_id).map(|x| x.name.clone()).unwrap_or_default()
+            } else {
+                t.name.as_str().to_string()
+            };
+            for pr in t.partition_responses.iter_mut().filter(|p| super::leader_hint::wants_hint(p.error_code)) {
+                if let Some(h) = hints.hint(&name, pr.index) {
+                    pr.current_leader.leader_id = kafka_protocol::messages::BrokerId(h.leader);
+                    pr.current_leader.leader_epoch = h.epoch;
+                }
+            }
+        }
+        response.node_endpoints = hints.produce_endpoints();
+    }
     if acks == 0 {
         return if any_error { Reply::Close } else { Reply::NoResponse };
     }

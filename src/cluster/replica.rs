@@ -89,6 +89,14 @@ async fn send_isr_changes(broker: Arc<Broker>, cluster: Arc<Cluster>) {
         for change in changes {
             let Some(partition) = broker.partition(&change.tp) else { continue };
             let result = results.remove(&(change.topic_id, change.tp.partition.0)).unwrap_or(AlterIsrResult::Rejected);
+            let before = partition.isr().map_or(0, |(isr, _)| isr.len());
+            if let AlterIsrResult::Committed { isr, .. } = &result {
+                if isr.len() > before {
+                    broker.metrics.isr_expands.inc();
+                } else if isr.len() < before {
+                    broker.metrics.isr_shrinks.inc();
+                }
+            }
             partition.on_alter_result(result, now);
         }
     }
