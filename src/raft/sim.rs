@@ -13,8 +13,11 @@
 //! - a new leader holds every entry committed in an earlier epoch;
 //! - no node's high watermark moves back within one run of the process, nor passes its log end.
 //!
-//! At the end of each run it heals everything and requires a newly proposed entry to commit
-//! within a deadline (liveness).
+//! At the end of each run it heals everything and requires, within a deadline (liveness), that
+//! a newly proposed entry commits and that the quorum settles: one leader, and every other
+//! node, voter or observer, following it in its epoch and answered by it. A voter stranded in
+//! an epoch of its own (the bug `regressions::stranded_candidate_seed_settles` keeps fixed)
+//! fails the second half while the others commit.
 //!
 //! Commands:
 //! - CI: `cargo test --release --lib raft::sim` runs 5,000 seeds and the planted-bug tests.
@@ -45,6 +48,9 @@ struct Chaos {
     restart_after_ms: (u64, u64),
     crash_after_vote: f64,
     crash_after_election: f64,
+    /// The chance that every Vote request of a new candidacy is lost: the candidate sits in
+    /// an epoch nobody else has heard of (the stranded-candidate liveness bug needs this).
+    lost_candidacy: f64,
     partition_interval_ms: Option<(u64, u64)>,
     slow_disk: f64,
     propose_interval_ms: (u64, u64),
@@ -105,6 +111,8 @@ struct Node {
     slow_disk: bool,
     /// Everything this node sends is delayed this much more (a congested link).
     send_lag_ms: u64,
+    /// Vote requests of this candidacy's epoch are lost (`Chaos::lost_candidacy`).
+    lost_votes_epoch: Option<LeaderEpoch>,
     last_high_watermark: Offset,
     applied_up_to: Offset,
     applied_digest: u64,
@@ -159,6 +167,8 @@ pub struct Sim {
     next_payload: u64,
     liveness_marker: Option<u64>,
     live: bool,
+    /// Set once, after the chaos, every node follows the one leader (see `quorum_settled`).
+    settled: bool,
     trace: Option<Vec<String>>,
     violation: Option<String>,
     stats: RunStats,
@@ -238,6 +248,7 @@ impl Sim {
                 flush_pending: false,
                 slow_disk: false,
                 send_lag_ms: 0,
+                lost_votes_epoch: None,
                 last_high_watermark: Offset(0),
                 applied_up_to: Offset(0),
                 applied_digest: 0,
@@ -263,6 +274,7 @@ impl Sim {
             next_payload: 0,
             liveness_marker: None,
             live: false,
+            settled: false,
             trace: trace.then(Vec::new),
             violation: None,
             stats: RunStats::default(),
@@ -292,6 +304,7 @@ impl Sim {
             slow_disk: pick(rng, &[0.0, 0.3, 0.7]),
             propose_interval_ms: if rng.below(2) == 0 { (5, 50) } else { (20, 200) },
             snapshot_interval_ms: if rng.below(2) == 0 { None } else { Some((t / 2, 3 * t)) },
+            lost_candidacy: pick(rng, &[0.0, 0.1, 0.3]),
         }
     }
 
@@ -357,24 +370,46 @@ impl Sim {
             self.now_ms = next.at_ms;
             self.stats.events += 1;
             self.handle(next.event);
-            if self.violation.is_some() || self.live {
+            if !self.chaos_on && !self.settled {
+                self.settled = self.quorum_settled();
+            }
+            if self.violation.is_some() || (self.live && self.settled) {
                 break;
             }
         }
         if self.violation.is_none() && !self.live {
-            let leaders: Vec<String> = self
-                .nodes
-                .iter()
-                .filter_map(|n| n.core.as_ref())
-                .map(|c| format!("{:?}:{:?}@{:?} hw {}", c.local(), c.role(), c.epoch(), c.high_watermark()))
-                .collect();
-            self.fail(format!("no progress within {LIVENESS_DEADLINE_MS} ms after healing: {leaders:?}"));
+            let states = self.node_states();
+            self.fail(format!("no progress within {LIVENESS_DEADLINE_MS} ms after healing: {states:?}"));
+        } else if self.violation.is_none() && !self.settled {
+            let states = self.node_states();
+            self.fail(format!("not every node follows the leader {LIVENESS_DEADLINE_MS} ms after healing: {states:?}"));
         }
         self.stats.committed = self.history.len() as u64;
         match self.violation.take() {
             None => Ok((self.stats, self.trace)),
             Some(message) => Err((Violation { seed: self.seed, at_ms: self.now_ms, message }, self.trace)),
         }
+    }
+
+    /// One leader, and every other node (voters and observers alike) a follower of it in its
+    /// epoch that has been answered by it: nobody is left out of the quorum once it heals.
+    fn quorum_settled(&self) -> bool {
+        let mut cores = Vec::with_capacity(self.nodes.len());
+        for n in &self.nodes {
+            let Some(core) = n.core.as_ref() else { return false };
+            cores.push(core);
+        }
+        let Some(leader) = cores.iter().find(|c| c.role() == RoleKind::Leader) else { return false };
+        let (leader_id, epoch) = (leader.local(), leader.epoch());
+        cores.iter().all(|c| c.local() == leader_id || (c.epoch() == epoch && c.vouched_leader() == Some(leader_id)))
+    }
+
+    fn node_states(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .filter_map(|n| n.core.as_ref())
+            .map(|c| format!("{:?}:{:?}@{:?} leader {:?} hw {}", c.local(), c.role(), c.epoch(), c.leader(), c.high_watermark()))
+            .collect()
     }
 
     fn handle(&mut self, event: SimEvent) {
@@ -518,6 +553,10 @@ impl Sim {
                     if role == RoleKind::Leader {
                         self.became_leader(i, epoch);
                     }
+                    if role == RoleKind::Candidate && self.chaos_on {
+                        let p = self.chaos.lost_candidacy;
+                        self.nodes[i].lost_votes_epoch = self.chance(p).then_some(epoch);
+                    }
                 }
                 Action::LogTruncated { .. } | Action::Commit { .. } => {}
             }
@@ -532,6 +571,10 @@ impl Sim {
         let chaos = self.chaos_on;
         let (loss, duplicate, slow) = (self.chaos.loss, self.chaos.duplicate, self.chaos.slow_message);
         if chaos && self.chance(loss) {
+            return;
+        }
+        let lost_vote = matches!(&msg, Message::VoteRequest(r) if !r.pre_vote && Some(r.epoch) == self.nodes[from].lost_votes_epoch);
+        if chaos && lost_vote {
             return;
         }
         let copies = if chaos && self.chance(duplicate) { 2 } else { 1 };
