@@ -221,7 +221,7 @@ impl<L: RaftLog> RaftCore<L> {
                     probe.map_or(*probe_not_before_ms, |p| p.sent_ms + request_timeout)
                 }
             }
-            Role::Prospective(e) | Role::Candidate(e) => e.deadline_ms,
+            Role::Prospective(e) | Role::Candidate(e) => e.deadline_ms.min(e.resend_ms),
             Role::Follower(f) => {
                 let in_flight_sent = match &f.snapshot {
                     Some(download) => download.in_flight.map(|(_, sent)| sent),
@@ -361,21 +361,9 @@ impl<L: RaftLog> RaftCore<L> {
 
     fn become_prospective(&mut self) {
         let deadline = self.now_ms + self.election_timeout_ms();
-        let local = self.local();
-        self.set_role(Role::Prospective(ElectionState {
-            deadline_ms: deadline,
-            granted: [local].into(),
-            rejected: Default::default(),
-        }));
-        let request = VoteRequest {
-            epoch: LeaderEpoch(self.epoch().0 + 1),
-            candidate: local,
-            last: self.log.end_offset_and_epoch(),
-            pre_vote: true,
-        };
-        for voter in self.other_voters() {
-            self.send(voter, Message::VoteRequest(request.clone()));
-        }
+        let resend = self.now_ms + self.config.request_timeout_ms;
+        self.set_role(Role::Prospective(ElectionState::new(self.local(), deadline, resend)));
+        self.send_vote_requests(&self.other_voters());
         self.maybe_win_election();
     }
 
@@ -384,16 +372,23 @@ impl<L: RaftLog> RaftCore<L> {
         let epoch = LeaderEpoch(self.epoch().0 + 1);
         self.set_quorum(QuorumState { epoch, voted_for: Some(local), leader: None });
         let deadline = self.now_ms + self.election_timeout_ms();
-        self.set_role(Role::Candidate(ElectionState {
-            deadline_ms: deadline,
-            granted: [local].into(),
-            rejected: Default::default(),
-        }));
-        let request = VoteRequest { epoch, candidate: local, last: self.log.end_offset_and_epoch(), pre_vote: false };
-        for voter in self.other_voters() {
-            self.send(voter, Message::VoteRequest(request.clone()));
-        }
+        let resend = self.now_ms + self.config.request_timeout_ms;
+        self.set_role(Role::Candidate(ElectionState::new(local, deadline, resend)));
+        self.send_vote_requests(&self.other_voters());
         self.maybe_win_election();
+    }
+
+    /// A prospective asks for pre-votes, a candidate for votes, both in the node's current
+    /// epoch (Kafka's `buildVoteRequest`): a prospective has not bumped its epoch, a candidate
+    /// has. A pre-vote carrying the current epoch is what unsticks a node whose own candidacy
+    /// went unheard: its epoch is above the leader's, and the voters it asks step into it.
+    fn send_vote_requests(&mut self, to: &[NodeId]) {
+        let pre_vote = matches!(self.role, Role::Prospective(_));
+        let request =
+            VoteRequest { epoch: self.epoch(), candidate: self.local(), last: self.log.end_offset_and_epoch(), pre_vote };
+        for voter in to {
+            self.send(*voter, Message::VoteRequest(request.clone()));
+        }
     }
 
     fn maybe_win_election(&mut self) {
@@ -494,6 +489,21 @@ impl<L: RaftLog> RaftCore<L> {
             Role::Prospective(e) | Role::Candidate(e) => {
                 if now >= e.deadline_ms {
                     self.become_prospective();
+                } else if now >= e.resend_ms {
+                    // Kafka's nominees retry voters that have not answered (after the request
+                    // timeout) for as long as the election can still be won.
+                    e.resend_ms = now + self.config.request_timeout_ms;
+                    let lost = e.rejected.len() > self.config.voters.len() - self.config.majority();
+                    let unanswered: Vec<NodeId> = self
+                        .config
+                        .voters
+                        .iter()
+                        .copied()
+                        .filter(|v| !e.granted.contains(v) && !e.rejected.contains(v))
+                        .collect();
+                    if !lost {
+                        self.send_vote_requests(&unanswered);
+                    }
                 }
             }
             Role::Follower(f) => {
@@ -573,9 +583,8 @@ impl<L: RaftLog> RaftCore<L> {
             Message::FetchSnapshotResponse(m) => m.leader,
             _ => None,
         };
-        // A pre-vote names the epoch its sender would run in; it is no evidence of one.
-        let speaks_for_epoch = !matches!(&msg, Message::VoteRequest(r) if r.pre_vote);
-        if speaks_for_epoch {
+        // A Vote request's epoch counts once the request is found valid (`on_vote_request`).
+        if !matches!(&msg, Message::VoteRequest(_)) {
             self.observe_epoch(msg.epoch(), leader_named);
         }
         match msg {
@@ -637,11 +646,23 @@ impl<L: RaftLog> RaftCore<L> {
         if !self.config.is_voter(self.local()) || !self.config.is_voter(r.candidate) || r.candidate != from {
             return respond(self, RaftErrorCode::InconsistentVoterSet, false);
         }
-        if r.last.epoch >= r.epoch || r.last.offset.0 < 0 {
+        // A candidate bumped its epoch past every entry it holds; a prospective did not, and
+        // may hold entries of the epoch it asks in.
+        let illegal_epoch = if r.pre_vote { r.last.epoch > r.epoch } else { r.last.epoch >= r.epoch };
+        if illegal_epoch || r.last.offset.0 < 0 {
             return respond(self, RaftErrorCode::InvalidRequest, false);
         }
         if r.epoch < self.epoch() {
             return respond(self, RaftErrorCode::FencedLeaderEpoch, false);
+        }
+        if r.epoch > self.epoch() {
+            // Kafka's rule (handleVoteRequest), pre-votes included: the sender's epoch is real
+            // (it stood as a candidate in it), so this node steps into it, even as a leader of
+            // an older epoch. Without this a voter whose Vote requests were all lost stays in
+            // its epoch for good: the leader and its followers refuse its pre-votes, and their
+            // answers, from an older epoch, are stale to it. Safe: nothing is voted, and the
+            // new epoch is persisted (first action) before the answer.
+            self.become_unattached(r.epoch, None);
         }
         let log_ok = r.last >= self.log.end_offset_and_epoch();
         if r.pre_vote {
@@ -649,7 +670,6 @@ impl<L: RaftLog> RaftCore<L> {
             let has_leader = self.vouched_leader().is_some();
             return respond(self, RaftErrorCode::None, log_ok && !has_leader);
         }
-        // observe_epoch has brought this node into r.epoch.
         assert!(r.epoch == self.epoch(), "a vote is judged in its own epoch");
         let granted = log_ok
             && self.quorum.leader.is_none()

@@ -24,6 +24,8 @@
 //! - More seeds: `BLUMFELD_RAFT_SIM_SEEDS=1000000 cargo test --release --lib raft::sim::tests::many_seeds -- --nocapture`
 //!   (or `cargo test --release --lib raft::sim -- --ignored` for the million).
 //! - Replay one seed, with its trace: `BLUMFELD_RAFT_SIM_SEED=N cargo test --release --lib raft::sim -- --nocapture`.
+//! - Every failing seed of a range, on every core: `BLUMFELD_RAFT_SIM_SURVEY=100000
+//!   [BLUMFELD_RAFT_SIM_FIRST=N] [BLUMFELD_RAFT_SIM_THREADS=T]` with the `many_seeds` command.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -913,8 +915,51 @@ mod tests {
             assert!(outcome.starts_with("ok"), "seed {seed} failed");
             return;
         }
+        if let Some(count) = env_u64("BLUMFELD_RAFT_SIM_SURVEY") {
+            return survey(env_u64("BLUMFELD_RAFT_SIM_FIRST").unwrap_or(0), count);
+        }
         let count = env_u64("BLUMFELD_RAFT_SIM_SEEDS").unwrap_or(CI_SEEDS);
         run_or_report(0, count);
+    }
+
+    /// Every failing seed of a range, on every core (`BLUMFELD_RAFT_SIM_THREADS` for fewer).
+    fn survey(first: u64, count: u64) {
+        let started = Instant::now();
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+        let threads = env_u64("BLUMFELD_RAFT_SIM_THREADS").unwrap_or(cores).max(1);
+        let mut failures: Vec<Violation> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads)
+                .map(|t| {
+                    scope.spawn(move || {
+                        (first + t..first + count)
+                            .step_by(threads as usize)
+                            .filter_map(|seed| Sim::new(seed, None, false).run().err().map(|(v, _)| v))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            workers.into_iter().flat_map(|w| w.join().unwrap()).collect()
+        });
+        failures.sort_by_key(|v| v.seed);
+        for v in &failures {
+            println!("seed {}: at {} ms: {}", v.seed, v.at_ms, v.message);
+        }
+        let secs = started.elapsed().as_secs_f64();
+        println!("raft sim survey: {count} seeds from {first} in {secs:.0} s on {threads} threads, {} failed", failures.len());
+        if let Some(v) = failures.first() {
+            panic!("{} of {count} seeds failed; {}", failures.len(), replay_hint(v.seed));
+        }
+    }
+
+    /// Seed 90 stranded a voter before the fix: a candidacy whose Vote requests were all lost
+    /// left it in an epoch above the leader's, its pre-votes refused and their answers stale
+    /// to it (`raft::tests::a_candidate_whose_vote_requests_were_all_lost_rejoins_the_quorum`
+    /// plays the same story on the pure cores). It must settle.
+    #[test]
+    fn stranded_candidate_seed_settles() {
+        if let Err((v, _)) = Sim::new(90, None, false).run() {
+            panic!("seed 90 at {} ms: {}\n{}", v.at_ms, v.message, replay_hint(90));
+        }
     }
 
     #[test]

@@ -65,6 +65,15 @@ pub(crate) struct ElectionState {
     pub deadline_ms: u64,
     pub granted: BTreeSet<NodeId>,
     pub rejected: BTreeSet<NodeId>,
+    /// When the voters that have not answered get the request again (Kafka's nominees keep
+    /// sending to unrecorded voters while the election can still be won).
+    pub resend_ms: u64,
+}
+
+impl ElectionState {
+    pub fn new(local: NodeId, deadline_ms: u64, resend_ms: u64) -> Self {
+        Self { deadline_ms, granted: [local].into(), rejected: BTreeSet::new(), resend_ms }
+    }
 }
 
 #[derive(Debug, Clone)]
