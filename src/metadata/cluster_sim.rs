@@ -111,6 +111,8 @@ enum Wire {
     Reply { corr: u64, answer: Answer },
     /// The connection to the controller failed (refused, reset): the call may retry.
     Disconnected { corr: u64 },
+    /// A quorum request's connection was refused or reset: the sender's process is down.
+    RaftUnreachable,
 }
 
 #[derive(Debug)]
@@ -256,6 +258,17 @@ pub struct Sim {
     trace: Option<Trace>,
     violation: Option<String>,
     stats: RunStats,
+}
+
+fn is_raft_request(msg: &Message) -> bool {
+    matches!(
+        msg,
+        Message::VoteRequest(_)
+            | Message::BeginQuorumEpochRequest(_)
+            | Message::EndQuorumEpochRequest(_)
+            | Message::FetchRequest(_)
+            | Message::FetchSnapshotRequest(_)
+    )
 }
 
 fn bytes_digest(data: &[u8]) -> u64 {
@@ -664,11 +677,11 @@ impl Sim {
         let cut = from != to && self.blocked[from][to];
         if self.nodes[to].core.is_none() {
             // Connection refused: the caller hears it unless the network swallows that too.
-            if let Wire::Request { corr, .. } = wire
-                && !cut
-                && !self.blocked[to][from]
-            {
-                self.disconnect(to, from, corr);
+            let back = !cut && !self.blocked[to][from];
+            match wire {
+                Wire::Request { corr, .. } if back => self.disconnect(to, from, corr),
+                Wire::Raft(msg) if back && is_raft_request(&msg) => self.raft_unreachable(to, from),
+                _ => {}
             }
             return;
         }
@@ -695,7 +708,18 @@ impl Sim {
             }
             Wire::Reply { corr, answer } => self.broker_reply(to, corr, Some(answer)),
             Wire::Disconnected { corr } => self.broker_reply(to, corr, None),
+            Wire::RaftUnreachable => {
+                let (peer, id) = (self.nodes[from].id, self.nodes[to].id);
+                self.log_line(|| format!("{id:?}: quorum connection to {peer:?} refused"));
+                self.step(to, Event::Unreachable { peer });
+            }
         }
+    }
+
+    /// Tells node `to` that its quorum connection to the down node `from` failed at once.
+    fn raft_unreachable(&mut self, from: usize, to: usize) {
+        let at = self.now_ms + self.range((1, 5));
+        self.schedule(at, SimEvent::Deliver { from, to, wire: Wire::RaftUnreachable });
     }
 
     // ---- the controller layer ----
@@ -1062,6 +1086,12 @@ impl Sim {
 
     fn crash(&mut self, i: usize) {
         let Some(core) = self.nodes[i].core.take() else { return };
+        // Its quorum connections reset: followers fetch from a leader on one all the time.
+        for other in 0..self.nodes.len() {
+            if other != i && self.nodes[other].core.is_some() && !self.blocked[i][other] && !self.blocked[other][i] {
+                self.raft_unreachable(i, other);
+            }
+        }
         let id = self.nodes[i].id;
         self.log_line(|| format!("{id:?} crashes"));
         let mut log = core.log().clone();

@@ -33,6 +33,11 @@ pub enum Event {
     Propose { records: Vec<Bytes> },
     /// Graceful shutdown of a leader: resign and tell the voters (EndQuorumEpoch).
     Resign,
+    /// A request to `peer` failed because its connection was refused or reset: its process is
+    /// gone (the driver must not report a timeout so: a slow or cut-off peer may be alive).
+    /// A follower stops vouching for a leader it cannot reach and stands after a random
+    /// backoff instead of the whole fetch timeout.
+    Unreachable { peer: NodeId },
 }
 
 /// An output of the core, to be executed in order: a `PersistQuorumState` is always emitted
@@ -116,6 +121,7 @@ impl<L: RaftLog> RaftCore<L> {
             Some(leader) => Role::Follower(FollowerState {
                 leader,
                 heard_from_leader: false,
+                leader_unreachable: false,
                 fetch_deadline_ms: now_ms + core.config.fetch_timeout_ms,
                 in_flight: None,
                 fetch_not_before_ms: now_ms,
@@ -137,6 +143,7 @@ impl<L: RaftLog> RaftCore<L> {
                 self.propose_records(records)?;
             }
             Event::Resign => self.resign(),
+            Event::Unreachable { peer } => self.on_unreachable(peer),
         }
         Ok(std::mem::take(&mut self.out))
     }
@@ -351,6 +358,7 @@ impl<L: RaftLog> RaftCore<L> {
         self.set_role(Role::Follower(FollowerState {
             leader,
             heard_from_leader: false,
+            leader_unreachable: false,
             fetch_deadline_ms: now + self.config.fetch_timeout_ms,
             in_flight: None,
             fetch_not_before_ms: now,
@@ -563,6 +571,63 @@ impl<L: RaftLog> RaftCore<L> {
         self.answer_expired_fetches();
     }
 
+    /// Not Kafka's (its follower waits out the fetch timeout): a leader whose process is gone
+    /// cannot answer, so waiting for it only delays the election. Standing early is safe: a
+    /// pre-vote bumps no epoch, and a voter that still hears the leader refuses it, so a
+    /// spurious reset costs at most one refused pre-vote round. The follower stops vouching
+    /// for the leader at once (its own refusals would otherwise hold back the other
+    /// followers, which learn of the death at the same moment), and the backoff is random so
+    /// that they do not stand together and split the vote.
+    fn on_unreachable(&mut self, peer: NodeId) {
+        let now = self.now_ms;
+        let retry = self.config.retry_backoff_ms;
+        match &self.role {
+            Role::Follower(f) if f.leader == peer => {
+                // Drawn once per outage: a minimum over every retry's draw would shrink the
+                // spread that keeps the followers apart.
+                let backoff =
+                    (!f.leader_unreachable).then(|| self.rng.below(self.config.election_backoff_max_ms.max(1)));
+                let Role::Follower(f) = &mut self.role else { return };
+                f.heard_from_leader = false;
+                f.leader_unreachable = true;
+                f.in_flight = None;
+                if let Some(download) = &mut f.snapshot {
+                    download.in_flight = None;
+                }
+                f.fetch_not_before_ms = now + retry;
+                if let Some(backoff) = backoff {
+                    f.fetch_deadline_ms = f.fetch_deadline_ms.min(now + backoff);
+                }
+            }
+            Role::Prospective(_) | Role::Candidate(_) => {
+                // A voter whose process is gone grants nothing in this election: counted as a
+                // refusal, a candidate that can no longer win (a split vote among the
+                // survivors) retries after the random backoff, not the election timeout.
+                let backoff = self.rng.below(self.config.election_backoff_max_ms.max(1));
+                let lost_after = self.config.voters.len() - self.config.majority();
+                let is_voter = self.config.is_voter(peer);
+                if let Role::Prospective(e) | Role::Candidate(e) = &mut self.role {
+                    if is_voter {
+                        record_vote(e, peer, false);
+                    }
+                }
+                if let Role::Candidate(e) = &mut self.role {
+                    if e.rejected.len() > lost_after {
+                        e.deadline_ms = e.deadline_ms.min(now + backoff);
+                    }
+                }
+            }
+            Role::Unattached { probe: Some(p), .. } if p.to == peer => {
+                // An observer asks another voter.
+                if let Role::Unattached { probe, probe_not_before_ms, .. } = &mut self.role {
+                    *probe = None;
+                    *probe_not_before_ms = now + retry;
+                }
+            }
+            _ => {}
+        }
+    }
+
     fn on_flushed(&mut self, up_to: Offset) {
         let end = self.log.end_offset();
         self.flushed = self.flushed.max(up_to.min(end));
@@ -597,6 +662,7 @@ impl<L: RaftLog> RaftCore<L> {
                 if let Role::Follower(f) = &mut self.role {
                     if f.leader == r.leader && r.epoch == self.quorum.epoch {
                         f.heard_from_leader = true;
+                        f.leader_unreachable = false;
                         f.fetch_deadline_ms = now + fetch_timeout;
                     }
                 }

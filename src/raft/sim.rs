@@ -2,7 +2,8 @@
 //! 1–2 observers, each a `RaftCore` over a `MemoryLog`, on a network that loses, delays,
 //! duplicates and reorders messages and is cut by symmetric and one-way partitions that heal;
 //! nodes crash (losing every write not flushed and every quorum-state change not persisted)
-//! and restart; disks are slow at times; proposals arrive at random; nodes take snapshots and
+//! and restart, and a request to a crashed node (or on a connection its crash reset) fails at
+//! once as `Event::Unreachable`, while a partition only ever times out; disks are slow at times; proposals arrive at random; nodes take snapshots and
 //! laggards catch up with FetchSnapshot.
 //!
 //! After every event the simulator checks:
@@ -62,6 +63,8 @@ struct Chaos {
 #[derive(Debug)]
 enum SimEvent {
     Deliver { from: usize, to: usize, msg: Message },
+    /// `node`'s connection to `peer` was refused or reset: `peer` is down (or just crashed).
+    Unreachable { node: usize, peer: usize },
     Tick { node: usize },
     FlushDone { node: usize, incarnation: u32 },
     /// A crash; `quick` restarts it within a few milliseconds (a reboot racing the election).
@@ -174,6 +177,17 @@ pub struct Sim {
     trace: Option<Vec<String>>,
     violation: Option<String>,
     stats: RunStats,
+}
+
+fn is_request(msg: &Message) -> bool {
+    matches!(
+        msg,
+        Message::VoteRequest(_)
+            | Message::BeginQuorumEpochRequest(_)
+            | Message::EndQuorumEpochRequest(_)
+            | Message::FetchRequest(_)
+            | Message::FetchSnapshotRequest(_)
+    )
 }
 
 fn payload_id(entry: &Entry) -> Option<u64> {
@@ -417,12 +431,24 @@ impl Sim {
     fn handle(&mut self, event: SimEvent) {
         match event {
             SimEvent::Deliver { from, to, msg } => {
-                if self.blocked[from][to] || self.nodes[to].core.is_none() {
+                if self.blocked[from][to] {
+                    return;
+                }
+                if self.nodes[to].core.is_none() {
+                    // The crash reset the connection the request was on.
+                    if is_request(&msg) {
+                        self.refuse(from, to);
+                    }
                     return;
                 }
                 let from_id = self.nodes[from].id;
                 self.log_line(|| format!("{from_id:?} -> {:?}: {msg:?}", NodeId(to as i32 + 1)));
                 self.step(to, Event::Message { from: from_id, msg });
+            }
+            SimEvent::Unreachable { node, peer } => {
+                let peer = self.nodes[peer].id;
+                self.log_line(|| format!("{:?}: connection to {peer:?} refused", NodeId(node as i32 + 1)));
+                self.step(node, Event::Unreachable { peer });
             }
             SimEvent::Tick { node } => {
                 if self.nodes[node].tick_at_ms.is_some_and(|at| at <= self.now_ms) {
@@ -568,7 +594,12 @@ impl Sim {
     fn send(&mut self, from: usize, to: NodeId, msg: Message) {
         let Some(to) = self.index_of(to) else { return };
         if self.blocked[from][to] {
+            // A partition answers nothing: the sender's timers find out.
             return;
+        }
+        if self.nodes[to].core.is_none() && is_request(&msg) {
+            // Nothing listens on a crashed node's port.
+            return self.refuse(from, to);
         }
         let chaos = self.chaos_on;
         let (loss, duplicate, slow) = (self.chaos.loss, self.chaos.duplicate, self.chaos.slow_message);
@@ -590,8 +621,24 @@ impl Sim {
         }
     }
 
+    /// `from`'s connection to `to` fails at once: refused or reset, never by a partition
+    /// (which only times out). The driver reports it as `Event::Unreachable`.
+    fn refuse(&mut self, from: usize, to: usize) {
+        if self.blocked[to][from] {
+            return;
+        }
+        let at = self.now_ms + self.range((1, 5));
+        self.schedule(at, SimEvent::Unreachable { node: from, peer: to });
+    }
+
     fn crash(&mut self, i: usize, restart_after_ms: (u64, u64)) {
         let Some(core) = self.nodes[i].core.take() else { return };
+        // Every open connection to it resets (its followers fetch on one all the time).
+        for other in 0..self.nodes.len() {
+            if other != i && self.nodes[other].core.is_some() && !self.blocked[other][i] {
+                self.refuse(other, i);
+            }
+        }
         let id = self.nodes[i].id;
         self.log_line(|| format!("{id:?} crashes"));
         let mut log = core.log().clone();

@@ -51,6 +51,8 @@ struct Cluster {
     hold_flush: Vec<bool>,
     /// Messages from or to this node are lost.
     cut: Option<NodeId>,
+    /// This node's process is gone: requests to it fail at once (`Event::Unreachable`).
+    down: Option<NodeId>,
     now_ms: u64,
 }
 
@@ -59,7 +61,7 @@ impl Cluster {
         let nodes: Vec<_> =
             voters.iter().chain(observers).map(|id| core(*id, voters, MemoryLog::new())).collect();
         let n = nodes.len();
-        Cluster { nodes, persisted: vec![QuorumState::default(); n], in_flight: VecDeque::new(), hold_flush: vec![false; n], cut: None, now_ms: 0 }
+        Cluster { nodes, persisted: vec![QuorumState::default(); n], in_flight: VecDeque::new(), hold_flush: vec![false; n], cut: None, down: None, now_ms: 0 }
     }
 
     fn index(&self, id: NodeId) -> usize {
@@ -92,7 +94,15 @@ impl Cluster {
         while let Some((from, to, msg)) = self.in_flight.pop_front() {
             budget -= 1;
             assert!(budget > 0, "the cluster should quiesce");
-            if self.cut.is_some_and(|cut| cut == from || cut == to) {
+            if self.down == Some(to) {
+                let is_request = matches!(msg, Message::VoteRequest(_) | Message::FetchRequest(_) | Message::FetchSnapshotRequest(_) | Message::BeginQuorumEpochRequest(_) | Message::EndQuorumEpochRequest(_));
+                if is_request && self.down != Some(from) {
+                    let i = self.index(from);
+                    self.step(i, Event::Unreachable { peer: to });
+                }
+                continue;
+            }
+            if self.down == Some(from) || self.cut.is_some_and(|cut| cut == from || cut == to) {
                 continue;
             }
             let i = self.index(to);
@@ -595,4 +605,58 @@ fn an_observer_never_votes_and_never_counts_towards_the_high_watermark() {
     let observer = c.index(NodeId(9));
     assert!(c.nodes[observer].log().end_offset() > hw, "the observer has the entry");
     assert_eq!(c.nodes[leader].high_watermark(), hw, "but it is no vote towards committing it");
+}
+
+#[test]
+fn a_follower_whose_leader_is_unreachable_stands_within_the_backoff_not_the_fetch_timeout() {
+    let mut c = Cluster::new(&[1, 2, 3], &[]);
+    c.run_until(3_000);
+    let leader = c.leader().unwrap();
+    let (dead, epoch) = (c.nodes[leader].local(), c.nodes[leader].epoch());
+    // kill -9 of the leader: both followers' connections to it are reset at once.
+    c.down = Some(dead);
+    let killed_ms = c.now_ms;
+    for i in (0..3).filter(|i| *i != leader) {
+        c.step(i, Event::Unreachable { peer: dead });
+        assert_eq!(c.nodes[i].leader(), Some(dead), "it still follows, but no longer vouches");
+    }
+    let backoff_max = config(1, &[1]).election_backoff_max_ms;
+    let fetch_timeout = config(1, &[1]).fetch_timeout_ms;
+    while !(0..3).any(|i| i != leader && c.nodes[i].role() == RoleKind::Leader) {
+        let states: Vec<_> = c.nodes.iter().map(|n| (n.local(), n.role(), n.epoch(), n.leader(), n.next_deadline_ms())).collect();
+        assert!(c.now_ms < killed_ms + fetch_timeout, "no new leader before a fetch timeout: {states:?} at {}", c.now_ms);
+        c.run_until(c.now_ms + 10);
+    }
+    let new_leader = (0..3).find(|i| *i != leader && c.nodes[*i].role() == RoleKind::Leader).unwrap();
+    assert!(c.nodes[new_leader].epoch() > epoch);
+    // These seeds draw backoffs 1 ms apart: both stand in the same 10 ms step and split the
+    // vote (about 1.2 s in all). The dead voter's refused connection counts as a refusal, so
+    // the split costs a backoff, not an election timeout.
+    assert!(c.now_ms - killed_ms <= 2 * backoff_max, "{} ms", c.now_ms - killed_ms);
+}
+
+#[test]
+fn an_unreachable_report_about_a_live_leader_disturbs_nothing() {
+    // A reset connection to a leader that is alive: the follower stands early, but the other
+    // follower still hears the leader and refuses its pre-vote, and the leader answers it:
+    // the epoch does not move and the follower returns to the leader.
+    let mut c = Cluster::new(&[1, 2, 3], &[]);
+    c.run_until(3_000);
+    let leader = c.leader().unwrap();
+    let (leader_id, epoch) = (c.nodes[leader].local(), c.nodes[leader].epoch());
+    let follower = (leader + 1) % 3;
+    c.step(follower, Event::Unreachable { peer: leader_id });
+    // Another report during the same outage draws no new, earlier deadline.
+    c.step(follower, Event::Unreachable { peer: leader_id });
+    c.run_until(c.now_ms + 10_000);
+    assert_eq!((c.nodes[leader].role(), c.nodes[leader].epoch()), (RoleKind::Leader, epoch));
+    for i in (0..3).filter(|i| *i != leader) {
+        assert_eq!((c.nodes[i].role(), c.nodes[i].epoch(), c.nodes[i].leader()), (RoleKind::Follower, epoch, Some(leader_id)));
+    }
+    // Only the leader it follows counts: a report about another voter changes nothing.
+    let other = c.nodes[(leader + 2) % 3].local();
+    let before = c.nodes[follower].next_deadline_ms();
+    c.step(follower, Event::Unreachable { peer: other });
+    assert_eq!(c.nodes[follower].next_deadline_ms(), before);
+    assert_eq!(c.nodes[follower].role(), RoleKind::Follower);
 }
