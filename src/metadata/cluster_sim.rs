@@ -44,13 +44,14 @@
 //! would leave partitions without one). It found this bug when changes were one entry per
 //! record.
 //!
-//! Known bug (of the quorum, found by surveys, not by the CI seeds): a candidate whose vote
-//! requests are all lost stays in its new epoch; once it times out its pre-votes are refused
-//! by voters that follow a leader of the older epoch, whose answers it ignores as stale, and
-//! nothing ever tells that leader of the newer epoch. The voter never rejoins (the quorum runs
-//! on the others). Seeds 15878, 16770, 35637 and 51902 of the first 100,000 end so ("node N
-//! applied x of y"); `raft::sim` does not see it because its liveness check needs only a
-//! commit, not every voter caught up.
+//! The stranded candidate (a quorum bug surveys found, fixed): a candidate whose Vote
+//! requests were all lost stayed in its new epoch; its pre-votes were refused by voters that
+//! follow the leader of the older epoch, whose answers it ignored as stale, and nothing told
+//! that leader of the newer epoch, so the voter never rejoined. Seeds 15878, 16770, 35637 and
+//! 51902 of the first 100,000 ended so ("node N applied x of y"). Pre-votes now carry the
+//! prospective's epoch and pull the others into it, as Kafka's do (see `raft::core`); the
+//! settle check also requires every node to follow the leader in its epoch, and
+//! `tests::stranded_candidate_seeds_settle` keeps the four seeds.
 //!
 //! Commands:
 //! - CI: `cargo test --release --lib metadata::cluster_sim` runs the default seeds and the
@@ -110,6 +111,8 @@ enum Wire {
     Reply { corr: u64, answer: Answer },
     /// The connection to the controller failed (refused, reset): the call may retry.
     Disconnected { corr: u64 },
+    /// A quorum request's connection was refused or reset: the sender's process is down.
+    RaftUnreachable,
 }
 
 #[derive(Debug)]
@@ -255,6 +258,17 @@ pub struct Sim {
     trace: Option<Trace>,
     violation: Option<String>,
     stats: RunStats,
+}
+
+fn is_raft_request(msg: &Message) -> bool {
+    matches!(
+        msg,
+        Message::VoteRequest(_)
+            | Message::BeginQuorumEpochRequest(_)
+            | Message::EndQuorumEpochRequest(_)
+            | Message::FetchRequest(_)
+            | Message::FetchSnapshotRequest(_)
+    )
 }
 
 fn bytes_digest(data: &[u8]) -> u64 {
@@ -663,11 +677,11 @@ impl Sim {
         let cut = from != to && self.blocked[from][to];
         if self.nodes[to].core.is_none() {
             // Connection refused: the caller hears it unless the network swallows that too.
-            if let Wire::Request { corr, .. } = wire
-                && !cut
-                && !self.blocked[to][from]
-            {
-                self.disconnect(to, from, corr);
+            let back = !cut && !self.blocked[to][from];
+            match wire {
+                Wire::Request { corr, .. } if back => self.disconnect(to, from, corr),
+                Wire::Raft(msg) if back && is_raft_request(&msg) => self.raft_unreachable(to, from),
+                _ => {}
             }
             return;
         }
@@ -694,7 +708,18 @@ impl Sim {
             }
             Wire::Reply { corr, answer } => self.broker_reply(to, corr, Some(answer)),
             Wire::Disconnected { corr } => self.broker_reply(to, corr, None),
+            Wire::RaftUnreachable => {
+                let (peer, id) = (self.nodes[from].id, self.nodes[to].id);
+                self.log_line(|| format!("{id:?}: quorum connection to {peer:?} refused"));
+                self.step(to, Event::Unreachable { peer });
+            }
         }
+    }
+
+    /// Tells node `to` that its quorum connection to the down node `from` failed at once.
+    fn raft_unreachable(&mut self, from: usize, to: usize) {
+        let at = self.now_ms + self.range((1, 5));
+        self.schedule(at, SimEvent::Deliver { from, to, wire: Wire::RaftUnreachable });
     }
 
     // ---- the controller layer ----
@@ -1061,6 +1086,12 @@ impl Sim {
 
     fn crash(&mut self, i: usize) {
         let Some(core) = self.nodes[i].core.take() else { return };
+        // Its quorum connections reset: followers fetch from a leader on one all the time.
+        for other in 0..self.nodes.len() {
+            if other != i && self.nodes[other].core.is_some() && !self.blocked[i][other] && !self.blocked[other][i] {
+                self.raft_unreachable(i, other);
+            }
+        }
         let id = self.nodes[i].id;
         self.log_line(|| format!("{id:?} crashes"));
         let mut log = core.log().clone();
@@ -1192,6 +1223,19 @@ impl Sim {
         let Some(l) = leader else { return Some("no quorum leader".into()) };
         let ln = &self.nodes[l];
         let core = ln.core.as_ref()?;
+        let epoch = core.epoch();
+        for n in &self.nodes {
+            let Some(c) = n.core.as_ref() else { return Some(format!("node {:?} is down", n.id)) };
+            if n.id != ln.id && (c.epoch() != epoch || c.vouched_leader() != Some(ln.id)) {
+                return Some(format!(
+                    "node {:?} is {:?} in {:?}, not following leader {:?} of {epoch:?}",
+                    n.id,
+                    c.role(),
+                    c.epoch(),
+                    ln.id
+                ));
+            }
+        }
         let end = core.log().end_offset().0;
         if ln.image.offset != end {
             return Some(format!("leader {:?} applied {} of {end}", ln.id, ln.image.offset));
@@ -1395,6 +1439,16 @@ mod tests {
     #[test]
     fn planted_answer_before_commit_is_found() {
         planted_bug_is_found(ClusterBug::AnswerBeforeCommit);
+    }
+
+    /// The seeds that stranded a candidate before pre-votes carried the prospective's epoch.
+    #[test]
+    fn stranded_candidate_seeds_settle() {
+        for seed in [15878, 16770, 35637, 51902] {
+            if let Err((v, _)) = Sim::new(seed, None, false).run() {
+                panic!("seed {seed} at {} ms: {}\n{}", v.at_ms, v.message, replay_hint(seed));
+            }
+        }
     }
 
     #[test]

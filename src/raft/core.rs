@@ -33,6 +33,11 @@ pub enum Event {
     Propose { records: Vec<Bytes> },
     /// Graceful shutdown of a leader: resign and tell the voters (EndQuorumEpoch).
     Resign,
+    /// A request to `peer` failed because its connection was refused or reset: its process is
+    /// gone (the driver must not report a timeout so: a slow or cut-off peer may be alive).
+    /// A follower stops vouching for a leader it cannot reach and stands after a random
+    /// backoff instead of the whole fetch timeout.
+    Unreachable { peer: NodeId },
 }
 
 /// An output of the core, to be executed in order: a `PersistQuorumState` is always emitted
@@ -116,6 +121,7 @@ impl<L: RaftLog> RaftCore<L> {
             Some(leader) => Role::Follower(FollowerState {
                 leader,
                 heard_from_leader: false,
+                leader_unreachable: false,
                 fetch_deadline_ms: now_ms + core.config.fetch_timeout_ms,
                 in_flight: None,
                 fetch_not_before_ms: now_ms,
@@ -137,6 +143,7 @@ impl<L: RaftLog> RaftCore<L> {
                 self.propose_records(records)?;
             }
             Event::Resign => self.resign(),
+            Event::Unreachable { peer } => self.on_unreachable(peer),
         }
         Ok(std::mem::take(&mut self.out))
     }
@@ -221,7 +228,7 @@ impl<L: RaftLog> RaftCore<L> {
                     probe.map_or(*probe_not_before_ms, |p| p.sent_ms + request_timeout)
                 }
             }
-            Role::Prospective(e) | Role::Candidate(e) => e.deadline_ms,
+            Role::Prospective(e) | Role::Candidate(e) => e.deadline_ms.min(e.resend_ms),
             Role::Follower(f) => {
                 let in_flight_sent = match &f.snapshot {
                     Some(download) => download.in_flight.map(|(_, sent)| sent),
@@ -351,6 +358,7 @@ impl<L: RaftLog> RaftCore<L> {
         self.set_role(Role::Follower(FollowerState {
             leader,
             heard_from_leader: false,
+            leader_unreachable: false,
             fetch_deadline_ms: now + self.config.fetch_timeout_ms,
             in_flight: None,
             fetch_not_before_ms: now,
@@ -361,21 +369,9 @@ impl<L: RaftLog> RaftCore<L> {
 
     fn become_prospective(&mut self) {
         let deadline = self.now_ms + self.election_timeout_ms();
-        let local = self.local();
-        self.set_role(Role::Prospective(ElectionState {
-            deadline_ms: deadline,
-            granted: [local].into(),
-            rejected: Default::default(),
-        }));
-        let request = VoteRequest {
-            epoch: LeaderEpoch(self.epoch().0 + 1),
-            candidate: local,
-            last: self.log.end_offset_and_epoch(),
-            pre_vote: true,
-        };
-        for voter in self.other_voters() {
-            self.send(voter, Message::VoteRequest(request.clone()));
-        }
+        let resend = self.now_ms + self.config.request_timeout_ms;
+        self.set_role(Role::Prospective(ElectionState::new(self.local(), deadline, resend)));
+        self.send_vote_requests(&self.other_voters());
         self.maybe_win_election();
     }
 
@@ -384,16 +380,23 @@ impl<L: RaftLog> RaftCore<L> {
         let epoch = LeaderEpoch(self.epoch().0 + 1);
         self.set_quorum(QuorumState { epoch, voted_for: Some(local), leader: None });
         let deadline = self.now_ms + self.election_timeout_ms();
-        self.set_role(Role::Candidate(ElectionState {
-            deadline_ms: deadline,
-            granted: [local].into(),
-            rejected: Default::default(),
-        }));
-        let request = VoteRequest { epoch, candidate: local, last: self.log.end_offset_and_epoch(), pre_vote: false };
-        for voter in self.other_voters() {
-            self.send(voter, Message::VoteRequest(request.clone()));
-        }
+        let resend = self.now_ms + self.config.request_timeout_ms;
+        self.set_role(Role::Candidate(ElectionState::new(local, deadline, resend)));
+        self.send_vote_requests(&self.other_voters());
         self.maybe_win_election();
+    }
+
+    /// A prospective asks for pre-votes, a candidate for votes, both in the node's current
+    /// epoch (Kafka's `buildVoteRequest`): a prospective has not bumped its epoch, a candidate
+    /// has. A pre-vote carrying the current epoch is what unsticks a node whose own candidacy
+    /// went unheard: its epoch is above the leader's, and the voters it asks step into it.
+    fn send_vote_requests(&mut self, to: &[NodeId]) {
+        let pre_vote = matches!(self.role, Role::Prospective(_));
+        let request =
+            VoteRequest { epoch: self.epoch(), candidate: self.local(), last: self.log.end_offset_and_epoch(), pre_vote };
+        for voter in to {
+            self.send(*voter, Message::VoteRequest(request.clone()));
+        }
     }
 
     fn maybe_win_election(&mut self) {
@@ -494,6 +497,21 @@ impl<L: RaftLog> RaftCore<L> {
             Role::Prospective(e) | Role::Candidate(e) => {
                 if now >= e.deadline_ms {
                     self.become_prospective();
+                } else if now >= e.resend_ms {
+                    // Kafka's nominees retry voters that have not answered (after the request
+                    // timeout) for as long as the election can still be won.
+                    e.resend_ms = now + self.config.request_timeout_ms;
+                    let lost = e.rejected.len() > self.config.voters.len() - self.config.majority();
+                    let unanswered: Vec<NodeId> = self
+                        .config
+                        .voters
+                        .iter()
+                        .copied()
+                        .filter(|v| !e.granted.contains(v) && !e.rejected.contains(v))
+                        .collect();
+                    if !lost {
+                        self.send_vote_requests(&unanswered);
+                    }
                 }
             }
             Role::Follower(f) => {
@@ -553,6 +571,63 @@ impl<L: RaftLog> RaftCore<L> {
         self.answer_expired_fetches();
     }
 
+    /// Not Kafka's (its follower waits out the fetch timeout): a leader whose process is gone
+    /// cannot answer, so waiting for it only delays the election. Standing early is safe: a
+    /// pre-vote bumps no epoch, and a voter that still hears the leader refuses it, so a
+    /// spurious reset costs at most one refused pre-vote round. The follower stops vouching
+    /// for the leader at once (its own refusals would otherwise hold back the other
+    /// followers, which learn of the death at the same moment), and the backoff is random so
+    /// that they do not stand together and split the vote.
+    fn on_unreachable(&mut self, peer: NodeId) {
+        let now = self.now_ms;
+        let retry = self.config.retry_backoff_ms;
+        match &self.role {
+            Role::Follower(f) if f.leader == peer => {
+                // Drawn once per outage: a minimum over every retry's draw would shrink the
+                // spread that keeps the followers apart.
+                let backoff =
+                    (!f.leader_unreachable).then(|| self.rng.below(self.config.election_backoff_max_ms.max(1)));
+                let Role::Follower(f) = &mut self.role else { return };
+                f.heard_from_leader = false;
+                f.leader_unreachable = true;
+                f.in_flight = None;
+                if let Some(download) = &mut f.snapshot {
+                    download.in_flight = None;
+                }
+                f.fetch_not_before_ms = now + retry;
+                if let Some(backoff) = backoff {
+                    f.fetch_deadline_ms = f.fetch_deadline_ms.min(now + backoff);
+                }
+            }
+            Role::Prospective(_) | Role::Candidate(_) => {
+                // A voter whose process is gone grants nothing in this election: counted as a
+                // refusal, a candidate that can no longer win (a split vote among the
+                // survivors) retries after the random backoff, not the election timeout.
+                let backoff = self.rng.below(self.config.election_backoff_max_ms.max(1));
+                let lost_after = self.config.voters.len() - self.config.majority();
+                let is_voter = self.config.is_voter(peer);
+                if let Role::Prospective(e) | Role::Candidate(e) = &mut self.role {
+                    if is_voter {
+                        record_vote(e, peer, false);
+                    }
+                }
+                if let Role::Candidate(e) = &mut self.role {
+                    if e.rejected.len() > lost_after {
+                        e.deadline_ms = e.deadline_ms.min(now + backoff);
+                    }
+                }
+            }
+            Role::Unattached { probe: Some(p), .. } if p.to == peer => {
+                // An observer asks another voter.
+                if let Role::Unattached { probe, probe_not_before_ms, .. } = &mut self.role {
+                    *probe = None;
+                    *probe_not_before_ms = now + retry;
+                }
+            }
+            _ => {}
+        }
+    }
+
     fn on_flushed(&mut self, up_to: Offset) {
         let end = self.log.end_offset();
         self.flushed = self.flushed.max(up_to.min(end));
@@ -573,9 +648,8 @@ impl<L: RaftLog> RaftCore<L> {
             Message::FetchSnapshotResponse(m) => m.leader,
             _ => None,
         };
-        // A pre-vote names the epoch its sender would run in; it is no evidence of one.
-        let speaks_for_epoch = !matches!(&msg, Message::VoteRequest(r) if r.pre_vote);
-        if speaks_for_epoch {
+        // A Vote request's epoch counts once the request is found valid (`on_vote_request`).
+        if !matches!(&msg, Message::VoteRequest(_)) {
             self.observe_epoch(msg.epoch(), leader_named);
         }
         match msg {
@@ -588,6 +662,7 @@ impl<L: RaftLog> RaftCore<L> {
                 if let Role::Follower(f) = &mut self.role {
                     if f.leader == r.leader && r.epoch == self.quorum.epoch {
                         f.heard_from_leader = true;
+                        f.leader_unreachable = false;
                         f.fetch_deadline_ms = now + fetch_timeout;
                     }
                 }
@@ -637,11 +712,23 @@ impl<L: RaftLog> RaftCore<L> {
         if !self.config.is_voter(self.local()) || !self.config.is_voter(r.candidate) || r.candidate != from {
             return respond(self, RaftErrorCode::InconsistentVoterSet, false);
         }
-        if r.last.epoch >= r.epoch || r.last.offset.0 < 0 {
+        // A candidate bumped its epoch past every entry it holds; a prospective did not, and
+        // may hold entries of the epoch it asks in.
+        let illegal_epoch = if r.pre_vote { r.last.epoch > r.epoch } else { r.last.epoch >= r.epoch };
+        if illegal_epoch || r.last.offset.0 < 0 {
             return respond(self, RaftErrorCode::InvalidRequest, false);
         }
         if r.epoch < self.epoch() {
             return respond(self, RaftErrorCode::FencedLeaderEpoch, false);
+        }
+        if r.epoch > self.epoch() {
+            // Kafka's rule (handleVoteRequest), pre-votes included: the sender's epoch is real
+            // (it stood as a candidate in it), so this node steps into it, even as a leader of
+            // an older epoch. Without this a voter whose Vote requests were all lost stays in
+            // its epoch for good: the leader and its followers refuse its pre-votes, and their
+            // answers, from an older epoch, are stale to it. Safe: nothing is voted, and the
+            // new epoch is persisted (first action) before the answer.
+            self.become_unattached(r.epoch, None);
         }
         let log_ok = r.last >= self.log.end_offset_and_epoch();
         if r.pre_vote {
@@ -649,7 +736,6 @@ impl<L: RaftLog> RaftCore<L> {
             let has_leader = self.vouched_leader().is_some();
             return respond(self, RaftErrorCode::None, log_ok && !has_leader);
         }
-        // observe_epoch has brought this node into r.epoch.
         assert!(r.epoch == self.epoch(), "a vote is judged in its own epoch");
         let granted = log_ok
             && self.quorum.leader.is_none()

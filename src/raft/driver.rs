@@ -12,7 +12,8 @@
 //! that handler (the core may hold a Fetch until it has something new). A request the core
 //! sends goes out through a [`NodeClient`] per voter on the broker's runtime; its response
 //! comes back as an event, with what the wire does not carry (the pre-vote flag, the fetch
-//! position) filled from the request it answers.
+//! position) filled from the request it answers. A request whose connection was refused or
+//! reset comes back as `Event::Unreachable` (the peer's process is gone), a timeout as nothing.
 //!
 //! A metadata-log I/O failure stops the quorum on this node (Kafka halts the process): the
 //! driver logs it and exits its loop; the node then answers quorum requests with errors.
@@ -32,7 +33,7 @@ use super::quorum_state_file::QuorumStateFile;
 use super::state::{QuorumDescription, RoleKind};
 use super::wire;
 use super::RaftConfig;
-use crate::client::NodeClient;
+use crate::client::{ClientError, NodeClient};
 use crate::clock::Clock;
 use crate::types::{LeaderEpoch, NodeId, Offset};
 
@@ -77,6 +78,8 @@ enum Command {
     Request { from: NodeId, msg: Message, reply: oneshot::Sender<Message> },
     /// A peer's answer to a request this node sent.
     Response { from: NodeId, msg: Message },
+    /// A request to `peer` failed with its connection refused or reset (`Event::Unreachable`).
+    Unreachable { peer: NodeId },
     Propose { records: Vec<Bytes>, reply: oneshot::Sender<Result<Offset, RaftError>> },
     Describe { reply: oneshot::Sender<Option<QuorumDescription>> },
     /// The state machine's state up to `end` (committed, applied): keep it as the snapshot.
@@ -311,6 +314,10 @@ impl Driver {
                 let actions = self.core.step(now, Event::Message { from, msg });
                 self.execute(actions);
             }
+            Command::Unreachable { peer } => {
+                let actions = self.core.step(now, Event::Unreachable { peer });
+                self.execute(actions);
+            }
             Command::Propose { records, reply } => match self.core.propose(now, records) {
                 Ok((offset, actions)) => {
                     self.execute(Ok(actions));
@@ -465,72 +472,93 @@ impl Driver {
         let local = self.core.local();
         let cluster_id = self.cluster_id.lock().ok().and_then(|c| c.clone());
         self.runtime.spawn(async move {
-            if let Some(response) = call(&client, local, to, msg, cluster_id.as_deref()).await {
-                let _ = commands.send(Command::Response { from: to, msg: response });
+            match call(&client, local, to, msg, cluster_id.as_deref()).await {
+                Ok(response) => {
+                    let _ = commands.send(Command::Response { from: to, msg: response });
+                }
+                Err(CallFailed::Unreachable) => {
+                    let _ = commands.send(Command::Unreachable { peer: to });
+                }
+                Err(CallFailed::Other) => {}
             }
         });
     }
 }
 
-/// One request to a voter over the wire; `None` when it failed (the core retries on its
-/// timers).
-async fn call(client: &NodeClient, local: NodeId, to: NodeId, msg: Message, cluster_id: Option<&str>) -> Option<Message> {
-    let failed = |e: &dyn std::fmt::Display| tracing::debug!(to = to.0, error = %e, "quorum request failed");
+/// Why a quorum request got no answer.
+enum CallFailed {
+    /// The peer's process is gone: nothing listens on its port, or the connection the request
+    /// was on was reset or closed under it. The core may stand for election early.
+    Unreachable,
+    /// Anything else (a timeout, a bad answer): the core's timers deal with it.
+    Other,
+}
+
+/// A refused or reset connection says the peer's process is gone; a timeout says nothing of
+/// the kind (the peer may be slow, or cut off by the network, and alive).
+fn classify(e: &ClientError) -> CallFailed {
+    use std::io::ErrorKind;
+    match e {
+        ClientError::Connect { source, .. }
+            if matches!(
+                source.kind(),
+                ErrorKind::ConnectionRefused | ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted
+            ) =>
+        {
+            CallFailed::Unreachable
+        }
+        // The reader saw the connection end (EOF or reset) while the request waited. (Our own
+        // close after another call's timeout also ends here; the core's reaction to a wrong
+        // guess is one refused pre-vote round.)
+        ClientError::Disconnected(_) => CallFailed::Unreachable,
+        _ => CallFailed::Other,
+    }
+}
+
+/// One request to a voter over the wire; an error when it failed (the core retries on its
+/// timers, and stands early when the peer is gone).
+async fn call(
+    client: &NodeClient,
+    local: NodeId,
+    to: NodeId,
+    msg: Message,
+    cluster_id: Option<&str>,
+) -> Result<Message, CallFailed> {
+    let failed = |e: &ClientError| {
+        tracing::debug!(to = to.0, error = %e, "quorum request failed");
+        classify(e)
+    };
+    let undecodable = |_| CallFailed::Other;
     match msg {
         Message::VoteRequest(r) => {
-            let w = wire::vote_request_to_wire(&r, to, cluster_id, VOTE_VERSION_MAX).ok()?;
-            match client.call(&w, VOTE_VERSION_MAX).await {
-                Ok((_, resp)) => wire::vote_response_from_wire(&resp, r.pre_vote).ok().map(Message::VoteResponse),
-                Err(e) => {
-                    failed(&e);
-                    None
-                }
-            }
+            let w = wire::vote_request_to_wire(&r, to, cluster_id, VOTE_VERSION_MAX).map_err(undecodable)?;
+            let (_, resp) = client.call(&w, VOTE_VERSION_MAX).await.map_err(|e| failed(&e))?;
+            wire::vote_response_from_wire(&resp, r.pre_vote).map(Message::VoteResponse).map_err(undecodable)
         }
         Message::BeginQuorumEpochRequest(r) => {
             let w = wire::begin_quorum_epoch_request_to_wire(&r, to, cluster_id);
-            match client.call(&w, 1).await {
-                Ok((_, resp)) => wire::begin_quorum_epoch_response_from_wire(&resp).ok().map(Message::BeginQuorumEpochResponse),
-                Err(e) => {
-                    failed(&e);
-                    None
-                }
-            }
+            let (_, resp) = client.call(&w, 1).await.map_err(|e| failed(&e))?;
+            wire::begin_quorum_epoch_response_from_wire(&resp).map(Message::BeginQuorumEpochResponse).map_err(undecodable)
         }
         Message::EndQuorumEpochRequest(r) => {
             let w = wire::end_quorum_epoch_request_to_wire(&r, cluster_id);
-            match client.call(&w, 1).await {
-                Ok((_, resp)) => wire::end_quorum_epoch_response_from_wire(&resp).ok().map(Message::EndQuorumEpochResponse),
-                Err(e) => {
-                    failed(&e);
-                    None
-                }
-            }
+            let (_, resp) = client.call(&w, 1).await.map_err(|e| failed(&e))?;
+            wire::end_quorum_epoch_response_from_wire(&resp).map(Message::EndQuorumEpochResponse).map_err(undecodable)
         }
         Message::FetchRequest(r) => {
             // The version is negotiated per call; encode for the highest the peer may pick.
             let w = wire::fetch_request_to_wire(&r, cluster_id, FETCH_VERSION_MAX);
-            match client.call(&w, FETCH_VERSION_MAX).await {
-                Ok((_, resp)) => wire::fetch_response_from_wire(&resp, r.position).ok().map(Message::FetchResponse),
-                Err(e) => {
-                    failed(&e);
-                    None
-                }
-            }
+            let (_, resp) = client.call(&w, FETCH_VERSION_MAX).await.map_err(|e| failed(&e))?;
+            wire::fetch_response_from_wire(&resp, r.position).map(Message::FetchResponse).map_err(undecodable)
         }
         Message::FetchSnapshotRequest(r) => {
             let w = wire::fetch_snapshot_request_to_wire(&r, cluster_id);
-            match client.call(&w, 1).await {
-                Ok((_, resp)) => wire::fetch_snapshot_response_from_wire(&resp).ok().map(Message::FetchSnapshotResponse),
-                Err(e) => {
-                    failed(&e);
-                    None
-                }
-            }
+            let (_, resp) = client.call(&w, 1).await.map_err(|e| failed(&e))?;
+            wire::fetch_snapshot_response_from_wire(&resp).map(Message::FetchSnapshotResponse).map_err(undecodable)
         }
         _ => {
             let _ = local;
-            None
+            Err(CallFailed::Other)
         }
     }
 }

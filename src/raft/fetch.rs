@@ -261,6 +261,7 @@ impl<L: RaftLog> RaftCore<L> {
         }
         f.fetch_deadline_ms = now + fetch_timeout;
         f.heard_from_leader = true;
+        f.leader_unreachable = false;
         if self.log.end_offset() != r.request.fetch_offset {
             return self.maybe_fetch();
         }
@@ -365,6 +366,7 @@ impl<L: RaftLog> RaftCore<L> {
         }
         f.fetch_deadline_ms = now + fetch_timeout;
         f.heard_from_leader = true;
+        f.leader_unreachable = false;
         if r.chunk.is_empty() && (download.data.len() as u64) < r.size {
             f.fetch_not_before_ms = now + retry;
             return;

@@ -107,8 +107,9 @@ impl RaftErrorCode {
     }
 }
 
-/// Vote (api key 52). With `pre_vote` (KIP-996) the epoch is the one the sender would run in
-/// (its epoch + 1) and the receiver neither changes its epoch nor records a vote.
+/// Vote (api key 52). `epoch` is the sender's current epoch (Kafka's `ReplicaEpoch`): the one a
+/// candidate bumped to, or, with `pre_vote` (KIP-996), the one a prospective has not bumped
+/// yet. A receiver behind it steps into it either way; a pre-vote records no vote.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VoteRequest {
     pub epoch: LeaderEpoch,
@@ -231,8 +232,7 @@ pub enum Message {
 }
 
 impl Message {
-    /// The epoch the message speaks for: the sender's view. A pre-vote speaks for no epoch the
-    /// receiver must adopt.
+    /// The epoch the message speaks for: the sender's view.
     pub fn epoch(&self) -> LeaderEpoch {
         match self {
             Message::VoteRequest(m) => m.epoch,

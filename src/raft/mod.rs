@@ -28,8 +28,10 @@
 //!   offset), so every leader holds every entry committed before its epoch.
 //! - The high watermark never moves back within a run of the process; after a restart it
 //!   starts again from the log start (the snapshot), and re-applying must agree.
-//! - A higher epoch in any message (except a pre-vote, which speaks for no epoch) makes the
-//!   node step down into it.
+//! - A higher epoch in any message makes the node step down into it; a Vote request's counts
+//!   once the request is valid, and a pre-vote's too (it carries its sender's current epoch,
+//!   as Kafka's does): a voter whose candidacy went unheard thus pulls the quorum into its
+//!   epoch instead of staying out of it for good.
 //!
 //! # What the driver must do
 //! 1. Call `step` with a non-decreasing clock (wall-clock milliseconds, so that DescribeQuorum's
@@ -53,15 +55,22 @@
 //!    it with FetchSnapshot, then continue with Fetch.
 //! 7. `propose` (leader only) returns the first offset of the records; they are committed when
 //!    a `Commit` passes it. `Event::Resign` on shutdown lets a successor stand at once.
+//! 8. A request whose connection was refused or reset (the peer's process is gone) may be
+//!    reported as `Event::Unreachable`; a timeout must not be (a slow or cut-off peer may be
+//!    alive). A follower that cannot reach its leader so stands after a random backoff (up to
+//!    `election_backoff_max_ms`) instead of the fetch timeout.
 //!
 //! # Differences from Kafka worth knowing
 //! - Voters are the static `controller.quorum.voters`; KIP-853 (AddRaftVoter/RemoveRaftVoter,
 //!   directory ids, endpoints in messages) is not implemented. The cluster id is not checked
 //!   by the core (the driver answers INCONSISTENT_CLUSTER_ID).
-//! - A pre-vote carries the epoch the prospective would run in (its epoch + 1).
-//! - Candidates send their vote requests once per election; a lost request costs an election
-//!   timeout (Kafka retries after the request timeout, which is longer than that anyway).
+//! - Prospectives and candidates send their vote requests again to voters that have not
+//!   answered after the request timeout, as Kafka's do; Kafka also retries a failed request
+//!   after the retry backoff, which the core does not model.
 //! - An observer without a leader probes a random voter with Fetch; any answer names the leader.
+//! - `Event::Unreachable` is ours: Kafka's follower waits out the fetch timeout even when the
+//!   leader's connection is refused. It makes a kill -9 of the leader cost well under a second
+//!   of election instead of about two (see `RaftCore::on_unreachable` for why it is safe).
 //! - Fetch responses are bounded by an entry count (`fetch_max_entries`) and by record bytes
 //!   (`fetch_max_bytes`, at least one entry).
 //!

@@ -52,6 +52,9 @@ pub(crate) struct FollowerState {
     /// following: only then does it refuse pre-votes and name the leader to others. A node
     /// that follows on hearsay must not keep a dead leader's followers loyal to it.
     pub heard_from_leader: bool,
+    /// A request to the leader failed with its connection refused or reset since it last
+    /// answered (`Event::Unreachable`): the early deadline is drawn once, not per retry.
+    pub leader_unreachable: bool,
     /// When the fetch timeout expires unless the leader answers first.
     pub fetch_deadline_ms: u64,
     pub in_flight: Option<InFlightFetch>,
@@ -65,6 +68,15 @@ pub(crate) struct ElectionState {
     pub deadline_ms: u64,
     pub granted: BTreeSet<NodeId>,
     pub rejected: BTreeSet<NodeId>,
+    /// When the voters that have not answered get the request again (Kafka's nominees keep
+    /// sending to unrecorded voters while the election can still be won).
+    pub resend_ms: u64,
+}
+
+impl ElectionState {
+    pub fn new(local: NodeId, deadline_ms: u64, resend_ms: u64) -> Self {
+        Self { deadline_ms, granted: [local].into(), rejected: BTreeSet::new(), resend_ms }
+    }
 }
 
 #[derive(Debug, Clone)]

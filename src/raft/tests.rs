@@ -49,6 +49,10 @@ struct Cluster {
     persisted: Vec<QuorumState>,
     in_flight: VecDeque<(NodeId, NodeId, Message)>,
     hold_flush: Vec<bool>,
+    /// Messages from or to this node are lost.
+    cut: Option<NodeId>,
+    /// This node's process is gone: requests to it fail at once (`Event::Unreachable`).
+    down: Option<NodeId>,
     now_ms: u64,
 }
 
@@ -57,7 +61,7 @@ impl Cluster {
         let nodes: Vec<_> =
             voters.iter().chain(observers).map(|id| core(*id, voters, MemoryLog::new())).collect();
         let n = nodes.len();
-        Cluster { nodes, persisted: vec![QuorumState::default(); n], in_flight: VecDeque::new(), hold_flush: vec![false; n], now_ms: 0 }
+        Cluster { nodes, persisted: vec![QuorumState::default(); n], in_flight: VecDeque::new(), hold_flush: vec![false; n], cut: None, down: None, now_ms: 0 }
     }
 
     fn index(&self, id: NodeId) -> usize {
@@ -90,6 +94,17 @@ impl Cluster {
         while let Some((from, to, msg)) = self.in_flight.pop_front() {
             budget -= 1;
             assert!(budget > 0, "the cluster should quiesce");
+            if self.down == Some(to) {
+                let is_request = matches!(msg, Message::VoteRequest(_) | Message::FetchRequest(_) | Message::FetchSnapshotRequest(_) | Message::BeginQuorumEpochRequest(_) | Message::EndQuorumEpochRequest(_));
+                if is_request && self.down != Some(from) {
+                    let i = self.index(from);
+                    self.step(i, Event::Unreachable { peer: to });
+                }
+                continue;
+            }
+            if self.down == Some(from) || self.cut.is_some_and(|cut| cut == from || cut == to) {
+                continue;
+            }
             let i = self.index(to);
             self.step(i, Event::Message { from, msg });
         }
@@ -218,14 +233,17 @@ fn a_candidate_with_a_less_up_to_date_log_is_refused() {
 
 #[test]
 fn a_pre_vote_changes_no_state_and_is_refused_by_a_follower_of_a_live_leader() {
+    // A pre-vote carries its sender's current epoch (Kafka's): here the receiver's own.
     let mut voter = core(1, &[1, 2, 3], MemoryLog::new());
-    let pre_vote = Message::VoteRequest(VoteRequest {
-        epoch: LeaderEpoch(1),
-        candidate: NodeId(2),
-        last: OffsetAndEpoch::ZERO,
-        pre_vote: true,
-    });
-    let actions = voter.step(1, Event::Message { from: NodeId(2), msg: pre_vote.clone() }).unwrap();
+    let pre_vote = |epoch| {
+        Message::VoteRequest(VoteRequest {
+            epoch: LeaderEpoch(epoch),
+            candidate: NodeId(2),
+            last: OffsetAndEpoch::ZERO,
+            pre_vote: true,
+        })
+    };
+    let actions = voter.step(1, Event::Message { from: NodeId(2), msg: pre_vote(0) }).unwrap();
     assert!(!actions.iter().any(|a| matches!(a, Action::PersistQuorumState(_))), "{actions:?}");
     assert_eq!(voter.quorum_state(), QuorumState::default());
     assert!(matches!(&sends(&actions)[0].1, Message::VoteResponse(r) if r.granted && r.pre_vote));
@@ -234,15 +252,93 @@ fn a_pre_vote_changes_no_state_and_is_refused_by_a_follower_of_a_live_leader() {
     let begin = Message::BeginQuorumEpochRequest(BeginQuorumEpochRequest { epoch: LeaderEpoch(1), leader: NodeId(3) });
     voter.step(2, Event::Message { from: NodeId(3), msg: begin }).unwrap();
     assert_eq!(voter.role(), RoleKind::Follower);
-    let pre_vote = Message::VoteRequest(VoteRequest {
-        epoch: LeaderEpoch(2),
-        candidate: NodeId(2),
-        last: OffsetAndEpoch::ZERO,
+    let actions = voter.step(3, Event::Message { from: NodeId(2), msg: pre_vote(1) }).unwrap();
+    assert!(matches!(&sends(&actions)[0].1, Message::VoteResponse(r) if !r.granted && r.epoch == LeaderEpoch(1)));
+    assert_eq!(voter.quorum_state(), QuorumState { epoch: LeaderEpoch(1), voted_for: None, leader: Some(NodeId(3)) });
+    assert_eq!(voter.role(), RoleKind::Follower);
+}
+
+#[test]
+fn a_pre_vote_from_a_higher_epoch_steps_even_a_live_leader_into_that_epoch() {
+    // Kafka's handleVoteRequest: the epoch of a valid Vote request, pre-vote or not, is
+    // adopted by a receiver that is behind it; the new epoch is persisted before the answer.
+    let mut c = Cluster::new(&[1, 2, 3], &[]);
+    c.run_until(3_000);
+    let leader = c.leader().unwrap();
+    let epoch = c.nodes[leader].epoch();
+    let last = c.nodes[leader].log().end_offset_and_epoch();
+    let candidate = c.nodes[(leader + 1) % 3].local();
+    let pre_vote = Message::VoteRequest(VoteRequest { epoch: LeaderEpoch(epoch.0 + 1), candidate, last, pre_vote: true });
+    let actions = c.nodes[leader].step(c.now_ms, Event::Message { from: candidate, msg: pre_vote }).unwrap();
+    assert_eq!((c.nodes[leader].role(), c.nodes[leader].epoch()), (RoleKind::Unattached, LeaderEpoch(epoch.0 + 1)));
+    let persist = actions
+        .iter()
+        .position(|a| matches!(a, Action::PersistQuorumState(q) if *q == QuorumState { epoch: LeaderEpoch(epoch.0 + 1), voted_for: None, leader: None }))
+        .expect("the new epoch is persisted, with no vote");
+    let answer = actions.iter().position(|a| matches!(a, Action::Send { .. })).unwrap();
+    assert!(persist < answer, "{actions:?}");
+    assert!(matches!(&sends(&actions)[0].1, Message::VoteResponse(r) if r.granted && r.epoch == LeaderEpoch(epoch.0 + 1)));
+
+    // A pre-vote whose last entry is newer than its epoch is malformed and changes nothing.
+    let follower = (leader + 2) % 3;
+    let before = c.nodes[follower].quorum_state();
+    let bad = Message::VoteRequest(VoteRequest {
+        epoch: LeaderEpoch(epoch.0 + 5),
+        candidate,
+        last: OffsetAndEpoch::new(last.offset, LeaderEpoch(epoch.0 + 6)),
         pre_vote: true,
     });
-    let actions = voter.step(3, Event::Message { from: NodeId(2), msg: pre_vote }).unwrap();
-    assert!(matches!(&sends(&actions)[0].1, Message::VoteResponse(r) if !r.granted));
-    assert_eq!(voter.epoch(), LeaderEpoch(1));
+    let actions = c.nodes[follower].step(c.now_ms, Event::Message { from: candidate, msg: bad }).unwrap();
+    assert!(matches!(&sends(&actions)[0].1, Message::VoteResponse(r) if r.error == RaftErrorCode::InvalidRequest));
+    assert_eq!(c.nodes[follower].quorum_state(), before);
+}
+
+/// The scenario of `raft::sim` seed 90 (and of the cluster simulation's seeds 15878, 16770,
+/// 35637, 51902 before the fix), played on the pure cores: a follower wins pre-votes from a
+/// voter that had not yet heard from the leader, stands in the next epoch, and every one of
+/// its Vote requests is lost. The leader keeps its majority and never hears of that epoch.
+/// Before the fix the candidate's later pre-votes were refused by the leader and the follower
+/// (they have a live leader) and their answers, from the older epoch, were stale to it: it
+/// never fetched again. Now its pre-votes carry its epoch, the others step into it, and the
+/// quorum elects a leader that all three follow.
+#[test]
+fn a_candidate_whose_vote_requests_were_all_lost_rejoins_the_quorum() {
+    let mut c = Cluster::new(&[1, 2, 3], &[]);
+    c.run_until(3_000);
+    let leader = c.leader().unwrap();
+    let epoch = c.nodes[leader].epoch();
+    let stranded = (leader + 1) % 3;
+    let stranded_id = c.nodes[stranded].local();
+    // Cut off for a while, it times out and goes prospective; the others carry on.
+    c.cut = Some(stranded_id);
+    while c.nodes[stranded].role() != RoleKind::Prospective {
+        c.run_until(c.now_ms + 10);
+    }
+    c.cut = None;
+    assert_eq!(c.nodes[leader].role(), RoleKind::Leader);
+    // The third voter had just restarted and follows on hearsay: it grants the pre-vote.
+    let grant = Message::VoteResponse(VoteResponse {
+        error: RaftErrorCode::None,
+        epoch,
+        leader: None,
+        granted: true,
+        pre_vote: true,
+    });
+    let from = c.nodes[(leader + 2) % 3].local();
+    let actions = c.step(stranded, Event::Message { from, msg: grant });
+    assert_eq!((c.nodes[stranded].role(), c.nodes[stranded].epoch()), (RoleKind::Candidate, LeaderEpoch(epoch.0 + 1)));
+    // Every Vote request of the candidacy is lost, and so is the rest of what it sent.
+    assert!(sends(&actions).iter().any(|(_, m)| matches!(m, Message::VoteRequest(r) if !r.pre_vote)));
+    c.in_flight.retain(|(sender, _, _)| *sender != stranded_id);
+    c.run_until(c.now_ms + 20_000);
+    let leader = c.leader().expect("a leader");
+    let (leader_id, epoch_now) = (c.nodes[leader].local(), c.nodes[leader].epoch());
+    assert!(epoch_now > epoch, "the stranded candidate's epoch forced a new election");
+    for (i, node) in c.nodes.iter().enumerate() {
+        if i != leader {
+            assert_eq!((node.role(), node.epoch(), node.leader()), (RoleKind::Follower, epoch_now, Some(leader_id)));
+        }
+    }
 }
 
 #[test]
@@ -509,4 +605,58 @@ fn an_observer_never_votes_and_never_counts_towards_the_high_watermark() {
     let observer = c.index(NodeId(9));
     assert!(c.nodes[observer].log().end_offset() > hw, "the observer has the entry");
     assert_eq!(c.nodes[leader].high_watermark(), hw, "but it is no vote towards committing it");
+}
+
+#[test]
+fn a_follower_whose_leader_is_unreachable_stands_within_the_backoff_not_the_fetch_timeout() {
+    let mut c = Cluster::new(&[1, 2, 3], &[]);
+    c.run_until(3_000);
+    let leader = c.leader().unwrap();
+    let (dead, epoch) = (c.nodes[leader].local(), c.nodes[leader].epoch());
+    // kill -9 of the leader: both followers' connections to it are reset at once.
+    c.down = Some(dead);
+    let killed_ms = c.now_ms;
+    for i in (0..3).filter(|i| *i != leader) {
+        c.step(i, Event::Unreachable { peer: dead });
+        assert_eq!(c.nodes[i].leader(), Some(dead), "it still follows, but no longer vouches");
+    }
+    let backoff_max = config(1, &[1]).election_backoff_max_ms;
+    let fetch_timeout = config(1, &[1]).fetch_timeout_ms;
+    while !(0..3).any(|i| i != leader && c.nodes[i].role() == RoleKind::Leader) {
+        let states: Vec<_> = c.nodes.iter().map(|n| (n.local(), n.role(), n.epoch(), n.leader(), n.next_deadline_ms())).collect();
+        assert!(c.now_ms < killed_ms + fetch_timeout, "no new leader before a fetch timeout: {states:?} at {}", c.now_ms);
+        c.run_until(c.now_ms + 10);
+    }
+    let new_leader = (0..3).find(|i| *i != leader && c.nodes[*i].role() == RoleKind::Leader).unwrap();
+    assert!(c.nodes[new_leader].epoch() > epoch);
+    // These seeds draw backoffs 1 ms apart: both stand in the same 10 ms step and split the
+    // vote (about 1.2 s in all). The dead voter's refused connection counts as a refusal, so
+    // the split costs a backoff, not an election timeout.
+    assert!(c.now_ms - killed_ms <= 2 * backoff_max, "{} ms", c.now_ms - killed_ms);
+}
+
+#[test]
+fn an_unreachable_report_about_a_live_leader_disturbs_nothing() {
+    // A reset connection to a leader that is alive: the follower stands early, but the other
+    // follower still hears the leader and refuses its pre-vote, and the leader answers it:
+    // the epoch does not move and the follower returns to the leader.
+    let mut c = Cluster::new(&[1, 2, 3], &[]);
+    c.run_until(3_000);
+    let leader = c.leader().unwrap();
+    let (leader_id, epoch) = (c.nodes[leader].local(), c.nodes[leader].epoch());
+    let follower = (leader + 1) % 3;
+    c.step(follower, Event::Unreachable { peer: leader_id });
+    // Another report during the same outage draws no new, earlier deadline.
+    c.step(follower, Event::Unreachable { peer: leader_id });
+    c.run_until(c.now_ms + 10_000);
+    assert_eq!((c.nodes[leader].role(), c.nodes[leader].epoch()), (RoleKind::Leader, epoch));
+    for i in (0..3).filter(|i| *i != leader) {
+        assert_eq!((c.nodes[i].role(), c.nodes[i].epoch(), c.nodes[i].leader()), (RoleKind::Follower, epoch, Some(leader_id)));
+    }
+    // Only the leader it follows counts: a report about another voter changes nothing.
+    let other = c.nodes[(leader + 2) % 3].local();
+    let before = c.nodes[follower].next_deadline_ms();
+    c.step(follower, Event::Unreachable { peer: other });
+    assert_eq!(c.nodes[follower].next_deadline_ms(), before);
+    assert_eq!(c.nodes[follower].role(), RoleKind::Follower);
 }
