@@ -242,6 +242,19 @@ impl Broker {
         self.isr_changes.ready.notify_one();
     }
 
+    /// Puts back changes whose AlterPartition went unanswered, ahead of anything queued since
+    /// (a newer change for the same partition still wins).
+    pub fn requeue_isr_changes(&self, changes: Vec<IsrChange>) {
+        if changes.is_empty() {
+            return;
+        }
+        let mut pending = lock(&self.isr_changes.pending);
+        let newer = std::mem::replace(&mut *pending, changes);
+        pending.extend(newer);
+        drop(pending);
+        self.isr_changes.ready.notify_one();
+    }
+
     /// Waits for queued ISR changes and takes them all (a partition's latest wins).
     pub async fn next_isr_changes(&self) -> Vec<IsrChange> {
         loop {

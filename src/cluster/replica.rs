@@ -35,6 +35,8 @@ use crate::types::{LeaderEpoch, NodeId, Offset, PartitionEpoch};
 /// skips the epoch check for the members this leader names.
 const FETCH_VERSION_MAX: i16 = 12;
 const ALTER_PARTITION_VERSION_MAX: i16 = 3;
+/// The wait before an unanswered AlterPartition change is sent again.
+const ALTER_PARTITION_RETRY_BACKOFF: Duration = Duration::from_millis(100);
 /// How often the supervisor looks for followed partitions without a fetcher (it is also
 /// woken by every metadata change).
 const SUPERVISE_INTERVAL: Duration = Duration::from_millis(250);
@@ -65,14 +67,17 @@ async fn check_isr(broker: Arc<Broker>) {
 }
 
 /// Sends the queued ISR changes to the active controller, one request at a time, and hands
-/// each partition its answer.
+/// each partition its answer. A change left unanswered (not delivered, refused as a whole,
+/// missing from the answer, an unexpected error) is sent again after a backoff, as Kafka's
+/// `AlterPartitionManager` does: it may have been committed, so it is never reverted. Only
+/// the partition still waiting on that very change takes an answer or a retry.
 async fn send_isr_changes(broker: Arc<Broker>, cluster: Arc<Cluster>) {
     loop {
         let changes = broker.next_isr_changes().await;
         let request = alter_partition_request(&cluster, &changes);
         let answer = cluster.call_controller(&request, ALTER_PARTITION_VERSION_MAX).await;
         let now = broker.clock.now_ms().max(0) as u64;
-        let mut results: HashMap<(uuid::Uuid, i32), AlterIsrResult> = HashMap::new();
+        let mut results: HashMap<(uuid::Uuid, i32), Option<AlterIsrResult>> = HashMap::new();
         match answer {
             Ok((_, response)) if response.error_code == 0 => {
                 for t in &response.topics {
@@ -82,22 +87,32 @@ async fn send_isr_changes(broker: Arc<Broker>, cluster: Arc<Cluster>) {
                 }
             }
             Ok((_, response)) => {
-                tracing::warn!(error = response.error_code, "AlterPartition refused");
+                tracing::warn!(error = response.error_code, "AlterPartition refused; retrying");
             }
-            Err(e) => tracing::warn!(error = %e, "AlterPartition not delivered"),
+            Err(e) => tracing::warn!(error = %e, "AlterPartition not delivered; retrying"),
         }
+        let mut retry = Vec::new();
         for change in changes {
             let Some(partition) = broker.partition(&change.tp) else { continue };
-            let result = results.remove(&(change.topic_id, change.tp.partition.0)).unwrap_or(AlterIsrResult::Rejected);
-            let before = partition.isr().map_or(0, |(isr, _)| isr.len());
-            if let AlterIsrResult::Committed { isr, .. } = &result {
-                if isr.len() > before {
-                    broker.metrics.isr_expands.inc();
-                } else if isr.len() < before {
-                    broker.metrics.isr_shrinks.inc();
-                }
+            if !partition.awaits_alter(&change.request) {
+                continue;
             }
-            partition.on_alter_result(result, now);
+            let Some(result) = results.remove(&(change.topic_id, change.tp.partition.0)).flatten() else {
+                retry.push(change);
+                continue;
+            };
+            let before = partition.isr().map_or(0, |(isr, _)| isr.len());
+            partition.on_alter_result(&change.request, result, now);
+            let after = partition.isr().map_or(0, |(isr, _)| isr.len());
+            if after > before {
+                broker.metrics.isr_expands.inc();
+            } else if after < before {
+                broker.metrics.isr_shrinks.inc();
+            }
+        }
+        if !retry.is_empty() {
+            tokio::time::sleep(ALTER_PARTITION_RETRY_BACKOFF).await;
+            broker.requeue_isr_changes(retry);
         }
     }
 }
@@ -134,8 +149,10 @@ fn alter_partition_request(cluster: &Cluster, changes: &[IsrChange]) -> AlterPar
     request
 }
 
-fn alter_result(p: &kafka_protocol::messages::alter_partition_response::PartitionData) -> AlterIsrResult {
-    match ResponseError::try_from_code(p.error_code) {
+/// A partition's answer; `None` for an error that says nothing of whether the change can
+/// ever apply (Kafka retries those).
+fn alter_result(p: &kafka_protocol::messages::alter_partition_response::PartitionData) -> Option<AlterIsrResult> {
+    Some(match ResponseError::try_from_code(p.error_code) {
         None => AlterIsrResult::Committed {
             isr: p.isr.iter().map(|b| NodeId(b.0)).collect(),
             leader_epoch: LeaderEpoch(p.leader_epoch),
@@ -146,10 +163,12 @@ fn alter_result(p: &kafka_protocol::messages::alter_partition_response::Partitio
             | ResponseError::InvalidUpdateVersion
             | ResponseError::UnknownTopicOrPartition
             | ResponseError::UnknownTopicId
-            | ResponseError::NewLeaderElected,
+            | ResponseError::NewLeaderElected
+            | ResponseError::InvalidRequest,
         ) => AlterIsrResult::Superseded,
-        Some(_) => AlterIsrResult::Rejected,
-    }
+        Some(ResponseError::IneligibleReplica | ResponseError::OperationNotAttempted) => AlterIsrResult::Rejected,
+        Some(_) => return None,
+    })
 }
 
 /// Keeps one fetcher running per leader this node follows partitions of.

@@ -366,8 +366,17 @@ impl Partition {
     }
 
     /// The answer to this partition's AlterPartition.
-    pub fn on_alter_result(&self, result: AlterIsrResult, now_ms: u64) {
-        let _ = self.with_leader(|l| l.on_alter_result(result, now_ms));
+    pub fn on_alter_result(&self, sent: &AlterIsrRequest, result: AlterIsrResult, now_ms: u64) {
+        let _ = self.with_leader(|l| l.on_alter_result(sent, result, now_ms));
+    }
+
+    /// This replica leads and still waits on the ISR change `sent` (see
+    /// [`crate::replication::LeaderReplicas::awaits`]).
+    pub fn awaits_alter(&self, sent: &AlterIsrRequest) -> bool {
+        match &*self.role() {
+            Role::Leader(l) => l.awaits(sent),
+            Role::Follower { .. } => false,
+        }
     }
 
     /// The brokers that may join the ISR changed.

@@ -134,8 +134,9 @@ pub struct AlterIsrRequest {
 pub enum AlterIsrResult {
     /// The controller committed this ISR at this partition epoch.
     Committed { isr: Vec<NodeId>, leader_epoch: LeaderEpoch, partition_epoch: PartitionEpoch },
-    /// Refused for a reason a later attempt may overcome (INELIGIBLE_REPLICA,
-    /// OPERATION_NOT_ATTEMPTED, no answer in time): back to the committed ISR.
+    /// The controller refused the change without applying it (INELIGIBLE_REPLICA,
+    /// OPERATION_NOT_ATTEMPTED): back to the committed ISR, a later attempt may succeed.
+    /// Never used for a change that went unanswered: that one may have been committed.
     Rejected,
     /// This leadership or registration is stale (FENCED_LEADER_EPOCH, INVALID_UPDATE_VERSION,
     /// UNKNOWN_TOPIC_OR_PARTITION): no further change until the metadata that supersedes it.
@@ -334,16 +335,33 @@ impl LeaderReplicas {
         self.effect(now_ms, shrink)
     }
 
-    /// The answer to the in-flight AlterPartition.
-    pub fn on_alter_result(&mut self, result: AlterIsrResult, now_ms: u64) -> Effect {
+    /// `sent` is the change this leader is waiting on: in flight, not superseded, proposed in
+    /// this leader and partition epoch with this ISR. An answer to anything else is stale
+    /// (Kafka's `Partition` compares the proposed state the same way) and is ignored.
+    pub fn awaits(&self, sent: &AlterIsrRequest) -> bool {
+        self.isr.in_flight()
+            && !self.stale
+            && sent.leader_epoch == self.leader_epoch
+            && sent.partition_epoch == self.partition_epoch
+            && sent.new_isr.iter().map(|(id, _)| *id).collect::<BTreeSet<_>>() == self.isr.proposed()
+    }
+
+    /// The answer to the in-flight AlterPartition `sent`. A change that was not answered (the
+    /// request was lost, the controller moved, an unexpected error) is not an answer: the
+    /// sender retries it, and the change stays in flight, since the controller may have
+    /// committed it. Reverting it then would let the high watermark pass a replica the
+    /// controller counts in the ISR, which could be elected without acknowledged writes.
+    pub fn on_alter_result(&mut self, sent: &AlterIsrRequest, result: AlterIsrResult, now_ms: u64) -> Effect {
+        if !self.awaits(sent) {
+            return Effect::default();
+        }
         match result {
             AlterIsrResult::Committed { isr, leader_epoch, partition_epoch } => {
-                // A late answer for an older registration is ignored (Kafka compares epochs).
+                // A committed answer older than what this leader knows is ignored, as Kafka
+                // does; the metadata image then carries the outcome.
                 if leader_epoch == self.leader_epoch && partition_epoch > self.partition_epoch {
                     self.partition_epoch = partition_epoch;
                     self.isr = IsrState::Committed { isr: isr.into_iter().collect() };
-                } else if self.isr.in_flight() {
-                    self.isr = IsrState::Committed { isr: self.isr.isr().clone() };
                 }
             }
             AlterIsrResult::Rejected => {
@@ -524,6 +542,7 @@ mod tests {
         // While the shrink is in flight the maximal ISR still holds 3: no advance.
         assert_eq!(l.high_watermark(), o(0));
         let e = l.on_alter_result(
+            &request,
             AlterIsrResult::Committed { isr: vec![n(1), n(2)], leader_epoch: LeaderEpoch(3), partition_epoch: PartitionEpoch(8) },
             1_002 + LAG,
         );
@@ -584,13 +603,13 @@ mod tests {
     #[test]
     fn a_rejected_change_returns_to_the_committed_isr_and_a_superseded_one_stops_changes() {
         let mut l = leader(&[1, 2, 3], &[1, 2], 1, 10, 0);
-        assert!(l.on_follower_fetch(n(3), o(10), o(0), None, 1_001).unwrap().alter_isr.is_some());
-        l.on_alter_result(AlterIsrResult::Rejected, 1_002);
+        let sent = l.on_follower_fetch(n(3), o(10), o(0), None, 1_001).unwrap().alter_isr.expect("3 joins");
+        l.on_alter_result(&sent, AlterIsrResult::Rejected, 1_002);
         assert!(!l.isr_state().in_flight());
         let e = l.on_follower_fetch(n(3), o(10), o(0), None, 1_003).unwrap();
-        assert!(e.alter_isr.is_some(), "retried on the next fetch");
-        l.on_alter_result(AlterIsrResult::Superseded, 1_004);
-        l.on_alter_result(AlterIsrResult::Rejected, 1_005);
+        let sent = e.alter_isr.expect("retried on the next fetch");
+        l.on_alter_result(&sent, AlterIsrResult::Superseded, 1_004);
+        l.on_alter_result(&sent, AlterIsrResult::Rejected, 1_005);
         assert!(l.on_follower_fetch(n(3), o(10), o(0), None, 1_006).unwrap().alter_isr.is_none());
         // New metadata in the same leader epoch lifts it.
         let mut newer = registration(&[1, 2, 3], &[1, 2, 3]);
@@ -614,8 +633,8 @@ mod tests {
         let mut l = leader(&[1, 2], &[1], 1, 10, 0);
         assert_eq!(l.high_watermark(), o(10), "2 has not fetched: not caught up, not waited for");
         l.on_append(o(20), 1_001);
-        l.on_follower_fetch(n(2), o(20), o(0), None, 1_002).unwrap();
-        l.on_alter_result(AlterIsrResult::Rejected, 1_003);
+        let sent = l.on_follower_fetch(n(2), o(20), o(0), None, 1_002).unwrap().alter_isr.expect("2 joins");
+        l.on_alter_result(&sent, AlterIsrResult::Rejected, 1_003);
         l.on_append(o(30), 1_004);
         assert_eq!(l.high_watermark(), o(20), "2 is caught up and about to join: the mark waits for it");
         l.set_eligible([n(1)].into(), 1_005);
@@ -624,13 +643,54 @@ mod tests {
 
     #[test]
     fn a_stale_answer_is_ignored() {
-        let mut l = leader(&[1, 2], &[1, 2], 1, 10, 0);
+        let mut l = leader(&[1, 2, 3], &[1, 2, 3], 2, 10, 0);
+        l.on_follower_fetch(n(2), o(10), o(0), None, 1_100).unwrap();
+        let sent = l.on_tick(1_001 + LAG).alter_isr.expect("3 leaves");
+        // An answer in another leader epoch, or older than what the leader knows, changes
+        // nothing and leaves the change in flight.
         l.on_alter_result(
+            &sent,
             AlterIsrResult::Committed { isr: vec![n(1)], leader_epoch: LeaderEpoch(2), partition_epoch: PartitionEpoch(99) },
-            1_001,
+            1_002 + LAG,
         );
-        assert_eq!(isr(&l), vec![1, 2]);
+        l.on_alter_result(
+            &sent,
+            AlterIsrResult::Committed { isr: vec![n(1)], leader_epoch: LeaderEpoch(3), partition_epoch: PartitionEpoch(7) },
+            1_003 + LAG,
+        );
+        assert_eq!(isr(&l), vec![1, 2, 3]);
+        assert!(l.isr_state().in_flight());
         assert_eq!(l.partition_epoch(), PartitionEpoch(7));
+        // An answer to a change that is no longer the one awaited (here: a different ISR) is
+        // ignored even when it is a rejection.
+        let mut other = sent.clone();
+        other.new_isr.retain(|(id, _)| *id != n(2));
+        l.on_alter_result(&other, AlterIsrResult::Rejected, 1_004 + LAG);
+        assert!(l.isr_state().in_flight());
+        assert!(l.awaits(&sent) && !l.awaits(&other));
+    }
+
+    #[test]
+    fn an_unanswered_expansion_stays_in_flight_so_the_mark_keeps_waiting_for_the_new_member() {
+        // The expansion may have been committed by the controller even though its answer was
+        // lost. Until the leader knows, the mark must wait for the joining member: the
+        // controller may elect it.
+        let mut l = leader(&[1, 2, 3], &[1, 2], 2, 10, 0);
+        l.on_follower_fetch(n(2), o(10), o(0), None, 1_001).unwrap();
+        let sent = l.on_follower_fetch(n(3), o(10), o(0), None, 1_002).unwrap().alter_isr.expect("3 joins");
+        l.on_append(o(20), 1_003);
+        l.on_follower_fetch(n(2), o(20), o(0), None, 1_004).unwrap();
+        // No answer arrives (the sender retries `sent`); the mark still waits for 3.
+        assert!(l.awaits(&sent));
+        assert_eq!(l.high_watermark(), o(10));
+        // The retry's answer lands.
+        l.on_alter_result(
+            &sent,
+            AlterIsrResult::Committed { isr: vec![n(1), n(2), n(3)], leader_epoch: LeaderEpoch(3), partition_epoch: PartitionEpoch(8) },
+            1_005,
+        );
+        assert_eq!(isr(&l), vec![1, 2, 3]);
+        assert_eq!(l.high_watermark(), o(10), "3 is a member now and has not fetched past 10");
     }
 
     #[test]
