@@ -128,6 +128,18 @@ class BrokerProcess:
         self.proc.wait()
         self._reap_group()
 
+    def pause(self) -> None:
+        """SIGSTOP the whole process group (a Kafka JVM is the launcher's child)."""
+        assert self.proc is not None and self.proc.poll() is None, "broker not running"
+        os.killpg(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.proc is not None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+
     def _reap_group(self) -> None:
         # Whatever is left in the group (a JVM whose launcher died) must not outlive the test.
         try:

@@ -9,6 +9,10 @@ controller role, `controller.quorum.voters` naming every controller. Layouts:
 - `combined`: every node is broker and controller (`process.roles=broker,controller`);
 - `dedicated`: `controllers` controller-only nodes plus `brokers` broker-only nodes.
 
+With `network` (a `harness.netns.Network` made for these node ids) every node runs in its own
+network namespace on its own address, with the same ports on each; otherwise all share
+127.0.0.1 with ephemeral ports.
+
 All nodes are spawned before any is waited for: a node is ready only once a quorum has elected
 a leader, which needs a majority of the controllers running.
 """
@@ -30,6 +34,7 @@ class NodeSpec:
     roles: tuple[str, ...]
     broker_port: int | None = None
     controller_port: int | None = None
+    host: str = "127.0.0.1"
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -54,7 +59,7 @@ class Cluster:
     """Nodes of one cluster; `start()` spawns all and waits until each is ready."""
 
     def __init__(self, base: Path, layout: str = "combined", controllers: int = 3, brokers: int = 0,
-                 overrides: dict[str, str] | None = None, kind: str | None = None):
+                 overrides: dict[str, str] | None = None, kind: str | None = None, network=None):
         if layout not in ("combined", "dedicated"):
             raise ValueError(f"layout must be combined or dedicated, got {layout!r}")
         self.base = Path(base)
@@ -72,15 +77,21 @@ class Cluster:
                 specs.append(NodeSpec(i + 1, ("controller",), controller_port=ports[i]))
             for i in range(brokers):
                 specs.append(NodeSpec(100 + i + 1, ("broker",), broker_port=ports[controllers + i]))
+        self.network = network
+        if network is not None:
+            for s in specs:
+                s.host = network.addresses[s.node_id]
+                s.broker_port = 9092 if s.is_broker else None
+                s.controller_port = 9093 if s.is_controller else None
         self.specs = specs
-        voters = ",".join(f"{s.node_id}@127.0.0.1:{s.controller_port}" for s in specs if s.is_controller)
+        voters = ",".join(f"{s.node_id}@{s.host}:{s.controller_port}" for s in specs if s.is_controller)
         self.nodes: dict[int, BrokerProcess] = {}
         for s in specs:
             listeners = []
             if s.is_broker:
-                listeners.append(f"PLAINTEXT://127.0.0.1:{s.broker_port}")
+                listeners.append(f"PLAINTEXT://{s.host}:{s.broker_port}")
             if s.is_controller:
-                listeners.append(f"CONTROLLER://127.0.0.1:{s.controller_port}")
+                listeners.append(f"CONTROLLER://{s.host}:{s.controller_port}")
             props = {
                 "node.id": str(s.node_id),
                 "process.roles": ",".join(s.roles),
@@ -95,11 +106,12 @@ class Cluster:
                 # writes its own into the metadata log.
                 props["compat.cluster.id"] = self.cluster_id
             if s.is_broker:
-                props["advertised.listeners"] = f"PLAINTEXT://127.0.0.1:{s.broker_port}"
+                props["advertised.listeners"] = f"PLAINTEXT://{s.host}:{s.broker_port}"
                 props["inter.broker.listener.name"] = "PLAINTEXT"
             if self.kind == "blumfeld":
-                props["metrics.listener"] = "127.0.0.1:0"
-            self.nodes[s.node_id] = ClusterNode(self.base / f"node-{s.node_id}", props, self.kind, s)
+                props["metrics.listener"] = f"{s.host}:0"
+            prefix = network.exec_prefix(s.node_id) if network is not None else []
+            self.nodes[s.node_id] = ClusterNode(self.base / f"node-{s.node_id}", props, self.kind, s, prefix)
 
     # -- views
 
@@ -116,11 +128,11 @@ class Cluster:
 
     def bootstrap(self, exclude: tuple[int, ...] = ()) -> str:
         """The client listeners of the running brokers, comma-separated."""
-        return ",".join(f"127.0.0.1:{self.spec(i).broker_port}" for i in self.broker_ids
+        return ",".join(f"{self.spec(i).host}:{self.spec(i).broker_port}" for i in self.broker_ids
                         if i not in exclude and self.nodes[i].alive())
 
     def bootstrap_controllers(self, exclude: tuple[int, ...] = ()) -> str:
-        return ",".join(f"127.0.0.1:{self.spec(i).controller_port}" for i in self.controller_ids
+        return ",".join(f"{self.spec(i).host}:{self.spec(i).controller_port}" for i in self.controller_ids
                         if i not in exclude and self.nodes[i].alive())
 
     # -- lifecycle
@@ -142,9 +154,11 @@ class Cluster:
 class ClusterNode(BrokerProcess):
     """A node whose properties are fixed (no ephemeral listener added)."""
 
-    def __init__(self, workdir: Path, props: dict[str, str], kind: str, spec: NodeSpec):
+    def __init__(self, workdir: Path, props: dict[str, str], kind: str, spec: NodeSpec, prefix: list[str] | None = None):
         super().__init__(workdir, props, kind)
         self.spec = spec
+        # `ip netns exec NS` execs the broker: the pid (and group) stays the broker's.
+        self.prefix = prefix or []
 
     def command(self) -> list[str]:
         import sys
@@ -154,5 +168,5 @@ class ClusterNode(BrokerProcess):
         props = {"log.dirs": str(self.data_dir), **self.overrides}
         args = [a for k, v in props.items() for a in ("--override", f"{k}={v}")]
         if self.kind == "kafka":
-            return [sys.executable, "-m", "harness.kafka_launcher", *args]
-        return [str(blumfeld_bin()), *args]
+            return [*self.prefix, sys.executable, "-m", "harness.kafka_launcher", *args]
+        return [*self.prefix, str(blumfeld_bin()), *args]

@@ -24,7 +24,6 @@ expectations on the reference.
 from __future__ import annotations
 
 import re
-import signal
 import time
 
 import pytest
@@ -270,7 +269,7 @@ def test_broker_fencing_and_controlled_shutdown(cluster_factory):
     # SIGSTOP: the process is alive and its connections open, only silent: fenced once its
     # session expires, never earlier; SIGCONT and it heartbeats its way back to unfenced.
     t0 = time.monotonic()
-    c.nodes[victim].proc.send_signal(signal.SIGSTOP)
+    c.nodes[victim].pause()
     try:
         if broker_kind() == "blumfeld":
             # The tool's AdminClient waits its request timeout on the stopped broker (its
@@ -281,7 +280,7 @@ def test_broker_fencing_and_controlled_shutdown(cluster_factory):
             wait_until(lambda: broker_states(survivors).get(victim) == "fenced", 60, f"stopped broker {victim} fenced")
         stopped_s = time.monotonic() - t0
     finally:
-        c.nodes[victim].proc.send_signal(signal.SIGCONT)
+        c.nodes[victim].resume()
     print(f"broker {victim} fenced {stopped_s:.2f} s after SIGSTOP (session timeout {SESSION_TIMEOUT_S} s)")
     assert stopped_s >= SESSION_TIMEOUT_S / 2, "a silent broker was fenced before its session could have expired"
     wait_until(lambda: broker_states(c.bootstrap()).get(victim) == "unfenced", 60, f"broker {victim} unfenced after SIGCONT")

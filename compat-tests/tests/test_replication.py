@@ -3,11 +3,24 @@ workload checks it: every record a producer with `acks=all` had acknowledged is 
 the partition and offset it was acknowledged with, once, in order.
 
 - the replicas of a topic with replication factor 3 hold the same records;
-- kill -9 of the leader of a partition under load: producers (librdkafka, idempotent) see only
-  retriable errors, nothing acknowledged is lost, duplicated, moved or reordered; the longest
-  pause between acknowledgements is printed (Blumfeld detects the dead process by its refused
-  connections; Kafka waits for the broker session timeout); the killed node restarts, catches
-  up and every ISR is whole again (the catch-up time is printed).
+- fault 1, kill -9 of the leader of a partition under load: producers (librdkafka, idempotent)
+  see only retriable errors, nothing acknowledged is lost, duplicated, moved or reordered; the
+  longest pause between acknowledgements is printed (Blumfeld detects the dead process by its
+  refused connections; Kafka waits for the broker session timeout); the killed node restarts,
+  catches up and every ISR is whole again (the catch-up time is printed);
+- fault 2, SIGSTOP of a follower for longer than `replica.lag.time.max.ms`: the leaders shrink
+  it out of their ISRs and writes go on; after SIGCONT it rejoins every ISR;
+- fault 3, the leader cut off from the other nodes (each node in a network namespace of its
+  own, nftables dropping every packet between the leader and the others) while the clients
+  still reach it: it acknowledges nothing it cannot replicate, the others elect a new leader
+  (after the broker session timeout: a partition is not a dead process), and after the heal
+  the old leader truncates what was never committed and rejoins every ISR;
+- fault 4, kill -9 of all three nodes at once under load, then a restart of all: everything
+  acknowledged before is still there, and the producer carries on;
+- fault 5, a rolling restart with controlled shutdown (SIGTERM, wait for the exit, start,
+  wait for whole ISRs) of every node in turn under load: no delivery fails.
+
+Every fault runs the same workload and the same check (`Load`, `check`).
 
 The same tests run against Apache Kafka (BROKER=kafka).
 """
@@ -17,9 +30,14 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from harness import netns
+from harness.cluster import Cluster
+from harness.tools import TOPICS, quorum_status, run_tool
 from harness.wait import wait_until
 from tests.test_cluster import cluster_factory  # noqa: F401  (the fixture)
 
@@ -32,7 +50,13 @@ def admin(bootstrap: str) -> AdminClient:
     return AdminClient({"bootstrap.servers": bootstrap})
 
 
-def create_replicated_topic(bootstrap: str, name: str) -> None:
+def create_replicated_topic(bootstrap: str, name: str, assignment: list[list[int]] | None = None) -> None:
+    """RF=3, min.insync.replicas=2; `assignment` places the replicas (first = preferred leader)."""
+    if assignment is not None:
+        # (confluent-kafka's NewTopic refuses a replica assignment: Kafka's tool takes it.)
+        run_tool(TOPICS, "--bootstrap-server", bootstrap, "--create", "--topic", name, "--config", "min.insync.replicas=2",
+                 "--replica-assignment", ",".join(":".join(str(b) for b in replicas) for replicas in assignment))
+        return
     client = admin(bootstrap)  # kept alive until the futures resolve
     futures = client.create_topics([NewTopic(name, PARTITIONS, 3, config={"min.insync.replicas": "2"})])
     for f in futures.values():
@@ -132,33 +156,71 @@ def check(checker: Checker, records: list[tuple[int, int, str]]) -> dict[str, in
             "moved": len(moved), "reordered": reordered}
 
 
+class Load:
+    """One idempotent librdkafka producer with acks=all, in its own thread, feeding a Checker."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.checker = Checker()
+        self.stop_flag = threading.Event()
+        self.result: dict[str, int] = {}
+        self.thread = threading.Thread(
+            target=lambda: self.result.update(sent=produce_until(bootstrap, topic, self.checker, self.stop_flag)))
+
+    def __enter__(self) -> "Load":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self.stop_flag.set()
+        if self.thread.is_alive():
+            self.thread.join(180)
+
+    def wait_acks(self, more: int, timeout_s: float, what: str) -> None:
+        target = self.checker.count() + more
+        wait_until(lambda: self.checker.count() >= target, timeout_s, f"{more} acknowledgements {what}")
+
+
+def whole_isrs(bootstrap: str, topic: str) -> dict[int, tuple[int, list[int]]] | None:
+    s = partition_states(bootstrap, topic)
+    return s if s and all(len(isr) == 3 for _, isr in s.values()) else None
+
+
+def assert_clean(load: Load, bootstrap: str, topic: str, at_least: int) -> dict[str, int]:
+    report = check(load.checker, read_back(bootstrap, topic, load.checker.count()))
+    print(f"checker: {report}, failed deliveries {len(load.checker.errors)}")
+    assert report["acknowledged"] >= at_least, report
+    assert report["lost"] == 0, report
+    assert report["duplicated"] == 0, report
+    assert report["moved"] == 0, report
+    assert report["reordered"] == 0, report
+    return report
+
+
+def active_controller(c) -> int:
+    status = wait_until(lambda: (s := quorum_status("--bootstrap-server", c.bootstrap()))
+                        and s.get("LeaderId", "-1") != "-1" and s, 60, "a quorum leader")
+    return int(status["LeaderId"])
+
+
 def test_acks_all_survives_kill9_of_a_leader_and_the_restarted_replica_rejoins(cluster_factory):  # noqa: F811
     c = cluster_factory(layout="combined", controllers=3)
     c.start()
     topic = "replicated"
     create_replicated_topic(c.bootstrap(), topic)
-    states = wait_until(lambda: (s := partition_states(c.bootstrap(), topic))
-                        and all(len(isr) == 3 for _, isr in s.values()) and s, 60, "three in-sync replicas")
+    states = wait_until(lambda: whole_isrs(c.bootstrap(), topic), 60, "three in-sync replicas")
     victim = states[0][0]
 
-    checker = Checker()
-    stop = threading.Event()
-    result: dict[str, int] = {}
-    producer = threading.Thread(target=lambda: result.update(sent=produce_until(c.bootstrap(), topic, checker, stop)))
-    producer.start()
-    try:
-        wait_until(lambda: checker.count() >= KILL_AFTER_ACKS, 60, f"{KILL_AFTER_ACKS} acknowledgements")
+    with Load(c.bootstrap(), topic) as load:
+        load.wait_acks(KILL_AFTER_ACKS, 60, "before the kill")
         t_kill = time.monotonic()
         c.nodes[victim].kill9()
-        before = checker.count()
-        wait_until(lambda: checker.count() >= before + ACKS_AFTER_KILL, 120,
-                   f"{ACKS_AFTER_KILL} acknowledgements after kill -9 of node {victim}")
-    finally:
-        stop.set()
-        producer.join(180)
-    pause = checker.longest_pause_after(t_kill)
+        load.wait_acks(ACKS_AFTER_KILL, 120, f"after kill -9 of node {victim}")
+    pause = load.checker.longest_pause_after(t_kill)
     print(f"\nlongest pause between acknowledgements after kill -9 of leader {victim}: {pause:.2f} s")
-    assert not any("fatal" in e.lower() for e in checker.errors), checker.errors[:5]
+    assert not any("fatal" in e.lower() for e in load.checker.errors), load.checker.errors[:5]
     if c.kind == "blumfeld":
         # A dead process is detected by its refused connections, not the 9 s session
         # timeout (Kafka waits for the timeout); well under it proves the fast path ran.
@@ -166,15 +228,162 @@ def test_acks_all_survives_kill9_of_a_leader_and_the_restarted_replica_rejoins(c
 
     t_restart = time.monotonic()
     c.nodes[victim].start()
-    survivors = c.bootstrap()
-    wait_until(lambda: (s := partition_states(survivors, topic)) and all(len(isr) == 3 for _, isr in s.values()),
-               120, f"node {victim} back in every ISR")
+    wait_until(lambda: whole_isrs(c.bootstrap(), topic), 120, f"node {victim} back in every ISR")
     print(f"node {victim} restarted and back in every ISR in {time.monotonic() - t_restart:.2f} s")
+    assert_clean(load, c.bootstrap(), topic, KILL_AFTER_ACKS + ACKS_AFTER_KILL)
 
-    report = check(checker, read_back(c.bootstrap(), topic, checker.count()))
-    print(f"checker: {report}, producer errors {len(checker.errors)}")
-    assert report["acknowledged"] >= KILL_AFTER_ACKS + ACKS_AFTER_KILL
-    assert report["lost"] == 0, report
-    assert report["duplicated"] == 0, report
-    assert report["moved"] == 0, report
-    assert report["reordered"] == 0, report
+
+LAG_MS = 4_000  # replica.lag.time.max.ms for fault 2 (Kafka's default, 30 s, would make it slow)
+
+
+def test_a_stopped_follower_is_shrunk_out_of_the_isr_writes_go_on_and_it_rejoins(cluster_factory):  # noqa: F811
+    c = cluster_factory(layout="combined", controllers=3, overrides={"replica.lag.time.max.ms": str(LAG_MS)})
+    c.start()
+    controller = active_controller(c)
+    # The follower stopped is neither the active controller nor a leader: only the ISR rule
+    # is at work, not failover.
+    victim, leader = [n for n in (1, 2, 3) if n != controller][:2]
+    rest = [n for n in (1, 2, 3) if n not in (victim, leader)]
+    topic = "follower-stop"
+    create_replicated_topic(c.bootstrap(), topic, [[leader, victim, *rest]] * PARTITIONS)
+    states = wait_until(lambda: whole_isrs(c.bootstrap(), topic), 60, "three in-sync replicas")
+    assert all(lead == leader for lead, _ in states.values()), states
+    survivors = c.bootstrap(exclude=(victim,))
+
+    with Load(c.bootstrap(), topic) as load:
+        load.wait_acks(KILL_AFTER_ACKS, 60, "before SIGSTOP")
+        t_stop = time.monotonic()
+        c.nodes[victim].pause()
+        try:
+            wait_until(lambda: (s := partition_states(survivors, topic))
+                       and all(victim not in isr for _, isr in s.values()), 60, f"node {victim} out of every ISR")
+            # (Seen through Metadata, which a client may ask of the stopped node and then
+            # wait out its request timeout: the acknowledgements time the shrink better.)
+            shrunk_s = time.monotonic() - t_stop
+            load.wait_acks(ACKS_AFTER_KILL, 60, f"while node {victim} is stopped")
+            pause = load.checker.longest_pause_after(t_stop)
+            print(f"\nfollower {victim} stopped: acknowledgements paused {pause:.2f} s until the ISR shrank "
+                  f"(replica.lag.time.max.ms {LAG_MS}); out of every ISR in Metadata after {shrunk_s:.2f} s")
+            assert pause >= LAG_MS / 1000 / 2, "the ISR shrank before the follower could have lagged"
+        finally:
+            c.nodes[victim].resume()
+        t_cont = time.monotonic()
+        # Asked of the others: the resumed node still answers from its stale image.
+        wait_until(lambda: whole_isrs(survivors, topic), 120, f"node {victim} back in every ISR")
+        print(f"follower {victim} back in every ISR {time.monotonic() - t_cont:.2f} s after SIGCONT")
+        load.wait_acks(1_000, 60, "after SIGCONT")
+    assert not load.checker.errors, load.checker.errors[:5]
+    assert_clean(load, c.bootstrap(), topic, KILL_AFTER_ACKS + ACKS_AFTER_KILL)
+
+
+def test_kill9_of_every_node_at_once_loses_nothing_acknowledged(cluster_factory):  # noqa: F811
+    c = cluster_factory(layout="combined", controllers=3)
+    c.start()
+    topic = "all-die"
+    create_replicated_topic(c.bootstrap(), topic)
+    wait_until(lambda: whole_isrs(c.bootstrap(), topic), 60, "three in-sync replicas")
+    bootstrap = c.bootstrap()
+
+    with Load(bootstrap, topic) as load:
+        load.wait_acks(KILL_AFTER_ACKS, 60, "before the kill")
+        for node in c.nodes.values():
+            node.kill9()
+        acked_before = load.checker.count()
+        t_start = time.monotonic()
+        c.start()
+        wait_until(lambda: whole_isrs(c.bootstrap(), topic), 120, "every ISR whole after the restart")
+        print(f"\nall three nodes killed with {acked_before} acknowledged; restarted, every ISR whole "
+              f"in {time.monotonic() - t_start:.2f} s")
+        load.wait_acks(KILL_AFTER_ACKS, 120, "after the restart")
+        print(f"acknowledgements resumed {load.checker.longest_pause_after(t_start):.2f} s (longest pause) after the restart")
+    assert not load.checker.errors, load.checker.errors[:5]
+    assert_clean(load, c.bootstrap(), topic, acked_before + KILL_AFTER_ACKS)
+
+
+def test_a_rolling_restart_with_controlled_shutdown_fails_no_delivery(cluster_factory):  # noqa: F811
+    c = cluster_factory(layout="combined", controllers=3)
+    c.start()
+    topic = "rolling"
+    create_replicated_topic(c.bootstrap(), topic)
+    wait_until(lambda: whole_isrs(c.bootstrap(), topic), 60, "three in-sync replicas")
+
+    with Load(c.bootstrap(), topic) as load:
+        load.wait_acks(KILL_AFTER_ACKS, 60, "before the rolling restart")
+        print()
+        for node_id, node in c.nodes.items():
+            t0 = time.monotonic()
+            code = node.stop()
+            assert code == 0, f"node {node_id} exited {code} on SIGTERM:\n{node.log_tail()}"
+            stopped_s = time.monotonic() - t0
+            node.start()
+            wait_until(lambda: whole_isrs(c.bootstrap(), topic), 120, f"node {node_id} back in every ISR")
+            print(f"node {node_id}: controlled shutdown {stopped_s:.2f} s, back in every ISR "
+                  f"{time.monotonic() - t0:.2f} s after SIGTERM; longest pause {load.checker.longest_pause_after(t0):.2f} s")
+            load.wait_acks(2_000, 60, f"after node {node_id} came back")
+    assert not load.checker.errors, load.checker.errors[:5]
+    assert_clean(load, c.bootstrap(), topic, KILL_AFTER_ACKS + 3 * 2_000)
+
+
+@pytest.fixture
+def isolated_cluster(tmp_path):
+    """A three-node combined cluster, each node in a network namespace of its own."""
+    why = netns.available()
+    assert why is None, f"fault 3 needs a network it can make ({why}); .ci/run runs as root"
+    network = netns.Network([1, 2, 3])
+    clusters: list[Cluster] = []
+    try:
+        c = Cluster(tmp_path / "isolated", layout="combined", controllers=3, network=network)
+        clusters.append(c)
+        yield c, network
+    finally:
+        for c in clusters:
+            c.stop()
+        network.close()
+
+
+def test_a_leader_cut_off_from_the_other_nodes_acknowledges_nothing_and_truncates_after_the_heal(isolated_cluster):
+    c, network = isolated_cluster
+    c.start()
+    controller = active_controller(c)
+    # The leader cut off is not the active controller: the partition's failover is at work,
+    # not the quorum's.
+    leader = next(n for n in (1, 2, 3) if n != controller)
+    rest = [n for n in (1, 2, 3) if n != leader]
+    topic = "isolated-leader"
+    create_replicated_topic(c.bootstrap(), topic, [[leader, *rest]] * PARTITIONS)
+    states = wait_until(lambda: whole_isrs(c.bootstrap(), topic), 60, "three in-sync replicas")
+    assert all(lead == leader for lead, _ in states.values()), states
+    others = c.bootstrap(exclude=(leader,))
+
+    with Load(c.bootstrap(), topic) as load:
+        load.wait_acks(KILL_AFTER_ACKS, 60, "before the cut")
+        t_cut = time.monotonic()
+        network.cut(leader)
+        acked_at_cut = load.checker.count()
+        try:
+            moved = wait_until(lambda: (s := partition_states(others, topic))
+                               and all(lead not in (leader, -1) for lead, _ in s.values()) and s, 90,
+                               f"new leaders for the partitions of cut-off node {leader}")
+            moved_s = time.monotonic() - t_cut
+            load.wait_acks(ACKS_AFTER_KILL, 120, f"while node {leader} is cut off")
+            pause = load.checker.longest_pause_after(t_cut)
+            print(f"\nleader {leader} cut off: new leaders {sorted({lead for lead, _ in moved.values()})} in Metadata "
+                  f"after {moved_s:.2f} s; acknowledgements paused {pause:.2f} s "
+                  f"({acked_at_cut} acknowledged at the cut)")
+        finally:
+            t_heal = time.monotonic()
+            network.heal(leader)
+        wait_until(lambda: whole_isrs(others, topic), 120, f"node {leader} back in every ISR after the heal")
+        print(f"node {leader} healed, truncated and back in every ISR in {time.monotonic() - t_heal:.2f} s")
+        load.wait_acks(1_000, 60, "after the heal")
+    timed_out = [e for e in load.checker.errors if "_MSG_TIMED_OUT" in e]
+    print(f"deliveries failed with message.timeout.ms reached: {len(timed_out)}")
+    if c.kind == "blumfeld":
+        assert not load.checker.errors, load.checker.errors[:5]
+    else:
+        # Kafka keeps the producer on the cut-off leader until its requests time out, past
+        # message.timeout.ms (120 s here): those records were never acknowledged.
+        assert len(timed_out) == len(load.checker.errors), load.checker.errors[:5]
+    # Anything the cut-off leader had acknowledged without its followers would be missing
+    # or at another offset now: lost and moved are 0.
+    assert_clean(load, c.bootstrap(), topic, KILL_AFTER_ACKS + ACKS_AFTER_KILL)
