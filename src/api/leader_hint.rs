@@ -41,6 +41,10 @@ impl<'a> Hints<'a> {
         let image = self.api.broker.image();
         let r = image.topic(topic)?.partition(partition)?;
         let leader = r.leader?;
+        // A broker cut off from the controller does not name itself (see `topic_response`).
+        if leader.0 == self.api.broker.node_id && self.api.broker.cluster().is_some_and(|c| c.session_lapsed()) {
+            return None;
+        }
         let brokers = self.brokers.get_or_insert_with(|| listed_brokers(self.api, false));
         let endpoint = brokers.iter().find(|b| b.id == leader).cloned();
         if let Some(e) = &endpoint

@@ -174,10 +174,13 @@ fn by_id(api: &Api, id: Uuid) -> MetadataResponseTopic {
 }
 
 /// A topic's partitions as their registrations say. A partition without a leader answers
-/// LEADER_NOT_AVAILABLE, as Kafka does.
+/// LEADER_NOT_AVAILABLE, as Kafka does. So does one this broker leads while its controller
+/// session has lapsed (see `Cluster::session_lapsed`): its image is stale, and naming itself
+/// would send clients that ask it back to a leader that can no longer replicate.
 fn topic_response(api: &Api, t: &TopicImage) -> MetadataResponseTopic {
     let image = api.broker.image();
     let local = NodeId(api.broker.node_id);
+    let lapsed = api.broker.cluster().is_some_and(|c| c.session_lapsed());
     // Kafka's offline replicas: on a broker that is not registered, fenced, or unreachable.
     let offline = |nodes: &[NodeId]| {
         nodes
@@ -197,12 +200,13 @@ fn topic_response(api: &Api, t: &TopicImage) -> MetadataResponseTopic {
         .map(|(i, reg)| {
             let mut p = MetadataResponsePartition::default();
             p.partition_index = i.0;
-            p.leader_id = BrokerId(reg.leader.map_or(-1, |l| l.0));
+            let leader = reg.leader.filter(|l| !(lapsed && *l == local));
+            p.leader_id = BrokerId(leader.map_or(-1, |l| l.0));
             p.leader_epoch = reg.leader_epoch.0;
             p.replica_nodes = ids(&reg.replicas);
             p.isr_nodes = ids(&reg.isr);
             p.offline_replicas = offline(&reg.replicas);
-            if reg.leader.is_none() {
+            if leader.is_none() {
                 p.error_code = ResponseError::LeaderNotAvailable.code();
             }
             p

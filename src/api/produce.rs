@@ -145,6 +145,7 @@ async fn wait_for_replication(api: &Api, tp: &TopicPartition, required: i64, dea
     let Some(partition) = api.broker.partition(tp) else { return Err(ResponseError::NotLeaderOrFollower) };
     let epoch = partition.leader_epoch();
     let waiter = std::sync::Arc::new(tokio::sync::Notify::new());
+    let session_lapsed = || api.broker.cluster().is_some_and(|c| c.session_lapsed());
     loop {
         partition.watch_high_watermark(&waiter);
         if !partition.is_leader() || partition.leader_epoch() != epoch {
@@ -155,12 +156,22 @@ async fn wait_for_replication(api: &Api, tp: &TopicPartition, required: i64, dea
             let isr = partition.isr().map_or(0, |(isr, _)| isr.len());
             return if isr >= min_isr { Ok(()) } else { Err(ResponseError::NotEnoughReplicasAfterAppend) };
         }
+        // Cut off from the controller past the session timeout: leadership has moved or is
+        // about to (see `Cluster::session_lapsed`).
+        if session_lapsed() {
+            return Err(ResponseError::NotLeaderOrFollower);
+        }
         tokio::select! {
             _ = waiter.notified() => {}
+            _ = tokio::time::sleep(SESSION_CHECK_INTERVAL) => {}
             _ = tokio::time::sleep_until(deadline) => return Err(ResponseError::RequestTimedOut),
         }
     }
 }
+
+/// How often a produce waiting for its followers checks that this broker's controller
+/// session is still alive.
+const SESSION_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Why a partition's records are refused: the error code, the partition's `error_message`
 /// and, for faults of single records, each one's index and message (Produce v8+ carries them,

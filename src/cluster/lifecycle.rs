@@ -44,6 +44,7 @@ pub async fn run(broker: Arc<Broker>, cluster: Arc<Cluster>) {
         loop {
             match heartbeat(&broker, &cluster, epoch, false).await {
                 Some(Ok(reply)) => {
+                    cluster.note_heartbeat_answered();
                     cluster.set_unfenced(!reply.is_fenced);
                     if fenced != reply.is_fenced {
                         fenced = reply.is_fenced;

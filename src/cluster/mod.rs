@@ -66,6 +66,10 @@ pub struct Cluster {
     pub described: Mutex<Option<crate::raft::QuorumDescription>>,
     /// Connections brokers heartbeat on, by peer address (see [`active::probe_and_fence`]).
     heartbeat_peers: Mutex<HashMap<std::net::SocketAddr, (NodeId, crate::types::BrokerEpoch)>>,
+    /// When the controller last answered this broker's heartbeat, in ms after `created`
+    /// (0: never).
+    heartbeat_answered_ms: std::sync::atomic::AtomicU64,
+    created: std::time::Instant,
 }
 
 impl Cluster {
@@ -94,7 +98,28 @@ impl Cluster {
             unfenced: tokio::sync::watch::channel(false).0,
             described: Mutex::new(None),
             heartbeat_peers: Mutex::new(HashMap::new()),
+            heartbeat_answered_ms: std::sync::atomic::AtomicU64::new(0),
+            created: std::time::Instant::now(),
         }
+    }
+
+    /// The controller answered a heartbeat of this broker just now.
+    pub(crate) fn note_heartbeat_answered(&self) {
+        let now = (self.created.elapsed().as_millis() as u64).max(1);
+        self.heartbeat_answered_ms.store(now, Ordering::Release);
+    }
+
+    /// No heartbeat of this broker has been answered for longer than
+    /// `broker.session.timeout.ms` (never true before the first answer): the controller has
+    /// fenced this broker, or is about to, and elects other leaders for its partitions. A
+    /// leader then stops holding `acks=all` writes it cannot replicate and answers
+    /// NOT_LEADER_OR_FOLLOWER, so that clients find the new leader at once instead of waiting
+    /// out their request timeout on a node that is cut off (Kafka holds them until the
+    /// timeout). The answer is never an acknowledgement, so giving up early is always safe.
+    pub fn session_lapsed(&self) -> bool {
+        let last = self.heartbeat_answered_ms.load(Ordering::Acquire);
+        let now = self.created.elapsed().as_millis() as u64;
+        last != 0 && now.saturating_sub(last) > self.session_timeout_ms.max(0) as u64
     }
 
     pub fn node_id(&self) -> NodeId {
