@@ -28,6 +28,7 @@ The same tests run against Apache Kafka (BROKER=kafka).
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -106,8 +107,11 @@ class Checker:
 
 
 def produce_until(bootstrap: str, topic: str, checker: Checker, stop: threading.Event) -> int:
-    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True,
-                         "linger.ms": 5, "message.timeout.ms": 120_000})
+    config = {"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True,
+              "linger.ms": 5, "message.timeout.ms": 120_000}
+    if os.environ.get("COMPAT_RDKAFKA_DEBUG"):
+        config["debug"] = os.environ["COMPAT_RDKAFKA_DEBUG"]  # e.g. "msg,metadata,eos,protocol"
+    producer = Producer(config)
     sent = 0
     while not stop.is_set():
         producer.produce(topic, key=str(sent).encode(), value=f"v{sent}".encode(), on_delivery=checker.on_delivery)

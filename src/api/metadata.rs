@@ -24,10 +24,18 @@ const TOPIC_OPERATIONS_MIN_VERSION: i16 = 8;
 pub fn handle(api: &Api, ctx: &RequestContext, req: MetadataRequest) -> MetadataResponse {
     let broker = &api.broker;
     let mut r = MetadataResponse::default();
-    r.brokers = brokers(api);
+    // A broker whose controller session lapsed answers as the cluster sees it: fenced, so not
+    // listed (Kafka lists unfenced brokers only) and leading nothing (`topic_response`).
+    // Clients then drop it and ask the others, instead of coming back to a leader that is
+    // cut off (librdkafka asks the broker it used last).
+    let mut listed = listed_brokers(api, false);
+    if broker.cluster().is_some_and(|c| c.session_lapsed()) {
+        listed.retain(|b| b.id.0 != broker.node_id);
+    }
+    r.brokers = brokers(&listed);
     r.cluster_id = Some(str_bytes(&broker.image().cluster_id));
     // The Java AdminClient sends CreateTopics/DeleteTopics to the controller it is told of.
-    r.controller_id = BrokerId(controller_id_for_clients(api, &listed_brokers(api, false)));
+    r.controller_id = BrokerId(controller_id_for_clients(api, &listed));
     r.cluster_authorized_operations = authorized_operations::cluster(
         CLUSTER_OPERATIONS_VERSIONS.contains(&ctx.version) && req.include_cluster_authorized_operations,
     );
@@ -96,9 +104,9 @@ pub fn controller_id_for_clients(api: &Api, listed: &[ListedBroker]) -> i32 {
     listed.first().map_or(-1, |b| b.id.0)
 }
 
-fn brokers(api: &Api) -> Vec<MetadataResponseBroker> {
-    listed_brokers(api, false)
-        .into_iter()
+fn brokers(listed: &[ListedBroker]) -> Vec<MetadataResponseBroker> {
+    listed
+        .iter()
         .map(|l| {
             let mut b = MetadataResponseBroker::default();
             b.node_id = BrokerId(l.id.0);
