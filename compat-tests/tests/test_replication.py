@@ -2,6 +2,7 @@
 workload checks it: every record a producer with `acks=all` had acknowledged is read back, at
 the partition and offset it was acknowledged with, once, in order.
 
+- two producers write at once: librdkafka (confluent-kafka) and the Java client;
 - the replicas of a topic with replication factor 3 hold the same records;
 - fault 1, kill -9 of the leader of a partition under load: producers (librdkafka, idempotent)
   see only retriable errors, nothing acknowledged is lost, duplicated, moved or reordered; the
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import os
 import random
+import subprocess
 import threading
 import time
 
@@ -43,6 +45,7 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from harness import netns
+from harness.clients import java_cmd
 from harness.cluster import Cluster
 from harness.tools import TOPICS, quorum_status, run_tool
 from harness.wait import wait_until
@@ -92,23 +95,35 @@ class Checker:
         self.errors: list[str] = []
 
     def on_delivery(self, err, msg) -> None:
+        if err is not None:
+            self.record_error(str(err))
+        else:
+            self.record_ack(msg.value().decode(), msg.partition(), msg.offset())
+
+    def record_ack(self, value: str, partition: int, offset: int) -> None:
         with self.lock:
-            if err is not None:
-                self.errors.append(str(err))
-                return
-            self.acked[msg.value().decode()] = (msg.partition(), msg.offset())
-            self.ack_times.append(time.monotonic())
+            self.acked[value] = (partition, offset)
+            self.ack_times.append((value[0], time.monotonic()))
+
+    def record_error(self, error: str) -> None:
+        with self.lock:
+            self.errors.append(error)
 
     def count(self) -> int:
         with self.lock:
             return len(self.acked)
 
     def longest_pause_after(self, t: float) -> float:
+        """The longest time after `t` that either producer went without an acknowledgement."""
         with self.lock:
-            times = [x for x in self.ack_times if x >= t]
-        if len(times) < 2:
-            return float("inf")
-        return max(b - a for a, b in zip([t, *times], times))
+            times = list(self.ack_times)
+        longest = 0.0
+        for producer in {p for p, _ in times}:
+            mine = [x for p, x in times if p == producer and x >= t]
+            if len(mine) < 2:
+                return float("inf")
+            longest = max(longest, max(b - a for a, b in zip([t, *mine], mine)))
+        return longest
 
 
 def produce_until(bootstrap: str, topic: str, checker: Checker, stop: threading.Event) -> int:
@@ -166,21 +181,25 @@ def check(checker: Checker, records: list[tuple[int, int, str]]) -> dict[str, in
         print("lost (partition: count, first acknowledged offsets): "
               + str({p: (len(o), sorted(o)[:5]) for p, o in by_partition.items()}))
     moved = [v for v, at in checker.acked.items() if v in seen and seen[v] != at]
-    # One producer, one key per record, idempotent: within a partition values come in the
-    # order they were sent.
+    # Each producer is idempotent with one key per record: within a partition, its values
+    # come in the order it sent them.
     reordered = 0
-    last: dict[int, int] = {}
+    last: dict[tuple[int, str], int] = {}
     for partition, _, value in sorted(records):
         n = int(value[1:])
-        if n < last.get(partition, -1):
+        if n < last.get((partition, value[0]), -1):
             reordered += 1
-        last[partition] = n
-    return {"acknowledged": len(checker.acked), "lost": len(lost), "duplicated": duplicated,
+        last[(partition, value[0])] = n
+    by_producer = {"librdkafka": sum(1 for v in checker.acked if v[0] == "v"),
+                   "java": sum(1 for v in checker.acked if v[0] == "j")}
+    return {"acknowledged": len(checker.acked), **by_producer, "lost": len(lost), "duplicated": duplicated,
             "moved": len(moved), "reordered": reordered}
 
 
 class Load:
-    """One idempotent librdkafka producer with acks=all, in its own thread, feeding a Checker."""
+    """Two idempotent producers with acks=all feeding one Checker: librdkafka in a thread of
+    this process (values "v0", "v1", ...) and the Java client in a process of its own
+    (`compat-java checked-produce`, values "j0", "j1", ...; it stops when its stdin closes)."""
 
     def __init__(self, bootstrap: str, topic: str) -> None:
         self.checker = Checker()
@@ -188,18 +207,52 @@ class Load:
         self.result: dict[str, int] = {}
         self.thread = threading.Thread(
             target=lambda: self.result.update(sent=produce_until(bootstrap, topic, self.checker, self.stop_flag)))
+        self.java_cmd = java_cmd("checked-produce", "--bootstrap", bootstrap, "--topic", topic)
+        self.java: subprocess.Popen | None = None
+        self.java_reader: threading.Thread | None = None
 
     def __enter__(self) -> "Load":
         self.thread.start()
+        # The client's own log (retries, warnings) only with COMPAT_JAVA_LOG=1; failed
+        # deliveries come as `err` lines either way.
+        stderr = None if os.environ.get("COMPAT_JAVA_LOG") else subprocess.DEVNULL
+        self.java = subprocess.Popen(self.java_cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
+                                     text=True, bufsize=1)
+        self.java_reader = threading.Thread(target=self._read_java, args=(self.java,))
+        self.java_reader.start()
         return self
+
+    def _read_java(self, proc: subprocess.Popen) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            kind, _, rest = line.rstrip("\n").partition(" ")
+            if kind == "ack":
+                value, partition, offset = rest.split(" ")
+                self.checker.record_ack(value, int(partition), int(offset))
+            elif kind == "err":
+                self.checker.record_error(rest)
+            elif kind == "done":
+                self.result["java_sent"] = int(rest)
 
     def __exit__(self, *exc) -> None:
         self.stop()
 
     def stop(self) -> None:
         self.stop_flag.set()
+        if self.java is not None and self.java.poll() is None:
+            assert self.java.stdin is not None
+            self.java.stdin.close()
+            try:
+                self.java.wait(180)
+            except subprocess.TimeoutExpired:
+                self.java.kill()
+                self.java.wait()
+        if self.java_reader is not None:
+            self.java_reader.join(30)
         if self.thread.is_alive():
             self.thread.join(180)
+        if self.java is not None:
+            assert "java_sent" in self.result, f"the Java producer exited {self.java.returncode} without finishing"
 
     def wait_acks(self, more: int, timeout_s: float, what: str) -> None:
         target = self.checker.count() + more
@@ -215,6 +268,7 @@ def assert_clean(load: Load, bootstrap: str, topic: str, at_least: int) -> dict[
     report = check(load.checker, read_back(bootstrap, topic, load.checker.count()))
     print(f"checker: {report}, failed deliveries {len(load.checker.errors)}")
     assert report["acknowledged"] >= at_least, report
+    assert report["librdkafka"] > 0 and report["java"] > 0, f"both producers must have written: {report}"
     assert report["lost"] == 0, report
     assert report["duplicated"] == 0, report
     assert report["moved"] == 0, report

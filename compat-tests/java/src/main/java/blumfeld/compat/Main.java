@@ -59,6 +59,7 @@ public final class Main {
                 case "idempotent-produce" -> idempotentProduce(opts);
                 case "bulk-produce" -> bulkProduce(opts);
                 case "group-consume" -> GroupConsume.run(opts);
+                case "checked-produce" -> CheckedProduce.run(opts);
                 case "authorized-operations" -> authorizedOperations(opts);
                 case "txn-visibility", "txn-fence", "txn-ctp", "txn-open", "txn-offsets", "txn-count" -> Transactions.run(args[0], opts);
                 default -> usage();
@@ -75,7 +76,7 @@ public final class Main {
     }
 
     private static void usage() {
-        System.err.println("usage: compat-java roundtrip|create-topic|idempotent-produce|bulk-produce|group-consume|authorized-operations"
+        System.err.println("usage: compat-java roundtrip|create-topic|idempotent-produce|bulk-produce|checked-produce|group-consume|authorized-operations"
                 + "|txn-visibility|txn-fence|txn-ctp|txn-open|txn-offsets|txn-count"
                 + " --bootstrap HOST:PORT [--topic T | --topic-prefix P] [--partitions N] [--count N]"
                 + " [--codecs none,gzip,snappy,lz4,zstd] [--bytes N] [--value-size N]"
