@@ -20,6 +20,7 @@ use crate::log::{LogConfig, RecoveryMode};
 use crate::metadata::controller::{self, ControllerError};
 use crate::metadata::features::{self, InvalidUpdate, UpgradeType};
 use crate::metadata::store::StoreError;
+use crate::metadata::registration::PartitionRegistration;
 use crate::metadata::{LocalChanges, MetadataImage, MetadataRecord, MetadataStore, TopicImage};
 use crate::metrics::{Metrics, MetricsConfig};
 use crate::partition::{Partition, PartitionError};
@@ -278,55 +279,25 @@ impl Broker {
         }
     }
 
-    /// Gives each of `tps` (hosted partitions) the role its registration names: leader (the
-    /// ISR rules start) or follower (the fetchers pick it up). A registration without
-    /// replicas (a legacy topic before migration) leaves the partition leading alone.
+    /// Gives each of `tps` (hosted partitions) the role its registration names (see
+    /// [`assign_role`]) and queues the ISR changes that causes.
     fn assign_roles<'a>(&self, image: &MetadataImage, tps: impl Iterator<Item = &'a TopicPartition>) {
         let me = NodeId(self.node_id);
         let now = self.clock.now_ms().max(0) as u64;
-        let eligible = self.isr_eligible(image);
+        let eligible = isr_eligible(image);
         for tp in tps {
             let Some(partition) = self.partition(tp) else { continue };
             let Some(reg) = image.topic(&tp.topic).and_then(|t| t.partition(tp.partition.0)) else { continue };
-            if reg.is_unknown() {
-                continue;
-            }
-            if reg.leader == Some(me) {
-                let registration = LeaderRegistration {
-                    replicas: reg.replicas.clone(),
-                    isr: reg.isr.clone(),
-                    leader_epoch: reg.leader_epoch,
-                    partition_epoch: reg.partition_epoch,
-                };
-                let config = self.replication_config(&partition);
-                match partition.become_leader(me, config, &registration, now) {
-                    Ok(Some(change)) => self.submit_isr_change(&partition, change),
-                    Ok(None) => {}
-                    Err(e) => tracing::error!(partition = %tp, error = %e, "cannot become leader"),
-                }
-                if let Some(eligible) = &eligible
-                    && let Some(change) = partition.set_isr_eligible(eligible.clone(), now)
-                {
-                    self.submit_isr_change(&partition, change);
-                }
-            } else {
-                partition.become_follower(reg.leader, reg.leader_epoch);
+            let config = self.replication_config(&partition);
+            for change in assign_role(&partition, reg, me, config, eligible.as_ref(), now) {
+                self.submit_isr_change(&partition, change);
             }
         }
-    }
-
-    /// The brokers that may join an ISR: registered, unfenced, not shutting down. `None` on a
-    /// single node, whose image registers no brokers.
-    fn isr_eligible(&self, image: &MetadataImage) -> Option<BTreeSet<NodeId>> {
-        if image.brokers.is_empty() {
-            return None;
-        }
-        Some(image.brokers.values().filter(|b| !b.fenced && !b.in_controlled_shutdown).map(|b| b.id).collect())
     }
 
     /// Broker registrations changed: every hosted leader learns who may join its ISR.
     pub fn refresh_isr_eligible(&self, image: &MetadataImage) {
-        let Some(eligible) = self.isr_eligible(image) else { return };
+        let Some(eligible) = isr_eligible(image) else { return };
         let now = self.clock.now_ms().max(0) as u64;
         for partition in self.partitions() {
             if let Some(change) = partition.set_isr_eligible(eligible.clone(), now) {
@@ -766,6 +737,55 @@ fn recovery_mode(data_dir: &Path) -> RecoveryMode {
 }
 
 /// Reserved for tests of the producer-id allocator and friends.
+/// Gives `partition` the role its registration names: leader (the ISR rules start; the ISR
+/// changes that causes are returned, for the controller) or follower (the fetchers pick it
+/// up). A registration without replicas (a legacy topic before migration) leaves it leading
+/// alone. `eligible` is `None` on a single node (see [`isr_eligible`]). The seeded
+/// replication simulation (`replication::sim`) drives this same function.
+pub(crate) fn assign_role(
+    partition: &Partition,
+    reg: &PartitionRegistration,
+    me: NodeId,
+    config: ReplicationConfig,
+    eligible: Option<&BTreeSet<NodeId>>,
+    now_ms: u64,
+) -> Vec<AlterIsrRequest> {
+    let mut changes = Vec::new();
+    if reg.is_unknown() {
+        return changes;
+    }
+    if reg.leader != Some(me) {
+        partition.become_follower(reg.leader, reg.leader_epoch);
+        return changes;
+    }
+    let registration = LeaderRegistration {
+        replicas: reg.replicas.clone(),
+        isr: reg.isr.clone(),
+        leader_epoch: reg.leader_epoch,
+        partition_epoch: reg.partition_epoch,
+    };
+    match partition.become_leader(me, config, &registration, now_ms) {
+        Ok(Some(change)) => changes.push(change),
+        Ok(None) => {}
+        Err(e) => tracing::error!(partition = %partition.tp, error = %e, "cannot become leader"),
+    }
+    if let Some(eligible) = eligible
+        && let Some(change) = partition.set_isr_eligible(eligible.clone(), now_ms)
+    {
+        changes.push(change);
+    }
+    changes
+}
+
+/// The brokers that may join an ISR: registered, unfenced, not shutting down. `None` on a
+/// single node, whose image registers no brokers.
+pub(crate) fn isr_eligible(image: &MetadataImage) -> Option<BTreeSet<NodeId>> {
+    if image.brokers.is_empty() {
+        return None;
+    }
+    Some(image.brokers.values().filter(|b| !b.fenced && !b.in_controlled_shutdown).map(|b| b.id).collect())
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
@@ -870,3 +890,4 @@ mod tests {
         assert!(id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
     }
 }
+

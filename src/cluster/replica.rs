@@ -151,7 +151,7 @@ fn alter_partition_request(cluster: &Cluster, changes: &[IsrChange]) -> AlterPar
 
 /// A partition's answer; `None` for an error that says nothing of whether the change can
 /// ever apply (Kafka retries those).
-fn alter_result(p: &kafka_protocol::messages::alter_partition_response::PartitionData) -> Option<AlterIsrResult> {
+pub(crate) fn alter_result(p: &kafka_protocol::messages::alter_partition_response::PartitionData) -> Option<AlterIsrResult> {
     Some(match ResponseError::try_from_code(p.error_code) {
         None => AlterIsrResult::Committed {
             isr: p.isr.iter().map(|b| NodeId(b.0)).collect(),
@@ -295,7 +295,7 @@ fn apply_fetch_response(broker: &Broker, partitions: &[Arc<Partition>], version:
     failed
 }
 
-fn apply_partition(
+pub(crate) fn apply_partition(
     partition: &Partition,
     pd: &kafka_protocol::messages::fetch_response::PartitionData,
     now_ms: i64,
@@ -318,7 +318,12 @@ fn apply_partition(
         }
         Some(e) => return Err(e.to_string()),
     }
-    if pd.diverging_epoch.end_offset >= 0 {
+    #[cfg(test)]
+    let diverged = pd.diverging_epoch.end_offset >= 0
+        && !crate::replication::planted::is(crate::replication::planted::PlantedBug::NoTruncateOnDiverge);
+    #[cfg(not(test))]
+    let diverged = pd.diverging_epoch.end_offset >= 0;
+    if diverged {
         let leader = EpochEndOffset {
             epoch: (pd.diverging_epoch.epoch >= 0).then_some(LeaderEpoch(pd.diverging_epoch.epoch)),
             end_offset: Offset(pd.diverging_epoch.end_offset),

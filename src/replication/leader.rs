@@ -406,6 +406,8 @@ impl LeaderReplicas {
             return false;
         }
         let maximal = self.isr.maximal();
+        #[cfg(test)]
+        let maximal = if super::planted::is(super::planted::PlantedBug::HwIgnoresPendingExpand) { self.isr.isr().clone() } else { maximal };
         let lag = self.config.replica_lag_time_max_ms;
         let leader_end = self.log_end_offset;
         let counted = self.followers.iter().filter_map(|(id, p)| {

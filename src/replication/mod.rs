@@ -17,6 +17,10 @@
 
 pub mod follower;
 pub mod leader;
+#[cfg(test)]
+pub mod planted;
+#[cfg(test)]
+mod sim;
 
 pub use follower::{follower_high_watermark, truncation_offset, EpochEndOffset, TruncationPoint};
 pub use leader::{high_watermark, AlterIsrRequest, AlterIsrResult, Effect, FollowerProgress, IsrState, LeaderRegistration, LeaderReplicas, ReplicationConfig};
