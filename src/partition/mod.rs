@@ -321,12 +321,14 @@ impl Partition {
             self.publish_high_watermark(hw.0);
             return Ok(effect.alter_isr);
         }
+        let unreplicated = registration.replicas.len() > 1 && Self::leads_unregistered(&role);
         let (end, hw) = {
             let mut log = self.log();
             if log.epoch_cache().latest_epoch().is_none_or(|e| e < registration.leader_epoch.0) {
                 log.assign_epoch_start(registration.leader_epoch.0)?;
             }
-            (log.log_end_offset(), self.high_watermark())
+            let hw = if unreplicated { log.log_start_offset() } else { self.high_watermark() };
+            (log.log_end_offset(), hw)
         };
         let leader = LeaderReplicas::new(local, config, registration, Offset(end), Offset(hw), now_ms);
         let hw = leader.high_watermark();
@@ -341,9 +343,28 @@ impl Partition {
 
     /// This replica follows `leader` in `leader_epoch` (`None`: the partition has no leader).
     pub fn become_follower(&self, leader: Option<NodeId>, leader_epoch: LeaderEpoch) {
-        *self.role() = Role::Follower { leader };
+        let mut role = self.role();
+        let unregistered = Self::leads_unregistered(&role);
+        *role = Role::Follower { leader };
+        drop(role);
+        if unregistered {
+            let start = self.log_start_offset();
+            self.high_watermark.store(start, Ordering::Release);
+            self.publish_lso();
+        }
         self.leader_epoch.store(leader_epoch.0, Ordering::Release);
         self.wake_waiters();
+    }
+
+    /// Whether this replica still leads alone as [`Partition::open`] left it, before any
+    /// registration gave it a role. Its high watermark is then its log end, which is right
+    /// for a single node but says nothing once the partition turns out to be replicated: the
+    /// tail may never have been committed. Kafka reads the mark from
+    /// `replication-offset-checkpoint`; without one, a replica taking a replicated role
+    /// starts its mark at the log start and learns it again (from the leader's answers, or
+    /// as leader from its ISR's fetches), so a restart never exposes uncommitted records.
+    fn leads_unregistered(role: &Role) -> bool {
+        matches!(role, Role::Leader(l) if l.local() == LeaderReplicas::UNREGISTERED)
     }
 
     /// A follower fetched at `fetch_offset` (the leader's side of replication). Returns the
@@ -820,6 +841,54 @@ mod tests {
         let p = open(dir.path(), i64::MAX);
         let a = p.append(&BatchBuilder::new(0).records(3, 10).build(), 0).unwrap();
         assert!(!a.flush_due);
+    }
+
+    fn registration(replicas: &[i32], isr: &[i32]) -> LeaderRegistration {
+        LeaderRegistration {
+            replicas: replicas.iter().map(|r| NodeId(*r)).collect(),
+            isr: isr.iter().map(|r| NodeId(*r)).collect(),
+            leader_epoch: LeaderEpoch(4),
+            partition_epoch: crate::types::PartitionEpoch(9),
+        }
+    }
+
+    /// Five records appended, then the process dies (no close).
+    fn written_and_closed_by_a_crash(dir: &Path) {
+        let p = open(dir, i64::MAX);
+        p.append(&BatchBuilder::new(0).records(5, 10).build(), 0).unwrap();
+    }
+
+    /// Found by `replication::sim`: a broker that crashed with records past the committed
+    /// mark reopened its log with the mark at the log end and, leading again by the metadata
+    /// it had before the crash, served the uncommitted tail to consumers; the replicas the
+    /// controller elected next lacked it.
+    #[test]
+    fn a_reopened_replica_does_not_take_its_log_end_for_committed() {
+        let config = ReplicationConfig { replica_lag_time_max_ms: 30_000, min_insync_replicas: 2 };
+        let dir = tempfile::tempdir().unwrap();
+        written_and_closed_by_a_crash(dir.path());
+        let p = open(dir.path(), i64::MAX);
+        assert_eq!(p.high_watermark(), 5, "leading alone, as a single node's partition");
+        p.become_leader(NodeId(1), config, &registration(&[1, 2, 3], &[1, 2]), 10).unwrap();
+        assert_eq!(p.high_watermark(), 0, "nobody has fetched: nothing is known to be committed");
+        p.record_follower_fetch(NodeId(2), Offset(5), Offset(0), None, 11).unwrap();
+        assert_eq!(p.high_watermark(), 5);
+
+        let dir = tempfile::tempdir().unwrap();
+        written_and_closed_by_a_crash(dir.path());
+        let p = open(dir.path(), i64::MAX);
+        p.become_follower(Some(NodeId(2)), LeaderEpoch(4));
+        assert_eq!(p.high_watermark(), 0);
+        p.follower_update(Offset(3), Offset(0), 12).unwrap();
+        assert_eq!(p.high_watermark(), 3, "the leader's mark is taken");
+
+        // A partition whose only replica is this node still commits its whole log.
+        let dir = tempfile::tempdir().unwrap();
+        written_and_closed_by_a_crash(dir.path());
+        let p = open(dir.path(), i64::MAX);
+        let one = ReplicationConfig { min_insync_replicas: 1, ..config };
+        p.become_leader(NodeId(1), one, &registration(&[1], &[1]), 10).unwrap();
+        assert_eq!(p.high_watermark(), 5);
     }
 
     #[tokio::test]
