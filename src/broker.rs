@@ -25,7 +25,7 @@ use crate::metadata::{LocalChanges, MetadataImage, MetadataRecord, MetadataStore
 use crate::metrics::{Metrics, MetricsConfig};
 use crate::partition::{Partition, PartitionError};
 use crate::replication::{AlterIsrRequest, LeaderRegistration, ReplicationConfig};
-use crate::types::{NodeId, TopicPartition};
+use crate::types::{BrokerEpoch, NodeId, TopicPartition};
 
 /// Producer ids are taken from the metadata log in blocks of this size, so handing one out
 /// does not cost an fsync.
@@ -285,11 +285,16 @@ impl Broker {
         let me = NodeId(self.node_id);
         let now = self.clock.now_ms().max(0) as u64;
         let eligible = isr_eligible(image);
+        // A single node (no cluster) registers itself in its own image and always leads.
+        let may_lead = match self.cluster() {
+            None => true,
+            Some(c) => may_lead(image, me, Some(BrokerEpoch(c.broker_epoch())).filter(|e| e.0 >= 0)),
+        };
         for tp in tps {
             let Some(partition) = self.partition(tp) else { continue };
             let Some(reg) = image.topic(&tp.topic).and_then(|t| t.partition(tp.partition.0)) else { continue };
             let config = self.replication_config(&partition);
-            for change in assign_role(&partition, reg, me, config, eligible.as_ref(), now) {
+            for change in assign_role(&partition, reg, me, may_lead, config, eligible.as_ref(), now) {
                 self.submit_isr_change(&partition, change);
             }
         }
@@ -740,12 +745,15 @@ fn recovery_mode(data_dir: &Path) -> RecoveryMode {
 /// Gives `partition` the role its registration names: leader (the ISR rules start; the ISR
 /// changes that causes are returned, for the controller) or follower (the fetchers pick it
 /// up). A registration without replicas (a legacy topic before migration) leaves it leading
-/// alone. `eligible` is `None` on a single node (see [`isr_eligible`]). The seeded
-/// replication simulation (`replication::sim`) drives this same function.
+/// alone. Unless `may_lead` (see [`may_lead`]), a registration naming this node leader is
+/// not acted on: the partition waits without a leader. `eligible` is `None` on a single node
+/// (see [`isr_eligible`]). The seeded replication simulation (`replication::sim`) drives
+/// this same function.
 pub(crate) fn assign_role(
     partition: &Partition,
     reg: &PartitionRegistration,
     me: NodeId,
+    may_lead: bool,
     config: ReplicationConfig,
     eligible: Option<&BTreeSet<NodeId>>,
     now_ms: u64,
@@ -756,6 +764,10 @@ pub(crate) fn assign_role(
     }
     if reg.leader != Some(me) {
         partition.become_follower(reg.leader, reg.leader_epoch);
+        return changes;
+    }
+    if !may_lead {
+        partition.become_follower(None, reg.leader_epoch);
         return changes;
     }
     let registration = LeaderRegistration {
@@ -777,6 +789,23 @@ pub(crate) fn assign_role(
     changes
 }
 
+/// Whether this process, a member of a cluster, may act on leaderships `image` gives it:
+/// once the image holds the registration of this process (`registered`, its broker epoch;
+/// an image without registrations has no cluster to wait for). Before that the image is what a previous process applied (replayed from
+/// the local metadata log at start-up): it may name this node leader with an ISR the
+/// controller has since changed through an AlterPartition the previous process never saw
+/// answered, and leading by it would advance the high watermark past an ISR member. The
+/// registration itself moves the old process's leaderships away (`cluster_control::register`),
+/// so an image holding it names this node leader only by a later election. Kafka's broker
+/// applies no metadata before it has caught up with the log for the same reason. Found by
+/// `replication::sim`.
+pub(crate) fn may_lead(image: &MetadataImage, me: NodeId, registered: Option<BrokerEpoch>) -> bool {
+    if image.brokers.is_empty() {
+        return true;
+    }
+    registered.is_some_and(|epoch| image.brokers.get(&me).is_some_and(|b| b.epoch == epoch))
+}
+
 /// The brokers that may join an ISR: registered, unfenced, not shutting down. `None` on a
 /// single node, whose image registers no brokers.
 pub(crate) fn isr_eligible(image: &MetadataImage) -> Option<BTreeSet<NodeId>> {
@@ -790,6 +819,29 @@ pub(crate) fn isr_eligible(image: &MetadataImage) -> Option<BTreeSet<NodeId>> {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    /// Found by `replication::sim`: a broker restarted within its session timeout led by the
+    /// image it replayed, whose ISR lacked a member an AlterPartition of the previous process
+    /// had added; its high watermark passed that member, which the controller could elect.
+    #[test]
+    fn a_restarted_broker_leads_only_once_its_image_holds_its_new_registration() {
+        let me = NodeId(2);
+        let mut image = MetadataImage::default();
+        assert!(may_lead(&image, me, None), "a single node registers no brokers");
+        let registration = |epoch: i64| crate::metadata::registration::BrokerRegistration {
+            id: me,
+            incarnation_id: Uuid::nil(),
+            epoch: BrokerEpoch(epoch),
+            endpoints: vec![],
+            rack: None,
+            fenced: false,
+            in_controlled_shutdown: false,
+        };
+        image.brokers.insert(me, registration(5));
+        assert!(!may_lead(&image, me, None), "not registered yet: the image is the previous process's");
+        assert!(!may_lead(&image, me, Some(BrokerEpoch(9))), "registered, but the image predates it");
+        assert!(may_lead(&image, me, Some(BrokerEpoch(5))));
+    }
 
     fn hosted(broker: &Broker) -> Vec<String> {
         let mut v: Vec<String> = broker.partitions().iter().map(|p| p.tp.to_string()).collect();

@@ -15,7 +15,7 @@ use super::{
     ALTER_RETRY_BACKOFF_MS, BROKER_TICK_MS, BROKERS, CONTROLLER, FETCH_BACKOFF_MS, FetchRequest, MIN_INSYNC_REPLICAS, Msg, PRODUCE_TIMEOUT_MS,
     PlantedBug, REQUEST_TIMEOUT_MS, Sim, SimEvent, TOPIC,
 };
-use crate::broker::{assign_role, isr_eligible};
+use crate::broker::{assign_role, isr_eligible, may_lead};
 use crate::log::{LogConfig, RecoveryMode};
 use crate::metadata::MetadataImage;
 use crate::metadata::cluster_control::AlterIsrItem;
@@ -213,7 +213,8 @@ impl Sim {
         let mut changes = Vec::new();
         if role_changed && let Some(reg) = image.topic(TOPIC).and_then(|t| t.partition(0)) {
             let was_leader = partition.is_leader().then(|| partition.leader_epoch());
-            changes = assign_role(&partition, reg, self.brokers[b].id, self.replication_config(), eligible.as_ref(), now);
+            let may_lead = may_lead(&image, self.brokers[b].id, self.brokers[b].broker_epoch);
+            changes = assign_role(&partition, reg, self.brokers[b].id, may_lead, self.replication_config(), eligible.as_ref(), now);
             if partition.is_leader() && was_leader != Some(partition.leader_epoch()) {
                 self.stats.elections += 1;
                 let epoch = partition.leader_epoch();
