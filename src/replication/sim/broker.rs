@@ -19,7 +19,7 @@ use crate::broker::{assign_role, isr_eligible, may_lead};
 use crate::log::{LogConfig, RecoveryMode};
 use crate::metadata::MetadataImage;
 use crate::metadata::cluster_control::AlterIsrItem;
-use crate::partition::{Partition, PartitionError, RecordSet};
+use crate::partition::{FetchedFrom, Partition, PartitionError, RecordSet};
 use crate::replication::{AlterIsrRequest, AlterIsrResult, ReplicationConfig};
 use crate::types::{BrokerEpoch, LeaderEpoch, NodeId, Offset, PartitionId, TopicPartition};
 
@@ -28,8 +28,9 @@ pub(super) struct FetchInFlight {
     corr: u64,
     leader: usize,
     /// The partition as it was when the request was built: the answer is applied to it, as
-    /// `cluster::replica::fetch_from` does.
+    /// `cluster::replica::fetch_from` does, in the leader epoch it was sent in.
     partition: Arc<Partition>,
+    from: FetchedFrom,
     sent_at_ms: u64,
 }
 
@@ -360,7 +361,8 @@ impl Sim {
             last_fetched_epoch: partition.latest_epoch().map_or(-1, |e| e.0),
             log_start_offset: partition.log_start_offset(),
         };
-        self.brokers[b].fetch = Some(FetchInFlight { corr, leader, partition, sent_at_ms: now });
+        let from = FetchedFrom { leader: NodeId(leader as i32 + 1), leader_epoch: req.current_leader_epoch };
+        self.brokers[b].fetch = Some(FetchInFlight { corr, leader, partition, from, sent_at_ms: now });
         self.send(b, leader, Msg::Fetch(req));
     }
 
@@ -456,7 +458,7 @@ impl Sim {
         let before = f.partition.log_end_offset();
         let empty = data.records.as_ref().is_none_or(|r| r.is_empty());
         let diverging = data.diverging_epoch.end_offset >= 0;
-        let result = crate::cluster::replica::apply_partition(&f.partition, &data, now);
+        let result = crate::cluster::replica::apply_partition(&f.partition, f.from, &data, now);
         let after = f.partition.log_end_offset();
         if after < before {
             self.stats.truncations += 1;
