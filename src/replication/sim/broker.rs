@@ -253,7 +253,7 @@ impl Sim {
         self.isr_tick(b);
         self.maybe_fetch(b);
         self.maybe_send_alter(b);
-        self.expire_produces(b);
+        self.complete_produces(b);
     }
 
     /// Registers until registered, then heartbeats every session timeout / 4.
@@ -306,10 +306,8 @@ impl Sim {
                     }
                 }
             }
-            Msg::HeartbeatStale { epoch } => {
-                if self.brokers[b].broker_epoch == Some(epoch) {
-                    self.brokers[b].broker_epoch = None;
-                }
+            Msg::HeartbeatStale { epoch } if self.brokers[b].broker_epoch == Some(epoch) => {
+                self.brokers[b].broker_epoch = None;
             }
             Msg::Metadata(image) => self.apply_image(b, image),
             Msg::Fetch(req) => self.serve_fetch(b, from, req),
@@ -587,10 +585,6 @@ impl Sim {
                 refuse(self, code);
             }
         }
-    }
-
-    fn expire_produces(&mut self, b: usize) {
-        self.complete_produces(b);
     }
 
     /// Answers the waiting produces whose outcome is known (`wait_for_replication`).

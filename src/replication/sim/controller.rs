@@ -24,7 +24,6 @@ pub(super) struct Controller {
     image: Arc<MetadataImage>,
     sessions: BrokerSessions,
     session_timeout_ms: u64,
-    topic_id: Uuid,
     last_publish_ms: u64,
 }
 
@@ -54,7 +53,7 @@ impl Controller {
             },
         ];
         let base = MetadataImage { cluster_id: "replsim".into(), ..MetadataImage::default() };
-        let mut c = Controller { image: Arc::new(base), sessions: BrokerSessions::default(), session_timeout_ms, topic_id, last_publish_ms: 0 };
+        let mut c = Controller { image: Arc::new(base), sessions: BrokerSessions::default(), session_timeout_ms, last_publish_ms: 0 };
         c.apply(&records);
         c
     }
@@ -184,7 +183,6 @@ impl Sim {
         let (isr, code) = (item.new_isr.iter().map(|(n, _)| n.0).collect::<Vec<_>>(), data.error_code);
         self.log_line(|| format!("controller: AlterPartition from {} isr {isr:?} at pe {:?}: error {code}", id.0, item.partition_epoch));
         self.send(CONTROLLER, from, Msg::AlterAnswer { corr, error_code: 0, data: Some(data) });
-        let _ = self.controller.topic_id;
         changed
     }
 }

@@ -53,6 +53,7 @@
 //!   [BLUMFELD_REPL_SIM_FIRST=N] [BLUMFELD_REPL_SIM_THREADS=T]` with the `many_seeds` command.
 
 mod broker;
+mod chaos;
 mod check;
 mod clients;
 mod controller;
@@ -158,7 +159,8 @@ enum Msg {
 
 #[derive(Debug)]
 enum SimEvent {
-    Deliver { from: usize, to: usize, msg: Msg },
+    /// Boxed: a message is much larger than the other events.
+    Deliver { from: usize, to: usize, msg: Box<Msg> },
     BrokerTick { b: usize, incarnation: u32 },
     ControllerTick,
     Produce { p: usize },
@@ -246,7 +248,7 @@ impl Sim {
         let metrics = Metrics::new(MetricsConfig { partition_detail: false }).map_err(|e| format!("metrics: {e}"))?;
         let topic_id = Uuid::from_u64_pair(seed, 0x70_91C);
         let brokers = (0..BROKERS).map(|i| BrokerProc::new(NodeId(i as i32 + 1), root.path().join(format!("broker-{}", i + 1)))).collect();
-        let producer_count = 1 + rng.below(2) as usize;
+        let producer_count = 1 + rng.below(4) as usize;
         let consumer_count = 1 + rng.below(2) as usize;
         let controller = Controller::new(topic_id, chaos.session_timeout_ms);
         Ok(Sim {
@@ -359,22 +361,17 @@ impl Sim {
             self.schedule(at, SimEvent::Consume { c });
         }
         let chaos = self.chaos;
-        let first = |i: Option<(u64, u64)>| i.map(|(lo, hi)| (lo, hi));
-        if let Some(i) = first(chaos.crash_interval_ms) {
-            let at = self.range(i);
-            self.schedule(at, SimEvent::CrashSomeone);
-        }
-        if let Some(i) = first(chaos.partition_interval_ms) {
-            let at = self.range(i);
-            self.schedule(at, SimEvent::Partition);
-        }
-        if let Some(i) = first(chaos.pause_interval_ms) {
-            let at = self.range(i);
-            self.schedule(at, SimEvent::PauseSomeone);
-        }
-        if let Some(i) = first(chaos.clock_jump_interval_ms) {
-            let at = self.range(i);
-            self.schedule(at, SimEvent::ClockJump);
+        let periodic = [
+            (chaos.crash_interval_ms, SimEvent::CrashSomeone),
+            (chaos.partition_interval_ms, SimEvent::Partition),
+            (chaos.pause_interval_ms, SimEvent::PauseSomeone),
+            (chaos.clock_jump_interval_ms, SimEvent::ClockJump),
+        ];
+        for (interval, event) in periodic {
+            if let Some(i) = interval {
+                let at = self.range(i);
+                self.schedule(at, event);
+            }
         }
         let deadline_ms = chaos_ms + LIVENESS_DEADLINE_MS;
         while let Some(Reverse(next)) = self.queue.pop() {
@@ -428,7 +425,7 @@ impl Sim {
 
     fn handle(&mut self, event: SimEvent) {
         match event {
-            SimEvent::Deliver { from, to, msg } => self.deliver(from, to, msg),
+            SimEvent::Deliver { from, to, msg } => self.deliver(from, to, *msg),
             SimEvent::BrokerTick { b, incarnation } => self.broker_tick(b, incarnation),
             SimEvent::ControllerTick => self.controller_tick(),
             SimEvent::Produce { p } => self.produce(p),
@@ -453,21 +450,6 @@ impl Sim {
         }
     }
 
-    fn end_chaos(&mut self) {
-        self.log_line(|| "chaos ends: heal, resume, restart; wait for an ack and a whole ISR".into());
-        self.chaos_on = false;
-        self.heal();
-        for b in 0..BROKERS {
-            if self.brokers[b].paused_until.is_some() {
-                self.resume(b);
-            }
-            if !self.brokers[b].is_up() {
-                self.start_broker(b);
-            }
-        }
-        self.liveness_marker = Some(self.next_batch_id);
-    }
-
     /// Sends `msg`; lost when the link is cut or by chance, late by chance.
     fn send(&mut self, from: usize, to: usize, msg: Msg) {
         let network = from <= CONTROLLER && to <= CONTROLLER;
@@ -480,7 +462,7 @@ impl Sim {
         }
         let late = self.chaos_on && self.chance(slow);
         let delay = if late { self.range((30, 1_500)) } else { self.range((1, 8)) };
-        self.schedule(self.now_ms + delay, SimEvent::Deliver { from, to, msg });
+        self.schedule(self.now_ms + delay, SimEvent::Deliver { from, to, msg: Box::new(msg) });
     }
 
     fn deliver(&mut self, from: usize, to: usize, msg: Msg) {
@@ -490,7 +472,7 @@ impl Sim {
         if to < BROKERS {
             if let Some(until) = self.brokers[to].paused_until {
                 // A stopped process reads its sockets when it resumes.
-                return self.schedule(until.max(self.now_ms + 1), SimEvent::Deliver { from, to, msg });
+                return self.schedule(until.max(self.now_ms + 1), SimEvent::Deliver { from, to, msg: Box::new(msg) });
             }
             if !self.brokers[to].is_up() {
                 return;
@@ -501,93 +483,6 @@ impl Sim {
         } else {
             self.client_receive(to - CONTROLLER - 1, from, msg);
         }
-    }
-
-    fn crash_someone(&mut self) {
-        let Some(interval) = self.chaos.crash_interval_ms.filter(|_| self.chaos_on) else { return };
-        // Half the crashes hit the leader: that is where the rules are tested.
-        let leader = self.controller.registration().and_then(|r| r.leader).map(|l| (l.0 - 1) as usize);
-        let b = match leader {
-            Some(l) if l < BROKERS && self.rng.below(2) == 0 => l,
-            _ => self.rng.below(BROKERS as u64) as usize,
-        };
-        self.crash(b);
-        let restart = self.range(self.chaos.restart_after_ms);
-        self.schedule(self.now_ms + restart, SimEvent::Restart { b });
-        let at = self.now_ms + self.range(interval);
-        self.schedule(at, SimEvent::CrashSomeone);
-    }
-
-    fn partition(&mut self) {
-        let Some(interval) = self.chaos.partition_interval_ms.filter(|_| self.chaos_on) else { return };
-        self.heal();
-        let n = BROKERS + 1;
-        let kind = self.rng.below(5);
-        let victim = self.rng.below(BROKERS as u64) as usize;
-        let other = (victim + 1 + self.rng.below(BROKERS as u64 - 1) as usize) % BROKERS;
-        for a in 0..n {
-            for b in 0..n {
-                if a == b {
-                    continue;
-                }
-                self.blocked[a][b] = match kind {
-                    // A broker cut off from everyone.
-                    0 => a == victim || b == victim,
-                    // A broker cut off from the controller only: it is fenced, yet its
-                    // followers still reach it (a zombie leader).
-                    1 => (a == victim && b == CONTROLLER) || (b == victim && a == CONTROLLER),
-                    // Two brokers cannot reach each other.
-                    2 => (a == victim && b == other) || (a == other && b == victim),
-                    // The victim can send but not receive.
-                    3 => b == victim,
-                    // The victim can receive but not send.
-                    _ => a == victim,
-                };
-            }
-        }
-        let g = self.partition_generation;
-        self.log_line(|| format!("partition kind {kind} victim {} other {} (gen {g})", victim + 1, other + 1));
-        let heal_at = self.now_ms + self.range((interval.0 / 2, interval.1));
-        self.schedule(heal_at, SimEvent::Heal { generation: g });
-        let next = self.now_ms + self.range(interval);
-        self.schedule(next, SimEvent::Partition);
-    }
-
-    fn heal(&mut self) {
-        self.partition_generation += 1;
-        for row in &mut self.blocked {
-            row.iter_mut().for_each(|b| *b = false);
-        }
-    }
-
-    fn pause_someone(&mut self) {
-        let Some(interval) = self.chaos.pause_interval_ms.filter(|_| self.chaos_on) else { return };
-        let b = self.rng.below(BROKERS as u64) as usize;
-        if self.brokers[b].is_up() && self.brokers[b].paused_until.is_none() {
-            let until = self.now_ms + self.range(self.chaos.pause_ms);
-            self.brokers[b].paused_until = Some(until);
-            self.log_line(|| format!("broker {} pauses until {until}", b + 1));
-            self.schedule(until, SimEvent::Resume { b });
-        }
-        let at = self.now_ms + self.range(interval);
-        self.schedule(at, SimEvent::PauseSomeone);
-    }
-
-    fn resume(&mut self, b: usize) {
-        if self.brokers[b].paused_until.take().is_some() {
-            self.log_line(|| format!("broker {} resumes", b + 1));
-        }
-    }
-
-    /// A broker's clock jumps ahead (an NTP step, a VM resumed): its followers look lagging.
-    fn clock_jump(&mut self) {
-        let Some(interval) = self.chaos.clock_jump_interval_ms.filter(|_| self.chaos_on) else { return };
-        let b = self.rng.below(BROKERS as u64) as usize;
-        let jump = self.range((50, 2 * self.chaos.replica_lag_time_max_ms));
-        self.brokers[b].clock_skew_ms += jump;
-        self.log_line(|| format!("broker {}'s clock jumps {jump} ms ahead", b + 1));
-        let at = self.now_ms + self.range(interval);
-        self.schedule(at, SimEvent::ClockJump);
     }
 }
 
