@@ -12,7 +12,7 @@ use kafka_protocol::ResponseError;
 use kafka_protocol::messages::{BrokerId, alter_partition_response};
 use uuid::Uuid;
 
-use super::{BROKERS, CONTROLLER, CONTROLLER_TICK_MS, METADATA_REPUBLISH_MS, Msg, Sim, SimEvent, TOPIC};
+use super::{BROKERS, CONTROLLER, CONTROLLER_TICK_MS, METADATA_REPUBLISH_MS, Msg, REQUEST_TIMEOUT_MS, Sim, SimEvent, TOPIC};
 use crate::metadata::MetadataImage;
 use crate::metadata::cluster_control::{self, AlterIsrItem, BrokerSessions, Heartbeat, MembershipError, Registration};
 use crate::metadata::delta::MetadataDelta;
@@ -182,7 +182,10 @@ impl Sim {
         }
         let (isr, code) = (item.new_isr.iter().map(|(n, _)| n.0).collect::<Vec<_>>(), data.error_code);
         self.log_line(|| format!("controller: AlterPartition from {} isr {isr:?} at pe {:?}: error {code}", id.0, item.partition_epoch));
-        self.send(CONTROLLER, from, Msg::AlterAnswer { corr, error_code: 0, data: Some(data) });
+        // The change is applied at once (the image moves on); only the answer is late.
+        let slow = self.chaos_on && self.chance(self.chaos.slow_commit);
+        let after = if slow { self.range((REQUEST_TIMEOUT_MS / 2, 3 * REQUEST_TIMEOUT_MS)) } else { 0 };
+        self.send_after(CONTROLLER, from, Msg::AlterAnswer { corr, error_code: 0, data: Some(data) }, after);
         changed
     }
 }

@@ -126,6 +126,9 @@ struct Chaos {
     /// How long an idle follower fetch waits before the next (the leader's long poll).
     fetch_wait_ms: u64,
     fetch_max_bytes: usize,
+    /// The chance that the controller's commit of an AlterPartition is slow (a slow quorum),
+    /// so that its answer comes after the sender gave up on it.
+    slow_commit: f64,
 }
 
 /// A follower's Fetch for the partition (Fetch v12's fields).
@@ -301,6 +304,7 @@ impl Sim {
             session_timeout_ms: session,
             fetch_wait_ms: pick(rng, &[5, 30, 150]),
             fetch_max_bytes: pick(rng, &[150, 600, 64 * 1024]),
+            slow_commit: pick(rng, &[0.0, 0.1, 0.3]),
         }
     }
 
@@ -452,6 +456,11 @@ impl Sim {
 
     /// Sends `msg`; lost when the link is cut or by chance, late by chance.
     fn send(&mut self, from: usize, to: usize, msg: Msg) {
+        self.send_after(from, to, msg, 0);
+    }
+
+    /// [`Sim::send`] once `after_ms` have passed (the sender is slow to answer).
+    fn send_after(&mut self, from: usize, to: usize, msg: Msg, after_ms: u64) {
         let network = from <= CONTROLLER && to <= CONTROLLER;
         if network && self.blocked[from][to] {
             return;
@@ -462,7 +471,7 @@ impl Sim {
         }
         let late = self.chaos_on && self.chance(slow);
         let delay = if late { self.range((30, 1_500)) } else { self.range((1, 8)) };
-        self.schedule(self.now_ms + delay, SimEvent::Deliver { from, to, msg: Box::new(msg) });
+        self.schedule(self.now_ms + after_ms + delay, SimEvent::Deliver { from, to, msg: Box::new(msg) });
     }
 
     fn deliver(&mut self, from: usize, to: usize, msg: Msg) {
