@@ -285,11 +285,11 @@ impl Broker {
         let me = NodeId(self.node_id);
         let now = self.clock.now_ms().max(0) as u64;
         let eligible = isr_eligible(image);
-        // A single node (no cluster) registers itself in its own image and always leads.
-        let may_lead = match self.cluster() {
-            None => true,
-            Some(c) => may_lead(image, me, Some(BrokerEpoch(c.broker_epoch())).filter(|e| e.0 >= 0)),
-        };
+        // A single node (no quorum) registers itself in its own image and always leads; a
+        // quorum member leads once registered (its cluster may not even be attached yet while
+        // the local metadata log is replayed at start-up).
+        let registered = self.cluster().map(|c| BrokerEpoch(c.broker_epoch())).filter(|e| e.0 >= 0);
+        let may_lead = !self.metadata.is_quorum() || may_lead(image, me, registered);
         for tp in tps {
             let Some(partition) = self.partition(tp) else { continue };
             let Some(reg) = image.topic(&tp.topic).and_then(|t| t.partition(tp.partition.0)) else { continue };
