@@ -25,6 +25,9 @@ pub(super) struct Controller {
     sessions: BrokerSessions,
     session_timeout_ms: u64,
     last_publish_ms: u64,
+    /// The newest AlterPartition processed from each broker (by correlation id, which grows
+    /// with send time). See `alter_partition`.
+    last_alter_corr: [u64; BROKERS],
 }
 
 impl Controller {
@@ -53,7 +56,13 @@ impl Controller {
             },
         ];
         let base = MetadataImage { cluster_id: "replsim".into(), ..MetadataImage::default() };
-        let mut c = Controller { image: Arc::new(base), sessions: BrokerSessions::default(), session_timeout_ms, last_publish_ms: 0 };
+        let mut c = Controller {
+            image: Arc::new(base),
+            sessions: BrokerSessions::default(),
+            session_timeout_ms,
+            last_publish_ms: 0,
+            last_alter_corr: [0; BROKERS],
+        };
         c.apply(&records);
         c
     }
@@ -157,7 +166,18 @@ impl Sim {
 
     /// `api::alter_partition::handle` for one partition: the rules, then the answer coded as
     /// the broker receives it.
+    ///
+    /// A request sent before one already processed from the same broker is dropped: requests
+    /// travel over TCP, and one that was overtaken by its retry was on a connection the
+    /// timeout closed, so it is either processed before the retry or never. (Without this
+    /// rule the simulation finds that a late original, applied after its retry was refused as
+    /// INELIGIBLE_REPLICA and the leader reverted, re-adds a member the leader no longer
+    /// waits for; the production controller orders requests per connection only.)
     fn alter_partition(&mut self, from: usize, id: NodeId, corr: u64, broker_epoch: BrokerEpoch, item: AlterIsrItem) -> bool {
+        if corr < self.controller.last_alter_corr[from] {
+            return false;
+        }
+        self.controller.last_alter_corr[from] = corr;
         let outcome = cluster_control::alter_partition(&self.controller.image, id, broker_epoch, std::slice::from_ref(&item));
         let (records, results) = match outcome {
             Ok(out) => out,
