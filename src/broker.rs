@@ -20,11 +20,12 @@ use crate::log::{LogConfig, RecoveryMode};
 use crate::metadata::controller::{self, ControllerError};
 use crate::metadata::features::{self, InvalidUpdate, UpgradeType};
 use crate::metadata::store::StoreError;
+use crate::metadata::registration::PartitionRegistration;
 use crate::metadata::{LocalChanges, MetadataImage, MetadataRecord, MetadataStore, TopicImage};
 use crate::metrics::{Metrics, MetricsConfig};
 use crate::partition::{Partition, PartitionError};
 use crate::replication::{AlterIsrRequest, LeaderRegistration, ReplicationConfig};
-use crate::types::{NodeId, TopicPartition};
+use crate::types::{BrokerEpoch, NodeId, TopicPartition};
 
 /// Producer ids are taken from the metadata log in blocks of this size, so handing one out
 /// does not cost an fsync.
@@ -278,55 +279,30 @@ impl Broker {
         }
     }
 
-    /// Gives each of `tps` (hosted partitions) the role its registration names: leader (the
-    /// ISR rules start) or follower (the fetchers pick it up). A registration without
-    /// replicas (a legacy topic before migration) leaves the partition leading alone.
+    /// Gives each of `tps` (hosted partitions) the role its registration names (see
+    /// [`assign_role`]) and queues the ISR changes that causes.
     fn assign_roles<'a>(&self, image: &MetadataImage, tps: impl Iterator<Item = &'a TopicPartition>) {
         let me = NodeId(self.node_id);
         let now = self.clock.now_ms().max(0) as u64;
-        let eligible = self.isr_eligible(image);
+        let eligible = isr_eligible(image);
+        // A single node (no quorum) registers itself in its own image and always leads; a
+        // quorum member leads once registered (its cluster may not even be attached yet while
+        // the local metadata log is replayed at start-up).
+        let registered = self.cluster().map(|c| BrokerEpoch(c.broker_epoch())).filter(|e| e.0 >= 0);
+        let may_lead = !self.metadata.is_quorum() || may_lead(image, me, registered);
         for tp in tps {
             let Some(partition) = self.partition(tp) else { continue };
             let Some(reg) = image.topic(&tp.topic).and_then(|t| t.partition(tp.partition.0)) else { continue };
-            if reg.is_unknown() {
-                continue;
-            }
-            if reg.leader == Some(me) {
-                let registration = LeaderRegistration {
-                    replicas: reg.replicas.clone(),
-                    isr: reg.isr.clone(),
-                    leader_epoch: reg.leader_epoch,
-                    partition_epoch: reg.partition_epoch,
-                };
-                let config = self.replication_config(&partition);
-                match partition.become_leader(me, config, &registration, now) {
-                    Ok(Some(change)) => self.submit_isr_change(&partition, change),
-                    Ok(None) => {}
-                    Err(e) => tracing::error!(partition = %tp, error = %e, "cannot become leader"),
-                }
-                if let Some(eligible) = &eligible
-                    && let Some(change) = partition.set_isr_eligible(eligible.clone(), now)
-                {
-                    self.submit_isr_change(&partition, change);
-                }
-            } else {
-                partition.become_follower(reg.leader, reg.leader_epoch);
+            let config = self.replication_config(&partition);
+            for change in assign_role(&partition, reg, me, may_lead, config, eligible.as_ref(), now) {
+                self.submit_isr_change(&partition, change);
             }
         }
-    }
-
-    /// The brokers that may join an ISR: registered, unfenced, not shutting down. `None` on a
-    /// single node, whose image registers no brokers.
-    fn isr_eligible(&self, image: &MetadataImage) -> Option<BTreeSet<NodeId>> {
-        if image.brokers.is_empty() {
-            return None;
-        }
-        Some(image.brokers.values().filter(|b| !b.fenced && !b.in_controlled_shutdown).map(|b| b.id).collect())
     }
 
     /// Broker registrations changed: every hosted leader learns who may join its ISR.
     pub fn refresh_isr_eligible(&self, image: &MetadataImage) {
-        let Some(eligible) = self.isr_eligible(image) else { return };
+        let Some(eligible) = isr_eligible(image) else { return };
         let now = self.clock.now_ms().max(0) as u64;
         for partition in self.partitions() {
             if let Some(change) = partition.set_isr_eligible(eligible.clone(), now) {
@@ -766,10 +742,106 @@ fn recovery_mode(data_dir: &Path) -> RecoveryMode {
 }
 
 /// Reserved for tests of the producer-id allocator and friends.
+/// Gives `partition` the role its registration names: leader (the ISR rules start; the ISR
+/// changes that causes are returned, for the controller) or follower (the fetchers pick it
+/// up). A registration without replicas (a legacy topic before migration) leaves it leading
+/// alone. Unless `may_lead` (see [`may_lead`]), a registration naming this node leader is
+/// not acted on: the partition waits without a leader. `eligible` is `None` on a single node
+/// (see [`isr_eligible`]). The seeded replication simulation (`replication::sim`) drives
+/// this same function.
+pub(crate) fn assign_role(
+    partition: &Partition,
+    reg: &PartitionRegistration,
+    me: NodeId,
+    may_lead: bool,
+    config: ReplicationConfig,
+    eligible: Option<&BTreeSet<NodeId>>,
+    now_ms: u64,
+) -> Vec<AlterIsrRequest> {
+    let mut changes = Vec::new();
+    if reg.is_unknown() {
+        return changes;
+    }
+    if reg.leader != Some(me) {
+        partition.become_follower(reg.leader, reg.leader_epoch);
+        return changes;
+    }
+    if !may_lead {
+        partition.become_follower(None, reg.leader_epoch);
+        return changes;
+    }
+    let registration = LeaderRegistration {
+        replicas: reg.replicas.clone(),
+        isr: reg.isr.clone(),
+        leader_epoch: reg.leader_epoch,
+        partition_epoch: reg.partition_epoch,
+    };
+    match partition.become_leader(me, config, &registration, now_ms) {
+        Ok(Some(change)) => changes.push(change),
+        Ok(None) => {}
+        Err(e) => tracing::error!(partition = %partition.tp, error = %e, "cannot become leader"),
+    }
+    if let Some(eligible) = eligible
+        && let Some(change) = partition.set_isr_eligible(eligible.clone(), now_ms)
+    {
+        changes.push(change);
+    }
+    changes
+}
+
+/// Whether this process, a member of a cluster, may act on leaderships `image` gives it:
+/// once the image holds the registration of this process (`registered`, its broker epoch;
+/// an image without registrations has no cluster to wait for). Before that the image is what a previous process applied (replayed from
+/// the local metadata log at start-up): it may name this node leader with an ISR the
+/// controller has since changed through an AlterPartition the previous process never saw
+/// answered, and leading by it would advance the high watermark past an ISR member. The
+/// registration itself moves the old process's leaderships away (`cluster_control::register`),
+/// so an image holding it names this node leader only by a later election. Kafka's broker
+/// applies no metadata before it has caught up with the log for the same reason. Found by
+/// `replication::sim`.
+pub(crate) fn may_lead(image: &MetadataImage, me: NodeId, registered: Option<BrokerEpoch>) -> bool {
+    if image.brokers.is_empty() {
+        return true;
+    }
+    registered.is_some_and(|epoch| image.brokers.get(&me).is_some_and(|b| b.epoch == epoch))
+}
+
+/// The brokers that may join an ISR: registered, unfenced, not shutting down. `None` on a
+/// single node, whose image registers no brokers.
+pub(crate) fn isr_eligible(image: &MetadataImage) -> Option<BTreeSet<NodeId>> {
+    if image.brokers.is_empty() {
+        return None;
+    }
+    Some(image.brokers.values().filter(|b| !b.fenced && !b.in_controlled_shutdown).map(|b| b.id).collect())
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    /// Found by `replication::sim`: a broker restarted within its session timeout led by the
+    /// image it replayed, whose ISR lacked a member an AlterPartition of the previous process
+    /// had added; its high watermark passed that member, which the controller could elect.
+    #[test]
+    fn a_restarted_broker_leads_only_once_its_image_holds_its_new_registration() {
+        let me = NodeId(2);
+        let mut image = MetadataImage::default();
+        assert!(may_lead(&image, me, None), "a single node registers no brokers");
+        let registration = |epoch: i64| crate::metadata::registration::BrokerRegistration {
+            id: me,
+            incarnation_id: Uuid::nil(),
+            epoch: BrokerEpoch(epoch),
+            endpoints: vec![],
+            rack: None,
+            fenced: false,
+            in_controlled_shutdown: false,
+        };
+        image.brokers.insert(me, registration(5));
+        assert!(!may_lead(&image, me, None), "not registered yet: the image is the previous process's");
+        assert!(!may_lead(&image, me, Some(BrokerEpoch(9))), "registered, but the image predates it");
+        assert!(may_lead(&image, me, Some(BrokerEpoch(5))));
+    }
 
     fn hosted(broker: &Broker) -> Vec<String> {
         let mut v: Vec<String> = broker.partitions().iter().map(|p| p.tp.to_string()).collect();
@@ -870,3 +942,4 @@ mod tests {
         assert!(id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
     }
 }
+

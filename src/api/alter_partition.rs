@@ -23,7 +23,7 @@ impl From<StoreError> for Failure {
     }
 }
 
-fn partition_code(e: AlterIsrError, version: i16) -> ResponseError {
+pub(crate) fn partition_code(e: AlterIsrError, version: i16) -> ResponseError {
     match e {
         AlterIsrError::UnknownTopicId => ResponseError::UnknownTopicId,
         AlterIsrError::UnknownTopicOrPartition => ResponseError::UnknownTopicOrPartition,

@@ -34,7 +34,7 @@ pub fn partition_error(e: &PartitionError) -> ResponseError {
     match e {
         PartitionError::Log(l) => log_error(l),
         PartitionError::OffsetBeyondHighWatermark { .. } => ResponseError::OffsetOutOfRange,
-        PartitionError::NotLeader | PartitionError::NotAReplica(_) => ResponseError::NotLeaderOrFollower,
+        PartitionError::NotLeader | PartitionError::NotAReplica(_) | PartitionError::StaleFetch(_) => ResponseError::NotLeaderOrFollower,
     }
 }
 

@@ -25,7 +25,7 @@ use kafka_protocol::protocol::StrBytes;
 use super::Cluster;
 use crate::broker::{Broker, IsrChange};
 use crate::client::NodeClient;
-use crate::partition::Partition;
+use crate::partition::{FetchedFrom, Partition};
 use crate::replication::{truncation_offset, AlterIsrResult, EpochEndOffset};
 use crate::types::{LeaderEpoch, NodeId, Offset, PartitionEpoch};
 
@@ -151,7 +151,7 @@ fn alter_partition_request(cluster: &Cluster, changes: &[IsrChange]) -> AlterPar
 
 /// A partition's answer; `None` for an error that says nothing of whether the change can
 /// ever apply (Kafka retries those).
-fn alter_result(p: &kafka_protocol::messages::alter_partition_response::PartitionData) -> Option<AlterIsrResult> {
+pub(crate) fn alter_result(p: &kafka_protocol::messages::alter_partition_response::PartitionData) -> Option<AlterIsrResult> {
     Some(match ResponseError::try_from_code(p.error_code) {
         None => AlterIsrResult::Committed {
             isr: p.isr.iter().map(|b| NodeId(b.0)).collect(),
@@ -212,7 +212,17 @@ async fn fetch_from(broker: Arc<Broker>, cluster: Arc<Cluster>, leader: NodeId) 
     let client = NodeClient::new(addr, format!("broker-{}-fetcher-{}", me.0, leader.0), settings.socket_timeout);
     tracing::info!(leader = leader.0, "replica fetcher started");
     loop {
-        let partitions: Vec<Arc<Partition>> = broker.partitions().into_iter().filter(|p| p.follows() == Some(leader)).collect();
+        // Each partition with the leader epoch it is fetched in: an answer is applied only
+        // while the partition still follows `leader` in that epoch (see `apply_partition`).
+        let partitions: Vec<(Arc<Partition>, LeaderEpoch)> = broker
+            .partitions()
+            .into_iter()
+            .filter(|p| p.follows() == Some(leader))
+            .map(|p| {
+                let epoch = p.leader_epoch();
+                (p, epoch)
+            })
+            .collect();
         if partitions.is_empty() || cluster.shutting_down() && partitions.is_empty() {
             tracing::info!(leader = leader.0, "replica fetcher stopped: nothing to fetch");
             return;
@@ -224,7 +234,7 @@ async fn fetch_from(broker: Arc<Broker>, cluster: Arc<Cluster>, leader: NodeId) 
         let request = fetch_request(&cluster, &settings, &partitions);
         match client.call(&request, FETCH_VERSION_MAX).await {
             Ok((version, response)) if response.error_code == 0 => {
-                let failed = apply_fetch_response(&broker, &partitions, version, response);
+                let failed = apply_fetch_response(&broker, leader, &partitions, version, response);
                 if failed {
                     tokio::time::sleep(settings.fetch_backoff).await;
                 }
@@ -241,7 +251,7 @@ async fn fetch_from(broker: Arc<Broker>, cluster: Arc<Cluster>, leader: NodeId) 
     }
 }
 
-fn fetch_request(cluster: &Cluster, settings: &crate::config::ReplicaSettings, partitions: &[Arc<Partition>]) -> FetchRequest {
+fn fetch_request(cluster: &Cluster, settings: &crate::config::ReplicaSettings, partitions: &[(Arc<Partition>, LeaderEpoch)]) -> FetchRequest {
     let me = cluster.node_id();
     let mut request = FetchRequest::default();
     request.replica_id = BrokerId(me.0);
@@ -253,10 +263,10 @@ fn fetch_request(cluster: &Cluster, settings: &crate::config::ReplicaSettings, p
     request.session_id = 0;
     request.session_epoch = -1;
     let mut topics: Vec<FetchTopic> = Vec::new();
-    for p in partitions {
+    for (p, epoch) in partitions {
         let mut fp = FetchPartition::default();
         fp.partition = p.tp.partition.0;
-        fp.current_leader_epoch = p.leader_epoch().0;
+        fp.current_leader_epoch = epoch.0;
         fp.fetch_offset = p.log_end_offset();
         fp.last_fetched_epoch = p.latest_epoch().map_or(-1, |e| e.0);
         fp.log_start_offset = p.log_start_offset();
@@ -276,17 +286,24 @@ fn fetch_request(cluster: &Cluster, settings: &crate::config::ReplicaSettings, p
 }
 
 /// Applies a leader's answer; returns whether any partition failed (the fetcher backs off).
-fn apply_fetch_response(broker: &Broker, partitions: &[Arc<Partition>], version: i16, response: kafka_protocol::messages::FetchResponse) -> bool {
+fn apply_fetch_response(
+    broker: &Broker,
+    leader: NodeId,
+    partitions: &[(Arc<Partition>, LeaderEpoch)],
+    version: i16,
+    response: kafka_protocol::messages::FetchResponse,
+) -> bool {
     let now = broker.clock.now_ms();
     let mut failed = false;
     for t in response.responses {
         for pd in t.partitions {
-            let Some(partition) = partitions.iter().find(|p| {
+            let Some((partition, epoch)) = partitions.iter().find(|(p, _)| {
                 p.tp.partition.0 == pd.partition_index && if version >= 13 { p.topic_id == t.topic_id } else { p.tp.topic == t.topic.as_str() }
             }) else {
                 continue;
             };
-            if let Err(e) = apply_partition(partition, &pd, now) {
+            let from = FetchedFrom { leader, leader_epoch: *epoch };
+            if let Err(e) = apply_partition(partition, from, &pd, now) {
                 failed = true;
                 tracing::debug!(partition = %partition.tp, error = %e, "replication of a partition failed");
             }
@@ -295,8 +312,12 @@ fn apply_fetch_response(broker: &Broker, partitions: &[Arc<Partition>], version:
     failed
 }
 
-fn apply_partition(
+/// Applies one partition's answer to a fetch sent to `from.leader` in `from.leader_epoch`;
+/// nothing is applied once the partition has stopped following that leader in that epoch
+/// (`PartitionError::StaleFetch`).
+pub(crate) fn apply_partition(
     partition: &Partition,
+    from: FetchedFrom,
     pd: &kafka_protocol::messages::fetch_response::PartitionData,
     now_ms: i64,
 ) -> Result<(), String> {
@@ -310,26 +331,31 @@ fn apply_partition(
             // watermark, which it holds.
             let end = partition.log_end_offset();
             let result = if end < leader_start.0 {
-                partition.truncate_fully_and_start_at(leader_start, now_ms)
+                partition.truncate_fully_and_start_at(from, leader_start, now_ms)
             } else {
-                partition.truncate_to(leader_hw, now_ms)
+                partition.truncate_to(from, leader_hw, now_ms)
             };
             return result.map_err(|e| e.to_string());
         }
         Some(e) => return Err(e.to_string()),
     }
-    if pd.diverging_epoch.end_offset >= 0 {
+    #[cfg(test)]
+    let diverged = pd.diverging_epoch.end_offset >= 0
+        && !crate::replication::planted::is(crate::replication::planted::PlantedBug::NoTruncateOnDiverge);
+    #[cfg(not(test))]
+    let diverged = pd.diverging_epoch.end_offset >= 0;
+    if diverged {
         let leader = EpochEndOffset {
             epoch: (pd.diverging_epoch.epoch >= 0).then_some(LeaderEpoch(pd.diverging_epoch.epoch)),
             end_offset: Offset(pd.diverging_epoch.end_offset),
         };
         let point = truncation_offset(leader, Offset(partition.log_end_offset()), |e| partition.local_end_for_epoch(e));
         tracing::info!(partition = %partition.tp, to = point.offset.0, complete = point.complete, "follower truncates a diverged log");
-        return partition.truncate_to(point.offset, now_ms).map_err(|e| e.to_string());
+        return partition.truncate_to(from, point.offset, now_ms).map_err(|e| e.to_string());
     }
     let records: Bytes = pd.records.clone().unwrap_or_default();
     if !records.is_empty() {
-        partition.append_as_follower(&records, now_ms).map_err(|e| e.to_string())?;
+        partition.append_as_follower(from, &records, now_ms).map_err(|e| e.to_string())?;
     }
-    partition.follower_update(leader_hw, leader_start, now_ms).map_err(|e| e.to_string())
+    partition.follower_update(from, leader_hw, leader_start, now_ms).map_err(|e| e.to_string())
 }

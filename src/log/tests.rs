@@ -342,6 +342,31 @@ fn truncate_to_drops_the_tail_everywhere() {
     assert_eq!(log.log_end_offset(), 1);
 }
 
+/// A leader records its epoch's start at the log end before it appends anything (Kafka's
+/// `maybeAssignEpochStartOffset`); deposed before the first append, it follows a leader that
+/// never had that epoch and is told to truncate exactly at its log end. The entry must go
+/// (Kafka's `truncateTo` cuts the epoch cache even when the log is not cut), or the follower
+/// fetches with that epoch forever and is answered the same divergence every time (found by
+/// `replication::sim`: a follower stuck at offset 1 with epoch 3 never rejoined the ISR).
+#[test]
+fn truncating_at_the_log_end_still_forgets_an_epoch_that_starts_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path(), small_config());
+    log.append(&batch(2, 10, 0), 1, 0).unwrap();
+    log.assign_epoch_start(3).unwrap();
+    assert_eq!(log.epoch_cache().latest_epoch(), Some(3));
+    log.truncate_to(2, 0).unwrap();
+    assert_eq!(log.log_end_offset(), 2);
+    assert_eq!(log.epoch_cache().latest_epoch(), Some(1), "epoch 3 began at the end and holds nothing");
+    // Past the end too, and the cut is persisted.
+    log.assign_epoch_start(4).unwrap();
+    log.truncate_to(7, 0).unwrap();
+    assert_eq!(log.epoch_cache().latest_epoch(), Some(1));
+    log.close(0).unwrap();
+    let log = open(dir.path(), small_config());
+    assert_eq!(log.epoch_cache().latest_epoch(), Some(1));
+}
+
 #[test]
 fn truncate_below_log_start_restarts_the_log() {
     let dir = tempfile::tempdir().unwrap();

@@ -7,7 +7,8 @@
 //! the target as the end offset, leaving a gap; we keep the end at a batch boundary so it
 //! is the same before and after a restart). If that would put the end below the log start,
 //! the log restarts empty at the log start instead. The epoch
-//! cache forgets epochs that started at or after the new end, producer state is rebuilt from
+//! cache forgets epochs that started at or after the new end (also when the target is at or
+//! past the end, so nothing else is cut), producer state is rebuilt from
 //! the newest snapshot at or below the new end, and the recovery point moves down.
 
 use std::collections::BTreeMap;
@@ -29,7 +30,11 @@ impl Log {
             });
         }
         if offset >= log_end {
-            return Ok(());
+            // Nothing to cut from the log, but a leader that recorded its epoch at the log end
+            // and was deposed before appending keeps an entry its new leader never had: it
+            // goes, as in Kafka's `truncateTo`, or the follower's fetches name that epoch and
+            // are told the same divergence forever.
+            return self.epoch_cache.truncate_from_end(log_end);
         }
         if offset < self.log_start_offset {
             return self.truncate_fully_and_start_at(offset, now_ms);

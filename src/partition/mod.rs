@@ -51,6 +51,22 @@ pub enum PartitionError {
     /// A replica that is not among the partition's replicas fetched as a follower.
     #[error("node {0} is not a replica of this partition")]
     NotAReplica(NodeId),
+    /// A fetch answer arrived after this replica stopped following that leader in that
+    /// epoch (it leads now, or follows another): it is not applied.
+    #[error("this replica no longer follows {} in leader epoch {}", .0.leader, .0.leader_epoch.0)]
+    StaleFetch(FetchedFrom),
+}
+
+/// The leader and leader epoch a follower's fetch was sent in. Follower-side changes
+/// (append, truncation, the high watermark) carry it and apply only while the replica still
+/// follows that leader in that epoch, checked under the log's lock that becoming leader also
+/// takes: an answer to a fetch sent before this replica was elected must not truncate or
+/// extend the log it now leads with (found by `replication::sim`: a new leader truncated
+/// committed records on a late answer from its former leader).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FetchedFrom {
+    pub leader: NodeId,
+    pub leader_epoch: LeaderEpoch,
 }
 
 /// This replica's part in the partition.
@@ -309,6 +325,10 @@ impl Partition {
         registration: &LeaderRegistration,
         now_ms: u64,
     ) -> Result<Option<AlterIsrRequest>, PartitionError> {
+        // The log's lock first, then the role's, as appends take them (`publish_positions`
+        // runs under the log's lock and takes the role's): one order, no deadlock, and no
+        // follower-side change can slip in between (see `FetchedFrom`).
+        let mut log = self.log();
         let mut role = self.role();
         if let Role::Leader(l) = &mut *role
             && l.leader_epoch() == registration.leader_epoch
@@ -318,16 +338,19 @@ impl Partition {
             let effect = l.on_registration(registration, now_ms).unwrap_or(effect);
             let hw = l.high_watermark();
             drop(role);
+            drop(log);
             self.publish_high_watermark(hw.0);
             return Ok(effect.alter_isr);
         }
+        let unreplicated = registration.replicas.len() > 1 && Self::leads_unregistered(&role);
         let (end, hw) = {
-            let mut log = self.log();
             if log.epoch_cache().latest_epoch().is_none_or(|e| e < registration.leader_epoch.0) {
                 log.assign_epoch_start(registration.leader_epoch.0)?;
             }
-            (log.log_end_offset(), self.high_watermark())
+            let hw = if unreplicated { log.log_start_offset() } else { self.high_watermark() };
+            (log.log_end_offset(), hw)
         };
+        drop(log);
         let leader = LeaderReplicas::new(local, config, registration, Offset(end), Offset(hw), now_ms);
         let hw = leader.high_watermark();
         *role = Role::Leader(Box::new(leader));
@@ -341,9 +364,28 @@ impl Partition {
 
     /// This replica follows `leader` in `leader_epoch` (`None`: the partition has no leader).
     pub fn become_follower(&self, leader: Option<NodeId>, leader_epoch: LeaderEpoch) {
-        *self.role() = Role::Follower { leader };
+        let mut role = self.role();
+        let unregistered = Self::leads_unregistered(&role);
+        *role = Role::Follower { leader };
+        drop(role);
+        if unregistered {
+            let start = self.log_start_offset();
+            self.high_watermark.store(start, Ordering::Release);
+            self.publish_lso();
+        }
         self.leader_epoch.store(leader_epoch.0, Ordering::Release);
         self.wake_waiters();
+    }
+
+    /// Whether this replica still leads alone as [`Partition::open`] left it, before any
+    /// registration gave it a role. Its high watermark is then its log end, which is right
+    /// for a single node but says nothing once the partition turns out to be replicated: the
+    /// tail may never have been committed. Kafka reads the mark from
+    /// `replication-offset-checkpoint`; without one, a replica taking a replicated role
+    /// starts its mark at the log start and learns it again (from the leader's answers, or
+    /// as leader from its ISR's fetches), so a restart never exposes uncommitted records.
+    fn leads_unregistered(role: &Role) -> bool {
+        matches!(role, Role::Leader(l) if l.local() == LeaderReplicas::UNREGISTERED)
     }
 
     /// A follower fetched at `fetch_offset` (the leader's side of replication). Returns the
@@ -405,9 +447,17 @@ impl Partition {
         (e >= 0).then_some((LeaderEpoch(e), Offset(end)))
     }
 
+    /// Fails with [`PartitionError::StaleFetch`] unless this replica follows `from`'s leader
+    /// in its epoch. Call with the log's lock held.
+    fn check_follows(&self, from: FetchedFrom) -> Result<(), PartitionError> {
+        let follows = matches!(&*self.role(), Role::Follower { leader: Some(l) } if *l == from.leader);
+        if follows && self.leader_epoch() == from.leader_epoch { Ok(()) } else { Err(PartitionError::StaleFetch(from)) }
+    }
+
     /// A follower appends what its leader sent: offsets as the leader assigned them.
-    pub fn append_as_follower(&self, records: &[u8], now_ms: i64) -> Result<Option<(i64, i64)>, PartitionError> {
+    pub fn append_as_follower(&self, from: FetchedFrom, records: &[u8], now_ms: i64) -> Result<Option<(i64, i64)>, PartitionError> {
         let mut log = self.log();
+        self.check_follows(from)?;
         let appended = log.append_as_follower(records, now_ms)?;
         self.publish_positions(&log, now_ms);
         Ok(appended)
@@ -415,11 +465,9 @@ impl Partition {
 
     /// A follower takes the leader's high watermark (bounded by its own log end) and log
     /// start offset.
-    pub fn follower_update(&self, leader_high_watermark: Offset, leader_log_start: Offset, now_ms: i64) -> Result<(), PartitionError> {
-        if self.is_leader() {
-            return Err(PartitionError::NotLeader);
-        }
+    pub fn follower_update(&self, from: FetchedFrom, leader_high_watermark: Offset, leader_log_start: Offset, now_ms: i64) -> Result<(), PartitionError> {
         let mut log = self.log();
+        self.check_follows(from)?;
         if leader_log_start.0 > log.log_start_offset() && leader_log_start.0 <= log.log_end_offset() {
             log.delete_records_before(leader_log_start.0)?;
         }
@@ -435,8 +483,9 @@ impl Partition {
     }
 
     /// A follower removes everything from `offset` on (its log diverged from the leader's).
-    pub fn truncate_to(&self, offset: Offset, now_ms: i64) -> Result<(), PartitionError> {
+    pub fn truncate_to(&self, from: FetchedFrom, offset: Offset, now_ms: i64) -> Result<(), PartitionError> {
         let mut log = self.log();
+        self.check_follows(from)?;
         log.truncate_to(offset.0, now_ms)?;
         let end = log.log_end_offset();
         self.publish_positions(&log, now_ms);
@@ -449,8 +498,9 @@ impl Partition {
 
     /// A follower whose fetch offset the leader no longer has (below its log start) restarts
     /// its log empty at `offset`.
-    pub fn truncate_fully_and_start_at(&self, offset: Offset, now_ms: i64) -> Result<(), PartitionError> {
+    pub fn truncate_fully_and_start_at(&self, from: FetchedFrom, offset: Offset, now_ms: i64) -> Result<(), PartitionError> {
         let mut log = self.log();
+        self.check_follows(from)?;
         log.truncate_fully_and_start_at(offset.0, now_ms)?;
         self.publish_positions(&log, now_ms);
         drop(log);
@@ -820,6 +870,76 @@ mod tests {
         let p = open(dir.path(), i64::MAX);
         let a = p.append(&BatchBuilder::new(0).records(3, 10).build(), 0).unwrap();
         assert!(!a.flush_due);
+    }
+
+    fn registration(replicas: &[i32], isr: &[i32]) -> LeaderRegistration {
+        LeaderRegistration {
+            replicas: replicas.iter().map(|r| NodeId(*r)).collect(),
+            isr: isr.iter().map(|r| NodeId(*r)).collect(),
+            leader_epoch: LeaderEpoch(4),
+            partition_epoch: crate::types::PartitionEpoch(9),
+        }
+    }
+
+    /// Five records appended, then the process dies (no close).
+    fn written_and_closed_by_a_crash(dir: &Path) {
+        let p = open(dir, i64::MAX);
+        p.append(&BatchBuilder::new(0).records(5, 10).build(), 0).unwrap();
+    }
+
+    /// Found by `replication::sim`: a broker that crashed with records past the committed
+    /// mark reopened its log with the mark at the log end and, leading again by the metadata
+    /// it had before the crash, served the uncommitted tail to consumers; the replicas the
+    /// controller elected next lacked it.
+    #[test]
+    fn a_reopened_replica_does_not_take_its_log_end_for_committed() {
+        let config = ReplicationConfig { replica_lag_time_max_ms: 30_000, min_insync_replicas: 2 };
+        let dir = tempfile::tempdir().unwrap();
+        written_and_closed_by_a_crash(dir.path());
+        let p = open(dir.path(), i64::MAX);
+        assert_eq!(p.high_watermark(), 5, "leading alone, as a single node's partition");
+        p.become_leader(NodeId(1), config, &registration(&[1, 2, 3], &[1, 2]), 10).unwrap();
+        assert_eq!(p.high_watermark(), 0, "nobody has fetched: nothing is known to be committed");
+        p.record_follower_fetch(NodeId(2), Offset(5), Offset(0), None, 11).unwrap();
+        assert_eq!(p.high_watermark(), 5);
+
+        let dir = tempfile::tempdir().unwrap();
+        written_and_closed_by_a_crash(dir.path());
+        let p = open(dir.path(), i64::MAX);
+        p.become_follower(Some(NodeId(2)), LeaderEpoch(4));
+        assert_eq!(p.high_watermark(), 0);
+        let from = FetchedFrom { leader: NodeId(2), leader_epoch: LeaderEpoch(4) };
+        p.follower_update(from, Offset(3), Offset(0), 12).unwrap();
+        assert_eq!(p.high_watermark(), 3, "the leader's mark is taken");
+
+        // A partition whose only replica is this node still commits its whole log.
+        let dir = tempfile::tempdir().unwrap();
+        written_and_closed_by_a_crash(dir.path());
+        let p = open(dir.path(), i64::MAX);
+        let one = ReplicationConfig { min_insync_replicas: 1, ..config };
+        p.become_leader(NodeId(1), one, &registration(&[1], &[1]), 10).unwrap();
+        assert_eq!(p.high_watermark(), 5);
+    }
+
+    /// Found by `replication::sim`: a follower elected while its fetch to the old leader was
+    /// in flight took the late answer's truncation and cut records it had committed as leader.
+    #[test]
+    fn a_late_fetch_answer_does_not_touch_a_replica_that_leads_or_follows_another_epoch() {
+        let config = ReplicationConfig { replica_lag_time_max_ms: 30_000, min_insync_replicas: 1 };
+        let dir = tempfile::tempdir().unwrap();
+        let p = open(dir.path(), i64::MAX);
+        p.become_follower(Some(NodeId(1)), LeaderEpoch(3));
+        let sent = FetchedFrom { leader: NodeId(1), leader_epoch: LeaderEpoch(3) };
+        let batch = BatchBuilder::new(0).partition_leader_epoch(3).records(4, 10).build();
+        p.append_as_follower(sent, &batch, 0).unwrap();
+        p.become_leader(NodeId(2), config, &registration(&[1, 2], &[2]), 10).unwrap();
+        assert!(matches!(p.truncate_to(sent, Offset(0), 11), Err(PartitionError::StaleFetch(_))));
+        assert!(matches!(p.follower_update(sent, Offset(0), Offset(0), 11), Err(PartitionError::StaleFetch(_))));
+        assert_eq!(p.log_end_offset(), 4);
+        p.become_follower(Some(NodeId(1)), LeaderEpoch(5));
+        assert!(matches!(p.append_as_follower(sent, &batch, 12), Err(PartitionError::StaleFetch(_))), "another epoch");
+        assert!(matches!(p.truncate_fully_and_start_at(sent, Offset(9), 12), Err(PartitionError::StaleFetch(_))));
+        assert_eq!(p.log_end_offset(), 4);
     }
 
     #[tokio::test]

@@ -12,11 +12,19 @@
 //! - [`follower`]: what a follower does with a leader's answer: where to truncate after a
 //!   diverging epoch (KIP-320) and which high watermark to take.
 //!
+//! The seeded simulation (`sim`, test-only) runs these rules inside the production
+//! `Partition` on three simulated brokers and checks replication's invariants after every
+//! event; `planted` holds the test-only switches that break one rule each.
+//!
 //! The reference is Apache Kafka 4.x (`Partition.scala`, `Replica.scala`,
 //! `AbstractFetcherThread`, `ReplicationControlManager`); names follow it where they can.
 
 pub mod follower;
 pub mod leader;
+#[cfg(test)]
+pub mod planted;
+#[cfg(test)]
+mod sim;
 
 pub use follower::{follower_high_watermark, truncation_offset, EpochEndOffset, TruncationPoint};
 pub use leader::{high_watermark, AlterIsrRequest, AlterIsrResult, Effect, FollowerProgress, IsrState, LeaderRegistration, LeaderReplicas, ReplicationConfig};
