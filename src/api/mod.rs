@@ -287,10 +287,10 @@ impl Api {
             R::FindCoordinator(req) => S::FindCoordinator(find_coordinator::handle(self, v, req)),
             R::DescribeCluster(req) => S::DescribeCluster(describe_cluster::handle(self, req)),
             R::DeleteRecords(req) => S::DeleteRecords(delete_records::handle(self, req)),
-            R::InitProducerId(req) => S::InitProducerId(init_producer_id::handle(self, v, req)),
-            R::AddPartitionsToTxn(req) => S::AddPartitionsToTxn(add_partitions_to_txn::handle(self, v, req)),
-            R::AddOffsetsToTxn(req) => S::AddOffsetsToTxn(add_offsets_to_txn::handle(self, v, req)),
-            R::EndTxn(req) => S::EndTxn(end_txn::handle(self, v, req)),
+            R::InitProducerId(req) => S::InitProducerId(init_producer_id::handle(self, v, req).await),
+            R::AddPartitionsToTxn(req) => S::AddPartitionsToTxn(add_partitions_to_txn::handle(self, v, req).await),
+            R::AddOffsetsToTxn(req) => S::AddOffsetsToTxn(add_offsets_to_txn::handle(self, v, req).await),
+            R::EndTxn(req) => S::EndTxn(end_txn::handle(self, v, req).await),
             R::TxnOffsetCommit(req) => S::TxnOffsetCommit(txn_offset_commit::handle(self, v, req).await),
             R::WriteTxnMarkers(req) => S::WriteTxnMarkers(write_txn_markers::handle(self, req)),
             R::DescribeTransactions(req) => S::DescribeTransactions(describe_transactions::handle(self, req)),
@@ -383,6 +383,15 @@ pub fn encode_response(
 pub(crate) async fn replicated(api: &Api, group: &str) -> Result<(), kafka_protocol::ResponseError> {
     match api.groups.write_barrier(group) {
         Some(barrier) => barrier.replicated(api.groups.write_timeout()).await,
+        None => Err(kafka_protocol::ResponseError::NotCoordinator),
+    }
+}
+
+/// Waits until everything the transaction coordinator wrote to `transactional_id`'s
+/// partition is replicated (`request.timeout.ms` at most).
+pub(crate) async fn txn_replicated(api: &Api, transactional_id: &str) -> Result<(), kafka_protocol::ResponseError> {
+    match api.txns.write_barrier(transactional_id) {
+        Some(barrier) => barrier.replicated(api.txns.write_timeout()).await,
         None => Err(kafka_protocol::ResponseError::NotCoordinator),
     }
 }
