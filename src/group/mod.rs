@@ -952,6 +952,33 @@ mod tests {
         b.shutdown();
     }
 
+    /// Losing leadership of a `__consumer_offsets` partition drops its groups
+    /// (NOT_COORDINATOR); winning it back in a later epoch loads them from the log again.
+    #[test]
+    fn resignation_unloads_and_a_new_election_reloads_the_groups() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = broker(dir.path());
+        b.auto_create_topic("t").unwrap();
+        let c = GroupCoordinator::new(b.clone());
+        c.start().unwrap();
+        let commit = |offset| vec![OffsetCommit { topic: "t".into(), partition: 0, offset, leader_epoch: -1, metadata: None }];
+        assert_eq!(c.commit_offsets("g", "", None, -1, commit(5)).unwrap(), vec![Ok(())]);
+        let p = PartitionId(c.partition_for("g"));
+        let epoch = b.partition(&TopicPartition::new(OFFSETS_TOPIC, p.0)).unwrap().leader_epoch();
+
+        c.on_resignation(p);
+        assert_eq!(c.commit_offsets("g", "", None, -1, commit(6)), Err(ResponseError::NotCoordinator));
+        assert_eq!(c.heartbeat("g", "m", None, 1), Err(ResponseError::NotCoordinator));
+        assert!(c.fetch_offsets("g", None).is_empty(), "unloaded groups are forgotten");
+
+        // Re-elected (inline: the test thread loads it as start-up does).
+        c.starting.store(true, std::sync::atomic::Ordering::Release);
+        c.on_election(p, LeaderEpoch(epoch.0 + 1));
+        assert_eq!(c.check_coordinator("g"), Ok(()));
+        assert_eq!(c.fetch_offsets("g", None)[0].2.as_ref().map(|o| o.offset), Some(5));
+        b.shutdown();
+    }
+
     #[test]
     fn java_string_hash_matches() {
         // Values of Java's "abc".hashCode() and "".hashCode().
