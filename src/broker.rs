@@ -9,13 +9,14 @@
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicI64;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use thiserror::Error;
 use uuid::Uuid;
 
 use crate::clock::Clock;
 use crate::config::BrokerConfig;
+use crate::coordinator::LeadershipListener;
 use crate::log::{LogConfig, RecoveryMode};
 use crate::metadata::controller::{self, ControllerError};
 use crate::metadata::features::{self, InvalidUpdate, UpgradeType};
@@ -25,7 +26,7 @@ use crate::metadata::{LocalChanges, MetadataImage, MetadataRecord, MetadataStore
 use crate::metrics::{Metrics, MetricsConfig};
 use crate::partition::{Partition, PartitionError};
 use crate::replication::{AlterIsrRequest, LeaderRegistration, ReplicationConfig};
-use crate::types::{BrokerEpoch, NodeId, TopicPartition};
+use crate::types::{BrokerEpoch, LeaderEpoch, NodeId, PartitionId, TopicPartition};
 
 /// Producer ids are taken from the metadata log in blocks of this size, so handing one out
 /// does not cost an fsync.
@@ -74,6 +75,38 @@ pub struct Broker {
     pub metrics: Arc<Metrics>,
     /// ISR changes the hosted leaders want, for the AlterPartition sender (`cluster::replica`).
     isr_changes: IsrChanges,
+    /// The coordinators, told when this node starts or stops leading a partition of their
+    /// internal topic. Weak: the coordinators hold the broker.
+    leadership_listeners: RwLock<Vec<Weak<dyn LeadershipListener>>>,
+}
+
+/// An internal topic as its coordinator wants it; [`Broker::create_internal_topic`] fits it
+/// to the cluster.
+#[derive(Debug, Clone)]
+pub struct InternalTopic {
+    pub name: String,
+    pub partitions: i32,
+    /// The configured factor (`offsets.topic.replication.factor`, ...).
+    pub replication_factor: i16,
+    pub configs: std::collections::BTreeMap<String, String>,
+}
+
+impl InternalTopic {
+    /// The topic to create on a cluster whose image is `image`.
+    fn spec(&self, image: &MetadataImage) -> controller::TopicSpec {
+        let unfenced = image.brokers.values().filter(|b| !b.fenced && !b.in_controlled_shutdown).count();
+        // A single node's image may register no broker: it is the one.
+        let available = i16::try_from(unfenced.max(1)).unwrap_or(i16::MAX);
+        let replication_factor = self.replication_factor.clamp(1, available);
+        let mut configs = self.configs.clone();
+        if let Some(v) = configs.get_mut("min.insync.replicas")
+            && let Ok(min_isr) = v.parse::<i16>()
+            && min_isr > replication_factor
+        {
+            *v = replication_factor.to_string();
+        }
+        controller::TopicSpec { name: self.name.clone(), partitions: self.partitions, replication_factor, configs, assignment: None }
+    }
 }
 
 /// A partition leader's ISR change waiting to go to the controller.
@@ -138,6 +171,7 @@ impl Broker {
             started_at_ms: AtomicI64::new(now),
             metrics,
             isr_changes: IsrChanges::default(),
+            leadership_listeners: RwLock::new(Vec::new()),
         });
         if quorum {
             // Directories are kept until the image says otherwise: it is empty until the
@@ -271,6 +305,42 @@ impl Broker {
         }
     }
 
+    /// Registers a coordinator for leadership changes of its topic's partitions, then tells
+    /// it of every partition of that topic this node leads now (registering first, so that a
+    /// change in between is told twice rather than missed; elections are idempotent).
+    pub fn add_leadership_listener(&self, listener: Weak<dyn LeadershipListener>) {
+        let Some(l) = listener.upgrade() else { return };
+        match self.leadership_listeners.write() {
+            Ok(mut g) => g.push(listener),
+            Err(p) => p.into_inner().push(listener),
+        }
+        let led: Vec<(PartitionId, LeaderEpoch)> = self
+            .partitions()
+            .into_iter()
+            .filter(|p| p.tp.topic == l.topic() && p.is_leader())
+            .map(|p| (p.tp.partition, p.leader_epoch()))
+            .collect();
+        for (partition, epoch) in led {
+            l.on_election(partition, epoch);
+        }
+    }
+
+    fn listeners_of(&self, topic: &str) -> Vec<Arc<dyn LeadershipListener>> {
+        read_lock(&self.leadership_listeners).iter().filter_map(Weak::upgrade).filter(|l| l.topic() == topic).collect()
+    }
+
+    fn tell_election(&self, tp: &TopicPartition, epoch: LeaderEpoch) {
+        for l in self.listeners_of(&tp.topic) {
+            l.on_election(tp.partition, epoch);
+        }
+    }
+
+    fn tell_resignation(&self, tp: &TopicPartition) {
+        for l in self.listeners_of(&tp.topic) {
+            l.on_resignation(tp.partition);
+        }
+    }
+
     /// The replication settings a partition's leader runs with.
     fn replication_config(&self, partition: &Partition) -> ReplicationConfig {
         ReplicationConfig {
@@ -293,9 +363,19 @@ impl Broker {
         for tp in tps {
             let Some(partition) = self.partition(tp) else { continue };
             let Some(reg) = image.topic(&tp.topic).and_then(|t| t.partition(tp.partition.0)) else { continue };
+            if reg.is_unknown() {
+                continue;
+            }
             let config = self.replication_config(&partition);
             for change in assign_role(&partition, reg, me, may_lead, config, eligible.as_ref(), now) {
                 self.submit_isr_change(&partition, change);
+            }
+            // The coordinators follow the role the partition took (a broker that may not lead
+            // yet leads nothing).
+            if partition.is_leader() && reg.leader == Some(me) {
+                self.tell_election(tp, reg.leader_epoch);
+            } else {
+                self.tell_resignation(tp);
             }
         }
     }
@@ -369,6 +449,30 @@ impl Broker {
                     return Ok((vec![], ()));
                 }
                 Ok((controller::create_topic(image, &self.config, spec)?, ()))
+            }),
+        }
+    }
+
+    /// Creates an internal topic (`__consumer_offsets`, `__transaction_state`) unless it
+    /// exists: the one creation path for both, on the active controller (another node
+    /// forwards it, as Kafka's `AutoTopicCreationManager` does). The replication factor is
+    /// the configured one capped by the unfenced brokers registered at creation (at least 1),
+    /// and a `min.insync.replicas` among `topic.configs` is capped by that factor, so a
+    /// smaller cluster still gets a topic whose writes can commit.
+    pub fn create_internal_topic(&self, topic: &InternalTopic) -> Result<(), BrokerError> {
+        if self.image().topic(&topic.name).is_some() {
+            return Ok(());
+        }
+        match self.cluster() {
+            Some(cluster) if !cluster.is_active_controller() => {
+                let spec = topic.spec(&self.image());
+                crate::runtime::block_on(crate::cluster::forward_create_topic(self, cluster, &spec))
+            }
+            _ => self.apply_metadata(|image| {
+                if image.topic(&topic.name).is_some() {
+                    return Ok((vec![], ()));
+                }
+                Ok((controller::create_topic(image, &self.config, &topic.spec(image))?, ()))
             }),
         }
     }
@@ -485,6 +589,7 @@ impl Broker {
         removed: Vec<Arc<Partition>>,
     ) -> Result<(), BrokerError> {
         for p in removed {
+            self.tell_resignation(&p.tp);
             if image.topic(&p.tp.topic).is_none_or(|t| t.id != p.topic_id) {
                 self.metrics.remove_topic(&p.tp.topic);
             }

@@ -128,6 +128,7 @@ pub const BROKER_KEYS: &[KeyDef] = &[
     key!("fetch.max.bytes", Kind::Int, Some("57671680"), "Largest Fetch response"),
     key!("max.incremental.fetch.session.cache.slots", Kind::Int, Some("1000"), "Fetch sessions kept at most"),
     key!("offsets.topic.num.partitions", Kind::Int, Some("50"), "Partitions of __consumer_offsets"),
+    key!("offsets.commit.timeout.ms", Kind::Int, Some("5000"), "How long an offset commit (any group coordinator write) waits for replication"),
     key!("offsets.topic.replication.factor", Kind::Short, Some("3"), "Replication factor of __consumer_offsets (capped at the number of brokers)"),
     key!("transaction.state.log.replication.factor", Kind::Short, Some("3"), "Replication factor of __transaction_state (capped at the number of brokers)"),
     key!("transaction.state.log.min.isr", Kind::Int, Some("2"), "min.insync.replicas of __transaction_state"),
@@ -442,8 +443,14 @@ impl BrokerConfig {
             let (k, v) = o.split_once('=').ok_or_else(|| ConfigError::BadOverride(o.clone()))?;
             config.set(k.trim(), v, "--override")?;
         }
-        config.cap_replication_factors(CLUSTER_BROKERS);
+        // A cluster keeps the configured factors (and Kafka's defaults): its controller caps
+        // them at creation by the brokers registered then (`Broker::create_internal_topic`).
+        config.restore_default_replication_factors();
         config.settings = config.parse_settings()?;
+        if !config.settings.runs_quorum() {
+            config.cap_replication_factors(CLUSTER_BROKERS);
+            config.settings = config.parse_settings()?;
+        }
         Ok(config)
     }
 
@@ -477,6 +484,18 @@ impl BrokerConfig {
         next.settings = next.parse_settings()?;
         *self = next;
         Ok(())
+    }
+
+    /// Undoes the single-node cap of [`BrokerConfig::default`] for the keys not configured:
+    /// their default and effective values go back to the key table's.
+    fn restore_default_replication_factors(&mut self) {
+        for key in INTERNAL_REPLICATION_FACTORS {
+            let Some(default) = key_def(key).and_then(|k| k.default) else { continue };
+            self.defaults.insert(key.to_string(), default.to_string());
+            if !self.statics.contains_key(*key) {
+                self.values.insert(key.to_string(), default.to_string());
+            }
+        }
     }
 
     /// Caps the replication factors of internal topics at `brokers`, in every layer.

@@ -11,6 +11,8 @@
 //!        ├─ group      the group coordinator: classic consumer groups and committed offsets,
 //!        │             durable in the internal topic `__consumer_offsets` (transactional
 //!        │             offsets pending until their marker)
+//!        ├─ coordinator what both coordinators share: the internal-topic partitions led
+//!        │             here (load on election, drop on resignation), acks=all answers
 //!        └─ broker     the replica manager: the partitions this node hosts, topic lifecycle
 //!             ├─ partition  leadership, high watermark, leader epoch, waits for appends
 //!             └─ metadata   the immutable cluster image (topics, ids, partition and broker
@@ -50,6 +52,7 @@ pub mod client;
 pub mod cluster;
 pub mod clock;
 pub mod config;
+pub mod coordinator;
 pub mod group;
 pub mod log;
 pub mod logging;

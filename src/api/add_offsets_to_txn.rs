@@ -12,9 +12,13 @@ use crate::types::TopicPartition;
 
 const PRODUCER_FENCED_MIN_VERSION: i16 = 2;
 
-pub fn handle(api: &Api, version: i16, req: AddOffsetsToTxnRequest) -> AddOffsetsToTxnResponse {
+pub async fn handle(api: &Api, version: i16, req: AddOffsetsToTxnRequest) -> AddOffsetsToTxnResponse {
     let mut r = AddOffsetsToTxnResponse::default();
-    let result = add(api, &req).map_err(|e| errors::fenced_for_version(e, version, PRODUCER_FENCED_MIN_VERSION));
+    let result = match add(api, &req) {
+        Ok(()) => super::txn_replicated(api, req.transactional_id.as_str()).await,
+        Err(e) => Err(e),
+    };
+    let result = result.map_err(|e| errors::fenced_for_version(e, version, PRODUCER_FENCED_MIN_VERSION));
     r.error_code = result.err().map_or(0, |e| e.code());
     r
 }

@@ -20,13 +20,13 @@ const BATCHED_MIN_VERSION: i16 = 4;
 /// First version whose clients know PRODUCER_FENCED.
 const PRODUCER_FENCED_MIN_VERSION: i16 = 2;
 
-pub fn handle(api: &Api, version: i16, req: AddPartitionsToTxnRequest) -> AddPartitionsToTxnResponse {
+pub async fn handle(api: &Api, version: i16, req: AddPartitionsToTxnRequest) -> AddPartitionsToTxnResponse {
     let mut r = AddPartitionsToTxnResponse::default();
     if version < BATCHED_MIN_VERSION {
         let id = req.v3_and_below_transactional_id.to_string();
         let pid = req.v3_and_below_producer_id.0;
         let partitions = flatten(&req.v3_and_below_topics);
-        let results = add(api, version, &id, pid, req.v3_and_below_producer_epoch, &partitions);
+        let results = replicated(api, &id, add(api, version, &id, pid, req.v3_and_below_producer_epoch, &partitions)).await;
         r.results_by_topic_v3_and_below = by_topic(&partitions, &results);
         return r;
     }
@@ -36,7 +36,7 @@ pub fn handle(api: &Api, version: i16, req: AddPartitionsToTxnRequest) -> AddPar
         let results = if t.verify_only {
             api.txns.verify_partitions(&id, t.producer_id.0, t.producer_epoch, &partitions)
         } else {
-            add(api, version, &id, t.producer_id.0, t.producer_epoch, &partitions)
+            replicated(api, &id, add(api, version, &id, t.producer_id.0, t.producer_epoch, &partitions)).await
         };
         let mut tr = AddPartitionsToTxnResult::default();
         tr.transactional_id = t.transactional_id;
@@ -44,6 +44,17 @@ pub fn handle(api: &Api, version: i16, req: AddPartitionsToTxnRequest) -> AddPar
         r.results_by_transaction.push(tr);
     }
     r
+}
+
+/// Successful results stand once the transaction's state is replicated.
+async fn replicated(api: &Api, id: &str, results: Vec<Result<(), ResponseError>>) -> Vec<Result<(), ResponseError>> {
+    if !results.iter().any(Result::is_ok) {
+        return results;
+    }
+    match super::txn_replicated(api, id).await {
+        Ok(()) => results,
+        Err(e) => results.into_iter().map(|r| r.and(Err(e))).collect(),
+    }
 }
 
 fn flatten(topics: &[AddPartitionsToTxnTopic]) -> Vec<TopicPartition> {

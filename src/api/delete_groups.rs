@@ -5,11 +5,15 @@ use kafka_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse};
 
 use super::Api;
 
-pub fn handle(api: &Api, req: DeleteGroupsRequest) -> DeleteGroupsResponse {
+pub async fn handle(api: &Api, req: DeleteGroupsRequest) -> DeleteGroupsResponse {
     let mut r = DeleteGroupsResponse::default();
     for id in req.groups_names {
         let mut g = DeletableGroupResult::default();
-        if let Err(e) = api.groups.delete_group(id.as_str()) {
+        let deleted = match api.groups.delete_group(id.as_str()) {
+            Ok(()) => super::replicated(api, id.as_str()).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = deleted {
             g.error_code = e.code();
         }
         g.group_id = id;

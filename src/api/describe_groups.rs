@@ -15,6 +15,12 @@ pub fn handle(api: &Api, version: i16, req: DescribeGroupsRequest) -> DescribeGr
         let mut g = DescribedGroup::default();
         g.group_id = id.clone();
         g.authorized_operations = operations;
+        if let Err(e) = api.groups.check_coordinator(id.as_str()) {
+            g.error_code = e.code();
+            g.group_state = str_bytes("");
+            r.groups.push(g);
+            continue;
+        }
         match api.groups.describe(id.as_str()) {
             None => g.group_state = str_bytes("Dead"),
             Some(d) => {

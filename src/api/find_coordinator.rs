@@ -1,6 +1,7 @@
 //! FindCoordinator: on a single node every group and transactional id is coordinated here.
-//! In a cluster a group's coordinator is the leader of its `__consumer_offsets` partition, as
-//! in Kafka (the topic is created on first use; COORDINATOR_NOT_AVAILABLE until it has a
+//! In a cluster a group's coordinator is the leader of its `__consumer_offsets` partition and
+//! a transactional id's the leader of its `__transaction_state` partition, as in Kafka (the
+//! topic is created on first use; COORDINATOR_NOT_AVAILABLE while the partition has no
 //! leader).
 
 use kafka_protocol::ResponseError;
@@ -27,17 +28,22 @@ fn error_message(error: Option<ResponseError>) -> StrBytes {
 fn coordinator(api: &Api, key_type: i8, key: &str) -> Result<(BrokerId, String, i32), ResponseError> {
     let advertised = api.broker.advertised();
     let local = (BrokerId(api.broker.node_id), advertised.host, advertised.port);
-    if key_type != KEY_TYPE_GROUP || api.broker.cluster().is_none() {
+    if api.broker.cluster().is_none() {
         return Ok(local);
     }
-    if let Err(e) = api.groups.ensure_offsets_topic() {
-        tracing::debug!(error = %e, "the group metadata topic is not available yet");
-        return Err(ResponseError::CoordinatorNotAvailable);
-    }
-    let partition = api.groups.partition_for(key);
+    let (topic, partition) = if key_type == KEY_TYPE_GROUP {
+        if let Err(e) = api.groups.ensure_offsets_topic() {
+            tracing::debug!(error = %e, "the group metadata topic is not available yet");
+            return Err(ResponseError::CoordinatorNotAvailable);
+        }
+        (crate::group::OFFSETS_TOPIC, api.groups.partition_for(key))
+    } else {
+        api.txns.ensure_state_topic()?;
+        (crate::txn::TRANSACTION_STATE_TOPIC, api.txns.partition_for(key))
+    };
     let image = api.broker.image();
     let leader = image
-        .topic(crate::group::OFFSETS_TOPIC)
+        .topic(topic)
         .and_then(|t| t.partition(partition))
         .and_then(|r| r.leader)
         .ok_or(ResponseError::CoordinatorNotAvailable)?;

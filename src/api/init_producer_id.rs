@@ -11,7 +11,7 @@ use crate::txn::state::{NO_EPOCH, NO_PRODUCER_ID, ProducerIdAndEpoch};
 /// INVALID_PRODUCER_EPOCH, as Kafka answers them.
 const PRODUCER_FENCED_MIN_VERSION: i16 = 4;
 
-pub fn handle(api: &Api, version: i16, req: InitProducerIdRequest) -> InitProducerIdResponse {
+pub async fn handle(api: &Api, version: i16, req: InitProducerIdRequest) -> InitProducerIdResponse {
     let mut r = InitProducerIdResponse::default();
     r.producer_id = ProducerId(-1);
     r.producer_epoch = -1;
@@ -33,7 +33,16 @@ pub fn handle(api: &Api, version: i16, req: InitProducerIdRequest) -> InitProduc
         }
         (producer_id, epoch) => Some(ProducerIdAndEpoch { producer_id, epoch }),
     };
-    match api.txns.init_producer_id(transactional_id.as_str(), req.transaction_timeout_ms, expected) {
+    let result = match api.txns.init_producer_id(transactional_id.as_str(), req.transaction_timeout_ms, expected) {
+        Ok(answer) => super::txn_replicated(api, transactional_id.as_str()).await.map(|()| answer),
+        // Fencing an open transaction wrote its abort: CONCURRENT_TRANSACTIONS only once
+        // that is replicated, as every answer.
+        Err(ResponseError::ConcurrentTransactions) => {
+            super::txn_replicated(api, transactional_id.as_str()).await.and(Err(ResponseError::ConcurrentTransactions))
+        }
+        Err(e) => Err(e),
+    };
+    match result {
         Ok((id, epoch)) => {
             r.producer_id = ProducerId(id);
             r.producer_epoch = epoch;

@@ -276,22 +276,22 @@ impl Api {
             R::SyncGroup(req) => S::SyncGroup(sync_group::handle(self, ctx, req).await),
             R::Heartbeat(req) => S::Heartbeat(heartbeat::handle(self, req)),
             R::LeaveGroup(req) => S::LeaveGroup(leave_group::handle(self, v, req)),
-            R::OffsetCommit(req) => S::OffsetCommit(offset_commit::handle(self, v, req)),
+            R::OffsetCommit(req) => S::OffsetCommit(offset_commit::handle(self, v, req).await),
             R::OffsetFetch(req) => S::OffsetFetch(offset_fetch::handle(self, v, req)),
             R::DescribeGroups(req) => S::DescribeGroups(describe_groups::handle(self, v, req)),
             R::ListGroups(req) => S::ListGroups(list_groups::handle(self, v, req)),
-            R::DeleteGroups(req) => S::DeleteGroups(delete_groups::handle(self, req)),
-            R::OffsetDelete(req) => S::OffsetDelete(offset_delete::handle(self, req)),
+            R::DeleteGroups(req) => S::DeleteGroups(delete_groups::handle(self, req).await),
+            R::OffsetDelete(req) => S::OffsetDelete(offset_delete::handle(self, req).await),
             R::ConsumerGroupHeartbeat(req) => S::ConsumerGroupHeartbeat(consumer_group_heartbeat::handle(self, ctx, req)),
             R::ConsumerGroupDescribe(req) => S::ConsumerGroupDescribe(consumer_group_describe::handle(self, v, req)),
             R::FindCoordinator(req) => S::FindCoordinator(find_coordinator::handle(self, v, req)),
             R::DescribeCluster(req) => S::DescribeCluster(describe_cluster::handle(self, req)),
             R::DeleteRecords(req) => S::DeleteRecords(delete_records::handle(self, req)),
-            R::InitProducerId(req) => S::InitProducerId(init_producer_id::handle(self, v, req)),
-            R::AddPartitionsToTxn(req) => S::AddPartitionsToTxn(add_partitions_to_txn::handle(self, v, req)),
-            R::AddOffsetsToTxn(req) => S::AddOffsetsToTxn(add_offsets_to_txn::handle(self, v, req)),
-            R::EndTxn(req) => S::EndTxn(end_txn::handle(self, v, req)),
-            R::TxnOffsetCommit(req) => S::TxnOffsetCommit(txn_offset_commit::handle(self, v, req)),
+            R::InitProducerId(req) => S::InitProducerId(init_producer_id::handle(self, v, req).await),
+            R::AddPartitionsToTxn(req) => S::AddPartitionsToTxn(add_partitions_to_txn::handle(self, v, req).await),
+            R::AddOffsetsToTxn(req) => S::AddOffsetsToTxn(add_offsets_to_txn::handle(self, v, req).await),
+            R::EndTxn(req) => S::EndTxn(end_txn::handle(self, v, req).await),
+            R::TxnOffsetCommit(req) => S::TxnOffsetCommit(txn_offset_commit::handle(self, v, req).await),
             R::WriteTxnMarkers(req) => S::WriteTxnMarkers(write_txn_markers::handle(self, req)),
             R::DescribeTransactions(req) => S::DescribeTransactions(describe_transactions::handle(self, req)),
             R::ListTransactions(req) => S::ListTransactions(list_transactions::handle(self, req)),
@@ -375,6 +375,25 @@ pub fn encode_response(
         }
     }
     out.finish().map_err(|e| ApiError::Encode { api: api_key, version, reason: e.to_string() })
+}
+
+/// Waits until everything the group coordinator wrote to `group`'s partition is replicated
+/// (`offsets.commit.timeout.ms` at most): a write is answered only then, with the error
+/// Kafka's coordinator answers otherwise.
+pub(crate) async fn replicated(api: &Api, group: &str) -> Result<(), kafka_protocol::ResponseError> {
+    match api.groups.write_barrier(group) {
+        Some(barrier) => barrier.replicated(api.groups.write_timeout()).await,
+        None => Err(kafka_protocol::ResponseError::NotCoordinator),
+    }
+}
+
+/// Waits until everything the transaction coordinator wrote to `transactional_id`'s
+/// partition is replicated (`request.timeout.ms` at most).
+pub(crate) async fn txn_replicated(api: &Api, transactional_id: &str) -> Result<(), kafka_protocol::ResponseError> {
+    match api.txns.write_barrier(transactional_id) {
+        Some(barrier) => barrier.replicated(api.txns.write_timeout()).await,
+        None => Err(kafka_protocol::ResponseError::NotCoordinator),
+    }
 }
 
 pub(crate) fn str_bytes(s: &str) -> StrBytes {

@@ -1,4 +1,5 @@
-//! OffsetCommit: durable in `__consumer_offsets` before the answer.
+//! OffsetCommit: appended to `__consumer_offsets` and replicated (the high watermark past it)
+//! before the answer.
 
 use kafka_protocol::messages::offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic};
 use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
@@ -6,7 +7,7 @@ use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
 use super::Api;
 use crate::group::OffsetCommit;
 
-pub fn handle(api: &Api, version: i16, req: OffsetCommitRequest) -> OffsetCommitResponse {
+pub async fn handle(api: &Api, version: i16, req: OffsetCommitRequest) -> OffsetCommitResponse {
     let commits: Vec<OffsetCommit> = req
         .topics
         .iter()
@@ -28,6 +29,13 @@ pub fn handle(api: &Api, version: i16, req: OffsetCommitRequest) -> OffsetCommit
         req.generation_id_or_member_epoch,
         commits,
     );
+    let outcome = match outcome {
+        Ok(results) if results.iter().any(Result::is_ok) => match super::replicated(api, req.group_id.as_str()).await {
+            Ok(()) => Ok(results),
+            Err(e) => Ok(results.into_iter().map(|r| r.and(Err(e))).collect()),
+        },
+        other => other,
+    };
     let mut results = match &outcome {
         Ok(r) => r.clone().into_iter(),
         Err(_) => Vec::new().into_iter(),

@@ -5,11 +5,15 @@ use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse};
 
 use super::Api;
 
-pub fn handle(api: &Api, req: OffsetDeleteRequest) -> OffsetDeleteResponse {
+pub async fn handle(api: &Api, req: OffsetDeleteRequest) -> OffsetDeleteResponse {
     let partitions: Vec<(String, i32)> =
         req.topics.iter().flat_map(|t| t.partitions.iter().map(move |p| (t.name.to_string(), p.partition_index))).collect();
     let mut r = OffsetDeleteResponse::default();
-    let results = match api.groups.delete_offsets(req.group_id.as_str(), partitions) {
+    let deleted = match api.groups.delete_offsets(req.group_id.as_str(), partitions) {
+        Ok(results) => super::replicated(api, req.group_id.as_str()).await.map(|()| results),
+        Err(e) => Err(e),
+    };
+    let results = match deleted {
         Ok(results) => results,
         Err(e) => {
             r.error_code = e.code();

@@ -53,6 +53,11 @@ pub fn handle(api: &Api, version: i16, req: OffsetFetchRequest) -> OffsetFetchRe
             let topics = g.topics.map(|ts| ts.into_iter().map(|t| (t.name.to_string(), t.partition_indexes)).collect());
             let mut gr = OffsetFetchResponseGroup::default();
             gr.group_id = g.group_id.clone();
+            if let Err(e) = api.groups.check_coordinator(g.group_id.as_str()) {
+                gr.error_code = e.code();
+                r.groups.push(gr);
+                continue;
+            }
             for (topic, parts) in by_topic(rows(api, g.group_id.as_str(), topics, req.require_stable)) {
                 let mut tr = OffsetFetchResponseTopics::default();
                 tr.name = TopicName(str_bytes(&topic));
@@ -71,6 +76,13 @@ pub fn handle(api: &Api, version: i16, req: OffsetFetchRequest) -> OffsetFetchRe
             r.groups.push(gr);
         }
         return r;
+    }
+    if let Err(e) = api.groups.check_coordinator(req.group_id.as_str()) {
+        // v2+ carry a top-level error; v1 only per partition.
+        if version >= 2 {
+            r.error_code = e.code();
+            return r;
+        }
     }
     let topics = req.topics.map(|ts| ts.into_iter().map(|t| (t.name.to_string(), t.partition_indexes)).collect());
     let require_stable = version >= 7 && req.require_stable;

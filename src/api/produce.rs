@@ -137,41 +137,23 @@ async fn sync_partition(api: &Api, tp: TopicPartition) -> Result<(), String> {
     }
 }
 
-/// acks=all (Kafka's `DelayedProduce`): waits until the partition's high watermark reaches
-/// `required` (every in-sync replica holds the records), then checks the ISR still meets
-/// `min.insync.replicas`. Leadership lost meanwhile answers NOT_LEADER_OR_FOLLOWER, the
-/// deadline REQUEST_TIMED_OUT. Only this request waits: other connections go on.
+/// acks=all: waits for the partition's high watermark to reach `required`
+/// ([`crate::partition::Partition::wait_replicated`]); leadership lost meanwhile answers
+/// NOT_LEADER_OR_FOLLOWER, the deadline REQUEST_TIMED_OUT, a shrunk ISR
+/// NOT_ENOUGH_REPLICAS_AFTER_APPEND.
 async fn wait_for_replication(api: &Api, tp: &TopicPartition, required: i64, deadline: tokio::time::Instant) -> Result<(), ResponseError> {
+    use crate::partition::ReplicationWait;
     let Some(partition) = api.broker.partition(tp) else { return Err(ResponseError::NotLeaderOrFollower) };
     let epoch = partition.leader_epoch();
-    let waiter = std::sync::Arc::new(tokio::sync::Notify::new());
+    // Cut off from the controller past the session timeout: leadership has moved or is
+    // about to (see `Cluster::session_lapsed`).
     let session_lapsed = || api.broker.cluster().is_some_and(|c| c.session_lapsed());
-    loop {
-        partition.watch_high_watermark(&waiter);
-        if !partition.is_leader() || partition.leader_epoch() != epoch {
-            return Err(ResponseError::NotLeaderOrFollower);
-        }
-        if partition.high_watermark() >= required {
-            let min_isr = usize::try_from(partition.config().min_insync_replicas.max(1)).unwrap_or(1);
-            let isr = partition.isr().map_or(0, |(isr, _)| isr.len());
-            return if isr >= min_isr { Ok(()) } else { Err(ResponseError::NotEnoughReplicasAfterAppend) };
-        }
-        // Cut off from the controller past the session timeout: leadership has moved or is
-        // about to (see `Cluster::session_lapsed`).
-        if session_lapsed() {
-            return Err(ResponseError::NotLeaderOrFollower);
-        }
-        tokio::select! {
-            _ = waiter.notified() => {}
-            _ = tokio::time::sleep(SESSION_CHECK_INTERVAL) => {}
-            _ = tokio::time::sleep_until(deadline) => return Err(ResponseError::RequestTimedOut),
-        }
-    }
+    partition.wait_replicated(crate::types::Offset(required), epoch, deadline, session_lapsed).await.map_err(|e| match e {
+        ReplicationWait::NotLeader => ResponseError::NotLeaderOrFollower,
+        ReplicationWait::TimedOut => ResponseError::RequestTimedOut,
+        ReplicationWait::BelowMinIsr => ResponseError::NotEnoughReplicasAfterAppend,
+    })
 }
-
-/// How often a produce waiting for its followers checks that this broker's controller
-/// session is still alive.
-const SESSION_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Why a partition's records are refused: the error code, the partition's `error_message`
 /// and, for faults of single records, each one's index and message (Produce v8+ carries them,

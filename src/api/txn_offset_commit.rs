@@ -30,7 +30,7 @@ fn verify(api: &Api, version: i16, req: &TxnOffsetCommitRequest) -> Result<(), R
     }
 }
 
-pub fn handle(api: &Api, version: i16, req: TxnOffsetCommitRequest) -> TxnOffsetCommitResponse {
+pub async fn handle(api: &Api, version: i16, req: TxnOffsetCommitRequest) -> TxnOffsetCommitResponse {
     let mut commits = Vec::new();
     for t in &req.topics {
         for p in &t.partitions {
@@ -54,6 +54,13 @@ pub fn handle(api: &Api, version: i16, req: TxnOffsetCommitRequest) -> TxnOffset
         commits,
         )
     });
+    let committed = match committed {
+        Ok(results) if results.iter().any(Result::is_ok) => match super::replicated(api, req.group_id.as_str()).await {
+            Ok(()) => Ok(results),
+            Err(e) => Ok(results.into_iter().map(|r| r.and(Err(e))).collect()),
+        },
+        other => other,
+    };
     let results: Vec<Result<(), ResponseError>> = match committed {
         Ok(results) => results,
         Err(e) => req.topics.iter().flat_map(|t| t.partitions.iter().map(move |_| Err(e))).collect(),

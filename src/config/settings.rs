@@ -130,6 +130,10 @@ pub struct GroupSettings {
     pub consumer_max_size: usize,
     /// `offsets.topic.num.partitions`, at least 1.
     pub offsets_topic_num_partitions: i32,
+    /// `offsets.topic.replication.factor`, at least 1 (capped at creation by the brokers).
+    pub offsets_topic_replication_factor: i16,
+    /// `offsets.commit.timeout.ms`: how long a coordinator write waits for replication.
+    pub offsets_commit_timeout_ms: u64,
     /// `offsets.retention.minutes`, in ms.
     pub offsets_retention_ms: i64,
 }
@@ -139,6 +143,10 @@ pub struct GroupSettings {
 pub struct TxnSettings {
     /// `transaction.state.log.num.partitions`, at least 1.
     pub num_partitions: i32,
+    /// `transaction.state.log.replication.factor`, at least 1 (capped at creation).
+    pub replication_factor: i16,
+    /// `transaction.state.log.min.isr`, at least 1: `min.insync.replicas` of the topic.
+    pub min_isr: i32,
     /// `transaction.state.log.segment.bytes`, at least 1.
     pub segment_bytes: i32,
     /// `transaction.max.timeout.ms`.
@@ -234,6 +242,12 @@ impl Source<'_> {
 
     fn number<T: std::str::FromStr>(&self, key: &str, kind: Kind, text: &str) -> Result<T, ConfigError> {
         text.trim().parse().map_err(|_| self.invalid(key, text, format!("expected {kind:?}")))
+    }
+
+    /// A 16-bit value of at least `min` (smaller values are raised to it).
+    fn short_at_least(&self, key: &str, min: i16) -> Result<i16, ConfigError> {
+        let v: i16 = self.number(key, Kind::Short, self.required(key, Kind::Short)?)?;
+        Ok(v.max(min))
     }
 
     fn int(&self, key: &str) -> Result<i32, ConfigError> {
@@ -516,6 +530,8 @@ impl GroupSettings {
             consumer_heartbeat_interval_ms: s.int("group.consumer.heartbeat.interval.ms")?,
             consumer_max_size: s.usize_at_least("group.consumer.max.size", 1)?,
             offsets_topic_num_partitions: s.int("offsets.topic.num.partitions")?.max(1),
+            offsets_topic_replication_factor: s.short_at_least("offsets.topic.replication.factor", 1)?,
+            offsets_commit_timeout_ms: s.int("offsets.commit.timeout.ms")?.max(1).unsigned_abs().into(),
             offsets_retention_ms: s.long_of_int("offsets.retention.minutes")? * 60_000,
         })
     }
@@ -541,6 +557,8 @@ impl TxnSettings {
     fn parse(s: &Source<'_>) -> Result<Self, ConfigError> {
         Ok(TxnSettings {
             num_partitions: s.int("transaction.state.log.num.partitions")?.max(1),
+            replication_factor: s.short_at_least("transaction.state.log.replication.factor", 1)?,
+            min_isr: s.int("transaction.state.log.min.isr")?.max(1),
             segment_bytes: s.int("transaction.state.log.segment.bytes")?.max(1),
             max_timeout_ms: s.int("transaction.max.timeout.ms")?,
             abort_check_interval_ms: s.long_of_int("transaction.abort.timed.out.transaction.cleanup.interval.ms")?.max(1),

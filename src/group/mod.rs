@@ -4,9 +4,15 @@
 //! `__consumer_offsets` (partition = hash of the group id, as Kafka chooses it): an offset
 //! commit is appended (and so on disk as the topic's flush policy says) before it is
 //! acknowledged; group metadata is written when a generation becomes stable and when a group
-//! empties. On start-up the topic is replayed to rebuild offsets and generations.
-//! Membership itself is not restored: after a coordinator restart members rejoin, as they do
-//! after a Kafka coordinator failover.
+//! empties.
+//!
+//! This node coordinates the groups of the `__consumer_offsets` partitions it leads (see
+//! [`crate::coordinator`]): becoming leader of one, it replays that partition to its log end
+//! to rebuild offsets and generations (COORDINATOR_LOAD_IN_PROGRESS meanwhile); losing it, it
+//! drops those groups (NOT_COORDINATOR). An offset commit is answered once its records are
+//! replicated (the handler waits on [`GroupCoordinator::write_barrier`]). Membership itself
+//! is restored only as the last stable generation: members of a moved group rejoin, as they
+//! do after a Kafka coordinator failover.
 //!
 //! Transactional offsets (TxnOffsetCommit, KIP-447) are written as a transactional batch of
 //! the producer and kept pending, invisible to OffsetFetch, until the transaction's marker
@@ -28,9 +34,10 @@ use bytes::Bytes;
 use kafka_protocol::ResponseError;
 use kafka_protocol::records::{Record, RecordBatchDecoder};
 
-use crate::broker::{Broker, BrokerError};
+use crate::broker::{Broker, BrokerError, InternalTopic};
+use crate::coordinator::{LeadershipListener, OwnedPartitions, WriteBarrier};
 use crate::record::BatchBuilder;
-use crate::metadata::controller::TopicSpec;
+use crate::types::{LeaderEpoch, PartitionId, TopicPartition};
 use classic::{ClassicGroup, GroupLimits, GroupState, JoinRequest, JoinResult, Reply, SyncResult};
 use consumer::{ConsumerGroup, ConsumerLimits, ConsumerMember, HeartbeatRequest, HeartbeatResult, TopicsView};
 
@@ -125,7 +132,13 @@ pub struct GroupCoordinator {
     broker: Arc<Broker>,
     limits: GroupLimits,
     consumer_limits: ConsumerLimits,
+    /// The groups of the partitions in `owned` that are loaded.
+    /// Lock order: `groups`, then `owned` (which is never held while taking another lock).
     groups: Mutex<HashMap<String, GroupEntry>>,
+    owned: OwnedPartitions,
+    /// Set while [`GroupCoordinator::start`] runs: loads happen on its thread.
+    starting: std::sync::atomic::AtomicBool,
+    this: std::sync::Weak<GroupCoordinator>,
 }
 
 /// One partition of a TxnOffsetCommit.
@@ -151,7 +164,15 @@ impl GroupCoordinator {
             heartbeat_interval_ms: c.consumer_heartbeat_interval_ms,
             max_size: c.consumer_max_size,
         };
-        Arc::new(Self { broker, limits, consumer_limits, groups: Mutex::new(HashMap::new()) })
+        Arc::new_cyclic(|this| Self {
+            broker,
+            limits,
+            consumer_limits,
+            groups: Mutex::new(HashMap::new()),
+            owned: OwnedPartitions::default(),
+            starting: std::sync::atomic::AtomicBool::new(false),
+            this: this.clone(),
+        })
     }
 
     /// The KIP-848 limits of `group_id`: its group configs (`consumer.session.timeout.ms`,
@@ -182,21 +203,32 @@ impl GroupCoordinator {
         self.broker.clock.now_ms()
     }
 
-    /// Replays `__consumer_offsets` if it exists. Like Kafka, the topic is created on first
-    /// use, so a broker that never sees a group starts without its 50 partitions.
+    /// Starts coordinating the `__consumer_offsets` partitions this node leads, loading
+    /// them on this thread before it returns; later elections load on a thread of their own.
+    /// Like Kafka, the topic is created on first use, so a broker that never sees a group
+    /// starts without its 50 partitions.
     pub fn start(&self) -> Result<(), BrokerError> {
-        self.load();
+        use std::sync::atomic::Ordering;
+        self.starting.store(true, Ordering::Release);
+        let me: std::sync::Weak<dyn LeadershipListener> = self.this.clone();
+        self.broker.add_leadership_listener(me);
+        self.starting.store(false, Ordering::Release);
         Ok(())
     }
 
     /// Creates `__consumer_offsets` if it does not exist yet (first use).
     pub fn ensure_offsets_topic(&self) -> Result<(), BrokerError> {
-        let partitions = self.broker.config.settings().group.offsets_topic_num_partitions;
+        let settings = self.broker.config.settings();
         let mut configs = BTreeMap::new();
         configs.insert("cleanup.policy".to_string(), "compact".to_string());
+        configs.insert("compression.type".to_string(), "producer".to_string());
         configs.insert("segment.bytes".to_string(), OFFSETS_SEGMENT_BYTES.to_string());
-        let spec = TopicSpec { name: OFFSETS_TOPIC.to_string(), partitions, replication_factor: 1, configs, assignment: None };
-        self.broker.create_topic_if_absent(&spec)
+        self.broker.create_internal_topic(&InternalTopic {
+            name: OFFSETS_TOPIC.to_string(),
+            partitions: settings.group.offsets_topic_num_partitions,
+            replication_factor: settings.group.offsets_topic_replication_factor,
+            configs,
+        })
     }
 
     /// The `__consumer_offsets` partition of `group` (Kafka's `partitionFor`).
@@ -208,47 +240,47 @@ impl GroupCoordinator {
         (if h == i32::MIN { 0 } else { h.abs() }) % n
     }
 
-    /// Rebuilds offsets and group generations from `__consumer_offsets`.
-    fn load(&self) {
-        let Some(topic) = self.broker.image().topic(OFFSETS_TOPIC).cloned() else { return };
-        let now = self.now();
-        let mut groups = self.groups();
-        for i in 0..topic.partition_count() {
-            let Some(p) = self.broker.partition(&crate::types::TopicPartition::new(OFFSETS_TOPIC, i)) else { continue };
-            let mut offset = p.log_start_offset();
-            while offset < p.high_watermark() {
-                let Ok(read) = p.read_to_log_end(offset, LOAD_READ_BYTES, true) else { break };
-                if read.records.is_empty() {
-                    break;
-                }
-                let mut buf = read.records.clone();
-                let Ok(sets) = RecordBatchDecoder::decode_all(&mut buf) else {
-                    tracing::warn!(partition = i, offset, "undecodable batch in __consumer_offsets; stopping load of this partition");
-                    break;
-                };
-                let mut next = offset;
-                for record in sets.iter().flat_map(|s| s.records.iter()) {
-                    next = next.max(record.offset + 1);
-                    if record.control {
-                        let commit = record.key.as_deref().and_then(crate::record::control::parse_control_key);
-                        if let Some(commit) = commit {
-                            for (id, e) in groups.iter_mut() {
-                                if self.partition_for(id) == i {
-                                    e.complete_transaction(record.producer_id, commit);
-                                }
-                            }
-                        }
-                        continue;
-                    }
-                    apply_record(&mut groups, record, now);
-                }
-                if next <= offset {
-                    break;
-                }
-                offset = next;
-            }
+    /// Whether requests for `group` are served here: creates `__consumer_offsets` on first
+    /// use, then NOT_COORDINATOR unless this node leads the group's partition, and
+    /// COORDINATOR_LOAD_IN_PROGRESS while that partition loads. Called before the groups lock
+    /// is taken (creating the topic may load its partitions).
+    pub fn check_coordinator(&self, group: &str) -> Result<(), ResponseError> {
+        if self.broker.image().topic(OFFSETS_TOPIC).is_none() {
+            self.ensure_offsets_topic().map_err(|e| {
+                tracing::warn!(error = %e, "cannot create __consumer_offsets");
+                ResponseError::CoordinatorNotAvailable
+            })?;
         }
-        tracing::info!(groups = groups.len(), "loaded consumer groups");
+        self.owned.check(PartitionId(self.partition_for(group)))
+    }
+
+    /// What the answer of a request for `group` waits on: everything written to the group's
+    /// partition so far replicated.
+    pub fn write_barrier(&self, group: &str) -> Option<WriteBarrier> {
+        let tp = TopicPartition::new(OFFSETS_TOPIC, self.partition_for(group));
+        self.broker.partition(&tp).map(WriteBarrier::at_log_end)
+    }
+
+    /// How long a write waits for replication (`offsets.commit.timeout.ms`).
+    pub fn write_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.broker.config.settings().group.offsets_commit_timeout_ms)
+    }
+
+    /// Loads partition `index` led in `epoch`: replays it to its log end, then, unless
+    /// leadership moved meanwhile, installs its groups and serves them.
+    fn load_partition(&self, index: PartitionId, epoch: LeaderEpoch) {
+        let started = std::time::Instant::now();
+        let Some(p) = self.broker.partition(&TopicPartition::new(OFFSETS_TOPIC, index.0)) else { return };
+        let loaded = replay(&p, self.now());
+        let mut groups = self.groups();
+        if !self.owned.finish_load(index, epoch) {
+            tracing::info!(partition = index.0, epoch = epoch.0, "leadership moved while loading; load discarded");
+            return;
+        }
+        groups.retain(|id, _| self.partition_for(id) != index.0);
+        let count = loaded.len();
+        groups.extend(loaded);
+        tracing::info!(partition = index.0, epoch = epoch.0, groups = count, elapsed_ms = started.elapsed().as_millis() as u64, "loaded consumer groups");
     }
 
     /// Appends records for `group` to its `__consumer_offsets` partition.
@@ -259,14 +291,12 @@ impl GroupCoordinator {
     /// [`GroupCoordinator::append`] as one batch of `producer` (id, epoch) when given: a
     /// transactional batch, as Kafka writes a TxnOffsetCommit.
     fn append_batch(&self, group: &str, entries: Vec<(Vec<u8>, Option<Vec<u8>>)>, producer: Option<(i64, i16)>) -> Result<(), ResponseError> {
-        if self.broker.image().topic(OFFSETS_TOPIC).is_none() {
-            self.ensure_offsets_topic().map_err(|e| {
-                tracing::error!(error = %e, "cannot create __consumer_offsets");
-                ResponseError::CoordinatorNotAvailable
-            })?;
+        let tp = TopicPartition::new(OFFSETS_TOPIC, self.partition_for(group));
+        let partition = self.broker.partition(&tp).ok_or(ResponseError::NotCoordinator)?;
+        if !partition.meets_min_isr() {
+            // Kafka appends with acks=all: NOT_ENOUGH_REPLICAS, answered as this.
+            return Err(ResponseError::CoordinatorNotAvailable);
         }
-        let tp = crate::types::TopicPartition::new(OFFSETS_TOPIC, self.partition_for(group));
-        let partition = self.broker.partition(&tp).ok_or(ResponseError::CoordinatorNotAvailable)?;
         let now = self.now();
         // One uncompressed batch, without a producer unless transactional, as Kafka's
         // coordinator writes.
@@ -281,17 +311,14 @@ impl GroupCoordinator {
             })
             .build();
         let appended = partition.append_as_coordinator(&buf, now).map_err(|e| {
-            tracing::error!(error = %e, "cannot write to __consumer_offsets");
-            match e {
-                crate::partition::PartitionError::Log(crate::log::LogError::InvalidProducerEpoch { .. }) => ResponseError::InvalidProducerEpoch,
-                _ => ResponseError::CoordinatorNotAvailable,
-            }
+            tracing::warn!(error = %e, "cannot write to __consumer_offsets");
+            crate::coordinator::append_error(&e)
         })?;
         if appended.flush_due {
             // Commits are small and rare next to produce traffic: fsync in place.
             partition.sync(now).map_err(|e| {
                 tracing::error!(error = %e, "cannot flush __consumer_offsets");
-                ResponseError::CoordinatorNotAvailable
+                ResponseError::NotCoordinator
             })?;
         }
         Ok(())
@@ -342,6 +369,9 @@ impl GroupCoordinator {
         if group_id.is_empty() {
             return Reply::Now(JoinResult { error: Some(ResponseError::InvalidGroupId), generation_id: -1, ..Default::default() });
         }
+        if let Err(e) = self.check_coordinator(group_id) {
+            return Reply::Now(JoinResult { error: Some(e), generation_id: -1, ..Default::default() });
+        }
         let now = self.now();
         let mut groups = self.groups();
         let entry = self.entry(&mut groups, group_id);
@@ -361,6 +391,9 @@ impl GroupCoordinator {
     }
 
     pub fn sync(&self, group_id: &str, member_id: &str, instance: Option<&str>, generation_id: i32, assignments: Vec<(String, Bytes)>) -> Reply<SyncResult> {
+        if let Err(e) = self.check_coordinator(group_id) {
+            return Reply::Now(SyncResult { error: Some(e), ..Default::default() });
+        }
         let now = self.now();
         let mut groups = self.groups();
         let Some(entry) = groups.get_mut(group_id) else {
@@ -375,6 +408,7 @@ impl GroupCoordinator {
     }
 
     pub fn heartbeat(&self, group_id: &str, member_id: &str, instance: Option<&str>, generation_id: i32) -> Result<(), ResponseError> {
+        self.check_coordinator(group_id)?;
         let now = self.now();
         let mut groups = self.groups();
         let entry = groups.get_mut(group_id).ok_or(ResponseError::UnknownMemberId)?;
@@ -382,6 +416,7 @@ impl GroupCoordinator {
     }
 
     pub fn leave(&self, group_id: &str, members: &[(String, Option<String>)]) -> Result<Vec<Result<(), ResponseError>>, ResponseError> {
+        self.check_coordinator(group_id)?;
         let now = self.now();
         let mut groups = self.groups();
         let entry = groups.get_mut(group_id).ok_or(ResponseError::UnknownMemberId)?;
@@ -409,6 +444,7 @@ impl GroupCoordinator {
         if group_id.is_empty() {
             return Err(ResponseError::InvalidGroupId);
         }
+        self.check_coordinator(group_id)?;
         let now = self.now();
         let image = self.broker.image();
         let mut groups = self.groups();
@@ -533,6 +569,9 @@ impl GroupCoordinator {
         if group_id.is_empty() {
             return fail(ResponseError::InvalidGroupId);
         }
+        if let Err(e) = self.check_coordinator(group_id) {
+            return fail(e);
+        }
         let now = self.now();
         let topics = self.topics_view();
         let mut groups = self.groups();
@@ -577,6 +616,7 @@ impl GroupCoordinator {
 
     /// DeleteGroups: only empty groups; writes tombstones for the group and its offsets.
     pub fn delete_group(&self, group_id: &str) -> Result<(), ResponseError> {
+        self.check_coordinator(group_id)?;
         let now = self.now();
         let mut groups = self.groups();
         let entry = groups.get_mut(group_id).ok_or(ResponseError::GroupIdNotFound)?;
@@ -599,6 +639,7 @@ impl GroupCoordinator {
 
     /// OffsetDelete: removes committed offsets of topics the group is not subscribed to.
     pub fn delete_offsets(&self, group_id: &str, partitions: Vec<(String, i32)>) -> Result<Vec<Result<(), ResponseError>>, ResponseError> {
+        self.check_coordinator(group_id)?;
         let mut groups = self.groups();
         let entry = groups.get_mut(group_id).ok_or(ResponseError::GroupIdNotFound)?;
         let subscribed: HashSet<String> = match (&entry.consumer, entry.group.state) {
@@ -698,6 +739,44 @@ impl GroupCoordinator {
     }
 }
 
+/// The groups of one `__consumer_offsets` partition, read from its log start to its log end
+/// (not the high watermark: a new leader's log end holds what the old leader may have
+/// acknowledged, as Kafka's loader reads it). Stops at an undecodable batch.
+fn replay(p: &crate::partition::Partition, now_ms: i64) -> HashMap<String, GroupEntry> {
+    let mut groups: HashMap<String, GroupEntry> = HashMap::new();
+    let mut offset = p.log_start_offset();
+    while offset < p.log_end_offset() {
+        let Ok(read) = p.read_to_log_end(offset, LOAD_READ_BYTES, true) else { break };
+        if read.records.is_empty() {
+            break;
+        }
+        let mut buf = read.records.clone();
+        let Ok(sets) = RecordBatchDecoder::decode_all(&mut buf) else {
+            tracing::warn!(partition = %p.tp, offset, "undecodable batch in __consumer_offsets; stopping load of this partition");
+            break;
+        };
+        let mut next = offset;
+        for record in sets.iter().flat_map(|s| s.records.iter()) {
+            next = next.max(record.offset + 1);
+            if record.control {
+                // Every group read here lives on this partition: the marker applies to all.
+                if let Some(commit) = record.key.as_deref().and_then(crate::record::control::parse_control_key) {
+                    for e in groups.values_mut() {
+                        e.complete_transaction(record.producer_id, commit);
+                    }
+                }
+                continue;
+            }
+            apply_record(&mut groups, record, now_ms);
+        }
+        if next <= offset {
+            break;
+        }
+        offset = next;
+    }
+    groups
+}
+
 fn apply_record(groups: &mut HashMap<String, GroupEntry>, record: &Record, now_ms: i64) {
     let Some(key) = record.key.as_deref().and_then(records::parse_key) else { return };
     match key {
@@ -729,6 +808,49 @@ fn apply_record(groups: &mut HashMap<String, GroupEntry>, record: &Record, now_m
                 groups.remove(&group);
             }
         },
+    }
+}
+
+impl LeadershipListener for GroupCoordinator {
+    fn topic(&self) -> &str {
+        OFFSETS_TOPIC
+    }
+
+    /// Loads the partition: at once when there is nothing to read or during start-up, else
+    /// on a thread of its own so metadata keeps flowing (requests meanwhile answer
+    /// COORDINATOR_LOAD_IN_PROGRESS).
+    fn on_election(&self, partition: PartitionId, epoch: LeaderEpoch) {
+        if !self.owned.begin_load(partition, epoch) {
+            return;
+        }
+        let empty = self
+            .broker
+            .partition(&TopicPartition::new(OFFSETS_TOPIC, partition.0))
+            .is_none_or(|p| p.log_end_offset() <= p.log_start_offset());
+        if empty || self.starting.load(std::sync::atomic::Ordering::Acquire) {
+            self.load_partition(partition, epoch);
+            return;
+        }
+        let Some(me) = self.this.upgrade() else { return };
+        let spawned = std::thread::Builder::new()
+            .name(format!("load-{OFFSETS_TOPIC}-{}", partition.0))
+            .spawn(move || me.load_partition(partition, epoch));
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start a loader thread; loading inline");
+            self.load_partition(partition, epoch);
+        }
+    }
+
+    /// Drops the partition's groups: their members' waiting joins and syncs end, and every
+    /// later request for them answers NOT_COORDINATOR.
+    fn on_resignation(&self, partition: PartitionId) {
+        let mut groups = self.groups();
+        if !self.owned.resign(partition) {
+            return;
+        }
+        let before = groups.len();
+        groups.retain(|id, _| self.partition_for(id) != partition.0);
+        tracing::info!(partition = partition.0, groups = before - groups.len(), "unloaded consumer groups");
     }
 }
 
@@ -827,6 +949,33 @@ mod tests {
         assert_eq!(c.commit_offsets("g", &member, None, 0, commit()), Err(ResponseError::IllegalGeneration));
         assert_eq!(c.commit_offsets("g", "nobody", None, 1, commit()), Err(ResponseError::UnknownMemberId));
         assert_eq!(c.commit_offsets("g", &member, None, 1, commit()).unwrap(), vec![Ok(())]);
+        b.shutdown();
+    }
+
+    /// Losing leadership of a `__consumer_offsets` partition drops its groups
+    /// (NOT_COORDINATOR); winning it back in a later epoch loads them from the log again.
+    #[test]
+    fn resignation_unloads_and_a_new_election_reloads_the_groups() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = broker(dir.path());
+        b.auto_create_topic("t").unwrap();
+        let c = GroupCoordinator::new(b.clone());
+        c.start().unwrap();
+        let commit = |offset| vec![OffsetCommit { topic: "t".into(), partition: 0, offset, leader_epoch: -1, metadata: None }];
+        assert_eq!(c.commit_offsets("g", "", None, -1, commit(5)).unwrap(), vec![Ok(())]);
+        let p = PartitionId(c.partition_for("g"));
+        let epoch = b.partition(&TopicPartition::new(OFFSETS_TOPIC, p.0)).unwrap().leader_epoch();
+
+        c.on_resignation(p);
+        assert_eq!(c.commit_offsets("g", "", None, -1, commit(6)), Err(ResponseError::NotCoordinator));
+        assert_eq!(c.heartbeat("g", "m", None, 1), Err(ResponseError::NotCoordinator));
+        assert!(c.fetch_offsets("g", None).is_empty(), "unloaded groups are forgotten");
+
+        // Re-elected (inline: the test thread loads it as start-up does).
+        c.starting.store(true, std::sync::atomic::Ordering::Release);
+        c.on_election(p, LeaderEpoch(epoch.0 + 1));
+        assert_eq!(c.check_coordinator("g"), Ok(()));
+        assert_eq!(c.fetch_offsets("g", None)[0].2.as_ref().map(|o| o.offset), Some(5));
         b.shutdown();
     }
 

@@ -25,6 +25,7 @@ impl GroupCoordinator {
         if group_id.is_empty() {
             return Err(ResponseError::InvalidGroupId);
         }
+        self.check_coordinator(group_id)?;
         let now = self.now();
         let image = self.broker.image();
         let mut groups = self.groups();
@@ -74,6 +75,12 @@ impl GroupCoordinator {
         let p = self.broker.partition(&tp).ok_or(ResponseError::UnknownTopicOrPartition)?;
         let now = self.now();
         let mut groups = self.groups();
+        // Not while the partition loads (the loader reads to the log end and must see every
+        // marker), nor on a follower: the transaction coordinator retries.
+        self.owned.check(crate::types::PartitionId(partition)).map_err(|e| match e {
+            ResponseError::NotCoordinator => ResponseError::NotLeaderOrFollower,
+            other => other,
+        })?;
         let appended = p.append_marker(producer_id, producer_epoch, marker, now).map_err(|e| {
             tracing::warn!(error = %e, producer_id, "marker refused by __consumer_offsets");
             match e {

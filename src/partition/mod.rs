@@ -182,6 +182,20 @@ pub struct Partition {
     sync_lock: Mutex<()>,
 }
 
+/// How often [`Partition::wait_replicated`] asks its caller whether to give up.
+const GIVE_UP_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Why [`Partition::wait_replicated`] ended without the records committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplicationWait {
+    /// Leadership moved (or the epoch changed) meanwhile.
+    NotLeader,
+    /// The deadline passed first.
+    TimedOut,
+    /// Committed, but the ISR shrank below `min.insync.replicas` meanwhile.
+    BelowMinIsr,
+}
+
 /// Fetches waiting for this partition's high watermark to move. Entries of fetches that
 /// finished are dropped on the next wake-up or when the list doubles.
 #[derive(Default)]
@@ -261,6 +275,48 @@ impl Partition {
         for waiter in list.iter().filter_map(Weak::upgrade) {
             waiter.notify_one();
         }
+    }
+
+    /// acks=all (Kafka's `DelayedProduce`): waits until the high watermark reaches
+    /// `required` (every in-sync replica holds what lies before it) while this replica leads
+    /// in `epoch`, then checks the ISR still meets `min.insync.replicas`. Only the caller
+    /// waits: appends and other waits go on.
+    pub async fn wait_replicated(
+        &self,
+        required: Offset,
+        epoch: LeaderEpoch,
+        deadline: tokio::time::Instant,
+        give_up: impl Fn() -> bool,
+    ) -> Result<(), ReplicationWait> {
+        let waiter = Arc::new(Notify::new());
+        loop {
+            self.watch_high_watermark(&waiter);
+            if !self.is_leader() || self.leader_epoch() != epoch {
+                return Err(ReplicationWait::NotLeader);
+            }
+            if self.high_watermark() >= required.0 {
+                let min_isr = usize::try_from(self.config().min_insync_replicas.max(1)).unwrap_or(1);
+                let isr = self.isr().map_or(0, |(isr, _)| isr.len());
+                return if isr >= min_isr { Ok(()) } else { Err(ReplicationWait::BelowMinIsr) };
+            }
+            // The caller knows this leader can no longer replicate (its controller session
+            // lapsed): answered as a lost leadership.
+            if give_up() {
+                return Err(ReplicationWait::NotLeader);
+            }
+            tokio::select! {
+                _ = waiter.notified() => {}
+                _ = tokio::time::sleep(GIVE_UP_CHECK_INTERVAL) => {}
+                _ = tokio::time::sleep_until(deadline) => return Err(ReplicationWait::TimedOut),
+            }
+        }
+    }
+
+    /// Whether the committed ISR is at least `min.insync.replicas` (acks=all's check before
+    /// an append; a follower has no ISR and fails it).
+    pub fn meets_min_isr(&self) -> bool {
+        let min_isr = usize::try_from(self.config().min_insync_replicas.max(1)).unwrap_or(1);
+        self.isr().is_some_and(|(isr, _)| isr.len() >= min_isr)
     }
 
     pub fn dir(&self) -> &Path {

@@ -5,7 +5,12 @@
 //! `__transaction_state` (partition = Kafka's hash of the transactional id, created on first
 //! use with `transaction.state.log.num.partitions` partitions), in Kafka's record formats
 //! ([`records`]). Every transition is appended before it becomes current and before the
-//! client hears of it; at start-up the topic is replayed, and a transaction found preparing
+//! client hears of it, and the client hears once it is replicated (the handlers wait on
+//! [`TransactionCoordinator::write_barrier`]). This node coordinates the transactional ids of
+//! the `__transaction_state` partitions it leads ([`crate::coordinator`]): elected leader of
+//! one, it replays that partition to its log end (COORDINATOR_LOAD_IN_PROGRESS meanwhile);
+//! resigning, it drops those ids (NOT_COORDINATOR). After a load (at start-up or on
+//! election) a transaction found preparing
 //! (its decision durable, its markers perhaps not all written) is completed: markers again
 //! (a duplicate marker changes nothing), then the Complete state. An open transaction found
 //! at start-up is aborted once its `transaction.timeout.ms` has passed, like any other.
@@ -31,11 +36,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use kafka_protocol::ResponseError;
 use kafka_protocol::records::RecordBatchDecoder;
 
-use crate::broker::Broker;
-use crate::metadata::controller::{self, TopicSpec};
+use crate::broker::{Broker, InternalTopic};
+use crate::coordinator::{LeadershipListener, OwnedPartitions, WriteBarrier};
 use crate::metadata::features::TRANSACTION_VERSION;
 use crate::record::BatchBuilder;
-use crate::types::TopicPartition;
+use crate::types::{LeaderEpoch, PartitionId, TopicPartition};
 use markers::{MarkerError, MarkerWriter, TxnMarker};
 use state::{InitAction, ProducerIdAndEpoch, TxnMetadata, TxnState};
 
@@ -48,6 +53,8 @@ const LOAD_READ_BYTES: usize = 1 << 20;
 #[derive(Debug, Clone, Copy)]
 pub struct TxnConfig {
     pub num_partitions: i32,
+    pub replication_factor: i16,
+    pub min_isr: i32,
     pub segment_bytes: i32,
     pub max_timeout_ms: i32,
     pub abort_check_interval_ms: i64,
@@ -60,6 +67,8 @@ impl TxnConfig {
         let t = &c.settings().txn;
         TxnConfig {
             num_partitions: t.num_partitions,
+            replication_factor: t.replication_factor,
+            min_isr: t.min_isr,
             segment_bytes: t.segment_bytes,
             max_timeout_ms: t.max_timeout_ms,
             abort_check_interval_ms: t.abort_check_interval_ms,
@@ -95,7 +104,13 @@ pub struct TransactionCoordinator {
     broker: Arc<Broker>,
     markers: Arc<dyn MarkerWriter>,
     config: TxnConfig,
+    /// The transactional ids of the loaded partitions in `owned`.
+    /// Lock order: `txns`, then `owned` (never held while taking another lock).
     txns: Mutex<HashMap<String, TxnMetadata>>,
+    owned: OwnedPartitions,
+    /// Set while [`TransactionCoordinator::start`] runs: loads happen on its thread.
+    starting: std::sync::atomic::AtomicBool,
+    this: std::sync::Weak<TransactionCoordinator>,
     /// Transactional ids whose markers some thread is writing right now.
     completing: Mutex<HashSet<String>>,
     last_abort_check_ms: AtomicI64,
@@ -113,11 +128,14 @@ impl TransactionCoordinator {
     pub fn new(broker: Arc<Broker>, markers: Arc<dyn MarkerWriter>) -> Arc<Self> {
         let config = TxnConfig::from_broker(&broker.config);
         let now = broker.clock.now_ms();
-        Arc::new(Self {
+        Arc::new_cyclic(|this| Self {
             broker,
             markers,
             config,
             txns: Mutex::new(HashMap::new()),
+            owned: OwnedPartitions::default(),
+            starting: std::sync::atomic::AtomicBool::new(false),
+            this: this.clone(),
             completing: Mutex::new(HashSet::new()),
             last_abort_check_ms: AtomicI64::new(now),
             last_expiration_check_ms: AtomicI64::new(now),
@@ -128,79 +146,83 @@ impl TransactionCoordinator {
         self.broker.clock.now_ms()
     }
 
-    /// Replays `__transaction_state` (if it exists) and completes the transactions it left
-    /// preparing.
+    /// Starts coordinating the `__transaction_state` partitions this node leads: loads them
+    /// on this thread and completes the transactions they left preparing; later elections
+    /// load on a thread of their own.
     pub fn start(&self) {
-        self.load();
-        let preparing: Vec<String> =
-            lock(&self.txns).values().filter(|m| m.state.is_preparing()).map(|m| m.transactional_id.clone()).collect();
+        use std::sync::atomic::Ordering;
+        self.starting.store(true, Ordering::Release);
+        let me: std::sync::Weak<dyn LeadershipListener> = self.this.clone();
+        self.broker.add_leadership_listener(me);
+        self.starting.store(false, Ordering::Release);
+    }
+
+    /// Loads partition `index` led in `epoch` to its log end; unless leadership moved
+    /// meanwhile, installs its transactional ids and completes those found preparing
+    /// (Kafka's `loadTransactionsForTxnTopicPartition`).
+    fn load_partition(&self, index: PartitionId, epoch: LeaderEpoch) {
+        let started = std::time::Instant::now();
+        let Some(p) = self.broker.partition(&TopicPartition::new(TRANSACTION_STATE_TOPIC, index.0)) else { return };
+        let loaded = replay(&p);
+        let preparing: Vec<String> = loaded.values().filter(|m| m.state.is_preparing()).map(|m| m.transactional_id.clone()).collect();
+        {
+            let mut txns = lock(&self.txns);
+            if !self.owned.finish_load(index, epoch) {
+                tracing::info!(partition = index.0, epoch = epoch.0, "leadership moved while loading; load discarded");
+                return;
+            }
+            txns.retain(|id, _| self.partition_for(id) != index.0);
+            tracing::info!(partition = index.0, epoch = epoch.0, transactional_ids = loaded.len(), elapsed_ms = started.elapsed().as_millis() as u64, "loaded transaction state");
+            txns.extend(loaded);
+        }
         for id in preparing {
             self.complete_transaction(&id);
         }
     }
 
-    fn load(&self) {
-        let Some(topic) = self.broker.image().topic(TRANSACTION_STATE_TOPIC).cloned() else { return };
-        let mut txns = lock(&self.txns);
-        for i in 0..topic.partition_count() {
-            let Some(p) = self.broker.partition(&TopicPartition::new(TRANSACTION_STATE_TOPIC, i)) else { continue };
-            let mut offset = p.log_start_offset();
-            while offset < p.high_watermark() {
-                let Ok(read) = p.read_to_log_end(offset, LOAD_READ_BYTES, true) else { break };
-                let mut buf = read.records.clone();
-                let Ok(sets) = RecordBatchDecoder::decode_all(&mut buf) else {
-                    tracing::warn!(partition = i, offset, "undecodable batch in __transaction_state; stopping load of this partition");
-                    break;
-                };
-                let mut next = offset;
-                for record in sets.iter().flat_map(|s| s.records.iter()) {
-                    next = next.max(record.offset + 1);
-                    let Some(id) = record.key.as_deref().and_then(records::parse_key) else { continue };
-                    match record.value.as_deref().map(records::parse_value) {
-                        None => {
-                            txns.remove(&id);
-                        }
-                        Some(Some(v)) => {
-                            txns.insert(id.clone(), TxnMetadata::from_value(&id, &v));
-                        }
-                        Some(None) => tracing::warn!(transactional_id = %id, "unreadable transaction state record; skipped"),
-                    }
-                }
-                if next <= offset {
-                    break;
-                }
-                offset = next;
-            }
-        }
-        tracing::info!(transactional_ids = txns.len(), "loaded transaction state");
-    }
-
-    /// Creates `__transaction_state` on first use, as Kafka does.
-    fn ensure_topic(&self) -> Result<(), ResponseError> {
+    /// Creates `__transaction_state` on first use, as Kafka does, with Kafka's configs for it
+    /// (`min.insync.replicas` from `transaction.state.log.min.isr`).
+    pub fn ensure_state_topic(&self) -> Result<(), ResponseError> {
         if self.broker.image().topic(TRANSACTION_STATE_TOPIC).is_some() {
             return Ok(());
         }
         let mut configs = BTreeMap::new();
         configs.insert("cleanup.policy".to_string(), "compact".to_string());
+        configs.insert("compression.type".to_string(), "uncompressed".to_string());
+        configs.insert("unclean.leader.election.enable".to_string(), "false".to_string());
+        configs.insert("min.insync.replicas".to_string(), self.config.min_isr.to_string());
         configs.insert("segment.bytes".to_string(), self.config.segment_bytes.to_string());
-        let spec = TopicSpec {
+        let topic = InternalTopic {
             name: TRANSACTION_STATE_TOPIC.to_string(),
             partitions: self.config.num_partitions,
-            replication_factor: 1,
+            replication_factor: self.config.replication_factor,
             configs,
-            assignment: None,
         };
-        self.broker
-            .apply_metadata(|image| {
-                if image.topic(TRANSACTION_STATE_TOPIC).is_some() {
-                    return Ok((vec![], ()));
-                }
-                Ok((controller::create_topic(image, &self.broker.config, &spec)?, ()))
-            })
-            .map_err(|e| {
-                tracing::error!(error = %e, "cannot create __transaction_state");
-                ResponseError::CoordinatorNotAvailable
-            })
+        self.broker.create_internal_topic(&topic).map_err(|e| {
+            tracing::warn!(error = %e, "cannot create __transaction_state");
+            ResponseError::CoordinatorNotAvailable
+        })
+    }
+
+    /// Whether requests for `transactional_id` are served here (creating the topic on first
+    /// use): NOT_COORDINATOR unless this node leads its partition, COORDINATOR_LOAD_IN_PROGRESS
+    /// while that partition loads. Called before the coordinator's lock is taken.
+    pub fn check_coordinator(&self, transactional_id: &str) -> Result<(), ResponseError> {
+        self.ensure_state_topic()?;
+        self.owned.check(PartitionId(self.partition_for(transactional_id)))
+    }
+
+    /// What the answer of a request for `transactional_id` waits on: everything written to
+    /// its partition so far replicated.
+    pub fn write_barrier(&self, transactional_id: &str) -> Option<WriteBarrier> {
+        let tp = TopicPartition::new(TRANSACTION_STATE_TOPIC, self.partition_for(transactional_id));
+        self.broker.partition(&tp).map(WriteBarrier::at_log_end)
+    }
+
+    /// How long a write waits for replication (`request.timeout.ms`, as Kafka's
+    /// `TransactionStateManager` appends).
+    pub fn write_timeout(&self) -> std::time::Duration {
+        self.broker.config.settings().request_timeout
     }
 
     /// The `__transaction_state` partition of `transactional_id` (Kafka's `partitionFor`).
@@ -225,9 +247,12 @@ impl TransactionCoordinator {
     /// Appends `value` (None: a tombstone) for `transactional_id`, fsynced if the topic's
     /// flush policy says so, before anything depends on it.
     fn persist(&self, transactional_id: &str, value: Option<&TxnMetadata>) -> Result<(), ResponseError> {
-        self.ensure_topic()?;
         let tp = TopicPartition::new(TRANSACTION_STATE_TOPIC, self.partition_for(transactional_id));
-        let partition = self.broker.partition(&tp).ok_or(ResponseError::CoordinatorNotAvailable)?;
+        let partition = self.broker.partition(&tp).ok_or(ResponseError::NotCoordinator)?;
+        if !partition.meets_min_isr() {
+            // Kafka appends with acks=all: NOT_ENOUGH_REPLICAS, answered as this.
+            return Err(ResponseError::CoordinatorNotAvailable);
+        }
         let version = self.broker.image().feature_level(TRANSACTION_VERSION);
         let now = self.now();
         let record = crate::record::Record {
@@ -237,8 +262,8 @@ impl TransactionCoordinator {
         };
         let batch = BatchBuilder::new(0).timestamps(now).record(record).build();
         let failed = |e: crate::partition::PartitionError| {
-            tracing::error!(error = %e, "cannot write to __transaction_state");
-            ResponseError::CoordinatorNotAvailable
+            tracing::warn!(error = %e, "cannot write to __transaction_state");
+            crate::coordinator::append_error(&e)
         };
         let appended = partition.append(&batch, now).map_err(failed)?;
         if appended.flush_due {
@@ -270,7 +295,7 @@ impl TransactionCoordinator {
         if timeout_ms <= 0 || timeout_ms > self.config.max_timeout_ms {
             return Err(ResponseError::InvalidTransactionTimeout);
         }
-        self.ensure_topic()?;
+        self.check_coordinator(transactional_id)?;
         let now = self.now();
         let mut txns = lock(&self.txns);
         if !txns.contains_key(transactional_id) {
@@ -304,6 +329,7 @@ impl TransactionCoordinator {
         if transactional_id.is_empty() {
             return Err(ResponseError::InvalidRequest);
         }
+        self.check_coordinator(transactional_id)?;
         let now = self.now();
         let mut txns = lock(&self.txns);
         let current = txns.get(transactional_id).ok_or(ResponseError::InvalidProducerIdMapping)?;
@@ -316,6 +342,9 @@ impl TransactionCoordinator {
     /// AddPartitionsToTxn v4+ with `verify_only`: whether each partition is in the open
     /// transaction (TRANSACTION_ABORTABLE if not), without changing anything.
     pub fn verify_partitions(&self, transactional_id: &str, producer_id: i64, epoch: i16, partitions: &[TopicPartition]) -> Vec<Result<(), ResponseError>> {
+        if let Err(e) = self.check_coordinator(transactional_id) {
+            return partitions.iter().map(|_| Err(e)).collect();
+        }
         let txns = lock(&self.txns);
         let check = || -> Result<&TxnMetadata, ResponseError> {
             let m = txns.get(transactional_id).ok_or(ResponseError::InvalidProducerIdMapping)?;
@@ -337,6 +366,7 @@ impl TransactionCoordinator {
         if transactional_id.is_empty() {
             return Err(ResponseError::InvalidRequest);
         }
+        self.check_coordinator(transactional_id)?;
         let now = self.now();
         let mut txns = lock(&self.txns);
         let current = txns.get(transactional_id).ok_or(ResponseError::InvalidProducerIdMapping)?;
@@ -456,6 +486,7 @@ impl TransactionCoordinator {
         if transactional_id.is_empty() {
             return Err(ResponseError::InvalidRequest);
         }
+        self.owned.check(PartitionId(self.partition_for(transactional_id)))?;
         lock(&self.txns)
             .get(transactional_id)
             .filter(|m| m.state != TxnState::Dead)
@@ -487,6 +518,85 @@ impl TransactionCoordinator {
             *out.entry(m.state.name()).or_default() += 1;
         }
         out
+    }
+}
+
+/// The transactional ids of one `__transaction_state` partition, read from its log start to
+/// its log end (as Kafka's loader reads, not to the high watermark).
+fn replay(p: &crate::partition::Partition) -> HashMap<String, TxnMetadata> {
+    let mut txns = HashMap::new();
+    let mut offset = p.log_start_offset();
+    while offset < p.log_end_offset() {
+        let Ok(read) = p.read_to_log_end(offset, LOAD_READ_BYTES, true) else { break };
+        if read.records.is_empty() {
+            break;
+        }
+        let mut buf = read.records.clone();
+        let Ok(sets) = RecordBatchDecoder::decode_all(&mut buf) else {
+            tracing::warn!(partition = %p.tp, offset, "undecodable batch in __transaction_state; stopping load of this partition");
+            break;
+        };
+        let mut next = offset;
+        for record in sets.iter().flat_map(|s| s.records.iter()) {
+            next = next.max(record.offset + 1);
+            let Some(id) = record.key.as_deref().and_then(records::parse_key) else { continue };
+            match record.value.as_deref().map(records::parse_value) {
+                None => {
+                    txns.remove(&id);
+                }
+                Some(Some(v)) => {
+                    txns.insert(id.clone(), TxnMetadata::from_value(&id, &v));
+                }
+                Some(None) => tracing::warn!(transactional_id = %id, "unreadable transaction state record; skipped"),
+            }
+        }
+        if next <= offset {
+            break;
+        }
+        offset = next;
+    }
+    txns
+}
+
+impl LeadershipListener for TransactionCoordinator {
+    fn topic(&self) -> &str {
+        TRANSACTION_STATE_TOPIC
+    }
+
+    /// Loads the partition: at once when there is nothing to read or during start-up, else
+    /// on a thread of its own (requests meanwhile answer COORDINATOR_LOAD_IN_PROGRESS).
+    fn on_election(&self, partition: PartitionId, epoch: LeaderEpoch) {
+        if !self.owned.begin_load(partition, epoch) {
+            return;
+        }
+        let empty = self
+            .broker
+            .partition(&TopicPartition::new(TRANSACTION_STATE_TOPIC, partition.0))
+            .is_none_or(|p| p.log_end_offset() <= p.log_start_offset());
+        if empty || self.starting.load(Ordering::Acquire) {
+            self.load_partition(partition, epoch);
+            return;
+        }
+        let Some(me) = self.this.upgrade() else { return };
+        let spawned = std::thread::Builder::new()
+            .name(format!("load-{TRANSACTION_STATE_TOPIC}-{}", partition.0))
+            .spawn(move || me.load_partition(partition, epoch));
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start a loader thread; loading inline");
+            self.load_partition(partition, epoch);
+        }
+    }
+
+    /// Drops the partition's transactional ids (Kafka's
+    /// `removeTransactionsForTxnTopicPartition`): their requests answer NOT_COORDINATOR.
+    fn on_resignation(&self, partition: PartitionId) {
+        let mut txns = lock(&self.txns);
+        if !self.owned.resign(partition) {
+            return;
+        }
+        let before = txns.len();
+        txns.retain(|id, _| self.partition_for(id) != partition.0);
+        tracing::info!(partition = partition.0, transactional_ids = before - txns.len(), "unloaded transaction state");
     }
 }
 
