@@ -14,7 +14,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use kafka_protocol::messages::ApiVersionsRequest;
+
 use crate::broker::Broker;
+use crate::client::{ClientError, NodeClient};
 use crate::metadata::cluster_control;
 use crate::metadata::features;
 use crate::metadata::store::{self, StoreError};
@@ -86,19 +89,46 @@ pub async fn run(broker: Arc<Broker>, cluster: Arc<Cluster>) {
     }
 }
 
-/// Connection attempts of a probe, and the pause between them.
+/// Attempts of a probe, the pause between them, and how long one may take.
 const PROBE_ATTEMPTS: u32 = 2;
 const PROBE_PAUSE: Duration = Duration::from_millis(100);
-const PROBE_CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// What one probe attempt learnt about a broker's process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ProbeOutcome {
+    /// It answered ApiVersions: alive.
+    Answered,
+    /// Nothing listens (connection refused), or the connection was accepted and then reset
+    /// without an answer: a process dies by closing its sockets one by one, so its
+    /// heartbeat connection can close while its listener still completes handshakes.
+    Gone,
+    /// No answer in time, or a failure that proves nothing (a network partition looks so).
+    Unknown,
+}
+
+/// Asks the broker's listener at `addr` for its API versions on a fresh connection.
+async fn probe_once(addr: &str) -> ProbeOutcome {
+    let client = NodeClient::new(addr, "blumfeld-controller-probe", PROBE_TIMEOUT);
+    let outcome = match client.call(&ApiVersionsRequest::default(), 3).await {
+        Ok(_) => ProbeOutcome::Answered,
+        Err(ClientError::Connect { source, .. }) if source.kind() == std::io::ErrorKind::ConnectionRefused => ProbeOutcome::Gone,
+        Err(ClientError::Disconnected(_)) => ProbeOutcome::Gone,
+        Err(_) => ProbeOutcome::Unknown,
+    };
+    client.disconnect().await;
+    outcome
+}
 
 /// Failure detection beyond the session timeout. A broker process that dies closes its
 /// connections, among them the one it heartbeats on; when that happens (or when this node
-/// becomes the active controller) the controller connects to the broker's listener. Refused
-/// twice, nothing listens there: the process is gone, and the broker is fenced at once, its
-/// leaderships moving in a few hundred milliseconds instead of `broker.session.timeout.ms`.
-/// Anything else (the connection succeeds, or the attempt times out, as across a network
-/// partition) leaves the broker to its session, so a partition never fences a live broker
-/// early and a flapping link changes nothing.
+/// becomes the active controller) the controller asks the broker's listener for its API
+/// versions. Gone twice, 100 ms apart (refused, or accepted and reset unanswered), nothing
+/// serves there: the process is gone, and the broker is fenced at once, its leaderships
+/// moving in a few hundred milliseconds instead of `broker.session.timeout.ms`. Anything else
+/// (an answer, or no answer in time, as across a network partition) leaves the broker to its
+/// session, so a partition never fences a live broker early and a flapping link changes
+/// nothing.
 pub async fn probe_and_fence(broker: Arc<Broker>, cluster: Arc<Cluster>, id: crate::types::NodeId, epoch: crate::types::BrokerEpoch) {
     let Some(addr) = broker.image().brokers.get(&id).and_then(|b| {
         let e = b.endpoint(crate::api::metadata::LOCAL_LISTENER_NAME).or(b.endpoints.first())?;
@@ -110,9 +140,10 @@ pub async fn probe_and_fence(broker: Arc<Broker>, cluster: Arc<Cluster>, id: cra
         if attempt > 0 {
             tokio::time::sleep(PROBE_PAUSE).await;
         }
-        match tokio::time::timeout(PROBE_CONNECT_TIMEOUT, tokio::net::TcpStream::connect(&addr)).await {
-            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
-            _ => return,
+        let outcome = probe_once(&addr).await;
+        if outcome != ProbeOutcome::Gone {
+            tracing::debug!(broker = id.0, addr, attempt, ?outcome, "probed broker is not gone: left to its session");
+            return;
         }
     }
     if !cluster.is_active_controller() || cluster.shutting_down() {
@@ -128,7 +159,7 @@ pub async fn probe_and_fence(broker: Arc<Broker>, cluster: Arc<Cluster>, id: cra
     })
     .await;
     match fenced {
-        Ok(Ok((_, true))) => tracing::info!(broker = id.0, addr, "broker process is gone (connection refused): fenced without waiting for its session to expire"),
+        Ok(Ok((_, true))) => tracing::info!(broker = id.0, addr, "broker process is gone (connection refused or reset): fenced without waiting for its session to expire"),
         Ok(Ok(_)) => {}
         Ok(Err(e)) => tracing::warn!(broker = id.0, error = %e, "fencing a gone broker failed"),
         Err(e) => tracing::warn!(broker = id.0, error = %e, "fencing a gone broker failed"),
@@ -168,5 +199,47 @@ fn leader_duties(broker: &Broker, cluster: &Cluster) {
     match out {
         Ok(_) => tracing::info!(brokers = ?expired.iter().map(|b| b.0).collect::<Vec<_>>(), "fenced brokers whose sessions expired"),
         Err(e) => tracing::warn!(error = %e, "fencing expired brokers failed"),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_closed_port_is_gone() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        drop(listener);
+        assert_eq!(probe_once(&addr).await, ProbeOutcome::Gone);
+    }
+
+    #[tokio::test]
+    async fn a_listener_that_resets_what_it_accepted_is_gone() {
+        // A dying process: its listener completed the handshake, then closed unanswered.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let server = tokio::spawn(async move {
+            let (socket, _) = listener.accept().await.unwrap();
+            drop(socket);
+        });
+        assert_eq!(probe_once(&addr).await, ProbeOutcome::Gone);
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_listener_that_never_answers_is_unknown() {
+        // A stopped process, or one across a partition: left to its session.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            let (_socket, _) = listener.accept().await.unwrap();
+            let _ = rx.await;
+        });
+        assert_eq!(probe_once(&addr).await, ProbeOutcome::Unknown);
+        let _ = tx.send(());
+        server.await.unwrap();
     }
 }
