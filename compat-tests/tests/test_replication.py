@@ -55,6 +55,7 @@ PARTITIONS = 3
 SESSION_TIMEOUT_S = 9  # broker.session.timeout.ms's default, on both brokers
 KILL_AFTER_ACKS = 5_000
 ACKS_AFTER_KILL = 20_000
+PRODUCERS = ("v", "j")  # the first letter of each producer's values (see Load)
 
 
 def admin(bootstrap: str) -> AdminClient:
@@ -112,6 +113,14 @@ class Checker:
     def count(self) -> int:
         with self.lock:
             return len(self.acked)
+
+    def count_by_producer(self) -> dict[str, int]:
+        """Acknowledgements so far by producer ("v": librdkafka, "j": Java)."""
+        with self.lock:
+            counts: dict[str, int] = {}
+            for producer, _ in self.ack_times:
+                counts[producer] = counts.get(producer, 0) + 1
+            return counts
 
     def longest_pause_after(self, t: float) -> float:
         """The longest time after `t` that either producer went without an acknowledgement."""
@@ -255,8 +264,16 @@ class Load:
             assert "java_sent" in self.result, f"the Java producer exited {self.java.returncode} without finishing"
 
     def wait_acks(self, more: int, timeout_s: float, what: str) -> None:
+        """`more` acknowledgements in all, and at least one more from each producer (the
+        JVM can start slowly enough that librdkafka alone would make up the count)."""
         target = self.checker.count() + more
-        wait_until(lambda: self.checker.count() >= target, timeout_s, f"{more} acknowledgements {what}")
+        before = self.checker.count_by_producer()
+
+        def done() -> bool:
+            now = self.checker.count_by_producer()
+            return self.checker.count() >= target and all(now.get(p, 0) > before.get(p, 0) for p in PRODUCERS)
+
+        wait_until(done, timeout_s, f"{more} acknowledgements {what}, from both producers")
 
 
 def whole_isrs(bootstrap: str, topic: str) -> dict[int, tuple[int, list[int]]] | None:
