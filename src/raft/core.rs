@@ -323,8 +323,16 @@ impl<L: RaftLog> RaftCore<L> {
     }
 
     fn set_role(&mut self, role: Role) {
-        self.role = role;
+        let old = std::mem::replace(&mut self.role, role);
         self.out.push(Action::RoleChanged { role: self.role.kind(), epoch: self.epoch(), leader: self.leader() });
+        // Every request gets one answer (the driver pairs answers with requests in order, per
+        // peer): fetches a resigning leader held learn that it no longer leads, and who does.
+        if let Role::Leader(state) = old {
+            for p in state.parked {
+                let response = self.fetch_response(p.request.position, RaftErrorCode::NotLeaderOrFollower);
+                self.send(p.from, Message::FetchResponse(response));
+            }
+        }
     }
 
     fn election_timeout_ms(&mut self) -> u64 {

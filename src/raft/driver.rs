@@ -306,7 +306,16 @@ impl Driver {
         let now = self.now_ms();
         match command {
             Command::Request { from, msg, reply } => {
-                self.waiting.entry((from, kind(&msg))).or_default().push_back(reply);
+                let waiting = self.waiting.entry((from, kind(&msg))).or_default();
+                if matches!(msg, Message::FetchRequest(_)) {
+                    // The core holds at most one fetch per replica and drops the older one
+                    // unanswered when a newer arrives. Answers pair with requests in order, so
+                    // its waiter must go too, or every later answer would reach the request
+                    // before it (a restarted voter then heard nothing for tens of seconds).
+                    // Dropped, it answers its (abandoned) caller with an error.
+                    waiting.clear();
+                }
+                waiting.push_back(reply);
                 let actions = self.core.step(now, Event::Message { from, msg });
                 self.execute(actions);
             }

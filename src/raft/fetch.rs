@@ -25,7 +25,7 @@ enum PositionCheck {
 }
 
 impl<L: RaftLog> RaftCore<L> {
-    fn fetch_response(&self, request: FetchPosition, error: RaftErrorCode) -> FetchResponse {
+    pub(crate) fn fetch_response(&self, request: FetchPosition, error: RaftErrorCode) -> FetchResponse {
         FetchResponse {
             error,
             epoch: self.epoch(),
@@ -78,6 +78,10 @@ impl<L: RaftLog> RaftCore<L> {
         let valid = matches!(self.check_position(r.position), PositionCheck::Valid);
         let observers_max = self.config.observers_tracked_max;
         let Role::Leader(state) = &mut self.role else { return };
+        // A replica fetches one at a time: a newer fetch supersedes one still held (its
+        // process restarted, or it gave up waiting), which is dropped unanswered here; the
+        // driver releases whoever still waits for it (see `raft::driver`).
+        state.parked.retain(|p| p.from != from);
         state.unacknowledged.remove(&from);
         let progress = if state.voters.contains_key(&from) {
             state.fetched_since_check.insert(from);
@@ -100,7 +104,6 @@ impl<L: RaftLog> RaftCore<L> {
         if valid && !advanced && r.max_wait_ms > 0 && r.position.fetch_offset >= leader_end {
             // Nothing new: hold the fetch until there is, or until its wait runs out.
             let Role::Leader(state) = &mut self.role else { return };
-            state.parked.retain(|p| p.from != from);
             state.parked.push(ParkedFetch { from, request: r, deadline_ms: now + r.max_wait_ms });
             return;
         }

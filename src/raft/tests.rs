@@ -275,9 +275,10 @@ fn a_pre_vote_from_a_higher_epoch_steps_even_a_live_leader_into_that_epoch() {
         .iter()
         .position(|a| matches!(a, Action::PersistQuorumState(q) if *q == QuorumState { epoch: LeaderEpoch(epoch.0 + 1), voted_for: None, leader: None }))
         .expect("the new epoch is persisted, with no vote");
-    let answer = actions.iter().position(|a| matches!(a, Action::Send { .. })).unwrap();
+    // (The fetches the leader held are answered too: it no longer leads.)
+    let answer = actions.iter().position(|a| matches!(a, Action::Send { msg: Message::VoteResponse(_), .. })).unwrap();
     assert!(persist < answer, "{actions:?}");
-    assert!(matches!(&sends(&actions)[0].1, Message::VoteResponse(r) if r.granted && r.epoch == LeaderEpoch(epoch.0 + 1)));
+    assert!(sends(&actions).iter().any(|(_, m)| matches!(m, Message::VoteResponse(r) if r.granted && r.epoch == LeaderEpoch(epoch.0 + 1))));
 
     // A pre-vote whose last entry is newer than its epoch is malformed and changes nothing.
     let follower = (leader + 2) % 3;
@@ -659,4 +660,48 @@ fn an_unreachable_report_about_a_live_leader_disturbs_nothing() {
     c.step(follower, Event::Unreachable { peer: other });
     assert_eq!(c.nodes[follower].next_deadline_ms(), before);
     assert_eq!(c.nodes[follower].role(), RoleKind::Follower);
+}
+
+fn fetch_answers(actions: &[Action], to: NodeId) -> Vec<FetchResponse> {
+    sends(actions)
+        .into_iter()
+        .filter_map(|(t, m)| match m {
+            Message::FetchResponse(r) if t == to => Some(r),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_newer_fetch_supersedes_a_held_one_and_a_resigning_leader_answers_what_it_holds() {
+    let mut c = Cluster::new(&[1, 2, 3], &[]);
+    c.run_until(3_000);
+    let leader = c.leader().unwrap();
+    let follower = c.nodes[(leader + 1) % 3].local();
+    let epoch = c.nodes[leader].epoch();
+    let position = FetchPosition { fetch_offset: c.nodes[leader].log().end_offset(), last_fetched_epoch: epoch };
+    let fetch = Message::FetchRequest(FetchRequest { epoch, replica_id: follower, position, max_wait_ms: 500 });
+    // The follower's own fetch is held already; a newer one (a restarted process) replaces it.
+    for _ in 0..2 {
+        let actions = c.nodes[leader].step(c.now_ms, Event::Message { from: follower, msg: fetch.clone() }).unwrap();
+        assert!(fetch_answers(&actions, follower).is_empty(), "nothing new: held, the older one dropped");
+    }
+    // A new entry answers the one held fetch: one answer, not one per request received.
+    let (_, actions) = c.nodes[leader].propose(c.now_ms, vec![Bytes::from_static(b"x")]).unwrap();
+    let mut answers = fetch_answers(&actions, follower);
+    if answers.is_empty() {
+        let up_to = c.nodes[leader].log_mut().flush();
+        answers = fetch_answers(&c.nodes[leader].step(c.now_ms, Event::Flushed { up_to }).unwrap(), follower);
+    }
+    assert_eq!(answers.len(), 1, "{answers:?}");
+
+    // Held again, then the leader steps down: the held fetch learns who leads now.
+    let position = FetchPosition { fetch_offset: c.nodes[leader].log().end_offset(), last_fetched_epoch: epoch };
+    let fetch = Message::FetchRequest(FetchRequest { epoch, replica_id: follower, position, max_wait_ms: 500 });
+    c.nodes[leader].step(c.now_ms, Event::Message { from: follower, msg: fetch }).unwrap();
+    let response = Message::BeginQuorumEpochResponse(EpochResponse { error: RaftErrorCode::FencedLeaderEpoch, epoch: LeaderEpoch(epoch.0 + 1), leader: None });
+    let resigned = c.nodes[leader].step(c.now_ms, Event::Message { from: NodeId(9), msg: response }).unwrap();
+    let answers = fetch_answers(&resigned, follower);
+    assert_eq!(answers.len(), 1, "{answers:?}");
+    assert_eq!((answers[0].error, answers[0].epoch), (RaftErrorCode::NotLeaderOrFollower, LeaderEpoch(epoch.0 + 1)));
 }
