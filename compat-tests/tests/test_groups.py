@@ -30,6 +30,8 @@ TAKEOVER_DEADLINE_S = SESSION_TIMEOUT_MS / 1000 + 45
 
 BROKER_OVERRIDES = {"group.initial.rebalance.delay.ms": "0"}
 
+STATIC_SESSION_TIMEOUT_MS = 30_000
+
 # KIP-848 groups: the broker owns session and heartbeat timing (defaults 45 s / 5 s).
 KIP848_OVERRIDES = {"group.consumer.session.timeout.ms": str(SESSION_TIMEOUT_MS),
                     "group.consumer.heartbeat.interval.ms": "500"}
@@ -82,7 +84,10 @@ def test_static_members_restart_without_rebalance(broker, tmp_path):
     members: list[Member] = []
 
     def spawn(name: str, instance: str) -> Member:
-        cmd = member_cmd("java-classic", broker.bootstrap, topic, group, f"static-{name}", instance_id=instance)
+        # The restart must land within the session: a JVM starting on a busy machine can take
+        # longer than the 6 s the other tests use.
+        cmd = member_cmd("java-classic", broker.bootstrap, topic, group, f"static-{name}", instance_id=instance,
+                         session_timeout_ms=STATIC_SESSION_TIMEOUT_MS)
         members.append(Member(name, cmd, tmp_path))
         return members[-1]
 
