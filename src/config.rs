@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
-pub use settings::{GroupSettings, Listeners, LogSettings, QuorumSettings, ReplicaSettings, Roles, Settings, SocketSettings, TopicSettings, TxnSettings};
+pub use settings::{ElectionSettings, GroupSettings, Listeners, LogSettings, QuorumSettings, ReplicaSettings, Roles, Settings, SocketSettings, TopicSettings, TxnSettings};
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -118,6 +118,10 @@ pub const BROKER_KEYS: &[KeyDef] = &[
     key!("compression.type", Kind::Enum(COMPRESSION_TYPES), Some("producer"), "Only `producer` (keep the producer's codec) is supported"),
     key!("min.insync.replicas", Kind::Int, Some("1"), "Replicas that must acknowledge an acks=all write"),
     key!("unclean.leader.election.enable", Kind::Bool, Some("false"), "Allow an out-of-sync replica to lead"),
+    key!("unclean.leader.election.interval.ms", Kind::Long, Some("300000"), "How often the active controller looks for leaderless partitions whose topic allows an unclean election (it also looks after every metadata change)"),
+    key!("auto.leader.rebalance.enable", Kind::Bool, Some("true"), "Move leadership back to preferred replicas every leader.imbalance.check.interval.seconds"),
+    key!("leader.imbalance.check.interval.seconds", Kind::Long, Some("300"), "How often the active controller moves leadership back to preferred replicas"),
+    key!("leader.imbalance.per.broker.percentage", Kind::Int, Some("10"), "Accepted for Kafka's documents; as Kafka's KRaft controller, every imbalanced partition is rebalanced"),
     key!("message.max.bytes", Kind::Int, Some("1048588"), "Largest record batch accepted"),
     key!("socket.request.max.bytes", Kind::Int, Some("104857600"), "Largest request frame accepted"),
     key!("socket.send.buffer.bytes", Kind::Int, Some("102400"), "SO_SNDBUF (-1: OS default)"),

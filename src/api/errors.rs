@@ -5,6 +5,7 @@ use kafka_protocol::ResponseError;
 use crate::broker::BrokerError;
 use crate::log::LogError;
 use crate::metadata::ControllerError;
+use crate::metadata::election::ElectionError;
 use crate::partition::PartitionError;
 use crate::record::RecordError;
 use crate::txn::markers::MarkerError;
@@ -59,6 +60,15 @@ pub fn store_error(e: &crate::metadata::store::StoreError) -> ResponseError {
         StoreError::NotController { .. } => ResponseError::NotController,
         StoreError::Timeout(_) => ResponseError::RequestTimedOut,
         StoreError::Io { .. } | StoreError::Encode(_) => ResponseError::KafkaStorageError,
+    }
+}
+
+pub fn election_error(e: &ElectionError) -> ResponseError {
+    match e {
+        ElectionError::UnknownTopicOrPartition(_) => ResponseError::UnknownTopicOrPartition,
+        ElectionError::ElectionNotNeeded => ResponseError::ElectionNotNeeded,
+        ElectionError::PreferredLeaderNotAvailable => ResponseError::PreferredLeaderNotAvailable,
+        ElectionError::EligibleLeadersNotAvailable => ResponseError::EligibleLeadersNotAvailable,
     }
 }
 

@@ -25,6 +25,7 @@ pub mod describe_configs;
 pub mod describe_groups;
 pub mod describe_producers;
 pub mod describe_transactions;
+pub mod elect_leaders;
 pub mod end_txn;
 pub mod error_codes;
 pub mod errors;
@@ -258,6 +259,10 @@ impl Api {
             R::DeleteTopics(req) => match self.forward(&req, v).await {
                 Some(r) => S::DeleteTopics(r),
                 None => S::DeleteTopics(delete_topics::handle(self, v, req)),
+            },
+            R::ElectLeaders(req) => match self.forward(&req, v).await {
+                Some(r) => S::ElectLeaders(r),
+                None => S::ElectLeaders(elect_leaders::handle(self, v, req)),
             },
             R::CreatePartitions(req) => match self.forward(&req, v).await {
                 Some(r) => S::CreatePartitions(r),
@@ -589,6 +594,14 @@ mod tests {
                 r.include_synonyms = version >= 1;
                 r.include_documentation = version >= 3;
                 vec![RequestKind::DescribeConfigs(r)]
+            }
+            ApiKey::ElectLeaders => {
+                let mut t = elect_leaders_request::TopicPartitions::default();
+                t.topic = name("t");
+                t.partitions = vec![0];
+                let mut named = ElectLeadersRequest::default();
+                named.topic_partitions = Some(vec![t]);
+                vec![RequestKind::ElectLeaders(ElectLeadersRequest::default()), RequestKind::ElectLeaders(named)]
             }
             ApiKey::CreatePartitions => {
                 let mut t = create_partitions_request::CreatePartitionsTopic::default();

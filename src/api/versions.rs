@@ -50,6 +50,7 @@ pub const SERVED: &[Served] = &[
     served(ApiKey::OffsetForLeaderEpoch, 2, 4),
     served(ApiKey::DescribeConfigs, 1, 4),
     served(ApiKey::CreatePartitions, 0, 3),
+    served(ApiKey::ElectLeaders, 0, 2),
     served(ApiKey::IncrementalAlterConfigs, 0, 1),
     served(ApiKey::AlterConfigs, 0, 2),
     served(ApiKey::DescribeCluster, 0, 2),
@@ -169,6 +170,7 @@ pub fn default_request(api: ApiKey) -> Option<RequestKind> {
         ApiKey::OffsetForLeaderEpoch => RequestKind::OffsetForLeaderEpoch(OffsetForLeaderEpochRequest::default()),
         ApiKey::DescribeConfigs => RequestKind::DescribeConfigs(DescribeConfigsRequest::default()),
         ApiKey::CreatePartitions => RequestKind::CreatePartitions(CreatePartitionsRequest::default()),
+        ApiKey::ElectLeaders => RequestKind::ElectLeaders(ElectLeadersRequest::default()),
         ApiKey::IncrementalAlterConfigs => {
             RequestKind::IncrementalAlterConfigs(IncrementalAlterConfigsRequest::default())
         }
@@ -277,6 +279,7 @@ mod tests {
             }
             ApiKey::DescribeConfigs => ResponseKind::DescribeConfigs(DescribeConfigsResponse::default()),
             ApiKey::CreatePartitions => ResponseKind::CreatePartitions(CreatePartitionsResponse::default()),
+            ApiKey::ElectLeaders => ResponseKind::ElectLeaders(ElectLeadersResponse::default()),
             ApiKey::IncrementalAlterConfigs => {
                 ResponseKind::IncrementalAlterConfigs(IncrementalAlterConfigsResponse::default())
             }

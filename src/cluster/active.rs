@@ -19,6 +19,7 @@ use kafka_protocol::messages::ApiVersionsRequest;
 use crate::broker::Broker;
 use crate::client::{ClientError, NodeClient};
 use crate::metadata::cluster_control;
+use crate::metadata::election;
 use crate::metadata::features;
 use crate::metadata::store::{self, StoreError};
 use crate::metadata::MetadataRecord;
@@ -36,6 +37,7 @@ pub async fn run(broker: Arc<Broker>, cluster: Arc<Cluster>) {
     let (snapshot_bytes, snapshot_interval_ms) = (quorum.snapshot_record_bytes_max, quorum.snapshot_interval_ms_max);
     let mut last_snapshot_ms = broker.clock.now_ms();
     let mut was_leader = false;
+    let mut elections = ElectionSchedule::new(broker.clock.now_ms(), &broker.config.settings().elections);
     loop {
         tick.tick().await;
         let status = cluster.raft.status();
@@ -54,6 +56,9 @@ pub async fn run(broker: Arc<Broker>, cluster: Arc<Cluster>) {
                 tokio::spawn(probe_and_fence(broker.clone(), cluster.clone(), b.id, b.epoch));
             }
         }
+        if leader && !was_leader {
+            elections = ElectionSchedule::new(broker.clock.now_ms(), &broker.config.settings().elections);
+        }
         was_leader = leader;
         let described = if status.role == RoleKind::Leader { cluster.raft.describe().await } else { None };
         if let Ok(mut d) = cluster.described.lock() {
@@ -62,8 +67,17 @@ pub async fn run(broker: Arc<Broker>, cluster: Arc<Cluster>) {
         if leader {
             let b = broker.clone();
             let c = cluster.clone();
+            let mut schedule = elections.clone();
             // Store updates block while they wait for the quorum.
-            let _ = tokio::task::spawn_blocking(move || leader_duties(&b, &c)).await;
+            let done = tokio::task::spawn_blocking(move || {
+                leader_duties(&b, &c);
+                run_elections(&b, &mut schedule);
+                schedule
+            })
+            .await;
+            if let Ok(schedule) = done {
+                elections = schedule;
+            }
         }
         let store = broker.metadata_store();
         let pending = store.bytes_since_snapshot();
@@ -199,6 +213,64 @@ fn leader_duties(broker: &Broker, cluster: &Cluster) {
     match out {
         Ok(_) => tracing::info!(brokers = ?expired.iter().map(|b| b.0).collect::<Vec<_>>(), "fenced brokers whose sessions expired"),
         Err(e) => tracing::warn!(error = %e, "fencing expired brokers failed"),
+    }
+}
+
+/// When the active controller runs its own elections next (Kafka's `QuorumController`
+/// schedules the same two): the preferred-leader balance every
+/// `leader.imbalance.check.interval.seconds` while `auto.leader.rebalance.enable` holds, the
+/// first one an interval after this node became active; and unclean elections of leaderless
+/// partitions whose topic allows them, after every metadata change (a fencing or an
+/// unfencing is what leaves or finds a partition without an in-sync leader) and every
+/// `unclean.leader.election.interval.ms` besides.
+#[derive(Debug, Clone)]
+struct ElectionSchedule {
+    next_balance_ms: i64,
+    next_unclean_ms: i64,
+    /// The image offset the last unclean check looked at.
+    unclean_checked_offset: i64,
+}
+
+impl ElectionSchedule {
+    fn new(now_ms: i64, settings: &crate::config::ElectionSettings) -> Self {
+        Self { next_balance_ms: now_ms.saturating_add(settings.imbalance_check_interval_ms), next_unclean_ms: now_ms, unclean_checked_offset: -1 }
+    }
+}
+
+fn run_elections(broker: &Broker, schedule: &mut ElectionSchedule) {
+    let settings = &broker.config.settings().elections;
+    let store = broker.metadata_store();
+    let now = broker.clock.now_ms();
+    if settings.auto_rebalance && now >= schedule.next_balance_ms {
+        let out = store.update(|image| {
+            let records = election::balance_leaders(image, election::ELECTIONS_PER_PASS_MAX);
+            let n = records.len();
+            Ok::<_, StoreError>((records, n))
+        });
+        match out {
+            Ok((image, moved)) => {
+                if moved > 0 {
+                    tracing::info!(partitions = moved, "moved leadership back to preferred replicas (auto.leader.rebalance.enable)");
+                }
+                // A pass that hit the limit goes on at the next tick, as Kafka reschedules at once.
+                let more = !election::balance_leaders(&image, 1).is_empty();
+                schedule.next_balance_ms = if more { now } else { now.saturating_add(settings.imbalance_check_interval_ms) };
+            }
+            Err(e) => tracing::warn!(error = %e, "preferred leader balancing failed; retried at the next tick"),
+        }
+    }
+    let offset = store.image().offset;
+    if offset != schedule.unclean_checked_offset || now >= schedule.next_unclean_ms {
+        let out = store.update(|image| {
+            Ok::<_, StoreError>((election::elect_unclean_leaderless(image, settings.unclean_default, election::ELECTIONS_PER_PASS_MAX), ()))
+        });
+        match out {
+            Ok((image, ())) => {
+                schedule.unclean_checked_offset = image.offset;
+                schedule.next_unclean_ms = now.saturating_add(settings.unclean_check_interval_ms);
+            }
+            Err(e) => tracing::warn!(error = %e, "unclean leader elections failed; retried at the next tick"),
+        }
     }
 }
 

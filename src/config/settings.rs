@@ -180,6 +180,19 @@ pub struct ReplicaSettings {
     pub socket_timeout: Duration,
 }
 
+/// The active controller's leader elections of its own (see `metadata::election`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ElectionSettings {
+    /// `auto.leader.rebalance.enable`.
+    pub auto_rebalance: bool,
+    /// `leader.imbalance.check.interval.seconds`, at least 1 s.
+    pub imbalance_check_interval_ms: i64,
+    /// `unclean.leader.election.enable`: the default of topics without an override.
+    pub unclean_default: bool,
+    /// `unclean.leader.election.interval.ms`, at least 1.
+    pub unclean_check_interval_ms: i64,
+}
+
 /// Every broker setting the code acts on; see the module doc.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
@@ -203,6 +216,7 @@ pub struct Settings {
     pub group: GroupSettings,
     pub txn: TxnSettings,
     pub replica: ReplicaSettings,
+    pub elections: ElectionSettings,
     /// `metrics.partition.detail`.
     pub metrics_partition_detail: bool,
 }
@@ -318,6 +332,12 @@ impl Settings {
             group: GroupSettings::parse(s)?,
             txn: TxnSettings::parse(s)?,
             replica: ReplicaSettings::parse(s)?,
+            elections: ElectionSettings {
+                auto_rebalance: s.bool("auto.leader.rebalance.enable")?,
+                imbalance_check_interval_ms: s.long("leader.imbalance.check.interval.seconds")?.max(1).saturating_mul(1000),
+                unclean_default: s.bool("unclean.leader.election.enable")?,
+                unclean_check_interval_ms: s.long("unclean.leader.election.interval.ms")?.max(1),
+            },
             metrics_partition_detail: s.bool("metrics.partition.detail")?,
         })
     }

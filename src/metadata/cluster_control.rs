@@ -233,7 +233,7 @@ pub fn fence(image: &MetadataImage, ids: &[NodeId]) -> Vec<MetadataRecord> {
 }
 
 /// Whether `id` may lead: registered, unfenced, not shutting down.
-fn can_lead(image: &MetadataImage, id: NodeId) -> bool {
+pub(crate) fn can_lead(image: &MetadataImage, id: NodeId) -> bool {
     image.brokers.get(&id).is_some_and(|b| !b.fenced && !b.in_controlled_shutdown)
 }
 

@@ -22,6 +22,7 @@ pub mod cluster_control;
 mod cluster_sim;
 pub mod controller;
 pub mod delta;
+pub mod election;
 pub mod features;
 pub mod image;
 pub mod placement;
