@@ -9,6 +9,9 @@
 //! partition that is slow to its first acknowledgement counts too. Failed deliveries are
 //! counted and do not close a gap. librdkafka retries as it does by default
 //! (`message.timeout.ms` 300 s), idempotence off as in every subcommand.
+//!
+//! Besides the longest gaps, every gap over `--record-gaps-over-ms` is listed with its start
+//! (Unix time), so that a driver can tell the gap a fault caused from the ones before it.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -36,6 +39,9 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(300);
 /// The shortest sleep between two rounds of sending.
 const MIN_TICK: Duration = Duration::from_micros(500);
 
+/// At most this many gaps are listed (the longest ones are always kept in the summary fields).
+const MAX_LISTED_GAPS: usize = 100_000;
+
 #[derive(Args, Debug)]
 pub struct SteadyArgs {
     /// Broker addresses, host:port[,host:port...].
@@ -59,6 +65,9 @@ pub struct SteadyArgs {
     /// Acknowledgement level. Idempotence stays off for every level, as for a plain producer.
     #[arg(long, value_enum, default_value_t = Acks::All)]
     acks: Acks,
+    /// List every gap longer than this (ms), of a partition or of the whole producer.
+    #[arg(long, default_value_t = 20.0)]
+    record_gaps_over_ms: f64,
 }
 
 /// The longest gap of one partition, or of the whole producer.
@@ -72,13 +81,15 @@ struct Gap {
 }
 
 impl Gap {
-    fn ack(&mut self, at: u64) {
-        let gap = at.saturating_sub(self.last);
+    /// Notes an acknowledgement at `at`; returns the gap it closes (start, length in µs).
+    fn ack(&mut self, at: u64) -> (u64, u64) {
+        let (from, gap) = (self.last, at.saturating_sub(self.last));
         if gap > self.longest {
             self.longest = gap;
-            self.longest_from = self.last;
+            self.longest_from = from;
         }
         self.last = self.last.max(at);
+        (from, gap)
     }
 }
 
@@ -86,6 +97,17 @@ impl Gap {
 struct Gaps {
     partitions: Vec<Gap>,
     any: Gap,
+    /// Gaps longer than `list_over` µs: (partition, or -1 for the whole producer; start; length).
+    listed: Vec<(i32, u64, u64)>,
+    list_over: u64,
+}
+
+impl Gaps {
+    fn list(&mut self, partition: i32, (from, gap): (u64, u64)) {
+        if gap > self.list_over && self.listed.len() < MAX_LISTED_GAPS {
+            self.listed.push((partition, from, gap));
+        }
+    }
 }
 
 /// Producer context that counts deliveries and keeps the gaps.
@@ -115,13 +137,16 @@ impl ProducerContext for GapContext {
             Ok(message) => {
                 self.deliveries.delivered.fetch_add(1, Ordering::Relaxed);
                 if let Ok(mut gaps) = self.gaps.lock() {
-                    if let Some(gap) = usize::try_from(message.partition())
+                    let partition = message.partition();
+                    if let Some(closed) = usize::try_from(partition)
                         .ok()
                         .and_then(|p| gaps.partitions.get_mut(p))
+                        .map(|gap| gap.ack(at))
                     {
-                        gap.ack(at);
+                        gaps.list(partition, closed);
                     }
-                    gaps.any.ack(at);
+                    let closed = gaps.any.ack(at);
+                    gaps.list(-1, closed);
                 }
             }
             Err((error, _)) => {
@@ -146,6 +171,9 @@ pub fn run(args: SteadyArgs) -> Result<()> {
     if args.record_size == 0 {
         bail!("--record-size must be at least 1");
     }
+    if !args.record_gaps_over_ms.is_finite() {
+        bail!("--record-gaps-over-ms must be a number");
+    }
     let partitions = {
         let consumer: BaseConsumer<QuietContext> = consumer_config(&args.bootstrap)
             .create_with_context(QuietContext)
@@ -161,6 +189,8 @@ pub fn run(args: SteadyArgs) -> Result<()> {
     let gaps = Arc::new(Mutex::new(Gaps {
         partitions: vec![Gap::default(); slots],
         any: Gap::default(),
+        listed: Vec::new(),
+        list_over: (args.record_gaps_over_ms.max(0.0) * 1000.0) as u64,
     }));
     let settings = ProducerSettings {
         bootstrap: args.bootstrap.clone(),
@@ -298,6 +328,13 @@ pub fn run(args: SteadyArgs) -> Result<()> {
         "longest_gap_any_ack_ms": to_ms(g.any.longest),
         "longest_gap_any_ack_from_unix_ms": round3(unix_ms(g.any.longest_from)),
         "longest_gap_per_partition_ms": per_partition,
+        "gaps_over_ms": args.record_gaps_over_ms,
+        // [partition (-1: any acknowledgement), start (Unix ms), length (ms)], in closing order.
+        "gaps": g
+            .listed
+            .iter()
+            .map(|&(p, from, gap)| json!([p, round3(unix_ms(from)), to_ms(gap)]))
+            .collect::<Vec<_>>(),
         "acks": args.acks.as_str(),
         "linger_ms": args.linger_ms,
     }))?;
