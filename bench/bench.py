@@ -15,7 +15,20 @@ Run through `bench/run` (which builds and fetches everything). Workloads (BENCH_
             again on a fresh broker, and the records lost (acknowledged minus end offsets).
 The broker is pinned to CPU 0 and the load generators to CPU 1 (`taskset`), so the figures show
 what one core of broker does. Each broker's data dir is deleted as soon as its workload is done.
-Writes bench/RESULTS.md (or $BENCH_OUT); see bench/README.md for the BENCH_* variables.
+
+The "cluster" section (BENCH_SECTIONS) runs three combined nodes (controller + broker each,
+harness.cluster.Cluster) of each broker, all three on CPU 0, with RF=3, min.insync.replicas=2
+and acks=all (BENCH_CLUSTER_ONLY selects):
+- produce:  the produce workload above into RF=3 topics; CPU summed over the three nodes;
+- e2e:      end-to-end latency at a fixed rate (no ping-pong);
+- failover: kill -9 of a partition leader (not the active controller) under a steady producer:
+            the longest gap between acknowledgements of a partition;
+- catchup:  kill -9 of a follower, BENCH_CATCHUP_MB MiB produced, restart: time until it is
+            back in every ISR;
+- idle:     on a fresh cluster, idle CPU and RSS per node before and after creating
+            BENCH_MANY_PARTITIONS partitions with RF=3.
+Writes bench/RESULTS.md (or $BENCH_OUT): a section that did not run keeps what the file had;
+see bench/README.md for the BENCH_* variables.
 """
 
 from __future__ import annotations
@@ -46,7 +59,9 @@ sys.path.insert(0, str(COMPAT))
 
 from harness import wire  # noqa: E402
 from harness.broker import BrokerDied, BrokerProcess  # noqa: E402
-from harness.wait import wait_until  # noqa: E402
+from harness.cluster import Cluster  # noqa: E402
+from harness.tools import quorum_status  # noqa: E402
+from harness.wait import Abort, wait_until  # noqa: E402
 
 import probe  # noqa: E402
 
@@ -80,9 +95,33 @@ COMMON = {"num.partitions": str(PARTITIONS), "log.segment.bytes": str(1 << 30),
           "group.initial.rebalance.delay.ms": "0", "log.segment.delete.delay.ms": "0"}
 MIB = 2**20
 
-for w in ONLY:
-    if w not in WORKLOADS:
-        raise SystemExit(f"BENCH_ONLY: unknown workload {w!r}; known: {', '.join(WORKLOADS)}")
+SECTIONS = [s for s in os.environ.get("BENCH_SECTIONS", "single,cluster").split(",") if s]
+CLUSTER_WORKLOADS = ("produce", "e2e", "failover", "catchup", "idle")
+CLUSTER_ONLY = [w for w in os.environ.get("BENCH_CLUSTER_ONLY", ",".join(CLUSTER_WORKLOADS)).split(",") if w]
+CLUSTER_CODECS = [c for c in os.environ.get("BENCH_CLUSTER_CODECS", "none").split(",") if c]
+# Three Kafka nodes on one core of this machine fall behind well below the single-node rate
+# (50 MB/s): the latency comparison needs a rate both keep up with.
+CLUSTER_E2E_RATE_MB = float(os.environ.get("BENCH_CLUSTER_E2E_RATE", "5"))
+FAILOVER_RATE_MB = float(os.environ.get("BENCH_FAILOVER_RATE", "5"))
+FAILOVER_SECONDS = int(os.environ.get("BENCH_FAILOVER_SECONDS", "30"))
+FAILOVER_BEFORE_S = 5.0  # steady producing before the kill -9: part of the measured run
+CATCHUP_MB = int(os.environ.get("BENCH_CATCHUP_MB", "1024"))
+CLUSTER_IDLE_S = float(os.environ.get("BENCH_CLUSTER_IDLE_SECONDS", "20"))
+CLUSTER_SETTLE_S = 10.0  # after creating the partitions, before the idle window: not their creation's cost
+CLUSTER_NODES = 3
+# Both brokers' defaults as well as each topic's config, so every topic (the internal ones too)
+# is replicated the same way.
+CLUSTER_OVERRIDES = {"default.replication.factor": "3", "min.insync.replicas": "2"}
+CLUSTER_HEADING = "## 3 nodes, RF=3"
+FAILOVER_ROW = f"kill -9 of a partition leader at {FAILOVER_RATE_MB:g} MB/s"
+FAILOVER_GAP = "longest gap between acknowledgements of a partition, across or after the kill (ms)"
+
+for name, given, known in (("BENCH_ONLY", ONLY, WORKLOADS), ("BENCH_SECTIONS", SECTIONS, ("single", "cluster")),
+                           ("BENCH_CLUSTER_ONLY", CLUSTER_ONLY, CLUSTER_WORKLOADS),
+                           ("BENCH_CLUSTER_CODECS", CLUSTER_CODECS, ("none", "lz4"))):
+    for w in given:
+        if w not in known:
+            raise SystemExit(f"{name}: unknown value {w!r}; known: {', '.join(known)}")
 
 
 def log(msg: str) -> None:
@@ -98,15 +137,78 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def process_pids(broker: BrokerProcess) -> list[int]:
+    """A broker's processes: everything in its process group except, for Kafka, the Python
+    launcher that leads the group (only the JVM is the broker)."""
+    if broker.proc is None:
+        return []
+    pgid = broker.proc.pid
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                if int(fields[2]) == pgid and not (broker.kind == "kafka" and int(entry.name) == pgid):
+                    out.append(int(entry.name))
+            except (OSError, IndexError, ValueError):
+                pass
+    return out
+
+
+def rss_of(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+        except OSError:
+            pass
+    return total
+
+
+def cpu_of(pids: list[int]) -> float:
+    """User + system CPU seconds of the processes."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / ticks
+
+
 class PinnedBroker(BrokerProcess):
     """A broker on CPU 0, on a port fixed up front so that start-up can be timed by polling the
-    port itself (the log line is only read afterwards, never as the clock)."""
+    port itself (the log line is only read afterwards, never as the clock).
+
+    The workloads see it through what they share with PinnedCluster: `bootstrap`,
+    `leader_bootstrap` and `one_leader` (where raw-produce sends), `topic_args` (how topics are
+    created), `cpu()`, `rss()`, `pids()` and the names of its CPU rows."""
+
+    cpu_row = "broker CPU s per GB produced"
+    core_row = "broker's core busy (%)"
 
     def __init__(self, workdir: Path, kind: str, overrides: dict[str, str] | None = None):
         port = free_port()
         super().__init__(workdir, {**COMMON, **(overrides or {}), "listeners": f"PLAINTEXT://127.0.0.1:{port}"},
                          kind=kind)
         self.host, self.port = "127.0.0.1", port
+
+    @property
+    def leader_bootstrap(self) -> str:
+        return self.bootstrap
+
+    def one_leader(self, partitions: int) -> list[list[int]] | None:
+        return None
+
+    def topic_args(self, assignment: list[list[int]] | None) -> list[str]:
+        return []
+
+    def await_topic(self, topic: str, partitions: int) -> None:
+        """Nothing to wait for: `create` asked this broker."""
 
     def command(self) -> list[str]:
         return ["taskset", "-c", BROKER_CPU, *super().command()]
@@ -133,42 +235,113 @@ class PinnedBroker(BrokerProcess):
         return self.spawn_and_time([stage], timeout_s)[0][0]
 
     def pids(self) -> list[int]:
-        """The broker's processes: everything in its process group except, for Kafka, the Python
-        launcher that leads the group (only the JVM is the broker)."""
-        assert self.proc is not None
-        pgid = self.proc.pid
-        out = []
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                try:
-                    fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-                    if int(fields[2]) == pgid and not (self.kind == "kafka" and int(entry.name) == pgid):
-                        out.append(int(entry.name))
-                except (OSError, IndexError, ValueError):
-                    pass
-        return out
+        return process_pids(self)
 
     def rss(self, pids: list[int] | None = None) -> int:
-        total = 0
-        for pid in self.pids() if pids is None else pids:
-            try:
-                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1]) * 1024
-            except OSError:
-                pass
-        return total
+        return rss_of(self.pids() if pids is None else pids)
 
     def cpu(self) -> float:
-        ticks = os.sysconf("SC_CLK_TCK")
-        total = 0
-        for pid in self.pids():
+        return cpu_of(self.pids())
+
+
+class PinnedCluster:
+    """Three combined nodes (controller + broker each) of one broker kind, started by the compat
+    harness's Cluster, all pinned to CPU 0 like the single broker. Offers the same view as
+    PinnedBroker, summed over the nodes; topics are created with RF=3 and
+    min.insync.replicas=2."""
+
+    cpu_row = "CPU s of the 3 nodes per GB produced"
+    core_row = "3 nodes' core busy (%)"
+
+    def __init__(self, workdir: Path, kind: str):
+        self.workdir = workdir
+        self.cluster = Cluster(workdir, "combined", CLUSTER_NODES, overrides={**COMMON, **CLUSTER_OVERRIDES},
+                               kind=kind, prefix=["taskset", "-c", BROKER_CPU])
+        self.kind = kind
+
+    @property
+    def ids(self) -> list[int]:
+        return self.cluster.broker_ids
+
+    def node(self, node_id: int) -> BrokerProcess:
+        return self.cluster.nodes[node_id]
+
+    def address(self, node_id: int) -> tuple[str, int]:
+        spec = self.cluster.spec(node_id)
+        return spec.host, spec.broker_port
+
+    @property
+    def bootstrap(self) -> str:
+        return self.cluster.bootstrap()
+
+    @property
+    def leader_bootstrap(self) -> str:
+        """raw-produce speaks to one broker over one connection: node 1, which `one_leader`
+        makes the leader of every partition."""
+        host, port = self.address(self.ids[0])
+        return f"{host}:{port}"
+
+    def one_leader(self, partitions: int) -> list[list[int]]:
+        return [list(self.ids)] * partitions
+
+    def topic_args(self, assignment: list[list[int]] | None) -> list[str]:
+        args = ["--replication-factor", str(CLUSTER_NODES), "--config", "min.insync.replicas=2"]
+        if assignment is not None:
+            args += ["--replica-assignment", ",".join(":".join(map(str, r)) for r in assignment)]
+        return args
+
+    def await_topic(self, topic: str, partitions: int) -> None:
+        """Waits until every running node serves the topic with a leader for each partition:
+        `create` asked one of them, and the others learn of it a moment later (a client sent
+        to one of those would get UNKNOWN_TOPIC_OR_PARTITION)."""
+        for i in self.ids:
+            if self.node(i).alive():
+                wait_until(lambda: (s := probe.partition_states(*self.address(i), topic)) and len(s) == partitions
+                           and all(leader >= 0 for leader, _ in s.values()), 60,
+                           f"node {i} serving topic {topic}", interval_s=0.01)
+
+    def start_timed(self, timeout_s: float = 180) -> float:
+        """Spawns every node, then waits until each serves a Metadata that lists all of them."""
+        t0 = time.monotonic()
+        self.cluster.start(timeout_s)
+        for i in self.ids:
+            host, port = self.address(i)
+            wait_until(lambda: len(wire.metadata_brokers(host, port, timeout_s=2)) == CLUSTER_NODES, timeout_s,
+                       f"node {i}'s Metadata listing {CLUSTER_NODES} brokers", interval_s=0.01)
+        return time.monotonic() - t0
+
+    def stop(self) -> None:
+        self.cluster.stop()
+
+    def pids(self) -> list[int]:
+        return [pid for i in self.ids for pid in process_pids(self.node(i))]
+
+    def rss(self, pids: list[int] | None = None) -> int:
+        return rss_of(self.pids() if pids is None else pids)
+
+    def cpu(self) -> float:
+        return cpu_of(self.pids())
+
+    def states(self, topic: str, exclude: tuple[int, ...] = ()) -> dict[int, tuple[int, list[int]]] | None:
+        """partition -> (leader, ISR) from the first running node not excluded that answers."""
+        for i in self.ids:
+            if i in exclude or not self.node(i).alive():
+                continue
             try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-                total += int(fields[11]) + int(fields[12])
-            except (OSError, IndexError, ValueError):
-                pass
-        return total / ticks
+                return probe.partition_states(*self.address(i), topic)
+            except (OSError, wire.WireError):
+                continue
+        return None
+
+    def whole(self, topic: str, exclude: tuple[int, ...] = ()) -> dict[int, tuple[int, list[int]]] | None:
+        """The partition states once every partition has a leader and all nodes in its ISR."""
+        s = self.states(topic, exclude)
+        return s if s and all(leader >= 0 and len(isr) == CLUSTER_NODES for leader, isr in s.values()) else None
+
+    def active_controller(self) -> int:
+        status = wait_until(lambda: (s := quorum_status("--bootstrap-server", self.bootstrap))
+                            and s.get("LeaderId", "-1") != "-1" and s, 60, "a quorum leader")
+        return int(status["LeaderId"])
 
 
 class PeakRss:
@@ -245,10 +418,13 @@ def delete_topic(bootstrap: str, topic: str) -> None:
     loadgen("delete", "--bootstrap", bootstrap, "--topic", topic, timeout_s=120)
 
 
-def create_topic(bootstrap: str, topic: str, partitions: int = PARTITIONS) -> float:
-    """Creates a topic (returns when every partition has a leader); returns the seconds it took."""
+def create_topic(target, topic: str, partitions: int = PARTITIONS, assignment: list[list[int]] | None = None) -> float:
+    """Creates a topic on a PinnedBroker or PinnedCluster (returns when every partition has a
+    leader and a whole ISR, and every node serves it); returns the seconds it took."""
     t0 = time.monotonic()
-    loadgen("create", "--bootstrap", bootstrap, "--topic", topic, "--partitions", str(partitions), timeout_s=300)
+    loadgen("create", "--bootstrap", target.bootstrap, "--topic", topic, "--partitions", str(partitions),
+            *target.topic_args(assignment), timeout_s=300)
+    target.await_topic(topic, partitions)
     return time.monotonic() - t0
 
 
@@ -379,9 +555,10 @@ class Figures:
         log(f"  {key}: {value:.3f}")
 
 
-def workload(kind: str, name: str, fn, *args) -> None:
-    """Runs one workload; a failure is logged and reported in RESULTS.md, the others still run."""
-    if name not in ONLY:
+def workload(kind: str, name: str, fn, *args, only: list[str] | None = None) -> None:
+    """Runs one workload if `only` (default BENCH_ONLY) names it; a failure is logged and
+    reported in RESULTS.md, the others still run."""
+    if name not in (ONLY if only is None else only):
         return
     log(f"[{kind}] {name}")
     try:
@@ -409,42 +586,44 @@ def startup(kind: str, workdir: Path, f: Figures) -> None:
     f.add("start-up to Metadata, empty log, second start (ms)", statistics.median(again))
 
 
-def produce(broker: PinnedBroker, f: Figures) -> None:
+def produce(broker: PinnedBroker | PinnedCluster, f: Figures, codecs: tuple[str, ...] = ("none", "lz4")) -> None:
     gb = RECORDS * RECORD_BYTES / 1e9
-    for codec in ("none", "lz4"):
+    for codec in codecs:
         runs, cpu = [], 0.0
         for i in range(RUNS):
             topic = f"bench-{codec}-{i}"
-            create_topic(broker.bootstrap, topic)
+            create_topic(broker, topic)
             before = broker.cpu()
             runs.append(pp_produce(broker.bootstrap, topic, codec))
             cpu += broker.cpu() - before
         f.add(f"produce {codec}, ProducerPerformance (MB/s)", statistics.median(runs), "produce")
-        f.add(f"broker CPU s per GB produced ({codec}, ProducerPerformance)", cpu / (RUNS * gb))
-    for codec in ("none", "lz4"):
+        f.add(f"{broker.cpu_row} ({codec}, ProducerPerformance)", cpu / (RUNS * gb))
+    for codec in codecs:
         for producers in (1, 2):
             label = f"librdkafka, {producers} producer{'s' if producers > 1 else ''}"
             loadgen_produce_runs(broker, f, codec, label, f"lg-{codec}-p{producers}",
                                  lambda topic: lg_produce(broker.bootstrap, topic, RECORDS, codec, producers))
     # Not a client: the same pre-built Produce requests sent again and again, so the broker's
     # core is the limit, not the load generator's (one librdkafka producer saturates its core
-    # first against Blumfeld).
-    for codec in ("none", "lz4"):
+    # first against Blumfeld). On a cluster one node leads every partition of these topics, as
+    # the requests go to one broker.
+    for codec in codecs:
         loadgen_produce_runs(
             broker, f, codec, "raw protocol, pre-built batches", f"raw-{codec}",
-            lambda topic: loadgen("raw-produce", "--bootstrap", broker.bootstrap, "--topic", topic, "--records",
+            lambda topic: loadgen("raw-produce", "--bootstrap", broker.leader_bootstrap, "--topic", topic, "--records",
                                   str(RAW_RECORDS), "--record-size", str(RECORD_BYTES), "--compression", codec,
-                                  "--batch-bytes", "262144", "--in-flight", "4"))
+                                  "--batch-bytes", "262144", "--in-flight", "4"),
+            broker.one_leader(PARTITIONS))
 
 
-def loadgen_produce_runs(broker: PinnedBroker, f: "Figures", codec: str, label: str, topic_prefix: str,
-                         produce_into) -> None:
+def loadgen_produce_runs(broker: PinnedBroker | PinnedCluster, f: "Figures", codec: str, label: str,
+                         topic_prefix: str, produce_into, assignment: list[list[int]] | None = None) -> None:
     """RUNS runs of `produce_into(topic)` (a load generator call returning its JSON), each into a
     new topic deleted afterwards: median MB/s, broker CPU per GB and the busy rows."""
     runs, cpu, total, busy = [], 0.0, 0, []
     for i in range(RUNS):
         topic = f"{topic_prefix}-{i}"
-        create_topic(broker.bootstrap, topic)
+        create_topic(broker, topic, assignment=assignment)
         before, t0 = broker.cpu(), time.monotonic()
         res = produce_into(topic)
         run_cpu, wall = broker.cpu() - before, time.monotonic() - t0
@@ -454,15 +633,15 @@ def loadgen_produce_runs(broker: PinnedBroker, f: "Figures", codec: str, label: 
         total += res["bytes"]
         delete_topic(broker.bootstrap, topic)
     f.add(f"produce {codec}, {label} (MB/s)", statistics.median(runs), "produce")
-    f.add(f"broker CPU s per GB produced ({codec}, {label})", cpu / (total / 1e9))
-    add_busy(f, f"produce {codec}, {label}", busy)
+    f.add(f"{broker.cpu_row} ({codec}, {label})", cpu / (total / 1e9))
+    add_busy(f, f"produce {codec}, {label}", busy, broker.core_row)
 
 
-def add_busy(f: "Figures", label: str, busy: list[tuple[float, float]]) -> None:
+def add_busy(f: "Figures", label: str, busy: list[tuple[float, float]], core_row: str) -> None:
     """Rows saying which core was the limit: each side's CPU time over the run's wall time
     (process start to exit for the load generator, so a little start-up is included)."""
     f.add(f"{label}: load generator's core busy (%)", 100 * statistics.median(b[0] for b in busy))
-    f.add(f"{label}: broker's core busy (%)", 100 * statistics.median(b[1] for b in busy))
+    f.add(f"{label}: {core_row}", 100 * statistics.median(b[1] for b in busy))
 
 
 def ensure_warm_topics(broker: PinnedBroker) -> None:
@@ -470,7 +649,7 @@ def ensure_warm_topics(broker: PinnedBroker) -> None:
     if "produce" in ONLY:
         return
     for i in range(RUNS):
-        create_topic(broker.bootstrap, f"bench-none-{i}")
+        create_topic(broker, f"bench-none-{i}")
         lg_produce(broker.bootstrap, f"bench-none-{i}", RECORDS)
 
 
@@ -491,23 +670,25 @@ def consume(broker: PinnedBroker, f: Figures) -> None:
     f.add("consume warm, librdkafka (MB/s)", statistics.median(runs), "consume")
 
 
-def e2e(broker: PinnedBroker, f: Figures) -> None:
+def e2e(broker: PinnedBroker | PinnedCluster, f: Figures, rate_mb: float = E2E_RATE_MB, pingpong_too: bool = True) -> None:
     runs = []
     for i in range(RUNS):
         topic = f"e2e-{i}"
-        create_topic(broker.bootstrap, topic)
-        res = loadgen("e2e", "--bootstrap", broker.bootstrap, "--topic", topic, "--rate-mb-per-s", f"{E2E_RATE_MB:g}",
+        create_topic(broker, topic)
+        res = loadgen("e2e", "--bootstrap", broker.bootstrap, "--topic", topic, "--rate-mb-per-s", f"{rate_mb:g}",
                       "--seconds", str(E2E_SECONDS), "--record-size", str(RECORD_BYTES), "--warmup-seconds", "3",
                       "--linger-ms", "1", "--acks", "all", timeout_s=E2E_SECONDS + 120)
         log(f"  e2e run {i}: {res}")
         runs.append(res)
-    rate = f"{E2E_RATE_MB:g} MB/s"
+    rate = f"{rate_mb:g} MB/s"
     f.add(f"e2e at {rate}: achieved rate (MB/s)", statistics.median(r["achieved_mb_per_s"] for r in runs))
     f.add(f"e2e at {rate}: p50 (ms)", statistics.median(r["p50_ms"] for r in runs))
     f.add(f"e2e at {rate}: p99 (ms)", statistics.median(r["p99_ms"] for r in runs))
     f.add(f"e2e at {rate}: p99.9 (ms)", statistics.median(r["p999_ms"] for r in runs))
     f.add(f"e2e at {rate}: max over all runs (ms)", max(r["max_ms"] for r in runs))
     f.extra["e2e p99.9 worst run (ms)"] = max(r["p999_ms"] for r in runs)
+    if not pingpong_too:
+        return
     pp = [pingpong(broker.bootstrap, f"pingpong-{i}") for i in range(RUNS)]
     log(f"  ping-pong runs: {pp}")
     for idx, name in enumerate(("p50", "p99", "p99.9")):
@@ -522,11 +703,11 @@ def many(kind: str, workdir: Path, f: Figures) -> None:
     broker = PinnedBroker(workdir / f"{kind}-many", kind)
     try:
         broker.start_timed()
-        create_topic(broker.bootstrap, "warm-up")  # one 6-partition topic and a produce first, so that
+        create_topic(broker, "warm-up")  # one 6-partition topic and a produce first, so that
         lg_produce(broker.bootstrap, "warm-up", 10000)  # the delta below is the partitions, not first use
         idle_before = idle_cpu_percent(broker)
         rss_before = broker.rss()
-        created_s = create_topic(broker.bootstrap, "many", n)
+        created_s = create_topic(broker, "many", n)
         rss_created = broker.rss()
         with PeakRss(broker) as peak:
             before = broker.cpu()
@@ -585,7 +766,7 @@ def restart(kind: str, workdir: Path, f: Figures) -> None:
     gib = f"{RESTART_GB:g} GiB"
     try:
         broker.start_timed()
-        create_topic(broker.bootstrap, "restart")
+        create_topic(broker, "restart")
         records = int(RESTART_GB * 2**30) // RECORD_BYTES
         res = lg_produce(broker.bootstrap, "restart", records, "none", 2, timeout_s=max(900, RESTART_GB * 180))
         acked = res.get("delivered", res["records"])  # successful delivery reports
@@ -617,6 +798,202 @@ def bench(kind: str, workdir: Path) -> Figures:
             FAILURES.append(f"{kind} / main broker: {exc}")
     workload(kind, "many", many, kind, workdir, f)
     workload(kind, "restart", restart, kind, workdir, f)
+    return f
+
+
+# ------------------------------------------------------------------ 3 nodes, RF=3
+
+
+def cluster_kind(kind: str) -> str:
+    """The name cluster workloads report under (their failures go into the cluster section)."""
+    return f"{kind} 3-node"
+
+
+def steady_producer(cl: PinnedCluster, topic: str, fault) -> dict:
+    """Runs `blumfeld-loadgen steady` on CPU 1 for FAILOVER_SECONDS; once it has its first
+    acknowledgement and FAILOVER_BEFORE_S of steady producing, calls `fault()` (which returns the
+    fault's time.time()). Returns the load generator's JSON with `fault_unix_s` added."""
+    cmd = ["taskset", "-c", CLIENT_CPU, str(LOADGEN), "steady", "--bootstrap", cl.bootstrap, "--topic", topic,
+           "--rate-mb-per-s", f"{FAILOVER_RATE_MB:g}", "--seconds", str(FAILOVER_SECONDS), "--record-size",
+           str(RECORD_BYTES), "--acks", "all", "--linger-ms", "5", "--record-gaps-over-ms", "20"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    def read_stderr():
+        for line in proc.stderr:
+            lines.append(line)
+
+    reader = threading.Thread(target=read_stderr, daemon=True)
+    reader.start()
+    try:
+        def acknowledged():
+            if any("first acknowledgement" in line for line in lines):
+                return True
+            if proc.poll() is not None:
+                raise Abort(f"blumfeld-loadgen steady exited with {proc.returncode}:\n{''.join(lines[-20:])}")
+            return False
+
+        wait_until(acknowledged, 60, "the steady producer's first acknowledgement")
+        time.sleep(FAILOVER_BEFORE_S)  # steady producing before the fault: part of the measured run
+        fault_at = fault()
+        out = proc.stdout.read()
+        proc.wait(FAILOVER_SECONDS + 400)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    reader.join(10)
+    results = [line for line in out.splitlines() if line.strip()]
+    if proc.returncode != 0 or not results:
+        raise RuntimeError(f"blumfeld-loadgen steady exited with {proc.returncode}:\n{''.join(lines[-20:])}")
+    res = json.loads(results[-1])
+    res["fault_unix_s"] = fault_at
+    return res
+
+
+def failover(cl: PinnedCluster, f: Figures) -> None:
+    """kill -9 of the leader of some partitions (not the active controller, so that the quorum
+    keeps its leader and only the partitions fail over) under a steady acks=all producer."""
+    topic = "failover"
+    create_topic(cl, topic)
+    states = wait_until(lambda: cl.whole(topic), 60, "three in-sync replicas")
+    controller = cl.active_controller()
+    leaders = sorted({leader for leader, _ in states.values()} - {controller})
+    if not leaders:
+        raise RuntimeError(f"every partition is led by the active controller {controller}: {states}")
+    victim = leaders[0]
+    log(f"  failover: killing node {victim} (leads {sorted(p for p, (l, _) in states.items() if l == victim)}, "
+        f"active controller {controller})")
+
+    def kill() -> float:
+        at = time.time()
+        cl.node(victim).kill9()
+        return at
+
+    res = steady_producer(cl, topic, kill)
+    log(f"  failover: {({k: v for k, v in res.items() if k != 'gaps'})}")
+    kill_ms = res["fault_unix_s"] * 1000
+    # [partition (-1: the whole producer), start (Unix ms), length (ms)] of every gap over 20 ms.
+    # The fault's gaps are those that end after the kill; the ones before it are the noise floor.
+    gaps = [(p, start, ms) for p, start, ms in res["gaps"]]
+    after = [(ms, start, p) for p, start, ms in gaps if p >= 0 and start + ms >= kill_ms]
+    before = [ms for p, start, ms in gaps if p >= 0 and start + ms < kill_ms]
+    any_after = [ms for p, start, ms in gaps if p < 0 and start + ms >= kill_ms]
+    if after:
+        ms, start, p = max(after)
+        log(f"  failover: partition {p} went {ms:.0f} ms without an acknowledgement, from "
+            f"{(start - kill_ms) / 1000:+.3f} s after the kill")
+    f.add(f"{FAILOVER_ROW}: {FAILOVER_GAP}", max(after)[0] if after else float("nan"))
+    f.add(f"{FAILOVER_ROW}: longest gap between any two acknowledgements, across or after the kill (ms)",
+          max(any_after, default=float("nan")))
+    f.add(f"{FAILOVER_ROW}: longest gap of a partition before the kill (ms, — if none over 20 ms)",
+          max(before, default=float("nan")))
+    f.add(f"{FAILOVER_ROW}: failed deliveries", res["errors"])
+    t0 = time.monotonic()
+    cl.node(victim).start()
+    wait_until(lambda: cl.whole(topic), 300, f"node {victim} back in every ISR", interval_s=0.02)
+    log(f"  failover: node {victim} restarted and back in every ISR in {time.monotonic() - t0:.2f} s")
+    delete_topic(cl.bootstrap, topic)
+
+
+def catch_up(cl: PinnedCluster, f: Figures) -> None:
+    """kill -9 of a follower of every partition (not the active controller), CATCHUP_MB MiB
+    produced without it, restart: time until it is back in every ISR."""
+    topic = "catch-up"
+    controller = cl.active_controller()
+    victim = max(i for i in cl.ids if i != controller)
+    a, b = [i for i in cl.ids if i != victim]
+    create_topic(cl, topic, assignment=[[a, b, victim] if p % 2 == 0 else [b, a, victim] for p in range(PARTITIONS)])
+    node = cl.node(victim)
+    node.kill9()
+    rest = (victim,)
+    wait_until(lambda: (s := cl.states(topic, rest)) and all(victim not in isr for _, isr in s.values()), 120,
+               f"node {victim} out of every ISR")
+    records = CATCHUP_MB * MIB // RECORD_BYTES
+    res = lg_produce(cl.cluster.bootstrap(exclude=rest), topic, records, "none", 2)
+    mib = f"{CATCHUP_MB} MiB"
+    f.add(f"follower catch-up, {mib}: produce with the follower down (MB/s)", res["mb_per_s"])
+    t0 = time.monotonic()
+    node.spawn()
+    node.wait_listening(300)
+    listening = time.monotonic() - t0
+    wait_until(lambda: cl.whole(topic, rest), 600, f"node {victim} back in every ISR", interval_s=0.02)
+    in_sync = time.monotonic() - t0
+    f.add(f"follower catch-up, {mib}: restart to listening (s)", listening)
+    f.add(f"follower catch-up, {mib}: restart to back in every ISR (s)", in_sync)
+    f.add(f"follower catch-up, {mib}: rate, restart to back in every ISR (MB/s)", CATCHUP_MB / in_sync)
+    f.add(f"follower catch-up, {mib}: rate, listening to back in every ISR (MB/s)",
+          CATCHUP_MB / (in_sync - listening) if in_sync > listening else float("nan"))
+    delete_topic(cl.bootstrap, topic)
+
+
+def idle_cpu_per_node(cl: PinnedCluster) -> dict[int, float]:
+    """CPU of each node over CLUSTER_IDLE_S with no client load, as % of one core."""
+    pids = {i: process_pids(cl.node(i)) for i in cl.ids}
+    before = {i: cpu_of(p) for i, p in pids.items()}
+    time.sleep(CLUSTER_IDLE_S)  # the measurement window itself, not a synchronisation
+    return {i: (cpu_of(p) - before[i]) / CLUSTER_IDLE_S * 100 for i, p in pids.items()}
+
+
+def idle_partitions(kind: str, workdir: Path, f: Figures) -> None:
+    """On a fresh cluster: idle CPU and RSS of each node before and after creating
+    MANY_PARTITIONS partitions with RF=3."""
+    n = MANY_PARTITIONS
+    cl = PinnedCluster(workdir / f"{kind}-cluster-idle", kind)
+    try:
+        cl.start_timed()
+        create_topic(cl, "warm-up")  # as in `many`: the delta below is the partitions, not first use
+        lg_produce(cl.bootstrap, "warm-up", 10000)
+        cpu_before = idle_cpu_per_node(cl)
+        rss_before = {i: rss_of(process_pids(cl.node(i))) for i in cl.ids}
+        f.add(f"{n} partitions × RF 3: create the topic, to every ISR whole (s)", create_topic(cl, "many", n))
+        time.sleep(CLUSTER_SETTLE_S)  # a measurement choice: the window is the steady idle state
+        cpu_after = idle_cpu_per_node(cl)
+        rss_after = {i: rss_of(process_pids(cl.node(i))) for i in cl.ids}
+        w = f"{CLUSTER_IDLE_S:g} s"
+        for i in cl.ids:
+            f.add(f"node {i}: idle CPU over {w} before creating (% of a core)", cpu_before[i])
+            f.add(f"node {i}: idle CPU over {w} with {n} partitions × RF 3 (% of a core)", cpu_after[i])
+            f.add(f"node {i}: RSS before creating (MiB)", rss_before[i] / MIB)
+            f.add(f"node {i}: RSS with {n} partitions × RF 3 (MiB)", rss_after[i] / MIB)
+        f.add(f"3 nodes: idle CPU over {w} with {n} partitions × RF 3, sum (% of a core)", sum(cpu_after.values()))
+        f.add(f"3 nodes: idle CPU added by {n} partitions × RF 3, sum (% of a core)",
+              sum(cpu_after.values()) - sum(cpu_before.values()))
+        f.add(f"3 nodes: RSS added by {n} partitions × RF 3, sum (MiB)",
+              (sum(rss_after.values()) - sum(rss_before.values())) / MIB)
+    finally:
+        cl.stop()
+        shutil.rmtree(cl.workdir, ignore_errors=True)
+
+
+def cluster_main(kind: str, workdir: Path, f: Figures) -> None:
+    """One cluster for produce, e2e, failover and catch-up; its data dirs are deleted afterwards."""
+    ck = cluster_kind(kind)
+    cl = PinnedCluster(workdir / f"{kind}-cluster", kind)
+    try:
+        f.add("start-up: spawn to all 3 nodes serving Metadata with 3 brokers (s)", cl.start_timed())
+        time.sleep(2)  # settle before the idle reading (a measurement, not synchronisation)
+        f.add("RSS idle, sum of the 3 nodes (MiB)", cl.rss() / MIB)
+        with PeakRss(cl) as peak:
+            workload(ck, "produce", produce, cl, f, tuple(CLUSTER_CODECS), only=CLUSTER_ONLY)
+            workload(ck, "e2e", e2e, cl, f, CLUSTER_E2E_RATE_MB, False, only=CLUSTER_ONLY)
+        if {"produce", "e2e"} & set(CLUSTER_ONLY):
+            f.add("RSS peak under produce / e2e, sum of the 3 nodes (MiB)", peak.peak / MIB)
+        workload(ck, "failover", failover, cl, f, only=CLUSTER_ONLY)
+        workload(ck, "catchup", catch_up, cl, f, only=CLUSTER_ONLY)
+    finally:
+        cl.stop()
+        shutil.rmtree(cl.workdir, ignore_errors=True)
+
+
+def bench_cluster(kind: str, workdir: Path) -> Figures:
+    f = Figures()
+    if set(CLUSTER_ONLY) - {"idle"}:
+        try:
+            cluster_main(kind, workdir, f)
+        except Exception as exc:  # noqa: BLE001 - start-up failure of the cluster
+            traceback.print_exc()
+            FAILURES.append(f"{cluster_kind(kind)} / cluster: {exc}")
+    workload(cluster_kind(kind), "idle", idle_partitions, kind, workdir, f, only=CLUSTER_ONLY)
     return f
 
 
@@ -718,6 +1095,16 @@ def cpu_model() -> str:
     return platform.processor() or "unknown CPU"
 
 
+def machine_line() -> str:
+    return (f"{platform.node()} ({os.cpu_count()} cores, {platform.machine()}, {cpu_model()}, "
+            f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB RAM, Linux "
+            f"{platform.release()}), {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+
+
+def is_cluster_failure(failure: str) -> bool:
+    return any(failure.startswith(cluster_kind(k) + " /") for k in ("blumfeld", "kafka"))
+
+
 def report(figures: dict[str, Figures], machine: dict[str, float]) -> str:
     b, k = figures.get("blumfeld", Figures()), figures.get("kafka", Figures())
     keys = list(dict.fromkeys([*b.values, *k.values]))
@@ -725,9 +1112,7 @@ def report(figures: dict[str, Figures], machine: dict[str, float]) -> str:
     lines = [
         "# Blumfeld vs Apache Kafka",
         "",
-        f"Command: `bench/run` on {platform.node()} ({os.cpu_count()} cores, {platform.machine()}, "
-        f"{cpu_model()}, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f}"
-        f" GiB RAM, Linux {platform.release()}), {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average "
+        f"Command: `bench/run` on {machine_line()}, load average "
         f"{LOAD_AT_START[0]:.1f} at the start"
         + (f", BENCH_ONLY={','.join(ONLY)}" if set(ONLY) != set(WORKLOADS) else "") + ".",
         "",
@@ -765,9 +1150,123 @@ def report(figures: dict[str, Figures], machine: dict[str, float]) -> str:
                   "bytes, 1 / (1/loopback + 1/page-cache write); produce rows are shown as a share of it."]
     lines += ["", "## Targets (issue #5)", "", "| target | measured (Blumfeld) | verdict |", "|---|---|---|"]
     lines += [f"| {t} | {m} | {v} |" for t, m, v in targets(b, k, machine)]
-    if FAILURES:
-        lines += ["", "## Workloads that failed in this run", ""] + [f"- {x}" for x in FAILURES]
+    failures = [x for x in FAILURES if not is_cluster_failure(x)]
+    if failures:
+        lines += ["", "## Workloads that failed in this run", ""] + [f"- {x}" for x in failures]
     return "\n".join(lines) + "\n"
+
+
+def cluster_targets(b: Figures, k: Figures) -> list[tuple[str, str, str]]:
+    """(target, measured, verdict) for the 3-node targets; verdicts computed from the figures."""
+    bv, kv = b.values, k.values
+    out: list[tuple[str, str, str]] = []
+
+    def verdict(ok: bool | None) -> str:
+        return "not measured" if ok is None else ("met" if ok else "not met")
+
+    def ratios(prefix: str, suffix: str = "") -> list[tuple[str, float]]:
+        pairs = [(key, ratio(bv[key], kv.get(key))) for key in bv if key.startswith(prefix) and key.endswith(suffix)
+                 and "core busy" not in key]
+        return [(key, r) for key, r in pairs if r is not None]
+
+    def label(key: str) -> str:
+        return key.split(", ", 1)[1].rstrip(")").replace(" (MB/s", "")
+
+    for codec in CLUSTER_CODECS:
+        pairs = ratios(f"produce {codec},", "(MB/s)")
+        out.append((f"produce {codec} ≥ 2× Kafka's (every load generator)",
+                    "; ".join(f"{label(key)}: {r:.2f}×" for key, r in pairs) or "—",
+                    verdict(all(r >= 2 for _, r in pairs) if pairs else None)))
+        pairs = ratios(f"{PinnedCluster.cpu_row} ({codec},")
+        out.append((f"CPU of the 3 nodes per GB produced ≤ 0.25× Kafka's ({codec}, every load generator)",
+                    "; ".join(f"{label(key)}: {r:.2f}×" for key, r in pairs) or "—",
+                    verdict(all(r <= 0.25 for _, r in pairs) if pairs else None)))
+    key = f"e2e at {CLUSTER_E2E_RATE_MB:g} MB/s: p99 (ms)"
+    r = ratio(bv.get(key), kv.get(key))
+    out.append((f"p99 end-to-end latency ≤ 0.5× Kafka's at {CLUSTER_E2E_RATE_MB:g} MB/s",
+                f"{fmt(bv.get(key))} vs {fmt(kv.get(key))} ms = {r:.2f}×" if r is not None else "—",
+                verdict(None if r is None else r <= 0.5)))
+    key = f"{FAILOVER_ROW}: {FAILOVER_GAP}"
+    gap, kafka_gap = bv.get(key), kv.get(key)
+    gap = None if gap is not None and math.isnan(gap) else gap
+    out.append(("unavailability after kill -9 of a partition leader ≤ 2 s (longest gap between acknowledgements "
+                "of a partition)", f"{fmt(gap)} ms (Kafka: {fmt(kafka_gap)} ms)" if gap is not None else "—",
+                verdict(None if gap is None else gap <= 2000)))
+    key = next((x for x in bv if x.startswith("follower catch-up") and "rate, restart" in x), None)
+    out.append(("catch-up rate of a restarted follower (no target: reported)",
+                f"{fmt(bv.get(key))} MB/s (Kafka: {fmt(kv.get(key))} MB/s)" if key else "—", "reported"))
+    key = next((x for x in bv if "idle CPU over" in x and x.startswith("3 nodes")), None)
+    rss = next((x for x in bv if x.startswith("3 nodes: RSS added")), None)
+    out.append((f"idle cost of {MANY_PARTITIONS} partitions × RF 3 (no target: reported)",
+                f"{fmt(bv.get(key))}% of a core, +{fmt(bv.get(rss))} MiB over the 3 nodes (Kafka: "
+                f"{fmt(kv.get(key))}%, +{fmt(kv.get(rss))} MiB)" if key and rss else "—", "reported"))
+    return out
+
+
+def cluster_report(figures: dict[str, Figures], load: tuple[float, float], seconds: float) -> str:
+    b, k = figures.get("blumfeld", Figures()), figures.get("kafka", Figures())
+    keys = list(dict.fromkeys([*b.values, *k.values]))
+    codecs = " and ".join(CLUSTER_CODECS)
+    only = f", BENCH_CLUSTER_ONLY={','.join(CLUSTER_ONLY)}" if set(CLUSTER_ONLY) != set(CLUSTER_WORKLOADS) else ""
+    command = "bench/run" if "single" in SECTIONS else "BENCH_SECTIONS=cluster bench/run"
+    lines = [
+        CLUSTER_HEADING,
+        "",
+        f"Command: `{command}` on {machine_line()}{only}; load average {load[0]:.1f} at the start of the section "
+        f"and {load[1]:.1f} at its end (the machine is shared); the section took {seconds / 60:.0f} min.",
+        "",
+        f"**Three nodes per broker, all three pinned to CPU {BROKER_CPU}; load generators and the driver on CPU "
+        f"{CLIENT_CPU}** (`taskset`), the same two cores as the single-node section, so the three brokers share one "
+        "core. Each node is controller + broker (`process.roles=broker,controller`, started as compat-tests/harness/"
+        "cluster.py starts a combined cluster; Kafka 4.3.1 the same way through its launcher). Topics: replication "
+        "factor 3, min.insync.replicas=2 (also both brokers' defaults), acks=all, 1 KiB records, "
+        f"{PARTITIONS} partitions unless said otherwise; same settings as the single-node section otherwise.",
+        "",
+        f"- produce ({codecs}): the single-node produce workload into RF=3 topics, {RECORDS} records per run "
+        f"({RAW_RECORDS} for raw-produce, whose topic has all {PARTITIONS} partitions led by node 1 as it speaks to "
+        f"one broker), medians of {RUNS} runs. `CPU s of the 3 nodes per GB produced`: user + system CPU of the "
+        "three nodes summed, over the GB (10^9 B) the client produced (each stored three times); `3 nodes' core "
+        "busy`: that CPU over the run's wall time.",
+        f"- e2e: librdkafka end-to-end latency at {CLUSTER_E2E_RATE_MB:g} MB/s, 3 s warm-up then {E2E_SECONDS} s, "
+        f"medians of {RUNS} runs (no ping-pong rows here).",
+        f"- kill -9 of a partition leader: `blumfeld-loadgen steady` at {FAILOVER_RATE_MB:g} MB/s, acks=all, writing "
+        f"the {PARTITIONS} partitions round-robin; {FAILOVER_BEFORE_S:g} s after its first acknowledgement a node "
+        "that leads some partitions and is not the active controller gets kill -9 (the quorum keeps its leader: "
+        "only the partitions fail over); "
+        f"{FAILOVER_SECONDS} s of producing in all. The figure is the longest time any one partition went without "
+        "an acknowledgement, of the gaps that end after the kill (the longest gap between any two acknowledgements "
+        "of the producer is shown too, as the partitions the node did not lead may keep acknowledging, and the "
+        "longest partition gap before the kill, the noise floor). Measured the same way for both.",
+        f"- follower catch-up: kill -9 of a node that follows every partition of a topic (and is not the active "
+        f"controller), wait until it is out of every ISR, produce {CATCHUP_MB} MiB (2 librdkafka producers), "
+        "restart it: time from the spawn to back in every ISR (Metadata polled every 20 ms), and the MiB over "
+        "that time (also over the time from its `listening` line).",
+        f"- idle: a fresh cluster, a 6-partition warm-up topic with 10,000 records, then each node's CPU over "
+        f"{CLUSTER_IDLE_S:g} s idle and RSS, before and after creating {MANY_PARTITIONS} partitions × RF 3 (that "
+        f"window starts {CLUSTER_SETTLE_S:g} s after every ISR is whole).",
+        "",
+        "| figure | Blumfeld | Kafka | Blumfeld / Kafka |",
+        "|---|---:|---:|---:|",
+    ]
+    for key in keys:
+        bv, kv = b.values.get(key), k.values.get(key)
+        lines.append(f"| {key} | {fmt(bv)} | {fmt(kv)} | {fmt(ratio(bv, kv))} |")
+    lines += ["", "### Targets (3 nodes, RF=3)", "", "| target | measured (Blumfeld) | verdict |", "|---|---|---|"]
+    lines += [f"| {t} | {m} | {v} |" for t, m, v in cluster_targets(b, k)]
+    failures = [x for x in FAILURES if is_cluster_failure(x)]
+    if failures:
+        lines += ["", "### Workloads that failed in this run", ""] + [f"- {x}" for x in failures]
+    return "\n".join(lines) + "\n"
+
+
+def merge(old: str, single: str | None, cluster: str | None) -> str:
+    """The new RESULTS.md: each section that ran replaces its part of `old`; one that did not
+    keeps what `old` had (the single-node part is everything before CLUSTER_HEADING)."""
+    at = old.find("\n" + CLUSTER_HEADING + "\n")
+    old_single, old_cluster = (old, "") if at < 0 else (old[:at + 1], old[at + 1:])
+    single = single if single is not None else (old_single or "# Blumfeld vs Apache Kafka\n")
+    cluster = cluster if cluster is not None else old_cluster
+    return single.rstrip("\n") + "\n" + (f"\n{cluster}" if cluster else "")
 
 
 LOAD_AT_START = os.getloadavg()
@@ -775,16 +1274,27 @@ LOAD_AT_START = os.getloadavg()
 
 def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="blumfeld-bench-"))
+    single = cluster = None
     try:
-        machine = ceilings() if "ceilings" in ONLY else {}
-        figures = {}
-        for kind in BROKERS:
-            started = time.monotonic()
-            figures[kind] = bench(kind, workdir)
-            log(f"[{kind}] done in {time.monotonic() - started:.0f}s")
+        if "single" in SECTIONS:
+            machine = ceilings() if "ceilings" in ONLY else {}
+            figures = {}
+            for kind in BROKERS:
+                started = time.monotonic()
+                figures[kind] = bench(kind, workdir)
+                log(f"[{kind}] done in {time.monotonic() - started:.0f}s")
+            single = report(figures, machine)
+        if "cluster" in SECTIONS:
+            load, started = os.getloadavg()[0], time.monotonic()
+            figures = {}
+            for kind in BROKERS:
+                t0 = time.monotonic()
+                figures[kind] = bench_cluster(kind, workdir)
+                log(f"[{cluster_kind(kind)}] done in {time.monotonic() - t0:.0f}s")
+            cluster = cluster_report(figures, (load, os.getloadavg()[0]), time.monotonic() - started)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    text = report(figures, machine)
+    text = merge(OUT.read_text() if OUT.exists() else "", single, cluster)
     OUT.write_text(text)
     print(text)
     return 1 if FAILURES else 0

@@ -1,7 +1,7 @@
 """Raw-protocol probes the benchmark needs beyond compat-tests/harness/wire.py.
 
 Metadata v4 for named topics (allow_auto_topic_creation=false, so a probe never creates the
-topic it looks for) and ListOffsets v1 (latest offsets). Both versions are non-flexible and are
+topic it looks for: partitions with their leaders and ISRs) and ListOffsets v1 (latest offsets). Both versions are non-flexible and are
 served by Blumfeld and Kafka 4.x alike. Every call opens its own connection and raises on any
 failure, which is what a readiness poll wants.
 """
@@ -19,31 +19,38 @@ def metadata_v4(correlation_id: int, topics: list[str]) -> bytes:
     return wire.frame(wire.request_header_v1(wire.API_METADATA, 4, correlation_id, "blumfeld-bench") + body)
 
 
-def topic_partitions(host: str, port: int, topic: str, timeout_s: float = 2.0) -> list[int] | None:
-    """Partitions of `topic` that have a leader, or None while the topic or any partition is not
-    served yet (topic error, partition error or no leader)."""
+def partition_states(host: str, port: int, topic: str, timeout_s: float = 2.0) -> dict[int, tuple[int, list[int]]] | None:
+    """partition -> (leader, ISR) of `topic`, or None while the topic is not served yet (topic
+    error or no partition). A partition without a leader shows leader -1."""
     r = wire.request(host, port, metadata_v4(21, [topic]), 21, timeout_s)
     r.i32()  # throttle
     for _ in range(r.i32()):  # brokers
         r.i32(), r.string(), r.i32(), r.string()
     r.string()  # cluster id
     r.i32()  # controller
-    found: list[int] | None = None
+    found: dict[int, tuple[int, list[int]]] | None = None
     for _ in range(r.i32()):
         err, name = r.i16(), r.string()
         r.i8()  # is_internal
-        parts, ok = [], err == 0
+        states: dict[int, tuple[int, list[int]]] = {}
         for _ in range(r.i32()):
             perr, index, leader = r.i16(), r.i32(), r.i32()
             for _ in range(r.i32()):
                 r.i32()  # replicas
-            for _ in range(r.i32()):
-                r.i32()  # isr
-            ok = ok and perr == 0 and leader >= 0
-            parts.append(index)
-        if name == topic and ok and parts:
-            found = sorted(parts)
+            isr = sorted(r.i32() for _ in range(r.i32()))
+            states[index] = (leader if perr == 0 else -1, isr)
+        if name == topic and err == 0 and states:
+            found = states
     return found
+
+
+def topic_partitions(host: str, port: int, topic: str, timeout_s: float = 2.0) -> list[int] | None:
+    """Partitions of `topic` that have a leader, or None while the topic or any partition is not
+    served yet (topic error, partition error or no leader)."""
+    states = partition_states(host, port, topic, timeout_s)
+    if not states or any(leader < 0 for leader, _ in states.values()):
+        return None
+    return sorted(states)
 
 
 def list_offsets_v1(correlation_id: int, topic: str, partitions: list[int], timestamp: int) -> bytes:

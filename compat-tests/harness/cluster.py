@@ -11,7 +11,8 @@ controller role, `controller.quorum.voters` naming every controller. Layouts:
 
 With `network` (a `harness.netns.Network` made for these node ids) every node runs in its own
 network namespace on its own address, with the same ports on each; otherwise all share
-127.0.0.1 with ephemeral ports.
+127.0.0.1 with ephemeral ports. `prefix` is put in front of every node's command (the
+benchmark pins the nodes with `taskset -c 0`).
 
 All nodes are spawned before any is waited for: a node is ready only once a quorum has elected
 a leader, which needs a majority of the controllers running.
@@ -59,7 +60,8 @@ class Cluster:
     """Nodes of one cluster; `start()` spawns all and waits until each is ready."""
 
     def __init__(self, base: Path, layout: str = "combined", controllers: int = 3, brokers: int = 0,
-                 overrides: dict[str, str] | None = None, kind: str | None = None, network=None):
+                 overrides: dict[str, str] | None = None, kind: str | None = None, network=None,
+                 prefix: list[str] | None = None):
         if layout not in ("combined", "dedicated"):
             raise ValueError(f"layout must be combined or dedicated, got {layout!r}")
         self.base = Path(base)
@@ -110,8 +112,8 @@ class Cluster:
                 props["inter.broker.listener.name"] = "PLAINTEXT"
             if self.kind == "blumfeld":
                 props["metrics.listener"] = f"{s.host}:0"
-            prefix = network.exec_prefix(s.node_id) if network is not None else []
-            self.nodes[s.node_id] = ClusterNode(self.base / f"node-{s.node_id}", props, self.kind, s, prefix)
+            node_prefix = (network.exec_prefix(s.node_id) if network is not None else []) + list(prefix or [])
+            self.nodes[s.node_id] = ClusterNode(self.base / f"node-{s.node_id}", props, self.kind, s, node_prefix)
 
     # -- views
 

@@ -1,4 +1,4 @@
-//! `create`: makes a topic with the admin client and waits until every partition has a leader (no measurement).
+//! `create`: makes a topic with the admin client and waits until every partition has a leader and all its replicas in the ISR (no measurement).
 
 use std::thread;
 use std::time::{Duration, Instant};
@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::common::{QuietContext, print_result};
 
-/// How long the topic may take to show all its partitions with a leader.
+/// How long the topic may take to show all its partitions with a leader and a whole ISR.
 const READY_DEADLINE: Duration = Duration::from_secs(60);
 
 #[derive(Args, Debug)]
@@ -23,9 +23,35 @@ pub struct CreateArgs {
     /// Topic name.
     #[arg(long)]
     topic: String,
-    /// Number of partitions (replication factor is always 1).
+    /// Number of partitions.
     #[arg(long)]
     partitions: i32,
+    /// Replicas of every partition, placed by the broker (ignored with --replica-assignment).
+    #[arg(long, default_value_t = 1)]
+    replication_factor: i32,
+    /// Replica placement, one entry per partition, e.g. `1:2:3,1:3:2` (the first replica is
+    /// the preferred leader); the number of entries must equal --partitions.
+    #[arg(long)]
+    replica_assignment: Option<String>,
+    /// A topic config, `key=value` (repeatable), e.g. `min.insync.replicas=2`.
+    #[arg(long = "config", value_name = "KEY=VALUE")]
+    configs: Vec<String>,
+}
+
+/// `1:2:3,1:3:2` -> [[1, 2, 3], [1, 3, 2]].
+fn parse_assignment(text: &str) -> Result<Vec<Vec<i32>>> {
+    text.split(',')
+        .map(|entry| {
+            entry
+                .split(':')
+                .map(|id| {
+                    id.trim()
+                        .parse::<i32>()
+                        .with_context(|| format!("{id:?} in --replica-assignment is not a node id"))
+                })
+                .collect()
+        })
+        .collect()
 }
 
 pub fn run(args: CreateArgs) -> Result<()> {
@@ -40,7 +66,38 @@ pub fn run(args: CreateArgs) -> Result<()> {
         .create_with_context(QuietContext)
         .context("creating the admin client")?;
 
-    let topic = NewTopic::new(&args.topic, args.partitions, TopicReplication::Fixed(1));
+    if args.replication_factor < 1 {
+        bail!("--replication-factor must be at least 1");
+    }
+    let assignment = args
+        .replica_assignment
+        .as_deref()
+        .map(parse_assignment)
+        .transpose()?;
+    let rows: Vec<&[i32]> = assignment.iter().flatten().map(Vec::as_slice).collect();
+    let replication = match &assignment {
+        Some(a) if a.len() != args.partitions as usize => {
+            bail!(
+                "--replica-assignment has {} entries for {} partitions",
+                a.len(),
+                args.partitions
+            )
+        }
+        Some(_) => TopicReplication::Variable(&rows),
+        None => TopicReplication::Fixed(args.replication_factor),
+    };
+    let configs: Vec<(&str, &str)> = args
+        .configs
+        .iter()
+        .map(|c| {
+            c.split_once('=')
+                .ok_or_else(|| anyhow::anyhow!("--config needs KEY=VALUE, got {c:?}"))
+        })
+        .collect::<Result<_>>()?;
+    let mut topic = NewTopic::new(&args.topic, args.partitions, replication);
+    for (key, value) in configs {
+        topic = topic.set(key, value);
+    }
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     let started = Instant::now();
     let results = futures_executor::block_on(admin.create_topics([&topic], &options))
@@ -63,13 +120,14 @@ pub fn run(args: CreateArgs) -> Result<()> {
 
     wait_for_leaders(admin.inner(), &args.topic, args.partitions, existed)?;
     eprintln!(
-        "create: all partitions have a leader after {:.3} s",
+        "create: all partitions have a leader and a whole ISR after {:.3} s",
         started.elapsed().as_secs_f64()
     );
     print_result(&json!({"mode": "create", "topic": args.topic, "partitions": args.partitions}))
 }
 
-/// Polls metadata until the topic has `partitions` partitions, each with a leader. A topic
+/// Polls metadata until the topic has `partitions` partitions, each with a leader and every
+/// replica in its ISR. A topic
 /// that `existed` before with another partition count is an error, not something to wait for.
 fn wait_for_leaders(
     client: &Client<QuietContext>,
@@ -89,7 +147,11 @@ fn wait_for_leaders(
                     let led = t
                         .partitions()
                         .iter()
-                        .filter(|p| p.leader() >= 0 && p.error().is_none())
+                        .filter(|p| {
+                            p.leader() >= 0
+                                && p.error().is_none()
+                                && p.isr().len() >= p.replicas().len()
+                        })
                         .count();
                     (t.partitions().len(), led)
                 }),
@@ -108,7 +170,7 @@ fn wait_for_leaders(
         }
         if started.elapsed() > READY_DEADLINE {
             bail!(
-                "topic {topic} did not show {partitions} partitions with a leader within {READY_DEADLINE:?}"
+                "topic {topic} did not show {partitions} partitions with a leader and a whole ISR within {READY_DEADLINE:?}"
             );
         }
         thread::sleep(Duration::from_millis(200));

@@ -10,6 +10,7 @@ mod e2e;
 mod net;
 mod produce;
 mod raw;
+mod steady;
 
 use std::process::ExitCode;
 
@@ -33,7 +34,7 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Create a topic (replication factor 1) and wait until all its partitions have a leader.
+    /// Create a topic and wait until all its partitions have a leader and a whole ISR.
     Create(create::CreateArgs),
     /// Delete a topic (an unknown topic is fine).
     Delete(create::DeleteArgs),
@@ -43,6 +44,8 @@ enum Command {
     Consume(consume::ConsumeArgs),
     /// End-to-end latency at a fixed produce rate (one producer, one consumer, one process).
     E2e(e2e::E2eArgs),
+    /// Availability under a fault: a fixed-rate producer's longest gap between acknowledgements.
+    Steady(steady::SteadyArgs),
     /// Broker produce capacity: pre-built batches sent again and again (not a real client).
     RawProduce(raw::RawProduceArgs),
     /// Loopback ceiling, receiving side: read one TCP connection to its end.
@@ -60,6 +63,7 @@ fn main() -> ExitCode {
         Command::Produce(args) => produce::run(args),
         Command::Consume(args) => consume::run(args),
         Command::E2e(args) => e2e::run(args),
+        Command::Steady(args) => steady::run(args),
         Command::RawProduce(args) => raw::run(args),
         Command::Sink(args) => net::sink(args),
         Command::Blast(args) => net::blast(args),

@@ -2,7 +2,8 @@
 //! 1 KiB records are encoded once, up front (one per partition, uncompressed or lz4), and the
 //! same Produce requests are sent again and again over one connection, pipelined. This is not
 //! a real client: it shows what one broker core absorbs when the client is not the limit,
-//! which a real client on one core cannot show for a broker faster than that client.
+//! which a real client on one core cannot show for a broker faster than that client. One
+//! untimed request goes first, retried while a new leader is still taking over.
 
 use std::collections::VecDeque;
 use std::io::{Read, Write};
@@ -75,6 +76,7 @@ pub fn run(args: RawProduceArgs) -> Result<()> {
     let mut reader = stream.try_clone().context("cloning the socket")?;
     let mut outstanding: VecDeque<i32> = VecDeque::new();
     let mut buf = vec![0u8; 1 << 16];
+    warm_up(&mut stream, &mut reader, &mut frame, &mut buf)?;
     let started = Instant::now();
     let mut sent = 0u64;
     let mut answered = 0u64;
@@ -186,8 +188,44 @@ fn set_correlation_id(frame: &mut BytesMut, correlation_id: i32, stream: &mut Tc
     stream.write_all(frame).context("sending a Produce request")
 }
 
+/// Error codes a partition answers while its new leader is taking over (NOT_LEADER_OR_FOLLOWER,
+/// UNKNOWN_TOPIC_OR_PARTITION, LEADER_NOT_AVAILABLE, NOT_ENOUGH_REPLICAS).
+const TAKING_OVER: [i16; 4] = [6, 3, 5, 19];
+
+/// How long the untimed first request may be retried.
+const WARM_UP_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Sends the request once, untimed, again every 100 ms while some partition answers an error
+/// of `TAKING_OVER`: a broker of a cluster can list itself as the leader in Metadata a moment
+/// before it serves as one. Its records are written but not counted.
+fn warm_up(stream: &mut TcpStream, reader: &mut TcpStream, frame: &mut BytesMut, buf: &mut Vec<u8>) -> Result<()> {
+    let started = Instant::now();
+    for attempt in 1.. {
+        let correlation_id = -attempt;
+        set_correlation_id(frame, correlation_id, stream)?;
+        let errors = response_errors(reader, buf, correlation_id)?;
+        let Some(&(partition, code)) = errors.first() else {
+            return Ok(());
+        };
+        if !errors.iter().all(|(_, code)| TAKING_OVER.contains(code)) || started.elapsed() > WARM_UP_DEADLINE {
+            bail!("partition {partition} answered error {code}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
 /// Reads one response frame and fails unless it answers `expected` with no error anywhere.
 fn check_response(reader: &mut TcpStream, buf: &mut Vec<u8>, expected: i32) -> Result<()> {
+    if let Some((partition, code)) = response_errors(reader, buf, expected)?.first() {
+        bail!("partition {partition} answered error {code}");
+    }
+    Ok(())
+}
+
+/// Reads one response frame answering `expected`; returns the (partition, error code) of every
+/// partition that answered an error.
+fn response_errors(reader: &mut TcpStream, buf: &mut Vec<u8>, expected: i32) -> Result<Vec<(i32, i16)>> {
     let mut len = [0u8; 4];
     reader.read_exact(&mut len).context("reading a response length")?;
     let len = u32::from_be_bytes(len) as usize;
@@ -204,12 +242,11 @@ fn check_response(reader: &mut TcpStream, buf: &mut Vec<u8>, expected: i32) -> R
     }
     let response =
         ProduceResponse::decode(&mut bytes, PRODUCE_VERSION).map_err(|e| anyhow!("decoding a response: {e}"))?;
-    for t in &response.responses {
-        for p in &t.partition_responses {
-            if p.error_code != 0 {
-                bail!("partition {} answered error {}", p.index, p.error_code);
-            }
-        }
-    }
-    Ok(())
+    Ok(response
+        .responses
+        .iter()
+        .flat_map(|t| t.partition_responses.iter())
+        .filter(|p| p.error_code != 0)
+        .map(|p| (p.index, p.error_code))
+        .collect())
 }
