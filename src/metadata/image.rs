@@ -112,6 +112,8 @@ impl MetadataImage {
                     isr: r.isr.clone(),
                     elr: r.elr.clone(),
                     last_known_elr: r.last_known_elr.clone(),
+                    adding_replicas: r.adding_replicas.clone(),
+                    removing_replicas: r.removing_replicas.clone(),
                     leader: r.leader,
                     leader_epoch: r.leader_epoch,
                     partition_epoch: r.partition_epoch,
@@ -203,6 +205,8 @@ impl MetadataImage {
                 isr,
                 elr,
                 last_known_elr,
+                adding_replicas,
+                removing_replicas,
                 leader,
                 leader_epoch,
                 partition_epoch,
@@ -214,19 +218,33 @@ impl MetadataImage {
                     isr: isr.clone(),
                     elr: elr.clone(),
                     last_known_elr: last_known_elr.clone(),
+                    adding_replicas: adding_replicas.clone(),
+                    removing_replicas: removing_replicas.clone(),
                     leader: *leader,
                     leader_epoch: *leader_epoch,
                     partition_epoch: *partition_epoch,
                 };
                 t.partitions.insert(*partition, r);
             }),
-            MetadataRecord::PartitionChange { topic_id, partition, isr, leader, replicas, elr, last_known_elr } => {
+            MetadataRecord::PartitionChange {
+                topic_id,
+                partition,
+                isr,
+                leader,
+                replicas,
+                elr,
+                last_known_elr,
+                adding_replicas,
+                removing_replicas,
+            } => {
                 let change = PartitionChange {
                     isr: isr.clone(),
                     leader: *leader,
                     replicas: replicas.clone(),
                     elr: elr.clone(),
                     last_known_elr: last_known_elr.clone(),
+                    adding_replicas: adding_replicas.clone(),
+                    removing_replicas: removing_replicas.clone(),
                 };
                 self.update_topic(topic_id, |t| {
                     if let Some(r) = t.partitions.get_mut(partition) {

@@ -25,6 +25,7 @@ pub mod delta;
 pub mod features;
 pub mod image;
 pub mod placement;
+pub mod reassignment;
 pub mod records;
 pub mod registration;
 pub mod store;

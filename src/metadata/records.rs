@@ -39,6 +39,11 @@ pub enum MetadataRecord {
         elr: Vec<NodeId>,
         #[serde(default)]
         last_known_elr: Vec<NodeId>,
+        /// Replicas an ongoing reassignment adds and removes (absent: none).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        adding_replicas: Vec<NodeId>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        removing_replicas: Vec<NodeId>,
         leader: Option<NodeId>,
         leader_epoch: LeaderEpoch,
         partition_epoch: PartitionEpoch,
@@ -59,6 +64,12 @@ pub enum MetadataRecord {
         elr: Option<Vec<NodeId>>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         last_known_elr: Option<Vec<NodeId>>,
+        /// A reassignment starting, completing or cancelled (Kafka's `addingReplicas` and
+        /// `removingReplicas` of PartitionChangeRecord; an empty list ends it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        adding_replicas: Option<Vec<NodeId>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        removing_replicas: Option<Vec<NodeId>>,
     },
     /// A broker (re)registered (Kafka's RegisterBrokerRecord): a new incarnation replaces any
     /// earlier registration of the same id.
