@@ -68,6 +68,11 @@ pub fn for_each(response: &ResponseKind, mut f: impl FnMut(i16)) -> Listed {
             f(r.error_code);
             r.topics.iter().flat_map(|t| &t.partitions).for_each(|p| f(p.error_code));
         }
+        S::AlterPartitionReassignments(r) => {
+            f(r.error_code);
+            r.responses.iter().flat_map(|t| &t.partitions).for_each(|p| f(p.error_code));
+        }
+        S::ListPartitionReassignments(r) => f(r.error_code),
         S::UpdateFeatures(r) => {
             f(r.error_code);
             r.results.iter().for_each(|x| f(x.error_code));

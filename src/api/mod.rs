@@ -10,6 +10,7 @@ pub mod add_offsets_to_txn;
 pub mod add_partitions_to_txn;
 pub mod alter_configs;
 pub mod alter_partition;
+pub mod alter_partition_reassignments;
 pub mod authorized_operations;
 pub mod cluster_membership;
 pub mod config_change;
@@ -39,6 +40,7 @@ pub mod leader_hint;
 pub mod leave_group;
 pub mod list_groups;
 pub mod list_offsets;
+pub mod list_partition_reassignments;
 pub mod list_transactions;
 pub mod metadata;
 pub mod offset_commit;
@@ -297,6 +299,14 @@ impl Api {
             R::ListTransactions(req) => S::ListTransactions(list_transactions::handle(self, req)),
             R::DescribeProducers(req) => S::DescribeProducers(describe_producers::handle(self, req)),
             R::OffsetForLeaderEpoch(req) => S::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(self, req)),
+            R::AlterPartitionReassignments(req) => match self.forward(&req, v).await {
+                Some(r) => S::AlterPartitionReassignments(r),
+                None => S::AlterPartitionReassignments(alter_partition_reassignments::handle(self, req)),
+            },
+            R::ListPartitionReassignments(req) => match self.forward(&req, v).await {
+                Some(r) => S::ListPartitionReassignments(r),
+                None => S::ListPartitionReassignments(list_partition_reassignments::handle(self, req)),
+            },
             R::UpdateFeatures(req) => match self.forward(&req, v).await {
                 Some(r) => S::UpdateFeatures(r),
                 None => S::UpdateFeatures(update_features::handle(self, v, req)),
@@ -514,6 +524,26 @@ mod tests {
             ApiKey::BrokerHeartbeat => vec![RequestKind::BrokerHeartbeat(BrokerHeartbeatRequest::default())],
             ApiKey::AllocateProducerIds => vec![RequestKind::AllocateProducerIds(AllocateProducerIdsRequest::default())],
             ApiKey::AlterPartition => vec![RequestKind::AlterPartition(AlterPartitionRequest::default())],
+            ApiKey::AlterPartitionReassignments => {
+                let mut p = alter_partition_reassignments_request::ReassignablePartition::default();
+                p.replicas = Some(vec![BrokerId(99)]);
+                let mut cancel = p.clone();
+                cancel.replicas = None;
+                let mut t = alter_partition_reassignments_request::ReassignableTopic::default();
+                t.name = name("t");
+                t.partitions = vec![p, cancel];
+                let mut r = AlterPartitionReassignmentsRequest::default();
+                r.topics = vec![t];
+                vec![RequestKind::AlterPartitionReassignments(r)]
+            }
+            ApiKey::ListPartitionReassignments => {
+                let mut t = list_partition_reassignments_request::ListPartitionReassignmentsTopics::default();
+                t.name = name("t");
+                t.partition_indexes = vec![0];
+                let mut r = ListPartitionReassignmentsRequest::default();
+                r.topics = Some(vec![t]);
+                vec![RequestKind::ListPartitionReassignments(ListPartitionReassignmentsRequest::default()), RequestKind::ListPartitionReassignments(r)]
+            }
             ApiKey::UpdateFeatures => {
                 let mut u = update_features_request::FeatureUpdateKey::default();
                 u.feature = StrBytes::from_static_str("group.version");

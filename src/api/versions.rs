@@ -67,6 +67,9 @@ pub const SERVED: &[Served] = &[
     served(ApiKey::ConsumerGroupHeartbeat, 0, 1),
     served(ApiKey::ConsumerGroupDescribe, 0, 1),
     served(ApiKey::UpdateFeatures, 0, 2),
+    // Partition reassignments (KIP-455), made by the active controller.
+    served(ApiKey::AlterPartitionReassignments, 0, 0),
+    served(ApiKey::ListPartitionReassignments, 0, 0),
     // The metadata quorum (KRaft); a node without one answers them with an error.
     served(ApiKey::Vote, 0, 2),
     served(ApiKey::BeginQuorumEpoch, 0, 1),
@@ -188,6 +191,8 @@ pub fn default_request(api: ApiKey) -> Option<RequestKind> {
         ApiKey::ConsumerGroupHeartbeat => RequestKind::ConsumerGroupHeartbeat(ConsumerGroupHeartbeatRequest::default()),
         ApiKey::ConsumerGroupDescribe => RequestKind::ConsumerGroupDescribe(ConsumerGroupDescribeRequest::default()),
         ApiKey::UpdateFeatures => RequestKind::UpdateFeatures(UpdateFeaturesRequest::default()),
+        ApiKey::AlterPartitionReassignments => RequestKind::AlterPartitionReassignments(AlterPartitionReassignmentsRequest::default()),
+        ApiKey::ListPartitionReassignments => RequestKind::ListPartitionReassignments(ListPartitionReassignmentsRequest::default()),
         ApiKey::AddPartitionsToTxn => RequestKind::AddPartitionsToTxn(AddPartitionsToTxnRequest::default()),
         ApiKey::AddOffsetsToTxn => RequestKind::AddOffsetsToTxn(AddOffsetsToTxnRequest::default()),
         ApiKey::EndTxn => RequestKind::EndTxn(EndTxnRequest::default()),
@@ -296,6 +301,8 @@ mod tests {
             ApiKey::ConsumerGroupHeartbeat => ResponseKind::ConsumerGroupHeartbeat(ConsumerGroupHeartbeatResponse::default()),
             ApiKey::ConsumerGroupDescribe => ResponseKind::ConsumerGroupDescribe(ConsumerGroupDescribeResponse::default()),
             ApiKey::UpdateFeatures => ResponseKind::UpdateFeatures(UpdateFeaturesResponse::default()),
+            ApiKey::AlterPartitionReassignments => ResponseKind::AlterPartitionReassignments(AlterPartitionReassignmentsResponse::default()),
+            ApiKey::ListPartitionReassignments => ResponseKind::ListPartitionReassignments(ListPartitionReassignmentsResponse::default()),
             ApiKey::AddPartitionsToTxn => ResponseKind::AddPartitionsToTxn(AddPartitionsToTxnResponse::default()),
             ApiKey::AddOffsetsToTxn => ResponseKind::AddOffsetsToTxn(AddOffsetsToTxnResponse::default()),
             ApiKey::EndTxn => ResponseKind::EndTxn(EndTxnResponse::default()),
