@@ -48,6 +48,8 @@ pub struct MetadataImage {
     pub names_by_id: HashMap<Uuid, String>,
     /// Registered brokers, fenced or not.
     pub brokers: BTreeMap<NodeId, BrokerRegistration>,
+    /// Broker resource name (an id, or "" for the cluster default) → its dynamic configs.
+    pub broker_configs: BTreeMap<String, BTreeMap<String, String>>,
     /// Group id → its config overrides; groups without overrides are absent.
     pub group_configs: BTreeMap<String, BTreeMap<String, String>>,
     /// The next producer id to hand out.
@@ -120,6 +122,11 @@ impl MetadataImage {
                 });
             }
         }
+        for (broker, configs) in &self.broker_configs {
+            for (key, value) in configs {
+                out.push(MetadataRecord::BrokerConfig { broker: broker.clone(), key: key.clone(), value: Some(value.clone()) });
+            }
+        }
         for (group, configs) in &self.group_configs {
             for (key, value) in configs {
                 out.push(MetadataRecord::GroupConfig { group: group.clone(), key: key.clone(), value: Some(value.clone()) });
@@ -166,6 +173,20 @@ impl MetadataImage {
                     t.configs.remove(key);
                 }
             }),
+            MetadataRecord::BrokerConfig { broker, key, value } => {
+                let configs = self.broker_configs.entry(broker.clone()).or_default();
+                match value {
+                    Some(v) => {
+                        configs.insert(key.clone(), v.clone());
+                    }
+                    None => {
+                        configs.remove(key);
+                    }
+                }
+                if configs.is_empty() {
+                    self.broker_configs.remove(broker);
+                }
+            }
             MetadataRecord::GroupConfig { group, key, value } => {
                 let configs = self.group_configs.entry(group.clone()).or_default();
                 match value {

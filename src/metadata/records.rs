@@ -101,6 +101,10 @@ pub enum MetadataRecord {
     },
     /// A topic config was set (`Some`) or reset to its default (`None`).
     TopicConfig { id: Uuid, key: String, value: Option<String> },
+    /// A dynamic broker config was set (`Some`) or removed (`None`) for broker `broker` (its
+    /// id as text), or for every broker when `broker` is empty (Kafka's ConfigRecord of a
+    /// BROKER resource). Only the replication throttles are written so far.
+    BrokerConfig { broker: String, key: String, value: Option<String> },
     /// A group config was set (`Some`) or reset to the broker default (`None`). Group configs
     /// exist independently of the group: they may be set before it has members and outlive it.
     GroupConfig { group: String, key: String, value: Option<String> },
