@@ -73,6 +73,10 @@ pub fn for_each(response: &ResponseKind, mut f: impl FnMut(i16)) -> Listed {
             r.responses.iter().flat_map(|t| &t.partitions).for_each(|p| f(p.error_code));
         }
         S::ListPartitionReassignments(r) => f(r.error_code),
+        S::DescribeLogDirs(r) => {
+            f(r.error_code);
+            r.results.iter().for_each(|d| f(d.error_code));
+        }
         S::UpdateFeatures(r) => {
             f(r.error_code);
             r.results.iter().for_each(|x| f(x.error_code));

@@ -24,6 +24,7 @@ pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
+pub mod describe_log_dirs;
 pub mod describe_producers;
 pub mod describe_transactions;
 pub mod end_txn;
@@ -266,6 +267,7 @@ impl Api {
                 None => S::CreatePartitions(create_partitions::handle(self, req)),
             },
             R::DescribeConfigs(req) => S::DescribeConfigs(describe_configs::handle(self, v, req)),
+            R::DescribeLogDirs(req) => S::DescribeLogDirs(describe_log_dirs::handle(self, req)),
             R::IncrementalAlterConfigs(req) => match self.forward(&req, v).await {
                 Some(r) => S::IncrementalAlterConfigs(r),
                 None => S::IncrementalAlterConfigs(incremental_alter_configs::handle(self, req)),
@@ -524,6 +526,14 @@ mod tests {
             ApiKey::BrokerHeartbeat => vec![RequestKind::BrokerHeartbeat(BrokerHeartbeatRequest::default())],
             ApiKey::AllocateProducerIds => vec![RequestKind::AllocateProducerIds(AllocateProducerIdsRequest::default())],
             ApiKey::AlterPartition => vec![RequestKind::AlterPartition(AlterPartitionRequest::default())],
+            ApiKey::DescribeLogDirs => {
+                let mut t = describe_log_dirs_request::DescribableLogDirTopic::default();
+                t.topic = name("t");
+                t.partitions = vec![0, 7];
+                let mut r = DescribeLogDirsRequest::default();
+                r.topics = Some(vec![t]);
+                vec![RequestKind::DescribeLogDirs(DescribeLogDirsRequest::default()), RequestKind::DescribeLogDirs(r)]
+            }
             ApiKey::AlterPartitionReassignments => {
                 let mut p = alter_partition_reassignments_request::ReassignablePartition::default();
                 p.replicas = Some(vec![BrokerId(99)]);
