@@ -188,7 +188,7 @@ fn leader_duties(broker: &Broker, cluster: &Cluster) {
             return;
         }
     }
-    complete_reassignments(&store);
+    complete_reassignments(store);
     let now = broker.clock.now_ms();
     let expired = match cluster.sessions.lock() {
         Ok(mut s) => s.expired(&store.image(), now, cluster.session_timeout_ms),
