@@ -987,6 +987,8 @@ mod tests {
                             replicas: Some(vec![other]),
                             elr: None,
                             last_known_elr: None,
+                            adding_replicas: None,
+                            removing_replicas: None,
                         },
                     ],
                     (),

@@ -219,6 +219,8 @@ pub const TOPIC_KEYS: &[TopicKeyDef] = &[
     tkey!("message.timestamp.type", Kind::Enum(TIMESTAMP_TYPES), Some("log.message.timestamp.type"), None, "CreateTime (the producer's) or LogAppendTime (the broker's)"),
     tkey!("min.cleanable.dirty.ratio", Kind::Double, Some("log.cleaner.min.cleanable.ratio"), None, "Dirty fraction of the log that triggers cleaning"),
     tkey!("min.compaction.lag.ms", Kind::Long, Some("log.cleaner.min.compaction.lag.ms"), None, "Leave data younger than this uncompacted"),
+    tkey!("leader.replication.throttled.replicas", Kind::List, None, None, "Replicas throttled on the leader side during a reassignment: * or partition:broker,..."),
+    tkey!("follower.replication.throttled.replicas", Kind::List, None, None, "Replicas throttled on the follower side during a reassignment: * or partition:broker,..."),
     tkey!("min.insync.replicas", Kind::Int, Some("min.insync.replicas"), None, "Replicas that must acknowledge an acks=all write"),
     tkey!("preallocate", Kind::Bool, Some("log.preallocate"), None, "Preallocate segment files"),
     tkey!("retention.bytes", Kind::Long, Some("log.retention.bytes"), None, "Keep at most this many bytes per partition (-1: no limit)"),
@@ -770,6 +772,9 @@ pub fn check_topic_config(key: &str, value: &str) -> Result<String, String> {
         .iter()
         .find(|k| k.name == key)
         .ok_or_else(|| format!("Unknown topic config name: {key}"))?;
+    if matches!(key, crate::replication::throttle::LEADER_REPLICAS | crate::replication::throttle::FOLLOWER_REPLICAS) {
+        crate::replication::throttle::ThrottledReplicas::parse(value)?;
+    }
     check_value(def.kind, value)
 }
 

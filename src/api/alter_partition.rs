@@ -33,6 +33,8 @@ pub(crate) fn partition_code(e: AlterIsrError, version: i16) -> ResponseError {
         AlterIsrError::InvalidUpdateVersion => ResponseError::InvalidUpdateVersion,
         AlterIsrError::IneligibleReplica if version >= 2 => ResponseError::IneligibleReplica,
         AlterIsrError::IneligibleReplica => ResponseError::OperationNotAttempted,
+        AlterIsrError::NewLeaderElected if version > 1 => ResponseError::NewLeaderElected,
+        AlterIsrError::NewLeaderElected => ResponseError::FencedLeaderEpoch,
     }
 }
 

@@ -5,7 +5,9 @@
 //! (SET/DELETE/APPEND/SUBTRACT per key) or a replacement (AlterConfigs: the listed keys are
 //! the new overrides, every other override reverts to its default). For a topic or group the
 //! complete new override set is computed, validated as a whole, and written as the records
-//! that differ; `validate_only` stops before the write. BROKER_LOGGER changes go to
+//! that differ; `validate_only` stops before the write. Broker changes that touch only the
+//! replication throttles are stored the same way; other broker keys are refused (Blumfeld
+//! applies no other broker config at run time yet). BROKER_LOGGER changes go to
 //! [`crate::logging`]. Errors and messages follow Kafka's `ConfigAdminManager` and
 //! `ConfigurationControlManager`.
 
@@ -18,6 +20,7 @@ use crate::config::{Kind, TOPIC_KEYS, is_dynamic_broker_key};
 use crate::logging;
 use crate::metadata::controller::{self, ControllerError};
 use crate::metadata::{MetadataImage, MetadataRecord};
+use crate::replication::throttle;
 
 pub const RESOURCE_TOPIC: i8 = 2;
 pub const RESOURCE_BROKER: i8 = 4;
@@ -74,6 +77,7 @@ pub fn apply(api: &Api, changes: &[ResourceChange], validate_only: bool) -> Vec<
                 RESOURCE_TOPIC if c.name.is_empty() => Some(Err(invalid_request("Default topic resources are not allowed."))),
                 RESOURCE_TOPIC => None,
                 RESOURCE_GROUP => Some(apply_group(api, c, validate_only)),
+                RESOURCE_BROKER if is_broker_throttle_change(c) => Some(apply_broker_throttles(api, c, validate_only)),
                 RESOURCE_BROKER => Some(check_broker(api, c)),
                 RESOURCE_BROKER_LOGGER if matches!(c.change, Change::Incremental(_)) => Some(apply_loggers(api, c, validate_only)),
                 other => Some(Err(invalid_request(format!("Unknown resource type {other}")))),
@@ -232,6 +236,52 @@ fn check_broker(api: &Api, c: &ResourceChange) -> Result<(), Failure> {
         "Dynamic broker configs are not supported yet; change the configuration file: {}",
         dynamic.join(", ")
     )))
+}
+
+fn change_keys(c: &ResourceChange) -> Vec<&str> {
+    match &c.change {
+        Change::Incremental(ops) => ops.iter().map(|(k, _, _)| k.as_str()).collect(),
+        Change::Replace(set) => set.iter().map(|(k, _)| k.as_str()).collect(),
+    }
+}
+
+/// A broker change that touches only the replication throttles (the dynamic broker configs
+/// Blumfeld stores; see [`crate::replication::throttle`]).
+fn is_broker_throttle_change(c: &ResourceChange) -> bool {
+    let keys = change_keys(c);
+    !keys.is_empty() && keys.iter().all(|k| throttle::BROKER_RATE_KEYS.contains(k))
+}
+
+/// Sets or deletes the replication throttles of one broker (or, with an empty name, of every
+/// broker) in the metadata log. In a cluster the active controller decides for any broker id
+/// (the node a client sent the request to forwarded it); a single node only for itself.
+fn apply_broker_throttles(api: &Api, c: &ResourceChange, validate_only: bool) -> Result<(), Failure> {
+    if !c.name.is_empty() {
+        if api.broker.cluster().is_some() {
+            c.name.parse::<u32>().map_err(|_| invalid_request(format!("Node id must be an integer, but it is: {}", c.name)))?;
+        } else {
+            check_node_id(api, &c.name)?;
+        }
+    }
+    let empty = BTreeMap::new();
+    let broker = &api.broker;
+    broker
+        .apply_metadata(|image| {
+            let current = image.broker_configs.get(&c.name).unwrap_or(&empty);
+            let next = next_configs(current, &c.change, |_| None, |_| false).map_err(|(_, m)| ControllerError::InvalidConfig(m))?;
+            let mut records = Vec::new();
+            for (key, value) in &next {
+                let value = throttle::check_rate(key, value).map_err(ControllerError::InvalidConfig)?.to_string();
+                if current.get(key) != Some(&value) {
+                    records.push(MetadataRecord::BrokerConfig { broker: c.name.clone(), key: key.clone(), value: Some(value) });
+                }
+            }
+            for key in current.keys().filter(|k| !next.contains_key(*k)) {
+                records.push(MetadataRecord::BrokerConfig { broker: c.name.clone(), key: key.clone(), value: None });
+            }
+            Ok((if validate_only { Vec::new() } else { records }, ()))
+        })
+        .map_err(|e| (errors::broker_error(&e), e.to_string()))
 }
 
 fn apply_loggers(api: &Api, c: &ResourceChange, validate_only: bool) -> Result<(), Failure> {

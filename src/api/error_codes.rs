@@ -38,6 +38,10 @@ pub fn for_each(response: &ResponseKind, mut f: impl FnMut(i16)) -> Listed {
         S::OffsetForLeaderEpoch(r) => r.topics.iter().flat_map(|t| &t.partitions).for_each(|p| f(p.error_code)),
         S::DescribeConfigs(r) => r.results.iter().for_each(|x| f(x.error_code)),
         S::CreatePartitions(r) => r.results.iter().for_each(|x| f(x.error_code)),
+        S::ElectLeaders(r) => {
+            f(r.error_code);
+            r.replica_election_results.iter().flat_map(|t| &t.partition_result).for_each(|p| f(p.error_code));
+        }
         S::IncrementalAlterConfigs(r) => r.responses.iter().for_each(|x| f(x.error_code)),
         S::AlterConfigs(r) => r.responses.iter().for_each(|x| f(x.error_code)),
         S::DescribeCluster(r) => f(r.error_code),
@@ -67,6 +71,15 @@ pub fn for_each(response: &ResponseKind, mut f: impl FnMut(i16)) -> Listed {
         S::AlterPartition(r) => {
             f(r.error_code);
             r.topics.iter().flat_map(|t| &t.partitions).for_each(|p| f(p.error_code));
+        }
+        S::AlterPartitionReassignments(r) => {
+            f(r.error_code);
+            r.responses.iter().flat_map(|t| &t.partitions).for_each(|p| f(p.error_code));
+        }
+        S::ListPartitionReassignments(r) => f(r.error_code),
+        S::DescribeLogDirs(r) => {
+            f(r.error_code);
+            r.results.iter().for_each(|d| f(d.error_code));
         }
         S::UpdateFeatures(r) => {
             f(r.error_code);

@@ -54,6 +54,15 @@ pub fn controller_error(e: &ControllerError) -> ResponseError {
     }
 }
 
+pub fn reassign_error(e: &crate::metadata::reassignment::ReassignError) -> ResponseError {
+    use crate::metadata::reassignment::ReassignError;
+    match e {
+        ReassignError::UnknownTopicOrPartition(_) => ResponseError::UnknownTopicOrPartition,
+        ReassignError::InvalidReplicaAssignment(_) => ResponseError::InvalidReplicaAssignment,
+        ReassignError::NoReassignmentInProgress => ResponseError::NoReassignmentInProgress,
+    }
+}
+
 pub fn store_error(e: &crate::metadata::store::StoreError) -> ResponseError {
     use crate::metadata::store::StoreError;
     match e {

@@ -1,6 +1,7 @@
 //! IncrementalAlterConfigs: SET, DELETE, APPEND to or SUBTRACT from the configs of topics,
 //! groups and broker loggers (see [`super::config_change`], shared with AlterConfigs).
-//! Broker configs are static (from the configuration file) and refused at run time for now.
+//! Broker configs are static (from the configuration file) and refused at run time, except
+//! the replication throttles, which are stored in the metadata log.
 
 use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::{IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse};
@@ -170,5 +171,36 @@ mod tests {
         assert_eq!(other.0, ResponseError::InvalidRequest.code());
         let broker = alter(&api, RESOURCE_BROKER, "1", vec![op("log.retention.ms", OP_SET, Some("1"))]);
         assert_eq!(broker.0, ResponseError::InvalidRequest.code());
+    }
+
+    /// The reassignment throttles: broker rates stored per broker (or cluster-wide) and
+    /// removed by DELETE, as `kafka-reassign-partitions --throttle` and `--verify` send them;
+    /// the topic replica lists validated as Kafka validates them.
+    #[test]
+    fn replication_throttles_are_stored_and_cleared() {
+        let dir = tempfile::tempdir().unwrap();
+        let api = crate::api::test_api(dir.path(), &[]);
+        api.broker.auto_create_topic("t").unwrap();
+        let me = api.broker.node_id.to_string();
+        let rates = |op_: i8, v: Option<&str>| {
+            vec![op("leader.replication.throttled.rate", op_, v), op("follower.replication.throttled.rate", op_, v)]
+        };
+        assert_eq!(alter(&api, RESOURCE_BROKER, &me, rates(OP_SET, Some("1000"))), (0, None));
+        assert_eq!(api.broker.image().broker_configs[&me]["follower.replication.throttled.rate"], "1000");
+        assert_eq!(alter(&api, RESOURCE_BROKER, "", vec![op("leader.replication.throttled.rate", OP_SET, Some("5"))]), (0, None));
+        assert_eq!(alter(&api, RESOURCE_BROKER, &me, rates(OP_SET, Some("-1"))).0, ResponseError::InvalidConfig.code());
+        let mut clear = rates(OP_DELETE, None);
+        clear.push(op("replica.alter.log.dirs.io.max.bytes.per.second", OP_DELETE, None));
+        assert_eq!(alter(&api, RESOURCE_BROKER, &me, clear), (0, None));
+        assert!(!api.broker.image().broker_configs.contains_key(&me));
+        assert_eq!(alter(&api, RESOURCE_BROKER, "99", rates(OP_SET, Some("1"))).0, ResponseError::InvalidRequest.code());
+
+        let replicas = |v: &str| alter(&api, RESOURCE_TOPIC, "t", vec![op("follower.replication.throttled.replicas", OP_SET, Some(v))]);
+        assert_eq!(replicas("0:1,0:2"), (0, None));
+        assert_eq!(replicas("*"), (0, None));
+        assert_eq!(replicas("0-1").0, ResponseError::InvalidConfig.code());
+        let clear = vec![op("leader.replication.throttled.replicas", OP_DELETE, None), op("follower.replication.throttled.replicas", OP_DELETE, None)];
+        assert_eq!(alter(&api, RESOURCE_TOPIC, "t", clear), (0, None));
+        assert!(!api.broker.image().topic("t").unwrap().configs.contains_key("follower.replication.throttled.replicas"));
     }
 }

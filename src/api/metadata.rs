@@ -257,7 +257,7 @@ mod tests {
                     vec![
                         MetadataRecord::RegisterBroker { id: NodeId(2), incarnation_id: Uuid::new_v4(), epoch, endpoints: vec![endpoint.clone()], rack: Some("b".into()), fenced: false, in_controlled_shutdown: false },
                         MetadataRecord::RegisterBroker { id: NodeId(3), incarnation_id: Uuid::new_v4(), epoch, endpoints: vec![endpoint.clone()], rack: None, fenced: true, in_controlled_shutdown: false },
-                        MetadataRecord::PartitionChange { topic_id: id, partition: PartitionId(0), isr: Some(vec![NodeId(2)]), leader: Some(LeaderChange::Elected(NodeId(2))), replicas: Some(vec![NodeId(1), NodeId(2), NodeId(3)]), elr: None, last_known_elr: None },
+                        MetadataRecord::PartitionChange { topic_id: id, partition: PartitionId(0), isr: Some(vec![NodeId(2)]), leader: Some(LeaderChange::Elected(NodeId(2))), replicas: Some(vec![NodeId(1), NodeId(2), NodeId(3)]), elr: None, last_known_elr: None, adding_replicas: None, removing_replicas: None },
                     ],
                     (),
                 ))
@@ -276,7 +276,7 @@ mod tests {
 
         api.broker
             .apply_metadata(|_| {
-                let change = MetadataRecord::PartitionChange { topic_id: id, partition: PartitionId(0), isr: None, leader: Some(LeaderChange::NoLeader), replicas: None, elr: None, last_known_elr: None };
+                let change = MetadataRecord::PartitionChange { topic_id: id, partition: PartitionId(0), isr: None, leader: Some(LeaderChange::NoLeader), replicas: None, elr: None, last_known_elr: None, adding_replicas: None, removing_replicas: None };
                 Ok((vec![change], ()))
             })
             .unwrap();

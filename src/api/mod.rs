@@ -10,6 +10,7 @@ pub mod add_offsets_to_txn;
 pub mod add_partitions_to_txn;
 pub mod alter_configs;
 pub mod alter_partition;
+pub mod alter_partition_reassignments;
 pub mod authorized_operations;
 pub mod cluster_membership;
 pub mod config_change;
@@ -23,6 +24,7 @@ pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
+pub mod describe_log_dirs;
 pub mod describe_producers;
 pub mod describe_transactions;
 pub mod elect_leaders;
@@ -40,6 +42,7 @@ pub mod leader_hint;
 pub mod leave_group;
 pub mod list_groups;
 pub mod list_offsets;
+pub mod list_partition_reassignments;
 pub mod list_transactions;
 pub mod metadata;
 pub mod offset_commit;
@@ -269,6 +272,7 @@ impl Api {
                 None => S::CreatePartitions(create_partitions::handle(self, req)),
             },
             R::DescribeConfigs(req) => S::DescribeConfigs(describe_configs::handle(self, v, req)),
+            R::DescribeLogDirs(req) => S::DescribeLogDirs(describe_log_dirs::handle(self, req)),
             R::IncrementalAlterConfigs(req) => match self.forward(&req, v).await {
                 Some(r) => S::IncrementalAlterConfigs(r),
                 None => S::IncrementalAlterConfigs(incremental_alter_configs::handle(self, req)),
@@ -302,6 +306,14 @@ impl Api {
             R::ListTransactions(req) => S::ListTransactions(list_transactions::handle(self, req)),
             R::DescribeProducers(req) => S::DescribeProducers(describe_producers::handle(self, req)),
             R::OffsetForLeaderEpoch(req) => S::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(self, req)),
+            R::AlterPartitionReassignments(req) => match self.forward(&req, v).await {
+                Some(r) => S::AlterPartitionReassignments(r),
+                None => S::AlterPartitionReassignments(alter_partition_reassignments::handle(self, req)),
+            },
+            R::ListPartitionReassignments(req) => match self.forward(&req, v).await {
+                Some(r) => S::ListPartitionReassignments(r),
+                None => S::ListPartitionReassignments(list_partition_reassignments::handle(self, req)),
+            },
             R::UpdateFeatures(req) => match self.forward(&req, v).await {
                 Some(r) => S::UpdateFeatures(r),
                 None => S::UpdateFeatures(update_features::handle(self, v, req)),
@@ -519,6 +531,34 @@ mod tests {
             ApiKey::BrokerHeartbeat => vec![RequestKind::BrokerHeartbeat(BrokerHeartbeatRequest::default())],
             ApiKey::AllocateProducerIds => vec![RequestKind::AllocateProducerIds(AllocateProducerIdsRequest::default())],
             ApiKey::AlterPartition => vec![RequestKind::AlterPartition(AlterPartitionRequest::default())],
+            ApiKey::DescribeLogDirs => {
+                let mut t = describe_log_dirs_request::DescribableLogDirTopic::default();
+                t.topic = name("t");
+                t.partitions = vec![0, 7];
+                let mut r = DescribeLogDirsRequest::default();
+                r.topics = Some(vec![t]);
+                vec![RequestKind::DescribeLogDirs(DescribeLogDirsRequest::default()), RequestKind::DescribeLogDirs(r)]
+            }
+            ApiKey::AlterPartitionReassignments => {
+                let mut p = alter_partition_reassignments_request::ReassignablePartition::default();
+                p.replicas = Some(vec![BrokerId(99)]);
+                let mut cancel = p.clone();
+                cancel.replicas = None;
+                let mut t = alter_partition_reassignments_request::ReassignableTopic::default();
+                t.name = name("t");
+                t.partitions = vec![p, cancel];
+                let mut r = AlterPartitionReassignmentsRequest::default();
+                r.topics = vec![t];
+                vec![RequestKind::AlterPartitionReassignments(r)]
+            }
+            ApiKey::ListPartitionReassignments => {
+                let mut t = list_partition_reassignments_request::ListPartitionReassignmentsTopics::default();
+                t.name = name("t");
+                t.partition_indexes = vec![0];
+                let mut r = ListPartitionReassignmentsRequest::default();
+                r.topics = Some(vec![t]);
+                vec![RequestKind::ListPartitionReassignments(ListPartitionReassignmentsRequest::default()), RequestKind::ListPartitionReassignments(r)]
+            }
             ApiKey::UpdateFeatures => {
                 let mut u = update_features_request::FeatureUpdateKey::default();
                 u.feature = StrBytes::from_static_str("group.version");

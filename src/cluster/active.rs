@@ -4,6 +4,7 @@
 //!   else a new one) and the bootstrap feature levels, so that every node shares them;
 //! - fence the brokers whose sessions expired (`broker.session.timeout.ms`) and move their
 //!   leaderships away;
+//! - complete the partition reassignments whose ISR holds every target replica;
 //!
 //! and what every node of the quorum does, leader or not: keep the quorum's description
 //! (replica lags, for the metrics) while it leads, and take a snapshot of the applied
@@ -201,6 +202,7 @@ fn leader_duties(broker: &Broker, cluster: &Cluster) {
             return;
         }
     }
+    complete_reassignments(store);
     let now = broker.clock.now_ms();
     let expired = match cluster.sessions.lock() {
         Ok(mut s) => s.expired(&store.image(), now, cluster.session_timeout_ms),
@@ -271,6 +273,19 @@ fn run_elections(broker: &Broker, schedule: &mut ElectionSchedule) {
             }
             Err(e) => tracing::warn!(error = %e, "unclean leader elections failed; retried at the next tick"),
         }
+    }
+}
+
+/// Reassignments whose ISR already holds every target replica complete here when no
+/// AlterPartition completed them (see [`crate::metadata::reassignment`]).
+fn complete_reassignments(store: &crate::metadata::MetadataStore) {
+    if crate::metadata::reassignment::complete_ready(&store.image()).is_empty() {
+        return;
+    }
+    let out = store.update(|image| Ok::<_, StoreError>((crate::metadata::reassignment::complete_ready(image), ())));
+    match out {
+        Ok(_) => tracing::info!("completed partition reassignments whose replicas are in sync"),
+        Err(e) => tracing::warn!(error = %e, "completing partition reassignments failed"),
     }
 }
 

@@ -9,10 +9,12 @@
 //! no CPU in between. Each answer is appended as it came (offsets as the leader assigned
 //! them), the high watermark taken, a diverging epoch truncated (KIP-320). A partition that
 //! changes role leaves its fetcher at the next round; a fetcher with nothing to fetch ends,
-//! and the supervisor starts one when a partition needs it.
+//! and the supervisor starts one when a partition needs it. The bytes fetched for replicas a
+//! reassignment throttles draw on the broker's follower throttle; while it is in debt those
+//! partitions are left out of the requests (see [`crate::replication::throttle`]).
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -26,6 +28,7 @@ use super::Cluster;
 use crate::broker::{Broker, IsrChange};
 use crate::client::NodeClient;
 use crate::partition::{FetchedFrom, Partition};
+use crate::replication::throttle::{self, TokenBucket};
 use crate::replication::{truncation_offset, AlterIsrResult, EpochEndOffset};
 use crate::types::{LeaderEpoch, NodeId, Offset, PartitionEpoch};
 
@@ -44,10 +47,13 @@ const SUPERVISE_INTERVAL: Duration = Duration::from_millis(250);
 /// Runs the AlterPartition sender, the ISR check and the fetcher supervisor until the
 /// process stops.
 pub async fn run(broker: Arc<Broker>, cluster: Arc<Cluster>) {
+    // One follower throttle for the whole broker, shared by its fetchers (Kafka's quota is per
+    // broker, not per fetcher).
+    let throttle = Arc::new(Mutex::new(TokenBucket::new(broker.clock.now_ms())));
     tokio::join!(
         send_isr_changes(broker.clone(), cluster.clone()),
         check_isr(broker.clone()),
-        supervise_fetchers(broker, cluster),
+        supervise_fetchers(broker, cluster, throttle),
     );
 }
 
@@ -172,7 +178,7 @@ pub(crate) fn alter_result(p: &kafka_protocol::messages::alter_partition_respons
 }
 
 /// Keeps one fetcher running per leader this node follows partitions of.
-async fn supervise_fetchers(broker: Arc<Broker>, cluster: Arc<Cluster>) {
+async fn supervise_fetchers(broker: Arc<Broker>, cluster: Arc<Cluster>, throttle: Arc<Mutex<TokenBucket>>) {
     let mut fetchers: HashMap<NodeId, tokio::task::JoinHandle<()>> = HashMap::new();
     let mut ticks = tokio::time::interval(SUPERVISE_INTERVAL);
     loop {
@@ -186,7 +192,7 @@ async fn supervise_fetchers(broker: Arc<Broker>, cluster: Arc<Cluster>) {
             if fetchers.contains_key(&leader) {
                 continue;
             }
-            let task = tokio::spawn(fetch_from(broker.clone(), cluster.clone(), leader));
+            let task = tokio::spawn(fetch_from(broker.clone(), cluster.clone(), leader, throttle.clone()));
             fetchers.insert(leader, task);
         }
     }
@@ -202,7 +208,7 @@ fn leader_address(broker: &Broker, leader: NodeId) -> Option<String> {
 
 /// One fetcher: fetches from `leader` for every partition this node follows there, until
 /// there is none left.
-async fn fetch_from(broker: Arc<Broker>, cluster: Arc<Cluster>, leader: NodeId) {
+async fn fetch_from(broker: Arc<Broker>, cluster: Arc<Cluster>, leader: NodeId, throttle: Arc<Mutex<TokenBucket>>) {
     let settings = broker.config.settings().replica;
     let Some(addr) = leader_address(&broker, leader) else {
         tokio::time::sleep(settings.fetch_backoff).await;
@@ -231,9 +237,21 @@ async fn fetch_from(broker: Arc<Broker>, cluster: Arc<Cluster>, leader: NodeId) 
             // The leader re-registered elsewhere: a new fetcher will use its new address.
             return;
         }
+        let throttled = throttled_partitions(&broker, me, &partitions);
+        let partitions = match hold_throttled(&broker, &throttle, partitions, &throttled) {
+            Ok(p) => p,
+            Err(wait) => {
+                tokio::time::sleep(wait).await;
+                continue;
+            }
+        };
         let request = fetch_request(&cluster, &settings, &partitions);
         match client.call(&request, FETCH_VERSION_MAX).await {
             Ok((version, response)) if response.error_code == 0 => {
+                let bytes = throttled_bytes(&response, &throttled);
+                if bytes > 0 {
+                    lock(&throttle).record(bytes, broker.clock.now_ms());
+                }
                 let failed = apply_fetch_response(&broker, leader, &partitions, version, response);
                 if failed {
                     tokio::time::sleep(settings.fetch_backoff).await;
@@ -249,6 +267,67 @@ async fn fetch_from(broker: Arc<Broker>, cluster: Arc<Cluster>, leader: NodeId) 
             }
         }
     }
+}
+
+/// The longest a fetcher waits at once for the throttle to let its partitions fetch again
+/// (it then looks again: the rate may have been lifted).
+const THROTTLE_WAIT_MAX: Duration = Duration::from_millis(500);
+
+fn lock(bucket: &Mutex<TokenBucket>) -> std::sync::MutexGuard<'_, TokenBucket> {
+    match bucket.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+/// The (topic, partition) of each partition whose replica here the topic's
+/// `follower.replication.throttled.replicas` names.
+fn throttled_partitions(broker: &Broker, me: NodeId, partitions: &[(Arc<Partition>, LeaderEpoch)]) -> Vec<(String, i32)> {
+    let image = broker.image();
+    partitions
+        .iter()
+        .filter(|(p, _)| {
+            let value = image.topic(&p.tp.topic).and_then(|t| t.configs.get(throttle::FOLLOWER_REPLICAS));
+            throttle::is_throttled(value.map(String::as_str), p.tp.partition, me)
+        })
+        .map(|(p, _)| (p.tp.topic.clone(), p.tp.partition.0))
+        .collect()
+}
+
+/// The partitions to fetch now: all of them, or, while the follower throttle is in debt, all
+/// but the throttled ones. `Err` with the wait when nothing is left to fetch.
+fn hold_throttled(
+    broker: &Broker,
+    bucket: &Mutex<TokenBucket>,
+    partitions: Vec<(Arc<Partition>, LeaderEpoch)>,
+    throttled: &[(String, i32)],
+) -> Result<Vec<(Arc<Partition>, LeaderEpoch)>, Duration> {
+    let me = NodeId(broker.node_id);
+    let now = broker.clock.now_ms();
+    let mut bucket = lock(bucket);
+    bucket.set_rate(throttle::rate(&broker.image().broker_configs, me, throttle::FOLLOWER_RATE), now);
+    if throttled.is_empty() || !bucket.throttled(now) {
+        return Ok(partitions);
+    }
+    let wait = Duration::from_millis(bucket.wait_ms(now)).min(THROTTLE_WAIT_MAX);
+    let free: Vec<_> = partitions.into_iter().filter(|(p, _)| !throttled.contains(&(p.tp.topic.clone(), p.tp.partition.0))).collect();
+    if free.is_empty() { Err(wait) } else { Ok(free) }
+}
+
+/// The record bytes a fetch answer carries for throttled partitions.
+fn throttled_bytes(response: &kafka_protocol::messages::FetchResponse, throttled: &[(String, i32)]) -> u64 {
+    if throttled.is_empty() {
+        return 0;
+    }
+    let mut bytes = 0u64;
+    for t in &response.responses {
+        for pd in &t.partitions {
+            if throttled.iter().any(|(topic, p)| *p == pd.partition_index && topic.as_str() == t.topic.as_str()) {
+                bytes += pd.records.as_ref().map_or(0, |r| r.len() as u64);
+            }
+        }
+    }
+    bytes
 }
 
 fn fetch_request(cluster: &Cluster, settings: &crate::config::ReplicaSettings, partitions: &[(Arc<Partition>, LeaderEpoch)]) -> FetchRequest {

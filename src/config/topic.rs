@@ -93,6 +93,8 @@ pub fn apply(c: &mut LogConfig, key: &str, text: &str) -> Applied {
         "message.timestamp.before.max.ms" => set(&mut c.message_timestamp_before_max_ms),
         "message.timestamp.after.max.ms" => set(&mut c.message_timestamp_after_max_ms),
         "compression.type" | "preallocate" | "unclean.leader.election.enable" | "segment.jitter.ms" => Applied::NotLogged,
+        // Read by the replica fetchers from the topic image (see `replication::throttle`).
+        "leader.replication.throttled.replicas" | "follower.replication.throttled.replicas" => Applied::NotLogged,
         _ => Applied::Unknown,
     }
 }

@@ -281,6 +281,8 @@ fn move_leadership(image: &MetadataImage, id: NodeId) -> Vec<MetadataRecord> {
                 replicas: None,
                 elr: None,
                 last_known_elr: None,
+                adding_replicas: None,
+                removing_replicas: None,
             });
         }
     }
@@ -301,6 +303,8 @@ fn elect_leaderless(image: &MetadataImage, id: NodeId) -> Vec<MetadataRecord> {
                     replicas: None,
                     elr: None,
                     last_known_elr: None,
+                    adding_replicas: None,
+                    removing_replicas: None,
                 });
             }
         }
@@ -341,13 +345,16 @@ pub enum AlterIsrError {
     /// A proposed member is not registered, fenced, shutting down, or of another incarnation
     /// (OPERATION_NOT_ATTEMPTED before version 2).
     IneligibleReplica,
+    /// The change completed a reassignment that moved the leadership away from the
+    /// requesting leader (committed: it must learn its new role from the metadata).
+    NewLeaderElected,
 }
 
 /// An AlterPartition's effect: the records to commit, and per partition either its
 /// registration once they are applied or the error.
 pub type AlterIsrOutcome = (Vec<MetadataRecord>, Vec<Result<PartitionRegistration, AlterIsrError>>);
 
-/// Kafka's `ReplicationControlManager.alterPartition` without reassignments or leader recovery:
+/// Kafka's `ReplicationControlManager.alterPartition` without leader recovery:
 /// a partition leader's request to change its ISR, checked against the image in the order
 /// Kafka checks (so the leader learns the same thing from the same error). An ISR equal to the
 /// current one is a success without a record.
@@ -370,7 +377,8 @@ pub fn alter_partition(
             Ok(Some(record)) => {
                 work.replay(&record);
                 records.push(record);
-                results.push(registration_of(&work, item).ok_or(AlterIsrError::UnknownTopicOrPartition));
+                let after = registration_of(&work, item).ok_or(AlterIsrError::UnknownTopicOrPartition);
+                results.push(after.and_then(|r| if r.leader == Some(broker) { Ok(r) } else { Err(AlterIsrError::NewLeaderElected) }));
             }
             Ok(None) => results.push(registration_of(&work, item).ok_or(AlterIsrError::UnknownTopicOrPartition)),
             Err(e) => results.push(Err(e)),
@@ -419,15 +427,8 @@ fn alter_one(image: &MetadataImage, broker: NodeId, item: &AlterIsrItem) -> Resu
     if isr == current.isr {
         return Ok(None);
     }
-    Ok(Some(MetadataRecord::PartitionChange {
-        topic_id: item.topic_id,
-        partition: item.partition,
-        isr: Some(isr),
-        leader: None,
-        replicas: None,
-        elr: None,
-        last_known_elr: None,
-    }))
+    // The ISR change, or (when it completes a reassignment) the completion with it.
+    Ok(super::reassignment::isr_change(image, item.topic_id, item.partition, current, isr))
 }
 
 #[cfg(test)]
@@ -479,6 +480,8 @@ mod tests {
                     replicas,
                     elr: vec![],
                     last_known_elr: vec![],
+                    adding_replicas: vec![],
+                    removing_replicas: vec![],
                     leader_epoch: LeaderEpoch(0),
                     partition_epoch: PartitionEpoch(0),
                 },

@@ -191,6 +191,8 @@ fn partition_record(topic_id: Uuid, partition: i32, replicas: Vec<NodeId>) -> Me
         isr: r.isr,
         elr: r.elr,
         last_known_elr: r.last_known_elr,
+        adding_replicas: r.adding_replicas,
+        removing_replicas: r.removing_replicas,
         leader: r.leader,
         leader_epoch: r.leader_epoch,
         partition_epoch: r.partition_epoch,

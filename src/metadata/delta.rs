@@ -169,6 +169,8 @@ mod tests {
             replicas,
             elr: vec![],
             last_known_elr: vec![],
+            adding_replicas: vec![],
+            removing_replicas: vec![],
             leader_epoch: LeaderEpoch(0),
             partition_epoch: PartitionEpoch(0),
         }
@@ -195,6 +197,8 @@ mod tests {
             replicas: Some(vec![NodeId(2)]),
             elr: None,
             last_known_elr: None,
+            adding_replicas: None,
+            removing_replicas: None,
         });
         delta.replay(&MetadataRecord::RemoveTopic { id: b });
         let changes = delta.local_changes(NodeId(1));
@@ -232,6 +236,8 @@ mod tests {
             replicas: None,
             elr: None,
             last_known_elr: None,
+            adding_replicas: None,
+            removing_replicas: None,
         });
         let changes = delta.local_changes(NodeId(1));
         assert_eq!(changes.followers.len(), 1, "hosted without leading: a follower");

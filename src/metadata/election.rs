@@ -122,6 +122,8 @@ fn election_record(
         replicas: None,
         elr: None,
         last_known_elr: None,
+        adding_replicas: None,
+        removing_replicas: None,
     })
 }
 
@@ -234,6 +236,8 @@ mod tests {
             partition_epoch: crate::types::PartitionEpoch(5),
             elr: vec![],
             last_known_elr: vec![],
+            adding_replicas: vec![],
+            removing_replicas: vec![],
         });
         image
     }

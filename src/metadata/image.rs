@@ -48,6 +48,8 @@ pub struct MetadataImage {
     pub names_by_id: HashMap<Uuid, String>,
     /// Registered brokers, fenced or not.
     pub brokers: BTreeMap<NodeId, BrokerRegistration>,
+    /// Broker resource name (an id, or "" for the cluster default) → its dynamic configs.
+    pub broker_configs: BTreeMap<String, BTreeMap<String, String>>,
     /// Group id → its config overrides; groups without overrides are absent.
     pub group_configs: BTreeMap<String, BTreeMap<String, String>>,
     /// The next producer id to hand out.
@@ -112,10 +114,17 @@ impl MetadataImage {
                     isr: r.isr.clone(),
                     elr: r.elr.clone(),
                     last_known_elr: r.last_known_elr.clone(),
+                    adding_replicas: r.adding_replicas.clone(),
+                    removing_replicas: r.removing_replicas.clone(),
                     leader: r.leader,
                     leader_epoch: r.leader_epoch,
                     partition_epoch: r.partition_epoch,
                 });
+            }
+        }
+        for (broker, configs) in &self.broker_configs {
+            for (key, value) in configs {
+                out.push(MetadataRecord::BrokerConfig { broker: broker.clone(), key: key.clone(), value: Some(value.clone()) });
             }
         }
         for (group, configs) in &self.group_configs {
@@ -164,6 +173,20 @@ impl MetadataImage {
                     t.configs.remove(key);
                 }
             }),
+            MetadataRecord::BrokerConfig { broker, key, value } => {
+                let configs = self.broker_configs.entry(broker.clone()).or_default();
+                match value {
+                    Some(v) => {
+                        configs.insert(key.clone(), v.clone());
+                    }
+                    None => {
+                        configs.remove(key);
+                    }
+                }
+                if configs.is_empty() {
+                    self.broker_configs.remove(broker);
+                }
+            }
             MetadataRecord::GroupConfig { group, key, value } => {
                 let configs = self.group_configs.entry(group.clone()).or_default();
                 match value {
@@ -203,6 +226,8 @@ impl MetadataImage {
                 isr,
                 elr,
                 last_known_elr,
+                adding_replicas,
+                removing_replicas,
                 leader,
                 leader_epoch,
                 partition_epoch,
@@ -214,19 +239,33 @@ impl MetadataImage {
                     isr: isr.clone(),
                     elr: elr.clone(),
                     last_known_elr: last_known_elr.clone(),
+                    adding_replicas: adding_replicas.clone(),
+                    removing_replicas: removing_replicas.clone(),
                     leader: *leader,
                     leader_epoch: *leader_epoch,
                     partition_epoch: *partition_epoch,
                 };
                 t.partitions.insert(*partition, r);
             }),
-            MetadataRecord::PartitionChange { topic_id, partition, isr, leader, replicas, elr, last_known_elr } => {
+            MetadataRecord::PartitionChange {
+                topic_id,
+                partition,
+                isr,
+                leader,
+                replicas,
+                elr,
+                last_known_elr,
+                adding_replicas,
+                removing_replicas,
+            } => {
                 let change = PartitionChange {
                     isr: isr.clone(),
                     leader: *leader,
                     replicas: replicas.clone(),
                     elr: elr.clone(),
                     last_known_elr: last_known_elr.clone(),
+                    adding_replicas: adding_replicas.clone(),
+                    removing_replicas: removing_replicas.clone(),
                 };
                 self.update_topic(topic_id, |t| {
                     if let Some(r) = t.partitions.get_mut(partition) {

@@ -26,6 +26,7 @@ pub mod election;
 pub mod features;
 pub mod image;
 pub mod placement;
+pub mod reassignment;
 pub mod records;
 pub mod registration;
 pub mod store;

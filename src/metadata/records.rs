@@ -39,6 +39,11 @@ pub enum MetadataRecord {
         elr: Vec<NodeId>,
         #[serde(default)]
         last_known_elr: Vec<NodeId>,
+        /// Replicas an ongoing reassignment adds and removes (absent: none).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        adding_replicas: Vec<NodeId>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        removing_replicas: Vec<NodeId>,
         leader: Option<NodeId>,
         leader_epoch: LeaderEpoch,
         partition_epoch: PartitionEpoch,
@@ -59,6 +64,12 @@ pub enum MetadataRecord {
         elr: Option<Vec<NodeId>>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         last_known_elr: Option<Vec<NodeId>>,
+        /// A reassignment starting, completing or cancelled (Kafka's `addingReplicas` and
+        /// `removingReplicas` of PartitionChangeRecord; an empty list ends it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        adding_replicas: Option<Vec<NodeId>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        removing_replicas: Option<Vec<NodeId>>,
     },
     /// A broker (re)registered (Kafka's RegisterBrokerRecord): a new incarnation replaces any
     /// earlier registration of the same id.
@@ -90,6 +101,10 @@ pub enum MetadataRecord {
     },
     /// A topic config was set (`Some`) or reset to its default (`None`).
     TopicConfig { id: Uuid, key: String, value: Option<String> },
+    /// A dynamic broker config was set (`Some`) or removed (`None`) for broker `broker` (its
+    /// id as text), or for every broker when `broker` is empty (Kafka's ConfigRecord of a
+    /// BROKER resource). Only the replication throttles are written so far.
+    BrokerConfig { broker: String, key: String, value: Option<String> },
     /// A group config was set (`Some`) or reset to the broker default (`None`). Group configs
     /// exist independently of the group: they may be set before it has members and outlive it.
     GroupConfig { group: String, key: String, value: Option<String> },

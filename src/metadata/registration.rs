@@ -18,6 +18,12 @@ pub struct PartitionRegistration {
     /// Eligible leader replicas (KIP-966): out of the ISR, but safe to elect.
     pub elr: Vec<NodeId>,
     pub last_known_elr: Vec<NodeId>,
+    /// Replicas a reassignment is adding (Kafka's `addingReplicas`): in `replicas`, not yet
+    /// in the ISR, and not counted for `min.insync.replicas` until they join it.
+    pub adding_replicas: Vec<NodeId>,
+    /// Replicas a reassignment will remove once the target replicas are in sync (Kafka's
+    /// `removingReplicas`): still in `replicas` meanwhile.
+    pub removing_replicas: Vec<NodeId>,
     pub leader: Option<NodeId>,
     pub leader_epoch: LeaderEpoch,
     pub partition_epoch: PartitionEpoch,
@@ -31,6 +37,8 @@ pub struct PartitionChange {
     pub replicas: Option<Vec<NodeId>>,
     pub elr: Option<Vec<NodeId>>,
     pub last_known_elr: Option<Vec<NodeId>>,
+    pub adding_replicas: Option<Vec<NodeId>>,
+    pub removing_replicas: Option<Vec<NodeId>>,
 }
 
 impl PartitionRegistration {
@@ -57,6 +65,11 @@ impl PartitionRegistration {
         self.replicas.contains(&node)
     }
 
+    /// Whether a reassignment is in progress (Kafka's `isReassignmentInProgress`).
+    pub fn is_reassigning(&self) -> bool {
+        !self.adding_replicas.is_empty() || !self.removing_replicas.is_empty()
+    }
+
     /// The registration after `change`. As Kafka's `PartitionRegistration.merge`: every change
     /// bumps the partition epoch; one that names a leader (even the same one, which is how the
     /// controller forces a new leader epoch) bumps the leader epoch.
@@ -70,6 +83,8 @@ impl PartitionRegistration {
             isr: change.isr.clone().unwrap_or_else(|| self.isr.clone()),
             elr: change.elr.clone().unwrap_or_else(|| self.elr.clone()),
             last_known_elr: change.last_known_elr.clone().unwrap_or_else(|| self.last_known_elr.clone()),
+            adding_replicas: change.adding_replicas.clone().unwrap_or_else(|| self.adding_replicas.clone()),
+            removing_replicas: change.removing_replicas.clone().unwrap_or_else(|| self.removing_replicas.clone()),
             leader,
             leader_epoch,
             partition_epoch: PartitionEpoch(self.partition_epoch.0.saturating_add(1)),

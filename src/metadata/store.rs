@@ -459,6 +459,8 @@ fn local_partition_record(topic_id: Uuid, partition: PartitionId, node: NodeId) 
         isr: vec![node],
         elr: vec![],
         last_known_elr: vec![],
+        adding_replicas: vec![],
+        removing_replicas: vec![],
         leader: Some(node),
         leader_epoch: LeaderEpoch(0),
         partition_epoch: PartitionEpoch(0),

@@ -11,6 +11,8 @@
 //!   high watermark ([`leader::high_watermark`], the rule as one pure function).
 //! - [`follower`]: what a follower does with a leader's answer: where to truncate after a
 //!   diverging epoch (KIP-320) and which high watermark to take.
+//! - [`throttle`]: the reassignment throttles (which replicas, how many bytes per second) and
+//!   the token bucket a follower's fetchers share.
 //!
 //! The seeded simulation (`sim`, test-only) runs these rules inside the production
 //! `Partition` on three simulated brokers and checks replication's invariants after every
@@ -21,6 +23,7 @@
 
 pub mod follower;
 pub mod leader;
+pub mod throttle;
 #[cfg(test)]
 pub mod planted;
 #[cfg(test)]

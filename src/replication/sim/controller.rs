@@ -51,6 +51,8 @@ impl Controller {
                 replicas,
                 elr: vec![],
                 last_known_elr: vec![],
+                adding_replicas: vec![],
+                removing_replicas: vec![],
                 leader_epoch: LeaderEpoch(0),
                 partition_epoch: PartitionEpoch(0),
             },
