@@ -173,34 +173,8 @@ impl MetadataImage {
                     t.configs.remove(key);
                 }
             }),
-            MetadataRecord::BrokerConfig { broker, key, value } => {
-                let configs = self.broker_configs.entry(broker.clone()).or_default();
-                match value {
-                    Some(v) => {
-                        configs.insert(key.clone(), v.clone());
-                    }
-                    None => {
-                        configs.remove(key);
-                    }
-                }
-                if configs.is_empty() {
-                    self.broker_configs.remove(broker);
-                }
-            }
-            MetadataRecord::GroupConfig { group, key, value } => {
-                let configs = self.group_configs.entry(group.clone()).or_default();
-                match value {
-                    Some(v) => {
-                        configs.insert(key.clone(), v.clone());
-                    }
-                    None => {
-                        configs.remove(key);
-                    }
-                }
-                if configs.is_empty() {
-                    self.group_configs.remove(group);
-                }
-            }
+            MetadataRecord::BrokerConfig { broker, key, value } => set_override(&mut self.broker_configs, broker, key, value.as_ref()),
+            MetadataRecord::GroupConfig { group, key, value } => set_override(&mut self.group_configs, group, key, value.as_ref()),
             MetadataRecord::RemoveTopic { id } => {
                 if let Some(name) = self.names_by_id.remove(id) {
                     self.topics.remove(&name);
@@ -331,3 +305,21 @@ impl MetadataImage {
         }
     }
 }
+
+/// Sets (`Some`) or resets (`None`) `owner`'s override `key`; an owner left without overrides
+/// is absent.
+fn set_override(overrides: &mut BTreeMap<String, BTreeMap<String, String>>, owner: &str, key: &str, value: Option<&String>) {
+    let configs = overrides.entry(owner.to_string()).or_default();
+    match value {
+        Some(v) => {
+            configs.insert(key.to_string(), v.clone());
+        }
+        None => {
+            configs.remove(key);
+        }
+    }
+    if configs.is_empty() {
+        overrides.remove(owner);
+    }
+}
+
