@@ -67,7 +67,15 @@ def reassign(bootstrap: str, topic: str, moves: dict[int, list[int]]) -> None:
 
     def verified() -> str | None:
         text = run_tool(REASSIGN, "--bootstrap-server", bootstrap, "--reassignment-json-file", path, "--verify")
-        return text if "still in progress" not in text else None
+        if "still in progress" in text:
+            return None
+        # The tool asks the controller whether the reassignment is still going, then asks a
+        # broker for the replicas; the broker may apply the completion a moment after the
+        # controller committed it (Kafka has the same window), and the tool then reports
+        # "no active reassignment ... but replica set is X rather than Y". Ask again.
+        if "There is no active reassignment" in text and "rather than" in text:
+            return None
+        return text
 
     out = wait_until(verified, REASSIGN_TIMEOUT_S, f"the reassignment {moves} of {topic} to complete", interval_s=0.5)
     print(out)
