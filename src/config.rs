@@ -880,6 +880,24 @@ mod tests {
         }
     }
 
+    /// A sole controller (no broker role) runs the quorum its brokers observe; a combined
+    /// node that is its only voter is a single node.
+    #[test]
+    fn a_sole_controller_runs_a_quorum_and_a_sole_combined_node_does_not() {
+        let load = |roles: &str| {
+            let o = [
+                format!("process.roles={roles}"),
+                "controller.quorum.voters=1@127.0.0.1:29093".to_string(),
+                "listeners=PLAINTEXT://127.0.0.1:29092,CONTROLLER://127.0.0.1:29093".to_string(),
+                "controller.listener.names=CONTROLLER".to_string(),
+                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT".to_string(),
+            ];
+            BrokerConfig::load(None, &o).unwrap().settings().runs_quorum()
+        };
+        assert!(load("controller"));
+        assert!(!load("broker,controller"));
+    }
+
     /// The typed defaults are Kafka's, and the two sources of log defaults (the key table and
     /// `LogConfig::default`) agree.
     #[test]

@@ -9,7 +9,7 @@ Kafka's own tools (kafka-metadata-quorum, kafka-topics, both on the Java AdminCl
   with kafka-metadata-quorum, about 1 s a call, so an upper bound), topic creation works again
   through a surviving broker; the killed node restarts, rejoins and
   catches up (the time is printed);
-- the dedicated layout (3 controllers + 2 brokers) forms a quorum and creates a topic;
+- the dedicated layout (3 controllers, or a sole one, + 2 brokers) forms a quorum and creates a topic;
 - a broker stopped with SIGSTOP is fenced after the session timeout, not before, and is
   unfenced after SIGCONT; a broker killed -9 is fenced (Kafka: after the session timeout;
   Blumfeld: at once, its refused connections show the process is gone), as
@@ -206,12 +206,14 @@ def test_three_combined_nodes_elect_create_fail_over_and_catch_up(cluster_factor
     assert voter_ids(final) == [1, 2, 3]
 
 
-def test_dedicated_controllers_and_brokers(cluster_factory):
-    c = cluster_factory(layout="dedicated", controllers=3, brokers=2)
+@pytest.mark.parametrize("controllers", [3, 1])
+def test_dedicated_controllers_and_brokers(cluster_factory, controllers):
+    """3 controllers, and a sole controller (a one-voter quorum the brokers observe)."""
+    c = cluster_factory(layout="dedicated", controllers=controllers, brokers=2)
     c.start()
     status = wait_until(lambda: (s := quorum_status("--bootstrap-controller", c.bootstrap_controllers()))
                         and s.get("LeaderId", "-1") != "-1" and s, 60, "a quorum leader")
-    assert voter_ids(status) == [1, 2, 3]
+    assert voter_ids(status) == c.controller_ids
     rows = quorum_replication("--bootstrap-server", c.bootstrap())
     observers = sorted(int(r["NodeId"]) for r in rows if r.get("Status") == "Observer")
     assert observers == c.broker_ids, rows

@@ -343,10 +343,11 @@ impl Settings {
     }
 
     /// Whether this node is part of a multi-node cluster: `controller.quorum.voters` names a
-    /// node other than this one. Otherwise it is a single node with its metadata in a local
-    /// file, as before the quorum existed.
+    /// node other than this one, or this node is a controller only (the sole voter of a
+    /// quorum that brokers on other nodes observe). Otherwise it is a single node with its
+    /// metadata in a local file, as before the quorum existed.
     pub fn runs_quorum(&self) -> bool {
-        self.quorum.voters.iter().any(|(id, _)| *id != self.node_id)
+        self.quorum.voters.iter().any(|(id, _)| *id != self.node_id) || !self.roles.broker
     }
 
     /// The client listener: the first one not named in `controller.listener.names` (the
