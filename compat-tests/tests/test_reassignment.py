@@ -22,7 +22,7 @@ import time
 
 from confluent_kafka.admin import ConfigResource
 
-from harness.tools import TOPICS, run_tool
+from harness.tools import TOPICS, run_tool, tool_process
 from harness.wait import wait_until
 from tests.test_cluster import cluster_factory, describe_topic  # noqa: F401  (the fixture)
 from tests.test_replication import PARTITIONS, Load, admin, assert_clean
@@ -105,6 +105,13 @@ def test_an_rf1_partition_moves_to_another_broker_then_grows_to_three_replicas(c
         load.wait_acks(ACKS_BETWEEN_STEPS, 60, "before the move")
         reassign(c.bootstrap(), topic, {0: [2]})
         load.wait_acks(ACKS_BETWEEN_STEPS, 60, "after the move")
+        # KIP-860: with --disallow-replication-factor-change the RF change is refused.
+        path = reassignment_file(topic, {0: [2, 1, 3]})
+        proc = tool_process(REASSIGN, "--bootstrap-server", c.bootstrap(), "--reassignment-json-file", path,
+                            "--execute", "--disallow-replication-factor-change")
+        out = proc.stdout + proc.stderr
+        assert f"{topic}-0: The replication factor is changed from 1 to 3" in out, out
+        assert replicas(c.bootstrap(), topic, 0) == [2]
         reassign(c.bootstrap(), topic, {0: [2, 1, 3]})
         load.wait_acks(ACKS_BETWEEN_STEPS, 60, "after the replication factor went to 3")
     row = next(r for r in describe_topic(c.bootstrap(), topic) if r.get("Partition") == "0")

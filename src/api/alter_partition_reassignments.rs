@@ -1,5 +1,5 @@
-//! AlterPartitionReassignments (KIP-455), v0: start, change or cancel (null replicas)
-//! partition reassignments. The rules are [`crate::metadata::reassignment::alter`]; this file
+//! AlterPartitionReassignments (KIP-455), v0-1: start, change or cancel (null replicas)
+//! partition reassignments; v1 carries KIP-860's `allow_replication_factor_change`. The rules are [`crate::metadata::reassignment::alter`]; this file
 //! decodes, maps each partition's refusal to Kafka's code and answers once the records are
 //! committed (all of the request's changes in one metadata change, as Kafka's controller
 //! writes them atomically). A node that is not the active controller forwards the request.
@@ -17,6 +17,7 @@ const UNCLEAN_KEY: &str = "unclean.leader.election.enable";
 pub fn handle(api: &Api, req: AlterPartitionReassignmentsRequest) -> AlterPartitionReassignmentsResponse {
     let mut r = AlterPartitionReassignmentsResponse::default();
     r.error_message = None;
+    r.allow_replication_factor_change = req.allow_replication_factor_change;
     let items: Vec<Reassign> = req
         .topics
         .iter()
@@ -25,6 +26,7 @@ pub fn handle(api: &Api, req: AlterPartitionReassignmentsRequest) -> AlterPartit
                 topic: t.name.to_string(),
                 partition: PartitionId(p.partition_index),
                 replicas: p.replicas.as_ref().map(|rs| rs.iter().map(|b| NodeId(b.0)).collect()),
+                allow_rf_change: req.allow_replication_factor_change,
             })
         })
         .collect();

@@ -60,6 +60,7 @@ pub fn reassign_error(e: &crate::metadata::reassignment::ReassignError) -> Respo
         ReassignError::UnknownTopicOrPartition(_) => ResponseError::UnknownTopicOrPartition,
         ReassignError::InvalidReplicaAssignment(_) => ResponseError::InvalidReplicaAssignment,
         ReassignError::NoReassignmentInProgress => ResponseError::NoReassignmentInProgress,
+        ReassignError::InvalidReplicationFactor { .. } => ResponseError::InvalidReplicationFactor,
     }
 }
 

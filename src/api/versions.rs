@@ -70,7 +70,7 @@ pub const SERVED: &[Served] = &[
     served(ApiKey::ConsumerGroupDescribe, 0, 1),
     served(ApiKey::UpdateFeatures, 0, 2),
     // Partition reassignments (KIP-455), made by the active controller.
-    served(ApiKey::AlterPartitionReassignments, 0, 0),
+    served(ApiKey::AlterPartitionReassignments, 0, 1),
     served(ApiKey::ListPartitionReassignments, 0, 0),
     // The metadata quorum (KRaft); a node without one answers them with an error.
     served(ApiKey::Vote, 0, 2),

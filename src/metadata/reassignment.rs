@@ -41,6 +41,9 @@ pub enum ReassignError {
     InvalidReplicaAssignment(String),
     #[error("No partition reassignment is in progress for this topic-partition.")]
     NoReassignmentInProgress,
+    /// KIP-860: the request did not allow a replication factor change and the target has one.
+    #[error("The replication factor is changed from {from} to {to}")]
+    InvalidReplicationFactor { from: usize, to: usize },
 }
 
 /// The replica lists of a reassignment (Kafka's `PartitionReassignmentReplicas`).
@@ -149,11 +152,13 @@ pub fn isr_change(image: &MetadataImage, topic_id: Uuid, partition: PartitionId,
 }
 
 /// One partition of an AlterPartitionReassignments request: `None` replicas cancel.
+/// `allow_rf_change` is the request's KIP-860 flag (v1; always true before).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reassign {
     pub topic: String,
     pub partition: PartitionId,
     pub replicas: Option<Vec<NodeId>>,
+    pub allow_rf_change: bool,
 }
 
 /// Kafka's `alterPartitionReassignments`: per partition the result, and the records of the
@@ -195,11 +200,26 @@ fn alter_one(image: &MetadataImage, item: &Reassign, unclean_allowed: bool) -> R
         None => revert(current, unclean_allowed, &item.topic, item.partition)?,
         Some(replicas) => {
             validate_target(image, replicas)?;
+            if !item.allow_rf_change {
+                validate_replication_factor_unchanged(current, replicas.len())?;
+            }
             let plan = ReassignmentReplicas::new(&current.replicas, replicas);
             Target { replicas: plan.replicas, isr: current.isr.clone(), adding: plan.adding, removing: plan.removing }
         }
     };
     Ok(build(image, topic.id, item.partition, current, target))
+}
+
+/// KIP-860, as Kafka's controller checks it: the target must be as long as the replica set
+/// the partition is headed for (the current target while a reassignment runs, else its
+/// replicas).
+fn validate_replication_factor_unchanged(current: &PartitionRegistration, target_len: usize) -> Result<(), ReassignError> {
+    let from = if current.is_reassigning() { current.replicas.len() - current.removing_replicas.len() } else { current.replicas.len() };
+    if from == target_len {
+        Ok(())
+    } else {
+        Err(ReassignError::InvalidReplicationFactor { from, to: target_len })
+    }
 }
 
 /// Kafka's `validateManualPartitionAssignment`, with its messages.
@@ -365,7 +385,7 @@ mod tests {
     }
 
     fn reassign(image: &MetadataImage, replicas: Option<&[i32]>) -> (MetadataImage, Result<(), ReassignError>) {
-        let item = Reassign { topic: "t".into(), partition: PartitionId(0), replicas: replicas.map(n) };
+        let item = Reassign { topic: "t".into(), partition: PartitionId(0), replicas: replicas.map(n), allow_rf_change: true };
         let (records, results) = alter(image, &[item], |_| false);
         let mut next = image.clone();
         for r in &records {
@@ -453,11 +473,37 @@ mod tests {
         assert!(invalid(reassign(&image, Some(&[])).1));
         assert!(invalid(reassign(&image, Some(&[2, 2])).1));
         assert!(invalid(reassign(&image, Some(&[9])).1));
-        let item = |topic: &str, p: i32| Reassign { topic: topic.into(), partition: PartitionId(p), replicas: Some(n(&[1])) };
+        let item = |topic: &str, p: i32| Reassign { topic: topic.into(), partition: PartitionId(p), replicas: Some(n(&[1])), allow_rf_change: true };
         let (records, results) = alter(&image, &[item("nope", 0), item("t", 5)], |_| false);
         assert!(records.is_empty());
         assert!(results.iter().all(|r| matches!(r, Err(ReassignError::UnknownTopicOrPartition(_)))));
         assert_eq!(reassign(&image, None).1, Err(ReassignError::NoReassignmentInProgress));
+    }
+
+    /// KIP-860: without the flag, a target of another length is refused with the length the
+    /// partition is headed for (an ongoing reassignment's target, not its widened replicas).
+    #[test]
+    fn a_replication_factor_change_is_refused_unless_allowed() {
+        let strict = |image: &MetadataImage, replicas: &[i32]| {
+            let item = Reassign { topic: "t".into(), partition: PartitionId(0), replicas: Some(n(replicas)), allow_rf_change: false };
+            let (records, results) = alter(image, &[item], |_| false);
+            let mut next = image.clone();
+            for r in &records {
+                next.replay(r);
+            }
+            (next, results[0].clone())
+        };
+        let one = image(&[1]);
+        assert_eq!(strict(&one, &[1, 2]).1, Err(ReassignError::InvalidReplicationFactor { from: 1, to: 2 }));
+        assert_eq!(strict(&one, &[2]).1, Ok(()));
+        // [1] -> [2, 3, 4] is under way (replicas [2, 3, 4, 1], removing [1]): the partition is headed for 3.
+        let (moving, r) = reassign(&image(&[1]), Some(&[2, 3, 4]));
+        assert_eq!(r, Ok(()));
+        assert!(part(&moving).is_reassigning());
+        assert_eq!(strict(&moving, &[2, 3, 4, 1]).1, Err(ReassignError::InvalidReplicationFactor { from: 3, to: 4 }));
+        assert_eq!(strict(&moving, &[3, 4, 1]).1, Ok(()));
+        let e = ReassignError::InvalidReplicationFactor { from: 3, to: 1 };
+        assert_eq!(e.to_string(), "The replication factor is changed from 3 to 1");
     }
 
     #[test]
@@ -493,7 +539,7 @@ mod tests {
             removing_replicas: None,
         });
         // (Completion would have happened; check the cancel rule on its own.)
-        let item = Reassign { topic: "t".into(), partition: PartitionId(0), replicas: None };
+        let item = Reassign { topic: "t".into(), partition: PartitionId(0), replicas: None, allow_rf_change: true };
         let (_, results) = alter(&moving, std::slice::from_ref(&item), |_| false);
         assert!(matches!(&results[0], Err(ReassignError::InvalidReplicaAssignment(m)) if m.contains("unclean")));
         let (records, results) = alter(&moving, &[item], |_| true);
