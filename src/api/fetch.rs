@@ -21,6 +21,7 @@ use super::{Api, RequestContext, errors, str_bytes};
 use super::response_frame::ByReference;
 use crate::log::AbortedTxn;
 use crate::partition::{DivergingEpoch, Isolation, PartitionError, RecordSet};
+use crate::replication::throttle::{self, TokenBucket};
 use crate::types::{BrokerEpoch, LeaderEpoch, NodeId, Offset, TopicPartition};
 
 /// Longest long poll we honour, whatever the client asks.
@@ -330,9 +331,20 @@ fn read_for_follower(
             return r;
         }
     }
+    let throttled = leader_throttled(api, partition);
+    if throttled && !in_sync(partition, follower) && leader_throttle_exceeded(api) {
+        // Kafka's `shouldLeaderThrottle`: an out-of-sync follower of a throttled replica gets
+        // no records while the leader's quota is used up (the fetch waits as for no data).
+        positions(&mut r);
+        return r;
+    }
     match partition.read_for_follower(s.fetch_offset, max_bytes, first) {
         Ok(read) => {
             r.records = read.records;
+            if throttled && !r.records.is_empty() {
+                let now = api.broker.clock.now_ms();
+                lock_bucket(&api.leader_throttle).record(r.records.len() as u64, now);
+            }
             positions(&mut r);
             r
         }
@@ -345,6 +357,34 @@ fn read_for_follower(
             r.has_error = true;
             r
         }
+    }
+}
+
+/// Whether this leader's replica of `partition` is named by its topic's
+/// `leader.replication.throttled.replicas`.
+fn leader_throttled(api: &Api, partition: &crate::partition::Partition) -> bool {
+    let image = api.broker.image();
+    let value = image.topic(&partition.tp.topic).and_then(|t| t.configs.get(throttle::LEADER_REPLICAS));
+    value.is_some() && throttle::is_throttled(value.map(String::as_str), partition.tp.partition, NodeId(api.broker.node_id))
+}
+
+fn in_sync(partition: &crate::partition::Partition, follower: NodeId) -> bool {
+    partition.isr().is_some_and(|(isr, _)| isr.contains(&follower))
+}
+
+/// Whether the leader throttle is in debt, at the rate in force for this broker.
+fn leader_throttle_exceeded(api: &Api) -> bool {
+    let now = api.broker.clock.now_ms();
+    let rate = throttle::rate(&api.broker.image().broker_configs, NodeId(api.broker.node_id), throttle::LEADER_RATE);
+    let mut bucket = lock_bucket(&api.leader_throttle);
+    bucket.set_rate(rate, now);
+    bucket.throttled(now)
+}
+
+fn lock_bucket(bucket: &std::sync::Mutex<TokenBucket>) -> std::sync::MutexGuard<'_, TokenBucket> {
+    match bucket.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
     }
 }
 
@@ -550,5 +590,76 @@ mod tests {
             expected.extend_from_slice(&body);
             assert_eq!(frame.to_bytes().unwrap(), expected, "v{version}");
         }
+    }
+
+    /// The leader side of the replication throttle: once the leader's quota is used up, an
+    /// out-of-sync follower of a throttled replica gets no records; an in-sync follower and
+    /// consumers still do.
+    #[test]
+    fn the_leader_throttle_holds_back_an_out_of_sync_follower_only() {
+        use crate::metadata::MetadataRecord;
+        use crate::replication::leader::{LeaderRegistration, ReplicationConfig};
+        use crate::types::PartitionEpoch;
+        use kafka_protocol::messages::{BrokerId, RequestKind, fetch_request};
+        let dir = tempfile::tempdir().unwrap();
+        let api = crate::api::test_api(dir.path(), &[]);
+        api.broker.auto_create_topic("t").unwrap();
+        let topic_id = api.broker.image().topic("t").unwrap().id;
+        api.broker
+            .apply_metadata(|_| {
+                Ok((
+                    vec![
+                        MetadataRecord::TopicConfig { id: topic_id, key: throttle::LEADER_REPLICAS.into(), value: Some("*".into()) },
+                        MetadataRecord::BrokerConfig { broker: String::new(), key: throttle::LEADER_RATE.into(), value: Some("1000".into()) },
+                    ],
+                    (),
+                ))
+            })
+            .unwrap();
+        let p = api.broker.partition(&TopicPartition::new("t", 0)).unwrap();
+        p.append(&crate::record::BatchBuilder::new(0).records(20, 100).build(), 0).unwrap();
+        let lead = |isr: &[i32], epoch: i32| {
+            let registration = LeaderRegistration {
+                replicas: vec![NodeId(1), NodeId(2)],
+                isr: isr.iter().map(|i| NodeId(*i)).collect(),
+                leader_epoch: LeaderEpoch(epoch),
+                partition_epoch: PartitionEpoch(epoch),
+            };
+            let config = ReplicationConfig { replica_lag_time_max_ms: 30_000, min_insync_replicas: 1 };
+            p.become_leader(NodeId(1), config, &registration, 0).unwrap();
+        };
+        lead(&[1], 1);
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let fetch = |replica: i32| {
+            let mut fp = fetch_request::FetchPartition::default();
+            fp.fetch_offset = 0;
+            fp.partition_max_bytes = 1 << 20;
+            fp.current_leader_epoch = -1;
+            fp.last_fetched_epoch = -1;
+            let mut t = fetch_request::FetchTopic::default();
+            t.topic = TopicName(str_bytes("t"));
+            t.partitions = vec![fp];
+            let mut r = FetchRequest::default();
+            r.replica_id = BrokerId(replica);
+            r.max_bytes = 1 << 20;
+            r.max_wait_ms = 0;
+            r.session_epoch = -1;
+            r.topics = vec![t];
+            let ctx = RequestContext { api_key: ApiKey::Fetch, version: 12, correlation_id: 1, client_id: None, client_host: "/127.0.0.1".into(), peer: None };
+            let ResponseKind::Fetch(r) = (match rt.block_on(api.dispatch(&ctx, RequestKind::Fetch(r))) {
+                crate::api::Reply::Response(r) | crate::api::Reply::WithRecords(r, _) => r,
+                _ => panic!("no response"),
+            }) else {
+                panic!("not a fetch response")
+            };
+            let pd = &r.responses[0].partitions[0];
+            assert_eq!(pd.error_code, 0);
+            pd.records.as_ref().map_or(0, |b| b.len())
+        };
+        assert!(fetch(2) > 1000, "the first fetch is served and takes the quota into debt");
+        assert_eq!(fetch(2), 0, "then the out-of-sync follower waits");
+        assert!(fetch(-1) > 0, "consumers are not throttled");
+        lead(&[1, 2], 2);
+        assert!(fetch(2) > 0, "an in-sync follower is never held back");
     }
 }

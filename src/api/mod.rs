@@ -110,6 +110,9 @@ pub struct Api {
     pub markers: Arc<LocalMarkerWriter>,
     /// The metadata quorum on a controller of a multi-node quorum; none on a single node.
     raft: std::sync::OnceLock<crate::raft::driver::RaftHandle>,
+    /// The leader side of the replication throttle (`leader.replication.throttled.rate`):
+    /// bytes served to followers of throttled replicas draw on it.
+    pub(crate) leader_throttle: Mutex<crate::replication::throttle::TokenBucket>,
 }
 
 /// A handler's answer: a response, or nothing at all (acks=0). Responses are large and
@@ -150,7 +153,8 @@ impl Api {
         let groups = GroupCoordinator::new(broker.clone());
         let markers = Arc::new(LocalMarkerWriter::new(broker.clone(), groups.clone()));
         let txns = TransactionCoordinator::new(broker.clone(), markers.clone());
-        Self { broker, fetch_sessions: Mutex::new(FetchSessionCache::new(slots)), groups, txns, markers, raft: std::sync::OnceLock::new() }
+        let leader_throttle = Mutex::new(crate::replication::throttle::TokenBucket::new(broker.clock.now_ms()));
+        Self { broker, fetch_sessions: Mutex::new(FetchSessionCache::new(slots)), groups, txns, markers, raft: std::sync::OnceLock::new(), leader_throttle }
     }
 
     /// A client connection ended. When a broker heartbeated on it and this node is the active

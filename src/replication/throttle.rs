@@ -4,11 +4,14 @@
 //! applies only to the replicas a topic names (`leader.replication.throttled.replicas`,
 //! `follower.replication.throttled.replicas`: `*` or `partition:broker,...`).
 //!
-//! Blumfeld enforces the follower side: a follower's fetchers share one [`TokenBucket`]; the
-//! bytes fetched for throttled replicas draw on it, and while it is in debt their partitions
-//! are left out of fetch requests (as Kafka's `ReplicaFetcherThread` leaves them out while
-//! the quota is exceeded). Other partitions fetch as fast as ever, so in-sync replication is
-//! never held back. The leader side is accepted and stored but not enforced.
+//! Both sides are enforced, each with one [`TokenBucket`] per broker. The follower side: a
+//! follower's fetchers share one bucket; the bytes fetched for throttled replicas draw on it,
+//! and while it is in debt their partitions are left out of fetch requests (as Kafka's
+//! `ReplicaFetcherThread` leaves them out while the quota is exceeded). The leader side
+//! (`api::fetch`): the bytes a leader serves for its throttled replicas draw on its bucket,
+//! and while it is in debt a follower of a throttled replica that is not in the ISR gets no
+//! records (Kafka's `shouldLeaderThrottle`). Other partitions replicate as fast as ever, so
+//! in-sync replication is never held back.
 //!
 //! Pure: no clock (time is an argument), no I/O.
 
