@@ -474,6 +474,12 @@ async fn start_metrics(
                     (Some((isr, replicas)), Some(_)) => {
                         snapshot.replicas = u32::try_from(replicas.len()).unwrap_or(u32::MAX);
                         snapshot.isr = u32::try_from(isr.len()).unwrap_or(u32::MAX);
+                        let now = b.clock.now_ms().max(0) as u64;
+                        snapshot.followers = p
+                            .follower_lags(now)
+                            .into_iter()
+                            .map(|f| metrics::FollowerLag { replica: f.replica.0, lag_records: f.records, lag_ms: f.ms })
+                            .collect();
                     }
                     (None, Some(r)) => {
                         snapshot.is_leader = false;

@@ -12,7 +12,7 @@ use kafka_protocol::messages::ApiKey;
 
 use blumfeld::metrics;
 
-use metrics::{BrokerSnapshot, LogDirSnapshot, LogPositions, MetadataSnapshot, Metrics, MetricsConfig, PartitionSnapshot, QuorumReplicaLag};
+use metrics::{BrokerSnapshot, FollowerLag, LogDirSnapshot, LogPositions, MetadataSnapshot, Metrics, MetricsConfig, PartitionSnapshot, QuorumReplicaLag};
 
 const HISTOGRAM_SUFFIXES: &[&str] = &["_bucket", "_sum", "_count"];
 
@@ -30,12 +30,10 @@ fn exported_names() -> (BTreeSet<String>, Metrics) {
     m.topic("t").record_produce(10, 1);
     m.update_consumer_lag("g", "t", 0, 3);
     m.set_snapshot_source(Box::new(|| BrokerSnapshot {
-        partitions: vec![PartitionSnapshot::single_node(
-            "t",
-            0,
-            LogPositions { log_start_offset: 0, high_watermark: 1, log_end_offset: 1 },
-            10,
-        )],
+        partitions: vec![PartitionSnapshot {
+            followers: vec![FollowerLag { replica: 2, lag_records: 1, lag_ms: 5 }],
+            ..PartitionSnapshot::single_node("t", 0, LogPositions { log_start_offset: 0, high_watermark: 1, log_end_offset: 1 }, 10)
+        }],
         log_dirs: vec![LogDirSnapshot { dir: "/data".into(), total_bytes: 10, free_bytes: 5 }],
         metadata: MetadataSnapshot {
             replica_lag: vec![QuorumReplicaLag { node: 2, role: "voter", lag_records: 0 }],

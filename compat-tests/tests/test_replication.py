@@ -49,7 +49,7 @@ from harness.clients import java_cmd
 from harness.cluster import Cluster
 from harness.tools import TOPICS, quorum_status, run_tool
 from harness.wait import wait_until
-from tests.test_cluster import cluster_factory  # noqa: F401  (the fixture)
+from tests.test_cluster import cluster_factory, scrape  # noqa: F401  (the fixture)
 
 PARTITIONS = 3
 SESSION_TIMEOUT_S = 9  # broker.session.timeout.ms's default, on both brokers
@@ -359,6 +359,21 @@ def test_a_stopped_follower_is_shrunk_out_of_the_isr_writes_go_on_and_it_rejoins
             print(f"\nfollower {victim} stopped: acknowledgements paused {pause:.2f} s until the ISR shrank "
                   f"(replica.lag.time.max.ms {LAG_MS}); out of every ISR in Metadata after {shrunk_s:.2f} s")
             assert pause >= LAG_MS / 1000 / 2, "the ISR shrank before the follower could have lagged"
+            if c.kind == "blumfeld":
+                # The leader's replication metrics show the stopped follower.
+                m = wait_until(lambda: (m := scrape(c.nodes[leader]))
+                               and m["blumfeld_under_replicated_partitions"] >= PARTITIONS and m, 30,
+                               "the leader's under-replicated partitions")
+                print(f"leader {leader} metrics while {victim} is stopped: " + ", ".join(
+                    f"{k}={m[k]:g}" for k in ("blumfeld_under_replicated_partitions", "blumfeld_replica_lag_max_records",
+                                              "blumfeld_replica_lag_max_milliseconds", "blumfeld_isr_shrinks_total",
+                                              "blumfeld_alter_partition_seconds_count", "blumfeld_alter_partition_seconds_sum",
+                                              "blumfeld_follower_fetch_requests_total", "blumfeld_replication_bytes_out_total")))
+                assert m["blumfeld_replica_lag_max_milliseconds"] >= LAG_MS, m
+                assert m["blumfeld_replica_lag_max_records"] > 0, m
+                assert m["blumfeld_isr_shrinks_total"] >= PARTITIONS, m
+                assert m["blumfeld_alter_partition_seconds_count"] >= 1, m
+                assert m["blumfeld_follower_fetch_requests_total"] > 0 and m["blumfeld_replication_bytes_out_total"] > 0, m
         finally:
             c.nodes[victim].resume()
         t_cont = time.monotonic()
@@ -366,6 +381,11 @@ def test_a_stopped_follower_is_shrunk_out_of_the_isr_writes_go_on_and_it_rejoins
         wait_until(lambda: whole_isrs(survivors, topic), 120, f"node {victim} back in every ISR")
         print(f"follower {victim} back in every ISR {time.monotonic() - t_cont:.2f} s after SIGCONT")
         load.wait_acks(1_000, 60, "after SIGCONT")
+        if c.kind == "blumfeld":
+            m = wait_until(lambda: (m := scrape(c.nodes[leader])) and m["blumfeld_under_replicated_partitions"] == 0 and m,
+                           30, "no under-replicated partition on the leader")
+            assert m["blumfeld_isr_expands_total"] >= PARTITIONS, m
+            assert scrape(c.nodes[victim])["blumfeld_replication_bytes_in_total"] > 0
     assert not load.checker.errors, load.checker.errors[:5]
     assert_clean(load, c.bootstrap(), topic, KILL_AFTER_ACKS + ACKS_AFTER_KILL)
 

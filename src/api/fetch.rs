@@ -65,6 +65,8 @@ struct PartitionResult {
     log_start_offset: i64,
     aborted: Option<Vec<AbortedTxn>>,
     diverging: Option<DivergingEpoch>,
+    /// A follower's read of a replica the leader throttle covers: its bytes draw on it.
+    throttled: bool,
 }
 
 /// The response and its record sets to send by reference, in encoding order.
@@ -80,6 +82,16 @@ pub async fn handle(api: &Api, ctx: &RequestContext, req: FetchRequest) -> (Fetc
     };
     let fetcher = Fetcher::of(&req, ctx.version);
     let results = read_with_wait(api, &req, fetcher, &targets).await;
+    if fetcher.replica.is_some() {
+        // Counted once per answer (a long poll may read more than once).
+        let m = &api.broker.metrics;
+        m.follower_fetches.inc();
+        m.replication_bytes_out.inc_by(results.iter().map(|r| r.records.len() as u64).sum());
+        let throttled: u64 = results.iter().filter(|r| r.throttled).map(|r| r.records.len() as u64).sum();
+        if throttled > 0 {
+            lock_bucket(&api.leader_throttle).record(throttled, api.broker.clock.now_ms());
+        }
+    }
     let (mut response, by_reference) = respond(api, &req, by_id, mode, targets, results);
     if ctx.version >= super::leader_hint::FETCH_MIN_VERSION {
         add_leader_hints(api, &mut response);
@@ -245,6 +257,7 @@ fn read_one(
         log_start_offset: -1,
         aborted: None,
         diverging: None,
+        throttled: false,
     };
     let fail = |mut r: PartitionResult, e: ResponseError| {
         r.error = e;
@@ -341,10 +354,7 @@ fn read_for_follower(
     match partition.read_for_follower(s.fetch_offset, max_bytes, first) {
         Ok(read) => {
             r.records = read.records;
-            if throttled && !r.records.is_empty() {
-                let now = api.broker.clock.now_ms();
-                lock_bucket(&api.leader_throttle).record(r.records.len() as u64, now);
-            }
+            r.throttled = throttled;
             positions(&mut r);
             r
         }
@@ -574,6 +584,7 @@ mod tests {
                     log_start_offset: 0,
                     aborted: None,
                     diverging: None,
+                    throttled: false,
                 };
                 push_partition(&mut with_refs, &mut by_reference, by_id, false, result(set));
                 push_partition(&mut plain, &mut Vec::new(), by_id, false, result(RecordSet::Memory(bytes)));

@@ -81,7 +81,9 @@ async fn send_isr_changes(broker: Arc<Broker>, cluster: Arc<Cluster>) {
     loop {
         let changes = broker.next_isr_changes().await;
         let request = alter_partition_request(&cluster, &changes);
+        let sent = std::time::Instant::now();
         let answer = cluster.call_controller(&request, ALTER_PARTITION_VERSION_MAX).await;
+        broker.metrics.alter_partition_seconds.observe(sent.elapsed().as_secs_f64());
         let now = broker.clock.now_ms().max(0) as u64;
         let mut results: HashMap<(uuid::Uuid, i32), Option<AlterIsrResult>> = HashMap::new();
         match answer {
@@ -107,14 +109,8 @@ async fn send_isr_changes(broker: Arc<Broker>, cluster: Arc<Cluster>) {
                 retry.push(change);
                 continue;
             };
-            let before = partition.isr().map_or(0, |(isr, _)| isr.len());
+            // (The ISR counters move in the partition, wherever the committed ISR changes.)
             partition.on_alter_result(&change.request, result, now);
-            let after = partition.isr().map_or(0, |(isr, _)| isr.len());
-            if after > before {
-                broker.metrics.isr_expands.inc();
-            } else if after < before {
-                broker.metrics.isr_shrinks.inc();
-            }
         }
         if !retry.is_empty() {
             tokio::time::sleep(ALTER_PARTITION_RETRY_BACKOFF).await;
@@ -382,9 +378,12 @@ fn apply_fetch_response(
                 continue;
             };
             let from = FetchedFrom { leader, leader_epoch: *epoch };
-            if let Err(e) = apply_partition(partition, from, &pd, now) {
-                failed = true;
-                tracing::debug!(partition = %partition.tp, error = %e, "replication of a partition failed");
+            match apply_partition(partition, from, &pd, now) {
+                Ok(()) => broker.metrics.replication_bytes_in.inc_by(pd.records.as_ref().map_or(0, |r| r.len() as u64)),
+                Err(e) => {
+                    failed = true;
+                    tracing::debug!(partition = %partition.tp, error = %e, "replication of a partition failed");
+                }
             }
         }
     }

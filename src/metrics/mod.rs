@@ -41,7 +41,7 @@ use std::sync::{Mutex, OnceLock};
 use kafka_protocol::messages::ApiKey;
 use prometheus::core::Collector;
 use prometheus::proto::MetricFamily;
-use prometheus::{Encoder, HistogramOpts, IntCounter, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{Encoder, Histogram, HistogramOpts, IntCounter, IntGaugeVec, Opts, Registry, TextEncoder};
 use thiserror::Error;
 
 pub use api::{ApiMetrics, error_name};
@@ -49,7 +49,7 @@ pub use connections::ConnectionGuard;
 pub use disk::{LogDirSpace, log_dir_space};
 pub use http::{Health, HealthCheck, MetricsServer, serve};
 pub use snapshot::{
-    BrokerSnapshot, GROUP_STATES, GroupOffset, LogDirSnapshot, LogPositions, MetadataSnapshot, PartitionSnapshot, QuorumReplicaLag, SnapshotSource,
+    BrokerSnapshot, FollowerLag, GROUP_STATES, GroupOffset, LogDirSnapshot, LogPositions, MetadataSnapshot, PartitionSnapshot, QuorumReplicaLag, SnapshotSource,
     TRANSACTION_STATES,
 };
 pub use topic::TopicMetrics;
@@ -103,6 +103,15 @@ pub struct Metrics {
     pub isr_expands: IntCounter,
     /// Completed rebalances, all groups (Kafka: group-coordinator-metrics `group-rebalance-count`).
     pub group_rebalances: IntCounter,
+    /// Fetch requests from follower replicas answered as leader (Kafka: `RequestMetrics,
+    /// name=RequestsPerSec,request=FetchFollower`).
+    pub follower_fetches: IntCounter,
+    /// Record bytes served to followers (Kafka: `BrokerTopicMetrics,name=ReplicationBytesOutPerSec`).
+    pub replication_bytes_out: IntCounter,
+    /// Record bytes appended as a follower (Kafka: `BrokerTopicMetrics,name=ReplicationBytesInPerSec`).
+    pub replication_bytes_in: IntCounter,
+    /// From sending an AlterPartition to the controller to its answer (or failure).
+    pub alter_partition_seconds: Histogram,
     lag: ConsumerLag,
     gauges: SnapshotGauges,
     /// The broker's snapshot function. The lock also serializes scrapes, so one scrape's
@@ -129,6 +138,23 @@ impl Metrics {
             "blumfeld_group_rebalances_total",
             "Completed group rebalances (Kafka: group-coordinator-metrics group-rebalance-count)",
         ))?)?;
+        let follower_fetches = d.add(IntCounter::with_opts(opts(
+            "blumfeld_follower_fetch_requests_total",
+            "Fetch requests from follower replicas answered as leader (Kafka: RequestMetrics RequestsPerSec request=FetchFollower)",
+        ))?)?;
+        let replication_bytes_out = d.add(IntCounter::with_opts(opts(
+            "blumfeld_replication_bytes_out_total",
+            "Record bytes served to follower replicas (Kafka: BrokerTopicMetrics ReplicationBytesOutPerSec)",
+        ))?)?;
+        let replication_bytes_in = d.add(IntCounter::with_opts(opts(
+            "blumfeld_replication_bytes_in_total",
+            "Record bytes appended as a follower replica (Kafka: BrokerTopicMetrics ReplicationBytesInPerSec)",
+        ))?)?;
+        let alter_partition_seconds = d.add(Histogram::with_opts(histogram(
+            "blumfeld_alter_partition_seconds",
+            "From sending an AlterPartition (ISR change) to the controller to its answer",
+            REQUEST_SECONDS_BUCKETS,
+        ))?)?;
         let lag = ConsumerLag::define(&mut d)?;
         let gauges = SnapshotGauges::define(&mut d)?;
         Ok(Self {
@@ -141,6 +167,10 @@ impl Metrics {
             isr_shrinks,
             isr_expands,
             group_rebalances,
+            follower_fetches,
+            replication_bytes_out,
+            replication_bytes_in,
+            alter_partition_seconds,
             lag,
             gauges,
             source: Mutex::new(None),
@@ -176,7 +206,7 @@ impl Metrics {
     /// The counters of one topic: resolves the label children once. Call it when a topic's
     /// partition is opened and keep the result (a clone is four `Arc`s).
     pub fn topic(&self, topic: &str) -> TopicMetrics {
-        self.topics.handles(topic)
+        self.topics.handles(topic, &self.isr_shrinks, &self.isr_expands)
     }
 
     /// Removes a deleted topic's counters from the exposition. Handles still held keep

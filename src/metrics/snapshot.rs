@@ -55,6 +55,20 @@ pub struct PartitionSnapshot {
     pub min_isr: u32,
     /// No live leader anywhere (Kafka's offline partition).
     pub offline: bool,
+    /// On the leader: how far each follower is behind (empty on a follower or a single node).
+    pub followers: Vec<FollowerLag>,
+}
+
+/// One follower of a led partition, as its leader sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FollowerLag {
+    pub replica: i32,
+    /// Records between the follower's last fetch offset and the leader's log end (the whole
+    /// log before its first fetch in this leader epoch).
+    pub lag_records: i64,
+    /// Milliseconds since the follower last reached the leader's log end (Kafka's
+    /// `lastCaughtUpTimeMs`, which `replica.lag.time.max.ms` is compared with).
+    pub lag_ms: u64,
 }
 
 impl PartitionSnapshot {
@@ -72,6 +86,7 @@ impl PartitionSnapshot {
             isr: 1,
             min_isr: 1,
             offline: false,
+            followers: Vec::new(),
         }
     }
 }
@@ -141,6 +156,10 @@ pub(super) struct SnapshotGauges {
     under_min_isr: IntGauge,
     at_min_isr: IntGauge,
     offline: IntGauge,
+    replica_lag_max_records: IntGauge,
+    replica_lag_max_ms: IntGauge,
+    replica_lag_records: IntGaugeVec,
+    replica_lag_ms: IntGaugeVec,
     active_controller: IntGauge,
     metadata_log_end_offset: IntGauge,
     metadata_last_applied_offset: IntGauge,
@@ -182,6 +201,10 @@ impl SnapshotGauges {
             under_min_isr: gauge(d, "blumfeld_under_min_isr_partitions", "Led partitions whose ISR is below min.insync.replicas (Kafka: ReplicaManager UnderMinIsrPartitionCount)")?,
             at_min_isr: gauge(d, "blumfeld_at_min_isr_partitions", "Led partitions whose ISR equals min.insync.replicas (Kafka: ReplicaManager AtMinIsrPartitionCount)")?,
             offline: gauge(d, "blumfeld_offline_partitions", "Partitions without a live leader (Kafka: KafkaController OfflinePartitionsCount)")?,
+            replica_lag_max_records: gauge(d, "blumfeld_replica_lag_max_records", "Largest lag in records of a follower of a partition this broker leads (Kafka's follower-side ReplicaFetcherManager MaxLag, seen from the leader)")?,
+            replica_lag_max_ms: gauge(d, "blumfeld_replica_lag_max_milliseconds", "Longest time since a follower of a partition this broker leads last reached the leader's log end")?,
+            replica_lag_records: gauges(d, "blumfeld_replica_lag_records", "Records a follower is behind its leader; on the leader, only with metrics.partition.detail (Kafka: FetcherLagMetrics ConsumerLag)", &["topic", "partition", "replica"])?,
+            replica_lag_ms: gauges(d, "blumfeld_replica_lag_milliseconds", "Time since a follower last reached its leader's log end; on the leader, only with metrics.partition.detail (Kafka: Replica lastCaughtUpTimeMs)", &["topic", "partition", "replica"])?,
             active_controller: gauge(d, "blumfeld_active_controller_count", "1 on the active controller, 0 elsewhere (Kafka: KafkaController ActiveControllerCount)")?,
             metadata_log_end_offset: gauge(d, "blumfeld_metadata_log_end_offset", "End offset of the cluster metadata log (Kafka: raft-metrics log-end-offset)")?,
             metadata_last_applied_offset: gauge(d, "blumfeld_metadata_last_applied_offset", "Last metadata record applied to this broker's image (Kafka: broker-metadata-metrics last-applied-record-offset)")?,
@@ -238,10 +261,15 @@ impl SnapshotGauges {
     fn apply_partitions(&self, partitions: &[PartitionSnapshot], partition_detail: bool) {
         let (mut leaders, mut under_replicated, mut under_min_isr, mut at_min_isr, mut offline) = (0, 0, 0, 0, 0);
         let mut per_topic: BTreeMap<&str, (i64, u64)> = BTreeMap::new();
-        for detail in [&self.log_size_bytes, &self.log_start_offset, &self.log_end_offset, &self.high_watermark] {
+        for detail in [&self.log_size_bytes, &self.log_start_offset, &self.log_end_offset, &self.high_watermark, &self.replica_lag_records, &self.replica_lag_ms] {
             detail.reset();
         }
+        let (mut max_lag_records, mut max_lag_ms) = (0i64, 0u64);
         for p in partitions {
+            for f in &p.followers {
+                max_lag_records = max_lag_records.max(f.lag_records);
+                max_lag_ms = max_lag_ms.max(f.lag_ms);
+            }
             if p.is_leader {
                 leaders += 1;
                 under_replicated += i64::from(p.isr < p.replicas);
@@ -259,6 +287,12 @@ impl SnapshotGauges {
                 self.log_start_offset.with_label_values(&labels).set(p.log_start_offset);
                 self.log_end_offset.with_label_values(&labels).set(p.log_end_offset);
                 self.high_watermark.with_label_values(&labels).set(p.high_watermark);
+                for f in &p.followers {
+                    let replica = f.replica.to_string();
+                    let labels = [p.topic.as_str(), partition.as_str(), replica.as_str()];
+                    self.replica_lag_records.with_label_values(&labels).set(f.lag_records);
+                    self.replica_lag_ms.with_label_values(&labels).set(gauge_value(f.lag_ms));
+                }
             }
         }
         self.partitions.set(partitions.len() as i64);
@@ -267,6 +301,8 @@ impl SnapshotGauges {
         self.under_min_isr.set(under_min_isr);
         self.at_min_isr.set(at_min_isr);
         self.offline.set(offline);
+        self.replica_lag_max_records.set(max_lag_records);
+        self.replica_lag_max_ms.set(gauge_value(max_lag_ms));
         self.topic_partitions.reset();
         self.topic_log_size_bytes.reset();
         for (topic, (count, size)) in per_topic {

@@ -46,6 +46,12 @@ fn exposition_names_the_always_present_families() {
         "blumfeld_active_controller_count",
         "blumfeld_metadata_lag_records",
         "blumfeld_isr_shrinks_total",
+        "blumfeld_follower_fetch_requests_total",
+        "blumfeld_replication_bytes_in_total",
+        "blumfeld_replication_bytes_out_total",
+        "blumfeld_alter_partition_seconds_count",
+        "blumfeld_replica_lag_max_records",
+        "blumfeld_replica_lag_max_milliseconds",
         "blumfeld_group_coordinator_groups",
         "blumfeld_transaction_coordinator_transactions",
     ] {
@@ -175,8 +181,16 @@ fn snapshot_gauges_follow_the_snapshot_and_forget_what_left() {
     lagging.replicas = 3;
     lagging.isr = 1;
     lagging.min_isr = 2;
+    lagging.followers = vec![
+        FollowerLag { replica: 2, lag_records: 3, lag_ms: 40_000 },
+        FollowerLag { replica: 3, lag_records: 1, lag_ms: 45_000 },
+    ];
     *state.lock().unwrap() = snapshot(vec![lagging]);
     let text = m.encode_text().unwrap();
+    assert_eq!(sample(&text, r#"blumfeld_replica_lag_records{partition="0",replica="2",topic="b"}"#), Some(3.0));
+    assert_eq!(sample(&text, r#"blumfeld_replica_lag_milliseconds{partition="0",replica="3",topic="b"}"#), Some(45_000.0));
+    assert_eq!(sample(&text, "blumfeld_replica_lag_max_records"), Some(3.0));
+    assert_eq!(sample(&text, "blumfeld_replica_lag_max_milliseconds"), Some(45_000.0));
     assert_eq!(sample(&text, "blumfeld_under_replicated_partitions"), Some(1.0));
     assert_eq!(sample(&text, "blumfeld_under_min_isr_partitions"), Some(1.0));
     assert_eq!(sample(&text, r#"blumfeld_topic_log_size_bytes{topic="a"}"#), None, "topic a is gone");

@@ -38,13 +38,16 @@ impl TopicFamilies {
         })
     }
 
-    pub(super) fn handles(&self, topic: &str) -> TopicMetrics {
+    /// `isr_shrinks` and `isr_expands` are the broker-wide counters (no topic label).
+    pub(super) fn handles(&self, topic: &str, isr_shrinks: &IntCounter, isr_expands: &IntCounter) -> TopicMetrics {
         let labels = [topic];
         TopicMetrics {
             bytes_in: self.bytes_in.with_label_values(&labels),
             bytes_out: self.bytes_out.with_label_values(&labels),
             messages_in: self.messages_in.with_label_values(&labels),
             bytes_rejected: self.bytes_rejected.with_label_values(&labels),
+            isr_shrinks: isr_shrinks.clone(),
+            isr_expands: isr_expands.clone(),
         }
     }
 
@@ -66,9 +69,23 @@ pub struct TopicMetrics {
     pub bytes_out: IntCounter,
     pub messages_in: IntCounter,
     pub bytes_rejected: IntCounter,
+    /// Broker-wide: a led partition's committed ISR shrank or grew.
+    pub isr_shrinks: IntCounter,
+    pub isr_expands: IntCounter,
 }
 
 impl TopicMetrics {
+    /// A led partition's committed ISR went from `before` to `after` members (Kafka counts
+    /// the leader's own changes once the controller committed them).
+    #[inline]
+    pub fn record_isr_change(&self, before: usize, after: usize) {
+        if after < before {
+            self.isr_shrinks.inc();
+        } else if after > before {
+            self.isr_expands.inc();
+        }
+    }
+
     /// An appended batch: its size in bytes and its record count. Retried duplicates
     /// (idempotence) are not new data and should not be recorded.
     #[inline]

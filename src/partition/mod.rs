@@ -351,6 +351,15 @@ impl Partition {
         matches!(&*self.role(), Role::Leader(l) if l.under_min_isr())
     }
 
+    /// On the leader, how far behind each follower is (empty on a follower).
+    pub fn follower_lags(&self, now_ms: u64) -> Vec<crate::replication::leader::FollowerLag> {
+        let log_start = Offset(self.log_start_offset());
+        match &*self.role() {
+            Role::Leader(l) if l.local() != LeaderReplicas::UNREGISTERED => l.follower_lags(log_start, now_ms),
+            _ => Vec::new(),
+        }
+    }
+
     /// The committed ISR and the replicas, as the leader knows them (`None` on a follower).
     pub fn isr(&self) -> Option<(Vec<NodeId>, Vec<NodeId>)> {
         match &*self.role() {
@@ -364,7 +373,9 @@ impl Partition {
     fn with_leader<T>(&self, f: impl FnOnce(&mut LeaderReplicas) -> T) -> Result<T, PartitionError> {
         let mut role = self.role();
         let Role::Leader(leader) = &mut *role else { return Err(PartitionError::NotLeader) };
+        let before = leader.isr_state().isr().len();
         let out = f(leader);
+        self.metrics.record_isr_change(before, leader.isr_state().isr().len());
         let hw = leader.high_watermark();
         drop(role);
         self.publish_high_watermark(hw.0);
@@ -390,8 +401,10 @@ impl Partition {
             && l.leader_epoch() == registration.leader_epoch
             && l.local() == local
         {
+            let before = l.isr_state().isr().len();
             let effect = l.set_config(config, now_ms);
             let effect = l.on_registration(registration, now_ms).unwrap_or(effect);
+            self.metrics.record_isr_change(before, l.isr_state().isr().len());
             let hw = l.high_watermark();
             drop(role);
             drop(log);

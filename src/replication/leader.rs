@@ -176,6 +176,20 @@ pub struct LeaderReplicas {
     high_watermark: Offset,
     /// Set once an AlterPartition came back `Superseded`: wait for new metadata.
     stale: bool,
+    /// When this leadership began (the lag time of a follower never caught up counts from it).
+    led_since_ms: u64,
+}
+
+/// How far one follower is behind its leader (for the replica lag metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FollowerLag {
+    pub replica: NodeId,
+    /// Records between its last fetch offset and the leader's log end (before its first
+    /// fetch in this leader epoch: from the leader's log start, `log_start`).
+    pub records: i64,
+    /// Milliseconds since it last reached the leader's log end (never: since the leadership
+    /// began).
+    pub ms: u64,
 }
 
 /// The registration fields a leader follows.
@@ -225,6 +239,7 @@ impl LeaderReplicas {
             log_end_offset,
             high_watermark: high_watermark.min(log_end_offset),
             stale: false,
+            led_since_ms: now_ms,
         };
         state.maybe_advance_high_watermark(now_ms);
         state
@@ -284,6 +299,21 @@ impl LeaderReplicas {
 
     pub fn followers(&self) -> impl Iterator<Item = (&NodeId, &FollowerProgress)> {
         self.followers.iter()
+    }
+
+    /// Each follower's lag at `now_ms`; `log_start` is the leader's log start offset.
+    pub fn follower_lags(&self, log_start: Offset, now_ms: u64) -> Vec<FollowerLag> {
+        self.followers
+            .iter()
+            .map(|(id, f)| {
+                let fetched = f.log_end_offset.unwrap_or(log_start);
+                FollowerLag {
+                    replica: *id,
+                    records: self.log_end_offset.0.saturating_sub(fetched.0).max(0),
+                    ms: now_ms.saturating_sub(f.last_caught_up_ms.unwrap_or(self.led_since_ms)),
+                }
+            })
+            .collect()
     }
 
     pub fn config(&self) -> ReplicationConfig {
@@ -511,6 +541,18 @@ mod tests {
         assert_eq!(high_watermark(o(10), []), Some(o(10)));
         assert_eq!(high_watermark(o(10), [Some(o(7)), Some(o(12))]), Some(o(7)));
         assert_eq!(high_watermark(o(10), [Some(o(7)), None]), None);
+    }
+
+    /// Lag in records from the last fetch offset (the log start before any fetch), in time
+    /// from the last catch-up (the leadership's start for a replica never caught up).
+    #[test]
+    fn follower_lags_count_records_and_time_behind() {
+        let mut l = leader(&[1, 2, 3], &[1, 2], 1, 10, 10);
+        let lags = |l: &LeaderReplicas, now| l.follower_lags(o(2), now).into_iter().map(|f| (f.replica.0, f.records, f.ms)).collect::<Vec<_>>();
+        assert_eq!(lags(&l, 1_500), vec![(2, 8, 500), (3, 8, 500)]);
+        l.on_follower_fetch(n(2), o(10), o(0), None, 2_000).unwrap();
+        l.on_follower_fetch(n(3), o(6), o(0), None, 2_000).unwrap();
+        assert_eq!(lags(&l, 2_500), vec![(2, 0, 500), (3, 4, 1_500)]);
     }
 
     #[test]
