@@ -150,6 +150,7 @@ pub const BROKER_KEYS: &[KeyDef] = &[
     key!("replica.fetch.max.bytes", Kind::Int, Some("1048576"), "Bytes a follower fetches per partition"),
     key!("replica.fetch.response.max.bytes", Kind::Int, Some("10485760"), "Bytes a follower fetches per request"),
     key!("replica.fetch.backoff.ms", Kind::Int, Some("1000"), "Pause of a follower's fetcher after a failed fetch"),
+    key!("replica.selector.class", Kind::Str, None, "org.apache.kafka.common.replica.RackAwareReplicaSelector lets consumers fetch from a replica in their rack (KIP-392); unset, they fetch from leaders"),
     key!("replica.socket.timeout.ms", Kind::Int, Some("30000"), "Timeout of a follower's fetch requests"),
     key!("num.replica.fetchers", Kind::Int, Some("1"), "Fetcher connections per source broker"),
     key!("producer.id.expiration.ms", Kind::Int, Some("86400000"), "Forget an idle producer's state in a partition after this long"),
@@ -896,6 +897,16 @@ mod tests {
         };
         assert!(load("controller"));
         assert!(!load("broker,controller"));
+    }
+
+    /// `replica.selector.class` takes Kafka's rack-aware selector and refuses any other class.
+    #[test]
+    fn the_replica_selector_is_kafkas_rack_aware_one_or_none() {
+        let load = |v: &str| BrokerConfig::load(None, &[format!("replica.selector.class={v}")]);
+        assert!(!BrokerConfig::default().settings().replica.rack_aware_selector);
+        assert!(load(settings::RACK_AWARE_SELECTOR).unwrap().settings().replica.rack_aware_selector);
+        let err = load("com.example.MySelector").unwrap_err().to_string();
+        assert!(err.contains("replica.selector.class") && err.contains("RackAwareReplicaSelector"), "{err}");
     }
 
     /// The typed defaults are Kafka's, and the two sources of log defaults (the key table and

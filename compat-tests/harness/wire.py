@@ -72,13 +72,14 @@ def metadata_v1(correlation_id: int, topics: list[str] | None = None) -> bytes:
     return frame(request_header_v1(API_METADATA, 1, correlation_id) + body)
 
 
-def fetch_v11(correlation_id: int, topic: str, partition: int, offset: int, max_bytes: int = 8 << 20) -> bytes:
+def fetch_v11(correlation_id: int, topic: str, partition: int, offset: int, max_bytes: int = 8 << 20,
+              rack: str = "") -> bytes:
     part = i32(partition) + i32(-1) + i64(offset) + i64(-1) + i32(max_bytes)
     topics = array([string(topic) + array([part])])
     body = (
         i32(-1) + i32(500) + i32(1) + i32(max_bytes) + i8(0)  # replica, max_wait_ms, min/max bytes, isolation
         + i32(0) + i32(-1)  # no fetch session
-        + topics + array([]) + string("")
+        + topics + array([]) + string(rack)
     )
     return frame(request_header_v1(API_FETCH, 11, correlation_id) + body)
 
@@ -211,6 +212,29 @@ def fetch_batches(host: str, port: int, topic: str, partition: int, offset: int 
             records = r.bytes_() or b""
             batches.extend(parse_batches(records))
     return err, batches
+
+
+def fetch_preferred_replica(host: str, port: int, topic: str, partition: int, offset: int, rack: str) -> tuple[int, int, int]:
+    """Fetch v11 of one partition by a consumer in `rack`; returns (error_code, preferred read
+    replica, bytes of records)."""
+    r = request(host, port, fetch_v11(12, topic, partition, offset, rack=rack), 12, timeout_s=10)
+    r.i32()  # throttle
+    top_err = r.i16()
+    r.i32()  # session id
+    if top_err:
+        return top_err, -1, 0
+    for _ in range(r.i32()):
+        r.string()
+        for _ in range(r.i32()):
+            r.i32()  # partition
+            err = r.i16()
+            r.i64(), r.i64(), r.i64()  # high watermark, last stable, log start
+            for _ in range(max(r.i32(), 0)):
+                r.i64(), r.i64()
+            preferred = r.i32()
+            records = r.bytes_() or b""
+            return err, preferred, len(records)
+    raise WireError("no partition in the fetch response")
 
 
 def parse_batches(records: bytes) -> list[BatchInfo]:

@@ -21,6 +21,7 @@ use super::{Api, RequestContext, errors, str_bytes};
 use super::response_frame::ByReference;
 use crate::log::AbortedTxn;
 use crate::partition::{DivergingEpoch, Isolation, PartitionError, RecordSet};
+use crate::replication::selector;
 use crate::replication::throttle::{self, TokenBucket};
 use crate::types::{BrokerEpoch, LeaderEpoch, NodeId, Offset, TopicPartition};
 
@@ -35,11 +36,13 @@ enum Mode {
 }
 
 /// Who is fetching: a consumer, or a follower replica (Kafka's `replica_id` before v15,
-/// `replica_state` since, KIP-903).
-#[derive(Debug, Clone, Copy)]
+/// `replica_state` since, KIP-903). A consumer's `rack` (v11+, possibly empty) is Kafka's
+/// client metadata: with it the consumer may read from a follower (KIP-392).
+#[derive(Debug, Clone)]
 struct Fetcher {
     replica: Option<NodeId>,
     broker_epoch: Option<BrokerEpoch>,
+    rack: Option<String>,
 }
 
 impl Fetcher {
@@ -49,7 +52,9 @@ impl Fetcher {
         } else {
             (req.replica_id.0, -1)
         };
-        Fetcher { replica: (id >= 0).then_some(NodeId(id)), broker_epoch: (epoch >= 0).then_some(BrokerEpoch(epoch)) }
+        let replica = (id >= 0).then_some(NodeId(id));
+        let rack = (replica.is_none() && version >= 11).then(|| req.rack_id.to_string());
+        Fetcher { replica, broker_epoch: (epoch >= 0).then_some(BrokerEpoch(epoch)), rack }
     }
 }
 
@@ -67,6 +72,8 @@ struct PartitionResult {
     diverging: Option<DivergingEpoch>,
     /// A follower's read of a replica the leader throttle covers: its bytes draw on it.
     throttled: bool,
+    /// KIP-392: the consumer should fetch this partition from that replica.
+    preferred_read_replica: Option<NodeId>,
 }
 
 /// The response and its record sets to send by reference, in encoding order.
@@ -81,7 +88,7 @@ pub async fn handle(api: &Api, ctx: &RequestContext, req: FetchRequest) -> (Fetc
         }
     };
     let fetcher = Fetcher::of(&req, ctx.version);
-    let results = read_with_wait(api, &req, fetcher, &targets).await;
+    let results = read_with_wait(api, &req, &fetcher, &targets).await;
     if fetcher.replica.is_some() {
         // Counted once per answer (a long poll may read more than once).
         let m = &api.broker.metrics;
@@ -186,7 +193,7 @@ fn resolve(
 async fn read_with_wait(
     api: &Api,
     req: &FetchRequest,
-    fetcher: Fetcher,
+    fetcher: &Fetcher,
     targets: &IndexMap<PartitionKey, SessionPartition>,
 ) -> Vec<PartitionResult> {
     let max_wait = Duration::from_millis(req.max_wait_ms.clamp(0, MAX_WAIT_MS_MAX) as u64);
@@ -197,7 +204,8 @@ async fn read_with_wait(
     loop {
         let results = read_all(api, req, fetcher, targets, Some(&waiter));
         let bytes: usize = results.iter().map(|r| r.records.len()).sum();
-        let has_error = results.iter().any(|r| r.has_error);
+        // A partition sent to another replica answers at once, as an error does.
+        let has_error = results.iter().any(|r| r.has_error || r.preferred_read_replica.is_some());
         if bytes >= req.min_bytes.max(0) as usize || has_error || targets.is_empty() {
             return results;
         }
@@ -214,7 +222,7 @@ async fn read_with_wait(
 fn read_all(
     api: &Api,
     req: &FetchRequest,
-    fetcher: Fetcher,
+    fetcher: &Fetcher,
     targets: &IndexMap<PartitionKey, SessionPartition>,
     waiter: Option<&Arc<Notify>>,
 ) -> Vec<PartitionResult> {
@@ -239,7 +247,7 @@ fn read_all(
 fn read_one(
     api: &Api,
     isolation: Isolation,
-    fetcher: Fetcher,
+    fetcher: &Fetcher,
     key: &PartitionKey,
     s: &SessionPartition,
     budget: usize,
@@ -258,6 +266,7 @@ fn read_one(
         aborted: None,
         diverging: None,
         throttled: false,
+        preferred_read_replica: None,
     };
     let fail = |mut r: PartitionResult, e: ResponseError| {
         r.error = e;
@@ -268,7 +277,10 @@ fn read_one(
         let e = if key.0.is_empty() { ResponseError::UnknownTopicId } else { ResponseError::UnknownTopicOrPartition };
         return fail(r, e);
     };
-    if !partition.is_leader() {
+    // KIP-392: a consumer that sent client metadata may read from a follower (below the
+    // follower's high watermark); anyone else reads from the leader only.
+    let leads = partition.is_leader();
+    if !leads && !(fetcher.replica.is_none() && fetcher.rack.is_some()) {
         return fail(r, ResponseError::NotLeaderOrFollower);
     }
     if let Some(w) = waiter {
@@ -284,6 +296,16 @@ fn read_one(
     let max_bytes = (s.max_bytes.max(0) as usize).min(budget);
     if let Some(follower) = fetcher.replica {
         return read_for_follower(api, &partition, follower, fetcher.broker_epoch, s, max_bytes, first, r);
+    }
+    if leads
+        && let Some(rack) = fetcher.rack.as_deref()
+        && let Some(id) = preferred_read_replica(api, &partition, rack, s.fetch_offset)
+    {
+        r.preferred_read_replica = Some(id);
+        r.high_watermark = partition.high_watermark();
+        r.last_stable_offset = partition.last_stable_offset();
+        r.log_start_offset = partition.log_start_offset();
+        return r;
     }
     match partition.read_for_fetch(s.fetch_offset, max_bytes, first, isolation) {
         Ok(read) => {
@@ -370,6 +392,24 @@ fn read_for_follower(
     }
 }
 
+/// KIP-392 on the leader, with `replica.selector.class` set: the in-sync follower in the
+/// consumer's rack that should serve it (see [`crate::replication::selector`]).
+fn preferred_read_replica(api: &Api, partition: &crate::partition::Partition, rack: &str, fetch_offset: i64) -> Option<NodeId> {
+    let settings = api.broker.config.settings();
+    if !settings.replica.rack_aware_selector || rack.is_empty() {
+        return None;
+    }
+    let image = api.broker.image();
+    let now = api.broker.clock.now_ms().max(0) as u64;
+    let mut followers = partition.read_replica_candidates(now);
+    for f in &mut followers {
+        let broker = image.brokers.get(&f.id);
+        f.rack = broker.and_then(|b| b.rack.clone());
+        f.reachable = broker.is_some_and(|b| !b.fenced && !b.endpoints.is_empty());
+    }
+    selector::preferred_read_replica(rack, settings.rack.as_deref(), Offset(fetch_offset), &followers)
+}
+
 /// Whether this leader's replica of `partition` is named by its topic's
 /// `leader.replication.throttled.replicas`.
 fn leader_throttled(api: &Api, partition: &crate::partition::Partition) -> bool {
@@ -446,6 +486,8 @@ fn respond(
         };
         let changed = r.has_error
             || !r.records.is_empty()
+            || r.preferred_read_replica.is_some()
+            || r.diverging.is_some()
             || cached.as_ref().is_none_or(|c| {
                 c.sent_high_watermark != r.high_watermark || c.sent_log_start_offset != r.log_start_offset
             });
@@ -491,6 +533,9 @@ fn push_partition(
     p.high_watermark = r.high_watermark;
     p.last_stable_offset = r.last_stable_offset;
     p.log_start_offset = r.log_start_offset;
+    if let Some(id) = r.preferred_read_replica {
+        p.preferred_read_replica = kafka_protocol::messages::BrokerId(id.0);
+    }
     p.aborted_transactions = match r.aborted {
         Some(list) => Some(
             list.into_iter()
@@ -509,7 +554,6 @@ fn push_partition(
         p.diverging_epoch.epoch = d.epoch.0;
         p.diverging_epoch.end_offset = d.end_offset.0;
     }
-    p.preferred_read_replica = kafka_protocol::messages::BrokerId(-1);
     // librdkafka mis-parses null records: always send an empty set instead.
     p.records = Some(records);
     let same_topic = |t: &&mut FetchableTopicResponse| {
@@ -585,6 +629,7 @@ mod tests {
                     aborted: None,
                     diverging: None,
                     throttled: false,
+                    preferred_read_replica: None,
                 };
                 push_partition(&mut with_refs, &mut by_reference, by_id, false, result(set));
                 push_partition(&mut plain, &mut Vec::new(), by_id, false, result(RecordSet::Memory(bytes)));

@@ -178,6 +178,8 @@ pub struct ReplicaSettings {
     pub fetch_backoff: Duration,
     /// `replica.socket.timeout.ms`, at least the fetch wait plus a second.
     pub socket_timeout: Duration,
+    /// `replica.selector.class` is Kafka's `RackAwareReplicaSelector` (KIP-392).
+    pub rack_aware_selector: bool,
 }
 
 /// The active controller's leader elections of its own (see `metadata::election`).
@@ -570,9 +572,19 @@ impl ReplicaSettings {
             fetch_response_max_bytes: s.int("replica.fetch.response.max.bytes")?.max(1),
             fetch_backoff: Duration::from_millis(s.int("replica.fetch.backoff.ms")?.max(0).unsigned_abs().into()),
             socket_timeout: Duration::from_millis(socket_timeout_ms.unsigned_abs().into()),
+            rack_aware_selector: match s.text("replica.selector.class")?.as_deref().map(str::trim) {
+                None | Some("") => false,
+                Some(RACK_AWARE_SELECTOR) => true,
+                Some(other) => {
+                    return Err(s.invalid("replica.selector.class", other, format!("the only replica selector is {RACK_AWARE_SELECTOR}")));
+                }
+            },
         })
     }
 }
+
+/// Kafka's rack-aware replica selector, the one `replica.selector.class` Blumfeld implements.
+pub const RACK_AWARE_SELECTOR: &str = "org.apache.kafka.common.replica.RackAwareReplicaSelector";
 
 impl TxnSettings {
     fn parse(s: &Source<'_>) -> Result<Self, ConfigError> {

@@ -360,6 +360,28 @@ impl Partition {
         }
     }
 
+    /// On the leader, the followers that fetched in this leader epoch as candidates for a
+    /// consumer's reads (KIP-392); their racks and reachability are the caller's to fill in.
+    pub fn read_replica_candidates(&self, now_ms: u64) -> Vec<crate::replication::selector::ReadReplica> {
+        match &*self.role() {
+            Role::Leader(l) if l.local() != LeaderReplicas::UNREGISTERED => l
+                .followers()
+                .filter_map(|(id, f)| {
+                    Some(crate::replication::selector::ReadReplica {
+                        id: *id,
+                        rack: None,
+                        log_start_offset: f.log_start_offset?,
+                        log_end_offset: f.log_end_offset?,
+                        in_sync: l.isr_state().isr().contains(id),
+                        reachable: true,
+                        lag_ms: f.last_caught_up_ms.map_or(u64::MAX, |t| now_ms.saturating_sub(t)),
+                    })
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
     /// The committed ISR and the replicas, as the leader knows them (`None` on a follower).
     pub fn isr(&self) -> Option<(Vec<NodeId>, Vec<NodeId>)> {
         match &*self.role() {

@@ -11,6 +11,7 @@
 //!   high watermark ([`leader::high_watermark`], the rule as one pure function).
 //! - [`follower`]: what a follower does with a leader's answer: where to truncate after a
 //!   diverging epoch (KIP-320) and which high watermark to take.
+//! - [`selector`]: which replica a consumer in a given rack should fetch from (KIP-392).
 //! - [`throttle`]: the reassignment throttles (which replicas, how many bytes per second) and
 //!   the token bucket a follower's fetchers share.
 //!
@@ -23,6 +24,7 @@
 
 pub mod follower;
 pub mod leader;
+pub mod selector;
 pub mod throttle;
 #[cfg(test)]
 pub mod planted;
