@@ -280,7 +280,8 @@ fn read_one(
     // KIP-392: a consumer that sent client metadata may read from a follower (below the
     // follower's high watermark); anyone else reads from the leader only.
     let leads = partition.is_leader();
-    if !leads && !(fetcher.replica.is_none() && fetcher.rack.is_some()) {
+    let may_read_a_follower = fetcher.replica.is_none() && fetcher.rack.is_some();
+    if !leads && !may_read_a_follower {
         return fail(r, ResponseError::NotLeaderOrFollower);
     }
     if let Some(w) = waiter {

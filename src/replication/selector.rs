@@ -83,7 +83,7 @@ mod tests {
         let mut truncated = r(2, "b", 10, 0);
         truncated.log_start_offset = Offset(6);
         for f in [out_of_sync, fenced, truncated, r(2, "b", 4, 0)] {
-            assert_eq!(preferred_read_replica("b", Some("a"), Offset(5), &[f.clone()]), None, "{f:?}");
+            assert_eq!(preferred_read_replica("b", Some("a"), Offset(5), std::slice::from_ref(&f)), None, "{f:?}");
         }
         assert_eq!(preferred_read_replica("b", Some("a"), Offset(10), &[r(2, "b", 10, 0)]), Some(NodeId(2)), "the log end itself");
     }
