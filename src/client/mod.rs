@@ -110,9 +110,30 @@ impl NodeClient {
         R: Request + Encodable + HeaderVersion,
         R::Response: Decodable + HeaderVersion,
     {
+        self.call_built::<R, _>(max_version, |version, buf| request.encode(buf, version)).await
+    }
+
+    /// Like [`call`](Self::call), for a request whose fields depend on the version chosen
+    /// (the encoder refuses a field the version does not have): `build` makes it for the
+    /// version both sides speak, no higher than `max_version`.
+    pub async fn call_with<R, F>(&self, max_version: i16, build: F) -> Result<(i16, R::Response), ClientError>
+    where
+        R: Request + Encodable + HeaderVersion,
+        R::Response: Decodable + HeaderVersion,
+        F: FnOnce(i16) -> R,
+    {
+        self.call_built::<R, _>(max_version, |version, buf| build(version).encode(buf, version)).await
+    }
+
+    async fn call_built<R, E>(&self, max_version: i16, encode_body: E) -> Result<(i16, R::Response), ClientError>
+    where
+        R: Request + Encodable + HeaderVersion,
+        R::Response: Decodable + HeaderVersion,
+        E: FnOnce(i16, &mut BytesMut) -> anyhow::Result<()>,
+    {
         let api = ApiKey::try_from(R::KEY).map_err(|_| ClientError::Encode { api: ApiKey::ApiVersions, reason: format!("unknown API key {}", R::KEY) })?;
         let timeout_ms = self.timeout.as_millis() as u64;
-        let sent = tokio::time::timeout(self.timeout, self.send(request, api, max_version)).await;
+        let sent = tokio::time::timeout(self.timeout, self.send::<R, E>(encode_body, api, max_version)).await;
         let (version, rx) = match sent {
             Ok(r) => r?,
             Err(_) => {
@@ -140,9 +161,10 @@ impl NodeClient {
 
     /// Writes the request on the (possibly new) connection; returns the version chosen and
     /// where its response frame will arrive.
-    async fn send<R>(&self, request: &R, api: ApiKey, max_version: i16) -> Result<(i16, oneshot::Receiver<Bytes>), ClientError>
+    async fn send<R, E>(&self, encode_body: E, api: ApiKey, max_version: i16) -> Result<(i16, oneshot::Receiver<Bytes>), ClientError>
     where
         R: Request + Encodable + HeaderVersion,
+        E: FnOnce(i16, &mut BytesMut) -> anyhow::Result<()>,
     {
         let mut guard = self.connection.lock().await;
         if guard.as_ref().is_some_and(|c| c.reader.is_finished()) {
@@ -159,7 +181,7 @@ impl NodeClient {
             return Err(ClientError::UnsupportedVersion { addr: self.addr.clone(), api, min, max });
         }
         let correlation_id = self.next_correlation_id.fetch_add(1, Ordering::Relaxed) & i32::MAX;
-        let frame = self.encode(request, api, version, correlation_id)?;
+        let frame = self.encode_with::<R, E>(encode_body, api, version, correlation_id)?;
         let (tx, rx) = oneshot::channel();
         if let Ok(mut p) = conn.pending.lock() {
             p.insert(correlation_id, tx);
@@ -174,6 +196,14 @@ impl NodeClient {
     }
 
     fn encode<R: Encodable + HeaderVersion>(&self, request: &R, api: ApiKey, version: i16, correlation_id: i32) -> Result<Bytes, ClientError> {
+        self.encode_with::<R, _>(|version, buf| request.encode(buf, version), api, version, correlation_id)
+    }
+
+    fn encode_with<R, E>(&self, encode_body: E, api: ApiKey, version: i16, correlation_id: i32) -> Result<Bytes, ClientError>
+    where
+        R: HeaderVersion,
+        E: FnOnce(i16, &mut BytesMut) -> anyhow::Result<()>,
+    {
         let encode_err = |e: anyhow::Error| ClientError::Encode { api, reason: e.to_string() };
         let mut header = RequestHeader::default();
         header.request_api_key = api as i16;
@@ -182,7 +212,7 @@ impl NodeClient {
         header.client_id = Some(StrBytes::from_string(self.client_id.clone()));
         let mut buf = BytesMut::new();
         header.encode(&mut buf, R::header_version(version)).map_err(encode_err)?;
-        request.encode(&mut buf, version).map_err(encode_err)?;
+        encode_body(version, &mut buf).map_err(encode_err)?;
         Ok(buf.freeze())
     }
 

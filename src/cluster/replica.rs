@@ -32,11 +32,13 @@ use crate::replication::throttle::{self, TokenBucket};
 use crate::replication::{truncation_offset, AlterIsrResult, EpochEndOffset};
 use crate::types::{LeaderEpoch, NodeId, Offset, PartitionEpoch};
 
-/// Fetch v12 (KIP-320's `last_fetched_epoch` and `diverging_epoch`, topics by name; the
-/// encoder refuses fields of other versions, so one version's fields are filled) and
-/// AlterPartition v3. Fetch v15's broker epoch (KIP-903) is not sent yet: the controller then
-/// skips the epoch check for the members this leader names.
-const FETCH_VERSION_MAX: i16 = 12;
+/// Fetch up to v17, as Kafka 4.x's replica fetcher sends it: KIP-320's `last_fetched_epoch`
+/// and `diverging_epoch` (v12+), topics by id (v13+), the follower's id and broker epoch in
+/// `replica_state` (v15+, KIP-903: the leader hands the epoch to the controller with the ISR
+/// it proposes, so a restarted follower's old incarnation cannot rejoin). The request is
+/// built for the version the leader speaks (the encoder refuses fields of other versions).
+/// AlterPartition v3.
+const FETCH_VERSION_MAX: i16 = 17;
 const ALTER_PARTITION_VERSION_MAX: i16 = 3;
 /// The wait before an unanswered AlterPartition change is sent again.
 const ALTER_PARTITION_RETRY_BACKOFF: Duration = Duration::from_millis(100);
@@ -241,10 +243,10 @@ async fn fetch_from(broker: Arc<Broker>, cluster: Arc<Cluster>, leader: NodeId, 
                 continue;
             }
         };
-        let request = fetch_request(&cluster, &settings, &partitions);
-        match client.call(&request, FETCH_VERSION_MAX).await {
+        let answer = client.call_with(FETCH_VERSION_MAX, |version| fetch_request(&cluster, &settings, &partitions, version)).await;
+        match answer {
             Ok((version, response)) if response.error_code == 0 => {
-                let bytes = throttled_bytes(&response, &throttled);
+                let bytes = throttled_bytes(&response, version, &partitions, &throttled);
                 if bytes > 0 {
                     lock(&throttle).record(bytes, broker.clock.now_ms());
                 }
@@ -311,14 +313,28 @@ fn hold_throttled(
 }
 
 /// The record bytes a fetch answer carries for throttled partitions.
-fn throttled_bytes(response: &kafka_protocol::messages::FetchResponse, throttled: &[(String, i32)]) -> u64 {
+fn throttled_bytes(
+    response: &kafka_protocol::messages::FetchResponse,
+    version: i16,
+    partitions: &[(Arc<Partition>, LeaderEpoch)],
+    throttled: &[(String, i32)],
+) -> u64 {
     if throttled.is_empty() {
         return 0;
     }
     let mut bytes = 0u64;
     for t in &response.responses {
+        // Topics come by id from v13 on.
+        let name = if version >= 13 {
+            match partitions.iter().find(|(p, _)| p.topic_id == t.topic_id) {
+                Some((p, _)) => p.tp.topic.as_str(),
+                None => continue,
+            }
+        } else {
+            t.topic.as_str()
+        };
         for pd in &t.partitions {
-            if throttled.iter().any(|(topic, p)| *p == pd.partition_index && topic.as_str() == t.topic.as_str()) {
+            if throttled.iter().any(|(topic, p)| *p == pd.partition_index && topic.as_str() == name) {
                 bytes += pd.records.as_ref().map_or(0, |r| r.len() as u64);
             }
         }
@@ -326,10 +342,22 @@ fn throttled_bytes(response: &kafka_protocol::messages::FetchResponse, throttled
     bytes
 }
 
-fn fetch_request(cluster: &Cluster, settings: &crate::config::ReplicaSettings, partitions: &[(Arc<Partition>, LeaderEpoch)]) -> FetchRequest {
+/// The follower's fetch of `partitions` at `version` (12 to 17).
+fn fetch_request(
+    cluster: &Cluster,
+    settings: &crate::config::ReplicaSettings,
+    partitions: &[(Arc<Partition>, LeaderEpoch)],
+    version: i16,
+) -> FetchRequest {
     let me = cluster.node_id();
     let mut request = FetchRequest::default();
-    request.replica_id = BrokerId(me.0);
+    if version >= 15 {
+        request.replica_id = BrokerId(-1);
+        request.replica_state.replica_id = BrokerId(me.0);
+        request.replica_state.replica_epoch = cluster.broker_epoch();
+    } else {
+        request.replica_id = BrokerId(me.0);
+    }
     request.max_wait_ms = settings.fetch_wait_max_ms;
     request.min_bytes = settings.fetch_min_bytes;
     request.max_bytes = settings.fetch_response_max_bytes;
@@ -346,11 +374,16 @@ fn fetch_request(cluster: &Cluster, settings: &crate::config::ReplicaSettings, p
         fp.last_fetched_epoch = p.latest_epoch().map_or(-1, |e| e.0);
         fp.log_start_offset = p.log_start_offset();
         fp.partition_max_bytes = settings.fetch_max_bytes;
-        match topics.iter_mut().find(|t| t.topic.as_str() == p.tp.topic) {
+        let by_id = version >= 13;
+        match topics.iter_mut().find(|t| if by_id { t.topic_id == p.topic_id } else { t.topic.as_str() == p.tp.topic }) {
             Some(t) => t.partitions.push(fp),
             None => {
                 let mut t = FetchTopic::default();
-                t.topic = TopicName(StrBytes::from_string(p.tp.topic.clone()));
+                if by_id {
+                    t.topic_id = p.topic_id;
+                } else {
+                    t.topic = TopicName(StrBytes::from_string(p.tp.topic.clone()));
+                }
                 t.partitions.push(fp);
                 topics.push(t);
             }
