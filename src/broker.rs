@@ -17,7 +17,7 @@ use uuid::Uuid;
 use crate::clock::Clock;
 use crate::config::BrokerConfig;
 use crate::coordinator::LeadershipListener;
-use crate::log::{LogConfig, RecoveryMode};
+use crate::log::{LogConfig, RecoveryMode, hw_checkpoint};
 use crate::metadata::controller::{self, ControllerError};
 use crate::metadata::features::{self, InvalidUpdate, UpgradeType};
 use crate::metadata::store::StoreError;
@@ -26,7 +26,7 @@ use crate::metadata::{LocalChanges, MetadataImage, MetadataRecord, MetadataStore
 use crate::metrics::{Metrics, MetricsConfig};
 use crate::partition::{Partition, PartitionError};
 use crate::replication::{AlterIsrRequest, LeaderRegistration, ReplicationConfig};
-use crate::types::{BrokerEpoch, LeaderEpoch, NodeId, PartitionId, TopicPartition};
+use crate::types::{BrokerEpoch, LeaderEpoch, NodeId, Offset, PartitionId, TopicPartition};
 
 /// Producer ids are taken from the metadata log in blocks of this size, so handing one out
 /// does not cost an fsync.
@@ -78,6 +78,11 @@ pub struct Broker {
     /// The coordinators, told when this node starts or stops leading a partition of their
     /// internal topic. Weak: the coordinators hold the broker.
     leadership_listeners: RwLock<Vec<Weak<dyn LeadershipListener>>>,
+    /// High watermarks read from `replication-offset-checkpoint` at start (in a cluster), each
+    /// handed to its partition when it opens.
+    checkpointed_high_watermarks: Mutex<std::collections::BTreeMap<TopicPartition, Offset>>,
+    /// Held while `replication-offset-checkpoint` is written: one writer at a time.
+    hw_checkpoint_writing: Mutex<()>,
 }
 
 /// An internal topic as its coordinator wants it; [`Broker::create_internal_topic`] fits it
@@ -156,6 +161,7 @@ impl Broker {
         let metrics = Arc::new(Metrics::new(metrics_config).map_err(|e| BrokerError::Io { path: data_dir.clone(), source: std::io::Error::other(e.to_string()) })?);
         let now = clock.now_ms();
         let recovery_mode = recovery_mode(&data_dir);
+        let checkpointed_high_watermarks = if quorum { read_high_watermarks(&data_dir) } else { Default::default() };
         let broker = Arc::new(Self {
             node_id: settings.node_id.0,
             config,
@@ -172,6 +178,8 @@ impl Broker {
             metrics,
             isr_changes: IsrChanges::default(),
             leadership_listeners: RwLock::new(Vec::new()),
+            checkpointed_high_watermarks: Mutex::new(checkpointed_high_watermarks),
+            hw_checkpoint_writing: Mutex::new(()),
         });
         if quorum {
             // Directories are kept until the image says otherwise: it is empty until the
@@ -603,10 +611,14 @@ impl Broker {
         });
         let mut first_error = None;
         {
+            let mut checkpointed = lock(&self.checkpointed_high_watermarks);
             let mut parts = write_lock(&self.partitions);
             for result in opened {
                 match result {
                     Ok((tp, p)) => {
+                        if let Some(hw) = checkpointed.remove(&tp) {
+                            p.set_checkpointed_high_watermark(hw);
+                        }
                         parts.insert(tp, Arc::new(p));
                     }
                     Err(e) => {
@@ -730,8 +742,29 @@ impl Broker {
         }
     }
 
+    /// Writes every hosted partition's high watermark to `replication-offset-checkpoint`
+    /// (in a cluster: a single node's mark is its log end, nothing to keep). Kafka does it
+    /// every `replica.high.watermark.checkpoint.interval.ms` and at shutdown.
+    pub fn checkpoint_high_watermarks(&self) {
+        if !self.metadata.is_quorum() {
+            return;
+        }
+        let _writing = lock(&self.hw_checkpoint_writing);
+        let mut marks: std::collections::BTreeMap<TopicPartition, Offset> =
+            self.partitions().iter().filter_map(|p| p.high_watermark_to_checkpoint().map(|hw| (p.tp.clone(), hw))).collect();
+        // Partitions read from the file but not opened (yet) keep their marks.
+        for (tp, hw) in lock(&self.checkpointed_high_watermarks).iter() {
+            marks.entry(tp.clone()).or_insert(*hw);
+        }
+        let path = self.data_dir.join(hw_checkpoint::FILE_NAME);
+        if let Err(e) = hw_checkpoint::write(&path, &marks) {
+            tracing::warn!(path = %path.display(), error = %e, "cannot write the high-watermark checkpoint");
+        }
+    }
+
     /// Flushes and closes every partition, writing clean-shutdown markers.
     pub fn shutdown(&self) {
+        self.checkpoint_high_watermarks();
         let now = self.clock.now_ms();
         let parts: Vec<Arc<Partition>> = write_lock(&self.partitions).drain().map(|(_, p)| p).collect();
         // Closing is a handful of fsyncs per partition: in parallel.
@@ -818,6 +851,19 @@ fn parallel_map<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> V
     debug_assert_eq!(results.len(), count);
     results.sort_by_key(|(i, _)| *i);
     results.into_iter().map(|(_, r)| r).collect()
+}
+
+/// The marks of `replication-offset-checkpoint` in `data_dir`; none if it is missing or
+/// unreadable (replicas then start their marks at their log starts, which is safe).
+fn read_high_watermarks(data_dir: &Path) -> std::collections::BTreeMap<TopicPartition, Offset> {
+    let path = data_dir.join(hw_checkpoint::FILE_NAME);
+    match hw_checkpoint::read(&path) {
+        Ok(marks) => marks,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "ignoring an unreadable high-watermark checkpoint");
+            Default::default()
+        }
+    }
 }
 
 /// The kernel's id of this boot: it changes whenever the machine restarts.

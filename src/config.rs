@@ -145,6 +145,7 @@ pub const BROKER_KEYS: &[KeyDef] = &[
     key!("transaction.remove.expired.transaction.cleanup.interval.ms", Kind::Int, Some("3600000"), "How often expired transactional ids are removed"),
     key!("transaction.partition.verification.enable", Kind::Bool, Some("true"), "Check with the coordinator that a partition is in the transaction before its first transactional write"),
     key!("replica.lag.time.max.ms", Kind::Long, Some("30000"), "A follower that has not caught up for this long leaves the ISR"),
+    key!("replica.high.watermark.checkpoint.interval.ms", Kind::Long, Some("5000"), "How often every partition's high watermark is written to replication-offset-checkpoint"),
     key!("replica.fetch.wait.max.ms", Kind::Int, Some("500"), "Longest wait of a follower's fetch for new records"),
     key!("replica.fetch.min.bytes", Kind::Int, Some("1"), "Bytes a follower's fetch waits for"),
     key!("replica.fetch.max.bytes", Kind::Int, Some("1048576"), "Bytes a follower fetches per partition"),

@@ -321,7 +321,7 @@ const GROUP_TICK: Duration = Duration::from_millis(100);
 /// Longest period of a background task (a year); longer settings mean "practically never".
 const INTERVAL_MS_MAX: i64 = 365 * 24 * 3_600_000;
 
-/// Retention and time-based flushing, on the intervals Kafka's configs name. As in Kafka,
+/// Retention, time-based flushing and the high-watermark checkpoint, on the intervals Kafka's configs name. As in Kafka,
 /// `flush.ms` is checked on appends and, only if `log.flush.scheduler.interval.ms` is set, by a
 /// periodic flusher.
 fn spawn_background(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
@@ -340,8 +340,13 @@ fn spawn_background(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) ->
         let mut cleaner = every(log.cleaner_backoff_ms);
         let flush_enabled = log.flush_scheduler_interval_ms < i64::MAX;
         let mut flush = every(log.flush_scheduler_interval_ms);
+        let mut hw_checkpoint = every(broker.config.settings().replica.hw_checkpoint_interval_ms);
         loop {
             tokio::select! {
+                _ = hw_checkpoint.tick() => {
+                    let b = broker.clone();
+                    let _ = tokio::task::spawn_blocking(move || b.checkpoint_high_watermarks()).await;
+                }
                 _ = retention.tick() => {
                     let b = broker.clone();
                     let _ = tokio::task::spawn_blocking(move || b.enforce_retention()).await;

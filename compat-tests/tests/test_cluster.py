@@ -297,6 +297,12 @@ def test_broker_fencing_and_controlled_shutdown(cluster_factory):
     print(f"broker {other} shut down in {stop_s:.2f} s, leading {len(led)} partitions before")
     parts = describe_topic(c.bootstrap(exclude=(other,)), "moves")
     assert all(p["Leader"] != str(other) for p in parts), f"leaderships left on the stopped broker: {parts}"
+    # It wrote every hosted partition's high watermark to replication-offset-checkpoint
+    # (Kafka's layout: version, count, `topic partition offset` lines), where a restart starts.
+    lines = (c.nodes[other].data_dir / "replication-offset-checkpoint").read_text().splitlines()
+    assert lines[0] == "0" and int(lines[1]) == len(lines) - 2, lines
+    marks = {int(f[1]): int(f[2]) for f in (line.split() for line in lines[2:]) if f[0] == "moves"}
+    assert sorted(marks) == list(range(6)), lines
 
 
 SNAPSHOT_TOPICS = 1000

@@ -180,6 +180,8 @@ pub struct ReplicaSettings {
     pub socket_timeout: Duration,
     /// `replica.selector.class` is Kafka's `RackAwareReplicaSelector` (KIP-392).
     pub rack_aware_selector: bool,
+    /// `replica.high.watermark.checkpoint.interval.ms`, at least 1.
+    pub hw_checkpoint_interval_ms: i64,
 }
 
 /// The active controller's leader elections of its own (see `metadata::election`).
@@ -572,6 +574,7 @@ impl ReplicaSettings {
             fetch_response_max_bytes: s.int("replica.fetch.response.max.bytes")?.max(1),
             fetch_backoff: Duration::from_millis(s.int("replica.fetch.backoff.ms")?.max(0).unsigned_abs().into()),
             socket_timeout: Duration::from_millis(socket_timeout_ms.unsigned_abs().into()),
+            hw_checkpoint_interval_ms: s.long("replica.high.watermark.checkpoint.interval.ms")?.max(1),
             rack_aware_selector: match s.text("replica.selector.class")?.as_deref().map(str::trim) {
                 None | Some("") => false,
                 Some(RACK_AWARE_SELECTOR) => true,

@@ -34,6 +34,7 @@
 //!   first unstable offset (the oldest open transaction's first offset) is stable.
 
 mod checkpoint;
+pub mod hw_checkpoint;
 mod cleaner;
 pub mod config;
 pub mod epoch_cache;

@@ -167,6 +167,9 @@ pub struct Partition {
     /// batches against, without taking the log's lock. The log holds a copy.
     config: RwLock<Arc<LogConfig>>,
     high_watermark: AtomicI64,
+    /// The high watermark `replication-offset-checkpoint` held for this partition at start
+    /// (-1: none); where a replicated role starts its mark (see `leads_unregistered`).
+    checkpointed_high_watermark: AtomicI64,
     last_stable_offset: AtomicI64,
     /// The first offset of the oldest open transaction (`i64::MAX`: none); the LSO is this
     /// bounded by the high watermark.
@@ -232,6 +235,7 @@ impl Partition {
             log: Mutex::new(log),
             config: RwLock::new(config),
             high_watermark: AtomicI64::new(end),
+            checkpointed_high_watermark: AtomicI64::new(-1),
             last_stable_offset: AtomicI64::new(lso),
             first_unstable: AtomicI64::new(first_unstable),
             log_start_offset: AtomicI64::new(start),
@@ -438,7 +442,7 @@ impl Partition {
             if log.epoch_cache().latest_epoch().is_none_or(|e| e < registration.leader_epoch.0) {
                 log.assign_epoch_start(registration.leader_epoch.0)?;
             }
-            let hw = if unreplicated { log.log_start_offset() } else { self.high_watermark() };
+            let hw = if unreplicated { self.restart_high_watermark(log.log_start_offset(), log.log_end_offset()) } else { self.high_watermark() };
             (log.log_end_offset(), hw)
         };
         drop(log);
@@ -460,8 +464,8 @@ impl Partition {
         *role = Role::Follower { leader };
         drop(role);
         if unregistered {
-            let start = self.log_start_offset();
-            self.high_watermark.store(start, Ordering::Release);
+            let hw = self.restart_high_watermark(self.log_start_offset(), self.log_end_offset());
+            self.high_watermark.store(hw, Ordering::Release);
             self.publish_lso();
         }
         self.leader_epoch.store(leader_epoch.0, Ordering::Release);
@@ -471,12 +475,37 @@ impl Partition {
     /// Whether this replica still leads alone as [`Partition::open`] left it, before any
     /// registration gave it a role. Its high watermark is then its log end, which is right
     /// for a single node but says nothing once the partition turns out to be replicated: the
-    /// tail may never have been committed. Kafka reads the mark from
-    /// `replication-offset-checkpoint`; without one, a replica taking a replicated role
-    /// starts its mark at the log start and learns it again (from the leader's answers, or
-    /// as leader from its ISR's fetches), so a restart never exposes uncommitted records.
+    /// tail may never have been committed. As Kafka, a replica taking a replicated role
+    /// starts its mark at the one `replication-offset-checkpoint` held (a mark is only ever
+    /// written once committed), bounded by its log; without one at the log start. It then
+    /// learns the mark again (from the leader's answers, or as leader from its ISR's
+    /// fetches), so a restart never exposes uncommitted records, and committed ones stay
+    /// readable through it.
     fn leads_unregistered(role: &Role) -> bool {
         matches!(role, Role::Leader(l) if l.local() == LeaderReplicas::UNREGISTERED)
+    }
+
+    /// The mark a replicated role starts from after a restart (see `leads_unregistered`).
+    fn restart_high_watermark(&self, log_start: i64, log_end: i64) -> i64 {
+        let checkpointed = self.checkpointed_high_watermark.load(Ordering::Acquire);
+        if checkpointed < 0 { log_start } else { checkpointed.clamp(log_start, log_end.max(log_start)) }
+    }
+
+    /// Gives the partition the high watermark `replication-offset-checkpoint` held for it.
+    pub fn set_checkpointed_high_watermark(&self, hw: Offset) {
+        self.checkpointed_high_watermark.store(hw.0.max(-1), Ordering::Release);
+    }
+
+    /// The high watermark to write to `replication-offset-checkpoint`: the current one once a
+    /// registration gave the partition a role, before that the one read at start (if any):
+    /// an unregistered replica's mark is its log end, never known to be committed.
+    pub fn high_watermark_to_checkpoint(&self) -> Option<Offset> {
+        if Self::leads_unregistered(&self.role()) {
+            let checkpointed = self.checkpointed_high_watermark.load(Ordering::Acquire);
+            (checkpointed >= 0).then_some(Offset(checkpointed))
+        } else {
+            Some(Offset(self.high_watermark()))
+        }
     }
 
     /// A follower fetched at `fetch_offset` (the leader's side of replication). Returns the
@@ -1009,6 +1038,33 @@ mod tests {
         let p = open(dir.path(), i64::MAX);
         let one = ReplicationConfig { min_insync_replicas: 1, ..config };
         p.become_leader(NodeId(1), one, &registration(&[1], &[1]), 10).unwrap();
+        assert_eq!(p.high_watermark(), 5);
+    }
+
+    /// `replication-offset-checkpoint`: a reopened replica starts its mark where the file
+    /// left it (bounded by its log), so committed records stay readable through a restart,
+    /// and until a role is given the checkpoint keeps the file's mark, not the log end.
+    #[test]
+    fn a_reopened_replica_starts_its_mark_at_the_checkpointed_high_watermark() {
+        let config = ReplicationConfig { replica_lag_time_max_ms: 30_000, min_insync_replicas: 2 };
+        let dir = tempfile::tempdir().unwrap();
+        written_and_closed_by_a_crash(dir.path());
+        let p = open(dir.path(), i64::MAX);
+        assert_eq!(p.high_watermark_to_checkpoint(), None, "no mark known yet: none written");
+        p.set_checkpointed_high_watermark(Offset(3));
+        assert_eq!(p.high_watermark_to_checkpoint(), Some(Offset(3)), "the file's mark, not the log end");
+        p.become_leader(NodeId(1), config, &registration(&[1, 2, 3], &[1, 2]), 10).unwrap();
+        assert_eq!(p.high_watermark(), 3);
+        p.record_follower_fetch(NodeId(2), Offset(5), Offset(0), None, 11).unwrap();
+        assert_eq!(p.high_watermark(), 5);
+        assert_eq!(p.high_watermark_to_checkpoint(), Some(Offset(5)));
+
+        // A mark beyond the log (its tail was lost) is cut to the log end.
+        let dir = tempfile::tempdir().unwrap();
+        written_and_closed_by_a_crash(dir.path());
+        let p = open(dir.path(), i64::MAX);
+        p.set_checkpointed_high_watermark(Offset(9));
+        p.become_follower(Some(NodeId(2)), LeaderEpoch(4));
         assert_eq!(p.high_watermark(), 5);
     }
 
