@@ -1080,7 +1080,7 @@ mod tests {
         let broker = Broker::open(config(), Arc::new(crate::clock::SystemClock)).unwrap();
         assert_eq!(broker.topic_id("a"), Some(id));
         assert_eq!(hosted(&broker), ["a-0", "a-1"]);
-        assert_eq!(broker.partition(&TopicPartition::new("a", 1)).unwrap().log_end_offset(), 3);
+        assert_eq!(broker.partition(&TopicPartition::new("a", 1)).unwrap().log_end_offset(), Offset(3));
         let node = NodeId(broker.node_id);
         let t = broker.image().topic("a").unwrap().clone();
         assert!(t.partitions.values().all(|r| r.replicas == [node] && r.leader == Some(node)));

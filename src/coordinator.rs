@@ -121,7 +121,7 @@ impl WriteBarrier {
     /// A barrier at `partition`'s current log end, in its current leader epoch.
     pub fn at_log_end(partition: Arc<Partition>) -> Self {
         let epoch = partition.leader_epoch();
-        let end = Offset(partition.log_end_offset());
+        let end = partition.log_end_offset();
         Self { partition, epoch, end }
     }
 
@@ -130,7 +130,7 @@ impl WriteBarrier {
     /// `TransactionStateManager.appendTransactionToLog`): leadership lost is NOT_COORDINATOR,
     /// a timeout or too small an ISR COORDINATOR_NOT_AVAILABLE, so the client retries.
     pub async fn replicated(self, timeout: Duration) -> Result<(), ResponseError> {
-        if self.partition.high_watermark() >= self.end.0 && self.partition.is_leader() {
+        if self.partition.high_watermark() >= self.end && self.partition.is_leader() {
             return Ok(());
         }
         let deadline = tokio::time::Instant::now() + timeout;

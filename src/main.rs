@@ -466,9 +466,9 @@ async fn start_metrics(
             .iter()
             .map(|p| {
                 let positions = metrics::LogPositions {
-                    log_start_offset: p.log_start_offset(),
-                    high_watermark: p.high_watermark(),
-                    log_end_offset: p.log_end_offset(),
+                    log_start_offset: p.log_start_offset().0,
+                    high_watermark: p.high_watermark().0,
+                    log_end_offset: p.log_end_offset().0,
                 };
                 let mut snapshot = metrics::PartitionSnapshot::single_node(&p.tp.topic, p.tp.partition.0, positions, p.size_bytes());
                 // Replication's view: the leader knows the ISR; a follower reports the

@@ -5,7 +5,7 @@ use kafka_protocol::messages::delete_records_response::{DeleteRecordsPartitionRe
 use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 
 use super::{Api, errors};
-use crate::types::TopicPartition;
+use crate::types::{Offset, TopicPartition};
 
 pub fn handle(api: &Api, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
     let mut r = DeleteRecordsResponse::default();
@@ -22,8 +22,9 @@ pub fn handle(api: &Api, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
                     let _ = part;
                     pr.error_code = ResponseError::OffsetOutOfRange.code();
                 }
-                Some(part) => match part.delete_records_before(p.offset, api.broker.clock.now_ms()) {
-                    Ok(low) => pr.low_watermark = low,
+                // -1: up to the high watermark.
+                Some(part) => match part.delete_records_before((p.offset >= 0).then_some(Offset(p.offset)), api.broker.clock.now_ms()) {
+                    Ok(low) => pr.low_watermark = low.0,
                     Err(e) => pr.error_code = errors::partition_error(&e).code(),
                 },
             }

@@ -24,7 +24,7 @@ pub fn handle(api: &Api, req: DescribeProducersRequest) -> DescribeProducersResp
                         .into_iter()
                         .map(|(pid, e)| {
                             let mut s = ProducerState::default();
-                            s.producer_id = ProducerId(pid);
+                            s.producer_id = ProducerId(pid.0);
                             s.producer_epoch = i32::from(e.epoch);
                             s.last_sequence = e.batches.back().map_or(-1, |b| b.last_seq);
                             s.last_timestamp = e.last_timestamp;

@@ -65,9 +65,9 @@ struct PartitionResult {
     error: ResponseError,
     has_error: bool,
     records: RecordSet,
-    high_watermark: i64,
-    last_stable_offset: i64,
-    log_start_offset: i64,
+    high_watermark: Offset,
+    last_stable_offset: Offset,
+    log_start_offset: Offset,
     aborted: Option<Vec<AbortedTxn>>,
     diverging: Option<DivergingEpoch>,
     /// A follower's read of a replica the leader throttle covers: its bytes draw on it.
@@ -260,9 +260,9 @@ fn read_one(
         error: ResponseError::UnknownServerError,
         has_error: false,
         records: RecordSet::default(),
-        high_watermark: -1,
-        last_stable_offset: -1,
-        log_start_offset: -1,
+        high_watermark: Offset(-1),
+        last_stable_offset: Offset(-1),
+        log_start_offset: Offset(-1),
         aborted: None,
         diverging: None,
         throttled: false,
@@ -308,7 +308,7 @@ fn read_one(
         r.log_start_offset = partition.log_start_offset();
         return r;
     }
-    match partition.read_for_fetch(s.fetch_offset, max_bytes, first, isolation) {
+    match partition.read_for_fetch(Offset(s.fetch_offset), max_bytes, first, isolation) {
         Ok(read) => {
             r.records = read.records;
             r.aborted = read.aborted;
@@ -374,7 +374,7 @@ fn read_for_follower(
         positions(&mut r);
         return r;
     }
-    match partition.read_for_follower(s.fetch_offset, max_bytes, first) {
+    match partition.read_for_follower(Offset(s.fetch_offset), max_bytes, first) {
         Ok(read) => {
             r.records = read.records;
             r.throttled = throttled;
@@ -490,11 +490,11 @@ fn respond(
             || r.preferred_read_replica.is_some()
             || r.diverging.is_some()
             || cached.as_ref().is_none_or(|c| {
-                c.sent_high_watermark != r.high_watermark || c.sent_log_start_offset != r.log_start_offset
+                c.sent_high_watermark != r.high_watermark.0 || c.sent_log_start_offset != r.log_start_offset.0
             });
         if let Some(c) = cached {
-            c.sent_high_watermark = r.high_watermark;
-            c.sent_log_start_offset = r.log_start_offset;
+            c.sent_high_watermark = r.high_watermark.0;
+            c.sent_log_start_offset = r.log_start_offset.0;
         }
         if incremental && !changed {
             continue;
@@ -531,9 +531,9 @@ fn push_partition(
     if r.has_error {
         p.error_code = r.error.code();
     }
-    p.high_watermark = r.high_watermark;
-    p.last_stable_offset = r.last_stable_offset;
-    p.log_start_offset = r.log_start_offset;
+    p.high_watermark = r.high_watermark.0;
+    p.last_stable_offset = r.last_stable_offset.0;
+    p.log_start_offset = r.log_start_offset.0;
     if let Some(id) = r.preferred_read_replica {
         p.preferred_read_replica = kafka_protocol::messages::BrokerId(id.0);
     }
@@ -624,9 +624,9 @@ mod tests {
                     error: ResponseError::UnknownServerError,
                     has_error: false,
                     records,
-                    high_watermark: 1000 + i as i64,
-                    last_stable_offset: 1000 + i as i64,
-                    log_start_offset: 0,
+                    high_watermark: Offset(1000 + i as i64),
+                    last_stable_offset: Offset(1000 + i as i64),
+                    log_start_offset: Offset(0),
                     aborted: None,
                     diverging: None,
                     throttled: false,

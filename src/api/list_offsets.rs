@@ -70,18 +70,18 @@ fn lookup(
     Ok(match timestamp {
         LATEST_TIMESTAMP => {
             let offset = if read_committed { partition.last_stable_offset() } else { partition.high_watermark() };
-            Some((offset, -1, epoch))
+            Some((offset.0, -1, epoch))
         }
-        EARLIEST_TIMESTAMP | EARLIEST_LOCAL_TIMESTAMP => Some((partition.log_start_offset(), -1, epoch)),
+        EARLIEST_TIMESTAMP | EARLIEST_LOCAL_TIMESTAMP => Some((partition.log_start_offset().0, -1, epoch)),
         MAX_TIMESTAMP => partition
             .offset_of_max_timestamp()
             .map_err(|e| errors::partition_error(&e))?
-            .map(|(offset, ts)| (offset, ts, epoch)),
+            .map(|t| (t.offset.0, t.timestamp_ms, epoch)),
         EARLIEST_PENDING_UPLOAD_TIMESTAMP | LATEST_TIERED_TIMESTAMP => None,
         ts if ts < 0 => return Err(ResponseError::InvalidRequest),
         ts => partition
             .offset_for_timestamp(ts)
             .map_err(|e| errors::partition_error(&e))?
-            .map(|(offset, found_ts)| (offset, found_ts, epoch)),
+            .map(|t| (t.offset.0, t.timestamp_ms, epoch)),
     })
 }

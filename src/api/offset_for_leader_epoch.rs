@@ -6,7 +6,7 @@ use kafka_protocol::messages::offset_for_leader_epoch_response::{EpochEndOffset,
 use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
 
 use super::Api;
-use crate::types::TopicPartition;
+use crate::types::{LeaderEpoch, TopicPartition};
 
 pub fn handle(api: &Api, req: OffsetForLeaderEpochRequest) -> OffsetForLeaderEpochResponse {
     let mut r = OffsetForLeaderEpochResponse::default();
@@ -27,9 +27,9 @@ pub fn handle(api: &Api, req: OffsetForLeaderEpochRequest) -> OffsetForLeaderEpo
                     } else if p.current_leader_epoch >= 0 && p.current_leader_epoch < epoch {
                         e.error_code = ResponseError::FencedLeaderEpoch.code();
                     } else {
-                        let (leader_epoch, end_offset) = part.end_offset_for_epoch(p.leader_epoch);
-                        e.leader_epoch = leader_epoch;
-                        e.end_offset = end_offset;
+                        let (leader_epoch, end_offset) = part.end_offset_for_epoch(LeaderEpoch(p.leader_epoch));
+                        e.leader_epoch = leader_epoch.map_or(-1, |e| e.0);
+                        e.end_offset = end_offset.0;
                     }
                 }
             }

@@ -18,7 +18,7 @@ use super::{Api, Reply, RequestContext, errors, str_bytes};
 use crate::log::{FaultyRecord, RecordChecks, RecordFault, TimestampBounds};
 use crate::partition::AppendResult;
 use crate::record;
-use crate::types::TopicPartition;
+use crate::types::{ProducerId, TopicPartition};
 
 pub async fn handle(api: &Api, ctx: &RequestContext, req: ProduceRequest) -> Reply {
     let broker = &api.broker;
@@ -56,11 +56,11 @@ pub async fn handle(api: &Api, ctx: &RequestContext, req: ProduceRequest) -> Rep
                         to_sync.push((position.0, position.1, TopicPartition::new(t.name.clone(), pd.index)));
                     }
                     if acks == -1 && let Some(t) = topic_image {
-                        to_replicate.push((position.0, position.1, TopicPartition::new(t.name.clone(), pd.index), a.last_offset + 1));
+                        to_replicate.push((position.0, position.1, TopicPartition::new(t.name.clone(), pd.index), a.last_offset.0 + 1));
                     }
-                    pr.base_offset = a.first_offset;
+                    pr.base_offset = a.first_offset.0;
                     pr.log_append_time_ms = a.log_append_time_ms;
-                    pr.log_start_offset = a.log_start_offset;
+                    pr.log_start_offset = a.log_start_offset.0;
                 }
                 Err(rejection) => {
                     any_error = true;
@@ -239,7 +239,7 @@ fn verify_transaction(api: &Api, tp: &TopicPartition, header: &record::BatchHead
         return Ok(());
     }
     let Some(partition) = api.broker.partition(tp) else { return Ok(()) };
-    if partition.has_open_transaction(header.producer_id) {
+    if partition.has_open_transaction(ProducerId(header.producer_id)) {
         return Ok(());
     }
     let Some(id) = txn.id else {

@@ -20,7 +20,7 @@ fn verify(api: &Api, version: i16, req: &TxnOffsetCommitRequest) -> Result<(), R
         return Ok(());
     }
     let tp = TopicPartition::new(OFFSETS_TOPIC, api.groups.partition_for(req.group_id.as_str()));
-    if api.broker.partition(&tp).is_some_and(|p| p.has_open_transaction(req.producer_id.0)) {
+    if api.broker.partition(&tp).is_some_and(|p| p.has_open_transaction(crate::types::ProducerId(req.producer_id.0))) {
         return Ok(());
     }
     let verified = api.txns.verify_partitions(req.transactional_id.as_str(), req.producer_id.0, req.producer_epoch, &[tp]);

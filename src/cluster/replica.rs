@@ -370,9 +370,9 @@ fn fetch_request(
         let mut fp = FetchPartition::default();
         fp.partition = p.tp.partition.0;
         fp.current_leader_epoch = epoch.0;
-        fp.fetch_offset = p.log_end_offset();
+        fp.fetch_offset = p.log_end_offset().0;
         fp.last_fetched_epoch = p.latest_epoch().map_or(-1, |e| e.0);
-        fp.log_start_offset = p.log_start_offset();
+        fp.log_start_offset = p.log_start_offset().0;
         fp.partition_max_bytes = settings.fetch_max_bytes;
         let by_id = version >= 13;
         match topics.iter_mut().find(|t| if by_id { t.topic_id == p.topic_id } else { t.topic.as_str() == p.tp.topic }) {
@@ -441,7 +441,7 @@ pub(crate) fn apply_partition(
             // hold that the diverging-epoch check did not catch): cut back to its high
             // watermark, which it holds.
             let end = partition.log_end_offset();
-            let result = if end < leader_start.0 {
+            let result = if end < leader_start {
                 partition.truncate_fully_and_start_at(from, leader_start, now_ms)
             } else {
                 partition.truncate_to(from, leader_hw, now_ms)
@@ -460,7 +460,7 @@ pub(crate) fn apply_partition(
             epoch: (pd.diverging_epoch.epoch >= 0).then_some(LeaderEpoch(pd.diverging_epoch.epoch)),
             end_offset: Offset(pd.diverging_epoch.end_offset),
         };
-        let point = truncation_offset(leader, Offset(partition.log_end_offset()), |e| partition.local_end_for_epoch(e));
+        let point = truncation_offset(leader, partition.log_end_offset(), |e| partition.local_end_for_epoch(e));
         tracing::info!(partition = %partition.tp, to = point.offset.0, complete = point.complete, "follower truncates a diverged log");
         return partition.truncate_to(from, point.offset, now_ms).map_err(|e| e.to_string());
     }

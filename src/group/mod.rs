@@ -752,12 +752,12 @@ fn replay(p: &crate::partition::Partition, now_ms: i64) -> HashMap<String, Group
         }
         let mut buf = read.records.clone();
         let Ok(sets) = RecordBatchDecoder::decode_all(&mut buf) else {
-            tracing::warn!(partition = %p.tp, offset, "undecodable batch in __consumer_offsets; stopping load of this partition");
+            tracing::warn!(partition = %p.tp, offset = offset.0, "undecodable batch in __consumer_offsets; stopping load of this partition");
             break;
         };
         let mut next = offset;
         for record in sets.iter().flat_map(|s| s.records.iter()) {
-            next = next.max(record.offset + 1);
+            next = next.max(crate::types::Offset(record.offset + 1));
             if record.control {
                 // Every group read here lives on this partition: the marker applies to all.
                 if let Some(commit) = record.key.as_deref().and_then(crate::record::control::parse_control_key) {

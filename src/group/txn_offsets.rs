@@ -81,7 +81,7 @@ impl GroupCoordinator {
             ResponseError::NotCoordinator => ResponseError::NotLeaderOrFollower,
             other => other,
         })?;
-        let appended = p.append_marker(producer_id, producer_epoch, marker, now).map_err(|e| {
+        let appended = p.append_marker(crate::types::ProducerId(producer_id), producer_epoch, marker, now).map_err(|e| {
             tracing::warn!(error = %e, producer_id, "marker refused by __consumer_offsets");
             match e {
                 crate::partition::PartitionError::Log(crate::log::LogError::InvalidProducerEpoch { .. }) => ResponseError::InvalidProducerEpoch,

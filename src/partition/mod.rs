@@ -37,7 +37,7 @@ use crate::record::control::Marker;
 use crate::metrics::TopicMetrics;
 use crate::replication::leader::{LeaderRegistration, LeaderReplicas, ReplicationConfig};
 use crate::replication::{AlterIsrRequest, AlterIsrResult};
-use crate::types::{BrokerEpoch, LeaderEpoch, NodeId, Offset, TopicPartition};
+use crate::types::{BrokerEpoch, LeaderEpoch, NodeId, Offset, ProducerId, TopicPartition};
 
 #[derive(Debug, Error)]
 pub enum PartitionError {
@@ -88,11 +88,11 @@ pub struct DivergingEpoch {
 /// What an append did.
 #[derive(Debug, Clone, Copy)]
 pub struct AppendResult {
-    pub first_offset: i64,
-    pub last_offset: i64,
+    pub first_offset: Offset,
+    pub last_offset: Offset,
     /// -1 unless the topic uses LogAppendTime.
     pub log_append_time_ms: i64,
-    pub log_start_offset: i64,
+    pub log_start_offset: Offset,
     /// True when the batch was a retry of one already written (idempotence).
     pub duplicate: bool,
     /// `flush.messages` or `flush.ms` says the log must be fsynced before this append is
@@ -133,9 +133,9 @@ pub const REGION_MIN_BYTES: usize = 16 * 1024;
 #[derive(Debug, Clone)]
 pub struct FetchRead {
     pub records: RecordSet,
-    pub high_watermark: i64,
-    pub last_stable_offset: i64,
-    pub log_start_offset: i64,
+    pub high_watermark: Offset,
+    pub last_stable_offset: Offset,
+    pub log_start_offset: Offset,
     /// For read_committed: the aborted transactions overlapping what was read.
     pub aborted: Option<Vec<AbortedTxn>>,
 }
@@ -153,9 +153,23 @@ pub enum Isolation {
 #[derive(Debug, Clone)]
 pub struct ReadResult {
     pub records: Bytes,
-    pub high_watermark: i64,
-    pub last_stable_offset: i64,
-    pub log_start_offset: i64,
+    pub high_watermark: Offset,
+    pub last_stable_offset: Offset,
+    pub log_start_offset: Offset,
+}
+
+/// A record's offset and its timestamp (ListOffsets by time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimestampedOffset {
+    pub timestamp_ms: i64,
+    pub offset: Offset,
+}
+
+impl From<(i64, i64)> for TimestampedOffset {
+    /// The log's `(offset, timestamp)`.
+    fn from((offset, timestamp_ms): (i64, i64)) -> Self {
+        TimestampedOffset { timestamp_ms, offset: Offset(offset) }
+    }
 }
 
 pub struct Partition {
@@ -298,7 +312,7 @@ impl Partition {
             if !self.is_leader() || self.leader_epoch() != epoch {
                 return Err(ReplicationWait::NotLeader);
             }
-            if self.high_watermark() >= required.0 {
+            if self.high_watermark() >= required {
                 let min_isr = usize::try_from(self.config().min_insync_replicas.max(1)).unwrap_or(1);
                 let isr = self.isr().map_or(0, |(isr, _)| isr.len());
                 return if isr >= min_isr { Ok(()) } else { Err(ReplicationWait::BelowMinIsr) };
@@ -357,7 +371,7 @@ impl Partition {
 
     /// On the leader, how far behind each follower is (empty on a follower).
     pub fn follower_lags(&self, now_ms: u64) -> Vec<crate::replication::leader::FollowerLag> {
-        let log_start = Offset(self.log_start_offset());
+        let log_start = self.log_start_offset();
         match &*self.role() {
             Role::Leader(l) if l.local() != LeaderReplicas::UNREGISTERED => l.follower_lags(log_start, now_ms),
             _ => Vec::new(),
@@ -442,7 +456,7 @@ impl Partition {
             if log.epoch_cache().latest_epoch().is_none_or(|e| e < registration.leader_epoch.0) {
                 log.assign_epoch_start(registration.leader_epoch.0)?;
             }
-            let hw = if unreplicated { self.restart_high_watermark(log.log_start_offset(), log.log_end_offset()) } else { self.high_watermark() };
+            let hw = if unreplicated { self.restart_high_watermark(log.log_start_offset(), log.log_end_offset()) } else { self.hw() };
             (log.log_end_offset(), hw)
         };
         drop(log);
@@ -464,7 +478,7 @@ impl Partition {
         *role = Role::Follower { leader };
         drop(role);
         if unregistered {
-            let hw = self.restart_high_watermark(self.log_start_offset(), self.log_end_offset());
+            let hw = self.restart_high_watermark(self.log_start_offset().0, self.log_end_offset().0);
             self.high_watermark.store(hw, Ordering::Release);
             self.publish_lso();
         }
@@ -504,7 +518,7 @@ impl Partition {
             let checkpointed = self.checkpointed_high_watermark.load(Ordering::Acquire);
             (checkpointed >= 0).then_some(Offset(checkpointed))
         } else {
-            Some(Offset(self.high_watermark()))
+            Some(self.high_watermark())
         }
     }
 
@@ -549,9 +563,9 @@ impl Partition {
     /// KIP-320 on the leader: when a follower's last fetched epoch ends earlier in this log
     /// than its fetch offset (or is unknown here), where its log diverged.
     pub fn diverging_epoch(&self, last_fetched_epoch: LeaderEpoch, fetch_offset: Offset) -> Option<DivergingEpoch> {
-        let (epoch, end) = self.end_offset_for_epoch(last_fetched_epoch.0);
-        (end < fetch_offset.0 || epoch < last_fetched_epoch.0)
-            .then_some(DivergingEpoch { epoch: LeaderEpoch(epoch), end_offset: Offset(end) })
+        let (epoch, end) = self.end_offset_for_epoch(last_fetched_epoch);
+        let epoch = epoch.unwrap_or(LeaderEpoch(-1));
+        (end < fetch_offset || epoch < last_fetched_epoch).then_some(DivergingEpoch { epoch, end_offset: end })
     }
 
     /// The largest epoch of the local log, sent as a follower's `last_fetched_epoch`.
@@ -592,7 +606,7 @@ impl Partition {
             log.delete_records_before(leader_log_start.0)?;
         }
         let hw = crate::replication::follower_high_watermark(
-            Offset(self.high_watermark()),
+            self.high_watermark(),
             leader_high_watermark,
             Offset(log.log_end_offset()),
         );
@@ -610,7 +624,7 @@ impl Partition {
         let end = log.log_end_offset();
         self.publish_positions(&log, now_ms);
         drop(log);
-        let hw = self.high_watermark().min(end);
+        let hw = self.hw().min(end);
         self.high_watermark.store(hw, Ordering::Release);
         self.wake_waiters();
         Ok(())
@@ -629,22 +643,26 @@ impl Partition {
         Ok(())
     }
 
-    pub fn high_watermark(&self) -> i64 {
+    pub fn high_watermark(&self) -> Offset {
+        Offset(self.hw())
+    }
+
+    pub fn log_start_offset(&self) -> Offset {
+        Offset(self.log_start_offset.load(Ordering::Acquire))
+    }
+
+    pub fn log_end_offset(&self) -> Offset {
+        Offset(self.log_end_offset.load(Ordering::Acquire))
+    }
+
+    fn hw(&self) -> i64 {
         self.high_watermark.load(Ordering::Acquire)
-    }
-
-    pub fn log_start_offset(&self) -> i64 {
-        self.log_start_offset.load(Ordering::Acquire)
-    }
-
-    pub fn log_end_offset(&self) -> i64 {
-        self.log_end_offset.load(Ordering::Acquire)
     }
 
     /// The first offset a read_committed consumer may not see yet: the oldest open
     /// transaction's first offset, or the high watermark.
-    pub fn last_stable_offset(&self) -> i64 {
-        self.last_stable_offset.load(Ordering::Acquire)
+    pub fn last_stable_offset(&self) -> Offset {
+        Offset(self.last_stable_offset.load(Ordering::Acquire))
     }
 
     pub fn size_bytes(&self) -> u64 {
@@ -678,10 +696,10 @@ impl Partition {
             AppendOutcome::Duplicate(info) => (info, true),
         };
         let result = AppendResult {
-            first_offset: info.first_offset,
-            last_offset: info.last_offset,
+            first_offset: Offset(info.first_offset),
+            last_offset: Offset(info.last_offset),
             log_append_time_ms: if duplicate { -1 } else { info.log_append_time },
-            log_start_offset: log.log_start_offset(),
+            log_start_offset: Offset(log.log_start_offset()),
             duplicate,
             flush_due: log.flush_due(now_ms),
         };
@@ -691,18 +709,18 @@ impl Partition {
 
     /// Appends a COMMIT or ABORT marker of `producer_id` (WriteTxnMarkers). Does not fsync:
     /// see [`AppendResult::flush_due`].
-    pub fn append_marker(&self, producer_id: i64, producer_epoch: i16, marker: Marker, now_ms: i64) -> Result<AppendResult, PartitionError> {
+    pub fn append_marker(&self, producer_id: ProducerId, producer_epoch: i16, marker: Marker, now_ms: i64) -> Result<AppendResult, PartitionError> {
         if !self.is_leader() {
             return Err(PartitionError::NotLeader);
         }
         let mut log = self.log();
-        let info = log.append_marker(producer_id, producer_epoch, marker, self.leader_epoch().0, now_ms)?;
+        let info = log.append_marker(producer_id.0, producer_epoch, marker, self.leader_epoch().0, now_ms)?;
         self.metrics.record_produce(0, 1);
         let result = AppendResult {
-            first_offset: info.first_offset,
-            last_offset: info.last_offset,
+            first_offset: Offset(info.first_offset),
+            last_offset: Offset(info.last_offset),
             log_append_time_ms: -1,
-            log_start_offset: log.log_start_offset(),
+            log_start_offset: Offset(log.log_start_offset()),
             duplicate: false,
             flush_due: log.flush_due(now_ms),
         };
@@ -712,13 +730,13 @@ impl Partition {
 
     /// Whether `producer_id` has an open transaction here (its next transactional batch then
     /// needs no verification).
-    pub fn has_open_transaction(&self, producer_id: i64) -> bool {
-        self.log().producer_state().entry(producer_id).is_some_and(|e| e.current_txn_first_offset.is_some())
+    pub fn has_open_transaction(&self, producer_id: ProducerId) -> bool {
+        self.log().producer_state().entry(producer_id.0).is_some_and(|e| e.current_txn_first_offset.is_some())
     }
 
     /// Every producer's entry, for DescribeProducers.
-    pub fn producers(&self) -> Vec<(i64, crate::log::ProducerEntry)> {
-        self.log().producer_state().entries().map(|(pid, e)| (pid, e.clone())).collect()
+    pub fn producers(&self) -> Vec<(ProducerId, crate::log::ProducerEntry)> {
+        self.log().producer_state().entries().map(|(pid, e)| (ProducerId(pid), e.clone())).collect()
     }
 
     /// fsyncs everything appended so far, unless a concurrent call already did; blocking.
@@ -731,7 +749,7 @@ impl Partition {
         };
         let (file, end) = {
             let log = self.log();
-            if log.recovery_point() >= wanted {
+            if log.recovery_point() >= wanted.0 {
                 return Ok(());
             }
             log.flush_target()
@@ -768,7 +786,7 @@ impl Partition {
     /// Stores a new high watermark (never above the log end) and the LSO it bounds; wakes
     /// the waiters when it moved.
     fn publish_high_watermark(&self, hw: i64) -> bool {
-        let hw = hw.min(self.log_end_offset()).max(0);
+        let hw = hw.min(self.log_end_offset().0).max(0);
         let before = self.high_watermark.swap(hw, Ordering::AcqRel);
         self.publish_lso();
         if before != hw {
@@ -778,68 +796,68 @@ impl Partition {
     }
 
     fn publish_lso(&self) {
-        let hw = self.high_watermark();
+        let hw = self.hw();
         let lso = self.first_unstable.load(Ordering::Acquire).min(hw);
         self.last_stable_offset.store(lso, Ordering::Release);
     }
 
     /// Reads whole batches from `offset`, at most `max_bytes` unless `min_one_batch` and the
     /// first batch is larger (KIP-74). Only data below the high watermark is visible.
-    pub fn read(&self, offset: i64, max_bytes: usize, min_one_batch: bool) -> Result<ReadResult, PartitionError> {
+    pub fn read(&self, offset: Offset, max_bytes: usize, min_one_batch: bool) -> Result<ReadResult, PartitionError> {
         self.read_in_memory(offset, max_bytes, min_one_batch, false)
     }
 
     /// [`Partition::read`] up to the log end: a coordinator loading its state reads what its
     /// leader's log holds, as Kafka's loaders do (this log is the truth now; what is not yet
     /// replicated will be, or this leadership ends and the state is unloaded).
-    pub fn read_to_log_end(&self, offset: i64, max_bytes: usize, min_one_batch: bool) -> Result<ReadResult, PartitionError> {
+    pub fn read_to_log_end(&self, offset: Offset, max_bytes: usize, min_one_batch: bool) -> Result<ReadResult, PartitionError> {
         self.read_in_memory(offset, max_bytes, min_one_batch, true)
     }
 
-    fn read_in_memory(&self, offset: i64, max_bytes: usize, min_one_batch: bool, to_log_end: bool) -> Result<ReadResult, PartitionError> {
+    fn read_in_memory(&self, offset: Offset, max_bytes: usize, min_one_batch: bool, to_log_end: bool) -> Result<ReadResult, PartitionError> {
         let log = self.log();
         let high_watermark = self.high_watermark();
-        let bound = if to_log_end { log.log_end_offset() } else { high_watermark };
-        let read = log.read(offset, max_bytes, bound, min_one_batch)?;
+        let bound = if to_log_end { log.log_end_offset() } else { high_watermark.0 };
+        let read = log.read(offset.0, max_bytes, bound, min_one_batch)?;
         self.metrics.record_fetch(read.bytes.len() as u64);
         Ok(ReadResult {
             records: read.bytes,
             high_watermark,
             last_stable_offset: self.last_stable_offset(),
-            log_start_offset: log.log_start_offset(),
+            log_start_offset: Offset(log.log_start_offset()),
         })
     }
 
     /// [`Partition::read`] for a fetch: large sets come back as file regions, not read.
     /// read_committed stops at the last stable offset and lists the aborted transactions
     /// (from the transaction indexes: the record bytes are still not read).
-    pub fn read_for_fetch(&self, offset: i64, max_bytes: usize, min_one_batch: bool, isolation: Isolation) -> Result<FetchRead, PartitionError> {
+    pub fn read_for_fetch(&self, offset: Offset, max_bytes: usize, min_one_batch: bool, isolation: Isolation) -> Result<FetchRead, PartitionError> {
         self.read_bounded(offset, max_bytes, min_one_batch, Some(isolation))
     }
 
     /// [`Partition::read_for_fetch`] for a follower: up to the log end, uncommitted records
     /// included (the follower's fetch is what commits them).
-    pub fn read_for_follower(&self, offset: i64, max_bytes: usize, min_one_batch: bool) -> Result<FetchRead, PartitionError> {
+    pub fn read_for_follower(&self, offset: Offset, max_bytes: usize, min_one_batch: bool) -> Result<FetchRead, PartitionError> {
         self.read_bounded(offset, max_bytes, min_one_batch, None)
     }
 
     /// Reads below the high watermark (read_uncommitted), the LSO (read_committed) or the log
     /// end (`None`: a follower).
-    fn read_bounded(&self, offset: i64, max_bytes: usize, min_one_batch: bool, isolation: Option<Isolation>) -> Result<FetchRead, PartitionError> {
+    fn read_bounded(&self, offset: Offset, max_bytes: usize, min_one_batch: bool, isolation: Option<Isolation>) -> Result<FetchRead, PartitionError> {
         let log = self.log();
         let high_watermark = self.high_watermark();
         let last_stable_offset = self.last_stable_offset();
         let bound = match isolation {
-            Some(Isolation::ReadUncommitted) => high_watermark,
-            Some(Isolation::ReadCommitted) => last_stable_offset,
+            Some(Isolation::ReadUncommitted) => high_watermark.0,
+            Some(Isolation::ReadCommitted) => last_stable_offset.0,
             None => log.log_end_offset(),
         };
-        let located = log.read_regions(offset, max_bytes, bound, min_one_batch)?;
+        let located = log.read_regions(offset.0, max_bytes, bound, min_one_batch)?;
         let aborted = match isolation {
-            Some(Isolation::ReadCommitted) => Some(log.collect_aborted(offset, located.next_offset)),
+            Some(Isolation::ReadCommitted) => Some(log.collect_aborted(offset.0, located.next_offset)),
             _ => None,
         };
-        let log_start_offset = log.log_start_offset();
+        let log_start_offset = Offset(log.log_start_offset());
         // The regions stay valid without the lock: the data below the end is immutable.
         drop(log);
         let len = located.len as usize;
@@ -856,34 +874,38 @@ impl Partition {
         Ok(FetchRead { records, high_watermark, last_stable_offset, log_start_offset, aborted })
     }
 
-    /// ListOffsets by timestamp: the first offset whose timestamp is at least `timestamp_ms`.
-    pub fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Option<(i64, i64)>, PartitionError> {
-        Ok(self.log().offset_for_timestamp(timestamp_ms)?)
+    /// ListOffsets by timestamp: the first offset whose timestamp is at least `timestamp_ms`,
+    /// with that record's timestamp.
+    pub fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Option<TimestampedOffset>, PartitionError> {
+        Ok(self.log().offset_for_timestamp(timestamp_ms)?.map(TimestampedOffset::from))
     }
 
     /// ListOffsets MAX_TIMESTAMP: the offset of the first record with the largest timestamp,
     /// and that timestamp.
-    pub fn offset_of_max_timestamp(&self) -> Result<Option<(i64, i64)>, PartitionError> {
-        Ok(self.log().offset_of_max_timestamp()?)
+    pub fn offset_of_max_timestamp(&self) -> Result<Option<TimestampedOffset>, PartitionError> {
+        Ok(self.log().offset_of_max_timestamp()?.map(TimestampedOffset::from))
     }
 
-    /// OffsetForLeaderEpoch: the end offset of `epoch` (or of the largest epoch below it).
-    pub fn end_offset_for_epoch(&self, epoch: i32) -> (i32, i64) {
+    /// OffsetForLeaderEpoch: the end offset of `epoch` (or of the largest epoch below it),
+    /// with that epoch (`None`: no epoch at or below `epoch` is known).
+    pub fn end_offset_for_epoch(&self, epoch: LeaderEpoch) -> (Option<LeaderEpoch>, Offset) {
         let log = self.log();
-        log.epoch_cache().end_offset_for_epoch(epoch, log.log_end_offset())
+        let (found, end) = log.epoch_cache().end_offset_for_epoch(epoch.0, log.log_end_offset());
+        ((found >= 0).then_some(LeaderEpoch(found)), Offset(end))
     }
 
-    /// DeleteRecords: moves the log start offset to `offset` (-1: the high watermark).
-    pub fn delete_records_before(&self, offset: i64, now_ms: i64) -> Result<i64, PartitionError> {
-        let high_watermark = self.high_watermark();
-        let target = if offset == -1 { high_watermark } else { offset };
+    /// DeleteRecords: moves the log start offset to `offset` (`None`: the high watermark).
+    /// Returns the new log start offset.
+    pub fn delete_records_before(&self, offset: Option<Offset>, now_ms: i64) -> Result<Offset, PartitionError> {
+        let high_watermark = self.hw();
+        let target = offset.map_or(high_watermark, |o| o.0);
         if target > high_watermark {
             return Err(PartitionError::OffsetBeyondHighWatermark { requested: target, high_watermark });
         }
         let mut log = self.log();
         let start = if target > log.log_start_offset() { log.delete_records_before(target)? } else { log.log_start_offset() };
         self.publish_positions(&log, now_ms);
-        Ok(start)
+        Ok(Offset(start))
     }
 
     /// Compacts the log if the topic compacts and cleaning is due; never above the high
@@ -894,7 +916,7 @@ impl Partition {
             return Ok(None);
         }
         // Kafka cleans below the first unstable offset only.
-        let stats = log.clean(now_ms, self.last_stable_offset())?;
+        let stats = log.clean(now_ms, self.last_stable_offset().0)?;
         self.publish_positions(&log, now_ms);
         Ok(stats)
     }
@@ -1017,20 +1039,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         written_and_closed_by_a_crash(dir.path());
         let p = open(dir.path(), i64::MAX);
-        assert_eq!(p.high_watermark(), 5, "leading alone, as a single node's partition");
+        assert_eq!(p.high_watermark(), Offset(5), "leading alone, as a single node's partition");
         p.become_leader(NodeId(1), config, &registration(&[1, 2, 3], &[1, 2]), 10).unwrap();
-        assert_eq!(p.high_watermark(), 0, "nobody has fetched: nothing is known to be committed");
+        assert_eq!(p.high_watermark(), Offset(0), "nobody has fetched: nothing is known to be committed");
         p.record_follower_fetch(NodeId(2), Offset(5), Offset(0), None, 11).unwrap();
-        assert_eq!(p.high_watermark(), 5);
+        assert_eq!(p.high_watermark(), Offset(5));
 
         let dir = tempfile::tempdir().unwrap();
         written_and_closed_by_a_crash(dir.path());
         let p = open(dir.path(), i64::MAX);
         p.become_follower(Some(NodeId(2)), LeaderEpoch(4));
-        assert_eq!(p.high_watermark(), 0);
+        assert_eq!(p.high_watermark(), Offset(0));
         let from = FetchedFrom { leader: NodeId(2), leader_epoch: LeaderEpoch(4) };
         p.follower_update(from, Offset(3), Offset(0), 12).unwrap();
-        assert_eq!(p.high_watermark(), 3, "the leader's mark is taken");
+        assert_eq!(p.high_watermark(), Offset(3), "the leader's mark is taken");
 
         // A partition whose only replica is this node still commits its whole log.
         let dir = tempfile::tempdir().unwrap();
@@ -1038,7 +1060,7 @@ mod tests {
         let p = open(dir.path(), i64::MAX);
         let one = ReplicationConfig { min_insync_replicas: 1, ..config };
         p.become_leader(NodeId(1), one, &registration(&[1], &[1]), 10).unwrap();
-        assert_eq!(p.high_watermark(), 5);
+        assert_eq!(p.high_watermark(), Offset(5));
     }
 
     /// `replication-offset-checkpoint`: a reopened replica starts its mark where the file
@@ -1054,9 +1076,9 @@ mod tests {
         p.set_checkpointed_high_watermark(Offset(3));
         assert_eq!(p.high_watermark_to_checkpoint(), Some(Offset(3)), "the file's mark, not the log end");
         p.become_leader(NodeId(1), config, &registration(&[1, 2, 3], &[1, 2]), 10).unwrap();
-        assert_eq!(p.high_watermark(), 3);
+        assert_eq!(p.high_watermark(), Offset(3));
         p.record_follower_fetch(NodeId(2), Offset(5), Offset(0), None, 11).unwrap();
-        assert_eq!(p.high_watermark(), 5);
+        assert_eq!(p.high_watermark(), Offset(5));
         assert_eq!(p.high_watermark_to_checkpoint(), Some(Offset(5)));
 
         // A mark beyond the log (its tail was lost) is cut to the log end.
@@ -1065,7 +1087,7 @@ mod tests {
         let p = open(dir.path(), i64::MAX);
         p.set_checkpointed_high_watermark(Offset(9));
         p.become_follower(Some(NodeId(2)), LeaderEpoch(4));
-        assert_eq!(p.high_watermark(), 5);
+        assert_eq!(p.high_watermark(), Offset(5));
     }
 
     /// Found by `replication::sim`: a follower elected while its fetch to the old leader was
@@ -1082,11 +1104,11 @@ mod tests {
         p.become_leader(NodeId(2), config, &registration(&[1, 2], &[2]), 10).unwrap();
         assert!(matches!(p.truncate_to(sent, Offset(0), 11), Err(PartitionError::StaleFetch(_))));
         assert!(matches!(p.follower_update(sent, Offset(0), Offset(0), 11), Err(PartitionError::StaleFetch(_))));
-        assert_eq!(p.log_end_offset(), 4);
+        assert_eq!(p.log_end_offset(), Offset(4));
         p.become_follower(Some(NodeId(1)), LeaderEpoch(5));
         assert!(matches!(p.append_as_follower(sent, &batch, 12), Err(PartitionError::StaleFetch(_))), "another epoch");
         assert!(matches!(p.truncate_fully_and_start_at(sent, Offset(9), 12), Err(PartitionError::StaleFetch(_))));
-        assert_eq!(p.log_end_offset(), 4);
+        assert_eq!(p.log_end_offset(), Offset(4));
     }
 
     #[tokio::test]

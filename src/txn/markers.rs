@@ -67,7 +67,7 @@ impl LocalMarkerWriter {
         }
         let partition = self.broker.partition(tp).ok_or(MarkerError::UnknownPartition)?;
         let now = self.broker.clock.now_ms();
-        let appended = partition.append_marker(m.producer_id, m.producer_epoch, marker, now).map_err(MarkerError::Partition)?;
+        let appended = partition.append_marker(crate::types::ProducerId(m.producer_id), m.producer_epoch, marker, now).map_err(MarkerError::Partition)?;
         if appended.flush_due {
             partition.sync(now).map_err(MarkerError::Partition)?;
         }

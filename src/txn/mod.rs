@@ -533,12 +533,12 @@ fn replay(p: &crate::partition::Partition) -> HashMap<String, TxnMetadata> {
         }
         let mut buf = read.records.clone();
         let Ok(sets) = RecordBatchDecoder::decode_all(&mut buf) else {
-            tracing::warn!(partition = %p.tp, offset, "undecodable batch in __transaction_state; stopping load of this partition");
+            tracing::warn!(partition = %p.tp, offset = offset.0, "undecodable batch in __transaction_state; stopping load of this partition");
             break;
         };
         let mut next = offset;
         for record in sets.iter().flat_map(|s| s.records.iter()) {
-            next = next.max(record.offset + 1);
+            next = next.max(crate::types::Offset(record.offset + 1));
             let Some(id) = record.key.as_deref().and_then(records::parse_key) else { continue };
             match record.value.as_deref().map(records::parse_value) {
                 None => {

@@ -80,7 +80,7 @@ fn produce(n: &Node, pid: i64, epoch: i16, seq: i32, count: usize) {
 
 fn positions(n: &Node) -> (i64, i64) {
     let p = n.broker.partition(&t0()).unwrap();
-    (p.last_stable_offset(), p.high_watermark())
+    (p.last_stable_offset().0, p.high_watermark().0)
 }
 
 #[test]
@@ -130,7 +130,7 @@ fn a_decided_transaction_is_completed_after_a_restart() {
     let d = n.txns.describe("tx").unwrap();
     assert_eq!((d.state, d.producer_id), (TxnState::CompleteAbort, pid));
     assert_eq!(positions(&n), (6, 6));
-    let aborted = n.broker.partition(&t0()).unwrap().read_for_fetch(0, 1 << 20, true, crate::partition::Isolation::ReadCommitted).unwrap();
+    let aborted = n.broker.partition(&t0()).unwrap().read_for_fetch(crate::types::Offset(0), 1 << 20, true, crate::partition::Isolation::ReadCommitted).unwrap();
     assert_eq!(aborted.aborted.unwrap().iter().map(|a| (a.producer_id, a.first_offset)).collect::<Vec<_>>(), vec![(pid, 0)]);
     n.broker.shutdown();
 }
@@ -235,7 +235,7 @@ fn the_state_topic_holds_kafkas_records() {
     let n = node(dir.path(), Arc::new(crate::clock::SystemClock));
     let (pid, _) = n.txns.init_producer_id("tx", TIMEOUT_MS, None).unwrap();
     let tp = TopicPartition::new(TRANSACTION_STATE_TOPIC, n.txns.partition_for("tx"));
-    let read = n.broker.partition(&tp).unwrap().read(0, 1 << 20, true).unwrap();
+    let read = n.broker.partition(&tp).unwrap().read(crate::types::Offset(0), 1 << 20, true).unwrap();
     let mut buf = read.records.clone();
     let sets = RecordBatchDecoder::decode_all(&mut buf).unwrap();
     let record = &sets[0].records[0];

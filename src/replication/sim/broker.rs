@@ -355,9 +355,9 @@ impl Sim {
         let req = FetchRequest {
             corr,
             current_leader_epoch: partition.leader_epoch(),
-            fetch_offset: partition.log_end_offset(),
+            fetch_offset: partition.log_end_offset().0,
             last_fetched_epoch: partition.latest_epoch().map_or(-1, |e| e.0),
-            log_start_offset: partition.log_start_offset(),
+            log_start_offset: partition.log_start_offset().0,
         };
         let from = FetchedFrom { leader: NodeId(leader as i32 + 1), leader_epoch: req.current_leader_epoch };
         self.brokers[b].fetch = Some(FetchInFlight { corr, leader, partition, from, sent_at_ms: now });
@@ -377,9 +377,9 @@ impl Sim {
         let answer = |sim: &mut Sim, data: fetch_response::PartitionData| sim.send(b, from, Msg::FetchAnswer { corr: req.corr, data });
         let Some(partition) = self.brokers[b].partition.clone() else { return };
         let positions = |data: &mut fetch_response::PartitionData| {
-            data.high_watermark = partition.high_watermark();
-            data.last_stable_offset = partition.last_stable_offset();
-            data.log_start_offset = partition.log_start_offset();
+            data.high_watermark = partition.high_watermark().0;
+            data.last_stable_offset = partition.last_stable_offset().0;
+            data.log_start_offset = partition.log_start_offset().0;
         };
         let code = |e: ResponseError| e.code();
         if !partition.is_leader() {
@@ -415,7 +415,7 @@ impl Sim {
                 return answer(self, data);
             }
         }
-        match partition.read_for_follower(req.fetch_offset, self.chaos.fetch_max_bytes, true) {
+        match partition.read_for_follower(Offset(req.fetch_offset), self.chaos.fetch_max_bytes, true) {
             Ok(read) => {
                 data.records = Some(match read.records {
                     RecordSet::Memory(bytes) => bytes,
@@ -453,11 +453,11 @@ impl Sim {
             return;
         }
         let now = self.broker_now(b) as i64;
-        let before = f.partition.log_end_offset();
+        let before = f.partition.log_end_offset().0;
         let empty = data.records.as_ref().is_none_or(|r| r.is_empty());
         let diverging = data.diverging_epoch.end_offset >= 0;
         let result = crate::cluster::replica::apply_partition(&f.partition, f.from, &data, now);
-        let after = f.partition.log_end_offset();
+        let after = f.partition.log_end_offset().0;
         if after < before {
             self.stats.truncations += 1;
             self.log_line(|| format!("broker {} truncates {before} -> {after} (answer from {})", b + 1, f.leader + 1));
@@ -571,8 +571,8 @@ impl Sim {
                     corr,
                     client: from,
                     epoch,
-                    base_offset: result.first_offset,
-                    required: result.last_offset + 1,
+                    base_offset: result.first_offset.0,
+                    required: result.last_offset.0 + 1,
                     deadline_ms: self.now_ms + PRODUCE_TIMEOUT_MS,
                 });
                 self.after_partition_change(b);
@@ -599,7 +599,7 @@ impl Sim {
         for w in waiting {
             let result = if !partition.is_leader() || partition.leader_epoch() != w.epoch {
                 Some(Err(ResponseError::NotLeaderOrFollower))
-            } else if partition.high_watermark() >= w.required {
+            } else if partition.high_watermark().0 >= w.required {
                 let isr = partition.isr().map_or(0, |(isr, _)| isr.len());
                 Some(if isr >= MIN_INSYNC_REPLICAS { Ok((w.base_offset, w.epoch)) } else { Err(ResponseError::NotEnoughReplicasAfterAppend) })
             } else if now >= w.deadline_ms {

@@ -64,9 +64,9 @@ impl Sim {
     /// Brings broker `b`'s mirror to its log's end.
     pub(super) fn refresh_mirror(&mut self, b: usize) {
         let Some(partition) = self.brokers[b].partition.clone() else { return };
-        let end = partition.log_end_offset();
-        if partition.log_start_offset() != 0 {
-            return self.fail(format!("broker {}'s log starts at {}: nothing here deletes records", b + 1, partition.log_start_offset()));
+        let end = partition.log_end_offset().0;
+        if partition.log_start_offset().0 != 0 {
+            return self.fail(format!("broker {}'s log starts at {}: nothing here deletes records", b + 1, partition.log_start_offset().0));
         }
         let c = &mut self.check;
         let len = c.mirrors[b].len() as i64;
@@ -78,7 +78,7 @@ impl Sim {
         }
         while (self.check.mirrors[b].len() as i64) < end {
             let from = self.check.mirrors[b].len() as i64;
-            let read = match partition.read_to_log_end(from, MIRROR_READ_BYTES, true) {
+            let read = match partition.read_to_log_end(crate::types::Offset(from), MIRROR_READ_BYTES, true) {
                 Ok(r) => r,
                 Err(e) => return self.fail(format!("broker {} cannot read its log at {from}: {e}", b + 1)),
             };
@@ -128,8 +128,8 @@ impl Sim {
 
     pub(super) fn check_consume_error(&mut self, b: usize, position: i64, e: &PartitionError) {
         let Some(partition) = &self.brokers[b].partition else { return };
-        if position <= partition.high_watermark() {
-            let hw = partition.high_watermark();
+        if position <= partition.high_watermark().0 {
+            let hw = partition.high_watermark().0;
             self.fail(format!("a consumer of broker {} at {position} (below its high watermark {hw}) failed: {e}", b + 1));
         }
     }
@@ -147,7 +147,7 @@ impl Sim {
 
     fn check_broker(&mut self, b: usize) {
         let Some(partition) = self.brokers[b].partition.clone() else { return };
-        let (hw, end) = (partition.high_watermark(), partition.log_end_offset());
+        let (hw, end) = (partition.high_watermark().0, partition.log_end_offset().0);
         if hw > end {
             return self.fail(format!("broker {}'s high watermark {hw} is past its log end {end}", b + 1));
         }

@@ -137,11 +137,11 @@ impl Sim {
             return;
         }
         let position = self.consumers[c].position;
-        match partition.read(position, 1_000, true) {
+        match partition.read(crate::types::Offset(position), 1_000, true) {
             Ok(read) => {
                 let got = tokens(&read.records);
                 let next = got.last().map_or(position, |(o, _)| o + 1);
-                self.check_consumed(b, position, read.high_watermark, &got);
+                self.check_consumed(b, position, read.high_watermark.0, &got);
                 self.consumers[c].position = next;
             }
             Err(e) => self.check_consume_error(b, position, &e),
