@@ -125,6 +125,19 @@ impl WriteBarrier {
         Self { partition, epoch, end }
     }
 
+    /// A barrier at `end` of `partition` as led in `epoch` (the epoch taken before the
+    /// append, so that a leadership change in between fails the wait).
+    pub fn new(partition: Arc<Partition>, epoch: LeaderEpoch, end: Offset) -> Self {
+        Self { partition, epoch, end }
+    }
+
+    /// Waits up to `timeout` for the high watermark to reach the barrier, with the
+    /// partition's own reasons for failing.
+    pub async fn wait(&self, timeout: Duration) -> Result<(), ReplicationWait> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        self.partition.wait_replicated(self.end, self.epoch, deadline, || false).await
+    }
+
     /// Waits up to `timeout` for the high watermark to reach the barrier; the error is the
     /// one Kafka's coordinators answer (`CoordinatorOperationExceptionHelper`,
     /// `TransactionStateManager.appendTransactionToLog`): leadership lost is NOT_COORDINATOR,
@@ -133,8 +146,7 @@ impl WriteBarrier {
         if self.partition.high_watermark() >= self.end && self.partition.is_leader() {
             return Ok(());
         }
-        let deadline = tokio::time::Instant::now() + timeout;
-        self.partition.wait_replicated(self.end, self.epoch, deadline, || false).await.map_err(|e| match e {
+        self.wait(timeout).await.map_err(|e| match e {
             ReplicationWait::NotLeader => ResponseError::NotCoordinator,
             ReplicationWait::TimedOut | ReplicationWait::BelowMinIsr => ResponseError::CoordinatorNotAvailable,
         })

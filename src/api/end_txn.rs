@@ -16,6 +16,10 @@ pub async fn handle(api: &Api, version: i16, req: EndTxnRequest) -> EndTxnRespon
         Ok(()) => super::txn_replicated(api, req.transactional_id.as_str()).await,
         Err(e) => Err(e),
     };
+    if result.is_ok() {
+        // The decision is durable; give the markers a moment (see END_TXN_MARKERS_WAIT).
+        api.txns.wait_markers(req.transactional_id.as_str(), crate::txn::END_TXN_MARKERS_WAIT).await;
+    }
     r.error_code = result.err().map_or(0, |e| errors::fenced_for_version(e, version, PRODUCER_FENCED_MIN_VERSION).code());
     r
 }

@@ -100,6 +100,35 @@ pub fn fenced_for_version(e: ResponseError, version: i16, min_version: i16) -> R
 /// `AddPartitionsToTxnManager`): PRODUCER_FENCED is INVALID_PRODUCER_EPOCH, and a partition
 /// not in the transaction is TRANSACTION_ABORTABLE only for clients that know it, else
 /// INVALID_TXN_STATE.
+/// A failed transaction verification as Produce answers it (Kafka's `ReplicaManager`): a
+/// coordinator that could not answer becomes NOT_ENOUGH_REPLICAS, which every client version
+/// retries without a metadata refresh (CONCURRENT_TRANSACTIONS too, with transactions
+/// version 1), and the refusals carry Kafka's messages.
+pub fn produce_verification_error(e: ResponseError, knows_abortable: bool) -> (ResponseError, Option<String>) {
+    use ResponseError as E;
+    let e = verification_error(e, knows_abortable);
+    let underlying = match e {
+        E::NetworkException => "NETWORK_EXCEPTION",
+        E::CoordinatorLoadInProgress => "COORDINATOR_LOAD_IN_PROGRESS",
+        E::CoordinatorNotAvailable => "COORDINATOR_NOT_AVAILABLE",
+        E::NotCoordinator => "NOT_COORDINATOR",
+        E::ConcurrentTransactions => "CONCURRENT_TRANSACTIONS",
+        E::InvalidTxnState => return (e, Some("Partition was not added to the transaction".into())),
+        other => return (other, None),
+    };
+    (E::NotEnoughReplicas, Some(format!("Unable to verify the partition has been added to the transaction. Underlying error: {underlying}")))
+}
+
+/// A failed transaction verification as TxnOffsetCommit answers it: a transaction
+/// coordinator that could not answer is COORDINATOR_NOT_AVAILABLE, which the client retries.
+pub fn offset_commit_verification_error(e: ResponseError, knows_abortable: bool) -> ResponseError {
+    use ResponseError as E;
+    match verification_error(e, knows_abortable) {
+        E::NetworkException | E::CoordinatorLoadInProgress | E::NotCoordinator => E::CoordinatorNotAvailable,
+        other => other,
+    }
+}
+
 pub fn verification_error(e: ResponseError, knows_abortable: bool) -> ResponseError {
     match e {
         ResponseError::ProducerFenced => ResponseError::InvalidProducerEpoch,
@@ -114,6 +143,12 @@ pub fn marker_error(e: &MarkerError) -> ResponseError {
         MarkerError::UnknownPartition => ResponseError::UnknownTopicOrPartition,
         MarkerError::Partition(p) => partition_error(p),
         MarkerError::Group(g) => *g,
+        MarkerError::NotEnoughReplicas => ResponseError::NotEnoughReplicas,
+        MarkerError::Replication(w) => match w {
+            crate::partition::ReplicationWait::NotLeader => ResponseError::NotLeaderOrFollower,
+            crate::partition::ReplicationWait::TimedOut => ResponseError::RequestTimedOut,
+            crate::partition::ReplicationWait::BelowMinIsr => ResponseError::NotEnoughReplicasAfterAppend,
+        },
     }
 }
 

@@ -108,6 +108,9 @@ pub struct Api {
     pub txns: Arc<TransactionCoordinator>,
     /// Writes transaction markers into local partitions: for the coordinator and WriteTxnMarkers.
     pub markers: Arc<LocalMarkerWriter>,
+    /// Asks the transaction coordinator, here or on another node, whether a partition is in
+    /// a producer's transaction (KIP-890 part 1).
+    pub txn_verifier: crate::cluster::txn_verify::TxnVerifier,
     /// The metadata quorum on a controller of a multi-node quorum; none on a single node.
     raft: std::sync::OnceLock<crate::raft::driver::RaftHandle>,
     /// The leader side of the replication throttle (`leader.replication.throttled.rate`):
@@ -152,9 +155,20 @@ impl Api {
         let slots = broker.config.settings().socket.fetch_session_slots_max;
         let groups = GroupCoordinator::new(broker.clone());
         let markers = Arc::new(LocalMarkerWriter::new(broker.clone(), groups.clone()));
-        let txns = TransactionCoordinator::new(broker.clone(), markers.clone());
+        let transport = Arc::new(crate::cluster::txn_markers::BrokerMarkerTransport::new(broker.clone(), markers.clone()));
+        let txns = TransactionCoordinator::new(broker.clone(), transport);
+        let txn_verifier = crate::cluster::txn_verify::TxnVerifier::new(broker.clone(), txns.clone());
         let leader_throttle = Mutex::new(crate::replication::throttle::TokenBucket::new(broker.clock.now_ms()));
-        Self { broker, fetch_sessions: Mutex::new(FetchSessionCache::new(slots)), groups, txns, markers, raft: std::sync::OnceLock::new(), leader_throttle }
+        Self {
+            broker,
+            fetch_sessions: Mutex::new(FetchSessionCache::new(slots)),
+            groups,
+            txns,
+            markers,
+            txn_verifier,
+            raft: std::sync::OnceLock::new(),
+            leader_throttle,
+        }
     }
 
     /// A client connection ended. When a broker heartbeated on it and this node is the active
@@ -305,7 +319,7 @@ impl Api {
             R::AddOffsetsToTxn(req) => S::AddOffsetsToTxn(add_offsets_to_txn::handle(self, v, req).await),
             R::EndTxn(req) => S::EndTxn(end_txn::handle(self, v, req).await),
             R::TxnOffsetCommit(req) => S::TxnOffsetCommit(txn_offset_commit::handle(self, v, req).await),
-            R::WriteTxnMarkers(req) => S::WriteTxnMarkers(write_txn_markers::handle(self, req)),
+            R::WriteTxnMarkers(req) => S::WriteTxnMarkers(write_txn_markers::handle(self, req).await),
             R::DescribeTransactions(req) => S::DescribeTransactions(describe_transactions::handle(self, req)),
             R::ListTransactions(req) => S::ListTransactions(list_transactions::handle(self, req)),
             R::DescribeProducers(req) => S::DescribeProducers(describe_producers::handle(self, req)),

@@ -4,7 +4,8 @@
 //! needs them (keys for a compacted topic, timestamps the batch header cannot vouch for); each
 //! refused record is then named in `record_errors` (v8+), as Kafka's `LogValidator` does.
 //! A transactional batch that would open a transaction in its partition is first checked with
-//! the transaction coordinator (KIP-890 part 1, `transaction.partition.verification.enable`):
+//! the transaction coordinator (KIP-890 part 1, `transaction.partition.verification.enable`),
+//! on this node or another ([`crate::cluster::txn_verify`]), once for the whole request:
 //! the partition must be in the producer's open transaction, so a zombie cannot start a
 //! transaction nobody will ever end.
 
@@ -30,7 +31,8 @@ pub async fn handle(api: &Api, ctx: &RequestContext, req: ProduceRequest) -> Rep
     let mut to_sync: Vec<(usize, usize, TopicPartition)> = Vec::new();
     // acks=all: partitions whose high watermark must pass an offset before the answer.
     let mut to_replicate: Vec<(usize, usize, TopicPartition, i64)> = Vec::new();
-    let txn = Txn { id: req.transactional_id.as_ref().map(|t| t.as_str()), version: ctx.version };
+    let verified = verify_request(api, &req, ctx.version >= 13).await;
+    let txn = Txn { id: req.transactional_id.as_ref().map(|t| t.as_str()), version: ctx.version, verified: &verified };
     for topic in req.topic_data {
         let by_id = ctx.version >= 13;
         let topic_image = if by_id { image.topic_by_id(&topic.topic_id) } else { image.topic(topic.name.as_str()) };
@@ -226,6 +228,45 @@ type PartitionOutcome = Result<AppendResult, Rejection>;
 struct Txn<'a> {
     id: Option<&'a str>,
     version: i16,
+    /// What the coordinator answered for the partitions [`verify_request`] asked about.
+    verified: &'a Verified,
+}
+
+/// The coordinator's answer per partition, from before anything was appended.
+type Verified = std::collections::HashMap<TopicPartition, Result<(), ResponseError>>;
+
+/// Asks the transaction coordinator (here or on another node) about every partition whose
+/// transactional batch would open a transaction here: one question for the whole request,
+/// before the appends, so that the request's other partitions do not wait on it one by one.
+async fn verify_request(api: &Api, req: &ProduceRequest, by_id: bool) -> Verified {
+    let mut verified = Verified::new();
+    let Some(id) = req.transactional_id.as_ref().map(|t| t.as_str()) else { return verified };
+    if !api.broker.config.settings().txn.partition_verification {
+        return verified;
+    }
+    let mut wanted: std::collections::HashMap<(i64, i16), Vec<TopicPartition>> = std::collections::HashMap::new();
+    {
+        let image = api.broker.image();
+        for topic in &req.topic_data {
+            let Some(t) = (if by_id { image.topic_by_id(&topic.topic_id) } else { image.topic(topic.name.as_str()) }) else { continue };
+            for pd in &topic.partition_data {
+                let Some(header) = pd.records.as_deref().and_then(|r| record::BatchHeader::parse(r).ok()) else { continue };
+                if !header.is_transactional() {
+                    continue;
+                }
+                let tp = TopicPartition::new(t.name.clone(), pd.index);
+                if api.broker.partition(&tp).is_none_or(|p| p.has_open_transaction(ProducerId(header.producer_id))) {
+                    continue;
+                }
+                wanted.entry((header.producer_id, header.producer_epoch)).or_default().push(tp);
+            }
+        }
+    }
+    for ((producer_id, epoch), tps) in wanted {
+        let answers = api.txn_verifier.verify(id, producer_id, epoch, &tps).await;
+        verified.extend(tps.into_iter().zip(answers));
+    }
+    verified
 }
 
 /// First Produce version whose clients handle TRANSACTION_ABORTABLE (older ones get
@@ -245,11 +286,16 @@ fn verify_transaction(api: &Api, tp: &TopicPartition, header: &record::BatchHead
     let Some(id) = txn.id else {
         return Err(Rejection::new(ResponseError::InvalidTxnState, Some("transactional batch without a transactional id".into())));
     };
-    let verified = api.txns.verify_partitions(id, header.producer_id, header.producer_epoch, std::slice::from_ref(tp));
-    match verified.into_iter().next().unwrap_or(Ok(())) {
-        Ok(()) => Ok(()),
-        Err(e) => Err(Rejection::new(errors::verification_error(e, txn.version >= TRANSACTION_ABORTABLE_MIN_VERSION), None)),
-    }
+    let answer = match txn.verified.get(tp) {
+        Some(answer) => *answer,
+        // Not asked before the appends (the partition's state changed since): this node's
+        // coordinator answers, or the request is retried.
+        None => api.txns.verify_partitions(id, header.producer_id, header.producer_epoch, std::slice::from_ref(tp)).into_iter().next().unwrap_or(Ok(())),
+    };
+    answer.map_err(|e| {
+        let (error, message) = errors::produce_verification_error(e, txn.version >= TRANSACTION_ABORTABLE_MIN_VERSION);
+        Rejection::new(error, message)
+    })
 }
 
 fn append_partition(

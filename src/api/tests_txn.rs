@@ -159,6 +159,20 @@ impl H {
         (r.producer_id.0, r.producer_epoch, r.error_code)
     }
 
+    /// InitProducerId retried while the coordinator completes the previous transaction
+    /// (CONCURRENT_TRANSACTIONS), as a client does; the runtime runs the marker sender
+    /// between attempts.
+    fn init_retrying(&self, version: i16) -> (i64, i16, i16) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let r = self.init(version);
+            if r.2 != ResponseError::ConcurrentTransactions.code() || std::time::Instant::now() > deadline {
+                return r;
+            }
+            self.rt.block_on(async { tokio::time::sleep(std::time::Duration::from_millis(5)).await });
+        }
+    }
+
     fn add_t0(&self, pid: i64, epoch: i16) -> i16 {
         let mut t = add_partitions_to_txn_request::AddPartitionsToTxnTopic::default();
         t.name = TopicName(StrBytes::from_static_str("t"));
@@ -241,7 +255,7 @@ fn a_transactional_produce_outside_the_transaction_is_refused() {
     assert_eq!(h.produce(11, pid, epoch, 2), (0, 2), "the open transaction needs no second check");
     // A fenced producer: its EndTxn in v1 gets INVALID_PRODUCER_EPOCH, in v2+ PRODUCER_FENCED.
     assert_eq!(h.init(4).2, ResponseError::ConcurrentTransactions.code(), "the open transaction is aborted first");
-    let (_, bumped, _) = h.init(4);
+    let (_, bumped, _) = h.init_retrying(4);
     assert_eq!(bumped, 2);
     assert_eq!(h.end(1, pid, epoch, true), ResponseError::InvalidProducerEpoch.code());
     assert_eq!(h.end(3, pid, epoch, true), ResponseError::ProducerFenced.code());

@@ -15,7 +15,7 @@ use crate::types::TopicPartition;
 /// First TxnOffsetCommit version whose clients handle TRANSACTION_ABORTABLE.
 const TRANSACTION_ABORTABLE_MIN_VERSION: i16 = 4;
 
-fn verify(api: &Api, version: i16, req: &TxnOffsetCommitRequest) -> Result<(), ResponseError> {
+async fn verify(api: &Api, version: i16, req: &TxnOffsetCommitRequest) -> Result<(), ResponseError> {
     if !api.broker.config.settings().txn.partition_verification {
         return Ok(());
     }
@@ -23,10 +23,10 @@ fn verify(api: &Api, version: i16, req: &TxnOffsetCommitRequest) -> Result<(), R
     if api.broker.partition(&tp).is_some_and(|p| p.has_open_transaction(crate::types::ProducerId(req.producer_id.0))) {
         return Ok(());
     }
-    let verified = api.txns.verify_partitions(req.transactional_id.as_str(), req.producer_id.0, req.producer_epoch, &[tp]);
+    let verified = api.txn_verifier.verify(req.transactional_id.as_str(), req.producer_id.0, req.producer_epoch, &[tp]).await;
     match verified.into_iter().next().unwrap_or(Ok(())) {
         Ok(()) => Ok(()),
-        Err(e) => Err(errors::verification_error(e, version >= TRANSACTION_ABORTABLE_MIN_VERSION)),
+        Err(e) => Err(errors::offset_commit_verification_error(e, version >= TRANSACTION_ABORTABLE_MIN_VERSION)),
     }
 }
 
@@ -43,7 +43,7 @@ pub async fn handle(api: &Api, version: i16, req: TxnOffsetCommitRequest) -> Txn
             });
         }
     }
-    let committed = verify(api, version, &req).and_then(|()| {
+    let committed = verify(api, version, &req).await.and_then(|()| {
         api.groups.txn_commit_offsets(
         req.group_id.as_str(),
         req.producer_id.0,

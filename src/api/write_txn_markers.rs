@@ -1,6 +1,8 @@
 //! WriteTxnMarkers: a transaction coordinator asks this node to write COMMIT/ABORT markers
-//! into partitions it leads, through the same writer the local coordinator uses
-//! ([`crate::txn::markers::LocalMarkerWriter`]).
+//! into partitions it leads. They are written by the same writer this node's own coordinator
+//! uses ([`crate::txn::markers::LocalMarkerWriter`]) and answered once replicated (Kafka
+//! appends them with `acks=-1`, within `request.timeout.ms`), so an acknowledged marker
+//! survives the loss of this leader.
 
 use kafka_protocol::messages::write_txn_markers_response::{
     WritableTxnMarkerPartitionResult, WritableTxnMarkerResult, WritableTxnMarkerTopicResult,
@@ -8,13 +10,14 @@ use kafka_protocol::messages::write_txn_markers_response::{
 use kafka_protocol::messages::{TopicName, WriteTxnMarkersRequest, WriteTxnMarkersResponse};
 
 use super::{Api, errors};
-use crate::txn::markers::{MarkerWriter, TxnMarker};
+use crate::txn::markers::TxnMarker;
 use crate::types::TopicPartition;
 
-pub fn handle(api: &Api, req: WriteTxnMarkersRequest) -> WriteTxnMarkersResponse {
-    let mut r = WriteTxnMarkersResponse::default();
-    for m in req.markers {
-        let marker = TxnMarker {
+pub async fn handle(api: &Api, req: WriteTxnMarkersRequest) -> WriteTxnMarkersResponse {
+    let markers: Vec<TxnMarker> = req
+        .markers
+        .iter()
+        .map(|m| TxnMarker {
             producer_id: m.producer_id.0,
             producer_epoch: m.producer_epoch,
             coordinator_epoch: m.coordinator_epoch,
@@ -24,10 +27,15 @@ pub fn handle(api: &Api, req: WriteTxnMarkersRequest) -> WriteTxnMarkersResponse
                 .iter()
                 .flat_map(|t| t.partition_indexes.iter().map(|p| TopicPartition::new(t.name.to_string(), *p)))
                 .collect(),
-        };
+        })
+        .collect();
+    let timeout = api.broker.config.settings().request_timeout;
+    let results = api.markers.write_replicated(&markers, timeout).await;
+    let mut r = WriteTxnMarkersResponse::default();
+    for (m, results) in req.markers.iter().zip(results) {
         let mut mr = WritableTxnMarkerResult::default();
         mr.producer_id = m.producer_id;
-        for (tp, result) in api.markers.write_markers(&marker) {
+        for (tp, result) in results {
             let mut pr = WritableTxnMarkerPartitionResult::default();
             pr.partition_index = tp.partition.0;
             pr.error_code = result.err().map_or(0, |e| errors::marker_error(&e).code());

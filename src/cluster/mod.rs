@@ -16,7 +16,10 @@
 
 pub mod active;
 pub mod lifecycle;
+pub mod peers;
 pub mod replica;
+pub mod txn_markers;
+pub mod txn_verify;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};

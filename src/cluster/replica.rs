@@ -197,7 +197,7 @@ async fn supervise_fetchers(broker: Arc<Broker>, cluster: Arc<Cluster>, throttle
 }
 
 /// The address of `leader`'s client listener, from its registration.
-fn leader_address(broker: &Broker, leader: NodeId) -> Option<String> {
+pub(crate) fn leader_address(broker: &Broker, leader: NodeId) -> Option<String> {
     let image = broker.image();
     let reg = image.brokers.get(&leader)?;
     let e = reg.endpoint(crate::api::metadata::LOCAL_LISTENER_NAME).or(reg.endpoints.first())?;

@@ -1,22 +1,27 @@
-//! Writing transaction markers: the one path by which a COMMIT or ABORT reaches a
-//! partition, whether the coordinator writes it or a WriteTxnMarkers request asks for it.
+//! Writing transaction markers into this node's partitions: the one path by which a COMMIT
+//! or ABORT reaches a log, whether this node's coordinator wrote it or another broker's
+//! coordinator asked for it with WriteTxnMarkers.
 //!
-//! The coordinator sees only [`MarkerWriter`]; on a single node its implementation is
-//! [`LocalMarkerWriter`], which appends the control batch to the local partition (and, for
-//! `__consumer_offsets`, lets the group coordinator write it so the transaction's pending
-//! offsets become committed or are dropped). The WriteTxnMarkers handler calls the same
-//! `LocalMarkerWriter`, so between brokers the coordinator's side becomes a client that
-//! sends WriteTxnMarkers to each partition leader, without a second way of writing markers.
+//! [`LocalMarkerWriter`] appends the control batch to each partition this node leads (for
+//! `__consumer_offsets` it lets the group coordinator write it, so the transaction's pending
+//! offsets become committed or are dropped) and then waits, as Kafka's WriteTxnMarkers
+//! handler does with `acks=-1`, until every in-sync replica holds it: a marker counts as
+//! written only once it cannot be lost with its leader, because the coordinator forgets the
+//! partition once the marker is acknowledged. The coordinator reaches this writer through its
+//! [`super::sender::MarkerTransport`], for partitions led here directly and for the others
+//! over WriteTxnMarkers answered by the same writer on their leader.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use kafka_protocol::ResponseError;
 
 use crate::broker::Broker;
+use crate::coordinator::WriteBarrier;
 use crate::group::{GroupCoordinator, OFFSETS_TOPIC};
-use crate::partition::PartitionError;
+use crate::partition::{PartitionError, ReplicationWait};
 use crate::record::control::Marker;
-use crate::types::TopicPartition;
+use crate::types::{Offset, TopicPartition};
 
 /// One producer's marker for some partitions (one entry of a WriteTxnMarkers request).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,20 +36,19 @@ pub struct TxnMarker {
 /// Why a marker was not written to a partition.
 #[derive(Debug)]
 pub enum MarkerError {
-    /// The partition does not exist (here): the coordinator stops writing to it.
+    /// The partition does not exist here.
     UnknownPartition,
-    /// The log refused or failed (a fenced epoch, I/O).
+    /// The ISR is smaller than `min.insync.replicas`: not appended (acks=-1's check).
+    NotEnoughReplicas,
+    /// The log refused or failed (not the leader, a fenced epoch, I/O).
     Partition(PartitionError),
     /// The group coordinator refused (`__consumer_offsets`).
     Group(ResponseError),
+    /// Appended, but not known to be replicated.
+    Replication(ReplicationWait),
 }
 
 pub type MarkerResults = Vec<(TopicPartition, Result<(), MarkerError>)>;
-
-/// Writes a marker to every partition it names; one result per partition, in order.
-pub trait MarkerWriter: Send + Sync {
-    fn write_markers(&self, marker: &TxnMarker) -> MarkerResults;
-}
 
 /// Markers into this node's partitions.
 pub struct LocalMarkerWriter {
@@ -57,26 +61,45 @@ impl LocalMarkerWriter {
         Self { broker, groups }
     }
 
-    fn write_one(&self, m: &TxnMarker, tp: &TopicPartition) -> Result<(), MarkerError> {
+    /// Appends `m`'s marker to `tp`; what the answer must wait for.
+    fn append_one(&self, m: &TxnMarker, tp: &TopicPartition) -> Result<WriteBarrier, MarkerError> {
         let marker = Marker { commit: m.commit, coordinator_epoch: m.coordinator_epoch };
-        if tp.topic == OFFSETS_TOPIC {
-            return self
-                .groups
-                .complete_transaction(tp.partition.0, m.producer_id, m.producer_epoch, marker)
-                .map_err(MarkerError::Group);
-        }
         let partition = self.broker.partition(tp).ok_or(MarkerError::UnknownPartition)?;
+        if !partition.is_leader() {
+            return Err(MarkerError::Partition(PartitionError::NotLeader));
+        }
+        if !partition.meets_min_isr() {
+            return Err(MarkerError::NotEnoughReplicas);
+        }
+        let epoch = partition.leader_epoch();
+        if tp.topic == OFFSETS_TOPIC {
+            self.groups.complete_transaction(tp.partition.0, m.producer_id, m.producer_epoch, marker).map_err(MarkerError::Group)?;
+            let end = partition.log_end_offset();
+            return Ok(WriteBarrier::new(partition, epoch, end));
+        }
         let now = self.broker.clock.now_ms();
         let appended = partition.append_marker(crate::types::ProducerId(m.producer_id), m.producer_epoch, marker, now).map_err(MarkerError::Partition)?;
         if appended.flush_due {
             partition.sync(now).map_err(MarkerError::Partition)?;
         }
-        Ok(())
+        Ok(WriteBarrier::new(partition, epoch, Offset(appended.last_offset.0 + 1)))
     }
-}
 
-impl MarkerWriter for LocalMarkerWriter {
-    fn write_markers(&self, marker: &TxnMarker) -> MarkerResults {
-        marker.partitions.iter().map(|tp| (tp.clone(), self.write_one(marker, tp))).collect()
+    /// Writes every marker of `markers` and waits (up to `timeout` in all) until each is
+    /// replicated; one result list per marker, one result per partition, in order.
+    pub async fn write_replicated(&self, markers: &[TxnMarker], timeout: Duration) -> Vec<MarkerResults> {
+        let appended: Vec<Vec<(TopicPartition, Result<WriteBarrier, MarkerError>)>> =
+            markers.iter().map(|m| m.partitions.iter().map(|tp| (tp.clone(), self.append_one(m, tp))).collect()).collect();
+        let waits = appended.into_iter().map(|results| async move {
+            let waits = results.into_iter().map(|(tp, appended)| async move {
+                let result = match appended {
+                    Ok(barrier) => barrier.wait(timeout).await.map_err(MarkerError::Replication),
+                    Err(e) => Err(e),
+                };
+                (tp, result)
+            });
+            futures::future::join_all(waits).await
+        });
+        futures::future::join_all(waits).await
     }
 }

@@ -9,27 +9,32 @@
 //! [`TransactionCoordinator::write_barrier`]). This node coordinates the transactional ids of
 //! the `__transaction_state` partitions it leads ([`crate::coordinator`]): elected leader of
 //! one, it replays that partition to its log end (COORDINATOR_LOAD_IN_PROGRESS meanwhile);
-//! resigning, it drops those ids (NOT_COORDINATOR). After a load (at start-up or on
-//! election) a transaction found preparing
-//! (its decision durable, its markers perhaps not all written) is completed: markers again
-//! (a duplicate marker changes nothing), then the Complete state. An open transaction found
-//! at start-up is aborted once its `transaction.timeout.ms` has passed, like any other.
+//! resigning, it drops those ids (NOT_COORDINATOR) and stops sending their markers. After a
+//! load (at start-up or on election) a transaction found preparing (its decision durable,
+//! its markers perhaps not all written) is completed: markers again (a duplicate marker
+//! changes nothing), then the Complete state. An open transaction found at start-up is
+//! aborted once its `transaction.timeout.ms` has passed, like any other.
 //!
-//! Ending a transaction: PrepareCommit/PrepareAbort is written, the markers go out through
-//! [`markers::MarkerWriter`] (on one node straight into the local partitions), and once every
-//! partition has its marker CompleteCommit/CompleteAbort is written. The EndTxn answer waits
-//! for the markers when they succeed at once, which spares the producer CONCURRENT_TRANSACTIONS
-//! retries; partitions whose marker failed are retried by [`TransactionCoordinator::tick`].
+//! Ending a transaction: PrepareCommit/PrepareAbort is written; once it is replicated the
+//! [`sender`] gets a marker into every partition of the transaction, on whichever broker
+//! leads it ([`channel`] holds the rules, [`markers`] the local write, WriteTxnMarkers the
+//! remote one), retrying until each leader acknowledged a replicated marker, and only then
+//! is CompleteCommit/CompleteAbort written. The EndTxn answer waits a moment for that
+//! ([`END_TXN_MARKERS_WAIT`]), which spares the producer CONCURRENT_TRANSACTIONS retries when
+//! the leaders answer at once; Kafka answers as soon as the decision is replicated.
 //!
 //! Lock order: the coordinator's lock is never held while markers are written (they take the
-//! group coordinator's lock for `__consumer_offsets`); appends to `__transaction_state` happen
-//! under it, as the group coordinator appends under its own.
+//! group coordinator's lock for `__consumer_offsets`) nor while the sender's queue is locked;
+//! appends to `__transaction_state` happen under it, as the group coordinator appends under
+//! its own.
 
+pub mod channel;
 pub mod markers;
 pub mod records;
+pub mod sender;
 pub mod state;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -41,13 +46,19 @@ use crate::coordinator::{LeadershipListener, OwnedPartitions, WriteBarrier};
 use crate::metadata::features::TRANSACTION_VERSION;
 use crate::record::BatchBuilder;
 use crate::types::{LeaderEpoch, PartitionId, TopicPartition};
-use markers::{MarkerError, MarkerWriter, TxnMarker};
+use channel::TxnKey;
+use sender::{Completion, CompletionSink, MarkerSender, MarkerTransport};
 use state::{InitAction, ProducerIdAndEpoch, TxnMetadata, TxnState};
 
 /// The internal topic holding transaction state.
 pub const TRANSACTION_STATE_TOPIC: &str = "__transaction_state";
 /// Bytes read per step while loading `__transaction_state`.
 const LOAD_READ_BYTES: usize = 1 << 20;
+/// How long an EndTxn answer waits for the transaction's markers once its decision is
+/// replicated: enough for live leaders to answer, short against the client's
+/// `request.timeout.ms` when one is unreachable (the producer then retries its next request
+/// on CONCURRENT_TRANSACTIONS until the transaction completes, as with Kafka).
+pub const END_TXN_MARKERS_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The coordinator's settings, Kafka's keys.
 #[derive(Debug, Clone, Copy)]
@@ -102,7 +113,8 @@ pub struct ListFilter {
 
 pub struct TransactionCoordinator {
     broker: Arc<Broker>,
-    markers: Arc<dyn MarkerWriter>,
+    /// Gets the markers of decided transactions written.
+    sender: Arc<MarkerSender>,
     config: TxnConfig,
     /// The transactional ids of the loaded partitions in `owned`.
     /// Lock order: `txns`, then `owned` (never held while taking another lock).
@@ -111,8 +123,6 @@ pub struct TransactionCoordinator {
     /// Set while [`TransactionCoordinator::start`] runs: loads happen on its thread.
     starting: std::sync::atomic::AtomicBool,
     this: std::sync::Weak<TransactionCoordinator>,
-    /// Transactional ids whose markers some thread is writing right now.
-    completing: Mutex<HashSet<String>>,
     last_abort_check_ms: AtomicI64,
     last_expiration_check_ms: AtomicI64,
 }
@@ -125,20 +135,24 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl TransactionCoordinator {
-    pub fn new(broker: Arc<Broker>, markers: Arc<dyn MarkerWriter>) -> Arc<Self> {
+    pub fn new(broker: Arc<Broker>, transport: Arc<dyn MarkerTransport>) -> Arc<Self> {
         let config = TxnConfig::from_broker(&broker.config);
         let now = broker.clock.now_ms();
-        Arc::new_cyclic(|this| Self {
-            broker,
-            markers,
-            config,
-            txns: Mutex::new(HashMap::new()),
-            owned: OwnedPartitions::default(),
-            starting: std::sync::atomic::AtomicBool::new(false),
-            this: this.clone(),
-            completing: Mutex::new(HashSet::new()),
-            last_abort_check_ms: AtomicI64::new(now),
-            last_expiration_check_ms: AtomicI64::new(now),
+        let sender = MarkerSender::new(transport, broker.config.settings().request_timeout);
+        Arc::new_cyclic(|this: &std::sync::Weak<Self>| {
+            let sink: std::sync::Weak<dyn CompletionSink> = this.clone();
+            sender.set_sink(sink);
+            Self {
+                broker,
+                sender,
+                config,
+                txns: Mutex::new(HashMap::new()),
+                owned: OwnedPartitions::default(),
+                starting: std::sync::atomic::AtomicBool::new(false),
+                this: this.clone(),
+                last_abort_check_ms: AtomicI64::new(now),
+                last_expiration_check_ms: AtomicI64::new(now),
+            }
         })
     }
 
@@ -152,6 +166,7 @@ impl TransactionCoordinator {
     pub fn start(&self) {
         use std::sync::atomic::Ordering;
         self.starting.store(true, Ordering::Release);
+        self.sender.start();
         let me: std::sync::Weak<dyn LeadershipListener> = self.this.clone();
         self.broker.add_leadership_listener(me);
         self.starting.store(false, Ordering::Release);
@@ -377,54 +392,45 @@ impl TransactionCoordinator {
         Ok(())
     }
 
-    /// Writes the markers of a preparing transaction and, once every partition has one, its
-    /// Complete state. Partitions that do not exist are given up (a deleted topic), as Kafka
-    /// does; other failures leave the transaction preparing for the next tick.
+    /// Hands a preparing transaction to the sender: its markers go out once everything
+    /// written to its partition so far (its decision included) is replicated, then its
+    /// Complete state is written. Queuing the same transaction again changes nothing.
     fn complete_transaction(&self, transactional_id: &str) {
-        if !lock(&self.completing).insert(transactional_id.to_string()) {
-            return;
-        }
-        self.write_markers_and_complete(transactional_id);
-        lock(&self.completing).remove(transactional_id);
-    }
-
-    fn write_markers_and_complete(&self, transactional_id: &str) {
+        let index = self.partition_for(transactional_id);
         let Some(m) = lock(&self.txns).get(transactional_id).filter(|m| m.state.is_preparing()).cloned() else { return };
-        let marker = TxnMarker {
+        let key = TxnKey {
+            transactional_id: transactional_id.to_string(),
+            txn_partition: PartitionId(index),
             producer_id: m.producer_id,
             producer_epoch: m.producer_epoch,
             coordinator_epoch: self.coordinator_epoch(transactional_id),
             commit: m.state == TxnState::PrepareCommit,
-            partitions: m.partitions.iter().cloned().collect(),
         };
-        let results = self.markers.write_markers(&marker);
-        let mut done = BTreeSet::new();
-        for (tp, result) in results {
-            match result {
-                Ok(()) => {
-                    done.insert(tp);
-                }
-                Err(MarkerError::UnknownPartition) => {
-                    tracing::warn!(transactional_id, partition = %tp, "partition gone; no marker written there");
-                    done.insert(tp);
-                }
-                Err(e) => tracing::warn!(transactional_id, partition = %tp, error = ?e, "marker not written; will retry"),
+        self.sender.enqueue(key, m.partitions.iter().cloned().collect(), self.write_barrier(transactional_id));
+    }
+
+    /// Waits up to `timeout` until `transactional_id` has no decided transaction whose
+    /// markers are still being written.
+    pub async fn wait_markers(&self, transactional_id: &str, timeout: std::time::Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut finished = self.sender.watch_finished();
+        loop {
+            let preparing = lock(&self.txns).get(transactional_id).is_some_and(|m| m.state.is_preparing());
+            if !preparing || !self.sender.is_queued(transactional_id) {
+                return;
+            }
+            tokio::select! {
+                changed = finished.changed() => if changed.is_err() { return },
+                _ = tokio::time::sleep_until(deadline) => return,
             }
         }
-        let now = self.now();
-        let mut txns = lock(&self.txns);
-        let Some(current) = txns.get_mut(transactional_id) else { return };
-        if current.producer_id != m.producer_id || current.producer_epoch != m.producer_epoch || current.state != m.state {
-            return;
-        }
-        current.partitions.retain(|tp| !done.contains(tp));
-        if !current.partitions.is_empty() {
-            return;
-        }
-        let next = current.complete(now);
-        if let Err(e) = self.transition(&mut txns, next) {
-            tracing::warn!(transactional_id, error = ?e, "cannot write the completed transaction; will retry");
-        }
+    }
+
+    /// Whether `key` is still the transaction this node coordinates for its id (same
+    /// producer, epoch, decision and coordinator epoch, still preparing).
+    fn is_current(&self, m: &TxnMetadata, key: &TxnKey) -> bool {
+        let state = if key.commit { TxnState::PrepareCommit } else { TxnState::PrepareAbort };
+        m.producer_id == key.producer_id && m.producer_epoch == key.producer_epoch && m.state == state
     }
 
     /// Aborts transactions past their timeout, retries unfinished markers, and expires idle
@@ -590,6 +596,7 @@ impl LeadershipListener for TransactionCoordinator {
     /// Drops the partition's transactional ids (Kafka's
     /// `removeTransactionsForTxnTopicPartition`): their requests answer NOT_COORDINATOR.
     fn on_resignation(&self, partition: PartitionId) {
+        self.sender.remove_txn_partition(partition);
         let mut txns = lock(&self.txns);
         if !self.owned.resign(partition) {
             return;
@@ -597,6 +604,41 @@ impl LeadershipListener for TransactionCoordinator {
         let before = txns.len();
         txns.retain(|id, _| self.partition_for(id) != partition.0);
         tracing::info!(partition = partition.0, transactional_ids = before - txns.len(), "unloaded transaction state");
+    }
+}
+
+impl CompletionSink for TransactionCoordinator {
+    fn acknowledged(&self, key: &TxnKey, partitions: &[TopicPartition]) {
+        let mut txns = lock(&self.txns);
+        if let Some(m) = txns.get_mut(&key.transactional_id).filter(|m| self.is_current(m, key)) {
+            m.partitions.retain(|tp| !partitions.contains(tp));
+        }
+    }
+
+    fn abandoned(&self, key: &TxnKey) {
+        tracing::warn!(transactional_id = %key.transactional_id, producer_id = key.producer_id, epoch = key.producer_epoch, "a partition refused the marker for a fenced epoch; the transaction stays preparing");
+    }
+
+    /// Writes CompleteCommit/CompleteAbort, unless the transaction or this node's
+    /// coordination of it changed since its markers were queued (Kafka's
+    /// `writeTxnCompletion`); a refused append is retried.
+    fn complete(&self, key: &TxnKey) -> Completion {
+        if self.owned.check(key.txn_partition).is_err() || self.coordinator_epoch(&key.transactional_id) != key.coordinator_epoch {
+            tracing::info!(transactional_id = %key.transactional_id, "no longer coordinating in this epoch; not completing");
+            return Completion::Done;
+        }
+        let now = self.now();
+        let mut txns = lock(&self.txns);
+        let Some(current) = txns.get(&key.transactional_id).filter(|m| self.is_current(m, key)) else { return Completion::Done };
+        let next = current.complete(now);
+        match self.transition(&mut txns, next) {
+            Ok(()) => Completion::Done,
+            Err(ResponseError::NotCoordinator) => Completion::Done,
+            Err(e) => {
+                tracing::warn!(transactional_id = %key.transactional_id, error = ?e, "cannot write the completed transaction; will retry");
+                Completion::Retry
+            }
+        }
     }
 }
 

@@ -10,14 +10,22 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use kafka_protocol::ResponseError;
 
-use super::markers::{LocalMarkerWriter, MarkerError, MarkerResults, MarkerWriter, TxnMarker};
+use std::sync::Mutex as StdMutex;
+
+use super::channel::Route;
+use super::markers::{LocalMarkerWriter, TxnMarker};
+use super::sender::{MarkerAnswer, MarkerTransport};
 use super::state::TxnState;
 use super::*;
 use crate::clock::{Clock, ManualClock};
+use crate::cluster::txn_markers::BrokerMarkerTransport;
 use crate::group::{GroupCoordinator, OffsetCommit};
 use crate::record::BatchBuilder;
+use crate::types::NodeId;
 
 const TIMEOUT_MS: i32 = 60_000;
+/// How long a test waits for markers that should go out at once.
+const SETTLE: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn broker(dir: &std::path::Path, clock: Arc<dyn Clock>) -> Arc<Broker> {
     let config = crate::config::BrokerConfig::load(
@@ -33,18 +41,52 @@ fn broker(dir: &std::path::Path, clock: Arc<dyn Clock>) -> Arc<Broker> {
     Broker::open(config, clock).unwrap()
 }
 
-/// A marker writer that refuses while `down` is set, then writes like the local one.
-struct Flaky {
-    local: LocalMarkerWriter,
+/// The broker's own transport, with two faults to switch on: `down` answers every partition
+/// NOT_LEADER_OR_FOLLOWER; partitions of the topic `remote` are led by `remote_leader`, a
+/// broker that does not exist: requests to it are recorded, and broker 2 answers
+/// NOT_LEADER_OR_FOLLOWER (moving the leadership to 3), broker 3 writes them, and
+/// `unreachable` makes every remote request undeliverable.
+struct Faulty {
+    local: BrokerMarkerTransport,
     down: AtomicBool,
+    unreachable: AtomicBool,
+    remote_leader: StdMutex<NodeId>,
+    sent: StdMutex<Vec<(NodeId, Vec<TxnMarker>)>>,
 }
 
-impl MarkerWriter for Flaky {
-    fn write_markers(&self, marker: &TxnMarker) -> MarkerResults {
-        if self.down.load(Ordering::SeqCst) {
-            return marker.partitions.iter().map(|tp| (tp.clone(), Err(MarkerError::Group(ResponseError::NotLeaderOrFollower)))).collect();
+impl MarkerTransport for Faulty {
+    fn route(&self, tp: &TopicPartition) -> Route {
+        if tp.topic == "remote" {
+            return Route::Leader(*self.remote_leader.lock().unwrap());
         }
-        self.local.write_markers(marker)
+        self.local.route(tp)
+    }
+
+    fn send(&self, destination: NodeId, markers: Vec<TxnMarker>) -> futures::future::BoxFuture<'_, Result<MarkerAnswer, String>> {
+        let refuse = |markers: &[TxnMarker], e: ResponseError| -> MarkerAnswer {
+            markers.iter().map(|m| m.partitions.iter().map(|tp| (tp.clone(), Some(e))).collect()).collect()
+        };
+        if self.down.load(Ordering::SeqCst) {
+            let answer = refuse(&markers, ResponseError::NotLeaderOrFollower);
+            return Box::pin(async move { Ok(answer) });
+        }
+        if destination == NodeId(2) || destination == NodeId(3) {
+            self.sent.lock().unwrap().push((destination, markers.clone()));
+            let answer = if self.unreachable.load(Ordering::SeqCst) {
+                Err("connection refused".to_string())
+            } else if destination == NodeId(2) {
+                *self.remote_leader.lock().unwrap() = NodeId(3);
+                Ok(refuse(&markers, ResponseError::NotLeaderOrFollower))
+            } else {
+                Ok(markers.iter().map(|m| m.partitions.iter().map(|tp| (tp.clone(), None)).collect()).collect())
+            };
+            return Box::pin(async move { answer });
+        }
+        self.local.send(destination, markers)
+    }
+
+    fn route_changes(&self) -> Option<tokio::sync::watch::Receiver<i64>> {
+        self.local.route_changes()
     }
 }
 
@@ -52,20 +94,38 @@ struct Node {
     broker: Arc<Broker>,
     groups: Arc<GroupCoordinator>,
     txns: Arc<TransactionCoordinator>,
-    flaky: Arc<Flaky>,
+    faulty: Arc<Faulty>,
+    rt: tokio::runtime::Runtime,
+}
+
+impl Node {
+    /// Waits until the markers of `id`'s decided transaction are written (or [`SETTLE`]).
+    fn settle(&self, id: &str) {
+        self.rt.block_on(self.txns.wait_markers(id, SETTLE));
+    }
 }
 
 fn node(dir: &std::path::Path, clock: Arc<dyn Clock>) -> Node {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let _in_runtime = rt.enter();
     let broker = broker(dir, clock);
     if broker.image().topic("t").is_none() {
         broker.auto_create_topic("t").unwrap();
     }
     let groups = GroupCoordinator::new(broker.clone());
     groups.start().unwrap();
-    let flaky = Arc::new(Flaky { local: LocalMarkerWriter::new(broker.clone(), groups.clone()), down: AtomicBool::new(false) });
-    let txns = TransactionCoordinator::new(broker.clone(), flaky.clone());
+    let local = BrokerMarkerTransport::new(broker.clone(), Arc::new(LocalMarkerWriter::new(broker.clone(), groups.clone())));
+    let faulty = Arc::new(Faulty {
+        local,
+        down: AtomicBool::new(false),
+        unreachable: AtomicBool::new(false),
+        remote_leader: StdMutex::new(NodeId(2)),
+        sent: StdMutex::new(Vec::new()),
+    });
+    let txns = TransactionCoordinator::new(broker.clone(), faulty.clone());
     txns.start();
-    Node { broker, groups, txns, flaky }
+    drop(_in_runtime);
+    Node { broker, groups, txns, faulty, rt }
 }
 
 fn t0() -> TopicPartition {
@@ -94,6 +154,7 @@ fn a_commit_writes_markers_and_completes() {
     assert_eq!(positions(&n), (0, 3), "the open transaction holds the LSO");
     assert_eq!(n.txns.describe("tx").unwrap().state, TxnState::Ongoing);
     n.txns.end_txn("tx", pid, epoch, true).unwrap();
+    n.settle("tx");
     assert_eq!(positions(&n), (4, 4), "the COMMIT marker is the fourth offset");
     let d = n.txns.describe("tx").unwrap();
     assert_eq!((d.state, d.partitions.len()), (TxnState::CompleteCommit, 0));
@@ -117,7 +178,7 @@ fn a_decided_transaction_is_completed_after_a_restart() {
         let (pid, epoch) = n.txns.init_producer_id("tx", TIMEOUT_MS, None).unwrap();
         n.txns.add_partitions("tx", pid, epoch, &BTreeSet::from([t0()])).unwrap();
         produce(&n, pid, epoch, 0, 5);
-        n.flaky.down.store(true, Ordering::SeqCst);
+        n.faulty.down.store(true, Ordering::SeqCst);
         n.txns.end_txn("tx", pid, epoch, false).unwrap();
         assert_eq!(n.txns.describe("tx").unwrap().state, TxnState::PrepareAbort);
         assert_eq!(positions(&n), (0, 5), "no marker yet");
@@ -127,6 +188,7 @@ fn a_decided_transaction_is_completed_after_a_restart() {
         pid
     };
     let n = node(dir.path(), clock);
+    n.settle("tx");
     let d = n.txns.describe("tx").unwrap();
     assert_eq!((d.state, d.producer_id), (TxnState::CompleteAbort, pid));
     assert_eq!(positions(&n), (6, 6));
@@ -150,6 +212,7 @@ fn an_open_transaction_past_its_timeout_is_aborted_and_its_producer_fenced() {
     assert_eq!(n.txns.describe("tx").unwrap().state, TxnState::Ongoing);
     clock.advance_ms(2_000);
     n.txns.tick();
+    n.settle("tx");
     let d = n.txns.describe("tx").unwrap();
     assert_eq!((d.state, d.producer_epoch), (TxnState::CompleteAbort, 1));
     assert_eq!(positions(&n), (3, 3));
@@ -169,6 +232,7 @@ fn init_producer_id_aborts_the_open_transaction() {
     n.txns.add_partitions("tx", pid, epoch, &BTreeSet::from([t0()])).unwrap();
     produce(&n, pid, epoch, 0, 2);
     assert_eq!(n.txns.init_producer_id("tx", TIMEOUT_MS, None), Err(ResponseError::ConcurrentTransactions));
+    n.settle("tx");
     assert_eq!(positions(&n), (3, 3), "aborted at once");
     assert_eq!(n.txns.init_producer_id("tx", TIMEOUT_MS, None), Ok((pid, 2)));
     n.broker.shutdown();
@@ -212,6 +276,7 @@ fn transactional_offsets_wait_for_their_marker() {
             assert_eq!(n.groups.fetch_offsets(group, None), vec![], "pending offsets are not visible");
             assert!(n.groups.pending_offsets(group).contains(&("t".to_string(), 0)));
             n.txns.end_txn("tx", pid, epoch, decide).unwrap();
+            n.settle("tx");
             assert!(n.groups.pending_offsets(group).is_empty());
         }
         assert_eq!(n.groups.fetch_offsets("kept", None)[0].2.as_ref().map(|c| c.offset), Some(7));
@@ -245,5 +310,60 @@ fn the_state_topic_holds_kafkas_records() {
     let v = records::parse_value(value).unwrap();
     assert_eq!((v.producer_id, v.producer_epoch, v.state, v.timeout_ms), (pid, 0, TxnState::Empty, TIMEOUT_MS));
     assert_eq!(n.broker.image().topic(TRANSACTION_STATE_TOPIC).unwrap().partition_count(), 3);
+    n.broker.shutdown();
+}
+
+/// Partitions led by other brokers get their markers over the transport, one request per
+/// destination batching them; a NOT_LEADER_OR_FOLLOWER answer sends them again to the leader
+/// the image names next; the transaction completes only once every leader acknowledged.
+#[test]
+fn markers_for_other_leaders_are_retried_at_the_new_leader_before_completion() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = node(dir.path(), Arc::new(crate::clock::SystemClock));
+    let (pid, epoch) = n.txns.init_producer_id("tx", TIMEOUT_MS, None).unwrap();
+    let remote = [TopicPartition::new("remote", 0), TopicPartition::new("remote", 1)];
+    let mut all = BTreeSet::from([t0()]);
+    all.extend(remote.iter().cloned());
+    n.txns.add_partitions("tx", pid, epoch, &all).unwrap();
+    produce(&n, pid, epoch, 0, 3);
+    n.txns.end_txn("tx", pid, epoch, true).unwrap();
+    n.settle("tx");
+    let d = n.txns.describe("tx").unwrap();
+    assert_eq!((d.state, d.partitions.len()), (TxnState::CompleteCommit, 0));
+    assert_eq!(positions(&n), (4, 4), "the local partition got its marker");
+    let sent = n.faulty.sent.lock().unwrap().clone();
+    let destinations: Vec<NodeId> = sent.iter().map(|(d, _)| *d).collect();
+    assert_eq!(destinations, vec![NodeId(2), NodeId(3)], "refused by 2, then sent to the new leader 3");
+    for (_, markers) in &sent {
+        assert_eq!(markers.len(), 1, "one marker per transaction");
+        let m = &markers[0];
+        assert_eq!((m.producer_id, m.producer_epoch, m.commit), (pid, epoch, true));
+        assert_eq!(m.partitions, remote.to_vec(), "both remote partitions in one request");
+    }
+    n.broker.shutdown();
+}
+
+/// While a leader cannot be reached the transaction stays decided but not complete
+/// (CONCURRENT_TRANSACTIONS for the producer's next transaction); once it answers, the
+/// transaction completes.
+#[test]
+fn an_unreachable_leader_holds_the_completion_until_it_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = node(dir.path(), Arc::new(crate::clock::SystemClock));
+    *n.faulty.remote_leader.lock().unwrap() = NodeId(3);
+    n.faulty.unreachable.store(true, Ordering::SeqCst);
+    let (pid, epoch) = n.txns.init_producer_id("tx", TIMEOUT_MS, None).unwrap();
+    n.txns.add_partitions("tx", pid, epoch, &BTreeSet::from([t0(), TopicPartition::new("remote", 0)])).unwrap();
+    produce(&n, pid, epoch, 0, 1);
+    n.txns.end_txn("tx", pid, epoch, false).unwrap();
+    n.rt.block_on(n.txns.wait_markers("tx", std::time::Duration::from_millis(500)));
+    let d = n.txns.describe("tx").unwrap();
+    assert_eq!(d.state, TxnState::PrepareAbort);
+    assert_eq!(d.partitions, vec![("remote".to_string(), vec![0])], "the local marker is acknowledged, the remote one is not");
+    assert!(n.faulty.sent.lock().unwrap().len() >= 2, "retried meanwhile");
+    assert_eq!(n.txns.add_partitions("tx", pid, epoch, &BTreeSet::from([t0()])), Err(ResponseError::ConcurrentTransactions));
+    n.faulty.unreachable.store(false, Ordering::SeqCst);
+    n.settle("tx");
+    assert_eq!(n.txns.describe("tx").unwrap().state, TxnState::CompleteAbort);
     n.broker.shutdown();
 }

@@ -1,0 +1,159 @@
+"""Transactions across nodes (issue 11), on a three-node cluster whose internal topics have
+replication factor 3 (`__transaction_state` with min.insync.replicas 2):
+
+- a librdkafka transactional producer writes into 9 partitions led by all three brokers, so
+  that most markers reach their partition through WriteTxnMarkers from the coordinator to
+  another broker; committed transactions become visible to a read_committed consumer in every
+  partition, aborted ones never, and a read_uncommitted consumer sees both;
+- kill -9 of the transaction coordinator while a transaction is open (its records written, not
+  yet committed): the producer commits through the new coordinator, which loaded the
+  transaction from the replicated `__transaction_state`; the records become visible exactly
+  once, and the next transaction works. The time from the kill to the acknowledged commit is
+  printed.
+
+The same test runs against Apache Kafka (BROKER=kafka), which proves the harness and the
+expectations on the reference.
+"""
+
+from __future__ import annotations
+
+import time
+
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from harness.wait import wait_until
+from tests.test_cluster import cluster_factory  # noqa: F401  (the fixture)
+from tests.test_replicated_groups import REPLICATED_INTERNALS
+
+TOPICS = ("txa", "txb", "txc")
+PARTITIONS = 3
+TXN_PARTITIONS = int(REPLICATED_INTERNALS["transaction.state.log.num.partitions"])
+TRANSACTIONAL_ID = "replicated-tx"
+PER_PARTITION = 10
+COMMIT_TIMEOUT_S = 120
+
+
+def java_abs_hash(s: str) -> int:
+    """Kafka's `Utils.abs(s.hashCode())` for an ASCII string."""
+    h = 0
+    for ch in s:
+        h = (31 * h + ord(ch)) & 0xFFFFFFFF
+    if h >= 1 << 31:
+        h -= 1 << 32
+    return 0 if h == -(1 << 31) else abs(h)
+
+
+def leaders(bootstrap: str, topic: str) -> dict[int, int]:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    md = admin.list_topics(topic, timeout=10).topics[topic]
+    assert md.error is None, md.error
+    return {p: m.leader for p, m in md.partitions.items()}
+
+
+def coordinator(bootstrap: str) -> int | None:
+    partition = java_abs_hash(TRANSACTIONAL_ID) % TXN_PARTITIONS
+    try:
+        leader = leaders(bootstrap, "__transaction_state").get(partition, -1)
+    except (KafkaException, KeyError, AssertionError):
+        return None
+    return leader if leader >= 0 else None
+
+
+def produce_transaction(producer: Producer, name: str) -> None:
+    producer.begin_transaction()
+    for topic in TOPICS:
+        for p in range(PARTITIONS):
+            for i in range(PER_PARTITION):
+                producer.produce(topic, key=f"{p}-{i}".encode(), value=f"{name}:{topic}:{p}:{i}".encode(), partition=p)
+    assert producer.flush(60) == 0, f"records of {name} unacknowledged after a minute"
+
+
+def commit(producer: Producer) -> None:
+    """commit_transaction, retried on the errors librdkafka marks retriable (a coordinator
+    that moved)."""
+    deadline = time.monotonic() + COMMIT_TIMEOUT_S
+    while True:
+        try:
+            producer.commit_transaction(30)
+            return
+        except KafkaException as e:
+            err = e.args[0]
+            if not err.retriable() or time.monotonic() > deadline:
+                raise
+
+
+def read_all(bootstrap: str, isolation: str) -> list[str]:
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"reader-{isolation}-{time.monotonic_ns()}",
+                  "enable.auto.commit": False, "isolation.level": isolation})
+    try:
+        tps = [TopicPartition(t, p) for t in TOPICS for p in range(PARTITIONS)]
+        ends = {(tp.topic, tp.partition): c.get_watermark_offsets(tp, timeout=30)[1] for tp in tps}
+        c.assign([TopicPartition(t, p, 0) for t in TOPICS for p in range(PARTITIONS)])
+        got: list[str] = []
+
+        def at_end() -> bool:
+            for m in c.consume(500, 0.2):
+                if m.error() is None:
+                    got.append(m.value().decode())
+            return all(tp.offset >= ends[(tp.topic, tp.partition)] for tp in c.position(tps))
+
+        wait_until(at_end, 60, f"{isolation} consumer at the end of every partition ({ends})")
+        return got
+    finally:
+        c.close()
+
+
+def expected(names: list[str]) -> list[str]:
+    return sorted(f"{n}:{t}:{p}:{i}" for n in names for t in TOPICS for p in range(PARTITIONS) for i in range(PER_PARTITION))
+
+
+def test_transactions_span_brokers_and_survive_kill9_of_the_coordinator(cluster_factory):  # noqa: F811
+    c = cluster_factory(layout="combined", controllers=3, overrides=REPLICATED_INTERNALS)
+    c.start()
+    admin = AdminClient({"bootstrap.servers": c.bootstrap()})
+    for f in admin.create_topics([NewTopic(t, PARTITIONS, 3, config={"min.insync.replicas": "2"}) for t in TOPICS]).values():
+        f.result(30)
+    producer = Producer({"bootstrap.servers": c.bootstrap(), "transactional.id": TRANSACTIONAL_ID,
+                         "transaction.timeout.ms": 60_000, "linger.ms": 5})
+    producer.init_transactions(60)
+
+    txn_partition = java_abs_hash(TRANSACTIONAL_ID) % TXN_PARTITIONS
+    txn_leaders = leaders(c.bootstrap(), "__transaction_state")
+    assert len(txn_leaders) == TXN_PARTITIONS
+    victim = wait_until(lambda: coordinator(c.bootstrap()), 30, "the transaction coordinator")
+    data_leaders = {l for t in TOPICS for l in leaders(c.bootstrap(), t).values()}
+    print(f"\ncoordinator {victim} (__transaction_state-{txn_partition}); data partitions led by {sorted(data_leaders)}")
+    assert len(data_leaders - {victim}) >= 1, "every data partition led by the coordinator: no remote marker"
+
+    committed: list[str] = []
+    for n in range(6):
+        name = f"t{n}"
+        produce_transaction(producer, name)
+        if n % 2 == 0:
+            commit(producer)
+            committed.append(name)
+        else:
+            producer.abort_transaction(60)
+
+    assert sorted(read_all(c.bootstrap(), "read_committed")) == expected(committed)
+    assert len(read_all(c.bootstrap(), "read_uncommitted")) == 6 * len(TOPICS) * PARTITIONS * PER_PARTITION
+
+    # The coordinator dies with a transaction open; the producer commits through its successor.
+    produce_transaction(producer, "open")
+    t_kill = time.monotonic()
+    c.nodes[victim].kill9()
+    commit(producer)
+    took = time.monotonic() - t_kill
+    new = wait_until(lambda: coordinator(c.bootstrap(exclude=(victim,))), 60, "the new coordinator")
+    print(f"coordinator {victim} killed with a transaction open: committed through coordinator {new} after {took:.2f} s")
+    assert new != victim
+    committed.append("open")
+
+    produce_transaction(producer, "after")
+    commit(producer)
+    committed.append("after")
+    producer.flush(10)
+
+    bootstrap = c.bootstrap(exclude=(victim,))
+    assert sorted(read_all(bootstrap, "read_committed")) == expected(committed), "each committed record exactly once"
