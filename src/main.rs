@@ -467,6 +467,7 @@ async fn start_metrics(
             .map(|p| {
                 let positions = metrics::LogPositions {
                     log_start_offset: p.log_start_offset().0,
+                    last_stable_offset: p.last_stable_offset().0,
                     high_watermark: p.high_watermark().0,
                     log_end_offset: p.log_end_offset().0,
                 };
@@ -530,6 +531,7 @@ async fn start_metrics(
             groups_by_state,
             transactions_by_state,
             group_offsets,
+            marker_queue_transactions: weak_txns.upgrade().map_or(0, |t| t.markers_pending() as u64),
         }
     }));
     // Single node: metadata is local, so ready means accepting clients.

@@ -32,7 +32,7 @@ fn exported_names() -> (BTreeSet<String>, Metrics) {
     m.set_snapshot_source(Box::new(|| BrokerSnapshot {
         partitions: vec![PartitionSnapshot {
             followers: vec![FollowerLag { replica: 2, lag_records: 1, lag_ms: 5 }],
-            ..PartitionSnapshot::single_node("t", 0, LogPositions { log_start_offset: 0, high_watermark: 1, log_end_offset: 1 }, 10)
+            ..PartitionSnapshot::single_node("t", 0, LogPositions::new(0, 1, 1), 10)
         }],
         log_dirs: vec![LogDirSnapshot { dir: "/data".into(), total_bytes: 10, free_bytes: 5 }],
         metadata: MetadataSnapshot {

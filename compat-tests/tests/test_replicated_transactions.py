@@ -23,7 +23,8 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from harness.wait import wait_until
-from tests.test_cluster import cluster_factory  # noqa: F401  (the fixture)
+from harness.broker import broker_kind
+from tests.test_cluster import cluster_factory, scrape  # noqa: F401  (the fixture)
 from tests.test_replicated_groups import REPLICATED_INTERNALS
 
 TOPICS = ("txa", "txb", "txc")
@@ -138,6 +139,12 @@ def test_transactions_span_brokers_and_survive_kill9_of_the_coordinator(cluster_
 
     assert sorted(read_all(c.bootstrap(), "read_committed")) == expected(committed)
     assert len(read_all(c.bootstrap(), "read_uncommitted")) == 6 * len(TOPICS) * PARTITIONS * PER_PARTITION
+    if broker_kind() == "blumfeld":
+        # Every data partition got one marker per transaction, wherever it is led.
+        written = {r: sum(scrape(c.nodes[n]).get(f'blumfeld_transaction_markers_written_total{{result="{r}"}}', 0)
+                          for n in c.broker_ids) for r in ("commit", "abort")}
+        per_txn = len(TOPICS) * PARTITIONS
+        assert written == {"commit": 3 * per_txn, "abort": 3 * per_txn}, written
 
     # The coordinator dies with a transaction open; the producer commits through its successor.
     produce_transaction(producer, "open")

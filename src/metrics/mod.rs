@@ -41,7 +41,7 @@ use std::sync::{Mutex, OnceLock};
 use kafka_protocol::messages::ApiKey;
 use prometheus::core::Collector;
 use prometheus::proto::MetricFamily;
-use prometheus::{Encoder, Histogram, HistogramOpts, IntCounter, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 use thiserror::Error;
 
 pub use api::{ApiMetrics, error_name};
@@ -112,6 +112,9 @@ pub struct Metrics {
     pub replication_bytes_in: IntCounter,
     /// From sending an AlterPartition to the controller to its answer (or failure).
     pub alter_partition_seconds: Histogram,
+    /// COMMIT and ABORT markers written into partitions this broker leads (by the local
+    /// coordinator or through WriteTxnMarkers), by `result`.
+    pub txn_markers_written: IntCounterVec,
     lag: ConsumerLag,
     gauges: SnapshotGauges,
     /// The broker's snapshot function. The lock also serializes scrapes, so one scrape's
@@ -155,6 +158,13 @@ impl Metrics {
             "From sending an AlterPartition (ISR change) to the controller to its answer",
             REQUEST_SECONDS_BUCKETS,
         ))?)?;
+        let txn_markers_written = d.add(IntCounterVec::new(
+            opts("blumfeld_transaction_markers_written_total", "COMMIT/ABORT markers appended to partitions this broker leads, by result"),
+            &["result"],
+        )?)?;
+        for result in ["commit", "abort"] {
+            txn_markers_written.with_label_values(&[result]);
+        }
         let lag = ConsumerLag::define(&mut d)?;
         let gauges = SnapshotGauges::define(&mut d)?;
         Ok(Self {
@@ -171,6 +181,7 @@ impl Metrics {
             replication_bytes_out,
             replication_bytes_in,
             alter_partition_seconds,
+            txn_markers_written,
             lag,
             gauges,
             source: Mutex::new(None),

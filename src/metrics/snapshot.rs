@@ -35,6 +35,8 @@ pub struct BrokerSnapshot {
     /// snapshot (lag = high watermark − committed offset, series of other pairs removed);
     /// `None` leaves it to [`super::Metrics::update_consumer_lag`].
     pub group_offsets: Option<Vec<GroupOffset>>,
+    /// Transactions whose markers the coordinator is still getting written.
+    pub marker_queue_transactions: u64,
 }
 
 /// One hosted partition.
@@ -45,6 +47,8 @@ pub struct PartitionSnapshot {
     pub log_start_offset: i64,
     pub log_end_offset: i64,
     pub high_watermark: i64,
+    /// Where read_committed consumers stop (the high watermark without open transactions).
+    pub last_stable_offset: i64,
     pub size_bytes: u64,
     /// This broker leads the partition.
     pub is_leader: bool,
@@ -80,6 +84,7 @@ impl PartitionSnapshot {
             log_start_offset: positions.log_start_offset,
             log_end_offset: positions.log_end_offset,
             high_watermark: positions.high_watermark,
+            last_stable_offset: positions.last_stable_offset,
             size_bytes,
             is_leader: true,
             replicas: 1,
@@ -91,12 +96,21 @@ impl PartitionSnapshot {
     }
 }
 
-/// A partition's three positions (`log_start_offset <= high_watermark <= log_end_offset`).
+/// A partition's positions (`log_start_offset <= last_stable_offset <= high_watermark <=
+/// log_end_offset`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LogPositions {
     pub log_start_offset: i64,
+    pub last_stable_offset: i64,
     pub high_watermark: i64,
     pub log_end_offset: i64,
+}
+
+impl LogPositions {
+    /// Positions without transactions: the last stable offset is the high watermark.
+    pub fn new(log_start_offset: i64, high_watermark: i64, log_end_offset: i64) -> Self {
+        Self { log_start_offset, last_stable_offset: high_watermark, high_watermark, log_end_offset }
+    }
 }
 
 /// The cluster metadata log as this broker sees it.
@@ -177,6 +191,9 @@ pub(super) struct SnapshotGauges {
     log_start_offset: IntGaugeVec,
     log_end_offset: IntGaugeVec,
     high_watermark: IntGaugeVec,
+    lso_lag: IntGaugeVec,
+    lso_lag_max: IntGauge,
+    marker_queue: IntGauge,
     log_dir_total_bytes: IntGaugeVec,
     log_dir_free_bytes: IntGaugeVec,
     groups: IntGaugeVec,
@@ -222,6 +239,9 @@ impl SnapshotGauges {
             log_start_offset: gauges(d, "blumfeld_log_start_offset", "First offset of one partition; only with metrics.partition.detail (Kafka: Log LogStartOffset)", tp)?,
             log_end_offset: gauges(d, "blumfeld_log_end_offset", "Log end offset of one partition; only with metrics.partition.detail (Kafka: Log LogEndOffset)", tp)?,
             high_watermark: gauges(d, "blumfeld_partition_high_watermark", "High watermark of one partition; only with metrics.partition.detail", tp)?,
+            lso_lag: gauges(d, "blumfeld_last_stable_offset_lag", "Records between the high watermark and the last stable offset of one led partition (held back by open transactions); only with metrics.partition.detail (Kafka: Partition LastStableOffsetLag)", tp)?,
+            lso_lag_max: gauge(d, "blumfeld_last_stable_offset_lag_max", "Largest last stable offset lag over the partitions this broker leads")?,
+            marker_queue: gauge(d, "blumfeld_transaction_marker_queue_transactions", "Decided transactions whose COMMIT/ABORT markers the coordinator is still getting written (Kafka: TransactionMarkerChannelManager queue sizes)")?,
             log_dir_total_bytes: gauges(d, "blumfeld_log_dir_total_bytes", "Size of the file system holding a log directory", &["dir"])?,
             log_dir_free_bytes: gauges(d, "blumfeld_log_dir_free_bytes", "Space available to the broker on a log directory's file system", &["dir"])?,
             groups: gauges(d, "blumfeld_group_coordinator_groups", "Consumer groups by state (Kafka: GroupMetadataManager NumGroups<State>)", &["state"])?,
@@ -256,22 +276,25 @@ impl SnapshotGauges {
             self.log_dir_free_bytes.with_label_values(&[dir.dir.as_str()]).set(gauge_value(dir.free_bytes));
         }
         self.fill_states(&snapshot.groups_by_state, &snapshot.transactions_by_state);
+        self.marker_queue.set(gauge_value(snapshot.marker_queue_transactions));
     }
 
     fn apply_partitions(&self, partitions: &[PartitionSnapshot], partition_detail: bool) {
         let (mut leaders, mut under_replicated, mut under_min_isr, mut at_min_isr, mut offline) = (0, 0, 0, 0, 0);
         let mut per_topic: BTreeMap<&str, (i64, u64)> = BTreeMap::new();
-        for detail in [&self.log_size_bytes, &self.log_start_offset, &self.log_end_offset, &self.high_watermark, &self.replica_lag_records, &self.replica_lag_ms] {
+        for detail in [&self.log_size_bytes, &self.log_start_offset, &self.log_end_offset, &self.high_watermark, &self.lso_lag, &self.replica_lag_records, &self.replica_lag_ms] {
             detail.reset();
         }
-        let (mut max_lag_records, mut max_lag_ms) = (0i64, 0u64);
+        let (mut max_lag_records, mut max_lag_ms, mut max_lso_lag) = (0i64, 0u64, 0i64);
         for p in partitions {
             for f in &p.followers {
                 max_lag_records = max_lag_records.max(f.lag_records);
                 max_lag_ms = max_lag_ms.max(f.lag_ms);
             }
+            let lso_lag = p.high_watermark.saturating_sub(p.last_stable_offset).max(0);
             if p.is_leader {
                 leaders += 1;
+                max_lso_lag = max_lso_lag.max(lso_lag);
                 under_replicated += i64::from(p.isr < p.replicas);
                 under_min_isr += i64::from(p.isr < p.min_isr);
                 at_min_isr += i64::from(p.isr == p.min_isr);
@@ -287,6 +310,9 @@ impl SnapshotGauges {
                 self.log_start_offset.with_label_values(&labels).set(p.log_start_offset);
                 self.log_end_offset.with_label_values(&labels).set(p.log_end_offset);
                 self.high_watermark.with_label_values(&labels).set(p.high_watermark);
+                if p.is_leader {
+                    self.lso_lag.with_label_values(&labels).set(lso_lag);
+                }
                 for f in &p.followers {
                     let replica = f.replica.to_string();
                     let labels = [p.topic.as_str(), partition.as_str(), replica.as_str()];
@@ -297,6 +323,7 @@ impl SnapshotGauges {
         }
         self.partitions.set(partitions.len() as i64);
         self.leader_partitions.set(leaders);
+        self.lso_lag_max.set(max_lso_lag);
         self.under_replicated.set(under_replicated);
         self.under_min_isr.set(under_min_isr);
         self.at_min_isr.set(at_min_isr);

@@ -19,7 +19,7 @@ fn metrics(partition_detail: bool) -> Metrics {
 }
 
 fn partition(topic: &str, partition: i32, end: i64, size_bytes: u64) -> PartitionSnapshot {
-    let positions = LogPositions { log_start_offset: 0, high_watermark: end, log_end_offset: end };
+    let positions = LogPositions::new(0, end, end);
     PartitionSnapshot::single_node(topic, partition, positions, size_bytes)
 }
 
@@ -155,6 +155,28 @@ fn snapshot(partitions: Vec<PartitionSnapshot>) -> BrokerSnapshot {
         groups_by_state: vec![("Stable".into(), 2)],
         ..Default::default()
     }
+}
+
+#[test]
+fn open_transactions_show_as_last_stable_offset_lag_and_queued_markers() {
+    let m = metrics(true);
+    let mut open = partition("t", 0, 10, 100);
+    open.last_stable_offset = 4;
+    let mut followed = partition("t", 1, 10, 100);
+    followed.is_leader = false;
+    followed.last_stable_offset = 0;
+    let mut s = snapshot(vec![open, followed]);
+    s.marker_queue_transactions = 2;
+    m.set_snapshot_source(Box::new(move || s.clone()));
+    let text = m.encode_text().unwrap();
+    assert_eq!(sample(&text, r#"blumfeld_last_stable_offset_lag{partition="0",topic="t"}"#), Some(6.0));
+    assert_eq!(sample(&text, r#"blumfeld_last_stable_offset_lag{partition="1",topic="t"}"#), None, "a follower's LSO is not its own");
+    assert_eq!(sample(&text, "blumfeld_last_stable_offset_lag_max"), Some(6.0));
+    assert_eq!(sample(&text, "blumfeld_transaction_marker_queue_transactions"), Some(2.0));
+    m.txn_markers_written.with_label_values(&["commit"]).inc();
+    let text = m.encode_text().unwrap();
+    assert_eq!(sample(&text, r#"blumfeld_transaction_markers_written_total{result="commit"}"#), Some(1.0));
+    assert_eq!(sample(&text, r#"blumfeld_transaction_markers_written_total{result="abort"}"#), Some(0.0));
 }
 
 #[test]

@@ -72,13 +72,16 @@ impl LocalMarkerWriter {
             return Err(MarkerError::NotEnoughReplicas);
         }
         let epoch = partition.leader_epoch();
+        let written = self.broker.metrics.txn_markers_written.with_label_values(&[if m.commit { "commit" } else { "abort" }]);
         if tp.topic == OFFSETS_TOPIC {
             self.groups.complete_transaction(tp.partition.0, m.producer_id, m.producer_epoch, marker).map_err(MarkerError::Group)?;
+            written.inc();
             let end = partition.log_end_offset();
             return Ok(WriteBarrier::new(partition, epoch, end));
         }
         let now = self.broker.clock.now_ms();
         let appended = partition.append_marker(crate::types::ProducerId(m.producer_id), m.producer_epoch, marker, now).map_err(MarkerError::Partition)?;
+        written.inc();
         if appended.flush_due {
             partition.sync(now).map_err(MarkerError::Partition)?;
         }

@@ -241,6 +241,11 @@ impl TransactionCoordinator {
     }
 
     /// The `__transaction_state` partition of `transactional_id` (Kafka's `partitionFor`).
+    /// Decided transactions whose markers are still being written.
+    pub fn markers_pending(&self) -> usize {
+        self.sender.pending()
+    }
+
     pub fn partition_for(&self, transactional_id: &str) -> i32 {
         let n = self
             .broker
