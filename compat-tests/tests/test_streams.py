@@ -10,6 +10,12 @@ Then a read_committed consumer checks each input's effect is in the output exact
 key the counts run 1, 2, 3, ... and the sums grow by each input once; the final totals match the
 input), the committed offsets equal the input's end, the changelog is compacted and the
 repartition topic was purged (DeleteRecords).
+
+A second scenario runs two instances and freezes one (SIGSTOP) with a transaction open, past
+its session timeout: the other takes over every task; the frozen one, resumed, still holds its
+open transaction under the old group generation and must be fenced (its TxnOffsetCommit
+rejected, the transaction aborted), not committed next to the new owner's (a transaction
+timeout longer than the freeze leaves the generation as the only fence).
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ class StreamsApp:
         self.processed = 0
         self.running = 0
         self.caught_up = False
+        self.tasks: frozenset[str] = frozenset()
         self.lines: list[str] = []
         self._lock = threading.Lock()
         cmd = java_cmd("streams-app", *args)
@@ -73,6 +80,8 @@ class StreamsApp:
                         self.running += 1
                     elif line.startswith("CAUGHT-UP"):
                         self.caught_up = True
+                    elif line.startswith("TASKS"):
+                        self.tasks = frozenset(t for t in line[len("TASKS"):].strip().split(",") if t)
 
     def progress(self, at_least: int) -> bool:
         if self.proc.poll() is not None:
@@ -80,6 +89,24 @@ class StreamsApp:
             raise AppDied(f"{self.name} exited with {self.proc.returncode}:\n{self.tail()}")
         with self._lock:
             return self.running > 0 and self.processed >= at_least
+
+    def owns(self, tasks: frozenset[str]) -> bool:
+        self.progress(0)
+        with self._lock:
+            return self.tasks == tasks
+
+    def snapshot(self) -> tuple[frozenset[str], int]:
+        with self._lock:
+            return self.tasks, self.processed
+
+    def pause(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        try:
+            os.killpg(self.proc.pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
 
     def tail(self) -> str:
         with self._lock:
@@ -108,15 +135,30 @@ class StreamsApp:
         assert rc == 0 and self.caught_up, f"{self.name} exited with {rc}:\n{self.tail()}"
 
 
+NAMES = ["--input", "st-in", "--output", "st-out", "--partitions", "3", "--groups", "7"]
+# Subtopology 0 reads the input, 1 the repartition topic: 3 partitions each.
+ALL_TASKS = frozenset(f"{s}_{p}" for s in range(2) for p in range(3))
+
+
+def produce_input(bootstrap: str, count: int) -> None:
+    out = run_driver(java_cmd("streams-setup", "--bootstrap", bootstrap, *NAMES, "--count", str(count)), timeout_s=120)
+    assert f"produced {count}" in out, out
+
+
+def verify(bootstrap: str, count: int) -> str:
+    out = run_driver(java_cmd("streams-verify", "--bootstrap", bootstrap, "--app-id", "st-app", *NAMES,
+                              "--count", str(count)), timeout_s=180)
+    print(out[-3000:])
+    assert f"ok streams records={count}" in out, out
+    return out
+
+
 def test_streams_exactly_once_survives_kill9_of_the_app_and_the_broker(broker_factory, tmp_path):
     broker = broker_factory.start(BROKER_OVERRIDES)
-    names = ["--input", "st-in", "--output", "st-out", "--partitions", "3", "--groups", "7"]
     t0 = time.monotonic()
-    out = run_driver(java_cmd("streams-setup", "--bootstrap", broker.bootstrap, *names, "--count", str(COUNT)),
-                     timeout_s=120)
-    assert f"produced {COUNT}" in out, out
+    produce_input(broker.bootstrap, COUNT)
     app_args = ["--bootstrap", broker.bootstrap, "--app-id", "st-app", "--state-dir", str(tmp_path / "state"),
-                "--rate", str(RATE), *names]
+                "--rate", str(RATE), *NAMES]
     apps: list[StreamsApp] = []
     try:
         first = StreamsApp("app-1", app_args, tmp_path)
@@ -144,11 +186,52 @@ def test_streams_exactly_once_survives_kill9_of_the_app_and_the_broker(broker_fa
         for app in apps:
             if app.proc.poll() is None:
                 app.kill9()
-    out = run_driver(java_cmd("streams-verify", "--bootstrap", broker.bootstrap, "--app-id", "st-app", *names,
-                              "--count", str(COUNT)), timeout_s=180)
-    print(out[-3000:])
-    assert f"ok streams records={COUNT}" in out, out
+    verify(broker.bootstrap, COUNT)
     print(f"streams exactly_once_v2 ({broker.kind}): {COUNT} inputs in {t_done - t0:.1f} s; "
           f"after the app's kill -9 the second run processed {COUNT // 5} inputs {t_resumed - t_app_killed:.1f} s later; "
           f"broker down {t_broker_back - t_broker_killed:.1f} s; caught up {t_done - t_broker_back:.1f} s after its restart "
           f"(second run processed {second.processed} inputs); verified in {time.monotonic() - t_done:.1f} s")
+
+
+def test_streams_a_frozen_instance_is_fenced_by_the_group_generation(broker_factory, tmp_path):
+    broker = broker_factory.start(BROKER_OVERRIDES)
+    count = 6000
+    t0 = time.monotonic()
+    produce_input(broker.bootstrap, count)
+
+    def args(name: str) -> list[str]:
+        return ["--bootstrap", broker.bootstrap, "--app-id", "st-app", "--state-dir", str(tmp_path / name),
+                "--threads", "1", "--rate", "300", "--txn-timeout-ms", "60000", *NAMES]
+
+    apps: list[StreamsApp] = []
+    try:
+        a = StreamsApp("inst-a", args("a"), tmp_path)
+        apps.append(a)
+        b = StreamsApp("inst-b", args("b"), tmp_path)
+        apps.append(b)
+
+        def both_working() -> bool:
+            (ta, na), (tb, nb) = a.snapshot(), b.snapshot()
+            return a.progress(400) and b.progress(400) and ta and tb and ta | tb == ALL_TASKS and not ta & tb
+
+        wait_until(both_working, RUN_DEADLINE_S, "both instances to own tasks and process inputs", interval_s=0.02)
+        frozen_tasks, frozen_at = a.snapshot()
+        a.pause()
+        t_paused = time.monotonic()
+        wait_until(lambda: b.owns(ALL_TASKS), 60, "the live instance to take over every task", interval_s=0.02)
+        t_taken = time.monotonic()
+        a.resume()
+        a.wait_done(RUN_DEADLINE_S)
+        b.wait_done(RUN_DEADLINE_S)
+        t_done = time.monotonic()
+    finally:
+        for app in apps:
+            app.resume()
+            if app.proc.poll() is None:
+                app.kill9()
+    verify(broker.bootstrap, count)
+    fenced = sum(a.stderr_path.read_text(errors="replace").count(word)
+                 for word in ("TaskMigratedException", "CommitFailedException"))
+    print(f"streams exactly_once_v2 ({broker.kind}): froze an instance owning {sorted(frozen_tasks)} after "
+          f"{frozen_at} inputs; the other owned every task {t_taken - t_paused:.1f} s later; {count} inputs in "
+          f"{t_done - t0:.1f} s; the resumed instance logged {fenced} task-migrated/commit-failed exceptions")

@@ -56,7 +56,8 @@ import org.apache.kafka.streams.state.KeyValueStore;
  *   streams-app     the application: input -> groupBy("g{i % groups}") (repartition topic
  *                   by-group) -> aggregate into the KTable "totals" (value "count:sum:lastId",
  *                   changelogged) -> output, caching off so every input yields one update.
- *                   Prints RUNNING on each move to RUNNING, PROCESSED n every 200 inputs, and
+ *                   Prints RUNNING on each move to RUNNING, PROCESSED n every 200 inputs,
+ *                   TASKS a,b,... whenever the instance's active tasks change, and
  *                   CAUGHT-UP once the application's committed offsets (require_stable) reach
  *                   the input's end and then the repartition topic's; then closes cleanly and
  *                   exits 0. Stdin EOF closes too.
@@ -167,6 +168,7 @@ final class StreamsEos {
         // Inputs per second through the topology (0: unthrottled), so a run lasts long enough
         // for the test to kill things in the middle of it.
         int rate = Integer.parseInt(opts.getOrDefault("rate", "0"));
+        int txnTimeoutMs = Integer.parseInt(opts.getOrDefault("txn-timeout-ms", "10000"));
 
         Properties p = new Properties();
         p.put(StreamsConfig.APPLICATION_ID_CONFIG, appId);
@@ -179,6 +181,7 @@ final class StreamsEos {
         p.put(StreamsConfig.consumerPrefix(ConsumerConfig.SESSION_TIMEOUT_MS_CONFIG), 6000);
         p.put(StreamsConfig.consumerPrefix(ConsumerConfig.HEARTBEAT_INTERVAL_MS_CONFIG), 1000);
         p.put(StreamsConfig.consumerPrefix(ConsumerConfig.MAX_POLL_RECORDS_CONFIG), 100);
+        p.put(StreamsConfig.producerPrefix(ProducerConfig.TRANSACTION_TIMEOUT_CONFIG), txnTimeoutMs);
 
         StreamsBuilder builder = new StreamsBuilder();
         AtomicLong processed = new AtomicLong();
@@ -246,7 +249,19 @@ final class StreamsEos {
             stdin.start();
             streams.start();
             try (Admin admin = admin(bootstrap)) {
-                while (!done.await(500, TimeUnit.MILLISECONDS)) {
+                String tasks = "";
+                long nextCheck = 0;
+                while (!done.await(100, TimeUnit.MILLISECONDS)) {
+                    String now = activeTasks(streams);
+                    if (!now.equals(tasks)) {
+                        tasks = now;
+                        System.out.println("TASKS " + tasks);
+                        System.out.flush();
+                    }
+                    if (System.nanoTime() < nextCheck) {
+                        continue;
+                    }
+                    nextCheck = System.nanoTime() + 500_000_000L;
                     if (caughtUp(admin, appId, inputEnds, parts)) {
                         System.out.println("CAUGHT-UP processed=" + processed.get());
                         break;
@@ -260,6 +275,15 @@ final class StreamsEos {
                 throw new Main.Mismatch("the application failed: state " + state);
             }
         }
+    }
+
+    /** This instance's active tasks, sorted, comma-separated ("0_0,1_2"). */
+    private static String activeTasks(KafkaStreams streams) {
+        Set<String> out = new java.util.TreeSet<>();
+        for (var thread : streams.metadataForLocalThreads()) {
+            thread.activeTasks().forEach(t -> out.add(t.taskId().toString()));
+        }
+        return String.join(",", out);
     }
 
     /**
