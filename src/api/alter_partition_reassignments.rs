@@ -35,7 +35,7 @@ pub fn handle(api: &Api, req: AlterPartitionReassignmentsRequest) -> AlterPartit
         let unclean = |topic: &str| {
             image.topic(topic).and_then(|t| t.configs.get(UNCLEAN_KEY)).map_or(broker_unclean, |v| v == "true")
         };
-        Ok(reassignment::alter(image, &items, unclean))
+        Ok(reassignment::alter(image, &crate::metadata::partition_change::TopicDefaults::from_config(&api.broker.config), &items, unclean))
     });
     let results = match out {
         Ok(results) => results,

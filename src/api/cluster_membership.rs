@@ -49,7 +49,9 @@ fn active(api: &Api) -> Result<&Cluster, ResponseError> {
     }
 }
 
-pub fn broker_registration(api: &Api, req: BrokerRegistrationRequest) -> BrokerRegistrationResponse {
+/// BrokerRegistration of `version`: from v3 the request's `previous_broker_epoch` says the
+/// broker shut down cleanly (KIP-966), as Kafka's controller reads it.
+pub fn broker_registration(api: &Api, version: i16, req: BrokerRegistrationRequest) -> BrokerRegistrationResponse {
     let mut r = BrokerRegistrationResponse::default();
     r.broker_epoch = -1;
     let cluster = match active(api) {
@@ -74,6 +76,7 @@ pub fn broker_registration(api: &Api, req: BrokerRegistrationRequest) -> BrokerR
             })
             .collect(),
         rack: req.rack.as_ref().map(|r| r.to_string()),
+        previous_broker_epoch: (version >= 3 && req.previous_broker_epoch >= 0).then_some(BrokerEpoch(req.previous_broker_epoch)),
     };
     let now = api.broker.clock.now_ms();
     let out = api.broker.metadata_store().update(|image| {
@@ -81,7 +84,7 @@ pub fn broker_registration(api: &Api, req: BrokerRegistrationRequest) -> BrokerR
             Ok(s) => s,
             Err(p) => p.into_inner(),
         };
-        cluster_control::register(image, &sessions, &reg, now, cluster.session_timeout_ms).map_err(Failure::Refused)
+        cluster_control::register(image, &crate::metadata::partition_change::TopicDefaults::from_config(&api.broker.config), &sessions, &reg, now, cluster.session_timeout_ms).map_err(Failure::Refused)
     });
     match out {
         Ok((_, epoch)) => {
@@ -122,7 +125,7 @@ pub fn broker_heartbeat(api: &Api, peer: Option<std::net::SocketAddr>, req: Brok
     if registered && let Some(peer) = peer {
         cluster.heartbeat_connection(peer, hb.id, hb.epoch);
     }
-    match api.broker.metadata_store().update(|image| cluster_control::heartbeat(image, &hb).map_err(Failure::Refused)) {
+    match api.broker.metadata_store().update(|image| cluster_control::heartbeat(image, &crate::metadata::partition_change::TopicDefaults::from_config(&api.broker.config), &hb).map_err(Failure::Refused)) {
         Ok((_, reply)) => {
             r.is_caught_up = reply.is_caught_up;
             r.is_fenced = reply.is_fenced;

@@ -336,7 +336,7 @@ impl Api {
                 Some(r) => S::UpdateFeatures(r),
                 None => S::UpdateFeatures(update_features::handle(self, v, req)),
             },
-            R::BrokerRegistration(req) => S::BrokerRegistration(cluster_membership::broker_registration(self, req)),
+            R::BrokerRegistration(req) => S::BrokerRegistration(cluster_membership::broker_registration(self, v, req)),
             R::BrokerHeartbeat(req) => S::BrokerHeartbeat(cluster_membership::broker_heartbeat(self, ctx.peer, req)),
             R::AllocateProducerIds(req) => S::AllocateProducerIds(cluster_membership::allocate_producer_ids(self, req)),
             R::AlterPartition(req) => S::AlterPartition(alter_partition::handle(self, v, req)),

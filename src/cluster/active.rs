@@ -168,7 +168,7 @@ pub async fn probe_and_fence(broker: Arc<Broker>, cluster: Arc<Cluster>, id: cra
     let fenced = tokio::task::spawn_blocking(move || {
         b.metadata_store().update(|image| {
             let current = image.brokers.get(&id).is_some_and(|r| r.epoch == epoch && !r.fenced);
-            let records = if current { cluster_control::fence(image, &[id]) } else { vec![] };
+            let records = if current { cluster_control::fence(image, &crate::metadata::partition_change::TopicDefaults::from_config(&broker.config), &[id]) } else { vec![] };
             Ok::<_, StoreError>((records, current))
         })
     })
@@ -202,7 +202,7 @@ fn leader_duties(broker: &Broker, cluster: &Cluster) {
             return;
         }
     }
-    complete_reassignments(store);
+    complete_reassignments(store, &crate::metadata::partition_change::TopicDefaults::from_config(&broker.config));
     let now = broker.clock.now_ms();
     let expired = match cluster.sessions.lock() {
         Ok(mut s) => s.expired(&store.image(), now, cluster.session_timeout_ms),
@@ -211,7 +211,7 @@ fn leader_duties(broker: &Broker, cluster: &Cluster) {
     if expired.is_empty() {
         return;
     }
-    let out = store.update(|image| Ok::<_, StoreError>((cluster_control::fence(image, &expired), ())));
+    let out = store.update(|image| Ok::<_, StoreError>((cluster_control::fence(image, &crate::metadata::partition_change::TopicDefaults::from_config(&broker.config), &expired), ())));
     match out {
         Ok(_) => tracing::info!(brokers = ?expired.iter().map(|b| b.0).collect::<Vec<_>>(), "fenced brokers whose sessions expired"),
         Err(e) => tracing::warn!(error = %e, "fencing expired brokers failed"),
@@ -241,11 +241,12 @@ impl ElectionSchedule {
 
 fn run_elections(broker: &Broker, schedule: &mut ElectionSchedule) {
     let settings = &broker.config.settings().elections;
+    let defaults = crate::metadata::partition_change::TopicDefaults::from_config(&broker.config);
     let store = broker.metadata_store();
     let now = broker.clock.now_ms();
     if settings.auto_rebalance && now >= schedule.next_balance_ms {
         let out = store.update(|image| {
-            let records = election::balance_leaders(image, election::ELECTIONS_PER_PASS_MAX);
+            let records = election::balance_leaders(image, &defaults, election::ELECTIONS_PER_PASS_MAX);
             let n = records.len();
             Ok::<_, StoreError>((records, n))
         });
@@ -255,7 +256,7 @@ fn run_elections(broker: &Broker, schedule: &mut ElectionSchedule) {
                     tracing::info!(partitions = moved, "moved leadership back to preferred replicas (auto.leader.rebalance.enable)");
                 }
                 // A pass that hit the limit goes on at the next tick, as Kafka reschedules at once.
-                let more = !election::balance_leaders(&image, 1).is_empty();
+                let more = !election::balance_leaders(&image, &defaults, 1).is_empty();
                 schedule.next_balance_ms = if more { now } else { now.saturating_add(settings.imbalance_check_interval_ms) };
             }
             Err(e) => tracing::warn!(error = %e, "preferred leader balancing failed; retried at the next tick"),
@@ -264,7 +265,7 @@ fn run_elections(broker: &Broker, schedule: &mut ElectionSchedule) {
     let offset = store.image().offset;
     if offset != schedule.unclean_checked_offset || now >= schedule.next_unclean_ms {
         let out = store.update(|image| {
-            Ok::<_, StoreError>((election::elect_unclean_leaderless(image, settings.unclean_default, election::ELECTIONS_PER_PASS_MAX), ()))
+            Ok::<_, StoreError>((election::elect_unclean_leaderless(image, &defaults, election::ELECTIONS_PER_PASS_MAX), ()))
         });
         match out {
             Ok((image, ())) => {
@@ -278,11 +279,11 @@ fn run_elections(broker: &Broker, schedule: &mut ElectionSchedule) {
 
 /// Reassignments whose ISR already holds every target replica complete here when no
 /// AlterPartition completed them (see [`crate::metadata::reassignment`]).
-fn complete_reassignments(store: &crate::metadata::MetadataStore) {
-    if crate::metadata::reassignment::complete_ready(&store.image()).is_empty() {
+fn complete_reassignments(store: &crate::metadata::MetadataStore, defaults: &crate::metadata::partition_change::TopicDefaults) {
+    if crate::metadata::reassignment::complete_ready(&store.image(), defaults).is_empty() {
         return;
     }
-    let out = store.update(|image| Ok::<_, StoreError>((crate::metadata::reassignment::complete_ready(image), ())));
+    let out = store.update(|image| Ok::<_, StoreError>((crate::metadata::reassignment::complete_ready(image, defaults), ())));
     match out {
         Ok(_) => tracing::info!("completed partition reassignments whose replicas are in sync"),
         Err(e) => tracing::warn!(error = %e, "completing partition reassignments failed"),

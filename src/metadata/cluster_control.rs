@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use uuid::Uuid;
 
 use super::image::MetadataImage;
+use super::partition_change::{self, Target, TopicDefaults};
 use super::records::{Endpoint, LeaderChange, MetadataRecord};
 use super::registration::PartitionRegistration;
 use crate::types::{BrokerEpoch, LeaderEpoch, NodeId, PartitionEpoch, PartitionId};
@@ -44,6 +45,9 @@ pub struct Registration {
     pub incarnation_id: Uuid,
     pub endpoints: Vec<Endpoint>,
     pub rack: Option<String>,
+    /// The epoch the broker had when it last shut down cleanly (BrokerRegistration v3+'s
+    /// `previous_broker_epoch`, KIP-966); `None` when it did not, or the request is older.
+    pub previous_broker_epoch: Option<BrokerEpoch>,
 }
 
 /// What a BrokerHeartbeat request says.
@@ -115,6 +119,7 @@ impl BrokerSessions {
 /// that two processes configured with one `node.id` cannot take turns.
 pub fn register(
     image: &MetadataImage,
+    defaults: &TopicDefaults,
     sessions: &BrokerSessions,
     req: &Registration,
     now_ms: i64,
@@ -136,8 +141,15 @@ pub fn register(
     let mut records = Vec::new();
     // The old incarnation's leaderships go first: it is gone. (First, so that a prefix of
     // these records that commits alone never shows the new, fenced incarnation leading.)
-    if image.brokers.contains_key(&req.id) {
-        records.extend(move_leadership(image, req.id));
+    // Kafka's `handleBrokerShutdown`: a new incarnation that did not shut down cleanly (it
+    // names no previous epoch, or not the registered one) may have lost its unflushed tail,
+    // so with ELR on its replicas also leave every ELR. (The same incarnation registering
+    // again did not restart: it is removed as a fenced broker is.)
+    if let Some(existing) = image.brokers.get(&req.id) {
+        let restarted = existing.incarnation_id != req.incarnation_id;
+        let clean = req.previous_broker_epoch == Some(existing.epoch);
+        let how = if restarted && !clean && super::features::elr_enabled(image) { Removal::UncleanShutdown } else { Removal::Clean };
+        records.extend(remove_broker(image, defaults, req.id, how));
     }
     // The epoch is the offset of the metadata log entry that carries the registration (a
     // change is one entry): the broker is caught up once it has applied it.
@@ -159,7 +171,7 @@ pub fn register(
 /// partitions it can lead that have no leader elect it. A broker that wants to shut down
 /// gives up its leaderships and ISR memberships (controlled shutdown); once it leads nothing
 /// it is fenced and told it may stop.
-pub fn heartbeat(image: &MetadataImage, hb: &Heartbeat) -> Result<(Vec<MetadataRecord>, HeartbeatReply), MembershipError> {
+pub fn heartbeat(image: &MetadataImage, defaults: &TopicDefaults, hb: &Heartbeat) -> Result<(Vec<MetadataRecord>, HeartbeatReply), MembershipError> {
     let b = image.brokers.get(&hb.id).ok_or(MembershipError::NotRegistered)?;
     if b.epoch != hb.epoch {
         return Err(MembershipError::StaleEpoch { got: hb.epoch.0, expected: b.epoch.0 });
@@ -176,7 +188,7 @@ pub fn heartbeat(image: &MetadataImage, hb: &Heartbeat) -> Result<(Vec<MetadataR
                 in_controlled_shutdown: Some(true),
             });
         }
-        let moves = move_leadership(image, hb.id);
+        let moves = remove_broker(image, defaults, hb.id, Removal::Clean);
         if moves.is_empty() {
             if !b.fenced {
                 records.push(MetadataRecord::FenceBroker { id: hb.id, epoch: b.epoch });
@@ -189,10 +201,10 @@ pub fn heartbeat(image: &MetadataImage, hb: &Heartbeat) -> Result<(Vec<MetadataR
     }
     if b.fenced && caught_up && !hb.want_fence && !b.in_controlled_shutdown {
         records.push(MetadataRecord::UnfenceBroker { id: hb.id, epoch: b.epoch });
-        records.extend(elect_leaderless(image, hb.id));
+        records.extend(elect_leaderless(image, defaults, hb.id));
         reply.is_fenced = false;
     } else if !b.fenced && hb.want_fence {
-        records.extend(move_leadership(image, hb.id));
+        records.extend(remove_broker(image, defaults, hb.id, Removal::Clean));
         records.push(MetadataRecord::FenceBroker { id: hb.id, epoch: b.epoch });
         reply.is_fenced = true;
     } else if !b.fenced && !b.in_controlled_shutdown {
@@ -200,7 +212,7 @@ pub fn heartbeat(image: &MetadataImage, hb: &Heartbeat) -> Result<(Vec<MetadataR
         // is what its unfencing did; but each record is a quorum entry of its own, and an
         // unfencing whose elections were lost in a failover (the change committed in part)
         // would leave the partition offline for good. Every heartbeat repairs that.
-        records.extend(elect_leaderless(image, hb.id));
+        records.extend(elect_leaderless(image, defaults, hb.id));
     }
     Ok((records, reply))
 }
@@ -213,7 +225,7 @@ pub fn heartbeat(image: &MetadataImage, hb: &Heartbeat) -> Result<(Vec<MetadataR
 /// entry of its own, and a prefix of a change may commit (and be applied, or survive a
 /// failover) without the rest; every prefix of these records leaves no partition led by a
 /// fenced broker.
-pub fn fence(image: &MetadataImage, ids: &[NodeId]) -> Vec<MetadataRecord> {
+pub fn fence(image: &MetadataImage, defaults: &TopicDefaults, ids: &[NodeId]) -> Vec<MetadataRecord> {
     let mut work = image.clone();
     let mut records = Vec::new();
     for id in ids {
@@ -222,7 +234,7 @@ pub fn fence(image: &MetadataImage, ids: &[NodeId]) -> Vec<MetadataRecord> {
             continue;
         }
         let fence = MetadataRecord::FenceBroker { id: *id, epoch: b.epoch };
-        let mut these = move_leadership(&work, *id);
+        let mut these = remove_broker(&work, defaults, *id, Removal::Clean);
         these.push(fence);
         for r in &these {
             work.replay(r);
@@ -234,78 +246,56 @@ pub fn fence(image: &MetadataImage, ids: &[NodeId]) -> Vec<MetadataRecord> {
 
 /// Whether `id` may lead: registered, unfenced, not shutting down.
 pub(crate) fn can_lead(image: &MetadataImage, id: NodeId) -> bool {
-    image.brokers.get(&id).is_some_and(|b| !b.fenced && !b.in_controlled_shutdown)
+    partition_change::can_lead(image, id)
 }
 
-/// Partition changes that take `id` out of service (fenced, shutting down, or replaced by a
-/// new incarnation), as Kafka's `generateLeaderAndIsrUpdates`: each partition it leads moves to
-/// the first other ISR member that can lead, or to no leader when none can (the ISR keeps
-/// `id` then, so that the last in-sync replica is not forgotten), and `id` leaves every ISR it
-/// is not the last member of. Leaving the ISR at once matters: a leader's high watermark
-/// waits for every ISR member, so a dead one kept there would stall writes with `acks=all`
-/// until the leader's own lag check removed it, `replica.lag.time.max.ms` later.
-fn move_leadership(image: &MetadataImage, id: NodeId) -> Vec<MetadataRecord> {
+/// Why a broker's replicas are taken out of service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Removal {
+    /// Fenced, shutting down, or replaced by an incarnation that shut down cleanly: it leaves
+    /// the ISRs, and the ELRs keep it.
+    Clean,
+    /// Replaced by an incarnation that did not shut down cleanly: it leaves ISRs and ELRs.
+    UncleanShutdown,
+}
+
+/// Partition changes that take `id` out of service, as Kafka's `generateLeaderAndIsrUpdates`:
+/// in every partition whose ISR holds it (or that it leads; with an unclean shutdown also
+/// whose ELR holds it) the target ISR is the ISR without it and `id` may not lead, so each
+/// partition it leads moves to another valid replica or to no leader (see
+/// [`partition_change`] for the ELR). Leaving the ISR at once matters: a leader's high
+/// watermark waits for every ISR member, so a dead one kept there would stall writes with
+/// `acks=all` until the leader's own lag check removed it, `replica.lag.time.max.ms` later.
+fn remove_broker(image: &MetadataImage, defaults: &TopicDefaults, id: NodeId, how: Removal) -> Vec<MetadataRecord> {
     let mut records = Vec::new();
+    let unclean_shutdown = (how == Removal::UncleanShutdown).then_some(id);
     for t in image.topics.values() {
         for (p, r) in &t.partitions {
-            let leads = r.leader == Some(id);
-            let in_isr = r.isr.contains(&id);
-            let leaves_isr = in_isr && r.isr.len() > 1;
-            if !leads && !leaves_isr {
+            let named = r.leader == Some(id) || r.isr.contains(&id) || (unclean_shutdown.is_some() && r.elr.contains(&id));
+            if !named {
                 continue;
             }
-            let others: Vec<NodeId> = r.isr.iter().copied().filter(|n| *n != id).collect();
-            let successor = others.iter().copied().find(|n| can_lead(image, *n));
-            let isr = if others.is_empty() { None } else { Some(others) };
-            let leader = if leads {
-                Some(match successor {
-                    Some(n) => LeaderChange::Elected(n),
-                    None => LeaderChange::NoLeader,
-                })
-            } else {
-                None
-            };
-            // No one to take over: the partition goes offline but keeps `id` as its last ISR.
-            let isr = if leads && successor.is_none() { None } else { isr };
-            if leader.is_none() && isr.is_none() {
-                continue;
-            }
-            if leader == Some(LeaderChange::NoLeader) && r.leader.is_none() {
-                continue;
-            }
-            records.push(MetadataRecord::PartitionChange {
-                topic_id: t.id,
-                partition: *p,
-                isr,
-                leader,
-                replicas: None,
-                elr: None,
-                last_known_elr: None,
-                adding_replicas: None,
-                removing_replicas: None,
-            });
+            let target = Target { isr: r.isr.iter().copied().filter(|n| *n != id).collect(), ..Target::of(r) };
+            let acceptable = |n: NodeId| n != id && can_lead(image, n);
+            records.extend(partition_change::change_record(image, defaults, t, *p, target, defaults.online_election(t), unclean_shutdown, acceptable));
         }
     }
     records
 }
 
-/// Partitions without a leader whose ISR holds `id` (which just became able to lead) elect it.
-fn elect_leaderless(image: &MetadataImage, id: NodeId) -> Vec<MetadataRecord> {
+/// Partitions without a leader that an election can now give one, `id` having become able
+/// to lead (Kafka's `handleBrokerUnfenced` over the leaderless partitions): a leader from the
+/// ISR, else from the ELR, else the last known leader (see [`partition_change`]).
+fn elect_leaderless(image: &MetadataImage, defaults: &TopicDefaults, id: NodeId) -> Vec<MetadataRecord> {
     let mut records = Vec::new();
     for t in image.topics.values() {
-        for (p, r) in &t.partitions {
-            if r.leader.is_none() && r.isr.contains(&id) {
-                records.push(MetadataRecord::PartitionChange {
-                    topic_id: t.id,
-                    partition: *p,
-                    isr: None,
-                    leader: Some(LeaderChange::Elected(id)),
-                    replicas: None,
-                    elr: None,
-                    last_known_elr: None,
-                    adding_replicas: None,
-                    removing_replicas: None,
-                });
+        for (p, r) in t.partitions.iter().filter(|(_, r)| r.leader.is_none() && !r.is_unknown()) {
+            let acceptable = |n: NodeId| n == id || can_lead(image, n);
+            let Some(record) = partition_change::change_record(image, defaults, t, *p, Target::of(r), defaults.online_election(t), None, acceptable) else {
+                continue;
+            };
+            if matches!(record, MetadataRecord::PartitionChange { leader: Some(LeaderChange::Elected(_)), .. }) {
+                records.push(record);
             }
         }
     }
@@ -360,6 +350,7 @@ pub type AlterIsrOutcome = (Vec<MetadataRecord>, Vec<Result<PartitionRegistratio
 /// current one is a success without a record.
 pub fn alter_partition(
     image: &MetadataImage,
+    defaults: &TopicDefaults,
     broker: NodeId,
     broker_epoch: BrokerEpoch,
     items: &[AlterIsrItem],
@@ -372,7 +363,7 @@ pub fn alter_partition(
     let mut records = Vec::new();
     let mut results = Vec::with_capacity(items.len());
     for item in items {
-        let result = alter_one(&work, broker, item);
+        let result = alter_one(&work, defaults, broker, item);
         match result {
             Ok(Some(record)) => {
                 work.replay(&record);
@@ -391,7 +382,7 @@ fn registration_of(image: &MetadataImage, item: &AlterIsrItem) -> Option<Partiti
     image.topic_by_id(&item.topic_id)?.partitions.get(&item.partition).cloned()
 }
 
-fn alter_one(image: &MetadataImage, broker: NodeId, item: &AlterIsrItem) -> Result<Option<MetadataRecord>, AlterIsrError> {
+fn alter_one(image: &MetadataImage, defaults: &TopicDefaults, broker: NodeId, item: &AlterIsrItem) -> Result<Option<MetadataRecord>, AlterIsrError> {
     let topic = image.topic_by_id(&item.topic_id).ok_or(AlterIsrError::UnknownTopicId)?;
     let current = topic.partitions.get(&item.partition).ok_or(AlterIsrError::UnknownTopicOrPartition)?;
     if item.leader_epoch > current.leader_epoch || item.partition_epoch > current.partition_epoch {
@@ -427,8 +418,11 @@ fn alter_one(image: &MetadataImage, broker: NodeId, item: &AlterIsrItem) -> Resu
     if isr == current.isr {
         return Ok(None);
     }
-    // The ISR change, or (when it completes a reassignment) the completion with it.
-    Ok(super::reassignment::isr_change(image, item.topic_id, item.partition, current, isr))
+    // The ISR change, or (when it completes a reassignment) the completion with it; with
+    // ELR on, the ELR follows the ISR.
+    let target = Target { isr, ..Target::of(current) };
+    let acceptable = |n: NodeId| can_lead(image, n);
+    Ok(partition_change::change_record(image, defaults, topic, item.partition, target, defaults.online_election(topic), None, acceptable))
 }
 
 #[cfg(test)]
@@ -449,11 +443,11 @@ mod tests {
         let mut image = MetadataImage { cluster_id: "c".into(), ..Default::default() };
         let mut sessions = BrokerSessions::default();
         for id in ids {
-            let req = Registration { id: NodeId(*id), cluster_id: "c".into(), incarnation_id: Uuid::new_v4(), endpoints: vec![], rack: None };
-            let (records, epoch) = register(&image, &sessions, &req, 0, 9000).unwrap();
+            let req = Registration { id: NodeId(*id), cluster_id: "c".into(), incarnation_id: Uuid::new_v4(), endpoints: vec![], rack: None, previous_broker_epoch: None };
+            let (records, epoch) = register(&image, &TopicDefaults::default(), &sessions, &req, 0, 9000).unwrap();
             image = apply(&image, &records);
             let hb = Heartbeat { id: NodeId(*id), epoch, metadata_offset: image.offset, want_fence: false, want_shut_down: false };
-            let (records, reply) = heartbeat(&image, &hb).unwrap();
+            let (records, reply) = heartbeat(&image, &TopicDefaults::default(), &hb).unwrap();
             assert!(!reply.is_fenced && reply.is_caught_up);
             image = apply(&image, &records);
             sessions.touch(NodeId(*id), epoch, 0);
@@ -492,17 +486,17 @@ mod tests {
     #[test]
     fn a_registered_broker_is_unfenced_once_caught_up() {
         let (image, sessions) = registered(&[1]);
-        let req = Registration { id: NodeId(2), cluster_id: "c".into(), incarnation_id: Uuid::new_v4(), endpoints: vec![], rack: None };
-        let (records, epoch) = register(&image, &sessions, &req, 0, 9000).unwrap();
+        let req = Registration { id: NodeId(2), cluster_id: "c".into(), incarnation_id: Uuid::new_v4(), endpoints: vec![], rack: None, previous_broker_epoch: None };
+        let (records, epoch) = register(&image, &TopicDefaults::default(), &sessions, &req, 0, 9000).unwrap();
         assert_eq!(epoch.0, image.offset, "the broker epoch is the registration's offset");
         let image = apply(&image, &records);
         assert!(image.brokers[&NodeId(2)].fenced);
         let behind = Heartbeat { id: NodeId(2), epoch, metadata_offset: epoch.0 - 1, want_fence: false, want_shut_down: false };
-        let (records, reply) = heartbeat(&image, &behind).unwrap();
+        let (records, reply) = heartbeat(&image, &TopicDefaults::default(), &behind).unwrap();
         assert!(records.is_empty() && reply.is_fenced && !reply.is_caught_up);
         let stale = Heartbeat { epoch: BrokerEpoch(epoch.0 - 1), ..behind };
-        assert!(matches!(heartbeat(&image, &stale), Err(MembershipError::StaleEpoch { .. })));
-        let (records, reply) = heartbeat(&image, &Heartbeat { metadata_offset: epoch.0, ..behind }).unwrap();
+        assert!(matches!(heartbeat(&image, &TopicDefaults::default(), &stale), Err(MembershipError::StaleEpoch { .. })));
+        let (records, reply) = heartbeat(&image, &TopicDefaults::default(), &Heartbeat { metadata_offset: epoch.0, ..behind }).unwrap();
         assert!(!reply.is_fenced);
         assert!(!apply(&image, &records).brokers[&NodeId(2)].fenced);
     }
@@ -510,11 +504,11 @@ mod tests {
     #[test]
     fn a_live_duplicate_id_is_refused_and_a_dead_one_replaced() {
         let (image, sessions) = registered(&[1]);
-        let req = Registration { id: NodeId(1), cluster_id: "c".into(), incarnation_id: Uuid::new_v4(), endpoints: vec![], rack: None };
-        assert_eq!(register(&image, &sessions, &req, 1000, 9000).unwrap_err(), MembershipError::DuplicateRegistration);
-        assert!(register(&image, &sessions, &req, 9000, 9000).is_ok(), "the old session expired");
+        let req = Registration { id: NodeId(1), cluster_id: "c".into(), incarnation_id: Uuid::new_v4(), endpoints: vec![], rack: None, previous_broker_epoch: None };
+        assert_eq!(register(&image, &TopicDefaults::default(), &sessions, &req, 1000, 9000).unwrap_err(), MembershipError::DuplicateRegistration);
+        assert!(register(&image, &TopicDefaults::default(), &sessions, &req, 9000, 9000).is_ok(), "the old session expired");
         let other = Registration { cluster_id: "other".into(), ..req };
-        assert!(matches!(register(&image, &sessions, &other, 9000, 9000), Err(MembershipError::InconsistentClusterId { .. })));
+        assert!(matches!(register(&image, &TopicDefaults::default(), &sessions, &other, 9000, 9000), Err(MembershipError::InconsistentClusterId { .. })));
     }
 
     #[test]
@@ -523,17 +517,17 @@ mod tests {
         let image = with_partition(&image, &[1, 2, 3]);
         assert!(sessions.expired(&image, 8999, 9000).is_empty());
         assert_eq!(sessions.expired(&image, 9000, 9000).len(), 3);
-        let image = apply(&image, &fence(&image, &[NodeId(1)]));
+        let image = apply(&image, &fence(&image, &TopicDefaults::default(), &[NodeId(1)]));
         let p = image.topic("t").unwrap().partitions[&PartitionId(0)].clone();
         assert_eq!((p.leader, p.isr.clone(), p.leader_epoch), (Some(NodeId(2)), vec![NodeId(2), NodeId(3)], LeaderEpoch(1)));
-        let image = apply(&image, &fence(&image, &[NodeId(2), NodeId(3)]));
+        let image = apply(&image, &fence(&image, &TopicDefaults::default(), &[NodeId(2), NodeId(3)]));
         let p = image.topic("t").unwrap().partitions[&PartitionId(0)].clone();
         assert_eq!(p.leader, None);
         assert_eq!(p.isr, vec![NodeId(3)], "the last in-sync replica is kept");
         assert!(image.brokers.values().all(|b| b.fenced));
         // Broker 3 comes back: it is the one replica that may lead.
         let b3 = image.brokers[&NodeId(3)].clone();
-        let (records, _) = heartbeat(&image, &Heartbeat { id: NodeId(3), epoch: b3.epoch, metadata_offset: image.offset, want_fence: false, want_shut_down: false }).unwrap();
+        let (records, _) = heartbeat(&image, &TopicDefaults::default(), &Heartbeat { id: NodeId(3), epoch: b3.epoch, metadata_offset: image.offset, want_fence: false, want_shut_down: false }).unwrap();
         let image = apply(&image, &records);
         assert_eq!(image.topic("t").unwrap().partitions[&PartitionId(0)].leader, Some(NodeId(3)));
     }
@@ -544,13 +538,13 @@ mod tests {
         let image = with_partition(&image, &[1, 2]);
         let b1 = image.brokers[&NodeId(1)].clone();
         let hb = Heartbeat { id: NodeId(1), epoch: b1.epoch, metadata_offset: image.offset, want_fence: false, want_shut_down: true };
-        let (records, reply) = heartbeat(&image, &hb).unwrap();
+        let (records, reply) = heartbeat(&image, &TopicDefaults::default(), &hb).unwrap();
         assert!(!reply.should_shut_down, "it still leads");
         let image = apply(&image, &records);
         let p = image.topic("t").unwrap().partitions[&PartitionId(0)].clone();
         assert_eq!((p.leader, p.isr.clone()), (Some(NodeId(2)), vec![NodeId(2)]));
         assert!(image.brokers[&NodeId(1)].in_controlled_shutdown);
-        let (records, reply) = heartbeat(&image, &Heartbeat { metadata_offset: image.offset, ..hb }).unwrap();
+        let (records, reply) = heartbeat(&image, &TopicDefaults::default(), &Heartbeat { metadata_offset: image.offset, ..hb }).unwrap();
         assert!(reply.should_shut_down && reply.is_fenced);
         assert!(apply(&image, &records).brokers[&NodeId(1)].fenced);
     }
@@ -577,7 +571,7 @@ mod tests {
         let (image, _) = registered(&[1, 2, 3]);
         let image = with_named_partition(&image, "a", &[1, 2, 3]);
         let image = with_named_partition(&image, "b", &[2, 3]);
-        let records = fence(&image, &[NodeId(1), NodeId(2)]);
+        let records = fence(&image, &TopicDefaults::default(), &[NodeId(1), NodeId(2)]);
         let after = replay_checking_every_prefix(&image, &records);
         assert_eq!(after.topic("a").unwrap().partitions[&PartitionId(0)].leader, Some(NodeId(3)));
         assert_eq!(after.topic("b").unwrap().partitions[&PartitionId(0)].leader, Some(NodeId(3)));
@@ -585,7 +579,7 @@ mod tests {
 
         let b3 = after.brokers[&NodeId(3)].clone();
         let want_fence = Heartbeat { id: NodeId(3), epoch: b3.epoch, metadata_offset: after.offset, want_fence: true, want_shut_down: false };
-        let (records, reply) = heartbeat(&after, &want_fence).unwrap();
+        let (records, reply) = heartbeat(&after, &TopicDefaults::default(), &want_fence).unwrap();
         assert!(reply.is_fenced);
         let offline = replay_checking_every_prefix(&after, &records);
         assert_eq!(offline.topic("a").unwrap().partitions[&PartitionId(0)].leader, None);
@@ -596,8 +590,8 @@ mod tests {
         let (image, sessions) = registered(&[1, 2]);
         let image = with_partition(&image, &[1, 2]);
         // Broker 1 restarted as a new incarnation after its session expired, still leading.
-        let req = Registration { id: NodeId(1), cluster_id: "c".into(), incarnation_id: Uuid::new_v4(), endpoints: vec![], rack: None };
-        let (records, epoch) = register(&image, &sessions, &req, 9000, 9000).unwrap();
+        let req = Registration { id: NodeId(1), cluster_id: "c".into(), incarnation_id: Uuid::new_v4(), endpoints: vec![], rack: None, previous_broker_epoch: None };
+        let (records, epoch) = register(&image, &TopicDefaults::default(), &sessions, &req, 9000, 9000).unwrap();
         let at = records.iter().position(|r| matches!(r, MetadataRecord::RegisterBroker { .. })).unwrap();
         assert!(at > 0, "the old incarnation's leadership moves first");
         assert_eq!(epoch.0, image.offset, "the epoch is the offset of the entry carrying the registration");
@@ -605,9 +599,9 @@ mod tests {
         assert_eq!(next.brokers[&NodeId(1)].epoch, epoch);
         // Having applied only the moves, the new incarnation is not caught up.
         let behind = Heartbeat { id: NodeId(1), epoch, metadata_offset: epoch.0 - 1, want_fence: false, want_shut_down: false };
-        let (records, reply) = heartbeat(&next, &behind).unwrap();
+        let (records, reply) = heartbeat(&next, &TopicDefaults::default(), &behind).unwrap();
         assert!(records.is_empty() && reply.is_fenced && !reply.is_caught_up);
-        let (_, reply) = heartbeat(&next, &Heartbeat { metadata_offset: epoch.0, ..behind }).unwrap();
+        let (_, reply) = heartbeat(&next, &TopicDefaults::default(), &Heartbeat { metadata_offset: epoch.0, ..behind }).unwrap();
         assert!(!reply.is_fenced && reply.is_caught_up);
     }
 
@@ -618,17 +612,17 @@ mod tests {
         let t = image.topic("t").unwrap().id;
         // Both fenced, the partition offline keeping its ISR; then broker 2's unfencing
         // committed without the election that came with it.
-        let image = apply(&image, &fence(&image, &[NodeId(1), NodeId(2)]));
+        let image = apply(&image, &fence(&image, &TopicDefaults::default(), &[NodeId(1), NodeId(2)]));
         assert_eq!(image.topic("t").unwrap().partitions[&PartitionId(0)].leader, None);
         let b2 = image.brokers[&NodeId(2)].clone();
         let image = apply(&image, &[MetadataRecord::UnfenceBroker { id: NodeId(2), epoch: b2.epoch }]);
         let hb = Heartbeat { id: NodeId(2), epoch: b2.epoch, metadata_offset: image.offset, want_fence: false, want_shut_down: false };
-        let (records, reply) = heartbeat(&image, &hb).unwrap();
+        let (records, reply) = heartbeat(&image, &TopicDefaults::default(), &hb).unwrap();
         assert!(!reply.is_fenced);
         assert!(matches!(&records[..], [MetadataRecord::PartitionChange { topic_id, leader: Some(LeaderChange::Elected(NodeId(2))), .. }] if *topic_id == t));
         let image = apply(&image, &records);
         assert_eq!(image.topic("t").unwrap().partitions[&PartitionId(0)].leader, Some(NodeId(2)));
-        let (records, _) = heartbeat(&image, &hb).unwrap();
+        let (records, _) = heartbeat(&image, &TopicDefaults::default(), &hb).unwrap();
         assert!(records.is_empty(), "nothing to repair: a heartbeat writes nothing");
     }
 
@@ -650,7 +644,7 @@ mod tests {
         let image = with_partition(&image, &[1, 2, 3]);
         let e1 = image.brokers[&NodeId(1)].epoch;
         let shrink = alter_item(&image, &[1, 2]);
-        let (records, results) = alter_partition(&image, NodeId(1), e1, std::slice::from_ref(&shrink)).unwrap();
+        let (records, results) = alter_partition(&image, &TopicDefaults::default(), NodeId(1), e1, std::slice::from_ref(&shrink)).unwrap();
         let after = results[0].clone().unwrap();
         assert_eq!(after.isr, vec![NodeId(1), NodeId(2)]);
         assert_eq!(after.partition_epoch.0, shrink.partition_epoch.0 + 1);
@@ -658,18 +652,18 @@ mod tests {
         let image = apply(&image, &records);
         assert_eq!(image.topic("t").unwrap().partitions[&PartitionId(0)], after);
         // The same request again is stale now.
-        let (records, results) = alter_partition(&image, NodeId(1), e1, &[shrink]).unwrap();
+        let (records, results) = alter_partition(&image, &TopicDefaults::default(), NodeId(1), e1, &[shrink]).unwrap();
         assert!(records.is_empty());
         assert_eq!(results[0], Err(AlterIsrError::InvalidUpdateVersion));
         // Expansion, members in any order: the ISR comes back in replica order.
         let mut expand = alter_item(&image, &[3, 1, 2]);
         expand.new_isr.rotate_left(1);
-        let (records, results) = alter_partition(&image, NodeId(1), e1, &[expand.clone()]).unwrap();
+        let (records, results) = alter_partition(&image, &TopicDefaults::default(), NodeId(1), e1, &[expand.clone()]).unwrap();
         assert_eq!(results[0].clone().unwrap().isr, vec![NodeId(1), NodeId(2), NodeId(3)]);
         let image = apply(&image, &records);
         // No change is a success without a record.
         let same = alter_item(&image, &[1, 2, 3]);
-        let (records, results) = alter_partition(&image, NodeId(1), e1, &[same]).unwrap();
+        let (records, results) = alter_partition(&image, &TopicDefaults::default(), NodeId(1), e1, &[same]).unwrap();
         assert!(records.is_empty() && results[0].is_ok());
     }
 
@@ -681,7 +675,7 @@ mod tests {
         let e2 = image.brokers[&NodeId(2)].epoch;
         let ok = alter_item(&image, &[1, 2]);
         let one = |broker: i32, epoch: BrokerEpoch, item: AlterIsrItem| {
-            alter_partition(&image, NodeId(broker), epoch, &[item]).map(|(_, r)| r[0].clone())
+            alter_partition(&image, &TopicDefaults::default(), NodeId(broker), epoch, &[item]).map(|(_, r)| r[0].clone())
         };
         assert!(matches!(one(1, BrokerEpoch(e1.0 + 100), ok.clone()), Err(MembershipError::StaleEpoch { .. })));
         assert_eq!(one(1, e1, AlterIsrItem { topic_id: Uuid::new_v4(), ..ok.clone() }).unwrap(), Err(AlterIsrError::UnknownTopicId));
@@ -698,17 +692,90 @@ mod tests {
         let old_incarnation = AlterIsrItem { new_isr: vec![(NodeId(1), None), (NodeId(2), Some(BrokerEpoch(e2.0 - 1)))], ..ok.clone() };
         assert_eq!(one(1, e1, old_incarnation).unwrap(), Err(AlterIsrError::IneligibleReplica));
         // A fenced member is ineligible; the fence itself moved 3 out of the ISR already.
-        let fenced = apply(&image, &fence(&image, &[NodeId(3)]));
+        let fenced = apply(&image, &fence(&image, &TopicDefaults::default(), &[NodeId(3)]));
         assert_eq!(fenced.topic("t").unwrap().partitions[&PartitionId(0)].isr, vec![NodeId(1), NodeId(2)]);
         let add_back = alter_item(&fenced, &[1, 2]);
         let add_back = AlterIsrItem { new_isr: vec![(NodeId(1), None), (NodeId(2), None), (NodeId(3), None)], ..add_back };
-        let (_, r) = alter_partition(&fenced, NodeId(1), e1, &[add_back]).unwrap();
+        let (_, r) = alter_partition(&fenced, &TopicDefaults::default(), NodeId(1), e1, &[add_back]).unwrap();
         assert_eq!(r[0], Err(AlterIsrError::IneligibleReplica));
         // After a leader change the old leader's epoch is fenced.
-        let moved = apply(&image, &fence(&image, &[NodeId(1)]));
+        let moved = apply(&image, &fence(&image, &TopicDefaults::default(), &[NodeId(1)]));
         let e2 = moved.brokers[&NodeId(2)].epoch;
-        let (_, r) = alter_partition(&moved, NodeId(2), e2, &[ok]).unwrap();
+        let (_, r) = alter_partition(&moved, &TopicDefaults::default(), NodeId(2), e2, &[ok]).unwrap();
         assert_eq!(r[0], Err(AlterIsrError::FencedLeaderEpoch));
+    }
+
+    /// ELR on, topic `t` on brokers 1..=3 with `min.insync.replicas` 2.
+    fn elr_cluster() -> (MetadataImage, BrokerSessions) {
+        let (image, sessions) = registered(&[1, 2, 3]);
+        let image = apply(&image, &crate::metadata::features::bootstrap_records());
+        let image = with_partition(&image, &[1, 2, 3]);
+        let t = image.topic("t").unwrap().id;
+        let image = apply(&image, &[MetadataRecord::TopicConfig { id: t, key: "min.insync.replicas".into(), value: Some("2".into()) }]);
+        (image, sessions)
+    }
+
+    fn p0(image: &MetadataImage) -> PartitionRegistration {
+        image.topic("t").unwrap().partitions[&PartitionId(0)].clone()
+    }
+
+    fn shut_down(image: &MetadataImage, id: i32) -> MetadataImage {
+        let b = image.brokers[&NodeId(id)].clone();
+        let hb = Heartbeat { id: NodeId(id), epoch: b.epoch, metadata_offset: image.offset, want_fence: false, want_shut_down: true };
+        let (records, _) = heartbeat(image, &TopicDefaults::default(), &hb).unwrap();
+        let image = apply(image, &records);
+        let (records, reply) = heartbeat(&image, &TopicDefaults::default(), &Heartbeat { metadata_offset: image.offset, ..hb }).unwrap();
+        assert!(reply.should_shut_down, "broker {id} may stop");
+        apply(&image, &records)
+    }
+
+    #[test]
+    fn controlled_shutdowns_move_replicas_below_min_isr_into_the_elr() {
+        let (image, _) = elr_cluster();
+        let image = shut_down(&image, 3);
+        let p = p0(&image);
+        assert_eq!((p.isr.clone(), p.elr.clone()), (vec![NodeId(1), NodeId(2)], vec![]), "at min ISR: no ELR");
+        let image = shut_down(&image, 2);
+        let p = p0(&image);
+        assert_eq!((p.isr.clone(), p.elr.clone(), p.leader), (vec![NodeId(1)], vec![NodeId(2)], Some(NodeId(1))));
+        let image = shut_down(&image, 1);
+        let p = p0(&image);
+        assert_eq!((p.isr, p.elr, p.last_known_elr, p.leader), (vec![], vec![NodeId(1), NodeId(2)], vec![NodeId(1)], None));
+    }
+
+    /// Broker `id` starts again and registers, naming `previous` as its clean-shutdown epoch.
+    fn restart(image: &MetadataImage, sessions: &BrokerSessions, id: i32, previous: Option<BrokerEpoch>) -> (MetadataImage, BrokerEpoch) {
+        let req = Registration { id: NodeId(id), cluster_id: "c".into(), incarnation_id: Uuid::new_v4(), endpoints: vec![], rack: None, previous_broker_epoch: previous };
+        let (records, epoch) = register(image, &TopicDefaults::default(), sessions, &req, 100_000, 9000).unwrap();
+        (apply(image, &records), epoch)
+    }
+
+    #[test]
+    fn a_clean_restart_stays_eligible_and_leads_from_the_elr() {
+        let (image, sessions) = elr_cluster();
+        let image = shut_down(&shut_down(&shut_down(&image, 3), 2), 1);
+        let e2 = image.brokers[&NodeId(2)].epoch;
+        let (image, epoch) = restart(&image, &sessions, 2, Some(e2));
+        assert_eq!(p0(&image).elr, vec![NodeId(1), NodeId(2)], "a clean shutdown keeps 2 in the ELR");
+        let hb = Heartbeat { id: NodeId(2), epoch, metadata_offset: image.offset, want_fence: false, want_shut_down: false };
+        let (records, reply) = heartbeat(&image, &TopicDefaults::default(), &hb).unwrap();
+        assert!(!reply.is_fenced);
+        let p = p0(&apply(&image, &records));
+        assert_eq!((p.leader, p.isr, p.elr, p.last_known_elr), (Some(NodeId(2)), vec![NodeId(2)], vec![NodeId(1)], vec![]), "elected from the ELR");
+    }
+
+    #[test]
+    fn an_unclean_restart_leaves_the_elr() {
+        let (image, sessions) = elr_cluster();
+        let image = shut_down(&shut_down(&shut_down(&image, 3), 2), 1);
+        let e2 = image.brokers[&NodeId(2)].epoch;
+        let (after, _) = restart(&image, &sessions, 2, None);
+        assert_eq!(p0(&after).elr, vec![NodeId(1)], "no previous epoch: an unclean shutdown");
+        let (after, _) = restart(&image, &sessions, 2, Some(BrokerEpoch(e2.0 - 1)));
+        assert_eq!(p0(&after).elr, vec![NodeId(1)], "another epoch: an unclean shutdown");
+        let (after, _) = restart(&after, &sessions, 1, None);
+        let p = p0(&after);
+        assert_eq!((p.elr, p.last_known_elr, p.leader), (vec![], vec![NodeId(1)], None), "the last known leader is kept");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use thiserror::Error;
 use uuid::Uuid;
 
-use super::image::MetadataImage;
+use super::image::{MetadataImage, TopicImage};
 use super::placement::{PlacementError, place_replicas};
 use super::records::MetadataRecord;
 use super::registration::{BrokerRegistration, PartitionRegistration};
@@ -257,7 +257,32 @@ pub fn set_topic_configs(
         )));
     }
     let record = |key: &str, value: Option<String>| MetadataRecord::TopicConfig { id: t.id, key: key.to_string(), value };
-    Ok(diff(&t.configs, &checked, record))
+    let mut records = diff(&t.configs, &checked, record);
+    let min_isr_changed = records.iter().any(|r| matches!(r, MetadataRecord::TopicConfig { key, .. } if key == "min.insync.replicas"));
+    if min_isr_changed && super::features::elr_enabled(image) {
+        records.extend(clear_elrs(t));
+    }
+    Ok(records)
+}
+
+/// Kafka's ClearElrRecord for one topic: a new `min.insync.replicas` voids what the ELRs
+/// were kept against, so every partition's ELR and last known ELR are emptied.
+fn clear_elrs(t: &TopicImage) -> Vec<MetadataRecord> {
+    t.partitions
+        .iter()
+        .filter(|(_, r)| !r.elr.is_empty() || !r.last_known_elr.is_empty())
+        .map(|(p, _)| MetadataRecord::PartitionChange {
+            topic_id: t.id,
+            partition: *p,
+            isr: None,
+            leader: None,
+            replicas: None,
+            elr: Some(vec![]),
+            last_known_elr: Some(vec![]),
+            adding_replicas: None,
+            removing_replicas: None,
+        })
+        .collect()
 }
 
 /// Replaces a group's config overrides with `configs`, validated against the broker's
@@ -378,6 +403,38 @@ mod tests {
             err.to_string(),
             "Unable to replicate the partition 2 time(s): The target replication factor of 2 cannot be reached because only 1 broker(s) are registered."
         );
+    }
+
+    #[test]
+    fn a_new_min_isr_clears_the_elrs_of_the_topic_when_elr_is_on() {
+        let config = BrokerConfig::default();
+        let mut image = image_with_brokers(&[1, 2, 3]);
+        replay_all(&mut image, &crate::metadata::features::bootstrap_records());
+        let mut s = spec("t", 2);
+        s.replication_factor = 3;
+        let records = create_topic(&image, &config, &s).unwrap();
+        replay_all(&mut image, &records);
+        let id = image.topic("t").unwrap().id;
+        image.replay(&MetadataRecord::PartitionChange {
+            topic_id: id,
+            partition: PartitionId(1),
+            isr: Some(vec![NodeId(1)]),
+            leader: None,
+            replicas: None,
+            elr: Some(vec![NodeId(2)]),
+            last_known_elr: None,
+            adding_replicas: None,
+            removing_replicas: None,
+        });
+        let min_isr = |v: &str| BTreeMap::from([("min.insync.replicas".to_string(), v.to_string())]);
+        let records = set_topic_configs(&image, "t", &min_isr("2")).unwrap();
+        assert_eq!(records.len(), 2, "the config and one partition's ELR: {records:?}");
+        replay_all(&mut image, &records);
+        assert!(image.topic("t").unwrap().partitions.values().all(|r| r.elr.is_empty()));
+        let mut other = min_isr("2");
+        other.insert("retention.ms".into(), "1".into());
+        replay_all(&mut image, &[MetadataRecord::PartitionChange { topic_id: id, partition: PartitionId(0), isr: None, leader: None, replicas: None, elr: Some(vec![NodeId(3)]), last_known_elr: None, adding_replicas: None, removing_replicas: None }]);
+        assert_eq!(set_topic_configs(&image, "t", &other).unwrap().len(), 1, "another key: no clearing");
     }
 
     #[test]

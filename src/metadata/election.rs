@@ -15,9 +15,12 @@
 //!   `unclean.leader.election.enable=false`, the default, forbids the controller to do on its
 //!   own. An operator's ElectLeaders with the unclean type runs whatever the topic's setting,
 //!   as in Kafka.
+//! - With ELR on (KIP-966), a partition whose ISR is empty elects from its ELR, then its last
+//!   known leader, before an unclean choice is considered ([`partition_change`]).
 
 use crate::metadata::cluster_control::can_lead;
-use crate::metadata::records::{LeaderChange, MetadataRecord};
+use crate::metadata::partition_change::{self, Election, Target, TopicDefaults};
+use crate::metadata::records::MetadataRecord;
 use crate::metadata::{MetadataImage, PartitionRegistration, TopicImage};
 use crate::types::{NodeId, PartitionId};
 
@@ -70,65 +73,27 @@ pub fn unclean_allowed(topic: &TopicImage, default: bool) -> bool {
         .unwrap_or(default)
 }
 
-/// Whether `id` may become the leader of `r` in a clean election.
+/// Whether `id` may become the leader of `r` in a clean election from its ISR.
 fn valid_clean_leader(image: &MetadataImage, r: &PartitionRegistration, id: NodeId) -> bool {
     r.isr.contains(&id) && can_lead(image, id)
 }
 
-/// The leader an election of `kind` gives `r`, and whether it is unclean; `None`: no one.
-fn choose(image: &MetadataImage, r: &PartitionRegistration, kind: ElectionType) -> Option<(NodeId, bool)> {
-    if kind == ElectionType::Preferred
-        && let Some(&preferred) = r.replicas.first()
-        && valid_clean_leader(image, r, preferred)
-    {
-        return Some((preferred, false));
-    }
-    if let Some(current) = r.leader
-        && valid_clean_leader(image, r, current)
-    {
-        return Some((current, false));
-    }
-    if let Some(clean) = r.replicas.iter().copied().find(|id| valid_clean_leader(image, r, *id)) {
-        return Some((clean, false));
-    }
-    if kind == ElectionType::Unclean {
-        return r.replicas.iter().copied().find(|id| can_lead(image, *id)).map(|id| (id, true));
-    }
-    None
-}
-
-/// The record that gives partition `index` of `topic` the leader an election of `kind`
-/// chooses, or `None` when it keeps the leader it has.
-fn election_record(
-    image: &MetadataImage,
-    topic: &TopicImage,
-    index: PartitionId,
-    r: &PartitionRegistration,
-    kind: ElectionType,
-) -> Option<MetadataRecord> {
-    let (leader, unclean) = choose(image, r, kind)?;
-    if Some(leader) == r.leader {
-        return None;
-    }
-    if unclean {
-        tracing::warn!(topic = topic.name, partition = index.0, leader = leader.0, "unclean leader election: records the new leader never had may be lost");
-    }
-    Some(MetadataRecord::PartitionChange {
-        topic_id: topic.id,
-        partition: index,
-        // An unclean leader is the only replica known to hold what it holds.
-        isr: unclean.then(|| vec![leader]),
-        leader: Some(LeaderChange::Elected(leader)),
-        replicas: None,
-        elr: None,
-        last_known_elr: None,
-        adding_replicas: None,
-        removing_replicas: None,
-    })
+/// The record of an election of `kind` for partition `index` of `topic`, as Kafka's builder
+/// makes it (see [`partition_change`]: with ELR on, an empty ISR elects from the ELR, then
+/// the last known leader, before an unclean election is considered); `None` when nothing
+/// changes.
+fn election_record(image: &MetadataImage, defaults: &TopicDefaults, topic: &TopicImage, index: PartitionId, kind: ElectionType) -> Option<MetadataRecord> {
+    let r = topic.partitions.get(&index)?;
+    let election = match kind {
+        ElectionType::Preferred => Election::Preferred,
+        ElectionType::Unclean => Election::Unclean,
+    };
+    let acceptable = |id: NodeId| can_lead(image, id);
+    partition_change::change_record(image, defaults, topic, index, Target::of(r), election, None, acceptable)
 }
 
 /// One partition of an ElectLeaders request, as Kafka's `electLeader`.
-pub fn elect(image: &MetadataImage, topic: &str, index: PartitionId, kind: ElectionType) -> Result<MetadataRecord, ElectionError> {
+pub fn elect(image: &MetadataImage, defaults: &TopicDefaults, topic: &str, index: PartitionId, kind: ElectionType) -> Result<MetadataRecord, ElectionError> {
     let t = image.topic(topic).ok_or_else(|| ElectionError::UnknownTopicOrPartition(format!("No such topic as {topic}")))?;
     let r = t
         .partitions
@@ -141,7 +106,7 @@ pub fn elect(image: &MetadataImage, topic: &str, index: PartitionId, kind: Elect
     if not_needed {
         return Err(ElectionError::ElectionNotNeeded);
     }
-    election_record(image, t, index, r, kind).ok_or(match kind {
+    election_record(image, defaults, t, index, kind).ok_or(match kind {
         ElectionType::Preferred => ElectionError::PreferredLeaderNotAvailable,
         ElectionType::Unclean => ElectionError::EligibleLeadersNotAvailable,
     })
@@ -153,7 +118,7 @@ pub const ELECTIONS_PER_PASS_MAX: usize = 1_000;
 
 /// `auto.leader.rebalance.enable`'s pass: every partition not led by its preferred replica
 /// moves back to it when that replica is in the ISR and may lead, at most `max` of them.
-pub fn balance_leaders(image: &MetadataImage, max: usize) -> Vec<MetadataRecord> {
+pub fn balance_leaders(image: &MetadataImage, defaults: &TopicDefaults, max: usize) -> Vec<MetadataRecord> {
     let mut records = Vec::new();
     for t in image.topics.values() {
         for (index, r) in &t.partitions {
@@ -164,7 +129,7 @@ pub fn balance_leaders(image: &MetadataImage, max: usize) -> Vec<MetadataRecord>
             if r.leader == Some(preferred) || !valid_clean_leader(image, r, preferred) {
                 continue;
             }
-            if let Some(record) = election_record(image, t, *index, r, ElectionType::Preferred) {
+            if let Some(record) = election_record(image, defaults, t, *index, ElectionType::Preferred) {
                 records.push(record);
             }
         }
@@ -172,12 +137,12 @@ pub fn balance_leaders(image: &MetadataImage, max: usize) -> Vec<MetadataRecord>
     records
 }
 
-/// Leaderless partitions of topics that allow unclean elections (`unclean_default` is the
-/// broker default) get a leader if any replica may lead, at most `max` of them.
-pub fn elect_unclean_leaderless(image: &MetadataImage, unclean_default: bool, max: usize) -> Vec<MetadataRecord> {
+/// Leaderless partitions of topics that allow unclean elections (the topic's setting, else
+/// the default in `defaults`) get a leader if any replica may lead, at most `max` of them.
+pub fn elect_unclean_leaderless(image: &MetadataImage, defaults: &TopicDefaults, max: usize) -> Vec<MetadataRecord> {
     let mut records = Vec::new();
     for t in image.topics.values() {
-        if !unclean_allowed(t, unclean_default) {
+        if !unclean_allowed(t, defaults.unclean_leader_election) {
             continue;
         }
         for (index, r) in &t.partitions {
@@ -187,7 +152,7 @@ pub fn elect_unclean_leaderless(image: &MetadataImage, unclean_default: bool, ma
             if r.leader.is_some() || r.is_unknown() {
                 continue;
             }
-            if let Some(record) = election_record(image, t, *index, r, ElectionType::Unclean) {
+            if let Some(record) = election_record(image, defaults, t, *index, ElectionType::Unclean) {
                 records.push(record);
             }
         }
@@ -252,69 +217,69 @@ mod tests {
     #[test]
     fn a_preferred_election_moves_leadership_back_to_the_first_replica() {
         let image = image(&[], &[1, 2, 3], &[1, 2, 3], Some(2), &[]);
-        let record = elect(&image, T, PartitionId(0), ElectionType::Preferred).unwrap();
+        let record = elect(&image, &TopicDefaults::default(), T, PartitionId(0), ElectionType::Preferred).unwrap();
         assert_eq!(leader_of(&record), (Some(NodeId(1)), None));
         let mut after = image.clone();
         after.replay(&record);
         let r = &after.topic(T).unwrap().partitions[&PartitionId(0)];
         assert_eq!((r.leader, r.leader_epoch.0), (Some(NodeId(1)), 4), "a new leader epoch");
-        assert_eq!(elect(&after, T, PartitionId(0), ElectionType::Preferred), Err(ElectionError::ElectionNotNeeded));
+        assert_eq!(elect(&after, &TopicDefaults::default(), T, PartitionId(0), ElectionType::Preferred), Err(ElectionError::ElectionNotNeeded));
     }
 
     #[test]
     fn a_preferred_replica_out_of_the_isr_or_fenced_is_not_available() {
         let out_of_isr = image(&[], &[1, 2, 3], &[2, 3], Some(2), &[]);
-        assert_eq!(elect(&out_of_isr, T, PartitionId(0), ElectionType::Preferred), Err(ElectionError::PreferredLeaderNotAvailable));
+        assert_eq!(elect(&out_of_isr, &TopicDefaults::default(), T, PartitionId(0), ElectionType::Preferred), Err(ElectionError::PreferredLeaderNotAvailable));
         let fenced = image(&[1], &[1, 2, 3], &[1, 2, 3], Some(2), &[]);
-        assert_eq!(elect(&fenced, T, PartitionId(0), ElectionType::Preferred), Err(ElectionError::PreferredLeaderNotAvailable));
-        assert!(balance_leaders(&out_of_isr, 10).is_empty() && balance_leaders(&fenced, 10).is_empty());
+        assert_eq!(elect(&fenced, &TopicDefaults::default(), T, PartitionId(0), ElectionType::Preferred), Err(ElectionError::PreferredLeaderNotAvailable));
+        assert!(balance_leaders(&out_of_isr, &TopicDefaults::default(), 10).is_empty() && balance_leaders(&fenced, &TopicDefaults::default(), 10).is_empty());
     }
 
     #[test]
     fn a_preferred_election_of_a_leaderless_partition_takes_an_in_sync_replica() {
         let image = image(&[1], &[1, 2, 3], &[1, 3], None, &[]);
-        let record = elect(&image, T, PartitionId(0), ElectionType::Preferred).unwrap();
+        let record = elect(&image, &TopicDefaults::default(), T, PartitionId(0), ElectionType::Preferred).unwrap();
         assert_eq!(leader_of(&record), (Some(NodeId(3)), None));
     }
 
     #[test]
     fn an_unclean_election_is_needed_only_without_a_leader_and_prefers_the_isr() {
         let led = image(&[], &[1, 2, 3], &[2], Some(2), &[]);
-        assert_eq!(elect(&led, T, PartitionId(0), ElectionType::Unclean), Err(ElectionError::ElectionNotNeeded));
+        assert_eq!(elect(&led, &TopicDefaults::default(), T, PartitionId(0), ElectionType::Unclean), Err(ElectionError::ElectionNotNeeded));
         // The last ISR member is fenced; replicas 2 and 3 are out of sync but alive.
         let offline = image(&[1], &[1, 2, 3], &[1], None, &[]);
-        let record = elect(&offline, T, PartitionId(0), ElectionType::Unclean).unwrap();
+        let record = elect(&offline, &TopicDefaults::default(), T, PartitionId(0), ElectionType::Unclean).unwrap();
         assert_eq!(leader_of(&record), (Some(NodeId(2)), Some(vec![NodeId(2)])), "the unclean leader is the whole ISR");
         let all_fenced = image(&[1, 2, 3], &[1, 2, 3], &[1], None, &[]);
-        assert_eq!(elect(&all_fenced, T, PartitionId(0), ElectionType::Unclean), Err(ElectionError::EligibleLeadersNotAvailable));
+        assert_eq!(elect(&all_fenced, &TopicDefaults::default(), T, PartitionId(0), ElectionType::Unclean), Err(ElectionError::EligibleLeadersNotAvailable));
         // An ISR member that came back is a clean choice even in an unclean election.
         let back = image(&[2], &[1, 2, 3], &[3], None, &[]);
-        assert_eq!(leader_of(&elect(&back, T, PartitionId(0), ElectionType::Unclean).unwrap()), (Some(NodeId(3)), None));
+        assert_eq!(leader_of(&elect(&back, &TopicDefaults::default(), T, PartitionId(0), ElectionType::Unclean).unwrap()), (Some(NodeId(3)), None));
     }
 
     #[test]
     fn unknown_topics_and_partitions_are_named() {
         let image = image(&[], &[1], &[1], Some(1), &[]);
-        assert_eq!(elect(&image, "nope", PartitionId(0), ElectionType::Preferred), Err(ElectionError::UnknownTopicOrPartition("No such topic as nope".into())));
-        assert_eq!(elect(&image, T, PartitionId(4), ElectionType::Preferred), Err(ElectionError::UnknownTopicOrPartition("No such partition as t-4".into())));
+        assert_eq!(elect(&image, &TopicDefaults::default(), "nope", PartitionId(0), ElectionType::Preferred), Err(ElectionError::UnknownTopicOrPartition("No such topic as nope".into())));
+        assert_eq!(elect(&image, &TopicDefaults::default(), T, PartitionId(4), ElectionType::Preferred), Err(ElectionError::UnknownTopicOrPartition("No such partition as t-4".into())));
     }
 
     #[test]
     fn the_controller_elects_unclean_only_where_the_topic_or_the_default_allows() {
         let offline = image(&[1], &[1, 2, 3], &[1], None, &[]);
-        assert!(elect_unclean_leaderless(&offline, false, 10).is_empty(), "off by default");
-        assert_eq!(elect_unclean_leaderless(&offline, true, 10).len(), 1);
+        assert!(elect_unclean_leaderless(&offline, &TopicDefaults { unclean_leader_election: false, ..TopicDefaults::default() }, 10).is_empty(), "off by default");
+        assert_eq!(elect_unclean_leaderless(&offline, &TopicDefaults { unclean_leader_election: true, ..TopicDefaults::default() }, 10).len(), 1);
         let allowed = image(&[1], &[1, 2, 3], &[1], None, &[("unclean.leader.election.enable", "true")]);
-        assert_eq!(elect_unclean_leaderless(&allowed, false, 10).len(), 1);
+        assert_eq!(elect_unclean_leaderless(&allowed, &TopicDefaults { unclean_leader_election: false, ..TopicDefaults::default() }, 10).len(), 1);
         let forbidden = image(&[1], &[1, 2, 3], &[1], None, &[("unclean.leader.election.enable", "false")]);
-        assert!(elect_unclean_leaderless(&forbidden, true, 10).is_empty(), "the topic's override wins");
+        assert!(elect_unclean_leaderless(&forbidden, &TopicDefaults { unclean_leader_election: true, ..TopicDefaults::default() }, 10).is_empty(), "the topic's override wins");
     }
 
     #[test]
     fn balancing_moves_every_movable_partition_up_to_the_limit() {
         let image = image(&[], &[1, 2, 3], &[1, 2, 3], Some(3), &[]);
-        assert_eq!(balance_leaders(&image, 0).len(), 0);
-        let records = balance_leaders(&image, 10);
+        assert_eq!(balance_leaders(&image, &TopicDefaults::default(), 0).len(), 0);
+        let records = balance_leaders(&image, &TopicDefaults::default(), 10);
         assert_eq!(records.iter().map(leader_of).collect::<Vec<_>>(), vec![(Some(NodeId(1)), None)]);
     }
 }

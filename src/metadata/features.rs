@@ -18,11 +18,21 @@
 //! version 2 (KIP-890 part 2) is not offered, because a Java 4.x client switches to it as soon
 //! as ApiVersions finalizes level 2 (`TransactionManager.isTransactionV2Enabled`), and then
 //! expects an epoch bump per transaction and implicit partition adds. At level 0 transactions
-//! still work, with version 0 values. `eligible.leader.replicas.version`, `share.version` and
-//! `streams.version` are listed with the supported range 0..0 because ELR, share groups and
-//! streams groups are not implemented. Kafka itself does not list a feature it cannot enable;
-//! we list them so `kafka-features describe` shows the whole picture, and level 0 keeps Java
-//! clients off share/streams groups.
+//! still work, with version 0 values.
+//!
+//! `eligible.leader.replicas.version` 0..1 (KIP-966, [`super::partition_change`]): a new
+//! cluster finalizes 1, as a Kafka 4.1+ cluster does (Kafka bootstraps ELRV_1 from
+//! metadata.version 4.1-IV0; ELRV_1 itself depends only on 4.0-IV1, level 23, which our 4.0-IV3
+//! is past, and UpdateFeatures refuses level 1 below it with Kafka's message). Level 0 turns
+//! the ELR rules off; as in Kafka nothing is cleared when it is downgraded: what the
+//! registrations hold stays until each partition's next change, which drops it. (Kafka's
+//! UpdateFeatures also writes a cluster-level `min.insync.replicas` config when it turns ELR
+//! on; Blumfeld does not write one, and its controller reads the topic's setting, else a
+//! cluster-level one, else its own static default, which is what that record would hold.) `share.version` and
+//! `streams.version` are listed with the supported range 0..0 because share groups and streams
+//! groups are not implemented. Kafka itself does not list a feature it cannot enable; we list
+//! them so `kafka-features describe` shows the whole picture, and level 0 keeps Java clients
+//! off share/streams groups.
 
 use std::collections::BTreeMap;
 
@@ -32,6 +42,14 @@ use super::records::MetadataRecord;
 pub const METADATA_VERSION: &str = "metadata.version";
 pub const GROUP_VERSION: &str = "group.version";
 pub const TRANSACTION_VERSION: &str = "transaction.version";
+pub const ELR_VERSION: &str = "eligible.leader.replicas.version";
+/// metadata.version 4.0-IV1, which `eligible.leader.replicas.version` 1 depends on.
+const ELR_METADATA_VERSION_MIN: i16 = 23;
+
+/// Whether the eligible leader replicas rules (KIP-966) are on.
+pub fn elr_enabled(image: &MetadataImage) -> bool {
+    image.feature_level(ELR_VERSION) >= 1
+}
 
 /// Whether the consumer rebalance protocol (KIP-848) is on: Kafka turns ConsumerGroupHeartbeat
 /// and ConsumerGroupDescribe away with UNSUPPORTED_VERSION while `group.version` is below 1.
@@ -58,7 +76,7 @@ pub const FEATURES: &[FeatureSpec] = &[
     FeatureSpec { name: "kraft.version", min: 0, max: 0, bootstrap: 0 },
     FeatureSpec { name: GROUP_VERSION, min: 0, max: 1, bootstrap: 1 },
     FeatureSpec { name: TRANSACTION_VERSION, min: 0, max: 1, bootstrap: 1 },
-    FeatureSpec { name: "eligible.leader.replicas.version", min: 0, max: 0, bootstrap: 0 },
+    FeatureSpec { name: ELR_VERSION, min: 0, max: 1, bootstrap: 1 },
     FeatureSpec { name: "share.version", min: 0, max: 0, bootstrap: 0 },
     FeatureSpec { name: "streams.version", min: 0, max: 0, bootstrap: 0 },
 ];
@@ -126,9 +144,19 @@ pub fn update(
     updates: &[(String, i16, UpgradeType)],
 ) -> Result<Vec<MetadataRecord>, InvalidUpdate> {
     let mut records = Vec::new();
+    let mut proposed = image.features.clone();
     for (name, level, upgrade_type) in updates {
         update_one(image, node_id, name, *level, *upgrade_type)?;
+        proposed.insert(name.clone(), *level);
         records.push(MetadataRecord::FeatureLevel { name: name.clone(), level: *level });
+    }
+    // Kafka's `Feature.validateVersion`, against the levels the whole request leaves.
+    for (name, level, _) in updates {
+        if name == ELR_VERSION && *level >= 1 && proposed.get(METADATA_VERSION).copied().unwrap_or(0) < ELR_METADATA_VERSION_MIN {
+            return Err(InvalidUpdate(format!(
+                "Invalid update version {level} for feature {name}. {name} could not be set to {level} because it depends on {METADATA_VERSION} level {ELR_METADATA_VERSION_MIN}"
+            )));
+        }
     }
     Ok(records)
 }
@@ -198,13 +226,36 @@ mod tests {
     }
 
     #[test]
-    fn bootstrap_finalizes_metadata_version_group_version_and_transaction_version_1() {
+    fn bootstrap_finalizes_metadata_version_group_transaction_and_elr_versions() {
         let image = bootstrapped();
         let f = finalized(&image);
         assert_eq!(f.get(METADATA_VERSION), Some(&25));
         assert_eq!(f.get("group.version"), Some(&1));
         assert_eq!(f.get("transaction.version"), Some(&1), "transactions version 1, never 2");
-        assert_eq!(f.len(), 3);
+        assert_eq!(f.get(ELR_VERSION), Some(&1), "ELR on, as a new Kafka 4.1+ cluster");
+        assert!(elr_enabled(&image));
+        assert_eq!(f.len(), 4);
+    }
+
+    #[test]
+    fn elr_round_trips_and_depends_on_metadata_version_4_0_iv1() {
+        let mut image = bootstrapped();
+        for r in one(&image, ELR_VERSION, 0, UpgradeType::SafeDowngrade).unwrap() {
+            image.replay(&r);
+        }
+        assert!(!elr_enabled(&image));
+        for r in one(&image, ELR_VERSION, 1, UpgradeType::Upgrade).unwrap() {
+            image.replay(&r);
+        }
+        assert!(elr_enabled(&image));
+        let mut old = MetadataImage::default();
+        old.replay(&MetadataRecord::FeatureLevel { name: METADATA_VERSION.into(), level: 22 });
+        assert_eq!(one(&old, ELR_VERSION, 1, UpgradeType::Upgrade).unwrap_err().0,
+            "Invalid update version 1 for feature eligible.leader.replicas.version. eligible.leader.replicas.version could not be set to 1 because it depends on metadata.version level 23");
+        let both = [(METADATA_VERSION.to_string(), 23, UpgradeType::Upgrade), (ELR_VERSION.to_string(), 1, UpgradeType::Upgrade)];
+        assert!(update(&old, 1, &both).is_ok(), "a request that raises metadata.version with it");
+        assert_eq!(one(&image, ELR_VERSION, 2, UpgradeType::Upgrade).unwrap_err().0,
+            "Invalid update version 2 for feature eligible.leader.replicas.version. Local controller 1 only supports versions 0-1");
     }
 
     #[test]

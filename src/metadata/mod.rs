@@ -25,6 +25,7 @@ pub mod delta;
 pub mod election;
 pub mod features;
 pub mod image;
+pub mod partition_change;
 pub mod placement;
 pub mod reassignment;
 pub mod records;

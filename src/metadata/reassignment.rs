@@ -14,8 +14,9 @@
 //! the leader was removed. When nothing needs to catch up, both steps are one record.
 //!
 //! Completion is checked wherever the ISR can change: in the AlterPartition that expands it
-//! ([`isr_change`]), right after the reassignment record ([`alter`] builds it with the
-//! completion applied), and by the active controller's periodic duties ([`complete_ready`]),
+//! (`cluster_control::alter_partition`), right after the reassignment record ([`alter`]
+//! builds it with the completion applied), and by the active controller's periodic duties
+//! ([`complete_ready`]),
 //! so that a completion no AlterPartition triggers (the leader being removed stopped asking,
 //! an ISR changed by a fence) still happens.
 //!
@@ -28,7 +29,8 @@ use std::collections::BTreeSet;
 use uuid::Uuid;
 
 use super::image::MetadataImage;
-use super::records::{LeaderChange, MetadataRecord};
+use super::partition_change::{Election, TopicDefaults};
+use super::records::MetadataRecord;
 use super::registration::PartitionRegistration;
 use crate::types::{NodeId, PartitionId};
 
@@ -81,74 +83,18 @@ impl ReassignmentReplicas {
     }
 }
 
-/// What a partition change aims at (the fields of Kafka's `PartitionChangeBuilder` that
-/// reassignments use); the builder derives the record.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
-    pub replicas: Vec<NodeId>,
-    pub isr: Vec<NodeId>,
-    pub adding: Vec<NodeId>,
-    pub removing: Vec<NodeId>,
-}
+pub use super::partition_change::Target;
 
-impl Target {
-    /// The registration as it is: a change from here alters nothing unless it completes.
-    pub fn of(r: &PartitionRegistration) -> Self {
-        Self { replicas: r.replicas.clone(), isr: r.isr.clone(), adding: r.adding_replicas.clone(), removing: r.removing_replicas.clone() }
-    }
-}
-
-/// Whether `id` may lead: registered, unfenced, not shutting down.
-fn can_lead(image: &MetadataImage, id: NodeId) -> bool {
-    image.brokers.get(&id).is_some_and(|b| !b.fenced && !b.in_controlled_shutdown)
-}
-
-/// The record that takes partition `partition` of `topic_id` from `current` to `target`, as
-/// Kafka's `PartitionChangeBuilder.build` does for reassignments (no unclean election, no
-/// ELR): the reassignment completes if the target ISR allows it; the leader stays if it is
-/// in the target ISR and may lead, else the first target replica that is in the ISR and may
-/// lead takes over (none: no leader); a change that removes a replica bumps the leader epoch
-/// (the leader field is set even to the same leader) so that the removed replica's fetches
-/// are fenced. `None` when nothing changes.
-pub fn build(image: &MetadataImage, topic_id: Uuid, partition: PartitionId, current: &PartitionRegistration, mut target: Target) -> Option<MetadataRecord> {
-    let plan = ReassignmentReplicas { replicas: target.replicas.clone(), adding: target.adding.clone(), removing: target.removing.clone() };
-    if let Some((replicas, isr)) = plan.completed(&target.isr) {
-        target = Target { replicas, isr, adding: vec![], removing: vec![] };
-    }
-    let valid = |id: NodeId| target.isr.contains(&id) && can_lead(image, id);
-    let elected = match current.leader {
-        Some(l) if valid(l) => Some(l),
-        _ => target.replicas.iter().copied().find(|r| valid(*r)),
-    };
-    let mut leader = (elected != current.leader).then(|| elected.map_or(LeaderChange::NoLeader, LeaderChange::Elected));
-    if leader.is_none() && !current.replicas.iter().all(|r| target.replicas.contains(r)) {
-        leader = Some(current.leader.map_or(LeaderChange::NoLeader, LeaderChange::Elected));
-    }
-    let isr = (!target.isr.is_empty() && target.isr != current.isr).then_some(target.isr);
-    let replicas = (!target.replicas.is_empty() && target.replicas != current.replicas).then_some(target.replicas);
-    let adding = (target.adding != current.adding_replicas).then_some(target.adding);
-    let removing = (target.removing != current.removing_replicas).then_some(target.removing);
-    if leader.is_none() && isr.is_none() && replicas.is_none() && adding.is_none() && removing.is_none() {
-        return None;
-    }
-    Some(MetadataRecord::PartitionChange {
-        topic_id,
-        partition,
-        isr,
-        leader,
-        replicas,
-        elr: None,
-        last_known_elr: None,
-        adding_replicas: adding,
-        removing_replicas: removing,
-    })
-}
-
-/// The record of an AlterPartition that sets the ISR of a partition to `isr`: the ISR alone,
-/// or, when the change completes a reassignment, the completion with it. Kafka answers the
-/// leader NEW_LEADER_ELECTED when that moves the leadership away from it.
-pub fn isr_change(image: &MetadataImage, topic_id: Uuid, partition: PartitionId, current: &PartitionRegistration, isr: Vec<NodeId>) -> Option<MetadataRecord> {
-    build(image, topic_id, partition, current, Target { isr, ..Target::of(current) })
+/// The record that takes partition `partition` of `topic_id` from its registration to
+/// `target`, as Kafka's `PartitionChangeBuilder.build` does for reassignments (an online
+/// election; see [`super::partition_change`]): the reassignment completes if the target ISR
+/// allows it; the leader stays if it is valid, else the first valid target replica takes
+/// over (none: no leader); a change that removes a replica bumps the leader epoch so that
+/// the removed replica's fetches are fenced. `None` when nothing changes.
+fn build(image: &MetadataImage, defaults: &TopicDefaults, topic_id: Uuid, partition: PartitionId, target: Target) -> Option<MetadataRecord> {
+    let topic = image.topic_by_id(&topic_id)?;
+    let acceptable = |id: NodeId| super::partition_change::can_lead(image, id);
+    super::partition_change::change_record(image, defaults, topic, partition, target, Election::Online, None, acceptable)
 }
 
 /// One partition of an AlterPartitionReassignments request: `None` replicas cancel.
@@ -167,6 +113,7 @@ pub struct Reassign {
 /// whether a topic's `unclean.leader.election.enable` is on (a cancel may need it).
 pub fn alter(
     image: &MetadataImage,
+    defaults: &TopicDefaults,
     items: &[Reassign],
     unclean_allowed: impl Fn(&str) -> bool,
 ) -> (Vec<MetadataRecord>, Vec<Result<(), ReassignError>>) {
@@ -174,7 +121,7 @@ pub fn alter(
     let mut records = Vec::new();
     let mut results = Vec::with_capacity(items.len());
     for item in items {
-        match alter_one(&work, item, unclean_allowed(&item.topic)) {
+        match alter_one(&work, defaults, item, unclean_allowed(&item.topic)) {
             Ok(Some(record)) => {
                 work.replay(&record);
                 records.push(record);
@@ -187,7 +134,7 @@ pub fn alter(
     (records, results)
 }
 
-fn alter_one(image: &MetadataImage, item: &Reassign, unclean_allowed: bool) -> Result<Option<MetadataRecord>, ReassignError> {
+fn alter_one(image: &MetadataImage, defaults: &TopicDefaults, item: &Reassign, unclean_allowed: bool) -> Result<Option<MetadataRecord>, ReassignError> {
     let topic = image
         .topic(&item.topic)
         .ok_or_else(|| ReassignError::UnknownTopicOrPartition(format!("Unable to find a topic named {}.", item.topic)))?;
@@ -207,7 +154,7 @@ fn alter_one(image: &MetadataImage, item: &Reassign, unclean_allowed: bool) -> R
             Target { replicas: plan.replicas, isr: current.isr.clone(), adding: plan.adding, removing: plan.removing }
         }
     };
-    Ok(build(image, topic.id, item.partition, current, target))
+    Ok(build(image, defaults, topic.id, item.partition, target))
 }
 
 /// KIP-860, as Kafka's controller checks it: the target must be as long as the replica set
@@ -276,13 +223,13 @@ fn revert(current: &PartitionRegistration, unclean_allowed: bool, topic: &str, p
 /// The completion records of every reassigning partition whose ISR already allows it: the
 /// active controller's periodic check, so that no completion waits on an AlterPartition that
 /// may never come.
-pub fn complete_ready(image: &MetadataImage) -> Vec<MetadataRecord> {
+pub fn complete_ready(image: &MetadataImage, defaults: &TopicDefaults) -> Vec<MetadataRecord> {
     let mut records = Vec::new();
     for t in image.topics.values() {
         for (p, r) in t.partitions.iter().filter(|(_, r)| r.is_reassigning()) {
             let plan = ReassignmentReplicas { replicas: r.replicas.clone(), adding: r.adding_replicas.clone(), removing: r.removing_replicas.clone() };
             if plan.completed(&r.isr).is_some()
-                && let Some(record) = build(image, t.id, *p, r, Target::of(r))
+                && let Some(record) = build(image, defaults, t.id, *p, Target::of(r))
             {
                 records.push(record);
             }
@@ -340,6 +287,7 @@ pub fn list(image: &MetadataImage, topics: Option<&[(String, Vec<PartitionId>)]>
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+    use crate::metadata::records::LeaderChange;
     use crate::metadata::records::Endpoint;
     use crate::types::{BrokerEpoch, LeaderEpoch, PartitionEpoch};
 
@@ -386,7 +334,7 @@ mod tests {
 
     fn reassign(image: &MetadataImage, replicas: Option<&[i32]>) -> (MetadataImage, Result<(), ReassignError>) {
         let item = Reassign { topic: "t".into(), partition: PartitionId(0), replicas: replicas.map(n), allow_rf_change: true };
-        let (records, results) = alter(image, &[item], |_| false);
+        let (records, results) = alter(image, &TopicDefaults::default(), &[item], |_| false);
         let mut next = image.clone();
         for r in &records {
             next.replay(r);
@@ -397,7 +345,8 @@ mod tests {
     /// The leader's AlterPartition with ISR `isr`, applied.
     fn expand(image: &MetadataImage, isr: &[i32]) -> MetadataImage {
         let t = image.topic("t").unwrap().id;
-        let record = isr_change(image, t, PartitionId(0), &part(image), n(isr)).unwrap();
+        let target = Target { isr: n(isr), ..Target::of(&part(image)) };
+        let record = build(image, &TopicDefaults::default(), t, PartitionId(0), target).unwrap();
         let mut next = image.clone();
         next.replay(&record);
         next
@@ -421,7 +370,7 @@ mod tests {
         assert_eq!((p.replicas.clone(), p.isr.clone(), p.leader), (n(&[2, 1]), n(&[1]), Some(NodeId(1))));
         assert_eq!((p.adding_replicas.clone(), p.removing_replicas.clone()), (n(&[2]), n(&[1])));
         assert_eq!(p.leader_epoch, LeaderEpoch(0), "adding replicas keeps the leader epoch");
-        assert!(complete_ready(&image).is_empty(), "2 is not in sync yet");
+        assert!(complete_ready(&image, &TopicDefaults::default()).is_empty(), "2 is not in sync yet");
         // The leader adds 2 to its ISR (in replica order): the reassignment completes.
         let image = expand(&image, &[2, 1]);
         let p = part(&image);
@@ -463,7 +412,7 @@ mod tests {
         assert_eq!((p.replicas.clone(), p.leader, p.leader_epoch), (n(&[3, 2, 1]), Some(NodeId(1)), LeaderEpoch(0)));
         // The same replicas again change nothing.
         let t = image.topic("t").unwrap().id;
-        assert!(build(&image, t, PartitionId(0), &part(&image), Target::of(&part(&image))).is_none());
+        assert!(build(&image, &TopicDefaults::default(), t, PartitionId(0), Target::of(&part(&image))).is_none());
     }
 
     #[test]
@@ -474,7 +423,7 @@ mod tests {
         assert!(invalid(reassign(&image, Some(&[2, 2])).1));
         assert!(invalid(reassign(&image, Some(&[9])).1));
         let item = |topic: &str, p: i32| Reassign { topic: topic.into(), partition: PartitionId(p), replicas: Some(n(&[1])), allow_rf_change: true };
-        let (records, results) = alter(&image, &[item("nope", 0), item("t", 5)], |_| false);
+        let (records, results) = alter(&image, &TopicDefaults::default(), &[item("nope", 0), item("t", 5)], |_| false);
         assert!(records.is_empty());
         assert!(results.iter().all(|r| matches!(r, Err(ReassignError::UnknownTopicOrPartition(_)))));
         assert_eq!(reassign(&image, None).1, Err(ReassignError::NoReassignmentInProgress));
@@ -486,7 +435,7 @@ mod tests {
     fn a_replication_factor_change_is_refused_unless_allowed() {
         let strict = |image: &MetadataImage, replicas: &[i32]| {
             let item = Reassign { topic: "t".into(), partition: PartitionId(0), replicas: Some(n(replicas)), allow_rf_change: false };
-            let (records, results) = alter(image, &[item], |_| false);
+            let (records, results) = alter(image, &TopicDefaults::default(), &[item], |_| false);
             let mut next = image.clone();
             for r in &records {
                 next.replay(r);
@@ -540,9 +489,9 @@ mod tests {
         });
         // (Completion would have happened; check the cancel rule on its own.)
         let item = Reassign { topic: "t".into(), partition: PartitionId(0), replicas: None, allow_rf_change: true };
-        let (_, results) = alter(&moving, std::slice::from_ref(&item), |_| false);
+        let (_, results) = alter(&moving, &TopicDefaults::default(), std::slice::from_ref(&item), |_| false);
         assert!(matches!(&results[0], Err(ReassignError::InvalidReplicaAssignment(m)) if m.contains("unclean")));
-        let (records, results) = alter(&moving, &[item], |_| true);
+        let (records, results) = alter(&moving, &TopicDefaults::default(), &[item], |_| true);
         assert_eq!(results[0], Ok(()));
         let mut next = moving.clone();
         next.replay(&records[0]);
@@ -568,12 +517,12 @@ mod tests {
             adding_replicas: None,
             removing_replicas: None,
         });
-        let records = complete_ready(&caught_up);
+        let records = complete_ready(&caught_up, &TopicDefaults::default());
         assert_eq!(records.len(), 1);
         caught_up.replay(&records[0]);
         let p = part(&caught_up);
         assert_eq!((p.replicas.clone(), p.isr.clone(), p.leader), (n(&[2, 3]), n(&[2, 3]), Some(NodeId(2))));
-        assert!(complete_ready(&caught_up).is_empty());
+        assert!(complete_ready(&caught_up, &TopicDefaults::default()).is_empty());
     }
 
     #[test]

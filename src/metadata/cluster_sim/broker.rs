@@ -155,6 +155,7 @@ impl Sim {
                 incarnation_id: b.incarnation,
                 endpoints: vec![],
                 rack,
+                previous_broker_epoch: None,
             }),
             // The offset of the last record applied here.
             (Slot::Membership, Some(epoch)) => BrokerRequest::Heartbeat(Heartbeat {

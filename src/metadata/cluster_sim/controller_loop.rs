@@ -26,6 +26,7 @@ use std::collections::VecDeque;
 use uuid::Uuid;
 
 use crate::config::BrokerConfig;
+use crate::metadata::partition_change::TopicDefaults;
 use crate::metadata::cluster_control::{self, BrokerSessions, Heartbeat, HeartbeatReply, MembershipError, Registration};
 use crate::metadata::controller::{self, TopicSpec};
 use crate::metadata::features;
@@ -145,6 +146,7 @@ pub struct ControllerLoop {
     duties_running: bool,
     answers: Vec<(Waiter, Answer)>,
     config: BrokerConfig,
+    defaults: TopicDefaults,
     session_timeout_ms: i64,
     request_timeout_ms: u64,
     planted: Option<ClusterBug>,
@@ -162,6 +164,7 @@ impl ControllerLoop {
             was_leader: false,
             duties_running: false,
             answers: Vec::new(),
+            defaults: TopicDefaults::from_config(&config),
             config,
             session_timeout_ms,
             request_timeout_ms,
@@ -331,7 +334,7 @@ impl ControllerLoop {
     fn compute(&self, image: &MetadataImage, change: &Change) -> Result<(Vec<MetadataRecord>, Answer), Answer> {
         match change {
             Change::Register { reg, now_ms } => {
-                let (records, epoch) = cluster_control::register(image, &self.sessions, reg, *now_ms, self.session_timeout_ms).map_err(Answer::Refused)?;
+                let (records, epoch) = cluster_control::register(image, &self.defaults, &self.sessions, reg, *now_ms, self.session_timeout_ms).map_err(Answer::Refused)?;
                 Ok((records, Answer::Registered(epoch)))
             }
             Change::Heartbeat(hb) => {
@@ -344,7 +347,7 @@ impl ControllerLoop {
                 {
                     hb.epoch = b.epoch;
                 }
-                let (records, reply) = cluster_control::heartbeat(image, &hb).map_err(Answer::Refused)?;
+                let (records, reply) = cluster_control::heartbeat(image, &self.defaults, &hb).map_err(Answer::Refused)?;
                 Ok((records, Answer::Heartbeat(reply)))
             }
             Change::AllocateProducerIds { broker, epoch } => {
@@ -357,6 +360,11 @@ impl ControllerLoop {
                 Ok((vec![record], Answer::ProducerIds { start }))
             }
             Change::CreateTopic { spec, id } => {
+                // Brokers serve clients only once the cluster's first records are applied
+                // (`main::wait_for_metadata`), so no topic predates the bootstrap features.
+                if image.cluster_id.is_empty() {
+                    return Err(Answer::TopicRefused("the cluster is not bootstrapped yet".into()));
+                }
                 let records = controller::create_topic(image, &self.config, spec).map_err(|e| Answer::TopicRefused(e.to_string()))?;
                 Ok((with_topic_id(records, *id), Answer::Done))
             }
@@ -379,7 +387,7 @@ impl ControllerLoop {
                 Ok((records, Answer::Done))
             }
             Change::Fence { ids } => {
-                let mut records = cluster_control::fence(image, ids);
+                let mut records = cluster_control::fence(image, &self.defaults, ids);
                 if self.planted == Some(ClusterBug::FenceKeepsLeadership) {
                     records.retain(|r| matches!(r, MetadataRecord::FenceBroker { .. }));
                 }

@@ -210,27 +210,29 @@ impl Sim {
         self.check.leader_checked[b] = Some((key.0, key.1, self.check.acked.len()));
     }
 
-    /// Every leader-eligible member of the controller's ISR holds the committed history.
+    /// Every leader-eligible member of the controller's ISR and ELR holds the committed
+    /// history (an ELR member left the ISR below min ISR, when the high watermark froze).
     fn check_controller_isr(&mut self) {
         let Some(reg) = self.controller.registration().cloned() else { return };
         let image = self.controller.image().clone();
         let committed = self.check.committed.len();
-        for id in &reg.isr {
+        for id in reg.isr.iter().chain(&reg.elr) {
             let b = (id.0 - 1) as usize;
             let eligible = image.brokers.get(id).is_some_and(|r| !r.fenced && !r.in_controlled_shutdown);
             if !eligible || b >= BROKERS {
                 continue;
             }
             if let Some(o) = self.check.disagreement(b, committed) {
-                return self.fail(format!("ISR member {} holds another record at committed offset {o}", b + 1));
+                return self.fail(format!("ISR/ELR member {} holds another record at committed offset {o}", b + 1));
             }
             let len = self.check.mirrors[b].len();
             if len < committed {
                 return self.fail(format!(
-                    "ISR member {} (epoch {:?}, isr {:?}) lacks committed offsets {len}..{committed}",
+                    "ISR/ELR member {} (epoch {:?}, isr {:?}, elr {:?}) lacks committed offsets {len}..{committed}",
                     b + 1,
                     reg.leader_epoch,
-                    reg.isr
+                    reg.isr,
+                    reg.elr
                 ));
             }
         }

@@ -1,7 +1,8 @@
 //! The simulation's controller: one never-crashing active controller whose state is a
 //! `MetadataImage`, changed only by the records [`crate::metadata::cluster_control`] computes
-//! (registration, heartbeats, fencing on session expiry with leader election from the ISR,
-//! AlterPartition), each change applied as one entry. The quorum under it is simulated
+//! (registration, heartbeats, fencing on session expiry with leader election from the ISR
+//! or the ELR, AlterPartition), each change applied as one entry; ELR is on and
+//! `min.insync.replicas` is 2. The quorum under it is simulated
 //! elsewhere (`metadata::cluster_sim`); here it is one process that brokers can be cut off
 //! from. It sends its image to every broker after each change and every
 //! `METADATA_REPUBLISH_MS` (brokers keep the newest they received).
@@ -16,12 +17,15 @@ use super::{BROKERS, CONTROLLER, CONTROLLER_TICK_MS, METADATA_REPUBLISH_MS, Msg,
 use crate::metadata::MetadataImage;
 use crate::metadata::cluster_control::{self, AlterIsrItem, BrokerSessions, Heartbeat, MembershipError, Registration};
 use crate::metadata::delta::MetadataDelta;
+use crate::metadata::partition_change::TopicDefaults;
 use crate::metadata::records::MetadataRecord;
 use crate::metadata::registration::PartitionRegistration;
 use crate::types::{BrokerEpoch, LeaderEpoch, NodeId, PartitionEpoch, PartitionId};
 
 pub(super) struct Controller {
     image: Arc<MetadataImage>,
+    /// The controller's topic defaults: `min.insync.replicas` 2.
+    defaults: TopicDefaults,
     sessions: BrokerSessions,
     session_timeout_ms: u64,
     last_publish_ms: u64,
@@ -35,7 +39,9 @@ impl Controller {
     /// elected (`cluster_control::heartbeat`).
     pub(super) fn new(topic_id: Uuid, session_timeout_ms: u64) -> Self {
         let replicas: Vec<NodeId> = (1..=BROKERS as i32).map(NodeId).collect();
-        let records = vec![
+        // ELR on (KIP-966), as a new cluster bootstraps it.
+        let mut records = crate::metadata::features::bootstrap_records();
+        records.extend([
             MetadataRecord::Topic {
                 name: TOPIC.into(),
                 id: topic_id,
@@ -50,16 +56,20 @@ impl Controller {
                 leader: None,
                 replicas,
                 elr: vec![],
-                last_known_elr: vec![],
+                // A topic is created led (by its first replica), so with ELR on it always has
+                // a last known leader once it loses its leader; this leaderless start stands in
+                // for that (all logs are empty: any replica is a safe first leader).
+                last_known_elr: vec![NodeId(1)],
                 adding_replicas: vec![],
                 removing_replicas: vec![],
                 leader_epoch: LeaderEpoch(0),
                 partition_epoch: PartitionEpoch(0),
             },
-        ];
+        ]);
         let base = MetadataImage { cluster_id: "replsim".into(), ..MetadataImage::default() };
         let mut c = Controller {
             image: Arc::new(base),
+            defaults: TopicDefaults { min_insync_replicas: super::MIN_INSYNC_REPLICAS as i32, ..TopicDefaults::default() },
             sessions: BrokerSessions::default(),
             session_timeout_ms,
             last_publish_ms: 0,
@@ -90,15 +100,28 @@ impl Controller {
 }
 
 impl Sim {
+    /// The controller applies one change; counts what it did to the ELR.
+    fn apply_at_controller(&mut self, records: &[MetadataRecord]) -> bool {
+        let before = self.controller.registration().cloned();
+        let changed = self.controller.apply(records);
+        if let (Some(b), Some(a)) = (before, self.controller.registration()) {
+            self.stats.elr_entries += a.elr.iter().filter(|r| !b.elr.contains(r)).count() as u64;
+            if a.leader != b.leader && a.leader.is_some_and(|l| b.elr.contains(&l)) {
+                self.stats.elr_elections += 1;
+            }
+        }
+        changed
+    }
+
     pub(super) fn controller_tick(&mut self) {
         let now = self.now_ms as i64;
         let timeout = self.controller.session_timeout_ms as i64;
         let expired = self.controller.sessions.expired(&self.controller.image, now, timeout);
         let mut changed = false;
         if !expired.is_empty() {
-            let records = cluster_control::fence(&self.controller.image, &expired);
+            let records = cluster_control::fence(&self.controller.image, &self.controller.defaults, &expired);
             self.log_line(|| format!("controller fences {expired:?} (session expired)"));
-            changed = self.controller.apply(&records);
+            changed = self.apply_at_controller(&records);
         }
         if changed || self.now_ms >= self.controller.last_publish_ms + METADATA_REPUBLISH_MS {
             self.publish();
@@ -129,12 +152,12 @@ impl Sim {
         let timeout = self.controller.session_timeout_ms as i64;
         let changed = match msg {
             Msg::Register { incarnation_id } => {
-                let req = Registration { id, cluster_id: "replsim".into(), incarnation_id, endpoints: vec![], rack: None };
-                match cluster_control::register(&self.controller.image, &self.controller.sessions, &req, now, timeout) {
+                let req = Registration { id, cluster_id: "replsim".into(), incarnation_id, endpoints: vec![], rack: None, previous_broker_epoch: None };
+                match cluster_control::register(&self.controller.image, &self.controller.defaults, &self.controller.sessions, &req, now, timeout) {
                     Ok((records, epoch)) => {
                         self.log_line(|| format!("controller registers broker {} with epoch {}", id.0, epoch.0));
                         self.controller.sessions.touch(id, epoch, now);
-                        let changed = self.controller.apply(&records);
+                        let changed = self.apply_at_controller(&records);
                         self.send(CONTROLLER, from, Msg::Registered { incarnation_id, epoch: Some(epoch) });
                         changed
                     }
@@ -146,10 +169,10 @@ impl Sim {
             }
             Msg::Heartbeat { epoch, metadata_offset } => {
                 let hb = Heartbeat { id, epoch, metadata_offset, want_fence: false, want_shut_down: false };
-                match cluster_control::heartbeat(&self.controller.image, &hb) {
+                match cluster_control::heartbeat(&self.controller.image, &self.controller.defaults, &hb) {
                     Ok((records, _)) => {
                         self.controller.sessions.touch(id, epoch, now);
-                        self.controller.apply(&records)
+                        self.apply_at_controller(&records)
                     }
                     Err(MembershipError::StaleEpoch { .. } | MembershipError::NotRegistered) => {
                         self.send(CONTROLLER, from, Msg::HeartbeatStale { epoch });
@@ -180,7 +203,7 @@ impl Sim {
             return false;
         }
         self.controller.last_alter_corr[from] = corr;
-        let outcome = cluster_control::alter_partition(&self.controller.image, id, broker_epoch, std::slice::from_ref(&item));
+        let outcome = cluster_control::alter_partition(&self.controller.image, &self.controller.defaults, id, broker_epoch, std::slice::from_ref(&item));
         let (records, results) = match outcome {
             Ok(out) => out,
             Err(_) => {
@@ -189,7 +212,7 @@ impl Sim {
                 return false;
             }
         };
-        let changed = self.controller.apply(&records);
+        let changed = self.apply_at_controller(&records);
         let mut data = alter_partition_response::PartitionData::default();
         data.partition_index = 0;
         match results.into_iter().next() {

@@ -13,7 +13,8 @@
 //! [`crate::cluster::replica::apply_partition`], AlterPartition answers are mapped by
 //! [`crate::cluster::replica::alter_result`] and [`crate::api::alter_partition::partition_code`],
 //! and the controller is a pure model around [`crate::metadata::cluster_control`]
-//! (registration, heartbeats, fencing on session expiry, leader election from the ISR, no
+//! (registration, heartbeats, fencing on session expiry, leader election from the ISR or,
+//! with ELR on as a new cluster has it, the ELR and the last known leader (KIP-966), no
 //! unclean election, AlterPartition). What the simulation writes itself is the glue the
 //! broker's tasks provide: the fetcher loop and the leader's side of a follower fetch
 //! (`api::fetch::read_for_follower`), the AlterPartition sender (`cluster::replica`: one
@@ -23,7 +24,9 @@
 //! Crashes kill the process, not the machine: what was written stays in the page cache, so
 //! a restarted broker finds its whole log (it is recovered with
 //! `RecoveryMode::PageCacheIntact`). The log is thus treated as flushed on ack; losing an
-//! unflushed tail (KIP-966's case) is not simulated yet. The metadata a broker applied
+//! unflushed tail (KIP-966's case) is not simulated yet; every restart registers as an
+//! unclean shutdown all the same, so it leaves the ELR. The run's statistics count the
+//! replicas that entered the ELR and the leaders elected from it. The metadata a broker applied
 //! survives its crash (its metadata log is on disk), so it comes back with a stale image.
 //!
 //! After every event the simulator checks:
@@ -35,7 +38,8 @@
 //!    was held by at least `min.insync.replicas` replicas when it became committed;
 //! 3. a consumer never receives an offset at or past the high watermark of the replica it
 //!    read from, and what it receives is the committed history;
-//! 4. every leader-eligible member of the controller's ISR holds the whole committed prefix.
+//! 4. every leader-eligible member of the controller's ISR and ELR holds the whole committed
+//!    prefix.
 //!
 //! At the end it stops the chaos, heals and restarts everything, and requires within a
 //! deadline that a partition leader exists, that an acks=all write made after the healing
@@ -195,6 +199,10 @@ pub struct RunStats {
     pub elections: u64,
     pub truncations: u64,
     pub crashes: u64,
+    /// Replicas the controller moved into the ELR.
+    pub elr_entries: u64,
+    /// Leaders the controller elected from the ELR.
+    pub elr_elections: u64,
 }
 
 pub type Trace = Vec<String>;
@@ -508,6 +516,8 @@ pub fn run_seeds(first: u64, count: u64, planted: Option<PlantedBug>) -> Result<
                 total.elections += s.elections;
                 total.truncations += s.truncations;
                 total.crashes += s.crashes;
+                total.elr_entries += s.elr_entries;
+                total.elr_elections += s.elr_elections;
             }
             Err((violation, _)) => return Err(violation),
         }

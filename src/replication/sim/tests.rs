@@ -42,12 +42,14 @@ fn run_or_report(first: u64, count: u64, planted: Option<PlantedBug>) {
         Ok(s) => {
             let secs = started.elapsed().as_secs_f64();
             println!(
-                "replication sim: {count} seeds in {secs:.1} s ({:.2} ms/seed), {} events, {} records acked, {} committed, {} elections, {} truncations, {} crashes",
+                "replication sim: {count} seeds in {secs:.1} s ({:.2} ms/seed), {} events, {} records acked, {} committed, {} elections ({} from the ELR, {} ELR entries), {} truncations, {} crashes",
                 secs * 1000.0 / count as f64,
                 s.events,
                 s.acked,
                 s.committed,
                 s.elections,
+                s.elr_elections,
+                s.elr_entries,
                 s.truncations,
                 s.crashes
             );
