@@ -763,26 +763,32 @@ impl Broker {
     }
 
     /// Flushes and closes every partition, writing clean-shutdown markers.
-    pub fn shutdown(&self) {
+    /// Closes every hosted partition; whether all of them closed cleanly (what a broker's
+    /// clean-shutdown file then vouches for, see [`crate::cluster::clean_shutdown`]).
+    pub fn shutdown(&self) -> bool {
         self.checkpoint_high_watermarks();
         let now = self.clock.now_ms();
         let parts: Vec<Arc<Partition>> = write_lock(&self.partitions).drain().map(|(_, p)| p).collect();
         // Closing is a handful of fsyncs per partition: in parallel.
-        parallel_map(parts, |p| {
+        let closed = parallel_map(parts, |p| {
             let tp = p.tp.clone();
             match Arc::try_unwrap(p) {
-                Ok(p) => {
-                    if let Err(e) = p.close(now) {
+                Ok(p) => match p.close(now) {
+                    Ok(()) => true,
+                    Err(e) => {
                         tracing::error!(partition = %tp, error = %e, "unclean close");
+                        false
                     }
-                }
+                },
                 Err(p) => {
                     // A request still holds it: flush what we can; recovery handles the rest.
                     let _ = p.flush(now);
                     tracing::warn!(partition = %tp, "partition busy at shutdown; flushed only");
+                    false
                 }
             }
         });
+        closed.into_iter().all(|c| c)
     }
 
     pub fn topic_id(&self, name: &str) -> Option<Uuid> {

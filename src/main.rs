@@ -150,6 +150,8 @@ async fn run_cluster_node(config: BrokerConfig) -> anyhow::Result<()> {
         None
     };
     let broker = Broker::open(config, Arc::new(SystemClock)).context("opening the data directory")?;
+    // Taken at once: only this start may count the last stop as clean (KIP-966).
+    let previous_epoch = cluster::clean_shutdown::take(&broker.config.settings().data_dir);
     let api = Arc::new(Api::unloaded(broker.clone()));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let client_server = match client_addr {
@@ -191,7 +193,7 @@ async fn run_cluster_node(config: BrokerConfig) -> anyhow::Result<()> {
         let a = api.clone();
         tokio::task::spawn_blocking(move || a.start_coordinators()).await?.context("loading the coordinators")?;
         group_ticker = Some(spawn_group_ticker(&api, shutdown_rx.clone()));
-        lifecycle = Some(tokio::spawn(cluster::lifecycle::run(broker.clone(), cluster.clone())));
+        lifecycle = Some(tokio::spawn(cluster::lifecycle::run(broker.clone(), cluster.clone(), previous_epoch.map(|e| e.0))));
         replication = Some(tokio::spawn(cluster::replica::run(broker.clone(), cluster.clone())));
         let local = server.local_addr()?;
         serving = Some(tokio::spawn(server.run(shutdown_rx.clone())));
@@ -232,7 +234,15 @@ async fn run_cluster_node(config: BrokerConfig) -> anyhow::Result<()> {
         g.abort();
     }
     let b = broker.clone();
-    tokio::task::spawn_blocking(move || b.shutdown()).await?;
+    let closed = tokio::task::spawn_blocking(move || b.shutdown()).await?;
+    let epoch = cluster.broker_epoch();
+    if is_broker && closed && epoch >= 0 {
+        let dir = &broker.config.settings().data_dir;
+        match cluster::clean_shutdown::write(dir, blumfeld::types::BrokerEpoch(epoch)) {
+            Ok(()) => tracing::info!(epoch, "clean-shutdown file written: the next start registers as a clean restart"),
+            Err(e) => tracing::warn!(error = %e, "cannot write the clean-shutdown file: the next start registers as after a crash"),
+        }
+    }
     tracing::info!("clean shutdown complete");
     Ok(())
 }

@@ -29,12 +29,13 @@ const HEARTBEAT_VERSION_MAX: i16 = 1;
 const REGISTER_BACKOFF: Duration = Duration::from_millis(500);
 
 /// Registers and heartbeats until the process stops; returns once a controlled shutdown
-/// completed (see [`controlled_shutdown`]).
-pub async fn run(broker: Arc<Broker>, cluster: Arc<Cluster>) {
+/// completed (see [`controlled_shutdown`]). `previous_epoch` is the epoch the previous
+/// process shut down cleanly with ([`super::clean_shutdown`]), named in every registration.
+pub async fn run(broker: Arc<Broker>, cluster: Arc<Cluster>, previous_epoch: Option<i64>) {
     let incarnation = Uuid::new_v4();
     let interval = Duration::from_millis(cluster.heartbeat_interval_ms);
     loop {
-        let Some(epoch) = register(&broker, &cluster, incarnation).await else {
+        let Some(epoch) = register(&broker, &cluster, incarnation, previous_epoch).await else {
             tokio::time::sleep(REGISTER_BACKOFF).await;
             continue;
         };
@@ -66,7 +67,7 @@ pub async fn run(broker: Arc<Broker>, cluster: Arc<Cluster>) {
     }
 }
 
-async fn register(broker: &Broker, cluster: &Cluster, incarnation: Uuid) -> Option<i64> {
+async fn register(broker: &Broker, cluster: &Cluster, incarnation: Uuid, previous_epoch: Option<i64>) -> Option<i64> {
     let advertised = broker.advertised();
     let mut req = BrokerRegistrationRequest::default();
     req.broker_id = BrokerId(broker.node_id);
@@ -89,7 +90,7 @@ async fn register(broker: &Broker, cluster: &Cluster, incarnation: Uuid) -> Opti
         })
         .collect();
     req.rack = broker.config.settings().rack.clone().map(StrBytes::from_string);
-    req.previous_broker_epoch = -1;
+    req.previous_broker_epoch = previous_epoch.unwrap_or(-1);
     match cluster.call_controller(&req, REGISTRATION_VERSION_MAX).await {
         Ok((_, r)) if r.error_code == 0 => Some(r.broker_epoch),
         Ok((_, r)) => {

@@ -6,7 +6,8 @@
 //!   waits for a known leader and retries a call that could not be delivered, up to the
 //!   request timeout; answers are returned as they are.
 //! - [`lifecycle`]: a broker registers with the active controller, heartbeats, is unfenced
-//!   once caught up with the metadata log, and on SIGTERM shuts down in a controlled way.
+//!   once caught up with the metadata log, and on SIGTERM shuts down in a controlled way;
+//!   [`clean_shutdown`] remembers the epoch of a clean stop for the next registration.
 //! - [`active`]: the active controller's duties that no request triggers: it writes the
 //!   cluster's first records (cluster id, feature levels), fences brokers whose sessions
 //!   expired, and takes metadata snapshots.
@@ -15,6 +16,7 @@
 //! in [`crate::metadata::cluster_control`]; this module is their I/O.
 
 pub mod active;
+pub mod clean_shutdown;
 pub mod lifecycle;
 pub mod peers;
 pub mod replica;
