@@ -45,6 +45,10 @@ pub fn for_each(response: &ResponseKind, mut f: impl FnMut(i16)) -> Listed {
         S::IncrementalAlterConfigs(r) => r.responses.iter().for_each(|x| f(x.error_code)),
         S::AlterConfigs(r) => r.responses.iter().for_each(|x| f(x.error_code)),
         S::DescribeCluster(r) => f(r.error_code),
+        S::DescribeTopicPartitions(r) => r.topics.iter().for_each(|t| {
+            t.partitions.iter().for_each(|p| f(p.error_code));
+            f(t.error_code);
+        }),
         S::Vote(r) => {
             f(r.error_code);
             r.topics.iter().flat_map(|t| &t.partitions).for_each(|p| f(p.error_code));

@@ -26,6 +26,7 @@ pub mod describe_configs;
 pub mod describe_groups;
 pub mod describe_log_dirs;
 pub mod describe_producers;
+pub mod describe_topic_partitions;
 pub mod describe_transactions;
 pub mod elect_leaders;
 pub mod end_txn;
@@ -313,6 +314,7 @@ impl Api {
             R::ConsumerGroupDescribe(req) => S::ConsumerGroupDescribe(consumer_group_describe::handle(self, v, req)),
             R::FindCoordinator(req) => S::FindCoordinator(find_coordinator::handle(self, v, req)),
             R::DescribeCluster(req) => S::DescribeCluster(describe_cluster::handle(self, req)),
+            R::DescribeTopicPartitions(req) => S::DescribeTopicPartitions(describe_topic_partitions::handle(self, req)),
             R::DeleteRecords(req) => S::DeleteRecords(delete_records::handle(self, req)),
             R::InitProducerId(req) => S::InitProducerId(init_producer_id::handle(self, v, req).await),
             R::AddPartitionsToTxn(req) => S::AddPartitionsToTxn(add_partitions_to_txn::handle(self, v, req).await),
@@ -694,6 +696,14 @@ mod tests {
                 let mut r = AlterConfigsRequest::default();
                 r.resources = vec![res, bad];
                 vec![RequestKind::AlterConfigs(r)]
+            }
+            ApiKey::DescribeTopicPartitions => {
+                let mut t = describe_topic_partitions_request::TopicRequest::default();
+                t.name = name("t");
+                let mut r = DescribeTopicPartitionsRequest::default();
+                r.topics = vec![t];
+                r.response_partition_limit = 1;
+                vec![RequestKind::DescribeTopicPartitions(DescribeTopicPartitionsRequest::default()), RequestKind::DescribeTopicPartitions(r)]
             }
             ApiKey::DescribeCluster => {
                 let mut asking = DescribeClusterRequest::default();

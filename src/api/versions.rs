@@ -55,6 +55,8 @@ pub const SERVED: &[Served] = &[
     served(ApiKey::IncrementalAlterConfigs, 0, 1),
     served(ApiKey::AlterConfigs, 0, 2),
     served(ApiKey::DescribeCluster, 0, 2),
+    // KIP-966: the partitions with their eligible leader replicas, as kafka-topics shows them.
+    served(ApiKey::DescribeTopicPartitions, 0, 0),
     served(ApiKey::FindCoordinator, 0, 6),
     served(ApiKey::JoinGroup, 0, 9),
     served(ApiKey::SyncGroup, 0, 5),
@@ -180,6 +182,7 @@ pub fn default_request(api: ApiKey) -> Option<RequestKind> {
         }
         ApiKey::AlterConfigs => RequestKind::AlterConfigs(AlterConfigsRequest::default()),
         ApiKey::DescribeCluster => RequestKind::DescribeCluster(DescribeClusterRequest::default()),
+        ApiKey::DescribeTopicPartitions => RequestKind::DescribeTopicPartitions(DescribeTopicPartitionsRequest::default()),
         ApiKey::FindCoordinator => RequestKind::FindCoordinator(FindCoordinatorRequest::default()),
         ApiKey::JoinGroup => RequestKind::JoinGroup(JoinGroupRequest::default()),
         ApiKey::SyncGroup => RequestKind::SyncGroup(SyncGroupRequest::default()),
@@ -292,6 +295,7 @@ mod tests {
             }
             ApiKey::AlterConfigs => ResponseKind::AlterConfigs(AlterConfigsResponse::default()),
             ApiKey::DescribeCluster => ResponseKind::DescribeCluster(DescribeClusterResponse::default()),
+            ApiKey::DescribeTopicPartitions => ResponseKind::DescribeTopicPartitions(DescribeTopicPartitionsResponse::default()),
             ApiKey::FindCoordinator => ResponseKind::FindCoordinator(FindCoordinatorResponse::default()),
             ApiKey::JoinGroup => ResponseKind::JoinGroup(JoinGroupResponse::default()),
             ApiKey::SyncGroup => ResponseKind::SyncGroup(SyncGroupResponse::default()),
