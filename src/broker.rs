@@ -763,8 +763,10 @@ impl Broker {
     }
 
     /// Flushes and closes every partition, writing clean-shutdown markers.
-    /// Closes every hosted partition; whether all of them closed cleanly (what a broker's
-    /// clean-shutdown file then vouches for, see [`crate::cluster::clean_shutdown`]).
+    /// Closes every hosted partition; whether all of them are durable: closed cleanly, or (one
+    /// a request still holds) flushed. That is what a broker's clean-shutdown file vouches for
+    /// (see [`crate::cluster::clean_shutdown`]): no acknowledged record lost with an
+    /// unflushed tail.
     pub fn shutdown(&self) -> bool {
         self.checkpoint_high_watermarks();
         let now = self.clock.now_ms();
@@ -782,9 +784,9 @@ impl Broker {
                 },
                 Err(p) => {
                     // A request still holds it: flush what we can; recovery handles the rest.
-                    let _ = p.flush(now);
-                    tracing::warn!(partition = %tp, "partition busy at shutdown; flushed only");
-                    false
+                    let flushed = p.flush(now);
+                    tracing::warn!(partition = %tp, flushed = flushed.is_ok(), "partition busy at shutdown; flushed only");
+                    flushed.is_ok()
                 }
             }
         });

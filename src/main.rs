@@ -210,11 +210,14 @@ async fn run_cluster_node(config: BrokerConfig) -> anyhow::Result<()> {
         let limit = Duration::from_millis(cluster.session_timeout_ms.max(1) as u64);
         cluster::lifecycle::controlled_shutdown(&broker, &cluster, limit).await;
     }
+    // Aborted and awaited: the replica fetchers hold their partitions until they are dropped.
     if let Some(l) = lifecycle {
         l.abort();
+        let _ = l.await;
     }
     if let Some(r) = replication {
         r.abort();
+        let _ = r.await;
     }
     accepting.store(false, std::sync::atomic::Ordering::Release);
     // A leader resigns (EndQuorumEpoch) so the other voters elect without waiting.

@@ -73,3 +73,34 @@ def quorum_replication(*bootstrap_args: str, api_timeout_ms: int = 10_000) -> li
         return []
     header = lines[0].split()
     return [dict(zip(header, line.split())) for line in lines[1:]]
+
+
+def describe_partitions(bootstrap: str, topic: str, api_timeout_ms: int = 10_000) -> dict[int, dict]:
+    """`kafka-topics --describe --topic T` (Kafka 4.x asks DescribeTopicPartitions first) as
+    partition -> {"leader": id or -1, "isr": [...], "elr": [...] or None, "last_known_elr":
+    [...] or None}; None stands for the tool's `N/A` (a broker that answered with Metadata)."""
+    out = run_tool(TOPICS, "--bootstrap-server", bootstrap, "--command-config", admin_config(api_timeout_ms),
+                   "--describe", "--topic", topic)
+
+    def ids(text: str | None) -> list[int] | None:
+        if text is None or text.strip() == "N/A":
+            return None
+        return [int(x) for x in text.split(",") if x.strip()]
+
+    partitions = {}
+    for line in out.splitlines():
+        fields = {}
+        for cell in line.strip().split("\t"):
+            key, sep, value = cell.partition(":")
+            if sep:
+                fields[key.strip()] = value.strip()
+        if "Partition" not in fields:
+            continue
+        leader = fields.get("Leader", "none")
+        partitions[int(fields["Partition"])] = {
+            "leader": -1 if leader == "none" else int(leader),
+            "isr": ids(fields.get("Isr", "")) or [],
+            "elr": ids(fields.get("Elr")),
+            "last_known_elr": ids(fields.get("LastKnownElr")),
+        }
+    return partitions
