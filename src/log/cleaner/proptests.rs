@@ -149,6 +149,9 @@ struct Model {
     /// The append time (= record timestamp) of each appended record, by offset.
     timestamps: BTreeMap<i64, i64>,
     passes: Vec<(i64, i64)>,
+    /// The cleaner checkpoint was lost since the last pass: the next pass starts over from the
+    /// log start, so its end may lie below the ends before (what those cleaned stays cleaned).
+    checkpoint_lost: bool,
     high_watermark: i64,
     log_start: i64,
     /// The idempotent producer's batches: (first sequence, first offset, last offset).
@@ -156,8 +159,13 @@ struct Model {
 }
 
 impl Model {
+    /// The furthest any pass cleaned.
+    fn cleaned_end(&self) -> i64 {
+        self.passes.iter().map(|p| p.1).max().unwrap_or(0)
+    }
+
     fn expected(&self, delete_retention_ms: i64) -> Records {
-        let end = self.passes.last().map_or(0, |p| p.1);
+        let end = self.cleaned_end();
         let mut latest: HashMap<&Bytes, i64> = HashMap::new();
         for (offset, key, _) in self.appended.iter().filter(|r| r.0 < end) {
             if let Some(key) = key {
@@ -249,7 +257,10 @@ impl Harness {
             }
             Op::DamageAndReopen { pick, garble } => {
                 drop(self.log.take());
-                damage_one_sidecar(self.dir.path(), *pick, *garble);
+                let victim = damage_one_sidecar(self.dir.path(), *pick, *garble);
+                if victim.is_some_and(|v| v.ends_with(CLEANER_CHECKPOINT)) {
+                    self.model.checkpoint_lost = true;
+                }
                 self.log = Some(Log::open(self.dir.path(), self.config.clone(), now).unwrap());
             }
             Op::Truncate { at } => {
@@ -257,7 +268,7 @@ impl Harness {
                 let target = hw + ((end - hw) as f64 * at) as i64;
                 self.log().truncate_to(target, now).unwrap();
                 let end = self.log().log_end_offset();
-                assert!(end >= self.model.passes.last().map_or(0, |p| p.1));
+                assert!(end >= self.model.cleaned_end());
                 self.model.cut_tail(end);
             }
             Op::DeleteRecords { at } => {
@@ -340,8 +351,9 @@ impl Harness {
         let Some(stats) = self.log().clean(now, hw).unwrap() else {
             return;
         };
-        let previous_end = self.model.passes.last().map_or(0, |p| p.1);
+        let previous_end = if self.model.checkpoint_lost { 0 } else { self.model.passes.last().map_or(0, |p| p.1) };
         assert!(stats.end_offset >= previous_end, "cleaned end moved back");
+        self.model.checkpoint_lost = false;
         assert!(stats.end_offset <= hw, "cleaned above the high watermark");
         let youngest = now - self.config.min_compaction_lag_ms;
         let mut newly_cleaned = self.model.timestamps.range(previous_end..stats.end_offset);
@@ -419,7 +431,8 @@ fn tear_above(dir: &std::path::Path, active_base: i64, flushed: i64, at: f64) {
     file.set_len(cut as u64).unwrap();
 }
 
-fn damage_one_sidecar(dir: &std::path::Path, pick: usize, garble: bool) {
+/// Returns the file damaged, if there was one.
+fn damage_one_sidecar(dir: &std::path::Path, pick: usize, garble: bool) -> Option<std::path::PathBuf> {
     let mut victims: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -432,14 +445,15 @@ fn damage_one_sidecar(dir: &std::path::Path, pick: usize, garble: bool) {
         .collect();
     victims.sort();
     if victims.is_empty() {
-        return;
+        return None;
     }
-    let victim = &victims[pick % victims.len()];
+    let victim = victims.swap_remove(pick % victims.len());
     if garble {
-        std::fs::write(victim, b"\x01\x02 not what it should be").unwrap();
+        std::fs::write(&victim, b"\x01\x02 not what it should be").unwrap();
     } else {
-        std::fs::remove_file(victim).unwrap();
+        std::fs::remove_file(&victim).unwrap();
     }
+    Some(victim)
 }
 
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
