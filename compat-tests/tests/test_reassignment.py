@@ -8,7 +8,8 @@
 
 Every reassignment runs with `--throttle` (the tool sets the broker rates and the topic's
 throttled replicas) and is then polled with `--verify` until it reports completion, with a
-deadline; `--verify` then removes the throttles, which is checked on the topic. Afterwards
+deadline; the broker rates are read back with `kafka-configs --describe --entity-type brokers`;
+`--verify` then removes the throttles, which is checked on the topic and the brokers. Afterwards
 every record either producer had acknowledged is read back (`assert_clean`).
 
 The same tests run against Apache Kafka (BROKER=kafka).
@@ -32,6 +33,8 @@ THROTTLE_BYTES_PER_S = 10_000_000
 REASSIGN_TIMEOUT_S = 120
 ACKS_BETWEEN_STEPS = 3_000
 TOPIC_THROTTLES = ("leader.replication.throttled.replicas", "follower.replication.throttled.replicas")
+BROKER_THROTTLES = ("leader.replication.throttled.rate", "follower.replication.throttled.rate")
+CONFIGS = "kafka.admin.ConfigCommand"
 
 
 def reassignment_file(topic: str, moves: dict[int, list[int]]) -> str:
@@ -49,6 +52,20 @@ def topic_throttles(bootstrap: str, topic: str) -> dict[str, str]:
     return {k: configs[k].value for k in TOPIC_THROTTLES if k in configs and configs[k].value}
 
 
+def broker_throttles(bootstrap: str, broker: int) -> dict[str, str]:
+    """The broker's throttle rates as `kafka-configs --describe --entity-type brokers` lists
+    them (the dynamic configs set for it), each line `key=value sensitive=false synonyms={...}`."""
+    out = run_tool(CONFIGS, "--bootstrap-server", bootstrap, "--describe", "--entity-type", "brokers",
+                   "--entity-name", str(broker))
+    found = {}
+    for line in out.splitlines():
+        key, _, rest = line.strip().partition("=")
+        if key in BROKER_THROTTLES:
+            found[key] = rest.split(" ", 1)[0]
+            assert f"DYNAMIC_BROKER_CONFIG:{key}={found[key]}" in rest, line
+    return found
+
+
 def replicas(bootstrap: str, topic: str, partition: int) -> list[int]:
     row = next(r for r in describe_topic(bootstrap, topic) if r.get("Partition") == str(partition))
     return [int(b) for b in row["Replicas"].split(",") if b]
@@ -64,6 +81,9 @@ def reassign(bootstrap: str, topic: str, moves: dict[int, list[int]]) -> None:
     print(out)
     assert "Successfully started partition reassignment" in out, out
     assert f"The inter-broker throttle limit was set to {THROTTLE_BYTES_PER_S} B/s" in out, out
+    brokers = sorted({b for r in moves.values() for b in r})
+    for b in brokers:
+        assert broker_throttles(bootstrap, b) == {k: str(THROTTLE_BYTES_PER_S) for k in BROKER_THROTTLES}, b
 
     def verified() -> str | None:
         text = run_tool(REASSIGN, "--bootstrap-server", bootstrap, "--reassignment-json-file", path, "--verify")
@@ -85,6 +105,8 @@ def reassign(bootstrap: str, topic: str, moves: dict[int, list[int]]) -> None:
     assert "Clearing broker-level throttles" in out and "Clearing topic-level throttles" in out, out
     # The broker describing the topic may apply the committed change a moment later.
     wait_until(lambda: topic_throttles(bootstrap, topic) == {}, 30, "--verify to have removed the topic throttles")
+    for b in brokers:
+        wait_until(lambda: broker_throttles(bootstrap, b) == {}, 30, f"--verify to have removed broker {b}'s throttles")
     for p, target in moves.items():
         assert replicas(bootstrap, topic, p) == target
 

@@ -6,8 +6,12 @@
 //! precedence first. For a broker key Kafka's layers are: dynamic per-broker
 //! (DYNAMIC_BROKER_CONFIG), dynamic cluster default (DYNAMIC_DEFAULT_BROKER_CONFIG), the
 //! config file and `--override` (STATIC_BROKER_CONFIG), the built-in default
-//! (DEFAULT_CONFIG). Blumfeld has no dynamic broker configs yet, so only the last two exist;
-//! the dynamic ones slot in at the top of [`broker_layers`]. A key's synonyms are, layer by
+//! (DEFAULT_CONFIG). The only dynamic broker configs Blumfeld stores are the replication
+//! throttles ([`throttle::BROKER_RATE_KEYS`]); Kafka defines them outside its static config, so,
+//! as Kafka, a broker lists one only while it is set (for this broker or cluster-wide), typed
+//! LONG, read-only (not among Kafka's reconfigurable configs) and without documentation, and
+//! the cluster default (the empty broker name) lists the keys set cluster-wide, with only their
+//! DYNAMIC_DEFAULT_BROKER_CONFIG synonyms. A key's synonyms are, layer by
 //! layer, the values of every broker key that stands for the same setting
 //! ([`broker_synonyms`]: `log.retention.ms`, `.minutes`, `.hours`), cut before the first one
 //! named like the key itself, as Kafka cuts them. A topic key puts its own override
@@ -29,6 +33,7 @@ use super::{Api, str_bytes};
 use crate::broker::Broker;
 use crate::config::{BROKER_KEYS, Bound, GROUP_KEYS, Kind, TOPIC_KEYS, broker_synonyms, is_dynamic_broker_key};
 use crate::logging;
+use crate::replication::throttle;
 
 /// Config sources as Kafka numbers them.
 pub const SOURCE_TOPIC_CONFIG: i8 = 1;
@@ -52,6 +57,7 @@ fn config_type(kind: Kind) -> i8 {
     }
 }
 const CONFIG_TYPE_INT: i8 = 3;
+const CONFIG_TYPE_LONG: i8 = 5;
 
 /// Looks a key up in one layer.
 pub type LayerLookup<'a> = Box<dyn Fn(&str) -> Option<String> + 'a>;
@@ -64,19 +70,36 @@ pub struct Layer<'a> {
 
 /// The broker's value layers, highest precedence first.
 pub fn broker_layers(broker: &Broker) -> Vec<Layer<'_>> {
-    // DYNAMIC_BROKER_CONFIG and DYNAMIC_DEFAULT_BROKER_CONFIG layers go first once broker
-    // configs can change at run time.
+    let (own, default) = dynamic_broker_configs(broker);
     vec![
+        Layer { source: SOURCE_DYNAMIC_BROKER_CONFIG, value: Box::new(move |k| own.get(k).cloned()) },
+        Layer { source: SOURCE_DYNAMIC_DEFAULT_BROKER_CONFIG, value: Box::new(move |k| default.get(k).cloned()) },
         Layer { source: SOURCE_STATIC_BROKER_CONFIG, value: Box::new(|k| broker.config.static_value(k).map(str::to_string)) },
         Layer { source: SOURCE_DEFAULT_CONFIG, value: Box::new(|k| broker.config.default_value(k).map(str::to_string)) },
     ]
+}
+
+/// The dynamic broker configs in the image: this broker's own, then the cluster default's.
+fn dynamic_broker_configs(broker: &Broker) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
+    let image = broker.image();
+    let get = |name: &str| image.broker_configs.get(name).cloned().unwrap_or_default();
+    (get(&broker.node_id.to_string()), get(""))
+}
+
+/// The broker keys that stand for the same setting as `name`: Kafka's synonyms of a static
+/// key, or the dynamic-only throttle key itself.
+fn key_synonyms(name: &str) -> &'static [&'static str] {
+    match throttle::BROKER_RATE_KEYS.iter().position(|k| *k == name) {
+        Some(i) => std::slice::from_ref(&throttle::BROKER_RATE_KEYS[i]),
+        None => broker_synonyms(name),
+    }
 }
 
 /// The synonyms of broker key `name` across `layers`, in Kafka's order.
 pub fn synonyms(name: &str, layers: &[Layer<'_>]) -> Vec<DescribeConfigsSynonym> {
     let mut out = Vec::new();
     for layer in layers {
-        for n in broker_synonyms(name) {
+        for n in key_synonyms(name) {
             if let Some(v) = (layer.value)(n) {
                 out.push(synonym(n, Some(v), layer.source));
             }
@@ -124,11 +147,12 @@ pub fn topic_configs(broker: &Broker, overrides: &BTreeMap<String, String>) -> V
         .collect()
 }
 
-/// Every broker config of this node, read-only unless Kafka can change it at run time.
+/// Every broker config of this node, read-only unless Kafka can change it at run time, then
+/// the throttles set for it or cluster-wide.
 fn broker_configs(api: &Api) -> Vec<DescribeConfigsResourceResult> {
     let broker = &api.broker;
     let layers = broker_layers(broker);
-    BROKER_KEYS
+    let mut out: Vec<DescribeConfigsResourceResult> = BROKER_KEYS
         .iter()
         .map(|k| {
             let value = match k.name {
@@ -140,6 +164,32 @@ fn broker_configs(api: &Api) -> Vec<DescribeConfigsResourceResult> {
             c.read_only = !is_dynamic_broker_key(k.name);
             c
         })
+        .collect();
+    let (own, default) = dynamic_broker_configs(broker);
+    for key in throttle::BROKER_RATE_KEYS {
+        if let Some(v) = own.get(*key).or_else(|| default.get(*key)) {
+            out.push(throttle_entry(key, v, synonyms(key, &layers)));
+        }
+    }
+    out
+}
+
+/// A throttle as Kafka describes it: typed LONG, read-only, no documentation.
+fn throttle_entry(key: &str, value: &str, synonyms: Vec<DescribeConfigsSynonym>) -> DescribeConfigsResourceResult {
+    let mut c = entry(key, Some(value.to_string()), synonyms, CONFIG_TYPE_LONG, "");
+    c.read_only = true;
+    c.documentation = None;
+    c
+}
+
+/// The cluster-wide dynamic broker configs (the empty broker name), each with only its
+/// cluster-default synonym.
+fn default_broker_configs(broker: &Broker) -> Vec<DescribeConfigsResourceResult> {
+    let (_, default) = dynamic_broker_configs(broker);
+    default
+        .iter()
+        .filter(|(k, _)| throttle::BROKER_RATE_KEYS.contains(&k.as_str()))
+        .map(|(k, v)| throttle_entry(k, v, vec![synonym(k, Some(v.clone()), SOURCE_DYNAMIC_DEFAULT_BROKER_CONFIG)]))
         .collect()
 }
 
@@ -198,8 +248,8 @@ fn describe(api: &Api, resource_type: i8, name: &str) -> Outcome {
             Some(t) => Ok(topic_configs(broker, &t.configs)),
             None => Err((ResponseError::UnknownTopicOrPartition, None)),
         },
-        // The empty name is the cluster-wide dynamic default, of which there is none yet.
-        RESOURCE_BROKER if name.is_empty() => Ok(Vec::new()),
+        // The empty name is the cluster-wide dynamic default.
+        RESOURCE_BROKER if name.is_empty() => Ok(default_broker_configs(broker)),
         RESOURCE_BROKER if broker_id(name)? == node => Ok(broker_configs(api)),
         RESOURCE_BROKER => invalid(format!("Unexpected broker id, expected {node} or empty string, but received {name}")),
         RESOURCE_BROKER_LOGGER if name.is_empty() => invalid("Broker id must not be empty".into()),

@@ -42,7 +42,7 @@ pub fn handle(api: &Api, req: IncrementalAlterConfigsRequest) -> IncrementalAlte
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
-mod tests {
+pub(crate) mod tests {
     use kafka_protocol::messages::incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
     use kafka_protocol::protocol::StrBytes;
 

@@ -118,7 +118,8 @@ fn broker_configs_show_the_values_in_force() {
     let rf = config(&r, "offsets.topic.replication.factor");
     assert_eq!((value(rf), rf.config_source, rf.config_type), (Some("1"), SOURCE_DEFAULT_CONFIG, 4));
     assert!(config(&r, "num.partitions").documentation.as_ref().is_some_and(|d| !d.is_empty()));
-    // The empty name is the dynamic cluster default: nothing yet. Other ids are refused.
+    assert!(r.configs.iter().all(|c| !c.name.as_str().ends_with(".throttled.rate")), "no throttle set, none listed");
+    // The empty name is the dynamic cluster default: nothing set yet. Other ids are refused.
     let r = describe_at(&api, 4, RESOURCE_BROKER, "", true, false);
     assert_eq!((r.error_code, r.configs.len()), (0, 0));
     let r = describe_at(&api, 4, RESOURCE_BROKER, "2", true, false);
@@ -163,4 +164,50 @@ fn groups_and_loggers_are_served() {
     config(&r, "blumfeld.group");
     let r = describe_at(&api, 4, RESOURCE_BROKER_LOGGER, "", true, false);
     assert_eq!(r.error_code, ResponseError::InvalidRequest.code());
+}
+
+/// The replication throttles, the dynamic broker configs Blumfeld stores: listed while set,
+/// the broker's own value over the cluster default, with Kafka's synonyms, type and flags.
+#[test]
+fn throttles_are_described_as_kafka_describes_them() {
+    use crate::api::config_change::{OP_DELETE, OP_SET};
+    use crate::api::incremental_alter_configs::tests::{op, request};
+    let dir = tempfile::tempdir().unwrap();
+    let api = crate::api::test_api(dir.path(), &[]);
+    let alter = |name: &str, ops| {
+        let r = crate::api::incremental_alter_configs::handle(&api, request(RESOURCE_BROKER, name, ops));
+        assert_eq!(r.responses[0].error_code, 0, "{:?}", r.responses[0].error_message);
+    };
+    alter("", vec![op("leader.replication.throttled.rate", OP_SET, Some("500")), op("follower.replication.throttled.rate", OP_SET, Some("700"))]);
+    alter("1", vec![op("leader.replication.throttled.rate", OP_SET, Some("1000"))]);
+
+    let r = describe_at(&api, 4, RESOURCE_BROKER, "1", true, true);
+    let leader = config(&r, "leader.replication.throttled.rate");
+    assert_eq!((value(leader), leader.config_source, leader.config_type), (Some("1000"), SOURCE_DYNAMIC_BROKER_CONFIG, 5));
+    assert!(leader.read_only && leader.documentation.is_none() && !leader.is_sensitive);
+    assert_eq!(
+        syns(leader),
+        [
+            ("leader.replication.throttled.rate".into(), Some("1000".into()), SOURCE_DYNAMIC_BROKER_CONFIG),
+            ("leader.replication.throttled.rate".into(), Some("500".into()), SOURCE_DYNAMIC_DEFAULT_BROKER_CONFIG),
+        ]
+    );
+    let follower = config(&r, "follower.replication.throttled.rate");
+    assert_eq!((value(follower), follower.config_source), (Some("700"), SOURCE_DYNAMIC_DEFAULT_BROKER_CONFIG));
+    assert!(r.configs.iter().all(|c| c.name.as_str() != "replica.alter.log.dirs.io.max.bytes.per.second"));
+
+    let r = describe_at(&api, 4, RESOURCE_BROKER, "", true, false);
+    let names: Vec<_> = r.configs.iter().map(|c| (c.name.to_string(), value(c).map(str::to_string), c.config_source)).collect();
+    assert_eq!(
+        names,
+        [
+            ("follower.replication.throttled.rate".into(), Some("700".into()), SOURCE_DYNAMIC_DEFAULT_BROKER_CONFIG),
+            ("leader.replication.throttled.rate".into(), Some("500".into()), SOURCE_DYNAMIC_DEFAULT_BROKER_CONFIG),
+        ]
+    );
+    assert_eq!(syns(&r.configs[1]), [("leader.replication.throttled.rate".into(), Some("500".into()), SOURCE_DYNAMIC_DEFAULT_BROKER_CONFIG)]);
+
+    alter("1", vec![op("leader.replication.throttled.rate", OP_DELETE, None)]);
+    let r = describe_at(&api, 4, RESOURCE_BROKER, "1", true, false);
+    assert_eq!(value(config(&r, "leader.replication.throttled.rate")), Some("500"), "the cluster default again");
 }
