@@ -70,6 +70,7 @@ LOADGEN = Path(os.environ.get("BENCH_LOADGEN", HERE / "loadgen" / "target" / "re
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 RECORDS = int(os.environ.get("BENCH_RECORDS", "300000"))
 RAW_RECORDS = int(os.environ.get("BENCH_RAW_RECORDS", "1000000"))
+TXN_DURATION_MS = int(os.environ.get("BENCH_TXN_DURATION_MS", "100"))
 E2E_RATE_MB = float(os.environ.get("BENCH_E2E_RATE", "50"))
 E2E_SECONDS = int(os.environ.get("BENCH_E2E_SECONDS", "20"))
 PINGPONG_RECORDS = int(os.environ.get("BENCH_PINGPONG_RECORDS", "10000"))
@@ -431,9 +432,13 @@ def create_topic(target, topic: str, partitions: int = PARTITIONS, assignment: l
 # ------------------------------------------------------------------ load generators
 
 
-def pp_produce(bootstrap: str, topic: str, codec: str) -> float:
+def pp_produce(bootstrap: str, topic: str, codec: str, transactional_id: str | None = None) -> float:
+    """MB/s of one ProducerPerformance run; with a transactional id, in transactions committed
+    every TXN_DURATION_MS."""
+    txn = ["--transactional-id", transactional_id, "--transaction-duration-ms", str(TXN_DURATION_MS)] \
+        if transactional_id else []
     out = tool("org.apache.kafka.tools.ProducerPerformance", "--topic", topic, "--num-records", str(RECORDS),
-               "--record-size", str(RECORD_BYTES), "--throughput", "-1", "--producer-props",
+               "--record-size", str(RECORD_BYTES), "--throughput", "-1", *txn, "--producer-props",
                f"bootstrap.servers={bootstrap}", "acks=all", f"compression.type={codec}", "linger.ms=5",
                "batch.size=262144")
     m = re.findall(r"records sent, [\d.]+ records/sec \(([\d.]+) MB/sec\)", out)
@@ -598,6 +603,19 @@ def produce(broker: PinnedBroker | PinnedCluster, f: Figures, codecs: tuple[str,
             cpu += broker.cpu() - before
         f.add(f"produce {codec}, ProducerPerformance (MB/s)", statistics.median(runs), "produce")
         f.add(f"{broker.cpu_row} ({codec}, ProducerPerformance)", cpu / (RUNS * gb))
+    # Transactions (exactly-once producers, Streams, Connect): the same producer committing a
+    # transaction every TXN_DURATION_MS. Its own rows, not among the produce targets.
+    codec = codecs[0]
+    runs, cpu = [], 0.0
+    for i in range(RUNS):
+        topic = f"bench-txn-{codec}-{i}"
+        create_topic(broker, topic)
+        before = broker.cpu()
+        runs.append(pp_produce(broker.bootstrap, topic, codec, transactional_id=f"bench-txn-{i}"))
+        cpu += broker.cpu() - before
+    label = f"ProducerPerformance, {TXN_DURATION_MS} ms transactions"
+    f.add(f"transactional produce {codec}, {label} (MB/s)", statistics.median(runs), "produce")
+    f.add(f"{broker.cpu_row} (transactional {codec}, {label})", cpu / (RUNS * gb))
     for codec in codecs:
         for producers in (1, 2):
             label = f"librdkafka, {producers} producer{'s' if producers > 1 else ''}"
