@@ -26,7 +26,12 @@ the partition and offset it was acknowledged with, once, in order.
 - fault 5, a rolling restart with controlled shutdown (SIGTERM, wait for the exit, start,
   wait for whole ISRs) of every node in turn under load: no delivery fails.
 
-Every fault runs the same workload and the same check (`Load`, `check`).
+Every fault runs the same workload and the same check (`Load`, `check`). Beside the two
+producers, a librdkafka transactional producer (`TxnLoad`) commits transactions of
+TXN_RECORDS records into a topic of its own; at the end a read_committed consumer must see
+every committed transaction's records once, nothing of a transaction never committed, and a
+transaction whose commit the fault left in doubt either whole or not at all. The clusters run
+the internal topics replicated (`REPLICATED_INTERNALS`), so the coordinator fails over too.
 
 The same tests run against Apache Kafka (BROKER=kafka).
 """
@@ -50,12 +55,15 @@ from harness.cluster import Cluster
 from harness.tools import TOPICS, quorum_status, run_tool
 from harness.wait import wait_until
 from tests.test_cluster import cluster_factory, scrape  # noqa: F401  (the fixture)
+from tests.test_replicated_groups import REPLICATED_INTERNALS
 
 PARTITIONS = 3
 SESSION_TIMEOUT_S = 9  # broker.session.timeout.ms's default, on both brokers
 KILL_AFTER_ACKS = 5_000
 ACKS_AFTER_KILL = 20_000
 PRODUCERS = ("v", "j")  # the first letter of each producer's values (see Load)
+TXN_RECORDS = 50  # records per transaction of the transactional producer (TxnLoad)
+TXN_DEADLINE_S = 180  # how long one transaction may take through faults before the test fails
 
 
 def admin(bootstrap: str) -> AdminClient:
@@ -205,13 +213,141 @@ def check(checker: Checker, records: list[tuple[int, int, str]]) -> dict[str, in
             "moved": len(moved), "reordered": reordered}
 
 
+class TxnLoad:
+    """A librdkafka transactional producer in a thread: transactions of TXN_RECORDS records
+    (values "t0", "t1", ...) spread over the partitions of its topic, each committed before
+    the next begins. Each transaction ends up committed (commit_transaction returned),
+    never committed (commit never called: it aborted, or the coordinator aborts it when the
+    next producer fences it), or in doubt (the commit was called and the producer failed
+    before it answered). On a fatal error a new producer with the same transactional id
+    takes over (fencing the old one)."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.bootstrap, self.topic = bootstrap, topic
+        self.committed: list[list[str]] = []
+        self.never_committed: list[list[str]] = []
+        self.in_doubt: list[list[str]] = []
+        self.fatal: list[str] = []
+        self.last_outcome = ""
+        self.stop_flag = threading.Event()
+        self.thread = threading.Thread(target=self._run)
+
+    def _producer(self) -> Producer:
+        producer = Producer({"bootstrap.servers": self.bootstrap, "transactional.id": f"{self.topic}-txn",
+                             "linger.ms": 5, "transaction.timeout.ms": 60_000})
+        deadline = time.monotonic() + TXN_DEADLINE_S
+        while True:
+            try:
+                producer.init_transactions(30)
+                return producer
+            except KafkaException as e:
+                if not e.args[0].retriable() or time.monotonic() > deadline:
+                    raise
+
+    def _run(self) -> None:
+        producer, n = self._producer(), 0
+        while not self.stop_flag.is_set():
+            values = [f"t{n + i}" for i in range(TXN_RECORDS)]
+            n += TXN_RECORDS
+            fatal_before = len(self.fatal)
+            outcome = self._one(producer, values)
+            {"committed": self.committed, "never": self.never_committed, "doubt": self.in_doubt}[outcome].append(values)
+            self.last_outcome = outcome
+            if len(self.fatal) > fatal_before:
+                producer = self._producer()
+
+    def _one(self, producer: Producer, values: list[str]) -> str:
+        """One transaction; its outcome."""
+        deadline = time.monotonic() + TXN_DEADLINE_S
+        commit_called = False
+        try:
+            producer.begin_transaction()
+            for v in values:
+                while True:
+                    try:
+                        producer.produce(self.topic, key=v.encode(), value=v.encode())
+                        break
+                    except BufferError:
+                        producer.poll(0.05)
+            while True:
+                try:
+                    commit_called = True
+                    producer.commit_transaction(30)
+                    return "committed"
+                except KafkaException as e:
+                    if not e.args[0].retriable() or time.monotonic() > deadline:
+                        raise
+        except KafkaException as e:
+            err = e.args[0]
+            if err.txn_requires_abort():
+                while time.monotonic() < deadline:
+                    try:
+                        producer.abort_transaction(30)
+                        return "never"
+                    except KafkaException as abort_error:
+                        if not abort_error.args[0].retriable():
+                            break
+            self.fatal.append(str(err))
+            return "doubt" if commit_called else "never"
+
+    def __enter__(self) -> "TxnLoad":
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.stop_flag.set()
+        self.thread.join(TXN_DEADLINE_S + 60)
+        assert not self.thread.is_alive(), "the transactional producer did not finish its last transaction"
+
+    def check(self) -> dict[str, int]:
+        """Reads the topic read_committed to its end and checks each transaction's outcome."""
+        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": f"check-txn-{time.time()}",
+                             "enable.auto.commit": False, "isolation.level": "read_committed"})
+        try:
+            tps = [TopicPartition(self.topic, p) for p in range(PARTITIONS)]
+            # The high watermarks once every transaction is decided: the read_committed
+            # position reaches them once the last markers are in.
+            ends = {tp.partition: wait_until(lambda tp=tp: (consumer.get_watermark_offsets(tp, timeout=10)[1],), 60,
+                                             f"the end of {self.topic}-{tp.partition}")[0] for tp in tps}
+            consumer.assign([TopicPartition(self.topic, p, 0) for p in range(PARTITIONS)])
+            seen: list[str] = []
+
+            def at_end() -> bool:
+                for m in consumer.consume(1000, 0.2):
+                    if m.error() is None:
+                        seen.append(m.value().decode())
+                return all(tp.offset >= ends[tp.partition] for tp in consumer.position(tps))
+
+            wait_until(at_end, 120, f"the read_committed consumer at the ends {ends} of {self.topic}")
+        finally:
+            consumer.close()
+        counts: dict[str, int] = {}
+        for v in seen:
+            counts[v] = counts.get(v, 0) + 1
+        committed = [v for t in self.committed for v in t]
+        torn = sum(1 for t in self.in_doubt if 0 < sum(1 for v in t if v in counts) < len(t))
+        return {"committed transactions": len(self.committed),
+                "never committed": len(self.never_committed), "in doubt": len(self.in_doubt),
+                "in doubt and visible": sum(1 for t in self.in_doubt if all(v in counts for v in t)),
+                "lost": sum(1 for v in committed if v not in counts),
+                "duplicated": sum(1 for n in counts.values() if n > 1),
+                "visible but never committed": sum(1 for t in self.never_committed for v in t if v in counts),
+                "torn": torn}
+
+
 class Load:
     """Two idempotent producers with acks=all feeding one Checker: librdkafka in a thread of
     this process (values "v0", "v1", ...) and the Java client in a process of its own
     (`compat-java checked-produce`, values "j0", "j1", ...; it stops when its stdin closes)."""
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    def __init__(self, bootstrap: str, topic: str, transactions: bool = True,
+                 assignment: list[list[int]] | None = None) -> None:
         self.checker = Checker()
+        # The transactional producer's topic, created now (the cluster is whole).
+        self.txn: TxnLoad | None = None
+        if transactions:
+            create_replicated_topic(bootstrap, f"{topic}-txn", assignment)
+            self.txn = TxnLoad(bootstrap, f"{topic}-txn")
         self.stop_flag = threading.Event()
         self.result: dict[str, int] = {}
         self.thread = threading.Thread(
@@ -222,6 +358,8 @@ class Load:
 
     def __enter__(self) -> "Load":
         self.thread.start()
+        if self.txn is not None:
+            self.txn.__enter__()
         # The client's own log (retries, warnings) only with COMPAT_JAVA_LOG=1; failed
         # deliveries come as `err` lines either way.
         stderr = None if os.environ.get("COMPAT_JAVA_LOG") else subprocess.DEVNULL
@@ -260,6 +398,8 @@ class Load:
             self.java_reader.join(30)
         if self.thread.is_alive():
             self.thread.join(180)
+        if self.txn is not None:
+            self.txn.stop()
         if self.java is not None:
             assert "java_sent" in self.result, f"the Java producer exited {self.java.returncode} without finishing"
 
@@ -290,6 +430,14 @@ def assert_clean(load: Load, bootstrap: str, topic: str, at_least: int) -> dict[
     assert report["duplicated"] == 0, report
     assert report["moved"] == 0, report
     assert report["reordered"] == 0, report
+    if load.txn is not None:
+        txn = load.txn.check()
+        print(f"transactions: {txn}; fatal errors {load.txn.fatal[:3]}")
+        assert txn["committed transactions"] > 0, txn
+        for key in ("lost", "duplicated", "visible but never committed", "torn"):
+            assert txn[key] == 0, txn
+        # The last transaction began after the last fault and was committed.
+        assert load.txn.last_outcome == "committed", (load.txn.last_outcome, txn)
     return report
 
 
@@ -300,7 +448,7 @@ def active_controller(c) -> int:
 
 
 def test_acks_all_survives_kill9_of_a_leader_and_the_restarted_replica_rejoins(cluster_factory):  # noqa: F811
-    c = cluster_factory(layout="combined", controllers=3)
+    c = cluster_factory(layout="combined", controllers=3, overrides=REPLICATED_INTERNALS)
     c.start()
     topic = "replicated"
     create_replicated_topic(c.bootstrap(), topic)
@@ -331,7 +479,8 @@ LAG_MS = 4_000  # replica.lag.time.max.ms for fault 2 (Kafka's default, 30 s, wo
 
 
 def test_a_stopped_follower_is_shrunk_out_of_the_isr_writes_go_on_and_it_rejoins(cluster_factory):  # noqa: F811
-    c = cluster_factory(layout="combined", controllers=3, overrides={"replica.lag.time.max.ms": str(LAG_MS)})
+    c = cluster_factory(layout="combined", controllers=3,
+                        overrides={**REPLICATED_INTERNALS, "replica.lag.time.max.ms": str(LAG_MS)})
     c.start()
     controller = active_controller(c)
     # The follower stopped is neither the active controller nor a leader: only the ISR rule
@@ -344,7 +493,7 @@ def test_a_stopped_follower_is_shrunk_out_of_the_isr_writes_go_on_and_it_rejoins
     assert all(lead == leader for lead, _ in states.values()), states
     survivors = c.bootstrap(exclude=(victim,))
 
-    with Load(c.bootstrap(), topic) as load:
+    with Load(c.bootstrap(), topic, assignment=[[leader, victim, *rest]] * PARTITIONS) as load:
         load.wait_acks(KILL_AFTER_ACKS, 60, "before SIGSTOP")
         t_stop = time.monotonic()
         c.nodes[victim].pause()
@@ -391,7 +540,7 @@ def test_a_stopped_follower_is_shrunk_out_of_the_isr_writes_go_on_and_it_rejoins
 
 
 def test_kill9_of_every_node_at_once_loses_nothing_acknowledged(cluster_factory):  # noqa: F811
-    c = cluster_factory(layout="combined", controllers=3)
+    c = cluster_factory(layout="combined", controllers=3, overrides=REPLICATED_INTERNALS)
     c.start()
     topic = "all-die"
     create_replicated_topic(c.bootstrap(), topic)
@@ -415,7 +564,7 @@ def test_kill9_of_every_node_at_once_loses_nothing_acknowledged(cluster_factory)
 
 
 def test_a_rolling_restart_with_controlled_shutdown_fails_no_delivery(cluster_factory):  # noqa: F811
-    c = cluster_factory(layout="combined", controllers=3)
+    c = cluster_factory(layout="combined", controllers=3, overrides=REPLICATED_INTERNALS)
     c.start()
     topic = "rolling"
     create_replicated_topic(c.bootstrap(), topic)
@@ -446,7 +595,8 @@ def isolated_cluster(tmp_path):
     network = netns.Network([1, 2, 3])
     clusters: list[Cluster] = []
     try:
-        c = Cluster(tmp_path / "isolated", layout="combined", controllers=3, network=network)
+        c = Cluster(tmp_path / "isolated", layout="combined", controllers=3, network=network,
+                    overrides=REPLICATED_INTERNALS)
         clusters.append(c)
         yield c, network
     finally:
