@@ -183,7 +183,7 @@ impl Broker {
         });
         if quorum {
             // Directories are kept until the image says otherwise: it is empty until the
-            // quorum has replayed the log. (Stray directories are not removed in a cluster.)
+            // quorum has replayed the log; then main sets strays aside (`set_aside_stray_dirs`).
             let weak = Arc::downgrade(&broker);
             broker.metadata.set_listener(Box::new(move |image, changes| {
                 let Some(b) = weak.upgrade() else { return };
@@ -675,6 +675,40 @@ impl Broker {
             if !keep {
                 tracing::info!(dir = name, "removing directory of a deleted topic");
                 let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+
+    /// In a cluster, once the image has caught up with the metadata log at start-up: the
+    /// partition directories whose partition the image does not place on this node (its topic
+    /// was deleted, or the replica moved, while this node was away) are renamed aside as stray
+    /// and kept, as Kafka's `LogManager` treats them; an operator may delete them. (A directory
+    /// of an earlier topic of the same name is set aside when the partition opens.)
+    pub fn set_aside_stray_dirs(&self) {
+        let _one_at_a_time = lock(&self.reconciling);
+        let image = self.metadata.image();
+        let Ok(entries) = std::fs::read_dir(&self.data_dir) else { return };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            if !e.path().is_dir()
+                || name.starts_with("__cluster_metadata")
+                || name.ends_with("-delete")
+                || name.ends_with(crate::log::partition_metadata::STRAY_SUFFIX)
+            {
+                continue;
+            }
+            let Some((topic, Ok(partition))) = name.rsplit_once('-').map(|(t, p)| (t, p.parse::<i32>())) else { continue };
+            let placed_here = image
+                .topic(topic)
+                .and_then(|t| t.partition(partition))
+                .is_some_and(|r| r.has_replica(NodeId(self.node_id)));
+            if placed_here {
+                continue;
+            }
+            let aside = e.path().with_file_name(crate::log::partition_metadata::stray_dir_name(&name));
+            match std::fs::rename(e.path(), &aside) {
+                Ok(()) => tracing::warn!(dir = name, stray = %aside.display(), "partition directory not placed on this node by the metadata; set aside as stray"),
+                Err(err) => tracing::warn!(dir = name, error = %err, "cannot set aside a stray partition directory"),
             }
         }
     }

@@ -190,6 +190,8 @@ async fn run_cluster_node(config: BrokerConfig) -> anyhow::Result<()> {
     let mut group_ticker = None;
     if let Some(server) = client_server {
         wait_for_metadata(&broker, &raft).await;
+        let b = broker.clone();
+        tokio::task::spawn_blocking(move || b.set_aside_stray_dirs()).await?;
         let a = api.clone();
         tokio::task::spawn_blocking(move || a.start_coordinators()).await?.context("loading the coordinators")?;
         group_ticker = Some(spawn_group_ticker(&api, shutdown_rx.clone()));

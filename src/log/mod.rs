@@ -35,6 +35,7 @@
 
 mod checkpoint;
 pub mod hw_checkpoint;
+pub mod partition_metadata;
 mod cleaner;
 pub mod config;
 pub mod epoch_cache;

@@ -32,7 +32,7 @@ use thiserror::Error;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use crate::log::{AbortedTxn, AppendOrigin, AppendOutcome, FileRegion, Log, LogConfig, LogError, RecoveryMode};
+use crate::log::{AbortedTxn, AppendOrigin, AppendOutcome, FileRegion, Log, LogConfig, LogError, RecoveryMode, partition_metadata};
 use crate::record::control::Marker;
 use crate::metrics::TopicMetrics;
 use crate::replication::leader::{LeaderRegistration, LeaderReplicas, ReplicationConfig};
@@ -238,7 +238,11 @@ impl Partition {
         recovery: RecoveryMode,
     ) -> Result<Self, PartitionError> {
         let config = config.into();
+        let recorded = set_aside_if_another_topics(&tp, topic_id, dir)?;
         let log = Log::open_with(dir, LogConfig::clone(&config), now_ms, recovery)?;
+        if !topic_id.is_nil() && recorded != Some(topic_id) {
+            partition_metadata::write(dir, topic_id)?;
+        }
         let (start, end) = (log.log_start_offset(), log.log_end_offset());
         let lso = log.first_unstable_offset().map_or(end, |first| first.min(end));
         let first_unstable = log.first_unstable_offset().unwrap_or(i64::MAX);
@@ -978,6 +982,35 @@ impl Partition {
     }
 }
 
+
+/// Checks the topic id recorded in `dir` (`partition.metadata`) against `topic_id`: a
+/// directory of another topic of the same name (deleted and created again while this node
+/// was away) is renamed aside as stray, kept as Kafka keeps strays, and the partition starts
+/// empty. Returns the id recorded, if it matched or there was none to compare: a directory
+/// from before Blumfeld kept the file, or whose file is damaged, is taken as this topic's (its
+/// file is then written).
+fn set_aside_if_another_topics(tp: &TopicPartition, topic_id: Uuid, dir: &Path) -> Result<Option<Uuid>, LogError> {
+    if topic_id.is_nil() || !dir.exists() {
+        return Ok(None);
+    }
+    match partition_metadata::read(dir) {
+        Ok(Some(id)) if id == topic_id => Ok(Some(id)),
+        Ok(Some(other)) => {
+            let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| tp.to_string());
+            let aside = dir.with_file_name(partition_metadata::stray_dir_name(&name));
+            std::fs::rename(dir, &aside)?;
+            tracing::warn!(partition = %tp, other_topic_id = %partition_metadata::encode_topic_id(other),
+                stray = %aside.display(), "the partition's directory belongs to an earlier topic of this name; set aside as stray");
+            Ok(None)
+        }
+        Ok(None) => Ok(None),
+        Err(e) => {
+            tracing::warn!(partition = %tp, error = %e, "unreadable partition.metadata; rewritten for the topic in the metadata");
+            Ok(None)
+        }
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -1004,6 +1037,45 @@ mod tests {
         assert_eq!(p.log().recovery_point(), 5);
         p.sync(2).unwrap();
         assert_eq!(p.log().recovery_point(), 5);
+    }
+
+    fn open_as(dir: &Path, topic_id: Uuid) -> Partition {
+        let metrics = Metrics::new(MetricsConfig { partition_detail: false }).unwrap();
+        Partition::open(TopicPartition::new("t", 0), topic_id, dir, LogConfig::default(), 0, metrics.topic("t"), RecoveryMode::Full).unwrap()
+    }
+
+    /// `partition.metadata` names the topic id a directory holds: written at open, and a
+    /// directory of an earlier topic of the same name is set aside as stray (kept whole) while
+    /// the partition starts empty; a directory without the file (older Blumfeld) is adopted.
+    #[test]
+    fn a_directory_of_an_earlier_topic_of_the_same_name_is_set_aside() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("t-0");
+        let (old, new) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let p = open_as(&dir, old);
+        p.append(&BatchBuilder::new(0).records(3, 10).build(), 0).unwrap();
+        drop(p);
+        assert_eq!(partition_metadata::read(&dir).unwrap(), Some(old));
+        assert_eq!(open_as(&dir, old).log_end_offset(), Offset(3), "the same topic keeps its records");
+
+        let p = open_as(&dir, new);
+        assert_eq!(p.log_end_offset(), Offset(0), "another topic's records are not served");
+        assert_eq!(partition_metadata::read(&dir).unwrap(), Some(new));
+        drop(p);
+        let strays: Vec<_> = std::fs::read_dir(root.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.ends_with(partition_metadata::STRAY_SUFFIX)).collect();
+        assert_eq!(strays.len(), 1, "{strays:?}");
+        let stray = root.path().join(&strays[0]);
+        assert!(strays[0].starts_with("t-0."));
+        assert_eq!(partition_metadata::read(&stray).unwrap(), Some(old), "kept whole");
+
+        // A directory from before the file existed is taken as the topic's.
+        std::fs::remove_file(dir.join(partition_metadata::FILE_NAME)).unwrap();
+        let p = open_as(&dir, new);
+        p.append(&BatchBuilder::new(0).records(2, 10).build(), 0).unwrap();
+        drop(p);
+        assert_eq!(open_as(&dir, new).log_end_offset(), Offset(2));
+        assert_eq!(partition_metadata::read(&dir).unwrap(), Some(new));
     }
 
     #[test]
