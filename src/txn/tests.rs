@@ -24,6 +24,8 @@ use crate::record::BatchBuilder;
 use crate::types::NodeId;
 
 const TIMEOUT_MS: i32 = 60_000;
+/// A version 1 client's requests.
+const TV1: TxnVersion = TxnVersion::V0;
 /// How long a test waits for markers that should go out at once.
 const SETTLE: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -149,21 +151,21 @@ fn a_commit_writes_markers_and_completes() {
     let n = node(dir.path(), Arc::new(crate::clock::SystemClock));
     let (pid, epoch) = n.txns.init_producer_id("tx", TIMEOUT_MS, None).unwrap();
     assert_eq!(epoch, 0);
-    n.txns.add_partitions("tx", pid, epoch, &BTreeSet::from([t0()])).unwrap();
+    n.txns.add_partitions("tx", pid, epoch, &BTreeSet::from([t0()]), TV1).unwrap();
     produce(&n, pid, epoch, 0, 3);
     assert_eq!(positions(&n), (0, 3), "the open transaction holds the LSO");
     assert_eq!(n.txns.describe("tx").unwrap().state, TxnState::Ongoing);
-    n.txns.end_txn("tx", pid, epoch, true).unwrap();
+    n.txns.end_txn("tx", pid, epoch, true, TV1).unwrap();
     n.settle("tx");
     assert_eq!(positions(&n), (4, 4), "the COMMIT marker is the fourth offset");
     let d = n.txns.describe("tx").unwrap();
     assert_eq!((d.state, d.partitions.len()), (TxnState::CompleteCommit, 0));
     // A retried EndTxn succeeds; the other decision is refused.
-    assert_eq!(n.txns.end_txn("tx", pid, epoch, true), Ok(()));
-    assert_eq!(n.txns.end_txn("tx", pid, epoch, false), Err(ResponseError::InvalidTxnState));
+    assert_eq!(n.txns.end_txn("tx", pid, epoch, true, TV1), Ok((-1, -1)), "version 1 answers no id");
+    assert_eq!(n.txns.end_txn("tx", pid, epoch, false, TV1), Err(ResponseError::InvalidTxnState));
     // The next InitProducerId bumps the epoch and fences the old one.
     assert_eq!(n.txns.init_producer_id("tx", TIMEOUT_MS, None).unwrap(), (pid, 1));
-    assert_eq!(n.txns.add_partitions("tx", pid, 0, &BTreeSet::from([t0()])), Err(ResponseError::ProducerFenced));
+    assert_eq!(n.txns.add_partitions("tx", pid, 0, &BTreeSet::from([t0()]), TV1), Err(ResponseError::ProducerFenced));
     n.broker.shutdown();
 }
 
@@ -176,13 +178,13 @@ fn a_decided_transaction_is_completed_after_a_restart() {
     let pid = {
         let n = node(dir.path(), clock.clone());
         let (pid, epoch) = n.txns.init_producer_id("tx", TIMEOUT_MS, None).unwrap();
-        n.txns.add_partitions("tx", pid, epoch, &BTreeSet::from([t0()])).unwrap();
+        n.txns.add_partitions("tx", pid, epoch, &BTreeSet::from([t0()]), TV1).unwrap();
         produce(&n, pid, epoch, 0, 5);
         n.faulty.down.store(true, Ordering::SeqCst);
-        n.txns.end_txn("tx", pid, epoch, false).unwrap();
+        n.txns.end_txn("tx", pid, epoch, false, TV1).unwrap();
         assert_eq!(n.txns.describe("tx").unwrap().state, TxnState::PrepareAbort);
         assert_eq!(positions(&n), (0, 5), "no marker yet");
-        assert_eq!(n.txns.end_txn("tx", pid, epoch, false), Err(ResponseError::ConcurrentTransactions));
+        assert_eq!(n.txns.end_txn("tx", pid, epoch, false, TV1), Err(ResponseError::ConcurrentTransactions));
         assert_eq!(n.txns.init_producer_id("tx", TIMEOUT_MS, None), Err(ResponseError::ConcurrentTransactions));
         // A crash: nothing is closed.
         pid
@@ -205,7 +207,7 @@ fn an_open_transaction_past_its_timeout_is_aborted_and_its_producer_fenced() {
     let clock = Arc::new(ManualClock::new(1_000_000));
     let n = node(dir.path(), clock.clone());
     let (pid, epoch) = n.txns.init_producer_id("tx", 5_000, None).unwrap();
-    n.txns.add_partitions("tx", pid, epoch, &BTreeSet::from([t0()])).unwrap();
+    n.txns.add_partitions("tx", pid, epoch, &BTreeSet::from([t0()]), TV1).unwrap();
     produce(&n, pid, epoch, 0, 2);
     clock.advance_ms(4_000);
     n.txns.tick();
@@ -216,7 +218,7 @@ fn an_open_transaction_past_its_timeout_is_aborted_and_its_producer_fenced() {
     let d = n.txns.describe("tx").unwrap();
     assert_eq!((d.state, d.producer_epoch), (TxnState::CompleteAbort, 1));
     assert_eq!(positions(&n), (3, 3));
-    assert_eq!(n.txns.end_txn("tx", pid, epoch, true), Err(ResponseError::ProducerFenced));
+    assert_eq!(n.txns.end_txn("tx", pid, epoch, true, TV1), Err(ResponseError::ProducerFenced));
     let late = BatchBuilder::new(0).producer(pid, epoch, 2).attributes(0x10).timestamps(1).records(1, 8).build();
     assert!(n.broker.partition(&t0()).unwrap().append(&late, 0).is_err(), "the zombie's batch is refused");
     n.broker.shutdown();
@@ -229,7 +231,7 @@ fn init_producer_id_aborts_the_open_transaction() {
     let dir = tempfile::tempdir().unwrap();
     let n = node(dir.path(), Arc::new(crate::clock::SystemClock));
     let (pid, epoch) = n.txns.init_producer_id("tx", TIMEOUT_MS, None).unwrap();
-    n.txns.add_partitions("tx", pid, epoch, &BTreeSet::from([t0()])).unwrap();
+    n.txns.add_partitions("tx", pid, epoch, &BTreeSet::from([t0()]), TV1).unwrap();
     produce(&n, pid, epoch, 0, 2);
     assert_eq!(n.txns.init_producer_id("tx", TIMEOUT_MS, None), Err(ResponseError::ConcurrentTransactions));
     n.settle("tx");
@@ -245,14 +247,14 @@ fn requests_get_kafkas_errors() {
     assert_eq!(n.txns.init_producer_id("", TIMEOUT_MS, None), Err(ResponseError::InvalidRequest));
     assert_eq!(n.txns.init_producer_id("tx", 900_001, None), Err(ResponseError::InvalidTransactionTimeout));
     assert_eq!(n.txns.init_producer_id("tx", 0, None), Err(ResponseError::InvalidTransactionTimeout));
-    assert_eq!(n.txns.add_partitions("nope", 1, 0, &BTreeSet::from([t0()])), Err(ResponseError::InvalidProducerIdMapping));
-    assert_eq!(n.txns.end_txn("nope", 1, 0, true), Err(ResponseError::InvalidProducerIdMapping));
+    assert_eq!(n.txns.add_partitions("nope", 1, 0, &BTreeSet::from([t0()]), TV1), Err(ResponseError::InvalidProducerIdMapping));
+    assert_eq!(n.txns.end_txn("nope", 1, 0, true, TV1), Err(ResponseError::InvalidProducerIdMapping));
     assert_eq!(n.txns.describe("nope").unwrap_err(), ResponseError::TransactionalIdNotFound);
     let (pid, epoch) = n.txns.init_producer_id("tx", TIMEOUT_MS, None).unwrap();
-    assert_eq!(n.txns.end_txn("tx", pid, epoch, true), Err(ResponseError::InvalidTxnState), "nothing to commit");
-    assert_eq!(n.txns.add_partitions("tx", pid + 1, epoch, &BTreeSet::from([t0()])), Err(ResponseError::InvalidProducerIdMapping));
+    assert_eq!(n.txns.end_txn("tx", pid, epoch, true, TV1), Err(ResponseError::InvalidTxnState), "nothing to commit");
+    assert_eq!(n.txns.add_partitions("tx", pid + 1, epoch, &BTreeSet::from([t0()]), TV1), Err(ResponseError::InvalidProducerIdMapping));
     assert_eq!(n.txns.verify_partitions("tx", pid, epoch, &[t0()]), vec![Err(ResponseError::TransactionAbortable)]);
-    n.txns.add_partitions("tx", pid, epoch, &BTreeSet::from([t0()])).unwrap();
+    n.txns.add_partitions("tx", pid, epoch, &BTreeSet::from([t0()]), TV1).unwrap();
     assert_eq!(n.txns.verify_partitions("tx", pid, epoch, &[t0()]), vec![Ok(())]);
     n.broker.shutdown();
 }
@@ -271,11 +273,11 @@ fn transactional_offsets_wait_for_their_marker() {
         let offsets_tp = |g: &str| TopicPartition::new(crate::group::OFFSETS_TOPIC, n.groups.partition_for(g));
         let commit = |offset| vec![OffsetCommit { topic: "t".into(), partition: 0, offset, leader_epoch: -1, metadata: None }];
         for (group, decide) in [("kept", true), ("dropped", false)] {
-            n.txns.add_partitions("tx", pid, epoch, &BTreeSet::from([offsets_tp(group)])).unwrap();
+            n.txns.add_partitions("tx", pid, epoch, &BTreeSet::from([offsets_tp(group)]), TV1).unwrap();
             assert_eq!(n.groups.txn_commit_offsets(group, pid, epoch, "", None, -1, commit(7)).unwrap(), vec![Ok(())]);
             assert_eq!(n.groups.fetch_offsets(group, None), vec![], "pending offsets are not visible");
             assert!(n.groups.pending_offsets(group).contains(&("t".to_string(), 0)));
-            n.txns.end_txn("tx", pid, epoch, decide).unwrap();
+            n.txns.end_txn("tx", pid, epoch, decide, TV1).unwrap();
             n.settle("tx");
             assert!(n.groups.pending_offsets(group).is_empty());
         }
@@ -324,9 +326,9 @@ fn markers_for_other_leaders_are_retried_at_the_new_leader_before_completion() {
     let remote = [TopicPartition::new("remote", 0), TopicPartition::new("remote", 1)];
     let mut all = BTreeSet::from([t0()]);
     all.extend(remote.iter().cloned());
-    n.txns.add_partitions("tx", pid, epoch, &all).unwrap();
+    n.txns.add_partitions("tx", pid, epoch, &all, TV1).unwrap();
     produce(&n, pid, epoch, 0, 3);
-    n.txns.end_txn("tx", pid, epoch, true).unwrap();
+    n.txns.end_txn("tx", pid, epoch, true, TV1).unwrap();
     n.settle("tx");
     let d = n.txns.describe("tx").unwrap();
     assert_eq!((d.state, d.partitions.len()), (TxnState::CompleteCommit, 0));
@@ -353,15 +355,15 @@ fn an_unreachable_leader_holds_the_completion_until_it_answers() {
     *n.faulty.remote_leader.lock().unwrap() = NodeId(3);
     n.faulty.unreachable.store(true, Ordering::SeqCst);
     let (pid, epoch) = n.txns.init_producer_id("tx", TIMEOUT_MS, None).unwrap();
-    n.txns.add_partitions("tx", pid, epoch, &BTreeSet::from([t0(), TopicPartition::new("remote", 0)])).unwrap();
+    n.txns.add_partitions("tx", pid, epoch, &BTreeSet::from([t0(), TopicPartition::new("remote", 0)]), TV1).unwrap();
     produce(&n, pid, epoch, 0, 1);
-    n.txns.end_txn("tx", pid, epoch, false).unwrap();
+    n.txns.end_txn("tx", pid, epoch, false, TV1).unwrap();
     n.rt.block_on(n.txns.wait_markers("tx", std::time::Duration::from_millis(500)));
     let d = n.txns.describe("tx").unwrap();
     assert_eq!(d.state, TxnState::PrepareAbort);
     assert_eq!(d.partitions, vec![("remote".to_string(), vec![0])], "the local marker is acknowledged, the remote one is not");
     assert!(n.faulty.sent.lock().unwrap().len() >= 2, "retried meanwhile");
-    assert_eq!(n.txns.add_partitions("tx", pid, epoch, &BTreeSet::from([t0()])), Err(ResponseError::ConcurrentTransactions));
+    assert_eq!(n.txns.add_partitions("tx", pid, epoch, &BTreeSet::from([t0()]), TV1), Err(ResponseError::ConcurrentTransactions));
     n.faulty.unreachable.store(false, Ordering::SeqCst);
     n.settle("tx");
     assert_eq!(n.txns.describe("tx").unwrap().state, TxnState::CompleteAbort);
