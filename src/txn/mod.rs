@@ -544,6 +544,14 @@ impl TransactionCoordinator {
         out
     }
 
+    /// Sets the producer epoch of `transactional_id` in memory (tests of the epoch's end).
+    #[cfg(test)]
+    pub(crate) fn set_epoch_for_test(&self, transactional_id: &str, epoch: i16) {
+        if let Some(m) = lock(&self.txns).get_mut(transactional_id) {
+            m.producer_epoch = epoch;
+        }
+    }
+
     /// Transactional ids by state, for metrics.
     pub fn counts_by_state(&self) -> BTreeMap<&'static str, usize> {
         let mut out = BTreeMap::new();

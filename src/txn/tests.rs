@@ -369,3 +369,95 @@ fn an_unreachable_leader_holds_the_completion_until_it_answers() {
     assert_eq!(n.txns.describe("tx").unwrap().state, TxnState::CompleteAbort);
     n.broker.shutdown();
 }
+
+/// The value records of `tx` in `__transaction_state`, in order.
+fn state_records(n: &Node, id: &str) -> Vec<records::TxnValue> {
+    let tp = TopicPartition::new(TRANSACTION_STATE_TOPIC, n.txns.partition_for(id));
+    let read = n.broker.partition(&tp).unwrap().read(crate::types::Offset(0), 1 << 20, true).unwrap();
+    let mut buf = read.records.clone();
+    let sets = RecordBatchDecoder::decode_all(&mut buf).unwrap();
+    sets.iter()
+        .flat_map(|s| s.records.iter())
+        .filter(|r| r.key.as_deref().and_then(records::parse_key).as_deref() == Some(id))
+        .filter_map(|r| r.value.as_deref().and_then(records::parse_value))
+        .collect()
+}
+
+/// Transactions version 2 in the log: the records of a version 2 transaction carry
+/// ClientTransactionVersion 2, a decision that used up the epoch carries its next producer
+/// id, and a coordinator loading them after a crash (markers not yet written) completes the
+/// transaction onto the new producer id at epoch 0, markers at the old id's last epoch.
+#[test]
+fn a_version_2_decision_that_rotates_the_producer_id_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock: Arc<dyn Clock> = Arc::new(crate::clock::SystemClock);
+    let tv2 = TxnVersion::V2;
+    let (pid, next_pid) = {
+        let n = node(dir.path(), clock.clone());
+        let (pid, _) = n.txns.init_producer_id("tx", TIMEOUT_MS, None).unwrap();
+        n.txns.set_epoch_for_test("tx", i16::MAX - 1);
+        n.txns.add_partitions("tx", pid, i16::MAX - 1, &BTreeSet::from([t0()]), tv2).unwrap();
+        produce(&n, pid, i16::MAX - 1, 0, 2);
+        n.faulty.down.store(true, Ordering::SeqCst);
+        let (next_pid, epoch) = n.txns.end_txn("tx", pid, i16::MAX - 1, true, tv2).unwrap();
+        assert_ne!(next_pid, pid);
+        assert_eq!(epoch, 0);
+        let values = state_records(&n, "tx");
+        let ongoing = &values[values.len() - 2];
+        assert_eq!((ongoing.state, ongoing.client_transaction_version), (TxnState::Ongoing, 2));
+        let decided = values.last().unwrap();
+        assert_eq!(
+            (decided.state, decided.producer_id, decided.producer_epoch, decided.next_producer_id, decided.client_transaction_version),
+            (TxnState::PrepareCommit, pid, i16::MAX, next_pid, 2)
+        );
+        assert_eq!(positions(&n), (0, 2), "no marker yet");
+        (pid, next_pid)
+    };
+    let n = node(dir.path(), clock);
+    n.settle("tx");
+    let d = n.txns.describe("tx").unwrap();
+    assert_eq!((d.state, d.producer_id, d.producer_epoch), (TxnState::CompleteCommit, next_pid, 0));
+    assert_eq!(positions(&n), (3, 3), "the COMMIT marker after the two records");
+    let entry = n.broker.partition(&t0()).unwrap().producers().into_iter().find(|(id, _)| id.0 == pid).unwrap().1;
+    assert_eq!(entry.epoch, i16::MAX, "the marker carries the old id's last epoch");
+    let complete = state_records(&n, "tx").pop().unwrap();
+    assert_eq!((complete.producer_id, complete.previous_producer_id, complete.next_producer_id), (next_pid, pid, -1));
+    // The client's retry with its old id and epoch, across the restart and the rotation.
+    assert_eq!(n.txns.end_txn("tx", pid, i16::MAX - 1, true, tv2), Ok((next_pid, 0)));
+    n.txns.add_partitions("tx", next_pid, 0, &BTreeSet::from([t0()]), tv2).unwrap();
+    produce(&n, next_pid, 0, 0, 1);
+    assert_eq!(n.txns.end_txn("tx", next_pid, 0, false, tv2), Ok((next_pid, 1)));
+    n.settle("tx");
+    assert_eq!(positions(&n), (5, 5));
+    n.broker.shutdown();
+}
+
+/// The coordinator's own aborts follow the finalized `transaction.version`: at level 2 a
+/// timed-out transaction is aborted as version 2 (recorded so), at level 1 as version 1; the
+/// epoch is bumped once either way, which fences the producer.
+#[test]
+fn timeouts_abort_in_the_finalized_version() {
+    for (level, recorded) in [(2i16, 2i16), (1, 0)] {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(1_000_000));
+        let n = node(dir.path(), clock.clone());
+        let kind = if level == 2 { crate::metadata::features::UpgradeType::Upgrade } else { crate::metadata::features::UpgradeType::SafeDowngrade };
+        n.broker.update_features(&[(TRANSACTION_VERSION.to_string(), level, kind)], false).unwrap().unwrap();
+        assert_eq!(n.txns.server_version(), TxnVersion(level));
+        let (pid, epoch) = n.txns.init_producer_id("tx", 5_000, None).unwrap();
+        n.txns.add_partitions("tx", pid, epoch, &BTreeSet::from([t0()]), TxnVersion::V2).unwrap();
+        produce(&n, pid, epoch, 0, 2);
+        clock.advance_ms(6_000);
+        n.txns.tick();
+        n.settle("tx");
+        let d = n.txns.describe("tx").unwrap();
+        assert_eq!((d.state, d.producer_epoch), (TxnState::CompleteAbort, 1), "level {level}");
+        let aborted = state_records(&n, "tx").into_iter().find(|v| v.state == TxnState::PrepareAbort).unwrap();
+        assert_eq!(aborted.client_transaction_version, recorded, "level {level}");
+        assert_eq!(n.txns.end_txn("tx", pid, epoch, true, TV1), Err(ResponseError::ProducerFenced));
+        // Version 2 takes an EndTxn one epoch back for a retry: of the other decision here,
+        // so INVALID_TXN_STATE, as Kafka answers it.
+        assert_eq!(n.txns.end_txn("tx", pid, epoch, true, TxnVersion::V2), Err(ResponseError::InvalidTxnState));
+        n.broker.shutdown();
+    }
+}
