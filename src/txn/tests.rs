@@ -295,7 +295,7 @@ fn transactional_offsets_wait_for_their_marker() {
 }
 
 /// The records of `__transaction_state` are Kafka's: a key v0 and a flexible value v1 under
-/// transaction.version 1.
+/// transaction.version 1 and above (a new cluster finalizes 2).
 #[test]
 fn the_state_topic_holds_kafkas_records() {
     let dir = tempfile::tempdir().unwrap();
