@@ -144,6 +144,8 @@ pub const BROKER_KEYS: &[KeyDef] = &[
     key!("transaction.abort.timed.out.transaction.cleanup.interval.ms", Kind::Int, Some("10000"), "How often transactions past their timeout are aborted"),
     key!("transaction.remove.expired.transaction.cleanup.interval.ms", Kind::Int, Some("3600000"), "How often expired transactional ids are removed"),
     key!("transaction.partition.verification.enable", Kind::Bool, Some("true"), "Check with the coordinator that a partition is in the transaction before its first transactional write"),
+    key!("add.partitions.to.txn.retry.backoff.ms", Kind::Int, Some("20"), "Wait before a partition added by Produce v12+ (transactions version 2) is retried after CONCURRENT_TRANSACTIONS"),
+    key!("add.partitions.to.txn.retry.backoff.max.ms", Kind::Int, Some("100"), "How long Produce v12+ retries adding its partitions on CONCURRENT_TRANSACTIONS (at most request.timeout.ms)"),
     key!("replica.lag.time.max.ms", Kind::Long, Some("30000"), "A follower that has not caught up for this long leaves the ISR"),
     key!("replica.high.watermark.checkpoint.interval.ms", Kind::Long, Some("5000"), "How often every partition's high watermark is written to replication-offset-checkpoint"),
     key!("replica.fetch.wait.max.ms", Kind::Int, Some("500"), "Longest wait of a follower's fetch for new records"),

@@ -195,7 +195,9 @@ class KafkaLauncher:
         if not (self.log_dir / "meta.properties").exists():
             cluster_id = self.user_props.get("compat.cluster.id") or \
                 base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-            subprocess.run(self._java("kafka.tools.StorageTool", "format", "-t", cluster_id,
+            # --cluster-id=ID: a random id may start with "-", which the tool's parser would
+            # take for an option.
+            subprocess.run(self._java("kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
                                       "-c", str(props_path), "--ignore-formatted", heap="-Xmx256m"),
                            check=True, stdout=sys.stderr)
         heap = os.environ.get("KAFKA_HEAP_OPTS", "-Xms256m -Xmx1g")

@@ -6,8 +6,9 @@ messages (metadata.version downgrade across a metadata change, a level out of ra
 feature).
 
 Blumfeld and Kafka 4.3 legitimately differ in levels (metadata.version 4.0-IV3 vs 4.3-IV0;
-transaction.version 0..1 finalized 1 vs 0..2 finalized 2; share/streams/ELR are 0..0 on Blumfeld),
-so the assertions check what both must do."""
+share/streams are 0..0 on Blumfeld), so the assertions check what both must do; both serve
+transaction.version 0..2 finalized 2 on a new cluster (test_transactions checks what the levels
+do to Java producers)."""
 
 from __future__ import annotations
 
@@ -50,6 +51,8 @@ def test_describe_lists_the_features_of_a_4x_node(broker):
     assert rows["group.version"] == {**rows["group.version"], "min": "0", "level": "1"}
     assert int(rows["group.version"]["max"]) >= 1
     assert rows["kraft.version"]["level"] == "0", "a static-voter node finalizes kraft.version 0"
+    assert rows["transaction.version"] == {**rows["transaction.version"], "min": "0", "max": "2", "level": "2"}, \
+        rows["transaction.version"]
     epochs = {r["epoch"] for r in rows.values()}
     assert len(epochs) == 1 and int(epochs.pop()) > 0, rows
 
@@ -84,6 +87,10 @@ def test_refusals_carry_kafkas_messages(broker):
     out = features(broker.bootstrap, "upgrade", "--feature", "group.version=5", expect_rc=1)
     assert re.search(r"Invalid update version 5 for feature group.version. Local controller \d+ only supports "
                      r"versions 0-1", out), out
+
+    out = features(broker.bootstrap, "upgrade", "--feature", "transaction.version=3", expect_rc=1)
+    assert re.search(r"Invalid update version 3 for feature transaction.version. Local controller \d+ only supports "
+                     r"versions 0-2", out), out
 
     out = features(broker.bootstrap, "upgrade", "--feature", "foo.bar=1", expect_rc=1)
     assert re.search(r"Invalid update version 1 for feature foo.bar. Local controller \d+ does not support this "

@@ -14,7 +14,14 @@ replication factor 3 (`__transaction_state` with min.insync.replicas 2):
   was acknowledged (its markers perhaps not all written): the records of that transaction
   become visible exactly once, completed by the next coordinator.
 
-The same test runs against Apache Kafka (BROKER=kafka), which proves the harness and the
+A second scenario runs the Java client, which uses transactions version 2 (KIP-890 part 2) on
+a cluster that finalizes it: its partitions are added to the transaction by their leaders (Produce
+v12+ turns into AddPartitionsToTxn with verify_only false from the leader to the coordinator,
+most of them on another broker), the group's offsets by the group coordinator (TxnOffsetCommit
+v5), and every commit and abort bumps the producer epoch (the driver checks DescribeTransactions
+and DescribeProducers after each).
+
+The same tests run against Apache Kafka (BROKER=kafka), which proves the harness and the
 expectations on the reference.
 """
 
@@ -27,6 +34,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from harness.wait import wait_until
 from harness.broker import broker_kind
+from harness.clients import java_cmd, run_driver
 from tests.test_cluster import cluster_factory, scrape  # noqa: F401  (the fixture)
 from tests.test_replicated_groups import REPLICATED_INTERNALS
 
@@ -224,3 +232,26 @@ def test_transactions_span_brokers_and_survive_kill9_of_the_coordinator(cluster_
             print(f"last read: {len(got)} records, {len(want)} expected; duplicates {len(got) - len(set(got))};"
                   f" missing {sorted(set(want) - set(got))[:5]}")
     print(f"coordinator {second} killed right after a commit: its records all visible")
+
+
+def test_java_transactions_version_2_across_brokers(cluster_factory):  # noqa: F811
+    c = cluster_factory(layout="combined", controllers=3, overrides=REPLICATED_INTERNALS)
+    c.start()
+    bootstrap = c.bootstrap()
+    out = run_driver(java_cmd("txn-visibility", "--bootstrap", bootstrap, "--topic-prefix", "xvis", "--count", "200"),
+                     timeout_s=300)
+    assert "ok visibility" in out, out[-4000:]
+    coordinator_node = leaders(bootstrap, "__transaction_state")[java_abs_hash("xvis-tx") % TXN_PARTITIONS]
+    data_leaders = {l for t in ("xvis-a", "xvis-b", "xvis-c") for l in leaders(bootstrap, t).values()}
+    print(f"\ncoordinator {coordinator_node}; data partitions led by {sorted(data_leaders)}")
+    assert data_leaders - {coordinator_node}, "every data partition led by the coordinator: nothing added across brokers"
+    out = run_driver(java_cmd("txn-ctp", "--bootstrap", bootstrap, "--input", "xctp-in", "--output", "xctp-out",
+                              "--group", "xctp", "--count", "2000", "--abort-every", "4", "--max-poll-records", "100"),
+                     timeout_s=300)
+    assert "ok ctp" in out, out[-4000:]
+    for topic in ("xep-1", "xep-2", "xep-3"):
+        out = run_driver(java_cmd("txn-epochs", "--bootstrap", bootstrap, "--topic", topic, "--expect-version", "2",
+                                  "--rounds", "4"), timeout_s=300)
+        assert "ok epochs version=2" in out, out[-4000:]
+        txn_leader = leaders(bootstrap, "__transaction_state")[java_abs_hash(f"{topic}-tx") % TXN_PARTITIONS]
+        print(f"{topic}: coordinator {txn_leader}, partition led by {leaders(bootstrap, topic)[0]}: epochs bumped")

@@ -10,7 +10,16 @@ GroupTransactSession (compat-go txn-ctp).
     the output holds each input's result once and the group's offsets are at the input's end;
 (d) kill -9 of the broker while a transaction is open: after the restart the coordinator aborts
     it once transaction.timeout.ms has passed and the LSO moves on to the high watermark;
-(e) kill -9 of the broker in the middle of (c): the run finishes exactly once.
+(e) kill -9 of the broker in the middle of (c): the run finishes exactly once;
+(f) transactions version 2 (KIP-890 part 2), which a new cluster finalizes and the Java client
+    then uses: the producer epoch goes up by one with every commit and abort, at the
+    coordinator (DescribeTransactions) and in the partition (DescribeProducers: the marker's
+    epoch); `kafka-features downgrade --feature transaction.version=1` makes new Java producers
+    fall back to version 1 (the epoch stays), and (a), (b), (c) pass there too; upgraded back
+    to 2, the epoch bumps again.
+
+Every Java scenario here runs with whatever transaction.version the broker finalizes: 2 unless
+(f) lowers it.
 """
 
 from __future__ import annotations
@@ -24,6 +33,8 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from harness.clients import go_cmd, java_cmd, run_driver
 from harness.wait import wait_until
 from tests.test_confluent_kafka import create_topic
+from tests.test_kafka_features import describe as describe_features
+from tests.test_kafka_features import features
 
 # Kafka's coordinator aborts timed-out transactions on this interval (default 10 s).
 BROKER_OVERRIDES = {"transaction.abort.timed.out.transaction.cleanup.interval.ms": "500"}
@@ -236,3 +247,45 @@ def test_kafka_python_commit_and_abort(broker):
     committed = read("read_committed")
     assert committed == [f"c1-{i}" for i in range(100)] + [f"c3-{i}" for i in range(100)], len(committed)
     assert len(read("read_uncommitted")) == 300
+
+
+def set_transaction_version(bootstrap: str, level: int) -> None:
+    """kafka-features upgrade/downgrade of transaction.version, then waits until the broker's
+    ApiVersions finalizes it (new clients read it there)."""
+    current = int(describe_features(bootstrap)["transaction.version"]["level"])
+    verb = "upgrade" if level > current else "downgrade"
+    out = features(bootstrap, verb, "--feature", f"transaction.version={level}")
+    assert f"transaction.version was {verb}d to {level}." in out, out
+    wait_until(lambda: describe_features(bootstrap)["transaction.version"]["level"] == str(level), 30,
+               f"transaction.version {level} in ApiVersions")
+
+
+def epochs(bootstrap: str, topic: str, version: int) -> None:
+    out = run_driver(java_cmd("txn-epochs", "--bootstrap", bootstrap, "--topic", topic, "--expect-version", str(version),
+                              "--rounds", "6"), timeout_s=300)
+    print("\n".join(line for line in out.splitlines() if line.startswith(("finalized", "initialised", "round", "ok"))))
+    assert f"ok epochs version={version}" in out, out[-4000:]
+
+
+def test_transaction_version_2_bumps_the_epoch_and_level_1_falls_back(broker_factory):
+    broker = broker_factory.start(BROKER_OVERRIDES)
+    bootstrap = broker.bootstrap
+    assert describe_features(bootstrap)["transaction.version"]["level"] == "2", "a new cluster finalizes version 2"
+    epochs(bootstrap, "tv2-epochs", 2)
+
+    set_transaction_version(bootstrap, 1)
+    epochs(bootstrap, "tv1-epochs", 1)
+    out = run_driver(java_cmd("txn-visibility", "--bootstrap", bootstrap, "--topic-prefix", "tv1vis", "--count", "100"),
+                     timeout_s=300)
+    assert "ok visibility" in out, out[-4000:]
+    out = run_driver(java_cmd("txn-fence", "--bootstrap", bootstrap, "--topic", "tv1fence"), timeout_s=300)
+    assert "zombie commit: ProducerFencedException" in out and "ok fence" in out, out[-4000:]
+    out = run_driver(java_cmd("txn-ctp", "--bootstrap", bootstrap, "--input", "tv1-in", "--output", "tv1-out",
+                              "--group", "tv1-ctp", "--count", "1000", "--abort-every", "4", "--max-poll-records", "100"),
+                     timeout_s=300)
+    assert "ok ctp" in out, out[-4000:]
+
+    set_transaction_version(bootstrap, 2)
+    epochs(bootstrap, "tv2-again", 2)
+    out = run_driver(java_cmd("txn-fence", "--bootstrap", bootstrap, "--topic", "tv2fence"), timeout_s=300)
+    assert "zombie commit: ProducerFencedException" in out and "ok fence" in out, out[-4000:]

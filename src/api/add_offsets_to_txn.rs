@@ -33,5 +33,7 @@ fn add(api: &Api, req: &AddOffsetsToTxnRequest) -> Result<(), ResponseError> {
         ResponseError::CoordinatorNotAvailable
     })?;
     let tp = TopicPartition::new(OFFSETS_TOPIC, api.groups.partition_for(req.group_id.as_str()));
-    api.txns.add_partitions(req.transactional_id.as_str(), req.producer_id.0, req.producer_epoch, &BTreeSet::from([tp]))
+    // Only version 1 clients send AddOffsetsToTxn (version 2 adds the partition with
+    // TxnOffsetCommit v5), so Kafka records it as TV_0 whatever the request version.
+    api.txns.add_partitions(req.transactional_id.as_str(), req.producer_id.0, req.producer_epoch, &BTreeSet::from([tp]), crate::txn::TxnVersion::V0)
 }

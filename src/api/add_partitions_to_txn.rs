@@ -1,7 +1,11 @@
 //! AddPartitionsToTxn: v0-3 (a producer adds partitions to its transaction) and the batched
-//! v4 form brokers use, whose `verify_only` transactions ask whether partitions are already
-//! in (KIP-890 part 1). A partition of an unknown topic fails the whole transaction's request:
-//! it gets UNKNOWN_TOPIC_OR_PARTITION and the others OPERATION_NOT_ATTEMPTED, as in Kafka.
+//! v4-5 form brokers use, whose `verify_only` transactions ask whether partitions are already
+//! in (KIP-890 part 1) and whose other transactions add the partitions a transactions
+//! version 2 client produced to (KIP-890 part 2: v4+ is version 2 at the coordinator, as
+//! Kafka's `transactionVersionForAddPartitionsToTxn`). v5 differs from v4 only in that its
+//! clients know TRANSACTION_ABORTABLE, which the coordinator's verification answers either
+//! way. A partition of an unknown topic fails the whole transaction's request: it gets
+//! UNKNOWN_TOPIC_OR_PARTITION and the others OPERATION_NOT_ATTEMPTED, as in Kafka.
 
 use std::collections::BTreeSet;
 
@@ -72,7 +76,10 @@ fn add(api: &Api, version: i16, id: &str, producer_id: i64, epoch: i16, partitio
             .collect();
     }
     let set: BTreeSet<TopicPartition> = partitions.iter().cloned().collect();
-    let result = api.txns.add_partitions(id, producer_id, epoch, &set).map_err(|e| errors::fenced_for_version(e, version, PRODUCER_FENCED_MIN_VERSION));
+    let result = api
+        .txns
+        .add_partitions(id, producer_id, epoch, &set, crate::txn::TxnVersion::of_add_partitions(version))
+        .map_err(|e| errors::fenced_for_version(e, version, PRODUCER_FENCED_MIN_VERSION));
     partitions.iter().map(|_| result).collect()
 }
 

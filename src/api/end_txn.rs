@@ -1,25 +1,34 @@
-//! EndTxn: commit or abort the producer's transaction (transactions version 1: v0-4; v5 is
-//! the KIP-890 epoch-bumping form, not served).
+//! EndTxn: commit or abort the producer's transaction. v0-4 speak transactions version 1; v5
+//! is version 2 (KIP-890 part 2): the coordinator bumps the epoch with every decision (a new
+//! producer id when it is used up) and the answer carries the producer id and epoch the
+//! producer goes on with.
 
-use kafka_protocol::messages::{EndTxnRequest, EndTxnResponse};
+use kafka_protocol::messages::{EndTxnRequest, EndTxnResponse, ProducerId};
 
 use super::{Api, errors};
+use crate::txn::TxnVersion;
+use crate::txn::state::{NO_EPOCH, NO_PRODUCER_ID};
 
 const PRODUCER_FENCED_MIN_VERSION: i16 = 2;
 
 pub async fn handle(api: &Api, version: i16, req: EndTxnRequest) -> EndTxnResponse {
     let mut r = EndTxnResponse::default();
-    r.producer_id = kafka_protocol::messages::ProducerId(-1);
-    r.producer_epoch = -1;
-    let result = api.txns.end_txn(req.transactional_id.as_str(), req.producer_id.0, req.producer_epoch, req.committed);
+    r.producer_id = ProducerId(NO_PRODUCER_ID);
+    r.producer_epoch = NO_EPOCH;
+    let id = req.transactional_id.as_str();
+    let result = api.txns.end_txn(id, req.producer_id.0, req.producer_epoch, req.committed, TxnVersion::of_end_txn(version));
     let result = match result {
-        Ok(()) => super::txn_replicated(api, req.transactional_id.as_str()).await,
+        Ok(answer) => super::txn_replicated(api, id).await.map(|()| answer),
         Err(e) => Err(e),
     };
-    if result.is_ok() {
-        // The decision is durable; give the markers a moment (see END_TXN_MARKERS_WAIT).
-        api.txns.wait_markers(req.transactional_id.as_str(), crate::txn::END_TXN_MARKERS_WAIT).await;
+    match result {
+        Ok((producer_id, epoch)) => {
+            // The decision is durable; give the markers a moment (see END_TXN_MARKERS_WAIT).
+            api.txns.wait_markers(id, crate::txn::END_TXN_MARKERS_WAIT).await;
+            r.producer_id = ProducerId(producer_id);
+            r.producer_epoch = epoch;
+        }
+        Err(e) => r.error_code = errors::fenced_for_version(e, version, PRODUCER_FENCED_MIN_VERSION).code(),
     }
-    r.error_code = result.err().map_or(0, |e| errors::fenced_for_version(e, version, PRODUCER_FENCED_MIN_VERSION).code());
     r
 }

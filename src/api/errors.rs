@@ -3,6 +3,7 @@
 use kafka_protocol::ResponseError;
 
 use crate::broker::BrokerError;
+use crate::cluster::txn_verify::TxnOperation;
 use crate::log::LogError;
 use crate::metadata::ControllerError;
 use crate::metadata::election::ElectionError;
@@ -96,23 +97,20 @@ pub fn fenced_for_version(e: ResponseError, version: i16, min_version: i16) -> R
     if e == ResponseError::ProducerFenced && version < min_version { ResponseError::InvalidProducerEpoch } else { e }
 }
 
-/// A failed KIP-890 verification as the producer must see it (Kafka's
-/// `AddPartitionsToTxnManager`): PRODUCER_FENCED is INVALID_PRODUCER_EPOCH, and a partition
-/// not in the transaction is TRANSACTION_ABORTABLE only for clients that know it, else
-/// INVALID_TXN_STATE.
 /// A failed transaction verification as Produce answers it (Kafka's `ReplicaManager`): a
 /// coordinator that could not answer becomes NOT_ENOUGH_REPLICAS, which every client version
-/// retries without a metadata refresh (CONCURRENT_TRANSACTIONS too, with transactions
-/// version 1), and the refusals carry Kafka's messages.
-pub fn produce_verification_error(e: ResponseError, knows_abortable: bool) -> (ResponseError, Option<String>) {
+/// retries without a metadata refresh (CONCURRENT_TRANSACTIONS too, except for a version 2
+/// client, whose partitions the coordinator adds: that error is common while its previous
+/// transaction completes, and it retries it), and the refusals carry Kafka's messages.
+pub fn produce_verification_error(e: ResponseError, op: TxnOperation) -> (ResponseError, Option<String>) {
     use ResponseError as E;
-    let e = verification_error(e, knows_abortable);
+    let e = verification_error(e, op.knows_abortable());
     let underlying = match e {
         E::NetworkException => "NETWORK_EXCEPTION",
         E::CoordinatorLoadInProgress => "COORDINATOR_LOAD_IN_PROGRESS",
         E::CoordinatorNotAvailable => "COORDINATOR_NOT_AVAILABLE",
         E::NotCoordinator => "NOT_COORDINATOR",
-        E::ConcurrentTransactions => "CONCURRENT_TRANSACTIONS",
+        E::ConcurrentTransactions if !op.adds() => "CONCURRENT_TRANSACTIONS",
         E::InvalidTxnState => return (e, Some("Partition was not added to the transaction".into())),
         other => return (other, None),
     };
@@ -121,14 +119,18 @@ pub fn produce_verification_error(e: ResponseError, knows_abortable: bool) -> (R
 
 /// A failed transaction verification as TxnOffsetCommit answers it: a transaction
 /// coordinator that could not answer is COORDINATOR_NOT_AVAILABLE, which the client retries.
-pub fn offset_commit_verification_error(e: ResponseError, knows_abortable: bool) -> ResponseError {
+pub fn offset_commit_verification_error(e: ResponseError, op: TxnOperation) -> ResponseError {
     use ResponseError as E;
-    match verification_error(e, knows_abortable) {
+    match verification_error(e, op.knows_abortable()) {
         E::NetworkException | E::CoordinatorLoadInProgress | E::NotCoordinator => E::CoordinatorNotAvailable,
         other => other,
     }
 }
 
+/// A failed KIP-890 verification as the producer must see it (Kafka's
+/// `AddPartitionsToTxnManager`): PRODUCER_FENCED is INVALID_PRODUCER_EPOCH, and a partition
+/// not in the transaction is TRANSACTION_ABORTABLE only for clients that know it, else
+/// INVALID_TXN_STATE.
 pub fn verification_error(e: ResponseError, knows_abortable: bool) -> ResponseError {
     match e {
         ResponseError::ProducerFenced => ResponseError::InvalidProducerEpoch,

@@ -7,7 +7,11 @@
 //! the transaction coordinator (KIP-890 part 1, `transaction.partition.verification.enable`),
 //! on this node or another ([`crate::cluster::txn_verify`]), once for the whole request:
 //! the partition must be in the producer's open transaction, so a zombie cannot start a
-//! transaction nobody will ever end.
+//! transaction nobody will ever end. From v12 (transactions version 2, KIP-890 part 2) the
+//! coordinator adds the partition instead, whatever that setting says, as Kafka does; while
+//! the producer's previous transaction completes (CONCURRENT_TRANSACTIONS) the add is retried
+//! for up to `add.partitions.to.txn.retry.backoff.max.ms`, and then that error is answered
+//! as it is (the client retries).
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::produce_response::{
@@ -16,6 +20,7 @@ use kafka_protocol::messages::produce_response::{
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind, TopicName};
 
 use super::{Api, Reply, RequestContext, errors, str_bytes};
+use crate::cluster::txn_verify::TxnOperation;
 use crate::log::{FaultyRecord, RecordChecks, RecordFault, TimestampBounds};
 use crate::partition::AppendResult;
 use crate::record;
@@ -31,7 +36,7 @@ pub async fn handle(api: &Api, ctx: &RequestContext, req: ProduceRequest) -> Rep
     let mut to_sync: Vec<(usize, usize, TopicPartition)> = Vec::new();
     // acks=all: partitions whose high watermark must pass an offset before the answer.
     let mut to_replicate: Vec<(usize, usize, TopicPartition, i64)> = Vec::new();
-    let verified = verify_request(api, &req, ctx.version >= 13).await;
+    let verified = verify_request(api, &req, ctx.version).await;
     let txn = Txn { id: req.transactional_id.as_ref().map(|t| t.as_str()), version: ctx.version, verified: &verified };
     for topic in req.topic_data {
         let by_id = ctx.version >= 13;
@@ -236,14 +241,18 @@ struct Txn<'a> {
 type Verified = std::collections::HashMap<TopicPartition, Result<(), ResponseError>>;
 
 /// Asks the transaction coordinator (here or on another node) about every partition whose
-/// transactional batch would open a transaction here: one question for the whole request,
-/// before the appends, so that the request's other partitions do not wait on it one by one.
-async fn verify_request(api: &Api, req: &ProduceRequest, by_id: bool) -> Verified {
+/// transactional batch would open a transaction here (v12+: has it add them): one question
+/// for the whole request, before the appends, so that the request's other partitions do not
+/// wait on it one by one.
+async fn verify_request(api: &Api, req: &ProduceRequest, version: i16) -> Verified {
     let mut verified = Verified::new();
     let Some(id) = req.transactional_id.as_ref().map(|t| t.as_str()) else { return verified };
-    if !api.broker.config.settings().txn.partition_verification {
+    let op = TxnOperation::of_produce(version);
+    let txn = &api.broker.config.settings().txn;
+    if !op.adds() && !txn.partition_verification {
         return verified;
     }
+    let by_id = version >= 13;
     let mut wanted: std::collections::HashMap<(i64, i16), Vec<TopicPartition>> = std::collections::HashMap::new();
     {
         let image = api.broker.image();
@@ -255,32 +264,47 @@ async fn verify_request(api: &Api, req: &ProduceRequest, by_id: bool) -> Verifie
                     continue;
                 }
                 let tp = TopicPartition::new(t.name.clone(), pd.index);
-                if api.broker.partition(&tp).is_none_or(|p| p.has_open_transaction(ProducerId(header.producer_id))) {
+                if api.broker.partition(&tp).is_none_or(|p| p.has_open_transaction(ProducerId(header.producer_id), header.producer_epoch)) {
                     continue;
                 }
                 wanted.entry((header.producer_id, header.producer_epoch)).or_default().push(tp);
             }
         }
     }
-    for ((producer_id, epoch), tps) in wanted {
-        let answers = api.txn_verifier.verify(id, producer_id, epoch, &tps).await;
-        verified.extend(tps.into_iter().zip(answers));
+    // Adding retries CONCURRENT_TRANSACTIONS (the previous transaction completing) a little,
+    // as Kafka's ReplicaManager: a produce request is costly for the client to retry.
+    let retry_for = std::time::Duration::from_millis(txn.add_partitions_retry_backoff_max_ms).min(api.broker.config.settings().request_timeout);
+    let backoff = std::time::Duration::from_millis(txn.add_partitions_retry_backoff_ms);
+    let started = tokio::time::Instant::now();
+    for ((producer_id, epoch), mut tps) in wanted {
+        loop {
+            let answers = api.txn_verifier.verify(id, producer_id, epoch, &tps, op).await;
+            let (busy, done): (Vec<_>, Vec<_>) =
+                tps.into_iter().zip(answers).partition(|(_, a)| op.adds() && *a == Err(ResponseError::ConcurrentTransactions));
+            verified.extend(done);
+            if busy.is_empty() {
+                break;
+            }
+            if started.elapsed() + backoff > retry_for {
+                verified.extend(busy);
+                break;
+            }
+            tokio::time::sleep(backoff).await;
+            tps = busy.into_iter().map(|(tp, _)| tp).collect();
+        }
     }
     verified
 }
 
-/// First Produce version whose clients handle TRANSACTION_ABORTABLE (older ones get
-/// INVALID_TXN_STATE for a partition not in the transaction, as Kafka answers them).
-const TRANSACTION_ABORTABLE_MIN_VERSION: i16 = 11;
-
-/// KIP-890 part 1: a transactional batch that opens a transaction in `tp` must belong to the
-/// producer's open transaction at the coordinator.
+/// KIP-890: a transactional batch that opens a transaction in `tp` must belong to the
+/// producer's open transaction at the coordinator (v12+: was added to it).
 fn verify_transaction(api: &Api, tp: &TopicPartition, header: &record::BatchHeader, txn: Txn<'_>) -> Result<(), Rejection> {
-    if !header.is_transactional() || !api.broker.config.settings().txn.partition_verification {
+    let op = TxnOperation::of_produce(txn.version);
+    if !header.is_transactional() || !(op.adds() || api.broker.config.settings().txn.partition_verification) {
         return Ok(());
     }
     let Some(partition) = api.broker.partition(tp) else { return Ok(()) };
-    if partition.has_open_transaction(ProducerId(header.producer_id)) {
+    if partition.has_open_transaction(ProducerId(header.producer_id), header.producer_epoch) {
         return Ok(());
     }
     let Some(id) = txn.id else {
@@ -293,7 +317,7 @@ fn verify_transaction(api: &Api, tp: &TopicPartition, header: &record::BatchHead
         None => api.txns.verify_partitions(id, header.producer_id, header.producer_epoch, std::slice::from_ref(tp)).into_iter().next().unwrap_or(Ok(())),
     };
     answer.map_err(|e| {
-        let (error, message) = errors::produce_verification_error(e, txn.version >= TRANSACTION_ABORTABLE_MIN_VERSION);
+        let (error, message) = errors::produce_verification_error(e, op);
         Rejection::new(error, message)
     })
 }

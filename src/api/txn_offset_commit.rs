@@ -1,32 +1,42 @@
 //! TxnOffsetCommit: offsets committed inside a transaction (KIP-447: the consumer's
 //! generation, member id and instance id are checked when given), pending until the
 //! transaction's marker reaches the group's `__consumer_offsets` partition. As for Produce,
-//! the first write of a transaction to that partition is verified with the transaction
-//! coordinator (KIP-890 part 1): the partition must be in the producer's transaction.
+//! the first write of a transaction to that partition goes by the transaction coordinator
+//! (KIP-890): up to v4 the partition must be in the producer's transaction (AddOffsetsToTxn
+//! put it there); v5 is transactions version 2, whose client sends no AddOffsetsToTxn, and
+//! the coordinator adds the partition (whatever `transaction.partition.verification.enable`
+//! says, as Kafka).
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::txn_offset_commit_response::{TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic};
 use kafka_protocol::messages::{TxnOffsetCommitRequest, TxnOffsetCommitResponse};
 
 use super::{Api, errors};
+use crate::cluster::txn_verify::TxnOperation;
 use crate::group::{OFFSETS_TOPIC, TxnOffsetCommit};
-use crate::types::TopicPartition;
-
-/// First TxnOffsetCommit version whose clients handle TRANSACTION_ABORTABLE.
-const TRANSACTION_ABORTABLE_MIN_VERSION: i16 = 4;
+use crate::types::{ProducerId, TopicPartition};
 
 async fn verify(api: &Api, version: i16, req: &TxnOffsetCommitRequest) -> Result<(), ResponseError> {
-    if !api.broker.config.settings().txn.partition_verification {
+    let op = TxnOperation::of_txn_offset_commit(version);
+    if !op.adds() && !api.broker.config.settings().txn.partition_verification {
         return Ok(());
+    }
+    if op.adds() {
+        // The partition must be the one the group's offsets go to, so the topic exists first
+        // (AddOffsetsToTxn does the same for version 1).
+        api.groups.ensure_offsets_topic().map_err(|e| {
+            tracing::error!(error = %e, "cannot create __consumer_offsets");
+            ResponseError::CoordinatorNotAvailable
+        })?;
     }
     let tp = TopicPartition::new(OFFSETS_TOPIC, api.groups.partition_for(req.group_id.as_str()));
-    if api.broker.partition(&tp).is_some_and(|p| p.has_open_transaction(crate::types::ProducerId(req.producer_id.0))) {
+    if api.broker.partition(&tp).is_some_and(|p| p.has_open_transaction(ProducerId(req.producer_id.0), req.producer_epoch)) {
         return Ok(());
     }
-    let verified = api.txn_verifier.verify(req.transactional_id.as_str(), req.producer_id.0, req.producer_epoch, &[tp]).await;
+    let verified = api.txn_verifier.verify(req.transactional_id.as_str(), req.producer_id.0, req.producer_epoch, &[tp], op).await;
     match verified.into_iter().next().unwrap_or(Ok(())) {
         Ok(()) => Ok(()),
-        Err(e) => Err(errors::offset_commit_verification_error(e, version >= TRANSACTION_ABORTABLE_MIN_VERSION)),
+        Err(e) => Err(errors::offset_commit_verification_error(e, op)),
     }
 }
 

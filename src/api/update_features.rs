@@ -188,11 +188,11 @@ mod tests {
         let group = v4.supported_features.iter().find(|f| f.name.as_str() == "group.version").unwrap();
         assert_eq!((group.min_version, group.max_version), (0, 1));
         let tv = v4.supported_features.iter().find(|f| f.name.as_str() == "transaction.version").unwrap();
-        assert_eq!((tv.min_version, tv.max_version), (0, 1));
+        assert_eq!((tv.min_version, tv.max_version), (0, 2));
         let mv = v4.supported_features.iter().find(|f| f.name.as_str() == "metadata.version").unwrap();
         assert_eq!((mv.min_version, mv.max_version), (7, 25));
         assert_eq!(finalized(&v3, "metadata.version"), Some(25));
-        assert_eq!(finalized(&v4, "transaction.version"), Some(1), "level 1 keeps Java clients off TV2");
+        assert_eq!(finalized(&v4, "transaction.version"), Some(2), "a new cluster finalizes transactions version 2");
         assert!(v4.finalized_features_epoch > 0);
     }
 }

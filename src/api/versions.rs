@@ -37,13 +37,14 @@ pub const SERVED: &[Served] = &[
     served(ApiKey::DeleteTopics, 1, 6),
     served(ApiKey::DeleteRecords, 0, 2),
     served(ApiKey::InitProducerId, 0, 5),
-    // Transactions version 1: the KIP-890 part 2 versions (AddPartitionsToTxn v5, EndTxn v5,
-    // TxnOffsetCommit v5) are not served.
-    served(ApiKey::AddPartitionsToTxn, 0, 4),
+    // Both transactions protocols (KIP-890): EndTxn v5, Produce v12+ and TxnOffsetCommit v5
+    // are version 2's. WriteTxnMarkers v2 (KIP-1228, the marker's transaction version) is not
+    // in the protocol crate: markers come and go as v1.
+    served(ApiKey::AddPartitionsToTxn, 0, 5),
     served(ApiKey::AddOffsetsToTxn, 0, 4),
-    served(ApiKey::EndTxn, 0, 4),
+    served(ApiKey::EndTxn, 0, 5),
     served(ApiKey::WriteTxnMarkers, 1, 1),
-    served(ApiKey::TxnOffsetCommit, 0, 4),
+    served(ApiKey::TxnOffsetCommit, 0, 5),
     served(ApiKey::DescribeProducers, 0, 0),
     served(ApiKey::DescribeTransactions, 0, 0),
     served(ApiKey::ListTransactions, 0, 2),

@@ -159,6 +159,10 @@ pub struct TxnSettings {
     pub expiration_check_interval_ms: i64,
     /// `transaction.partition.verification.enable`.
     pub partition_verification: bool,
+    /// `add.partitions.to.txn.retry.backoff.ms`, at least 1.
+    pub add_partitions_retry_backoff_ms: u64,
+    /// `add.partitions.to.txn.retry.backoff.max.ms`, at least 0.
+    pub add_partitions_retry_backoff_max_ms: u64,
 }
 
 /// Partition replication (followers' fetchers, the leaders' ISR checks).
@@ -601,6 +605,8 @@ impl TxnSettings {
             expiration_ms: s.long_of_int("transactional.id.expiration.ms")?.max(1),
             expiration_check_interval_ms: s.long_of_int("transaction.remove.expired.transaction.cleanup.interval.ms")?.max(1),
             partition_verification: s.bool("transaction.partition.verification.enable")?,
+            add_partitions_retry_backoff_ms: s.int("add.partitions.to.txn.retry.backoff.ms")?.max(1) as u64,
+            add_partitions_retry_backoff_max_ms: s.int("add.partitions.to.txn.retry.backoff.max.ms")?.max(0) as u64,
         })
     }
 }

@@ -13,12 +13,15 @@
 //! highest level whose RPCs we speak. 4.1-IV1 would promise Fetch v18, which we do not serve.
 //!
 //! The other features: `group.version` 1 (KIP-848 is served); `kraft.version` 0 (static
-//! voters, no KIP-853); `transaction.version` 0..1, finalized 1 on a new cluster: transactions
-//! are served with the version 1 protocol (and its flexible `__transaction_state` values), and
-//! version 2 (KIP-890 part 2) is not offered, because a Java 4.x client switches to it as soon
-//! as ApiVersions finalizes level 2 (`TransactionManager.isTransactionV2Enabled`), and then
-//! expects an epoch bump per transaction and implicit partition adds. At level 0 transactions
-//! still work, with version 0 values.
+//! voters, no KIP-853); `transaction.version` 0..2, finalized 2 on a new cluster as Kafka 4.x
+//! does (its `TransactionVersion.TV_2` bootstraps from metadata.version 4.0-IV2, which our
+//! 4.0-IV3 is past). A Java 4.x client uses transactions version 2 (KIP-890 part 2: an epoch
+//! bump per transaction, partitions and offsets added by Produce v12+ and TxnOffsetCommit v5)
+//! once ApiVersions finalizes level 2 (`TransactionManager.isTransactionV2Enabled`, read on a
+//! new connection), and the version 1 protocol below it. Which protocol a request gets is
+//! decided by its API version, as in Kafka ([`crate::txn`]); the finalized level only decides
+//! the `__transaction_state` value version (0 at level 0, the flexible 1 above) and how the
+//! coordinator ends transactions on its own (timeouts, fencing).
 //!
 //! `eligible.leader.replicas.version` 0..1 (KIP-966, [`super::partition_change`]): a new
 //! cluster finalizes 1, as a Kafka 4.1+ cluster does (Kafka bootstraps ELRV_1 from
@@ -45,6 +48,11 @@ pub const TRANSACTION_VERSION: &str = "transaction.version";
 pub const ELR_VERSION: &str = "eligible.leader.replicas.version";
 /// metadata.version 4.0-IV1, which `eligible.leader.replicas.version` 1 depends on.
 const ELR_METADATA_VERSION_MIN: i16 = 23;
+
+/// The finalized `transaction.version` (0 when not finalized).
+pub fn transaction_version(image: &MetadataImage) -> i16 {
+    image.feature_level(TRANSACTION_VERSION)
+}
 
 /// Whether the eligible leader replicas rules (KIP-966) are on.
 pub fn elr_enabled(image: &MetadataImage) -> bool {
@@ -75,7 +83,7 @@ pub const FEATURES: &[FeatureSpec] = &[
     FeatureSpec { name: METADATA_VERSION, min: METADATA_VERSION_MIN, max: METADATA_VERSION_CURRENT, bootstrap: METADATA_VERSION_CURRENT },
     FeatureSpec { name: "kraft.version", min: 0, max: 0, bootstrap: 0 },
     FeatureSpec { name: GROUP_VERSION, min: 0, max: 1, bootstrap: 1 },
-    FeatureSpec { name: TRANSACTION_VERSION, min: 0, max: 1, bootstrap: 1 },
+    FeatureSpec { name: TRANSACTION_VERSION, min: 0, max: 2, bootstrap: 2 },
     FeatureSpec { name: ELR_VERSION, min: 0, max: 1, bootstrap: 1 },
     FeatureSpec { name: "share.version", min: 0, max: 0, bootstrap: 0 },
     FeatureSpec { name: "streams.version", min: 0, max: 0, bootstrap: 0 },
@@ -231,7 +239,8 @@ mod tests {
         let f = finalized(&image);
         assert_eq!(f.get(METADATA_VERSION), Some(&25));
         assert_eq!(f.get("group.version"), Some(&1));
-        assert_eq!(f.get("transaction.version"), Some(&1), "transactions version 1, never 2");
+        assert_eq!(f.get("transaction.version"), Some(&2), "transactions version 2, as a new Kafka 4.x cluster");
+        assert_eq!(transaction_version(&image), 2);
         assert_eq!(f.get(ELR_VERSION), Some(&1), "ELR on, as a new Kafka 4.1+ cluster");
         assert!(elr_enabled(&image));
         assert_eq!(f.len(), 4);
@@ -256,6 +265,26 @@ mod tests {
         assert!(update(&old, 1, &both).is_ok(), "a request that raises metadata.version with it");
         assert_eq!(one(&image, ELR_VERSION, 2, UpgradeType::Upgrade).unwrap_err().0,
             "Invalid update version 2 for feature eligible.leader.replicas.version. Local controller 1 only supports versions 0-1");
+    }
+
+    /// `kafka-features downgrade --feature transaction.version=1` and back, as Kafka allows.
+    #[test]
+    fn transaction_version_downgrades_to_1_and_upgrades_back_to_2() {
+        let mut image = bootstrapped();
+        assert!(one(&image, TRANSACTION_VERSION, 1, UpgradeType::Upgrade).is_err(), "a downgrade needs its type");
+        for r in one(&image, TRANSACTION_VERSION, 1, UpgradeType::SafeDowngrade).unwrap() {
+            image.replay(&r);
+        }
+        assert_eq!(transaction_version(&image), 1);
+        for r in one(&image, TRANSACTION_VERSION, 0, UpgradeType::SafeDowngrade).unwrap() {
+            image.replay(&r);
+        }
+        assert_eq!(transaction_version(&image), 0);
+        assert!(!finalized(&image).contains_key(TRANSACTION_VERSION));
+        for r in one(&image, TRANSACTION_VERSION, 2, UpgradeType::Upgrade).unwrap() {
+            image.replay(&r);
+        }
+        assert_eq!(transaction_version(&image), 2);
     }
 
     #[test]
@@ -283,8 +312,8 @@ mod tests {
             "Invalid update version 5 for feature group.version. Local controller 1 only supports versions 0-1");
         assert_eq!(one(&image, "foo.bar", 1, UpgradeType::Upgrade).unwrap_err().0,
             "Invalid update version 1 for feature foo.bar. Local controller 1 does not support this feature.");
-        assert_eq!(one(&image, "transaction.version", 2, UpgradeType::Upgrade).unwrap_err().0,
-            "Invalid update version 2 for feature transaction.version. Local controller 1 only supports versions 0-1");
+        assert_eq!(one(&image, "transaction.version", 3, UpgradeType::Upgrade).unwrap_err().0,
+            "Invalid update version 3 for feature transaction.version. Local controller 1 only supports versions 0-2");
         assert_eq!(one(&image, "group.version", -1, UpgradeType::SafeDowngrade).unwrap_err().0,
             "Invalid update version -1 for feature group.version. A feature version cannot be less than 0.");
         assert_eq!(one(&image, "group.version", 1, UpgradeType::Unknown).unwrap_err().0,

@@ -732,10 +732,12 @@ impl Partition {
         Ok(result)
     }
 
-    /// Whether `producer_id` has an open transaction here (its next transactional batch then
-    /// needs no verification).
-    pub fn has_open_transaction(&self, producer_id: ProducerId) -> bool {
-        self.log().producer_state().entry(producer_id.0).is_some_and(|e| e.current_txn_first_offset.is_some())
+    /// Whether `producer_id` has a transaction open here at `epoch` (its next transactional
+    /// batch at that epoch then needs no verification; Kafka's `hasOngoingTransaction`). The
+    /// epoch matters for transactions version 2: a batch at the bumped epoch belongs to the
+    /// next transaction even while the previous one's marker has not arrived yet.
+    pub fn has_open_transaction(&self, producer_id: ProducerId, epoch: i16) -> bool {
+        self.log().producer_state().entry(producer_id.0).is_some_and(|e| e.current_txn_first_offset.is_some() && e.epoch == epoch)
     }
 
     /// Every producer's entry, for DescribeProducers.

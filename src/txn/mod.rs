@@ -1,5 +1,9 @@
 //! The transaction coordinator: transactional ids, their producer ids and epochs, and the
-//! transactions they run (transactions version 1; see [`state`] for the state machine).
+//! transactions they run, in both protocols of KIP-890 (see [`state`] for the state machine):
+//! a request's API version says which one its client speaks ([`TxnVersion`], as Kafka's
+//! `TransactionVersion.transactionVersionForEndTxn` and friends), whatever level
+//! `transaction.version` is finalized at; the finalized level decides the record version of
+//! `__transaction_state` and how the coordinator itself aborts (timeouts, fencing).
 //!
 //! State lives in memory behind one lock and is durable in the compacted internal topic
 //! `__transaction_state` (partition = Kafka's hash of the transactional id, created on first
@@ -43,12 +47,13 @@ use kafka_protocol::records::RecordBatchDecoder;
 
 use crate::broker::{Broker, InternalTopic};
 use crate::coordinator::{LeadershipListener, OwnedPartitions, WriteBarrier};
-use crate::metadata::features::TRANSACTION_VERSION;
+use crate::metadata::features::{TRANSACTION_VERSION, transaction_version};
 use crate::record::BatchBuilder;
 use crate::types::{LeaderEpoch, PartitionId, TopicPartition};
 use channel::TxnKey;
 use sender::{Completion, CompletionSink, MarkerSender, MarkerTransport};
-use state::{InitAction, ProducerIdAndEpoch, TxnMetadata, TxnState};
+pub use state::TxnVersion;
+use state::{EndAction, InitAction, NO_EPOCH, NO_PRODUCER_ID, ProducerIdAndEpoch, TxnMetadata, TxnState};
 
 /// The internal topic holding transaction state.
 pub const TRANSACTION_STATE_TOPIC: &str = "__transaction_state";
@@ -299,6 +304,11 @@ impl TransactionCoordinator {
         Ok(())
     }
 
+    /// The finalized `transaction.version`: how the coordinator ends transactions on its own.
+    fn server_version(&self) -> TxnVersion {
+        TxnVersion(transaction_version(&self.broker.image()))
+    }
+
     fn allocate_producer_id(&self) -> Result<i64, ResponseError> {
         self.broker.allocate_producer_id().map_err(|e| {
             tracing::error!(error = %e, "cannot allocate a producer id");
@@ -326,7 +336,8 @@ impl TransactionCoordinator {
         let next = match current.init_producer_id(timeout_ms, expected, now)? {
             InitAction::Write(next) => next,
             InitAction::RotateProducerId => current.rotate_producer_id(self.allocate_producer_id()?, timeout_ms, expected.is_some(), now),
-            InitAction::FenceAndAbort(next) => {
+            InitAction::FenceAndAbort => {
+                let next = current.fence_and_abort(self.server_version(), &mut || self.allocate_producer_id(), now)?;
                 if let Err(e) = self.transition(&mut txns, next) {
                     if let Some(m) = txns.get_mut(transactional_id) {
                         m.has_failed_epoch_fence = true;
@@ -344,8 +355,9 @@ impl TransactionCoordinator {
         Ok(answer)
     }
 
-    /// AddPartitionsToTxn and AddOffsetsToTxn.
-    pub fn add_partitions(&self, transactional_id: &str, producer_id: i64, epoch: i16, partitions: &BTreeSet<TopicPartition>) -> Result<(), ResponseError> {
+    /// AddPartitionsToTxn and AddOffsetsToTxn, and the partitions a version 2 client's
+    /// Produce and TxnOffsetCommit add (`version`: the request's transactions version).
+    pub fn add_partitions(&self, transactional_id: &str, producer_id: i64, epoch: i16, partitions: &BTreeSet<TopicPartition>, version: TxnVersion) -> Result<(), ResponseError> {
         if transactional_id.is_empty() {
             return Err(ResponseError::InvalidRequest);
         }
@@ -353,7 +365,7 @@ impl TransactionCoordinator {
         let now = self.now();
         let mut txns = lock(&self.txns);
         let current = txns.get(transactional_id).ok_or(ResponseError::InvalidProducerIdMapping)?;
-        match current.add_partitions(producer_id, epoch, partitions, now)? {
+        match current.add_partitions(producer_id, epoch, partitions, version, now)? {
             None => Ok(()),
             Some(next) => self.transition(&mut txns, next),
         }
@@ -380,9 +392,11 @@ impl TransactionCoordinator {
         }
     }
 
-    /// EndTxn: the decision is durable when this returns Ok; its markers are written too
-    /// unless a partition refused (then [`TransactionCoordinator::tick`] retries).
-    pub fn end_txn(&self, transactional_id: &str, producer_id: i64, epoch: i16, commit: bool) -> Result<(), ResponseError> {
+    /// EndTxn in the protocol of `version`: the decision is written when this returns Ok
+    /// (its markers go out once it is replicated). The answer is the producer id and epoch
+    /// EndTxn v5 returns (the ones the producer goes on with; a retry of a completed decision
+    /// gets the current ones); version 1 answers -1 for both, as Kafka.
+    pub fn end_txn(&self, transactional_id: &str, producer_id: i64, epoch: i16, commit: bool, version: TxnVersion) -> Result<(i64, i16), ResponseError> {
         if transactional_id.is_empty() {
             return Err(ResponseError::InvalidRequest);
         }
@@ -390,11 +404,19 @@ impl TransactionCoordinator {
         let now = self.now();
         let mut txns = lock(&self.txns);
         let current = txns.get(transactional_id).ok_or(ResponseError::InvalidProducerIdMapping)?;
-        let Some(next) = current.end_txn(producer_id, epoch, commit, true, now)? else { return Ok(()) };
+        let identity = |pid: i64, epoch: i16| if version.supports_epoch_bump() { (pid, epoch) } else { (NO_PRODUCER_ID, NO_EPOCH) };
+        let next = match current.end_txn(producer_id, epoch, commit, version, &mut || self.allocate_producer_id(), now)? {
+            EndAction::AlreadyDone => return Ok(identity(current.producer_id, current.producer_epoch)),
+            EndAction::Write(next) => next,
+        };
+        let (pid, bumped) = next.completed_identity();
+        if next.next_producer_id != NO_PRODUCER_ID {
+            tracing::info!(transactional_id, producer_id = next.producer_id, next_producer_id = next.next_producer_id, "producer epoch used up; the transaction completes onto a new producer id");
+        }
         self.transition(&mut txns, next)?;
         drop(txns);
         self.complete_transaction(transactional_id);
-        Ok(())
+        Ok(identity(pid, bumped))
     }
 
     /// Hands a preparing transaction to the sender: its markers go out once everything
@@ -463,7 +485,7 @@ impl TransactionCoordinator {
             let mut txns = lock(&self.txns);
             let due: Vec<TxnMetadata> = txns.values().filter(|m| m.timed_out(now)).cloned().collect();
             for m in due {
-                let Ok(next) = m.fence_and_abort(now) else { continue };
+                let Ok(next) = m.fence_and_abort(self.server_version(), &mut || self.allocate_producer_id(), now) else { continue };
                 let id = m.transactional_id.clone();
                 tracing::info!(transactional_id = %id, producer_id = m.producer_id, open_ms = now - m.start_ms, timeout_ms = m.timeout_ms, "aborting a transaction past its timeout");
                 match self.transition(&mut txns, next) {
@@ -520,6 +542,14 @@ impl TransactionCoordinator {
             .collect();
         out.sort_by(|a, b| a.transactional_id.cmp(&b.transactional_id));
         out
+    }
+
+    /// Sets the producer epoch of `transactional_id` in memory (tests of the epoch's end).
+    #[cfg(test)]
+    pub(crate) fn set_epoch_for_test(&self, transactional_id: &str, epoch: i16) {
+        if let Some(m) = lock(&self.txns).get_mut(transactional_id) {
+            m.producer_epoch = epoch;
+        }
     }
 
     /// Transactional ids by state, for metrics.

@@ -1,11 +1,23 @@
-//! The state machine of one transactional id (Kafka's `TransactionMetadata`), transactions
-//! version 1: the producer epoch changes only on InitProducerId and when the coordinator
-//! fences (a timeout, or a new producer while a transaction is open).
+//! The state machine of one transactional id (Kafka's `TransactionMetadata`), for both
+//! transactions protocols (KIP-890):
+//!
+//! - version 1 (clients' requests below EndTxn v5; [`TxnVersion::V0`] in the log): the
+//!   producer epoch changes only on InitProducerId and when the coordinator fences (a
+//!   timeout, or a new producer while a transaction is open);
+//! - version 2 ([`TxnVersion::V2`]: EndTxn v5+, partitions added by Produce v12+ and
+//!   TxnOffsetCommit v5): every commit or abort bumps the epoch as it is decided, so its
+//!   markers carry the new epoch and the producer's next transaction starts on it; when the
+//!   epoch would reach `i16::MAX` a new producer id is allocated with the decision
+//!   (`next_producer_id`) and the producer goes on at epoch 0 of it once the transaction
+//!   completes. A retried EndTxn is recognised by its epoch one below the current one (or the
+//!   previous producer id at `i16::MAX - 1` after a rotation) and answered without a write;
+//!   an abort with nothing open (Empty, or after a completed transaction) bumps the epoch too.
 //!
 //! ```text
 //!  Empty / CompleteCommit / CompleteAbort ──AddPartitions/AddOffsets──▶ Ongoing ◀─┐ (more)
 //!  Ongoing ──EndTxn(commit)──▶ PrepareCommit ──markers written──▶ CompleteCommit   │
 //!  Ongoing ──EndTxn(abort), timeout, fencing──▶ PrepareAbort ──markers──▶ CompleteAbort
+//!  Empty / Complete* ──EndTxn(abort), version 2──▶ PrepareAbort
 //!  Empty / Complete* ──InitProducerId──▶ Empty (epoch + 1, or a new producer id)
 //! ```
 //!
@@ -13,7 +25,8 @@
 //! the metadata to write, or the Kafka error to answer. The coordinator writes the returned
 //! value to `__transaction_state` and only then makes it current, so memory never runs ahead
 //! of the log. `Dead` and `PrepareEpochFence` exist for the record format's sake: fencing goes
-//! straight to `PrepareAbort` with the bumped epoch, as Kafka ends up writing.
+//! straight to `PrepareAbort` with the bumped epoch, as Kafka ends up writing. As in Kafka,
+//! every transition records the producer id it leaves as the previous one.
 
 use std::collections::BTreeSet;
 
@@ -91,6 +104,35 @@ impl TxnState {
     }
 }
 
+/// A level of Kafka's `TransactionVersion`: what a request's API version says its client
+/// speaks (V0 for the version 1 protocol's requests, V2 for EndTxn v5+, AddPartitionsToTxn
+/// v4+, Produce v12+, TxnOffsetCommit v5+), or the finalized `transaction.version` for what
+/// the coordinator does on its own. Stored as the log value's `ClientTransactionVersion`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TxnVersion(pub i16);
+
+impl TxnVersion {
+    pub const V0: TxnVersion = TxnVersion(0);
+    pub const V1: TxnVersion = TxnVersion(1);
+    pub const V2: TxnVersion = TxnVersion(2);
+
+    /// Transactions version 2: the epoch is bumped by every commit and abort.
+    pub fn supports_epoch_bump(self) -> bool {
+        self.0 >= 2
+    }
+
+    /// Kafka's `transactionVersionForEndTxn`.
+    pub fn of_end_txn(api_version: i16) -> TxnVersion {
+        if api_version > 4 { TxnVersion::V2 } else { TxnVersion::V0 }
+    }
+
+    /// Kafka's `transactionVersionForAddPartitionsToTxn` (v4+ comes from brokers adding
+    /// partitions for a version 2 client).
+    pub fn of_add_partitions(api_version: i16) -> TxnVersion {
+        if api_version > 3 { TxnVersion::V2 } else { TxnVersion::V0 }
+    }
+}
+
 /// Kafka's `RecordBatch.NO_PRODUCER_EPOCH` and `NO_PRODUCER_ID`.
 pub const NO_EPOCH: i16 = -1;
 pub const NO_PRODUCER_ID: i64 = -1;
@@ -105,8 +147,12 @@ pub fn epoch_exhausted(epoch: i16) -> bool {
 pub struct TxnMetadata {
     pub transactional_id: String,
     pub producer_id: i64,
-    /// The id before the last rotation (KIP-360 retries of an exhausted epoch).
+    /// The producer id before the last transition (after a rotation, the old one), so a
+    /// retry naming it is recognised (KIP-360, and EndTxn across a version 2 overflow).
     pub previous_producer_id: i64,
+    /// Version 2: the producer id allocated with a decision that used up the epoch; the
+    /// transaction completes onto it at epoch 0.
+    pub next_producer_id: i64,
     pub producer_epoch: i16,
     /// The epoch before the last bump, so a retried KIP-360 bump is recognised; not stored
     /// in the log (as in Kafka), so it is lost by a coordinator restart.
@@ -116,7 +162,11 @@ pub struct TxnMetadata {
     pub partitions: BTreeSet<TopicPartition>,
     pub start_ms: i64,
     pub last_update_ms: i64,
-    /// A fencing write failed: the next fence reuses its epoch instead of bumping again.
+    /// The transactions version of the client's last transition (the log's
+    /// `ClientTransactionVersion`): how the transaction completes.
+    pub client_version: TxnVersion,
+    /// A fencing write failed: the next fence reuses its epoch instead of bumping again
+    /// (version 1; version 2 bumps from the current epoch, which the failure left as it was).
     pub has_failed_epoch_fence: bool,
 }
 
@@ -135,9 +185,18 @@ pub enum InitAction {
     /// The epoch is used up: the caller allocates a producer id and calls
     /// [`TxnMetadata::rotate_producer_id`].
     RotateProducerId,
-    /// A transaction is open: write this fencing abort, complete it, answer
-    /// CONCURRENT_TRANSACTIONS so the producer retries.
-    FenceAndAbort(TxnMetadata),
+    /// A transaction is open: abort it with [`TxnMetadata::fence_and_abort`], complete it,
+    /// answer CONCURRENT_TRANSACTIONS so the producer retries.
+    FenceAndAbort,
+}
+
+/// What EndTxn has to do next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndAction {
+    /// Write this decision (PrepareCommit or PrepareAbort), then complete it.
+    Write(TxnMetadata),
+    /// A retry of a decision already complete: answer success, write nothing.
+    AlreadyDone,
 }
 
 impl TxnMetadata {
@@ -148,6 +207,7 @@ impl TxnMetadata {
             transactional_id: transactional_id.to_string(),
             producer_id,
             previous_producer_id: NO_PRODUCER_ID,
+            next_producer_id: NO_PRODUCER_ID,
             producer_epoch: NO_EPOCH,
             last_producer_epoch: NO_EPOCH,
             timeout_ms,
@@ -155,12 +215,20 @@ impl TxnMetadata {
             partitions: BTreeSet::new(),
             start_ms: -1,
             last_update_ms: now_ms,
+            client_version: TxnVersion::V0,
             has_failed_epoch_fence: false,
         }
     }
 
+    /// The start of every transition (Kafka's `prepareTransitionTo`): the current producer
+    /// id becomes the previous one.
     fn transit(&self, now_ms: i64) -> TxnMetadata {
-        TxnMetadata { last_update_ms: now_ms.max(self.last_update_ms), has_failed_epoch_fence: false, ..self.clone() }
+        TxnMetadata {
+            last_update_ms: now_ms.max(self.last_update_ms),
+            previous_producer_id: self.producer_id,
+            has_failed_epoch_fence: false,
+            ..self.clone()
+        }
     }
 
     /// InitProducerId (Kafka's `prepareInitProducerIdTransit`).
@@ -177,7 +245,7 @@ impl TxnMetadata {
         }
         match self.state {
             TxnState::PrepareAbort | TxnState::PrepareCommit => Err(ResponseError::ConcurrentTransactions),
-            TxnState::Ongoing => Ok(InitAction::FenceAndAbort(self.fence_and_abort(now_ms)?)),
+            TxnState::Ongoing => Ok(InitAction::FenceAndAbort),
             TxnState::Dead | TxnState::PrepareEpochFence => Err(ResponseError::UnknownServerError),
             TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort => {
                 if epoch_exhausted(self.producer_epoch) && expected.is_none_or(|e| e.epoch == self.producer_epoch) {
@@ -201,9 +269,7 @@ impl TxnMetadata {
     pub fn rotate_producer_id(&self, new_producer_id: i64, timeout_ms: i32, record_last_epoch: bool, now_ms: i64) -> TxnMetadata {
         assert!(self.state.is_idle(), "producer ids rotate only between transactions");
         let last = if record_last_epoch { self.producer_epoch } else { NO_EPOCH };
-        let mut next = self.reset(new_producer_id, 0, last, timeout_ms, now_ms);
-        next.previous_producer_id = self.producer_id;
-        next
+        self.reset(new_producer_id, 0, last, timeout_ms, now_ms)
     }
 
     fn reset(&self, producer_id: i64, epoch: i16, last_epoch: i16, timeout_ms: i32, now_ms: i64) -> TxnMetadata {
@@ -230,8 +296,10 @@ impl TxnMetadata {
         Ok(())
     }
 
-    /// AddPartitionsToTxn / AddOffsetsToTxn: `Ok(None)` when every partition is in already.
-    pub fn add_partitions(&self, producer_id: i64, epoch: i16, added: &BTreeSet<TopicPartition>, now_ms: i64) -> Result<Option<TxnMetadata>, ResponseError> {
+    /// AddPartitionsToTxn / AddOffsetsToTxn, and the partitions Produce v12+ and
+    /// TxnOffsetCommit v5 add (`version`: the client's transactions version, recorded with
+    /// the transaction). `Ok(None)` when every partition is in already.
+    pub fn add_partitions(&self, producer_id: i64, epoch: i16, added: &BTreeSet<TopicPartition>, version: TxnVersion, now_ms: i64) -> Result<Option<TxnMetadata>, ResponseError> {
         self.check_producer(producer_id, epoch)?;
         match self.state {
             TxnState::PrepareCommit | TxnState::PrepareAbort => Err(ResponseError::ConcurrentTransactions),
@@ -244,60 +312,165 @@ impl TxnMetadata {
                 }
                 next.state = TxnState::Ongoing;
                 next.partitions.extend(added.iter().cloned());
+                next.client_version = version;
                 Ok(Some(next))
             }
         }
     }
 
-    /// EndTxn from the client (`from_client`) or the coordinator itself. `Ok(None)` is a
-    /// retry of a decision already complete: answer success without writing.
-    pub fn end_txn(&self, producer_id: i64, epoch: i16, commit: bool, from_client: bool, now_ms: i64) -> Result<Option<TxnMetadata>, ResponseError> {
+    /// EndTxn from the client, in the protocol of `version` (see the module doc). A version 2
+    /// decision that uses up the epoch takes a producer id from `allocate`.
+    pub fn end_txn(
+        &self,
+        producer_id: i64,
+        epoch: i16,
+        commit: bool,
+        version: TxnVersion,
+        allocate: &mut dyn FnMut() -> Result<i64, ResponseError>,
+        now_ms: i64,
+    ) -> Result<EndAction, ResponseError> {
+        if !version.supports_epoch_bump() {
+            return self.end_txn_v1(producer_id, epoch, commit, now_ms);
+        }
+        use TxnState as S;
+        // A retry after a decision that rotated the producer id, or after one that bumped
+        // the epoch (the client's epoch is one below).
+        let retry_on_overflow = self.previous_producer_id == producer_id && epoch == i16::MAX - 1 && self.producer_epoch == 0;
+        let retry_on_bump = i32::from(self.producer_epoch) == i32::from(epoch) + 1;
+        if self.producer_id != producer_id && !retry_on_overflow {
+            return Err(ResponseError::InvalidProducerIdMapping);
+        }
+        let valid_epoch = match self.state {
+            S::Ongoing | S::Empty | S::Dead | S::PrepareEpochFence => epoch == self.producer_epoch,
+            S::PrepareCommit | S::PrepareAbort => retry_on_bump,
+            S::CompleteCommit | S::CompleteAbort => retry_on_bump || retry_on_overflow || epoch == self.producer_epoch,
+        };
+        if !valid_epoch {
+            return Err(ResponseError::ProducerFenced);
+        }
+        let retry = retry_on_bump || retry_on_overflow;
+        let mut decide = |state: TxnState, nothing_added: bool| -> Result<EndAction, ResponseError> {
+            Ok(EndAction::Write(self.decide_v2(state, version, allocate, nothing_added, now_ms)?))
+        };
+        match (self.state, commit) {
+            (S::Ongoing, true) => decide(S::PrepareCommit, false),
+            (S::Ongoing, false) => decide(S::PrepareAbort, false),
+            (S::CompleteCommit, true) | (S::CompleteAbort, false) if retry => Ok(EndAction::AlreadyDone),
+            (S::CompleteCommit, false) if retry => Err(ResponseError::InvalidTxnState),
+            // An abort with nothing open: the epoch is bumped all the same.
+            (S::CompleteCommit | S::CompleteAbort | S::Empty, false) => decide(S::PrepareAbort, true),
+            (S::PrepareCommit, true) | (S::PrepareAbort, false) => Err(ResponseError::ConcurrentTransactions),
+            (S::Dead | S::PrepareEpochFence, _) => Err(ResponseError::UnknownServerError),
+            _ => Err(ResponseError::InvalidTxnState),
+        }
+    }
+
+    /// EndTxn in the version 1 protocol: the client's epoch must be the current one exactly.
+    fn end_txn_v1(&self, producer_id: i64, epoch: i16, commit: bool, now_ms: i64) -> Result<EndAction, ResponseError> {
         if self.producer_id != producer_id {
             return Err(ResponseError::InvalidProducerIdMapping);
         }
-        // Transactions version 1: the client's epoch must be the current one exactly.
-        let valid_epoch = (!from_client || epoch == self.producer_epoch) && epoch >= self.producer_epoch;
-        if !valid_epoch {
+        if epoch != self.producer_epoch {
             return Err(ResponseError::ProducerFenced);
         }
         match (self.state, commit) {
             (TxnState::Ongoing, _) => {
-                let mut next = self.transit(now_ms);
-                next.state = if commit { TxnState::PrepareCommit } else { TxnState::PrepareAbort };
-                Ok(Some(next))
+                let state = if commit { TxnState::PrepareCommit } else { TxnState::PrepareAbort };
+                Ok(EndAction::Write(self.decide_v1(state, now_ms)))
             }
-            (TxnState::CompleteCommit, true) | (TxnState::CompleteAbort, false) => Ok(None),
+            (TxnState::CompleteCommit, true) | (TxnState::CompleteAbort, false) => Ok(EndAction::AlreadyDone),
             (TxnState::PrepareCommit, true) | (TxnState::PrepareAbort, false) => Err(ResponseError::ConcurrentTransactions),
             (TxnState::Dead | TxnState::PrepareEpochFence, _) => Err(ResponseError::UnknownServerError),
             _ => Err(ResponseError::InvalidTxnState),
         }
     }
 
-    /// The coordinator aborts an open transaction and fences its producer: epoch + 1
-    /// (unless a previous fence failed to be written), straight to PrepareAbort.
-    pub fn fence_and_abort(&self, now_ms: i64) -> Result<TxnMetadata, ResponseError> {
+    /// A version 1 decision (Kafka's `prepareAbortOrCommit` with TV_0): same epoch.
+    fn decide_v1(&self, state: TxnState, now_ms: i64) -> TxnMetadata {
+        let mut next = self.transit(now_ms);
+        next.state = state;
+        next.next_producer_id = NO_PRODUCER_ID;
+        next.client_version = TxnVersion::V0;
+        next
+    }
+
+    /// A version 2 decision (Kafka's `prepareAbortOrCommit` with TV_2): the epoch + 1 (an
+    /// abort at `i16::MAX`, a broken state, keeps it so it can complete), the epoch it
+    /// leaves as the last one, and a new producer id if the epoch is used up.
+    fn decide_v2(
+        &self,
+        state: TxnState,
+        version: TxnVersion,
+        allocate: &mut dyn FnMut() -> Result<i64, ResponseError>,
+        nothing_added: bool,
+        now_ms: i64,
+    ) -> Result<TxnMetadata, ResponseError> {
+        let next_producer_id = if epoch_exhausted(self.producer_epoch) { allocate()? } else { NO_PRODUCER_ID };
+        let mut next = self.transit(now_ms);
+        match self.producer_epoch.checked_add(1) {
+            Some(bumped) => next.producer_epoch = bumped,
+            None if state == TxnState::PrepareAbort => {
+                tracing::error!(transactional_id = %self.transactional_id, producer_id = self.producer_id, "aborting at epoch i16::MAX; the epoch is not bumped");
+            }
+            None => return Err(ResponseError::UnknownServerError),
+        }
+        next.last_producer_epoch = self.producer_epoch;
+        // An abort with nothing added has no start of its own: it starts now.
+        if nothing_added {
+            next.start_ms = now_ms;
+        }
+        next.state = state;
+        next.next_producer_id = next_producer_id;
+        next.client_version = version;
+        Ok(next)
+    }
+
+    /// The coordinator aborts an open transaction and fences its producer, in the protocol of
+    /// the finalized `transaction.version` (`version`): version 1 bumps the epoch (unless a
+    /// previous fence failed to be written) and keeps it for the markers; version 2 decides
+    /// the abort as an EndTxn v5 would, from the current epoch (a new producer id if it is
+    /// used up, from `allocate`).
+    pub fn fence_and_abort(&self, version: TxnVersion, allocate: &mut dyn FnMut() -> Result<i64, ResponseError>, now_ms: i64) -> Result<TxnMetadata, ResponseError> {
         if self.state != TxnState::Ongoing {
             return Err(ResponseError::InvalidTxnState);
+        }
+        if version.supports_epoch_bump() {
+            return self.decide_v2(TxnState::PrepareAbort, version, allocate, false, now_ms);
         }
         if self.producer_epoch == i16::MAX {
             return Err(ResponseError::UnknownServerError);
         }
-        let mut next = self.transit(now_ms);
+        let mut next = self.decide_v1(TxnState::PrepareAbort, now_ms);
         if !self.has_failed_epoch_fence {
             next.producer_epoch = self.producer_epoch + 1;
         }
         next.last_producer_epoch = NO_EPOCH;
-        next.state = TxnState::PrepareAbort;
         Ok(next)
     }
 
-    /// Every marker is written: CompleteCommit or CompleteAbort, no partitions.
+    /// Every marker is written: CompleteCommit or CompleteAbort, no partitions; a version 2
+    /// transaction that used up its epoch moves to its next producer id at epoch 0.
     pub fn complete(&self, now_ms: i64) -> TxnMetadata {
         assert!(self.state.is_preparing(), "only a prepared transaction completes, not {:?}", self.state);
         let mut next = self.transit(now_ms);
         next.state = if self.state == TxnState::PrepareCommit { TxnState::CompleteCommit } else { TxnState::CompleteAbort };
+        if self.client_version.supports_epoch_bump() && self.next_producer_id != NO_PRODUCER_ID {
+            next.producer_id = self.next_producer_id;
+            next.producer_epoch = 0;
+        }
+        next.next_producer_id = NO_PRODUCER_ID;
         next.partitions.clear();
         next
+    }
+
+    /// The producer id and epoch the producer goes on with once this decision completes
+    /// (EndTxn v5's answer).
+    pub fn completed_identity(&self) -> (i64, i16) {
+        if self.client_version.supports_epoch_bump() && self.next_producer_id != NO_PRODUCER_ID {
+            (self.next_producer_id, 0)
+        } else {
+            (self.producer_id, self.producer_epoch)
+        }
     }
 
     /// An open transaction past its timeout (Kafka's `timedOutTransactions`).
@@ -327,14 +500,14 @@ impl TxnMetadata {
         super::records::TxnValue {
             producer_id: self.producer_id,
             previous_producer_id: self.previous_producer_id,
-            next_producer_id: NO_PRODUCER_ID,
+            next_producer_id: self.next_producer_id,
             producer_epoch: self.producer_epoch,
             timeout_ms: self.timeout_ms,
             state: self.state,
             partitions: if self.state == TxnState::Empty { vec![] } else { self.partitions_by_topic() },
             last_update_ms: self.last_update_ms,
             start_ms: self.start_ms,
-            client_transaction_version: 0,
+            client_transaction_version: self.client_version.0,
         }
     }
 
@@ -349,6 +522,7 @@ impl TxnMetadata {
             transactional_id: transactional_id.to_string(),
             producer_id: v.producer_id,
             previous_producer_id: v.previous_producer_id,
+            next_producer_id: v.next_producer_id,
             producer_epoch: v.producer_epoch,
             last_producer_epoch: NO_EPOCH,
             timeout_ms: v.timeout_ms,
@@ -356,6 +530,7 @@ impl TxnMetadata {
             partitions,
             start_ms: v.start_ms,
             last_update_ms: v.last_update_ms,
+            client_version: TxnVersion(v.client_transaction_version),
             has_failed_epoch_fence: false,
         }
     }
@@ -366,8 +541,16 @@ impl TxnMetadata {
 mod tests {
     use super::*;
 
+    /// The version 1 protocol's requests, and version 2's.
+    const TV1: TxnVersion = TxnVersion::V0;
+    const TV2: TxnVersion = TxnVersion::V2;
+
     fn tps(names: &[(&str, i32)]) -> BTreeSet<TopicPartition> {
         names.iter().map(|(t, p)| TopicPartition::new(*t, *p)).collect()
+    }
+
+    fn no_alloc() -> Result<i64, ResponseError> {
+        panic!("no producer id is needed here")
     }
 
     fn initialised() -> TxnMetadata {
@@ -378,57 +561,74 @@ mod tests {
         }
     }
 
+    /// A decision to write.
+    fn decided(r: Result<EndAction, ResponseError>) -> TxnMetadata {
+        match r {
+            Ok(EndAction::Write(m)) => m,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn end(m: &TxnMetadata, pid: i64, epoch: i16, commit: bool, version: TxnVersion, now: i64) -> Result<EndAction, ResponseError> {
+        m.end_txn(pid, epoch, commit, version, &mut no_alloc, now)
+    }
+
     #[test]
     fn a_commit_goes_through_every_state() {
         let m = initialised();
         assert_eq!((m.state, m.producer_epoch, m.start_ms), (TxnState::Empty, 0, -1));
-        let m = m.add_partitions(1000, 0, &tps(&[("a", 0)]), 10).unwrap().unwrap();
+        let m = m.add_partitions(1000, 0, &tps(&[("a", 0)]), TV1, 10).unwrap().unwrap();
         assert_eq!((m.state, m.start_ms), (TxnState::Ongoing, 10));
-        assert_eq!(m.add_partitions(1000, 0, &tps(&[("a", 0)]), 11).unwrap(), None, "already in");
-        let m = m.add_partitions(1000, 0, &tps(&[("b", 1)]), 12).unwrap().unwrap();
+        assert_eq!(m.add_partitions(1000, 0, &tps(&[("a", 0)]), TV1, 11).unwrap(), None, "already in");
+        let m = m.add_partitions(1000, 0, &tps(&[("b", 1)]), TV1, 12).unwrap().unwrap();
         assert_eq!((m.partitions.len(), m.start_ms, m.last_update_ms), (2, 10, 12));
         assert_eq!(m.partitions_by_topic(), vec![("a".to_string(), vec![0]), ("b".to_string(), vec![1])]);
-        let m = m.end_txn(1000, 0, true, true, 13).unwrap().unwrap();
-        assert_eq!(m.state, TxnState::PrepareCommit);
-        assert_eq!(m.end_txn(1000, 0, true, true, 14), Err(ResponseError::ConcurrentTransactions));
-        assert_eq!(m.end_txn(1000, 0, false, true, 14), Err(ResponseError::InvalidTxnState));
-        assert_eq!(m.add_partitions(1000, 0, &tps(&[("c", 0)]), 14), Err(ResponseError::ConcurrentTransactions));
+        let m = decided(end(&m, 1000, 0, true, TV1, 13));
+        assert_eq!((m.state, m.producer_epoch, m.client_version), (TxnState::PrepareCommit, 0, TV1));
+        assert_eq!(end(&m, 1000, 0, true, TV1, 14), Err(ResponseError::ConcurrentTransactions));
+        assert_eq!(end(&m, 1000, 0, false, TV1, 14), Err(ResponseError::InvalidTxnState));
+        assert_eq!(m.add_partitions(1000, 0, &tps(&[("c", 0)]), TV1, 14), Err(ResponseError::ConcurrentTransactions));
         assert_eq!(m.init_producer_id(60_000, None, 14), Err(ResponseError::ConcurrentTransactions));
         let m = m.complete(15);
         assert_eq!((m.state, m.partitions.len(), m.producer_epoch), (TxnState::CompleteCommit, 0, 0));
-        assert_eq!(m.end_txn(1000, 0, true, true, 16).unwrap(), None, "a retried commit succeeds");
-        assert_eq!(m.end_txn(1000, 0, false, true, 16), Err(ResponseError::InvalidTxnState));
+        assert_eq!(end(&m, 1000, 0, true, TV1, 16), Ok(EndAction::AlreadyDone), "a retried commit succeeds");
+        assert_eq!(end(&m, 1000, 0, false, TV1, 16), Err(ResponseError::InvalidTxnState));
         // The next transaction starts afresh.
-        let m = m.add_partitions(1000, 0, &tps(&[("c", 0)]), 17).unwrap().unwrap();
+        let m = m.add_partitions(1000, 0, &tps(&[("c", 0)]), TV1, 17).unwrap().unwrap();
         assert_eq!((m.state, m.start_ms, m.partitions.len()), (TxnState::Ongoing, 17, 1));
+        assert_eq!(m.previous_producer_id, 1000, "every transition records the id it leaves");
     }
 
     #[test]
     fn requests_from_other_producers_are_refused() {
-        let m = initialised().add_partitions(1000, 0, &tps(&[("a", 0)]), 1).unwrap().unwrap();
-        assert_eq!(m.add_partitions(999, 0, &tps(&[("a", 1)]), 2), Err(ResponseError::InvalidProducerIdMapping));
-        assert_eq!(m.add_partitions(1000, 1, &tps(&[("a", 1)]), 2), Err(ResponseError::ProducerFenced));
-        assert_eq!(m.end_txn(1000, 1, true, true, 2), Err(ResponseError::ProducerFenced));
-        assert_eq!(m.end_txn(7, 0, true, true, 2), Err(ResponseError::InvalidProducerIdMapping));
+        let m = initialised().add_partitions(1000, 0, &tps(&[("a", 0)]), TV1, 1).unwrap().unwrap();
+        assert_eq!(m.add_partitions(999, 0, &tps(&[("a", 1)]), TV1, 2), Err(ResponseError::InvalidProducerIdMapping));
+        assert_eq!(m.add_partitions(1000, 1, &tps(&[("a", 1)]), TV1, 2), Err(ResponseError::ProducerFenced));
+        assert_eq!(end(&m, 1000, 1, true, TV1, 2), Err(ResponseError::ProducerFenced));
+        assert_eq!(end(&m, 7, 0, true, TV1, 2), Err(ResponseError::InvalidProducerIdMapping));
         let empty = initialised();
-        assert_eq!(empty.end_txn(1000, 0, true, true, 2), Err(ResponseError::InvalidTxnState));
+        assert_eq!(end(&empty, 1000, 0, true, TV1, 2), Err(ResponseError::InvalidTxnState));
+        assert_eq!(end(&empty, 1000, 0, false, TV1, 2), Err(ResponseError::InvalidTxnState), "version 1 aborts only an open one");
     }
 
     /// A second producer with the same id while a transaction is open: the coordinator bumps
     /// the epoch and aborts; once complete, the new producer's retry bumps again.
     #[test]
     fn init_producer_id_fences_an_open_transaction() {
-        let m = initialised().add_partitions(1000, 0, &tps(&[("a", 0)]), 1).unwrap().unwrap();
-        let InitAction::FenceAndAbort(fenced) = m.init_producer_id(60_000, None, 2).unwrap() else { panic!() };
-        assert_eq!((fenced.state, fenced.producer_epoch), (TxnState::PrepareAbort, 1));
-        assert_eq!(fenced.partitions, m.partitions, "the abort covers the open transaction");
-        let done = fenced.complete(3);
-        assert_eq!(done.state, TxnState::CompleteAbort);
-        // The zombie (epoch 0) is fenced everywhere.
-        assert_eq!(done.end_txn(1000, 0, true, true, 4), Err(ResponseError::ProducerFenced));
-        assert_eq!(done.add_partitions(1000, 0, &tps(&[("a", 0)]), 4), Err(ResponseError::ProducerFenced));
-        let InitAction::Write(next) = done.init_producer_id(60_000, None, 4).unwrap() else { panic!() };
-        assert_eq!((next.state, next.producer_epoch, next.producer_id), (TxnState::Empty, 2, 1000));
+        let m = initialised().add_partitions(1000, 0, &tps(&[("a", 0)]), TV1, 1).unwrap().unwrap();
+        assert_eq!(m.init_producer_id(60_000, None, 2), Ok(InitAction::FenceAndAbort));
+        for server in [TxnVersion::V1, TxnVersion::V2] {
+            let fenced = m.fence_and_abort(server, &mut no_alloc, 2).unwrap();
+            assert_eq!((fenced.state, fenced.producer_epoch), (TxnState::PrepareAbort, 1), "{server:?}");
+            assert_eq!(fenced.partitions, m.partitions, "the abort covers the open transaction");
+            let done = fenced.complete(3);
+            assert_eq!((done.state, done.producer_epoch), (TxnState::CompleteAbort, 1));
+            // The zombie (epoch 0) is fenced everywhere.
+            assert_eq!(end(&done, 1000, 0, true, TV1, 4), Err(ResponseError::ProducerFenced));
+            assert_eq!(done.add_partitions(1000, 0, &tps(&[("a", 0)]), TV1, 4), Err(ResponseError::ProducerFenced));
+            let InitAction::Write(next) = done.init_producer_id(60_000, None, 4).unwrap() else { panic!() };
+            assert_eq!((next.state, next.producer_epoch, next.producer_id), (TxnState::Empty, 2, 1000));
+        }
     }
 
     /// KIP-360: a producer bumping its own epoch after an error, a retry of that bump, and a
@@ -463,26 +663,142 @@ mod tests {
 
     #[test]
     fn timeouts_and_expiry() {
-        let m = initialised().add_partitions(1000, 0, &tps(&[("a", 0)]), 100).unwrap().unwrap();
+        let m = initialised().add_partitions(1000, 0, &tps(&[("a", 0)]), TV1, 100).unwrap().unwrap();
         assert!(!m.timed_out(60_100) && m.timed_out(60_101));
-        let aborted = m.fence_and_abort(60_101).unwrap();
-        assert_eq!((aborted.state, aborted.producer_epoch), (TxnState::PrepareAbort, 1));
+        let aborted = m.fence_and_abort(TxnVersion::V1, &mut no_alloc, 60_101).unwrap();
+        assert_eq!((aborted.state, aborted.producer_epoch, aborted.client_version), (TxnState::PrepareAbort, 1, TV1));
         let mut failed = m.clone();
         failed.has_failed_epoch_fence = true;
-        assert_eq!(failed.fence_and_abort(60_102).unwrap().producer_epoch, 0, "a failed fence is not bumped twice");
+        assert_eq!(failed.fence_and_abort(TxnVersion::V1, &mut no_alloc, 60_102).unwrap().producer_epoch, 0, "a failed fence is not bumped twice");
+        // Version 2 bumps from the current epoch, whatever a failed write left.
+        let v2 = failed.fence_and_abort(TxnVersion::V2, &mut no_alloc, 60_102).unwrap();
+        assert_eq!((v2.producer_epoch, v2.last_producer_epoch, v2.client_version), (1, 0, TV2));
         assert!(!m.expired(i64::MAX, 1), "an open transaction never expires");
         assert!(initialised().expired(10, 9));
     }
 
     #[test]
     fn log_values_round_trip_through_metadata() {
-        let m = initialised().add_partitions(1000, 0, &tps(&[("a", 0), ("a", 3), ("b", 1)]), 5).unwrap().unwrap();
+        let m = initialised().add_partitions(1000, 0, &tps(&[("a", 0), ("a", 3), ("b", 1)]), TV2, 5).unwrap().unwrap();
         let back = TxnMetadata::from_value("t", &m.to_value());
-        assert_eq!(back, TxnMetadata { last_producer_epoch: NO_EPOCH, ..m });
+        assert_eq!(back, TxnMetadata { last_producer_epoch: NO_EPOCH, ..m.clone() });
+        assert_eq!(back.client_version, TV2);
+        let mut allocate = || -> Result<i64, ResponseError> { Ok(4242) };
+        let mut exhausted = m;
+        exhausted.producer_epoch = i16::MAX - 1;
+        let prepared = exhausted.end_txn(1000, i16::MAX - 1, true, TV2, &mut allocate, 6).unwrap();
+        let EndAction::Write(prepared) = prepared else { panic!() };
+        let back = TxnMetadata::from_value("t", &prepared.to_value());
+        assert_eq!((back.next_producer_id, back.producer_epoch), (4242, i16::MAX), "a reloaded decision completes onto its next id");
+        assert_eq!((back.complete(7).producer_id, back.complete(7).producer_epoch), (4242, 0));
         for id in 0..8 {
             let s = TxnState::from_id(id).unwrap();
             assert_eq!((s.id(), TxnState::from_name(s.name())), (id, Some(s)));
         }
         assert_eq!(TxnState::from_id(8), None);
+    }
+
+    /// Version 2: every commit and abort bumps the epoch as it is decided (the markers carry
+    /// it), the complete state keeps it, and the next transaction runs on it.
+    #[test]
+    fn version_2_bumps_the_epoch_on_every_commit_and_abort() {
+        let mut m = initialised();
+        for (round, commit) in [(0i16, true), (1, false), (2, true)] {
+            m = m.add_partitions(1000, round, &tps(&[("a", 0)]), TV2, 10).unwrap().unwrap();
+            assert_eq!(m.client_version, TV2);
+            assert_eq!(end(&m, 1000, round + 1, commit, TV2, 11), Err(ResponseError::ProducerFenced), "a future epoch");
+            let prepared = decided(end(&m, 1000, round, commit, TV2, 11));
+            assert_eq!((prepared.producer_epoch, prepared.last_producer_epoch, prepared.next_producer_id), (round + 1, round, NO_PRODUCER_ID));
+            assert_eq!(prepared.completed_identity(), (1000, round + 1), "EndTxn v5 answers the new epoch");
+            assert_eq!(prepared.partitions, m.partitions);
+            // The client retries with its old epoch while the markers are written.
+            assert_eq!(end(&prepared, 1000, round, commit, TV2, 12), Err(ResponseError::ConcurrentTransactions));
+            assert_eq!(end(&prepared, 1000, round + 1, commit, TV2, 12), Err(ResponseError::ProducerFenced));
+            m = prepared.complete(13);
+            assert_eq!((m.producer_id, m.producer_epoch, m.partitions.len()), (1000, round + 1, 0));
+            // A retry after completion succeeds without a write; the other decision is refused.
+            assert_eq!(end(&m, 1000, round, commit, TV2, 14), Ok(EndAction::AlreadyDone));
+            assert_eq!(end(&m, 1000, round, !commit, TV2, 14), Err(ResponseError::InvalidTxnState));
+            // The old epoch is fenced for new work.
+            assert_eq!(m.add_partitions(1000, round, &tps(&[("a", 0)]), TV2, 15), Err(ResponseError::ProducerFenced));
+        }
+        assert_eq!(m.producer_epoch, 3);
+    }
+
+    /// Version 2's table for Empty and the complete states (Kafka's TransactionCoordinator):
+    /// an abort with the current epoch bumps, a commit is INVALID_TXN_STATE, a retry of the
+    /// other decision too, and a retry from Empty is fenced.
+    #[test]
+    fn version_2_aborts_with_nothing_open_and_refuses_what_kafka_refuses() {
+        let empty = initialised();
+        let aborted = decided(end(&empty, 1000, 0, false, TV2, 20));
+        assert_eq!((aborted.state, aborted.producer_epoch, aborted.start_ms, aborted.partitions.len()), (TxnState::PrepareAbort, 1, 20, 0));
+        assert_eq!(end(&empty, 1000, 0, true, TV2, 20), Err(ResponseError::InvalidTxnState));
+        let done = aborted.complete(21);
+        assert_eq!(done.state, TxnState::CompleteAbort);
+        assert_eq!(end(&done, 1000, 0, false, TV2, 22), Ok(EndAction::AlreadyDone), "retry");
+        assert_eq!(end(&done, 1000, 0, true, TV2, 22), Err(ResponseError::InvalidTxnState));
+        assert_eq!(end(&done, 1000, 1, true, TV2, 22), Err(ResponseError::InvalidTxnState));
+        assert_eq!(decided(end(&done, 1000, 1, false, TV2, 22)).producer_epoch, 2, "an abort again bumps");
+        let committed = decided(end(&done.add_partitions(1000, 1, &tps(&[("a", 0)]), TV2, 23).unwrap().unwrap(), 1000, 1, true, TV2, 24)).complete(25);
+        assert_eq!((committed.state, committed.producer_epoch), (TxnState::CompleteCommit, 2));
+        assert_eq!(end(&committed, 1000, 1, false, TV2, 26), Err(ResponseError::InvalidTxnState), "a retry of the other decision");
+        assert_eq!(end(&committed, 1000, 2, true, TV2, 26), Err(ResponseError::InvalidTxnState), "nothing to commit");
+        assert_eq!(decided(end(&committed, 1000, 2, false, TV2, 26)).producer_epoch, 3);
+        assert_eq!(end(&committed, 1000, 0, true, TV2, 26), Err(ResponseError::ProducerFenced), "two epochs back");
+        let mut ghost = initialised();
+        ghost.producer_epoch = 5;
+        assert_eq!(end(&ghost, 1000, 4, false, TV2, 27), Err(ResponseError::ProducerFenced), "no retry from Empty");
+        assert_eq!(end(&ghost, 1001, 5, false, TV2, 27), Err(ResponseError::InvalidProducerIdMapping));
+    }
+
+    /// Version 2 at the last usable epoch: the decision takes a new producer id and bumps to
+    /// `i16::MAX` (its markers' epoch); completing moves to the new id at epoch 0, and the
+    /// client's retry with the old id and epoch is recognised.
+    #[test]
+    fn version_2_overflow_moves_to_a_new_producer_id() {
+        let mut m = initialised().add_partitions(1000, 0, &tps(&[("a", 0)]), TV2, 1).unwrap().unwrap();
+        m.producer_epoch = i16::MAX - 1;
+        let mut allocated = 0;
+        let mut allocate = || -> Result<i64, ResponseError> {
+            allocated += 1;
+            Ok(5000)
+        };
+        let EndAction::Write(prepared) = m.end_txn(1000, i16::MAX - 1, true, TV2, &mut allocate, 2).unwrap() else { panic!() };
+        assert_eq!(allocated, 1);
+        assert_eq!((prepared.producer_id, prepared.producer_epoch, prepared.next_producer_id), (1000, i16::MAX, 5000));
+        assert_eq!(prepared.completed_identity(), (5000, 0));
+        assert_eq!(end(&prepared, 1000, i16::MAX - 1, true, TV2, 3), Err(ResponseError::ConcurrentTransactions));
+        let done = prepared.complete(4);
+        assert_eq!((done.producer_id, done.producer_epoch, done.previous_producer_id, done.next_producer_id), (5000, 0, 1000, NO_PRODUCER_ID));
+        assert_eq!(done.last_producer_epoch, i16::MAX - 1, "the last epoch the client saw");
+        assert_eq!(end(&done, 1000, i16::MAX - 1, true, TV2, 5), Ok(EndAction::AlreadyDone), "a retry across the rotation");
+        assert_eq!(end(&done, 1000, i16::MAX - 2, true, TV2, 5), Err(ResponseError::InvalidProducerIdMapping));
+        // The producer goes on with the new id.
+        let next = done.add_partitions(5000, 0, &tps(&[("a", 0)]), TV2, 6).unwrap().unwrap();
+        assert_eq!(decided(end(&next, 5000, 0, true, TV2, 7)).producer_epoch, 1);
+        // A failed allocation is the answer, and nothing is decided.
+        let mut fail = || -> Result<i64, ResponseError> { Err(ResponseError::CoordinatorNotAvailable) };
+        assert_eq!(m.end_txn(1000, i16::MAX - 1, true, TV2, &mut fail, 8), Err(ResponseError::CoordinatorNotAvailable));
+        // A coordinator abort (timeout, fencing) at the last epoch rotates too.
+        let fenced = m.fence_and_abort(TxnVersion::V2, &mut || -> Result<i64, ResponseError> { Ok(6000) }, 9).unwrap();
+        assert_eq!((fenced.state, fenced.producer_epoch, fenced.next_producer_id), (TxnState::PrepareAbort, i16::MAX, 6000));
+        assert_eq!((fenced.complete(10).producer_id, fenced.complete(10).producer_epoch), (6000, 0));
+    }
+
+    /// A version 1 transaction ending under a version 2 request keeps each protocol's rules:
+    /// the request's version decides, as in Kafka.
+    #[test]
+    fn the_request_version_decides_the_protocol() {
+        let m = initialised().add_partitions(1000, 0, &tps(&[("a", 0)]), TV1, 1).unwrap().unwrap();
+        assert_eq!(m.client_version, TV1);
+        let v1 = decided(end(&m, 1000, 0, true, TV1, 2));
+        assert_eq!((v1.producer_epoch, v1.completed_identity()), (0, (1000, 0)));
+        let v2 = decided(end(&m, 1000, 0, true, TV2, 2));
+        assert_eq!((v2.producer_epoch, v2.client_version), (1, TV2));
+        assert_eq!(TxnVersion::of_end_txn(4), TV1);
+        assert_eq!(TxnVersion::of_end_txn(5), TV2);
+        assert_eq!(TxnVersion::of_add_partitions(3), TV1);
+        assert_eq!(TxnVersion::of_add_partitions(4), TV2);
     }
 }

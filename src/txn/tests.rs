@@ -24,6 +24,8 @@ use crate::record::BatchBuilder;
 use crate::types::NodeId;
 
 const TIMEOUT_MS: i32 = 60_000;
+/// A version 1 client's requests.
+const TV1: TxnVersion = TxnVersion::V0;
 /// How long a test waits for markers that should go out at once.
 const SETTLE: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -149,21 +151,21 @@ fn a_commit_writes_markers_and_completes() {
     let n = node(dir.path(), Arc::new(crate::clock::SystemClock));
     let (pid, epoch) = n.txns.init_producer_id("tx", TIMEOUT_MS, None).unwrap();
     assert_eq!(epoch, 0);
-    n.txns.add_partitions("tx", pid, epoch, &BTreeSet::from([t0()])).unwrap();
+    n.txns.add_partitions("tx", pid, epoch, &BTreeSet::from([t0()]), TV1).unwrap();
     produce(&n, pid, epoch, 0, 3);
     assert_eq!(positions(&n), (0, 3), "the open transaction holds the LSO");
     assert_eq!(n.txns.describe("tx").unwrap().state, TxnState::Ongoing);
-    n.txns.end_txn("tx", pid, epoch, true).unwrap();
+    n.txns.end_txn("tx", pid, epoch, true, TV1).unwrap();
     n.settle("tx");
     assert_eq!(positions(&n), (4, 4), "the COMMIT marker is the fourth offset");
     let d = n.txns.describe("tx").unwrap();
     assert_eq!((d.state, d.partitions.len()), (TxnState::CompleteCommit, 0));
     // A retried EndTxn succeeds; the other decision is refused.
-    assert_eq!(n.txns.end_txn("tx", pid, epoch, true), Ok(()));
-    assert_eq!(n.txns.end_txn("tx", pid, epoch, false), Err(ResponseError::InvalidTxnState));
+    assert_eq!(n.txns.end_txn("tx", pid, epoch, true, TV1), Ok((-1, -1)), "version 1 answers no id");
+    assert_eq!(n.txns.end_txn("tx", pid, epoch, false, TV1), Err(ResponseError::InvalidTxnState));
     // The next InitProducerId bumps the epoch and fences the old one.
     assert_eq!(n.txns.init_producer_id("tx", TIMEOUT_MS, None).unwrap(), (pid, 1));
-    assert_eq!(n.txns.add_partitions("tx", pid, 0, &BTreeSet::from([t0()])), Err(ResponseError::ProducerFenced));
+    assert_eq!(n.txns.add_partitions("tx", pid, 0, &BTreeSet::from([t0()]), TV1), Err(ResponseError::ProducerFenced));
     n.broker.shutdown();
 }
 
@@ -176,13 +178,13 @@ fn a_decided_transaction_is_completed_after_a_restart() {
     let pid = {
         let n = node(dir.path(), clock.clone());
         let (pid, epoch) = n.txns.init_producer_id("tx", TIMEOUT_MS, None).unwrap();
-        n.txns.add_partitions("tx", pid, epoch, &BTreeSet::from([t0()])).unwrap();
+        n.txns.add_partitions("tx", pid, epoch, &BTreeSet::from([t0()]), TV1).unwrap();
         produce(&n, pid, epoch, 0, 5);
         n.faulty.down.store(true, Ordering::SeqCst);
-        n.txns.end_txn("tx", pid, epoch, false).unwrap();
+        n.txns.end_txn("tx", pid, epoch, false, TV1).unwrap();
         assert_eq!(n.txns.describe("tx").unwrap().state, TxnState::PrepareAbort);
         assert_eq!(positions(&n), (0, 5), "no marker yet");
-        assert_eq!(n.txns.end_txn("tx", pid, epoch, false), Err(ResponseError::ConcurrentTransactions));
+        assert_eq!(n.txns.end_txn("tx", pid, epoch, false, TV1), Err(ResponseError::ConcurrentTransactions));
         assert_eq!(n.txns.init_producer_id("tx", TIMEOUT_MS, None), Err(ResponseError::ConcurrentTransactions));
         // A crash: nothing is closed.
         pid
@@ -205,7 +207,7 @@ fn an_open_transaction_past_its_timeout_is_aborted_and_its_producer_fenced() {
     let clock = Arc::new(ManualClock::new(1_000_000));
     let n = node(dir.path(), clock.clone());
     let (pid, epoch) = n.txns.init_producer_id("tx", 5_000, None).unwrap();
-    n.txns.add_partitions("tx", pid, epoch, &BTreeSet::from([t0()])).unwrap();
+    n.txns.add_partitions("tx", pid, epoch, &BTreeSet::from([t0()]), TV1).unwrap();
     produce(&n, pid, epoch, 0, 2);
     clock.advance_ms(4_000);
     n.txns.tick();
@@ -216,7 +218,7 @@ fn an_open_transaction_past_its_timeout_is_aborted_and_its_producer_fenced() {
     let d = n.txns.describe("tx").unwrap();
     assert_eq!((d.state, d.producer_epoch), (TxnState::CompleteAbort, 1));
     assert_eq!(positions(&n), (3, 3));
-    assert_eq!(n.txns.end_txn("tx", pid, epoch, true), Err(ResponseError::ProducerFenced));
+    assert_eq!(n.txns.end_txn("tx", pid, epoch, true, TV1), Err(ResponseError::ProducerFenced));
     let late = BatchBuilder::new(0).producer(pid, epoch, 2).attributes(0x10).timestamps(1).records(1, 8).build();
     assert!(n.broker.partition(&t0()).unwrap().append(&late, 0).is_err(), "the zombie's batch is refused");
     n.broker.shutdown();
@@ -229,7 +231,7 @@ fn init_producer_id_aborts_the_open_transaction() {
     let dir = tempfile::tempdir().unwrap();
     let n = node(dir.path(), Arc::new(crate::clock::SystemClock));
     let (pid, epoch) = n.txns.init_producer_id("tx", TIMEOUT_MS, None).unwrap();
-    n.txns.add_partitions("tx", pid, epoch, &BTreeSet::from([t0()])).unwrap();
+    n.txns.add_partitions("tx", pid, epoch, &BTreeSet::from([t0()]), TV1).unwrap();
     produce(&n, pid, epoch, 0, 2);
     assert_eq!(n.txns.init_producer_id("tx", TIMEOUT_MS, None), Err(ResponseError::ConcurrentTransactions));
     n.settle("tx");
@@ -245,14 +247,14 @@ fn requests_get_kafkas_errors() {
     assert_eq!(n.txns.init_producer_id("", TIMEOUT_MS, None), Err(ResponseError::InvalidRequest));
     assert_eq!(n.txns.init_producer_id("tx", 900_001, None), Err(ResponseError::InvalidTransactionTimeout));
     assert_eq!(n.txns.init_producer_id("tx", 0, None), Err(ResponseError::InvalidTransactionTimeout));
-    assert_eq!(n.txns.add_partitions("nope", 1, 0, &BTreeSet::from([t0()])), Err(ResponseError::InvalidProducerIdMapping));
-    assert_eq!(n.txns.end_txn("nope", 1, 0, true), Err(ResponseError::InvalidProducerIdMapping));
+    assert_eq!(n.txns.add_partitions("nope", 1, 0, &BTreeSet::from([t0()]), TV1), Err(ResponseError::InvalidProducerIdMapping));
+    assert_eq!(n.txns.end_txn("nope", 1, 0, true, TV1), Err(ResponseError::InvalidProducerIdMapping));
     assert_eq!(n.txns.describe("nope").unwrap_err(), ResponseError::TransactionalIdNotFound);
     let (pid, epoch) = n.txns.init_producer_id("tx", TIMEOUT_MS, None).unwrap();
-    assert_eq!(n.txns.end_txn("tx", pid, epoch, true), Err(ResponseError::InvalidTxnState), "nothing to commit");
-    assert_eq!(n.txns.add_partitions("tx", pid + 1, epoch, &BTreeSet::from([t0()])), Err(ResponseError::InvalidProducerIdMapping));
+    assert_eq!(n.txns.end_txn("tx", pid, epoch, true, TV1), Err(ResponseError::InvalidTxnState), "nothing to commit");
+    assert_eq!(n.txns.add_partitions("tx", pid + 1, epoch, &BTreeSet::from([t0()]), TV1), Err(ResponseError::InvalidProducerIdMapping));
     assert_eq!(n.txns.verify_partitions("tx", pid, epoch, &[t0()]), vec![Err(ResponseError::TransactionAbortable)]);
-    n.txns.add_partitions("tx", pid, epoch, &BTreeSet::from([t0()])).unwrap();
+    n.txns.add_partitions("tx", pid, epoch, &BTreeSet::from([t0()]), TV1).unwrap();
     assert_eq!(n.txns.verify_partitions("tx", pid, epoch, &[t0()]), vec![Ok(())]);
     n.broker.shutdown();
 }
@@ -271,11 +273,11 @@ fn transactional_offsets_wait_for_their_marker() {
         let offsets_tp = |g: &str| TopicPartition::new(crate::group::OFFSETS_TOPIC, n.groups.partition_for(g));
         let commit = |offset| vec![OffsetCommit { topic: "t".into(), partition: 0, offset, leader_epoch: -1, metadata: None }];
         for (group, decide) in [("kept", true), ("dropped", false)] {
-            n.txns.add_partitions("tx", pid, epoch, &BTreeSet::from([offsets_tp(group)])).unwrap();
+            n.txns.add_partitions("tx", pid, epoch, &BTreeSet::from([offsets_tp(group)]), TV1).unwrap();
             assert_eq!(n.groups.txn_commit_offsets(group, pid, epoch, "", None, -1, commit(7)).unwrap(), vec![Ok(())]);
             assert_eq!(n.groups.fetch_offsets(group, None), vec![], "pending offsets are not visible");
             assert!(n.groups.pending_offsets(group).contains(&("t".to_string(), 0)));
-            n.txns.end_txn("tx", pid, epoch, decide).unwrap();
+            n.txns.end_txn("tx", pid, epoch, decide, TV1).unwrap();
             n.settle("tx");
             assert!(n.groups.pending_offsets(group).is_empty());
         }
@@ -293,7 +295,7 @@ fn transactional_offsets_wait_for_their_marker() {
 }
 
 /// The records of `__transaction_state` are Kafka's: a key v0 and a flexible value v1 under
-/// transaction.version 1.
+/// transaction.version 1 and above (a new cluster finalizes 2).
 #[test]
 fn the_state_topic_holds_kafkas_records() {
     let dir = tempfile::tempdir().unwrap();
@@ -324,9 +326,9 @@ fn markers_for_other_leaders_are_retried_at_the_new_leader_before_completion() {
     let remote = [TopicPartition::new("remote", 0), TopicPartition::new("remote", 1)];
     let mut all = BTreeSet::from([t0()]);
     all.extend(remote.iter().cloned());
-    n.txns.add_partitions("tx", pid, epoch, &all).unwrap();
+    n.txns.add_partitions("tx", pid, epoch, &all, TV1).unwrap();
     produce(&n, pid, epoch, 0, 3);
-    n.txns.end_txn("tx", pid, epoch, true).unwrap();
+    n.txns.end_txn("tx", pid, epoch, true, TV1).unwrap();
     n.settle("tx");
     let d = n.txns.describe("tx").unwrap();
     assert_eq!((d.state, d.partitions.len()), (TxnState::CompleteCommit, 0));
@@ -353,17 +355,109 @@ fn an_unreachable_leader_holds_the_completion_until_it_answers() {
     *n.faulty.remote_leader.lock().unwrap() = NodeId(3);
     n.faulty.unreachable.store(true, Ordering::SeqCst);
     let (pid, epoch) = n.txns.init_producer_id("tx", TIMEOUT_MS, None).unwrap();
-    n.txns.add_partitions("tx", pid, epoch, &BTreeSet::from([t0(), TopicPartition::new("remote", 0)])).unwrap();
+    n.txns.add_partitions("tx", pid, epoch, &BTreeSet::from([t0(), TopicPartition::new("remote", 0)]), TV1).unwrap();
     produce(&n, pid, epoch, 0, 1);
-    n.txns.end_txn("tx", pid, epoch, false).unwrap();
+    n.txns.end_txn("tx", pid, epoch, false, TV1).unwrap();
     n.rt.block_on(n.txns.wait_markers("tx", std::time::Duration::from_millis(500)));
     let d = n.txns.describe("tx").unwrap();
     assert_eq!(d.state, TxnState::PrepareAbort);
     assert_eq!(d.partitions, vec![("remote".to_string(), vec![0])], "the local marker is acknowledged, the remote one is not");
     assert!(n.faulty.sent.lock().unwrap().len() >= 2, "retried meanwhile");
-    assert_eq!(n.txns.add_partitions("tx", pid, epoch, &BTreeSet::from([t0()])), Err(ResponseError::ConcurrentTransactions));
+    assert_eq!(n.txns.add_partitions("tx", pid, epoch, &BTreeSet::from([t0()]), TV1), Err(ResponseError::ConcurrentTransactions));
     n.faulty.unreachable.store(false, Ordering::SeqCst);
     n.settle("tx");
     assert_eq!(n.txns.describe("tx").unwrap().state, TxnState::CompleteAbort);
     n.broker.shutdown();
+}
+
+/// The value records of `tx` in `__transaction_state`, in order.
+fn state_records(n: &Node, id: &str) -> Vec<records::TxnValue> {
+    let tp = TopicPartition::new(TRANSACTION_STATE_TOPIC, n.txns.partition_for(id));
+    let read = n.broker.partition(&tp).unwrap().read(crate::types::Offset(0), 1 << 20, true).unwrap();
+    let mut buf = read.records.clone();
+    let sets = RecordBatchDecoder::decode_all(&mut buf).unwrap();
+    sets.iter()
+        .flat_map(|s| s.records.iter())
+        .filter(|r| r.key.as_deref().and_then(records::parse_key).as_deref() == Some(id))
+        .filter_map(|r| r.value.as_deref().and_then(records::parse_value))
+        .collect()
+}
+
+/// Transactions version 2 in the log: the records of a version 2 transaction carry
+/// ClientTransactionVersion 2, a decision that used up the epoch carries its next producer
+/// id, and a coordinator loading them after a crash (markers not yet written) completes the
+/// transaction onto the new producer id at epoch 0, markers at the old id's last epoch.
+#[test]
+fn a_version_2_decision_that_rotates_the_producer_id_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock: Arc<dyn Clock> = Arc::new(crate::clock::SystemClock);
+    let tv2 = TxnVersion::V2;
+    let (pid, next_pid) = {
+        let n = node(dir.path(), clock.clone());
+        let (pid, _) = n.txns.init_producer_id("tx", TIMEOUT_MS, None).unwrap();
+        n.txns.set_epoch_for_test("tx", i16::MAX - 1);
+        n.txns.add_partitions("tx", pid, i16::MAX - 1, &BTreeSet::from([t0()]), tv2).unwrap();
+        produce(&n, pid, i16::MAX - 1, 0, 2);
+        n.faulty.down.store(true, Ordering::SeqCst);
+        let (next_pid, epoch) = n.txns.end_txn("tx", pid, i16::MAX - 1, true, tv2).unwrap();
+        assert_ne!(next_pid, pid);
+        assert_eq!(epoch, 0);
+        let values = state_records(&n, "tx");
+        let ongoing = &values[values.len() - 2];
+        assert_eq!((ongoing.state, ongoing.client_transaction_version), (TxnState::Ongoing, 2));
+        let decided = values.last().unwrap();
+        assert_eq!(
+            (decided.state, decided.producer_id, decided.producer_epoch, decided.next_producer_id, decided.client_transaction_version),
+            (TxnState::PrepareCommit, pid, i16::MAX, next_pid, 2)
+        );
+        assert_eq!(positions(&n), (0, 2), "no marker yet");
+        (pid, next_pid)
+    };
+    let n = node(dir.path(), clock);
+    n.settle("tx");
+    let d = n.txns.describe("tx").unwrap();
+    assert_eq!((d.state, d.producer_id, d.producer_epoch), (TxnState::CompleteCommit, next_pid, 0));
+    assert_eq!(positions(&n), (3, 3), "the COMMIT marker after the two records");
+    let entry = n.broker.partition(&t0()).unwrap().producers().into_iter().find(|(id, _)| id.0 == pid).unwrap().1;
+    assert_eq!(entry.epoch, i16::MAX, "the marker carries the old id's last epoch");
+    let complete = state_records(&n, "tx").pop().unwrap();
+    assert_eq!((complete.producer_id, complete.previous_producer_id, complete.next_producer_id), (next_pid, pid, -1));
+    // The client's retry with its old id and epoch, across the restart and the rotation.
+    assert_eq!(n.txns.end_txn("tx", pid, i16::MAX - 1, true, tv2), Ok((next_pid, 0)));
+    n.txns.add_partitions("tx", next_pid, 0, &BTreeSet::from([t0()]), tv2).unwrap();
+    produce(&n, next_pid, 0, 0, 1);
+    assert_eq!(n.txns.end_txn("tx", next_pid, 0, false, tv2), Ok((next_pid, 1)));
+    n.settle("tx");
+    assert_eq!(positions(&n), (5, 5));
+    n.broker.shutdown();
+}
+
+/// The coordinator's own aborts follow the finalized `transaction.version`: at level 2 a
+/// timed-out transaction is aborted as version 2 (recorded so), at level 1 as version 1; the
+/// epoch is bumped once either way, which fences the producer.
+#[test]
+fn timeouts_abort_in_the_finalized_version() {
+    for (level, recorded) in [(2i16, 2i16), (1, 0)] {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(1_000_000));
+        let n = node(dir.path(), clock.clone());
+        let kind = if level == 2 { crate::metadata::features::UpgradeType::Upgrade } else { crate::metadata::features::UpgradeType::SafeDowngrade };
+        n.broker.update_features(&[(TRANSACTION_VERSION.to_string(), level, kind)], false).unwrap().unwrap();
+        assert_eq!(n.txns.server_version(), TxnVersion(level));
+        let (pid, epoch) = n.txns.init_producer_id("tx", 5_000, None).unwrap();
+        n.txns.add_partitions("tx", pid, epoch, &BTreeSet::from([t0()]), TxnVersion::V2).unwrap();
+        produce(&n, pid, epoch, 0, 2);
+        clock.advance_ms(6_000);
+        n.txns.tick();
+        n.settle("tx");
+        let d = n.txns.describe("tx").unwrap();
+        assert_eq!((d.state, d.producer_epoch), (TxnState::CompleteAbort, 1), "level {level}");
+        let aborted = state_records(&n, "tx").into_iter().find(|v| v.state == TxnState::PrepareAbort).unwrap();
+        assert_eq!(aborted.client_transaction_version, recorded, "level {level}");
+        assert_eq!(n.txns.end_txn("tx", pid, epoch, true, TV1), Err(ResponseError::ProducerFenced));
+        // Version 2 takes an EndTxn one epoch back for a retry: of the other decision here,
+        // so INVALID_TXN_STATE, as Kafka answers it.
+        assert_eq!(n.txns.end_txn("tx", pid, epoch, true, TxnVersion::V2), Err(ResponseError::InvalidTxnState));
+        n.broker.shutdown();
+    }
 }

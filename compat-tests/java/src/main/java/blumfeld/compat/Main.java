@@ -61,7 +61,7 @@ public final class Main {
                 case "group-consume" -> GroupConsume.run(opts);
                 case "checked-produce" -> CheckedProduce.run(opts);
                 case "authorized-operations" -> authorizedOperations(opts);
-                case "txn-visibility", "txn-fence", "txn-ctp", "txn-open", "txn-offsets", "txn-count" -> Transactions.run(args[0], opts);
+                case "txn-visibility", "txn-fence", "txn-ctp", "txn-open", "txn-offsets", "txn-count", "txn-epochs" -> Transactions.run(args[0], opts);
                 case "streams-setup", "streams-app", "streams-verify" -> StreamsEos.run(args[0], opts);
                 default -> usage();
             }
@@ -78,7 +78,7 @@ public final class Main {
 
     private static void usage() {
         System.err.println("usage: compat-java roundtrip|create-topic|idempotent-produce|bulk-produce|checked-produce|group-consume|authorized-operations"
-                + "|txn-visibility|txn-fence|txn-ctp|txn-open|txn-offsets|txn-count|streams-setup|streams-app|streams-verify"
+                + "|txn-visibility|txn-fence|txn-ctp|txn-open|txn-offsets|txn-count|txn-epochs|streams-setup|streams-app|streams-verify"
                 + " --bootstrap HOST:PORT [--topic T | --topic-prefix P] [--partitions N] [--count N]"
                 + " [--codecs none,gzip,snappy,lz4,zstd] [--bytes N] [--value-size N]"
                 + " [--group G] [--protocol classic|consumer] [--session-timeout-ms N] [--client-id ID] [--instance-id ID]");

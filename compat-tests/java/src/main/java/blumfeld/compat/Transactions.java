@@ -46,6 +46,11 @@ import org.apache.kafka.common.serialization.ByteArraySerializer;
  *   txn-open        opens a transaction, prints OPEN, waits for stdin EOF (to be killed)
  *   txn-offsets     prints "P lso=X hw=Y" per partition (ListOffsets both isolation levels)
  *   txn-count       prints "count=N" for a read_committed or read_uncommitted read to the end
+ *   txn-epochs      the finalized transaction.version (must equal --expect-version), then
+ *                   commits and aborts in turn and reads the producer epoch after each from
+ *                   DescribeTransactions (the coordinator) and DescribeProducers (the
+ *                   partition's last marker): version 2 bumps it with every commit and abort,
+ *                   version 1 never; the records of the committed ones are read back
  * </pre>
  */
 final class Transactions {
@@ -62,6 +67,7 @@ final class Transactions {
             case "txn-open" -> open(opts);
             case "txn-offsets" -> printOffsets(opts);
             case "txn-count" -> count(opts);
+            case "txn-epochs" -> epochs(opts);
             default -> throw new Main.Mismatch("unknown command " + cmd);
         }
     }
@@ -502,6 +508,97 @@ final class Transactions {
             }
         }
         return true;
+    }
+
+    // ------------------------------------------------------------------ txn-epochs
+
+    /** The finalized level of transaction.version (0 when not finalized). */
+    private static short finalizedTransactionVersion(Admin admin) throws Exception {
+        var features = admin.describeFeatures().featureMetadata().get(DEADLINE.toMillis(), TimeUnit.MILLISECONDS);
+        var range = features.finalizedFeatures().get("transaction.version");
+        return range == null ? 0 : range.maxVersionLevel();
+    }
+
+    /** The coordinator's producer id and epoch for `txnId` (DescribeTransactions). */
+    private static org.apache.kafka.clients.admin.TransactionDescription describeTxn(Admin admin, String txnId) throws Exception {
+        return admin.describeTransactions(List.of(txnId)).description(txnId).get(DEADLINE.toMillis(), TimeUnit.MILLISECONDS);
+    }
+
+    /** The epoch `tp`'s producer state holds for `producerId` (DescribeProducers). */
+    private static int partitionEpoch(Admin admin, TopicPartition tp, long producerId) throws Exception {
+        var producers = admin.describeProducers(List.of(tp)).partitionResult(tp).get(DEADLINE.toMillis(), TimeUnit.MILLISECONDS);
+        return producers.activeProducers().stream().filter(p -> p.producerId() == producerId)
+                .mapToInt(org.apache.kafka.clients.admin.ProducerState::producerEpoch).findFirst()
+                .orElseThrow(() -> new Main.Mismatch(tp + " has no state for producer " + producerId));
+    }
+
+    private static void epochs(Map<String, String> opts) throws Exception {
+        String bootstrap = Main.req(opts, "bootstrap");
+        String topic = Main.req(opts, "topic");
+        int expectVersion = Integer.parseInt(Main.req(opts, "expect-version"));
+        int rounds = Integer.parseInt(opts.getOrDefault("rounds", "6"));
+        createTopics(bootstrap, List.of(topic), 1);
+        TopicPartition tp = new TopicPartition(topic, 0);
+        String txnId = topic + "-tx";
+        try (Admin admin = admin(bootstrap)) {
+            short level = finalizedTransactionVersion(admin);
+            System.out.println("finalized transaction.version=" + level);
+            if (level != expectVersion) {
+                throw new Main.Mismatch("transaction.version is finalized at " + level + ", want " + expectVersion);
+            }
+            boolean bumps = level >= 2;
+            List<String> committed = new ArrayList<>();
+            try (KafkaProducer<byte[], byte[]> producer = txnProducer(bootstrap, txnId, 60_000)) {
+                producer.initTransactions();
+                var initial = describeTxn(admin, txnId);
+                long producerId = initial.producerId();
+                int epoch = initial.producerEpoch();
+                System.out.println("initialised producer " + producerId + " at epoch " + epoch);
+                for (int round = 0; round < rounds; round++) {
+                    boolean commit = round % 2 == 0;
+                    producer.beginTransaction();
+                    for (int i = 0; i < 5; i++) {
+                        String v = "r" + round + "-" + i;
+                        producer.send(new ProducerRecord<>(topic, 0, null, bytes(v)));
+                        if (commit) {
+                            committed.add(v);
+                        }
+                    }
+                    producer.flush();
+                    var open = describeTxn(admin, txnId);
+                    if (open.producerEpoch() != epoch || open.producerId() != producerId) {
+                        throw new Main.Mismatch("round " + round + ": the open transaction runs at " + open.producerId() + "/"
+                                + open.producerEpoch() + ", want " + producerId + "/" + epoch);
+                    }
+                    if (commit) {
+                        producer.commitTransaction();
+                    } else {
+                        producer.abortTransaction();
+                    }
+                    stableEnds(admin, List.of(tp));
+                    var ended = describeTxn(admin, txnId);
+                    int want = bumps ? epoch + 1 : epoch;
+                    if (ended.producerId() != producerId || ended.producerEpoch() != want) {
+                        throw new Main.Mismatch("round " + round + " (" + (commit ? "commit" : "abort") + "): coordinator at "
+                                + ended.producerId() + "/" + ended.producerEpoch() + ", want " + producerId + "/" + want);
+                    }
+                    int marker = partitionEpoch(admin, tp, producerId);
+                    if (marker != want) {
+                        throw new Main.Mismatch("round " + round + ": the partition's last epoch of producer " + producerId + " is "
+                                + marker + ", want " + want + " (the marker's)");
+                    }
+                    System.out.println("round " + round + " " + (commit ? "commit" : "abort") + ": epoch " + epoch + " -> "
+                            + ended.producerEpoch() + " (" + ended.state() + "), partition epoch " + marker);
+                    epoch = want;
+                }
+            }
+            Map<TopicPartition, Long> ends = stableEnds(admin, List.of(tp));
+            List<String> got = readToEnd(bootstrap, "read_committed", List.of(tp), ends).get(tp).stream().map(r -> text(r.value())).toList();
+            if (!got.equals(committed)) {
+                throw new Main.Mismatch("read_committed saw " + got.size() + " records, want the " + committed.size() + " committed");
+            }
+            System.out.println("ok epochs version=" + level + " rounds=" + rounds);
+        }
     }
 
     // ------------------------------------------------------------------ helpers for the harness
