@@ -317,10 +317,10 @@ fn read_one(
             r.log_start_offset = read.log_start_offset;
             r
         }
+        // The offsets stay unknown (-1), as Kafka's `createLogReadResult` answers a failed
+        // read: a consumer out of range then resets by its own policy (librdkafka would take
+        // a log start offset sent here as its new position).
         Err(e) => {
-            r.high_watermark = partition.high_watermark();
-            r.last_stable_offset = partition.last_stable_offset();
-            r.log_start_offset = partition.log_start_offset();
             let code = match &e {
                 PartitionError::Log(l) => errors::log_error(l),
                 other => errors::partition_error(other),
@@ -718,5 +718,41 @@ mod tests {
         assert!(fetch(-1) > 0, "consumers are not throttled");
         lead(&[1, 2], 2);
         assert!(fetch(2) > 0, "an in-sync follower is never held back");
+    }
+
+    /// A consumer fetching outside the log gets OFFSET_OUT_OF_RANGE with the offsets
+    /// unknown (-1), as Kafka answers a failed read, so it resets by its own policy.
+    #[test]
+    fn out_of_range_answers_unknown_offsets() {
+        use kafka_protocol::messages::{BrokerId, RequestKind, fetch_request};
+        let dir = tempfile::tempdir().unwrap();
+        let api = crate::api::test_api(dir.path(), &[]);
+        api.broker.auto_create_topic("t").unwrap();
+        let p = api.broker.partition(&TopicPartition::new("t", 0)).unwrap();
+        p.append(&crate::record::BatchBuilder::new(0).records(5, 10).build(), 0).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let mut fp = fetch_request::FetchPartition::default();
+        fp.fetch_offset = 100;
+        fp.partition_max_bytes = 1 << 20;
+        fp.current_leader_epoch = -1;
+        fp.last_fetched_epoch = -1;
+        let mut t = fetch_request::FetchTopic::default();
+        t.topic = TopicName(str_bytes("t"));
+        t.partitions = vec![fp];
+        let mut r = FetchRequest::default();
+        r.replica_id = BrokerId(-1);
+        r.max_bytes = 1 << 20;
+        r.session_epoch = -1;
+        r.topics = vec![t];
+        let ctx = RequestContext { api_key: ApiKey::Fetch, version: 12, correlation_id: 1, client_id: None, client_host: "/127.0.0.1".into(), peer: None };
+        let ResponseKind::Fetch(r) = (match rt.block_on(api.dispatch(&ctx, RequestKind::Fetch(r))) {
+            crate::api::Reply::Response(r) | crate::api::Reply::WithRecords(r, _) => r,
+            _ => panic!("no response"),
+        }) else {
+            panic!("not a fetch response")
+        };
+        let pd = &r.responses[0].partitions[0];
+        assert_eq!(pd.error_code, ResponseError::OffsetOutOfRange.code());
+        assert_eq!((pd.high_watermark, pd.last_stable_offset, pd.log_start_offset), (-1, -1, -1));
     }
 }
