@@ -117,12 +117,17 @@ pub fn produce_verification_error(e: ResponseError, op: TxnOperation) -> (Respon
     (E::NotEnoughReplicas, Some(format!("Unable to verify the partition has been added to the transaction. Underlying error: {underlying}")))
 }
 
-/// A failed transaction verification as TxnOffsetCommit answers it: a transaction
-/// coordinator that could not answer is COORDINATOR_NOT_AVAILABLE, which the client retries.
+/// A failed transaction verification as TxnOffsetCommit answers it, through the group
+/// coordinator's error mapping (Kafka 4.x `CoordinatorOperationExceptionHelper`): an
+/// unreachable transaction coordinator (NETWORK_EXCEPTION) is COORDINATOR_LOAD_IN_PROGRESS, so
+/// the client retries without looking the coordinator up again; a missing partition, too few
+/// replicas or a timeout is COORDINATOR_NOT_AVAILABLE; the rest as they are.
 pub fn offset_commit_verification_error(e: ResponseError, op: TxnOperation) -> ResponseError {
     use ResponseError as E;
     match verification_error(e, op.knows_abortable()) {
-        E::NetworkException | E::CoordinatorLoadInProgress | E::NotCoordinator => E::CoordinatorNotAvailable,
+        E::NetworkException => E::CoordinatorLoadInProgress,
+        E::UnknownTopicOrPartition | E::NotEnoughReplicas | E::RequestTimedOut => E::CoordinatorNotAvailable,
+        E::NotLeaderOrFollower | E::KafkaStorageError => E::NotCoordinator,
         other => other,
     }
 }
@@ -157,4 +162,30 @@ pub fn marker_error(e: &MarkerError) -> ResponseError {
 /// A message for the response, for errors whose text helps the user.
 pub fn message(e: &impl std::fmt::Display) -> Option<kafka_protocol::protocol::StrBytes> {
     Some(super::str_bytes(&e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::txn_verify::TxnOperation;
+
+    /// TxnOffsetCommit's verification errors as Kafka 4.x's group coordinator maps them.
+    #[test]
+    fn txn_offset_commit_verification_errors_are_kafkas() {
+        use ResponseError as E;
+        let op = TxnOperation::of_txn_offset_commit(5);
+        for (from, to) in [
+            (E::NetworkException, E::CoordinatorLoadInProgress),
+            (E::CoordinatorLoadInProgress, E::CoordinatorLoadInProgress),
+            (E::NotEnoughReplicas, E::CoordinatorNotAvailable),
+            (E::RequestTimedOut, E::CoordinatorNotAvailable),
+            (E::NotLeaderOrFollower, E::NotCoordinator),
+            (E::CoordinatorNotAvailable, E::CoordinatorNotAvailable),
+            (E::ConcurrentTransactions, E::ConcurrentTransactions),
+            (E::ProducerFenced, E::InvalidProducerEpoch),
+        ] {
+            assert_eq!(offset_commit_verification_error(from, op), to, "{from:?}");
+        }
+        assert_eq!(offset_commit_verification_error(E::TransactionAbortable, TxnOperation::of_txn_offset_commit(3)), E::InvalidTxnState);
+    }
 }
