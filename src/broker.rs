@@ -664,14 +664,10 @@ impl Broker {
             if !e.path().is_dir() || name.starts_with("__cluster_metadata") {
                 continue;
             }
-            let keep = match name.rsplit_once('-') {
-                _ if name.ends_with("-delete") => false,
-                Some((topic, p)) => match (image.topic(topic), p.parse::<i32>()) {
-                    (Some(t), Ok(i)) => t.partition(i).is_some_and(|r| r.has_replica(NodeId(self.node_id))),
-                    _ => false,
-                },
-                None => false,
-            };
+            let keep = !name.ends_with("-delete")
+                && partition_dir(&name).is_some_and(|(topic, i)| {
+                    image.topic(topic).and_then(|t| t.partition(i)).is_some_and(|r| r.has_replica(NodeId(self.node_id)))
+                });
             if !keep {
                 tracing::info!(dir = name, "removing directory of a deleted topic");
                 let _ = std::fs::remove_dir_all(e.path());
@@ -697,7 +693,7 @@ impl Broker {
             {
                 continue;
             }
-            let Some((topic, Ok(partition))) = name.rsplit_once('-').map(|(t, p)| (t, p.parse::<i32>())) else { continue };
+            let Some((topic, partition)) = partition_dir(&name) else { continue };
             let placed_here = image
                 .topic(topic)
                 .and_then(|t| t.partition(partition))
@@ -832,18 +828,17 @@ impl Broker {
     }
 }
 
-/// A cluster id in Kafka's form: 16 random bytes, URL-safe base64 without padding.
-/// A new cluster id: 22 characters of URL-safe base64 from a random UUID, as Kafka's.
+/// A new cluster id in Kafka's form: a random UUID's 16 bytes, URL-safe base64 without
+/// padding (22 characters), as Kafka prints topic ids.
 pub fn new_cluster_id() -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let bytes = Uuid::new_v4().into_bytes();
-    let mut bits: u128 = u128::from_be_bytes(bytes);
-    let mut out = Vec::with_capacity(22);
-    for _ in 0..22 {
-        out.push(ALPHABET[(bits >> 122) as usize & 63]);
-        bits <<= 6;
-    }
-    String::from_utf8(out).unwrap_or_default()
+    crate::log::partition_metadata::encode_topic_id(Uuid::new_v4())
+}
+
+/// The topic and partition a data directory is named for (`<topic>-<partition>`), if its
+/// name has that form.
+fn partition_dir(name: &str) -> Option<(&str, i32)> {
+    let (topic, partition) = name.rsplit_once('-')?;
+    partition.parse().ok().map(|p| (topic, p))
 }
 
 fn lock<T>(l: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -652,12 +652,38 @@ mod tests {
     /// The leader side of the replication throttle: once the leader's quota is used up, an
     /// out-of-sync follower of a throttled replica gets no records; an in-sync follower and
     /// consumers still do.
+    /// One Fetch v12 of t-0 at `offset` by `replica` (-1: a consumer), answered at once.
+    fn fetch_once(api: &Api, rt: &tokio::runtime::Runtime, replica: i32, offset: i64) -> kafka_protocol::messages::FetchResponse {
+        use kafka_protocol::messages::{BrokerId, RequestKind, ResponseKind, fetch_request};
+        let mut fp = fetch_request::FetchPartition::default();
+        fp.fetch_offset = offset;
+        fp.partition_max_bytes = 1 << 20;
+        fp.current_leader_epoch = -1;
+        fp.last_fetched_epoch = -1;
+        let mut t = fetch_request::FetchTopic::default();
+        t.topic = TopicName(str_bytes("t"));
+        t.partitions = vec![fp];
+        let mut r = FetchRequest::default();
+        r.replica_id = BrokerId(replica);
+        r.max_bytes = 1 << 20;
+        r.max_wait_ms = 0;
+        r.session_epoch = -1;
+        r.topics = vec![t];
+        let ctx = RequestContext { api_key: ApiKey::Fetch, version: 12, correlation_id: 1, client_id: None, client_host: "/127.0.0.1".into(), peer: None };
+        let ResponseKind::Fetch(r) = (match rt.block_on(api.dispatch(&ctx, RequestKind::Fetch(r))) {
+            crate::api::Reply::Response(r) | crate::api::Reply::WithRecords(r, _) => r,
+            _ => panic!("no response"),
+        }) else {
+            panic!("not a fetch response")
+        };
+        r
+    }
+
     #[test]
     fn the_leader_throttle_holds_back_an_out_of_sync_follower_only() {
         use crate::metadata::MetadataRecord;
         use crate::replication::leader::{LeaderRegistration, ReplicationConfig};
         use crate::types::PartitionEpoch;
-        use kafka_protocol::messages::{BrokerId, RequestKind, fetch_request};
         let dir = tempfile::tempdir().unwrap();
         let api = crate::api::test_api(dir.path(), &[]);
         api.broker.auto_create_topic("t").unwrap();
@@ -688,27 +714,7 @@ mod tests {
         lead(&[1], 1);
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let fetch = |replica: i32| {
-            let mut fp = fetch_request::FetchPartition::default();
-            fp.fetch_offset = 0;
-            fp.partition_max_bytes = 1 << 20;
-            fp.current_leader_epoch = -1;
-            fp.last_fetched_epoch = -1;
-            let mut t = fetch_request::FetchTopic::default();
-            t.topic = TopicName(str_bytes("t"));
-            t.partitions = vec![fp];
-            let mut r = FetchRequest::default();
-            r.replica_id = BrokerId(replica);
-            r.max_bytes = 1 << 20;
-            r.max_wait_ms = 0;
-            r.session_epoch = -1;
-            r.topics = vec![t];
-            let ctx = RequestContext { api_key: ApiKey::Fetch, version: 12, correlation_id: 1, client_id: None, client_host: "/127.0.0.1".into(), peer: None };
-            let ResponseKind::Fetch(r) = (match rt.block_on(api.dispatch(&ctx, RequestKind::Fetch(r))) {
-                crate::api::Reply::Response(r) | crate::api::Reply::WithRecords(r, _) => r,
-                _ => panic!("no response"),
-            }) else {
-                panic!("not a fetch response")
-            };
+            let r = fetch_once(&api, &rt, replica, 0);
             let pd = &r.responses[0].partitions[0];
             assert_eq!(pd.error_code, 0);
             pd.records.as_ref().map_or(0, |b| b.len())
@@ -724,33 +730,13 @@ mod tests {
     /// unknown (-1), as Kafka answers a failed read, so it resets by its own policy.
     #[test]
     fn out_of_range_answers_unknown_offsets() {
-        use kafka_protocol::messages::{BrokerId, RequestKind, fetch_request};
         let dir = tempfile::tempdir().unwrap();
         let api = crate::api::test_api(dir.path(), &[]);
         api.broker.auto_create_topic("t").unwrap();
         let p = api.broker.partition(&TopicPartition::new("t", 0)).unwrap();
         p.append(&crate::record::BatchBuilder::new(0).records(5, 10).build(), 0).unwrap();
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let mut fp = fetch_request::FetchPartition::default();
-        fp.fetch_offset = 100;
-        fp.partition_max_bytes = 1 << 20;
-        fp.current_leader_epoch = -1;
-        fp.last_fetched_epoch = -1;
-        let mut t = fetch_request::FetchTopic::default();
-        t.topic = TopicName(str_bytes("t"));
-        t.partitions = vec![fp];
-        let mut r = FetchRequest::default();
-        r.replica_id = BrokerId(-1);
-        r.max_bytes = 1 << 20;
-        r.session_epoch = -1;
-        r.topics = vec![t];
-        let ctx = RequestContext { api_key: ApiKey::Fetch, version: 12, correlation_id: 1, client_id: None, client_host: "/127.0.0.1".into(), peer: None };
-        let ResponseKind::Fetch(r) = (match rt.block_on(api.dispatch(&ctx, RequestKind::Fetch(r))) {
-            crate::api::Reply::Response(r) | crate::api::Reply::WithRecords(r, _) => r,
-            _ => panic!("no response"),
-        }) else {
-            panic!("not a fetch response")
-        };
+        let r = fetch_once(&api, &rt, -1, 100);
         let pd = &r.responses[0].partitions[0];
         assert_eq!(pd.error_code, ResponseError::OffsetOutOfRange.code());
         assert_eq!((pd.high_watermark, pd.last_stable_offset, pd.log_start_offset), (-1, -1, -1));

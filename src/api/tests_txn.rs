@@ -332,22 +332,7 @@ fn read_committed_fetch_stops_at_the_lso_and_lists_aborts() {
 fn txn_offset_commit_is_verified_like_produce() {
     let h = h();
     let (pid, epoch, _) = h.init(4);
-    let commit = |version: i16| {
-        let mut p = txn_offset_commit_request::TxnOffsetCommitRequestPartition::default();
-        p.committed_offset = 5;
-        let mut t = txn_offset_commit_request::TxnOffsetCommitRequestTopic::default();
-        t.name = TopicName(StrBytes::from_static_str("t"));
-        t.partitions = vec![p];
-        let mut r = TxnOffsetCommitRequest::default();
-        r.transactional_id = TransactionalId(StrBytes::from_static_str("tx"));
-        r.group_id = GroupId(StrBytes::from_static_str("g"));
-        r.producer_id = ProducerId(pid);
-        r.producer_epoch = epoch;
-        r.generation_id = -1;
-        r.topics = vec![t];
-        let ResponseKind::TxnOffsetCommit(r) = h.call(version, RequestKind::TxnOffsetCommit(r)) else { panic!() };
-        r.topics[0].partitions[0].error_code
-    };
+    let commit = |version: i16| h.commit_offset(version, pid, epoch, 5);
     assert_eq!(commit(3), ResponseError::InvalidTxnState.code());
     assert_eq!(commit(4), ResponseError::TransactionAbortable.code());
     let mut add = AddOffsetsToTxnRequest::default();
