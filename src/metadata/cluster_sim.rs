@@ -2,11 +2,13 @@
 //! 3 or 5 controllers (quorum voters) and 3–5 brokers, either dedicated (brokers are quorum
 //! observers) or combined (`process.roles=broker,controller` on every voter, plus up to two
 //! broker-only nodes). Every node runs the production `RaftCore` over a `MemoryLog` and
-//! applies what its quorum commits to a `MetadataImage` of its own, as `MetadataStore` does
-//! (one JSON `MetadataRecord` per entry; the quorum's leader-change entries advance the
-//! offset only; snapshots are `store::snapshot_bytes`). The active controller runs
-//! [`controller_loop::ControllerLoop`], the twin of `MetadataStore::propose` and its callers;
-//! brokers run the lifecycle of `cluster::lifecycle` (register with a fresh incarnation,
+//! applies what its quorum commits with the store's own code: one `MetadataDelta` per batch
+//! of committed entries, each replayed by `write_rule::replay_entry`, snapshots written by
+//! `store::snapshot_bytes` and read by `store::image_from_snapshot`. The active controller
+//! runs [`controller_loop::ControllerLoop`]: the store's `write_rule` (the very functions
+//! `MetadataStore::propose` calls) inside a single-threaded twin of the store's callers;
+//! brokers act on each delta's `local_changes` as the replica manager does, and run the
+//! lifecycle of `cluster::lifecycle` (register with a fresh incarnation,
 //! heartbeat every 2 s with their applied offset, register again when told their epoch is
 //! stale) and take producer-id blocks.
 //!
@@ -26,7 +28,9 @@
 //!   the replicas;
 //! - a broker's epoch is the offset of the log entry carrying its `RegisterBroker` record;
 //! - an `UnfenceBroker` is proposed only once that incarnation has applied its registration;
-//! - producer-id blocks handed out never overlap.
+//! - producer-id blocks handed out never overlap;
+//! - a broker that acts only on its deltas' local changes (and rescans after a snapshot)
+//!   hosts exactly the partitions its image places on it.
 //!
 //! At the end it stops the chaos, heals everything and restarts every node, then requires
 //! the cluster to settle within a deadline: one leader that has applied its whole log,
@@ -35,8 +39,8 @@
 //!
 //! Planted bugs ([`ClusterBug`], test-only, in the simulation's controller loop): computing
 //! before the whole log is applied, fencing without moving leadership, unfencing without the
-//! catch-up rule, accepting a stale broker epoch, answering before the commit. Each is found
-//! within the CI seeds.
+//! catch-up rule, accepting a stale broker epoch, answering before the commit, a broker
+//! ignoring its deltas' deletions. Each is found within the CI seeds.
 //!
 //! Atomic changes: `MetadataStore::propose` writes a change as one Raft entry (its records as
 //! a JSON array), so a failover cannot commit part of it; the simulation proposes the same way
@@ -77,7 +81,7 @@ use uuid::Uuid;
 
 use self::broker::{BrokerProc, Slot};
 pub use self::controller_loop::ClusterBug;
-use self::controller_loop::{AdminRequest, Answer, BrokerRequest, ControllerLoop, LeaderView, Waiter};
+use self::controller_loop::{AdminRequest, Answer, BrokerRequest, ControllerLoop, Waiter};
 use crate::config::BrokerConfig;
 use crate::metadata::controller::TopicSpec;
 use crate::metadata::image::MetadataImage;
@@ -86,7 +90,10 @@ use crate::metadata::store;
 use crate::raft::sim::{Scheduled, mix};
 use crate::raft::state::SplitMix64;
 use crate::raft::{Action, EntryData, Event, MemoryLog, Message, QuorumState, RaftConfig, RaftCore, RaftLog, RoleKind};
-use crate::types::{LeaderEpoch, NodeId, Offset};
+use crate::metadata::delta::MetadataDelta;
+use crate::metadata::write_rule::{LeaderView, replay_entry};
+use crate::types::{LeaderEpoch, NodeId, Offset, TopicPartition};
+use std::sync::Arc;
 
 /// How hard one run shakes the cluster; drawn from the seed.
 #[derive(Debug, Clone, Copy)]
@@ -156,6 +163,8 @@ struct Node {
     /// entries applied to reach it.
     image: MetadataImage,
     applied_digest: u64,
+    /// The partitions this node hosts as a broker, kept from its deltas' local changes only.
+    hosted: BTreeMap<TopicPartition, Uuid>,
     control: Option<ControllerLoop>,
     broker: Option<BrokerProc>,
     /// `broker.rack`.
@@ -165,8 +174,8 @@ struct Node {
 impl Node {
     fn view(&self) -> LeaderView {
         match &self.core {
-            Some(c) => LeaderView { is_leader: c.role() == RoleKind::Leader, epoch: c.epoch(), log_end: c.log().end_offset() },
-            None => LeaderView { is_leader: false, epoch: LeaderEpoch(0), log_end: Offset(0) },
+            Some(c) => LeaderView { is_leader: c.role() == RoleKind::Leader, epoch: c.epoch(), leader: c.leader(), log_end: c.log().end_offset() },
+            None => LeaderView { is_leader: false, epoch: LeaderEpoch(0), leader: None, log_end: Offset(0) },
         }
     }
 }
@@ -275,12 +284,22 @@ fn bytes_digest(data: &[u8]) -> u64 {
     data.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, x| (h ^ u64::from(*x)).wrapping_mul(0x100_0000_01b3))
 }
 
-/// The store's snapshot decoding (`store::image_from_snapshot`, private there).
-fn image_from_snapshot(data: &[u8], end: Offset) -> Option<MetadataImage> {
-    let mut image = MetadataImage::default();
-    for line in data.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-        image.replay(&serde_json::from_slice::<MetadataRecord>(line).ok()?);
+/// The partitions a rescan of `image` places on `node` (the replica manager's `reconcile`).
+fn hosted_by(image: &MetadataImage, node: NodeId) -> BTreeMap<TopicPartition, Uuid> {
+    let mut out = BTreeMap::new();
+    for t in image.topics.values() {
+        for (p, r) in &t.partitions {
+            if r.replicas.contains(&node) {
+                out.insert(TopicPartition { topic: t.name.clone(), partition: *p }, t.id);
+            }
+        }
     }
+    out
+}
+
+/// The store's snapshot decoding, with the offset it ends at.
+fn image_from_snapshot(data: &[u8], end: Offset) -> Option<MetadataImage> {
+    let mut image = store::image_from_snapshot(data).ok()?;
     image.offset = end.0;
     Some(image)
 }
@@ -323,6 +342,7 @@ impl Sim {
             last_high_watermark: Offset(0),
             image: MetadataImage::default(),
             applied_digest: 0,
+            hosted: BTreeMap::new(),
             control: None,
             broker: None,
             rack: None,
@@ -739,7 +759,8 @@ impl Sim {
             };
             let proposed = core.propose(self.now_ms, entries);
             let first = proposed.as_ref().ok().map(|(first, _)| *first);
-            c.proposed(self.now_ms, &n.image, first);
+            let view = LeaderView { log_end: core.log().end_offset(), ..view };
+            c.proposed(self.now_ms, &view, &n.image, first);
             if let Some(first) = first {
                 let id = self.nodes[i].id;
                 self.log_line(|| format!("{id:?} proposes at {first}: {records:?}"));
@@ -879,43 +900,68 @@ impl Sim {
             return self.fail(format!("node {id:?} must apply from {applied} but its log starts at {start}"));
         }
         let mut digest = self.nodes[i].applied_digest;
-        let mut image = std::mem::take(&mut self.nodes[i].image);
+        // The store's applier: one delta over the committed entries, replayed by the shared
+        // `write_rule::replay_entry`, published whole.
+        let mut delta = MetadataDelta::new(Arc::new(std::mem::take(&mut self.nodes[i].image)));
         for entry in entries {
             let o = applied.0 as usize;
             if o < self.history.len() {
                 if self.history[o] != entry {
                     let id = self.nodes[i].id;
-                    self.nodes[i].image = image;
+                    self.nodes[i].image = delta.apply();
                     return self.fail(format!("node {id:?} applies {entry:?} at {o}, the history has {:?}", self.history[o]));
                 }
             } else {
                 self.extend_history(&entry);
             }
             digest = mix(digest, &entry);
-            match &entry.data {
-                EntryData::LeaderChange { .. } => image.offset += 1,
-                EntryData::Records(bytes) => match crate::metadata::store::decode_entry(bytes) {
-                    Ok(records) => {
-                        for r in &records {
-                            image.replay(r);
-                        }
-                        image.offset = o as i64 + 1;
-                    }
-                    Err(_) => {
-                        self.nodes[i].image = image;
-                        return self.fail(format!("an unreadable record at {o}"));
-                    }
-                },
+            if replay_entry(&mut delta, &entry).is_err() {
+                self.nodes[i].image = delta.apply();
+                return self.fail(format!("an unreadable record at {o}"));
             }
             applied = Offset(applied.0 + 1);
         }
+        let node_id = self.nodes[i].id;
+        let changes = delta.local_changes(node_id);
         let n = &mut self.nodes[i];
-        n.image = image;
+        n.image = delta.apply();
         n.applied_digest = digest;
+        if n.is_broker {
+            // What the replica manager does with the delta's local changes.
+            for p in changes.leaders.iter().chain(&changes.followers) {
+                n.hosted.insert(p.tp.clone(), p.topic_id);
+            }
+            let deletes = if self.planted == Some(ClusterBug::LocalChangesIgnoreDeletes) { &[][..] } else { &changes.deletes[..] };
+            for (tp, id) in deletes {
+                if n.hosted.get(tp) == Some(id) {
+                    n.hosted.remove(tp);
+                }
+            }
+        }
         if let Some(b) = &n.broker {
             self.incarnation_applied.insert(b.incarnation, n.image.offset);
         }
         self.check_image(i);
+        self.check_hosted(i);
+    }
+
+    /// A broker that follows its deltas' local changes hosts exactly the partitions a rescan
+    /// of its image places on it (the delta must not miss a creation, a move or a deletion).
+    fn check_hosted(&mut self, i: usize) {
+        let n = &self.nodes[i];
+        if !n.is_broker {
+            return;
+        }
+        let placed = hosted_by(&n.image, n.id);
+        if placed != n.hosted {
+            let extra: Vec<_> = n.hosted.iter().filter(|(tp, id)| placed.get(*tp) != Some(id)).map(|(tp, _)| tp.to_string()).collect();
+            let missing: Vec<_> = placed.iter().filter(|(tp, id)| n.hosted.get(*tp) != Some(id)).map(|(tp, _)| tp.to_string()).collect();
+            let message = format!(
+                "node {:?} at offset {}: its local changes leave it hosting {extra:?} beyond its image and missing {missing:?}",
+                n.id, n.image.offset
+            );
+            self.fail(message);
+        }
     }
 
     /// A committed entry seen for the first time: the history grows, and the checks that
@@ -1034,6 +1080,8 @@ impl Sim {
         let n = &mut self.nodes[i];
         n.image = image;
         n.applied_digest = digest;
+        // A snapshot publishes no delta: the broker rescans the image.
+        n.hosted = hosted_by(&n.image, n.id);
         n.last_high_watermark = n.last_high_watermark.max(end);
         if let Some(b) = &n.broker {
             self.incarnation_applied.insert(b.incarnation, end.0);
@@ -1129,6 +1177,7 @@ impl Sim {
         let n = &mut self.nodes[i];
         n.last_high_watermark = start;
         n.image = MetadataImage::default();
+        n.hosted.clear();
         n.applied_digest = 0;
         if n.is_controller {
             n.control = Some(ControllerLoop::new(self.broker_config.clone(), self.planted));
@@ -1439,6 +1488,11 @@ mod tests {
     #[test]
     fn planted_answer_before_commit_is_found() {
         planted_bug_is_found(ClusterBug::AnswerBeforeCommit);
+    }
+
+    #[test]
+    fn planted_local_changes_ignore_deletes_is_found() {
+        planted_bug_is_found(ClusterBug::LocalChangesIgnoreDeletes);
     }
 
     /// The seeds that stranded a candidate before pre-votes carried the prospective's epoch.

@@ -9,13 +9,14 @@
 //! Raft log of the metadata quorum, and [`cluster_control`] adds the active controller's rules
 //! for broker membership (registration, heartbeats, fencing, controlled shutdown).
 //!
-//! `cluster_sim` (tests only) runs the controller layer and the brokers of a whole cluster
-//! under a seeded simulation over `raft::sim`'s network, crashes and slow disks: every node
-//! applies what its quorum commits, the active controller follows the store's rule with the
-//! functions of [`cluster_control`] and [`controller`], and its invariants (one applied
-//! history, no fenced leader in any image, broker epochs, unfencing only after catch-up,
-//! disjoint producer-id blocks, a cluster that settles once healed) are checked after every
-//! event. Its module doc has the commands.
+//! The active controller's write rule and the applier's replay are pure functions in
+//! [`write_rule`], which the store calls and `cluster_sim` (tests only) calls too: it runs the
+//! controller layer and the brokers of a whole cluster under a seeded simulation over
+//! `raft::sim`'s network, crashes and slow disks, every node applying what its quorum commits
+//! through the same delta and replay code, and checks its invariants (one applied history, no
+//! fenced leader in any image, broker epochs, unfencing only after catch-up, disjoint
+//! producer-id blocks, local changes that match the image, a cluster that settles once
+//! healed) after every event. Its module doc has the commands.
 
 pub mod cluster_control;
 #[cfg(test)]
@@ -31,6 +32,7 @@ pub mod reassignment;
 pub mod records;
 pub mod registration;
 pub mod store;
+pub mod write_rule;
 
 pub use controller::{ControllerError, TopicSpec};
 pub use delta::{LocalChanges, MetadataDelta};

@@ -42,9 +42,11 @@ use uuid::Uuid;
 use super::delta::{LocalChanges, MetadataDelta};
 use super::image::MetadataImage;
 use super::records::MetadataRecord;
-use crate::raft::driver::{Committed, RaftHandle};
-use crate::raft::{EntryData, RoleKind};
-use crate::types::{BrokerEpoch, LeaderEpoch, NodeId, PartitionEpoch, PartitionId};
+pub use super::write_rule::{decode_entry, encode_change};
+use super::write_rule::{Gate, LeaderView, Outcome, WriteRule, replay_entry};
+use crate::raft::driver::{Committed, QuorumStatus, RaftHandle};
+use crate::raft::RoleKind;
+use crate::types::{BrokerEpoch, LeaderEpoch, NodeId, Offset, PartitionEpoch, PartitionId};
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -89,6 +91,8 @@ pub struct MetadataStore {
     listener: OnceLock<ImageListener>,
     /// Bytes of records applied since the last snapshot (quorum mode).
     since_snapshot: std::sync::atomic::AtomicU64,
+    /// The active controller's write rule (quorum mode).
+    rule: WriteRule,
 }
 
 impl MetadataStore {
@@ -135,6 +139,7 @@ impl MetadataStore {
             applied: watch::channel(offset).0,
             listener: OnceLock::new(),
             since_snapshot: Default::default(),
+            rule: WriteRule::default(),
         };
         store.update(|image| Ok::<_, StoreError>((migration_records(image, node_id), ())))?;
         Ok(store)
@@ -152,6 +157,7 @@ impl MetadataStore {
             applied: watch::channel(0).0,
             listener: OnceLock::new(),
             since_snapshot: Default::default(),
+            rule: WriteRule::default(),
         }
     }
 
@@ -288,13 +294,13 @@ impl MetadataStore {
         };
         let mut status_rx = q.raft.watch();
         let mut applied_rx = self.applied.subscribe();
+        let not_controller = |leader: Option<NodeId>| StoreError::NotController { leader: leader.filter(|l| *l != self.node_id) };
         let epoch = loop {
-            let s = *status_rx.borrow_and_update();
-            if s.role != RoleKind::Leader || s.failed {
-                return Err(StoreError::NotController { leader: s.leader.filter(|l| *l != self.node_id) }.into());
-            }
-            if *applied_rx.borrow_and_update() >= s.log_end_offset.0 {
-                break s.epoch;
+            let view = leader_view(&status_rx.borrow_and_update());
+            match self.rule.may_compute(&view, Offset(*applied_rx.borrow_and_update())) {
+                Gate::Compute(epoch) => break epoch,
+                Gate::NotController(leader) => return Err(not_controller(leader).into()),
+                Gate::Wait => {}
             }
             tokio::select! {
                 _ = status_rx.changed() => {}
@@ -311,14 +317,13 @@ impl MetadataStore {
         // at all (a failover cannot leave, say, a topic without its partitions).
         let entry = encode_change(&records).map_err(StoreError::from)?;
         let first = q.raft.propose(vec![entry]).await.map_err(|_| StoreError::NotController { leader: None })?;
-        let target = first.0 + 1;
+        let change = self.rule.proposed(first, epoch);
         loop {
-            if *applied_rx.borrow_and_update() >= target {
-                return Ok((self.image(), out));
-            }
-            let s = *status_rx.borrow_and_update();
-            if s.epoch != epoch || s.role != RoleKind::Leader || s.failed {
-                return Err(StoreError::NotController { leader: s.leader.filter(|l| *l != self.node_id) }.into());
+            let view = leader_view(&status_rx.borrow_and_update());
+            match change.poll(&view, Offset(*applied_rx.borrow_and_update())) {
+                Outcome::Applied => return Ok((self.image(), out)),
+                Outcome::NotController(leader) => return Err(not_controller(leader).into()),
+                Outcome::Wait => {}
             }
             tokio::select! {
                 _ = status_rx.changed() => {}
@@ -341,19 +346,10 @@ impl MetadataStore {
                 let mut delta = MetadataDelta::new(current);
                 let mut bytes = 0u64;
                 for e in &entries {
-                    if let EntryData::Records(b) = &e.data {
-                        bytes += b.len() as u64;
-                    }
-                    match &e.data {
-                        EntryData::LeaderChange { .. } => delta.skip(),
-                        EntryData::Records(bytes) => match decode_entry(bytes) {
-                            Ok(records) => delta.replay_change(&records),
-                            Err(err) => {
-                                // Written by a newer version: skipping keeps the offsets right.
-                                tracing::error!(error = %err, "unreadable metadata record skipped");
-                                delta.skip();
-                            }
-                        },
+                    match replay_entry(&mut delta, e) {
+                        Ok(n) => bytes += n,
+                        // Written by a newer version: skipped, its offset kept.
+                        Err(err) => tracing::error!(error = %err.0, "unreadable metadata record skipped"),
                     }
                 }
                 let changes = delta.local_changes(self.node_id);
@@ -391,17 +387,9 @@ impl MetadataStore {
     }
 }
 
-/// A change as one entry of the metadata log: its records as a JSON array.
-pub fn encode_change(records: &[MetadataRecord]) -> Result<Bytes, serde_json::Error> {
-    serde_json::to_vec(records).map(Bytes::from)
-}
-
-/// The records of one entry: a JSON array (a change), or a single record.
-pub fn decode_entry(bytes: &[u8]) -> Result<Vec<MetadataRecord>, serde_json::Error> {
-    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
-        Some(b'[') => serde_json::from_slice(bytes),
-        _ => serde_json::from_slice::<MetadataRecord>(bytes).map(|r| vec![r]),
-    }
+/// What the write rule reads of the quorum driver's status.
+fn leader_view(s: &QuorumStatus) -> LeaderView {
+    LeaderView { is_leader: s.role == RoleKind::Leader && !s.failed, epoch: s.epoch, leader: s.leader, log_end: s.log_end_offset }
 }
 
 /// A snapshot's bytes: the image as records, one JSON record per line.
@@ -414,7 +402,7 @@ pub fn snapshot_bytes(image: &MetadataImage) -> Result<Bytes, StoreError> {
     Ok(Bytes::from(buf))
 }
 
-fn image_from_snapshot(data: &[u8]) -> Result<MetadataImage, serde_json::Error> {
+pub fn image_from_snapshot(data: &[u8]) -> Result<MetadataImage, serde_json::Error> {
     let mut image = MetadataImage::default();
     for line in data.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
         image.replay(&serde_json::from_slice::<MetadataRecord>(line)?);

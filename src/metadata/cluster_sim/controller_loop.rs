@@ -4,22 +4,20 @@
 //! (`api::cluster_membership`), CreateTopics on the active controller, and the active
 //! controller's own duties every 250 ms (`cluster::active`).
 //!
-//! The rule it mirrors, exactly as the store applies it:
+//! The write rule is the store's own (`metadata::write_rule`: compute only as a leader that
+//! applied its whole log, one entry per change, answer once applied past it or NOT_CONTROLLER
+//! when the epoch ends first). What this loop adds is what the store's callers do around it:
 //! - changes are serialised (the store's controller mutex, FIFO): at most one is computed and
 //!   in flight at a time, the others wait in `pending`;
-//! - a change is computed only while this node is the quorum leader **and** has applied its
-//!   whole log (`applied offset >= log end`), so the image it computes from holds every
-//!   entry of earlier epochs and every change this leader proposed before;
-//! - the records are proposed (one Raft entry per record, JSON, as the store encodes them)
-//!   and the change is answered once the node has applied past its last record; losing
-//!   leadership or the epoch first answers NOT_CONTROLLER, and `request.timeout.ms` after the
-//!   change was submitted it is answered REQUEST_TIMED_OUT (its records may still commit);
+//! - `request.timeout.ms` after a change was submitted it is answered REQUEST_TIMED_OUT (its
+//!   records may still commit);
 //! - a change that computes no records is answered at once, one that is refused answers the
 //!   refusal.
 //!
-//! The pure functions it calls are the production ones (`cluster_control::*`,
+//! The pure functions it calls are the production ones (`write_rule`, `cluster_control::*`,
 //! `controller::create_topic`); only the driving (threads, locks, sockets) is replaced.
-//! [`ClusterBug`] breaks one rule at a time so the simulation can show it notices.
+//! [`ClusterBug`] breaks one rule at a time so the simulation can show it notices: the two
+//! write-rule bugs through [`WriteRule`]'s test-only switches, the others in the handlers.
 
 use std::collections::VecDeque;
 
@@ -32,6 +30,8 @@ use crate::metadata::controller::{self, TopicSpec};
 use crate::metadata::features;
 use crate::metadata::image::MetadataImage;
 use crate::metadata::records::MetadataRecord;
+pub use crate::metadata::write_rule::LeaderView;
+use crate::metadata::write_rule::{Gate, Outcome, ProposedChange, WriteRule};
 use crate::types::{BrokerEpoch, LeaderEpoch, NodeId, Offset};
 
 /// Test-only: the controller-layer rules the planted-bug tests break, one at a time.
@@ -52,6 +52,9 @@ pub enum ClusterBug {
     /// A change is answered once proposed, not once committed and applied: an answer can
     /// describe records that a failover then loses.
     AnswerBeforeCommit,
+    /// A broker acting on a delta's local changes ignores the deletions (a deleted topic's
+    /// partitions stay on disk and in the replica manager).
+    LocalChangesIgnoreDeletes,
 }
 
 /// A request a broker sends the active controller.
@@ -112,14 +115,6 @@ pub enum Waiter {
     Client,
 }
 
-/// What the node's quorum driver reports (`QuorumStatus`): the store reads nothing else.
-#[derive(Debug, Clone, Copy)]
-pub struct LeaderView {
-    pub is_leader: bool,
-    pub epoch: LeaderEpoch,
-    pub log_end: Offset,
-}
-
 struct Pending {
     change: Change,
     waiter: Waiter,
@@ -128,9 +123,8 @@ struct Pending {
 
 struct InFlight {
     pending: Pending,
-    /// Answered once the applied offset reaches this (the end of the last record).
-    target: i64,
-    epoch: LeaderEpoch,
+    /// Where the shared write rule says the change stands.
+    change: ProposedChange,
     answer: Answer,
 }
 
@@ -139,7 +133,9 @@ pub struct ControllerLoop {
     pending: VecDeque<Pending>,
     in_flight: Option<InFlight>,
     /// Computed, handed to the caller to propose, waiting for [`ControllerLoop::proposed`].
-    proposing: Option<(Pending, Answer, LeaderEpoch, usize)>,
+    proposing: Option<(Pending, Answer, LeaderEpoch)>,
+    /// The store's write rule, with this run's planted bug switched on.
+    rule: WriteRule,
     sessions: BrokerSessions,
     was_leader: bool,
     /// The duties are awaited by the tick loop: one run at a time.
@@ -160,6 +156,10 @@ impl ControllerLoop {
             pending: VecDeque::new(),
             in_flight: None,
             proposing: None,
+            rule: WriteRule {
+                compute_before_applied: planted == Some(ClusterBug::ComputeBeforeApplied),
+                answer_before_commit: planted == Some(ClusterBug::AnswerBeforeCommit),
+            },
             sessions: BrokerSessions::default(),
             was_leader: false,
             duties_running: false,
@@ -250,57 +250,63 @@ impl ControllerLoop {
             if self.proposing.is_some() {
                 return None;
             }
+            let applied = Offset(image.offset);
             if let Some(f) = &self.in_flight {
-                if image.offset >= f.target {
-                    let f = self.in_flight.take()?;
-                    self.finish(now_ms, image, f.pending, f.answer);
-                    continue;
+                let outcome = f.change.poll(view, applied);
+                let timed_out = now_ms >= f.pending.deadline_ms;
+                if outcome == Outcome::Wait && !timed_out {
+                    return None;
                 }
-                if !view.is_leader || view.epoch != f.epoch {
-                    let f = self.in_flight.take()?;
-                    self.finish(now_ms, image, f.pending, Answer::NotController);
-                    continue;
-                }
-                if now_ms >= f.pending.deadline_ms {
-                    let f = self.in_flight.take()?;
-                    self.finish(now_ms, image, f.pending, Answer::Timeout);
-                    continue;
-                }
-                return None;
+                let f = self.in_flight.take()?;
+                let answer = match outcome {
+                    Outcome::Applied => f.answer,
+                    Outcome::NotController(_) => Answer::NotController,
+                    Outcome::Wait => Answer::Timeout,
+                };
+                self.finish(now_ms, image, f.pending, answer);
+                continue;
             }
             let p = self.pending.pop_front()?;
-            if !view.is_leader {
-                self.finish(now_ms, image, p, Answer::NotController);
-                continue;
-            }
-            if now_ms >= p.deadline_ms {
-                self.finish(now_ms, image, p, Answer::Timeout);
-                continue;
-            }
-            let caught_up = image.offset >= view.log_end.0;
-            if !caught_up && self.planted != Some(ClusterBug::ComputeBeforeApplied) {
-                self.pending.push_front(p);
-                return None;
-            }
+            let epoch = match self.rule.may_compute(view, applied) {
+                Gate::NotController(_) => {
+                    self.finish(now_ms, image, p, Answer::NotController);
+                    continue;
+                }
+                _ if now_ms >= p.deadline_ms => {
+                    self.finish(now_ms, image, p, Answer::Timeout);
+                    continue;
+                }
+                Gate::Wait => {
+                    self.pending.push_front(p);
+                    return None;
+                }
+                Gate::Compute(epoch) => epoch,
+            };
             match self.compute(image, &p.change) {
                 Err(answer) => self.finish(now_ms, image, p, answer),
                 Ok((records, answer)) if records.is_empty() => self.finish(now_ms, image, p, answer),
                 Ok((records, answer)) => {
                     // One entry per change (MetadataStore::propose): committed once past it.
-                    self.proposing = Some((p, answer, view.epoch, 1));
+                    self.proposing = Some((p, answer, epoch));
                     return Some(records);
                 }
             }
         }
     }
 
-    /// The outcome of proposing what [`ControllerLoop::poll`] returned: the offset of the
-    /// first record, or `None` when the node was no longer leader.
-    pub fn proposed(&mut self, now_ms: u64, image: &MetadataImage, first: Option<Offset>) {
-        let Some((pending, answer, epoch, n)) = self.proposing.take() else { return };
+    /// The outcome of proposing what [`ControllerLoop::poll`] returned: the offset of its
+    /// entry, or `None` when the node was no longer leader.
+    pub fn proposed(&mut self, now_ms: u64, view: &LeaderView, image: &MetadataImage, first: Option<Offset>) {
+        let Some((pending, answer, epoch)) = self.proposing.take() else { return };
         match first {
-            Some(_) if self.planted == Some(ClusterBug::AnswerBeforeCommit) => self.finish(now_ms, image, pending, answer),
-            Some(first) => self.in_flight = Some(InFlight { pending, target: first.0 + n as i64, epoch, answer }),
+            Some(first) => {
+                let change = self.rule.proposed(first, epoch);
+                if change.poll(view, Offset(image.offset)) == Outcome::Applied {
+                    self.finish(now_ms, image, pending, answer);
+                } else {
+                    self.in_flight = Some(InFlight { pending, change, answer });
+                }
+            }
             None => self.finish(now_ms, image, pending, Answer::NotController),
         }
     }
