@@ -1,13 +1,18 @@
-//! The broker configuration: Kafka's own property names and defaults, read from YAML.
+//! The broker configuration: Kafka's own property names and defaults, read from YAML or from a
+//! Kafka `server.properties`.
 //!
 //! A YAML file is a flat mapping `key: value` using Kafka's property names, so every Kafka
-//! document applies. `--override key=value` replaces one key after the file is read. An unknown
-//! key or a value of the wrong type stops start-up with a message naming the key (and the file
-//! line when it came from a file). Once read, the values are parsed into typed
+//! document applies; a Java properties file (`key=value`, Kafka's own format, chosen by the
+//! `.properties` extension or by its first setting) is read as Kafka reads it, so an existing
+//! Kafka configuration starts Blumfeld unchanged. `--override key=value` replaces one key after
+//! the file is read. A key Kafka defines that Blumfeld does not use ([`kafka_keys`]) is accepted
+//! with one warning naming it; an unknown key or a value of the wrong type stops start-up with
+//! a message naming the key (and the file line when it came from a file). Once read, the values are parsed into typed
 //! [`Settings`] (`BrokerConfig::settings`), which is what the code acts on; the text layers
 //! stay for DescribeConfigs. Topic-level configs default to their broker-level counterparts;
 //! [`topic::log_config`] turns a topic's overrides into its typed `LogConfig`.
 
+pub mod kafka_keys;
 mod settings;
 pub mod topic;
 
@@ -29,6 +34,8 @@ pub enum ConfigError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("config file {path} is not a YAML mapping of keys to values: {reason}")]
     Syntax { path: PathBuf, reason: String },
+    #[error("config file {path} is not a Java properties file: {reason}")]
+    PropertiesSyntax { path: PathBuf, reason: String },
     #[error("override `{0}` is not of the form key=value")]
     BadOverride(String),
     #[error("{origin}: `{key}` has no value and no default")]
@@ -170,6 +177,7 @@ pub const BROKER_KEYS: &[KeyDef] = &[
     key!("group.consumer.max.heartbeat.interval.ms", Kind::Int, Some("15000"), "Longest consumer.heartbeat.interval.ms a group config may set"),
     key!("offsets.retention.minutes", Kind::Int, Some("10080"), "Keep offsets of an empty group this long"),
     key!("controller.quorum.voters", Kind::List, None, "Raft voters as id@host:port; with more than this node, the metadata quorum runs on the controller listener"),
+    key!("controller.quorum.bootstrap.servers", Kind::List, None, "Controllers to contact first, as host:port (Kafka's dynamic quorum); Blumfeld accepts it when it names only this node's own controller listener (a standalone controller, as `kafka-storage format --standalone` makes it)"),
     key!("controller.quorum.election.timeout.ms", Kind::Int, Some("1000"), "Base of the randomized wait before standing for election"),
     key!("controller.quorum.fetch.timeout.ms", Kind::Int, Some("2000"), "A follower that hears nothing from the leader this long stands for election"),
     key!("controller.quorum.election.backoff.max.ms", Kind::Int, Some("1000"), "Longest wait after a lost election"),
@@ -408,6 +416,9 @@ pub struct BrokerConfig {
     /// Where each value that is not a default came from (`file:line`, `--override`), for
     /// errors found while parsing `settings`.
     origins: BTreeMap<String, String>,
+    /// Keys Kafka defines that the file or `--override` set and Blumfeld does not use, with
+    /// where each came from; [`BrokerConfig::load`] warns once naming them.
+    unused: Vec<(String, String)>,
     settings: Settings,
 }
 
@@ -430,7 +441,7 @@ impl Default for BrokerConfig {
             Ok(s) => s,
             Err(e) => panic!("the built-in configuration defaults do not parse: {e}"),
         };
-        let mut config = Self { values, statics: BTreeMap::new(), defaults, origins, settings };
+        let mut config = Self { values, statics: BTreeMap::new(), defaults, origins, unused: Vec::new(), settings };
         config.cap_replication_factors(CLUSTER_BROKERS);
         config
     }
@@ -445,13 +456,25 @@ impl BrokerConfig {
     pub fn load(path: Option<&Path>, overrides: &[String]) -> Result<Self, ConfigError> {
         let mut config = Self::default();
         if let Some(path) = path {
-            let text = std::fs::read_to_string(path)
-                .map_err(|source| ConfigError::Io { path: path.to_path_buf(), source })?;
-            config.apply_yaml(path, &text)?;
+            let bytes = std::fs::read(path).map_err(|source| ConfigError::Io { path: path.to_path_buf(), source })?;
+            match FileFormat::of(path, &bytes) {
+                FileFormat::Properties => config.apply_properties(path, &bytes)?,
+                FileFormat::Yaml => {
+                    let text = String::from_utf8(bytes).map_err(|e| ConfigError::Syntax {
+                        path: path.to_path_buf(),
+                        reason: format!("not UTF-8: {e}"),
+                    })?;
+                    config.apply_yaml(path, &text)?;
+                }
+            }
         }
         for o in overrides {
             let (k, v) = o.split_once('=').ok_or_else(|| ConfigError::BadOverride(o.clone()))?;
             config.set(k.trim(), v, "--override")?;
+        }
+        if !config.unused.is_empty() {
+            let keys: Vec<String> = config.unused.iter().map(|(k, origin)| format!("{k} ({origin})")).collect();
+            tracing::warn!(keys = %keys.join(", "), "Kafka configuration keys that Blumfeld does not use are ignored");
         }
         // A cluster keeps the configured factors (and Kafka's defaults): its controller caps
         // them at creation by the brokers registered then (`Broker::create_internal_topic`).
@@ -535,6 +558,12 @@ impl BrokerConfig {
         self.statics.get(key).map(String::as_str)
     }
 
+    /// The Kafka keys the file or `--override` set that Blumfeld does not use, in the order
+    /// they came, each with where it came from (`file:line`, `--override`).
+    pub fn unused_keys(&self) -> &[(String, String)] {
+        &self.unused
+    }
+
     /// The built-in default of `key` (Kafka's DEFAULT_CONFIG), after capping.
     pub fn default_value(&self, key: &str) -> Option<&str> {
         self.defaults.get(key).map(String::as_str)
@@ -581,9 +610,30 @@ impl BrokerConfig {
         Ok(())
     }
 
+    /// Reads a Java properties file as Kafka does (`java.util.Properties.load`: ISO-8859-1,
+    /// `=`, `:` or white space between key and value, `#` and `!` comments, `\` line
+    /// continuations and escapes). The `java-properties` crate implements exactly that format,
+    /// with the line of each setting for our messages.
+    fn apply_properties(&mut self, path: &Path, bytes: &[u8]) -> Result<(), ConfigError> {
+        for line in java_properties::PropertiesIter::new(bytes) {
+            let line = line.map_err(|e| ConfigError::PropertiesSyntax { path: path.to_path_buf(), reason: e.to_string() })?;
+            let origin = format!("{}:{}", path.display(), line.line_number());
+            if let java_properties::LineContent::KVPair(key, value) = line.consume_content() {
+                self.set(key.trim(), &value, &origin)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Sets one key of the file or `--override` after checking its name and type; `origin`
-    /// says where it came from. The settings are parsed once all are set.
+    /// says where it came from. A key Kafka defines that Blumfeld does not use is noted in
+    /// `unused` and otherwise ignored. The settings are parsed once all are set.
     fn set(&mut self, key: &str, value: &str, origin: &str) -> Result<(), ConfigError> {
+        if key_def(key).is_none() && kafka_keys::is_kafka_broker_key(key) {
+            self.unused.retain(|(k, _)| k != key);
+            self.unused.push((key.to_string(), origin.to_string()));
+            return Ok(());
+        }
         self.set_value(key, value, origin, true)
     }
 
@@ -759,6 +809,36 @@ pub fn parse_listener(l: &str) -> Result<SocketAddr, String> {
     Ok(SocketAddr::new(ip, port))
 }
 
+/// The syntax of a configuration file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FileFormat {
+    Yaml,
+    /// Java properties, Kafka's `server.properties`.
+    Properties,
+}
+
+impl FileFormat {
+    /// `.properties` is properties and `.yaml` / `.yml` YAML; any other name is judged by its
+    /// first setting: `key=value` (an `=` before any `:`) is properties, the rest YAML.
+    fn of(path: &Path, bytes: &[u8]) -> Self {
+        match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+            Some("properties") => return FileFormat::Properties,
+            Some("yaml" | "yml") => return FileFormat::Yaml,
+            _ => {}
+        }
+        let text = String::from_utf8_lossy(bytes);
+        let first = text.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with('!') && l != &"---");
+        match first {
+            Some(l) => match (l.find('='), l.find(':')) {
+                (Some(eq), Some(colon)) if eq < colon => FileFormat::Properties,
+                (Some(_), None) => FileFormat::Properties,
+                _ => FileFormat::Yaml,
+            },
+            None => FileFormat::Yaml,
+        }
+    }
+}
+
 /// Finds the 1-based line where `key:` appears in a YAML text, for error messages.
 fn line_of_key(text: &str, key: &str) -> usize {
     text.lines()
@@ -803,6 +883,132 @@ mod tests {
         std::fs::write(&p, "node.id: 3\n# comment\nno.such.key: 1\n").unwrap();
         let err = BrokerConfig::load(Some(&p), &[]).unwrap_err().to_string();
         assert!(err.contains("no.such.key") && err.contains(":3"), "{err}");
+    }
+
+    /// A combined node's `server.properties` in Kafka 4.x's own form (KRaft, standalone
+    /// controller through `controller.quorum.bootstrap.servers`).
+    const KAFKA_SERVER_PROPERTIES: &str = "\
+# A Kafka 4.x combined node
+process.roles=broker,controller
+node.id=1
+controller.quorum.bootstrap.servers=localhost:9093
+listeners=PLAINTEXT://:9092,CONTROLLER://:9093
+inter.broker.listener.name=PLAINTEXT
+advertised.listeners=PLAINTEXT://localhost:9092,CONTROLLER://localhost:9093
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL
+num.network.threads=3
+num.io.threads=8
+socket.send.buffer.bytes=102400
+! a comment of the other kind
+log.dirs=/tmp/kraft-combined-logs
+num.recovery.threads.per.data.dir=1
+offsets.topic.replication.factor=1
+share.coordinator.state.topic.replication.factor=1
+log.retention.hours : 168
+log.segment.bytes 1073741824
+log.cleanup.policy=compact,\\
+    delete
+";
+
+    #[test]
+    fn a_kafka_server_properties_starts_blumfeld_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("server.properties");
+        std::fs::write(&p, KAFKA_SERVER_PROPERTIES).unwrap();
+        let c = BrokerConfig::load(Some(&p), &[]).unwrap();
+        let s = c.settings();
+        assert_eq!(s.node_id, crate::types::NodeId(1));
+        assert_eq!(s.data_dir, PathBuf::from("/tmp/kraft-combined-logs"));
+        assert_eq!(s.listener().unwrap(), "0.0.0.0:9092".parse().unwrap());
+        assert_eq!(c.get("log.segment.bytes"), Some("1073741824"));
+        assert_eq!(c.retention_ms(), 168 * 3_600_000);
+        // The continuation line joins the list.
+        assert_eq!(c.get("log.cleanup.policy"), Some("compact,delete"));
+        // The standalone controller is this node alone: a single node.
+        assert_eq!(s.quorum.voters, vec![(crate::types::NodeId(1), "localhost:9093".to_string())]);
+        assert!(!s.runs_quorum());
+        let unused: Vec<(&str, &str)> = c.unused_keys().iter().map(|(k, o)| (k.as_str(), o.as_str())).collect();
+        let at = |line: usize| format!("{}:{line}", p.display());
+        let names: Vec<&str> = unused.iter().map(|(k, _)| *k).collect();
+        assert_eq!(names, ["num.network.threads", "num.io.threads", "num.recovery.threads.per.data.dir", "share.coordinator.state.topic.replication.factor"]);
+        assert_eq!(unused[0].1, at(10));
+        assert_eq!(unused[2].1, at(15));
+    }
+
+    #[test]
+    fn a_properties_file_is_told_by_its_content_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("broker.conf");
+        std::fs::write(&p, "# Kafka\nnum.partitions=7\nlisteners=PLAINTEXT://127.0.0.1:0\n").unwrap();
+        assert_eq!(BrokerConfig::load(Some(&p), &[]).unwrap().settings().topics.num_partitions, 7);
+        let y = dir.path().join("broker.cfg");
+        std::fs::write(&y, "num.partitions: 5\nlisteners: PLAINTEXT://127.0.0.1:0\n").unwrap();
+        assert_eq!(BrokerConfig::load(Some(&y), &[]).unwrap().settings().topics.num_partitions, 5);
+    }
+
+    #[test]
+    fn a_key_kafka_does_not_define_stops_a_properties_file_with_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("server.properties");
+        std::fs::write(&p, "node.id=1\n# comment\nnum.io.threads=8\nzookeeper.connect=localhost:2181\n").unwrap();
+        let err = BrokerConfig::load(Some(&p), &[]).unwrap_err().to_string();
+        assert!(err.contains("zookeeper.connect") && err.ends_with("unknown configuration key `zookeeper.connect`") && err.contains(":4"), "{err}");
+        // A bad value of a key Blumfeld uses names its line too.
+        std::fs::write(&p, "node.id=1\nnum.partitions=many\n").unwrap();
+        let err = BrokerConfig::load(Some(&p), &[]).unwrap_err().to_string();
+        assert!(err.contains("num.partitions") && err.contains(":2"), "{err}");
+    }
+
+    #[test]
+    fn kafka_keys_blumfeld_ignores_are_accepted_from_yaml_and_overrides() {
+        let c = BrokerConfig::load(None, &["num.io.threads=8".into(), "listener.name.sasl_ssl.plain.sasl.jaas.config=x".into()]).unwrap();
+        let names: Vec<&str> = c.unused_keys().iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(names, ["num.io.threads", "listener.name.sasl_ssl.plain.sasl.jaas.config"]);
+        assert!(BrokerConfig::load(None, &["listener.name.sasl_ssl.no.such=x".into()]).is_err());
+    }
+
+    #[test]
+    fn bootstrap_servers_naming_other_controllers_are_refused_for_now() {
+        let over = |v: &str| {
+            vec![
+                "listeners=PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093".to_string(),
+                "controller.listener.names=CONTROLLER".to_string(),
+                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT".to_string(),
+                format!("controller.quorum.bootstrap.servers={v}"),
+            ]
+        };
+        assert!(BrokerConfig::load(None, &over("127.0.0.1:9093")).is_ok());
+        let err = BrokerConfig::load(None, &over("127.0.0.1:9093,127.0.0.2:9093")).unwrap_err().to_string();
+        assert!(err.contains("controller.quorum.voters"), "{err}");
+        // Explicit voters win over bootstrap servers.
+        let mut both = over("127.0.0.2:9093");
+        both.push("controller.quorum.voters=1@127.0.0.1:9093".into());
+        assert!(BrokerConfig::load(None, &both).is_ok());
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+        /// Any bytes as a properties or YAML file give a configuration or an error, never a
+        /// panic: lines of Kafka keys with arbitrary values, separators and escapes.
+        #[test]
+        fn any_config_file_loads_or_is_refused_without_panic(
+            lines in proptest::collection::vec((0usize..8, "[ -~]{0,24}", proptest::sample::select(vec!["=", ":", " ", "=\\\n", ""])), 0..12),
+            noise in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+            yaml in proptest::prelude::any::<bool>(),
+        ) {
+            const KEYS: [&str; 8] = ["num.partitions", "listeners", "node.id", "num.io.threads", "log.dirs",
+                "controller.quorum.bootstrap.servers", "process.roles", "listener.name.x.plain.sasl.jaas.config"];
+            let mut bytes = Vec::new();
+            for (k, v, sep) in &lines {
+                bytes.extend_from_slice(format!("{}{sep}{v}\n", KEYS[*k]).as_bytes());
+            }
+            bytes.extend_from_slice(&noise);
+            let dir = tempfile::tempdir().unwrap();
+            let p = dir.path().join(if yaml { "c.yaml" } else { "c.properties" });
+            std::fs::write(&p, &bytes).unwrap();
+            let _ = BrokerConfig::load(Some(&p), &[]);
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `blumfeld`: start a broker. With no arguments, a single node on 127.0.0.1:9092 with data in
-//! `./blumfeld-data`. `--config FILE` reads YAML with Kafka's property names; `--override
-//! key=value` (repeatable) replaces one key.
+//! `./blumfeld-data`. `--config FILE` (or the file as the one argument, as
+//! `kafka-server-start.sh server.properties` takes it) reads YAML with Kafka's property names or
+//! a Kafka `server.properties`; `--override key=value` (repeatable) replaces one key.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -25,9 +26,13 @@ static ALLOCATOR: blumfeld::alloc::LazyLargeAlloc = blumfeld::alloc::LazyLargeAl
 #[derive(Parser, Debug)]
 #[command(version, about = "A message broker that speaks the Apache Kafka protocol")]
 struct Args {
-    /// YAML configuration file (Kafka property names as keys).
-    #[arg(long)]
+    /// Configuration file: YAML with Kafka's property names as keys, or a Kafka
+    /// `server.properties`.
+    #[arg(long, conflicts_with = "file")]
     config: Option<PathBuf>,
+    /// The configuration file given as Kafka's `kafka-server-start.sh` takes it.
+    #[arg(value_name = "FILE")]
+    file: Option<PathBuf>,
     /// Override one configuration key: `--override key=value` (repeatable).
     #[arg(long = "override", value_name = "KEY=VALUE")]
     overrides: Vec<String>,
@@ -36,7 +41,7 @@ struct Args {
 fn main() {
     let args = Args::parse();
     init_tracing();
-    let config = match BrokerConfig::load(args.config.as_deref(), &args.overrides) {
+    let config = match BrokerConfig::load(args.config.as_deref().or(args.file.as_deref()), &args.overrides) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("blumfeld: {e}");

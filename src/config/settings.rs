@@ -325,15 +325,21 @@ impl Settings {
         let has = |role: &str| roles.iter().any(|r| r.eq_ignore_ascii_case(role));
         let data_dir = s.list("log.dirs")?.into_iter().next().or(s.text("log.dir")?).map(PathBuf::from);
         let request_timeout_ms = s.long_of_int("request.timeout.ms")?.clamp(1000, 300_000).unsigned_abs();
+        let roles = Roles { broker: has("broker"), controller: has("controller") };
+        let listeners = Listeners::parse(s)?;
+        let mut quorum = QuorumSettings::parse(s)?;
+        if quorum.voters.is_empty() {
+            quorum.voters = standalone_voter(s, node_id, roles, &listeners)?;
+        }
         Ok(Settings {
             node_id,
-            roles: Roles { broker: has("broker"), controller: has("controller") },
+            roles,
             data_dir: data_dir.unwrap_or_else(|| PathBuf::from("./blumfeld-data")),
             cluster_id: s.text("cluster.id")?,
             rack: s.text("broker.rack")?,
-            listeners: Listeners::parse(s)?,
+            listeners,
             request_timeout: Duration::from_millis(request_timeout_ms),
-            quorum: QuorumSettings::parse(s)?,
+            quorum,
             socket: SocketSettings::parse(s)?,
             topics: TopicSettings::parse(s)?,
             log: LogSettings::parse(s)?,
@@ -387,6 +393,40 @@ impl Settings {
         let client = self.listener()?;
         Ok(l.named.iter().filter_map(controller).find(|a| *a != client))
     }
+}
+
+/// The voter set that `controller.quorum.bootstrap.servers` stands for, when
+/// `controller.quorum.voters` is not set: Kafka's dynamic quorum keeps its voters in the
+/// metadata log (KIP-853), which Blumfeld does not implement yet, so the one case it accepts is
+/// Kafka's default `server.properties` — a controller whose bootstrap servers are its own
+/// controller listener, the standalone voter `kafka-storage format --standalone` makes. Any
+/// other list stops start-up with a message that says to list the voters instead.
+fn standalone_voter(s: &Source<'_>, node_id: NodeId, roles: Roles, listeners: &Listeners) -> Result<Vec<(NodeId, String)>, ConfigError> {
+    let key = "controller.quorum.bootstrap.servers";
+    let servers = s.list(key)?;
+    if servers.is_empty() {
+        return Ok(Vec::new());
+    }
+    let own: Vec<SocketAddr> = listeners
+        .named
+        .iter()
+        .filter(|(name, _)| listeners.controller_names.contains(name))
+        .map(|(_, addr)| *addr)
+        .collect();
+    let is_own = |server: &str| {
+        parse_listener(server).is_ok_and(|a| own.iter().any(|o| o.port() == a.port() && (o.ip().is_unspecified() || o.ip() == a.ip())))
+    };
+    if roles.controller && servers.iter().all(|server| is_own(server)) {
+        let first = servers.first().cloned().unwrap_or_default();
+        return Ok(vec![(node_id, first)]);
+    }
+    Err(s.invalid(
+        key,
+        &servers.join(","),
+        "a dynamic quorum (KIP-853) with controllers other than this node is not supported yet; \
+         list the voters in controller.quorum.voters (id@host:port,...)"
+            .to_string(),
+    ))
 }
 
 impl Listeners {
