@@ -115,7 +115,11 @@ impl<L: RaftLog> RaftCore<L> {
             out: Vec::new(),
         };
         let local = core.local();
-        let deadline = now_ms + core.election_timeout_ms();
+        // The only voter needs nobody's vote: it stands at its first tick, as Kafka's
+        // `KafkaRaftClient` becomes candidate at once when `isOnlyVoter`, so a single node
+        // serves within milliseconds instead of after an election timeout.
+        let sole_voter = core.config.voters == [local];
+        let deadline = if sole_voter { now_ms } else { now_ms + core.election_timeout_ms() };
         core.role = match persisted.leader {
             Some(leader) if leader == local => Role::Resigned { election_deadline_ms: deadline },
             Some(leader) => Role::Follower(FollowerState {

@@ -152,6 +152,27 @@ fn a_single_voter_elects_itself_and_commits_only_what_is_flushed() {
 }
 
 #[test]
+fn the_only_voter_leads_from_its_first_tick_and_again_after_a_restart() {
+    let mut solo = core(1, &[1], MemoryLog::new());
+    assert_eq!(solo.next_deadline_ms(), 0, "the only voter waits for no election timeout");
+    solo.step(0, Event::Tick).unwrap();
+    assert_eq!(solo.role(), RoleKind::Leader);
+    assert_eq!(solo.epoch(), LeaderEpoch(1));
+    // Restarted from its persisted state (it was the leader): it comes back resigned and
+    // stands again at once, in the next epoch.
+    let persisted = QuorumState { epoch: LeaderEpoch(1), voted_for: Some(NodeId(1)), leader: Some(NodeId(1)) };
+    let mut again = RaftCore::new(config(1, &[1]), MemoryLog::new(), persisted, 7, 5_000).unwrap();
+    again.step(5_000, Event::Tick).unwrap();
+    assert_eq!(again.role(), RoleKind::Leader);
+    assert_eq!(again.epoch(), LeaderEpoch(2));
+    // One of three voters waits out its randomized election timeout.
+    let mut one_of_three = core(1, &[1, 2, 3], MemoryLog::new());
+    assert!(one_of_three.next_deadline_ms() >= 1_000);
+    one_of_three.step(0, Event::Tick).unwrap();
+    assert_ne!(one_of_three.role(), RoleKind::Leader);
+}
+
+#[test]
 fn three_voters_elect_one_leader_and_replicate_to_an_observer() {
     let mut c = Cluster::new(&[1, 2, 3], &[9]);
     c.run_until(3_000);
