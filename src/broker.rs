@@ -6,7 +6,7 @@
 //! no longer does. At startup [`Broker::reconcile`] scans the whole image once. Appends wake waiting fetches through
 //! one [`tokio::sync::Notify`].
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicI64;
 use std::sync::{Arc, Mutex, RwLock, Weak};
@@ -56,7 +56,11 @@ pub struct Advertised {
 }
 
 pub struct Broker {
+    /// The static configuration: file, `--override`, defaults. Keys Kafka lets change at run
+    /// time are read from [`Broker::effective_config`] instead.
     pub config: BrokerConfig,
+    /// `config` with the image's dynamic broker configs over it (see `effective_config`).
+    effective: RwLock<Arc<EffectiveConfig>>,
     pub node_id: i32,
     pub clock: Arc<dyn Clock>,
     data_dir: PathBuf,
@@ -83,6 +87,13 @@ pub struct Broker {
     checkpointed_high_watermarks: Mutex<std::collections::BTreeMap<TopicPartition, Offset>>,
     /// Held while `replication-offset-checkpoint` is written: one writer at a time.
     hw_checkpoint_writing: Mutex<()>,
+}
+
+/// The configuration in force and the dynamic layers it was built from (the default broker
+/// entity's and this broker's configs in the image), to tell when it must be built again.
+struct EffectiveConfig {
+    config: Arc<BrokerConfig>,
+    layers: (BTreeMap<String, String>, BTreeMap<String, String>),
 }
 
 /// An internal topic as its coordinator wants it; [`Broker::create_internal_topic`] fits it
@@ -162,9 +173,11 @@ impl Broker {
         let now = clock.now_ms();
         let recovery_mode = recovery_mode(&data_dir);
         let checkpointed_high_watermarks = if quorum { read_high_watermarks(&data_dir) } else { Default::default() };
+        let effective = RwLock::new(Arc::new(EffectiveConfig { config: Arc::new(config.clone()), layers: Default::default() }));
         let broker = Arc::new(Self {
             node_id: settings.node_id.0,
             config,
+            effective,
             clock,
             data_dir,
             metadata,
@@ -188,6 +201,8 @@ impl Broker {
             broker.metadata.set_listener(Box::new(move |image, changes| {
                 let Some(b) = weak.upgrade() else { return };
                 if !b.config.settings().roles.broker {
+                    // A controller decides with the configuration in force too.
+                    b.refresh_effective_config(image);
                     return;
                 }
                 let out = match changes {
@@ -456,7 +471,7 @@ impl Broker {
                 if image.topic(&spec.name).is_some() {
                     return Ok((vec![], ()));
                 }
-                Ok((controller::create_topic(image, &self.config, spec)?, ()))
+                Ok((controller::create_topic(image, &self.effective_config(), spec)?, ()))
             }),
         }
     }
@@ -480,7 +495,7 @@ impl Broker {
                 if image.topic(&topic.name).is_some() {
                     return Ok((vec![], ()));
                 }
-                Ok((controller::create_topic(image, &self.config, &topic.spec(image))?, ()))
+                Ok((controller::create_topic(image, &self.effective_config(), &topic.spec(image))?, ()))
             }),
         }
     }
@@ -488,7 +503,35 @@ impl Broker {
     /// The log configuration of a topic: its overrides over the broker defaults. Computed
     /// when the topic's configs change, once per topic; its partitions keep the result.
     pub fn log_config(&self, topic: &TopicImage) -> LogConfig {
-        crate::config::topic::log_config(&self.config.settings().log.defaults, &topic.configs)
+        crate::config::topic::log_config(&self.effective_config().settings().log.defaults, &topic.configs)
+    }
+
+    /// The configuration in force: the static [`Broker::config`] with the dynamic broker
+    /// configs of the metadata image over it (the default broker entity's, then this
+    /// broker's), as Kafka's `DynamicBrokerConfig` layers them. Read it for every key in
+    /// [`crate::config::DYNAMIC_BROKER_KEYS`].
+    pub fn effective_config(&self) -> Arc<BrokerConfig> {
+        read_lock(&self.effective).config.clone()
+    }
+
+    /// Builds the configuration in force again when the image's dynamic broker configs for
+    /// this broker changed. Returns whether the topic log defaults changed with it: the
+    /// hosted partitions' log configs must then be derived again.
+    fn refresh_effective_config(&self, image: &MetadataImage) -> bool {
+        let layer = |name: &str| image.broker_configs.get(name).cloned().unwrap_or_default();
+        let layers = (layer(""), layer(&self.node_id.to_string()));
+        let previous = read_lock(&self.effective).clone();
+        if previous.layers == layers {
+            return false;
+        }
+        let (config, errors) = self.config.with_dynamic(&layers.0, &layers.1);
+        for e in errors {
+            tracing::warn!(error = %e, "a dynamic broker config in the metadata log does not apply; the value below it stays in force");
+        }
+        let log_defaults_changed = config.settings().log.defaults != previous.config.settings().log.defaults;
+        tracing::info!(cluster_default = ?layers.0, broker = ?layers.1, "dynamic broker configs applied");
+        *write_lock(&self.effective) = Arc::new(EffectiveConfig { config: Arc::new(config), layers });
+        log_defaults_changed
     }
 
     /// Makes the hosted partitions match `image`: this node hosts a partition iff it is one
@@ -496,6 +539,8 @@ impl Broker {
     /// [`Broker::apply_local_changes`].
     pub fn reconcile(&self, image: &MetadataImage) -> Result<(), BrokerError> {
         let _one_at_a_time = lock(&self.reconciling);
+        // Every hosted partition's log config is set below, from the configuration in force.
+        self.refresh_effective_config(image);
         let node = NodeId(self.node_id);
         let mut removed = Vec::new();
         let mut to_open = Vec::new();
@@ -542,10 +587,21 @@ impl Broker {
     /// Followers are opened like leaders: until replication lands, a partition's replicas
     /// are this node alone, and leading and following differ only in the partition layer.
     pub fn apply_local_changes(&self, image: &MetadataImage, changes: &LocalChanges) -> Result<(), BrokerError> {
+        let _one_at_a_time = lock(&self.reconciling);
+        if self.refresh_effective_config(image) {
+            // New broker-level log defaults: every hosted topic without an override of the
+            // changed keys takes them at once (retention, segment size, message size, ...).
+            let parts: Vec<Arc<Partition>> = read_lock(&self.partitions).values().cloned().collect();
+            let mut configs: HashMap<Uuid, Arc<LogConfig>> = HashMap::new();
+            for p in parts {
+                let Some(topic) = image.topic_by_id(&p.topic_id) else { continue };
+                let config = configs.entry(topic.id).or_insert_with(|| Arc::new(self.log_config(topic))).clone();
+                p.set_config(config, self.clock.now_ms());
+            }
+        }
         if changes.is_empty() {
             return Ok(());
         }
-        let _one_at_a_time = lock(&self.reconciling);
         let mut removed = Vec::new();
         let mut to_open = Vec::new();
         // One log config per topic, however many of its partitions the delta names.

@@ -246,8 +246,10 @@ pub const TOPIC_KEYS: &[TopicKeyDef] = &[
 
 /// Broker keys Kafka can change at run time (its `DynamicBrokerConfig.AllDynamicConfigs`,
 /// restricted to the keys Blumfeld knows). DescribeConfigs reports the others read-only, as
-/// Kafka does; Blumfeld does not apply dynamic broker configs yet, so altering any broker
-/// key is refused for now.
+/// Kafka does. IncrementalAlterConfigs and AlterConfigs store them in the metadata log, for one
+/// broker or for all (the default entity), and every broker applies them live
+/// ([`BrokerConfig::with_dynamic`], `Broker::effective_config`), except the listener keys
+/// ([`LIVE_REFUSED_BROKER_KEYS`]).
 pub const DYNAMIC_BROKER_KEYS: &[&str] = &[
     "log.segment.bytes",
     "log.roll.ms",
@@ -283,6 +285,10 @@ pub const DYNAMIC_BROKER_KEYS: &[&str] = &[
 pub fn is_dynamic_broker_key(key: &str) -> bool {
     DYNAMIC_BROKER_KEYS.contains(&key)
 }
+
+/// Dynamic in Kafka, but Blumfeld cannot apply them to a running broker (it binds its
+/// listeners once at start): altering them is refused with a message saying so.
+pub const LIVE_REFUSED_BROKER_KEYS: &[&str] = &["listeners", "advertised.listeners", "listener.security.protocol.map"];
 
 /// The broker keys that stand for one setting, in Kafka's order of precedence (its
 /// `DynamicBrokerConfig.brokerConfigSynonyms`): `log.retention.ms` over `.minutes` over
@@ -404,7 +410,8 @@ pub fn check_value(kind: Kind, value: &str) -> Result<String, String> {
 ///
 /// It also keeps the layers a value comes from, for DescribeConfigs: `statics` holds what
 /// the file and `--override` set (Kafka's STATIC_BROKER_CONFIG), `defaults` the built-in
-/// defaults (DEFAULT_CONFIG). Dynamic layers will sit above `statics` when they exist.
+/// defaults (DEFAULT_CONFIG). The dynamic layers live in the metadata image; a broker's
+/// configuration in force is [`BrokerConfig::with_dynamic`] of its static one.
 ///
 /// Invariant: `settings` is parsed from `values`; every change to `values` after loading goes
 /// through [`BrokerConfig::set_dynamic`], which parses them again.
@@ -447,7 +454,7 @@ impl Default for BrokerConfig {
     }
 }
 
-fn key_def(name: &str) -> Option<&'static KeyDef> {
+pub fn key_def(name: &str) -> Option<&'static KeyDef> {
     BROKER_KEYS.iter().find(|k| k.name == name)
 }
 
@@ -517,6 +524,31 @@ impl BrokerConfig {
         next.settings = next.parse_settings()?;
         *self = next;
         Ok(())
+    }
+
+    /// This configuration with the dynamic broker configs of the metadata image over it:
+    /// `cluster_default` (the default broker entity, Kafka's DYNAMIC_DEFAULT_BROKER_CONFIG),
+    /// then `own` (this broker's, DYNAMIC_BROKER_CONFIG), so a broker's own value wins. Keys
+    /// that are not dynamic broker keys (the replication throttles, read from the image
+    /// directly) are skipped; a value that does not parse (only a log written by other code
+    /// could hold one) is skipped and returned with its error, so one bad record never stops
+    /// a broker.
+    pub fn with_dynamic(
+        &self,
+        cluster_default: &BTreeMap<String, String>,
+        own: &BTreeMap<String, String>,
+    ) -> (BrokerConfig, Vec<ConfigError>) {
+        let mut out = self.clone();
+        let mut errors = Vec::new();
+        for (key, value) in cluster_default.iter().chain(own) {
+            if !is_dynamic_broker_key(key) || LIVE_REFUSED_BROKER_KEYS.contains(&key.as_str()) {
+                continue;
+            }
+            if let Err(e) = out.set_dynamic(key, Some(value)) {
+                errors.push(e);
+            }
+        }
+        (out, errors)
     }
 
     /// Undoes the single-node cap of [`BrokerConfig::default`] for the keys not configured:
@@ -1172,6 +1204,23 @@ log.cleanup.policy=compact,\\
 
     /// A dynamic key's change parses the settings again (the topic log defaults with it); a
     /// static key, or a value that does not parse, changes nothing.
+    /// The dynamic layers go over the static one, a broker's own value over the cluster
+    /// default; throttles, listener keys and values that do not parse are left out.
+    #[test]
+    fn dynamic_layers_apply_in_kafkas_order() {
+        let c = BrokerConfig::load(None, &["log.retention.ms=5".into(), "message.max.bytes=100".into()]).unwrap();
+        let map = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>();
+        let default = map(&[("log.retention.ms", "60000"), ("log.segment.bytes", "1048576"), ("leader.replication.throttled.rate", "10")]);
+        let own = map(&[("log.retention.ms", "7"), ("max.connections", "many"), ("listeners", "PLAINTEXT://127.0.0.1:1")]);
+        let (e, errors) = c.with_dynamic(&default, &own);
+        assert_eq!(e.retention_ms(), 7, "the broker's own value wins");
+        assert_eq!(e.settings().log.defaults.segment_bytes, 1_048_576);
+        assert_eq!(e.settings().log.defaults.max_message_bytes, 100, "static where nothing dynamic is set");
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(e.get("listeners"), c.get("listeners"));
+        assert_eq!(c.retention_ms(), 5, "the static configuration is unchanged");
+    }
+
     #[test]
     fn dynamic_changes_rederive_the_settings() {
         let mut c = BrokerConfig::load(None, &["log.retention.ms=5".into()]).unwrap();

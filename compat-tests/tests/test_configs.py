@@ -200,3 +200,56 @@ def test_confluent_empty_cleanup_policy_is_accepted(broker):
         ConfigEntry("cleanup.policy", "delete", incremental_operation=AlterConfigOpType.SUBTRACT)])
     admin.incremental_alter_configs([resource], request_timeout=30)[resource].result(60)
     wait_until(lambda: describe_topic(admin, topic)["cleanup.policy"].value == "", 30, "an empty cleanup.policy")
+
+
+def test_dynamic_broker_configs_apply_live(broker):
+    """`kafka-configs --entity-type brokers` on the default entity and on broker 1: stored,
+    described with Kafka's sources, in force at once (a record over the static
+    message.max.bytes is accepted once the dynamic value allows it; a topic without overrides
+    shows the dynamic default), refused for bad values, and deleted back to the static value."""
+    topic = "configs-dynamic-broker"
+    create_topic(broker.bootstrap, topic)
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    big = b"x" * 1_500_000
+
+    def produce_big() -> str | None:
+        errors = []
+        p = Producer({"bootstrap.servers": broker.bootstrap, "message.max.bytes": 4_000_000,
+                      "compression.type": "none", "retries": 0})
+        p.produce(topic, big, on_delivery=lambda err, _msg: errors.append(err))
+        assert p.flush(30) == 0
+        return None if errors[0] is None else errors[0].name()
+
+    assert produce_big() == "MSG_SIZE_TOO_LARGE"
+    try:
+        kafka_configs(broker.bootstrap, "--alter", "--entity-type", "brokers", "--entity-default",
+                      "--add-config", "log.retention.ms=3600000")
+        kafka_configs(broker.bootstrap, "--alter", "--entity-type", "brokers", "--entity-name", "1",
+                      "--add-config", "message.max.bytes=2000000")
+        default = entries(kafka_configs(broker.bootstrap, "--describe", "--entity-type", "brokers", "--entity-default"))
+        assert default["log.retention.ms"] == ("3600000", "DYNAMIC_DEFAULT_BROKER_CONFIG:log.retention.ms=3600000"), default
+        own = wait_until(lambda: (e := entries(kafka_configs(broker.bootstrap, "--describe", "--entity-type", "brokers",
+                                                             "--entity-name", "1"))).get("message.max.bytes") and e,
+                         30, "broker 1's dynamic message.max.bytes")
+        value, synonyms = own["message.max.bytes"]
+        assert value == "2000000" and synonyms.startswith("DYNAMIC_BROKER_CONFIG:message.max.bytes=2000000"), own
+        # In force: the topic's defaults follow, and the big record now fits.
+        got = wait_until(lambda: (d := describe_topic(admin, topic))["retention.ms"].value == "3600000" and d, 30,
+                         "retention.ms from the dynamic default")
+        assert got["retention.ms"].source == ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG.value, got["retention.ms"]
+        wait_until(lambda: describe_topic(admin, topic)["max.message.bytes"].value == "2000000", 30,
+                   "max.message.bytes from broker 1's dynamic message.max.bytes")
+        assert wait_until(lambda: produce_big() is None, 30, "a 1.5 MB record accepted")
+
+        bad = kafka_configs(broker.bootstrap, "--alter", "--entity-type", "brokers", "--entity-name", "1",
+                            "--add-config", "message.max.bytes=huge", ok=False)
+        assert "Invalid value huge for configuration message.max.bytes" in bad, bad[-2000:]
+    finally:
+        kafka_configs(broker.bootstrap, "--alter", "--entity-type", "brokers", "--entity-default",
+                      "--delete-config", "log.retention.ms")
+        kafka_configs(broker.bootstrap, "--alter", "--entity-type", "brokers", "--entity-name", "1",
+                      "--delete-config", "message.max.bytes")
+    got = wait_until(lambda: (d := describe_topic(admin, topic))["retention.ms"].value == STATIC_RETENTION_MS and d, 30,
+                     "retention.ms back to the static value")
+    assert got["retention.ms"].source == ConfigSource.STATIC_BROKER_CONFIG.value
+    assert wait_until(lambda: produce_big() == "MSG_SIZE_TOO_LARGE", 30, "the big record refused again")

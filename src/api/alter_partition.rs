@@ -71,7 +71,7 @@ pub fn handle(api: &Api, version: i16, req: AlterPartitionRequest) -> AlterParti
     let broker = NodeId(req.broker_id.0);
     let epoch = BrokerEpoch(req.broker_epoch);
     let out = api.broker.metadata_store().update(|image| {
-        cluster_control::alter_partition(image, &crate::metadata::partition_change::TopicDefaults::from_config(&api.broker.config), broker, epoch, &items).map_err(Failure::Refused)
+        cluster_control::alter_partition(image, &crate::metadata::partition_change::TopicDefaults::from_config(&api.broker.effective_config()), broker, epoch, &items).map_err(Failure::Refused)
     });
     let results = match out {
         Ok((_, results)) => results,

@@ -30,12 +30,12 @@ pub fn handle(api: &Api, req: AlterPartitionReassignmentsRequest) -> AlterPartit
             })
         })
         .collect();
-    let broker_unclean = api.broker.config.topic_default(UNCLEAN_KEY).is_some_and(|v| v == "true");
+    let broker_unclean = api.broker.effective_config().topic_default(UNCLEAN_KEY).is_some_and(|v| v == "true");
     let out = api.broker.apply_metadata(|image| {
         let unclean = |topic: &str| {
             image.topic(topic).and_then(|t| t.configs.get(UNCLEAN_KEY)).map_or(broker_unclean, |v| v == "true")
         };
-        Ok(reassignment::alter(image, &crate::metadata::partition_change::TopicDefaults::from_config(&api.broker.config), &items, unclean))
+        Ok(reassignment::alter(image, &crate::metadata::partition_change::TopicDefaults::from_config(&api.broker.effective_config()), &items, unclean))
     });
     let results = match out {
         Ok(results) => results,

@@ -84,7 +84,7 @@ pub fn broker_registration(api: &Api, version: i16, req: BrokerRegistrationReque
             Ok(s) => s,
             Err(p) => p.into_inner(),
         };
-        cluster_control::register(image, &crate::metadata::partition_change::TopicDefaults::from_config(&api.broker.config), &sessions, &reg, now, cluster.session_timeout_ms).map_err(Failure::Refused)
+        cluster_control::register(image, &crate::metadata::partition_change::TopicDefaults::from_config(&api.broker.effective_config()), &sessions, &reg, now, cluster.session_timeout_ms).map_err(Failure::Refused)
     });
     match out {
         Ok((_, epoch)) => {
@@ -125,7 +125,7 @@ pub fn broker_heartbeat(api: &Api, peer: Option<std::net::SocketAddr>, req: Brok
     if registered && let Some(peer) = peer {
         cluster.heartbeat_connection(peer, hb.id, hb.epoch);
     }
-    match api.broker.metadata_store().update(|image| cluster_control::heartbeat(image, &crate::metadata::partition_change::TopicDefaults::from_config(&api.broker.config), &hb).map_err(Failure::Refused)) {
+    match api.broker.metadata_store().update(|image| cluster_control::heartbeat(image, &crate::metadata::partition_change::TopicDefaults::from_config(&api.broker.effective_config()), &hb).map_err(Failure::Refused)) {
         Ok((_, reply)) => {
             r.is_caught_up = reply.is_caught_up;
             r.is_fenced = reply.is_fenced;

@@ -5,9 +5,10 @@
 //! (SET/DELETE/APPEND/SUBTRACT per key) or a replacement (AlterConfigs: the listed keys are
 //! the new overrides, every other override reverts to its default). For a topic or group the
 //! complete new override set is computed, validated as a whole, and written as the records
-//! that differ; `validate_only` stops before the write. Broker changes that touch only the
-//! replication throttles are stored the same way; other broker keys are refused (Blumfeld
-//! applies no other broker config at run time yet). BROKER_LOGGER changes go to
+//! that differ; `validate_only` stops before the write. Dynamic broker configs (of one broker
+//! or of the default entity), the replication throttles among them, are stored the same way
+//! and applied live by every broker; keys Kafka cannot change at run time are refused with
+//! its message. BROKER_LOGGER changes go to
 //! [`crate::logging`]. Errors and messages follow Kafka's `ConfigAdminManager` and
 //! `ConfigurationControlManager`.
 
@@ -16,7 +17,7 @@ use std::collections::{BTreeMap, HashMap};
 use kafka_protocol::ResponseError;
 
 use super::{Api, errors};
-use crate::config::{Kind, TOPIC_KEYS, is_dynamic_broker_key};
+use crate::config::{ConfigError, Kind, LIVE_REFUSED_BROKER_KEYS, TOPIC_KEYS, is_dynamic_broker_key, key_def};
 use crate::logging;
 use crate::metadata::controller::{self, ControllerError};
 use crate::metadata::{MetadataImage, MetadataRecord};
@@ -77,8 +78,7 @@ pub fn apply(api: &Api, changes: &[ResourceChange], validate_only: bool) -> Vec<
                 RESOURCE_TOPIC if c.name.is_empty() => Some(Err(invalid_request("Default topic resources are not allowed."))),
                 RESOURCE_TOPIC => None,
                 RESOURCE_GROUP => Some(apply_group(api, c, validate_only)),
-                RESOURCE_BROKER if is_broker_throttle_change(c) => Some(apply_broker_throttles(api, c, validate_only)),
-                RESOURCE_BROKER => Some(check_broker(api, c)),
+                RESOURCE_BROKER => Some(apply_broker(api, c, validate_only)),
                 RESOURCE_BROKER_LOGGER if matches!(c.change, Change::Incremental(_)) => Some(apply_loggers(api, c, validate_only)),
                 other => Some(Err(invalid_request(format!("Unknown resource type {other}")))),
             }
@@ -182,7 +182,7 @@ fn topic_records(api: &Api, image: &MetadataImage, c: &ResourceChange) -> Result
     let broker = &api.broker;
     let is_list = |key: &str| TOPIC_KEYS.iter().any(|k| k.name == key && matches!(k.kind, Kind::List | Kind::ListOf(_)));
     let current = image.topic(&c.name).ok_or(ControllerError::UnknownTopic)?;
-    let next = next_configs(&current.configs, &c.change, |k| broker.config.topic_default(k), is_list)
+    let next = next_configs(&current.configs, &c.change, |k| broker.effective_config().topic_default(k), is_list)
         .map_err(|(_, m)| ControllerError::InvalidConfig(m))?;
     controller::set_topic_configs(image, &c.name, &next)
 }
@@ -214,30 +214,6 @@ pub fn check_node_id(api: &Api, name: &str) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Broker configs: the resource name must be empty (the cluster default) or this node; then
-/// every key is refused, since Blumfeld applies no broker config at run time yet. Keys Kafka
-/// cannot change either get Kafka's own message.
-fn check_broker(api: &Api, c: &ResourceChange) -> Result<(), Failure> {
-    if !c.name.is_empty() {
-        check_node_id(api, &c.name)?;
-    }
-    let keys: Vec<&str> = match &c.change {
-        Change::Incremental(ops) => ops.iter().map(|(k, _, _)| k.as_str()).collect(),
-        Change::Replace(set) => set.iter().map(|(k, _)| k.as_str()).collect(),
-    };
-    if keys.is_empty() {
-        return Ok(());
-    }
-    let (dynamic, fixed): (Vec<&str>, Vec<&str>) = keys.iter().partition(|k| is_dynamic_broker_key(k));
-    if !fixed.is_empty() {
-        return Err(invalid_request(format!("Cannot update these configs dynamically: [{}]", fixed.join(", "))));
-    }
-    Err(invalid_request(format!(
-        "Dynamic broker configs are not supported yet; change the configuration file: {}",
-        dynamic.join(", ")
-    )))
-}
-
 fn change_keys(c: &ResourceChange) -> Vec<&str> {
     match &c.change {
         Change::Incremental(ops) => ops.iter().map(|(k, _, _)| k.as_str()).collect(),
@@ -245,17 +221,14 @@ fn change_keys(c: &ResourceChange) -> Vec<&str> {
     }
 }
 
-/// A broker change that touches only the replication throttles (the dynamic broker configs
-/// Blumfeld stores; see [`crate::replication::throttle`]).
-fn is_broker_throttle_change(c: &ResourceChange) -> bool {
-    let keys = change_keys(c);
-    !keys.is_empty() && keys.iter().all(|k| throttle::BROKER_RATE_KEYS.contains(k))
-}
-
-/// Sets or deletes the replication throttles of one broker (or, with an empty name, of every
-/// broker) in the metadata log. In a cluster the active controller decides for any broker id
-/// (the node a client sent the request to forwarded it); a single node only for itself.
-fn apply_broker_throttles(api: &Api, c: &ResourceChange, validate_only: bool) -> Result<(), Failure> {
+/// Sets or deletes dynamic broker configs of one broker (or, with an empty name, of every
+/// broker: Kafka's default entity) in the metadata log; every broker applies them live
+/// (`Broker::effective_config`). The replication throttles are stored the same way. In a
+/// cluster the active controller decides for any broker id (the node a client sent the
+/// request to forwarded it); a single node only for itself. Keys Kafka cannot change at run
+/// time get Kafka's own message; the whole new set of the entity is validated before anything
+/// is written.
+fn apply_broker(api: &Api, c: &ResourceChange, validate_only: bool) -> Result<(), Failure> {
     if !c.name.is_empty() {
         if api.broker.cluster().is_some() {
             c.name.parse::<u32>().map_err(|_| invalid_request(format!("Node id must be an integer, but it is: {}", c.name)))?;
@@ -263,25 +236,69 @@ fn apply_broker_throttles(api: &Api, c: &ResourceChange, validate_only: bool) ->
             check_node_id(api, &c.name)?;
         }
     }
+    let keys = change_keys(c);
+    let is_throttle = |k: &str| throttle::BROKER_RATE_KEYS.contains(&k);
+    let fixed: Vec<&str> = keys.iter().copied().filter(|k| !is_throttle(k) && !is_dynamic_broker_key(k)).collect();
+    if !fixed.is_empty() {
+        return Err(invalid_request(format!("Cannot update these configs dynamically: [{}]", fixed.join(", "))));
+    }
+    let refused: Vec<&str> = keys.iter().copied().filter(|k| LIVE_REFUSED_BROKER_KEYS.contains(k)).collect();
+    if !refused.is_empty() {
+        return Err(invalid_request(format!(
+            "Blumfeld binds its listeners at start and cannot change them at run time: [{}]; change the configuration file",
+            refused.join(", ")
+        )));
+    }
+    let is_list = |key: &str| key_def(key).is_some_and(|k| matches!(k.kind, Kind::List | Kind::ListOf(_)));
     let empty = BTreeMap::new();
     let broker = &api.broker;
     broker
         .apply_metadata(|image| {
             let current = image.broker_configs.get(&c.name).unwrap_or(&empty);
-            let next = next_configs(current, &c.change, |_| None, |_| false).map_err(|(_, m)| ControllerError::InvalidConfig(m))?;
-            let mut records = Vec::new();
+            let in_force = broker.effective_config();
+            let next = next_configs(current, &c.change, |k| in_force.get(k).map(str::to_string), is_list)
+                .map_err(|(_, m)| ControllerError::InvalidConfig(m))?;
+            let mut next_checked = BTreeMap::new();
             for (key, value) in &next {
-                let value = throttle::check_rate(key, value).map_err(ControllerError::InvalidConfig)?.to_string();
-                if current.get(key) != Some(&value) {
-                    records.push(MetadataRecord::BrokerConfig { broker: c.name.clone(), key: key.clone(), value: Some(value) });
+                let value = if is_throttle(key) {
+                    throttle::check_rate(key, value).map_err(ControllerError::InvalidConfig)?.to_string()
+                } else {
+                    value.clone()
+                };
+                next_checked.insert(key.clone(), value);
+            }
+            // The layers as they would be, applied to the static configuration as a broker
+            // applies them: a value that does not parse, or a combination the settings refuse,
+            // is refused here with the key.
+            let layer = |name: &str| if name == c.name { next_checked.clone() } else { image.broker_configs.get(name).cloned().unwrap_or_default() };
+            let own = if c.name.is_empty() { layer(&broker.node_id.to_string()) } else { layer(&c.name) };
+            let dynamic_only = |m: BTreeMap<String, String>| m.into_iter().filter(|(k, _)| !is_throttle(k)).collect::<BTreeMap<_, _>>();
+            let (default_layer, own_layer) = (dynamic_only(layer("")), dynamic_only(own));
+            let mut probe = broker.config.clone();
+            for (key, value) in default_layer.iter().chain(&own_layer) {
+                probe.set_dynamic(key, Some(value)).map_err(|e| ControllerError::InvalidConfig(kafka_invalid_value(&e)))?;
+            }
+            let mut records = Vec::new();
+            for (key, value) in &next_checked {
+                if current.get(key) != Some(value) {
+                    records.push(MetadataRecord::BrokerConfig { broker: c.name.clone(), key: key.clone(), value: Some(value.clone()) });
                 }
             }
-            for key in current.keys().filter(|k| !next.contains_key(*k)) {
+            for key in current.keys().filter(|k| !next_checked.contains_key(*k)) {
                 records.push(MetadataRecord::BrokerConfig { broker: c.name.clone(), key: key.clone(), value: None });
             }
             Ok((if validate_only { Vec::new() } else { records }, ()))
         })
         .map_err(|e| (errors::broker_error(&e), e.to_string()))
+}
+
+/// Kafka's wording of a refused value (`ConfigException`): "Invalid value V for
+/// configuration K: reason".
+fn kafka_invalid_value(e: &ConfigError) -> String {
+    match e {
+        ConfigError::InvalidValue { key, value, reason, .. } => format!("Invalid value {value} for configuration {key}: {reason}"),
+        other => other.to_string(),
+    }
 }
 
 fn apply_loggers(api: &Api, c: &ResourceChange, validate_only: bool) -> Result<(), Failure> {

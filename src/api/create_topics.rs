@@ -44,7 +44,7 @@ pub fn handle(api: &Api, version: i16, req: CreateTopicsRequest) -> CreateTopics
                     continue;
                 }
             };
-            match controller::create_topic(&work, &broker.config, spec) {
+            match controller::create_topic(&work, &broker.effective_config(), spec) {
                 Ok(recs) => {
                     for r in &recs {
                         work.replay(r);

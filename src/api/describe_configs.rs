@@ -141,7 +141,7 @@ pub fn topic_configs(broker: &Broker, overrides: &BTreeMap<String, String>) -> V
             if let Some(b) = k.broker_key {
                 list.extend(synonyms(b, &layers));
             }
-            let value = overrides.get(k.name).cloned().or_else(|| broker.config.topic_default(k.name));
+            let value = overrides.get(k.name).cloned().or_else(|| broker.effective_config().topic_default(k.name));
             entry(k.name, value, list, config_type(k.kind), k.doc)
         })
         .collect()
@@ -158,7 +158,7 @@ fn broker_configs(api: &Api) -> Vec<DescribeConfigsResourceResult> {
             let value = match k.name {
                 // Kept in the metadata log once generated, not in the configuration.
                 "cluster.id" => Some(broker.image().cluster_id.clone()),
-                _ => broker.config.get(k.name).map(str::to_string),
+                _ => broker.effective_config().get(k.name).map(str::to_string),
             };
             let mut c = entry(k.name, value, synonyms(k.name, &layers), config_type(k.kind), k.doc);
             c.read_only = !is_dynamic_broker_key(k.name);
@@ -182,14 +182,22 @@ fn throttle_entry(key: &str, value: &str, synonyms: Vec<DescribeConfigsSynonym>)
     c
 }
 
-/// The cluster-wide dynamic broker configs (the empty broker name), each with only its
-/// cluster-default synonym.
+/// The cluster-wide dynamic broker configs (the empty broker name: Kafka's default entity),
+/// each with only its cluster-default synonym.
 fn default_broker_configs(broker: &Broker) -> Vec<DescribeConfigsResourceResult> {
     let (_, default) = dynamic_broker_configs(broker);
     default
         .iter()
-        .filter(|(k, _)| throttle::BROKER_RATE_KEYS.contains(&k.as_str()))
-        .map(|(k, v)| throttle_entry(k, v, vec![synonym(k, Some(v.clone()), SOURCE_DYNAMIC_DEFAULT_BROKER_CONFIG)]))
+        .filter_map(|(k, v)| {
+            let synonyms = vec![synonym(k, Some(v.clone()), SOURCE_DYNAMIC_DEFAULT_BROKER_CONFIG)];
+            if throttle::BROKER_RATE_KEYS.contains(&k.as_str()) {
+                return Some(throttle_entry(k, v, synonyms));
+            }
+            let def = BROKER_KEYS.iter().find(|d| d.name == k.as_str())?;
+            let mut c = entry(k, Some(v.clone()), synonyms, config_type(def.kind), def.doc);
+            c.read_only = false;
+            Some(c)
+        })
         .collect()
 }
 

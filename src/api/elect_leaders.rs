@@ -42,7 +42,7 @@ pub fn handle(api: &Api, version: i16, req: ElectLeadersRequest) -> ElectLeaders
         for (topic, partitions) in wanted {
             let mut outcomes = Vec::with_capacity(partitions.len());
             for p in partitions {
-                match election::elect(&work, &crate::metadata::partition_change::TopicDefaults::from_config(&api.broker.config), topic.as_str(), PartitionId(p), kind) {
+                match election::elect(&work, &crate::metadata::partition_change::TopicDefaults::from_config(&api.broker.effective_config()), topic.as_str(), PartitionId(p), kind) {
                     Ok(record) => {
                         work.replay(&record);
                         records.push(record);

@@ -169,8 +169,59 @@ pub(crate) mod tests {
         assert_eq!(logger(vec![op("root", OP_SET, Some("LOUD"))]).0, ResponseError::InvalidConfig.code());
         let other = alter(&api, RESOURCE_BROKER_LOGGER, "7", vec![op("root", OP_SET, Some("INFO"))]);
         assert_eq!(other.0, ResponseError::InvalidRequest.code());
-        let broker = alter(&api, RESOURCE_BROKER, "1", vec![op("log.retention.ms", OP_SET, Some("1"))]);
-        assert_eq!(broker.0, ResponseError::InvalidRequest.code());
+        let broker = alter(&api, RESOURCE_BROKER, "1", vec![op("num.partitions", OP_SET, Some("1"))]);
+        assert_eq!(broker, (ResponseError::InvalidRequest.code(), Some("Cannot update these configs dynamically: [num.partitions]".into())));
+    }
+
+    /// Dynamic broker configs are stored per broker or for the default entity and applied
+    /// live: the hosted partitions take the new broker-level log defaults at once, a topic
+    /// override still wins, the broker's own value beats the default entity's, and DELETE
+    /// brings back the static value. Bad values and listener keys are refused, nothing stored.
+    #[test]
+    fn dynamic_broker_configs_apply_live() {
+        let dir = tempfile::tempdir().unwrap();
+        let api = crate::api::test_api(dir.path(), &["log.retention.ms=5000"]);
+        api.broker.auto_create_topic("t").unwrap();
+        api.broker.auto_create_topic("kept").unwrap();
+        assert_eq!(alter(&api, RESOURCE_TOPIC, "kept", vec![op("retention.ms", OP_SET, Some("42"))]), (0, None));
+        let retention = |topic: &str| api.broker.partition(&crate::types::TopicPartition::new(topic, 0)).unwrap().config().retention_ms;
+        let max_message = || api.broker.partition(&crate::types::TopicPartition::new("t", 0)).unwrap().config().max_message_bytes;
+        assert_eq!(retention("t"), 5000);
+
+        assert_eq!(alter(&api, RESOURCE_BROKER, "", vec![op("log.retention.ms", OP_SET, Some("60000")), op("message.max.bytes", OP_SET, Some("2048"))]), (0, None));
+        assert_eq!((retention("t"), max_message()), (60_000, 2048));
+        assert_eq!(retention("kept"), 42, "a topic override wins over the broker default");
+        assert_eq!(alter(&api, RESOURCE_BROKER, "1", vec![op("log.retention.ms", OP_SET, Some("70000"))]), (0, None));
+        assert_eq!(retention("t"), 70_000, "the broker's own value wins over the default entity's");
+        assert_eq!(api.broker.effective_config().retention_ms(), 70_000);
+        assert_eq!(api.broker.config.retention_ms(), 5000, "the static layer is kept");
+        // New topics are made with the values in force.
+        api.broker.auto_create_topic("new").unwrap();
+        assert_eq!(retention("new"), 70_000);
+
+        let (code, message) = alter(&api, RESOURCE_BROKER, "1", vec![op("message.max.bytes", OP_SET, Some("big"))]);
+        assert_eq!(code, ResponseError::InvalidConfig.code());
+        assert!(message.as_deref().is_some_and(|m| m.starts_with("Invalid value big for configuration message.max.bytes")), "{message:?}");
+        let (code, _) = alter(&api, RESOURCE_BROKER, "1", vec![op("listeners", OP_SET, Some("PLAINTEXT://127.0.0.1:1"))]);
+        assert_eq!(code, ResponseError::InvalidRequest.code());
+        assert_eq!(api.broker.image().broker_configs["1"].len(), 1, "nothing refused was stored");
+
+        // validate_only changes nothing.
+        let mut req = request(RESOURCE_BROKER, "1", vec![op("log.retention.ms", OP_SET, Some("1"))]);
+        req.validate_only = true;
+        assert_eq!(handle(&api, req).responses[0].error_code, 0);
+        assert_eq!(retention("t"), 70_000);
+
+        assert_eq!(alter(&api, RESOURCE_BROKER, "1", vec![op("log.retention.ms", OP_DELETE, None)]), (0, None));
+        assert_eq!(retention("t"), 60_000);
+        assert_eq!(alter(&api, RESOURCE_BROKER, "", vec![op("log.retention.ms", OP_DELETE, None), op("message.max.bytes", OP_DELETE, None)]), (0, None));
+        assert_eq!((retention("t"), max_message()), (5000, 1_048_588));
+        // A restart applies what the log holds.
+        assert_eq!(alter(&api, RESOURCE_BROKER, "", vec![op("log.segment.bytes", OP_SET, Some("1048576"))]), (0, None));
+        drop(api);
+        let api = crate::api::test_api(dir.path(), &["log.retention.ms=5000"]);
+        let segment = api.broker.partition(&crate::types::TopicPartition::new("t", 0)).unwrap().config().segment_bytes;
+        assert_eq!(segment, 1_048_576);
     }
 
     /// The reassignment throttles: broker rates stored per broker (or cluster-wide) and

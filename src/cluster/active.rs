@@ -168,7 +168,7 @@ pub async fn probe_and_fence(broker: Arc<Broker>, cluster: Arc<Cluster>, id: cra
     let fenced = tokio::task::spawn_blocking(move || {
         b.metadata_store().update(|image| {
             let current = image.brokers.get(&id).is_some_and(|r| r.epoch == epoch && !r.fenced);
-            let records = if current { cluster_control::fence(image, &crate::metadata::partition_change::TopicDefaults::from_config(&broker.config), &[id]) } else { vec![] };
+            let records = if current { cluster_control::fence(image, &crate::metadata::partition_change::TopicDefaults::from_config(&broker.effective_config()), &[id]) } else { vec![] };
             Ok::<_, StoreError>((records, current))
         })
     })
@@ -202,7 +202,7 @@ fn leader_duties(broker: &Broker, cluster: &Cluster) {
             return;
         }
     }
-    complete_reassignments(store, &crate::metadata::partition_change::TopicDefaults::from_config(&broker.config));
+    complete_reassignments(store, &crate::metadata::partition_change::TopicDefaults::from_config(&broker.effective_config()));
     let now = broker.clock.now_ms();
     let expired = match cluster.sessions.lock() {
         Ok(mut s) => s.expired(&store.image(), now, cluster.session_timeout_ms),
@@ -211,7 +211,7 @@ fn leader_duties(broker: &Broker, cluster: &Cluster) {
     if expired.is_empty() {
         return;
     }
-    let out = store.update(|image| Ok::<_, StoreError>((cluster_control::fence(image, &crate::metadata::partition_change::TopicDefaults::from_config(&broker.config), &expired), ())));
+    let out = store.update(|image| Ok::<_, StoreError>((cluster_control::fence(image, &crate::metadata::partition_change::TopicDefaults::from_config(&broker.effective_config()), &expired), ())));
     match out {
         Ok(_) => tracing::info!(brokers = ?expired.iter().map(|b| b.0).collect::<Vec<_>>(), "fenced brokers whose sessions expired"),
         Err(e) => tracing::warn!(error = %e, "fencing expired brokers failed"),
@@ -241,7 +241,7 @@ impl ElectionSchedule {
 
 fn run_elections(broker: &Broker, schedule: &mut ElectionSchedule) {
     let settings = &broker.config.settings().elections;
-    let defaults = crate::metadata::partition_change::TopicDefaults::from_config(&broker.config);
+    let defaults = crate::metadata::partition_change::TopicDefaults::from_config(&broker.effective_config());
     let store = broker.metadata_store();
     let now = broker.clock.now_ms();
     if settings.auto_rebalance && now >= schedule.next_balance_ms {

@@ -25,15 +25,39 @@ const ACCEPT_BACKOFF_MS_MAX: u64 = 1000;
 pub struct Server {
     listener: TcpListener,
     api: Arc<Api>,
+    /// One permit per connection `max.connections` allows; resized when the dynamic value
+    /// changes (`resize_connection_limit`).
     connections: Arc<Semaphore>,
+    /// The permits `connections` stands for now (open connections included).
+    connection_limit: std::sync::atomic::AtomicUsize,
 }
+
+/// How often an accept loop blocked at `max.connections` looks at the limit again, so that
+/// raising it dynamically takes effect without a connection closing first.
+const CONNECTION_LIMIT_RECHECK: Duration = Duration::from_secs(1);
 
 impl Server {
     pub async fn bind(addr: SocketAddr, api: Arc<Api>) -> std::io::Result<Self> {
         let listener = TcpListener::bind(addr).await?;
-        let max = api.broker.config.settings().socket.connections_max;
-        let connections = Arc::new(Semaphore::new(max.min(Semaphore::MAX_PERMITS)));
-        Ok(Self { listener, api, connections })
+        let max = api.broker.effective_config().settings().socket.connections_max.min(Semaphore::MAX_PERMITS);
+        let connections = Arc::new(Semaphore::new(max));
+        Ok(Self { listener, api, connections, connection_limit: std::sync::atomic::AtomicUsize::new(max) })
+    }
+
+    /// Follows `max.connections` as a dynamic broker config: more permits when it grew; when
+    /// it shrank, the idle permits are withdrawn now and the rest as connections close (open
+    /// connections are never cut, as in Kafka).
+    fn resize_connection_limit(&self) {
+        use std::sync::atomic::Ordering;
+        let want = self.api.broker.effective_config().settings().socket.connections_max.min(Semaphore::MAX_PERMITS);
+        let have = self.connection_limit.load(Ordering::Acquire);
+        if want > have {
+            self.connections.add_permits(want - have);
+            self.connection_limit.store(want, Ordering::Release);
+        } else if want < have {
+            let withdrawn = self.connections.forget_permits(have - want);
+            self.connection_limit.store(have - withdrawn, Ordering::Release);
+        }
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -46,11 +70,13 @@ impl Server {
         let mut backoff_ms = 1;
         let mut tasks = tokio::task::JoinSet::new();
         loop {
+            self.resize_connection_limit();
             let permit = tokio::select! {
                 p = self.connections.clone().acquire_owned() => match p {
                     Ok(p) => p,
                     Err(_) => break,
                 },
+                _ = tokio::time::sleep(CONNECTION_LIMIT_RECHECK) => continue,
                 _ = shutdown.changed() => break,
             };
             let accepted = tokio::select! {
