@@ -136,11 +136,11 @@ impl Log {
             last_flush_ms: now_ms,
             config,
         };
-        if log.log_start_offset > log.log_end_offset() {
+        if log.log_start_offset > log.leo() {
             // Only unflushed data at or above the log start was lost: start over there.
-            log.truncate_fully_and_start_at(log.log_start_offset, now_ms)?;
+            log.truncate_fully_and_start_at(log.log_start_offset(), now_ms)?;
         }
-        let (start, end) = (log.log_start_offset, log.log_end_offset());
+        let (start, end) = (log.log_start_offset, log.leo());
         log.epoch_cache.truncate_from_end(end)?;
         log.epoch_cache.truncate_from_start(start)?;
         log.load_producer_state()?;
@@ -171,7 +171,7 @@ impl Log {
     /// segment are replayed too, so a producer whose last batch sits just below the log start
     /// keeps its sequence. Snapshots beyond the log end describe truncated data: deleted.
     pub(super) fn load_producer_state(&mut self) -> Result<(), LogError> {
-        let end = self.log_end_offset();
+        let end = self.leo();
         delete_snapshots_outside(&self.dir, i64::MIN..=end)?;
         self.producers = ProducerStateManager::new();
         let mut replay_from = self
