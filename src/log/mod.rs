@@ -245,8 +245,7 @@ impl Log {
     /// any append, so OffsetForLeaderEpoch answers correctly at once (Kafka's
     /// `maybeAssignEpochStartOffset` on becoming leader).
     pub fn assign_epoch_start(&mut self, leader_epoch: LeaderEpoch) -> Result<(), LogError> {
-        let log_end_offset = self.leo();
-        self.epoch_cache.assign(leader_epoch.0, log_end_offset)
+        self.epoch_cache.assign(leader_epoch, self.log_end_offset())
     }
 
     pub fn producer_state(&self) -> &ProducerStateManager {
@@ -332,7 +331,7 @@ impl Log {
             "offset assignment must match the headers"
         );
         self.write_batches(&batches, first_offset, next_offset - 1, now_ms)?;
-        self.epoch_cache.assign(leader_epoch.0, first_offset)?;
+        self.epoch_cache.assign(leader_epoch, Offset(first_offset))?;
         self.producers.commit(staged);
         let (max_timestamp, offset_of_max_timestamp) = max_timestamp_of(&headers, first_offset);
         Ok(AppendOutcome::Appended(AppendInfo {
@@ -351,11 +350,11 @@ impl Log {
             MessageTimestampType::CreateTime => -1,
         };
         AppendInfo {
-            first_offset: Offset(original.first_offset),
-            last_offset: Offset(original.last_offset),
+            first_offset: original.first_offset,
+            last_offset: original.last_offset,
             log_append_time,
             max_timestamp: original.timestamp,
-            offset_of_max_timestamp: Offset(original.first_offset),
+            offset_of_max_timestamp: original.first_offset,
             log_start_offset: Offset(self.log_start_offset),
         }
     }
@@ -388,7 +387,7 @@ impl Log {
         let mut at = 0usize;
         for header in &headers {
             self.epoch_cache
-                .assign(header.partition_leader_epoch, header.base_offset)?;
+                .assign(LeaderEpoch(header.partition_leader_epoch), Offset(header.base_offset))?;
             let batch = records.get(at..at + header.total_len()).unwrap_or_default();
             at += header.total_len();
             if header.is_control() {
@@ -415,7 +414,6 @@ impl Log {
         now_ms: i64,
     ) -> Result<AppendInfo, LogError> {
         let ProducerId(producer_id) = producer_id;
-        let LeaderEpoch(leader_epoch) = leader_epoch;
         let offset = self.leo();
         let staged = self.producers.stage_marker(producer_id, producer_epoch, marker, offset, now_ms)?;
         let bytes = crate::record::control::marker_batch(producer_id, producer_epoch, marker, now_ms);
@@ -423,10 +421,10 @@ impl Log {
         if self.config.message_timestamp_type == MessageTimestampType::LogAppendTime {
             batches.set_log_append_time(now_ms);
         }
-        let next_offset = batches.assign_offsets(offset, leader_epoch);
+        let next_offset = batches.assign_offsets(offset, leader_epoch.0);
         assert_eq!(next_offset, offset + 1, "a marker batch holds one record");
         self.write_batches(&batches, offset, offset, now_ms)?;
-        self.epoch_cache.assign(leader_epoch, offset)?;
+        self.epoch_cache.assign(leader_epoch, Offset(offset))?;
         let completed = staged.completed;
         self.producers.commit_marker(staged);
         if let Some(completed) = completed.filter(|c| c.aborted) {
@@ -464,7 +462,7 @@ impl Log {
     /// First offset of the oldest open transaction, if any: the last stable offset is at
     /// most this.
     pub fn first_unstable_offset(&self) -> Option<Offset> {
-        self.producers.first_unstable_offset().map(Offset)
+        self.producers.first_unstable_offset()
     }
 
     /// The aborted transactions a read_committed fetch of `[fetch_offset, upper_bound)` must

@@ -40,6 +40,7 @@ use crate::record::control::Marker;
 
 use super::LogError;
 use super::checkpoint::write_file_atomically;
+use crate::types::{Offset, ProducerId};
 
 /// How many recent batches per producer are kept for duplicate detection (Kafka's
 /// `NUM_BATCHES_TO_RETAIN`, matching `max.in.flight.requests.per.connection` 5).
@@ -57,8 +58,8 @@ const NO_PRODUCER_EPOCH: i16 = -1;
 pub struct BatchMetadata {
     pub first_seq: i32,
     pub last_seq: i32,
-    pub first_offset: i64,
-    pub last_offset: i64,
+    pub first_offset: Offset,
+    pub last_offset: Offset,
     /// The batch's max timestamp (the append time under `LogAppendTime`).
     pub timestamp: i64,
 }
@@ -72,7 +73,7 @@ pub struct ProducerEntry {
     /// Coordinator epoch of the last marker (-1 before any).
     pub coordinator_epoch: i32,
     /// First offset of the producer's open transaction.
-    pub current_txn_first_offset: Option<i64>,
+    pub current_txn_first_offset: Option<Offset>,
 }
 
 /// Who is appending: a client's batches get every check, the broker's own (coordinator)
@@ -130,7 +131,7 @@ pub struct StagedProducers {
 pub struct ProducerStateManager {
     producers: BTreeMap<i64, ProducerEntry>,
     /// Open transactions: first offset → producer id (derived from `producers`).
-    ongoing: BTreeMap<i64, i64>,
+    ongoing: BTreeMap<Offset, ProducerId>,
 }
 
 impl ProducerStateManager {
@@ -138,8 +139,8 @@ impl ProducerStateManager {
         ProducerStateManager::default()
     }
 
-    pub fn entry(&self, producer_id: i64) -> Option<&ProducerEntry> {
-        self.producers.get(&producer_id)
+    pub fn entry(&self, producer_id: ProducerId) -> Option<&ProducerEntry> {
+        self.producers.get(&producer_id.0)
     }
 
     pub fn len(&self) -> usize {
@@ -200,7 +201,7 @@ impl ProducerStateManager {
                 self.ongoing.remove(&first);
             }
             if let Some(first) = entry.current_txn_first_offset {
-                self.ongoing.insert(first, pid);
+                self.ongoing.insert(first, ProducerId(pid));
             }
         }
         self.producers.insert(pid, entry);
@@ -257,25 +258,25 @@ impl ProducerStateManager {
     }
 
     /// First offset of the oldest open transaction: nothing at or above it is stable.
-    pub fn first_unstable_offset(&self) -> Option<i64> {
+    pub fn first_unstable_offset(&self) -> Option<Offset> {
         self.ongoing.keys().next().copied()
     }
 
     /// Open transactions as (producer id, first offset), oldest first.
-    pub fn open_transactions(&self) -> impl Iterator<Item = (i64, i64)> + '_ {
+    pub fn open_transactions(&self) -> impl Iterator<Item = (ProducerId, Offset)> + '_ {
         self.ongoing.iter().map(|(&first, &pid)| (pid, first))
     }
 
     /// Every producer with its entry, by id (DescribeProducers).
-    pub fn entries(&self) -> impl Iterator<Item = (i64, &ProducerEntry)> + '_ {
-        self.producers.iter().map(|(&pid, e)| (pid, e))
+    pub fn entries(&self) -> impl Iterator<Item = (ProducerId, &ProducerEntry)> + '_ {
+        self.producers.iter().map(|(&pid, e)| (ProducerId(pid), e))
     }
 
     /// The last stable offset right after `completed` was applied: the first offset of the
     /// oldest transaction still open, or the offset after its marker (Kafka's
     /// `lastStableOffset(completedTxn)`, stored in the aborted-transaction index).
     pub fn last_stable_offset_after(&self, completed: &CompletedTxn) -> i64 {
-        self.first_unstable_offset().unwrap_or(completed.last_offset + 1)
+        self.first_unstable_offset().map_or(completed.last_offset + 1, |o| o.0)
     }
 
     /// Forgets producers idle for `expiration_ms` (`producer.id.expiration.ms`), except those
@@ -300,13 +301,13 @@ impl ProducerStateManager {
             body.extend_from_slice(&entry.epoch.to_be_bytes());
             body.extend_from_slice(&entry.last_timestamp.to_be_bytes());
             body.extend_from_slice(&entry.coordinator_epoch.to_be_bytes());
-            body.extend_from_slice(&entry.current_txn_first_offset.unwrap_or(-1).to_be_bytes());
+            body.extend_from_slice(&entry.current_txn_first_offset.map_or(-1, |o| o.0).to_be_bytes());
             body.push(entry.batches.len() as u8);
             for b in &entry.batches {
                 body.extend_from_slice(&b.first_seq.to_be_bytes());
                 body.extend_from_slice(&b.last_seq.to_be_bytes());
-                body.extend_from_slice(&b.first_offset.to_be_bytes());
-                body.extend_from_slice(&b.last_offset.to_be_bytes());
+                body.extend_from_slice(&b.first_offset.0.to_be_bytes());
+                body.extend_from_slice(&b.last_offset.0.to_be_bytes());
                 body.extend_from_slice(&b.timestamp.to_be_bytes());
             }
         }
@@ -355,7 +356,7 @@ fn read_producers(r: &mut Reader<'_>, with_txn: bool) -> Option<ProducerStateMan
         let (coordinator_epoch, current_txn_first_offset) = if with_txn {
             let coordinator_epoch = r.u32()? as i32;
             let first = r.i64()?;
-            (coordinator_epoch, (first >= 0).then_some(first))
+            (coordinator_epoch, (first >= 0).then_some(Offset(first)))
         } else {
             (-1, None)
         };
@@ -367,8 +368,8 @@ fn read_producers(r: &mut Reader<'_>, with_txn: bool) -> Option<ProducerStateMan
             batches.push_back(BatchMetadata {
                 first_seq,
                 last_seq,
-                first_offset,
-                last_offset,
+                first_offset: Offset(first_offset),
+                last_offset: Offset(last_offset),
                 timestamp,
             });
         }
@@ -461,7 +462,7 @@ fn check_epoch_and_sequence(entry: &ProducerEntry, header: &BatchHeader) -> Resu
 fn apply(current: Option<ProducerEntry>, header: &BatchHeader, first_offset: i64) -> ProducerEntry {
     let mut entry = current.unwrap_or_else(|| new_entry(header.producer_epoch));
     if header.is_transactional() && entry.current_txn_first_offset.is_none() {
-        entry.current_txn_first_offset = Some(first_offset);
+        entry.current_txn_first_offset = Some(Offset(first_offset));
     }
     if entry.epoch != header.producer_epoch {
         entry.epoch = header.producer_epoch;
@@ -473,8 +474,8 @@ fn apply(current: Option<ProducerEntry>, header: &BatchHeader, first_offset: i64
     entry.batches.push_back(BatchMetadata {
         first_seq: header.base_sequence,
         last_seq: header.last_sequence(),
-        first_offset,
-        last_offset: first_offset + i64::from(header.last_offset_delta),
+        first_offset: Offset(first_offset),
+        last_offset: Offset(first_offset + i64::from(header.last_offset_delta)),
         timestamp: header.max_timestamp,
     });
     entry.last_timestamp = header.max_timestamp;
@@ -504,7 +505,7 @@ fn close_transaction(
     let mut entry = current.unwrap_or_else(|| new_entry(producer_epoch));
     let completed = entry.current_txn_first_offset.take().map(|first_offset| CompletedTxn {
         producer_id,
-        first_offset,
+        first_offset: first_offset.0,
         last_offset: offset,
         aborted: !marker.commit,
     });
@@ -584,7 +585,7 @@ mod tests {
         assert_eq!(append(&mut m, &batch(1, 0, 3, 2, 3)).unwrap(), None);
         // A retry of either cached batch is a duplicate with the original offsets.
         let dup = append(&mut m, &batch(1, 0, 0, 3, 99)).unwrap().unwrap();
-        assert_eq!((dup.first_offset, dup.last_offset), (0, 2));
+        assert_eq!((dup.first_offset, dup.last_offset), (Offset(0), Offset(2)));
         assert!(matches!(
             append(&mut m, &batch(1, 0, 7, 1, 5)),
             Err(LogError::OutOfOrderSequence { expected: 5, .. })
@@ -608,7 +609,7 @@ mod tests {
         for i in 0..7 {
             append(&mut m, &batch(1, 0, i * 2, 2, i64::from(i) * 2)).unwrap();
         }
-        assert_eq!(m.entry(1).unwrap().batches.len(), BATCHES_TO_RETAIN);
+        assert_eq!(m.entry(ProducerId(1)).unwrap().batches.len(), BATCHES_TO_RETAIN);
         // The oldest two fell out: a retry of them is no longer recognised, just out of order.
         assert!(append(&mut m, &batch(1, 0, 0, 2, 50)).is_err());
         let mut w = ProducerStateManager::new();

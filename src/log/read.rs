@@ -147,7 +147,6 @@ impl Log {
 
     /// OffsetForLeaderEpoch against this log: see `LeaderEpochCache::end_offset_for_epoch`.
     pub fn end_offset_for_epoch(&self, requested_epoch: LeaderEpoch) -> (LeaderEpoch, Offset) {
-        let (epoch, end) = self.epoch_cache.end_offset_for_epoch(requested_epoch.0, self.leo());
-        (LeaderEpoch(epoch), Offset(end))
+        self.epoch_cache.end_offset_for_epoch(requested_epoch, self.log_end_offset())
     }
 }

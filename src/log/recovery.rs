@@ -26,6 +26,7 @@ use std::path::Path;
 
 use super::checkpoint::{TMP_SUFFIX, parse_ints, read_checkpoint, sync_dir, write_checkpoint};
 use super::epoch_cache::LeaderEpochCache;
+use crate::types::{LeaderEpoch, Offset};
 use super::producer_state::{
     ProducerStateManager, delete_snapshots_outside, list_snapshots, snapshot_path,
 };
@@ -141,8 +142,8 @@ impl Log {
             log.truncate_fully_and_start_at(log.log_start_offset(), now_ms)?;
         }
         let (start, end) = (log.log_start_offset, log.leo());
-        log.epoch_cache.truncate_from_end(end)?;
-        log.epoch_cache.truncate_from_start(start)?;
+        log.epoch_cache.truncate_from_end(Offset(end))?;
+        log.epoch_cache.truncate_from_start(Offset(start))?;
         log.load_producer_state()?;
         log.lower_cleaner_checkpoint(end)?;
         if marker.is_some() || mode == RecoveryMode::Full {
@@ -315,7 +316,7 @@ fn load_epoch_cache(
             for segment in segments.values() {
                 segment.scan_headers(0, |location| {
                     let h = location.header;
-                    cache.assign_in_memory(h.partition_leader_epoch, h.base_offset);
+                    cache.assign_in_memory(LeaderEpoch(h.partition_leader_epoch), Offset(h.base_offset));
                     ControlFlow::Continue(())
                 })?;
             }

@@ -88,7 +88,7 @@ impl Log {
         }
         self.log_start_offset = offset;
         self.write_log_start_offset()?;
-        self.epoch_cache.truncate_from_start(offset)?;
+        self.epoch_cache.truncate_from_start(Offset(offset))?;
         let below_start = self.count_deletable(i64::MAX, |log, segment| {
             segment.next_offset() <= log.log_start_offset
         });
@@ -132,7 +132,7 @@ impl Log {
         if first_base > self.log_start_offset {
             self.log_start_offset = first_base;
             self.write_log_start_offset()?;
-            self.epoch_cache.truncate_from_start(first_base)?;
+            self.epoch_cache.truncate_from_start(Offset(first_base))?;
         }
         delete_snapshots_outside(&self.dir, first_base..=i64::MAX)?;
         sync_dir(&self.dir.join(super::LOG_START_OFFSET_CHECKPOINT))?;

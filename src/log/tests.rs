@@ -334,10 +334,10 @@ fn truncate_to_drops_the_tail_everywhere() {
         let bytes = batch(2, 60, i);
         log.append(&bytes, LeaderEpoch((i / 10) as i32), 0).unwrap();
     }
-    assert_eq!(log.epoch_cache().latest_epoch(), Some(2));
+    assert_eq!(log.epoch_cache().latest_epoch(), Some(LeaderEpoch(2)));
     log.truncate_to(Offset(25), 0).unwrap(); // mid-batch: the batch 24..=25 goes whole
     assert_eq!(log.log_end_offset(), Offset(24));
-    assert_eq!(log.epoch_cache().latest_epoch(), Some(1));
+    assert_eq!(log.epoch_cache().latest_epoch(), Some(LeaderEpoch(1)));
     assert_eq!(read_all(&log, 0).last(), Some(&(22, 23)));
     assert_eq!(append(&mut log, batch(1, 10, 0), 0).first_offset, Offset(24));
     log.truncate_to(Offset(0), 0).unwrap();
@@ -360,17 +360,17 @@ fn truncating_at_the_log_end_still_forgets_an_epoch_that_starts_there() {
     let mut log = open(dir.path(), small_config());
     log.append(&batch(2, 10, 0), LeaderEpoch(1), 0).unwrap();
     log.assign_epoch_start(LeaderEpoch(3)).unwrap();
-    assert_eq!(log.epoch_cache().latest_epoch(), Some(3));
+    assert_eq!(log.epoch_cache().latest_epoch(), Some(LeaderEpoch(3)));
     log.truncate_to(Offset(2), 0).unwrap();
     assert_eq!(log.log_end_offset(), Offset(2));
-    assert_eq!(log.epoch_cache().latest_epoch(), Some(1), "epoch 3 began at the end and holds nothing");
+    assert_eq!(log.epoch_cache().latest_epoch(), Some(LeaderEpoch(1)), "epoch 3 began at the end and holds nothing");
     // Past the end too, and the cut is persisted.
     log.assign_epoch_start(LeaderEpoch(4)).unwrap();
     log.truncate_to(Offset(7), 0).unwrap();
-    assert_eq!(log.epoch_cache().latest_epoch(), Some(1));
+    assert_eq!(log.epoch_cache().latest_epoch(), Some(LeaderEpoch(1)));
     log.close(0).unwrap();
     let log = open(dir.path(), small_config());
-    assert_eq!(log.epoch_cache().latest_epoch(), Some(1));
+    assert_eq!(log.epoch_cache().latest_epoch(), Some(LeaderEpoch(1)));
 }
 
 #[test]

@@ -36,7 +36,7 @@ impl Log {
             // and was deposed before appending keeps an entry its new leader never had: it
             // goes, as in Kafka's `truncateTo`, or the follower's fetches name that epoch and
             // are told the same divergence forever.
-            return self.epoch_cache.truncate_from_end(log_end);
+            return self.epoch_cache.truncate_from_end(Offset(log_end));
         }
         if offset < self.log_start_offset {
             return self.truncate_fully_and_start_at(Offset(offset), now_ms);
@@ -95,7 +95,7 @@ impl Log {
 
     fn after_tail_removed(&mut self, end: i64) -> Result<(), LogError> {
         self.recovery_point = self.recovery_point.min(end);
-        self.epoch_cache.truncate_from_end(end)?;
+        self.epoch_cache.truncate_from_end(Offset(end))?;
         self.lower_cleaner_checkpoint(end)?;
         self.load_producer_state()
     }

@@ -444,7 +444,7 @@ impl Partition {
         }
         let unreplicated = registration.replicas.len() > 1 && Self::leads_unregistered(&role);
         let (end, hw) = {
-            if log.epoch_cache().latest_epoch().is_none_or(|e| e < registration.leader_epoch.0) {
+            if log.epoch_cache().latest_epoch().is_none_or(|e| e < registration.leader_epoch) {
                 log.assign_epoch_start(registration.leader_epoch)?;
             }
             let hw = if unreplicated { self.restart_high_watermark(log.log_start_offset(), log.log_end_offset()) } else { self.high_watermark() };
@@ -561,7 +561,7 @@ impl Partition {
 
     /// The largest epoch of the local log, sent as a follower's `last_fetched_epoch`.
     pub fn latest_epoch(&self) -> Option<LeaderEpoch> {
-        self.log().epoch_cache().latest_epoch().map(LeaderEpoch)
+        self.log().epoch_cache().latest_epoch()
     }
 
     /// The local epoch cache's `(largest epoch ≤ epoch, its end offset)`, or `None` when it
@@ -723,12 +723,12 @@ impl Partition {
     /// epoch matters for transactions version 2: a batch at the bumped epoch belongs to the
     /// next transaction even while the previous one's marker has not arrived yet.
     pub fn has_open_transaction(&self, producer_id: ProducerId, epoch: i16) -> bool {
-        self.log().producer_state().entry(producer_id.0).is_some_and(|e| e.current_txn_first_offset.is_some() && e.epoch == epoch)
+        self.log().producer_state().entry(producer_id).is_some_and(|e| e.current_txn_first_offset.is_some() && e.epoch == epoch)
     }
 
     /// Every producer's entry, for DescribeProducers.
     pub fn producers(&self) -> Vec<(ProducerId, crate::log::ProducerEntry)> {
-        self.log().producer_state().entries().map(|(pid, e)| (ProducerId(pid), e.clone())).collect()
+        self.log().producer_state().entries().map(|(pid, e)| (pid, e.clone())).collect()
     }
 
     /// fsyncs everything appended so far, unless a concurrent call already did; blocking.

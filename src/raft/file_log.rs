@@ -133,7 +133,7 @@ impl FileRaftLog {
     }
 
     fn epoch_starts(&self) -> Vec<(LeaderEpoch, Offset)> {
-        self.log.epoch_cache().entries().iter().map(|e| (LeaderEpoch(e.epoch), Offset(e.start_offset))).collect()
+        self.log.epoch_cache().entries().iter().map(|e| (e.epoch, e.start_offset)).collect()
     }
 }
 
@@ -149,7 +149,7 @@ impl RaftLog for FileRaftLog {
     fn entry_epoch(&self, offset: Offset) -> Option<LeaderEpoch> {
         let start = self.start_offset();
         if offset >= start && offset < self.end_offset() {
-            return self.log.epoch_cache().epoch_for_offset(offset.0).map(LeaderEpoch);
+            return self.log.epoch_cache().epoch_for_offset(offset);
         }
         match &self.snapshot {
             Some((id, _)) if offset.0 + 1 == id.offset.0 && id.offset == start => Some(id.epoch),

@@ -61,7 +61,7 @@ mod tests;
 use std::borrow::Cow;
 use std::collections::HashMap;
 
-use crate::types::Offset;
+use crate::types::{Offset, ProducerId};
 use crate::record::{BatchHeader, BatchIter, IterStop};
 
 use super::checkpoint::{parse_ints, read_checkpoint, write_checkpoint};
@@ -303,7 +303,7 @@ impl Log {
         for segment in self.segments.range(..end).map(|(_, s)| s) {
             segment.scan_headers(0, |location| {
                 let h = location.header;
-                if h.has_producer_id() && self.producers.entry(h.producer_id).is_some() {
+                if h.has_producer_id() && self.producers.entry(ProducerId(h.producer_id)).is_some() {
                     last.insert(h.producer_id, h.last_offset());
                 }
                 std::ops::ControlFlow::Continue(())

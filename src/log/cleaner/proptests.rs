@@ -336,10 +336,10 @@ impl Harness {
         if first < first_base {
             return;
         }
-        let entry = log.producer_state().entry(1).expect("producer forgotten");
+        let entry = log.producer_state().entry(ProducerId(1)).expect("producer forgotten");
         let batch = entry.batches.back().unwrap();
         let last_seq = seq + (last - first) as i32;
-        assert_eq!((batch.last_seq, batch.last_offset), (last_seq, last));
+        assert_eq!((batch.last_seq, batch.last_offset), (last_seq, Offset(last)));
     }
 
     fn clean(&mut self, hw_step: f64) {

@@ -275,7 +275,7 @@ fn producers_last_batches_survive_as_empty_headers() {
         }
     }
     let mut log = Log::open(dir.path(), compact_config(), 0).unwrap();
-    let entry = log.producer_state().entry(9).unwrap();
+    let entry = log.producer_state().entry(ProducerId(9)).unwrap();
     assert_eq!(entry.batches.back().unwrap().last_seq, 0);
     let next = BatchBuilder::new(0)
         .producer(9, 0, 1)
