@@ -90,34 +90,34 @@ pub enum LogError {
     Io(#[from] std::io::Error),
     #[error("offset {requested} is out of range [{log_start}, {log_end}]")]
     OffsetOutOfRange {
-        requested: i64,
-        log_start: i64,
-        log_end: i64,
+        requested: Offset,
+        log_start: Offset,
+        log_end: Offset,
     },
     #[error("records given to the log are not whole v2 batches: {0}")]
     InvalidRecords(#[from] RecordError),
     #[error("follower append at offset {got} but the log end offset is {log_end}")]
-    NonMonotonicOffsets { got: i64, log_end: i64 },
+    NonMonotonicOffsets { got: Offset, log_end: Offset },
     #[error(
         "out of order sequence for producer {producer_id}: expected {expected}, got {received}"
     )]
     OutOfOrderSequence {
-        producer_id: i64,
+        producer_id: ProducerId,
         expected: i32,
         received: i32,
     },
     #[error("producer {producer_id} epoch {epoch} is older than the current epoch {current_epoch}")]
     InvalidProducerEpoch {
-        producer_id: i64,
+        producer_id: ProducerId,
         epoch: i16,
         current_epoch: i16,
     },
     /// A non-transactional batch from a producer with an open transaction: INVALID_TXN_STATE.
     #[error("producer {producer_id} has an open transaction: its batches must be transactional")]
-    InvalidTxnState { producer_id: i64 },
+    InvalidTxnState { producer_id: ProducerId },
     /// A marker from an older coordinator than the last one: TRANSACTION_COORDINATOR_FENCED.
     #[error("marker of producer {producer_id} has coordinator epoch {coordinator_epoch}, older than {current_coordinator_epoch}")]
-    CoordinatorFenced { producer_id: i64, coordinator_epoch: i32, current_coordinator_epoch: i32 },
+    CoordinatorFenced { producer_id: ProducerId, coordinator_epoch: i32, current_coordinator_epoch: i32 },
     #[error("corrupt index {path}: {reason}")]
     CorruptIndex { path: PathBuf, reason: &'static str },
     #[error("corrupt checkpoint {path}: {reason}")]
@@ -377,8 +377,8 @@ impl Log {
         for header in &headers {
             if header.base_offset < expected || header.last_offset_delta < 0 {
                 return Err(LogError::NonMonotonicOffsets {
-                    got: header.base_offset,
-                    log_end: expected,
+                    got: Offset(header.base_offset),
+                    log_end: Offset(expected),
                 });
             }
             expected = header.next_offset();
@@ -413,10 +413,9 @@ impl Log {
         leader_epoch: LeaderEpoch,
         now_ms: i64,
     ) -> Result<AppendInfo, LogError> {
-        let ProducerId(producer_id) = producer_id;
         let offset = self.leo();
         let staged = self.producers.stage_marker(producer_id, producer_epoch, marker, offset, now_ms)?;
-        let bytes = crate::record::control::marker_batch(producer_id, producer_epoch, marker, now_ms);
+        let bytes = crate::record::control::marker_batch(producer_id.0, producer_epoch, marker, now_ms);
         let mut batches = PatchedBatches::new(&bytes);
         if self.config.message_timestamp_type == MessageTimestampType::LogAppendTime {
             batches.set_log_append_time(now_ms);
@@ -451,10 +450,10 @@ impl Log {
     /// Records an aborted transaction whose marker was just appended to the active segment.
     fn index_abort(&mut self, completed: &CompletedTxn) {
         let entry = AbortedTxn {
-            producer_id: completed.producer_id,
-            first_offset: completed.first_offset,
-            last_offset: completed.last_offset,
-            last_stable_offset: self.producers.last_stable_offset_after(completed),
+            producer_id: completed.producer_id.0,
+            first_offset: completed.first_offset.0,
+            last_offset: completed.last_offset.0,
+            last_stable_offset: self.producers.last_stable_offset_after(completed).0,
         };
         self.active_mut().txn_index_mut().append(entry);
     }

@@ -87,17 +87,17 @@ pub enum AppendOrigin {
 /// A transaction a marker closed (Kafka's `CompletedTxn`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CompletedTxn {
-    pub producer_id: i64,
-    pub first_offset: i64,
+    pub producer_id: ProducerId,
+    pub first_offset: Offset,
     /// The marker's offset.
-    pub last_offset: i64,
+    pub last_offset: Offset,
     pub aborted: bool,
 }
 
 /// A checked marker, applied with [`ProducerStateManager::commit_marker`] once written.
 #[derive(Debug, Clone)]
 pub struct StagedMarker {
-    producer_id: i64,
+    producer_id: ProducerId,
     entry: ProducerEntry,
     pub completed: Option<CompletedTxn>,
 }
@@ -123,13 +123,13 @@ impl ProducerEntry {
 /// the bytes are written, so a failed write leaves the state untouched.
 #[derive(Debug, Default)]
 pub struct StagedProducers {
-    entries: HashMap<i64, ProducerEntry>,
+    entries: HashMap<ProducerId, ProducerEntry>,
 }
 
 /// See the module docs.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ProducerStateManager {
-    producers: BTreeMap<i64, ProducerEntry>,
+    producers: BTreeMap<ProducerId, ProducerEntry>,
     /// Open transactions: first offset → producer id (derived from `producers`).
     ongoing: BTreeMap<Offset, ProducerId>,
 }
@@ -140,7 +140,7 @@ impl ProducerStateManager {
     }
 
     pub fn entry(&self, producer_id: ProducerId) -> Option<&ProducerEntry> {
-        self.producers.get(&producer_id.0)
+        self.producers.get(&producer_id)
     }
 
     pub fn len(&self) -> usize {
@@ -163,7 +163,7 @@ impl ProducerStateManager {
         if !header.has_producer_id() || header.is_control() {
             return Ok(None);
         }
-        let pid = header.producer_id;
+        let pid = ProducerId(header.producer_id);
         let current = staged
             .entries
             .get(&pid)
@@ -194,14 +194,14 @@ impl ProducerStateManager {
     }
 
     /// Replaces `pid`'s entry, keeping the index of open transactions in step.
-    fn insert(&mut self, pid: i64, entry: ProducerEntry) {
+    fn insert(&mut self, pid: ProducerId, entry: ProducerEntry) {
         let before = self.producers.get(&pid).and_then(|e| e.current_txn_first_offset);
         if before != entry.current_txn_first_offset {
             if let Some(first) = before {
                 self.ongoing.remove(&first);
             }
             if let Some(first) = entry.current_txn_first_offset {
-                self.ongoing.insert(first, ProducerId(pid));
+                self.ongoing.insert(first, pid);
             }
         }
         self.producers.insert(pid, entry);
@@ -213,15 +213,16 @@ impl ProducerStateManager {
         if !header.has_producer_id() || header.is_control() {
             return;
         }
-        let current = self.producers.get(&header.producer_id).cloned();
+        let pid = ProducerId(header.producer_id);
+        let current = self.producers.get(&pid).cloned();
         let updated = apply(current, header, header.base_offset);
-        self.insert(header.producer_id, updated);
+        self.insert(pid, updated);
     }
 
     /// Checks a marker of `producer_id` at `offset` (see the module docs) without applying it.
     pub fn stage_marker(
         &self,
-        producer_id: i64,
+        producer_id: ProducerId,
         producer_epoch: i16,
         marker: Marker,
         offset: i64,
@@ -250,8 +251,9 @@ impl ProducerStateManager {
         if !header.has_producer_id() {
             return None;
         }
-        let current = self.producers.get(&header.producer_id).cloned();
-        let staged = close_transaction(header.producer_id, current, header.producer_epoch, marker, header.base_offset, header.max_timestamp);
+        let pid = ProducerId(header.producer_id);
+        let current = self.producers.get(&pid).cloned();
+        let staged = close_transaction(pid, current, header.producer_epoch, marker, header.base_offset, header.max_timestamp);
         let completed = staged.completed;
         self.commit_marker(staged);
         completed
@@ -269,14 +271,14 @@ impl ProducerStateManager {
 
     /// Every producer with its entry, by id (DescribeProducers).
     pub fn entries(&self) -> impl Iterator<Item = (ProducerId, &ProducerEntry)> + '_ {
-        self.producers.iter().map(|(&pid, e)| (ProducerId(pid), e))
+        self.producers.iter().map(|(&pid, e)| (pid, e))
     }
 
     /// The last stable offset right after `completed` was applied: the first offset of the
     /// oldest transaction still open, or the offset after its marker (Kafka's
     /// `lastStableOffset(completedTxn)`, stored in the aborted-transaction index).
-    pub fn last_stable_offset_after(&self, completed: &CompletedTxn) -> i64 {
-        self.first_unstable_offset().map_or(completed.last_offset + 1, |o| o.0)
+    pub fn last_stable_offset_after(&self, completed: &CompletedTxn) -> Offset {
+        self.first_unstable_offset().unwrap_or(Offset(completed.last_offset.0 + 1))
     }
 
     /// Forgets producers idle for `expiration_ms` (`producer.id.expiration.ms`), except those
@@ -297,7 +299,7 @@ impl ProducerStateManager {
         let mut body = Vec::new();
         body.extend_from_slice(&(self.producers.len() as u32).to_be_bytes());
         for (pid, entry) in &self.producers {
-            body.extend_from_slice(&pid.to_be_bytes());
+            body.extend_from_slice(&pid.0.to_be_bytes());
             body.extend_from_slice(&entry.epoch.to_be_bytes());
             body.extend_from_slice(&entry.last_timestamp.to_be_bytes());
             body.extend_from_slice(&entry.coordinator_epoch.to_be_bytes());
@@ -350,7 +352,7 @@ fn read_producers(r: &mut Reader<'_>, with_txn: bool) -> Option<ProducerStateMan
     let count = r.u32()?;
     let mut state = ProducerStateManager::default();
     for _ in 0..count {
-        let pid = r.i64()?;
+        let pid = ProducerId(r.i64()?);
         let epoch = r.u16()? as i16;
         let last_timestamp = r.i64()?;
         let (coordinator_epoch, current_txn_first_offset) = if with_txn {
@@ -414,7 +416,7 @@ impl<'a> Reader<'a> {
     }
 }
 
-fn check_epoch(producer_id: i64, entry: &ProducerEntry, epoch: i16) -> Result<(), LogError> {
+fn check_epoch(producer_id: ProducerId, entry: &ProducerEntry, epoch: i16) -> Result<(), LogError> {
     if epoch < entry.epoch {
         return Err(LogError::InvalidProducerEpoch {
             producer_id,
@@ -426,7 +428,7 @@ fn check_epoch(producer_id: i64, entry: &ProducerEntry, epoch: i16) -> Result<()
 }
 
 fn check_epoch_and_sequence(entry: &ProducerEntry, header: &BatchHeader) -> Result<(), LogError> {
-    let pid = header.producer_id;
+    let pid = ProducerId(header.producer_id);
     if header.producer_epoch < entry.epoch {
         return Err(LogError::InvalidProducerEpoch {
             producer_id: pid,
@@ -495,7 +497,7 @@ fn new_entry(epoch: i16) -> ProducerEntry {
 /// The entry after a marker at `offset` (Kafka's `appendEndTxnMarker`): the open transaction
 /// closes (an empty one completes nothing), a new epoch forgets the old epoch's batches.
 fn close_transaction(
-    producer_id: i64,
+    producer_id: ProducerId,
     current: Option<ProducerEntry>,
     producer_epoch: i16,
     marker: Marker,
@@ -505,8 +507,8 @@ fn close_transaction(
     let mut entry = current.unwrap_or_else(|| new_entry(producer_epoch));
     let completed = entry.current_txn_first_offset.take().map(|first_offset| CompletedTxn {
         producer_id,
-        first_offset: first_offset.0,
-        last_offset: offset,
+        first_offset,
+        last_offset: Offset(offset),
         aborted: !marker.commit,
     });
     if entry.epoch != producer_epoch {

@@ -68,9 +68,9 @@ impl Log {
         let log_end_offset = self.leo();
         if start_offset < self.log_start_offset || start_offset > log_end_offset {
             return Err(LogError::OffsetOutOfRange {
-                requested: start_offset,
-                log_start: self.log_start_offset,
-                log_end: log_end_offset,
+                requested: Offset(start_offset),
+                log_start: self.log_start_offset(),
+                log_end: Offset(log_end_offset),
             });
         }
         let mut regions: Vec<FileRegion> = Vec::new();

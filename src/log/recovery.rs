@@ -235,10 +235,10 @@ impl Log {
                             if let Some(completed) = producers.replay_marker(&header, marker).filter(|c| c.aborted) {
                                 let last_stable_offset = producers.last_stable_offset_after(&completed);
                                 aborts.push(super::AbortedTxn {
-                                    producer_id: completed.producer_id,
-                                    first_offset: completed.first_offset,
-                                    last_offset: completed.last_offset,
-                                    last_stable_offset,
+                                    producer_id: completed.producer_id.0,
+                                    first_offset: completed.first_offset.0,
+                                    last_offset: completed.last_offset.0,
+                                    last_stable_offset: last_stable_offset.0,
                                 });
                             }
                         }

@@ -78,9 +78,9 @@ impl Log {
         let log_end = self.leo();
         if offset > log_end || offset < 0 {
             return Err(LogError::OffsetOutOfRange {
-                requested: offset,
-                log_start: self.log_start_offset,
-                log_end,
+                requested: Offset(offset),
+                log_start: self.log_start_offset(),
+                log_end: Offset(log_end),
             });
         }
         if offset <= self.log_start_offset {

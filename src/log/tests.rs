@@ -112,7 +112,7 @@ fn read_limits_bytes_and_high_watermark() {
     assert!(log.read(Offset(10), 100, Offset(i64::MAX), true).unwrap().bytes.is_empty());
     assert!(matches!(
         log.read(Offset(11), 100, Offset(i64::MAX), true),
-        Err(LogError::OffsetOutOfRange { requested: 11, .. })
+        Err(LogError::OffsetOutOfRange { requested: Offset(11), .. })
     ));
     assert!(matches!(
         log.read(Offset(-1), 100, Offset(i64::MAX), true),

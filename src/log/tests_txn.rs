@@ -59,7 +59,7 @@ fn markers_and_batches_are_checked_against_producer_state() {
     let mut log = Log::open(dir.path(), small_config(), 0).unwrap();
     append(&mut log, txn_batch(7, 2, 0, 1));
     let idempotent = BatchBuilder::new(0).producer(7, 2, 1).timestamps(1).records(1, 4).build();
-    assert!(matches!(log.append(&idempotent, LeaderEpoch(0), 0), Err(LogError::InvalidTxnState { producer_id: 7 })));
+    assert!(matches!(log.append(&idempotent, LeaderEpoch(0), 0), Err(LogError::InvalidTxnState { producer_id: ProducerId(7) })));
     let stale = log.append_marker(ProducerId(7), 1, Marker { commit: true, coordinator_epoch: 0 }, LeaderEpoch(0), 0);
     assert!(matches!(stale, Err(LogError::InvalidProducerEpoch { .. })), "{stale:?}");
     // A fencing marker with a higher epoch is fine, and fences the old epoch's batches.

@@ -24,11 +24,10 @@ impl Log {
         let Offset(offset) = offset;
         let log_end = self.leo();
         if offset < 0 {
-            let log_start = self.log_start_offset;
             return Err(LogError::OffsetOutOfRange {
-                requested: offset,
-                log_start,
-                log_end,
+                requested: Offset(offset),
+                log_start: self.log_start_offset(),
+                log_end: Offset(log_end),
             });
         }
         if offset >= log_end {
