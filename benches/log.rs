@@ -12,6 +12,7 @@
 use std::time::{Duration, Instant};
 
 use blumfeld::log::{Log, LogConfig};
+use blumfeld::types::{LeaderEpoch, Offset};
 use blumfeld::record::BatchBuilder;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use tempfile::TempDir;
@@ -31,7 +32,7 @@ fn filled_log(batch: &[u8], batches: usize) -> (TempDir, Log) {
     let (dir, mut log) = open_log();
     let records = batch.to_vec();
     for _ in 0..batches {
-        log.append(&records, 0, 0).unwrap();
+        log.append(&records, LeaderEpoch(0), 0).unwrap();
     }
     (dir, log)
 }
@@ -51,7 +52,7 @@ fn append(c: &mut Criterion) {
                 let n = left.min(appends_per_log as u64);
                 let start = Instant::now();
                 for _ in 0..n {
-                    log.append(&records, 0, 0).unwrap();
+                    log.append(&records, LeaderEpoch(0), 0).unwrap();
                 }
                 elapsed += start.elapsed();
                 left -= n;
@@ -66,18 +67,18 @@ fn read(c: &mut Criterion) {
     let batch = BatchBuilder::new(0).records(BATCH_RECORDS, KIB).build();
     let (_dir, log) = filled_log(&batch, 256); // 64 MiB, all in the page cache
     let end = log.log_end_offset();
-    let first = log.read(0, 1 << 20, end, true).unwrap().bytes.len();
+    let first = log.read(Offset(0), 1 << 20, end, true).unwrap().bytes.len();
     assert_eq!(first, 4 * batch.len());
     let mut group = c.benchmark_group("log");
     group.throughput(Throughput::Bytes(first as u64));
-    let mut start = 0;
+    let mut start = Offset(0);
     group.bench_function("read_1MiB", |b| {
         b.iter(|| {
             let read = log.read(start, 1 << 20, end, true).unwrap();
             // Walk the log so successive reads come from different places.
             start = read.next_offset;
-            if end - start < 4 * BATCH_RECORDS as i64 {
-                start = 0;
+            if end.0 - start.0 < 4 * BATCH_RECORDS as i64 {
+                start = Offset(0);
             }
             read
         })
@@ -97,7 +98,7 @@ fn index_lookup(c: &mut Criterion) {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            let offset = (x % end as u64) as i64;
+            let offset = Offset((x % end.0 as u64) as i64);
             log.read(offset, 1, end, true).unwrap()
         })
     });

@@ -92,11 +92,12 @@ fn recover_from(data: &[u8]) -> Option<i64> {
         }
     }
     let batch = blumfeld::record::BatchBuilder::new(0).records(2, 8).build();
-    if let Ok(blumfeld::log::AppendOutcome::Appended(info)) = log.append(&batch, 0, 0) {
+    if let Ok(blumfeld::log::AppendOutcome::Appended(info)) = log.append(&batch, blumfeld::types::LeaderEpoch(0), 0) {
         assert_eq!(info.first_offset, end);
-        assert!(log.read(end, 1 << 16, end + 2, true).is_ok_and(|r| r.next_offset == end + 2));
+        let after = blumfeld::types::Offset(end.0 + 2);
+        assert!(log.read(end, 1 << 16, after, true).is_ok_and(|r| r.next_offset == after));
     }
-    Some(end)
+    Some(end.0)
 }
 
 #[test]

@@ -29,7 +29,7 @@ pub fn handle(api: &Api, req: DescribeProducersRequest) -> DescribeProducersResp
                             s.last_sequence = e.batches.back().map_or(-1, |b| b.last_seq);
                             s.last_timestamp = e.last_timestamp;
                             s.coordinator_epoch = e.coordinator_epoch;
-                            s.current_txn_start_offset = e.current_txn_first_offset.unwrap_or(-1);
+                            s.current_txn_start_offset = e.current_txn_first_offset.map_or(-1, |o| o.0);
                             s
                         })
                         .collect();

@@ -10,6 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use super::LogError;
+use crate::types::{LeaderEpoch, Offset};
 use super::checkpoint::{parse_ints, read_checkpoint, write_checkpoint};
 
 /// Kafka's file name for the cache.
@@ -17,14 +18,14 @@ pub const LEADER_EPOCH_CHECKPOINT: &str = "leader-epoch-checkpoint";
 const CHECKPOINT_VERSION: u32 = 0;
 
 /// Kafka's `UNDEFINED_EPOCH` and `UNDEFINED_EPOCH_OFFSET`.
-pub const UNDEFINED_EPOCH: i32 = -1;
-pub const UNDEFINED_EPOCH_OFFSET: i64 = -1;
+pub const UNDEFINED_EPOCH: LeaderEpoch = LeaderEpoch(-1);
+pub const UNDEFINED_EPOCH_OFFSET: Offset = Offset(-1);
 
 /// An epoch and the first offset written in it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EpochEntry {
-    pub epoch: i32,
-    pub start_offset: i64,
+    pub epoch: LeaderEpoch,
+    pub start_offset: Offset,
 }
 
 /// See the module docs.
@@ -42,11 +43,11 @@ impl LeaderEpochCache {
         for line in read_checkpoint(&path, CHECKPOINT_VERSION)?.unwrap_or_default() {
             let [epoch, start_offset] = parse_ints::<2>(&line, &path)?;
             let entry = EpochEntry {
-                epoch: epoch as i32,
-                start_offset,
+                epoch: LeaderEpoch(epoch as i32),
+                start_offset: Offset(start_offset),
             };
             if entries.last().is_some_and(|l: &EpochEntry| {
-                l.epoch >= entry.epoch || l.start_offset >= start_offset
+                l.epoch >= entry.epoch || l.start_offset >= entry.start_offset
             }) {
                 return Err(LogError::CorruptCheckpoint {
                     path,
@@ -69,7 +70,7 @@ impl LeaderEpochCache {
     /// Records that `epoch` began at `start_offset`. As Kafka: ignored for a negative epoch or
     /// when nothing changes; entries that would break monotonicity (an equal or later epoch,
     /// or a start at or after this one) are dropped first.
-    pub fn assign(&mut self, epoch: i32, start_offset: i64) -> Result<(), LogError> {
+    pub fn assign(&mut self, epoch: LeaderEpoch, start_offset: Offset) -> Result<(), LogError> {
         if self.assign_in_memory(epoch, start_offset) {
             self.persist()?;
         }
@@ -77,8 +78,8 @@ impl LeaderEpochCache {
     }
 
     /// [`LeaderEpochCache::assign`] without persisting; returns whether anything changed.
-    pub fn assign_in_memory(&mut self, epoch: i32, start_offset: i64) -> bool {
-        let update_needed = epoch >= 0
+    pub fn assign_in_memory(&mut self, epoch: LeaderEpoch, start_offset: Offset) -> bool {
+        let update_needed = epoch.0 >= 0
             && self
                 .entries
                 .last()
@@ -100,7 +101,7 @@ impl LeaderEpochCache {
         true
     }
 
-    pub fn latest_epoch(&self) -> Option<i32> {
+    pub fn latest_epoch(&self) -> Option<LeaderEpoch> {
         self.entries.last().map(|e| e.epoch)
     }
 
@@ -114,7 +115,7 @@ impl LeaderEpochCache {
     ///   largest known epoch `<= requested`, or with `requested` itself when it predates the
     ///   whole cache (its data is gone; the follower restarts from the first known epoch);
     /// - an epoch above every known one, or an empty cache: `(UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET)`.
-    pub fn end_offset_for_epoch(&self, requested: i32, log_end_offset: i64) -> (i32, i64) {
+    pub fn end_offset_for_epoch(&self, requested: LeaderEpoch, log_end_offset: Offset) -> (LeaderEpoch, Offset) {
         let undefined = (UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET);
         if requested == UNDEFINED_EPOCH {
             return undefined;
@@ -132,7 +133,7 @@ impl LeaderEpochCache {
     }
 
     /// The epoch an offset was written in, if known.
-    pub fn epoch_for_offset(&self, offset: i64) -> Option<i32> {
+    pub fn epoch_for_offset(&self, offset: Offset) -> Option<LeaderEpoch> {
         self.entries
             .iter()
             .rev()
@@ -141,7 +142,7 @@ impl LeaderEpochCache {
     }
 
     /// The log was truncated to `end_offset`: forget epochs that began at or after it.
-    pub fn truncate_from_end(&mut self, end_offset: i64) -> Result<(), LogError> {
+    pub fn truncate_from_end(&mut self, end_offset: Offset) -> Result<(), LogError> {
         if self
             .entries
             .last()
@@ -155,7 +156,7 @@ impl LeaderEpochCache {
 
     /// The log start moved to `start_offset`: drop epochs wholly before it and move the start
     /// of the epoch that covers it up to `start_offset`.
-    pub fn truncate_from_start(&mut self, start_offset: i64) -> Result<(), LogError> {
+    pub fn truncate_from_start(&mut self, start_offset: Offset) -> Result<(), LogError> {
         let covered = self
             .entries
             .iter()
@@ -186,7 +187,7 @@ impl LeaderEpochCache {
         let lines: Vec<String> = self
             .entries
             .iter()
-            .map(|e| format!("{} {}", e.epoch, e.start_offset))
+            .map(|e| format!("{} {}", e.epoch.0, e.start_offset))
             .collect();
         write_checkpoint(&self.path, CHECKPOINT_VERSION, &lines)
     }
@@ -201,7 +202,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut cache = LeaderEpochCache::load(dir.path()).unwrap();
         for &(epoch, offset) in entries {
-            cache.assign(epoch, offset).unwrap();
+            cache.assign(LeaderEpoch(epoch), Offset(offset)).unwrap();
         }
         (dir, cache)
     }
@@ -209,21 +210,21 @@ mod tests {
     #[test]
     fn answers_offset_for_leader_epoch_like_kafka() {
         let (_dir, cache) = cache_with(&[(2, 10), (4, 30), (7, 50)]);
-        assert_eq!(cache.end_offset_for_epoch(7, 80), (7, 80));
-        assert_eq!(cache.end_offset_for_epoch(4, 80), (4, 50));
-        assert_eq!(cache.end_offset_for_epoch(5, 80), (4, 50)); // hole: floor epoch
-        assert_eq!(cache.end_offset_for_epoch(1, 80), (1, 10)); // before the cache
+        assert_eq!(cache.end_offset_for_epoch(LeaderEpoch(7), Offset(80)), (LeaderEpoch(7), Offset(80)));
+        assert_eq!(cache.end_offset_for_epoch(LeaderEpoch(4), Offset(80)), (LeaderEpoch(4), Offset(50)));
+        assert_eq!(cache.end_offset_for_epoch(LeaderEpoch(5), Offset(80)), (LeaderEpoch(4), Offset(50))); // hole: floor epoch
+        assert_eq!(cache.end_offset_for_epoch(LeaderEpoch(1), Offset(80)), (LeaderEpoch(1), Offset(10))); // before the cache
         assert_eq!(
-            cache.end_offset_for_epoch(8, 80),
+            cache.end_offset_for_epoch(LeaderEpoch(8), Offset(80)),
             (UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET)
         );
         assert_eq!(
-            cache.end_offset_for_epoch(-1, 80),
+            cache.end_offset_for_epoch(LeaderEpoch(-1), Offset(80)),
             (UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET)
         );
         let (_dir, empty) = cache_with(&[]);
         assert_eq!(
-            empty.end_offset_for_epoch(0, 80),
+            empty.end_offset_for_epoch(LeaderEpoch(0), Offset(80)),
             (UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET)
         );
     }
@@ -231,41 +232,41 @@ mod tests {
     #[test]
     fn assign_keeps_entries_monotonic() {
         let (_dir, mut cache) = cache_with(&[(1, 0), (3, 10)]);
-        cache.assign(3, 15).unwrap(); // same epoch, later start: no change
+        cache.assign(LeaderEpoch(3), Offset(15)).unwrap(); // same epoch, later start: no change
         assert_eq!(cache.entries().len(), 2);
-        cache.assign(2, 5).unwrap(); // older epoch: later entries go
+        cache.assign(LeaderEpoch(2), Offset(5)).unwrap(); // older epoch: later entries go
         assert_eq!(
             cache.entries(),
             &[
                 EpochEntry {
-                    epoch: 1,
-                    start_offset: 0
+                    epoch: LeaderEpoch(1),
+                    start_offset: Offset(0)
                 },
                 EpochEntry {
-                    epoch: 2,
-                    start_offset: 5
+                    epoch: LeaderEpoch(2),
+                    start_offset: Offset(5)
                 }
             ]
         );
-        cache.assign(-1, 20).unwrap();
-        assert_eq!(cache.latest_epoch(), Some(2));
+        cache.assign(LeaderEpoch(-1), Offset(20)).unwrap();
+        assert_eq!(cache.latest_epoch(), Some(LeaderEpoch(2)));
     }
 
     #[test]
     fn truncations_and_persistence() {
         let (dir, mut cache) = cache_with(&[(1, 0), (2, 10), (3, 20)]);
-        cache.truncate_from_end(20).unwrap();
-        assert_eq!(cache.latest_epoch(), Some(2));
-        cache.truncate_from_start(12).unwrap();
+        cache.truncate_from_end(Offset(20)).unwrap();
+        assert_eq!(cache.latest_epoch(), Some(LeaderEpoch(2)));
+        cache.truncate_from_start(Offset(12)).unwrap();
         assert_eq!(
             cache.entries(),
             &[EpochEntry {
-                epoch: 2,
-                start_offset: 12
+                epoch: LeaderEpoch(2),
+                start_offset: Offset(12)
             }]
         );
         let reloaded = LeaderEpochCache::load(dir.path()).unwrap();
         assert_eq!(reloaded.entries(), cache.entries());
-        assert_eq!(reloaded.epoch_for_offset(100), Some(2));
+        assert_eq!(reloaded.epoch_for_offset(Offset(100)), Some(LeaderEpoch(2)));
     }
 }

@@ -73,6 +73,7 @@ use producer_state::StagedProducers;
 pub use producer_state::{AppendOrigin, BatchMetadata, CompletedTxn, ProducerEntry, ProducerStateManager};
 pub use txn_index::AbortedTxn;
 use crate::record::control::Marker;
+use crate::types::{LeaderEpoch, Offset, ProducerId};
 pub use read::RegionRead;
 pub use segment::{FileRegion, RecoveryMode};
 use segment::{IndexLimits, Segment};
@@ -89,34 +90,34 @@ pub enum LogError {
     Io(#[from] std::io::Error),
     #[error("offset {requested} is out of range [{log_start}, {log_end}]")]
     OffsetOutOfRange {
-        requested: i64,
-        log_start: i64,
-        log_end: i64,
+        requested: Offset,
+        log_start: Offset,
+        log_end: Offset,
     },
     #[error("records given to the log are not whole v2 batches: {0}")]
     InvalidRecords(#[from] RecordError),
     #[error("follower append at offset {got} but the log end offset is {log_end}")]
-    NonMonotonicOffsets { got: i64, log_end: i64 },
+    NonMonotonicOffsets { got: Offset, log_end: Offset },
     #[error(
         "out of order sequence for producer {producer_id}: expected {expected}, got {received}"
     )]
     OutOfOrderSequence {
-        producer_id: i64,
+        producer_id: ProducerId,
         expected: i32,
         received: i32,
     },
     #[error("producer {producer_id} epoch {epoch} is older than the current epoch {current_epoch}")]
     InvalidProducerEpoch {
-        producer_id: i64,
+        producer_id: ProducerId,
         epoch: i16,
         current_epoch: i16,
     },
     /// A non-transactional batch from a producer with an open transaction: INVALID_TXN_STATE.
     #[error("producer {producer_id} has an open transaction: its batches must be transactional")]
-    InvalidTxnState { producer_id: i64 },
+    InvalidTxnState { producer_id: ProducerId },
     /// A marker from an older coordinator than the last one: TRANSACTION_COORDINATOR_FENCED.
     #[error("marker of producer {producer_id} has coordinator epoch {coordinator_epoch}, older than {current_coordinator_epoch}")]
-    CoordinatorFenced { producer_id: i64, coordinator_epoch: i32, current_coordinator_epoch: i32 },
+    CoordinatorFenced { producer_id: ProducerId, coordinator_epoch: i32, current_coordinator_epoch: i32 },
     #[error("corrupt index {path}: {reason}")]
     CorruptIndex { path: PathBuf, reason: &'static str },
     #[error("corrupt checkpoint {path}: {reason}")]
@@ -134,14 +135,14 @@ pub enum LogError {
 /// The result of an append that wrote (Kafka's `LogAppendInfo`, the parts Produce needs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppendInfo {
-    pub first_offset: i64,
-    pub last_offset: i64,
+    pub first_offset: Offset,
+    pub last_offset: Offset,
     /// The broker time written into the batches, or -1 under `CreateTime`.
     pub log_append_time: i64,
     pub max_timestamp: i64,
     /// Base offset of the batch holding `max_timestamp` (batch granularity).
-    pub offset_of_max_timestamp: i64,
-    pub log_start_offset: i64,
+    pub offset_of_max_timestamp: Offset,
+    pub log_start_offset: Offset,
 }
 
 /// Whether an append wrote, or recognised an idempotent retry and wrote nothing.
@@ -166,9 +167,9 @@ pub struct ReadResult {
     /// Whole batches, exactly as stored.
     pub bytes: Bytes,
     /// Offset after the last batch returned (the start offset when nothing was returned).
-    pub next_offset: i64,
-    pub log_start_offset: i64,
-    pub log_end_offset: i64,
+    pub next_offset: Offset,
+    pub log_start_offset: Offset,
+    pub log_end_offset: Offset,
 }
 
 /// Name of the file holding the log start offset.
@@ -205,17 +206,22 @@ impl Log {
         self.config = config;
     }
 
-    pub fn log_start_offset(&self) -> i64 {
-        self.log_start_offset
+    pub fn log_start_offset(&self) -> Offset {
+        Offset(self.log_start_offset)
     }
 
-    pub fn log_end_offset(&self) -> i64 {
+    pub fn log_end_offset(&self) -> Offset {
+        Offset(self.leo())
+    }
+
+    /// The log end offset as a plain number, for offset arithmetic inside the log.
+    pub(super) fn leo(&self) -> i64 {
         self.active().next_offset()
     }
 
     /// Offsets below this are durable (fsynced).
-    pub fn recovery_point(&self) -> i64 {
-        self.recovery_point
+    pub fn recovery_point(&self) -> Offset {
+        Offset(self.recovery_point)
     }
 
     pub fn size_bytes(&self) -> u64 {
@@ -227,8 +233,8 @@ impl Log {
     }
 
     /// Base offsets of the segments, oldest first.
-    pub fn segment_base_offsets(&self) -> Vec<i64> {
-        self.segments.keys().copied().collect()
+    pub fn segment_base_offsets(&self) -> Vec<Offset> {
+        self.segments.keys().copied().map(Offset).collect()
     }
 
     pub fn epoch_cache(&self) -> &LeaderEpochCache {
@@ -238,9 +244,8 @@ impl Log {
     /// A new leader records that its epoch starts at the current log end offset, before
     /// any append, so OffsetForLeaderEpoch answers correctly at once (Kafka's
     /// `maybeAssignEpochStartOffset` on becoming leader).
-    pub fn assign_epoch_start(&mut self, leader_epoch: i32) -> Result<(), LogError> {
-        let log_end_offset = self.log_end_offset();
-        self.epoch_cache.assign(leader_epoch, log_end_offset)
+    pub fn assign_epoch_start(&mut self, leader_epoch: LeaderEpoch) -> Result<(), LogError> {
+        self.epoch_cache.assign(leader_epoch, self.log_end_offset())
     }
 
     pub fn producer_state(&self) -> &ProducerStateManager {
@@ -272,7 +277,7 @@ impl Log {
     pub fn append(
         &mut self,
         records: &[u8],
-        leader_epoch: i32,
+        leader_epoch: LeaderEpoch,
         now_ms: i64,
     ) -> Result<AppendOutcome, LogError> {
         let outcome = self.append_unflushed(records, leader_epoch, now_ms)?;
@@ -285,7 +290,7 @@ impl Log {
     pub fn append_unflushed(
         &mut self,
         records: &[u8],
-        leader_epoch: i32,
+        leader_epoch: LeaderEpoch,
         now_ms: i64,
     ) -> Result<AppendOutcome, LogError> {
         self.append_with_origin(records, leader_epoch, now_ms, AppendOrigin::Client)
@@ -296,7 +301,7 @@ impl Log {
     pub fn append_with_origin(
         &mut self,
         records: &[u8],
-        leader_epoch: i32,
+        leader_epoch: LeaderEpoch,
         now_ms: i64,
         origin: AppendOrigin,
     ) -> Result<AppendOutcome, LogError> {
@@ -311,7 +316,7 @@ impl Log {
             MessageTimestampType::CreateTime => -1,
         };
         let headers = batches.headers();
-        let first_offset = self.log_end_offset();
+        let first_offset = self.leo();
         let mut staged = StagedProducers::default();
         let mut next = first_offset;
         for header in &headers {
@@ -320,22 +325,22 @@ impl Log {
             }
             next += i64::from(header.last_offset_delta) + 1;
         }
-        let next_offset = batches.assign_offsets(first_offset, leader_epoch);
+        let next_offset = batches.assign_offsets(first_offset, leader_epoch.0);
         assert_eq!(
             next_offset, next,
             "offset assignment must match the headers"
         );
         self.write_batches(&batches, first_offset, next_offset - 1, now_ms)?;
-        self.epoch_cache.assign(leader_epoch, first_offset)?;
+        self.epoch_cache.assign(leader_epoch, Offset(first_offset))?;
         self.producers.commit(staged);
         let (max_timestamp, offset_of_max_timestamp) = max_timestamp_of(&headers, first_offset);
         Ok(AppendOutcome::Appended(AppendInfo {
-            first_offset,
-            last_offset: next_offset - 1,
+            first_offset: Offset(first_offset),
+            last_offset: Offset(next_offset - 1),
             log_append_time,
             max_timestamp,
-            offset_of_max_timestamp,
-            log_start_offset: self.log_start_offset,
+            offset_of_max_timestamp: Offset(offset_of_max_timestamp),
+            log_start_offset: Offset(self.log_start_offset),
         }))
     }
 
@@ -350,7 +355,7 @@ impl Log {
             log_append_time,
             max_timestamp: original.timestamp,
             offset_of_max_timestamp: original.first_offset,
-            log_start_offset: self.log_start_offset,
+            log_start_offset: Offset(self.log_start_offset),
         }
     }
 
@@ -361,19 +366,19 @@ impl Log {
         &mut self,
         records: &[u8],
         now_ms: i64,
-    ) -> Result<Option<(i64, i64)>, LogError> {
+    ) -> Result<Option<(Offset, Offset)>, LogError> {
         let mut iter = BatchIter::with_crc_check(records);
         let headers: Vec<BatchHeader> = iter.by_ref().map(|(h, _)| h).collect();
         ensure_whole(iter.stop())?;
         let (Some(first), Some(last)) = (headers.first(), headers.last()) else {
             return Ok(None);
         };
-        let mut expected = self.log_end_offset();
+        let mut expected = self.leo();
         for header in &headers {
             if header.base_offset < expected || header.last_offset_delta < 0 {
                 return Err(LogError::NonMonotonicOffsets {
-                    got: header.base_offset,
-                    log_end: expected,
+                    got: Offset(header.base_offset),
+                    log_end: Offset(expected),
                 });
             }
             expected = header.next_offset();
@@ -382,7 +387,7 @@ impl Log {
         let mut at = 0usize;
         for header in &headers {
             self.epoch_cache
-                .assign(header.partition_leader_epoch, header.base_offset)?;
+                .assign(LeaderEpoch(header.partition_leader_epoch), Offset(header.base_offset))?;
             let batch = records.get(at..at + header.total_len()).unwrap_or_default();
             at += header.total_len();
             if header.is_control() {
@@ -394,7 +399,7 @@ impl Log {
             }
         }
         self.maybe_flush(now_ms)?;
-        Ok(Some((first.base_offset, last.last_offset())))
+        Ok(Some((Offset(first.base_offset), Offset(last.last_offset()))))
     }
 
     /// Appends a transaction marker of `producer_id` as leader (the coordinator's
@@ -402,35 +407,35 @@ impl Log {
     /// an abort an entry in the active segment's transaction index. Does not fsync.
     pub fn append_marker(
         &mut self,
-        producer_id: i64,
+        producer_id: ProducerId,
         producer_epoch: i16,
         marker: Marker,
-        leader_epoch: i32,
+        leader_epoch: LeaderEpoch,
         now_ms: i64,
     ) -> Result<AppendInfo, LogError> {
-        let offset = self.log_end_offset();
+        let offset = self.leo();
         let staged = self.producers.stage_marker(producer_id, producer_epoch, marker, offset, now_ms)?;
-        let bytes = crate::record::control::marker_batch(producer_id, producer_epoch, marker, now_ms);
+        let bytes = crate::record::control::marker_batch(producer_id.0, producer_epoch, marker, now_ms);
         let mut batches = PatchedBatches::new(&bytes);
         if self.config.message_timestamp_type == MessageTimestampType::LogAppendTime {
             batches.set_log_append_time(now_ms);
         }
-        let next_offset = batches.assign_offsets(offset, leader_epoch);
+        let next_offset = batches.assign_offsets(offset, leader_epoch.0);
         assert_eq!(next_offset, offset + 1, "a marker batch holds one record");
         self.write_batches(&batches, offset, offset, now_ms)?;
-        self.epoch_cache.assign(leader_epoch, offset)?;
+        self.epoch_cache.assign(leader_epoch, Offset(offset))?;
         let completed = staged.completed;
         self.producers.commit_marker(staged);
         if let Some(completed) = completed.filter(|c| c.aborted) {
             self.index_abort(&completed);
         }
         Ok(AppendInfo {
-            first_offset: offset,
-            last_offset: offset,
+            first_offset: Offset(offset),
+            last_offset: Offset(offset),
             log_append_time: -1,
             max_timestamp: now_ms,
-            offset_of_max_timestamp: offset,
-            log_start_offset: self.log_start_offset,
+            offset_of_max_timestamp: Offset(offset),
+            log_start_offset: Offset(self.log_start_offset),
         })
     }
 
@@ -445,24 +450,25 @@ impl Log {
     /// Records an aborted transaction whose marker was just appended to the active segment.
     fn index_abort(&mut self, completed: &CompletedTxn) {
         let entry = AbortedTxn {
-            producer_id: completed.producer_id,
-            first_offset: completed.first_offset,
-            last_offset: completed.last_offset,
-            last_stable_offset: self.producers.last_stable_offset_after(completed),
+            producer_id: completed.producer_id.0,
+            first_offset: completed.first_offset.0,
+            last_offset: completed.last_offset.0,
+            last_stable_offset: self.producers.last_stable_offset_after(completed).0,
         };
         self.active_mut().txn_index_mut().append(entry);
     }
 
     /// First offset of the oldest open transaction, if any: the last stable offset is at
     /// most this.
-    pub fn first_unstable_offset(&self) -> Option<i64> {
+    pub fn first_unstable_offset(&self) -> Option<Offset> {
         self.producers.first_unstable_offset()
     }
 
     /// The aborted transactions a read_committed fetch of `[fetch_offset, upper_bound)` must
     /// report (Kafka's `collectAbortedTransactions`): from the segment holding `fetch_offset`
     /// on, until an entry's last stable offset shows no later segment can add one.
-    pub fn collect_aborted(&self, fetch_offset: i64, upper_bound: i64) -> Vec<AbortedTxn> {
+    pub fn collect_aborted(&self, fetch_offset: Offset, upper_bound: Offset) -> Vec<AbortedTxn> {
+        let (Offset(fetch_offset), Offset(upper_bound)) = (fetch_offset, upper_bound);
         let first_base = self
             .segments
             .range(..=fetch_offset)
@@ -504,7 +510,7 @@ impl Log {
             last_offset,
             now_ms,
         ) {
-            let new_base = first_offset.max(self.log_end_offset());
+            let new_base = first_offset.max(self.leo());
             self.roll_at(new_base, now_ms)?;
         }
         self.active_mut().append(batches)
@@ -513,7 +519,7 @@ impl Log {
     /// Starts a new active segment at the log end offset (a no-op if the active one is
     /// empty). The old one is sealed and a producer snapshot is taken at the boundary.
     pub fn roll(&mut self, now_ms: i64) -> Result<(), LogError> {
-        self.roll_at(self.log_end_offset(), now_ms)
+        self.roll_at(self.leo(), now_ms)
     }
 
     fn roll_at(&mut self, new_base: i64, now_ms: i64) -> Result<(), LogError> {
@@ -558,7 +564,7 @@ impl Log {
     /// fsyncs the active segment: everything appended so far becomes durable.
     pub fn flush(&mut self, now_ms: i64) -> Result<(), LogError> {
         self.active().flush()?;
-        self.recovery_point = self.log_end_offset();
+        self.recovery_point = self.leo();
         self.last_flush_ms = now_ms;
         Ok(())
     }
@@ -574,7 +580,7 @@ impl Log {
 
     /// True if `flush.messages` unflushed offsets piled up or `flush.ms` passed.
     pub fn flush_due(&self, now_ms: i64) -> bool {
-        let unflushed = self.log_end_offset() - self.recovery_point;
+        let unflushed = self.leo() - self.recovery_point;
         let due_by_count = unflushed >= self.config.flush_interval_messages;
         let due_by_time = unflushed > 0
             && now_ms.saturating_sub(self.last_flush_ms) >= self.config.flush_interval_ms;
@@ -585,13 +591,13 @@ impl Log {
     /// log end offset it holds. Sealed segments are already flushed, so once this file is
     /// synced everything below the returned offset is; then call [`Log::mark_flushed`].
     /// (If the segment rolls meanwhile, the roll syncs it anyway.)
-    pub fn flush_target(&self) -> (std::sync::Arc<std::fs::File>, i64) {
+    pub fn flush_target(&self) -> (std::sync::Arc<std::fs::File>, Offset) {
         (self.active().shared_file(), self.log_end_offset())
     }
 
     /// Records an fsync done through [`Log::flush_target`] up to `offset`.
-    pub fn mark_flushed(&mut self, offset: i64, now_ms: i64) {
-        self.recovery_point = self.recovery_point.max(offset.min(self.log_end_offset()));
+    pub fn mark_flushed(&mut self, offset: Offset, now_ms: i64) {
+        self.recovery_point = self.recovery_point.max(offset.0.min(self.leo()));
         self.last_flush_ms = now_ms;
     }
 
@@ -600,7 +606,7 @@ impl Log {
     pub fn close(mut self, now_ms: i64) -> Result<(), LogError> {
         self.flush(now_ms)?;
         self.active_mut().seal()?;
-        let log_end_offset = self.log_end_offset();
+        let log_end_offset = self.leo();
         // Snapshots of earlier closes inside the active segment are superseded by this one;
         // the one at the segment's base stays for truncations into it.
         let active_base = self.active().base_offset();

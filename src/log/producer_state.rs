@@ -40,6 +40,7 @@ use crate::record::control::Marker;
 
 use super::LogError;
 use super::checkpoint::write_file_atomically;
+use crate::types::{Offset, ProducerId};
 
 /// How many recent batches per producer are kept for duplicate detection (Kafka's
 /// `NUM_BATCHES_TO_RETAIN`, matching `max.in.flight.requests.per.connection` 5).
@@ -57,8 +58,8 @@ const NO_PRODUCER_EPOCH: i16 = -1;
 pub struct BatchMetadata {
     pub first_seq: i32,
     pub last_seq: i32,
-    pub first_offset: i64,
-    pub last_offset: i64,
+    pub first_offset: Offset,
+    pub last_offset: Offset,
     /// The batch's max timestamp (the append time under `LogAppendTime`).
     pub timestamp: i64,
 }
@@ -72,7 +73,7 @@ pub struct ProducerEntry {
     /// Coordinator epoch of the last marker (-1 before any).
     pub coordinator_epoch: i32,
     /// First offset of the producer's open transaction.
-    pub current_txn_first_offset: Option<i64>,
+    pub current_txn_first_offset: Option<Offset>,
 }
 
 /// Who is appending: a client's batches get every check, the broker's own (coordinator)
@@ -86,17 +87,17 @@ pub enum AppendOrigin {
 /// A transaction a marker closed (Kafka's `CompletedTxn`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CompletedTxn {
-    pub producer_id: i64,
-    pub first_offset: i64,
+    pub producer_id: ProducerId,
+    pub first_offset: Offset,
     /// The marker's offset.
-    pub last_offset: i64,
+    pub last_offset: Offset,
     pub aborted: bool,
 }
 
 /// A checked marker, applied with [`ProducerStateManager::commit_marker`] once written.
 #[derive(Debug, Clone)]
 pub struct StagedMarker {
-    producer_id: i64,
+    producer_id: ProducerId,
     entry: ProducerEntry,
     pub completed: Option<CompletedTxn>,
 }
@@ -122,15 +123,15 @@ impl ProducerEntry {
 /// the bytes are written, so a failed write leaves the state untouched.
 #[derive(Debug, Default)]
 pub struct StagedProducers {
-    entries: HashMap<i64, ProducerEntry>,
+    entries: HashMap<ProducerId, ProducerEntry>,
 }
 
 /// See the module docs.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ProducerStateManager {
-    producers: BTreeMap<i64, ProducerEntry>,
+    producers: BTreeMap<ProducerId, ProducerEntry>,
     /// Open transactions: first offset → producer id (derived from `producers`).
-    ongoing: BTreeMap<i64, i64>,
+    ongoing: BTreeMap<Offset, ProducerId>,
 }
 
 impl ProducerStateManager {
@@ -138,7 +139,7 @@ impl ProducerStateManager {
         ProducerStateManager::default()
     }
 
-    pub fn entry(&self, producer_id: i64) -> Option<&ProducerEntry> {
+    pub fn entry(&self, producer_id: ProducerId) -> Option<&ProducerEntry> {
         self.producers.get(&producer_id)
     }
 
@@ -162,7 +163,7 @@ impl ProducerStateManager {
         if !header.has_producer_id() || header.is_control() {
             return Ok(None);
         }
-        let pid = header.producer_id;
+        let pid = ProducerId(header.producer_id);
         let current = staged
             .entries
             .get(&pid)
@@ -193,7 +194,7 @@ impl ProducerStateManager {
     }
 
     /// Replaces `pid`'s entry, keeping the index of open transactions in step.
-    fn insert(&mut self, pid: i64, entry: ProducerEntry) {
+    fn insert(&mut self, pid: ProducerId, entry: ProducerEntry) {
         let before = self.producers.get(&pid).and_then(|e| e.current_txn_first_offset);
         if before != entry.current_txn_first_offset {
             if let Some(first) = before {
@@ -212,15 +213,16 @@ impl ProducerStateManager {
         if !header.has_producer_id() || header.is_control() {
             return;
         }
-        let current = self.producers.get(&header.producer_id).cloned();
+        let pid = ProducerId(header.producer_id);
+        let current = self.producers.get(&pid).cloned();
         let updated = apply(current, header, header.base_offset);
-        self.insert(header.producer_id, updated);
+        self.insert(pid, updated);
     }
 
     /// Checks a marker of `producer_id` at `offset` (see the module docs) without applying it.
     pub fn stage_marker(
         &self,
-        producer_id: i64,
+        producer_id: ProducerId,
         producer_epoch: i16,
         marker: Marker,
         offset: i64,
@@ -249,33 +251,34 @@ impl ProducerStateManager {
         if !header.has_producer_id() {
             return None;
         }
-        let current = self.producers.get(&header.producer_id).cloned();
-        let staged = close_transaction(header.producer_id, current, header.producer_epoch, marker, header.base_offset, header.max_timestamp);
+        let pid = ProducerId(header.producer_id);
+        let current = self.producers.get(&pid).cloned();
+        let staged = close_transaction(pid, current, header.producer_epoch, marker, header.base_offset, header.max_timestamp);
         let completed = staged.completed;
         self.commit_marker(staged);
         completed
     }
 
     /// First offset of the oldest open transaction: nothing at or above it is stable.
-    pub fn first_unstable_offset(&self) -> Option<i64> {
+    pub fn first_unstable_offset(&self) -> Option<Offset> {
         self.ongoing.keys().next().copied()
     }
 
     /// Open transactions as (producer id, first offset), oldest first.
-    pub fn open_transactions(&self) -> impl Iterator<Item = (i64, i64)> + '_ {
+    pub fn open_transactions(&self) -> impl Iterator<Item = (ProducerId, Offset)> + '_ {
         self.ongoing.iter().map(|(&first, &pid)| (pid, first))
     }
 
     /// Every producer with its entry, by id (DescribeProducers).
-    pub fn entries(&self) -> impl Iterator<Item = (i64, &ProducerEntry)> + '_ {
+    pub fn entries(&self) -> impl Iterator<Item = (ProducerId, &ProducerEntry)> + '_ {
         self.producers.iter().map(|(&pid, e)| (pid, e))
     }
 
     /// The last stable offset right after `completed` was applied: the first offset of the
     /// oldest transaction still open, or the offset after its marker (Kafka's
     /// `lastStableOffset(completedTxn)`, stored in the aborted-transaction index).
-    pub fn last_stable_offset_after(&self, completed: &CompletedTxn) -> i64 {
-        self.first_unstable_offset().unwrap_or(completed.last_offset + 1)
+    pub fn last_stable_offset_after(&self, completed: &CompletedTxn) -> Offset {
+        self.first_unstable_offset().unwrap_or(Offset(completed.last_offset.0 + 1))
     }
 
     /// Forgets producers idle for `expiration_ms` (`producer.id.expiration.ms`), except those
@@ -296,17 +299,17 @@ impl ProducerStateManager {
         let mut body = Vec::new();
         body.extend_from_slice(&(self.producers.len() as u32).to_be_bytes());
         for (pid, entry) in &self.producers {
-            body.extend_from_slice(&pid.to_be_bytes());
+            body.extend_from_slice(&pid.0.to_be_bytes());
             body.extend_from_slice(&entry.epoch.to_be_bytes());
             body.extend_from_slice(&entry.last_timestamp.to_be_bytes());
             body.extend_from_slice(&entry.coordinator_epoch.to_be_bytes());
-            body.extend_from_slice(&entry.current_txn_first_offset.unwrap_or(-1).to_be_bytes());
+            body.extend_from_slice(&entry.current_txn_first_offset.map_or(-1, |o| o.0).to_be_bytes());
             body.push(entry.batches.len() as u8);
             for b in &entry.batches {
                 body.extend_from_slice(&b.first_seq.to_be_bytes());
                 body.extend_from_slice(&b.last_seq.to_be_bytes());
-                body.extend_from_slice(&b.first_offset.to_be_bytes());
-                body.extend_from_slice(&b.last_offset.to_be_bytes());
+                body.extend_from_slice(&b.first_offset.0.to_be_bytes());
+                body.extend_from_slice(&b.last_offset.0.to_be_bytes());
                 body.extend_from_slice(&b.timestamp.to_be_bytes());
             }
         }
@@ -349,13 +352,13 @@ fn read_producers(r: &mut Reader<'_>, with_txn: bool) -> Option<ProducerStateMan
     let count = r.u32()?;
     let mut state = ProducerStateManager::default();
     for _ in 0..count {
-        let pid = r.i64()?;
+        let pid = ProducerId(r.i64()?);
         let epoch = r.u16()? as i16;
         let last_timestamp = r.i64()?;
         let (coordinator_epoch, current_txn_first_offset) = if with_txn {
             let coordinator_epoch = r.u32()? as i32;
             let first = r.i64()?;
-            (coordinator_epoch, (first >= 0).then_some(first))
+            (coordinator_epoch, (first >= 0).then_some(Offset(first)))
         } else {
             (-1, None)
         };
@@ -367,8 +370,8 @@ fn read_producers(r: &mut Reader<'_>, with_txn: bool) -> Option<ProducerStateMan
             batches.push_back(BatchMetadata {
                 first_seq,
                 last_seq,
-                first_offset,
-                last_offset,
+                first_offset: Offset(first_offset),
+                last_offset: Offset(last_offset),
                 timestamp,
             });
         }
@@ -413,7 +416,7 @@ impl<'a> Reader<'a> {
     }
 }
 
-fn check_epoch(producer_id: i64, entry: &ProducerEntry, epoch: i16) -> Result<(), LogError> {
+fn check_epoch(producer_id: ProducerId, entry: &ProducerEntry, epoch: i16) -> Result<(), LogError> {
     if epoch < entry.epoch {
         return Err(LogError::InvalidProducerEpoch {
             producer_id,
@@ -425,7 +428,7 @@ fn check_epoch(producer_id: i64, entry: &ProducerEntry, epoch: i16) -> Result<()
 }
 
 fn check_epoch_and_sequence(entry: &ProducerEntry, header: &BatchHeader) -> Result<(), LogError> {
-    let pid = header.producer_id;
+    let pid = ProducerId(header.producer_id);
     if header.producer_epoch < entry.epoch {
         return Err(LogError::InvalidProducerEpoch {
             producer_id: pid,
@@ -461,7 +464,7 @@ fn check_epoch_and_sequence(entry: &ProducerEntry, header: &BatchHeader) -> Resu
 fn apply(current: Option<ProducerEntry>, header: &BatchHeader, first_offset: i64) -> ProducerEntry {
     let mut entry = current.unwrap_or_else(|| new_entry(header.producer_epoch));
     if header.is_transactional() && entry.current_txn_first_offset.is_none() {
-        entry.current_txn_first_offset = Some(first_offset);
+        entry.current_txn_first_offset = Some(Offset(first_offset));
     }
     if entry.epoch != header.producer_epoch {
         entry.epoch = header.producer_epoch;
@@ -473,8 +476,8 @@ fn apply(current: Option<ProducerEntry>, header: &BatchHeader, first_offset: i64
     entry.batches.push_back(BatchMetadata {
         first_seq: header.base_sequence,
         last_seq: header.last_sequence(),
-        first_offset,
-        last_offset: first_offset + i64::from(header.last_offset_delta),
+        first_offset: Offset(first_offset),
+        last_offset: Offset(first_offset + i64::from(header.last_offset_delta)),
         timestamp: header.max_timestamp,
     });
     entry.last_timestamp = header.max_timestamp;
@@ -494,7 +497,7 @@ fn new_entry(epoch: i16) -> ProducerEntry {
 /// The entry after a marker at `offset` (Kafka's `appendEndTxnMarker`): the open transaction
 /// closes (an empty one completes nothing), a new epoch forgets the old epoch's batches.
 fn close_transaction(
-    producer_id: i64,
+    producer_id: ProducerId,
     current: Option<ProducerEntry>,
     producer_epoch: i16,
     marker: Marker,
@@ -505,7 +508,7 @@ fn close_transaction(
     let completed = entry.current_txn_first_offset.take().map(|first_offset| CompletedTxn {
         producer_id,
         first_offset,
-        last_offset: offset,
+        last_offset: Offset(offset),
         aborted: !marker.commit,
     });
     if entry.epoch != producer_epoch {
@@ -584,7 +587,7 @@ mod tests {
         assert_eq!(append(&mut m, &batch(1, 0, 3, 2, 3)).unwrap(), None);
         // A retry of either cached batch is a duplicate with the original offsets.
         let dup = append(&mut m, &batch(1, 0, 0, 3, 99)).unwrap().unwrap();
-        assert_eq!((dup.first_offset, dup.last_offset), (0, 2));
+        assert_eq!((dup.first_offset, dup.last_offset), (Offset(0), Offset(2)));
         assert!(matches!(
             append(&mut m, &batch(1, 0, 7, 1, 5)),
             Err(LogError::OutOfOrderSequence { expected: 5, .. })
@@ -608,7 +611,7 @@ mod tests {
         for i in 0..7 {
             append(&mut m, &batch(1, 0, i * 2, 2, i64::from(i) * 2)).unwrap();
         }
-        assert_eq!(m.entry(1).unwrap().batches.len(), BATCHES_TO_RETAIN);
+        assert_eq!(m.entry(ProducerId(1)).unwrap().batches.len(), BATCHES_TO_RETAIN);
         // The oldest two fell out: a retry of them is no longer recognised, just out of order.
         assert!(append(&mut m, &batch(1, 0, 0, 2, 50)).is_err());
         let mut w = ProducerStateManager::new();

@@ -10,6 +10,7 @@ use bytes::Bytes;
 
 use super::segment::FileRegion;
 use super::{Log, LogError, ReadResult};
+use crate::types::{LeaderEpoch, Offset, TimestampedOffset};
 
 /// Whole batches located by [`Log::read_regions`], in log order.
 #[derive(Debug, Clone)]
@@ -18,8 +19,8 @@ pub struct RegionRead {
     /// Total bytes of the regions.
     pub len: u64,
     /// Offset after the last batch (the start offset when nothing was found).
-    pub next_offset: i64,
-    pub log_end_offset: i64,
+    pub next_offset: Offset,
+    pub log_end_offset: Offset,
 }
 
 impl Log {
@@ -30,9 +31,9 @@ impl Log {
     /// `OffsetOutOfRange`; `start_offset == log_end_offset` reads nothing.
     pub fn read(
         &self,
-        start_offset: i64,
+        start_offset: Offset,
         max_bytes: usize,
-        max_offset: i64,
+        max_offset: Offset,
         min_one_batch: bool,
     ) -> Result<ReadResult, LogError> {
         let located = self.read_regions(start_offset, max_bytes, max_offset, min_one_batch)?;
@@ -49,7 +50,7 @@ impl Log {
         Ok(ReadResult {
             bytes: Bytes::from(out),
             next_offset: located.next_offset,
-            log_start_offset: self.log_start_offset,
+            log_start_offset: self.log_start_offset(),
             log_end_offset: located.log_end_offset,
         })
     }
@@ -58,17 +59,18 @@ impl Log {
     /// bytes, so a fetch can send them from the page cache.
     pub fn read_regions(
         &self,
-        start_offset: i64,
+        start_offset: Offset,
         max_bytes: usize,
-        max_offset: i64,
+        max_offset: Offset,
         min_one_batch: bool,
     ) -> Result<RegionRead, LogError> {
-        let log_end_offset = self.log_end_offset();
+        let (Offset(start_offset), Offset(max_offset)) = (start_offset, max_offset);
+        let log_end_offset = self.leo();
         if start_offset < self.log_start_offset || start_offset > log_end_offset {
             return Err(LogError::OffsetOutOfRange {
-                requested: start_offset,
-                log_start: self.log_start_offset,
-                log_end: log_end_offset,
+                requested: Offset(start_offset),
+                log_start: self.log_start_offset(),
+                log_end: Offset(log_end_offset),
             });
         }
         let mut regions: Vec<FileRegion> = Vec::new();
@@ -95,21 +97,21 @@ impl Log {
             }
             next_offset = next_offset.max(segment.next_offset());
         }
-        Ok(RegionRead { regions, len, next_offset, log_end_offset })
+        Ok(RegionRead { regions, len, next_offset: Offset(next_offset), log_end_offset: Offset(log_end_offset) })
     }
 
     /// ListOffsets by timestamp: the first record at or above the log start whose timestamp
-    /// is `>= timestamp`, as `(offset, timestamp)` (Kafka's `fetchOffsetByTimestamp`). Exact
+    /// is `>= timestamp` (Kafka's `fetchOffsetByTimestamp`). Exact
     /// for uncompressed batches; for a compressed batch the answer is its base offset and
     /// max timestamp (batch granularity: a consumer seeking there may see a few earlier
     /// records of that batch). `None` if no record is that new.
-    pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>, LogError> {
+    pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<TimestampedOffset>, LogError> {
         for segment in self.segments.values() {
             if segment.next_offset() <= self.log_start_offset {
                 continue;
             }
-            if let Some(found) = segment.find_by_timestamp(timestamp, self.log_start_offset)? {
-                return Ok(Some(found));
+            if let Some((offset, timestamp_ms)) = segment.find_by_timestamp(timestamp, self.log_start_offset)? {
+                return Ok(Some(TimestampedOffset { timestamp_ms, offset: Offset(offset) }));
             }
         }
         Ok(None)
@@ -118,12 +120,15 @@ impl Log {
     /// ListOffsets MAX_TIMESTAMP: the largest batch timestamp and the base offset of its
     /// batch (Kafka answers with the record's own offset inside the batch), or `None` for an
     /// empty log.
-    pub fn max_timestamp(&self) -> Option<(i64, i64)> {
-        let mut best: Option<(i64, i64)> = None;
+    pub fn max_timestamp(&self) -> Option<TimestampedOffset> {
+        let mut best: Option<TimestampedOffset> = None;
         for segment in self.segments.values() {
             if let Some(max) = segment.max_timestamp() {
-                if best.is_none_or(|(ts, _)| max.timestamp > ts) {
-                    best = Some((max.timestamp, max.offset.max(self.log_start_offset)));
+                if best.is_none_or(|b| max.timestamp > b.timestamp_ms) {
+                    best = Some(TimestampedOffset {
+                        timestamp_ms: max.timestamp,
+                        offset: Offset(max.offset.max(self.log_start_offset)),
+                    });
                 }
             }
         }
@@ -133,16 +138,15 @@ impl Log {
     /// ListOffsets MAX_TIMESTAMP at record granularity, as Kafka 4 answers it: the first
     /// record carrying the largest timestamp. Reads one batch; batch granularity for a
     /// compressed batch.
-    pub fn offset_of_max_timestamp(&self) -> Result<Option<(i64, i64)>, LogError> {
+    pub fn offset_of_max_timestamp(&self) -> Result<Option<TimestampedOffset>, LogError> {
         match self.max_timestamp() {
-            Some((timestamp, _)) => self.offset_for_timestamp(timestamp),
+            Some(max) => self.offset_for_timestamp(max.timestamp_ms),
             None => Ok(None),
         }
     }
 
     /// OffsetForLeaderEpoch against this log: see `LeaderEpochCache::end_offset_for_epoch`.
-    pub fn end_offset_for_epoch(&self, requested_epoch: i32) -> (i32, i64) {
-        self.epoch_cache
-            .end_offset_for_epoch(requested_epoch, self.log_end_offset())
+    pub fn end_offset_for_epoch(&self, requested_epoch: LeaderEpoch) -> (LeaderEpoch, Offset) {
+        self.epoch_cache.end_offset_for_epoch(requested_epoch, self.log_end_offset())
     }
 }

@@ -26,6 +26,7 @@ use std::path::Path;
 
 use super::checkpoint::{TMP_SUFFIX, parse_ints, read_checkpoint, sync_dir, write_checkpoint};
 use super::epoch_cache::LeaderEpochCache;
+use crate::types::{LeaderEpoch, Offset};
 use super::producer_state::{
     ProducerStateManager, delete_snapshots_outside, list_snapshots, snapshot_path,
 };
@@ -136,13 +137,13 @@ impl Log {
             last_flush_ms: now_ms,
             config,
         };
-        if log.log_start_offset > log.log_end_offset() {
+        if log.log_start_offset > log.leo() {
             // Only unflushed data at or above the log start was lost: start over there.
-            log.truncate_fully_and_start_at(log.log_start_offset, now_ms)?;
+            log.truncate_fully_and_start_at(log.log_start_offset(), now_ms)?;
         }
-        let (start, end) = (log.log_start_offset, log.log_end_offset());
-        log.epoch_cache.truncate_from_end(end)?;
-        log.epoch_cache.truncate_from_start(start)?;
+        let (start, end) = (log.log_start_offset, log.leo());
+        log.epoch_cache.truncate_from_end(Offset(end))?;
+        log.epoch_cache.truncate_from_start(Offset(start))?;
         log.load_producer_state()?;
         log.lower_cleaner_checkpoint(end)?;
         if marker.is_some() || mode == RecoveryMode::Full {
@@ -171,7 +172,7 @@ impl Log {
     /// segment are replayed too, so a producer whose last batch sits just below the log start
     /// keeps its sequence. Snapshots beyond the log end describe truncated data: deleted.
     pub(super) fn load_producer_state(&mut self) -> Result<(), LogError> {
-        let end = self.log_end_offset();
+        let end = self.leo();
         delete_snapshots_outside(&self.dir, i64::MIN..=end)?;
         self.producers = ProducerStateManager::new();
         let mut replay_from = self
@@ -234,10 +235,10 @@ impl Log {
                             if let Some(completed) = producers.replay_marker(&header, marker).filter(|c| c.aborted) {
                                 let last_stable_offset = producers.last_stable_offset_after(&completed);
                                 aborts.push(super::AbortedTxn {
-                                    producer_id: completed.producer_id,
-                                    first_offset: completed.first_offset,
-                                    last_offset: completed.last_offset,
-                                    last_stable_offset,
+                                    producer_id: completed.producer_id.0,
+                                    first_offset: completed.first_offset.0,
+                                    last_offset: completed.last_offset.0,
+                                    last_stable_offset: last_stable_offset.0,
                                 });
                             }
                         }
@@ -315,7 +316,7 @@ fn load_epoch_cache(
             for segment in segments.values() {
                 segment.scan_headers(0, |location| {
                     let h = location.header;
-                    cache.assign_in_memory(h.partition_leader_epoch, h.base_offset);
+                    cache.assign_in_memory(LeaderEpoch(h.partition_leader_epoch), Offset(h.base_offset));
                     ControlFlow::Continue(())
                 })?;
             }

@@ -22,11 +22,12 @@
 use super::checkpoint::sync_dir;
 use super::producer_state::delete_snapshots_outside;
 use super::{Log, LogError};
+use crate::types::Offset;
 
 impl Log {
     /// Applies retention by time and by size; returns the bytes deleted.
     pub fn enforce_retention(&mut self, now_ms: i64) -> Result<u64, LogError> {
-        self.enforce_retention_below(now_ms, i64::MAX)
+        self.enforce_retention_below(now_ms, Offset(i64::MAX))
     }
 
     /// As [`Log::enforce_retention`], but never deletes a segment that ends above
@@ -34,8 +35,9 @@ impl Log {
     pub fn enforce_retention_below(
         &mut self,
         now_ms: i64,
-        high_watermark: i64,
+        high_watermark: Offset,
     ) -> Result<u64, LogError> {
+        let Offset(high_watermark) = high_watermark;
         self.producers
             .remove_expired(now_ms, self.config.producer_id_expiration_ms);
         if !self.config.cleanup_policy.deletes() {
@@ -71,26 +73,27 @@ impl Log {
     /// DeleteRecords: moves the log start offset up to `offset` (the caller ensures it is
     /// not above the high watermark), deleting segments wholly below it. Returns the new log
     /// start offset; an offset at or below the current one changes nothing.
-    pub fn delete_records_before(&mut self, offset: i64) -> Result<i64, LogError> {
-        let log_end = self.log_end_offset();
+    pub fn delete_records_before(&mut self, offset: Offset) -> Result<Offset, LogError> {
+        let Offset(offset) = offset;
+        let log_end = self.leo();
         if offset > log_end || offset < 0 {
             return Err(LogError::OffsetOutOfRange {
-                requested: offset,
-                log_start: self.log_start_offset,
-                log_end,
+                requested: Offset(offset),
+                log_start: self.log_start_offset(),
+                log_end: Offset(log_end),
             });
         }
         if offset <= self.log_start_offset {
-            return Ok(self.log_start_offset);
+            return Ok(self.log_start_offset());
         }
         self.log_start_offset = offset;
         self.write_log_start_offset()?;
-        self.epoch_cache.truncate_from_start(offset)?;
+        self.epoch_cache.truncate_from_start(Offset(offset))?;
         let below_start = self.count_deletable(i64::MAX, |log, segment| {
             segment.next_offset() <= log.log_start_offset
         });
         self.delete_oldest_segments(below_start)?;
-        Ok(self.log_start_offset)
+        Ok(self.log_start_offset())
     }
 
     /// How many of the oldest non-active segments satisfy `deletable`, stopping at the first
@@ -129,7 +132,7 @@ impl Log {
         if first_base > self.log_start_offset {
             self.log_start_offset = first_base;
             self.write_log_start_offset()?;
-            self.epoch_cache.truncate_from_start(first_base)?;
+            self.epoch_cache.truncate_from_start(Offset(first_base))?;
         }
         delete_snapshots_outside(&self.dir, first_base..=i64::MAX)?;
         sync_dir(&self.dir.join(super::LOG_START_OFFSET_CHECKPOINT))?;

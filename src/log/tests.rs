@@ -8,6 +8,7 @@ use std::path::Path;
 use super::segment::{LOG_SUFFIX, segment_file};
 use super::*;
 use crate::record::{BatchBuilder, BatchIter};
+use crate::types::TimestampedOffset;
 
 pub(super) fn small_config() -> LogConfig {
     LogConfig {
@@ -35,17 +36,22 @@ fn idempotent(pid: i64, epoch: i16, seq: i32, count: usize) -> Vec<u8> {
 }
 
 fn append(log: &mut Log, bytes: Vec<u8>, now_ms: i64) -> AppendInfo {
-    match log.append(&bytes, 0, now_ms).unwrap() {
+    match log.append(&bytes, LeaderEpoch(0), now_ms).unwrap() {
         AppendOutcome::Appended(info) => info,
         AppendOutcome::Duplicate(info) => panic!("unexpected duplicate {info:?}"),
     }
 }
 
 fn read_all(log: &Log, from: i64) -> Vec<(i64, i64)> {
-    let r = log.read(from, usize::MAX, i64::MAX, true).unwrap();
+    let r = log.read(Offset(from), usize::MAX, Offset(i64::MAX), true).unwrap();
     BatchIter::with_crc_check(&r.bytes)
         .map(|(h, _)| (h.base_offset, h.last_offset()))
         .collect()
+}
+
+/// The record at `offset` with `timestamp_ms`, as time lookups answer.
+pub(super) fn at(offset: i64, timestamp_ms: i64) -> TimestampedOffset {
+    TimestampedOffset { timestamp_ms, offset: Offset(offset) }
 }
 
 fn open(dir: &Path, config: LogConfig) -> Log {
@@ -59,22 +65,22 @@ fn append_then_read_round_trips_across_rolls() {
     let mut expected = Vec::new();
     for i in 0..40 {
         let info = append(&mut log, batch(3, 50, 1_000 + i), 0);
-        assert_eq!(info.first_offset, i * 3);
-        assert_eq!(info.last_offset, i * 3 + 2);
+        assert_eq!(info.first_offset, Offset(i * 3));
+        assert_eq!(info.last_offset, Offset(i * 3 + 2));
         assert_eq!(info.log_append_time, -1);
         expected.push((i * 3, i * 3 + 2));
     }
     assert!(log.segment_count() > 3, "small segments must have rolled");
-    assert_eq!(log.log_end_offset(), 120);
+    assert_eq!(log.log_end_offset(), Offset(120));
     assert_eq!(read_all(&log, 0), expected);
     // Mid-batch start: the whole batch containing it comes back.
     assert_eq!(read_all(&log, 31)[0], (30, 32));
     // Reads may continue across segments.
-    let r = log.read(0, 10_000, i64::MAX, false).unwrap();
+    let r = log.read(Offset(0), 10_000, Offset(i64::MAX), false).unwrap();
     assert!(r.bytes.len() > 2048 && r.bytes.len() <= 10_000);
     assert_eq!(
         r.next_offset,
-        BatchIter::new(&r.bytes).last().unwrap().0.next_offset()
+        Offset(BatchIter::new(&r.bytes).last().unwrap().0.next_offset())
     );
 }
 
@@ -87,12 +93,12 @@ fn read_limits_bytes_and_high_watermark() {
     }
     let one = batch(2, 100, 0).len();
     // KIP-74: the first batch comes back whole even above max_bytes, if min_one_batch.
-    let r = log.read(0, 10, i64::MAX, true).unwrap();
+    let r = log.read(Offset(0), 10, Offset(i64::MAX), true).unwrap();
     assert_eq!(r.bytes.len(), one);
-    assert!(log.read(0, 10, i64::MAX, false).unwrap().bytes.is_empty());
+    assert!(log.read(Offset(0), 10, Offset(i64::MAX), false).unwrap().bytes.is_empty());
     // Only whole batches within max_bytes.
     assert_eq!(
-        log.read(0, one * 2 + 5, i64::MAX, false)
+        log.read(Offset(0), one * 2 + 5, Offset(i64::MAX), false)
             .unwrap()
             .bytes
             .len(),
@@ -103,19 +109,19 @@ fn read_limits_bytes_and_high_watermark() {
     assert_eq!(read_all_below(&log, 0, 5), vec![(0, 1), (2, 3)]);
     assert!(read_all_below(&log, 4, 5).is_empty());
     // Ends of the log.
-    assert!(log.read(10, 100, i64::MAX, true).unwrap().bytes.is_empty());
+    assert!(log.read(Offset(10), 100, Offset(i64::MAX), true).unwrap().bytes.is_empty());
     assert!(matches!(
-        log.read(11, 100, i64::MAX, true),
-        Err(LogError::OffsetOutOfRange { requested: 11, .. })
+        log.read(Offset(11), 100, Offset(i64::MAX), true),
+        Err(LogError::OffsetOutOfRange { requested: Offset(11), .. })
     ));
     assert!(matches!(
-        log.read(-1, 100, i64::MAX, true),
+        log.read(Offset(-1), 100, Offset(i64::MAX), true),
         Err(LogError::OffsetOutOfRange { .. })
     ));
 }
 
 fn read_all_below(log: &Log, from: i64, max_offset: i64) -> Vec<(i64, i64)> {
-    let r = log.read(from, usize::MAX, max_offset, true).unwrap();
+    let r = log.read(Offset(from), usize::MAX, Offset(max_offset), true).unwrap();
     BatchIter::new(&r.bytes)
         .map(|(h, _)| (h.base_offset, h.last_offset()))
         .collect()
@@ -152,7 +158,7 @@ fn clean_reopen_reads_no_segment_data() {
     assert!(!dir.path().join(CLEAN_SHUTDOWN_MARKER).exists());
     // Reading the blanked bytes is an error, never a panic.
     assert!(matches!(
-        log.read(0, 100, i64::MAX, true),
+        log.read(Offset(0), 100, Offset(i64::MAX), true),
         Err(LogError::CorruptSegment { .. })
     ));
     drop(log);
@@ -186,20 +192,20 @@ fn crash_reopen_cuts_a_torn_tail_and_keeps_the_rest() {
     for i in 0..25 {
         append(&mut log, batch(2, 40, i), 0);
     }
-    let end = log.log_end_offset();
-    let last_base = *log.segment_base_offsets().last().unwrap();
+    let end = log.log_end_offset().0;
+    let last_base = log.segment_base_offsets().last().unwrap().0;
     drop(log); // crash: no marker
     let path = segment_file(dir.path(), last_base, LOG_SUFFIX);
     let len = std::fs::metadata(&path).unwrap().len();
     let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
     file.set_len(len - 7).unwrap(); // tear the last batch
     let mut log = open(dir.path(), small_config());
-    assert_eq!(log.log_end_offset(), end - 2);
+    assert_eq!(log.log_end_offset(), Offset(end - 2));
     let batches = read_all(&log, 0);
     assert_eq!(batches.len(), 24);
     assert_eq!(batches.last(), Some(&(end - 4, end - 3)));
     // The log keeps working at the right offsets, with rebuilt indexes.
-    assert_eq!(append(&mut log, batch(1, 10, 0), 0).first_offset, end - 2);
+    assert_eq!(append(&mut log, batch(1, 10, 0), 0).first_offset, Offset(end - 2));
     assert_eq!(read_all(&log, end - 3)[0], (end - 4, end - 3));
     drop(log);
     // Garbage after the last batch is cut too.
@@ -208,7 +214,7 @@ fn crash_reopen_cuts_a_torn_tail_and_keeps_the_rest() {
     bytes.extend_from_slice(&[0xab; 100]);
     std::fs::write(&path, bytes).unwrap();
     let log = open(dir.path(), small_config());
-    assert_eq!(log.log_end_offset(), end - 1);
+    assert_eq!(log.log_end_offset(), Offset(end - 1));
     assert_eq!(std::fs::metadata(&path).unwrap().len() as usize, good_len);
 }
 
@@ -230,7 +236,7 @@ fn crash_reopen_cuts_at_a_corrupt_batch_in_the_middle_of_the_active_segment() {
     bytes[fourth.start + 40] ^= 0xff;
     std::fs::write(&path, bytes).unwrap();
     let log = open(dir.path(), config);
-    assert_eq!(log.log_end_offset(), 3);
+    assert_eq!(log.log_end_offset(), Offset(3));
     assert_eq!(read_all(&log, 0).len(), 3);
 }
 
@@ -254,7 +260,7 @@ fn retention_by_time_and_size() {
     assert_eq!(start, log.segment_base_offsets()[0]);
     // Batch i (offsets 2i, 2i+1) has max timestamp 100i + 1: the last deleted batch was
     // older than 1_000, and the first kept segment reaches 1_000 or more.
-    assert!(100 * (start / 2 - 1) + 1 < 1_000);
+    assert!(100 * (start.0 / 2 - 1) + 1 < 1_000);
     let second_base = log.segment_base_offsets()[1];
     let kept = log.read(start, usize::MAX, second_base, true).unwrap();
     let newest = BatchIter::new(&kept.bytes)
@@ -263,7 +269,7 @@ fn retention_by_time_and_size() {
         .unwrap();
     assert!(newest >= 1_000, "a segment within retention was deleted");
     assert!(matches!(
-        log.read(0, 10, i64::MAX, true),
+        log.read(Offset(0), 10, Offset(i64::MAX), true),
         Err(LogError::OffsetOutOfRange { .. })
     ));
     // Far in the future everything goes: the expired active segment is rolled and deleted,
@@ -302,22 +308,22 @@ fn delete_records_moves_the_start_and_survives_restart() {
         append(&mut log, batch(2, 60, 0), 0);
     }
     let before = log.segment_count();
-    assert_eq!(log.delete_records_before(37).unwrap(), 37);
+    assert_eq!(log.delete_records_before(Offset(37)).unwrap(), Offset(37));
     assert!(log.segment_count() < before);
-    assert_eq!(log.delete_records_before(10).unwrap(), 37);
+    assert_eq!(log.delete_records_before(Offset(10)).unwrap(), Offset(37));
     assert!(matches!(
-        log.read(36, 10, i64::MAX, true),
+        log.read(Offset(36), 10, Offset(i64::MAX), true),
         Err(LogError::OffsetOutOfRange { .. })
     ));
     // Reading at the new start returns the batch holding it (36..=37).
     assert_eq!(read_all(&log, 37)[0], (36, 37));
-    assert!(log.delete_records_before(61).is_err());
+    assert!(log.delete_records_before(Offset(61)).is_err());
     log.close(0).unwrap();
     let log = open(dir.path(), small_config());
-    assert_eq!(log.log_start_offset(), 37);
+    assert_eq!(log.log_start_offset(), Offset(37));
     drop(log);
     let log = open(dir.path(), small_config()); // crash reopen
-    assert_eq!(log.log_start_offset(), 37);
+    assert_eq!(log.log_start_offset(), Offset(37));
 }
 
 #[test]
@@ -326,20 +332,20 @@ fn truncate_to_drops_the_tail_everywhere() {
     let mut log = open(dir.path(), small_config());
     for i in 0..30 {
         let bytes = batch(2, 60, i);
-        log.append(&bytes, (i / 10) as i32, 0).unwrap();
+        log.append(&bytes, LeaderEpoch((i / 10) as i32), 0).unwrap();
     }
-    assert_eq!(log.epoch_cache().latest_epoch(), Some(2));
-    log.truncate_to(25, 0).unwrap(); // mid-batch: the batch 24..=25 goes whole
-    assert_eq!(log.log_end_offset(), 24);
-    assert_eq!(log.epoch_cache().latest_epoch(), Some(1));
+    assert_eq!(log.epoch_cache().latest_epoch(), Some(LeaderEpoch(2)));
+    log.truncate_to(Offset(25), 0).unwrap(); // mid-batch: the batch 24..=25 goes whole
+    assert_eq!(log.log_end_offset(), Offset(24));
+    assert_eq!(log.epoch_cache().latest_epoch(), Some(LeaderEpoch(1)));
     assert_eq!(read_all(&log, 0).last(), Some(&(22, 23)));
-    assert_eq!(append(&mut log, batch(1, 10, 0), 0).first_offset, 24);
-    log.truncate_to(0, 0).unwrap();
-    assert_eq!((log.log_end_offset(), log.segment_count()), (0, 1));
-    assert_eq!(append(&mut log, batch(1, 10, 0), 0).first_offset, 0);
+    assert_eq!(append(&mut log, batch(1, 10, 0), 0).first_offset, Offset(24));
+    log.truncate_to(Offset(0), 0).unwrap();
+    assert_eq!((log.log_end_offset(), log.segment_count()), (Offset(0), 1));
+    assert_eq!(append(&mut log, batch(1, 10, 0), 0).first_offset, Offset(0));
     log.close(0).unwrap();
     let log = open(dir.path(), small_config());
-    assert_eq!(log.log_end_offset(), 1);
+    assert_eq!(log.log_end_offset(), Offset(1));
 }
 
 /// A leader records its epoch's start at the log end before it appends anything (Kafka's
@@ -352,19 +358,19 @@ fn truncate_to_drops_the_tail_everywhere() {
 fn truncating_at_the_log_end_still_forgets_an_epoch_that_starts_there() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = open(dir.path(), small_config());
-    log.append(&batch(2, 10, 0), 1, 0).unwrap();
-    log.assign_epoch_start(3).unwrap();
-    assert_eq!(log.epoch_cache().latest_epoch(), Some(3));
-    log.truncate_to(2, 0).unwrap();
-    assert_eq!(log.log_end_offset(), 2);
-    assert_eq!(log.epoch_cache().latest_epoch(), Some(1), "epoch 3 began at the end and holds nothing");
+    log.append(&batch(2, 10, 0), LeaderEpoch(1), 0).unwrap();
+    log.assign_epoch_start(LeaderEpoch(3)).unwrap();
+    assert_eq!(log.epoch_cache().latest_epoch(), Some(LeaderEpoch(3)));
+    log.truncate_to(Offset(2), 0).unwrap();
+    assert_eq!(log.log_end_offset(), Offset(2));
+    assert_eq!(log.epoch_cache().latest_epoch(), Some(LeaderEpoch(1)), "epoch 3 began at the end and holds nothing");
     // Past the end too, and the cut is persisted.
-    log.assign_epoch_start(4).unwrap();
-    log.truncate_to(7, 0).unwrap();
-    assert_eq!(log.epoch_cache().latest_epoch(), Some(1));
+    log.assign_epoch_start(LeaderEpoch(4)).unwrap();
+    log.truncate_to(Offset(7), 0).unwrap();
+    assert_eq!(log.epoch_cache().latest_epoch(), Some(LeaderEpoch(1)));
     log.close(0).unwrap();
     let log = open(dir.path(), small_config());
-    assert_eq!(log.epoch_cache().latest_epoch(), Some(1));
+    assert_eq!(log.epoch_cache().latest_epoch(), Some(LeaderEpoch(1)));
 }
 
 #[test]
@@ -374,10 +380,10 @@ fn truncate_below_log_start_restarts_the_log() {
     for _ in 0..10 {
         append(&mut log, batch(2, 60, 0), 0);
     }
-    log.delete_records_before(15).unwrap();
-    log.truncate_to(5, 0).unwrap();
-    assert_eq!((log.log_start_offset(), log.log_end_offset()), (5, 5));
-    assert_eq!(append(&mut log, batch(1, 1, 0), 0).first_offset, 5);
+    log.delete_records_before(Offset(15)).unwrap();
+    log.truncate_to(Offset(5), 0).unwrap();
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (Offset(5), Offset(5)));
+    assert_eq!(append(&mut log, batch(1, 1, 0), 0).first_offset, Offset(5));
 }
 
 #[test]
@@ -390,16 +396,16 @@ fn offset_for_timestamp_and_max_timestamp() {
         let ts = if i == 20 { 5 } else { i * 10 };
         append(&mut log, batch(1, 60, ts), 0);
     }
-    assert_eq!(log.offset_for_timestamp(0).unwrap(), Some((0, 0)));
-    assert_eq!(log.offset_for_timestamp(95).unwrap(), Some((10, 100)));
-    assert_eq!(log.offset_for_timestamp(200).unwrap(), Some((21, 210)));
-    assert_eq!(log.offset_for_timestamp(390).unwrap(), Some((39, 390)));
+    assert_eq!(log.offset_for_timestamp(0).unwrap(), Some(at(0, 0)));
+    assert_eq!(log.offset_for_timestamp(95).unwrap(), Some(at(10, 100)));
+    assert_eq!(log.offset_for_timestamp(200).unwrap(), Some(at(21, 210)));
+    assert_eq!(log.offset_for_timestamp(390).unwrap(), Some(at(39, 390)));
     assert_eq!(log.offset_for_timestamp(391).unwrap(), None);
-    assert_eq!(log.max_timestamp(), Some((390, 39)));
+    assert_eq!(log.max_timestamp(), Some(at(39, 390)));
     log.close(0).unwrap();
     let log = open(dir.path(), small_config());
-    assert_eq!(log.offset_for_timestamp(200).unwrap(), Some((21, 210)));
-    assert_eq!(log.max_timestamp(), Some((390, 39)));
+    assert_eq!(log.offset_for_timestamp(200).unwrap(), Some(at(21, 210)));
+    assert_eq!(log.max_timestamp(), Some(at(39, 390)));
 }
 
 #[test]
@@ -412,7 +418,7 @@ fn log_append_time_is_applied() {
     let mut log = open(dir.path(), config);
     let info = append(&mut log, batch(2, 5, 1), 77_000);
     assert_eq!((info.log_append_time, info.max_timestamp), (77_000, 77_000));
-    let r = log.read(0, usize::MAX, i64::MAX, true).unwrap();
+    let r = log.read(Offset(0), usize::MAX, Offset(i64::MAX), true).unwrap();
     let (h, _) = BatchIter::with_crc_check(&r.bytes).next().unwrap();
     assert_eq!(h.max_timestamp, 77_000);
 }
@@ -455,9 +461,9 @@ fn flush_policy_moves_the_recovery_point() {
     };
     let mut log = open(dir.path(), config);
     append(&mut log, batch(3, 1, 0), 0);
-    assert_eq!(log.recovery_point(), 0);
+    assert_eq!(log.recovery_point(), Offset(0));
     append(&mut log, batch(3, 1, 0), 0);
-    assert_eq!(log.recovery_point(), 6);
+    assert_eq!(log.recovery_point(), Offset(6));
     let config = LogConfig {
         flush_interval_ms: 100,
         segment_bytes: 1 << 20,
@@ -466,9 +472,9 @@ fn flush_policy_moves_the_recovery_point() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = open(dir.path(), config);
     append(&mut log, batch(1, 1, 0), 50);
-    assert_eq!(log.recovery_point(), 0);
+    assert_eq!(log.recovery_point(), Offset(0));
     append(&mut log, batch(1, 1, 0), 100);
-    assert_eq!(log.recovery_point(), 2);
+    assert_eq!(log.recovery_point(), Offset(2));
 }
 
 #[test]
@@ -480,23 +486,23 @@ fn idempotent_producer_rules() {
     append(&mut log, idempotent(7, 0, 3, 2), 0);
     let end = log.log_end_offset();
     let retry = idempotent(7, 0, 0, 3);
-    match log.append(&retry, 0, 0).unwrap() {
-        AppendOutcome::Duplicate(info) => assert_eq!((info.first_offset, info.last_offset), (0, 2)),
+    match log.append(&retry, LeaderEpoch(0), 0).unwrap() {
+        AppendOutcome::Duplicate(info) => assert_eq!((info.first_offset, info.last_offset), (Offset(0), Offset(2))),
         other => panic!("expected a duplicate, got {other:?}"),
     }
     assert_eq!(log.log_end_offset(), end, "a duplicate writes nothing");
     let gap = idempotent(7, 0, 9, 1);
     assert!(matches!(
-        log.append(&gap, 0, 0),
+        log.append(&gap, LeaderEpoch(0), 0),
         Err(LogError::OutOfOrderSequence { .. })
     ));
     append(&mut log, idempotent(7, 1, 0, 1), 0);
     let old = idempotent(7, 0, 5, 1);
     assert!(matches!(
-        log.append(&old, 0, 0),
+        log.append(&old, LeaderEpoch(0), 0),
         Err(LogError::InvalidProducerEpoch { .. })
     ));
-    assert_eq!(log.log_end_offset(), end + 1);
+    assert_eq!(log.log_end_offset(), Offset(end.0 + 1));
 }
 
 #[test]
@@ -515,13 +521,13 @@ fn producer_state_survives_clean_and_crash_reopen() {
         }
         let mut log = open(dir.path(), small_config());
         let retry = idempotent(1, 0, 114, 2);
-        match log.append(&retry, 0, 0).unwrap() {
-            AppendOutcome::Duplicate(info) => assert_eq!(info.first_offset, 114),
+        match log.append(&retry, LeaderEpoch(0), 0).unwrap() {
+            AppendOutcome::Duplicate(info) => assert_eq!(info.first_offset, Offset(114)),
             other => panic!("crash={crash}: expected a duplicate, got {other:?}"),
         }
         let gap = idempotent(1, 0, 121, 1);
         assert!(matches!(
-            log.append(&gap, 0, 0),
+            log.append(&gap, LeaderEpoch(0), 0),
             Err(LogError::OutOfOrderSequence { .. })
         ));
         append(&mut log, idempotent(1, 0, 120, 1), 0);
@@ -535,16 +541,16 @@ fn producer_state_follows_truncation() {
     for seq in 0..30 {
         append(&mut log, idempotent(1, 0, seq, 1), 0);
     }
-    log.truncate_to(10, 0).unwrap();
+    log.truncate_to(Offset(10), 0).unwrap();
     // Sequence 10 is next again; 29 is no longer a duplicate but out of order.
     let late = idempotent(1, 0, 29, 1);
     assert!(matches!(
-        log.append(&late, 0, 0),
+        log.append(&late, LeaderEpoch(0), 0),
         Err(LogError::OutOfOrderSequence { .. })
     ));
     assert_eq!(
         append(&mut log, idempotent(1, 0, 10, 1), 0).first_offset,
-        10
+        Offset(10)
     );
 }
 
@@ -562,13 +568,13 @@ fn follower_appends_keep_offsets_and_epochs() {
             .records(1, 5)
             .build(),
     );
-    assert_eq!(log.append_as_follower(&bytes, 0).unwrap(), Some((0, 5)));
-    assert_eq!(log.log_end_offset(), 6);
-    assert_eq!(log.end_offset_for_epoch(3), (3, 5));
-    assert_eq!(log.end_offset_for_epoch(4), (4, 6));
-    log.assign_epoch_start(9).unwrap();
-    assert_eq!(log.end_offset_for_epoch(4), (4, 6));
-    assert_eq!(log.end_offset_for_epoch(9), (9, 6));
+    assert_eq!(log.append_as_follower(&bytes, 0).unwrap(), Some((Offset(0), Offset(5))));
+    assert_eq!(log.log_end_offset(), Offset(6));
+    assert_eq!(log.end_offset_for_epoch(LeaderEpoch(3)), (LeaderEpoch(3), Offset(5)));
+    assert_eq!(log.end_offset_for_epoch(LeaderEpoch(4)), (LeaderEpoch(4), Offset(6)));
+    log.assign_epoch_start(LeaderEpoch(9)).unwrap();
+    assert_eq!(log.end_offset_for_epoch(LeaderEpoch(4)), (LeaderEpoch(4), Offset(6)));
+    assert_eq!(log.end_offset_for_epoch(LeaderEpoch(9)), (LeaderEpoch(9), Offset(6)));
     let stale = BatchBuilder::new(4).records(1, 5).build();
     assert!(matches!(
         log.append_as_follower(&stale, 0),
@@ -596,7 +602,7 @@ fn stray_files_are_removed_at_open() {
         std::fs::write(dir.path().join(name), b"junk").unwrap();
     }
     let log = open(dir.path(), small_config());
-    assert_eq!(log.log_end_offset(), 1);
+    assert_eq!(log.log_end_offset(), Offset(1));
     let names: Vec<String> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -617,14 +623,14 @@ fn append_refuses_partial_batches() {
     let mut bytes = batch(2, 10, 0);
     bytes.pop();
     assert!(matches!(
-        log.append(&bytes, 0, 0),
+        log.append(&bytes, LeaderEpoch(0), 0),
         Err(LogError::InvalidRecords(_))
     ));
     assert!(matches!(
-        log.append(&[], 0, 0),
+        log.append(&[], LeaderEpoch(0), 0),
         Err(LogError::InvalidRecords(_))
     ));
-    assert_eq!(log.log_end_offset(), 0);
+    assert_eq!(log.log_end_offset(), Offset(0));
 }
 
 #[test]
@@ -641,7 +647,7 @@ fn batches_larger_than_the_scan_chunk_survive_recovery_and_reads() {
     append(&mut log, batch(1, 150_000, 0), 0);
     drop(log);
     let log = open(dir.path(), config.clone());
-    assert_eq!(log.log_end_offset(), 5);
+    assert_eq!(log.log_end_offset(), Offset(5));
     assert_eq!(read_all(&log, 0), vec![(0, 0), (1, 2), (3, 3), (4, 4)]);
     assert_eq!(read_all(&log, 3), vec![(3, 3), (4, 4)]);
     drop(log);
@@ -655,7 +661,7 @@ fn batches_larger_than_the_scan_chunk_survive_recovery_and_reads() {
         .set_len(len - 1000)
         .unwrap();
     let log = open(dir.path(), config);
-    assert_eq!(log.log_end_offset(), 4);
+    assert_eq!(log.log_end_offset(), Offset(4));
     assert_eq!(read_all(&log, 0).len(), 3);
 }
 
@@ -667,23 +673,23 @@ fn offset_for_timestamp_finds_the_record_inside_a_batch() {
     for i in 0..20 {
         append(&mut log, batch(5, 30, 100 * i), 0);
     }
-    assert_eq!(log.offset_for_timestamp(203).unwrap(), Some((13, 203)));
-    assert_eq!(log.offset_for_timestamp(205).unwrap(), Some((15, 300)));
-    assert_eq!(log.offset_for_timestamp(1_904).unwrap(), Some((99, 1_904)));
+    assert_eq!(log.offset_for_timestamp(203).unwrap(), Some(at(13, 203)));
+    assert_eq!(log.offset_for_timestamp(205).unwrap(), Some(at(15, 300)));
+    assert_eq!(log.offset_for_timestamp(1_904).unwrap(), Some(at(99, 1_904)));
     assert_eq!(log.offset_for_timestamp(1_905).unwrap(), None);
-    assert_eq!(log.max_timestamp(), Some((1_904, 95))); // batch granularity
-    assert_eq!(log.offset_of_max_timestamp().unwrap(), Some((99, 1_904)));
+    assert_eq!(log.max_timestamp(), Some(at(95, 1_904))); // batch granularity
+    assert_eq!(log.offset_of_max_timestamp().unwrap(), Some(at(99, 1_904)));
     // Never below the log start, even inside the batch holding it.
-    log.delete_records_before(12).unwrap();
-    assert_eq!(log.offset_for_timestamp(0).unwrap(), Some((12, 202)));
+    log.delete_records_before(Offset(12)).unwrap();
+    assert_eq!(log.offset_for_timestamp(0).unwrap(), Some(at(12, 202)));
     // A compressed batch is answered at batch granularity.
     let compressed = BatchBuilder::new(0)
         .attributes(1)
         .timestamps(5_000)
         .records(3, 4)
         .build();
-    log.append(&compressed, 0, 0).unwrap();
-    assert_eq!(log.offset_for_timestamp(5_001).unwrap(), Some((100, 5_002)));
+    log.append(&compressed, LeaderEpoch(0), 0).unwrap();
+    assert_eq!(log.offset_for_timestamp(5_001).unwrap(), Some(at(100, 5_002)));
 }
 
 /// Startup cost after a clean shutdown, on a 1 GiB log (run with `--ignored`; writes 1 GiB).
@@ -699,7 +705,7 @@ fn clean_open_of_a_gigabyte_is_fast() {
     let template = batch(16, 1024, 0);
     while log.size_bytes() < 1 << 30 {
         let bytes = template.clone();
-        log.append(&bytes, 0, 0).unwrap();
+        log.append(&bytes, LeaderEpoch(0), 0).unwrap();
     }
     let end = log.log_end_offset();
     log.close(0).unwrap();
@@ -726,9 +732,9 @@ fn idle_producers_expire() {
     let day_ms = LogConfig::default().producer_id_expiration_ms;
     log.enforce_retention(1_000 + day_ms - 1).unwrap();
     let gap = idempotent(3, 0, 50, 1);
-    assert!(log.append(&gap, 0, 0).is_err());
+    assert!(log.append(&gap, LeaderEpoch(0), 0).is_err());
     log.enforce_retention(1_000 + day_ms).unwrap();
-    assert_eq!(append(&mut log, idempotent(3, 0, 50, 1), 0).first_offset, 1);
+    assert_eq!(append(&mut log, idempotent(3, 0, 50, 1), 0).first_offset, Offset(1));
 }
 
 #[test]
@@ -737,7 +743,7 @@ fn damaged_checkpoints_are_rebuilt_or_ignored() {
     let mut log = open(dir.path(), small_config());
     for i in 0..20 {
         let bytes = batch(1, 100, 0);
-        log.append(&bytes, i / 5, 0).unwrap();
+        log.append(&bytes, LeaderEpoch(i / 5), 0).unwrap();
     }
     let entries = log.epoch_cache().entries().to_vec();
     log.close(0).unwrap();
@@ -749,8 +755,8 @@ fn damaged_checkpoints_are_rebuilt_or_ignored() {
     std::fs::write(dir.path().join(LOG_START_OFFSET_CHECKPOINT), "0\n1\nnope\n").unwrap();
     let log = open(dir.path(), small_config());
     assert_eq!(log.epoch_cache().entries(), entries.as_slice());
-    assert_eq!(log.log_start_offset(), 0);
-    assert_eq!(log.log_end_offset(), 20);
+    assert_eq!(log.log_start_offset(), Offset(0));
+    assert_eq!(log.log_end_offset(), Offset(20));
 }
 
 #[test]
@@ -767,13 +773,13 @@ fn follower_gaps_are_read_and_truncated_sensibly() {
     bytes.extend(BatchBuilder::new(10).records(2, 5).build()); // 10..=11 (compacted gap)
     bytes.extend(BatchBuilder::new(20).records(1, 5).build()); // 20
     log.append_as_follower(&bytes, 0).unwrap();
-    assert_eq!(log.log_end_offset(), 21);
+    assert_eq!(log.log_end_offset(), Offset(21));
     assert_eq!(read_all(&log, 5), vec![(10, 11), (20, 20)]);
-    log.truncate_to(15, 0).unwrap();
-    assert_eq!(log.log_end_offset(), 20);
+    log.truncate_to(Offset(15), 0).unwrap();
+    assert_eq!(log.log_end_offset(), Offset(20));
     log.close(0).unwrap();
     let log = open(dir.path(), small_config());
-    assert_eq!(log.log_end_offset(), 20);
+    assert_eq!(log.log_end_offset(), Offset(20));
     assert_eq!(read_all(&log, 0), vec![(0, 1), (10, 11)]);
 }
 
@@ -822,12 +828,12 @@ fn truncation_restores_segment_max_timestamp() {
     for ts in [10, 50, 30, 70, 20] {
         append(&mut log, batch(1, 100, ts), 0);
     }
-    assert_eq!(log.max_timestamp(), Some((70, 3)));
-    log.truncate_to(3, 0).unwrap();
-    assert_eq!(log.max_timestamp(), Some((50, 1)));
-    assert_eq!(log.offset_for_timestamp(40).unwrap(), Some((1, 50)));
+    assert_eq!(log.max_timestamp(), Some(at(3, 70)));
+    log.truncate_to(Offset(3), 0).unwrap();
+    assert_eq!(log.max_timestamp(), Some(at(1, 50)));
+    assert_eq!(log.offset_for_timestamp(40).unwrap(), Some(at(1, 50)));
     assert_eq!(log.offset_for_timestamp(60).unwrap(), None);
-    log.truncate_to(0, 0).unwrap();
+    log.truncate_to(Offset(0), 0).unwrap();
     assert_eq!(log.max_timestamp(), None);
 }
 
@@ -840,13 +846,13 @@ fn follower_offset_jumps_beyond_a_relative_index_start_a_new_segment() {
     log.append_as_follower(&bytes, 0).unwrap();
     assert_eq!(
         (log.log_start_offset(), log.log_end_offset()),
-        (far, far + 1)
+        (Offset(far), Offset(far + 1))
     );
     let bytes = BatchBuilder::new(far + 10).records(1, 5).build();
     log.append_as_follower(&bytes, 0).unwrap();
     let farther = BatchBuilder::new(far * 2).records(1, 5).build();
     log.append_as_follower(&farther, 0).unwrap();
-    assert_eq!(log.segment_base_offsets(), vec![far, far * 2]);
+    assert_eq!(log.segment_base_offsets(), vec![Offset(far), Offset(far * 2)]);
     assert_eq!(
         read_all(&log, far),
         vec![(far, far), (far + 10, far + 10), (far * 2, far * 2)]
@@ -875,7 +881,7 @@ fn repeated_restarts_keep_one_snapshot_per_segment_plus_the_last() {
     };
     for _ in 0..5 {
         let mut log = open(dir.path(), config.clone());
-        let seq = log.log_end_offset() as i32;
+        let seq = log.log_end_offset().0 as i32;
         append(&mut log, idempotent(1, 0, seq, 1), 0);
         log.close(0).unwrap();
     }
@@ -883,7 +889,7 @@ fn repeated_restarts_keep_one_snapshot_per_segment_plus_the_last() {
     let mut log = open(dir.path(), config);
     let retry = idempotent(1, 0, 4, 1);
     assert!(matches!(
-        log.append(&retry, 0, 0).unwrap(),
+        log.append(&retry, LeaderEpoch(0), 0).unwrap(),
         AppendOutcome::Duplicate(_)
     ));
 }
@@ -899,16 +905,16 @@ fn page_cache_intact_recovery_walks_headers_and_checks_the_last_batch() {
     for i in 0..40 {
         append(&mut log, batch(3, 200, i), 0);
     }
-    let end = log.log_end_offset();
+    let end = log.log_end_offset().0;
     let reopen = |dir: &Path| Log::open_with(dir, config.clone(), 0, RecoveryMode::PageCacheIntact).unwrap();
     drop(log); // crash: no marker
     let path = segment_file(dir.path(), 0, LOG_SUFFIX);
     let len = std::fs::metadata(&path).unwrap().len();
     std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(len - 7).unwrap();
     let mut log = reopen(dir.path());
-    assert_eq!(log.log_end_offset(), end - 3);
+    assert_eq!(log.log_end_offset(), Offset(end - 3));
     assert_eq!(read_all(&log, 0).len(), 39);
-    assert_eq!(log.recovery_point(), 0, "the recovered tail is not known to be on disk");
+    assert_eq!(log.recovery_point(), Offset(0), "the recovered tail is not known to be on disk");
     assert_eq!(read_all(&log, 60), read_all(&open_read_only_copy(dir.path()), 60));
     append(&mut log, batch(3, 200, 99), 0);
     drop(log);
@@ -918,7 +924,7 @@ fn page_cache_intact_recovery_walks_headers_and_checks_the_last_batch() {
     bytes[n - 10] ^= 0xff;
     std::fs::write(&path, bytes).unwrap();
     let log = reopen(dir.path());
-    assert_eq!(log.log_end_offset(), end - 3);
+    assert_eq!(log.log_end_offset(), Offset(end - 3));
     assert_eq!(read_all(&log, 0).len(), 39);
 }
 
@@ -980,7 +986,7 @@ fn empty_cleanup_policy_keeps_everything() {
     assert!(log.segment_count() >= 2);
     let (segments, size) = (log.segment_count(), log.size_bytes());
     assert_eq!(log.enforce_retention(1_000_000).unwrap(), 0);
-    assert_eq!(log.clean(1_000_000, i64::MAX).unwrap(), None, "an empty policy never compacts");
-    assert_eq!((log.log_start_offset(), log.segment_count(), log.size_bytes()), (0, segments, size));
-    assert_eq!(log.delete_records_before(4).unwrap(), 4);
+    assert_eq!(log.clean(1_000_000, Offset(i64::MAX)).unwrap(), None, "an empty policy never compacts");
+    assert_eq!((log.log_start_offset(), log.segment_count(), log.size_bytes()), (Offset(0), segments, size));
+    assert_eq!(log.delete_records_before(Offset(4)).unwrap(), Offset(4));
 }

@@ -212,17 +212,17 @@ impl Harness {
                     .records(count, value_len)
                     .build();
                 let epoch = self.epoch;
-                let info = *self.log().append(&bytes, epoch, now).unwrap().info();
+                let info = *self.log().append(&bytes, LeaderEpoch(epoch), now).unwrap().info();
                 assert_eq!(
-                    info.first_offset, self.model.end,
+                    info.first_offset, Offset(self.model.end),
                     "offsets must continue from the end"
                 );
-                assert_eq!(info.last_offset, self.model.end + count as i64 - 1);
-                self.model.end = info.last_offset + 1;
-                let stored = stored_form(&bytes, info.first_offset, epoch);
+                assert_eq!(info.last_offset, Offset(self.model.end + count as i64 - 1));
+                self.model.end = info.last_offset.0 + 1;
+                let stored = stored_form(&bytes, info.first_offset.0, epoch);
                 self.model
                     .batches
-                    .push_back((info.first_offset, info.last_offset, stored));
+                    .push_back((info.first_offset.0, info.last_offset.0, stored));
             }
             Op::Idempotent { count, retry } => self.idempotent(count, retry),
             Op::TimeLookup { at } => {
@@ -230,7 +230,7 @@ impl Harness {
                 let expected = self.model.first_record_at_or_after(target);
                 assert_eq!(
                     self.log().offset_for_timestamp(target).unwrap(),
-                    expected,
+                    expected.map(|(offset, timestamp_ms)| super::tests::at(offset, timestamp_ms)),
                     "target {target}"
                 );
             }
@@ -240,7 +240,7 @@ impl Harness {
             Op::Retention => {
                 self.log().enforce_retention(now).unwrap();
                 let start = self.log().log_start_offset();
-                self.model.advance_start(start);
+                self.model.advance_start(start.0);
             }
             Op::Truncate { at } => {
                 // Mostly inside the log; sometimes just below its start.
@@ -250,14 +250,14 @@ impl Harness {
                 } else {
                     self.model.offset_at(at)
                 };
-                self.log().truncate_to(target, now).unwrap();
+                self.log().truncate_to(Offset(target), now).unwrap();
                 self.model_truncate(target);
             }
             Op::DeleteRecords { at } => {
                 let target = self.model.offset_at(at);
                 assert_eq!(
-                    self.log().delete_records_before(target).unwrap(),
-                    target.max(self.model.start)
+                    self.log().delete_records_before(Offset(target)).unwrap(),
+                    Offset(target.max(self.model.start))
                 );
                 self.model.advance_start(target.max(self.model.start));
             }
@@ -305,9 +305,9 @@ impl Harness {
                 .records(n, 7)
                 .build();
             let epoch = self.epoch;
-            match self.log().append(&bytes, epoch, now).unwrap() {
+            match self.log().append(&bytes, LeaderEpoch(epoch), now).unwrap() {
                 AppendOutcome::Duplicate(info) => {
-                    assert_eq!((info.first_offset, info.last_offset), (first, last))
+                    assert_eq!((info.first_offset, info.last_offset), (Offset(first), Offset(last)))
                 }
                 other => panic!("retry of seq {seq} at {first} was not a duplicate: {other:?}"),
             }
@@ -324,17 +324,17 @@ impl Harness {
             .records(count, 7)
             .build();
         let epoch = self.epoch;
-        match self.log().append(&bytes, epoch, now).unwrap() {
+        match self.log().append(&bytes, LeaderEpoch(epoch), now).unwrap() {
             AppendOutcome::Appended(info) => {
-                assert_eq!(info.first_offset, self.model.end);
-                self.model.end = info.last_offset + 1;
+                assert_eq!(info.first_offset, Offset(self.model.end));
+                self.model.end = info.last_offset.0 + 1;
                 self.model
                     .producer
-                    .push((seq, info.first_offset, info.last_offset));
-                let stored = stored_form(&bytes, info.first_offset, epoch);
+                    .push((seq, info.first_offset.0, info.last_offset.0));
+                let stored = stored_form(&bytes, info.first_offset.0, epoch);
                 self.model
                     .batches
-                    .push_back((info.first_offset, info.last_offset, stored));
+                    .push_back((info.first_offset.0, info.last_offset.0, stored));
             }
             other => panic!("new seq {seq} was not appended: {other:?}"),
         }
@@ -368,7 +368,7 @@ impl Harness {
             .expected_read(from, max_bytes, max_offset, min_one);
         let got = self
             .log()
-            .read(from, max_bytes, max_offset, min_one)
+            .read(Offset(from), max_bytes, Offset(max_offset), min_one)
             .unwrap();
         assert_eq!(
             got.bytes.as_ref(),
@@ -379,14 +379,14 @@ impl Harness {
 
     fn crash(&mut self, tear_at: Option<f64>) {
         let log = self.log.take().unwrap();
-        let flushed = log.recovery_point();
-        let active_base = *log.segment_base_offsets().last().unwrap();
+        let flushed = log.recovery_point().0;
+        let active_base = log.segment_base_offsets().last().unwrap().0;
         drop(log); // no close: no marker, as after a crash
         if let Some(at) = tear_at {
             tear_above(self.dir.path(), active_base, flushed, at);
         }
         let log = Log::open(self.dir.path(), self.config.clone(), self.now_ms).unwrap();
-        let end = log.log_end_offset();
+        let end = log.log_end_offset().0;
         assert!(end <= self.model.end, "crash recovery invented data");
         assert!(
             end >= flushed.max(self.model.start),
@@ -402,10 +402,10 @@ impl Harness {
 
     fn check_invariants(&mut self) {
         let log = self.log.as_ref().unwrap();
-        assert_eq!(log.log_start_offset(), self.model.start);
-        assert_eq!(log.log_end_offset(), self.model.end);
+        assert_eq!(log.log_start_offset(), Offset(self.model.start));
+        assert_eq!(log.log_end_offset(), Offset(self.model.end));
         let all = log
-            .read(self.model.start, usize::MAX, i64::MAX, true)
+            .read(Offset(self.model.start), usize::MAX, Offset(i64::MAX), true)
             .unwrap();
         let expected = self
             .model
@@ -414,8 +414,8 @@ impl Harness {
             all.bytes.as_ref() == expected.as_slice(),
             "full read differs from the model"
         );
-        let bases = log.segment_base_offsets();
-        assert!(bases[0] <= log.log_start_offset());
+        let bases: Vec<i64> = log.segment_base_offsets().into_iter().map(|b| b.0).collect();
+        assert!(bases[0] <= log.log_start_offset().0);
         assert_eq!(log.size_bytes(), segment_sizes(self.dir.path(), &bases));
         for segment in log.segments.values() {
             let (scan, largest) = segment.lookup_scan_bounds();

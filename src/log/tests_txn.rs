@@ -17,11 +17,11 @@ fn plain(count: usize) -> Vec<u8> {
 }
 
 fn append(log: &mut Log, bytes: Vec<u8>) -> AppendInfo {
-    *log.append(&bytes, 0, 0).unwrap().info()
+    *log.append(&bytes, LeaderEpoch(0), 0).unwrap().info()
 }
 
 fn marker(log: &mut Log, pid: i64, epoch: i16, commit: bool) -> i64 {
-    log.append_marker(pid, epoch, Marker { commit, coordinator_epoch: 0 }, 0, 0).unwrap().first_offset
+    log.append_marker(ProducerId(pid), epoch, Marker { commit, coordinator_epoch: 0 }, LeaderEpoch(0), 0).unwrap().first_offset.0
 }
 
 fn aborted(pid: i64, first: i64, last: i64, lso: i64) -> AbortedTxn {
@@ -39,18 +39,18 @@ fn open_transactions_hold_the_first_unstable_offset_and_aborts_are_indexed() {
     append(&mut log, txn_batch(7, 0, 0, 3)); // 2..=4
     append(&mut log, txn_batch(8, 0, 0, 1)); // 5
     append(&mut log, txn_batch(7, 0, 3, 2)); // 6..=7
-    assert_eq!(log.first_unstable_offset(), Some(2));
+    assert_eq!(log.first_unstable_offset(), Some(Offset(2)));
     let abort_at = marker(&mut log, 7, 0, false); // 8
     assert_eq!(abort_at, 8);
-    assert_eq!(log.first_unstable_offset(), Some(5));
+    assert_eq!(log.first_unstable_offset(), Some(Offset(5)));
     let commit_at = marker(&mut log, 8, 0, true); // 9
     assert_eq!((commit_at, log.first_unstable_offset()), (9, None));
-    assert_eq!(log.collect_aborted(0, 10), vec![aborted(7, 2, 8, 5)]);
-    assert_eq!(log.collect_aborted(9, 10), vec![], "the abort ended before offset 9");
-    assert_eq!(log.collect_aborted(0, 2), vec![], "the abort started at offset 2");
+    assert_eq!(log.collect_aborted(Offset(0), Offset(10)), vec![aborted(7, 2, 8, 5)]);
+    assert_eq!(log.collect_aborted(Offset(9), Offset(10)), vec![], "the abort ended before offset 9");
+    assert_eq!(log.collect_aborted(Offset(0), Offset(2)), vec![], "the abort started at offset 2");
     // An empty transaction (a marker without data) completes nothing and indexes nothing.
     marker(&mut log, 9, 0, false);
-    assert_eq!(log.collect_aborted(0, 11).len(), 1);
+    assert_eq!(log.collect_aborted(Offset(0), Offset(11)).len(), 1);
 }
 
 #[test]
@@ -59,13 +59,13 @@ fn markers_and_batches_are_checked_against_producer_state() {
     let mut log = Log::open(dir.path(), small_config(), 0).unwrap();
     append(&mut log, txn_batch(7, 2, 0, 1));
     let idempotent = BatchBuilder::new(0).producer(7, 2, 1).timestamps(1).records(1, 4).build();
-    assert!(matches!(log.append(&idempotent, 0, 0), Err(LogError::InvalidTxnState { producer_id: 7 })));
-    let stale = log.append_marker(7, 1, Marker { commit: true, coordinator_epoch: 0 }, 0, 0);
+    assert!(matches!(log.append(&idempotent, LeaderEpoch(0), 0), Err(LogError::InvalidTxnState { producer_id: ProducerId(7) })));
+    let stale = log.append_marker(ProducerId(7), 1, Marker { commit: true, coordinator_epoch: 0 }, LeaderEpoch(0), 0);
     assert!(matches!(stale, Err(LogError::InvalidProducerEpoch { .. })), "{stale:?}");
     // A fencing marker with a higher epoch is fine, and fences the old epoch's batches.
-    log.append_marker(7, 3, Marker { commit: false, coordinator_epoch: 5 }, 0, 0).unwrap();
-    assert!(matches!(log.append(&txn_batch(7, 2, 1, 1), 0, 0), Err(LogError::InvalidProducerEpoch { .. })));
-    let fenced = log.append_marker(7, 3, Marker { commit: false, coordinator_epoch: 4 }, 0, 0);
+    log.append_marker(ProducerId(7), 3, Marker { commit: false, coordinator_epoch: 5 }, LeaderEpoch(0), 0).unwrap();
+    assert!(matches!(log.append(&txn_batch(7, 2, 1, 1), LeaderEpoch(0), 0), Err(LogError::InvalidProducerEpoch { .. })));
+    let fenced = log.append_marker(ProducerId(7), 3, Marker { commit: false, coordinator_epoch: 4 }, LeaderEpoch(0), 0);
     assert!(matches!(fenced, Err(LogError::CoordinatorFenced { .. })), "{fenced:?}");
     // The new epoch starts again at sequence 0.
     append(&mut log, txn_batch(7, 3, 0, 1));
@@ -86,10 +86,10 @@ fn aborts_across_segments_survive_reopen_and_crash() {
             seq += 5;
         }
         let abort_at = marker(&mut log, 7, 0, false);
-        let open_at = append(&mut log, txn_batch(8, 0, 0, 2)).first_offset;
+        let open_at = append(&mut log, txn_batch(8, 0, 0, 2)).first_offset.0;
         let expected = vec![aborted(7, 0, abort_at, open_at)];
-        assert_eq!(log.collect_aborted(0, log.log_end_offset()), expected);
-        assert_eq!(log.collect_aborted(abort_at - 1, abort_at), expected, "found from the marker's own segment");
+        assert_eq!(log.collect_aborted(Offset(0), log.log_end_offset()), expected);
+        assert_eq!(log.collect_aborted(Offset(abort_at - 1), Offset(abort_at)), expected, "found from the marker's own segment");
         let bases = log.segment_base_offsets();
         if crash {
             drop(log);
@@ -98,8 +98,8 @@ fn aborts_across_segments_survive_reopen_and_crash() {
         }
         let log = Log::open(dir.path(), small_config(), 0).unwrap();
         assert_eq!(log.segment_base_offsets(), bases, "crash={crash}");
-        assert_eq!(log.collect_aborted(0, log.log_end_offset()), expected, "crash={crash}");
-        assert_eq!(log.first_unstable_offset(), Some(open_at), "crash={crash}");
+        assert_eq!(log.collect_aborted(Offset(0), log.log_end_offset()), expected, "crash={crash}");
+        assert_eq!(log.first_unstable_offset(), Some(Offset(open_at)), "crash={crash}");
     }
 }
 
@@ -113,10 +113,10 @@ fn truncation_reopens_the_transaction_and_drops_its_abort() {
     log.roll(0).unwrap();
     append(&mut log, plain(2));
     let abort_at = marker(&mut log, 7, 0, false);
-    assert_eq!(log.collect_aborted(0, abort_at + 1).len(), 1);
-    log.truncate_to(abort_at, 0).unwrap();
-    assert_eq!(log.collect_aborted(0, abort_at + 1), vec![]);
-    assert_eq!(log.first_unstable_offset(), Some(0));
+    assert_eq!(log.collect_aborted(Offset(0), Offset(abort_at + 1)).len(), 1);
+    log.truncate_to(Offset(abort_at), 0).unwrap();
+    assert_eq!(log.collect_aborted(Offset(0), Offset(abort_at + 1)), vec![]);
+    assert_eq!(log.first_unstable_offset(), Some(Offset(0)));
 }
 
 /// A follower copying a leader's batches rebuilds the same state from the markers.
@@ -127,9 +127,9 @@ fn follower_appends_replay_markers() {
     append(&mut leader, txn_batch(7, 0, 0, 3));
     marker(&mut leader, 7, 0, false);
     append(&mut leader, txn_batch(9, 0, 0, 1));
-    let bytes = leader.read(0, usize::MAX, i64::MAX, true).unwrap().bytes;
+    let bytes = leader.read(Offset(0), usize::MAX, Offset(i64::MAX), true).unwrap().bytes;
     let mut follower = Log::open(b.path(), small_config(), 0).unwrap();
     follower.append_as_follower(&bytes, 0).unwrap();
-    assert_eq!(follower.collect_aborted(0, 10), leader.collect_aborted(0, 10));
-    assert_eq!(follower.first_unstable_offset(), Some(4));
+    assert_eq!(follower.collect_aborted(Offset(0), Offset(10)), leader.collect_aborted(Offset(0), Offset(10)));
+    assert_eq!(follower.first_unstable_offset(), Some(Offset(4)));
 }

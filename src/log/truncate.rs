@@ -15,18 +15,19 @@ use std::collections::BTreeMap;
 
 use super::segment::{LOG_SUFFIX, Segment, segment_file};
 use super::{Log, LogError};
+use crate::types::Offset;
 
 impl Log {
     /// Removes every batch holding an offset `>= offset`. A target below the log start
     /// empties the log and restarts it at `offset`.
-    pub fn truncate_to(&mut self, offset: i64, now_ms: i64) -> Result<(), LogError> {
-        let log_end = self.log_end_offset();
+    pub fn truncate_to(&mut self, offset: Offset, now_ms: i64) -> Result<(), LogError> {
+        let Offset(offset) = offset;
+        let log_end = self.leo();
         if offset < 0 {
-            let log_start = self.log_start_offset;
             return Err(LogError::OffsetOutOfRange {
-                requested: offset,
-                log_start,
-                log_end,
+                requested: Offset(offset),
+                log_start: self.log_start_offset(),
+                log_end: Offset(log_end),
             });
         }
         if offset >= log_end {
@@ -34,10 +35,10 @@ impl Log {
             // and was deposed before appending keeps an entry its new leader never had: it
             // goes, as in Kafka's `truncateTo`, or the follower's fetches name that epoch and
             // are told the same divergence forever.
-            return self.epoch_cache.truncate_from_end(log_end);
+            return self.epoch_cache.truncate_from_end(Offset(log_end));
         }
         if offset < self.log_start_offset {
-            return self.truncate_fully_and_start_at(offset, now_ms);
+            return self.truncate_fully_and_start_at(Offset(offset), now_ms);
         }
         // Newest first, so a crash part-way leaves a prefix of the log, never a hole.
         let doomed: Vec<i64> = self
@@ -54,11 +55,11 @@ impl Log {
         }
         super::checkpoint::sync_dir(&segment_file(&self.dir, offset, LOG_SUFFIX))?;
         let removed = self.active_mut().truncate_to(offset)?;
-        let end = self.log_end_offset();
+        let end = self.leo();
         if end < self.log_start_offset {
             // The cut batch straddled the log start (DeleteRecords can start mid-batch):
             // nothing readable is left, and the log start never moves back.
-            return self.truncate_fully_and_start_at(self.log_start_offset, now_ms);
+            return self.truncate_fully_and_start_at(self.log_start_offset(), now_ms);
         }
         tracing::info!(dir = %self.dir.display(), offset, end, removed, "truncated log");
         self.after_tail_removed(end)
@@ -68,9 +69,10 @@ impl Log {
     /// log start and end offset.
     pub fn truncate_fully_and_start_at(
         &mut self,
-        offset: i64,
+        offset: Offset,
         now_ms: i64,
     ) -> Result<(), LogError> {
+        let Offset(offset) = offset;
         // Crash-safe order: the new log start, the new segment (replacing a file with the same
         // base), then the old segments newest first. A crash part-way leaves the new empty
         // segment plus a prefix of the old log, which reopens as a consistent (longer) log.
@@ -92,7 +94,7 @@ impl Log {
 
     fn after_tail_removed(&mut self, end: i64) -> Result<(), LogError> {
         self.recovery_point = self.recovery_point.min(end);
-        self.epoch_cache.truncate_from_end(end)?;
+        self.epoch_cache.truncate_from_end(Offset(end))?;
         self.lower_cleaner_checkpoint(end)?;
         self.load_producer_state()
     }

@@ -38,13 +38,14 @@ use crate::metrics::TopicMetrics;
 use crate::replication::leader::{LeaderRegistration, LeaderReplicas, ReplicationConfig};
 use crate::replication::{AlterIsrRequest, AlterIsrResult};
 use crate::types::{BrokerEpoch, LeaderEpoch, NodeId, Offset, ProducerId, TopicPartition};
+pub use crate::types::TimestampedOffset;
 
 #[derive(Debug, Error)]
 pub enum PartitionError {
     #[error(transparent)]
     Log(#[from] LogError),
     #[error("offset {requested} is beyond the high watermark {high_watermark}")]
-    OffsetBeyondHighWatermark { requested: i64, high_watermark: i64 },
+    OffsetBeyondHighWatermark { requested: Offset, high_watermark: Offset },
     /// This replica does not lead the partition (it follows, or has no role yet).
     #[error("this replica is not the leader")]
     NotLeader,
@@ -158,20 +159,6 @@ pub struct ReadResult {
     pub log_start_offset: Offset,
 }
 
-/// A record's offset and its timestamp (ListOffsets by time).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TimestampedOffset {
-    pub timestamp_ms: i64,
-    pub offset: Offset,
-}
-
-impl From<(i64, i64)> for TimestampedOffset {
-    /// The log's `(offset, timestamp)`.
-    fn from((offset, timestamp_ms): (i64, i64)) -> Self {
-        TimestampedOffset { timestamp_ms, offset: Offset(offset) }
-    }
-}
-
 pub struct Partition {
     pub tp: TopicPartition,
     pub topic_id: Uuid,
@@ -245,21 +232,21 @@ impl Partition {
         }
         let (start, end) = (log.log_start_offset(), log.log_end_offset());
         let lso = log.first_unstable_offset().map_or(end, |first| first.min(end));
-        let first_unstable = log.first_unstable_offset().unwrap_or(i64::MAX);
+        let first_unstable = log.first_unstable_offset().unwrap_or(Offset(i64::MAX));
         Ok(Self {
             tp,
             topic_id,
             dir: dir.to_path_buf(),
             log: Mutex::new(log),
             config: RwLock::new(config),
-            high_watermark: AtomicI64::new(end),
+            high_watermark: AtomicI64::new(end.0),
             checkpointed_high_watermark: AtomicI64::new(-1),
-            last_stable_offset: AtomicI64::new(lso),
-            first_unstable: AtomicI64::new(first_unstable),
-            log_start_offset: AtomicI64::new(start),
-            log_end_offset: AtomicI64::new(end),
+            last_stable_offset: AtomicI64::new(lso.0),
+            first_unstable: AtomicI64::new(first_unstable.0),
+            log_start_offset: AtomicI64::new(start.0),
+            log_end_offset: AtomicI64::new(end.0),
             leader_epoch: AtomicI32::new(0),
-            role: Mutex::new(Role::Leader(Box::new(LeaderReplicas::alone(Offset(end))))),
+            role: Mutex::new(Role::Leader(Box::new(LeaderReplicas::alone(end)))),
             metrics,
             waiters: Mutex::new(Waiters::default()),
             sync_lock: Mutex::new(()),
@@ -457,14 +444,14 @@ impl Partition {
         }
         let unreplicated = registration.replicas.len() > 1 && Self::leads_unregistered(&role);
         let (end, hw) = {
-            if log.epoch_cache().latest_epoch().is_none_or(|e| e < registration.leader_epoch.0) {
-                log.assign_epoch_start(registration.leader_epoch.0)?;
+            if log.epoch_cache().latest_epoch().is_none_or(|e| e < registration.leader_epoch) {
+                log.assign_epoch_start(registration.leader_epoch)?;
             }
-            let hw = if unreplicated { self.restart_high_watermark(log.log_start_offset(), log.log_end_offset()) } else { self.hw() };
+            let hw = if unreplicated { self.restart_high_watermark(log.log_start_offset(), log.log_end_offset()) } else { self.high_watermark() };
             (log.log_end_offset(), hw)
         };
         drop(log);
-        let leader = LeaderReplicas::new(local, config, registration, Offset(end), Offset(hw), now_ms);
+        let leader = LeaderReplicas::new(local, config, registration, end, hw, now_ms);
         let hw = leader.high_watermark();
         *role = Role::Leader(Box::new(leader));
         self.leader_epoch.store(registration.leader_epoch.0, Ordering::Release);
@@ -482,8 +469,8 @@ impl Partition {
         *role = Role::Follower { leader };
         drop(role);
         if unregistered {
-            let hw = self.restart_high_watermark(self.log_start_offset().0, self.log_end_offset().0);
-            self.high_watermark.store(hw, Ordering::Release);
+            let hw = self.restart_high_watermark(self.log_start_offset(), self.log_end_offset());
+            self.high_watermark.store(hw.0, Ordering::Release);
             self.publish_lso();
         }
         self.leader_epoch.store(leader_epoch.0, Ordering::Release);
@@ -504,9 +491,9 @@ impl Partition {
     }
 
     /// The mark a replicated role starts from after a restart (see `leads_unregistered`).
-    fn restart_high_watermark(&self, log_start: i64, log_end: i64) -> i64 {
+    fn restart_high_watermark(&self, log_start: Offset, log_end: Offset) -> Offset {
         let checkpointed = self.checkpointed_high_watermark.load(Ordering::Acquire);
-        if checkpointed < 0 { log_start } else { checkpointed.clamp(log_start, log_end.max(log_start)) }
+        if checkpointed < 0 { log_start } else { Offset(checkpointed).clamp(log_start, log_end.max(log_start)) }
     }
 
     /// Gives the partition the high watermark `replication-offset-checkpoint` held for it.
@@ -574,15 +561,14 @@ impl Partition {
 
     /// The largest epoch of the local log, sent as a follower's `last_fetched_epoch`.
     pub fn latest_epoch(&self) -> Option<LeaderEpoch> {
-        self.log().epoch_cache().latest_epoch().map(LeaderEpoch)
+        self.log().epoch_cache().latest_epoch()
     }
 
     /// The local epoch cache's `(largest epoch ≤ epoch, its end offset)`, or `None` when it
     /// has no epoch at or below.
     pub fn local_end_for_epoch(&self, epoch: LeaderEpoch) -> Option<(LeaderEpoch, Offset)> {
-        let log = self.log();
-        let (e, end) = log.epoch_cache().end_offset_for_epoch(epoch.0, log.log_end_offset());
-        (e >= 0).then_some((LeaderEpoch(e), Offset(end)))
+        let (e, end) = self.log().end_offset_for_epoch(epoch);
+        (e.0 >= 0).then_some((e, end))
     }
 
     /// Fails with [`PartitionError::StaleFetch`] unless this replica follows `from`'s leader
@@ -593,7 +579,7 @@ impl Partition {
     }
 
     /// A follower appends what its leader sent: offsets as the leader assigned them.
-    pub fn append_as_follower(&self, from: FetchedFrom, records: &[u8], now_ms: i64) -> Result<Option<(i64, i64)>, PartitionError> {
+    pub fn append_as_follower(&self, from: FetchedFrom, records: &[u8], now_ms: i64) -> Result<Option<(Offset, Offset)>, PartitionError> {
         let mut log = self.log();
         self.check_follows(from)?;
         let appended = log.append_as_follower(records, now_ms)?;
@@ -606,13 +592,13 @@ impl Partition {
     pub fn follower_update(&self, from: FetchedFrom, leader_high_watermark: Offset, leader_log_start: Offset, now_ms: i64) -> Result<(), PartitionError> {
         let mut log = self.log();
         self.check_follows(from)?;
-        if leader_log_start.0 > log.log_start_offset() && leader_log_start.0 <= log.log_end_offset() {
-            log.delete_records_before(leader_log_start.0)?;
+        if leader_log_start > log.log_start_offset() && leader_log_start <= log.log_end_offset() {
+            log.delete_records_before(leader_log_start)?;
         }
         let hw = crate::replication::follower_high_watermark(
             self.high_watermark(),
             leader_high_watermark,
-            Offset(log.log_end_offset()),
+            log.log_end_offset(),
         );
         self.publish_positions(&log, now_ms);
         drop(log);
@@ -624,12 +610,12 @@ impl Partition {
     pub fn truncate_to(&self, from: FetchedFrom, offset: Offset, now_ms: i64) -> Result<(), PartitionError> {
         let mut log = self.log();
         self.check_follows(from)?;
-        log.truncate_to(offset.0, now_ms)?;
+        log.truncate_to(offset, now_ms)?;
         let end = log.log_end_offset();
         self.publish_positions(&log, now_ms);
         drop(log);
-        let hw = self.hw().min(end);
-        self.high_watermark.store(hw, Ordering::Release);
+        let hw = self.high_watermark().min(end);
+        self.high_watermark.store(hw.0, Ordering::Release);
         self.wake_waiters();
         Ok(())
     }
@@ -639,7 +625,7 @@ impl Partition {
     pub fn truncate_fully_and_start_at(&self, from: FetchedFrom, offset: Offset, now_ms: i64) -> Result<(), PartitionError> {
         let mut log = self.log();
         self.check_follows(from)?;
-        log.truncate_fully_and_start_at(offset.0, now_ms)?;
+        log.truncate_fully_and_start_at(offset, now_ms)?;
         self.publish_positions(&log, now_ms);
         drop(log);
         self.high_watermark.store(offset.0, Ordering::Release);
@@ -690,20 +676,20 @@ impl Partition {
             return Err(PartitionError::NotLeader);
         }
         let mut log = self.log();
-        let outcome = log.append_with_origin(records, self.leader_epoch().0, now_ms, origin)?;
+        let outcome = log.append_with_origin(records, self.leader_epoch(), now_ms, origin)?;
         let (info, duplicate) = match outcome {
             AppendOutcome::Appended(info) => {
-                let records_count = (info.last_offset - info.first_offset + 1).max(0) as u64;
+                let records_count = (info.last_offset.0 - info.first_offset.0 + 1).max(0) as u64;
                 self.metrics.record_produce(records.len() as u64, records_count);
                 (info, false)
             }
             AppendOutcome::Duplicate(info) => (info, true),
         };
         let result = AppendResult {
-            first_offset: Offset(info.first_offset),
-            last_offset: Offset(info.last_offset),
+            first_offset: info.first_offset,
+            last_offset: info.last_offset,
             log_append_time_ms: if duplicate { -1 } else { info.log_append_time },
-            log_start_offset: Offset(log.log_start_offset()),
+            log_start_offset: log.log_start_offset(),
             duplicate,
             flush_due: log.flush_due(now_ms),
         };
@@ -718,13 +704,13 @@ impl Partition {
             return Err(PartitionError::NotLeader);
         }
         let mut log = self.log();
-        let info = log.append_marker(producer_id.0, producer_epoch, marker, self.leader_epoch().0, now_ms)?;
+        let info = log.append_marker(producer_id, producer_epoch, marker, self.leader_epoch(), now_ms)?;
         self.metrics.record_produce(0, 1);
         let result = AppendResult {
-            first_offset: Offset(info.first_offset),
-            last_offset: Offset(info.last_offset),
+            first_offset: info.first_offset,
+            last_offset: info.last_offset,
             log_append_time_ms: -1,
-            log_start_offset: Offset(log.log_start_offset()),
+            log_start_offset: log.log_start_offset(),
             duplicate: false,
             flush_due: log.flush_due(now_ms),
         };
@@ -737,12 +723,12 @@ impl Partition {
     /// epoch matters for transactions version 2: a batch at the bumped epoch belongs to the
     /// next transaction even while the previous one's marker has not arrived yet.
     pub fn has_open_transaction(&self, producer_id: ProducerId, epoch: i16) -> bool {
-        self.log().producer_state().entry(producer_id.0).is_some_and(|e| e.current_txn_first_offset.is_some() && e.epoch == epoch)
+        self.log().producer_state().entry(producer_id).is_some_and(|e| e.current_txn_first_offset.is_some() && e.epoch == epoch)
     }
 
     /// Every producer's entry, for DescribeProducers.
     pub fn producers(&self) -> Vec<(ProducerId, crate::log::ProducerEntry)> {
-        self.log().producer_state().entries().map(|(pid, e)| (ProducerId(pid), e.clone())).collect()
+        self.log().producer_state().entries().map(|(pid, e)| (pid, e.clone())).collect()
     }
 
     /// fsyncs everything appended so far, unless a concurrent call already did; blocking.
@@ -755,7 +741,7 @@ impl Partition {
         };
         let (file, end) = {
             let log = self.log();
-            if log.recovery_point() >= wanted.0 {
+            if log.recovery_point() >= wanted {
                 return Ok(());
             }
             log.flush_target()
@@ -769,11 +755,11 @@ impl Partition {
     /// high watermark (at once when it leads alone).
     fn publish_positions(&self, log: &Log, now_ms: i64) {
         let end = log.log_end_offset();
-        let before_end = self.log_end_offset.swap(end, Ordering::AcqRel);
-        self.log_start_offset.store(log.log_start_offset(), Ordering::Release);
-        self.first_unstable.store(log.first_unstable_offset().unwrap_or(i64::MAX), Ordering::Release);
+        let before_end = self.log_end_offset.swap(end.0, Ordering::AcqRel);
+        self.log_start_offset.store(log.log_start_offset().0, Ordering::Release);
+        self.first_unstable.store(log.first_unstable_offset().map_or(i64::MAX, |o| o.0), Ordering::Release);
         let hw = match &mut *self.role() {
-            Role::Leader(l) => l.on_append(Offset(end), now_ms.max(0) as u64).high_watermark_advanced.then(|| l.high_watermark().0),
+            Role::Leader(l) => l.on_append(end, now_ms.max(0) as u64).high_watermark_advanced.then(|| l.high_watermark().0),
             Role::Follower { .. } => None,
         };
         let woken = match hw {
@@ -783,7 +769,7 @@ impl Partition {
                 false
             }
         };
-        if before_end != end && !woken {
+        if before_end != end.0 && !woken {
             // Followers' fetches wait for the log end.
             self.wake_waiters();
         }
@@ -823,14 +809,14 @@ impl Partition {
     fn read_in_memory(&self, offset: Offset, max_bytes: usize, min_one_batch: bool, to_log_end: bool) -> Result<ReadResult, PartitionError> {
         let log = self.log();
         let high_watermark = self.high_watermark();
-        let bound = if to_log_end { log.log_end_offset() } else { high_watermark.0 };
-        let read = log.read(offset.0, max_bytes, bound, min_one_batch)?;
+        let bound = if to_log_end { log.log_end_offset() } else { high_watermark };
+        let read = log.read(offset, max_bytes, bound, min_one_batch)?;
         self.metrics.record_fetch(read.bytes.len() as u64);
         Ok(ReadResult {
             records: read.bytes,
             high_watermark,
             last_stable_offset: self.last_stable_offset(),
-            log_start_offset: Offset(log.log_start_offset()),
+            log_start_offset: log.log_start_offset(),
         })
     }
 
@@ -854,16 +840,16 @@ impl Partition {
         let high_watermark = self.high_watermark();
         let last_stable_offset = self.last_stable_offset();
         let bound = match isolation {
-            Some(Isolation::ReadUncommitted) => high_watermark.0,
-            Some(Isolation::ReadCommitted) => last_stable_offset.0,
+            Some(Isolation::ReadUncommitted) => high_watermark,
+            Some(Isolation::ReadCommitted) => last_stable_offset,
             None => log.log_end_offset(),
         };
-        let located = log.read_regions(offset.0, max_bytes, bound, min_one_batch)?;
+        let located = log.read_regions(offset, max_bytes, bound, min_one_batch)?;
         let aborted = match isolation {
-            Some(Isolation::ReadCommitted) => Some(log.collect_aborted(offset.0, located.next_offset)),
+            Some(Isolation::ReadCommitted) => Some(log.collect_aborted(offset, located.next_offset)),
             _ => None,
         };
-        let log_start_offset = Offset(log.log_start_offset());
+        let log_start_offset = log.log_start_offset();
         // The regions stay valid without the lock: the data below the end is immutable.
         drop(log);
         let len = located.len as usize;
@@ -883,35 +869,34 @@ impl Partition {
     /// ListOffsets by timestamp: the first offset whose timestamp is at least `timestamp_ms`,
     /// with that record's timestamp.
     pub fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Option<TimestampedOffset>, PartitionError> {
-        Ok(self.log().offset_for_timestamp(timestamp_ms)?.map(TimestampedOffset::from))
+        Ok(self.log().offset_for_timestamp(timestamp_ms)?)
     }
 
     /// ListOffsets MAX_TIMESTAMP: the offset of the first record with the largest timestamp,
     /// and that timestamp.
     pub fn offset_of_max_timestamp(&self) -> Result<Option<TimestampedOffset>, PartitionError> {
-        Ok(self.log().offset_of_max_timestamp()?.map(TimestampedOffset::from))
+        Ok(self.log().offset_of_max_timestamp()?)
     }
 
     /// OffsetForLeaderEpoch: the end offset of `epoch` (or of the largest epoch below it),
     /// with that epoch (`None`: no epoch at or below `epoch` is known).
     pub fn end_offset_for_epoch(&self, epoch: LeaderEpoch) -> (Option<LeaderEpoch>, Offset) {
-        let log = self.log();
-        let (found, end) = log.epoch_cache().end_offset_for_epoch(epoch.0, log.log_end_offset());
-        ((found >= 0).then_some(LeaderEpoch(found)), Offset(end))
+        let (found, end) = self.log().end_offset_for_epoch(epoch);
+        ((found.0 >= 0).then_some(found), end)
     }
 
     /// DeleteRecords: moves the log start offset to `offset` (`None`: the high watermark).
     /// Returns the new log start offset.
     pub fn delete_records_before(&self, offset: Option<Offset>, now_ms: i64) -> Result<Offset, PartitionError> {
-        let high_watermark = self.hw();
-        let target = offset.map_or(high_watermark, |o| o.0);
+        let high_watermark = self.high_watermark();
+        let target = offset.unwrap_or(high_watermark);
         if target > high_watermark {
             return Err(PartitionError::OffsetBeyondHighWatermark { requested: target, high_watermark });
         }
         let mut log = self.log();
         let start = if target > log.log_start_offset() { log.delete_records_before(target)? } else { log.log_start_offset() };
         self.publish_positions(&log, now_ms);
-        Ok(Offset(start))
+        Ok(start)
     }
 
     /// Compacts the log if the topic compacts and cleaning is due; never above the high
@@ -922,7 +907,7 @@ impl Partition {
             return Ok(None);
         }
         // Kafka cleans below the first unstable offset only.
-        let stats = log.clean(now_ms, self.last_stable_offset().0)?;
+        let stats = log.clean(now_ms, self.last_stable_offset())?;
         self.publish_positions(&log, now_ms);
         Ok(stats)
     }
@@ -1034,11 +1019,11 @@ mod tests {
         let a = p.append(&BatchBuilder::new(0).records(3, 10).build(), 0).unwrap();
         let b = p.append(&BatchBuilder::new(0).records(2, 10).build(), 0).unwrap();
         assert!(a.flush_due && b.flush_due);
-        assert_eq!(p.log().recovery_point(), 0, "append must not fsync");
+        assert_eq!(p.log().recovery_point(), Offset(0), "append must not fsync");
         p.sync(1).unwrap();
-        assert_eq!(p.log().recovery_point(), 5);
+        assert_eq!(p.log().recovery_point(), Offset(5));
         p.sync(2).unwrap();
-        assert_eq!(p.log().recovery_point(), 5);
+        assert_eq!(p.log().recovery_point(), Offset(5));
     }
 
     fn open_as(dir: &Path, topic_id: Uuid) -> Partition {

@@ -74,10 +74,10 @@ impl FileRaftLog {
         // A snapshot newer than the log (installed, then a crash before the log was reset)
         // wins: the log restarts at its end.
         if let Some((id, _)) = me.snapshot
-            && id.offset.0 > me.log.log_end_offset()
+            && id.offset > me.log.log_end_offset()
         {
             let now = me.clock.now_ms();
-            me.log.truncate_fully_and_start_at(id.offset.0, now).map_err(|e| format!("metadata log: {e}"))?;
+            me.log.truncate_fully_and_start_at(id.offset, now).map_err(|e| format!("metadata log: {e}"))?;
         }
         for old in snapshots.iter().rev().skip(1) {
             let _ = fs::remove_file(me.dir.join(snapshot_name(*old)));
@@ -107,7 +107,7 @@ impl FileRaftLog {
             self.fail("flush", &e);
             return Err(e.to_string());
         }
-        Ok(Offset(self.log.log_end_offset()))
+        Ok(self.log.log_end_offset())
     }
 
     /// Writes a snapshot file atomically (temporary file, fsync, rename, directory fsync).
@@ -133,23 +133,23 @@ impl FileRaftLog {
     }
 
     fn epoch_starts(&self) -> Vec<(LeaderEpoch, Offset)> {
-        self.log.epoch_cache().entries().iter().map(|e| (LeaderEpoch(e.epoch), Offset(e.start_offset))).collect()
+        self.log.epoch_cache().entries().iter().map(|e| (e.epoch, e.start_offset)).collect()
     }
 }
 
 impl RaftLog for FileRaftLog {
     fn start_offset(&self) -> Offset {
-        Offset(self.log.log_start_offset())
+        self.log.log_start_offset()
     }
 
     fn end_offset(&self) -> Offset {
-        Offset(self.log.log_end_offset())
+        self.log.log_end_offset()
     }
 
     fn entry_epoch(&self, offset: Offset) -> Option<LeaderEpoch> {
         let start = self.start_offset();
         if offset >= start && offset < self.end_offset() {
-            return self.log.epoch_cache().epoch_for_offset(offset.0).map(LeaderEpoch);
+            return self.log.epoch_cache().epoch_for_offset(offset);
         }
         match &self.snapshot {
             Some((id, _)) if offset.0 + 1 == id.offset.0 && id.offset == start => Some(id.epoch),
@@ -177,7 +177,7 @@ impl RaftLog for FileRaftLog {
         let mut next = from;
         let end = self.end_offset();
         while out.len() < max_entries && next < end {
-            let Ok(read) = self.log.read(next.0, READ_CHUNK_BYTES, end.0, true) else { break };
+            let Ok(read) = self.log.read(next, READ_CHUNK_BYTES, end, true) else { break };
             if read.bytes.is_empty() {
                 break;
             }
@@ -214,7 +214,7 @@ impl RaftLog for FileRaftLog {
             return;
         }
         let now = self.clock.now_ms();
-        if let Err(e) = self.log.truncate_to(end.0, now) {
+        if let Err(e) = self.log.truncate_to(end, now) {
             self.fail("truncate", e);
         }
     }
@@ -249,7 +249,7 @@ impl RaftLog for FileRaftLog {
         };
         self.replace_snapshot(id, path);
         let now = self.clock.now_ms();
-        if let Err(e) = self.log.truncate_fully_and_start_at(id.offset.0, now) {
+        if let Err(e) = self.log.truncate_fully_and_start_at(id.offset, now) {
             self.fail("reset to snapshot", e);
         }
     }
@@ -263,7 +263,7 @@ impl RaftLog for FileRaftLog {
             Err(e) => return self.fail("snapshot write", e),
         };
         self.replace_snapshot(id, path);
-        if let Err(e) = self.log.delete_records_before(id.offset.0) {
+        if let Err(e) = self.log.delete_records_before(id.offset) {
             self.fail("prefix deletion", e);
         }
     }

@@ -61,6 +61,7 @@ mod tests;
 use std::borrow::Cow;
 use std::collections::HashMap;
 
+use crate::types::{Offset, ProducerId};
 use crate::record::{BatchHeader, BatchIter, IterStop};
 
 use super::checkpoint::{parse_ints, read_checkpoint, write_checkpoint};
@@ -141,8 +142,9 @@ impl Log {
     pub fn clean(
         &mut self,
         now_ms: i64,
-        high_watermark: i64,
+        high_watermark: Offset,
     ) -> Result<Option<CleanStats>, LogError> {
+        let Offset(high_watermark) = high_watermark;
         let Some(plan) = self.plan_clean(now_ms, high_watermark)? else {
             return Ok(None);
         };
@@ -182,8 +184,8 @@ impl Log {
 
     /// The first dirty offset the cleaner checkpoint holds (the log start if none); for
     /// tests and metrics.
-    pub fn first_dirty_offset(&self) -> i64 {
-        self.read_cleaner_checkpoint().first_dirty_offset
+    pub fn first_dirty_offset(&self) -> Offset {
+        Offset(self.read_cleaner_checkpoint().first_dirty_offset)
     }
 
     fn plan_clean(&self, now_ms: i64, high_watermark: i64) -> Result<Option<Plan>, LogError> {
@@ -301,7 +303,7 @@ impl Log {
         for segment in self.segments.range(..end).map(|(_, s)| s) {
             segment.scan_headers(0, |location| {
                 let h = location.header;
-                if h.has_producer_id() && self.producers.entry(h.producer_id).is_some() {
+                if h.has_producer_id() && self.producers.entry(ProducerId(h.producer_id)).is_some() {
                     last.insert(h.producer_id, h.last_offset());
                 }
                 std::ops::ControlFlow::Continue(())
@@ -362,7 +364,7 @@ impl Log {
             .segments
             .range(last_base + 1..)
             .next()
-            .map_or_else(|| self.log_end_offset(), |(b, _)| *b);
+            .map_or_else(|| self.leo(), |(b, _)| *b);
         let mut txns = TxnTracker::new(self.aborted_overlapping(base, group_end));
         let written = self.write_cleaned(bases, context, stats, &mut writer, &mut horizon, &mut txns);
         if let Err(e) = written {
@@ -427,7 +429,7 @@ impl Log {
         match self.read_raw_cleaner_checkpoint() {
             Some(checkpoint) => {
                 let in_log =
-                    (log_start..=self.log_end_offset()).contains(&checkpoint.first_dirty_offset);
+                    (log_start..=self.leo()).contains(&checkpoint.first_dirty_offset);
                 CleanerCheckpoint {
                     first_dirty_offset: if in_log {
                         checkpoint.first_dirty_offset

@@ -224,9 +224,9 @@ impl Harness {
         match op {
             Op::Append { records, codec } => {
                 let bytes = encode(records, *codec, now);
-                let info = *self.log().append(&bytes, 0, now).unwrap().info();
+                let info = *self.log().append(&bytes, LeaderEpoch(0), now).unwrap().info();
                 for (i, (key, value)) in records.iter().enumerate() {
-                    let offset = info.first_offset + i as i64;
+                    let offset = info.first_offset.0 + i as i64;
                     let record = (offset, key.map(key_bytes), value.map(value_bytes));
                     self.model.timestamps.insert(record.0, now);
                     self.model.appended.push(record);
@@ -249,10 +249,10 @@ impl Harness {
                 let log = self.log.take().unwrap();
                 let (flushed, active) = (log.recovery_point(), log.segment_base_offsets());
                 drop(log);
-                tear_above(self.dir.path(), *active.last().unwrap(), flushed, *at);
+                tear_above(self.dir.path(), active.last().unwrap().0, flushed.0, *at);
                 let log = Log::open(self.dir.path(), self.config.clone(), now).unwrap();
                 assert!(log.log_end_offset() >= flushed, "flushed data lost");
-                self.model.cut_tail(log.log_end_offset());
+                self.model.cut_tail(log.log_end_offset().0);
                 self.log = Some(log);
             }
             Op::DamageAndReopen { pick, garble } => {
@@ -264,17 +264,17 @@ impl Harness {
                 self.log = Some(Log::open(self.dir.path(), self.config.clone(), now).unwrap());
             }
             Op::Truncate { at } => {
-                let (hw, end) = (self.model.high_watermark, self.log().log_end_offset());
+                let (hw, end) = (self.model.high_watermark, self.log().log_end_offset().0);
                 let target = hw + ((end - hw) as f64 * at) as i64;
-                self.log().truncate_to(target, now).unwrap();
-                let end = self.log().log_end_offset();
+                self.log().truncate_to(Offset(target), now).unwrap();
+                let end = self.log().log_end_offset().0;
                 assert!(end >= self.model.cleaned_end());
                 self.model.cut_tail(end);
             }
             Op::DeleteRecords { at } => {
                 let (start, hw) = (self.model.log_start, self.model.high_watermark);
                 let target = start + ((hw - start).max(0) as f64 * at) as i64;
-                self.model.log_start = self.log().delete_records_before(target).unwrap();
+                self.model.log_start = self.log().delete_records_before(Offset(target)).unwrap().0;
             }
             Op::Roll => self.log().roll(now).unwrap(),
             Op::Tick { ms } => self.now_ms += ms,
@@ -307,13 +307,13 @@ impl Harness {
             });
         }
         let bytes = builder.build();
-        let info = match self.log().append(&bytes, 0, now).unwrap() {
+        let info = match self.log().append(&bytes, LeaderEpoch(0), now).unwrap() {
             AppendOutcome::Appended(info) => info,
             other => panic!("sequence {seq} not appended: {other:?}"),
         };
         for (i, key) in keys.iter().enumerate() {
             let record = (
-                info.first_offset + i as i64,
+                info.first_offset.0 + i as i64,
                 Some(key_bytes(*key)),
                 Some(value_bytes(u16::from(*key))),
             );
@@ -322,33 +322,33 @@ impl Harness {
         }
         self.model
             .producer
-            .push((seq, info.first_offset, info.last_offset));
+            .push((seq, info.first_offset.0, info.last_offset.0));
     }
 
     /// Producer state rebuilt from the log knows the producer's last batch, if that batch is
     /// still in a segment.
     fn check_producer(&mut self) {
         let log = self.log.as_ref().unwrap();
-        let first_base = log.segment_base_offsets()[0];
+        let first_base = log.segment_base_offsets()[0].0;
         let Some(&(seq, first, last)) = self.model.producer.last() else {
             return;
         };
         if first < first_base {
             return;
         }
-        let entry = log.producer_state().entry(1).expect("producer forgotten");
+        let entry = log.producer_state().entry(ProducerId(1)).expect("producer forgotten");
         let batch = entry.batches.back().unwrap();
         let last_seq = seq + (last - first) as i32;
-        assert_eq!((batch.last_seq, batch.last_offset), (last_seq, last));
+        assert_eq!((batch.last_seq, batch.last_offset), (last_seq, Offset(last)));
     }
 
     fn clean(&mut self, hw_step: f64) {
         let now = self.now_ms;
-        let end = self.log().log_end_offset();
+        let end = self.log().log_end_offset().0;
         let hw = self.model.high_watermark;
         self.model.high_watermark = hw + ((end - hw) as f64 * hw_step).ceil() as i64;
         let hw = self.model.high_watermark;
-        let Some(stats) = self.log().clean(now, hw).unwrap() else {
+        let Some(stats) = self.log().clean(now, Offset(hw)).unwrap() else {
             return;
         };
         let previous_end = if self.model.checkpoint_lost { 0 } else { self.model.passes.last().map_or(0, |p| p.1) };
@@ -360,7 +360,7 @@ impl Harness {
         if let Some((offset, ts)) = newly_cleaned.find(|(_, ts)| **ts > youngest) {
             panic!("offset {offset} at {ts} cleaned at {now} despite min.compaction.lag.ms");
         }
-        assert_eq!(self.log().log_end_offset(), end, "log end offset moved");
+        assert_eq!(self.log().log_end_offset().0, end, "log end offset moved");
         self.model.passes.push((now, stats.end_offset));
     }
 
@@ -368,13 +368,13 @@ impl Harness {
         let expected = self.model.expected(self.config.delete_retention_ms);
         let end = self.model.appended.last().map_or(0, |r| r.0 + 1);
         let log = self.log.as_ref().unwrap();
-        assert_eq!(log.log_end_offset(), end);
-        assert_eq!(log.log_start_offset(), self.model.log_start);
+        assert_eq!(log.log_end_offset(), Offset(end));
+        assert_eq!(log.log_start_offset(), Offset(self.model.log_start));
         let got = read_records(log).split_off(&self.model.log_start);
         assert_eq!(got, expected, "passes {:?}", self.model.passes);
         // Reads from any offset start at the batch holding it (offset index intact).
         for from in (self.model.log_start..end).step_by(7) {
-            let read = log.read(from, 1, i64::MAX, true).unwrap();
+            let read = log.read(Offset(from), 1, Offset(i64::MAX), true).unwrap();
             let first = crate::record::BatchIter::new(&read.bytes).next();
             let want = expected.range(from..).next().map(|(o, _)| *o);
             match (first, want) {
@@ -489,7 +489,7 @@ proptest! {
         let mut log = Log::open(built.path(), config.clone(), 0).unwrap();
         for (records, codec, roll) in &appends {
             let bytes = encode(records, *codec, 0);
-            log.append(&bytes, 0, 0).unwrap();
+            log.append(&bytes, LeaderEpoch(0), 0).unwrap();
             if *roll {
                 log.roll(0).unwrap();
             }

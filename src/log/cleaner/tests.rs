@@ -44,7 +44,7 @@ pub(super) type Records = BTreeMap<i64, (Option<Bytes>, Option<Bytes>)>;
 
 pub(super) fn read_records(log: &Log) -> Records {
     let read = log
-        .read(log.log_start_offset(), usize::MAX, i64::MAX, true)
+        .read(log.log_start_offset(), usize::MAX, Offset(i64::MAX), true)
         .unwrap();
     let mut out = BTreeMap::new();
     let mut last_offset = -1;
@@ -63,7 +63,7 @@ pub(super) fn read_records(log: &Log) -> Records {
 }
 
 fn append(log: &mut Log, bytes: Vec<u8>, now_ms: i64) -> AppendInfo {
-    *log.append(&bytes, 0, now_ms).unwrap().info()
+    *log.append(&bytes, LeaderEpoch(0), now_ms).unwrap().info()
 }
 
 fn value_of(records: &Records, key: &str) -> Vec<Option<Bytes>> {
@@ -83,12 +83,12 @@ fn keeps_the_latest_value_per_key_at_its_offset() {
         let key = format!("k{}", round % 7);
         let value = format!("v{round}");
         let info = append(&mut log, keyed_batch(&[(&key, Some(&value))], 100), 100);
-        latest.insert(key, (info.first_offset, value));
+        latest.insert(key, (info.first_offset.0, value));
     }
     log.roll(100).unwrap();
     let end = log.log_end_offset();
     let stats = log.clean(200, end).unwrap().expect("all dirty");
-    assert_eq!(stats.end_offset, end);
+    assert_eq!(stats.end_offset, end.0);
     assert_eq!(stats.records_read, 30);
     assert_eq!(stats.records_retained, 7);
     assert_eq!(log.log_end_offset(), end);
@@ -130,7 +130,7 @@ fn tombstones_stay_until_the_delete_horizon() {
         vec![None],
         "tombstone kept, older value gone"
     );
-    let read = log.read(0, usize::MAX, i64::MAX, true).unwrap();
+    let read = log.read(Offset(0), usize::MAX, Offset(i64::MAX), true).unwrap();
     let stamped = BatchIter::new(&read.bytes)
         .find(|(h, _)| h.has_delete_horizon())
         .unwrap()
@@ -168,14 +168,14 @@ fn young_segments_and_data_above_the_high_watermark_stay_dirty() {
     assert_eq!(stats.end_offset, 2);
     assert_eq!(read_records(&log).len(), 3, "offset 0 superseded by 1 only");
     // The high watermark holds back everything from offset 3 on.
-    let stats = log.clean(10_000, 3).unwrap().unwrap();
+    let stats = log.clean(10_000, Offset(3)).unwrap().unwrap();
     assert_eq!(stats.end_offset, 3);
     assert_eq!(
         read_records(&log).keys().copied().collect::<Vec<_>>(),
         vec![2, 3]
     );
     let stats = log.clean(10_000, end).unwrap().unwrap();
-    assert_eq!(stats.end_offset, end);
+    assert_eq!(stats.end_offset, end.0);
     assert_eq!(
         read_records(&log).keys().copied().collect::<Vec<_>>(),
         vec![3]
@@ -199,20 +199,20 @@ fn the_dirty_ratio_gates_a_pass_and_survives_restarts() {
         );
     }
     log.roll(0).unwrap();
-    assert!(log.clean(0, i64::MAX).unwrap().is_some());
+    assert!(log.clean(0, Offset(i64::MAX)).unwrap().is_some());
     // A small dirty segment next to a large clean one: below the 0.5 ratio.
     append(&mut log, keyed_batch(&[("k1", Some("x"))], 0), 0);
     log.roll(0).unwrap();
-    assert_eq!(log.clean(0, i64::MAX).unwrap(), None);
+    assert_eq!(log.clean(0, Offset(i64::MAX)).unwrap(), None);
     log.close(0).unwrap();
     let mut log = Log::open(dir.path(), config.clone(), 0).unwrap();
-    assert_eq!(log.clean(0, i64::MAX).unwrap(), None, "checkpoint survived");
+    assert_eq!(log.clean(0, Offset(i64::MAX)).unwrap(), None, "checkpoint survived");
     // A lower threshold lets it run; max.compaction.lag.ms forces it too.
     log.set_config(LogConfig {
         max_compaction_lag_ms: 100,
         ..config
     });
-    let stats = log.clean(1_000, i64::MAX).unwrap().unwrap();
+    let stats = log.clean(1_000, Offset(i64::MAX)).unwrap().unwrap();
     assert!(stats.forced && stats.dirty_ratio < 0.5);
     assert_eq!(value_of(&read_records(&log), "k1").len(), 1);
 }
@@ -231,15 +231,15 @@ fn compact_only_logs_skip_time_and_size_retention() {
         log.roll(0).unwrap();
     }
     assert_eq!(log.enforce_retention(1_000_000).unwrap(), 0);
-    assert_eq!(log.log_start_offset(), 0);
-    assert_eq!(log.delete_records_before(5).unwrap(), 5);
+    assert_eq!(log.log_start_offset(), Offset(0));
+    assert_eq!(log.delete_records_before(Offset(5)).unwrap(), Offset(5));
     log.set_config(LogConfig {
         cleanup_policy: CleanupPolicy::CompactDelete,
         ..config
     });
     assert!(log.enforce_retention(1_000_000).unwrap() > 0);
     assert_eq!(
-        log.clean(0, i64::MAX).unwrap(),
+        log.clean(0, Offset(i64::MAX)).unwrap(),
         None,
         "a delete policy alone never cleans"
     );
@@ -259,8 +259,8 @@ fn producers_last_batches_survive_as_empty_headers() {
     append(&mut log, keyed_batch(&[("k", Some("new"))], 0), 0);
     append(&mut log, keyed_batch(&[("other", Some("x"))], 0), 0);
     log.roll(0).unwrap();
-    log.clean(0, i64::MAX).unwrap().unwrap();
-    let read = log.read(0, usize::MAX, i64::MAX, true).unwrap();
+    log.clean(0, Offset(i64::MAX)).unwrap().unwrap();
+    let read = log.read(Offset(0), usize::MAX, Offset(i64::MAX), true).unwrap();
     let first = BatchIter::new(&read.bytes).next().unwrap().0;
     assert_eq!(
         (first.producer_id, first.records_count, first.base_sequence),
@@ -275,7 +275,7 @@ fn producers_last_batches_survive_as_empty_headers() {
         }
     }
     let mut log = Log::open(dir.path(), compact_config(), 0).unwrap();
-    let entry = log.producer_state().entry(9).unwrap();
+    let entry = log.producer_state().entry(ProducerId(9)).unwrap();
     assert_eq!(entry.batches.back().unwrap().last_seq, 0);
     let next = BatchBuilder::new(0)
         .producer(9, 0, 1)
@@ -283,7 +283,7 @@ fn producers_last_batches_survive_as_empty_headers() {
         .records(1, 1)
         .build();
     assert!(matches!(
-        log.append(&next, 0, 0).unwrap(),
+        log.append(&next, LeaderEpoch(0), 0).unwrap(),
         AppendOutcome::Appended(_)
     ));
 }
@@ -304,7 +304,7 @@ fn copy_dir(from: &Path, to: &Path) {
 
 /// A log with four sealed segments whose cleaning merges them into one, its directory
 /// before cleaning (`before`), and the records the cleaned log must hold.
-fn cleaned_and_uncleaned() -> (tempfile::TempDir, tempfile::TempDir, Records, Vec<i64>) {
+fn cleaned_and_uncleaned() -> (tempfile::TempDir, tempfile::TempDir, Records, Vec<Offset>) {
     let cleaned = tempfile::tempdir().unwrap();
     let before = tempfile::tempdir().unwrap();
     let mut log = Log::open(cleaned.path(), compact_config(), 0).unwrap();
@@ -357,7 +357,7 @@ fn a_crash_after_the_swap_commits_completes_it() {
         )
         .unwrap();
         for base in bases.iter().skip(1).take(deleted) {
-            std::fs::remove_file(segment_file(before.path(), *base, LOG_SUFFIX)).unwrap();
+            std::fs::remove_file(segment_file(before.path(), base.0, LOG_SUFFIX)).unwrap();
         }
         let log = Log::open(before.path(), compact_config(), 0).unwrap();
         let reference = Log::open(cleaned.path(), compact_config(), 0).unwrap();
@@ -399,7 +399,7 @@ fn one_hundred_thousand_updates_over_a_thousand_keys() {
     let segments = log.segment_count();
     assert!(segments > 100, "many segments rolled: {segments}");
     let end = log.log_end_offset();
-    assert_eq!(end, 100_000);
+    assert_eq!(end, Offset(100_000));
     let stats = log.clean(10_000, end).unwrap().unwrap();
     let records = read_records(&log);
     let active_records = 100_000 - stats.end_offset;
@@ -423,7 +423,7 @@ fn one_hundred_thousand_updates_over_a_thousand_keys() {
         min_cleanable_dirty_ratio: DirtyRatio(0.0),
         ..config
     });
-    log.clean(10_000, i64::MAX).unwrap().unwrap();
+    log.clean(10_000, Offset(i64::MAX)).unwrap().unwrap();
     assert!(log.segment_count() < 10, "{} segments", log.segment_count());
     assert_eq!(read_records(&log).len(), 1_000);
 }
@@ -437,7 +437,7 @@ fn empty_headers_kept_by_one_pass_go_when_no_longer_needed() {
     };
     let mut log = Log::open(dir.path(), config, 0).unwrap();
     let empty_batches = |log: &Log| {
-        let read = log.read(0, usize::MAX, i64::MAX, true).unwrap();
+        let read = log.read(Offset(0), usize::MAX, Offset(i64::MAX), true).unwrap();
         BatchIter::new(&read.bytes)
             .filter(|(h, _)| h.records_count == 0)
             .count()
@@ -447,7 +447,7 @@ fn empty_headers_kept_by_one_pass_go_when_no_longer_needed() {
             append(&mut log, keyed_batch(&[("k", Some("v"))], 0), 0);
         }
         log.roll(0).unwrap();
-        log.clean(0, i64::MAX).unwrap().unwrap();
+        log.clean(0, Offset(i64::MAX)).unwrap().unwrap();
         let groups = log.segment_count() - 1;
         assert!(
             empty_batches(&log) <= groups,
@@ -489,12 +489,12 @@ fn committed_transactional_data_compacts_like_any_other_and_keyless_records_go()
         log.append_as_follower(&batch, 0).unwrap();
     }
     log.roll(0).unwrap();
-    log.clean(0, i64::MAX).unwrap().unwrap();
+    log.clean(0, Offset(i64::MAX)).unwrap().unwrap();
     let offsets: Vec<i64> = read_records(&log).keys().copied().collect();
     // 0: shadowed by the committed transactional "c" at 2; 1: "a" shadowed by 4; 3: the
     // marker stays, its transaction still has data; 4: latest "a"; 5 (keyless) dropped.
     assert_eq!(offsets, vec![2, 3, 4]);
-    assert_eq!(log.log_end_offset(), 6);
+    assert_eq!(log.log_end_offset(), Offset(6));
 }
 
 /// Kafka's rules for transactions: aborted data goes in the first pass (its marker and index
@@ -515,32 +515,32 @@ fn aborted_data_goes_and_markers_go_after_their_delete_horizon() {
         .build()
     };
     let marker = |log: &mut Log, pid: i64, commit: bool| {
-        log.append_marker(pid, 0, crate::record::control::Marker { commit, coordinator_epoch: 0 }, 0, 0).unwrap().first_offset
+        log.append_marker(ProducerId(pid), 0, crate::record::control::Marker { commit, coordinator_epoch: 0 }, LeaderEpoch(0), 0).unwrap().first_offset.0
     };
-    log.append(&txn(1, 0, "k", "aborted"), 0, 0).unwrap(); // 0
-    log.append(&txn(2, 0, "k", "committed"), 0, 0).unwrap(); // 1
+    log.append(&txn(1, 0, "k", "aborted"), LeaderEpoch(0), 0).unwrap(); // 0
+    log.append(&txn(2, 0, "k", "committed"), LeaderEpoch(0), 0).unwrap(); // 1
     let abort_at = marker(&mut log, 1, false); // 2
     let commit_at = marker(&mut log, 2, true); // 3
-    log.append(&keyed_batch(&[("k", Some("plain"))], 0), 0, 0).unwrap(); // 4: shadows 1
+    log.append(&keyed_batch(&[("k", Some("plain"))], 0), LeaderEpoch(0), 0).unwrap(); // 4: shadows 1
     log.roll(0).unwrap();
-    assert_eq!(log.collect_aborted(0, 5).len(), 1);
+    assert_eq!(log.collect_aborted(Offset(0), Offset(5)).len(), 1);
 
-    let stats = log.clean(1_000, i64::MAX).unwrap().unwrap();
+    let stats = log.clean(1_000, Offset(i64::MAX)).unwrap().unwrap();
     assert_eq!((stats.aborted_records_removed, stats.markers_removed), (1, 0));
     let offsets: Vec<i64> = read_records(&log).keys().copied().collect();
     assert_eq!(offsets, vec![abort_at, commit_at, 4], "aborted and shadowed data gone, markers stay");
-    assert_eq!(log.collect_aborted(0, 5).len(), 1, "the abort's entry stays with its marker");
+    assert_eq!(log.collect_aborted(Offset(0), Offset(5)).len(), 1, "the abort's entry stays with its marker");
 
     // Nothing new is dirty, so force passes with new data in a later segment.
     let pass = |log: &mut Log, now: i64| {
-        log.append(&keyed_batch(&[("other", Some("x"))], now), 0, now).unwrap();
+        log.append(&keyed_batch(&[("other", Some("x"))], now), LeaderEpoch(0), now).unwrap();
         log.roll(now).unwrap();
-        log.clean(now, i64::MAX).unwrap().unwrap()
+        log.clean(now, Offset(i64::MAX)).unwrap().unwrap()
     };
     let second = pass(&mut log, 2_000);
     assert_eq!(second.markers_removed, 0);
     assert!(read_records(&log).contains_key(&abort_at), "stamped, not yet removed");
-    assert_eq!(log.collect_aborted(0, 5), vec![], "an abort without data needs no entry");
+    assert_eq!(log.collect_aborted(Offset(0), Offset(5)), vec![], "an abort without data needs no entry");
     let third = pass(&mut log, 2_000 + 5_000);
     assert_eq!(third.markers_removed, 2);
     let offsets: Vec<i64> = read_records(&log).keys().copied().collect();
@@ -560,9 +560,9 @@ fn the_cleaner_stays_below_an_open_transaction() {
         key: Some(b"k".to_vec()),
         value: Some(b"open".to_vec()),
     });
-    log.append(&open.build(), 0, 0).unwrap();
+    log.append(&open.build(), LeaderEpoch(0), 0).unwrap();
     log.roll(0).unwrap();
-    log.append(&keyed_batch(&[("k", Some("later"))], 0), 0, 0).unwrap();
+    log.append(&keyed_batch(&[("k", Some("later"))], 0), LeaderEpoch(0), 0).unwrap();
     log.roll(0).unwrap();
     let lso = log.first_unstable_offset().unwrap();
     assert!(log.clean(0, lso).unwrap().is_none(), "nothing below the LSO to clean");
@@ -583,17 +583,17 @@ fn truncation_lowers_the_checkpoint_so_new_data_is_dirty() {
             log.roll(0).unwrap();
         }
     }
-    log.clean(0, 20).unwrap().unwrap();
-    assert_eq!(log.first_dirty_offset(), 20);
-    log.truncate_to(12, 0).unwrap();
+    log.clean(0, Offset(20)).unwrap().unwrap();
+    assert_eq!(log.first_dirty_offset(), Offset(20));
+    log.truncate_to(Offset(12), 0).unwrap();
     let end = log.log_end_offset();
     assert_eq!(log.first_dirty_offset(), end);
     append(&mut log, keyed_batch(&[("k", Some("after"))], 0), 0);
     log.roll(0).unwrap();
-    log.clean(0, i64::MAX).unwrap().unwrap();
+    log.clean(0, Offset(i64::MAX)).unwrap().unwrap();
     let records = read_records(&log);
     assert_eq!(value_of(&records, "k"), vec![Some(Bytes::from("after"))]);
-    assert_eq!(records.keys().copied().collect::<Vec<_>>(), vec![end]);
+    assert_eq!(records.keys().copied().collect::<Vec<_>>(), vec![end.0]);
 }
 
 #[test]
@@ -610,7 +610,7 @@ fn a_compacted_active_segment_rolls_at_max_compaction_lag() {
     assert_eq!(log.segment_count(), 1);
     append(&mut log, keyed_batch(&[("k", Some("3"))], 1_001), 1_001);
     assert_eq!(log.segment_count(), 2, "rolled at max.compaction.lag.ms");
-    let stats = log.clean(1_001, i64::MAX).unwrap().unwrap();
+    let stats = log.clean(1_001, Offset(i64::MAX)).unwrap().unwrap();
     assert_eq!(stats.end_offset, 2);
     assert_eq!(
         read_records(&log).keys().copied().collect::<Vec<_>>(),
@@ -636,5 +636,5 @@ fn a_checkpoint_beyond_the_log_end_is_lowered_at_open() {
     for _ in 0..40 {
         append(&mut log, keyed_batch(&[("k", Some("v"))], 0), 0);
     }
-    assert_eq!(log.first_dirty_offset(), 20);
+    assert_eq!(log.first_dirty_offset(), Offset(20));
 }
