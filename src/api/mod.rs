@@ -41,6 +41,7 @@ pub mod init_producer_id;
 pub mod join_group;
 pub mod leader_hint;
 pub mod leave_group;
+pub mod list_config_resources;
 pub mod list_groups;
 pub mod list_offsets;
 pub mod list_partition_reassignments;
@@ -308,6 +309,7 @@ impl Api {
             R::OffsetFetch(req) => S::OffsetFetch(offset_fetch::handle(self, v, req)),
             R::DescribeGroups(req) => S::DescribeGroups(describe_groups::handle(self, v, req)),
             R::ListGroups(req) => S::ListGroups(list_groups::handle(self, v, req)),
+            R::ListConfigResources(req) => S::ListConfigResources(list_config_resources::handle(self, v, req)),
             R::DeleteGroups(req) => S::DeleteGroups(delete_groups::handle(self, req).await),
             R::OffsetDelete(req) => S::OffsetDelete(offset_delete::handle(self, req).await),
             R::ConsumerGroupHeartbeat(req) => S::ConsumerGroupHeartbeat(consumer_group_heartbeat::handle(self, ctx, req)),
@@ -786,6 +788,13 @@ mod tests {
                 vec![RequestKind::DescribeGroups(r), RequestKind::DescribeGroups(asking)]
             }
             ApiKey::ListGroups => vec![RequestKind::ListGroups(ListGroupsRequest::default())],
+            ApiKey::ListConfigResources => {
+                let mut typed = ListConfigResourcesRequest::default();
+                if version >= 1 {
+                    typed.resource_types = vec![2, 16];
+                }
+                vec![RequestKind::ListConfigResources(ListConfigResourcesRequest::default()), RequestKind::ListConfigResources(typed)]
+            }
             ApiKey::DeleteGroups => {
                 let mut r = DeleteGroupsRequest::default();
                 r.groups_names = vec![GroupId(StrBytes::from_static_str("nope"))];
