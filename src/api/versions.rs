@@ -67,6 +67,9 @@ pub const SERVED: &[Served] = &[
     served(ApiKey::OffsetFetch, 1, 9),
     served(ApiKey::DescribeGroups, 0, 5),
     served(ApiKey::ListGroups, 0, 5),
+    // Client telemetry (KIP-714), exported on the metrics endpoint.
+    served(ApiKey::GetTelemetrySubscriptions, 0, 0),
+    served(ApiKey::PushTelemetry, 0, 0),
     // KIP-1142: v1 lists topics, groups, brokers and client-metrics subscriptions.
     served(ApiKey::ListConfigResources, 0, 1),
     served(ApiKey::DeleteGroups, 0, 2),
@@ -196,6 +199,8 @@ pub fn default_request(api: ApiKey) -> Option<RequestKind> {
         ApiKey::DescribeGroups => RequestKind::DescribeGroups(DescribeGroupsRequest::default()),
         ApiKey::ListGroups => RequestKind::ListGroups(ListGroupsRequest::default()),
         ApiKey::ListConfigResources => RequestKind::ListConfigResources(ListConfigResourcesRequest::default()),
+        ApiKey::GetTelemetrySubscriptions => RequestKind::GetTelemetrySubscriptions(GetTelemetrySubscriptionsRequest::default()),
+        ApiKey::PushTelemetry => RequestKind::PushTelemetry(PushTelemetryRequest::default()),
         ApiKey::DeleteGroups => RequestKind::DeleteGroups(DeleteGroupsRequest::default()),
         ApiKey::OffsetDelete => RequestKind::OffsetDelete(OffsetDeleteRequest::default()),
         ApiKey::ConsumerGroupHeartbeat => RequestKind::ConsumerGroupHeartbeat(ConsumerGroupHeartbeatRequest::default()),
@@ -310,6 +315,8 @@ mod tests {
             ApiKey::DescribeGroups => ResponseKind::DescribeGroups(DescribeGroupsResponse::default()),
             ApiKey::ListGroups => ResponseKind::ListGroups(ListGroupsResponse::default()),
             ApiKey::ListConfigResources => ResponseKind::ListConfigResources(ListConfigResourcesResponse::default()),
+            ApiKey::GetTelemetrySubscriptions => ResponseKind::GetTelemetrySubscriptions(GetTelemetrySubscriptionsResponse::default()),
+            ApiKey::PushTelemetry => ResponseKind::PushTelemetry(PushTelemetryResponse::default()),
             ApiKey::DeleteGroups => ResponseKind::DeleteGroups(DeleteGroupsResponse::default()),
             ApiKey::OffsetDelete => ResponseKind::OffsetDelete(OffsetDeleteResponse::default()),
             ApiKey::ConsumerGroupHeartbeat => ResponseKind::ConsumerGroupHeartbeat(ConsumerGroupHeartbeatResponse::default()),
