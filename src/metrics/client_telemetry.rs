@@ -43,12 +43,21 @@ pub struct ClientPoint {
     pub value: f64,
 }
 
+/// A series of one client: its metric name and labels.
+type SeriesKey = (String, Vec<(String, String)>);
+
+/// A series' value, and whether it is a counter (else a gauge).
+#[derive(Clone, Copy)]
+struct SeriesValue {
+    counter: bool,
+    value: f64,
+}
+
 struct ClientSeries {
     client_id: String,
     last_push_ms: i64,
     push_interval_ms: i64,
-    /// (name, labels) → (counter?, value).
-    series: BTreeMap<(String, Vec<(String, String)>), (bool, f64)>,
+    series: BTreeMap<SeriesKey, SeriesValue>,
 }
 
 /// The collector of pushed client metrics, registered in the broker's registry.
@@ -91,9 +100,9 @@ impl ClientTelemetry {
                 PointKind::Gauge => (false, false),
                 PointKind::Sum { delta, monotonic } => (monotonic, delta),
             };
-            let slot = c.series.entry(key).or_insert((counter, 0.0));
-            slot.0 = counter;
-            slot.1 = if accumulate { slot.1 + p.value } else { p.value };
+            let slot = c.series.entry(key).or_insert(SeriesValue { counter, value: 0.0 });
+            slot.counter = counter;
+            slot.value = if accumulate { slot.value + p.value } else { p.value };
         }
     }
 
@@ -112,7 +121,7 @@ impl ClientTelemetry {
         expire(&mut clients, (self.now_ms)());
         let mut by_name: BTreeMap<&str, (bool, Vec<Metric>)> = BTreeMap::new();
         for (instance, c) in clients.iter() {
-            for ((name, labels), (counter, value)) in &c.series {
+            for ((name, labels), SeriesValue { counter, value }) in &c.series {
                 let family = by_name.entry(name.as_str()).or_insert((*counter, Vec::new()));
                 if family.0 != *counter {
                     continue;
