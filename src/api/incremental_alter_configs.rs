@@ -203,6 +203,20 @@ pub(crate) mod tests {
         assert!(!api.broker.image().client_metrics_configs.contains_key("sub"));
     }
 
+    /// A subscription is metadata: it survives a restart, as group configs do.
+    #[test]
+    fn client_metrics_subscriptions_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let api = crate::api::test_api(dir.path(), &[]);
+            let set = vec![op("metrics", OP_SET, Some("*")), op("interval.ms", OP_SET, Some("60000"))];
+            assert_eq!(alter(&api, RESOURCE_CLIENT_METRICS, "all", set), (0, None));
+        }
+        let api = crate::api::test_api(dir.path(), &[]);
+        let configs = &api.broker.image().client_metrics_configs["all"];
+        assert_eq!((configs["metrics"].as_str(), configs["interval.ms"].as_str()), ("*", "60000"));
+    }
+
     /// BROKER_LOGGER resources change levels as Kafka's RuntimeLoggerManager does.
     #[test]
     fn broker_logger_levels_change() {
