@@ -137,6 +137,7 @@ pub const BROKER_KEYS: &[KeyDef] = &[
     key!("queued.max.requests", Kind::Int, Some("500"), "Requests read ahead per connection at most"),
     key!("connections.max.idle.ms", Kind::Long, Some("600000"), "Close connections idle this long"),
     key!("fetch.max.bytes", Kind::Int, Some("57671680"), "Largest Fetch response"),
+    key!("telemetry.max.bytes", Kind::Int, Some("1048576"), "Largest client metrics push (KIP-714) accepted, before and after decompression"),
     key!("max.incremental.fetch.session.cache.slots", Kind::Int, Some("1000"), "Fetch sessions kept at most"),
     key!("offsets.topic.num.partitions", Kind::Int, Some("50"), "Partitions of __consumer_offsets"),
     key!("offsets.commit.timeout.ms", Kind::Int, Some("5000"), "How long an offset commit (any group coordinator write) waits for replication"),

@@ -28,6 +28,8 @@
 //!            into typed settings and per-topic log configs (uses log's LogConfig, types)
 //! clock      injected time (a leaf)
 //! logging    log levels changed at run time (Kafka's BROKER_LOGGER resource)
+//! telemetry  client telemetry (KIP-714): client-metrics subscriptions, client instances,
+//!            pushed OTLP payloads decoded for the metrics endpoint (uses metrics)
 //! alloc      the global allocator: lazy mappings for huge allocations (see its docs)
 //! ```
 //!
@@ -63,6 +65,7 @@ pub mod replication;
 pub mod record;
 pub mod runtime;
 pub mod server;
+pub mod telemetry;
 pub mod txn;
 pub mod types;
 pub mod metrics;

@@ -22,10 +22,12 @@ use crate::logging;
 use crate::metadata::controller::{self, ControllerError};
 use crate::metadata::{MetadataImage, MetadataRecord};
 use crate::replication::throttle;
+use crate::telemetry::subscription;
 
 pub const RESOURCE_TOPIC: i8 = 2;
 pub const RESOURCE_BROKER: i8 = 4;
 pub const RESOURCE_BROKER_LOGGER: i8 = 8;
+pub const RESOURCE_CLIENT_METRICS: i8 = 16;
 pub const RESOURCE_GROUP: i8 = 32;
 
 pub const OP_SET: i8 = 0;
@@ -78,6 +80,7 @@ pub fn apply(api: &Api, changes: &[ResourceChange], validate_only: bool) -> Vec<
                 RESOURCE_TOPIC if c.name.is_empty() => Some(Err(invalid_request("Default topic resources are not allowed."))),
                 RESOURCE_TOPIC => None,
                 RESOURCE_GROUP => Some(apply_group(api, c, validate_only)),
+                RESOURCE_CLIENT_METRICS => Some(apply_client_metrics(api, c, validate_only)),
                 RESOURCE_BROKER => Some(apply_broker(api, c, validate_only)),
                 RESOURCE_BROKER_LOGGER if matches!(c.change, Change::Incremental(_)) => Some(apply_loggers(api, c, validate_only)),
                 other => Some(Err(invalid_request(format!("Unknown resource type {other}")))),
@@ -202,6 +205,28 @@ fn apply_group(api: &Api, c: &ResourceChange, validate_only: bool) -> Result<(),
             Ok((if validate_only { Vec::new() } else { records }, ()))
         })
         .map_err(|e| (errors::broker_error(&e), e.to_string()))
+}
+
+/// CLIENT_METRICS resources (KIP-714 subscriptions): the complete new key set is validated
+/// as Kafka's `ClientMetricsConfigs.validate` does, then written as records; removing every
+/// key removes the subscription.
+fn apply_client_metrics(api: &Api, c: &ResourceChange, validate_only: bool) -> Result<(), Failure> {
+    let empty = BTreeMap::new();
+    api.broker
+        .apply_metadata(|image| {
+            let current = image.client_metrics_configs.get(&c.name).unwrap_or(&empty);
+            let next = match next_configs(current, &c.change, subscription::default_value, subscription::is_list) {
+                Ok(next) => next,
+                Err(e) => return Ok((Vec::new(), Err(e))),
+            };
+            if let Err(e) = subscription::validate(&c.name, &next) {
+                return Ok((Vec::new(), Err(e)));
+            }
+            let record = |key: &str, value: Option<String>| MetadataRecord::ClientMetricsConfig { name: c.name.clone(), key: key.to_string(), value };
+            let records = controller::diff(current, &next, record);
+            Ok((if validate_only { Vec::new() } else { records }, Ok(())))
+        })
+        .map_err(|e| (errors::broker_error(&e), e.to_string()))?
 }
 
 /// Checks a resource name against this node's id, with Kafka's messages.

@@ -1,6 +1,6 @@
-//! DescribeConfigs: the configs of a topic, a broker, a group or the broker loggers, each
-//! with the value in force, where it comes from and (when asked) its synonyms, as Kafka's
-//! `ConfigHelper` reports them.
+//! DescribeConfigs: the configs of a topic, a broker, a group, a client-metrics subscription
+//! or the broker loggers, each with the value in force, where it comes from and (when asked)
+//! its synonyms, as Kafka's `ConfigHelper` reports them.
 //!
 //! A value's source and synonyms come from an ordered list of [`Layer`]s, highest
 //! precedence first. For a broker key Kafka's layers are: dynamic per-broker
@@ -28,7 +28,7 @@ use kafka_protocol::messages::describe_configs_response::{
 };
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 
-use super::config_change::{RESOURCE_BROKER, RESOURCE_BROKER_LOGGER, RESOURCE_GROUP, RESOURCE_TOPIC};
+use super::config_change::{RESOURCE_BROKER, RESOURCE_BROKER_LOGGER, RESOURCE_CLIENT_METRICS, RESOURCE_GROUP, RESOURCE_TOPIC};
 use super::{Api, str_bytes};
 use crate::broker::Broker;
 use crate::config::{BROKER_KEYS, Bound, GROUP_KEYS, Kind, TOPIC_KEYS, broker_synonyms, is_dynamic_broker_key};
@@ -42,6 +42,7 @@ pub const SOURCE_DYNAMIC_DEFAULT_BROKER_CONFIG: i8 = 3;
 pub const SOURCE_STATIC_BROKER_CONFIG: i8 = 4;
 pub const SOURCE_DEFAULT_CONFIG: i8 = 5;
 pub const SOURCE_DYNAMIC_BROKER_LOGGER_CONFIG: i8 = 6;
+pub const SOURCE_CLIENT_METRICS_CONFIG: i8 = 7;
 pub const SOURCE_GROUP_CONFIG: i8 = 8;
 
 /// Kafka's config types (`DescribeConfigsResponse.ConfigType`).
@@ -58,6 +59,7 @@ fn config_type(kind: Kind) -> i8 {
 }
 const CONFIG_TYPE_INT: i8 = 3;
 const CONFIG_TYPE_LONG: i8 = 5;
+const CONFIG_TYPE_LIST: i8 = 7;
 
 /// Looks a key up in one layer.
 pub type LayerLookup<'a> = Box<dyn Fn(&str) -> Option<String> + 'a>;
@@ -222,6 +224,27 @@ fn group_configs(broker: &Broker, group: &str) -> Vec<DescribeConfigsResourceRes
         .collect()
 }
 
+/// A client-metrics subscription's three keys (KIP-714), each set (CLIENT_METRICS_CONFIG)
+/// or at its default, typed and documented as Kafka's `ClientMetricsConfigs` defines them.
+fn client_metrics_configs(broker: &Broker, name: &str) -> Vec<DescribeConfigsResourceResult> {
+    use crate::telemetry::subscription;
+    let image = broker.image();
+    let set = image.client_metrics_configs.get(name);
+    subscription::KEYS
+        .iter()
+        .map(|key| {
+            let value = set.and_then(|s| s.get(*key)).cloned();
+            let synonyms = value.iter().map(|v| synonym(key, Some(v.clone()), SOURCE_CLIENT_METRICS_CONFIG)).collect();
+            let (config_type, doc) = match *key {
+                subscription::METRICS => (CONFIG_TYPE_LIST, "Telemetry metric name prefix list"),
+                subscription::INTERVAL_MS => (CONFIG_TYPE_INT, "Metrics push interval in milliseconds"),
+                _ => (CONFIG_TYPE_LIST, "Client match criteria"),
+            };
+            entry(key, value.or_else(|| subscription::default_value(key)), synonyms, config_type, doc)
+        })
+        .collect()
+}
+
 /// The loggers and their levels in force (no type, no documentation: Kafka sends none).
 fn logger_configs() -> Vec<DescribeConfigsResourceResult> {
     logging::levels()
@@ -265,6 +288,8 @@ fn describe(api: &Api, resource_type: i8, name: &str) -> Outcome {
         RESOURCE_BROKER_LOGGER => invalid(format!("Unexpected broker id, expected {node} but received {name}")),
         RESOURCE_GROUP if name.is_empty() => invalid("Group name must not be empty".into()),
         RESOURCE_GROUP => Ok(group_configs(broker, name)),
+        RESOURCE_CLIENT_METRICS if name.is_empty() => invalid("Client metrics subscription name must not be empty".into()),
+        RESOURCE_CLIENT_METRICS => Ok(client_metrics_configs(broker, name)),
         other => invalid(format!("Unsupported resource type: {other}")),
     }
 }

@@ -117,6 +117,9 @@ pub fn for_each(response: &ResponseKind, mut f: impl FnMut(i16)) -> Listed {
         S::ConsumerGroupHeartbeat(r) => f(r.error_code),
         S::DescribeGroups(r) => r.groups.iter().for_each(|g| f(g.error_code)),
         S::ListGroups(r) => f(r.error_code),
+        S::ListConfigResources(r) => f(r.error_code),
+        S::GetTelemetrySubscriptions(r) => f(r.error_code),
+        S::PushTelemetry(r) => f(r.error_code),
         S::DeleteGroups(r) => r.results.iter().for_each(|g| f(g.error_code)),
         S::OffsetDelete(r) => {
             f(r.error_code);

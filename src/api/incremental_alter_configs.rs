@@ -1,5 +1,5 @@
 //! IncrementalAlterConfigs: SET, DELETE, APPEND to or SUBTRACT from the configs of topics,
-//! groups and broker loggers (see [`super::config_change`], shared with AlterConfigs).
+//! groups, client-metrics subscriptions and broker loggers (see [`super::config_change`], shared with AlterConfigs).
 //! Broker configs are static (from the configuration file) and refused at run time, except
 //! the replication throttles, which are stored in the metadata log.
 
@@ -47,7 +47,9 @@ pub(crate) mod tests {
     use kafka_protocol::protocol::StrBytes;
 
     use super::*;
-    use crate::api::config_change::{OP_APPEND, OP_DELETE, OP_SET, OP_SUBTRACT, RESOURCE_BROKER, RESOURCE_BROKER_LOGGER, RESOURCE_GROUP, RESOURCE_TOPIC};
+    use crate::api::config_change::{
+        OP_APPEND, OP_DELETE, OP_SET, OP_SUBTRACT, RESOURCE_BROKER, RESOURCE_BROKER_LOGGER, RESOURCE_CLIENT_METRICS, RESOURCE_GROUP, RESOURCE_TOPIC,
+    };
     use kafka_protocol::ResponseError;
 
     pub(crate) fn op(name: &str, operation: i8, value: Option<&str>) -> AlterableConfig {
@@ -150,6 +152,69 @@ pub(crate) mod tests {
         assert_eq!(alter(&api, RESOURCE_GROUP, "g", vec![op("consumer.session.timeout.ms", OP_DELETE, None)]), (0, None));
         assert!(!api.broker.image().group_configs.contains_key("g"));
         assert_eq!(alter(&api, RESOURCE_GROUP, "", vec![]).0, ResponseError::InvalidRequest.code());
+    }
+
+    /// CLIENT_METRICS resources (KIP-714): stored in the metadata log, validated with Kafka's
+    /// codes, listed by DescribeConfigs with defaults, and gone once every key is deleted.
+    #[test]
+    fn client_metrics_subscriptions_are_set_validated_described_and_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let api = crate::api::test_api(dir.path(), &[]);
+        let cm = |configs| alter(&api, RESOURCE_CLIENT_METRICS, "sub", configs);
+        assert_eq!(cm(vec![op("metrics", OP_SET, Some("org.apache.kafka.producer.")), op("interval.ms", OP_SET, Some("1000"))]), (0, None));
+        assert_eq!(cm(vec![op("metrics", OP_APPEND, Some("org.apache.kafka.consumer."))]), (0, None));
+        assert_eq!(cm(vec![op("match", OP_SET, Some("client_id=app.*"))]), (0, None));
+        let stored = api.broker.image().client_metrics_configs["sub"].clone();
+        assert_eq!(stored["metrics"], "org.apache.kafka.producer.,org.apache.kafka.consumer.");
+        assert_eq!(stored["interval.ms"], "1000");
+
+        assert_eq!(cm(vec![op("interval.ms", OP_SET, Some("50"))]).0, ResponseError::InvalidRequest.code());
+        assert_eq!(cm(vec![op("interval.ms", OP_SET, Some("often"))]).0, ResponseError::InvalidConfig.code());
+        assert_eq!(cm(vec![op("colour", OP_SET, Some("red"))]), (ResponseError::InvalidRequest.code(), Some("Unknown client metrics configuration: colour".into())));
+        assert_eq!(cm(vec![op("match", OP_SET, Some("hostname=x"))]), (ResponseError::InvalidConfig.code(), Some("Illegal client matching pattern: hostname=x".into())));
+        assert_eq!(cm(vec![op("interval.ms", OP_APPEND, Some("1"))]).0, ResponseError::InvalidConfig.code());
+        assert_eq!(alter(&api, RESOURCE_CLIENT_METRICS, "", vec![op("interval.ms", OP_SET, Some("1000"))]).0, ResponseError::InvalidRequest.code());
+        assert_eq!(api.broker.image().client_metrics_configs["sub"], stored, "refused changes store nothing");
+
+        let described = crate::api::describe_configs::handle(&api, 4, {
+            let mut res = kafka_protocol::messages::describe_configs_request::DescribeConfigsResource::default();
+            res.resource_type = RESOURCE_CLIENT_METRICS;
+            res.resource_name = StrBytes::from_static_str("sub");
+            let mut r = kafka_protocol::messages::DescribeConfigsRequest::default();
+            r.resources = vec![res];
+            r
+        });
+        let configs: Vec<(String, Option<String>, i8)> = described.results[0]
+            .configs
+            .iter()
+            .map(|c| (c.name.to_string(), c.value.as_ref().map(|v| v.to_string()), c.config_source))
+            .collect();
+        assert_eq!(
+            configs,
+            vec![
+                ("metrics".into(), Some("org.apache.kafka.producer.,org.apache.kafka.consumer.".into()), 7),
+                ("interval.ms".into(), Some("1000".into()), 7),
+                ("match".into(), Some("client_id=app.*".into()), 7),
+            ]
+        );
+
+        let all_gone = vec![op("metrics", OP_DELETE, None), op("interval.ms", OP_DELETE, None), op("match", OP_DELETE, None)];
+        assert_eq!(cm(all_gone), (0, None));
+        assert!(!api.broker.image().client_metrics_configs.contains_key("sub"));
+    }
+
+    /// A subscription is metadata: it survives a restart, as group configs do.
+    #[test]
+    fn client_metrics_subscriptions_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let api = crate::api::test_api(dir.path(), &[]);
+            let set = vec![op("metrics", OP_SET, Some("*")), op("interval.ms", OP_SET, Some("60000"))];
+            assert_eq!(alter(&api, RESOURCE_CLIENT_METRICS, "all", set), (0, None));
+        }
+        let api = crate::api::test_api(dir.path(), &[]);
+        let configs = &api.broker.image().client_metrics_configs["all"];
+        assert_eq!((configs["metrics"].as_str(), configs["interval.ms"].as_str()), ("*", "60000"));
     }
 
     /// BROKER_LOGGER resources change levels as Kafka's RuntimeLoggerManager does.

@@ -34,6 +34,7 @@ pub mod error_codes;
 pub mod errors;
 pub mod fetch;
 pub mod fetch_session;
+pub mod get_telemetry_subscriptions;
 pub mod heartbeat;
 pub mod find_coordinator;
 pub mod incremental_alter_configs;
@@ -41,6 +42,7 @@ pub mod init_producer_id;
 pub mod join_group;
 pub mod leader_hint;
 pub mod leave_group;
+pub mod list_config_resources;
 pub mod list_groups;
 pub mod list_offsets;
 pub mod list_partition_reassignments;
@@ -51,6 +53,7 @@ pub mod offset_delete;
 pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
+pub mod push_telemetry;
 pub mod quorum;
 pub mod response_frame;
 pub mod sync_group;
@@ -117,6 +120,11 @@ pub struct Api {
     /// The leader side of the replication throttle (`leader.replication.throttled.rate`):
     /// bytes served to followers of throttled replicas draw on it.
     pub(crate) leader_throttle: Mutex<crate::replication::throttle::TokenBucket>,
+    /// Client telemetry instances and subscriptions (KIP-714).
+    pub telemetry: crate::telemetry::manager::ClientMetricsManager,
+    /// The client software each open connection named in ApiVersions v3+ (KIP-511), for
+    /// client-metrics `match` patterns; one entry per connection, removed when it closes.
+    client_software: Mutex<std::collections::HashMap<std::net::SocketAddr, (String, String)>>,
 }
 
 /// A handler's answer: a response, or nothing at all (acks=0). Responses are large and
@@ -160,6 +168,7 @@ impl Api {
         let txns = TransactionCoordinator::new(broker.clone(), transport);
         let txn_verifier = crate::cluster::txn_verify::TxnVerifier::new(broker.clone(), txns.clone());
         let leader_throttle = Mutex::new(crate::replication::throttle::TokenBucket::new(broker.clock.now_ms()));
+        let telemetry = crate::telemetry::manager::ClientMetricsManager::new(broker.config.settings().telemetry_max_bytes);
         Self {
             broker,
             fetch_sessions: Mutex::new(FetchSessionCache::new(slots)),
@@ -169,6 +178,8 @@ impl Api {
             txn_verifier,
             raft: std::sync::OnceLock::new(),
             leader_throttle,
+            telemetry,
+            client_software: Mutex::new(std::collections::HashMap::new()),
         }
     }
 
@@ -176,10 +187,23 @@ impl Api {
     /// controller, the broker's process may be gone: probe it (see
     /// [`crate::cluster::active::probe_and_fence`]).
     pub fn connection_closed(&self, peer: std::net::SocketAddr) {
+        lock(&self.client_software).remove(&peer);
+        self.telemetry.connection_closed(peer);
         let Some(cluster) = self.broker.cluster() else { return };
         let Some((id, epoch)) = cluster.heartbeat_connection_closed(peer) else { return };
         if cluster.is_active_controller() && !cluster.shutting_down() {
             tokio::spawn(crate::cluster::active::probe_and_fence(self.broker.clone(), cluster.clone(), id, epoch));
+        }
+    }
+
+    /// What a telemetry request's context tells about its client.
+    pub(crate) fn client_info(&self, ctx: &RequestContext) -> crate::telemetry::manager::ClientInfo {
+        let software = ctx.peer.and_then(|p| lock(&self.client_software).get(&p).cloned());
+        crate::telemetry::manager::ClientInfo {
+            client_id: ctx.client_id.as_ref().map(|c| c.to_string()),
+            software_name: software.as_ref().map(|s| s.0.clone()),
+            software_version: software.map(|s| s.1),
+            peer: ctx.peer,
         }
     }
 
@@ -264,7 +288,13 @@ impl Api {
         use ResponseKind as S;
         let v = ctx.version;
         let r = match request {
-            R::ApiVersions(req) => S::ApiVersions(versions::handle(self, ctx, req)),
+            R::ApiVersions(req) => {
+                if let (Some(peer), true) = (ctx.peer, v >= 3) {
+                    let software = (req.client_software_name.to_string(), req.client_software_version.to_string());
+                    lock(&self.client_software).insert(peer, software);
+                }
+                S::ApiVersions(versions::handle(self, ctx, req))
+            }
             R::Metadata(req) => S::Metadata(metadata::handle(self, ctx, req)),
             R::Produce(req) => return produce::handle(self, ctx, req).await,
             R::Fetch(req) if quorum::is_metadata_fetch(&req) => S::Fetch(quorum::fetch(self, v, req).await),
@@ -308,6 +338,9 @@ impl Api {
             R::OffsetFetch(req) => S::OffsetFetch(offset_fetch::handle(self, v, req)),
             R::DescribeGroups(req) => S::DescribeGroups(describe_groups::handle(self, v, req)),
             R::ListGroups(req) => S::ListGroups(list_groups::handle(self, v, req)),
+            R::ListConfigResources(req) => S::ListConfigResources(list_config_resources::handle(self, v, req)),
+            R::GetTelemetrySubscriptions(req) => S::GetTelemetrySubscriptions(get_telemetry_subscriptions::handle(self, ctx, req)),
+            R::PushTelemetry(req) => S::PushTelemetry(push_telemetry::handle(self, ctx, req)),
             R::DeleteGroups(req) => S::DeleteGroups(delete_groups::handle(self, req).await),
             R::OffsetDelete(req) => S::OffsetDelete(offset_delete::handle(self, req).await),
             R::ConsumerGroupHeartbeat(req) => S::ConsumerGroupHeartbeat(consumer_group_heartbeat::handle(self, ctx, req)),
@@ -431,6 +464,10 @@ pub(crate) async fn txn_replicated(api: &Api, transactional_id: &str) -> Result<
         Some(barrier) => barrier.replicated(api.txns.write_timeout()).await,
         None => Err(kafka_protocol::ResponseError::NotCoordinator),
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 pub(crate) fn str_bytes(s: &str) -> StrBytes {
@@ -786,6 +823,20 @@ mod tests {
                 vec![RequestKind::DescribeGroups(r), RequestKind::DescribeGroups(asking)]
             }
             ApiKey::ListGroups => vec![RequestKind::ListGroups(ListGroupsRequest::default())],
+            ApiKey::GetTelemetrySubscriptions => vec![RequestKind::GetTelemetrySubscriptions(GetTelemetrySubscriptionsRequest::default())],
+            ApiKey::PushTelemetry => {
+                let mut r = PushTelemetryRequest::default();
+                r.client_instance_id = uuid::Uuid::from_u128(7);
+                r.metrics = Bytes::from_static(b"not protobuf");
+                vec![RequestKind::PushTelemetry(PushTelemetryRequest::default()), RequestKind::PushTelemetry(r)]
+            }
+            ApiKey::ListConfigResources => {
+                let mut typed = ListConfigResourcesRequest::default();
+                if version >= 1 {
+                    typed.resource_types = vec![2, 16];
+                }
+                vec![RequestKind::ListConfigResources(ListConfigResourcesRequest::default()), RequestKind::ListConfigResources(typed)]
+            }
             ApiKey::DeleteGroups => {
                 let mut r = DeleteGroupsRequest::default();
                 r.groups_names = vec![GroupId(StrBytes::from_static_str("nope"))];

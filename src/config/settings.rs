@@ -227,6 +227,8 @@ pub struct Settings {
     pub elections: ElectionSettings,
     /// `metrics.partition.detail`.
     pub metrics_partition_detail: bool,
+    /// `telemetry.max.bytes`, at least 1: the largest client telemetry push (KIP-714).
+    pub telemetry_max_bytes: i32,
 }
 
 /// Reads typed values from the effective text values; errors name the key and where its
@@ -353,6 +355,7 @@ impl Settings {
                 unclean_check_interval_ms: s.long("unclean.leader.election.interval.ms")?.max(1),
             },
             metrics_partition_detail: s.bool("metrics.partition.detail")?,
+            telemetry_max_bytes: s.int("telemetry.max.bytes")?.max(1),
         })
     }
 

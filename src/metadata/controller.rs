@@ -302,7 +302,7 @@ pub fn set_group_configs(
 }
 
 /// Records that turn `current` into `next`: sets for new or changed keys, resets for gone ones.
-fn diff(
+pub fn diff(
     current: &BTreeMap<String, String>,
     next: &BTreeMap<String, String>,
     record: impl Fn(&str, Option<String>) -> MetadataRecord,

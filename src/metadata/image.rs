@@ -52,6 +52,9 @@ pub struct MetadataImage {
     pub broker_configs: BTreeMap<String, BTreeMap<String, String>>,
     /// Group id → its config overrides; groups without overrides are absent.
     pub group_configs: BTreeMap<String, BTreeMap<String, String>>,
+    /// Client-metrics subscription name → its configs (KIP-714); subscriptions without keys
+    /// are absent.
+    pub client_metrics_configs: BTreeMap<String, BTreeMap<String, String>>,
     /// The next producer id to hand out.
     pub next_producer_id: i64,
     /// Finalized feature levels (see [`super::features`]); a feature at level 0 is absent.
@@ -132,6 +135,11 @@ impl MetadataImage {
                 out.push(MetadataRecord::GroupConfig { group: group.clone(), key: key.clone(), value: Some(value.clone()) });
             }
         }
+        for (name, configs) in &self.client_metrics_configs {
+            for (key, value) in configs {
+                out.push(MetadataRecord::ClientMetricsConfig { name: name.clone(), key: key.clone(), value: Some(value.clone()) });
+            }
+        }
         if self.next_producer_id != 0 {
             out.push(MetadataRecord::ProducerIds { next: self.next_producer_id });
         }
@@ -175,6 +183,9 @@ impl MetadataImage {
             }),
             MetadataRecord::BrokerConfig { broker, key, value } => set_override(&mut self.broker_configs, broker, key, value.as_ref()),
             MetadataRecord::GroupConfig { group, key, value } => set_override(&mut self.group_configs, group, key, value.as_ref()),
+            MetadataRecord::ClientMetricsConfig { name, key, value } => {
+                set_override(&mut self.client_metrics_configs, name, key, value.as_ref())
+            }
             MetadataRecord::RemoveTopic { id } => {
                 if let Some(name) = self.names_by_id.remove(id) {
                     self.topics.remove(&name);

@@ -108,6 +108,9 @@ pub enum MetadataRecord {
     /// A group config was set (`Some`) or reset to the broker default (`None`). Group configs
     /// exist independently of the group: they may be set before it has members and outlive it.
     GroupConfig { group: String, key: String, value: Option<String> },
+    /// A client-metrics subscription's config was set (`Some`) or removed (`None`) (Kafka's
+    /// ConfigRecord of a CLIENT_METRICS resource); a subscription with no keys left is gone.
+    ClientMetricsConfig { name: String, key: String, value: Option<String> },
     /// A topic was deleted.
     RemoveTopic { id: Uuid },
     /// Producer ids below `next` are handed out.

@@ -26,6 +26,7 @@
 //! from any layer, and `tests/metrics_names.rs` can compile it on its own.
 
 mod api;
+mod client_telemetry;
 mod connections;
 mod disk;
 pub mod http;
@@ -45,6 +46,7 @@ use prometheus::{Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, I
 use thiserror::Error;
 
 pub use api::{ApiMetrics, error_name};
+pub use client_telemetry::{ClientPoint, ClientTelemetry, PointKind};
 pub use connections::ConnectionGuard;
 pub use disk::{LogDirSpace, log_dir_space};
 pub use http::{Health, HealthCheck, MetricsServer, serve};
@@ -116,6 +118,8 @@ pub struct Metrics {
     /// coordinator or through WriteTxnMarkers), by `result`.
     pub txn_markers_written: IntCounterVec,
     lag: ConsumerLag,
+    /// Metrics pushed by clients (KIP-714).
+    client_telemetry: ClientTelemetry,
     gauges: SnapshotGauges,
     /// The broker's snapshot function. The lock also serializes scrapes, so one scrape's
     /// reset-and-refill of the snapshot gauges never interleaves with another's.
@@ -166,6 +170,8 @@ impl Metrics {
             txn_markers_written.with_label_values(&[result]);
         }
         let lag = ConsumerLag::define(&mut d)?;
+        // Pushed series expire by wall-clock time, read only when Prometheus scrapes.
+        let client_telemetry = d.add(ClientTelemetry::new(std::sync::Arc::new(wall_clock_ms))?)?;
         let gauges = SnapshotGauges::define(&mut d)?;
         Ok(Self {
             config,
@@ -183,6 +189,7 @@ impl Metrics {
             alter_partition_seconds,
             txn_markers_written,
             lag,
+            client_telemetry,
             gauges,
             source: Mutex::new(None),
             family_names: d.names,
@@ -249,6 +256,11 @@ impl Metrics {
         self.lag.retain(keep)
     }
 
+    /// The metrics clients push (KIP-714), exported with the broker's.
+    pub fn client_telemetry(&self) -> &ClientTelemetry {
+        &self.client_telemetry
+    }
+
     /// Installs the function that describes the broker's state at scrape time. It runs on a
     /// blocking thread once per scrape; it should read published positions, not touch disks
     /// beyond a `statvfs` ([`log_dir_space`]).
@@ -305,6 +317,11 @@ fn opts(name: &str, help: &str) -> Opts {
 
 fn histogram(name: &str, help: &str, buckets: &[f64]) -> HistogramOpts {
     HistogramOpts::new(name, help).buckets(buckets.to_vec())
+}
+
+fn wall_clock_ms() -> i64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
