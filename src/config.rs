@@ -527,6 +527,21 @@ impl BrokerConfig {
         Ok(())
     }
 
+    /// A single node's configuration as the one voter of its own quorum, reached on
+    /// `controller` (its controller listener, or a loopback port it bound for the purpose):
+    /// combined roles and `controller.quorum.voters` naming this node alone. Kafka needs this
+    /// written out and a `kafka-storage format` first; Blumfeld derives it, so a node started
+    /// with no configuration runs the same quorum code as every cluster.
+    pub fn single_node_quorum(&self, controller: SocketAddr) -> Result<BrokerConfig, ConfigError> {
+        let mut out = self.clone();
+        let origin = "single node (derived)";
+        out.set_value("process.roles", "broker,controller", origin, true)?;
+        out.set_value("controller.quorum.voters", &format!("{}@{controller}", self.settings.node_id.0), origin, true)?;
+        out.settings = out.parse_settings()?;
+        out.settings.single_node_quorum = true;
+        Ok(out)
+    }
+
     /// This configuration with the dynamic broker configs of the metadata image over it:
     /// `cluster_default` (the default broker entity, Kafka's DYNAMIC_DEFAULT_BROKER_CONFIG),
     /// then `own` (this broker's, DYNAMIC_BROKER_CONFIG), so a broker's own value wins. Keys
@@ -960,7 +975,7 @@ log.cleanup.policy=compact,\\
         assert_eq!(c.get("log.cleanup.policy"), Some("compact,delete"));
         // The standalone controller is this node alone: a single node.
         assert_eq!(s.quorum.voters, vec![(crate::types::NodeId(1), "localhost:9093".to_string())]);
-        assert!(!s.runs_quorum());
+        assert!(!s.runs_quorum() && s.is_sole_voter());
         let unused: Vec<(&str, &str)> = c.unused_keys().iter().map(|(k, o)| (k.as_str(), o.as_str())).collect();
         let at = |line: usize| format!("{}:{line}", p.display());
         let names: Vec<&str> = unused.iter().map(|(k, _)| *k).collect();
@@ -1124,9 +1139,10 @@ log.cleanup.policy=compact,\\
     }
 
     /// A sole controller (no broker role) runs the quorum its brokers observe; a combined
-    /// node that is its only voter is a single node.
+    /// node that is its only voter is a single node, which may be made the sole voter of its
+    /// own quorum.
     #[test]
-    fn a_sole_controller_runs_a_quorum_and_a_sole_combined_node_does_not() {
+    fn a_sole_controller_runs_a_quorum_and_a_single_node_may_derive_its_own() {
         let load = |roles: &str| {
             let o = [
                 format!("process.roles={roles}"),
@@ -1139,6 +1155,15 @@ log.cleanup.policy=compact,\\
         };
         assert!(load("controller"));
         assert!(!load("broker,controller"));
+        let single = BrokerConfig::load(None, &["node.id=4".to_string()]).unwrap();
+        assert!(!single.settings().runs_quorum());
+        let derived = single.single_node_quorum("127.0.0.1:40001".parse().unwrap()).unwrap();
+        let s = derived.settings();
+        assert!(s.runs_quorum() && s.is_sole_voter());
+        assert_eq!(s.quorum.voters, vec![(crate::types::NodeId(4), "127.0.0.1:40001".to_string())]);
+        assert_eq!(s.roles, Roles { broker: true, controller: true });
+        // The single node's capped internal replication factors stay.
+        assert_eq!(s.group.offsets_topic_replication_factor, 1);
     }
 
     /// `replica.selector.class` takes Kafka's rack-aware selector and refuses any other class.

@@ -2,6 +2,12 @@
 //! `./blumfeld-data`. `--config FILE` (or the file as the one argument, as
 //! `kafka-server-start.sh server.properties` takes it) reads YAML with Kafka's property names or
 //! a Kafka `server.properties`; `--override key=value` (repeatable) replaces one key.
+//!
+//! A single node keeps its metadata in a local file. With `BLUMFELD_SINGLE_NODE_QUORUM=1`
+//! (experimental, not the default yet: a kill -9 restart still waits out the old
+//! incarnation's session) it runs as the only voter of its own quorum instead, on its
+//! controller listener or a loopback port it binds for it, electing itself at once, and moves
+//! an existing metadata file into the quorum's log on first start.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -84,7 +90,10 @@ fn init_tracing() {
 
 async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     if config.settings().runs_quorum() {
-        return run_cluster_node(config).await;
+        return run_cluster_node(config, None).await;
+    }
+    if std::env::var_os("BLUMFELD_SINGLE_NODE_QUORUM").is_some_and(|v| v == "1") {
+        return run_single_node_quorum(config).await;
     }
     let started = std::time::Instant::now();
     let addr = config.settings().listener()?;
@@ -120,6 +129,17 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A single node as the one voter of its own quorum, on its controller listener if it has
+/// one, else on a loopback port of its own (only its broker side calls it there).
+async fn run_single_node_quorum(config: BrokerConfig) -> anyhow::Result<()> {
+    let settings = config.settings();
+    let controller = settings.controller_listener()?.unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+    let listener = std::net::TcpListener::bind(controller).with_context(|| format!("binding the controller listener {controller}"))?;
+    let bound = listener.local_addr()?;
+    let config = config.single_node_quorum(bound).context("deriving the single node's quorum")?;
+    run_cluster_node(config, Some(listener)).await
+}
+
 /// Ticks the group coordinator (sessions, rebalance deadlines) and the transaction
 /// coordinator (timeouts, expiry).
 fn spawn_group_ticker(api: &Arc<Api>, mut shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
@@ -139,22 +159,38 @@ fn spawn_group_ticker(api: &Arc<Api>, mut shutdown: watch::Receiver<bool>) -> to
     })
 }
 
-/// A node of a multi-node cluster (`controller.quorum.voters` names other nodes): with the
-/// controller role it serves the quorum on its controller listener; with the broker role it
-/// waits until its metadata caught up with the quorum, then registers, serves clients and
-/// heartbeats; SIGTERM is a controlled shutdown.
-async fn run_cluster_node(config: BrokerConfig) -> anyhow::Result<()> {
+/// A node of the metadata quorum (a node of a multi-node cluster, or a single node as its own
+/// quorum's only voter, `controller_socket` being the port it bound for it): with the controller role
+/// it serves the quorum on its controller listener; with the broker role it waits until its
+/// metadata caught up with the quorum, then registers, serves clients and heartbeats; SIGTERM
+/// is a controlled shutdown.
+async fn run_cluster_node(config: BrokerConfig, controller_socket: Option<std::net::TcpListener>) -> anyhow::Result<()> {
     use blumfeld::cluster::{self, Cluster};
     let started = std::time::Instant::now();
     let settings = config.settings();
     let (is_broker, is_controller) = (settings.roles.broker, settings.roles.controller);
     let client_addr = if is_broker { Some(settings.listener()?) } else { None };
-    let controller_addr = if is_controller {
-        Some(settings.controller_listener()?.context("the controller role needs a listener named in controller.listener.names")?)
-    } else {
-        None
+    let controller_addr = match (&controller_socket, is_controller) {
+        (Some(socket), _) => Some(socket.local_addr()?),
+        (None, true) => Some(settings.controller_listener()?.context("the controller role needs a listener named in controller.listener.names")?),
+        (None, false) => None,
     };
-    let broker = Broker::open(config, Arc::new(SystemClock)).context("opening the data directory")?;
+    let clock: Arc<dyn blumfeld::clock::Clock> = Arc::new(SystemClock);
+    if settings.single_node_quorum {
+        // A data directory of the single node before it ran a quorum: its metadata file
+        // becomes the quorum's log, once.
+        let log_config = metadata_log_config(&settings.quorum);
+        let dir = settings.data_dir.clone();
+        let node = settings.node_id;
+        let c = clock.clone();
+        tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(&dir)?;
+            blumfeld::metadata::migrate::single_node_log(&dir, node, log_config, c).map_err(anyhow::Error::from)
+        })
+        .await?
+        .context("moving the single-node metadata into the quorum's log")?;
+    }
+    let broker = Broker::open(config, clock).context("opening the data directory")?;
     // Taken at once: only this start may count the last stop as clean (KIP-966).
     let previous_epoch = cluster::clean_shutdown::take(&broker.config.settings().data_dir);
     let api = Arc::new(Api::unloaded(broker.clone()));
@@ -170,7 +206,11 @@ async fn run_cluster_node(config: BrokerConfig) -> anyhow::Result<()> {
     };
     let controller_serving = match controller_addr {
         Some(addr) => {
-            let server = Server::bind(addr, api.clone()).await.with_context(|| format!("binding {addr}"))?;
+            let server = match controller_socket {
+                Some(socket) => Server::from_std(socket, api.clone()),
+                None => Server::bind(addr, api.clone()).await,
+            };
+            let server = server.with_context(|| format!("binding {addr}"))?;
             let local = server.local_addr()?;
             if !is_broker {
                 // A controller-only node's readiness line (harnesses match "listening on").
@@ -318,12 +358,7 @@ fn start_quorum(broker: &Arc<Broker>, api: &Arc<Api>) -> anyhow::Result<blumfeld
     rc.election_backoff_max_ms = quorum.election_backoff_max_ms;
     rc.request_timeout_ms = quorum.request_timeout_ms;
     rc.retry_backoff_ms = quorum.retry_backoff_ms;
-    let log_config = blumfeld::log::LogConfig {
-        retention_ms: -1,
-        retention_bytes: -1,
-        segment_bytes: quorum.log_segment_bytes,
-        ..Default::default()
-    };
+    let log_config = metadata_log_config(quorum);
     let log = FileRaftLog::open(broker.data_dir(), log_config, broker.clock.clone()).map_err(anyhow::Error::msg)?;
     let state = QuorumStateFile::new(&broker.data_dir().join(file_log::DIR_NAME));
     let peers = voters.into_iter().collect();
@@ -333,6 +368,11 @@ fn start_quorum(broker: &Arc<Broker>, api: &Arc<Api>) -> anyhow::Result<blumfeld
         .context("starting the metadata quorum")?;
     api.set_raft(handle.clone());
     Ok(handle)
+}
+
+/// The segment log settings of `__cluster_metadata-0`: kept whole (snapshots truncate it).
+fn metadata_log_config(quorum: &blumfeld::config::QuorumSettings) -> blumfeld::log::LogConfig {
+    blumfeld::log::LogConfig { retention_ms: -1, retention_bytes: -1, segment_bytes: quorum.log_segment_bytes, ..Default::default() }
 }
 
 /// How often group sessions and rebalance deadlines are checked.

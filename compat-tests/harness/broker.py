@@ -50,6 +50,8 @@ class BrokerProcess:
         self.host = ""
         self.port = 0
         self.log_path: Path | None = None
+        # Extra environment of the broker process (e.g. BLUMFELD_SINGLE_NODE_QUORUM).
+        self.env: dict[str, str] = {}
 
     @property
     def bootstrap(self) -> str:
@@ -69,7 +71,7 @@ class BrokerProcess:
         self.starts += 1
         self.log_path = self.workdir / f"broker-{self.starts}.log"
         log = open(self.log_path, "wb")
-        env = dict(os.environ, PYTHONPATH=str(COMPAT_DIR), RUST_BACKTRACE="1")
+        env = dict(os.environ, PYTHONPATH=str(COMPAT_DIR), RUST_BACKTRACE="1", **self.env)
         # Own process group: kill -9 of the group also takes the Kafka JVM child down.
         self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                      cwd=self.workdir, env=env, start_new_session=True)

@@ -39,8 +39,22 @@ pub async fn run(broker: Arc<Broker>, cluster: Arc<Cluster>) {
     let mut last_snapshot_ms = broker.clock.now_ms();
     let mut was_leader = false;
     let mut elections = ElectionSchedule::new(broker.clock.now_ms(), &broker.config.settings().elections);
+    let mut quorum_changes = cluster.raft.watch();
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            changed = quorum_changes.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                // A new leadership is acted on at once (a new cluster's first records, the
+                // sessions of the brokers), not at the next tick; other changes wait for it.
+                let leads = quorum_changes.borrow_and_update().role == RoleKind::Leader && cluster.is_controller;
+                if leads == was_leader {
+                    continue;
+                }
+            }
+        }
         let status = cluster.raft.status();
         if status.failed {
             return;

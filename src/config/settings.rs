@@ -206,6 +206,9 @@ pub struct ElectionSettings {
 pub struct Settings {
     /// `node.id`.
     pub node_id: NodeId,
+    /// Set by [`crate::config::BrokerConfig::single_node_quorum`] (not a key): this single
+    /// node runs as the only voter of its own quorum.
+    pub single_node_quorum: bool,
     pub roles: Roles,
     /// The first of `log.dirs`, else `log.dir`.
     pub data_dir: PathBuf,
@@ -355,16 +358,23 @@ impl Settings {
                 unclean_check_interval_ms: s.long("unclean.leader.election.interval.ms")?.max(1),
             },
             metrics_partition_detail: s.bool("metrics.partition.detail")?,
+            single_node_quorum: false,
             telemetry_max_bytes: s.int("telemetry.max.bytes")?.max(1),
         })
     }
 
-    /// Whether this node is part of a multi-node cluster: `controller.quorum.voters` names a
-    /// node other than this one, or this node is a controller only (the sole voter of a
-    /// quorum that brokers on other nodes observe). Otherwise it is a single node with its
-    /// metadata in a local file, as before the quorum existed.
+    /// Whether this node runs the metadata quorum: `controller.quorum.voters` names a node
+    /// other than this one, or this node is a controller only (the sole voter of a quorum
+    /// that brokers on other nodes observe), or it is a single node made the only voter of its
+    /// own quorum ([`crate::config::BrokerConfig::single_node_quorum`], opt-in for now).
+    /// Otherwise it is a single node with its metadata in a local file.
     pub fn runs_quorum(&self) -> bool {
-        self.quorum.voters.iter().any(|(id, _)| *id != self.node_id) || !self.roles.broker
+        self.quorum.voters.iter().any(|(id, _)| *id != self.node_id) || !self.roles.broker || self.single_node_quorum
+    }
+
+    /// Whether this node is its quorum's only voter.
+    pub fn is_sole_voter(&self) -> bool {
+        matches!(self.quorum.voters.as_slice(), [(id, _)] if *id == self.node_id)
     }
 
     /// The client listener: the first one not named in `controller.listener.names` (the

@@ -26,6 +26,7 @@ pub mod delta;
 pub mod election;
 pub mod features;
 pub mod image;
+pub mod migrate;
 pub mod partition_change;
 pub mod placement;
 pub mod reassignment;

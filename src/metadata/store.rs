@@ -1,9 +1,12 @@
 //! The metadata log and the image it produces, in one of two modes.
 //!
-//! **Single node** ([`MetadataStore::open`]): one JSON record per line in
+//! **Local file** ([`MetadataStore::open`]): one JSON record per line in
 //! `__cluster_metadata/records.jsonl`, fsynced before the image that includes it is published.
 //! The published image is exactly the replay of the records on disk. A torn last line (crash
-//! mid-write) is cut off on open; it was never acknowledged.
+//! mid-write) is cut off on open; it was never acknowledged. This is how the single node kept
+//! its metadata before it ran as the only voter of its own quorum; `blumfeld` now moves such a
+//! file into the quorum's log on first start ([`super::migrate`]), and the unit tests, which
+//! open a broker without a quorum, still use it.
 //!
 //! **Quorum** ([`MetadataStore::open_quorum`], then [`MetadataStore::attach_quorum`]): the
 //! records are entries of the Raft log `__cluster_metadata-0`. The image is built only from

@@ -39,6 +39,17 @@ const CONNECTION_LIMIT_RECHECK: Duration = Duration::from_secs(1);
 impl Server {
     pub async fn bind(addr: SocketAddr, api: Arc<Api>) -> std::io::Result<Self> {
         let listener = TcpListener::bind(addr).await?;
+        Self::on(listener, api)
+    }
+
+    /// Serves on a socket bound earlier (a single node binds its controller port before it
+    /// knows its configuration in full: the port is part of it).
+    pub fn from_std(listener: std::net::TcpListener, api: Arc<Api>) -> std::io::Result<Self> {
+        listener.set_nonblocking(true)?;
+        Self::on(TcpListener::from_std(listener)?, api)
+    }
+
+    fn on(listener: TcpListener, api: Arc<Api>) -> std::io::Result<Self> {
         let max = api.broker.effective_config().settings().socket.connections_max.min(Semaphore::MAX_PERMITS);
         let connections = Arc::new(Semaphore::new(max));
         Ok(Self { listener, api, connections, connection_limit: std::sync::atomic::AtomicUsize::new(max) })
