@@ -62,8 +62,17 @@ pub async fn run(broker: Arc<Broker>, cluster: Arc<Cluster>) {
         let leader = status.role == RoleKind::Leader && cluster.is_controller;
         if leader && !was_leader {
             if let Ok(mut s) = cluster.sessions.lock() {
-                // Brokers alive under the previous controller get a full session with this one.
-                s.restart_all(&broker.image(), broker.clock.now_ms());
+                // Brokers alive under the previous controller get a full session with this one,
+                // but for this node's own registration from an earlier process: that one is
+                // certainly gone, and this process registers again without waiting it out.
+                let image = broker.image();
+                let now = broker.clock.now_ms();
+                s.restart_all(&image, now);
+                if let Some(own) = image.brokers.get(&cluster.node_id())
+                    && own.incarnation_id != cluster.incarnation()
+                {
+                    s.expire_now(own.id, own.epoch, now, cluster.session_timeout_ms);
+                }
             }
             // ...unless their process is gone: the previous controller may have died with one.
             let me = cluster.node_id();

@@ -32,7 +32,7 @@ const REGISTER_BACKOFF: Duration = Duration::from_millis(500);
 /// completed (see [`controlled_shutdown`]). `previous_epoch` is the epoch the previous
 /// process shut down cleanly with ([`super::clean_shutdown`]), named in every registration.
 pub async fn run(broker: Arc<Broker>, cluster: Arc<Cluster>, previous_epoch: Option<i64>) {
-    let incarnation = Uuid::new_v4();
+    let incarnation = cluster.incarnation();
     let interval = Duration::from_millis(cluster.heartbeat_interval_ms);
     loop {
         let Some(epoch) = register(&broker, &cluster, incarnation, previous_epoch).await else {

@@ -75,6 +75,8 @@ pub struct Cluster {
     /// (0: never).
     heartbeat_answered_ms: std::sync::atomic::AtomicU64,
     created: std::time::Instant,
+    /// This process's incarnation id (a new one per start), registered by [`lifecycle`].
+    incarnation: uuid::Uuid,
 }
 
 impl Cluster {
@@ -105,7 +107,13 @@ impl Cluster {
             heartbeat_peers: Mutex::new(HashMap::new()),
             heartbeat_answered_ms: std::sync::atomic::AtomicU64::new(0),
             created: std::time::Instant::now(),
+            incarnation: uuid::Uuid::new_v4(),
         }
+    }
+
+    /// This process's incarnation id.
+    pub fn incarnation(&self) -> uuid::Uuid {
+        self.incarnation
     }
 
     /// The controller answered a heartbeat of this broker just now.

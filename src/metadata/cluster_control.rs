@@ -81,6 +81,13 @@ impl BrokerSessions {
         self.last = image.brokers.values().map(|b| (b.id, (b.epoch, now_ms))).collect();
     }
 
+    /// The session of `id`'s registration at `epoch` ends now: its process is known to be
+    /// gone (the active controller's own node restarted as a new incarnation), so a new
+    /// registration is not refused as a duplicate and the old one is fenced at once.
+    pub fn expire_now(&mut self, id: NodeId, epoch: BrokerEpoch, now_ms: i64, session_timeout_ms: i64) {
+        self.last.insert(id, (epoch, now_ms.saturating_sub(session_timeout_ms.max(0))));
+    }
+
     pub fn touch(&mut self, id: NodeId, epoch: BrokerEpoch, now_ms: i64) {
         self.last.insert(id, (epoch, now_ms));
     }
