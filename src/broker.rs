@@ -152,6 +152,18 @@ impl Broker {
             // cluster id and feature levels of a new cluster.
             Arc::new(MetadataStore::open_quorum(settings.node_id))
         } else {
+            // A directory whose metadata lives in the quorum's log: opening it on a local
+            // file would find no topics and set every partition aside. Refused instead.
+            let quorum_log = data_dir.join(crate::raft::file_log::DIR_NAME);
+            if quorum_log.exists() {
+                return Err(BrokerError::Io {
+                    path: quorum_log,
+                    source: std::io::Error::other(
+                        "this data directory keeps its metadata in the quorum's log; start it as a quorum node \
+                         (controller.quorum.voters, or a single node without BLUMFELD_SINGLE_NODE_QUORUM=0)",
+                    ),
+                });
+            }
             let metadata = MetadataStore::open(&data_dir, settings.node_id)?;
             if metadata.image().cluster_id.is_empty() {
                 let cluster_id = settings.cluster_id.clone().unwrap_or_else(new_cluster_id);
@@ -1063,6 +1075,20 @@ pub(crate) fn isr_eligible(image: &MetadataImage) -> Option<BTreeSet<NodeId>> {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    /// A data directory that runs the quorum is never opened on a local metadata file (which
+    /// would find no topics): refused, and its partition directories are left alone.
+    #[test]
+    fn a_quorum_directory_is_not_opened_as_a_local_single_node() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join(crate::raft::file_log::DIR_NAME)).unwrap();
+        std::fs::create_dir_all(dir.path().join("t-0")).unwrap();
+        let config = BrokerConfig::load(None, &[format!("log.dirs={}", dir.path().display())]).unwrap();
+        let err = Broker::open(config, Arc::new(crate::clock::SystemClock)).err().expect("opened");
+        assert!(err.to_string().contains("quorum"), "{err}");
+        assert!(dir.path().join("t-0").exists());
+        assert!(!dir.path().join("__cluster_metadata").exists(), "no local file was started");
+    }
 
     /// Found by `replication::sim`: a broker restarted within its session timeout led by the
     /// image it replayed, whose ISR lacked a member an AlterPartition of the previous process

@@ -3,11 +3,11 @@
 //! `kafka-server-start.sh server.properties` takes it) reads YAML with Kafka's property names or
 //! a Kafka `server.properties`; `--override key=value` (repeatable) replaces one key.
 //!
-//! A single node keeps its metadata in a local file. With `BLUMFELD_SINGLE_NODE_QUORUM=1`
-//! (experimental, not the default yet: a kill -9 restart still waits out the old
-//! incarnation's session) it runs as the only voter of its own quorum instead, on its
-//! controller listener or a loopback port it binds for it, electing itself at once, and moves
-//! an existing metadata file into the quorum's log on first start.
+//! Every node runs the metadata quorum. A single node (no `controller.quorum.voters`) is the
+//! only voter of its own, on its controller listener or a loopback port it binds for it; it
+//! elects itself at once and moves the local metadata file of earlier versions into the
+//! quorum's log on first start. `BLUMFELD_SINGLE_NODE_QUORUM=0` keeps the local file instead,
+//! for a data directory that has not been moved yet (one that has is refused in that mode).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -92,7 +92,7 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     if config.settings().runs_quorum() {
         return run_cluster_node(config, None).await;
     }
-    if std::env::var_os("BLUMFELD_SINGLE_NODE_QUORUM").is_some_and(|v| v == "1") {
+    if std::env::var_os("BLUMFELD_SINGLE_NODE_QUORUM").is_none_or(|v| v != "0") {
         return run_single_node_quorum(config).await;
     }
     let started = std::time::Instant::now();

@@ -1,8 +1,9 @@
-"""The single node as the only voter of its own metadata quorum (BLUMFELD_SINGLE_NODE_QUORUM=1,
-opt-in while its kill -9 restart still waits out the old incarnation's session): a data
-directory written by the single node's local metadata file is picked up without loss — its
-file moves into `__cluster_metadata-0` once and is kept aside — and after a clean restart the
-records, the topic configs and the group's committed offsets are all still there.
+"""The single node as the only voter of its own metadata quorum (the default): a data
+directory written by the single node's local metadata file of earlier versions (made here with
+BLUMFELD_SINGLE_NODE_QUORUM=0, which keeps that mode) is picked up without loss — its file
+moves into `__cluster_metadata-0` once and is kept aside — and after a clean restart the
+records, the topic configs and the group's committed offsets are all still there; the moved
+directory is then refused in the local-file mode rather than opened empty.
 
 Blumfeld only: Kafka has no local-file mode to migrate from."""
 
@@ -50,7 +51,9 @@ def read_all(bootstrap: str) -> list[bytes]:
 
 
 def test_a_single_node_directory_moves_into_its_quorum_without_loss(broker_factory):
-    broker = broker_factory.start()
+    broker = broker_factory.create()
+    broker.env["BLUMFELD_SINGLE_NODE_QUORUM"] = "0"
+    broker.start()
     admin = AdminClient({"bootstrap.servers": broker.bootstrap})
     admin.create_topics([NewTopic(TOPIC, 2, 1, config={"retention.ms": "86400000"})])[TOPIC].result(30)
     p = Producer({"bootstrap.servers": broker.bootstrap, "acks": "all"})
@@ -64,7 +67,7 @@ def test_a_single_node_directory_moves_into_its_quorum_without_loss(broker_facto
     legacy = broker.data_dir / "__cluster_metadata" / "records.jsonl"
     assert legacy.exists(), "the single node kept no local metadata file"
 
-    broker.env["BLUMFELD_SINGLE_NODE_QUORUM"] = "1"
+    del broker.env["BLUMFELD_SINGLE_NODE_QUORUM"]
     broker.restart()
     log = broker.log_path.read_text()
     assert "single-node metadata moved into the metadata quorum's log" in log, broker.log_tail()
@@ -86,3 +89,10 @@ def test_a_single_node_directory_moves_into_its_quorum_without_loss(broker_facto
     broker.restart()
     assert "single-node metadata moved" not in broker.log_path.read_text()
     check(broker.bootstrap)
+    # The local-file mode refuses the moved directory instead of opening it without topics.
+    assert broker.stop() == 0
+    broker.env["BLUMFELD_SINGLE_NODE_QUORUM"] = "0"
+    broker.spawn()
+    assert broker.proc.wait(60) != 0
+    assert "keeps its metadata in the quorum's log" in broker.log_path.read_text(), broker.log_tail()
+    assert any(broker.data_dir.glob(f"{TOPIC}-*")), "partition directories were removed"

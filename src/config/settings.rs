@@ -366,8 +366,9 @@ impl Settings {
     /// Whether this node runs the metadata quorum: `controller.quorum.voters` names a node
     /// other than this one, or this node is a controller only (the sole voter of a quorum
     /// that brokers on other nodes observe), or it is a single node made the only voter of its
-    /// own quorum ([`crate::config::BrokerConfig::single_node_quorum`], opt-in for now).
-    /// Otherwise it is a single node with its metadata in a local file.
+    /// own quorum ([`crate::config::BrokerConfig::single_node_quorum`], what `blumfeld` does
+    /// with a single node). Otherwise it is a single node with its metadata in a local file
+    /// (the unit tests, and `BLUMFELD_SINGLE_NODE_QUORUM=0`).
     pub fn runs_quorum(&self) -> bool {
         self.quorum.voters.iter().any(|(id, _)| *id != self.node_id) || !self.roles.broker || self.single_node_quorum
     }
