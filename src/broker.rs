@@ -27,6 +27,7 @@ use crate::metrics::{Metrics, MetricsConfig};
 use crate::partition::{Partition, PartitionError};
 use crate::replication::{AlterIsrRequest, LeaderRegistration, ReplicationConfig};
 use crate::types::{BrokerEpoch, LeaderEpoch, NodeId, Offset, PartitionId, TopicPartition};
+use crate::sync::{lock, read_lock, write_lock};
 
 /// Producer ids are taken from the metadata log in blocks of this size, so handing one out
 /// does not cost an fsync.
@@ -530,12 +531,14 @@ impl Broker {
     /// this broker changed. Returns whether the topic log defaults changed with it: the
     /// hosted partitions' log configs must then be derived again.
     fn refresh_effective_config(&self, image: &MetadataImage) -> bool {
-        let layer = |name: &str| image.broker_configs.get(name).cloned().unwrap_or_default();
-        let layers = (layer(""), layer(&self.node_id.to_string()));
+        let empty = BTreeMap::new();
+        let own_name = self.node_id.to_string();
+        let layer = |name: &str| image.broker_configs.get(name).unwrap_or(&empty);
         let previous = read_lock(&self.effective).clone();
-        if previous.layers == layers {
+        if previous.layers.0 == *layer("") && previous.layers.1 == *layer(&own_name) {
             return false;
         }
+        let layers = (layer("").clone(), layer(&own_name).clone());
         let (config, errors) = self.config.with_dynamic(&layers.0, &layers.1);
         for e in errors {
             tracing::warn!(error = %e, "a dynamic broker config in the metadata log does not apply; the value below it stays in force");
@@ -909,26 +912,8 @@ fn partition_dir(name: &str) -> Option<(&str, i32)> {
     partition.parse().ok().map(|p| (topic, p))
 }
 
-fn lock<T>(l: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match l.lock() {
-        Ok(g) => g,
-        Err(poisoned) => poisoned.into_inner(),
-    }
-}
 
-fn read_lock<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    match l.read() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
-    }
-}
 
-fn write_lock<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    match l.write() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
-    }
-}
 
 /// Threads for opening and closing partitions: that work waits on fsyncs and reads, so it
 /// overlaps well beyond the core count.

@@ -65,6 +65,7 @@ pub mod replication;
 pub mod record;
 pub mod runtime;
 pub mod server;
+pub mod sync;
 pub mod telemetry;
 pub mod txn;
 pub mod types;

@@ -297,11 +297,9 @@ fn apply_broker(api: &Api, c: &ResourceChange, validate_only: bool) -> Result<()
             // is refused here with the key.
             let layer = |name: &str| if name == c.name { next_checked.clone() } else { image.broker_configs.get(name).cloned().unwrap_or_default() };
             let own = if c.name.is_empty() { layer(&broker.node_id.to_string()) } else { layer(&c.name) };
-            let dynamic_only = |m: BTreeMap<String, String>| m.into_iter().filter(|(k, _)| !is_throttle(k)).collect::<BTreeMap<_, _>>();
-            let (default_layer, own_layer) = (dynamic_only(layer("")), dynamic_only(own));
-            let mut probe = broker.config.clone();
-            for (key, value) in default_layer.iter().chain(&own_layer) {
-                probe.set_dynamic(key, Some(value)).map_err(|e| ControllerError::InvalidConfig(kafka_invalid_value(&e)))?;
+            let (_, errors) = broker.config.with_dynamic(&layer(""), &own);
+            if let Some(e) = errors.first() {
+                return Err(ControllerError::InvalidConfig(kafka_invalid_value(e)));
             }
             let mut records = Vec::new();
             for (key, value) in &next_checked {

@@ -154,13 +154,14 @@ pub fn topic_configs(broker: &Broker, overrides: &BTreeMap<String, String>) -> V
 fn broker_configs(api: &Api) -> Vec<DescribeConfigsResourceResult> {
     let broker = &api.broker;
     let layers = broker_layers(broker);
+    let in_force = broker.effective_config();
     let mut out: Vec<DescribeConfigsResourceResult> = BROKER_KEYS
         .iter()
         .map(|k| {
             let value = match k.name {
                 // Kept in the metadata log once generated, not in the configuration.
                 "cluster.id" => Some(broker.image().cluster_id.clone()),
-                _ => broker.effective_config().get(k.name).map(str::to_string),
+                _ => in_force.get(k.name).map(str::to_string),
             };
             let mut c = entry(k.name, value, synonyms(k.name, &layers), config_type(k.kind), k.doc);
             c.read_only = !is_dynamic_broker_key(k.name);

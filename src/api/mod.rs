@@ -73,6 +73,7 @@ use crate::broker::{Broker, BrokerError};
 use crate::group::GroupCoordinator;
 use crate::txn::TransactionCoordinator;
 use crate::txn::markers::LocalMarkerWriter;
+use crate::sync::lock;
 use fetch_session::FetchSessionCache;
 use response_frame::{ByReference, ChunkedBuf, ResponseFrame};
 
@@ -466,9 +467,6 @@ pub(crate) async fn txn_replicated(api: &Api, transactional_id: &str) -> Result<
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
 
 pub(crate) fn str_bytes(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_string())

@@ -59,6 +59,8 @@ pub use topic::TopicMetrics;
 use lag::ConsumerLag;
 use snapshot::SnapshotGauges;
 
+use crate::sync::lock;
+
 /// The text exposition format's content type (Prometheus 0.0.4).
 pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -324,12 +326,6 @@ fn wall_clock_ms() -> i64 {
     i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(poisoned) => poisoned.into_inner(),
-    }
-}
 
 /// Saturating conversion for gauges: sizes are `u64`, Prometheus' integer gauges `i64`.
 fn gauge_value(v: u64) -> i64 {

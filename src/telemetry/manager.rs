@@ -23,6 +23,7 @@ use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
 use super::subscription::{self, ClientAttributes, Subscription};
+use crate::sync::lock;
 
 /// Kafka's cache bound: 16k active client instances per broker.
 pub const INSTANCES_MAX: usize = 16_384;
@@ -335,9 +336,6 @@ pub fn kafka_uuid(id: Uuid) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id.as_bytes())
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]

@@ -40,7 +40,7 @@ pub mod state;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::records::RecordBatchDecoder;
@@ -50,6 +50,7 @@ use crate::coordinator::{LeadershipListener, OwnedPartitions, WriteBarrier};
 use crate::metadata::features::{TRANSACTION_VERSION, transaction_version};
 use crate::record::BatchBuilder;
 use crate::types::{LeaderEpoch, PartitionId, TopicPartition};
+use crate::sync::lock;
 use channel::TxnKey;
 use sender::{Completion, CompletionSink, MarkerSender, MarkerTransport};
 pub use state::TxnVersion;
@@ -132,12 +133,6 @@ pub struct TransactionCoordinator {
     last_expiration_check_ms: AtomicI64,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
-    }
-}
 
 impl TransactionCoordinator {
     pub fn new(broker: Arc<Broker>, transport: Arc<dyn MarkerTransport>) -> Arc<Self> {
