@@ -27,12 +27,6 @@ DEADLINE_S = 60
 BROKER_OVERRIDES = {"metrics.listener": "127.0.0.1:0"}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def blumfeld_only():
-    if broker_kind() != "blumfeld":
-        pytest.skip("pushed client metrics are exported on Blumfeld's Prometheus endpoint")
-
-
 def client_metrics(bootstrap: str, *args: str) -> str:
     return run_tool(CLIENT_METRICS, "--bootstrap-server", bootstrap, *args)
 
@@ -56,6 +50,7 @@ def test_subscription_lifecycle(broker):
     assert "lifecycle" not in client_metrics(b, "--list").split()
 
 
+@pytest.mark.skipif(broker_kind() != "blumfeld", reason="pushed client metrics are exported on Blumfeld's Prometheus endpoint")
 def test_pushed_producer_metrics_reach_the_metrics_endpoint(broker):
     b = broker.bootstrap
     host, port = metrics_address(broker)
